@@ -1,0 +1,73 @@
+/**
+ * The composition root: starts the core, then the doors (API and proxy), in one process.
+ * It lives outside src/ because src/ never imports the doors.
+ */
+import type { AddressInfo } from 'node:net';
+import { buildApi } from './api/server.ts';
+import { type Config, loadConfig } from './src/config.ts';
+import { ConfigError } from './src/errors.ts';
+import { type Core, startCore } from './src/gateway.ts';
+import { createLogger } from './src/log.ts';
+
+export interface Gateway {
+  core: Core;
+  apiPort: number;
+  apiUrl: string;
+  stop(): Promise<void>;
+}
+
+export async function startGateway(config: Config): Promise<Gateway> {
+  const core = await startCore(config, createLogger(config.logLevel));
+  try {
+    const api = await buildApi(core);
+    await api.listen({ host: config.apiHost, port: config.apiPort });
+    const apiPort = (api.server.address() as AddressInfo).port;
+    core.log.info({ api: `http://${config.apiHost}:${apiPort}` }, 'pgfleet is ready');
+    let stopping: Promise<void> | undefined;
+    return {
+      core,
+      apiPort,
+      apiUrl: `http://${config.apiHost}:${apiPort}`,
+      stop: () => (stopping ??= (async () => {
+        await api.close();
+        await core.stop();
+      })()),
+    };
+  } catch (err) {
+    await core.stop();
+    throw err;
+  }
+}
+
+export async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`pgfleet: invalid configuration: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const gateway = await startGateway(config);
+  const shutdown = (signal: string) => {
+    gateway.core.log.info({ signal }, 'stopping');
+    gateway.stop().then(
+      () => process.exit(0),
+      (err) => {
+        gateway.core.log.error({ err }, 'stop failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGINT', () => shutdown('SIGINT'));
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main().catch((err) => {
+    process.stderr.write(`pgfleet: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,103 @@
+import pg from 'pg';
+import type { Logger } from 'pino';
+import type { PgInstall } from '../pg/install.ts';
+import type { OsUser } from '../pg/os-user.ts';
+import { ADMIN_ROLE, PostgresServer } from '../pg/server.ts';
+import { initCluster } from '../pg/server.ts';
+import fs from 'node:fs';
+import path from 'node:path';
+import { migrate } from './migrate.ts';
+
+// Catalog rows carry bigint counters; they fit in a JS number for any realistic usage.
+pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
+
+/** The catalog: a pool on its Postgres, and, on the embedded default, that Postgres itself. */
+export class Catalog {
+  private constructor(
+    readonly pool: pg.Pool,
+    private readonly server: PostgresServer | undefined,
+  ) {}
+
+  /**
+   * Connects to DATABASE_URL, or starts the embedded catalog Postgres under dataDir/catalog,
+   * then applies pending migrations.
+   */
+  static async open(opts: {
+    databaseUrl: string | undefined;
+    dataDir: string;
+    runDir: string;
+    install: PgInstall;
+    user: OsUser;
+    log: Logger;
+  }): Promise<Catalog> {
+    let server: PostgresServer | undefined;
+    let poolConfig: pg.PoolConfig;
+    if (opts.databaseUrl) {
+      poolConfig = { connectionString: opts.databaseUrl };
+    } else {
+      const pgdata = path.join(opts.dataDir, 'catalog', 'pgdata');
+      if (!fs.existsSync(path.join(pgdata, 'PG_VERSION'))) {
+        opts.log.info({ pgdata }, 'initializing the embedded catalog');
+        await initCluster(opts.install, opts.user, pgdata);
+      }
+      const socketDir = path.join(opts.runDir, 'catalog');
+      server = new PostgresServer({
+        install: opts.install,
+        user: opts.user,
+        pgdata,
+        socketDir,
+        logFile: path.join(opts.dataDir, 'catalog', 'postgres.log'),
+        settings: { shared_buffers: '32MB', max_connections: 100, unix_socket_permissions: '0700', fsync: 'on' },
+        startTimeoutMs: 60_000,
+      });
+      await server.start();
+      server.on('exit', (code, signal) => opts.log.fatal({ code, signal }, 'the embedded catalog Postgres exited'));
+      poolConfig = { host: socketDir, user: ADMIN_ROLE, database: 'postgres' };
+    }
+    const pool = new pg.Pool({ ...poolConfig, max: 10, idleTimeoutMillis: 30_000 });
+    pool.on('error', (err) => opts.log.warn({ err: err.message }, 'catalog connection error'));
+    try {
+      const applied = await migrate(pool);
+      if (applied.length) opts.log.info({ applied }, 'catalog migrations applied');
+    } catch (err) {
+      await pool.end();
+      await server?.stop();
+      throw err;
+    }
+    return new Catalog(pool, server);
+  }
+
+  query<R extends pg.QueryResultRow = any>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>> {
+    return this.pool.query<R>(text, values);
+  }
+
+  /** Runs fn in one transaction. */
+  async tx<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const result = await fn(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  async ping(): Promise<boolean> {
+    try {
+      await this.pool.query('SELECT 1');
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+    await this.server?.stop();
+  }
+}

@@ -1,0 +1,77 @@
+import type { BranchRef } from '../providers/provider.ts';
+import type { Catalog } from './catalog.ts';
+
+/** Everything the doors need to route to one branch's compute, read in one catalog query. */
+export interface BranchRoute {
+  endpointId: string;
+  branchId: string;
+  branchName: string;
+  databaseId: string;
+  partnerId: string;
+  userId: string;
+  region: string;
+  provider: string;
+  databaseName: string;
+  ownerRole: string;
+  suspendTimeoutSeconds: number;
+  quotas: Record<string, number | null>;
+  /** role name → SCRAM-SHA-256 verifier */
+  verifiers: Record<string, string>;
+  providerState: Record<string, unknown>;
+}
+
+const SELECT_ROUTE = `
+  SELECT e.id AS endpoint_id, b.id AS branch_id, b.name AS branch_name, b.provider_state AS branch_state,
+         d.id AS database_id, d.partner_id, d.user_id, d.region, d.provider, d.database_name, d.owner_role,
+         d.suspend_timeout_seconds, d.quotas, d.provider_state AS database_state,
+         COALESCE((SELECT json_object_agg(r.name, r.scram_verifier) FROM roles r WHERE r.database_id = d.id), '{}') AS verifiers
+    FROM endpoints e
+    JOIN branches b ON b.id = e.branch_id
+    JOIN databases d ON d.id = b.database_id`;
+
+function toRoute(row: any): BranchRoute {
+  return {
+    endpointId: row.endpoint_id,
+    branchId: row.branch_id,
+    branchName: row.branch_name,
+    databaseId: row.database_id,
+    partnerId: row.partner_id,
+    userId: row.user_id,
+    region: row.region,
+    provider: row.provider,
+    databaseName: row.database_name,
+    ownerRole: row.owner_role,
+    suspendTimeoutSeconds: row.suspend_timeout_seconds,
+    quotas: row.quotas,
+    verifiers: row.verifiers,
+    providerState: { ...row.database_state, ...row.branch_state },
+  };
+}
+
+export async function routeByEndpoint(catalog: Catalog, endpointId: string): Promise<BranchRoute | undefined> {
+  const { rows } = await catalog.query(`${SELECT_ROUTE} WHERE e.id = $1`, [endpointId]);
+  return rows[0] ? toRoute(rows[0]) : undefined;
+}
+
+export async function routeByBranch(catalog: Catalog, branchId: string): Promise<BranchRoute | undefined> {
+  const { rows } = await catalog.query(`${SELECT_ROUTE} WHERE b.id = $1`, [branchId]);
+  return rows[0] ? toRoute(rows[0]) : undefined;
+}
+
+/** The main branch of a database. */
+export async function routeByDatabase(catalog: Catalog, databaseId: string): Promise<BranchRoute | undefined> {
+  const { rows } = await catalog.query(`${SELECT_ROUTE} WHERE d.id = $1 AND b.parent_id IS NULL ORDER BY b.created_at LIMIT 1`, [databaseId]);
+  return rows[0] ? toRoute(rows[0]) : undefined;
+}
+
+export function branchRefOf(route: BranchRoute): BranchRef {
+  return {
+    databaseId: route.databaseId,
+    branchId: route.branchId,
+    region: route.region,
+    databaseName: route.databaseName,
+    ownerRole: route.ownerRole,
+    roles: Object.keys(route.verifiers),
+    providerState: route.providerState,
+  };
+}

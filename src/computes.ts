@@ -1,0 +1,296 @@
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import { CapacityError, ComputeStartError } from './errors.ts';
+import type { BranchRef, ComputeAddress, Provider } from './providers/provider.ts';
+
+export type ComputeState = 'suspended' | 'starting' | 'running' | 'stopping' | 'failed';
+
+/** What the manager needs to run one branch's compute. */
+export interface ComputeTarget {
+  ref: BranchRef;
+  provider: Provider;
+  /** 0 = never suspend for idleness. */
+  suspendTimeoutSeconds: number;
+}
+
+/** A connection's hold on a running compute; release it when the session ends. */
+export interface Lease {
+  address: ComputeAddress;
+  release(): void;
+}
+
+export interface ComputeInfo {
+  state: ComputeState;
+  connections: number;
+  lastActiveAt: Date | undefined;
+  startedAt: Date | undefined;
+}
+
+interface Entry {
+  target: ComputeTarget;
+  state: ComputeState;
+  address: ComputeAddress | undefined;
+  starting: Promise<ComputeAddress> | undefined;
+  /** Settles when the last start attempt (even one we gave up waiting for) is cleaned up. */
+  settled: Promise<void>;
+  stopping: Promise<void> | undefined;
+  connections: number;
+  lastActiveAt: number | undefined;
+  startedAt: number | undefined;
+  idleTimer: NodeJS.Timeout | undefined;
+  failures: number;
+  retryAt: number;
+}
+
+export interface ComputeManagerOptions {
+  maxComputes: number;
+  wakeTimeoutMs: number;
+  log: Logger;
+}
+
+/**
+ * Owns each compute's state: suspended → starting → running → stopping. Wakes are coalesced
+ * (one start, however many connections wait), idle computes are suspended after their
+ * timeout, and at most maxComputes run at once, the least recently used idle one making room.
+ *
+ * Events: 'state' (branchId, state, previous), 'wake' (branchId, ms, ok), 'connections' (branchId, n).
+ */
+export class ComputeManager extends EventEmitter {
+  private readonly entries = new Map<string, Entry>();
+  private closed = false;
+
+  constructor(private readonly opts: ComputeManagerOptions) {
+    super();
+  }
+
+  private entry(target: ComputeTarget): Entry {
+    let e = this.entries.get(target.ref.branchId);
+    if (!e) {
+      e = {
+        target, state: 'suspended', address: undefined, starting: undefined, settled: Promise.resolve(),
+        stopping: undefined, connections: 0, lastActiveAt: undefined, startedAt: undefined,
+        idleTimer: undefined, failures: 0, retryAt: 0,
+      };
+      this.entries.set(target.ref.branchId, e);
+    } else {
+      e.target = target; // newer settings (suspend timeout, roles) win
+    }
+    return e;
+  }
+
+  private setState(e: Entry, state: ComputeState): void {
+    const previous = e.state;
+    if (previous === state) return;
+    e.state = state;
+    this.emit('state', e.target.ref.branchId, state, previous);
+  }
+
+  /** Wakes the compute if needed and counts one more connection on it. */
+  async acquire(target: ComputeTarget): Promise<Lease> {
+    const e = this.entry(target);
+    // Count the connection before waiting so that the compute is not evicted or suspended meanwhile.
+    this.addConnection(e, 1);
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      this.addConnection(e, -1);
+    };
+    try {
+      const address = await this.wakeEntry(e);
+      return { address, release };
+    } catch (err) {
+      release();
+      throw err;
+    }
+  }
+
+  /** Starts the compute (API wake, or a connection through acquire) and returns its address. */
+  async wake(target: ComputeTarget): Promise<ComputeAddress> {
+    const e = this.entry(target);
+    const address = await this.wakeEntry(e);
+    this.armIdleTimer(e);
+    return address;
+  }
+
+  private addConnection(e: Entry, delta: number): void {
+    e.connections += delta;
+    e.lastActiveAt = Date.now();
+    this.emit('connections', e.target.ref.branchId, e.connections);
+    if (e.connections > 0) {
+      clearTimeout(e.idleTimer);
+      e.idleTimer = undefined;
+    } else {
+      this.armIdleTimer(e);
+    }
+  }
+
+  private armIdleTimer(e: Entry): void {
+    clearTimeout(e.idleTimer);
+    e.idleTimer = undefined;
+    const seconds = e.target.suspendTimeoutSeconds;
+    if (seconds <= 0 || e.connections > 0 || e.state !== 'running') return;
+    e.idleTimer = setTimeout(() => {
+      e.idleTimer = undefined;
+      if (e.connections === 0 && e.state === 'running') {
+        this.opts.log.info({ branch: e.target.ref.branchId, idle_seconds: seconds }, 'suspending idle compute');
+        this.stopEntry(e).catch((err) => this.opts.log.error({ err, branch: e.target.ref.branchId }, 'idle suspend failed'));
+      }
+    }, seconds * 1000);
+    e.idleTimer.unref();
+  }
+
+  private wakeEntry(e: Entry): Promise<ComputeAddress> {
+    if (this.closed) return Promise.reject(new ComputeStartError('the gateway is shutting down'));
+    if (e.state === 'running' && e.address) return Promise.resolve(e.address);
+    if (e.starting) return e.starting;
+    if (e.stopping) {
+      // A stop is under way (idle suspend, eviction): wake again once it is done.
+      return e.stopping.then(() => this.wakeEntry(e));
+    }
+    const now = Date.now();
+    if (e.retryAt > now) {
+      return Promise.reject(new ComputeStartError(
+        `the database could not be started (${e.failures} failed attempts); the next attempt is in ${Math.ceil((e.retryAt - now) / 1000)} s`));
+    }
+    this.makeRoom(e);
+    this.setState(e, 'starting');
+    const started = Date.now();
+    const starting = this.startWithTimeout(e).then(
+      (address) => {
+        e.starting = undefined;
+        e.address = address;
+        e.failures = 0;
+        e.retryAt = 0;
+        e.startedAt = Date.now();
+        this.setState(e, 'running');
+        this.emit('wake', e.target.ref.branchId, Date.now() - started, true);
+        this.armIdleTimer(e);
+        return address;
+      },
+      (err: Error) => {
+        e.starting = undefined;
+        e.failures++;
+        // The first failure is retried by the next connection; repeated ones back off.
+        e.retryAt = e.failures >= 2 ? Date.now() + Math.min(60_000, 1000 * 2 ** (e.failures - 2)) : 0;
+        this.setState(e, 'failed');
+        this.emit('wake', e.target.ref.branchId, Date.now() - started, false);
+        this.opts.log.error({ branch: e.target.ref.branchId, err: err.message, failures: e.failures }, 'compute start failed');
+        throw err instanceof ComputeStartError || err instanceof CapacityError
+          ? err
+          : new ComputeStartError(`the database could not be started: ${err.message}`);
+      },
+    );
+    e.starting = starting;
+    return starting;
+  }
+
+  /** Starts the compute, giving up after wakeTimeoutMs; a start given up on is stopped once it settles. */
+  private async startWithTimeout(e: Entry): Promise<ComputeAddress> {
+    await e.settled; // a previous attempt still winding down
+    const { provider, ref } = e.target;
+    const attempt = provider.start(ref);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new ComputeStartError(
+        `the database did not start within ${Math.round(this.opts.wakeTimeoutMs / 1000)} s`)), this.opts.wakeTimeoutMs);
+    });
+    try {
+      return await Promise.race([attempt, timeout]);
+    } catch (err) {
+      e.settled = attempt.then(() => provider.stop(ref), () => {}).catch(() => {});
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Frees a slot for `e` when at capacity by stopping the least recently used idle compute. */
+  private makeRoom(e: Entry): void {
+    let active = 0;
+    let victim: Entry | undefined;
+    for (const other of this.entries.values()) {
+      if (other.state !== 'starting' && other.state !== 'running') continue;
+      active++;
+      if (other === e || other.state !== 'running' || other.connections > 0) continue;
+      if (!victim || (other.lastActiveAt ?? 0) < (victim.lastActiveAt ?? 0)) victim = other;
+    }
+    if (active < this.opts.maxComputes) return;
+    if (!victim) {
+      throw new CapacityError(`all ${this.opts.maxComputes} compute slots of this gateway are busy; try again shortly`);
+    }
+    this.opts.log.info({ branch: victim.target.ref.branchId, for: e.target.ref.branchId }, 'suspending least recently used compute to make room');
+    void this.stopEntry(victim).catch((err) => this.opts.log.error({ err }, 'eviction failed'));
+  }
+
+  private stopEntry(e: Entry): Promise<void> {
+    if (e.stopping) return e.stopping;
+    clearTimeout(e.idleTimer);
+    e.idleTimer = undefined;
+    const wasStarting = e.starting;
+    this.setState(e, 'stopping');
+    const stopping = (async () => {
+      if (wasStarting) await wasStarting.catch(() => {});
+      await e.target.provider.stop(e.target.ref);
+    })().finally(() => {
+      e.stopping = undefined;
+      e.address = undefined;
+      e.startedAt = undefined;
+      this.setState(e, 'suspended');
+    });
+    e.stopping = stopping;
+    return stopping;
+  }
+
+  /** Suspends now, whatever its connections (API suspend; sessions get Postgres's shutdown error). */
+  async suspend(branchId: string): Promise<void> {
+    const e = this.entries.get(branchId);
+    if (!e || e.state === 'suspended' || e.state === 'failed') return;
+    await this.stopEntry(e);
+  }
+
+  /** The provider noticed the compute died: the next connection starts it again. */
+  computeExited(branchId: string): void {
+    const e = this.entries.get(branchId);
+    if (!e || e.state !== 'running') return;
+    e.address = undefined;
+    e.startedAt = undefined;
+    clearTimeout(e.idleTimer);
+    this.setState(e, 'suspended');
+  }
+
+  /** Stops the compute and forgets it (the database is being deleted). */
+  async remove(branchId: string): Promise<void> {
+    const e = this.entries.get(branchId);
+    if (!e) return;
+    await e.starting?.catch(() => {});
+    await this.stopEntry(e);
+    this.entries.delete(branchId);
+  }
+
+  info(branchId: string): ComputeInfo {
+    const e = this.entries.get(branchId);
+    return {
+      state: e?.state ?? 'suspended',
+      connections: e?.connections ?? 0,
+      lastActiveAt: e?.lastActiveAt !== undefined ? new Date(e.lastActiveAt) : undefined,
+      startedAt: e?.startedAt !== undefined ? new Date(e.startedAt) : undefined,
+    };
+  }
+
+  /** How many computes are starting or running. */
+  get activeCount(): number {
+    let n = 0;
+    for (const e of this.entries.values()) if (e.state === 'starting' || e.state === 'running') n++;
+    return n;
+  }
+
+  /** Stops every compute (pgfleet shutting down). */
+  async shutdown(): Promise<void> {
+    this.closed = true;
+    await Promise.all([...this.entries.values()].map(async (e) => {
+      await e.starting?.catch(() => {});
+      if (e.state === 'running' || e.state === 'stopping') await this.stopEntry(e).catch(() => {});
+    }));
+  }
+}

@@ -1,0 +1,141 @@
+import path from 'node:path';
+import { ConfigError } from './errors.ts';
+
+/** Settings of each compute Postgres; small by default so that many fit on one host. */
+export interface ComputeSettings {
+  sharedBuffers: string;
+  maxConnections: number;
+  workMem: string;
+}
+
+export interface Config {
+  dataDir: string;
+  apiHost: string;
+  apiPort: number;
+  proxyHost: string;
+  proxyPort: number;
+  /** Operator key; undefined means "generate at first start and keep under dataDir". */
+  adminKey: string | undefined;
+  pgBin: string | undefined;
+  databaseUrl: string | undefined;
+  redisUrl: string | undefined;
+  domain: string;
+  logLevel: string;
+  /** OS user that runs computes when pgfleet runs as root. */
+  computeUser: string;
+  compute: ComputeSettings;
+  maxComputes: number;
+  wakeTimeoutMs: number;
+  defaultSuspendTimeoutSeconds: number;
+  allowPlaintext: boolean;
+  tlsCert: string | undefined;
+  tlsKey: string | undefined;
+  usageFlushSeconds: number;
+}
+
+type Env = Record<string, string | undefined>;
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+function str(env: Env, name: string, fallback: string): string {
+  const v = env[name];
+  return v === undefined || v === '' ? fallback : v;
+}
+
+function optional(env: Env, name: string): string | undefined {
+  const v = env[name];
+  return v === undefined || v === '' ? undefined : v;
+}
+
+function int(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (!/^\d+$/.test(raw.trim())) throw new ConfigError(name, `must be a whole number, got "${raw}"`);
+  const n = Number(raw.trim());
+  if (n < min || n > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${n}`);
+  return n;
+}
+
+function port(env: Env, name: string, fallback: number): number {
+  return int(env, name, fallback, 0, 65535);
+}
+
+function bool(env: Env, name: string): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return false;
+  if (/^(1|true|yes|on)$/i.test(raw)) return true;
+  if (/^(0|false|no|off)$/i.test(raw)) return false;
+  throw new ConfigError(name, `must be true or false, got "${raw}"`);
+}
+
+function url(env: Env, name: string, protocols: string[]): string | undefined {
+  const raw = optional(env, name);
+  if (raw === undefined) return undefined;
+  let parsed: URL;
+  try {
+    parsed = new URL(raw);
+  } catch {
+    throw new ConfigError(name, 'is not a valid URL');
+  }
+  if (!protocols.includes(parsed.protocol)) {
+    throw new ConfigError(name, `must use ${protocols.join(' or ')}, got ${parsed.protocol}`);
+  }
+  return raw;
+}
+
+function memory(env: Env, name: string, fallback: string): string {
+  const v = str(env, name, fallback);
+  if (!/^\d+(kB|MB|GB)$/.test(v)) throw new ConfigError(name, `must look like 16MB, got "${v}"`);
+  return v;
+}
+
+/** Reads and validates the whole configuration; throws ConfigError naming the bad variable. */
+export function loadConfig(env: Env = process.env): Config {
+  const domain = str(env, 'PGFLEET_DOMAIN', 'localhost').toLowerCase();
+  if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/.test(domain)) {
+    throw new ConfigError('PGFLEET_DOMAIN', `is not a DNS name: "${domain}"`);
+  }
+  const logLevel = str(env, 'PGFLEET_LOG_LEVEL', 'info');
+  if (!LOG_LEVELS.includes(logLevel)) {
+    throw new ConfigError('PGFLEET_LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}`);
+  }
+  const adminKey = optional(env, 'PGFLEET_ADMIN_KEY');
+  if (adminKey !== undefined && adminKey.length < 16) {
+    throw new ConfigError('PGFLEET_ADMIN_KEY', 'must be at least 16 characters');
+  }
+  const computeUser = str(env, 'PGFLEET_COMPUTE_USER', 'postgres');
+  if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(computeUser)) {
+    throw new ConfigError('PGFLEET_COMPUTE_USER', `is not a valid user name: "${computeUser}"`);
+  }
+  const tlsCert = optional(env, 'PGFLEET_TLS_CERT');
+  const tlsKey = optional(env, 'PGFLEET_TLS_KEY');
+  if ((tlsCert === undefined) !== (tlsKey === undefined)) {
+    throw new ConfigError(tlsCert ? 'PGFLEET_TLS_KEY' : 'PGFLEET_TLS_CERT', 'PGFLEET_TLS_CERT and PGFLEET_TLS_KEY go together');
+  }
+  return {
+    dataDir: path.resolve(str(env, 'PGFLEET_DATA_DIR', './.pgfleet')),
+    apiHost: str(env, 'PGFLEET_API_HOST', '127.0.0.1'),
+    apiPort: port(env, 'PGFLEET_API_PORT', 8080),
+    proxyHost: str(env, 'PGFLEET_PROXY_HOST', '127.0.0.1'),
+    proxyPort: port(env, 'PGFLEET_PROXY_PORT', 5432),
+    adminKey,
+    pgBin: optional(env, 'PGFLEET_PG_BIN'),
+    databaseUrl: url(env, 'DATABASE_URL', ['postgres:', 'postgresql:']),
+    redisUrl: url(env, 'REDIS_URL', ['redis:', 'rediss:']),
+    domain,
+    logLevel,
+    computeUser,
+    compute: {
+      sharedBuffers: memory(env, 'PGFLEET_COMPUTE_SHARED_BUFFERS', '16MB'),
+      maxConnections: int(env, 'PGFLEET_COMPUTE_MAX_CONNECTIONS', 50, 5, 10000),
+      workMem: memory(env, 'PGFLEET_COMPUTE_WORK_MEM', '4MB'),
+    },
+    maxComputes: int(env, 'PGFLEET_MAX_COMPUTES', 100, 1, 100000),
+    wakeTimeoutMs: int(env, 'PGFLEET_WAKE_TIMEOUT', 30, 1, 3600) * 1000,
+    defaultSuspendTimeoutSeconds: int(env, 'PGFLEET_SUSPEND_TIMEOUT', 300, 0, 7 * 86400),
+    allowPlaintext: bool(env, 'PGFLEET_ALLOW_PLAINTEXT'),
+    tlsCert,
+    tlsKey,
+    usageFlushSeconds: int(env, 'PGFLEET_USAGE_FLUSH_SECONDS', 60, 1, 3600),
+  };
+}

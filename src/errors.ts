@@ -1,0 +1,60 @@
+/**
+ * Typed errors. Each carries what it becomes at the edge: a SQLSTATE for the wire proxy
+ * and an HTTP status (with a stable code) for the API.
+ */
+export class PgfleetError extends Error {
+  constructor(
+    message: string,
+    readonly sqlstate: string,
+    readonly httpStatus: number,
+    readonly code: string,
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+export class ConfigError extends PgfleetError {
+  constructor(readonly variable: string, message: string) {
+    super(`${variable}: ${message}`, 'F0000', 500, 'config_error');
+  }
+}
+
+export class NotFoundError extends PgfleetError {
+  constructor(message: string) {
+    super(message, '3D000', 404, 'not_found');
+  }
+}
+
+export class ConflictError extends PgfleetError {
+  constructor(message: string) {
+    super(message, '42710', 409, 'conflict');
+  }
+}
+
+export class BadRequestError extends PgfleetError {
+  constructor(message: string) {
+    super(message, '22023', 400, 'bad_request');
+  }
+}
+
+/** The compute could not be started (or did not start in time). */
+export class ComputeStartError extends PgfleetError {
+  constructor(message: string) {
+    super(message, '57P03', 503, 'compute_unavailable');
+  }
+}
+
+/** Every compute slot is busy: nothing idle can be suspended to make room. */
+export class CapacityError extends PgfleetError {
+  constructor(message: string) {
+    super(message, '53300', 503, 'capacity_exhausted');
+  }
+}
+
+/** A usage quota is exhausted. */
+export class QuotaError extends PgfleetError {
+  constructor(message: string, sqlstate = '53400') {
+    super(message, sqlstate, 402, 'quota_exceeded');
+  }
+}

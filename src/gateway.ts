@@ -1,0 +1,92 @@
+import fs from 'node:fs';
+import { Catalog } from './catalog/catalog.ts';
+import { type BranchRoute, branchRefOf } from './catalog/routes.ts';
+import { type ComputeTarget, ComputeManager } from './computes.ts';
+import type { Config } from './config.ts';
+import { ensureAdminKey, lockDataDir, prepareDataDir } from './data-dir.ts';
+import { type Logger, createLogger } from './log.ts';
+import { type PgInstall, resolvePgInstall } from './pg/install.ts';
+import { type OsUser, makeOwnedDir, resolveComputeUser } from './pg/os-user.ts';
+import { chooseRunDir } from './providers/local/layout.ts';
+import { LocalProvider } from './providers/local/local-provider.ts';
+import { Regions } from './regions.ts';
+
+/**
+ * The core both doors share: catalog, providers by region, the compute manager.
+ * Built by startCore, torn down by stop(); knows nothing of HTTP or the wire protocol.
+ */
+export interface Core {
+  config: Config;
+  log: Logger;
+  user: OsUser;
+  install: PgInstall;
+  runDir: string;
+  adminKeyHash: string;
+  catalog: Catalog;
+  local: LocalProvider;
+  regions: Regions;
+  computes: ComputeManager;
+  /** What the compute manager needs for a branch the catalog routed to. */
+  targetFor(route: BranchRoute): ComputeTarget;
+  stop(): Promise<void>;
+}
+
+export async function startCore(config: Config, log: Logger = createLogger(config.logLevel)): Promise<Core> {
+  prepareDataDir(config.dataDir);
+  const unlock = lockDataDir(config.dataDir);
+  const cleanups: (() => Promise<void> | void)[] = [unlock];
+  const undo = async () => {
+    for (const fn of cleanups.reverse()) await fn();
+  };
+  try {
+    const user = resolveComputeUser(config.computeUser);
+    const install = resolvePgInstall(config.pgBin, user, config.dataDir);
+    log.info({ version: install.version, bin: install.binDir, compute_user: user.name }, 'postgres binaries');
+    const runDir = chooseRunDir(config.dataDir);
+    if (!fs.existsSync(runDir)) makeOwnedDir(runDir, { ...user, switchUser: false }, 0o711);
+    const adminKeyHash = ensureAdminKey(config.dataDir, config.adminKey, (key, file) => {
+      process.stderr.write(`\npgfleet operator key (shown once, kept in ${file}):\n  ${key}\n\n`);
+    });
+
+    const catalog = await Catalog.open({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, runDir, install, user, log });
+    cleanups.push(() => catalog.close());
+
+    const computes = new ComputeManager({ maxComputes: config.maxComputes, wakeTimeoutMs: config.wakeTimeoutMs, log });
+    const local = new LocalProvider(
+      { dataDir: config.dataDir, runDir, install, user, compute: config.compute, startTimeoutMs: config.wakeTimeoutMs, log },
+      { onComputeExit: (branchId) => computes.computeExited(branchId) },
+    );
+    cleanups.push(() => local.shutdown());
+    await local.clearOrphans();
+    // Nothing runs after a (re)start until a connection or the API wakes it.
+    await catalog.query(`UPDATE computes SET state = 'suspended', pid = NULL, updated_at = now() WHERE state <> 'suspended'`);
+    cleanups.push(() => computes.shutdown());
+
+    computes.on('state', (branchId: string, state: string) => {
+      const info = computes.info(branchId);
+      catalog
+        .query(
+          `INSERT INTO computes (branch_id, state, started_at, last_active_at, updated_at)
+           SELECT $1, $2, $3, $4, now() WHERE EXISTS (SELECT 1 FROM branches WHERE id = $1)
+           ON CONFLICT (branch_id) DO UPDATE SET state = $2, started_at = $3,
+             last_active_at = COALESCE($4, computes.last_active_at), updated_at = now()`,
+          [branchId, state, info.startedAt ?? null, info.lastActiveAt ?? null],
+        )
+        .catch((err) => log.warn({ err: err.message, branch: branchId }, 'could not record compute state'));
+    });
+
+    const regions = new Regions([{ id: 'local', provider: local }]);
+    return {
+      config, log, user, install, runDir, adminKeyHash, catalog, local, regions, computes,
+      targetFor: (route) => ({
+        ref: branchRefOf(route),
+        provider: regions.get(route.region).provider,
+        suspendTimeoutSeconds: route.suspendTimeoutSeconds,
+      }),
+      stop: undo,
+    };
+  } catch (err) {
+    await undo();
+    throw err;
+  }
+}

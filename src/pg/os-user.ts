@@ -1,0 +1,79 @@
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+
+/** The OS identity computes run as: the current one, or an unprivileged user when we are root. */
+export interface OsUser {
+  name: string;
+  uid: number;
+  gid: number;
+  /** True when processes must be spawned with uid/gid (we are root). */
+  switchUser: boolean;
+}
+
+function lookup(name: string): { uid: number; gid: number } | undefined {
+  for (const line of fs.readFileSync('/etc/passwd', 'utf8').split('\n')) {
+    const f = line.split(':');
+    if (f[0] === name) return { uid: Number(f[2]), gid: Number(f[3]) };
+  }
+  return undefined;
+}
+
+/** Postgres refuses to run as root: as root, use (and create when missing) an unprivileged user. */
+export function resolveComputeUser(name: string): OsUser {
+  const uid = process.getuid?.() ?? 0;
+  if (uid !== 0) {
+    return { name: process.env.USER ?? String(uid), uid, gid: process.getgid?.() ?? uid, switchUser: false };
+  }
+  let found = lookup(name);
+  if (!found) {
+    execFileSync('useradd', ['--system', '--user-group', '--no-create-home', '--shell', '/usr/sbin/nologin', name], {
+      stdio: 'pipe',
+    });
+    found = lookup(name);
+    if (!found) throw new Error(`could not create the compute user "${name}"`);
+  }
+  if (found.uid === 0) throw new Error(`the compute user "${name}" must not be root`);
+  return { name, ...found, switchUser: true };
+}
+
+/** Spawn options that make a child run as the compute user. */
+export function spawnIdentity(user: OsUser): { uid?: number; gid?: number } {
+  return user.switchUser ? { uid: user.uid, gid: user.gid } : {};
+}
+
+/** Makes a directory owned by the compute user with the given mode (0700 for private ones). */
+export function makeOwnedDir(dir: string, user: OsUser, mode = 0o700): void {
+  // Missing parents must stay traversable for the compute user.
+  fs.mkdirSync(path.dirname(dir), { recursive: true, mode: 0o711 });
+  fs.mkdirSync(dir, { recursive: true, mode });
+  fs.chmodSync(dir, mode);
+  if (user.switchUser) fs.chownSync(dir, user.uid, user.gid);
+}
+
+/**
+ * The first ancestor of `target` (or target itself) that `user` cannot enter, if any.
+ * Checked by permission bits because root can enter anything and so cannot simply try.
+ */
+export function firstBlockedDir(target: string, user: OsUser): string | undefined {
+  if (!user.switchUser) return undefined;
+  let dir = path.resolve(target);
+  const chain: string[] = [];
+  for (;;) {
+    chain.unshift(dir);
+    const parent = path.dirname(dir);
+    if (parent === dir) break;
+    dir = parent;
+  }
+  for (const d of chain) {
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(d);
+    } catch {
+      return undefined; // does not exist yet: created by us, owned by the user
+    }
+    const bit = st.uid === user.uid ? 0o100 : st.gid === user.gid ? 0o010 : 0o001;
+    if ((st.mode & bit) === 0) return d;
+  }
+  return undefined;
+}

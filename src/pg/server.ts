@@ -1,0 +1,199 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import type { PgInstall } from './install.ts';
+import { type OsUser, makeOwnedDir, spawnIdentity } from './os-user.ts';
+
+const execFileAsync = promisify(execFile);
+
+/** Every server listens on this port number; only the socket file name depends on it. */
+export const SOCKET_PORT = 5432;
+export const ADMIN_ROLE = 'pgfleet_admin';
+
+/** Creates a cluster with initdb (as the compute user): used for templates and the catalog. */
+export async function initCluster(install: PgInstall, user: OsUser, pgdata: string): Promise<void> {
+  makeOwnedDir(path.dirname(pgdata), user);
+  const args = [
+    '-D', pgdata, '-U', ADMIN_ROLE, '--auth=trust', '--encoding=UTF8', '--locale=C',
+    // 1 MB WAL segments: a fresh cluster is ~25 MB instead of ~40, and copies of it are cheaper.
+    '--wal-segsize=1', '--no-sync', '--no-instructions',
+  ];
+  await execFileAsync(path.join(install.binDir, 'initdb'), args, { ...spawnIdentity(user), env: { LC_ALL: 'C', PATH: process.env.PATH } });
+  await execFileAsync('sync', ['-f', pgdata]);
+}
+
+function readPidFile(pgdata: string): { pid: number; status: string } | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(path.join(pgdata, 'postmaster.pid'), 'utf8');
+  } catch {
+    return undefined;
+  }
+  const lines = text.split('\n');
+  const pid = Number(lines[0]);
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  return { pid, status: (lines[7] ?? '').trim() };
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** A postmaster of this data directory: alive, and its working directory is the data dir. */
+function runningPostmaster(pgdata: string): number | undefined {
+  const info = readPidFile(pgdata);
+  if (!info || !isAlive(info.pid)) return undefined;
+  try {
+    return fs.realpathSync(`/proc/${info.pid}/cwd`) === fs.realpathSync(pgdata) ? info.pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (isAlive(pid)) {
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return true;
+}
+
+/**
+ * Makes a data directory startable after a previous pgfleet run: a postmaster still running
+ * there (an orphan) gets a fast shutdown, and lock files of dead or unrelated processes go.
+ * Returns true when an orphan was stopped.
+ */
+export async function clearPreviousRun(pgdata: string, socketDir: string): Promise<boolean> {
+  const orphan = runningPostmaster(pgdata);
+  if (orphan !== undefined) {
+    process.kill(orphan, 'SIGINT');
+    if (!(await waitForExit(orphan, 30_000))) {
+      process.kill(orphan, 'SIGQUIT');
+      await waitForExit(orphan, 5_000);
+    }
+  }
+  for (const f of [path.join(pgdata, 'postmaster.pid'), path.join(socketDir, `.s.PGSQL.${SOCKET_PORT}.lock`), path.join(socketDir, `.s.PGSQL.${SOCKET_PORT}`)]) {
+    fs.rmSync(f, { force: true });
+  }
+  return orphan !== undefined;
+}
+
+export interface ServerOptions {
+  install: PgInstall;
+  user: OsUser;
+  pgdata: string;
+  socketDir: string;
+  logFile: string;
+  /** Postgres settings passed as -c name=value. */
+  settings: Record<string, string | number>;
+  startTimeoutMs: number;
+}
+
+function logTail(file: string): string {
+  try {
+    const text = fs.readFileSync(file, 'utf8');
+    return text.split('\n').filter(Boolean).slice(-5).join(' | ');
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * One running postmaster. Start resolves the moment postmaster.pid says "ready" (watched with
+ * inotify, not polled). Emits 'exit' (code, signal) when the process ends for any reason.
+ */
+export class PostgresServer extends EventEmitter {
+  private child: ChildProcess | undefined;
+  private exited: Promise<void> = Promise.resolve();
+  private stopping = false;
+
+  constructor(readonly opts: ServerOptions) {
+    super();
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  get running(): boolean {
+    return this.child !== undefined;
+  }
+
+  async start(): Promise<void> {
+    const { install, user, pgdata, socketDir, logFile, settings } = this.opts;
+    makeOwnedDir(socketDir, user);
+    await clearPreviousRun(pgdata, socketDir);
+    const args = ['-D', pgdata, '-k', socketDir, '-p', String(SOCKET_PORT), '-c', 'listen_addresses='];
+    for (const [k, v] of Object.entries(settings)) args.push('-c', `${k}=${v}`);
+    const logFd = fs.openSync(logFile, 'a', 0o600);
+    if (user.switchUser) fs.fchownSync(logFd, user.uid, user.gid);
+
+    // Watch before spawning so that no pid-file write can be missed.
+    let watcher: fs.FSWatcher | undefined;
+    const ready = new Promise<void>((resolve, reject) => {
+      const check = () => {
+        if (readPidFile(pgdata)?.status === 'ready') resolve();
+      };
+      watcher = fs.watch(pgdata, (_event, name) => {
+        if (name === 'postmaster.pid') check();
+      });
+      watcher.on('error', reject);
+      const child = spawn(path.join(install.binDir, 'postgres'), args, {
+        ...spawnIdentity(user),
+        stdio: ['ignore', logFd, logFd],
+        detached: true, // its own process group: a Ctrl-C at our terminal is ours to relay, not its
+        env: { LC_ALL: 'C', PATH: process.env.PATH, TZ: 'UTC' },
+      });
+      this.child = child;
+      this.exited = new Promise((done) => {
+        child.once('exit', (code, signal) => {
+          this.child = undefined;
+          const expected = this.stopping;
+          this.stopping = false;
+          reject(new Error(`postgres exited during start (code ${code}, signal ${signal}): ${logTail(logFile)}`));
+          done();
+          if (!expected) this.emit('exit', code, signal);
+        });
+      });
+      child.once('error', reject);
+      check();
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`postgres did not become ready in ${this.opts.startTimeoutMs} ms: ${logTail(logFile)}`)), this.opts.startTimeoutMs);
+    });
+    try {
+      await Promise.race([ready, timeout]);
+    } catch (err) {
+      await this.stop('immediate');
+      throw err;
+    } finally {
+      clearTimeout(timer);
+      watcher?.close();
+      fs.closeSync(logFd);
+    }
+  }
+
+  /** fast: roll back sessions and checkpoint; immediate: crash-like, for failed starts. */
+  async stop(mode: 'fast' | 'immediate' = 'fast', timeoutMs = 30_000): Promise<void> {
+    const child = this.child;
+    if (!child) return this.exited;
+    this.stopping = true;
+    child.kill(mode === 'fast' ? 'SIGINT' : 'SIGQUIT');
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    await this.exited;
+    clearTimeout(timer);
+  }
+
+  socketPath(): string {
+    return path.join(this.opts.socketDir, `.s.PGSQL.${SOCKET_PORT}`);
+  }
+}

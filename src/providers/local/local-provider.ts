@@ -1,0 +1,227 @@
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import type { Logger } from 'pino';
+import type { ComputeSettings } from '../../config.ts';
+import { ConfigError } from '../../errors.ts';
+import type { PgInstall } from '../../pg/install.ts';
+import { type OsUser, firstBlockedDir, makeOwnedDir } from '../../pg/os-user.ts';
+import { PostgresServer, SOCKET_PORT, clearPreviousRun, initCluster } from '../../pg/server.ts';
+import type { BranchRef, ComputeAddress, Provider, ProviderEvents } from '../provider.ts';
+import { LocalLayout } from './layout.ts';
+import { type TenantSpec, applyTenantSpec } from './tenant-setup.ts';
+
+const execFileAsync = promisify(execFile);
+
+const SPEC_FILE = 'tenant.json';
+const APPLIED_FILE = 'tenant.applied.json';
+
+export interface LocalProviderOptions {
+  dataDir: string;
+  runDir: string;
+  install: PgInstall;
+  user: OsUser;
+  compute: ComputeSettings;
+  startTimeoutMs: number;
+  log: Logger;
+}
+
+function specOf(ref: BranchRef): TenantSpec {
+  return { databaseName: ref.databaseName, ownerRole: ref.ownerRole, roles: [...new Set(ref.roles)].sort() };
+}
+
+function readText(file: string): string | undefined {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Computes as Postgres processes on this host: one cluster per branch, its data copied from
+ * a template cluster (initdb runs once per Postgres version), listening on a private socket.
+ */
+export class LocalProvider implements Provider {
+  readonly name = 'local';
+  readonly layout: LocalLayout;
+  private readonly servers = new Map<string, PostgresServer>();
+  private template: Promise<string> | undefined;
+
+  constructor(private readonly opts: LocalProviderOptions, private readonly events: ProviderEvents = {}) {
+    this.layout = new LocalLayout(opts.dataDir, opts.runDir);
+    const blocked = firstBlockedDir(opts.dataDir, opts.user);
+    if (blocked) {
+      throw new ConfigError('PGFLEET_DATA_DIR', `the compute user "${opts.user.name}" cannot enter ${blocked}; pick a data dir it can reach, or run chmod o+x ${blocked}`);
+    }
+  }
+
+  /** Stops computes that a previous pgfleet run left behind. Returns how many there were. */
+  async clearOrphans(): Promise<number> {
+    let stopped = 0;
+    const root = this.layout.dataRoot;
+    if (!fs.existsSync(root)) return 0;
+    for (const region of fs.readdirSync(root)) {
+      for (const db of fs.readdirSync(path.join(root, region))) {
+        for (const branch of fs.readdirSync(path.join(root, region, db))) {
+          const pgdata = path.join(root, region, db, branch, 'pgdata');
+          if (!fs.existsSync(path.join(pgdata, 'postmaster.pid'))) continue;
+          if (await clearPreviousRun(pgdata, this.layout.socketDir(branch))) stopped++;
+        }
+      }
+    }
+    if (stopped) this.opts.log.info({ stopped }, 'stopped computes left by a previous run');
+    return stopped;
+  }
+
+  /** The template data directory, made once per Postgres version. */
+  private ensureTemplate(): Promise<string> {
+    this.template ??= (async () => {
+      const dir = this.layout.templateDir(this.opts.install.version);
+      const pgdata = path.join(dir, 'pgdata');
+      if (fs.existsSync(path.join(dir, 'ready'))) return pgdata;
+      this.opts.log.info({ dir }, 'initializing the compute template');
+      fs.rmSync(dir, { recursive: true, force: true });
+      await initCluster(this.opts.install, this.opts.user, pgdata);
+      fs.writeFileSync(path.join(dir, 'ready'), `${this.opts.install.version}\n`);
+      return pgdata;
+    })().catch((err) => {
+      this.template = undefined;
+      throw err;
+    });
+    return this.template;
+  }
+
+  private branchDir(ref: BranchRef): string {
+    return this.layout.branchDir(ref.region, ref.databaseId, ref.branchId);
+  }
+
+  private writeSpec(ref: BranchRef): void {
+    const dir = this.branchDir(ref);
+    makeOwnedDir(dir, this.opts.user);
+    fs.writeFileSync(path.join(dir, SPEC_FILE), JSON.stringify(specOf(ref)));
+  }
+
+  async create(ref: BranchRef): Promise<Record<string, unknown>> {
+    for (const d of [this.layout.dataRoot, path.join(this.layout.dataRoot, ref.region), this.layout.databaseDir(ref.region, ref.databaseId)]) {
+      if (!fs.existsSync(d)) makeOwnedDir(d, this.opts.user);
+    }
+    this.writeSpec(ref);
+    return {};
+  }
+
+  /** Copies the template (reflink where the filesystem can) into the branch on its first start. */
+  private async materialize(ref: BranchRef): Promise<string> {
+    const pgdata = path.join(this.branchDir(ref), 'pgdata');
+    if (fs.existsSync(path.join(pgdata, 'PG_VERSION'))) return pgdata;
+    const template = await this.ensureTemplate();
+    const staging = `${pgdata}.tmp`;
+    fs.rmSync(staging, { recursive: true, force: true });
+    await execFileAsync('cp', ['-a', '--reflink=auto', template, staging]);
+    fs.renameSync(staging, pgdata);
+    return pgdata;
+  }
+
+  private settings(ref: BranchRef): Record<string, string | number> {
+    const c = this.opts.compute;
+    return {
+      shared_buffers: c.sharedBuffers,
+      max_connections: c.maxConnections,
+      work_mem: c.workMem,
+      maintenance_work_mem: '16MB',
+      max_wal_size: '64MB',
+      min_wal_size: '4MB',
+      max_worker_processes: 4,
+      max_parallel_workers: 0,
+      max_parallel_workers_per_gather: 0,
+      autovacuum_max_workers: 1,
+      jit: 'off',
+      huge_pages: 'off',
+      unix_socket_permissions: '0700',
+      cluster_name: ref.branchId,
+      log_line_prefix: '%m [%p] ',
+    };
+  }
+
+  async start(ref: BranchRef): Promise<ComputeAddress> {
+    const running = this.servers.get(ref.branchId);
+    if (running?.running) return { kind: 'unix', socketPath: running.socketPath() };
+    if (!fs.existsSync(path.join(this.branchDir(ref), SPEC_FILE))) await this.create(ref);
+    const pgdata = await this.materialize(ref);
+    const dir = this.branchDir(ref);
+    const server = new PostgresServer({
+      install: this.opts.install,
+      user: this.opts.user,
+      pgdata,
+      socketDir: this.layout.socketDir(ref.branchId),
+      logFile: path.join(dir, 'postgres.log'),
+      settings: this.settings(ref),
+      startTimeoutMs: this.opts.startTimeoutMs,
+    });
+    await server.start();
+    this.servers.set(ref.branchId, server);
+    server.on('exit', (code, signal) => {
+      this.servers.delete(ref.branchId);
+      this.opts.log.warn({ branch: ref.branchId, code, signal }, 'compute exited unexpectedly');
+      this.events.onComputeExit?.(ref.branchId, `exit code ${code}, signal ${signal}`);
+    });
+    try {
+      await this.applySpecIfChanged(ref, server);
+    } catch (err) {
+      this.servers.delete(ref.branchId);
+      await server.stop();
+      throw err;
+    }
+    return { kind: 'unix', socketPath: server.socketPath() };
+  }
+
+  /** The first start (and any start after a role change) creates what the tenant needs. */
+  private async applySpecIfChanged(ref: BranchRef, server: PostgresServer): Promise<void> {
+    const dir = this.branchDir(ref);
+    const wanted = readText(path.join(dir, SPEC_FILE)) ?? JSON.stringify(specOf(ref));
+    if (readText(path.join(dir, APPLIED_FILE)) === wanted) return;
+    await applyTenantSpec(server.opts.socketDir, SOCKET_PORT, JSON.parse(wanted) as TenantSpec);
+    fs.writeFileSync(path.join(dir, APPLIED_FILE), wanted);
+  }
+
+  async syncRoles(ref: BranchRef): Promise<void> {
+    this.writeSpec(ref);
+    const server = this.servers.get(ref.branchId);
+    if (server?.running) await this.applySpecIfChanged(ref, server);
+  }
+
+  async stop(ref: BranchRef): Promise<void> {
+    const server = this.servers.get(ref.branchId);
+    if (!server) return;
+    this.servers.delete(ref.branchId);
+    await server.stop('fast');
+  }
+
+  async delete(ref: BranchRef): Promise<void> {
+    await this.stop(ref);
+    fs.rmSync(this.branchDir(ref), { recursive: true, force: true });
+    fs.rmSync(this.layout.socketDir(ref.branchId), { recursive: true, force: true });
+    const dbDir = this.layout.databaseDir(ref.region, ref.databaseId);
+    if (fs.existsSync(dbDir) && fs.readdirSync(dbDir).length === 0) fs.rmdirSync(dbDir);
+  }
+
+  status(ref: BranchRef): 'running' | 'stopped' {
+    return this.servers.get(ref.branchId)?.running ? 'running' : 'stopped';
+  }
+
+  /** The running postmaster's pid (tests and diagnostics). */
+  pid(branchId: string): number | undefined {
+    return this.servers.get(branchId)?.pid;
+  }
+
+  dataDirOf(ref: BranchRef): string {
+    return this.branchDir(ref);
+  }
+
+  async shutdown(): Promise<void> {
+    const all = [...this.servers.values()];
+    this.servers.clear();
+    await Promise.all(all.map((s) => s.stop('fast')));
+  }
+}

@@ -1,0 +1,47 @@
+/**
+ * What runs computes. Providers know nothing of HTTP or the wire protocol: they are told
+ * which branch, and answer with an address the proxy can reach.
+ */
+
+/** Everything a provider needs to know about one branch; built from the catalog. */
+export interface BranchRef {
+  databaseId: string;
+  branchId: string;
+  region: string;
+  /** The Postgres database the tenant connects to. */
+  databaseName: string;
+  ownerRole: string;
+  /** Every login role of the database, the owner included. */
+  roles: string[];
+  /** What the provider asked the catalog to keep for this database/branch (ids at Neon, say). */
+  providerState: Record<string, unknown>;
+}
+
+/** Where a running compute answers, and how the proxy starts a session there. */
+export type ComputeAddress =
+  /** A local compute: a private Unix socket; the proxy starts up as the role with trust. */
+  | { kind: 'unix'; socketPath: string }
+  /** A remote compute: TCP + TLS with this SNI, SCRAM with this role's password. */
+  | { kind: 'tcp'; host: string; port: number; servername: string; passwords: Record<string, string> };
+
+export interface ProviderEvents {
+  /** A compute ended without being asked to (a crash, a kill -9). */
+  onComputeExit?: (branchId: string, detail: string) => void;
+}
+
+export interface Provider {
+  readonly name: string;
+  /** Records a new branch. Cheap: nothing starts, nothing big is written. Returns state to keep. */
+  create(ref: BranchRef): Promise<Record<string, unknown>>;
+  /** Starts the branch's compute and resolves once it accepts connections. */
+  start(ref: BranchRef): Promise<ComputeAddress>;
+  /** Fast shutdown; resolves once it has stopped. */
+  stop(ref: BranchRef): Promise<void>;
+  /** Stops the compute and removes every file or remote resource of the branch. */
+  delete(ref: BranchRef): Promise<void>;
+  /** Makes the compute's roles match ref.roles: now when running, else at its next start. */
+  syncRoles(ref: BranchRef): Promise<void>;
+  status(ref: BranchRef): 'running' | 'stopped';
+  /** Stops every compute this provider runs (pgfleet shutting down). */
+  shutdown(): Promise<void>;
+}

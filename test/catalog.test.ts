@@ -1,0 +1,50 @@
+import fs from 'node:fs';
+import pg from 'pg';
+import t from 'tap';
+import { listMigrations, migrate } from '../src/catalog/migrate.ts';
+import { type Core, startCore } from '../src/gateway.ts';
+import { createLogger } from '../src/log.ts';
+import { testConfig } from './helpers.ts';
+
+const config = testConfig();
+let core: Core;
+t.before(async () => {
+  core = await startCore(config, createLogger('warn'));
+});
+t.teardown(async () => {
+  await core.stop();
+  fs.rmSync(config.dataDir, { recursive: true, force: true });
+});
+
+const SCHEMA = `SELECT table_name, column_name, data_type, is_nullable, column_default
+  FROM information_schema.columns WHERE table_schema = 'public' ORDER BY 1, 2`;
+
+t.test('migrations run twice change nothing', async (t) => {
+  const before = (await core.catalog.query(SCHEMA)).rows;
+  t.ok(before.length > 20, 'the schema exists');
+  t.same(await migrate(core.catalog.pool), [], 'nothing pending the second time');
+  t.same((await core.catalog.query(SCHEMA)).rows, before);
+  const { rows } = await core.catalog.query('SELECT version FROM schema_migrations ORDER BY version');
+  t.same(rows.map((r) => r.version), listMigrations().map((m) => m.version));
+});
+
+t.test('concurrent starts apply each migration exactly once', async (t) => {
+  await core.catalog.query('CREATE DATABASE race');
+  const pools = Array.from({ length: 4 }, () => new pg.Pool({ host: `${core.runDir}/catalog`, user: 'pgfleet_admin', database: 'race' }));
+  const results = await Promise.all(pools.map((p) => migrate(p)));
+  const applied = results.flat();
+  t.same(applied.sort(), listMigrations().map((m) => m.name).sort(), 'every migration applied once across the racers');
+  const { rows } = await pools[0]!.query('SELECT count(*)::int AS n FROM schema_migrations');
+  t.equal(rows[0].n, listMigrations().length);
+  await Promise.all(pools.map((p) => p.end()));
+});
+
+t.test('a failing migration rolls back whole', async (t) => {
+  await core.catalog.query('CREATE DATABASE broken');
+  const pool = new pg.Pool({ host: `${core.runDir}/catalog`, user: 'pgfleet_admin', database: 'broken' });
+  const bad = [...listMigrations(), { version: 999, name: '999_bad.sql', sql: 'CREATE TABLE ok_table (x int); SELECT nonsense_column FROM nowhere;' }];
+  await t.rejects(migrate(pool, bad));
+  const { rows } = await pool.query(`SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = 'public'`);
+  t.equal(rows[0].n, 0, 'no table of the failed run is left');
+  await pool.end();
+});

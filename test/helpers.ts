@@ -1,0 +1,62 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { type Config, loadConfig } from '../src/config.ts';
+import type { BranchRef } from '../src/providers/provider.ts';
+
+/** A fresh data dir under the system temp dir (reachable by the compute user). */
+export function tmpDataDir(label = 'pgfleet'): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `${label}-`));
+  fs.chmodSync(dir, 0o711);
+  return dir;
+}
+
+export function testConfig(overrides: Record<string, string> = {}): Config {
+  return loadConfig({
+    PGFLEET_DATA_DIR: tmpDataDir(),
+    PGFLEET_API_PORT: '0',
+    PGFLEET_PROXY_PORT: '0',
+    PGFLEET_LOG_LEVEL: 'warn',
+    PGFLEET_ADMIN_KEY: 'test-admin-key-0123456789',
+    ...overrides,
+  });
+}
+
+export function testRef(overrides: Partial<BranchRef> = {}): BranchRef {
+  const id = crypto.randomBytes(4).toString('hex');
+  return {
+    databaseId: `db-${id}`,
+    branchId: `br-${id}`,
+    region: 'local',
+    databaseName: 'app',
+    ownerRole: 'alice',
+    roles: ['alice'],
+    providerState: {},
+    ...overrides,
+  };
+}
+
+/** Pids of live postmasters whose command line mentions dir. */
+export function postmastersUnder(dir: string): number[] {
+  const pids: number[] = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cmd = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+      if (path.basename(cmd[0] ?? '') === 'postgres' && cmd.includes('-D') && cmd.some((a) => a.startsWith(dir))) pids.push(Number(entry));
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  return pids;
+}
+
+export function uidOf(pid: number): number {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/^Uid:\s+(\d+)/m.exec(status)![1]);
+}
+
+export const repoRoot = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+/** Runs a TypeScript file in node itself (no wrapper process, so its pid is the program's). */
+export const nodeTs = (file: string): [string, string[]] => [process.execPath, ['--import', 'tsx', path.join(repoRoot, file)]];

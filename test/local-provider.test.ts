@@ -1,0 +1,127 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import pg from 'pg';
+import t from 'tap';
+import { createLogger } from '../src/log.ts';
+import { resolvePgInstall } from '../src/pg/install.ts';
+import { resolveComputeUser } from '../src/pg/os-user.ts';
+import { chooseRunDir } from '../src/providers/local/layout.ts';
+import { LocalProvider } from '../src/providers/local/local-provider.ts';
+import type { ComputeAddress } from '../src/providers/provider.ts';
+import { postmastersUnder, testConfig, testRef, uidOf } from './helpers.ts';
+
+const config = testConfig();
+const user = resolveComputeUser(config.computeUser);
+const install = resolvePgInstall(undefined, user, config.dataDir);
+const runDir = chooseRunDir(config.dataDir);
+fs.mkdirSync(runDir, { recursive: true, mode: 0o711 });
+const exits: string[] = [];
+const provider = new LocalProvider(
+  { dataDir: config.dataDir, runDir, install, user, compute: config.compute, startTimeoutMs: 30_000, log: createLogger('warn') },
+  { onComputeExit: (branchId) => exits.push(branchId) },
+);
+t.teardown(async () => {
+  await provider.shutdown();
+  fs.rmSync(config.dataDir, { recursive: true, force: true });
+  fs.rmSync(runDir, { recursive: true, force: true });
+});
+
+function clientFor(address: ComputeAddress, user: string, database: string): pg.Client {
+  if (address.kind !== 'unix') throw new Error('expected a unix socket');
+  return new pg.Client({ host: path.dirname(address.socketPath), port: 5432, user, database });
+}
+
+t.test('lifecycle: create, start, query, stop, start again, delete', async (t) => {
+  const ref = testRef();
+  await provider.create(ref);
+  const branchDir = provider.dataDirOf(ref);
+  t.notOk(fs.existsSync(path.join(branchDir, 'pgdata')), 'create materializes nothing');
+
+  const address = await provider.start(ref);
+  t.equal(provider.status(ref), 'running');
+  t.ok(fs.existsSync(path.join(branchDir, 'pgdata', 'PG_VERSION')), 'first start materialized the data dir');
+  let c = clientFor(address, ref.ownerRole, ref.databaseName);
+  await c.connect();
+  await c.query('CREATE TABLE notes (id int primary key, body text)');
+  await c.query(`INSERT INTO notes VALUES (1, 'kept across restarts')`);
+  const who = await c.query(`SELECT current_user, current_database(),
+      (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser,
+      pg_has_role(current_user, 'pg_read_server_files', 'MEMBER') AS read_files,
+      pg_has_role(current_user, 'pg_execute_server_program', 'MEMBER') AS run_programs,
+      (SELECT datdba::regrole::text FROM pg_database WHERE datname = current_database()) AS owner`);
+  t.same(who.rows[0], { current_user: 'alice', current_database: 'app', superuser: false, read_files: false, run_programs: false, owner: 'alice' });
+  await t.rejects(c.query(`COPY notes FROM PROGRAM 'id'`), /permission denied|must be superuser|privilege/i, 'cannot run programs');
+  await t.rejects(c.query(`SELECT pg_read_file('postgresql.conf')`), /permission denied/, 'cannot read server files');
+  await c.end();
+
+  await provider.stop(ref);
+  t.equal(provider.status(ref), 'stopped');
+  t.same(postmastersUnder(branchDir), [], 'stop leaves no postmaster');
+  t.same(exits, [], 'a requested stop is not reported as a crash');
+
+  const again = await provider.start(ref);
+  c = clientFor(again, ref.ownerRole, ref.databaseName);
+  await c.connect();
+  t.same((await c.query('SELECT body FROM notes')).rows, [{ body: 'kept across restarts' }]);
+  await c.end();
+
+  await provider.delete(ref);
+  t.notOk(fs.existsSync(branchDir), 'delete removes every file of the branch');
+  t.notOk(fs.existsSync(path.dirname(branchDir)), 'and the emptied database dir');
+  t.same(postmastersUnder(branchDir), []);
+});
+
+t.test('as root, the postmaster runs as the unprivileged compute user', { skip: process.getuid?.() !== 0 && 'not root' }, async (t) => {
+  const ref = testRef();
+  await provider.start(ref);
+  const pid = provider.pid(ref.branchId)!;
+  t.not(uidOf(pid), 0);
+  t.equal(uidOf(pid), user.uid);
+  t.equal(fs.statSync(path.join(provider.dataDirOf(ref), 'pgdata')).uid, user.uid, 'data files are owned by it');
+  await provider.delete(ref);
+});
+
+t.test('kill -9 mid-insert: the next start recovers every committed row', async (t) => {
+  const ref = testRef();
+  const address = await provider.start(ref);
+  const c = clientFor(address, ref.ownerRole, ref.databaseName);
+  c.on('error', () => {});
+  await c.connect();
+  await c.query('CREATE TABLE events (n int)');
+  let committed = 0;
+  const writer = (async () => {
+    for (let i = 1; ; i++) {
+      await c.query('INSERT INTO events VALUES ($1)', [i]);
+      committed = i;
+    }
+  })().catch(() => {});
+  while (committed < 200) await new Promise((r) => setTimeout(r, 5));
+  const pid = provider.pid(ref.branchId)!;
+  process.kill(pid, 'SIGKILL');
+  await writer;
+  // The provider notices the death by itself.
+  while (!exits.includes(ref.branchId)) await new Promise((r) => setTimeout(r, 10));
+  t.equal(provider.status(ref), 'stopped', 'the death is noticed');
+  // Backends outlive a SIGKILLed postmaster for a moment; the stale pid file must not block.
+  const again = await provider.start(ref);
+  const d = clientFor(again, ref.ownerRole, ref.databaseName);
+  await d.connect();
+  const { rows } = await d.query('SELECT count(*)::int AS n, max(n) AS top FROM events');
+  await d.end();
+  t.ok(rows[0].n >= committed, `all ${committed} committed rows are back (found ${rows[0].n})`);
+  t.equal(rows[0].n, rows[0].top, 'no gaps');
+  await provider.delete(ref);
+});
+
+t.test('a role added later exists after the next start', async (t) => {
+  const ref = testRef();
+  await provider.start(ref);
+  await provider.stop(ref);
+  await provider.syncRoles({ ...ref, roles: ['alice', 'reader'] });
+  const address = await provider.start(ref);
+  const c = clientFor(address, 'reader', ref.databaseName);
+  await c.connect();
+  t.same((await c.query('SELECT current_user')).rows, [{ current_user: 'reader' }]);
+  await c.end();
+  await provider.delete(ref);
+});
