@@ -113,6 +113,14 @@ export class ComputeManager extends EventEmitter {
     return address;
   }
 
+  /** New settings for a compute the manager knows (a changed suspend timeout takes effect now). */
+  retarget(target: ComputeTarget): void {
+    const e = this.entries.get(target.ref.branchId);
+    if (!e) return;
+    e.target = target;
+    this.armIdleTimer(e);
+  }
+
   private addConnection(e: Entry, delta: number): void {
     e.connections += delta;
     e.lastActiveAt = Date.now();

@@ -9,6 +9,7 @@ import { type PgInstall, resolvePgInstall } from './pg/install.ts';
 import { type OsUser, makeOwnedDir, resolveComputeUser } from './pg/os-user.ts';
 import { chooseRunDir } from './providers/local/layout.ts';
 import { LocalProvider } from './providers/local/local-provider.ts';
+import { Databases } from './databases.ts';
 import { Regions } from './regions.ts';
 
 /**
@@ -26,6 +27,7 @@ export interface Core {
   local: LocalProvider;
   regions: Regions;
   computes: ComputeManager;
+  databases: Databases;
   /** What the compute manager needs for a branch the catalog routed to. */
   targetFor(route: BranchRoute): ComputeTarget;
   stop(): Promise<void>;
@@ -76,13 +78,14 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     });
 
     const regions = new Regions([{ id: 'local', provider: local }]);
+    const targetFor = (route: BranchRoute): ComputeTarget => ({
+      ref: branchRefOf(route),
+      provider: regions.get(route.region).provider,
+      suspendTimeoutSeconds: route.suspendTimeoutSeconds,
+    });
+    const databases = new Databases(catalog, regions, computes, targetFor, config.defaultSuspendTimeoutSeconds);
     return {
-      config, log, user, install, runDir, adminKeyHash, catalog, local, regions, computes,
-      targetFor: (route) => ({
-        ref: branchRefOf(route),
-        provider: regions.get(route.region).provider,
-        suspendTimeoutSeconds: route.suspendTimeoutSeconds,
-      }),
+      config, log, user, install, runDir, adminKeyHash, catalog, local, regions, computes, databases, targetFor,
       stop: undo,
     };
   } catch (err) {

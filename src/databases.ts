@@ -1,0 +1,282 @@
+import type { Catalog } from './catalog/catalog.ts';
+import { type BranchRoute, branchRefOf, routeByDatabase } from './catalog/routes.ts';
+import type { ComputeManager, ComputeTarget } from './computes.ts';
+import { BadRequestError, ConflictError, NotFoundError } from './errors.ts';
+import { generateName } from './names.ts';
+import { type Quotas, validateQuotas } from './quotas.ts';
+import type { Regions } from './regions.ts';
+import { generatePassword, makeScramVerifier } from './scram-verifier.ts';
+
+/** A database as the doors show it. */
+export interface DatabaseRecord {
+  id: string;
+  partnerId: string;
+  userId: string;
+  name: string | null;
+  region: string;
+  provider: string;
+  databaseName: string;
+  ownerRole: string;
+  roles: string[];
+  endpointId: string;
+  branchId: string;
+  suspendTimeoutSeconds: number;
+  quotas: Quotas;
+  createdAt: Date;
+}
+
+export interface NewDatabase {
+  partnerId: string;
+  userId: string;
+  name?: string | null;
+  region?: string;
+  roleName?: string;
+  databaseName?: string;
+  suspendTimeoutSeconds?: number;
+  quotas?: Quotas;
+}
+
+export interface DatabaseChanges {
+  name?: string | null;
+  suspendTimeoutSeconds?: number;
+  quotas?: Quotas;
+}
+
+export interface Page<T> {
+  items: T[];
+  /** Pass back as `cursor` for the next page; undefined on the last one. */
+  nextCursor: string | undefined;
+}
+
+export const DEFAULT_DATABASE_NAME = 'app';
+export const DEFAULT_OWNER_ROLE = 'app_owner';
+export const MAX_PAGE = 1000;
+
+// Lower-case SQL identifiers, so that psql and every driver name them without quoting.
+const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
+const RESERVED_ROLES = new Set(['pgfleet_admin', 'postgres', 'public', 'none', 'current_user', 'session_user', 'current_role']);
+const RESERVED_DATABASES = new Set(['postgres', 'template0', 'template1']);
+
+export function validateIdentifier(field: string, value: string, reserved: Set<string>): string {
+  if (!IDENTIFIER.test(value)) {
+    throw new BadRequestError(`${field}: must be 1 to 63 characters of a-z, 0-9 and _, not starting with a digit`);
+  }
+  if (value.startsWith('pg_') || reserved.has(value)) throw new BadRequestError(`${field}: "${value}" is reserved`);
+  return value;
+}
+
+export const validateRoleName = (value: string, field = 'role_name') => validateIdentifier(field, value, RESERVED_ROLES);
+
+const SELECT_DATABASE = `
+  SELECT d.*, b.id AS branch_id, e.id AS endpoint_id, d.created_at::text AS created_at_text,
+         ARRAY(SELECT r.name FROM roles r WHERE r.database_id = d.id ORDER BY r.created_at, r.name) AS roles
+    FROM databases d
+    JOIN branches b ON b.database_id = d.id AND b.parent_id IS NULL
+    JOIN endpoints e ON e.branch_id = b.id`;
+
+function toRecord(row: any): DatabaseRecord {
+  return {
+    id: row.id,
+    partnerId: row.partner_id,
+    userId: row.user_id,
+    name: row.name,
+    region: row.region,
+    provider: row.provider,
+    databaseName: row.database_name,
+    ownerRole: row.owner_role,
+    roles: row.roles,
+    endpointId: row.endpoint_id,
+    branchId: row.branch_id,
+    suspendTimeoutSeconds: row.suspend_timeout_seconds,
+    quotas: row.quotas,
+    createdAt: row.created_at,
+  };
+}
+
+// A cursor is the last row's exact (created_at, id), so pages neither skip nor repeat rows.
+function encodeCursor(row: any): string {
+  return Buffer.from(JSON.stringify([row.created_at_text, row.id])).toString('base64url');
+}
+
+function decodeCursor(cursor: string): [string, string] {
+  try {
+    const v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (Array.isArray(v) && v.length === 2 && typeof v[1] === 'string' && typeof v[0] === 'string' && !Number.isNaN(Date.parse(v[0].replace(' ', 'T')))) {
+      return [v[0], v[1]];
+    }
+  } catch {
+    /* falls through to the error */
+  }
+  throw new BadRequestError('cursor: not a cursor this API returned');
+}
+
+const isUniqueViolation = (err: unknown) => (err as { code?: string }).code === '23505';
+
+/**
+ * Databases of partners' users: the catalog rows, the provider's resources and the compute.
+ * Every read and write is scoped to a partner; another partner's database is "not found".
+ */
+export class Databases {
+  constructor(
+    private readonly catalog: Catalog,
+    private readonly regions: Regions,
+    private readonly computes: ComputeManager,
+    private readonly targetFor: (route: BranchRoute) => ComputeTarget,
+    private readonly defaultSuspendTimeoutSeconds: number,
+  ) {}
+
+  /** Creates the database and its owner role; the password is returned here only. */
+  async create(input: NewDatabase): Promise<{ database: DatabaseRecord; password: string }> {
+    const region = this.regions.get(input.region);
+    const databaseName = validateIdentifier('database_name', input.databaseName ?? DEFAULT_DATABASE_NAME, RESERVED_DATABASES);
+    const ownerRole = validateRoleName(input.roleName ?? DEFAULT_OWNER_ROLE);
+    const quotas = validateQuotas(input.quotas ?? {});
+    const password = generatePassword();
+    const verifier = await makeScramVerifier(password);
+    const suspendTimeout = input.suspendTimeoutSeconds ?? this.defaultSuspendTimeoutSeconds;
+
+    let ids: { databaseId: string; branchId: string; endpointId: string } | undefined;
+    for (let attempt = 0; !ids; attempt++) {
+      const candidate = { databaseId: generateName('db'), branchId: generateName('br'), endpointId: generateName('ep') };
+      try {
+        await this.catalog.tx(async (c) => {
+          await c.query(
+            `INSERT INTO databases (id, partner_id, user_id, name, region, provider, database_name, owner_role, suspend_timeout_seconds, quotas)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+            [candidate.databaseId, input.partnerId, input.userId, input.name ?? null, region.id, region.provider.name, databaseName, ownerRole, suspendTimeout, quotas],
+          );
+          await c.query(`INSERT INTO branches (id, database_id, name) VALUES ($1, $2, 'main')`, [candidate.branchId, candidate.databaseId]);
+          await c.query(`INSERT INTO endpoints (id, branch_id) VALUES ($1, $2)`, [candidate.endpointId, candidate.branchId]);
+          await c.query(`INSERT INTO roles (database_id, name, scram_verifier) VALUES ($1, $2, $3)`, [candidate.databaseId, ownerRole, verifier]);
+          await c.query(`INSERT INTO computes (branch_id, state) VALUES ($1, 'suspended')`, [candidate.branchId]);
+        });
+        ids = candidate;
+      } catch (err) {
+        // Generated names are random; a collision is rare and another draw fixes it.
+        if (!isUniqueViolation(err) || attempt >= 4) throw err;
+      }
+    }
+
+    const route = (await routeByDatabase(this.catalog, ids.databaseId))!;
+    try {
+      const state = await region.provider.create(branchRefOf(route));
+      if (Object.keys(state).length) {
+        await this.catalog.query('UPDATE databases SET provider_state = provider_state || $2 WHERE id = $1', [ids.databaseId, state]);
+      }
+    } catch (err) {
+      await this.catalog.query('DELETE FROM databases WHERE id = $1', [ids.databaseId]);
+      throw err;
+    }
+    return { database: await this.get(input.partnerId, ids.databaseId), password };
+  }
+
+  /** The database, or 404 when it does not exist or belongs to another partner. */
+  async get(partnerId: string, id: string): Promise<DatabaseRecord> {
+    const { rows } = await this.catalog.query(`${SELECT_DATABASE} WHERE d.id = $1 AND d.partner_id = $2`, [id, partnerId]);
+    if (!rows[0]) throw new NotFoundError(`database "${id}" not found`);
+    return toRecord(rows[0]);
+  }
+
+  /** A partner's databases in creation order, optionally of one user. */
+  async list(partnerId: string, opts: { userId?: string; limit?: number; cursor?: string } = {}): Promise<Page<DatabaseRecord>> {
+    const limit = opts.limit ?? 100;
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) throw new BadRequestError(`limit: must be between 1 and ${MAX_PAGE}`);
+    const where = ['d.partner_id = $1'];
+    const values: unknown[] = [partnerId];
+    if (opts.userId !== undefined) {
+      values.push(opts.userId);
+      where.push(`d.user_id = $${values.length}`);
+    }
+    if (opts.cursor !== undefined) {
+      const [createdAt, id] = decodeCursor(opts.cursor);
+      values.push(createdAt, id);
+      where.push(`(d.created_at, d.id) > ($${values.length - 1}::timestamptz, $${values.length})`);
+    }
+    values.push(limit + 1);
+    const { rows } = await this.catalog.query(
+      `${SELECT_DATABASE} WHERE ${where.join(' AND ')} ORDER BY d.created_at, d.id LIMIT $${values.length}`,
+      values,
+    );
+    const more = rows.length > limit;
+    const page = rows.slice(0, limit);
+    return { items: page.map(toRecord), nextCursor: more ? encodeCursor(page[page.length - 1]) : undefined };
+  }
+
+  async update(partnerId: string, id: string, changes: DatabaseChanges): Promise<DatabaseRecord> {
+    const sets: string[] = [];
+    const values: unknown[] = [id, partnerId];
+    if (changes.name !== undefined) {
+      values.push(changes.name);
+      sets.push(`name = $${values.length}`);
+    }
+    if (changes.suspendTimeoutSeconds !== undefined) {
+      values.push(changes.suspendTimeoutSeconds);
+      sets.push(`suspend_timeout_seconds = $${values.length}`);
+    }
+    if (changes.quotas !== undefined) {
+      // A PATCH of quotas merges: named quotas change, the others stay.
+      values.push(validateQuotas(changes.quotas));
+      sets.push(`quotas = quotas || $${values.length}`);
+    }
+    if (sets.length) {
+      const { rowCount } = await this.catalog.query(`UPDATE databases SET ${sets.join(', ')} WHERE id = $1 AND partner_id = $2`, values);
+      if (!rowCount) throw new NotFoundError(`database "${id}" not found`);
+    }
+    const record = await this.get(partnerId, id);
+    if (changes.suspendTimeoutSeconds !== undefined) this.computes.retarget(this.targetFor(await this.routeOf(record)));
+    return record;
+  }
+
+  /** Removes the catalog rows first (no new connection can route), then the compute and its data. */
+  async delete(partnerId: string, id: string): Promise<void> {
+    const record = await this.get(partnerId, id);
+    const route = await this.routeOf(record);
+    await this.catalog.query('DELETE FROM databases WHERE id = $1 AND partner_id = $2', [id, partnerId]);
+    await this.computes.remove(record.branchId);
+    await this.regions.get(record.region).provider.delete(branchRefOf(route));
+  }
+
+  /** Another login role, with the owner's rights; returns its password (shown once). */
+  async addRole(partnerId: string, id: string, roleName: string): Promise<{ database: DatabaseRecord; password: string }> {
+    validateRoleName(roleName);
+    const record = await this.get(partnerId, id);
+    const password = generatePassword();
+    try {
+      await this.catalog.query('INSERT INTO roles (database_id, name, scram_verifier) VALUES ($1, $2, $3)', [id, roleName, await makeScramVerifier(password)]);
+    } catch (err) {
+      if (isUniqueViolation(err)) throw new ConflictError(`role "${roleName}" already exists`);
+      throw err;
+    }
+    const updated = await this.get(partnerId, id);
+    await this.regions.get(record.region).provider.syncRoles(branchRefOf(await this.routeOf(updated)));
+    return { database: updated, password };
+  }
+
+  /** A new password for a role; the old one stops working for new connections at once. */
+  async resetPassword(partnerId: string, id: string, roleName: string): Promise<{ database: DatabaseRecord; password: string }> {
+    const record = await this.get(partnerId, id);
+    const password = generatePassword();
+    const { rowCount } = await this.catalog.query('UPDATE roles SET scram_verifier = $3 WHERE database_id = $1 AND name = $2', [id, roleName, await makeScramVerifier(password)]);
+    if (!rowCount) throw new NotFoundError(`role "${roleName}" not found`);
+    return { database: record, password };
+  }
+
+  async suspend(partnerId: string, id: string): Promise<DatabaseRecord> {
+    const record = await this.get(partnerId, id);
+    await this.computes.suspend(record.branchId);
+    return record;
+  }
+
+  /** Starts the compute now (the first connection would otherwise). */
+  async wake(partnerId: string, id: string): Promise<DatabaseRecord> {
+    const record = await this.get(partnerId, id);
+    await this.computes.wake(this.targetFor(await this.routeOf(record)));
+    return record;
+  }
+
+  private async routeOf(record: DatabaseRecord): Promise<BranchRoute> {
+    const route = await routeByDatabase(this.catalog, record.id);
+    if (!route) throw new NotFoundError(`database "${record.id}" not found`);
+    return route;
+  }
+}

@@ -1,0 +1,31 @@
+import { BadRequestError } from './errors.ts';
+
+/** Per-calendar-month limits, and the two that hold at any moment. */
+export const PERIOD_QUOTAS = ['compute_time_seconds', 'data_transfer_bytes', 'written_data_bytes'] as const;
+export const QUOTA_NAMES = [...PERIOD_QUOTAS, 'storage_bytes', 'max_connections'] as const;
+export type QuotaName = (typeof QUOTA_NAMES)[number];
+/** A quota per name; null or absent means unlimited. */
+export type Quotas = Partial<Record<QuotaName, number | null>>;
+
+/** Checks a quotas object from a request; `field` names it in the error. */
+export function validateQuotas(value: unknown, field = 'quotas'): Quotas {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new BadRequestError(`${field}: must be an object`);
+  }
+  const quotas: Quotas = {};
+  for (const [name, limit] of Object.entries(value)) {
+    if (!(QUOTA_NAMES as readonly string[]).includes(name)) {
+      throw new BadRequestError(`${field}.${name}: unknown quota; known quotas: ${QUOTA_NAMES.join(', ')}`);
+    }
+    if (limit !== null && (typeof limit !== 'number' || !Number.isSafeInteger(limit) || limit < 0)) {
+      throw new BadRequestError(`${field}.${name}: must be a whole number ≥ 0, or null for unlimited`);
+    }
+    quotas[name as QuotaName] = limit;
+  }
+  return quotas;
+}
+
+/** The database's own quotas over its partner's defaults. */
+export function effectiveQuotas(partnerDefaults: Quotas, own: Quotas): Quotas {
+  return { ...partnerDefaults, ...own };
+}
