@@ -21,8 +21,11 @@ export interface BranchRef {
 export type ComputeAddress =
   /** A local compute: a private Unix socket; the proxy starts up as the role with trust. */
   | { kind: 'unix'; socketPath: string }
-  /** A remote compute: TCP + TLS with this SNI, SCRAM with this role's password. */
-  | { kind: 'tcp'; host: string; port: number; servername: string; passwords: Record<string, string> };
+  /**
+   * A remote compute: TCP to host:port, TLS verified for servername (sent as SNI unless it is an
+   * IP address) against the system CAs plus `ca` when given, then SCRAM with the role's password.
+   */
+  | { kind: 'tcp'; host: string; port: number; servername: string; ca?: string; passwords: Record<string, string> };
 
 export interface ProviderEvents {
   /** A compute ended without being asked to (a crash, a kill -9). */
