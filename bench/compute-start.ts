@@ -1,0 +1,100 @@
+/**
+ * How fast a compute becomes usable, beside plain Postgres in the same run:
+ *   (a) materialize + first start: template copy, server start, owner role and database created
+ *   (b) warm start of an existing branch
+ *   (c) initdb + pg_ctl start -w (what a naive "one cluster per user" does)
+ *   (d) pg_ctl start -w of an existing cluster (the floor for (b))
+ * Run: npx tsx bench/compute-start.ts [runs=20]
+ */
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import { loadConfig } from '../src/config.ts';
+import { createLogger } from '../src/log.ts';
+import { resolvePgInstall } from '../src/pg/install.ts';
+import { makeOwnedDir, resolveComputeUser, spawnIdentity } from '../src/pg/os-user.ts';
+import { chooseRunDir } from '../src/providers/local/layout.ts';
+import { LocalProvider } from '../src/providers/local/local-provider.ts';
+import type { BranchRef } from '../src/providers/provider.ts';
+import { printLatencyTable, timed } from './stats.ts';
+
+const execFileAsync = promisify(execFile);
+const runs = Number(process.argv[2] ?? 20);
+
+const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgfleet-bench-'));
+fs.chmodSync(dataDir, 0o711);
+const config = loadConfig({ PGFLEET_DATA_DIR: dataDir, PGFLEET_LOG_LEVEL: 'warn' });
+const log = createLogger('warn');
+const user = resolveComputeUser(config.computeUser);
+const install = resolvePgInstall(config.pgBin, user, dataDir);
+const runDir = chooseRunDir(dataDir);
+makeOwnedDir(runDir, { ...user, switchUser: false }, 0o711);
+const provider = new LocalProvider({ dataDir, runDir, install, user, compute: config.compute, startTimeoutMs: 60_000, log });
+
+const ref = (i: number): BranchRef => ({
+  databaseId: `db-bench-${i}`, branchId: `br-bench-${i}`, region: 'local', databaseName: 'app',
+  ownerRole: 'app_owner', roles: ['app_owner'], providerState: {},
+});
+
+/** A query as the tenant proves the compute is usable, not merely started. */
+async function firstQuery(socketPath: string): Promise<void> {
+  const client = new pg.Client({ host: path.dirname(socketPath), port: 5432, user: 'app_owner', database: 'app' });
+  await client.connect();
+  await client.query('SELECT 1');
+  await client.end();
+}
+
+const asUser = spawnIdentity(user);
+const env = { LC_ALL: 'C', PATH: process.env.PATH };
+const bin = (name: string) => path.join(install.binDir, name);
+async function pgCtl(pgdata: string, action: 'start' | 'stop'): Promise<void> {
+  const args = action === 'start'
+    ? ['start', '-w', '-D', pgdata, '-l', path.join(pgdata, 'log'), '-o', `-k ${pgdata} -c listen_addresses='' -c shared_buffers=${config.compute.sharedBuffers} -c max_connections=${config.compute.maxConnections}`]
+    : ['stop', '-m', 'fast', '-w', '-D', pgdata];
+  await execFileAsync(bin('pg_ctl'), args, { ...asUser, env });
+}
+
+try {
+  // One untimed round builds the template, as pgfleet does once per Postgres version.
+  await provider.create(ref(-1));
+  await provider.start(ref(-1));
+  await provider.stop(ref(-1));
+
+  const first: number[] = [];
+  const warm: number[] = [];
+  const initdbStart: number[] = [];
+  const pgCtlStart: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    first.push(await timed(async () => {
+      await provider.create(ref(i));
+      await firstQuery(((await provider.start(ref(i))) as { socketPath: string }).socketPath);
+    }));
+    await provider.stop(ref(i));
+    warm.push(await timed(async () => firstQuery(((await provider.start(ref(i))) as { socketPath: string }).socketPath)));
+    await provider.stop(ref(i));
+
+    const pgdata = path.join(dataDir, 'plain', String(i));
+    makeOwnedDir(path.dirname(pgdata), user);
+    initdbStart.push(await timed(async () => {
+      await execFileAsync(bin('initdb'), ['-D', pgdata, '-U', 'postgres', '--auth=trust', '--no-sync', '--no-instructions'], { ...asUser, env });
+      await pgCtl(pgdata, 'start');
+    }));
+    await pgCtl(pgdata, 'stop');
+    pgCtlStart.push(await timed(() => pgCtl(pgdata, 'start')));
+    await pgCtl(pgdata, 'stop');
+  }
+
+  const baseline = { name: '(c) initdb + pg_ctl start -w', samples: initdbStart };
+  printLatencyTable(`compute start, ${runs} runs each (Postgres ${install.version}, ${os.cpus().length} cores)`, [
+    { name: '(a) pgfleet materialize + first start + query', samples: first },
+    { name: '(b) pgfleet warm start + query', samples: warm },
+    baseline,
+    { name: '(d) pg_ctl start -w (existing cluster)', samples: pgCtlStart },
+  ], baseline);
+} finally {
+  await provider.shutdown();
+  fs.rmSync(dataDir, { recursive: true, force: true });
+}
