@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { CapacityError, ComputeStartError } from './errors.ts';
+import { CapacityError, ComputeStartError, type PgfleetError } from './errors.ts';
 import type { BranchRef, ComputeAddress, Provider } from './providers/provider.ts';
 
 export type ComputeState = 'suspended' | 'starting' | 'running' | 'stopping' | 'failed';
@@ -8,6 +8,8 @@ export type ComputeState = 'suspended' | 'starting' | 'running' | 'stopping' | '
 /** What the manager needs to run one branch's compute. */
 export interface ComputeTarget {
   ref: BranchRef;
+  /** Whose compute this is (usage is billed to the partner). */
+  partnerId: string;
   provider: Provider;
   /** 0 = never suspend for idleness. */
   suspendTimeoutSeconds: number;
@@ -53,10 +55,12 @@ export interface ComputeManagerOptions {
  * (one start, however many connections wait), idle computes are suspended after their
  * timeout, and at most maxComputes run at once, the least recently used idle one making room.
  *
- * Events: 'state' (branchId, state, previous), 'wake' (branchId, ms, ok), 'connections' (branchId, n).
+ * Events: 'state' (branchId, state, previous), 'wake' (branchId, ms, ok), 'connections' (branchId, n),
+ * 'terminate' (branchId, error): sessions of that compute must end with this error.
  */
 export class ComputeManager extends EventEmitter {
   private readonly entries = new Map<string, Entry>();
+  private readonly stopHooks: ((target: ComputeTarget) => Promise<void>)[] = [];
   private closed = false;
 
   constructor(private readonly opts: ComputeManagerOptions) {
@@ -111,6 +115,21 @@ export class ComputeManager extends EventEmitter {
     const address = await this.wakeEntry(e);
     this.armIdleTimer(e);
     return address;
+  }
+
+  /** Runs before each stop of a running compute (usage takes its last sample); failures are logged. */
+  addStopHook(hook: (target: ComputeTarget) => Promise<void>): void {
+    this.stopHooks.push(hook);
+  }
+
+  /** The target of a compute the manager knows. */
+  targetOf(branchId: string): ComputeTarget | undefined {
+    return this.entries.get(branchId)?.target;
+  }
+
+  /** Branches whose compute is running. */
+  runningBranches(): string[] {
+    return [...this.entries.values()].filter((e) => e.state === 'running').map((e) => e.target.ref.branchId);
   }
 
   /** New settings for a compute the manager knows (a changed suspend timeout takes effect now). */
@@ -239,6 +258,9 @@ export class ComputeManager extends EventEmitter {
     this.setState(e, 'stopping');
     const stopping = (async () => {
       if (wasStarting) await wasStarting.catch(() => {});
+      for (const hook of e.target.provider.status(e.target.ref) === 'running' ? this.stopHooks : []) {
+        await hook(e.target).catch((err) => this.opts.log.warn({ err: String(err), branch: e.target.ref.branchId }, 'stop hook failed'));
+      }
       await e.target.provider.stop(e.target.ref);
     })().finally(() => {
       e.stopping = undefined;
@@ -250,10 +272,14 @@ export class ComputeManager extends EventEmitter {
     return stopping;
   }
 
-  /** Suspends now, whatever its connections (API suspend; sessions get Postgres's shutdown error). */
-  async suspend(branchId: string): Promise<void> {
+  /**
+   * Suspends now, whatever its connections. With a reason (an exhausted quota), sessions are first
+   * told why through the 'terminate' event; otherwise they get Postgres's own shutdown error.
+   */
+  async suspend(branchId: string, reason?: PgfleetError): Promise<void> {
     const e = this.entries.get(branchId);
     if (!e || e.state === 'suspended' || e.state === 'failed') return;
+    if (reason) this.emit('terminate', branchId, reason);
     await this.stopEntry(e);
   }
 

@@ -11,8 +11,13 @@ export function prepareDataDir(dataDir: string): void {
  * One gateway per data directory: a second one would fight the first over its computes.
  * A lock left by a process that is gone is taken over. Returns the release function.
  */
+// A pid file naming this very process is stale after a restart in a container (same pid each
+// boot), so a second gateway inside this process is caught by this set instead.
+const lockedHere = new Set<string>();
+
 export function lockDataDir(dataDir: string): () => void {
   const file = path.join(dataDir, 'gateway.pid');
+  if (lockedHere.has(path.resolve(dataDir))) throw new Error(`this process already runs a pgfleet on the data dir ${dataDir}`);
   try {
     const pid = Number(fs.readFileSync(file, 'utf8'));
     if (pid && pid !== process.pid) {
@@ -28,7 +33,9 @@ export function lockDataDir(dataDir: string): () => void {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
   fs.writeFileSync(file, String(process.pid), { mode: 0o600 });
+  lockedHere.add(path.resolve(dataDir));
   return () => {
+    lockedHere.delete(path.resolve(dataDir));
     try {
       if (Number(fs.readFileSync(file, 'utf8')) === process.pid) fs.rmSync(file);
     } catch {

@@ -11,6 +11,7 @@ import { chooseRunDir } from './providers/local/layout.ts';
 import { LocalProvider } from './providers/local/local-provider.ts';
 import { Databases } from './databases.ts';
 import { Regions } from './regions.ts';
+import { UsageTracker } from './usage/usage-tracker.ts';
 
 /**
  * The core both doors share: catalog, providers by region, the compute manager.
@@ -28,6 +29,7 @@ export interface Core {
   regions: Regions;
   computes: ComputeManager;
   databases: Databases;
+  usage: UsageTracker;
   /** What the compute manager needs for a branch the catalog routed to. */
   targetFor(route: BranchRoute): ComputeTarget;
   stop(): Promise<void>;
@@ -62,6 +64,9 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     await local.clearOrphans();
     // Nothing runs after a (re)start until a connection or the API wakes it.
     await catalog.query(`UPDATE computes SET state = 'suspended', pid = NULL, updated_at = now() WHERE state <> 'suspended'`);
+    const usage = new UsageTracker(catalog, computes, { flushSeconds: config.usageFlushSeconds, log });
+    // Cleanups run in reverse: computes stop (their last usage recorded), then usage is flushed.
+    cleanups.push(() => usage.stop());
     cleanups.push(() => computes.shutdown());
 
     computes.on('state', (branchId: string, state: string) => {
@@ -80,12 +85,13 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     const regions = new Regions([{ id: 'local', provider: local }]);
     const targetFor = (route: BranchRoute): ComputeTarget => ({
       ref: branchRefOf(route),
+      partnerId: route.partnerId,
       provider: regions.get(route.region).provider,
       suspendTimeoutSeconds: route.suspendTimeoutSeconds,
     });
     const databases = new Databases(catalog, regions, computes, targetFor, config.defaultSuspendTimeoutSeconds);
     return {
-      config, log, user, install, runDir, adminKeyHash, catalog, local, regions, computes, databases, targetFor,
+      config, log, user, install, runDir, adminKeyHash, catalog, local, regions, computes, databases, usage, targetFor,
       stop: undo,
     };
   } catch (err) {

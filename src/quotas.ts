@@ -24,8 +24,3 @@ export function validateQuotas(value: unknown, field = 'quotas'): Quotas {
   }
   return quotas;
 }
-
-/** The database's own quotas over its partner's defaults. */
-export function effectiveQuotas(partnerDefaults: Quotas, own: Quotas): Quotas {
-  return { ...partnerDefaults, ...own };
-}

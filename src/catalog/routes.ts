@@ -1,4 +1,5 @@
 import type { BranchRef } from '../providers/provider.ts';
+import type { Quotas } from '../quotas.ts';
 import type { Catalog } from './catalog.ts';
 
 /** Everything the doors need to route to one branch's compute, read in one catalog query. */
@@ -14,7 +15,8 @@ export interface BranchRoute {
   databaseName: string;
   ownerRole: string;
   suspendTimeoutSeconds: number;
-  quotas: Record<string, number | null>;
+  /** The database's own quotas over its partner's defaults. */
+  quotas: Quotas;
   /** role name → SCRAM-SHA-256 verifier */
   verifiers: Record<string, string>;
   providerState: Record<string, unknown>;
@@ -23,11 +25,12 @@ export interface BranchRoute {
 const SELECT_ROUTE = `
   SELECT e.id AS endpoint_id, b.id AS branch_id, b.name AS branch_name, b.provider_state AS branch_state,
          d.id AS database_id, d.partner_id, d.user_id, d.region, d.provider, d.database_name, d.owner_role,
-         d.suspend_timeout_seconds, d.quotas, d.provider_state AS database_state,
+         d.suspend_timeout_seconds, p.default_quotas || d.quotas AS quotas, d.provider_state AS database_state,
          COALESCE((SELECT json_object_agg(r.name, r.scram_verifier) FROM roles r WHERE r.database_id = d.id), '{}') AS verifiers
     FROM endpoints e
     JOIN branches b ON b.id = e.branch_id
-    JOIN databases d ON d.id = b.database_id`;
+    JOIN databases d ON d.id = b.database_id
+    JOIN partners p ON p.id = d.partner_id`;
 
 function toRoute(row: any): BranchRoute {
   return {

@@ -27,6 +27,16 @@ export type ComputeAddress =
    */
   | { kind: 'tcp'; host: string; port: number; servername: string; ca?: string; passwords: Record<string, string> };
 
+/** What a provider can tell about a branch's usage. */
+export interface UsageSample {
+  /** A monotonic count of WAL bytes the branch generated (its WAL position); only while running. */
+  walBytes?: number;
+  /** The WAL position when the running compute started: the baseline for walBytes. */
+  walBytesAtStart?: number;
+  /** The size of the branch's data. */
+  storageBytes?: number;
+}
+
 export interface ProviderEvents {
   /** A compute ended without being asked to (a crash, a kill -9). */
   onComputeExit?: (branchId: string, detail: string) => void;
@@ -45,6 +55,8 @@ export interface Provider {
   /** Makes the compute's roles match ref.roles: now when running, else at its next start. */
   syncRoles(ref: BranchRef): Promise<void>;
   status(ref: BranchRef): 'running' | 'stopped';
+  /** Usage the provider measures itself: WAL written, storage. */
+  sample(ref: BranchRef): Promise<UsageSample>;
   /** Stops every compute this provider runs (pgfleet shutting down). */
   shutdown(): Promise<void>;
 }

@@ -8,8 +8,10 @@ import { ConfigError } from '../../errors.ts';
 import type { PgInstall } from '../../pg/install.ts';
 import { type OsUser, firstBlockedDir, makeOwnedDir } from '../../pg/os-user.ts';
 import { PostgresServer, SOCKET_PORT, clearPreviousRun, initCluster } from '../../pg/server.ts';
-import type { BranchRef, ComputeAddress, Provider, ProviderEvents } from '../provider.ts';
+import type { BranchRef, ComputeAddress, Provider, ProviderEvents, UsageSample } from '../provider.ts';
 import { LocalLayout } from './layout.ts';
+import { directorySize } from './directory-size.ts';
+import { checkpointPosition, walPosition } from './compute-admin.ts';
 import { type TenantSpec, applyTenantSpec } from './tenant-setup.ts';
 
 const execFileAsync = promisify(execFile);
@@ -47,6 +49,7 @@ export class LocalProvider implements Provider {
   readonly name = 'local';
   readonly layout: LocalLayout;
   private readonly servers = new Map<string, PostgresServer>();
+  private readonly walAtStart = new Map<string, number>();
   private template: Promise<string> | undefined;
 
   constructor(private readonly opts: LocalProviderOptions, private readonly events: ProviderEvents = {}) {
@@ -150,6 +153,7 @@ export class LocalProvider implements Provider {
     if (!fs.existsSync(path.join(this.branchDir(ref), SPEC_FILE))) await this.create(ref);
     const pgdata = await this.materialize(ref);
     const dir = this.branchDir(ref);
+    this.walAtStart.set(ref.branchId, checkpointPosition(pgdata));
     const server = new PostgresServer({
       install: this.opts.install,
       user: this.opts.user,
@@ -167,7 +171,8 @@ export class LocalProvider implements Provider {
       this.events.onComputeExit?.(ref.branchId, `exit code ${code}, signal ${signal}`);
     });
     try {
-      await this.applySpecIfChanged(ref, server);
+      // WAL of pgfleet's own setup (the database copied from template1) is not the tenant's.
+      if (await this.applySpecIfChanged(ref, server)) this.walAtStart.set(ref.branchId, await walPosition(server.opts.socketDir, SOCKET_PORT));
     } catch (err) {
       this.servers.delete(ref.branchId);
       await server.stop();
@@ -177,12 +182,13 @@ export class LocalProvider implements Provider {
   }
 
   /** The first start (and any start after a role change) creates what the tenant needs. */
-  private async applySpecIfChanged(ref: BranchRef, server: PostgresServer): Promise<void> {
+  private async applySpecIfChanged(ref: BranchRef, server: PostgresServer): Promise<boolean> {
     const dir = this.branchDir(ref);
     const wanted = readText(path.join(dir, SPEC_FILE)) ?? JSON.stringify(specOf(ref));
-    if (readText(path.join(dir, APPLIED_FILE)) === wanted) return;
+    if (readText(path.join(dir, APPLIED_FILE)) === wanted) return false;
     await applyTenantSpec(server.opts.socketDir, SOCKET_PORT, JSON.parse(wanted) as TenantSpec);
     fs.writeFileSync(path.join(dir, APPLIED_FILE), wanted);
+    return true;
   }
 
   async syncRoles(ref: BranchRef): Promise<void> {
@@ -208,6 +214,13 @@ export class LocalProvider implements Provider {
 
   status(ref: BranchRef): 'running' | 'stopped' {
     return this.servers.get(ref.branchId)?.running ? 'running' : 'stopped';
+  }
+
+  async sample(ref: BranchRef): Promise<UsageSample> {
+    const server = this.servers.get(ref.branchId);
+    const storageBytes = await directorySize(path.join(this.branchDir(ref), 'pgdata'));
+    if (!server?.running) return { storageBytes };
+    return { storageBytes, walBytes: await walPosition(server.opts.socketDir, SOCKET_PORT), walBytesAtStart: this.walAtStart.get(ref.branchId) };
   }
 
   /** The running postmaster's pid (tests and diagnostics). */

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { ADMIN_ROLE } from '../../pg/server.ts';
+import { asAdmin } from './compute-admin.ts';
 
 /** What a branch's compute must hold for its tenant: the database and its login roles. */
 export interface TenantSpec {
@@ -16,9 +16,7 @@ const ident = (name: string) => pg.escapeIdentifier(name);
  * the owner's rights, as on Neon where every role shares one set of privileges.
  */
 export async function applyTenantSpec(socketDir: string, port: number, spec: TenantSpec): Promise<void> {
-  const client = new pg.Client({ host: socketDir, port, user: ADMIN_ROLE, database: 'postgres' });
-  await client.connect();
-  try {
+  await asAdmin(socketDir, port, async (client) => {
     const { rows } = await client.query<{ rolname: string }>('SELECT rolname FROM pg_roles WHERE rolname = ANY($1)', [spec.roles.concat(spec.ownerRole)]);
     const existing = new Set(rows.map((r) => r.rolname));
     if (!existing.has(spec.ownerRole)) {
@@ -32,7 +30,5 @@ export async function applyTenantSpec(socketDir: string, port: number, spec: Ten
     if (db.rowCount === 0) {
       await client.query(`CREATE DATABASE ${ident(spec.databaseName)} OWNER ${ident(spec.ownerRole)}`);
     }
-  } finally {
-    await client.end();
-  }
+  });
 }

@@ -1,0 +1,37 @@
+import { QuotaError } from '../errors.ts';
+import { PERIOD_QUOTAS, type QuotaName, type Quotas } from '../quotas.ts';
+import type { UsageMetric } from './metrics.ts';
+
+/** What a database has used: month-to-date sums, its latest storage, its open connections. */
+export interface UsageStanding {
+  monthToDate: Partial<Record<UsageMetric, number>>;
+  storageBytes: number;
+  connections: number;
+}
+
+/** The stored metric each period quota limits, and how a limit reads to a user. */
+const PERIOD_METRIC: Record<(typeof PERIOD_QUOTAS)[number], { metric: UsageMetric; scale: number }> = {
+  compute_time_seconds: { metric: 'compute_time_ms', scale: 1000 },
+  data_transfer_bytes: { metric: 'data_transfer_bytes', scale: 1 },
+  written_data_bytes: { metric: 'written_data_bytes', scale: 1 },
+};
+
+const exceeded = (name: QuotaName, limit: number, what: string, sqlstate?: string) =>
+  new QuotaError(`quota exceeded: ${name} ${what} of ${limit} is used up; raise the database's quota to continue`, sqlstate);
+
+/** The first quota the standing breaks, if any. Period quotas count the current calendar month (UTC). */
+export function brokenQuota(quotas: Quotas, standing: UsageStanding, quotaNames: readonly QuotaName[] = Object.keys(quotas) as QuotaName[]): QuotaError | undefined {
+  for (const name of quotaNames) {
+    const limit = quotas[name];
+    if (limit === null || limit === undefined) continue;
+    if (name === 'max_connections') {
+      if (standing.connections >= limit) return exceeded(name, limit, 'limit', '53300');
+    } else if (name === 'storage_bytes') {
+      if (standing.storageBytes >= limit) return exceeded(name, limit, 'limit');
+    } else {
+      const { metric, scale } = PERIOD_METRIC[name];
+      if ((standing.monthToDate[metric] ?? 0) >= limit * scale) return exceeded(name, limit, 'monthly limit');
+    }
+  }
+  return undefined;
+}

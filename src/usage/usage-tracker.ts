@@ -1,0 +1,250 @@
+import type { Logger } from 'pino';
+import type { Catalog } from '../catalog/catalog.ts';
+import type { BranchRoute } from '../catalog/routes.ts';
+import type { ComputeManager, ComputeTarget } from '../computes.ts';
+import type { QuotaError } from '../errors.ts';
+import type { Quotas } from '../quotas.ts';
+import { monthOf, splitByHour } from './hours.ts';
+import { UsageLedger } from './ledger.ts';
+import type { UsageMetric, UsageOwner } from './metrics.ts';
+import { type UsageStanding, brokenQuota } from './quota-check.ts';
+
+/** A client session as the proxy counts it; the tracker reads the byte counters. */
+export interface MeteredSession {
+  owner: UsageOwner;
+  bytesToClient: number;
+  bytesFromClient: number;
+}
+
+interface Span {
+  owner: UsageOwner;
+  since: number;
+}
+
+interface MonthTotals {
+  month: number;
+  sums: Partial<Record<UsageMetric, number>>;
+  storageBytes: number;
+}
+
+/** How often running computes are accrued and checked against their quotas. */
+const TICK_MS = 1000;
+
+/**
+ * Turns what happens (computes running, sessions open, bytes relayed, WAL written) into usage in
+ * the ledger, flushes it to the catalog every flush interval, and holds quotas: check() before a
+ * connection, and running computes suspended once a time or transfer quota is used up.
+ */
+export class UsageTracker {
+  readonly ledger = new UsageLedger();
+  private readonly running = new Map<string, Span>();
+  private readonly active = new Map<string, Span>();
+  private readonly sessions = new Map<MeteredSession, { toClient: number; fromClient: number }>();
+  private readonly lastWal = new Map<string, number>();
+  /** Month-to-date totals read from the catalog and kept current by each flush. */
+  private readonly months = new Map<string, MonthTotals>();
+  private readonly loading = new Map<string, Promise<MonthTotals>>();
+  /** Quotas of running databases, as last read from the catalog. */
+  private readonly quotas = new Map<string, Quotas>();
+  private readonly timers: NodeJS.Timeout[] = [];
+  /** Flushes and month-total loads run one at a time, so a flushed value is never counted twice. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly catalog: Catalog,
+    private readonly computes: ComputeManager,
+    private readonly opts: { flushSeconds: number; log: Logger },
+  ) {
+    computes.on('state', (branchId: string, state: string) => this.onState(branchId, state));
+    computes.on('connections', (branchId: string, n: number) => this.onConnections(branchId, n));
+    computes.addStopHook((target) => this.sample(target));
+    this.timers.push(setInterval(() => this.tick(), TICK_MS), setInterval(() => void this.flush().catch(() => {}), opts.flushSeconds * 1000));
+    for (const t of this.timers) t.unref();
+  }
+
+  private ownerOf(branchId: string): UsageOwner | undefined {
+    const target = this.computes.targetOf(branchId);
+    return target && { partnerId: target.partnerId, databaseId: target.ref.databaseId, branchId };
+  }
+
+  private onState(branchId: string, state: string): void {
+    if (state === 'running') {
+      const owner = this.ownerOf(branchId);
+      if (owner) this.running.set(branchId, { owner, since: Date.now() });
+      // Active time counts only while the compute runs, not while connections wait for it.
+      if (owner && this.computes.info(branchId).connections > 0) this.active.set(branchId, { owner, since: Date.now() });
+      if (owner) void this.readQuotas(owner.databaseId).catch(() => {});
+    } else {
+      this.close(this.running, branchId, 'compute_time_ms');
+      this.close(this.active, branchId, 'active_time_ms');
+      this.lastWal.delete(branchId);
+    }
+  }
+
+  private onConnections(branchId: string, n: number): void {
+    const owner = this.ownerOf(branchId);
+    if (!owner) return;
+    this.ledger.record(owner, 'connections_peak', n);
+    if (n > 0 && !this.active.has(branchId) && this.running.has(branchId)) this.active.set(branchId, { owner, since: Date.now() });
+    if (n === 0) this.close(this.active, branchId, 'active_time_ms');
+  }
+
+  /** Accrues a span up to now, split at hour boundaries; keeps it open unless asked to end it. */
+  private accrue(span: Span, metric: UsageMetric, now = Date.now()): void {
+    for (const [bucket, ms] of splitByHour(span.since, now)) this.ledger.record(span.owner, metric, ms, bucket);
+    span.since = now;
+  }
+
+  private close(spans: Map<string, Span>, branchId: string, metric: UsageMetric): void {
+    const span = spans.get(branchId);
+    if (!span) return;
+    this.accrue(span, metric);
+    spans.delete(branchId);
+  }
+
+  openSession(session: MeteredSession): void {
+    this.sessions.set(session, { toClient: 0, fromClient: 0 });
+    this.ledger.record(session.owner, 'connections', 1);
+  }
+
+  closeSession(session: MeteredSession): void {
+    this.accrueBytes(session);
+    this.sessions.delete(session);
+  }
+
+  private accrueBytes(session: MeteredSession): void {
+    const seen = this.sessions.get(session);
+    if (!seen) return;
+    if (session.bytesToClient > seen.toClient) this.ledger.record(session.owner, 'data_transfer_bytes', session.bytesToClient - seen.toClient);
+    if (session.bytesFromClient > seen.fromClient) this.ledger.record(session.owner, 'ingress_bytes', session.bytesFromClient - seen.fromClient);
+    seen.toClient = session.bytesToClient;
+    seen.fromClient = session.bytesFromClient;
+  }
+
+  /** WAL written since the last sample, and the current storage size. */
+  private async sample(target: ComputeTarget): Promise<void> {
+    const owner = { partnerId: target.partnerId, databaseId: target.ref.databaseId, branchId: target.ref.branchId };
+    const s = await target.provider.sample(target.ref);
+    if (s.storageBytes !== undefined) this.ledger.record(owner, 'storage_bytes', s.storageBytes);
+    if (s.walBytes === undefined) return;
+    const last = this.lastWal.get(owner.branchId) ?? s.walBytesAtStart;
+    if (last !== undefined && s.walBytes > last) this.ledger.record(owner, 'written_data_bytes', s.walBytes - last);
+    this.lastWal.set(owner.branchId, s.walBytes);
+  }
+
+  /** Brings every open span and session up to now, then suspends running computes over a quota. */
+  private tick(): void {
+    const now = Date.now();
+    for (const span of this.running.values()) this.accrue(span, 'compute_time_ms', now);
+    for (const span of this.active.values()) this.accrue(span, 'active_time_ms', now);
+    for (const session of this.sessions.keys()) this.accrueBytes(session);
+    void this.enforceOnRunning().catch((err) => this.opts.log.warn({ err: String(err) }, 'quota enforcement failed'));
+  }
+
+  private async enforceOnRunning(): Promise<void> {
+    for (const [branchId, span] of this.running) {
+      const quotas = this.quotas.get(span.owner.databaseId);
+      if (!quotas) continue;
+      const broken = brokenQuota(quotas, await this.standing(span.owner.databaseId, []), ['compute_time_seconds', 'data_transfer_bytes']);
+      if (!broken || !this.running.has(branchId)) continue;
+      // Re-read the quotas: a PATCH may have raised them since the last connection.
+      const fresh = await this.readQuotas(span.owner.databaseId);
+      const still = fresh && brokenQuota(fresh, await this.standing(span.owner.databaseId, []), ['compute_time_seconds', 'data_transfer_bytes']);
+      if (!still) continue;
+      this.opts.log.info({ database: span.owner.databaseId, branch: branchId, reason: still.message }, 'suspending compute over quota');
+      await this.computes.suspend(branchId, still);
+    }
+  }
+
+  private async readQuotas(databaseId: string): Promise<Quotas | undefined> {
+    const { rows } = await this.catalog.query(
+      'SELECT p.default_quotas || d.quotas AS quotas FROM databases d JOIN partners p ON p.id = d.partner_id WHERE d.id = $1',
+      [databaseId],
+    );
+    const quotas = rows[0]?.quotas as Quotas | undefined;
+    if (quotas) this.quotas.set(databaseId, quotas);
+    return quotas;
+  }
+
+  private async monthTotals(databaseId: string): Promise<MonthTotals> {
+    const month = monthOf(Date.now());
+    const known = this.months.get(databaseId);
+    if (known?.month === month) return known;
+    let loading = this.loading.get(databaseId);
+    if (!loading) {
+      loading = this.serially(async () => {
+        const { rows } = await this.catalog.query<{ metric: UsageMetric; total: number }>(
+          `SELECT metric, sum(value)::bigint AS total FROM usage WHERE database_id = $1 AND bucket >= $2 GROUP BY metric`,
+          [databaseId, new Date(month)],
+        );
+        const storage = await this.catalog.query<{ value: number }>(
+          `SELECT value FROM usage WHERE database_id = $1 AND metric = 'storage_bytes' ORDER BY bucket DESC LIMIT 1`,
+          [databaseId],
+        );
+        const totals = { month, sums: Object.fromEntries(rows.map((r) => [r.metric, r.total])), storageBytes: storage.rows[0]?.value ?? 0 };
+        this.months.set(databaseId, totals);
+        return totals;
+      }).finally(() => this.loading.delete(databaseId));
+      this.loading.set(databaseId, loading);
+    }
+    return loading;
+  }
+
+  /** Flushed month-to-date totals plus what is still pending, and the open connections. */
+  private async standing(databaseId: string, branchIds: string[]): Promise<UsageStanding> {
+    const month = await this.monthTotals(databaseId);
+    const pending = this.ledger.pendingSums(databaseId, month.month);
+    const monthToDate: Partial<Record<UsageMetric, number>> = { ...month.sums };
+    for (const [metric, value] of Object.entries(pending) as [UsageMetric, number][]) monthToDate[metric] = (monthToDate[metric] ?? 0) + value;
+    const storageBytes = this.ledger.latest(databaseId, 'storage_bytes') ?? month.storageBytes;
+    const connections = branchIds.reduce((n, b) => n + this.computes.info(b).connections, 0);
+    return { monthToDate, storageBytes, connections };
+  }
+
+  /** The quota a new connection to this branch would break, if any (call before acquiring the compute). */
+  async check(route: BranchRoute): Promise<QuotaError | undefined> {
+    this.quotas.set(route.databaseId, route.quotas);
+    if (Object.values(route.quotas).every((limit) => limit === null || limit === undefined)) return undefined;
+    return brokenQuota(route.quotas, await this.standing(route.databaseId, [route.branchId]));
+  }
+
+  private serially<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn);
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  /** Writes pending usage to the catalog and folds it into the cached month totals. */
+  flush(): Promise<void> {
+    return this.serially(async () => {
+      await Promise.all(this.computes.runningBranches().map(async (branchId) => {
+        const target = this.computes.targetOf(branchId);
+        if (target) await this.sample(target).catch((err) => this.opts.log.warn({ err: String(err), branch: branchId }, 'usage sample failed'));
+      }));
+      let written;
+      try {
+        written = await this.ledger.flush(this.catalog);
+      } catch (err) {
+        this.opts.log.warn({ err: String(err) }, 'usage flush failed; will retry');
+        throw err;
+      }
+      for (const row of written) {
+        // Loads run in this same queue: a loaded total never includes this batch already.
+        const totals = this.months.get(row.owner.databaseId);
+        if (!totals || row.bucket < totals.month) continue;
+        if (row.metric === 'storage_bytes') totals.storageBytes = row.value;
+        else if (row.metric !== 'connections_peak') totals.sums[row.metric] = (totals.sums[row.metric] ?? 0) + row.value;
+      }
+    });
+  }
+
+  /** Accrues everything up to now and flushes (graceful stop). */
+  async stop(): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
+    const now = Date.now();
+    for (const span of this.running.values()) this.accrue(span, 'compute_time_ms', now);
+    for (const span of this.active.values()) this.accrue(span, 'active_time_ms', now);
+    for (const session of this.sessions.keys()) this.accrueBytes(session);
+    await this.flush();
+  }
+}

@@ -1,0 +1,119 @@
+import path from 'node:path';
+import pg from 'pg';
+import t from 'tap';
+import { type Gateway, startGateway } from '../main.ts';
+import { loadConfig } from '../src/config.ts';
+import { routeByDatabase } from '../src/catalog/routes.ts';
+import type { PgfleetError } from '../src/errors.ts';
+import { testConfig } from './helpers.ts';
+
+const settle = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function usageTotals(gateway: Gateway, databaseId: string): Promise<Record<string, number>> {
+  const { rows } = await gateway.core.catalog.query<{ metric: string; total: number }>(
+    `SELECT metric, CASE WHEN metric IN ('storage_bytes', 'connections_peak') THEN max(value) ELSE sum(value) END::bigint AS total
+       FROM usage WHERE database_id = $1 GROUP BY metric`,
+    [databaseId],
+  );
+  return Object.fromEntries(rows.map((r) => [r.metric, r.total]));
+}
+
+async function newDatabase(gateway: Gateway, quotas = {}) {
+  await gateway.core.catalog.query(`INSERT INTO partners (id, name) VALUES ('p1', 'Partner') ON CONFLICT DO NOTHING`);
+  const { database } = await gateway.core.databases.create({ partnerId: 'p1', userId: 'alice', quotas, suspendTimeoutSeconds: 0 });
+  return database;
+}
+
+/** Holds a connection on the compute the way a proxied session does. */
+async function session(gateway: Gateway, databaseId: string) {
+  const route = (await routeByDatabase(gateway.core.catalog, databaseId))!;
+  const lease = await gateway.core.computes.acquire(gateway.core.targetFor(route));
+  const socketPath = (lease.address as { socketPath: string }).socketPath;
+  const client = new pg.Client({ host: path.dirname(socketPath), port: 5432, user: route.ownerRole, database: route.databaseName });
+  await client.connect();
+  return { route, client, end: async () => { await client.end(); lease.release(); } };
+}
+
+t.test('compute time, active time, WAL and storage are counted, flushed, and survive a graceful restart exactly', async (t) => {
+  const config = testConfig({ PGFLEET_USAGE_FLUSH_SECONDS: '1' });
+  let gateway = await startGateway(config);
+  t.teardown(() => gateway.stop());
+  const db = await newDatabase(gateway);
+
+  const s = await session(gateway, db.id);
+  await s.client.query('CREATE TABLE t AS SELECT g, repeat(md5(g::text), 8) AS pad FROM generate_series(1, 20000) g');
+  await settle(1500);
+  await s.end();
+  await gateway.core.computes.suspend(db.branchId);
+  await gateway.core.usage.flush();
+
+  const after = await usageTotals(gateway, db.id);
+  t.ok(after.compute_time_ms! >= 1500, `compute time covers the session (${after.compute_time_ms} ms)`);
+  t.ok(after.active_time_ms! >= 1500 && after.active_time_ms! <= after.compute_time_ms!, `active time ${after.active_time_ms} ms ≤ compute time`);
+  t.ok(after.written_data_bytes! >= 20000 * 256, `WAL written covers the table (${after.written_data_bytes} bytes)`);
+  t.ok(after.storage_bytes! > 5_000_000, `storage is sampled (${after.storage_bytes} bytes)`);
+  t.equal(after.connections_peak, 1);
+
+  await settle(1500);
+  await gateway.core.usage.flush();
+  t.same(await usageTotals(gateway, db.id), after, 'nothing advances while suspended');
+
+  await gateway.stop();
+  gateway = await startGateway(loadConfig({ ...process.env, PGFLEET_DATA_DIR: config.dataDir, PGFLEET_API_PORT: '0', PGFLEET_PROXY_PORT: '0', PGFLEET_LOG_LEVEL: 'warn', PGFLEET_ADMIN_KEY: 'test-admin-key-0123456789' }));
+  await gateway.core.usage.flush();
+  t.same(await usageTotals(gateway, db.id), after, 'a restart counts nothing twice');
+});
+
+t.test('quotas: each blocks new connections with its SQLSTATE, a raise lifts it at once', async (t) => {
+  const gateway = await startGateway(testConfig({ PGFLEET_USAGE_FLUSH_SECONDS: '1' }));
+  t.teardown(() => gateway.stop());
+  const db = await newDatabase(gateway, { max_connections: 1 });
+  const route = async () => (await routeByDatabase(gateway.core.catalog, db.id))!;
+
+  t.equal(await gateway.core.usage.check(await route()), undefined, 'under every quota');
+  const s = await session(gateway, db.id);
+  const busy = await gateway.core.usage.check(await route());
+  t.equal(busy?.sqlstate, '53300', 'max_connections → 53300');
+  t.match(busy?.message, /max_connections limit of 1/);
+  await gateway.core.databases.update('p1', db.id, { quotas: { max_connections: 2 } });
+  t.equal(await gateway.core.usage.check(await route()), undefined, 'raising max_connections lifts it');
+
+  await s.client.query('CREATE TABLE t AS SELECT g FROM generate_series(1, 50000) g');
+  await s.end();
+  await gateway.core.usage.flush();
+  for (const [quota, limit] of [['written_data_bytes', 1000], ['storage_bytes', 1000]] as const) {
+    await gateway.core.databases.update('p1', db.id, { quotas: { [quota]: limit } });
+    const over = await gateway.core.usage.check(await route());
+    t.equal(over?.sqlstate, '53400', `${quota} → 53400`);
+    t.match(over?.message, new RegExp(`${quota} .*of ${limit}`), 'the message names the quota and its limit');
+    await gateway.core.databases.update('p1', db.id, { quotas: { [quota]: null } });
+    t.equal(await gateway.core.usage.check(await route()), undefined, `${quota}: null lifts it`);
+  }
+
+  // Usage of an earlier month does not count against this month's quota.
+  await gateway.core.catalog.query(
+    `INSERT INTO usage (partner_id, database_id, branch_id, metric, bucket, value)
+     VALUES ('p1', $1, $2, 'data_transfer_bytes', date_trunc('month', now()) - interval '1 hour', 1000000)`,
+    [db.id, db.branchId],
+  );
+  await gateway.core.databases.update('p1', db.id, { quotas: { data_transfer_bytes: 500000 } });
+  t.equal(await gateway.core.usage.check(await route()), undefined, 'last month is not this month');
+});
+
+t.test('a running compute over its compute time quota is suspended, its sessions told why', async (t) => {
+  const gateway = await startGateway(testConfig({ PGFLEET_USAGE_FLUSH_SECONDS: '1' }));
+  t.teardown(() => gateway.stop());
+  const db = await newDatabase(gateway, { compute_time_seconds: 2 });
+  const terminated = new Promise<[string, PgfleetError]>((resolve) => gateway.core.computes.once('terminate', (b, e) => resolve([b, e])));
+  const suspended = new Promise<void>((resolve) => gateway.core.computes.on('state', (b, state) => b === db.branchId && state === 'suspended' && resolve()));
+  const s = await session(gateway, db.id);
+  s.client.on('error', () => {});
+  const [branchId, reason] = await terminated;
+  await suspended;
+  t.equal(branchId, db.branchId);
+  t.equal(reason.sqlstate, '53400');
+  t.match(reason.message, /compute_time_seconds monthly limit of 2/);
+  await t.rejects(s.client.query('SELECT 1'), 'the session is ended');
+  await s.end().catch(() => {});
+  t.equal((await gateway.core.usage.check((await routeByDatabase(gateway.core.catalog, db.id))!))?.sqlstate, '53400', 'new connections are refused');
+});
