@@ -46,6 +46,8 @@ export class FakeNeon {
   readonly calls: { operationId: string; method: string; template: string; status: number }[] = [];
   /** Everything that did not follow the OpenAPI document (a test should assert this stays empty). */
   readonly violations: string[] = [];
+  /** The CA's certificate file (what PGFLEET_NEON_CA_FILE names). */
+  readonly caFile: string;
   private readonly faults: Fault[] = [];
   private readonly stuck = new Set<string>();
   private readonly work = new Set<Promise<void>>();
@@ -62,6 +64,7 @@ export class FakeNeon {
     private readonly user: OsUser,
     private readonly templatePgdata: string,
   ) {
+    this.caFile = path.join(ca.dir, 'ca.crt');
     this.handlers = {
       createProject: (r) => this.createProject(r.body.project),
       getProject: (r) => ({ status: 200, body: { project: projectBody(this.project(r.pathParams.project_id!)) } }),
