@@ -36,7 +36,7 @@ const provider = new LocalProvider({ dataDir, runDir, install, user, compute: co
 
 const ref = (i: number): BranchRef => ({
   databaseId: `db-bench-${i}`, branchId: `br-bench-${i}`, region: 'local', databaseName: 'app',
-  ownerRole: 'app_owner', roles: ['app_owner'], providerState: {},
+  ownerRole: 'app_owner', roles: ['app_owner'], providerState: {}, suspendTimeoutSeconds: 0, quotas: {},
 });
 
 /** A query as the tenant proves the compute is usable, not merely started. */

@@ -1,5 +1,8 @@
+import fs from 'node:fs';
 import path from 'node:path';
+import { type RegionConfig, parseRegions } from './config-regions.ts';
 import { ConfigError } from './errors.ts';
+import { parseSecretKey } from './secret-box.ts';
 
 /** Settings of each compute Postgres; small by default so that many fit on one host. */
 export interface ComputeSettings {
@@ -31,6 +34,21 @@ export interface Config {
   tlsCert: string | undefined;
   tlsKey: string | undefined;
   usageFlushSeconds: number;
+  /** Region id → provider; the first is the default. */
+  regions: RegionConfig[];
+  /** Key that seals secrets kept in the catalog; undefined = generated under dataDir. */
+  secretKey: Buffer | undefined;
+  neon: NeonSettings;
+}
+
+/** What every neon region shares. */
+export interface NeonSettings {
+  /** PEM of extra CAs to trust for Neon compute hosts (beside the system's). */
+  ca: string | undefined;
+  /** The port Neon computes listen on. */
+  port: number;
+  /** How long a Neon operation (create, start, suspend, ...) may run before pgfleet gives up. */
+  operationTimeoutMs: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -89,6 +107,27 @@ function memory(env: Env, name: string, fallback: string): string {
   return v;
 }
 
+function secretKey(env: Env): Buffer | undefined {
+  const raw = optional(env, 'PGFLEET_SECRET_KEY');
+  if (raw === undefined) return undefined;
+  const key = parseSecretKey(raw);
+  if (!key) throw new ConfigError('PGFLEET_SECRET_KEY', 'must be 32 bytes written as 64 hex digits or as base64');
+  return key;
+}
+
+function pemFile(env: Env, name: string): string | undefined {
+  const file = optional(env, name);
+  if (file === undefined) return undefined;
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(name, `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  if (!text.includes('-----BEGIN CERTIFICATE-----')) throw new ConfigError(name, `${file} holds no PEM certificate`);
+  return text;
+}
+
 /** Reads and validates the whole configuration; throws ConfigError naming the bad variable. */
 export function loadConfig(env: Env = process.env): Config {
   const domain = str(env, 'PGFLEET_DOMAIN', 'localhost').toLowerCase();
@@ -137,5 +176,12 @@ export function loadConfig(env: Env = process.env): Config {
     tlsCert,
     tlsKey,
     usageFlushSeconds: int(env, 'PGFLEET_USAGE_FLUSH_SECONDS', 60, 1, 3600),
+    regions: parseRegions(env),
+    secretKey: secretKey(env),
+    neon: {
+      ca: pemFile(env, 'PGFLEET_NEON_CA_FILE'),
+      port: int(env, 'PGFLEET_NEON_PORT', 5432, 1, 65535),
+      operationTimeoutMs: int(env, 'PGFLEET_NEON_OPERATION_TIMEOUT', 120, 1, 3600) * 1000,
+    },
   };
 }

@@ -4,6 +4,7 @@ import type { ComputeManager, ComputeTarget } from './computes.ts';
 import { BadRequestError, ConflictError, NotFoundError } from './errors.ts';
 import { generateName } from './names.ts';
 import { type Quotas, validateQuotas } from './quotas.ts';
+import type { ProviderState } from './providers/provider.ts';
 import type { Regions } from './regions.ts';
 import { generatePassword, makeScramVerifier } from './scram-verifier.ts';
 
@@ -110,6 +111,15 @@ function decodeCursor(cursor: string): [string, string] {
   throw new BadRequestError('cursor: not a cursor this API returned');
 }
 
+const isPlainObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+/** `patch` over `kept`, nested objects merged key by key (so one role's password does not drop the others). */
+export function mergeState(kept: ProviderState, patch: ProviderState): ProviderState {
+  const out: ProviderState = { ...kept };
+  for (const [k, v] of Object.entries(patch)) out[k] = isPlainObject(v) && isPlainObject(out[k]) ? mergeState(out[k], v) : v;
+  return out;
+}
+
 const isUniqueViolation = (err: unknown) => (err as { code?: string }).code === '23505';
 
 /**
@@ -159,10 +169,7 @@ export class Databases {
 
     const route = (await routeByDatabase(this.catalog, ids.databaseId))!;
     try {
-      const state = await region.provider.create(branchRefOf(route));
-      if (Object.keys(state).length) {
-        await this.catalog.query('UPDATE databases SET provider_state = provider_state || $2 WHERE id = $1', [ids.databaseId, state]);
-      }
+      await this.keepState(ids.databaseId, await region.provider.create(branchRefOf(route)));
     } catch (err) {
       await this.catalog.query('DELETE FROM databases WHERE id = $1', [ids.databaseId]);
       throw err;
@@ -248,17 +255,35 @@ export class Databases {
       throw err;
     }
     const updated = await this.get(partnerId, id);
-    await this.regions.get(record.region).provider.syncRoles(branchRefOf(await this.routeOf(updated)));
+    await this.keepState(id, await this.regions.get(record.region).provider.syncRoles(branchRefOf(await this.routeOf(updated))));
     return { database: updated, password };
   }
 
-  /** A new password for a role; the old one stops working for new connections at once. */
+  /**
+   * A new password for a role; the old one stops working for new connections at once. The
+   * provider rotates its own secret of the role first (a Neon role password), so a failure
+   * there changes nothing here and the call can be repeated.
+   */
   async resetPassword(partnerId: string, id: string, roleName: string): Promise<{ database: DatabaseRecord; password: string }> {
     const record = await this.get(partnerId, id);
+    if (!record.roles.includes(roleName)) throw new NotFoundError(`role "${roleName}" not found`);
     const password = generatePassword();
-    const { rowCount } = await this.catalog.query('UPDATE roles SET scram_verifier = $3 WHERE database_id = $1 AND name = $2', [id, roleName, await makeScramVerifier(password)]);
+    const verifier = await makeScramVerifier(password);
+    const state = await this.regions.get(record.region).provider.resetPassword(branchRefOf(await this.routeOf(record)), roleName);
+    await this.keepState(id, state);
+    const { rowCount } = await this.catalog.query('UPDATE roles SET scram_verifier = $3 WHERE database_id = $1 AND name = $2', [id, roleName, verifier]);
     if (!rowCount) throw new NotFoundError(`role "${roleName}" not found`);
     return { database: record, password };
+  }
+
+  /** Merges what a provider returned into the database's kept state, under a row lock. */
+  private async keepState(databaseId: string, patch: ProviderState): Promise<void> {
+    if (Object.keys(patch).length === 0) return;
+    await this.catalog.tx(async (c) => {
+      const { rows } = await c.query('SELECT provider_state FROM databases WHERE id = $1 FOR UPDATE', [databaseId]);
+      if (!rows[0]) return;
+      await c.query('UPDATE databases SET provider_state = $2 WHERE id = $1', [databaseId, mergeState(rows[0].provider_state, patch)]);
+    });
   }
 
   async suspend(partnerId: string, id: string): Promise<DatabaseRecord> {

@@ -58,3 +58,10 @@ export class QuotaError extends PgfleetError {
     super(message, sqlstate, 402, 'quota_exceeded');
   }
 }
+
+/** A provider's own service (Neon's API, say) failed or did not answer in time. */
+export class ProviderError extends PgfleetError {
+  constructor(message: string) {
+    super(message, '58000', 502, 'provider_error');
+  }
+}

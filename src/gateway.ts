@@ -9,8 +9,11 @@ import { type PgInstall, resolvePgInstall } from './pg/install.ts';
 import { type OsUser, makeOwnedDir, resolveComputeUser } from './pg/os-user.ts';
 import { chooseRunDir } from './providers/local/layout.ts';
 import { LocalProvider } from './providers/local/local-provider.ts';
+import { NeonProvider } from './providers/neon/neon-provider.ts';
 import { Databases } from './databases.ts';
-import { Regions } from './regions.ts';
+import { PROVIDER_USAGE_LOOKBACK_MS, PROVIDER_USAGE_PULL_MS, importProviderUsage } from './provider-usage.ts';
+import { type Region, Regions } from './regions.ts';
+import { SecretBox, ensureSecretKey } from './secret-box.ts';
 import { UsageTracker } from './usage/usage-tracker.ts';
 
 /**
@@ -82,7 +85,14 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
         .catch((err) => log.warn({ err: err.message, branch: branchId }, 'could not record compute state'));
     });
 
-    const regions = new Regions([{ id: 'local', provider: local }]);
+    const regions = new Regions(buildRegions(config, local, log));
+    const usagePull = setInterval(() => {
+      const now = Date.now();
+      void importProviderUsage(catalog, regions, new Date(now - PROVIDER_USAGE_LOOKBACK_MS), new Date(now), log)
+        .catch((err) => log.warn({ err: err.message }, 'provider usage import failed'));
+    }, PROVIDER_USAGE_PULL_MS);
+    usagePull.unref();
+    cleanups.push(() => clearInterval(usagePull));
     const targetFor = (route: BranchRoute): ComputeTarget => ({
       ref: branchRefOf(route),
       partnerId: route.partnerId,
@@ -98,4 +108,18 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     await undo();
     throw err;
   }
+}
+
+/** Each configured region with its provider: the local one, or a Neon provider per neon region. */
+function buildRegions(config: Config, local: LocalProvider, log: Logger): Region[] {
+  let box: SecretBox | undefined;
+  return config.regions.map((r) => {
+    if (r.provider === 'local') return { id: r.id, provider: local };
+    box ??= new SecretBox(ensureSecretKey(config.dataDir, config.secretKey));
+    const provider = new NeonProvider({
+      region: r.neon, box, ca: config.neon.ca, port: config.neon.port, operationTimeoutMs: config.neon.operationTimeoutMs,
+      log: log.child({ region: r.id }),
+    });
+    return { id: r.id, provider };
+  });
 }

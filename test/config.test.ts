@@ -30,6 +30,13 @@ const bad: [string, string][] = [
   ['PGFLEET_COMPUTE_SHARED_BUFFERS', 'lots'],
   ['PGFLEET_ALLOW_PLAINTEXT', 'maybe'],
   ['PGFLEET_MAX_COMPUTES', '0'],
+  ['PGFLEET_REGIONS', '{not json'],
+  ['PGFLEET_REGIONS', '{"eu-1":{"provider":"aws"}}'],
+  ['PGFLEET_REGIONS', '{"eu-1":{"provider":"local","region_id":"x"}}'],
+  ['PGFLEET_REGIONS', '{"Bad Id":{"provider":"local"}}'],
+  ['PGFLEET_SECRET_KEY', 'abc'],
+  ['PGFLEET_NEON_CA_FILE', '/nonexistent/ca.pem'],
+  ['PGFLEET_NEON_PORT', '0'],
 ];
 for (const [name, value] of bad) {
   t.test(`${name}=${value} is refused by name`, async (t) => {
@@ -44,6 +51,25 @@ for (const [name, value] of bad) {
     t.match((caught as ConfigError).message, new RegExp(`^${name}: `));
   });
 }
+
+t.test('regions: local by default; neon regions with their API key and host', async (t) => {
+  t.same(loadConfig({}).regions, [{ id: 'local', provider: 'local' }]);
+  const c = loadConfig({
+    PGFLEET_REGIONS: '{"aws-us-east-2":{"provider":"neon","region_id":"aws-us-east-2","api_key_env":"NEON_API_KEY"}}',
+    NEON_API_KEY: 'napi_x',
+  });
+  t.same(c.regions.map((r) => r.id), ['local', 'aws-us-east-2'], 'local first, so still the default');
+  t.match(c.regions[1], { provider: 'neon', neon: { regionId: 'aws-us-east-2', apiKey: 'napi_x', apiHost: 'https://console.neon.tech/api/v2', pgVersion: 17 } });
+  const only = loadConfig({ PGFLEET_REGIONS: '{"local":null,"eu":{"provider":"neon","region_id":"aws-eu-central-1","api_key_env":"EU_KEY","api_host":"http://127.0.0.1:9/api/v2/"}}', EU_KEY: 'k' });
+  t.same(only.regions.map((r) => r.id), ['eu'], 'local: null removes the local region');
+  t.match(only.regions[0], { neon: { apiHost: 'http://127.0.0.1:9/api/v2', apiKey: 'k' } });
+  t.equal(loadConfig({}).neon.port, 5432);
+});
+
+t.test('a neon region without its API key names the missing variable', async (t) => {
+  t.throws(() => loadConfig({ PGFLEET_REGIONS: '{"us":{"provider":"neon","region_id":"aws-us-east-2"}}' }), { variable: 'NEON_API_KEY', message: /needed by the neon region "us"/ });
+  t.throws(() => loadConfig({ PGFLEET_REGIONS: '{"us":{"provider":"neon"}}', NEON_API_KEY: 'k', NEON_API_HOST: 'ftp://x' }), { variable: 'NEON_API_HOST', message: /^NEON_API_HOST: must use https/ });
+});
 
 t.test('a bad variable stops the process with a non-zero exit and its name', async (t) => {
   const [cmd, args] = nodeTs('main.ts');

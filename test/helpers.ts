@@ -32,6 +32,8 @@ export function testRef(overrides: Partial<BranchRef> = {}): BranchRef {
     databaseName: 'app',
     ownerRole: 'alice',
     roles: ['alice'],
+    suspendTimeoutSeconds: 300,
+    quotas: {},
     providerState: {},
     ...overrides,
   };

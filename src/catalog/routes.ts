@@ -75,6 +75,8 @@ export function branchRefOf(route: BranchRoute): BranchRef {
     databaseName: route.databaseName,
     ownerRole: route.ownerRole,
     roles: Object.keys(route.verifiers),
+    suspendTimeoutSeconds: route.suspendTimeoutSeconds,
+    quotas: route.quotas,
     providerState: route.providerState,
   };
 }

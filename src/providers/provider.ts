@@ -1,3 +1,5 @@
+import type { Quotas } from '../quotas.ts';
+
 /**
  * What runs computes. Providers know nothing of HTTP or the wire protocol: they are told
  * which branch, and answer with an address the proxy can reach.
@@ -13,8 +15,21 @@ export interface BranchRef {
   ownerRole: string;
   /** Every login role of the database, the owner included. */
   roles: string[];
+  /** Idle seconds before the compute is suspended; 0 = never. */
+  suspendTimeoutSeconds: number;
+  quotas: Quotas;
   /** What the provider asked the catalog to keep for this database/branch (ids at Neon, say). */
-  providerState: Record<string, unknown>;
+  providerState: ProviderState;
+}
+
+/** What a provider keeps in the catalog; a returned state is merged into the kept one, key by key. */
+export type ProviderState = Record<string, unknown>;
+
+/** Usage the provider meters itself, in hourly buckets, in pgfleet's metrics and units. */
+export interface MeteredUsage {
+  bucket: Date;
+  metric: 'compute_time_ms' | 'active_time_ms' | 'written_data_bytes' | 'storage_bytes';
+  value: number;
 }
 
 /** Where a running compute answers, and how the proxy starts a session there. */
@@ -45,17 +60,26 @@ export interface ProviderEvents {
 export interface Provider {
   readonly name: string;
   /** Records a new branch. Cheap: nothing starts, nothing big is written. Returns state to keep. */
-  create(ref: BranchRef): Promise<Record<string, unknown>>;
+  create(ref: BranchRef): Promise<ProviderState>;
   /** Starts the branch's compute and resolves once it accepts connections. */
   start(ref: BranchRef): Promise<ComputeAddress>;
   /** Fast shutdown; resolves once it has stopped. */
   stop(ref: BranchRef): Promise<void>;
   /** Stops the compute and removes every file or remote resource of the branch. */
   delete(ref: BranchRef): Promise<void>;
-  /** Makes the compute's roles match ref.roles: now when running, else at its next start. */
-  syncRoles(ref: BranchRef): Promise<void>;
+  /** Makes the compute's roles match ref.roles: now when running, else at its next start. Returns state to keep. */
+  syncRoles(ref: BranchRef): Promise<ProviderState>;
+  /**
+   * A role's password was reset at pgfleet: rotate whatever secret the provider itself holds for
+   * that role (the client-facing password is pgfleet's verifier, not this). Returns state to keep.
+   */
+  resetPassword(ref: BranchRef, role: string): Promise<ProviderState>;
+  /** Usage metered by the provider between from and to (empty when pgfleet meters everything itself). */
+  usage(ref: BranchRef, from: Date, to: Date): Promise<MeteredUsage[]>;
+  /** The metrics usage() reports: pgfleet's own metering leaves them to the provider. */
+  readonly meters: readonly MeteredUsage['metric'][];
   status(ref: BranchRef): 'running' | 'stopped';
-  /** Usage the provider measures itself: WAL written, storage. */
+  /** What the provider can measure of a branch on the spot: WAL written, storage. */
   sample(ref: BranchRef): Promise<UsageSample>;
   /** Stops every compute this provider runs (pgfleet shutting down). */
   shutdown(): Promise<void>;

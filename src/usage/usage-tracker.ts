@@ -89,9 +89,16 @@ export class UsageTracker {
     if (n === 0) this.close(this.active, branchId, 'active_time_ms');
   }
 
-  /** Accrues a span up to now, split at hour boundaries; keeps it open unless asked to end it. */
+  /** Whether pgfleet meters this metric of the branch, or its provider does (Neon's consumption API). */
+  private meters(branchId: string, metric: UsageMetric): boolean {
+    return !(this.computes.targetOf(branchId)?.provider.meters as readonly string[] | undefined)?.includes(metric);
+  }
+
+  /** Accrues a span up to now, split at hour boundaries. */
   private accrue(span: Span, metric: UsageMetric, now = Date.now()): void {
-    for (const [bucket, ms] of splitByHour(span.since, now)) this.ledger.record(span.owner, metric, ms, bucket);
+    if (this.meters(span.owner.branchId, metric)) {
+      for (const [bucket, ms] of splitByHour(span.since, now)) this.ledger.record(span.owner, metric, ms, bucket);
+    }
     span.since = now;
   }
 

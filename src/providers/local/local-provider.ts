@@ -8,7 +8,7 @@ import { ConfigError } from '../../errors.ts';
 import type { PgInstall } from '../../pg/install.ts';
 import { type OsUser, firstBlockedDir, makeOwnedDir } from '../../pg/os-user.ts';
 import { PostgresServer, SOCKET_PORT, clearPreviousRun, initCluster } from '../../pg/server.ts';
-import type { BranchRef, ComputeAddress, Provider, ProviderEvents, UsageSample } from '../provider.ts';
+import type { BranchRef, ComputeAddress, MeteredUsage, Provider, ProviderEvents, ProviderState, UsageSample } from '../provider.ts';
 import { LocalLayout } from './layout.ts';
 import { directorySize } from './directory-size.ts';
 import { checkpointPosition, walPosition } from './compute-admin.ts';
@@ -106,7 +106,7 @@ export class LocalProvider implements Provider {
     fs.writeFileSync(path.join(dir, SPEC_FILE), JSON.stringify(specOf(ref)));
   }
 
-  async create(ref: BranchRef): Promise<Record<string, unknown>> {
+  async create(ref: BranchRef): Promise<ProviderState> {
     for (const d of [this.layout.dataRoot, path.join(this.layout.dataRoot, ref.region), this.layout.databaseDir(ref.region, ref.databaseId)]) {
       if (!fs.existsSync(d)) makeOwnedDir(d, this.opts.user);
     }
@@ -191,10 +191,22 @@ export class LocalProvider implements Provider {
     return true;
   }
 
-  async syncRoles(ref: BranchRef): Promise<void> {
+  async syncRoles(ref: BranchRef): Promise<ProviderState> {
     this.writeSpec(ref);
     const server = this.servers.get(ref.branchId);
     if (server?.running) await this.applySpecIfChanged(ref, server);
+    return {};
+  }
+
+  /** Local computes trust their private socket: pgfleet holds no secret of the role to rotate. */
+  async resetPassword(): Promise<ProviderState> {
+    return {};
+  }
+
+  /** pgfleet meters local computes itself. */
+  readonly meters = [] as const;
+  async usage(): Promise<MeteredUsage[]> {
+    return [];
   }
 
   async stop(ref: BranchRef): Promise<void> {

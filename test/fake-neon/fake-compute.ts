@@ -1,0 +1,111 @@
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import type { PgInstall } from '../../src/pg/install.ts';
+import { type OsUser, makeOwnedDir } from '../../src/pg/os-user.ts';
+import { ADMIN_ROLE, PostgresServer } from '../../src/pg/server.ts';
+import type { ServerCert } from './certs.ts';
+
+const execFileAsync = promisify(execFile);
+
+export interface ComputeSpec {
+  databases: { name: string; owner: string }[];
+  /** role → password */
+  roles: Map<string, string>;
+}
+
+export interface FakeComputeOptions {
+  install: PgInstall;
+  user: OsUser;
+  /** A cluster made by initCluster, copied for each project. */
+  templatePgdata: string;
+  dir: string;
+  socketDir: string;
+  host: string;
+  port: number;
+  cert: ServerCert;
+}
+
+const ident = (s: string) => pg.escapeIdentifier(s);
+
+/**
+ * A Neon compute, for real: a Postgres server listening on its own loopback address with TLS
+ * (the fake CA's certificate for that address) and SCRAM passwords only, as on Neon.
+ */
+export class FakeCompute {
+  private server: PostgresServer | undefined;
+
+  constructor(private readonly opts: FakeComputeOptions) {}
+
+  get running(): boolean {
+    return this.server?.running ?? false;
+  }
+
+  private get pgdata(): string {
+    return path.join(this.opts.dir, 'pgdata');
+  }
+
+  private async materialize(): Promise<void> {
+    if (fs.existsSync(path.join(this.pgdata, 'PG_VERSION'))) return;
+    makeOwnedDir(this.opts.dir, this.opts.user);
+    await execFileAsync('cp', ['-a', '--reflink=auto', this.opts.templatePgdata, this.pgdata]);
+    const own = (file: string, text: string, mode: number) => {
+      fs.writeFileSync(file, text, { mode });
+      if (this.opts.user.switchUser) fs.chownSync(file, this.opts.user.uid, this.opts.user.gid);
+    };
+    own(path.join(this.pgdata, 'pg_hba.conf'), 'local all all trust\nhostssl all all 127.0.0.0/8 scram-sha-256\n', 0o600);
+    own(path.join(this.pgdata, 'server.crt'), this.opts.cert.certPem, 0o600);
+    own(path.join(this.pgdata, 'server.key'), this.opts.cert.keyPem, 0o600);
+  }
+
+  /** Starts the server and makes its roles (with their passwords) and databases match spec. */
+  async start(spec: ComputeSpec): Promise<void> {
+    if (!this.running) {
+      await this.materialize();
+      this.server = new PostgresServer({
+        install: this.opts.install, user: this.opts.user, pgdata: this.pgdata, socketDir: this.opts.socketDir,
+        logFile: path.join(this.opts.dir, 'postgres.log'), startTimeoutMs: 30_000,
+        settings: {
+          listen_addresses: this.opts.host, port: this.opts.port, ssl: 'on', password_encryption: 'scram-sha-256',
+          shared_buffers: '16MB', max_connections: 20, max_wal_size: '64MB', min_wal_size: '4MB', jit: 'off',
+        },
+      });
+      await this.server.start();
+    }
+    await this.apply(spec);
+  }
+
+  /** Roles and passwords as spec says (a reset password takes effect here). */
+  async apply(spec: ComputeSpec): Promise<void> {
+    if (!this.running) return;
+    const c = new pg.Client({ host: this.opts.socketDir, port: this.opts.port, user: ADMIN_ROLE, database: 'postgres' });
+    await c.connect();
+    try {
+      for (const [role, password] of spec.roles) {
+        const exists = (await c.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [role])).rowCount;
+        await c.query(`${exists ? 'ALTER' : 'CREATE'} ROLE ${ident(role)} LOGIN PASSWORD ${pg.escapeLiteral(password)}`);
+      }
+      for (const db of spec.databases) {
+        if (!(await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [db.name])).rowCount) {
+          await c.query(`CREATE DATABASE ${ident(db.name)} OWNER ${ident(db.owner)}`);
+        }
+      }
+    } finally {
+      await c.end();
+    }
+  }
+
+  async stop(): Promise<void> {
+    const s = this.server;
+    this.server = undefined;
+    await s?.stop('fast');
+  }
+
+  async destroy(): Promise<void> {
+    await this.stop();
+    fs.rmSync(this.opts.dir, { recursive: true, force: true });
+    fs.rmSync(this.opts.socketDir, { recursive: true, force: true });
+  }
+}

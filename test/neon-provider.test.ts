@@ -1,0 +1,149 @@
+import pg from 'pg';
+import t from 'tap';
+import type { NeonRegionSettings } from '../src/config-regions.ts';
+import { ComputeStartError } from '../src/errors.ts';
+import { createLogger } from '../src/log.ts';
+import { NeonApiError } from '../src/providers/neon/neon-api.ts';
+import { NeonProvider, type NeonProviderOptions } from '../src/providers/neon/neon-provider.ts';
+import { neonStateOf } from '../src/providers/neon/neon-state.ts';
+import type { BranchRef, ComputeAddress, ProviderState } from '../src/providers/provider.ts';
+import { SecretBox } from '../src/secret-box.ts';
+import { mergeState } from '../src/databases.ts';
+import { FAKE_API_KEY, FakeNeon } from './fake-neon/fake-neon.ts';
+import { testRef } from './helpers.ts';
+
+const fake = await FakeNeon.start();
+t.teardown(() => fake.close());
+
+const region: NeonRegionSettings = { regionId: 'aws-us-east-2', apiKey: FAKE_API_KEY, apiHost: fake.baseUrl, orgId: undefined, pgVersion: 17 };
+const box = new SecretBox(Buffer.alloc(32, 7));
+const makeProvider = (over: Partial<NeonProviderOptions> = {}) => new NeonProvider({
+  region, box, ca: fake.ca.certPem, port: fake.port, operationTimeoutMs: 20_000,
+  retry: { baseDelayMs: 20, maxDelayMs: 100 }, log: createLogger('silent'), ...over,
+});
+const provider = makeProvider();
+
+const keep = (ref: BranchRef, state: ProviderState): BranchRef => ({ ...ref, providerState: mergeState(ref.providerState, state) });
+
+async function query(address: ComputeAddress, role: string, database: string, sql: string): Promise<any[]> {
+  if (address.kind !== 'tcp') throw new Error('expected a TCP address');
+  const c = new pg.Client({
+    host: address.host, port: address.port, user: role, database, password: address.passwords[role],
+    ssl: { ca: address.ca, servername: address.servername, rejectUnauthorized: true },
+  });
+  await c.connect();
+  try {
+    return (await c.query(sql)).rows;
+  } finally {
+    await c.end();
+  }
+}
+
+t.test('lifecycle: create, start, query over TLS, suspend, wake, data intact, delete', async (t) => {
+  let ref = testRef({ region: 'aws-us-east-2', quotas: { compute_time_seconds: 3600, storage_bytes: 1 << 30, max_connections: 10 }, suspendTimeoutSeconds: 0 });
+  ref = keep(ref, await provider.create(ref));
+  const s = neonStateOf(ref)!;
+  const project = fake.projects.get(s.projectId)!;
+  t.ok(project, 'a Neon project was created');
+  t.equal(project.regionId, 'aws-us-east-2');
+  t.equal(project.pgVersion, 17);
+  t.same(project.quota, { compute_time_seconds: 3600, logical_size_bytes: 1 << 30 }, 'quotas map to Neon project quotas');
+  t.equal(project.suspendTimeoutSeconds, -1, 'suspend timeout 0 (never) is -1 at Neon');
+  t.same(project.databases.map((d) => [d.name, d.owner]), [['app', 'alice']]);
+  t.notMatch(JSON.stringify(ref.providerState), project.roles.get('alice')!.password, 'the Neon password is kept only sealed');
+
+  const address = await provider.start(ref);
+  t.match(address, { kind: 'tcp', host: project.host, port: fake.port, servername: project.host });
+  t.equal(provider.status(ref), 'running');
+  await query(address, 'alice', 'app', `CREATE TABLE notes (body text); INSERT INTO notes VALUES ('kept across suspends')`);
+  t.same(await query(address, 'alice', 'app', 'SELECT current_user AS who, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()'), [{ who: 'alice', ssl: true }], 'TLS, as the role');
+
+  await provider.stop(ref);
+  t.equal(project.state, 'idle', 'stop suspends the endpoint');
+  t.equal(provider.status(ref), 'stopped');
+  await t.rejects(query(address, 'alice', 'app', 'SELECT 1'), /ECONNREFUSED/, 'nothing answers while suspended');
+
+  const again = await provider.start(ref);
+  t.equal(project.state, 'active', 'a wake starts the suspended endpoint');
+  t.same(await query(again, 'alice', 'app', 'SELECT body FROM notes'), [{ body: 'kept across suspends' }]);
+
+  await provider.delete(ref);
+  t.notOk(fake.projects.has(s.projectId), 'delete removes the project');
+  await t.resolves(provider.delete(ref), 'deleting again is fine');
+});
+
+t.test('roles: added roles get a Neon password; a reset rotates it', async (t) => {
+  let ref = testRef({ region: 'aws-us-east-2' });
+  ref = keep(ref, await provider.create(ref));
+  ref = keep({ ...ref, roles: ['alice', 'reader'] }, await provider.syncRoles({ ...ref, roles: ['alice', 'reader'] }));
+  t.same(Object.keys(neonStateOf(ref)!.passwords).sort(), ['alice', 'reader']);
+  const address = await provider.start(ref);
+  t.same(await query(address, 'reader', 'app', 'SELECT current_user AS who'), [{ who: 'reader' }]);
+
+  const before = neonStateOf(ref)!.passwords.alice;
+  ref = keep(ref, await provider.resetPassword(ref, 'alice'));
+  t.not(neonStateOf(ref)!.passwords.alice, before, 'a new sealed password is kept');
+  await t.rejects(query(address, 'alice', 'app', 'SELECT 1'), /password authentication failed/, 'the old Neon password no longer works');
+  t.same(await query(await provider.start(ref), 'alice', 'app', 'SELECT current_user AS who'), [{ who: 'alice' }], 'the new one does');
+  await provider.delete(ref);
+});
+
+t.test('429 and 500 answers are retried; Retry-After is honoured', async (t) => {
+  const ref = testRef({ region: 'aws-us-east-2' });
+  fake.failNext('createProject', 429, 2, 0);
+  fake.failNext('getProjectOperation', 500, 2);
+  const before = fake.callsOf('createProject');
+  const state = await provider.create(ref);
+  t.equal(fake.callsOf('createProject') - before, 3, 'two 429s, then success');
+  const kept = keep(ref, state);
+  fake.failNext('getProjectEndpoint', 503, 1);
+  fake.failNext('startProjectEndpoint', 500, 1);
+  await t.resolves(provider.start(kept));
+  await provider.delete(kept);
+});
+
+t.test('too many failures end with a clear error, for 429 and for 500', async (t) => {
+  const few = makeProvider({ retry: { attempts: 3, baseDelayMs: 10, maxDelayMs: 20 } });
+  for (const status of [429, 500]) {
+    const before = fake.callsOf('createProject');
+    fake.failNext('createProject', status, 3, status === 429 ? 0 : undefined);
+    const err = await few.create(testRef({ region: 'aws-us-east-2' })).then(() => undefined, (e: Error) => e);
+    t.type(err, NeonApiError);
+    t.match(err?.message, new RegExp(`createProject failed after 3 attempts: HTTP ${status}`));
+    t.equal((err as NeonApiError).httpStatus, 502, 'a provider error (502) at the API');
+    t.equal(fake.callsOf('createProject') - before, 3, 'exactly the allowed attempts');
+    t.notMatch(err?.message, FAKE_API_KEY, 'the API key is not in the message');
+  }
+  t.equal(fake.projects.size, 0, 'no project was left behind');
+});
+
+t.test('a Retry-After longer than allowed fails at once, saying so', async (t) => {
+  const before = fake.callsOf('createProject');
+  fake.failNext('createProject', 429, 1, 3600);
+  await t.rejects(provider.create(testRef({ region: 'aws-us-east-2' })), /Neon asks to wait 3600 s/);
+  t.equal(fake.callsOf('createProject') - before, 1);
+});
+
+t.test('an operation that never finishes ends with a clear error at the deadline', async (t) => {
+  const quick = makeProvider({ operationTimeoutMs: 1500 });
+  let ref = testRef({ region: 'aws-us-east-2' });
+  ref = keep(ref, await provider.create(ref));
+  await provider.stop(ref);
+  fake.stickOperations('start_compute');
+  t.teardown(() => fake.stickOperations('start_compute', false));
+  const err = await quick.start(ref).then(() => undefined, (e: Error) => e);
+  t.type(err, ComputeStartError, 'a compute start error (the proxy answers 57P03)');
+  t.match(err?.message, /starting Neon endpoint ep-[a-z0-9]+: Neon operation start_compute \([0-9a-f-]+\) is still running after \d+ s; gave up/);
+  t.equal(quick.status(ref), 'stopped');
+
+  fake.stickOperations('create_timeline');
+  t.teardown(() => fake.stickOperations('create_timeline', false));
+  const projects = fake.projects.size;
+  await t.rejects(quick.create(testRef({ region: 'aws-us-east-2' })), { name: 'ProviderError', message: /creating Neon project .*create_timeline.*still running/ });
+  t.equal(fake.projects.size, projects, 'the half-made project was deleted');
+  await provider.delete(ref);
+});
+
+t.test('every request and answer followed Neon\'s OpenAPI document', async (t) => {
+  t.same(fake.violations, []);
+});
