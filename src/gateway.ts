@@ -14,6 +14,7 @@ import { Databases } from './databases.ts';
 import { PROVIDER_USAGE_LOOKBACK_MS, PROVIDER_USAGE_PULL_MS, importProviderUsage } from './provider-usage.ts';
 import { type Region, Regions } from './regions.ts';
 import { SecretBox, ensureSecretKey } from './secret-box.ts';
+import { OperatorMetrics } from './metrics.ts';
 import { UsageTracker } from './usage/usage-tracker.ts';
 
 /**
@@ -33,6 +34,7 @@ export interface Core {
   computes: ComputeManager;
   databases: Databases;
   usage: UsageTracker;
+  metrics: OperatorMetrics;
   /** What the compute manager needs for a branch the catalog routed to. */
   targetFor(route: BranchRoute): ComputeTarget;
   stop(): Promise<void>;
@@ -68,6 +70,7 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     // Nothing runs after a (re)start until a connection or the API wakes it.
     await catalog.query(`UPDATE computes SET state = 'suspended', pid = NULL, updated_at = now() WHERE state <> 'suspended'`);
     const usage = new UsageTracker(catalog, computes, { flushSeconds: config.usageFlushSeconds, log });
+    const metrics = new OperatorMetrics(computes);
     // Cleanups run in reverse: computes stop (their last usage recorded), then usage is flushed.
     cleanups.push(() => usage.stop());
     cleanups.push(() => computes.shutdown());
@@ -101,7 +104,7 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     });
     const databases = new Databases(catalog, regions, computes, targetFor, config.defaultSuspendTimeoutSeconds);
     return {
-      config, log, user, install, runDir, adminKeyHash, catalog, local, regions, computes, databases, usage, targetFor,
+      config, log, user, install, runDir, adminKeyHash, catalog, local, regions, computes, databases, usage, metrics, targetFor,
       stop: undo,
     };
   } catch (err) {

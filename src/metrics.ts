@@ -1,0 +1,44 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ComputeManager } from './computes.ts';
+
+/**
+ * Operator metrics at GET /metrics: low cardinality (no per-database labels; billing reads those
+ * from /metrics/usage). The doors count into these; compute wakes are counted here from the manager.
+ */
+export class OperatorMetrics {
+  readonly registry = new Registry();
+  readonly connections = new Counter({
+    name: 'pgfleet_proxy_connections_total', help: 'Client connections by outcome', labelNames: ['outcome'] as const, registers: [this.registry],
+  });
+  readonly authFailures = new Counter({
+    name: 'pgfleet_proxy_auth_failures_total', help: 'Failed authentications by reason', labelNames: ['reason'] as const, registers: [this.registry],
+  });
+  readonly bytes = new Counter({
+    name: 'pgfleet_proxy_bytes_total', help: 'Bytes relayed, by direction', labelNames: ['direction'] as const, registers: [this.registry],
+  });
+  readonly wakes = new Counter({
+    name: 'pgfleet_compute_wakes_total', help: 'Compute starts by outcome', labelNames: ['outcome'] as const, registers: [this.registry],
+  });
+  readonly wakeSeconds = new Histogram({
+    name: 'pgfleet_compute_wake_duration_seconds', help: 'Time from wake to a compute accepting connections',
+    buckets: [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [this.registry],
+  });
+  readonly apiSeconds = new Histogram({
+    name: 'pgfleet_api_request_duration_seconds', help: 'API latency by route and status',
+    labelNames: ['method', 'route', 'status'] as const, buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [this.registry],
+  });
+
+  constructor(computes: ComputeManager) {
+    collectDefaultMetrics({ register: this.registry, prefix: 'pgfleet_' });
+    new Gauge({
+      name: 'pgfleet_computes_active', help: 'Computes starting or running', registers: [this.registry],
+      collect() {
+        this.set(computes.activeCount);
+      },
+    });
+    computes.on('wake', (_branchId: string, ms: number, ok: boolean) => {
+      this.wakes.inc({ outcome: ok ? 'ok' : 'failed' });
+      if (ok) this.wakeSeconds.observe(ms / 1000);
+    });
+  }
+}
