@@ -31,6 +31,8 @@ export interface Config {
   tlsCert: string | undefined;
   tlsKey: string | undefined;
   usageFlushSeconds: number;
+  /** API requests per minute per key. */
+  apiRateLimit: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -137,5 +139,6 @@ export function loadConfig(env: Env = process.env): Config {
     tlsCert,
     tlsKey,
     usageFlushSeconds: int(env, 'PGFLEET_USAGE_FLUSH_SECONDS', 60, 1, 3600),
+    apiRateLimit: int(env, 'PGFLEET_API_RATE_LIMIT', 1200, 1, 10_000_000),
   };
 }

@@ -2,7 +2,7 @@ import type { Catalog } from './catalog/catalog.ts';
 import { type BranchRoute, branchRefOf, routeByDatabase } from './catalog/routes.ts';
 import type { ComputeManager, ComputeTarget } from './computes.ts';
 import { BadRequestError, ConflictError, NotFoundError } from './errors.ts';
-import { generateName } from './names.ts';
+import { NAME_PATTERN, generateName } from './names.ts';
 import { type Quotas, validateQuotas } from './quotas.ts';
 import type { Regions } from './regions.ts';
 import { generatePassword, makeScramVerifier } from './scram-verifier.ts';
@@ -23,6 +23,8 @@ export interface DatabaseRecord {
   suspendTimeoutSeconds: number;
   quotas: Quotas;
   createdAt: Date;
+  /** Last activity the catalog recorded; the compute manager knows fresher while it runs. */
+  lastActiveAt: Date | null;
 }
 
 export interface NewDatabase {
@@ -69,6 +71,7 @@ export const validateRoleName = (value: string, field = 'role_name') => validate
 
 const SELECT_DATABASE = `
   SELECT d.*, b.id AS branch_id, e.id AS endpoint_id, d.created_at::text AS created_at_text,
+         (SELECT c.last_active_at FROM computes c WHERE c.branch_id = b.id) AS last_active_at,
          ARRAY(SELECT r.name FROM roles r WHERE r.database_id = d.id ORDER BY r.created_at, r.name) AS roles
     FROM databases d
     JOIN branches b ON b.database_id = d.id AND b.parent_id IS NULL
@@ -90,10 +93,22 @@ function toRecord(row: any): DatabaseRecord {
     suspendTimeoutSeconds: row.suspend_timeout_seconds,
     quotas: row.quotas,
     createdAt: row.created_at,
+    lastActiveAt: row.last_active_at,
   };
 }
 
 // A cursor is the last row's exact (created_at, id), so pages neither skip nor repeat rows.
+// Both parts are checked strictly: anything else would reach the catalog as a bad value.
+const TIMESTAMPTZ_TEXT = /^(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(\.\d{1,6})?[+-](0\d|1[0-5])(:[0-5]\d){0,2}$/;
+
+function isTimestamptzText(text: string): boolean {
+  const m = TIMESTAMPTZ_TEXT.exec(text);
+  if (!m) return false;
+  const [y, mo, d, h, mi, s] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  const t = new Date(Date.UTC(y, mo - 1, d, h, mi, s));
+  return y >= 1 && t.getUTCFullYear() === y && t.getUTCMonth() === mo - 1 && t.getUTCDate() === d && t.getUTCHours() === h && t.getUTCMinutes() === mi && t.getUTCSeconds() === s;
+}
+
 function encodeCursor(row: any): string {
   return Buffer.from(JSON.stringify([row.created_at_text, row.id])).toString('base64url');
 }
@@ -101,7 +116,7 @@ function encodeCursor(row: any): string {
 function decodeCursor(cursor: string): [string, string] {
   try {
     const v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (Array.isArray(v) && v.length === 2 && typeof v[1] === 'string' && typeof v[0] === 'string' && !Number.isNaN(Date.parse(v[0].replace(' ', 'T')))) {
+    if (Array.isArray(v) && v.length === 2 && typeof v[0] === 'string' && isTimestamptzText(v[0]) && typeof v[1] === 'string' && NAME_PATTERN.test(v[1])) {
       return [v[0], v[1]];
     }
   } catch {
@@ -238,7 +253,7 @@ export class Databases {
 
   /** Another login role, with the owner's rights; returns its password (shown once). */
   async addRole(partnerId: string, id: string, roleName: string): Promise<{ database: DatabaseRecord; password: string }> {
-    validateRoleName(roleName);
+    validateRoleName(roleName, 'name');
     const record = await this.get(partnerId, id);
     const password = generatePassword();
     try {

@@ -58,3 +58,17 @@ export class QuotaError extends PgfleetError {
     super(message, sqlstate, 402, 'quota_exceeded');
   }
 }
+
+/** No API key, or one that is unknown or revoked. */
+export class UnauthorizedError extends PgfleetError {
+  constructor(message: string) {
+    super(message, '28000', 401, 'unauthorized');
+  }
+}
+
+/** A valid key that may not do this (a partner key on an operator route, and the reverse). */
+export class ForbiddenError extends PgfleetError {
+  constructor(message: string) {
+    super(message, '42501', 403, 'forbidden');
+  }
+}

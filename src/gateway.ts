@@ -10,6 +10,7 @@ import { type OsUser, makeOwnedDir, resolveComputeUser } from './pg/os-user.ts';
 import { chooseRunDir } from './providers/local/layout.ts';
 import { LocalProvider } from './providers/local/local-provider.ts';
 import { Databases } from './databases.ts';
+import { Partners } from './partners.ts';
 import { Regions } from './regions.ts';
 
 /**
@@ -28,6 +29,7 @@ export interface Core {
   regions: Regions;
   computes: ComputeManager;
   databases: Databases;
+  partners: Partners;
   /** What the compute manager needs for a branch the catalog routed to. */
   targetFor(route: BranchRoute): ComputeTarget;
   stop(): Promise<void>;
@@ -84,8 +86,9 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
       suspendTimeoutSeconds: route.suspendTimeoutSeconds,
     });
     const databases = new Databases(catalog, regions, computes, targetFor, config.defaultSuspendTimeoutSeconds);
+    const partners = new Partners(catalog, databases, adminKeyHash);
     return {
-      config, log, user, install, runDir, adminKeyHash, catalog, local, regions, computes, databases, targetFor,
+      config, log, user, install, runDir, adminKeyHash, catalog, local, regions, computes, databases, partners, targetFor,
       stop: undo,
     };
   } catch (err) {
