@@ -4,6 +4,7 @@ import type { ComputeManager, ComputeTarget } from './computes.ts';
 import { BadRequestError, ConflictError, NotFoundError } from './errors.ts';
 import { NAME_PATTERN, generateName } from './names.ts';
 import { type Quotas, validateQuotas } from './quotas.ts';
+import type { BranchRef } from './providers/provider.ts';
 import type { Regions } from './regions.ts';
 import { generatePassword, makeScramVerifier } from './scram-verifier.ts';
 
@@ -125,6 +126,16 @@ function decodeCursor(cursor: string): [string, string] {
   throw new BadRequestError('cursor: not a cursor this API returned');
 }
 
+const INSERT_DATABASE = `
+  WITH d AS (
+    INSERT INTO databases (id, partner_id, user_id, name, region, provider, database_name, owner_role, suspend_timeout_seconds, quotas)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING created_at),
+  b AS (INSERT INTO branches (id, database_id, name) VALUES ($11, $1, 'main')),
+  e AS (INSERT INTO endpoints (id, branch_id) VALUES ($12, $11)),
+  r AS (INSERT INTO roles (database_id, name, scram_verifier) VALUES ($1, $8, $13)),
+  c AS (INSERT INTO computes (branch_id, state) VALUES ($11, 'suspended'))
+  SELECT created_at FROM d`;
+
 const isUniqueViolation = (err: unknown) => (err as { code?: string }).code === '23505';
 
 /**
@@ -150,39 +161,39 @@ export class Databases {
     const verifier = await makeScramVerifier(password);
     const suspendTimeout = input.suspendTimeoutSeconds ?? this.defaultSuspendTimeoutSeconds;
 
-    let ids: { databaseId: string; branchId: string; endpointId: string } | undefined;
-    for (let attempt = 0; !ids; attempt++) {
-      const candidate = { databaseId: generateName('db'), branchId: generateName('br'), endpointId: generateName('ep') };
+    let database: DatabaseRecord | undefined;
+    for (let attempt = 0; !database; attempt++) {
+      const ids = { databaseId: generateName('db'), branchId: generateName('br'), endpointId: generateName('ep') };
       try {
-        await this.catalog.tx(async (c) => {
-          await c.query(
-            `INSERT INTO databases (id, partner_id, user_id, name, region, provider, database_name, owner_role, suspend_timeout_seconds, quotas)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-            [candidate.databaseId, input.partnerId, input.userId, input.name ?? null, region.id, region.provider.name, databaseName, ownerRole, suspendTimeout, quotas],
-          );
-          await c.query(`INSERT INTO branches (id, database_id, name) VALUES ($1, $2, 'main')`, [candidate.branchId, candidate.databaseId]);
-          await c.query(`INSERT INTO endpoints (id, branch_id) VALUES ($1, $2)`, [candidate.endpointId, candidate.branchId]);
-          await c.query(`INSERT INTO roles (database_id, name, scram_verifier) VALUES ($1, $2, $3)`, [candidate.databaseId, ownerRole, verifier]);
-          await c.query(`INSERT INTO computes (branch_id, state) VALUES ($1, 'suspended')`, [candidate.branchId]);
-        });
-        ids = candidate;
+        // One statement (atomic, one round trip): every row of the new database.
+        const { rows } = await this.catalog.query(INSERT_DATABASE, [
+          ids.databaseId, input.partnerId, input.userId, input.name ?? null, region.id, region.provider.name,
+          databaseName, ownerRole, suspendTimeout, quotas, ids.branchId, ids.endpointId, verifier,
+        ]);
+        database = {
+          id: ids.databaseId, partnerId: input.partnerId, userId: input.userId, name: input.name ?? null, region: region.id,
+          provider: region.provider.name, databaseName, ownerRole, roles: [ownerRole], endpointId: ids.endpointId,
+          branchId: ids.branchId, suspendTimeoutSeconds: suspendTimeout, quotas, createdAt: rows[0].created_at, lastActiveAt: null,
+        };
       } catch (err) {
         // Generated names are random; a collision is rare and another draw fixes it.
         if (!isUniqueViolation(err) || attempt >= 4) throw err;
       }
     }
 
-    const route = (await routeByDatabase(this.catalog, ids.databaseId))!;
+    const ref: BranchRef = {
+      databaseId: database.id, branchId: database.branchId, region: region.id, databaseName, ownerRole, roles: [ownerRole], providerState: {},
+    };
     try {
-      const state = await region.provider.create(branchRefOf(route));
+      const state = await region.provider.create(ref);
       if (Object.keys(state).length) {
-        await this.catalog.query('UPDATE databases SET provider_state = provider_state || $2 WHERE id = $1', [ids.databaseId, state]);
+        await this.catalog.query('UPDATE databases SET provider_state = provider_state || $2 WHERE id = $1', [database.id, state]);
       }
     } catch (err) {
-      await this.catalog.query('DELETE FROM databases WHERE id = $1', [ids.databaseId]);
+      await this.catalog.query('DELETE FROM databases WHERE id = $1', [database.id]);
       throw err;
     }
-    return { database: await this.get(input.partnerId, ids.databaseId), password };
+    return { database, password };
   }
 
   /** The database, or 404 when it does not exist or belongs to another partner. */
