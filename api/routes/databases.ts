@@ -46,13 +46,16 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
     };
   };
 
-  const credentials = (db: DatabaseRecord, role: string, password: string): RoleCredentialsView => {
+  /** What only the answer that makes a password shows: the password and the URIs that carry it. */
+  const secrets = (db: DatabaseRecord, role: string, password: string) => {
     const info = connectionInfo(publicAddress, db.endpointId, role, password, db.databaseName);
-    return {
-      database_id: db.id, role, host: info.host, port: info.port, database: db.databaseName, password,
-      connection_uri: info.connection_uri, connection_uri_no_sni: info.connection_uri_no_sni,
-    };
+    return { password, connection_uri: info.connection_uri, connection_uri_no_sni: info.connection_uri_no_sni };
   };
+
+  const credentials = (db: DatabaseRecord, role: string, password: string): RoleCredentialsView => ({
+    database_id: db.id, role, host: `${db.endpointId}.${publicAddress.domain}`, port: publicAddress.port, database: db.databaseName,
+    ...secrets(db, role, password),
+  });
 
   app.post('/v1/databases', {
     schema: {
@@ -74,8 +77,7 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
         suspendTimeoutSeconds: body.suspend_timeout_seconds,
         quotas: body.quotas,
       });
-      const { database_id: _, role: __, ...creds } = credentials(database, database.ownerRole, password);
-      const created: DatabaseCreatedView = { ...view(database), ...creds };
+      const created: DatabaseCreatedView = { ...view(database), ...secrets(database, database.ownerRole, password) };
       return { status: 201, body: created };
     };
     const key = req.headers['idempotency-key'];

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
 import type { Partner as PartnerRecord, Partners } from '../../src/partners.ts';
 import { requireOperator } from '../auth.ts';
-import { Type } from 'typebox';
 import { IdParams, PartnerCreate, PartnerList, PartnerWithKey, errorResponses } from '../schemas.ts';
 
 const view = (p: PartnerRecord) => ({ id: p.id, name: p.name, created_at: p.createdAt.toISOString() });
