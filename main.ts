@@ -19,7 +19,7 @@ export interface Gateway {
 export async function startGateway(config: Config): Promise<Gateway> {
   const core = await startCore(config, createLogger(config.logLevel));
   try {
-    const api = await buildApi(core);
+    const api = await buildApi(core, { publicAddress: { domain: config.domain, port: config.proxyPort } });
     await api.listen({ host: config.apiHost, port: config.apiPort });
     const apiPort = (api.server.address() as AddressInfo).port;
     core.log.info({ api: `http://${config.apiHost}:${apiPort}` }, 'pgfleet is ready');

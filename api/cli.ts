@@ -1,5 +1,123 @@
-/** The API's command-line client; commands arrive with the provisioning API. */
-export async function runCli(argv: string[]): Promise<number> {
-  process.stderr.write(`pgfleet: unknown command "${argv.join(' ')}"; try: pgfleet start\n`);
-  return 2;
+/**
+ * The `pgfleet` command's API client: partners and databases, over the HTTP API.
+ * The API URL and key come from --url/--key or PGFLEET_API_URL/PGFLEET_API_KEY.
+ */
+import { parseArgs } from 'node:util';
+
+const USAGE = `usage:
+  pgfleet start                                  run the gateway (same as npm start)
+  pgfleet partners create --name <name>          (operator key) prints the partner's id and API key
+  pgfleet partners list                          (operator key)
+  pgfleet db create --user <user_id> [--name <name>] [--region <region>] [--json]
+                                                 prints the connection URI (or the whole answer with --json)
+  pgfleet db list [--user <user_id>]
+  pgfleet db delete <database id>
+options: --url <API URL> (env PGFLEET_API_URL, default http://127.0.0.1:8080)
+         --key <API key> (env PGFLEET_API_KEY)
+`;
+
+class CliError extends Error {}
+
+interface Client {
+  call(method: string, path: string, body?: unknown): Promise<any>;
+}
+
+function client(url: string, key: string | undefined): Client {
+  return {
+    async call(method, path, body) {
+      if (!key) throw new CliError('no API key: pass --key or set PGFLEET_API_KEY');
+      const headers: Record<string, string> = { authorization: `Bearer ${key}` };
+      if (body !== undefined) headers['content-type'] = 'application/json';
+      let res: Response;
+      try {
+        res = await fetch(new URL(path, url), { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+      } catch (err) {
+        throw new CliError(`cannot reach the API at ${url}: ${(err as Error).cause ?? (err as Error).message}`);
+      }
+      const text = await res.text();
+      const answer = text ? JSON.parse(text) : undefined;
+      if (!res.ok) throw new CliError(`${res.status} ${answer?.error?.code ?? ''}: ${answer?.error?.message ?? text}`);
+      return answer;
+    },
+  };
+}
+
+async function paginate(api: Client, query: URLSearchParams, each: (db: any) => void): Promise<void> {
+  let cursor: string | null = null;
+  do {
+    if (cursor) query.set('cursor', cursor);
+    const page: { databases: unknown[]; next_cursor: string | null } = await api.call('GET', `/v1/databases?${query}`);
+    page.databases.forEach(each);
+    cursor = page.next_cursor;
+  } while (cursor);
+}
+
+/** Runs one command; returns the exit code. */
+export async function runCli(argv: string[], out: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        url: { type: 'string' },
+        key: { type: 'string' },
+        name: { type: 'string' },
+        user: { type: 'string' },
+        region: { type: 'string' },
+        json: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (err) {
+    process.stderr.write(`pgfleet: ${(err as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  const { values: v, positionals } = parsed;
+  const [group, action, arg] = positionals;
+  if (v.help || group === 'help') {
+    out(USAGE);
+    return 0;
+  }
+  const api = client(v.url ?? process.env.PGFLEET_API_URL ?? 'http://127.0.0.1:8080', v.key ?? process.env.PGFLEET_API_KEY);
+  try {
+    switch (`${group} ${action}`) {
+      case 'partners create': {
+        if (!v.name) throw new CliError('partners create needs --name');
+        const p = await api.call('POST', '/v1/partners', { name: v.name });
+        out(v.json ? JSON.stringify(p) : `id: ${p.id}\napi_key: ${p.api_key}   (shown once)`);
+        return 0;
+      }
+      case 'partners list': {
+        const { partners } = await api.call('GET', '/v1/partners');
+        for (const p of partners) out(v.json ? JSON.stringify(p) : `${p.id}\t${p.name}\t${p.created_at}`);
+        return 0;
+      }
+      case 'db create': {
+        if (!v.user) throw new CliError('db create needs --user <user_id>');
+        const db = await api.call('POST', '/v1/databases', { user_id: v.user, name: v.name, region: v.region });
+        out(v.json ? JSON.stringify(db) : db.connection_uri);
+        return 0;
+      }
+      case 'db list': {
+        const query = new URLSearchParams({ limit: '1000' });
+        if (v.user) query.set('user_id', v.user);
+        await paginate(api, query, (db) => out(v.json ? JSON.stringify(db) : `${db.id}\t${db.user_id}\t${db.region}\t${db.state}\t${db.host}`));
+        return 0;
+      }
+      case 'db delete': {
+        if (!arg) throw new CliError('db delete needs a database id');
+        await api.call('DELETE', `/v1/databases/${encodeURIComponent(arg)}`);
+        out(`deleted ${arg}`);
+        return 0;
+      }
+      default:
+        process.stderr.write(`pgfleet: unknown command "${positionals.join(' ')}"\n${USAGE}`);
+        return 2;
+    }
+  } catch (err) {
+    if (!(err instanceof CliError)) throw err;
+    process.stderr.write(`pgfleet: ${err.message}\n`);
+    return 1;
+  }
 }

@@ -1,13 +1,75 @@
+import crypto from 'node:crypto';
+import rateLimit from '@fastify/rate-limit';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import { type TypeBoxTypeProvider, TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { PublicAddress } from '../src/connection-uri.ts';
 import type { Core } from '../src/gateway.ts';
+import { bearerKey, requireApiKey } from './auth.ts';
+import { installErrorHandlers } from './errors.ts';
+import { IdempotencyStore } from './idempotency.ts';
+import { databaseRoutes } from './routes/databases.ts';
+import { partnerRoutes } from './routes/partners.ts';
+import { ErrorBody } from './schemas.ts';
+
+export interface ApiOptions {
+  /** Where end developers reach the proxy: connection URIs name it. */
+  publicAddress: PublicAddress;
+}
+
+const BODY_LIMIT = 64 * 1024;
+const PURGE_EVERY_MS = 10 * 60_000;
 
 /** The partner-facing HTTP API. */
-export async function buildApi(core: Core): Promise<FastifyInstance> {
-  const app = Fastify({ loggerInstance: core.log.child({ door: 'api' }) as FastifyBaseLogger });
-  app.get('/healthz', async () => ({ status: 'ok' }));
-  app.get('/readyz', async (_req, reply) => {
+export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: core.log.child({ door: 'api' }) as FastifyBaseLogger,
+    bodyLimit: BODY_LIMIT,
+  }).withTypeProvider<TypeBoxTypeProvider>();
+  // TypeBox checks bodies as they are (no type coercion) and converts query, params and headers.
+  app.setValidatorCompiler(TypeBoxValidatorCompiler);
+  installErrorHandlers(app);
+  app.addSchema(ErrorBody);
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'pgfleet provisioning API', version: '1', description: 'One Postgres database per user of a partner platform.' },
+      components: { securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'a partner key, or the operator key for /v1/partners' } } },
+    },
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) },
+  });
+
+  // Per key (the hash of the presented Authorization header), else per client address.
+  await app.register(rateLimit, {
+    max: core.config.apiRateLimit,
+    timeWindow: 60_000,
+    keyGenerator: (req) => {
+      const key = bearerKey(req);
+      return key ? `key:${crypto.createHash('sha256').update(key).digest('hex')}` : `ip:${req.ip}`;
+    },
+  });
+
+  app.get('/healthz', { config: { rateLimit: false }, schema: { hide: true } }, async () => ({ status: 'ok' }));
+  app.get('/readyz', { config: { rateLimit: false }, schema: { hide: true } }, async (_req, reply) => {
     const ok = await core.catalog.ping();
     return reply.code(ok ? 200 : 503).send({ status: ok ? 'ready' : 'catalog unreachable' });
   });
+  app.get('/v1/openapi.json', { config: { rateLimit: false }, schema: { hide: true } }, async () => app.swagger());
+  await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { url: '/v1/openapi.json' } });
+
+  const idempotency = new IdempotencyStore(core.catalog);
+  await app.register(async (scope) => {
+    requireApiKey(scope, core.partners);
+    await scope.register(partnerRoutes, { partners: core.partners });
+    await scope.register(databaseRoutes, { databases: core.databases, computes: core.computes, idempotency, publicAddress: opts.publicAddress });
+  });
+
+  const purge = setInterval(() => {
+    idempotency.purgeExpired().catch((err) => app.log.warn({ err: err.message }, 'could not purge expired idempotency keys'));
+  }, PURGE_EVERY_MS);
+  purge.unref();
+  app.addHook('onClose', async () => clearInterval(purge));
   return app;
 }

@@ -39,6 +39,8 @@ export interface Config {
   /** Key that seals secrets kept in the catalog; undefined = generated under dataDir. */
   secretKey: Buffer | undefined;
   neon: NeonSettings;
+  /** API requests per minute per key. */
+  apiRateLimit: number;
 }
 
 /** What every neon region shares. */
@@ -183,5 +185,6 @@ export function loadConfig(env: Env = process.env): Config {
       port: int(env, 'PGFLEET_NEON_PORT', 5432, 1, 65535),
       operationTimeoutMs: int(env, 'PGFLEET_NEON_OPERATION_TIMEOUT', 120, 1, 3600) * 1000,
     },
+    apiRateLimit: int(env, 'PGFLEET_API_RATE_LIMIT', 1200, 1, 10_000_000),
   };
 }

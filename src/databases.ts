@@ -2,9 +2,9 @@ import type { Catalog } from './catalog/catalog.ts';
 import { type BranchRoute, branchRefOf, routeByDatabase } from './catalog/routes.ts';
 import type { ComputeManager, ComputeTarget } from './computes.ts';
 import { BadRequestError, ConflictError, NotFoundError } from './errors.ts';
-import { generateName } from './names.ts';
+import { NAME_PATTERN, generateName } from './names.ts';
 import { type Quotas, validateQuotas } from './quotas.ts';
-import type { ProviderState } from './providers/provider.ts';
+import type { BranchRef, ProviderState } from './providers/provider.ts';
 import type { Regions } from './regions.ts';
 import { generatePassword, makeScramVerifier } from './scram-verifier.ts';
 
@@ -24,6 +24,8 @@ export interface DatabaseRecord {
   suspendTimeoutSeconds: number;
   quotas: Quotas;
   createdAt: Date;
+  /** Last activity the catalog recorded; the compute manager knows fresher while it runs. */
+  lastActiveAt: Date | null;
 }
 
 export interface NewDatabase {
@@ -70,6 +72,7 @@ export const validateRoleName = (value: string, field = 'role_name') => validate
 
 const SELECT_DATABASE = `
   SELECT d.*, b.id AS branch_id, e.id AS endpoint_id, d.created_at::text AS created_at_text,
+         (SELECT c.last_active_at FROM computes c WHERE c.branch_id = b.id) AS last_active_at,
          ARRAY(SELECT r.name FROM roles r WHERE r.database_id = d.id ORDER BY r.created_at, r.name) AS roles
     FROM databases d
     JOIN branches b ON b.database_id = d.id AND b.parent_id IS NULL
@@ -91,10 +94,22 @@ function toRecord(row: any): DatabaseRecord {
     suspendTimeoutSeconds: row.suspend_timeout_seconds,
     quotas: row.quotas,
     createdAt: row.created_at,
+    lastActiveAt: row.last_active_at,
   };
 }
 
 // A cursor is the last row's exact (created_at, id), so pages neither skip nor repeat rows.
+// Both parts are checked strictly: anything else would reach the catalog as a bad value.
+const TIMESTAMPTZ_TEXT = /^(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(\.\d{1,6})?[+-](0\d|1[0-5])(:[0-5]\d){0,2}$/;
+
+function isTimestamptzText(text: string): boolean {
+  const m = TIMESTAMPTZ_TEXT.exec(text);
+  if (!m) return false;
+  const [y, mo, d, h, mi, s] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  const t = new Date(Date.UTC(y, mo - 1, d, h, mi, s));
+  return y >= 1 && t.getUTCFullYear() === y && t.getUTCMonth() === mo - 1 && t.getUTCDate() === d && t.getUTCHours() === h && t.getUTCMinutes() === mi && t.getUTCSeconds() === s;
+}
+
 function encodeCursor(row: any): string {
   return Buffer.from(JSON.stringify([row.created_at_text, row.id])).toString('base64url');
 }
@@ -102,7 +117,7 @@ function encodeCursor(row: any): string {
 function decodeCursor(cursor: string): [string, string] {
   try {
     const v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (Array.isArray(v) && v.length === 2 && typeof v[1] === 'string' && typeof v[0] === 'string' && !Number.isNaN(Date.parse(v[0].replace(' ', 'T')))) {
+    if (Array.isArray(v) && v.length === 2 && typeof v[0] === 'string' && isTimestamptzText(v[0]) && typeof v[1] === 'string' && NAME_PATTERN.test(v[1])) {
       return [v[0], v[1]];
     }
   } catch {
@@ -119,6 +134,16 @@ export function mergeState(kept: ProviderState, patch: ProviderState): ProviderS
   for (const [k, v] of Object.entries(patch)) out[k] = isPlainObject(v) && isPlainObject(out[k]) ? mergeState(out[k], v) : v;
   return out;
 }
+
+const INSERT_DATABASE = `
+  WITH d AS (
+    INSERT INTO databases (id, partner_id, user_id, name, region, provider, database_name, owner_role, suspend_timeout_seconds, quotas)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING created_at),
+  b AS (INSERT INTO branches (id, database_id, name) VALUES ($11, $1, 'main')),
+  e AS (INSERT INTO endpoints (id, branch_id) VALUES ($12, $11)),
+  r AS (INSERT INTO roles (database_id, name, scram_verifier) VALUES ($1, $8, $13)),
+  c AS (INSERT INTO computes (branch_id, state) VALUES ($11, 'suspended'))
+  SELECT created_at FROM d`;
 
 const isUniqueViolation = (err: unknown) => (err as { code?: string }).code === '23505';
 
@@ -145,36 +170,37 @@ export class Databases {
     const verifier = await makeScramVerifier(password);
     const suspendTimeout = input.suspendTimeoutSeconds ?? this.defaultSuspendTimeoutSeconds;
 
-    let ids: { databaseId: string; branchId: string; endpointId: string } | undefined;
-    for (let attempt = 0; !ids; attempt++) {
-      const candidate = { databaseId: generateName('db'), branchId: generateName('br'), endpointId: generateName('ep') };
+    let database: DatabaseRecord | undefined;
+    for (let attempt = 0; !database; attempt++) {
+      const ids = { databaseId: generateName('db'), branchId: generateName('br'), endpointId: generateName('ep') };
       try {
-        await this.catalog.tx(async (c) => {
-          await c.query(
-            `INSERT INTO databases (id, partner_id, user_id, name, region, provider, database_name, owner_role, suspend_timeout_seconds, quotas)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-            [candidate.databaseId, input.partnerId, input.userId, input.name ?? null, region.id, region.provider.name, databaseName, ownerRole, suspendTimeout, quotas],
-          );
-          await c.query(`INSERT INTO branches (id, database_id, name) VALUES ($1, $2, 'main')`, [candidate.branchId, candidate.databaseId]);
-          await c.query(`INSERT INTO endpoints (id, branch_id) VALUES ($1, $2)`, [candidate.endpointId, candidate.branchId]);
-          await c.query(`INSERT INTO roles (database_id, name, scram_verifier) VALUES ($1, $2, $3)`, [candidate.databaseId, ownerRole, verifier]);
-          await c.query(`INSERT INTO computes (branch_id, state) VALUES ($1, 'suspended')`, [candidate.branchId]);
-        });
-        ids = candidate;
+        // One statement (atomic, one round trip): every row of the new database.
+        const { rows } = await this.catalog.query(INSERT_DATABASE, [
+          ids.databaseId, input.partnerId, input.userId, input.name ?? null, region.id, region.provider.name,
+          databaseName, ownerRole, suspendTimeout, quotas, ids.branchId, ids.endpointId, verifier,
+        ]);
+        database = {
+          id: ids.databaseId, partnerId: input.partnerId, userId: input.userId, name: input.name ?? null, region: region.id,
+          provider: region.provider.name, databaseName, ownerRole, roles: [ownerRole], endpointId: ids.endpointId,
+          branchId: ids.branchId, suspendTimeoutSeconds: suspendTimeout, quotas, createdAt: rows[0].created_at, lastActiveAt: null,
+        };
       } catch (err) {
         // Generated names are random; a collision is rare and another draw fixes it.
         if (!isUniqueViolation(err) || attempt >= 4) throw err;
       }
     }
 
-    const route = (await routeByDatabase(this.catalog, ids.databaseId))!;
+    const ref: BranchRef = {
+      databaseId: database.id, branchId: database.branchId, region: region.id, databaseName, ownerRole, roles: [ownerRole], providerState: {},
+      suspendTimeoutSeconds: suspendTimeout, quotas,
+    };
     try {
-      await this.keepState(ids.databaseId, await region.provider.create(branchRefOf(route)));
+      await this.keepState(database.id, await region.provider.create(ref));
     } catch (err) {
-      await this.catalog.query('DELETE FROM databases WHERE id = $1', [ids.databaseId]);
+      await this.catalog.query('DELETE FROM databases WHERE id = $1', [database.id]);
       throw err;
     }
-    return { database: await this.get(input.partnerId, ids.databaseId), password };
+    return { database, password };
   }
 
   /** The database, or 404 when it does not exist or belongs to another partner. */
@@ -245,7 +271,7 @@ export class Databases {
 
   /** Another login role, with the owner's rights; returns its password (shown once). */
   async addRole(partnerId: string, id: string, roleName: string): Promise<{ database: DatabaseRecord; password: string }> {
-    validateRoleName(roleName);
+    validateRoleName(roleName, 'name');
     const record = await this.get(partnerId, id);
     const password = generatePassword();
     try {

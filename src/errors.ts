@@ -65,3 +65,17 @@ export class ProviderError extends PgfleetError {
     super(message, '58000', 502, 'provider_error');
   }
 }
+
+/** No API key, or one that is unknown or revoked. */
+export class UnauthorizedError extends PgfleetError {
+  constructor(message: string) {
+    super(message, '28000', 401, 'unauthorized');
+  }
+}
+
+/** A valid key that may not do this (a partner key on an operator route, and the reverse). */
+export class ForbiddenError extends PgfleetError {
+  constructor(message: string) {
+    super(message, '42501', 403, 'forbidden');
+  }
+}

@@ -11,10 +11,11 @@ import { chooseRunDir } from './providers/local/layout.ts';
 import { LocalProvider } from './providers/local/local-provider.ts';
 import { NeonProvider } from './providers/neon/neon-provider.ts';
 import { Databases } from './databases.ts';
+import { OperatorMetrics } from './metrics.ts';
+import { Partners } from './partners.ts';
 import { PROVIDER_USAGE_LOOKBACK_MS, PROVIDER_USAGE_PULL_MS, importProviderUsage } from './provider-usage.ts';
 import { type Region, Regions } from './regions.ts';
 import { SecretBox, ensureSecretKey } from './secret-box.ts';
-import { OperatorMetrics } from './metrics.ts';
 import { UsageTracker } from './usage/usage-tracker.ts';
 
 /**
@@ -33,6 +34,7 @@ export interface Core {
   regions: Regions;
   computes: ComputeManager;
   databases: Databases;
+  partners: Partners;
   usage: UsageTracker;
   metrics: OperatorMetrics;
   /** What the compute manager needs for a branch the catalog routed to. */
@@ -103,8 +105,9 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
       suspendTimeoutSeconds: route.suspendTimeoutSeconds,
     });
     const databases = new Databases(catalog, regions, computes, targetFor, config.defaultSuspendTimeoutSeconds);
+    const partners = new Partners(catalog, databases, adminKeyHash);
     return {
-      config, log, user, install, runDir, adminKeyHash, catalog, local, regions, computes, databases, usage, metrics, targetFor,
+      config, log, user, install, runDir, adminKeyHash, catalog, local, regions, computes, databases, partners, usage, metrics, targetFor,
       stop: undo,
     };
   } catch (err) {

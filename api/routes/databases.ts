@@ -1,0 +1,160 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import type { ComputeManager } from '../../src/computes.ts';
+import { type PublicAddress, connectionInfo } from '../../src/connection-uri.ts';
+import type { DatabaseRecord, Databases } from '../../src/databases.ts';
+import { partnerOf } from '../auth.ts';
+import { type IdempotencyStore, fingerprint } from '../idempotency.ts';
+import {
+  Database, DatabaseCreate, type DatabaseCreatedView, DatabaseCreated, DatabaseList, DatabaseListQuery, DatabaseUpdate,
+  type DatabaseView, IdParams, IdempotencyHeaders, RoleCreate, RoleCredentials, type RoleCredentialsView, RoleParams, errorResponses,
+} from '../schemas.ts';
+
+export interface DatabaseRoutesOptions {
+  databases: Databases;
+  computes: ComputeManager;
+  idempotency: IdempotencyStore;
+  publicAddress: PublicAddress;
+}
+
+const security = [{ apiKey: [] }];
+const tags = ['databases'];
+
+/** A partner's routes: its users' databases. Another partner's database answers 404, like a missing one. */
+export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = async (app, opts) => {
+  const { databases, computes, idempotency, publicAddress } = opts;
+
+  const view = (db: DatabaseRecord): DatabaseView => {
+    const compute = computes.info(db.branchId);
+    const lastActive = compute.lastActiveAt ?? db.lastActiveAt;
+    return {
+      id: db.id,
+      user_id: db.userId,
+      name: db.name,
+      region: db.region,
+      endpoint_id: db.endpointId,
+      host: `${db.endpointId}.${publicAddress.domain}`,
+      port: publicAddress.port,
+      role: db.ownerRole,
+      database: db.databaseName,
+      roles: db.roles,
+      suspend_timeout_seconds: db.suspendTimeoutSeconds,
+      quotas: db.quotas,
+      state: compute.state,
+      last_active_at: lastActive ? lastActive.toISOString() : null,
+      created_at: db.createdAt.toISOString(),
+    };
+  };
+
+  /** What only the answer that makes a password shows: the password and the URIs that carry it. */
+  const secrets = (db: DatabaseRecord, role: string, password: string) => {
+    const info = connectionInfo(publicAddress, db.endpointId, role, password, db.databaseName);
+    return { password, connection_uri: info.connection_uri, connection_uri_no_sni: info.connection_uri_no_sni };
+  };
+
+  const credentials = (db: DatabaseRecord, role: string, password: string): RoleCredentialsView => ({
+    database_id: db.id, role, host: `${db.endpointId}.${publicAddress.domain}`, port: publicAddress.port, database: db.databaseName,
+    ...secrets(db, role, password),
+  });
+
+  app.post('/v1/databases', {
+    schema: {
+      summary: "Create a database for one of the partner's users; the password is in this answer only",
+      description: 'Send an Idempotency-Key header to make retries safe: the same key and body return the first answer (one database); the same key with another body answers 409. Keys are kept 24 hours.',
+      tags, security, headers: IdempotencyHeaders, body: DatabaseCreate, response: { 201: DatabaseCreated, ...errorResponses },
+    },
+  }, async (req, reply) => {
+    const partnerId = partnerOf(req);
+    const { body } = req;
+    const create = async () => {
+      const { database, password } = await databases.create({
+        partnerId,
+        userId: body.user_id,
+        name: body.name,
+        region: body.region,
+        roleName: body.role_name,
+        databaseName: body.database_name,
+        suspendTimeoutSeconds: body.suspend_timeout_seconds,
+        quotas: body.quotas,
+      });
+      const created: DatabaseCreatedView = { ...view(database), ...secrets(database, database.ownerRole, password) };
+      return { status: 201, body: created };
+    };
+    const key = req.headers['idempotency-key'];
+    if (key === undefined) {
+      const answer = await create();
+      return reply.code(answer.status).send(answer.body as DatabaseCreatedView);
+    }
+    const answer = await idempotency.run(partnerId, key, fingerprint(req.method, req.routeOptions.url ?? req.url, body), create);
+    if (answer.replayed) reply.header('idempotent-replayed', 'true');
+    return reply.code(answer.status).send(answer.body as DatabaseCreatedView);
+  });
+
+  app.get('/v1/databases', {
+    schema: {
+      summary: "List the partner's databases, oldest first, a page at a time",
+      tags, security, querystring: DatabaseListQuery, response: { 200: DatabaseList, ...errorResponses },
+    },
+  }, async (req) => {
+    const page = await databases.list(partnerOf(req), { userId: req.query.user_id, limit: req.query.limit, cursor: req.query.cursor });
+    return { databases: page.items.map(view), next_cursor: page.nextCursor ?? null };
+  });
+
+  app.get('/v1/databases/:id', {
+    schema: { summary: 'Get a database', tags, security, params: IdParams, response: { 200: Database, ...errorResponses } },
+  }, async (req) => view(await databases.get(partnerOf(req), req.params.id)));
+
+  app.patch('/v1/databases/:id', {
+    schema: {
+      summary: 'Change the name, the suspend timeout or quotas (quotas merge: named ones change, null = unlimited)',
+      tags, security, params: IdParams, body: DatabaseUpdate, response: { 200: Database, ...errorResponses },
+    },
+  }, async (req) => {
+    const { name, suspend_timeout_seconds, quotas } = req.body;
+    return view(await databases.update(partnerOf(req), req.params.id, { name, suspendTimeoutSeconds: suspend_timeout_seconds, quotas }));
+  });
+
+  app.delete('/v1/databases/:id', {
+    schema: {
+      summary: 'Delete a database: its compute stops and its data is removed',
+      tags, security, params: IdParams, response: { 204: Type.Null(), ...errorResponses },
+    },
+  }, async (req, reply) => {
+    await databases.delete(partnerOf(req), req.params.id);
+    return reply.code(204).send(null);
+  });
+
+  app.post('/v1/databases/:id/suspend', {
+    schema: {
+      summary: 'Stop the compute now (open sessions end); the next connection wakes it',
+      tags, security, params: IdParams, response: { 200: Database, ...errorResponses },
+    },
+  }, async (req) => view(await databases.suspend(partnerOf(req), req.params.id)));
+
+  app.post('/v1/databases/:id/wake', {
+    schema: {
+      summary: 'Start the compute now, ahead of the first connection',
+      tags, security, params: IdParams, response: { 200: Database, ...errorResponses },
+    },
+  }, async (req) => view(await databases.wake(partnerOf(req), req.params.id)));
+
+  app.post('/v1/databases/:id/roles', {
+    schema: {
+      summary: "Add a login role with the owner's rights; its password is in this answer only",
+      tags, security, params: IdParams, body: RoleCreate, response: { 201: RoleCredentials, ...errorResponses },
+    },
+  }, async (req, reply) => {
+    const { database, password } = await databases.addRole(partnerOf(req), req.params.id, req.body.name);
+    return reply.code(201).send(credentials(database, req.body.name, password));
+  });
+
+  app.post('/v1/databases/:id/roles/:role/reset_password', {
+    schema: {
+      summary: 'Give a role a new password; the old one stops working for new connections at once',
+      tags, security, params: RoleParams, response: { 200: RoleCredentials, ...errorResponses },
+    },
+  }, async (req) => {
+    const { database, password } = await databases.resetPassword(partnerOf(req), req.params.id, req.params.role);
+    return credentials(database, req.params.role, password);
+  });
+};

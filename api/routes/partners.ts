@@ -1,0 +1,47 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import type { Partner as PartnerRecord, Partners } from '../../src/partners.ts';
+import { requireOperator } from '../auth.ts';
+import { IdParams, PartnerCreate, PartnerList, PartnerWithKey, errorResponses } from '../schemas.ts';
+
+const view = (p: PartnerRecord) => ({ id: p.id, name: p.name, created_at: p.createdAt.toISOString() });
+const security = [{ apiKey: [] }];
+
+/** Operator routes: partners and their API keys. */
+export const partnerRoutes: FastifyPluginAsyncTypebox<{ partners: Partners }> = async (app, { partners }) => {
+  app.addHook('onRequest', async (req) => requireOperator(req));
+
+  app.post('/v1/partners', {
+    schema: {
+      summary: 'Create a partner; its API key is shown in this answer only',
+      tags: ['partners'], security, body: PartnerCreate, response: { 201: PartnerWithKey, ...errorResponses },
+    },
+  }, async (req, reply) => {
+    const { partner, apiKey } = await partners.create(req.body.name);
+    return reply.code(201).send({ ...view(partner), api_key: apiKey });
+  });
+
+  app.get('/v1/partners', {
+    schema: { summary: 'List partners', tags: ['partners'], security, response: { 200: PartnerList, ...errorResponses } },
+  }, async () => ({ partners: (await partners.list()).map(view) }));
+
+  app.delete('/v1/partners/:id', {
+    schema: {
+      summary: 'Delete a partner, its keys, and every database of its users (computes stopped, data removed)',
+      tags: ['partners'], security, params: IdParams, response: { 204: Type.Null(), ...errorResponses },
+    },
+  }, async (req, reply) => {
+    await partners.delete(req.params.id);
+    return reply.code(204).send(null);
+  });
+
+  app.post('/v1/partners/:id/keys', {
+    schema: {
+      summary: "Rotate a partner's API key: the new key is shown once, earlier keys stop working at once",
+      tags: ['partners'], security, params: IdParams, response: { 201: PartnerWithKey, ...errorResponses },
+    },
+  }, async (req, reply) => {
+    const { partner, apiKey } = await partners.rotateKey(req.params.id);
+    return reply.code(201).send({ ...view(partner), api_key: apiKey });
+  });
+};

@@ -1,0 +1,132 @@
+/** The API's JSON schemas (TypeBox): requests are validated against them, answers serialized by them, OpenAPI made from them. */
+import { type Static, Type } from 'typebox';
+import { MAX_PAGE } from '../src/databases.ts';
+import { QUOTA_NAMES } from '../src/quotas.ts';
+
+/** Text without control characters (a NUL cannot even be stored), of bounded length. */
+const Text = (maxLength: number, extra: { description?: string; minLength?: number } = {}) =>
+  Type.String({ minLength: 1, ...extra, maxLength, pattern: '^[^\\u0000-\\u001f\\u007f]*$' });
+
+const Timestamp = Type.String({ format: 'date-time' });
+
+export const ErrorBody = Type.Object(
+  {
+    error: Type.Object({
+      code: Type.String({ description: 'stable, machine-readable: bad_request, unauthorized, forbidden, not_found, conflict, payload_too_large, rate_limited, internal …' }),
+      message: Type.String({ description: 'for people; a 400 names the bad field first (`user_id: …`)' }),
+    }),
+  },
+  { $id: 'Error', description: 'Every error has this shape.' },
+);
+
+/** The error answers every authenticated route may give. */
+export const errorResponses = {
+  '4xx': Type.Ref('Error'),
+  '5xx': Type.Ref('Error'),
+} as const;
+
+const QuotaValue = Type.Union([Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }), Type.Null()]);
+export const Quotas = Type.Object(
+  Object.fromEntries(QUOTA_NAMES.map((name) => [name, Type.Optional(QuotaValue)])) as Record<(typeof QUOTA_NAMES)[number], ReturnType<typeof Type.Optional<typeof QuotaValue>>>,
+  { additionalProperties: false, description: 'Limits per database; null or absent = unlimited. Period quotas are per calendar month.' },
+);
+
+export const IdParams = Type.Object({ id: Text(64) });
+export const RoleParams = Type.Object({ id: Text(64), role: Text(63) });
+
+// Partners
+
+export const PartnerCreate = Type.Object({ name: Text(128) }, { additionalProperties: false });
+
+export const Partner = Type.Object({ id: Type.String(), name: Type.String(), created_at: Timestamp });
+
+export const PartnerWithKey = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  created_at: Timestamp,
+  api_key: Type.String({ description: 'shown in this answer only' }),
+});
+
+export const PartnerList = Type.Object({ partners: Type.Array(Partner) });
+
+// Databases
+
+export const DatabaseCreate = Type.Object(
+  {
+    user_id: Text(256, { description: "the partner's own id of the end user" }),
+    name: Type.Optional(Text(128)),
+    region: Type.Optional(Text(64)),
+    role_name: Type.Optional(Text(63, { description: 'owner role; default app_owner' })),
+    database_name: Type.Optional(Text(63, { description: 'default app' })),
+    suspend_timeout_seconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 7 * 86400, description: '0 = never suspend' })),
+    quotas: Type.Optional(Quotas),
+  },
+  { additionalProperties: false },
+);
+
+export const DatabaseUpdate = Type.Object(
+  {
+    name: Type.Optional(Type.Union([Text(128), Type.Null()])),
+    suspend_timeout_seconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 7 * 86400 })),
+    quotas: Type.Optional(Quotas),
+  },
+  { additionalProperties: false },
+);
+
+export const IdempotencyHeaders = Type.Object({
+  'idempotency-key': Type.Optional(Text(255, { description: 'a retry with the same key and body returns the first answer; use a random value (UUID)' })),
+});
+
+const databaseFields = {
+  id: Type.String(),
+  user_id: Type.String(),
+  name: Type.Union([Type.String(), Type.Null()]),
+  region: Type.String(),
+  endpoint_id: Type.String({ description: 'ep-<word>-<word>-<6 digits>, the first DNS label of host' }),
+  host: Type.String(),
+  port: Type.Integer(),
+  role: Type.String({ description: 'the owner role' }),
+  database: Type.String(),
+  roles: Type.Array(Type.String()),
+  suspend_timeout_seconds: Type.Integer(),
+  quotas: Quotas,
+  state: Type.Union([Type.Literal('suspended'), Type.Literal('starting'), Type.Literal('running'), Type.Literal('stopping'), Type.Literal('failed')]),
+  last_active_at: Type.Union([Timestamp, Type.Null()]),
+  created_at: Timestamp,
+};
+
+export const Database = Type.Object(databaseFields);
+
+const credentialFields = {
+  password: Type.String({ description: 'shown in this answer only' }),
+  connection_uri: Type.String({ description: 'routes by TLS SNI: postgresql://role:password@<endpoint>.<domain>:port/db?sslmode=require' }),
+  connection_uri_no_sni: Type.String({ description: 'names the endpoint in the options parameter, for hosts without DNS per endpoint' }),
+};
+
+export const DatabaseCreated = Type.Object({ ...databaseFields, ...credentialFields });
+
+export const DatabaseList = Type.Object({
+  databases: Type.Array(Database),
+  next_cursor: Type.Union([Type.String(), Type.Null()], { description: 'pass as cursor for the next page; null on the last page' }),
+});
+
+export const DatabaseListQuery = Type.Object({
+  user_id: Type.Optional(Text(256)),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_PAGE, default: 100 })),
+  cursor: Type.Optional(Text(512)),
+});
+
+export const RoleCreate = Type.Object({ name: Text(63) }, { additionalProperties: false });
+
+export const RoleCredentials = Type.Object({
+  database_id: Type.String(),
+  role: Type.String(),
+  host: Type.String(),
+  port: Type.Integer(),
+  database: Type.String(),
+  ...credentialFields,
+});
+
+export type DatabaseView = Static<typeof Database>;
+export type DatabaseCreatedView = Static<typeof DatabaseCreated>;
+export type RoleCredentialsView = Static<typeof RoleCredentials>;

@@ -1,0 +1,85 @@
+import crypto from 'node:crypto';
+import type { Catalog } from './catalog/catalog.ts';
+import type { Databases } from './databases.ts';
+import { NotFoundError } from './errors.ts';
+import { generateApiKey, hashApiKey, safeEqual } from './secrets.ts';
+
+export interface Partner {
+  id: string;
+  name: string;
+  createdAt: Date;
+}
+
+/** Who an API key speaks for: the operator (manages partners) or one partner (manages its databases). */
+export type Principal = { kind: 'operator' } | { kind: 'partner'; partnerId: string };
+
+const PARTNER_KEY_PREFIX = 'pgf_live';
+
+const toPartner = (row: any): Partner => ({ id: row.id, name: row.name, createdAt: row.created_at });
+
+/** Partners and their API keys; keys are kept as SHA-256 hashes and shown once, when made. */
+export class Partners {
+  constructor(
+    private readonly catalog: Catalog,
+    private readonly databases: Databases,
+    private readonly adminKeyHash: string,
+  ) {}
+
+  async create(name: string): Promise<{ partner: Partner; apiKey: string }> {
+    const id = `pt-${crypto.randomBytes(8).toString('hex')}`;
+    const apiKey = generateApiKey(PARTNER_KEY_PREFIX);
+    const partner = await this.catalog.tx(async (c) => {
+      const { rows } = await c.query('INSERT INTO partners (id, name) VALUES ($1, $2) RETURNING *', [id, name]);
+      await c.query('INSERT INTO api_keys (id, partner_id, key_hash) VALUES ($1, $2, $3)', [newKeyId(), id, hashApiKey(apiKey)]);
+      return toPartner(rows[0]);
+    });
+    return { partner, apiKey };
+  }
+
+  async list(): Promise<Partner[]> {
+    const { rows } = await this.catalog.query('SELECT * FROM partners ORDER BY created_at, id');
+    return rows.map(toPartner);
+  }
+
+  async get(id: string): Promise<Partner> {
+    const { rows } = await this.catalog.query('SELECT * FROM partners WHERE id = $1', [id]);
+    if (!rows[0]) throw new NotFoundError(`partner "${id}" not found`);
+    return toPartner(rows[0]);
+  }
+
+  /** Revokes its keys first (nothing new can be made), then deletes every database and their data. */
+  async delete(id: string): Promise<void> {
+    await this.get(id);
+    await this.catalog.query('UPDATE api_keys SET revoked_at = now() WHERE partner_id = $1 AND revoked_at IS NULL', [id]);
+    for (;;) {
+      const page = await this.databases.list(id, { limit: 100 });
+      if (page.items.length === 0) break;
+      for (const db of page.items) await this.databases.delete(id, db.id);
+    }
+    await this.catalog.query('DELETE FROM partners WHERE id = $1', [id]);
+  }
+
+  /** A new key; every earlier key of the partner stops working at once. */
+  async rotateKey(id: string): Promise<{ partner: Partner; apiKey: string }> {
+    const partner = await this.get(id);
+    const apiKey = generateApiKey(PARTNER_KEY_PREFIX);
+    await this.catalog.tx(async (c) => {
+      await c.query('UPDATE api_keys SET revoked_at = now() WHERE partner_id = $1 AND revoked_at IS NULL', [id]);
+      await c.query('INSERT INTO api_keys (id, partner_id, key_hash) VALUES ($1, $2, $3)', [newKeyId(), id, hashApiKey(apiKey)]);
+    });
+    return { partner, apiKey };
+  }
+
+  /** The principal of a presented key, or undefined when the key is unknown or revoked. */
+  async authenticate(key: string): Promise<Principal | undefined> {
+    const hash = hashApiKey(key);
+    if (safeEqual(hash, this.adminKeyHash)) return { kind: 'operator' };
+    const { rows } = await this.catalog.query(
+      'SELECT partner_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL AND partner_id IS NOT NULL',
+      [hash],
+    );
+    return rows[0] ? { kind: 'partner', partnerId: rows[0].partner_id } : undefined;
+  }
+}
+
+const newKeyId = () => `key-${crypto.randomBytes(8).toString('hex')}`;

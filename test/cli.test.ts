@@ -1,0 +1,115 @@
+// The pgfleet command: `pgfleet start` runs the gateway; the other commands drive its API.
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import t from 'tap';
+import { ADMIN_KEY } from './api-client.ts';
+import { postmastersUnder, repoRoot, tmpDataDir } from './helpers.ts';
+
+const execFileAsync = promisify(execFile);
+const BIN = path.join(repoRoot, 'bin', 'pgfleet.js');
+
+const dataDir = tmpDataDir();
+let gateway: ChildProcess;
+let apiUrl: string;
+
+t.before(async () => {
+  gateway = spawn(process.execPath, [BIN, 'start'], {
+    env: { ...process.env, PGFLEET_DATA_DIR: dataDir, PGFLEET_API_PORT: '0', PGFLEET_PROXY_PORT: '0', PGFLEET_LOG_LEVEL: 'info', PGFLEET_ADMIN_KEY: ADMIN_KEY },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  apiUrl = await new Promise<string>((resolve, reject) => {
+    let buf = '';
+    gateway.stdout!.on('data', (d) => {
+      buf += d;
+      const ready = buf.split('\n').map((l) => (l.startsWith('{') ? JSON.parse(l) : {})).find((l) => l.msg === 'pgfleet is ready');
+      if (ready) resolve(ready.api);
+    });
+    gateway.once('exit', (code) => reject(new Error(`pgfleet start exited early with ${code}`)));
+  });
+});
+
+t.teardown(async () => {
+  if (gateway.exitCode === null) {
+    await new Promise((resolve) => {
+      gateway.once('exit', resolve);
+      gateway.kill('SIGTERM');
+    });
+  }
+  fs.rmSync(dataDir, { recursive: true, force: true });
+});
+
+async function pgfleet(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await execFileAsync(process.execPath, [BIN, ...args], { env: { ...process.env, PGFLEET_API_URL: apiUrl, ...env } });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+t.test('partners create, db create/list/delete through the bin', async (t) => {
+  const partner = await pgfleet(['partners', 'create', '--name', 'cli-co', '--key', ADMIN_KEY]);
+  t.equal(partner.code, 0, partner.stderr);
+  const partnerId = /^id: (\S+)$/m.exec(partner.stdout)?.[1];
+  const key = /^api_key: (\S+)/m.exec(partner.stdout)?.[1];
+  t.ok(partnerId && key, 'prints the id and the key');
+  const listed = await pgfleet(['partners', 'list'], { PGFLEET_API_KEY: ADMIN_KEY });
+  t.match(listed.stdout, `${partnerId}\tcli-co\t`);
+
+  const asPartner = { PGFLEET_API_KEY: key! };
+  const created = await pgfleet(['db', 'create', '--user', 'alice'], asPartner);
+  t.equal(created.code, 0, created.stderr);
+  const uri = created.stdout.trim();
+  t.match(uri, /^postgresql:\/\/app_owner:[A-Za-z0-9_-]{32}@ep-[a-z]+-[a-z]+-\d{6}\.localhost:\d+\/app\?sslmode=require$/, 'prints the connection URI');
+  const endpoint = /@(ep-[a-z]+-[a-z]+-\d{6})\./.exec(uri)![1];
+
+  const json = await pgfleet(['db', 'create', '--user', 'bob', '--name', 'Bob', '--json'], asPartner);
+  const bob = JSON.parse(json.stdout);
+  t.match(bob, { user_id: 'bob', name: 'Bob', state: 'suspended' });
+
+  const all = await pgfleet(['db', 'list'], asPartner);
+  const rows = all.stdout.trim().split('\n').map((l) => l.split('\t'));
+  t.equal(rows.length, 2);
+  const alice = rows.find((r) => r[1] === 'alice')!;
+  t.equal(alice[4], `${endpoint}.localhost`);
+  const mine = await pgfleet(['db', 'list', '--user', 'bob'], asPartner);
+  t.same(mine.stdout.trim().split('\n').map((l) => l.split('\t')[0]), [bob.id]);
+
+  const deleted = await pgfleet(['db', 'delete', alice[0]!], asPartner);
+  t.equal(deleted.code, 0);
+  t.equal(deleted.stdout.trim(), `deleted ${alice[0]}`);
+  t.same((await pgfleet(['db', 'list'], asPartner)).stdout.trim().split('\n').map((l) => l.split('\t')[0]), [bob.id]);
+  const again = await pgfleet(['db', 'delete', alice[0]!], asPartner);
+  t.equal(again.code, 1);
+  t.match(again.stderr, /404 not_found: database .* not found/);
+});
+
+t.test('errors: no key, a bad key, an unknown command, an unreachable API', async (t) => {
+  const noKey = await pgfleet(['db', 'list'], { PGFLEET_API_KEY: '' });
+  t.equal(noKey.code, 1);
+  t.match(noKey.stderr, /no API key/);
+  const badKey = await pgfleet(['db', 'list', '--key', 'wrong']);
+  t.equal(badKey.code, 1);
+  t.match(badKey.stderr, /401 unauthorized/);
+  const missing = await pgfleet(['db', 'create'], { PGFLEET_API_KEY: 'whatever' });
+  t.equal(missing.code, 1);
+  t.match(missing.stderr, /--user/);
+  const unknown = await pgfleet(['db', 'explode']);
+  t.equal(unknown.code, 2);
+  t.match(unknown.stderr, /unknown command "db explode"/);
+  const down = await pgfleet(['db', 'list', '--key', 'k', '--url', 'http://127.0.0.1:1']);
+  t.equal(down.code, 1);
+  t.match(down.stderr, /cannot reach the API at http:\/\/127\.0\.0\.1:1/);
+});
+
+t.test('pgfleet start stops cleanly on SIGTERM', async (t) => {
+  const code = await new Promise((resolve) => {
+    gateway.once('exit', resolve);
+    gateway.kill('SIGTERM');
+  });
+  t.equal(code, 0);
+  t.same(postmastersUnder(dataDir), [], 'no Postgres left running');
+});
