@@ -11,6 +11,7 @@ import { installErrorHandlers } from './errors.ts';
 import { IdempotencyStore } from './idempotency.ts';
 import { databaseRoutes } from './routes/databases.ts';
 import { partnerRoutes } from './routes/partners.ts';
+import { usageRoutes } from './routes/usage.ts';
 import { ErrorBody } from './schemas.ts';
 
 export interface ApiOptions {
@@ -56,6 +57,15 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
     const ok = await core.catalog.ping();
     return reply.code(ok ? 200 : 503).send({ status: ok ? 'ready' : 'catalog unreachable' });
   });
+  // Operator metrics for Prometheus scrapers: low cardinality, nothing per database (that is /metrics/usage).
+  app.get('/metrics', { config: { rateLimit: false }, schema: { hide: true } }, async (_req, reply) =>
+    reply.type(core.metrics.registry.contentType).send(await core.metrics.registry.metrics()));
+  app.addHook('onResponse', async (req, reply) => {
+    core.metrics.apiSeconds.observe(
+      { method: req.method, route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    );
+  });
   app.get('/v1/openapi.json', { config: { rateLimit: false }, schema: { hide: true } }, async () => app.swagger());
   await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { url: '/v1/openapi.json' } });
 
@@ -64,6 +74,7 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
     requireApiKey(scope, core.partners);
     await scope.register(partnerRoutes, { partners: core.partners });
     await scope.register(databaseRoutes, { databases: core.databases, computes: core.computes, idempotency, publicAddress: opts.publicAddress });
+    await scope.register(usageRoutes, { databases: core.databases, usage: core.usage, catalog: core.catalog });
   });
 
   const purge = setInterval(() => {
