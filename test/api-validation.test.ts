@@ -149,9 +149,12 @@ t.test('the OpenAPI document validates and lists every route', async (t) => {
   t.same(operations, [
     'DELETE /v1/databases/{id}',
     'DELETE /v1/partners/{id}',
+    'GET /metrics/usage',
     'GET /v1/databases',
     'GET /v1/databases/{id}',
+    'GET /v1/databases/{id}/usage',
     'GET /v1/partners',
+    'GET /v1/usage',
     'PATCH /v1/databases/{id}',
     'POST /v1/databases',
     'POST /v1/databases/{id}/roles',
