@@ -118,9 +118,9 @@ async function identifyAndAuthenticate(
     await limited(ctx, endpoint, client, () => scramAuth(io, route, role, hs.tls ? ctx.channelBinding : undefined));
     return { route, role };
   }
-  if (!hs.tls) throw new ConnectionRefused('no endpoint named', '08004', HOW_TO_NAME_AN_ENDPOINT);
+  if (!hs.tls) throw new ConnectionRefused('the connection names no endpoint', '08004', HOW_TO_NAME_AN_ENDPOINT);
   const prefixed = endpointFromPassword(await readCleartextPassword(io));
-  if (!prefixed) throw new ConnectionRefused('no endpoint named', '08004', HOW_TO_NAME_AN_ENDPOINT);
+  if (!prefixed) throw new ConnectionRefused('the connection names no endpoint', '08004', HOW_TO_NAME_AN_ENDPOINT);
   line.endpoint = prefixed.endpoint;
   const route = await routeFor(prefixed.endpoint, client, ctx);
   await limited(ctx, prefixed.endpoint, client, () => checkPassword(route, role, prefixed.password));
