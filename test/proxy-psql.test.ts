@@ -12,7 +12,6 @@ t.test('psql sslmode=require through the SNI URI (hostaddr) and the no-SNI URI',
   t.equal(await psql(f.conninfo(a), `SELECT current_user || '@' || current_database()`), `${a.role}@app`);
   t.equal(await psql(a.uriNoSni, 'SELECT 42'), '42');
 });
-});
 
 t.test('verify-full with the generated CA, SNI and no-SNI forms; SCRAM-SHA-256-PLUS is used', async (t) => {
   t.ok(f.proxy.caPath, 'a local CA was generated');
