@@ -80,6 +80,7 @@ function backendError(m: DatabaseError): BackendError {
  */
 export async function startBackend(address: ComputeAddress, params: Map<string, string>): Promise<BackendSession> {
   const socket = await openBackendSocket(address);
+  socket.on('error', () => {}); // ends in 'close', which the reader (and later the relay) acts on
   const reader = new PacketReader(socket);
   try {
     socket.write(encodeStartup(params));

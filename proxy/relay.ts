@@ -57,6 +57,13 @@ export function relay(client: Duplex, backend: Duplex, session: Session): Promis
       }
       finish(clientTerminated ? 'client closed' : 'compute closed');
     };
+    // Either side may have gone while the compute was being woken.
+    if (client.destroyed || backend.destroyed) {
+      client.destroy();
+      backend.destroy();
+      finish(client.destroyed ? 'client closed' : 'compute closed');
+      return;
+    }
     client.on('end', clientGone);
     client.on('close', clientGone);
     client.on('error', clientGone);
