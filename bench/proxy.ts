@@ -9,30 +9,21 @@
  * turns within each round, so that load from elsewhere on the host falls on all of them alike.
  * CPU per transaction of each proxy process shows where its time goes.
  */
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { startProxy } from '../proxy/server.ts';
 import { routeByEndpoint } from '../src/catalog/routes.ts';
 import { loadConfig } from '../src/config.ts';
 import { startCore } from '../src/gateway.ts';
 import { createLogger } from '../src/log.ts';
 import { spawnIdentity } from '../src/pg/os-user.ts';
+import { execFileAsync, freePort } from '../test/proxy-helpers.ts';
 
-const execFileAsync = promisify(execFile);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-
-async function freePort(): Promise<number> {
-  const s = net.createServer().listen(0, '127.0.0.1');
-  await new Promise((r) => s.once('listening', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 interface Result { tps: number; latencyMs: number; cpuUsPerTx: number | undefined }
 

@@ -4,15 +4,15 @@
  */
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { routeByEndpoint, type BranchRoute } from '../src/catalog/routes.ts';
+import { type BranchRoute, routeByEndpoint } from '../src/catalog/routes.ts';
 import type { Lease } from '../src/computes.ts';
-import { PgfleetError, ComputeStartError } from '../src/errors.ts';
+import { ComputeStartError, PgfleetError } from '../src/errors.ts';
 import type { Core } from '../src/gateway.ts';
 import type { AuthLimiter } from './auth-limiter.ts';
 import { checkPassword, readCleartextPassword, scramAuth } from './auth.ts';
 import { type BackendSession, startBackend } from './backend.ts';
 import { HOW_TO_NAME_AN_ENDPOINT, endpointFromOptions, endpointFromPassword, endpointFromSni, endpointFromStartup } from './endpoint.ts';
-import { AuthFailed, ConnectionRefused, ProtocolViolation } from './errors.ts';
+import { AuthFailed, ConnectionRefused } from './errors.ts';
 import { type Handshake, type HandshakeOptions, readStartup } from './handshake.ts';
 import { authenticationOk, backendKeyData, errorFor } from './messages.ts';
 import { relay } from './relay.ts';
@@ -32,11 +32,6 @@ export interface ConnectionContext extends HandshakeOptions {
 /** Startup parameters never passed to the compute. */
 const WITHHELD = new Set(['user', 'database', 'options', 'replication']);
 const PASSWORD_MESSAGE = 0x70; // 'p'
-
-interface Identified {
-  route: BranchRoute;
-  role: string;
-}
 
 export async function handleConnection(raw: net.Socket, ctx: ConnectionContext): Promise<void> {
   const started = Date.now();
@@ -58,7 +53,7 @@ export async function handleConnection(raw: net.Socket, ctx: ConnectionContext):
     const role = hs.startup.params.get('user')!;
     line.role = role;
     const io = authIO(hs);
-    const { route } = await identifyAndAuthenticate(hs, io, role, raw.remoteAddress ?? '', line, ctx);
+    const route = await identifyAndAuthenticate(hs, io, role, raw.remoteAddress ?? '', line, ctx);
     clearTimeout(timer);
     client.write(authenticationOk());
 
@@ -109,14 +104,14 @@ function authIO(hs: Handshake): AuthIO {
 /** Finds the endpoint (SNI, options, password prefix) and authenticates the role on it. */
 async function identifyAndAuthenticate(
   hs: Handshake, io: AuthIO, role: string, client: string, line: Record<string, unknown>, ctx: ConnectionContext,
-): Promise<Identified> {
+): Promise<BranchRoute> {
   const fromOptions = endpointFromOptions(hs.startup.params.get('options'));
   const endpoint = endpointFromStartup(endpointFromSni(hs.tls?.servername, ctx.core.config.domain), fromOptions.endpoint);
   if (endpoint) {
     line.endpoint = endpoint;
     const route = await routeFor(endpoint, client, ctx);
     await limited(ctx, endpoint, client, () => scramAuth(io, route, role, hs.tls ? ctx.channelBinding : undefined));
-    return { route, role };
+    return route;
   }
   if (!hs.tls) throw new ConnectionRefused('the connection names no endpoint', '08004', HOW_TO_NAME_AN_ENDPOINT);
   const prefixed = endpointFromPassword(await readCleartextPassword(io));
@@ -124,7 +119,7 @@ async function identifyAndAuthenticate(
   line.endpoint = prefixed.endpoint;
   const route = await routeFor(prefixed.endpoint, client, ctx);
   await limited(ctx, prefixed.endpoint, client, () => checkPassword(route, role, prefixed.password));
-  return { route, role };
+  return route;
 }
 
 async function routeFor(endpoint: string, client: string, ctx: ConnectionContext): Promise<BranchRoute> {
@@ -137,11 +132,12 @@ async function routeFor(endpoint: string, client: string, ctx: ConnectionContext
   return route;
 }
 
+/** Runs an auth method, counting a wrong password (not a client that gave up) against the limits. */
 async function limited(ctx: ConnectionContext, endpoint: string, client: string, auth: () => Promise<void>): Promise<void> {
   try {
     await auth();
   } catch (err) {
-    if (err instanceof AuthFailed || err instanceof ProtocolViolation) ctx.limiter.failed(endpoint, client);
+    if (err instanceof AuthFailed) ctx.limiter.failed(endpoint, client);
     throw err;
   }
 }

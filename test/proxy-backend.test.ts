@@ -1,5 +1,4 @@
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import pg from 'pg';
 import t from 'tap';
@@ -7,7 +6,7 @@ import { SOCKET_PORT, PostgresServer, initCluster } from '../src/pg/server.ts';
 import type { BranchRef, ComputeAddress, Provider } from '../src/providers/provider.ts';
 import { loadTlsIdentity } from '../proxy/tls-certs.ts';
 import { tmpDataDir } from './helpers.ts';
-import { psql, psqlError, startProxyFixture } from './proxy-helpers.ts';
+import { freePort, psql, psqlError, startProxyFixture } from './proxy-helpers.ts';
 
 const f = await startProxyFixture();
 t.teardown(() => f.stop());
@@ -55,14 +54,6 @@ t.test('an unknown database name comes back as the compute says it', async (t) =
 });
 
 // ---- a remote compute over TCP: TLS verified against a given CA, then SCRAM ----
-
-async function freePort(): Promise<number> {
-  const s = net.createServer().listen(0, '127.0.0.1');
-  await new Promise((r) => s.once('listening', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 t.test('a tcp compute: TLS with servername + CA, SCRAM with the stored password, cancel over TLS', async (t) => {
   const { core } = f;

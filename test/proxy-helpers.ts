@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import net from 'node:net';
 import { promisify } from 'node:util';
 import { connectionInfo } from '../src/connection-uri.ts';
 import type { DatabaseRecord } from '../src/databases.ts';
@@ -10,6 +11,15 @@ import { type Proxy, type ProxyOptions, startProxy } from '../proxy/server.ts';
 import { testConfig } from './helpers.ts';
 
 export const execFileAsync = promisify(execFile);
+
+/** A TCP port free right now on 127.0.0.1 (for servers that cannot listen on port 0 and say which). */
+export async function freePort(): Promise<number> {
+  const s = net.createServer().listen(0, '127.0.0.1');
+  await new Promise((r) => s.once('listening', r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
 
 export interface TenantDb {
   database: DatabaseRecord;

@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process';
+import { Writable } from 'node:stream';
+import pino from 'pino';
 import t from 'tap';
 import { psql, psqlError, startProxyFixture } from './proxy-helpers.ts';
 
@@ -94,4 +96,22 @@ t.test('failed attempts are limited per endpoint', async (t) => {
   for (let i = 0; i < 6; i++) t.match(await psqlError(bad), 'password authentication failed');
   t.match(await psqlError(f.conninfo(c)), /too many failed authentication attempts for this endpoint/, 'even the right password waits');
   t.equal(await psql(f.conninfo(a), 'SELECT 1'), '1', 'other endpoints are not affected');
+});
+
+t.test('one log line per connection, without secrets', async (t) => {
+  const lines: any[] = [];
+  const original = f.core.log;
+  f.core.log = pino({ level: 'info' }, new Writable({ write: (chunk, _enc, done) => { lines.push(JSON.parse(String(chunk))); done(); } }));
+  t.teardown(() => { f.core.log = original; });
+  await psql(f.conninfo(a), `SELECT repeat('x', 5000)`);
+  await psqlError(f.conninfo(a).replace(`password=${a.password}`, 'password=hunter2'));
+  await new Promise((r) => setTimeout(r, 100));
+  const conns = lines.filter((l) => l.msg === 'connection');
+  t.equal(conns.length, 2);
+  t.match(conns[0], { endpoint: a.endpointId, role: a.role, client: '127.0.0.1', outcome: 'client closed', duration_ms: Number });
+  t.ok(conns[0].bytes_out > 5000 && conns[0].bytes_in > 0, 'bytes both ways');
+  t.match(conns[1], { endpoint: a.endpointId, role: a.role, outcome: 'auth_failed' });
+  const text = JSON.stringify(lines);
+  t.notMatch(text, a.password);
+  t.notMatch(text, 'hunter2');
 });
