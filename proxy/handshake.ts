@@ -29,11 +29,18 @@ export interface HandshakeOptions {
 
 async function upgradeToTls(raw: net.Socket, secureContext: tls.SecureContext): Promise<tls.TLSSocket> {
   const secure = new tls.TLSSocket(raw, { isServer: true, secureContext });
-  secure.on('error', () => {}); // reported through 'close'; the handshake promise below carries the cause
+  secure.on('error', () => {}); // ends in 'close'; the handshake's outcome is reported below
   await new Promise<void>((resolve, reject) => {
-    secure.once('secure', resolve);
-    secure.once('error', reject);
-    secure.once('close', () => reject(new ProtocolViolation('the connection closed during the TLS handshake')));
+    const failed = () => {
+      secure.off('secure', succeeded);
+      reject(new ProtocolViolation('the TLS handshake failed'));
+    };
+    const succeeded = () => {
+      secure.off('close', failed);
+      resolve();
+    };
+    secure.once('secure', succeeded);
+    secure.once('close', failed);
   });
   return secure;
 }

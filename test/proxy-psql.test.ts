@@ -69,7 +69,8 @@ t.test('client parameters reach the compute; endpoint= is taken out of options',
   const out = await psql(f.conninfo(a, `application_name=proxytest options='endpoint=${a.endpointId} -c search_path=custom'`),
     `SELECT current_setting('application_name') || ' ' || current_setting('search_path')`, { PGTZ: 'Asia/Tokyo', PGDATESTYLE: 'German' });
   t.equal(out, 'proxytest custom');
-  t.equal(await psql(f.conninfo(a), 'SHOW TimeZone', { PGTZ: 'Asia/Tokyo' }), 'Asia/Tokyo');
+  t.equal(await psql(f.conninfo(a), `SELECT current_setting('TimeZone') || ' ' || current_setting('DateStyle') || ' ' || current_setting('client_encoding')`,
+    { PGTZ: 'Asia/Tokyo', PGDATESTYLE: 'German', PGCLIENTENCODING: 'LATIN1' }), 'Asia/Tokyo German, DMY LATIN1');
 });
 
 t.test('psql cancels pg_sleep(60) through the proxy', async (t) => {

@@ -1,3 +1,5 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import t from 'tap';
 import { makeScramVerifier } from '../src/scram-verifier.ts';
 import { AuthLimiter } from '../proxy/auth-limiter.ts';
@@ -7,6 +9,8 @@ import { parseSASLInitialResponse } from '../proxy/messages.ts';
 import { ScramClient } from '../proxy/scram-client.ts';
 import { type AuthIO, passwordMatches, scramServer } from '../proxy/scram.ts';
 import { decodeStartup, encodeStartup } from '../proxy/startup.ts';
+import { loadTlsIdentity, serverEndPoint } from '../proxy/tls-certs.ts';
+import { tmpDataDir } from './helpers.ts';
 
 t.test('endpoint from SNI: only ep-… labels under the domain', async (t) => {
   t.equal(endpointFromSni('ep-quiet-river-042817.db.example.com', 'db.example.com'), 'ep-quiet-river-042817');
@@ -90,4 +94,22 @@ t.test('auth limiter: per address and per endpoint, windows reset', async (t) =>
   t.throws(() => limiter.check('ep-a-1', '10.0.0.3'), /for this endpoint/);
   await new Promise((r) => setTimeout(r, 250));
   t.doesNotThrow(() => limiter.check('ep-a-1', '10.0.0.1'), 'a new window');
+});
+
+t.test('TLS identity: generated once and reused, reissued for a new domain, or taken from config', async (t) => {
+  const dataDir = tmpDataDir('pgfleet-tls');
+  t.teardown(() => fs.rmSync(dataDir, { recursive: true, force: true }));
+  const first = await loadTlsIdentity({ dataDir, domain: 'db.example.com' });
+  t.equal(first.caPath, path.join(dataDir, 'tls', 'ca.crt'));
+  t.equal(fs.statSync(path.join(dataDir, 'tls', 'ca.key')).mode & 0o777, 0o600, 'keys are private');
+  const again = await loadTlsIdentity({ dataDir, domain: 'db.example.com' });
+  t.equal(again.cert, first.cert, 'reused on restart');
+  t.equal(serverEndPoint(again.cert).length, 32, 'tls-server-end-point is a SHA-256 hash for an ECDSA-SHA256 certificate');
+  const moved = await loadTlsIdentity({ dataDir, domain: 'db.example.org' });
+  t.not(moved.cert, first.cert, 'a new domain gets a new certificate');
+  t.equal(fs.readFileSync(moved.caPath!, 'utf8'), fs.readFileSync(first.caPath!, 'utf8'), 'from the same CA');
+  const certFile = path.join(dataDir, 'tls', 'server.crt');
+  const keyFile = path.join(dataDir, 'tls', 'server.key');
+  const configured = await loadTlsIdentity({ dataDir, domain: 'x', certFile, keyFile });
+  t.same(configured, { cert: fs.readFileSync(certFile, 'utf8'), key: fs.readFileSync(keyFile, 'utf8'), caPath: undefined });
 });
