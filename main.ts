@@ -4,6 +4,7 @@
  */
 import type { AddressInfo } from 'node:net';
 import { buildApi } from './api/server.ts';
+import { type Proxy, startProxy } from './proxy/server.ts';
 import { type Config, loadConfig } from './src/config.ts';
 import { ConfigError } from './src/errors.ts';
 import { type Core, startCore } from './src/gateway.ts';
@@ -13,27 +14,38 @@ export interface Gateway {
   core: Core;
   apiPort: number;
   apiUrl: string;
+  proxyPort: number;
+  /** The local CA that issued the proxy's certificate (sslrootcert); undefined with PGFLEET_TLS_CERT. */
+  caPath: string | undefined;
   stop(): Promise<void>;
 }
 
 export async function startGateway(config: Config): Promise<Gateway> {
   const core = await startCore(config, createLogger(config.logLevel));
+  let proxy: Proxy | undefined;
   try {
-    const api = await buildApi(core, { publicAddress: { domain: config.domain, port: config.proxyPort } });
+    proxy = await startProxy(core);
+    if (proxy.caPath) process.stderr.write(`pgfleet proxy CA (for sslmode=verify-full sslrootcert=…): ${proxy.caPath}\n`);
+    const api = await buildApi(core, { publicAddress: { domain: config.domain, port: proxy.port } });
     await api.listen({ host: config.apiHost, port: config.apiPort });
     const apiPort = (api.server.address() as AddressInfo).port;
-    core.log.info({ api: `http://${config.apiHost}:${apiPort}` }, 'pgfleet is ready');
+    core.log.info({ api: `http://${config.apiHost}:${apiPort}`, proxy_port: proxy.port }, 'pgfleet is ready');
+    const running = proxy;
     let stopping: Promise<void> | undefined;
     return {
       core,
       apiPort,
       apiUrl: `http://${config.apiHost}:${apiPort}`,
+      proxyPort: proxy.port,
+      caPath: proxy.caPath,
       stop: () => (stopping ??= (async () => {
         await api.close();
+        await running.close();
         await core.stop();
       })()),
     };
   } catch (err) {
+    await proxy?.close();
     await core.stop();
     throw err;
   }

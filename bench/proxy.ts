@@ -1,0 +1,138 @@
+/**
+ * pgbench -S (16 clients, 1 client) and -S -C through pgfleet's proxy, direct to the compute,
+ * and through PgBouncer in session mode, all in one run against the same compute.
+ *
+ *   npx tsx bench/proxy.ts      (BENCH_SECONDS=5 per run, BENCH_ROUNDS=3 rounds; medians are printed)
+ *
+ * pgfleet and PgBouncer both take TLS (sslmode=require) and SCRAM from pgbench over TCP and
+ * reach the compute over its Unix socket; "direct" is pgbench on that Unix socket. Targets take
+ * turns within each round, so that load from elsewhere on the host falls on all of them alike.
+ * CPU per transaction of each proxy process shows where its time goes.
+ */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { startProxy } from '../proxy/server.ts';
+import { routeByEndpoint } from '../src/catalog/routes.ts';
+import { loadConfig } from '../src/config.ts';
+import { startCore } from '../src/gateway.ts';
+import { createLogger } from '../src/log.ts';
+import { spawnIdentity } from '../src/pg/os-user.ts';
+import { execFileAsync, freePort } from '../test/proxy-helpers.ts';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+
+interface Result { tps: number; latencyMs: number; cpuUsPerTx: number | undefined }
+
+/** CPU seconds (user + system) a process has used so far. */
+function cpuSeconds(pid: number): number {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+}
+
+async function pgbench(conninfo: string, args: string[], env: Record<string, string>, cpuOf: (() => number) | undefined): Promise<Result> {
+  const cpu0 = cpuOf?.();
+  const { stdout } = await execFileAsync('pgbench', [...args, '-T', String(SECONDS), '-n', conninfo], {
+    env: { ...process.env, ...env }, maxBuffer: 16 * 1024 * 1024,
+  });
+  const tps = Number(/tps = ([\d.]+)/.exec(stdout)?.[1]);
+  const latencyMs = Number(/latency average = ([\d.]+) ms/.exec(stdout)?.[1]);
+  if (!/number of failed transactions: 0 /.test(stdout) || !Number.isFinite(tps)) throw new Error(`pgbench failed:\n${stdout}`);
+  const transactions = Number(/actually processed: (\d+)/.exec(stdout)?.[1]);
+  const cpuUsPerTx = cpuOf ? ((cpuOf() - cpu0!) * 1e6) / transactions : undefined;
+  return { tps, latencyMs, cpuUsPerTx };
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+function medianResult(rs: Result[]): Result {
+  const cpu = rs.map((r) => r.cpuUsPerTx).filter((x): x is number => x !== undefined);
+  return { tps: median(rs.map((r) => r.tps)), latencyMs: median(rs.map((r) => r.latencyMs)), cpuUsPerTx: cpu.length ? median(cpu) : undefined };
+}
+
+const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgfleet-bench-'));
+fs.chmodSync(dataDir, 0o711);
+const config = loadConfig({ PGFLEET_DATA_DIR: dataDir, PGFLEET_API_PORT: '0', PGFLEET_PROXY_PORT: '0', PGFLEET_LOG_LEVEL: 'warn', PGFLEET_ADMIN_KEY: 'bench-admin-key-0123456789' });
+const core = await startCore(config, createLogger('warn'));
+const proxy = await startProxy(core, { authLimits: { perAddress: 1e9, perEndpoint: 1e9, windowMs: 60_000 } });
+let bouncer: ReturnType<typeof spawn> | undefined;
+try {
+  await core.catalog.query(`INSERT INTO partners (id, name) VALUES ('bench', 'bench')`);
+  const { database, password } = await core.databases.create({ partnerId: 'bench', userId: 'bench-user' });
+  const verifier = (await core.catalog.query('SELECT scram_verifier FROM roles WHERE database_id = $1', [database.id])).rows[0];
+  const lease = await core.computes.acquire(core.targetFor((await routeByEndpoint(core.catalog, database.endpointId))!));
+  if (lease.address.kind !== 'unix') throw new Error('the bench needs a local compute');
+  const socketDir = path.dirname(lease.address.socketPath);
+  const role = database.ownerRole;
+
+  // PgBouncer: session pooling, TLS for clients with pgfleet's certificate, SCRAM against the same verifier.
+  const bdir = path.join(dataDir, 'pgbouncer');
+  fs.mkdirSync(bdir, { mode: 0o700 });
+  const bport = await freePort();
+  fs.copyFileSync(path.join(dataDir, 'tls', 'server.crt'), path.join(bdir, 'server.crt'));
+  fs.copyFileSync(path.join(dataDir, 'tls', 'server.key'), path.join(bdir, 'server.key'));
+  fs.writeFileSync(path.join(bdir, 'users.txt'), `"${role}" "${verifier.scram_verifier}"\n`);
+  fs.writeFileSync(path.join(bdir, 'pgbouncer.ini'), [
+    '[databases]', `${database.databaseName} = host=${socketDir} port=5432 dbname=${database.databaseName} user=${role}`,
+    '[pgbouncer]', `listen_addr = 127.0.0.1`, `listen_port = ${bport}`, `unix_socket_dir =`, 'pool_mode = session',
+    'auth_type = scram-sha-256', `auth_file = ${bdir}/users.txt`, 'max_client_conn = 200', 'default_pool_size = 40',
+    'client_tls_sslmode = require', `client_tls_cert_file = ${bdir}/server.crt`, `client_tls_key_file = ${bdir}/server.key`,
+    `logfile = ${bdir}/pgbouncer.log`, 'log_connections = 0', 'log_disconnections = 0', '',
+  ].join('\n'));
+  const user = core.user;
+  if (user.switchUser) for (const f of fs.readdirSync(bdir)) fs.chownSync(path.join(bdir, f), user.uid, user.gid);
+  if (user.switchUser) fs.chownSync(bdir, user.uid, user.gid);
+  bouncer = spawn('pgbouncer', ['-q', path.join(bdir, 'pgbouncer.ini')], { ...spawnIdentity(user), stdio: 'ignore' });
+  for (let i = 0; i < 100; i++) {
+    if (await new Promise<boolean>((r) => net.connect(bport, '127.0.0.1').once('connect', function (this: net.Socket) { this.destroy(); r(true); }).once('error', () => r(false)))) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+
+  const targets = {
+    direct: `host=${socketDir} port=5432 user=${role} dbname=${database.databaseName}`,
+    pgfleet: `host=${database.endpointId}.${config.domain} hostaddr=127.0.0.1 port=${proxy.port} user=${role} dbname=${database.databaseName} sslmode=require`,
+    pgbouncer: `host=127.0.0.1 port=${bport} user=${role} dbname=${database.databaseName} sslmode=require`,
+  };
+  const env = { PGPASSWORD: password };
+  await execFileAsync('pgbench', ['-i', '-s', '10', '-q', targets.direct]);
+
+  const modes = {
+    '-S, 16 clients': ['-S', '-c', '16', '-j', '2'],
+    '-S, 1 client': ['-S', '-c', '1', '-j', '1'],
+    '-S -C, 4 clients': ['-S', '-C', '-c', '4', '-j', '2'],
+  };
+  const self = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
+  const cpuOf: Record<string, (() => number) | undefined> = { direct: undefined, pgfleet: self, pgbouncer: () => cpuSeconds(bouncer!.pid!) };
+  const results: Record<string, Record<string, Result>> = {};
+  for (const [mode, args] of Object.entries(modes)) {
+    const runs: Record<string, Result[]> = {};
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [name, conninfo] of Object.entries(targets)) {
+        (runs[name] ??= []).push(await pgbench(conninfo, args, env, cpuOf[name]));
+      }
+    }
+    results[mode] = Object.fromEntries(Object.entries(runs).map(([name, rs]) => [name, medianResult(rs)]));
+  }
+  lease.release();
+
+  console.log(`\npgbench, scale 10, ${os.cpus().length} cores, load average ${os.loadavg()[0]!.toFixed(1)}; medians of ${ROUNDS} rounds of ${SECONDS} s\n`);
+  console.log('mode               target       tps   ratio   latency ms   added ms   proxy CPU µs/tx');
+  for (const [mode, byTarget] of Object.entries(results)) {
+    const direct = byTarget.direct!;
+    for (const [name, r] of Object.entries(byTarget)) {
+      console.log(`${mode.padEnd(18)} ${name.padEnd(10)} ${r.tps.toFixed(0).padStart(7)}  ${(r.tps / direct.tps).toFixed(2).padStart(6)}   ${r.latencyMs.toFixed(3).padStart(10)}   ${name === 'direct' ? ''.padStart(8) : (r.latencyMs - direct.latencyMs).toFixed(3).padStart(8)}   ${r.cpuUsPerTx === undefined ? '' : r.cpuUsPerTx.toFixed(0).padStart(8)}`);
+    }
+  }
+  const s16 = results['-S, 16 clients']!;
+  const s1 = results['-S, 1 client']!;
+  console.log(`\ngoal 16 clients: pgfleet ratio ${(s16.pgfleet!.tps / s16.direct!.tps).toFixed(2)} ≥ PgBouncer ${(s16.pgbouncer!.tps / s16.direct!.tps).toFixed(2)}: ${s16.pgfleet!.tps >= s16.pgbouncer!.tps ? 'met' : 'NOT met'}`);
+  const added = (r: Record<string, Result>, n: string) => r[n]!.latencyMs - r.direct!.latencyMs;
+  console.log(`goal 1 client: pgfleet added ${added(s1, 'pgfleet').toFixed(3)} ms ≤ PgBouncer ${added(s1, 'pgbouncer').toFixed(3)} ms: ${added(s1, 'pgfleet') <= added(s1, 'pgbouncer') ? 'met' : 'NOT met'}`);
+} finally {
+  bouncer?.kill('SIGTERM');
+  await proxy.close();
+  await core.stop();
+  fs.rmSync(dataDir, { recursive: true, force: true });
+}

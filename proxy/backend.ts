@@ -1,0 +1,137 @@
+/**
+ * The proxy as a client of the compute: open the socket (Unix, or TCP + TLS), start up as
+ * the client's role and database, authenticate when the compute asks, and collect what the
+ * client must see before the relay (ParameterStatus, notices, ReadyForQuery).
+ */
+import net from 'node:net';
+import tls from 'node:tls';
+import type { Duplex } from 'node:stream';
+import { serialize } from 'pg-protocol';
+import type { BackendMessage, BackendKeyDataMessage, DatabaseError } from 'pg-protocol/dist/messages';
+import { Parser } from 'pg-protocol/dist/parser';
+import type { ComputeAddress } from '../src/providers/provider.ts';
+import { BackendError } from './errors.ts';
+import { PacketReader } from './packet-reader.ts';
+import { ScramClient } from './scram-client.ts';
+import { encodeStartup } from './startup.ts';
+
+export interface BackendSession {
+  socket: Duplex;
+  /** The compute's key for CancelRequest. */
+  pid: number;
+  secret: number;
+  /** Raw frames for the client, in order, BackendKeyData left out; the last is ReadyForQuery. */
+  frames: Buffer[];
+  /** Bytes the compute sent after ReadyForQuery (normally none). */
+  rest: Buffer;
+}
+
+function once<T>(emitter: Duplex, event: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => reject(err);
+    emitter.once('error', onError);
+    emitter.once(event, (v: T) => {
+      emitter.off('error', onError);
+      resolve(v);
+    });
+  });
+}
+
+/** A connected socket to the compute: its Unix socket, or TCP upgraded to verified TLS. */
+export async function openBackendSocket(address: ComputeAddress): Promise<Duplex> {
+  if (address.kind === 'unix') {
+    const socket = net.connect(address.socketPath);
+    await once(socket, 'connect');
+    return socket;
+  }
+  const socket = net.connect({ host: address.host, port: address.port, noDelay: true });
+  try {
+    await once(socket, 'connect');
+    socket.write(serialize.requestSsl());
+    const answer = await once<Buffer>(socket, 'data');
+    if (answer.length !== 1 || answer[0] !== 0x53 /* S */) throw new Error('the compute does not accept TLS');
+    const secure = tls.connect({
+      socket,
+      host: address.servername,
+      servername: net.isIP(address.servername) ? undefined : address.servername,
+      ca: address.ca ? [...tls.rootCertificates, address.ca] : undefined,
+    });
+    await once(secure, 'secureConnect');
+    return secure;
+  } catch (err) {
+    socket.destroy();
+    throw err;
+  }
+}
+
+function parse(frame: Buffer): BackendMessage {
+  let message: BackendMessage | undefined;
+  new Parser().parse(frame, (m) => (message = m));
+  return message!;
+}
+
+function backendError(m: DatabaseError): BackendError {
+  return new BackendError(m.message, m.code ?? 'XX000', m.severity ?? 'FATAL', m.detail, m.hint);
+}
+
+/**
+ * Starts a session on the compute. `params` are the startup parameters to send (user and
+ * database included). Rejects with BackendError when the compute refuses.
+ */
+export async function startBackend(address: ComputeAddress, params: Map<string, string>): Promise<BackendSession> {
+  const socket = await openBackendSocket(address);
+  socket.on('error', () => {}); // ends in 'close', which the reader (and later the relay) acts on
+  const reader = new PacketReader(socket);
+  try {
+    socket.write(encodeStartup(params));
+    let scram: ScramClient | undefined;
+    let key: BackendKeyDataMessage | undefined;
+    const frames: Buffer[] = [];
+    for (;;) {
+      const frame = await reader.readFrame('message from the compute');
+      const m = parse(frame);
+      switch (m.name) {
+        case 'authenticationOk':
+          break;
+        case 'authenticationCleartextPassword':
+          socket.write(serialize.password(passwordFor(address, params)));
+          break;
+        case 'authenticationSASL':
+          scram = new ScramClient(passwordFor(address, params));
+          socket.write(serialize.sendSASLInitialResponseMessage('SCRAM-SHA-256', scram.clientFirst));
+          break;
+        case 'authenticationSASLContinue':
+          if (!scram) throw new Error('the compute sent SASLContinue before SASL');
+          socket.write(serialize.sendSCRAMClientFinalMessage(await scram.respond((m as unknown as { data: string }).data)));
+          break;
+        case 'authenticationSASLFinal':
+          scram?.verify((m as unknown as { data: string }).data);
+          break;
+        case 'backendKeyData':
+          key = m as BackendKeyDataMessage;
+          break;
+        case 'error':
+          throw backendError(m as DatabaseError);
+        case 'parameterStatus':
+        case 'notice':
+          frames.push(frame);
+          break;
+        case 'readyForQuery':
+          frames.push(frame);
+          return { socket, pid: key?.processID ?? 0, secret: key?.secretKey ?? 0, frames, rest: reader.detach() };
+        default:
+          throw new Error(`unexpected message from the compute during startup: ${m.name}`);
+      }
+    }
+  } catch (err) {
+    reader.detach();
+    socket.destroy();
+    throw err;
+  }
+}
+
+function passwordFor(address: ComputeAddress, params: Map<string, string>): string {
+  const password = address.kind === 'tcp' ? address.passwords[params.get('user')!] : undefined;
+  if (password === undefined) throw new Error(`the compute asks for a password and none is known for role "${params.get('user')}"`);
+  return password;
+}

@@ -1,0 +1,163 @@
+/**
+ * One client connection, top to bottom: startup → endpoint → auth → wake → backend
+ * startup → relay, then one log line.
+ */
+import type net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { type BranchRoute, routeByEndpoint } from '../src/catalog/routes.ts';
+import type { Lease } from '../src/computes.ts';
+import { ComputeStartError, PgfleetError } from '../src/errors.ts';
+import type { Core } from '../src/gateway.ts';
+import type { AuthLimiter } from './auth-limiter.ts';
+import { checkPassword, readCleartextPassword, scramAuth } from './auth.ts';
+import { type BackendSession, startBackend } from './backend.ts';
+import { HOW_TO_NAME_AN_ENDPOINT, endpointFromOptions, endpointFromPassword, endpointFromSni, endpointFromStartup } from './endpoint.ts';
+import { AuthFailed, ConnectionRefused } from './errors.ts';
+import { type Handshake, type HandshakeOptions, readStartup } from './handshake.ts';
+import { authenticationOk, backendKeyData, errorFor } from './messages.ts';
+import { relay } from './relay.ts';
+import type { AuthIO } from './scram.ts';
+import type { Session } from './session.ts';
+
+export interface ConnectionContext extends HandshakeOptions {
+  core: Core;
+  /** tls-server-end-point hash of the proxy's certificate. */
+  channelBinding: Buffer;
+  limiter: AuthLimiter;
+  sessions: Set<Session>;
+  /** Time allowed from accept to the end of authentication. */
+  handshakeTimeoutMs: number;
+}
+
+/** Startup parameters never passed to the compute. */
+const WITHHELD = new Set(['user', 'database', 'options', 'replication']);
+const PASSWORD_MESSAGE = 0x70; // 'p'
+
+export async function handleConnection(raw: net.Socket, ctx: ConnectionContext): Promise<void> {
+  const started = Date.now();
+  const line: Record<string, unknown> = { client: raw.remoteAddress };
+  raw.setNoDelay(true);
+  raw.on('error', () => {});
+  let client: Duplex = raw;
+  let lease: Lease | undefined;
+  let session: Session | undefined;
+  const timer = setTimeout(() => raw.destroy(), ctx.handshakeTimeoutMs);
+  try {
+    const hs = await readStartup(raw, ctx);
+    if (!hs) {
+      line.outcome = 'cancel request';
+      return;
+    }
+    client = hs.socket;
+    client.on('error', () => {});
+    const role = hs.startup.params.get('user')!;
+    line.role = role;
+    const io = authIO(hs);
+    const route = await identifyAndAuthenticate(hs, io, role, raw.remoteAddress ?? '', line, ctx);
+    clearTimeout(timer);
+    client.write(authenticationOk());
+
+    lease = await ctx.core.computes.acquire(ctx.core.targetFor(route));
+    const backend = await startCompute(lease, hs, role, route, ctx);
+    const key = ctx.cancels.issue(lease.address, backend.pid, backend.secret);
+    try {
+      const frames = backend.frames;
+      client.write(Buffer.concat([...frames.slice(0, -1), backendKeyData(key.pid, key.secret), frames.at(-1)!]));
+      const early = hs.reader.detach();
+      if (early.length > 0) backend.socket.write(early);
+      if (backend.rest.length > 0) client.write(backend.rest);
+      session = {
+        endpointId: route.endpointId, branchId: route.branchId, databaseId: route.databaseId, partnerId: route.partnerId,
+        role, clientAddress: raw.remoteAddress ?? '', startedAt: new Date(started),
+        bytesFromClient: early.length, bytesToClient: 0, lastActiveAt: Date.now(),
+      };
+      ctx.sessions.add(session);
+      line.outcome = await relay(client, backend.socket, session);
+    } finally {
+      ctx.cancels.revoke(key.pid);
+    }
+  } catch (err) {
+    line.outcome = err instanceof PgfleetError ? err.code : 'error';
+    if (!(err instanceof PgfleetError)) line.err = (err as Error).message;
+    if (client.writable) client.end(errorFor(err));
+    else client.destroy();
+  } finally {
+    clearTimeout(timer);
+    lease?.release();
+    if (session) {
+      ctx.sessions.delete(session);
+      line.bytes_in = session.bytesFromClient;
+      line.bytes_out = session.bytesToClient;
+    }
+    line.duration_ms = Date.now() - started;
+    ctx.core.log.info(line, 'connection');
+  }
+}
+
+function authIO(hs: Handshake): AuthIO {
+  return {
+    send: (message) => hs.socket.write(message),
+    read: (what) => hs.reader.readMessage(PASSWORD_MESSAGE, what),
+  };
+}
+
+/** Finds the endpoint (SNI, options, password prefix) and authenticates the role on it. */
+async function identifyAndAuthenticate(
+  hs: Handshake, io: AuthIO, role: string, client: string, line: Record<string, unknown>, ctx: ConnectionContext,
+): Promise<BranchRoute> {
+  const fromOptions = endpointFromOptions(hs.startup.params.get('options'));
+  const endpoint = endpointFromStartup(endpointFromSni(hs.tls?.servername, ctx.core.config.domain), fromOptions.endpoint);
+  if (endpoint) {
+    line.endpoint = endpoint;
+    const route = await routeFor(endpoint, client, ctx);
+    await limited(ctx, endpoint, client, () => scramAuth(io, route, role, hs.tls ? ctx.channelBinding : undefined));
+    return route;
+  }
+  if (!hs.tls) throw new ConnectionRefused('the connection names no endpoint', '08004', HOW_TO_NAME_AN_ENDPOINT);
+  const prefixed = endpointFromPassword(await readCleartextPassword(io));
+  if (!prefixed) throw new ConnectionRefused('the connection names no endpoint', '08004', HOW_TO_NAME_AN_ENDPOINT);
+  line.endpoint = prefixed.endpoint;
+  const route = await routeFor(prefixed.endpoint, client, ctx);
+  await limited(ctx, prefixed.endpoint, client, () => checkPassword(route, role, prefixed.password));
+  return route;
+}
+
+async function routeFor(endpoint: string, client: string, ctx: ConnectionContext): Promise<BranchRoute> {
+  ctx.limiter.check(endpoint, client);
+  const route = await routeByEndpoint(ctx.core.catalog, endpoint);
+  if (!route) {
+    ctx.limiter.failed(endpoint, client);
+    throw new ConnectionRefused(`endpoint "${endpoint}" does not exist`, '3D000');
+  }
+  return route;
+}
+
+/** Runs an auth method, counting a wrong password (not a client that gave up) against the limits. */
+async function limited(ctx: ConnectionContext, endpoint: string, client: string, auth: () => Promise<void>): Promise<void> {
+  try {
+    await auth();
+  } catch (err) {
+    if (err instanceof AuthFailed) ctx.limiter.failed(endpoint, client);
+    throw err;
+  }
+}
+
+/** The client's parameters for the compute: same role and database, endpoint= taken out of options. */
+function backendParams(hs: Handshake, role: string): Map<string, string> {
+  const p = hs.startup.params;
+  const out = new Map<string, string>([['user', role], ['database', p.get('database') || role]]);
+  const options = endpointFromOptions(p.get('options')).rest;
+  if (options) out.set('options', options);
+  for (const [k, v] of p) if (!WITHHELD.has(k)) out.set(k, v);
+  return out;
+}
+
+async function startCompute(lease: Lease, hs: Handshake, role: string, route: BranchRoute, ctx: ConnectionContext): Promise<BackendSession> {
+  try {
+    return await startBackend(lease.address, backendParams(hs, role));
+  } catch (err) {
+    if (err instanceof PgfleetError) throw err;
+    ctx.core.log.warn({ endpoint: route.endpointId, err: (err as Error).message }, 'compute connection failed');
+    throw new ComputeStartError(`could not connect to the compute of endpoint "${route.endpointId}"`);
+  }
+}

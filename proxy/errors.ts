@@ -1,0 +1,32 @@
+import { PgfleetError } from '../src/errors.ts';
+
+/** Malformed, truncated or oversized input from a client: the connection ends, never the process. */
+export class ProtocolViolation extends PgfleetError {
+  constructor(message: string) {
+    super(message, '08P01', 400, 'protocol_violation');
+  }
+}
+
+/** Wrong password and unknown role read the same, so that roles cannot be probed. */
+export class AuthFailed extends PgfleetError {
+  constructor(role: string) {
+    super(`password authentication failed for user "${role}"`, '28P01', 401, 'auth_failed');
+  }
+}
+
+/**
+ * The proxy will not serve this connection: no TLS, no endpoint, an unknown endpoint, too
+ * many failed attempts. The SQLSTATE says which class of problem it is.
+ */
+export class ConnectionRefused extends PgfleetError {
+  constructor(message: string, sqlstate: string, readonly hint?: string) {
+    super(message, sqlstate, 403, 'connection_refused');
+  }
+}
+
+/** The compute answered its startup with an error; passed on to the client as it was. */
+export class BackendError extends PgfleetError {
+  constructor(message: string, sqlstate: string, readonly severity: string, readonly detail?: string, readonly hint?: string) {
+    super(message, sqlstate, 502, 'backend_error');
+  }
+}

@@ -1,0 +1,85 @@
+/**
+ * The startup phase up to a protocol 3 startup packet: SSLRequest → TLS, GSSENCRequest →
+ * refused, CancelRequest → forwarded. Reads are bounded; anything malformed throws 08P01.
+ */
+import type net from 'node:net';
+import tls from 'node:tls';
+import type { Duplex } from 'node:stream';
+import type { CancelKeys } from './cancel.ts';
+import { ConnectionRefused, ProtocolViolation } from './errors.ts';
+import { encryptionResponse, negotiateProtocolVersion } from './messages.ts';
+import { PacketReader } from './packet-reader.ts';
+import { type StartupPacket, decodeStartup } from './startup.ts';
+
+export type Startup = Extract<StartupPacket, { kind: 'startup' }>;
+
+export interface Handshake {
+  socket: Duplex;
+  reader: PacketReader;
+  /** The TLS server name the client sent (SNI), when the connection is TLS. */
+  tls: { servername: string | undefined } | undefined;
+  startup: Startup;
+}
+
+export interface HandshakeOptions {
+  secureContext: tls.SecureContext;
+  allowPlaintext: boolean;
+  cancels: CancelKeys;
+}
+
+async function upgradeToTls(raw: net.Socket, secureContext: tls.SecureContext): Promise<tls.TLSSocket> {
+  const secure = new tls.TLSSocket(raw, { isServer: true, secureContext });
+  secure.on('error', () => {}); // ends in 'close'; the handshake's outcome is reported below
+  await new Promise<void>((resolve, reject) => {
+    const failed = () => {
+      secure.off('secure', succeeded);
+      reject(new ProtocolViolation('the TLS handshake failed'));
+    };
+    const succeeded = () => {
+      secure.off('close', failed);
+      resolve();
+    };
+    secure.once('secure', succeeded);
+    secure.once('close', failed);
+  });
+  return secure;
+}
+
+/** Resolves with the startup packet, or undefined when the connection was a CancelRequest. */
+export async function readStartup(raw: net.Socket, opts: HandshakeOptions): Promise<Handshake | undefined> {
+  let socket: Duplex = raw;
+  let reader = new PacketReader(raw);
+  let secure: tls.TLSSocket | undefined;
+  for (;;) {
+    const packet = decodeStartup(await reader.readStartup());
+    switch (packet.kind) {
+      case 'ssl':
+        if (secure) throw new ProtocolViolation('SSLRequest on an encrypted connection');
+        if (reader.pending > 0) throw new ProtocolViolation('received unencrypted data after SSL request');
+        reader.detach();
+        raw.write(encryptionResponse(true));
+        secure = await upgradeToTls(raw, opts.secureContext);
+        socket = secure;
+        reader = new PacketReader(secure);
+        break;
+      case 'gssenc':
+        if (secure) throw new ProtocolViolation('GSSENCRequest on an encrypted connection');
+        socket.write(encryptionResponse(false));
+        break;
+      case 'cancel':
+        reader.detach();
+        await opts.cancels.cancel(packet.pid, packet.secret).catch(() => false);
+        socket.end();
+        return undefined;
+      case 'startup':
+        if (!secure && !opts.allowPlaintext) {
+          throw new ConnectionRefused('pgfleet accepts only TLS connections', '28000',
+            'Connect with sslmode=require (or sslmode=verify-full with the pgfleet CA as sslrootcert).');
+        }
+        if (packet.minor > 0 || packet.protocolOptions.length > 0) {
+          socket.write(negotiateProtocolVersion(0, packet.protocolOptions));
+        }
+        return { socket, reader, tls: secure ? { servername: secure.servername || undefined } : undefined, startup: packet };
+    }
+  }
+}

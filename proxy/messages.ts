@@ -1,0 +1,84 @@
+/**
+ * Server-side protocol messages the proxy writes itself (the compute writes the rest), and
+ * the few client auth messages it reads.
+ */
+import { PgfleetError } from '../src/errors.ts';
+import { ProtocolViolation } from './errors.ts';
+
+const AUTH = 0x52; // 'R'
+
+function message(type: number, body: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(5 + body.length);
+  out[0] = type;
+  out.writeUInt32BE(4 + body.length, 1);
+  body.copy(out, 5);
+  return out;
+}
+
+function int32(n: number): Buffer {
+  const b = Buffer.allocUnsafe(4);
+  b.writeUInt32BE(n >>> 0);
+  return b;
+}
+
+const cstring = (s: string) => Buffer.from(`${s}\0`, 'utf8');
+
+/** The one-byte answer to SSLRequest or GSSENCRequest. */
+export const encryptionResponse = (accept: boolean) => Buffer.from(accept ? 'S' : 'N');
+
+export const authenticationOk = () => message(AUTH, int32(0));
+export const authenticationCleartextPassword = () => message(AUTH, int32(3));
+export const authenticationSASL = (mechanisms: string[]) =>
+  message(AUTH, Buffer.concat([int32(10), ...mechanisms.map(cstring), Buffer.from([0])]));
+export const authenticationSASLContinue = (data: string) => message(AUTH, Buffer.concat([int32(11), Buffer.from(data)]));
+export const authenticationSASLFinal = (data: string) => message(AUTH, Buffer.concat([int32(12), Buffer.from(data)]));
+
+export const backendKeyData = (pid: number, secret: number) => message(0x4b /* K */, Buffer.concat([int32(pid), int32(secret)]));
+
+/** The newest minor version this server speaks, and the protocol options it did not recognize. */
+export const negotiateProtocolVersion = (minor: number, unrecognized: string[]) =>
+  message(0x76 /* v */, Buffer.concat([int32((3 << 16) | minor), int32(unrecognized.length), ...unrecognized.map(cstring)]));
+
+export interface ErrorFields {
+  severity?: 'FATAL' | 'ERROR';
+  sqlstate: string;
+  message: string;
+  detail?: string;
+  hint?: string;
+}
+
+export function errorResponse(e: ErrorFields): Buffer {
+  const severity = e.severity ?? 'FATAL';
+  const fields: Buffer[] = [Buffer.from('S'), cstring(severity), Buffer.from('V'), cstring(severity),
+    Buffer.from('C'), cstring(e.sqlstate), Buffer.from('M'), cstring(e.message)];
+  if (e.detail) fields.push(Buffer.from('D'), cstring(e.detail));
+  if (e.hint) fields.push(Buffer.from('H'), cstring(e.hint));
+  fields.push(Buffer.from([0]));
+  return message(0x45 /* E */, Buffer.concat(fields));
+}
+
+/** The ErrorResponse for a typed error; anything else is an internal error without details. */
+export function errorFor(err: unknown): Buffer {
+  if (err instanceof PgfleetError) {
+    const extra = err as PgfleetError & { detail?: string; hint?: string };
+    return errorResponse({ sqlstate: err.sqlstate, message: err.message, detail: extra.detail, hint: extra.hint });
+  }
+  return errorResponse({ sqlstate: 'XX000', message: 'internal error in the pgfleet proxy' });
+}
+
+/** PasswordMessage body: a NUL-terminated password. */
+export function parsePassword(body: Buffer): string {
+  const end = body.indexOf(0);
+  if (end !== body.length - 1) throw new ProtocolViolation('malformed password message');
+  return body.toString('utf8', 0, end);
+}
+
+/** SASLInitialResponse body: mechanism, then the Int32-prefixed client-first-message. */
+export function parseSASLInitialResponse(body: Buffer): { mechanism: string; data: string } {
+  const end = body.indexOf(0);
+  if (end < 0 || body.length < end + 5) throw new ProtocolViolation('malformed SASLInitialResponse message');
+  const mechanism = body.toString('utf8', 0, end);
+  const length = body.readInt32BE(end + 1);
+  if (length < 0 || end + 5 + length !== body.length) throw new ProtocolViolation('malformed SASLInitialResponse message');
+  return { mechanism, data: body.toString('utf8', end + 5) };
+}

@@ -1,0 +1,15 @@
+/** One relayed connection, as metering and the admin side see it. */
+export interface Session {
+  endpointId: string;
+  branchId: string;
+  databaseId: string;
+  partnerId: string;
+  role: string;
+  clientAddress: string;
+  startedAt: Date;
+  /** Updated by the relay: plain additions of chunk lengths. */
+  bytesFromClient: number;
+  bytesToClient: number;
+  /** Date.now() of the last chunk either way. */
+  lastActiveAt: number;
+}

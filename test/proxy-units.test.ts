@@ -1,0 +1,115 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import t from 'tap';
+import { makeScramVerifier } from '../src/scram-verifier.ts';
+import { AuthLimiter } from '../proxy/auth-limiter.ts';
+import { endpointFromOptions, endpointFromPassword, endpointFromSni, endpointFromStartup } from '../proxy/endpoint.ts';
+import { AuthFailed, ConnectionRefused, ProtocolViolation } from '../proxy/errors.ts';
+import { parseSASLInitialResponse } from '../proxy/messages.ts';
+import { ScramClient } from '../proxy/scram-client.ts';
+import { type AuthIO, passwordMatches, scramServer } from '../proxy/scram.ts';
+import { decodeStartup, encodeStartup } from '../proxy/startup.ts';
+import { loadTlsIdentity, serverEndPoint } from '../proxy/tls-certs.ts';
+import { tmpDataDir } from './helpers.ts';
+
+t.test('endpoint from SNI: only ep-… labels under the domain', async (t) => {
+  t.equal(endpointFromSni('ep-quiet-river-042817.db.example.com', 'db.example.com'), 'ep-quiet-river-042817');
+  t.equal(endpointFromSni('EP-Quiet-River-042817.DB.example.com.', 'db.example.com'), 'ep-quiet-river-042817');
+  t.equal(endpointFromSni('localhost', 'localhost'), undefined);
+  t.equal(endpointFromSni('www.db.example.com', 'db.example.com'), undefined);
+  t.equal(endpointFromSni('ep-a.evil.com', 'db.example.com'), undefined);
+  t.equal(endpointFromSni('ep-a.b.db.example.com', 'db.example.com'), undefined, 'one label only');
+  t.equal(endpointFromSni(undefined, 'x'), undefined);
+});
+
+t.test('endpoint from options keeps the rest, escapes included', async (t) => {
+  t.same(endpointFromOptions('endpoint=ep-a-b-1 -c search_path=x'), { endpoint: 'ep-a-b-1', rest: '-c search_path=x' });
+  t.same(endpointFromOptions('-c application_name=a\\ b --endpoint=ep-a-b-1'), { endpoint: 'ep-a-b-1', rest: '-c application_name=a\\ b' });
+  t.same(endpointFromOptions('-c geqo=off'), { endpoint: undefined, rest: '-c geqo=off' });
+  t.throws(() => endpointFromOptions('endpoint=bogus'), ConnectionRefused);
+  t.throws(() => endpointFromOptions('endpoint=ep-a-1 endpoint=ep-b-2'), /two different endpoints/);
+  t.throws(() => endpointFromStartup('ep-a-1', 'ep-b-2'), /names endpoint "ep-a-1" but options name "ep-b-2"/);
+  t.equal(endpointFromStartup(undefined, 'ep-b-2'), 'ep-b-2');
+  t.same(endpointFromPassword('endpoint=ep-a-1;pa;ss'), { endpoint: 'ep-a-1', password: 'pa;ss' });
+  t.equal(endpointFromPassword('plain-password'), undefined);
+});
+
+t.test('startup packets round-trip; bad ones are typed errors', async (t) => {
+  const params = new Map([['user', 'alice'], ['database', 'app'], ['application_name', 'x']]);
+  const packet = encodeStartup(params);
+  const decoded = decodeStartup(packet.subarray(4));
+  t.match(decoded, { kind: 'startup', minor: 0, protocolOptions: [] });
+  t.same(decoded.kind === 'startup' && [...decoded.params], [...params]);
+  t.throws(() => decodeStartup(Buffer.from([0, 3, 0, 0, 0x75, 0x73, 0x65, 0x72])), ProtocolViolation);
+  t.throws(() => decodeStartup(Buffer.from([0, 1, 0, 0, 0])), /unsupported frontend protocol 1.0/);
+});
+
+/** Connects a ScramClient (as the compute-side client) to scramServer in memory. */
+async function exchange(password: string, verifier: string | undefined): Promise<void> {
+  const client = new ScramClient(password);
+  const toServer: Buffer[] = [];
+  let waiting: ((b: Buffer) => void) | undefined;
+  const push = (b: Buffer) => (waiting ? (waiting(b), (waiting = undefined)) : toServer.push(b));
+  let serverFinal = '';
+  const io: AuthIO = {
+    send: (m) => {
+      const code = m.readUInt32BE(5);
+      const data = m.subarray(9).toString();
+      if (code === 10) {
+        const mech = 'SCRAM-SHA-256';
+        const first = Buffer.from(client.clientFirst);
+        const len = Buffer.alloc(4);
+        len.writeUInt32BE(first.length);
+        push(Buffer.concat([Buffer.from(`${mech}\0`), len, first]));
+      } else if (code === 11) {
+        client.respond(data).then((final) => push(Buffer.from(final)));
+      } else if (code === 12) {
+        serverFinal = data;
+      }
+    },
+    read: async () => toServer.shift() ?? new Promise<Buffer>((r) => (waiting = r)),
+  };
+  await scramServer(io, 'alice', verifier, undefined);
+  client.verify(serverFinal);
+}
+
+t.test('SCRAM: our client and server agree; wrong password and unknown role fail alike', async (t) => {
+  const verifier = await makeScramVerifier('s3cret');
+  await exchange('s3cret', verifier);
+  await t.rejects(exchange('wrong', verifier), AuthFailed);
+  await t.rejects(exchange('s3cret', undefined), AuthFailed);
+  t.equal(await passwordMatches(verifier, 's3cret'), true);
+  t.equal(await passwordMatches(verifier, 's3cre'), false);
+  t.equal(await passwordMatches(undefined, 's3cret'), false);
+  t.throws(() => parseSASLInitialResponse(Buffer.from('SCRAM-SHA-256\0\0\0\0\x09abc')), ProtocolViolation);
+});
+
+t.test('auth limiter: per address and per endpoint, windows reset', async (t) => {
+  const limiter = new AuthLimiter({ perAddress: 2, perEndpoint: 3, windowMs: 200 });
+  limiter.failed('ep-a-1', '10.0.0.1');
+  limiter.failed('ep-a-1', '10.0.0.1');
+  t.throws(() => limiter.check('ep-b-2', '10.0.0.1'), /for this address/);
+  t.doesNotThrow(() => limiter.check('ep-a-1', '10.0.0.2'));
+  limiter.failed('ep-a-1', '10.0.0.2');
+  t.throws(() => limiter.check('ep-a-1', '10.0.0.3'), /for this endpoint/);
+  await new Promise((r) => setTimeout(r, 250));
+  t.doesNotThrow(() => limiter.check('ep-a-1', '10.0.0.1'), 'a new window');
+});
+
+t.test('TLS identity: generated once and reused, reissued for a new domain, or taken from config', async (t) => {
+  const dataDir = tmpDataDir('pgfleet-tls');
+  t.teardown(() => fs.rmSync(dataDir, { recursive: true, force: true }));
+  const first = await loadTlsIdentity({ dataDir, domain: 'db.example.com' });
+  t.equal(first.caPath, path.join(dataDir, 'tls', 'ca.crt'));
+  t.equal(fs.statSync(path.join(dataDir, 'tls', 'ca.key')).mode & 0o777, 0o600, 'keys are private');
+  const again = await loadTlsIdentity({ dataDir, domain: 'db.example.com' });
+  t.equal(again.cert, first.cert, 'reused on restart');
+  t.equal(serverEndPoint(again.cert).length, 32, 'tls-server-end-point is a SHA-256 hash for an ECDSA-SHA256 certificate');
+  const moved = await loadTlsIdentity({ dataDir, domain: 'db.example.org' });
+  t.not(moved.cert, first.cert, 'a new domain gets a new certificate');
+  t.equal(fs.readFileSync(moved.caPath!, 'utf8'), fs.readFileSync(first.caPath!, 'utf8'), 'from the same CA');
+  const certFile = path.join(dataDir, 'tls', 'server.crt');
+  const keyFile = path.join(dataDir, 'tls', 'server.key');
+  const configured = await loadTlsIdentity({ dataDir, domain: 'x', certFile, keyFile });
+  t.same(configured, { cert: fs.readFileSync(certFile, 'utf8'), key: fs.readFileSync(keyFile, 'utf8'), caPath: undefined });
+});
