@@ -22,12 +22,12 @@ export async function addDatabase(core: Core, partnerId: string, userId: string)
   return (await core.databases.create({ partnerId, userId, suspendTimeoutSeconds: 0 })).database;
 }
 
-/** A JWKS served by a real HTTP server on 127.0.0.1; `jwks` may be replaced, `requests` counts fetches. */
+/** A JWKS served by a real HTTP server on 127.0.0.1; `jwks` and `status` may be changed, `requests` counts fetches. */
 export async function serveJwks(t: Test, jwks: JSONWebKeySet) {
-  const state = { jwks, requests: 0 };
-  const server = http.createServer((req, res) => {
+  const state = { jwks, status: 200, requests: 0 };
+  const server = http.createServer((_req, res) => {
     state.requests++;
-    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(state.jwks));
+    res.writeHead(state.status, { 'content-type': 'application/json' }).end(JSON.stringify(state.jwks));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const stop = () => new Promise<void>((resolve) => {
@@ -54,7 +54,7 @@ export async function refused(t: Test, p: Promise<unknown>, userReason: string |
   try {
     await p;
   } catch (err) {
-    t.type(err, TokenError, msg);
+    t.type(err, TokenError, msg ?? 'a TokenError');
     const e = err as TokenError;
     t.match(e.userReason, userReason, msg ?? `refused: ${String(userReason)}`);
     t.equal(e.sqlstate, '28P01');
