@@ -158,6 +158,8 @@ t.test('a retired key is dropped once its longest token has expired', async (t) 
   t.equal(err?.userReason, 'unknown signing key');
   await keys.rotate();
   t.same(fs.readdirSync(path.join(dataDir, 'jwt')).sort(), ['key-00000002.json', 'key-00000003.json'], "the first key's file is deleted");
+  fs.writeFileSync(path.join(dataDir, 'jwt', 'key-00000004.json'), 'garbage', { mode: 0o600 });
+  await t.rejects(SigningKeys.open(dataDir, { retainSeconds: 1 }), { message: /key-00000004\.json: cannot read the signing key/ }, 'a damaged key file stops the start, named');
 });
 
 t.test('looksLikeJwt', async (t) => {

@@ -86,6 +86,12 @@ t.test('partner-issued tokens against a real catalog and a real JWKS server', as
     t.equal((await verify(await tokenA({ database_id: bobDb1.id }))).databaseId, aliceDb.id, 'a database claim acme did not configure is not trusted');
   });
 
+  t.test('a numeric user id names the same user as its decimal text', async (t) => {
+    const numeric = await addDatabase(core, 'acme', '4711');
+    t.equal((await verify(await tokenA({ sub: 4711 }))).databaseId, numeric.id);
+    await refused(t, verify(await tokenA({ sub: { id: 'alice' } })), 'token claim "sub" is not valid');
+  });
+
   t.test('a user with several databases needs SNI (or a database claim)', async (t) => {
     await refused(t, verify(await tokenA({ sub: 'bob' })), /several databases/);
     t.equal((await verify(await tokenA({ sub: 'bob' }), { sniEndpointId: bobDb2.endpointId })).databaseId, bobDb2.id);

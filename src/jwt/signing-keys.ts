@@ -45,7 +45,14 @@ export class SigningKeys {
     fs.chmodSync(dir, 0o700);
     const keys: LoadedKey[] = [];
     for (const name of fs.readdirSync(dir).filter((f) => KEY_FILE.test(f)).sort()) {
-      keys.push(await load(JSON.parse(fs.readFileSync(path.join(dir, name), 'utf8')) as StoredKey, path.join(dir, name)));
+      const file = path.join(dir, name);
+      let stored: StoredKey;
+      try {
+        stored = JSON.parse(fs.readFileSync(file, 'utf8')) as StoredKey;
+      } catch (err) {
+        throw new Error(`${file}: cannot read the signing key (${(err as Error).message})`);
+      }
+      keys.push(await load(stored, file));
     }
     const store = new SigningKeys(dir, opts.retainSeconds * 1000, keys);
     if (keys.length === 0) await store.rotate();

@@ -131,6 +131,8 @@ async function partnerScope(issuers: PartnerIssuers, token: string, iss: string)
   const claim = (name: string | null): string | undefined => {
     if (name === null || payload[name] === undefined) return undefined;
     const v = payload[name];
+    // Some identity providers give numeric user ids; databases.user_id is their decimal text.
+    if (typeof v === 'number' && Number.isSafeInteger(v)) return String(v);
     if (typeof v !== 'string' || !v) throw new TokenError(`token claim "${name}" is not valid`, `claim "${name}" must be a non-empty string`);
     return v;
   };
