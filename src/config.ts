@@ -41,6 +41,19 @@ export interface Config {
   neon: NeonSettings;
   /** API requests per minute per key. */
   apiRateLimit: number;
+  jwt: JwtSettings;
+}
+
+/** JWT authentication: pgfleet's own tokens and partners' JWKS. */
+export interface JwtSettings {
+  /** Longest lifetime of a token pgfleet issues; retired signing keys are kept this long. */
+  tokenMaxTtlSeconds: number;
+  /** How long a fetched partner JWKS is used before it is fetched again. */
+  jwksCacheMaxAgeMs: number;
+  /** The least time between two fetches of one partner's JWKS (unknown key, or a failed fetch). */
+  jwksCooldownMs: number;
+  /** Allow http:// JWKS URIs (development and tests); https:// only otherwise. */
+  jwksAllowHttp: boolean;
 }
 
 /** What every neon region shares. */
@@ -186,5 +199,11 @@ export function loadConfig(env: Env = process.env): Config {
       operationTimeoutMs: int(env, 'PGFLEET_NEON_OPERATION_TIMEOUT', 120, 1, 3600) * 1000,
     },
     apiRateLimit: int(env, 'PGFLEET_API_RATE_LIMIT', 1200, 1, 10_000_000),
+    jwt: {
+      tokenMaxTtlSeconds: int(env, 'PGFLEET_TOKEN_MAX_TTL', 86400, 60, 30 * 86400),
+      jwksCacheMaxAgeMs: int(env, 'PGFLEET_JWKS_CACHE_MAX_AGE', 600, 0, 86400) * 1000,
+      jwksCooldownMs: int(env, 'PGFLEET_JWKS_COOLDOWN', 30, 0, 3600) * 1000,
+      jwksAllowHttp: bool(env, 'PGFLEET_JWKS_ALLOW_HTTP'),
+    },
   };
 }

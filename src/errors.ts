@@ -79,3 +79,16 @@ export class ForbiddenError extends PgfleetError {
     super(message, '42501', 403, 'forbidden');
   }
 }
+
+/**
+ * A connection's JWT was refused. `message` (= userReason) is short and safe to send to the
+ * client ("token expired", "wrong audience"); `detail` is the full reason, for the log only.
+ */
+export class TokenError extends PgfleetError {
+  constructor(
+    readonly userReason: string,
+    readonly detail: string,
+  ) {
+    super(userReason, '28P01', 401, 'invalid_token');
+  }
+}

@@ -5,6 +5,7 @@ import { type ComputeTarget, ComputeManager } from './computes.ts';
 import type { Config } from './config.ts';
 import { ensureAdminKey, lockDataDir, prepareDataDir } from './data-dir.ts';
 import { type Logger, createLogger } from './log.ts';
+import { type JwtAuth, openJwtAuth } from './jwt/jwt-auth.ts';
 import { type PgInstall, resolvePgInstall } from './pg/install.ts';
 import { type OsUser, makeOwnedDir, resolveComputeUser } from './pg/os-user.ts';
 import { chooseRunDir } from './providers/local/layout.ts';
@@ -37,6 +38,8 @@ export interface Core {
   partners: Partners;
   usage: UsageTracker;
   metrics: OperatorMetrics;
+  /** JWT authentication: pgfleet's signing keys and tokens, partners' issuers, the proxy's token check. */
+  jwt: JwtAuth;
   /** What the compute manager needs for a branch the catalog routed to. */
   targetFor(route: BranchRoute): ComputeTarget;
   stop(): Promise<void>;
@@ -106,8 +109,9 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     });
     const databases = new Databases(catalog, regions, computes, targetFor, config.defaultSuspendTimeoutSeconds);
     const partners = new Partners(catalog, databases, adminKeyHash);
+    const jwt = await openJwtAuth(config, catalog, log);
     return {
-      config, log, user, install, runDir, adminKeyHash, catalog, local, regions, computes, databases, partners, usage, metrics, targetFor,
+      config, log, user, install, runDir, adminKeyHash, catalog, local, regions, computes, databases, partners, usage, metrics, jwt, targetFor,
       stop: undo,
     };
   } catch (err) {
