@@ -1,17 +1,18 @@
 /**
- * One client connection, top to bottom: startup → endpoint → auth → wake → backend
- * startup → relay, then one log line.
+ * One client connection, top to bottom: startup → endpoint → auth (SCRAM, or a cleartext
+ * password or JWT over TLS) → quotas → wake → backend startup → relay, then one log line.
  */
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type BranchRoute, routeByEndpoint } from '../src/catalog/routes.ts';
 import type { Lease } from '../src/computes.ts';
-import { ComputeStartError, PgfleetError } from '../src/errors.ts';
+import { ComputeStartError, PgfleetError, TokenError } from '../src/errors.ts';
 import type { Core } from '../src/gateway.ts';
+import { looksLikeJwt } from '../src/jwt/looks-like-jwt.ts';
 import type { AuthLimiter } from './auth-limiter.ts';
 import { checkPassword, readCleartextPassword, scramAuth } from './auth.ts';
 import { type BackendSession, startBackend } from './backend.ts';
-import { HOW_TO_NAME_AN_ENDPOINT, endpointFromOptions, endpointFromPassword, endpointFromSni, endpointFromStartup } from './endpoint.ts';
+import { HOW_TO_NAME_AN_ENDPOINT, endpointFromPassword, endpointFromSni, endpointFromStartup, pgfleetOptions } from './endpoint.ts';
 import { AuthFailed, ConnectionRefused } from './errors.ts';
 import { type Handshake, type HandshakeOptions, readStartup } from './handshake.ts';
 import { authenticationOk, backendKeyData, errorFor } from './messages.ts';
@@ -55,6 +56,8 @@ export async function handleConnection(raw: net.Socket, ctx: ConnectionContext):
     const io = authIO(hs);
     const route = await identifyAndAuthenticate(hs, io, role, raw.remoteAddress ?? '', line, ctx);
     clearTimeout(timer);
+    const overQuota = await ctx.core.usage.check(route);
+    if (overQuota) throw overQuota;
     client.write(authenticationOk());
 
     lease = await ctx.core.computes.acquire(ctx.core.targetFor(route));
@@ -70,8 +73,14 @@ export async function handleConnection(raw: net.Socket, ctx: ConnectionContext):
         endpointId: route.endpointId, branchId: route.branchId, databaseId: route.databaseId, partnerId: route.partnerId,
         role, clientAddress: raw.remoteAddress ?? '', startedAt: new Date(started),
         bytesFromClient: early.length, bytesToClient: 0, lastActiveAt: Date.now(),
+        // The compute is being suspended (a quota ran out): the client learns why, then the session ends.
+        terminate: (reason) => {
+          if (client.writable) client.end(errorFor(reason));
+          backend.socket.destroy();
+        },
       };
       ctx.sessions.add(session);
+      ctx.core.usage.openSession(session);
       line.outcome = await relay(client, backend.socket, session);
     } finally {
       ctx.cancels.revoke(key.pid);
@@ -79,6 +88,8 @@ export async function handleConnection(raw: net.Socket, ctx: ConnectionContext):
   } catch (err) {
     line.outcome = err instanceof PgfleetError ? err.code : 'error';
     if (!(err instanceof PgfleetError)) line.err = (err as Error).message;
+    if (err instanceof AuthFailed || err instanceof TokenError) ctx.core.metrics.authFailures.inc({ reason: err instanceof TokenError ? 'token' : 'password' });
+    else if (err instanceof ConnectionRefused && err.sqlstate === '28000') ctx.core.metrics.authFailures.inc({ reason: 'refused' });
     if (client.writable) client.end(errorFor(err));
     else client.destroy();
   } finally {
@@ -86,9 +97,13 @@ export async function handleConnection(raw: net.Socket, ctx: ConnectionContext):
     lease?.release();
     if (session) {
       ctx.sessions.delete(session);
+      ctx.core.usage.closeSession(session);
+      ctx.core.metrics.bytes.inc({ direction: 'from_client' }, session.bytesFromClient);
+      ctx.core.metrics.bytes.inc({ direction: 'to_client' }, session.bytesToClient);
       line.bytes_in = session.bytesFromClient;
       line.bytes_out = session.bytesToClient;
     }
+    ctx.core.metrics.connections.inc({ outcome: session ? 'relayed' : String(line.outcome) });
     line.duration_ms = Date.now() - started;
     ctx.core.log.info(line, 'connection');
   }
@@ -101,25 +116,54 @@ function authIO(hs: Handshake): AuthIO {
   };
 }
 
-/** Finds the endpoint (SNI, options, password prefix) and authenticates the role on it. */
+/**
+ * Finds the endpoint and authenticates the role on it. A named endpoint (SNI or options) means
+ * SCRAM, unless options say `auth=jwt`. Otherwise, over TLS, a cleartext password is asked for:
+ * a JWT (which names its database itself) or `endpoint=<id>;<password>`.
+ */
 async function identifyAndAuthenticate(
   hs: Handshake, io: AuthIO, role: string, client: string, line: Record<string, unknown>, ctx: ConnectionContext,
 ): Promise<BranchRoute> {
-  const fromOptions = endpointFromOptions(hs.startup.params.get('options'));
-  const endpoint = endpointFromStartup(endpointFromSni(hs.tls?.servername, ctx.core.config.domain), fromOptions.endpoint);
-  if (endpoint) {
-    line.endpoint = endpoint;
+  const options = pgfleetOptions(hs.startup.params.get('options'));
+  const endpoint = endpointFromStartup(endpointFromSni(hs.tls?.servername, ctx.core.config.domain), options.endpoint);
+  line.endpoint = endpoint;
+  if (endpoint && !options.jwt) {
     const route = await routeFor(endpoint, client, ctx);
     await limited(ctx, endpoint, client, () => scramAuth(io, route, role, hs.tls ? ctx.channelBinding : undefined));
     return route;
   }
-  if (!hs.tls) throw new ConnectionRefused('the connection names no endpoint', '08004', HOW_TO_NAME_AN_ENDPOINT);
-  const prefixed = endpointFromPassword(await readCleartextPassword(io));
+  if (!hs.tls) {
+    throw options.jwt
+      ? new ConnectionRefused('a JWT is only accepted over TLS', '28000')
+      : new ConnectionRefused('the connection names no endpoint', '08004', HOW_TO_NAME_AN_ENDPOINT);
+  }
+  const password = await readCleartextPassword(io);
+  if (looksLikeJwt(password)) return jwtAuth(password, endpoint, role, client, line, ctx);
+  if (options.jwt) throw new TokenError('the password is not a JWT', 'auth=jwt was given but the password does not look like a JWT');
+  const prefixed = endpointFromPassword(password);
   if (!prefixed) throw new ConnectionRefused('the connection names no endpoint', '08004', HOW_TO_NAME_AN_ENDPOINT);
   line.endpoint = prefixed.endpoint;
   const route = await routeFor(prefixed.endpoint, client, ctx);
   await limited(ctx, prefixed.endpoint, client, () => checkPassword(route, role, prefixed.password));
   return route;
+}
+
+/** A JWT as the password: the token names the database; with SNI too, they must agree. */
+async function jwtAuth(
+  token: string, sniEndpoint: string | undefined, role: string, client: string, line: Record<string, unknown>, ctx: ConnectionContext,
+): Promise<BranchRoute> {
+  // Failures count against the client address (and the endpoint, when one is named).
+  const limitKey = sniEndpoint ?? 'jwt';
+  ctx.limiter.check(limitKey, client);
+  try {
+    const grant = await ctx.core.jwt.verifyConnectionToken(token, { sniEndpointId: sniEndpoint, role });
+    line.endpoint = grant.endpointId;
+    line.auth = `jwt:${grant.via}`;
+    return grant.route;
+  } catch (err) {
+    if (err instanceof TokenError) ctx.limiter.failed(limitKey, client);
+    throw err;
+  }
 }
 
 async function routeFor(endpoint: string, client: string, ctx: ConnectionContext): Promise<BranchRoute> {
@@ -146,7 +190,7 @@ async function limited(ctx: ConnectionContext, endpoint: string, client: string,
 function backendParams(hs: Handshake, role: string): Map<string, string> {
   const p = hs.startup.params;
   const out = new Map<string, string>([['user', role], ['database', p.get('database') || role]]);
-  const options = endpointFromOptions(p.get('options')).rest;
+  const options = pgfleetOptions(p.get('options')).rest;
   if (options) out.set('options', options);
   for (const [k, v] of p) if (!WITHHELD.has(k)) out.set(k, v);
   return out;

@@ -21,16 +21,29 @@ export function endpointFromSni(servername: string | undefined, domain: string):
   return ENDPOINT_ID.test(label) ? label : undefined;
 }
 
+/** What pgfleet reads from `options`: the endpoint, and `auth=jwt` (the password is a JWT). */
+export interface PgfleetOptions {
+  endpoint: string | undefined;
+  jwt: boolean;
+  /** Everything else, for the compute. */
+  rest: string;
+}
+
 /**
  * Splits `options` the way Postgres does (whitespace separates, a backslash escapes the next
- * character) and takes out `endpoint=<id>` (or `--endpoint=<id>`); the rest goes to the compute.
+ * character) and takes out pgfleet's own: `endpoint=<id>` (or `--endpoint=<id>`) and `auth=jwt`.
  */
-export function endpointFromOptions(options: string | undefined): { endpoint: string | undefined; rest: string } {
-  if (!options) return { endpoint: undefined, rest: '' };
+export function pgfleetOptions(options: string | undefined): PgfleetOptions {
+  if (!options) return { endpoint: undefined, jwt: false, rest: '' };
   const tokens = options.match(/(?:\\.|[^\s\\])+/gs) ?? [];
   let endpoint: string | undefined;
+  let jwt = false;
   const rest: string[] = [];
   for (const token of tokens) {
+    if (/^(?:--)?auth=jwt$/.test(token)) {
+      jwt = true;
+      continue;
+    }
     const m = /^(?:--)?endpoint=(.*)$/s.exec(token);
     if (!m) {
       rest.push(token);
@@ -41,7 +54,7 @@ export function endpointFromOptions(options: string | undefined): { endpoint: st
     if (endpoint !== undefined && endpoint !== id) throw new ConnectionRefused('options name two different endpoints', '08004');
     endpoint = id;
   }
-  return { endpoint, rest: rest.join(' ') };
+  return { endpoint, jwt, rest: rest.join(' ') };
 }
 
 /** The endpoint from SNI and options; they must agree when both name one. */

@@ -3,6 +3,7 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
+import type { PgfleetError } from '../src/errors.ts';
 import type { Core } from '../src/gateway.ts';
 import { AuthLimiter, type AuthLimits, DEFAULT_AUTH_LIMITS } from './auth-limiter.ts';
 import { CancelKeys } from './cancel.ts';
@@ -56,12 +57,17 @@ export async function startProxy(core: Core, opts: ProxyOptions = {}): Promise<P
   });
   server.on('error', (err) => core.log.error({ err }, 'proxy listener error'));
   const port = (server.address() as net.AddressInfo).port;
+  const terminate = (branchId: string, reason: PgfleetError) => {
+    for (const session of sessions) if (session.branchId === branchId) session.terminate(reason);
+  };
+  core.computes.on('terminate', terminate);
   if (identity.caPath) core.log.info({ ca: identity.caPath }, 'proxy TLS certificate issued by the local CA (use as sslrootcert)');
   return {
     port,
     caPath: identity.caPath,
     sessions,
     close: async () => {
+      core.computes.off('terminate', terminate);
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const s of sockets) s.destroy();
       await Promise.allSettled([...handlers]);

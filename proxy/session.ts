@@ -1,3 +1,5 @@
+import type { PgfleetError } from '../src/errors.ts';
+
 /** One relayed connection, as metering and the admin side see it. */
 export interface Session {
   endpointId: string;
@@ -12,4 +14,6 @@ export interface Session {
   bytesToClient: number;
   /** Date.now() of the last chunk either way. */
   lastActiveAt: number;
+  /** Ends the session with this error (its compute is being suspended over a quota). */
+  terminate(reason: PgfleetError): void;
 }

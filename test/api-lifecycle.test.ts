@@ -49,7 +49,8 @@ t.test('a database from create to delete', async (t) => {
   });
   t.match(db.endpoint_id, NAME_PATTERN);
   t.match(db.endpoint_id, /^ep-[a-z]+-[a-z]+-\d{6}$/);
-  const { domain, proxyPort } = api.gateway.core.config;
+  const { domain } = api.gateway.core.config;
+  const { proxyPort } = api.gateway;
   t.equal(db.host, `${db.endpoint_id}.${domain}`);
   t.equal(db.port, proxyPort);
   t.equal(db.connection_uri, `postgresql://alice:${db.password}@${db.endpoint_id}.${domain}:${proxyPort}/shop?sslmode=require`);

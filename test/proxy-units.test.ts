@@ -3,7 +3,7 @@ import path from 'node:path';
 import t from 'tap';
 import { makeScramVerifier } from '../src/scram-verifier.ts';
 import { AuthLimiter } from '../proxy/auth-limiter.ts';
-import { endpointFromOptions, endpointFromPassword, endpointFromSni, endpointFromStartup } from '../proxy/endpoint.ts';
+import { pgfleetOptions, endpointFromPassword, endpointFromSni, endpointFromStartup } from '../proxy/endpoint.ts';
 import { AuthFailed, ConnectionRefused, ProtocolViolation } from '../proxy/errors.ts';
 import { parseSASLInitialResponse } from '../proxy/messages.ts';
 import { ScramClient } from '../proxy/scram-client.ts';
@@ -23,11 +23,12 @@ t.test('endpoint from SNI: only ep-… labels under the domain', async (t) => {
 });
 
 t.test('endpoint from options keeps the rest, escapes included', async (t) => {
-  t.same(endpointFromOptions('endpoint=ep-a-b-1 -c search_path=x'), { endpoint: 'ep-a-b-1', rest: '-c search_path=x' });
-  t.same(endpointFromOptions('-c application_name=a\\ b --endpoint=ep-a-b-1'), { endpoint: 'ep-a-b-1', rest: '-c application_name=a\\ b' });
-  t.same(endpointFromOptions('-c geqo=off'), { endpoint: undefined, rest: '-c geqo=off' });
-  t.throws(() => endpointFromOptions('endpoint=bogus'), ConnectionRefused);
-  t.throws(() => endpointFromOptions('endpoint=ep-a-1 endpoint=ep-b-2'), /two different endpoints/);
+  t.same(pgfleetOptions('endpoint=ep-a-b-1 -c search_path=x'), { endpoint: 'ep-a-b-1', jwt: false, rest: '-c search_path=x' });
+  t.same(pgfleetOptions('auth=jwt -c geqo=off'), { endpoint: undefined, jwt: true, rest: '-c geqo=off' });
+  t.same(pgfleetOptions('-c application_name=a\\ b --endpoint=ep-a-b-1'), { endpoint: 'ep-a-b-1', jwt: false, rest: '-c application_name=a\\ b' });
+  t.same(pgfleetOptions('-c geqo=off'), { endpoint: undefined, jwt: false, rest: '-c geqo=off' });
+  t.throws(() => pgfleetOptions('endpoint=bogus'), ConnectionRefused);
+  t.throws(() => pgfleetOptions('endpoint=ep-a-1 endpoint=ep-b-2'), /two different endpoints/);
   t.throws(() => endpointFromStartup('ep-a-1', 'ep-b-2'), /names endpoint "ep-a-1" but options name "ep-b-2"/);
   t.equal(endpointFromStartup(undefined, 'ep-b-2'), 'ep-b-2');
   t.same(endpointFromPassword('endpoint=ep-a-1;pa;ss'), { endpoint: 'ep-a-1', password: 'pa;ss' });

@@ -10,8 +10,7 @@ import type { UsageMetric, UsageOwner } from './metrics.ts';
 import { type UsageStanding, brokenQuota } from './quota-check.ts';
 
 /** A client session as the proxy counts it; the tracker reads the byte counters. */
-export interface MeteredSession {
-  owner: UsageOwner;
+export interface MeteredSession extends UsageOwner {
   bytesToClient: number;
   bytesFromClient: number;
 }
@@ -111,7 +110,7 @@ export class UsageTracker {
 
   openSession(session: MeteredSession): void {
     this.sessions.set(session, { toClient: 0, fromClient: 0 });
-    this.ledger.record(session.owner, 'connections', 1);
+    this.ledger.record(session, 'connections', 1);
   }
 
   closeSession(session: MeteredSession): void {
@@ -122,8 +121,8 @@ export class UsageTracker {
   private accrueBytes(session: MeteredSession): void {
     const seen = this.sessions.get(session);
     if (!seen) return;
-    if (session.bytesToClient > seen.toClient) this.ledger.record(session.owner, 'data_transfer_bytes', session.bytesToClient - seen.toClient);
-    if (session.bytesFromClient > seen.fromClient) this.ledger.record(session.owner, 'ingress_bytes', session.bytesFromClient - seen.fromClient);
+    if (session.bytesToClient > seen.toClient) this.ledger.record(session, 'data_transfer_bytes', session.bytesToClient - seen.toClient);
+    if (session.bytesFromClient > seen.fromClient) this.ledger.record(session, 'ingress_bytes', session.bytesFromClient - seen.fromClient);
     seen.toClient = session.bytesToClient;
     seen.fromClient = session.bytesFromClient;
   }
