@@ -11,6 +11,7 @@ import { installErrorHandlers } from './errors.ts';
 import { IdempotencyStore } from './idempotency.ts';
 import { databaseRoutes } from './routes/databases.ts';
 import { partnerRoutes } from './routes/partners.ts';
+import { tokenRoutes } from './routes/tokens.ts';
 import { usageRoutes } from './routes/usage.ts';
 import { ErrorBody } from './schemas.ts';
 
@@ -66,6 +67,8 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
       reply.elapsedTime / 1000,
     );
   });
+  // pgfleet's public token keys: anyone may verify a pgfleet token.
+  app.get('/.well-known/jwks.json', { config: { rateLimit: false }, schema: { hide: true } }, async () => core.jwt.keys.jwks());
   app.get('/v1/openapi.json', { config: { rateLimit: false }, schema: { hide: true } }, async () => app.swagger());
   await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { url: '/v1/openapi.json' } });
 
@@ -74,6 +77,7 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
     requireApiKey(scope, core.partners);
     await scope.register(partnerRoutes, { partners: core.partners });
     await scope.register(databaseRoutes, { databases: core.databases, computes: core.computes, idempotency, publicAddress: opts.publicAddress });
+    await scope.register(tokenRoutes, { databases: core.databases, jwt: core.jwt });
     await scope.register(usageRoutes, { databases: core.databases, usage: core.usage, catalog: core.catalog });
   });
 

@@ -82,12 +82,12 @@ export class ForbiddenError extends PgfleetError {
 
 /**
  * A connection's JWT was refused. `message` (= userReason) is short and safe to send to the
- * client ("token expired", "wrong audience"); `detail` is the full reason, for the log only.
+ * client ("token expired", "wrong audience"); `logDetail` is the full reason, for the log only.
  */
 export class TokenError extends PgfleetError {
   constructor(
     readonly userReason: string,
-    readonly detail: string,
+    readonly logDetail: string,
   ) {
     super(userReason, '28P01', 401, 'invalid_token');
   }

@@ -148,11 +148,13 @@ t.test('the OpenAPI document validates and lists every route', async (t) => {
     .sort();
   t.same(operations, [
     'DELETE /v1/databases/{id}',
+    'DELETE /v1/jwt-issuer',
     'DELETE /v1/partners/{id}',
     'GET /metrics/usage',
     'GET /v1/databases',
     'GET /v1/databases/{id}',
     'GET /v1/databases/{id}/usage',
+    'GET /v1/jwt-issuer',
     'GET /v1/partners',
     'GET /v1/usage',
     'PATCH /v1/databases/{id}',
@@ -160,9 +162,12 @@ t.test('the OpenAPI document validates and lists every route', async (t) => {
     'POST /v1/databases/{id}/roles',
     'POST /v1/databases/{id}/roles/{role}/reset_password',
     'POST /v1/databases/{id}/suspend',
+    'POST /v1/databases/{id}/tokens',
     'POST /v1/databases/{id}/wake',
+    'POST /v1/keys/rotate',
     'POST /v1/partners',
     'POST /v1/partners/{id}/keys',
+    'PUT /v1/jwt-issuer',
   ]);
   const create = doc.paths['/v1/databases'].post;
   t.ok(create.parameters.some((p: { in: string; name: string }) => p.in === 'header' && p.name === 'idempotency-key'), 'Idempotency-Key is documented');

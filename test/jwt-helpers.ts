@@ -58,7 +58,7 @@ export async function refused(t: Test, p: Promise<unknown>, userReason: string |
     const e = err as TokenError;
     t.match(e.userReason, userReason, msg ?? `refused: ${String(userReason)}`);
     t.equal(e.sqlstate, '28P01');
-    t.ok(e.detail.length > 0, 'a detail for the log');
+    t.ok(e.logDetail.length > 0, 'a detail for the log');
     return e;
   }
   t.fail(`${msg ?? 'token'} was accepted`);

@@ -74,7 +74,7 @@ export async function verifyConnectionToken(deps: TokenVerifierDeps, token: stri
   } catch (err) {
     if (!(err instanceof TokenError || err instanceof errors.JOSEError)) throw err;
     const refused = refusal(err);
-    deps.log.info({ ...context, reason: refused.message, detail: refused.detail }, 'JWT refused');
+    deps.log.info({ ...context, reason: refused.message, detail: refused.logDetail }, 'JWT refused');
     throw refused;
   }
 }
