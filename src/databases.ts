@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import type { Catalog } from './catalog/catalog.ts';
 import { type BranchRoute, branchRefOf, routeByDatabase } from './catalog/routes.ts';
 import type { ComputeManager, ComputeTarget } from './computes.ts';
@@ -150,15 +151,18 @@ const isUniqueViolation = (err: unknown) => (err as { code?: string }).code === 
 /**
  * Databases of partners' users: the catalog rows, the provider's resources and the compute.
  * Every read and write is scoped to a partner; another partner's database is "not found".
+ * Emits 'quotas' (databaseId) when a database's quotas change.
  */
-export class Databases {
+export class Databases extends EventEmitter {
   constructor(
     private readonly catalog: Catalog,
     private readonly regions: Regions,
     private readonly computes: ComputeManager,
     private readonly targetFor: (route: BranchRoute) => ComputeTarget,
     private readonly defaultSuspendTimeoutSeconds: number,
-  ) {}
+  ) {
+    super();
+  }
 
   /** Creates the database and its owner role; the password is returned here only. */
   async create(input: NewDatabase): Promise<{ database: DatabaseRecord; password: string }> {
@@ -257,6 +261,7 @@ export class Databases {
     }
     const record = await this.get(partnerId, id);
     if (changes.suspendTimeoutSeconds !== undefined) this.computes.retarget(this.targetFor(await this.routeOf(record)));
+    if (changes.quotas !== undefined) this.emit('quotas', id);
     return record;
   }
 

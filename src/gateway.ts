@@ -108,6 +108,7 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
       suspendTimeoutSeconds: route.suspendTimeoutSeconds,
     });
     const databases = new Databases(catalog, regions, computes, targetFor, config.defaultSuspendTimeoutSeconds);
+    databases.on('quotas', (databaseId: string) => usage.quotasChanged(databaseId));
     const partners = new Partners(catalog, databases, adminKeyHash);
     const jwt = await openJwtAuth(config, catalog, log);
     return {

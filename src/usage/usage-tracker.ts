@@ -162,6 +162,11 @@ export class UsageTracker {
     }
   }
 
+  /** A PATCH changed a database's quotas: a running compute is held to the new ones from the next tick. */
+  quotasChanged(databaseId: string): void {
+    if (this.quotas.has(databaseId)) void this.readQuotas(databaseId).catch(() => {});
+  }
+
   private async readQuotas(databaseId: string): Promise<Quotas | undefined> {
     const { rows } = await this.catalog.query(
       'SELECT p.default_quotas || d.quotas AS quotas FROM databases d JOIN partners p ON p.id = d.partner_id WHERE d.id = $1',
