@@ -7,7 +7,8 @@
  * pgfleet and PgBouncer both take TLS (sslmode=require) and SCRAM from pgbench over TCP and
  * reach the compute over its Unix socket; "direct" is pgbench on that Unix socket. Targets take
  * turns within each round, so that load from elsewhere on the host falls on all of them alike.
- * CPU per transaction of each proxy process shows where its time goes.
+ * CPU per transaction of each proxy process shows where its time goes. A second pgfleet listener
+ * with metering off (no usage, no quota checks) on the same core gives the cost of metering.
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -56,7 +57,9 @@ const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgfleet-bench-'));
 fs.chmodSync(dataDir, 0o711);
 const config = loadConfig({ PGFLEET_DATA_DIR: dataDir, PGFLEET_API_PORT: '0', PGFLEET_PROXY_PORT: '0', PGFLEET_LOG_LEVEL: 'warn', PGFLEET_ADMIN_KEY: 'bench-admin-key-0123456789' });
 const core = await startCore(config, createLogger('warn'));
-const proxy = await startProxy(core, { authLimits: { perAddress: 1e9, perEndpoint: 1e9, windowMs: 60_000 } });
+const authLimits = { perAddress: 1e9, perEndpoint: 1e9, windowMs: 60_000 };
+const proxy = await startProxy(core, { authLimits });
+const unmetered = await startProxy(core, { authLimits, port: 0, metering: false });
 let bouncer: ReturnType<typeof spawn> | undefined;
 try {
   await core.catalog.query(`INSERT INTO partners (id, name) VALUES ('bench', 'bench')`);
@@ -94,6 +97,7 @@ try {
     direct: `host=${socketDir} port=5432 user=${role} dbname=${database.databaseName}`,
     pgfleet: `host=${database.endpointId}.${config.domain} hostaddr=127.0.0.1 port=${proxy.port} user=${role} dbname=${database.databaseName} sslmode=require`,
     pgbouncer: `host=127.0.0.1 port=${bport} user=${role} dbname=${database.databaseName} sslmode=require`,
+    'pgfleet, metering off': `host=${database.endpointId}.${config.domain} hostaddr=127.0.0.1 port=${unmetered.port} user=${role} dbname=${database.databaseName} sslmode=require`,
   };
   const env = { PGPASSWORD: password };
   await execFileAsync('pgbench', ['-i', '-s', '10', '-q', targets.direct]);
@@ -104,7 +108,7 @@ try {
     '-S -C, 4 clients': ['-S', '-C', '-c', '4', '-j', '2'],
   };
   const self = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
-  const cpuOf: Record<string, (() => number) | undefined> = { direct: undefined, pgfleet: self, pgbouncer: () => cpuSeconds(bouncer!.pid!) };
+  const cpuOf: Record<string, (() => number) | undefined> = { direct: undefined, pgfleet: self, pgbouncer: () => cpuSeconds(bouncer!.pid!), 'pgfleet, metering off': self };
   const results: Record<string, Record<string, Result>> = {};
   for (const [mode, args] of Object.entries(modes)) {
     const runs: Record<string, Result[]> = {};
@@ -118,21 +122,23 @@ try {
   lease.release();
 
   console.log(`\npgbench, scale 10, ${os.cpus().length} cores, load average ${os.loadavg()[0]!.toFixed(1)}; medians of ${ROUNDS} rounds of ${SECONDS} s\n`);
-  console.log('mode               target       tps   ratio   latency ms   added ms   proxy CPU µs/tx');
+  console.log('mode               target                   tps   ratio   latency ms   added ms   proxy CPU µs/tx');
   for (const [mode, byTarget] of Object.entries(results)) {
     const direct = byTarget.direct!;
     for (const [name, r] of Object.entries(byTarget)) {
-      console.log(`${mode.padEnd(18)} ${name.padEnd(10)} ${r.tps.toFixed(0).padStart(7)}  ${(r.tps / direct.tps).toFixed(2).padStart(6)}   ${r.latencyMs.toFixed(3).padStart(10)}   ${name === 'direct' ? ''.padStart(8) : (r.latencyMs - direct.latencyMs).toFixed(3).padStart(8)}   ${r.cpuUsPerTx === undefined ? '' : r.cpuUsPerTx.toFixed(0).padStart(8)}`);
+      console.log(`${mode.padEnd(18)} ${name.padEnd(22)} ${r.tps.toFixed(0).padStart(7)}  ${(r.tps / direct.tps).toFixed(2).padStart(6)}   ${r.latencyMs.toFixed(3).padStart(10)}   ${name === 'direct' ? ''.padStart(8) : (r.latencyMs - direct.latencyMs).toFixed(3).padStart(8)}   ${r.cpuUsPerTx === undefined ? '' : r.cpuUsPerTx.toFixed(0).padStart(8)}`);
     }
   }
   const s16 = results['-S, 16 clients']!;
   const s1 = results['-S, 1 client']!;
   console.log(`\ngoal 16 clients: pgfleet ratio ${(s16.pgfleet!.tps / s16.direct!.tps).toFixed(2)} ≥ PgBouncer ${(s16.pgbouncer!.tps / s16.direct!.tps).toFixed(2)}: ${s16.pgfleet!.tps >= s16.pgbouncer!.tps ? 'met' : 'NOT met'}`);
+  console.log(`metering cost at 16 clients: throughput with metering / without = ${(s16.pgfleet!.tps / s16['pgfleet, metering off']!.tps).toFixed(3)} (goal ≥ 0.97)`);
   const added = (r: Record<string, Result>, n: string) => r[n]!.latencyMs - r.direct!.latencyMs;
   console.log(`goal 1 client: pgfleet added ${added(s1, 'pgfleet').toFixed(3)} ms ≤ PgBouncer ${added(s1, 'pgbouncer').toFixed(3)} ms: ${added(s1, 'pgfleet') <= added(s1, 'pgbouncer') ? 'met' : 'NOT met'}`);
 } finally {
   bouncer?.kill('SIGTERM');
   await proxy.close();
+  await unmetered.close();
   await core.stop();
   fs.rmSync(dataDir, { recursive: true, force: true });
 }

@@ -28,6 +28,8 @@ export interface ConnectionContext extends HandshakeOptions {
   sessions: Set<Session>;
   /** Time allowed from accept to the end of authentication. */
   handshakeTimeoutMs: number;
+  /** Sessions count as usage and quotas hold. */
+  metering: boolean;
 }
 
 /** Startup parameters never passed to the compute. */
@@ -56,7 +58,7 @@ export async function handleConnection(raw: net.Socket, ctx: ConnectionContext):
     const io = authIO(hs);
     const route = await identifyAndAuthenticate(hs, io, role, raw.remoteAddress ?? '', line, ctx);
     clearTimeout(timer);
-    const overQuota = await ctx.core.usage.check(route);
+    const overQuota = ctx.metering ? await ctx.core.usage.check(route) : undefined;
     if (overQuota) throw overQuota;
     client.write(authenticationOk());
 
@@ -80,7 +82,7 @@ export async function handleConnection(raw: net.Socket, ctx: ConnectionContext):
         },
       };
       ctx.sessions.add(session);
-      ctx.core.usage.openSession(session);
+      if (ctx.metering) ctx.core.usage.openSession(session);
       line.outcome = await relay(client, backend.socket, session);
     } finally {
       ctx.cancels.revoke(key.pid);
@@ -97,7 +99,7 @@ export async function handleConnection(raw: net.Socket, ctx: ConnectionContext):
     lease?.release();
     if (session) {
       ctx.sessions.delete(session);
-      ctx.core.usage.closeSession(session);
+      if (ctx.metering) ctx.core.usage.closeSession(session);
       ctx.core.metrics.bytes.inc({ direction: 'from_client' }, session.bytesFromClient);
       ctx.core.metrics.bytes.inc({ direction: 'to_client' }, session.bytesToClient);
       line.bytes_in = session.bytesFromClient;

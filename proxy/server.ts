@@ -16,6 +16,8 @@ export interface ProxyOptions {
   port?: number;
   authLimits?: AuthLimits;
   handshakeTimeoutMs?: number;
+  /** Usage and quotas for this listener's sessions (default on; off for trusted internal traffic). */
+  metering?: boolean;
 }
 
 export interface Proxy {
@@ -40,6 +42,7 @@ export async function startProxy(core: Core, opts: ProxyOptions = {}): Promise<P
     limiter: new AuthLimiter(opts.authLimits ?? DEFAULT_AUTH_LIMITS),
     sessions,
     handshakeTimeoutMs: opts.handshakeTimeoutMs ?? 30_000,
+    metering: opts.metering ?? true,
   };
   const sockets = new Set<net.Socket>();
   const handlers = new Set<Promise<void>>();

@@ -17,7 +17,7 @@ import { Partners } from './partners.ts';
 import { PROVIDER_USAGE_LOOKBACK_MS, PROVIDER_USAGE_PULL_MS, importProviderUsage } from './provider-usage.ts';
 import { type Region, Regions } from './regions.ts';
 import { SecretBox, ensureSecretKey } from './secret-box.ts';
-import { UsageTracker } from './usage/usage-tracker.ts';
+import { UsageTracker } from './metering/usage-tracker.ts';
 
 /**
  * The core both doors share: catalog, providers by region, the compute manager.

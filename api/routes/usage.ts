@@ -2,9 +2,9 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { Catalog } from '../../src/catalog/catalog.ts';
 import type { Databases } from '../../src/databases.ts';
-import { GRANULARITIES, type Granularity, databaseUsage, fleetUsage, parseRange } from '../../src/usage/consumption.ts';
-import { usageExposition } from '../../src/usage/usage-exposition.ts';
-import type { UsageTracker } from '../../src/usage/usage-tracker.ts';
+import { GRANULARITIES, type Granularity, databaseUsage, fleetUsage, parseRange } from '../../src/metering/consumption.ts';
+import { usageExposition } from '../../src/metering/usage-exposition.ts';
+import type { UsageTracker } from '../../src/metering/usage-tracker.ts';
 import { partnerOf, requireOperator } from '../auth.ts';
 import { IdParams, errorResponses } from '../schemas.ts';
 

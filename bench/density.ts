@@ -1,0 +1,133 @@
+/**
+ * How many databases a host holds: provision 1,000, wake 100 of them in one burst through the
+ * proxy, and report errors (goal 0), gateway memory per provisioned idle database and per running
+ * compute, and the computes' own memory beside one plain Postgres measured in the same run.
+ * Run: npx tsx --expose-gc bench/density.ts [databases=1000] [burst=100]
+ */
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import { startProxy } from '../proxy/server.ts';
+import { loadConfig } from '../src/config.ts';
+import { startCore } from '../src/gateway.ts';
+import { createLogger } from '../src/log.ts';
+import { makeOwnedDir, spawnIdentity } from '../src/pg/os-user.ts';
+import { percentile, timed } from './stats.ts';
+
+const execFileAsync = promisify(execFile);
+const total = Number(process.argv[2] ?? 1000);
+const burst = Number(process.argv[3] ?? 100);
+const MB = 1024 * 1024;
+
+/** Gateway memory after a full collection (when --expose-gc) so that garbage does not count. */
+function gatewayBytes(): number {
+  (globalThis as { gc?: () => void }).gc?.();
+  return process.memoryUsage().rss;
+}
+
+/** Proportional set size of processes (shared pages split among their sharers). */
+function pssBytes(pids: number[]): number {
+  let kb = 0;
+  for (const pid of pids) {
+    try {
+      kb += Number(/^Pss:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1] ?? 0);
+    } catch {
+      /* exited */
+    }
+  }
+  return kb * 1024;
+}
+
+/** Every postgres process whose postmaster's data dir is under dir. */
+function postgresPidsUnder(dir: string): number[] {
+  const postmasters = new Set<number>();
+  const pids: number[] = [];
+  const procs = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).map(Number);
+  for (const pid of procs) {
+    try {
+      const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      if (cmd.includes('-D') && cmd.some((a) => a.startsWith(dir))) postmasters.add(pid);
+    } catch { /* exited */ }
+  }
+  for (const pid of procs) {
+    try {
+      const ppid = Number(fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
+      if (postmasters.has(pid) || postmasters.has(ppid)) pids.push(pid);
+    } catch { /* exited */ }
+  }
+  return pids;
+}
+
+const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgfleet-bench-'));
+fs.chmodSync(dataDir, 0o711);
+const config = loadConfig({
+  PGFLEET_DATA_DIR: dataDir, PGFLEET_LOG_LEVEL: 'warn', PGFLEET_API_PORT: '0', PGFLEET_PROXY_PORT: '0',
+  PGFLEET_MAX_COMPUTES: String(burst + 10), PGFLEET_WAKE_TIMEOUT: '120',
+});
+const core = await startCore(config, createLogger('warn'));
+const proxy = await startProxy(core, { authLimits: { perAddress: 1e9, perEndpoint: 1e9, windowMs: 60_000 } });
+try {
+  await core.catalog.query(`INSERT INTO partners (id, name) VALUES ('bench', 'bench')`);
+  const empty = gatewayBytes();
+  const dbs: { endpointId: string; role: string; password: string; databaseName: string }[] = [];
+  const provisionMs = await timed(async () => {
+    for (let i = 0; i < total; i++) {
+      const { database, password } = await core.databases.create({ partnerId: 'bench', userId: `user-${i}`, suspendTimeoutSeconds: 0 });
+      dbs.push({ endpointId: database.endpointId, role: database.ownerRole, password, databaseName: database.databaseName });
+    }
+  });
+  const provisioned = gatewayBytes();
+
+  // The burst: one connection to each of `burst` sleeping databases, all at once (first starts).
+  const clients: pg.Client[] = [];
+  const latencies: number[] = [];
+  let errors = 0;
+  const burstMs = await timed(() => Promise.all(dbs.slice(0, burst).map(async (db) => {
+    const client = new pg.Client({
+      host: '127.0.0.1', port: proxy.port, user: db.role, password: db.password, database: db.databaseName,
+      ssl: { rejectUnauthorized: false }, options: `endpoint=${db.endpointId}`, connectionTimeoutMillis: 120_000,
+    });
+    try {
+      latencies.push(await timed(async () => {
+        await client.connect();
+        await client.query('SELECT 1');
+      }));
+      clients.push(client);
+    } catch (err) {
+      errors++;
+      console.error(`wake failed: ${(err as Error).message}`);
+    }
+  })));
+  const running = gatewayBytes();
+  const computePss = pssBytes(postgresPidsUnder(path.join(dataDir, 'data')));
+
+  // Baseline: one plain Postgres with its default settings, idle with one connection, as people run it.
+  const plain = path.join(dataDir, 'plain', 'pgdata');
+  makeOwnedDir(path.dirname(plain), core.user);
+  const asUser = { ...spawnIdentity(core.user), env: { LC_ALL: 'C', PATH: process.env.PATH } };
+  const bin = (name: string) => path.join(core.install.binDir, name);
+  await execFileAsync(bin('initdb'), ['-D', plain, '-U', 'postgres', '--auth=trust', '--no-sync', '--no-instructions'], asUser);
+  await execFileAsync(bin('pg_ctl'), ['start', '-w', '-D', plain, '-l', path.join(plain, 'log'), '-o', `-k ${plain} -c listen_addresses=''`], asUser);
+  const plainClient = new pg.Client({ host: plain, user: 'postgres', database: 'postgres' });
+  await plainClient.connect();
+  await plainClient.query('SELECT 1');
+  const plainPss = pssBytes(postgresPidsUnder(plain));
+  await plainClient.end();
+  await execFileAsync(bin('pg_ctl'), ['stop', '-m', 'fast', '-w', '-D', plain], asUser);
+
+  await Promise.all(clients.map((c) => c.end()));
+  const perCompute = computePss / clients.length;
+  console.log(`\ndensity (${os.cpus().length} cores, Postgres ${core.install.version})`);
+  console.log(`provisioned ${total} databases in ${(provisionMs / 1000).toFixed(1)} s`);
+  console.log(`burst: ${burst} sleeping databases woken at once in ${(burstMs / 1000).toFixed(1)} s; errors ${errors} (goal 0); connect-to-first-row p50 ${percentile(latencies, 50).toFixed(0)} ms, p99 ${percentile(latencies, 99).toFixed(0)} ms`);
+  console.log(`gateway memory per provisioned idle database: ${((provisioned - empty) / total / 1024).toFixed(1)} kB (rss ${(empty / MB).toFixed(0)} → ${(provisioned / MB).toFixed(0)} MB)`);
+  console.log(`gateway memory per running compute: ${((running - provisioned) / clients.length / 1024).toFixed(1)} kB (rss → ${(running / MB).toFixed(0)} MB)`);
+  console.log(`compute memory (PSS, one connection each): ${(perCompute / MB).toFixed(1)} MB per compute beside ${(plainPss / MB).toFixed(1)} MB for one plain Postgres: ratio ${(perCompute / plainPss).toFixed(2)}`);
+} finally {
+  await proxy.close();
+  await core.stop();
+  fs.rmSync(dataDir, { recursive: true, force: true });
+}
