@@ -93,8 +93,17 @@ async function startProcess(dataDir: string): Promise<{ child: ChildProcess; api
 
 t.test('a kill -9 of pgfleet loses at most one flush interval of usage, and a restart counts nothing twice', async (t) => {
   const dataDir = tmpDataDir();
-  t.teardown(() => fs.rmSync(dataDir, { recursive: true, force: true }));
   let gw = await startProcess(dataDir);
+  // One teardown, in order: the running gateway stops (and its computes), then its files go.
+  t.teardown(async () => {
+    if (gw.child.exitCode === null && gw.child.signalCode === null) {
+      await new Promise((resolve) => {
+        gw.child.once('exit', resolve);
+        gw.child.kill('SIGTERM');
+      });
+    }
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  });
   const call = async (method: string, route: string, key: string, body?: object) =>
     (await fetch(`${gw.api}${route}`, { method, headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: body && JSON.stringify(body) })).json() as Promise<any>;
   const partner = await call('POST', '/v1/partners', ADMIN_KEY, { name: 'acme' });
@@ -111,10 +120,6 @@ t.test('a kill -9 of pgfleet loses at most one flush interval of usage, and a re
   });
 
   gw = await startProcess(dataDir);
-  t.teardown(() => new Promise((resolve) => {
-    gw.child.once('exit', resolve);
-    gw.child.kill('SIGTERM');
-  }));
   const usage = await call('GET', `/v1/databases/${db.id}/usage?granularity=monthly`, partner.api_key);
   // The handshake's own bytes are not counted; the session's queries are, once each.
   t.equal(usage.periods[0].usage.data_transfer_bytes, ONE_MB_ANSWER, 'the flushed usage survived the kill, counted once');
