@@ -1,4 +1,3 @@
-import pg from 'pg';
 import t from 'tap';
 import type { NeonRegionSettings } from '../src/config-regions.ts';
 import { ComputeStartError } from '../src/errors.ts';
@@ -6,10 +5,11 @@ import { createLogger } from '../src/log.ts';
 import { NeonApiError } from '../src/providers/neon/neon-api.ts';
 import { NeonProvider, type NeonProviderOptions } from '../src/providers/neon/neon-provider.ts';
 import { neonStateOf } from '../src/providers/neon/neon-state.ts';
-import type { BranchRef, ComputeAddress, ProviderState } from '../src/providers/provider.ts';
+import type { BranchRef, ProviderState } from '../src/providers/provider.ts';
 import { SecretBox } from '../src/secret-box.ts';
 import { mergeState } from '../src/databases.ts';
 import { FAKE_API_KEY, FakeNeon } from './fake-neon/fake-neon.ts';
+import { queryCompute as query } from './fake-neon/pgfleet-side.ts';
 import { testRef } from './helpers.ts';
 
 const fake = await FakeNeon.start();
@@ -24,20 +24,6 @@ const makeProvider = (over: Partial<NeonProviderOptions> = {}) => new NeonProvid
 const provider = makeProvider();
 
 const keep = (ref: BranchRef, state: ProviderState): BranchRef => ({ ...ref, providerState: mergeState(ref.providerState, state) });
-
-async function query(address: ComputeAddress, role: string, database: string, sql: string): Promise<any[]> {
-  if (address.kind !== 'tcp') throw new Error('expected a TCP address');
-  const c = new pg.Client({
-    host: address.host, port: address.port, user: role, database, password: address.passwords[role],
-    ssl: { ca: address.ca, servername: address.servername, rejectUnauthorized: true },
-  });
-  await c.connect();
-  try {
-    return (await c.query(sql)).rows;
-  } finally {
-    await c.end();
-  }
-}
 
 t.test('lifecycle: create, start, query over TLS, suspend, wake, data intact, delete', async (t) => {
   let ref = testRef({ region: 'aws-us-east-2', quotas: { compute_time_seconds: 3600, storage_bytes: 1 << 30, max_connections: 10 }, suspendTimeoutSeconds: 0 });

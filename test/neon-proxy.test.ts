@@ -2,20 +2,14 @@
 // and psql reaches it through pgfleet's proxy, which speaks TLS + SCRAM to the "Neon" compute.
 import t from 'tap';
 import { startApi } from './api-client.ts';
-import { FAKE_API_KEY, FakeNeon } from './fake-neon/fake-neon.ts';
+import { FakeNeon } from './fake-neon/fake-neon.ts';
+import { neonRegionEnv } from './fake-neon/pgfleet-side.ts';
 import { psql, psqlError } from './proxy-helpers.ts';
 
 t.test('psql through the proxy to a Neon compute: create, query, suspend, wake, delete', async (t) => {
   const fake = await FakeNeon.start();
   t.teardown(() => fake.close());
-  const api = await startApi({
-    PGFLEET_REGIONS: JSON.stringify({ 'aws-us-east-2': { provider: 'neon', region_id: 'aws-us-east-2', api_key_env: 'NEON_API_KEY' } }),
-    NEON_API_KEY: FAKE_API_KEY,
-    NEON_API_HOST: fake.baseUrl,
-    PGFLEET_NEON_CA_FILE: fake.caFile,
-    PGFLEET_NEON_PORT: String(fake.port),
-    PGFLEET_NEON_OPERATION_TIMEOUT: '20',
-  });
+  const api = await startApi(neonRegionEnv(fake));
   t.teardown(() => api.stop());
   const acme = await api.partner('acme');
   const created = await api.request('POST', '/v1/databases', { key: acme.key, body: { user_id: 'alice', region: 'aws-us-east-2' } });

@@ -1,4 +1,3 @@
-import pg from 'pg';
 import t from 'tap';
 import { routeByDatabase } from '../src/catalog/routes.ts';
 import { BadRequestError } from '../src/errors.ts';
@@ -6,36 +5,18 @@ import { startCore } from '../src/gateway.ts';
 import { createLogger } from '../src/log.ts';
 import { importProviderUsage } from '../src/provider-usage.ts';
 import type { ComputeAddress } from '../src/providers/provider.ts';
-import { FAKE_API_KEY, FakeNeon } from './fake-neon/fake-neon.ts';
+import { FakeNeon } from './fake-neon/fake-neon.ts';
+import { neonRegionEnv, queryCompute } from './fake-neon/pgfleet-side.ts';
 import { testConfig } from './helpers.ts';
 
 const fake = await FakeNeon.start();
 t.teardown(() => fake.close());
-const config = testConfig({
-  PGFLEET_REGIONS: JSON.stringify({ 'aws-us-east-2': { provider: 'neon', region_id: 'aws-us-east-2', api_key_env: 'NEON_API_KEY' } }),
-  NEON_API_KEY: FAKE_API_KEY,
-  NEON_API_HOST: fake.baseUrl,
-  PGFLEET_NEON_CA_FILE: fake.caFile,
-  PGFLEET_NEON_PORT: String(fake.port),
-  PGFLEET_NEON_OPERATION_TIMEOUT: '20',
-});
+const config = testConfig(neonRegionEnv(fake));
 const core = await startCore(config, createLogger('silent'));
 t.teardown(() => core.stop());
 await core.catalog.query(`INSERT INTO partners (id, name) VALUES ('acme', 'Acme')`);
 
-async function query(address: ComputeAddress, role: string, sql: string): Promise<any[]> {
-  if (address.kind !== 'tcp') throw new Error('expected a TCP address');
-  const c = new pg.Client({
-    host: address.host, port: address.port, user: role, database: 'app', password: address.passwords[role],
-    ssl: { ca: address.ca, servername: address.servername, rejectUnauthorized: true },
-  });
-  await c.connect();
-  try {
-    return (await c.query(sql)).rows;
-  } finally {
-    await c.end();
-  }
-}
+const query = (address: ComputeAddress, role: string, sql: string) => queryCompute(address, role, 'app', sql);
 
 t.test('the region picks the provider; local stays the default; an unknown region is a 400', async (t) => {
   t.same(core.regions.ids, ['local', 'aws-us-east-2']);
