@@ -16,6 +16,13 @@ t.teardown(async () => {
   fs.rmSync(config.dataDir, { recursive: true, force: true });
 });
 
+/** A pool of the catalog's server on another database; its clients may hear the server stop as they close. */
+function poolOn(database: string): pg.Pool {
+  const pool = new pg.Pool({ host: `${core.runDir}/catalog`, user: 'pgfleet_admin', database });
+  pool.on('connect', (client) => client.on('error', () => {}));
+  return pool;
+}
+
 const SCHEMA = `SELECT table_name, column_name, data_type, is_nullable, column_default
   FROM information_schema.columns WHERE table_schema = 'public' ORDER BY 1, 2`;
 
@@ -30,7 +37,7 @@ t.test('migrations run twice change nothing', async (t) => {
 
 t.test('concurrent starts apply each migration exactly once', async (t) => {
   await core.catalog.query('CREATE DATABASE race');
-  const pools = Array.from({ length: 4 }, () => new pg.Pool({ host: `${core.runDir}/catalog`, user: 'pgfleet_admin', database: 'race' }));
+  const pools = Array.from({ length: 4 }, () => poolOn('race'));
   const results = await Promise.all(pools.map((p) => migrate(p)));
   const applied = results.flat();
   t.same(applied.sort(), listMigrations().map((m) => m.name).sort(), 'every migration applied once across the racers');
@@ -41,7 +48,7 @@ t.test('concurrent starts apply each migration exactly once', async (t) => {
 
 t.test('a failing migration rolls back whole', async (t) => {
   await core.catalog.query('CREATE DATABASE broken');
-  const pool = new pg.Pool({ host: `${core.runDir}/catalog`, user: 'pgfleet_admin', database: 'broken' });
+  const pool = poolOn('broken');
   const bad = [...listMigrations(), { version: 999, name: '999_bad.sql', sql: 'CREATE TABLE ok_table (x int); SELECT nonsense_column FROM nowhere;' }];
   await t.rejects(migrate(pool, bad));
   const { rows } = await pool.query(`SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = 'public'`);

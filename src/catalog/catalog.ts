@@ -55,7 +55,10 @@ export class Catalog {
       poolConfig = { host: socketDir, user: ADMIN_ROLE, database: 'postgres' };
     }
     const pool = new pg.Pool({ ...poolConfig, max: 10, idleTimeoutMillis: 30_000 });
-    pool.on('error', (err) => opts.log.warn({ err: err.message }, 'catalog connection error'));
+    // pool.end() resolves before its clients' sockets close, so a client may still hear the catalog
+    // shut down; every client keeps a listener, not only idle ones, so that is never an uncaught error.
+    pool.on('connect', (client) => client.on('error', (err) => opts.log.warn({ err: err.message }, 'catalog connection error')));
+    pool.on('error', () => {}); // an idle client's error, already logged by the listener above
     try {
       const applied = await migrate(pool);
       if (applied.length) opts.log.info({ applied }, 'catalog migrations applied');
