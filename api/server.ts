@@ -1,4 +1,3 @@
-import crypto from 'node:crypto';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -6,6 +5,7 @@ import { type TypeBoxTypeProvider, TypeBoxValidatorCompiler } from '@fastify/typ
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { PublicAddress } from '../src/connection-uri.ts';
 import type { Core } from '../src/gateway.ts';
+import { hashApiKey } from '../src/secrets.ts';
 import { bearerKey, requireApiKey } from './auth.ts';
 import { installErrorHandlers } from './errors.ts';
 import { IdempotencyStore } from './idempotency.ts';
@@ -49,7 +49,7 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
     timeWindow: 60_000,
     keyGenerator: (req) => {
       const key = bearerKey(req);
-      return key ? `key:${crypto.createHash('sha256').update(key).digest('hex')}` : `ip:${req.ip}`;
+      return key ? `key:${hashApiKey(key)}` : `ip:${req.ip}`;
     },
   });
 

@@ -4,21 +4,17 @@
  * on a plain cluster, all measured in this run.
  * Run: npx tsx bench/cold-start.ts [wakes=50]
  */
-import { execFile } from 'node:child_process';
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import pg from 'pg';
 import { startProxy } from '../proxy/server.ts';
 import { loadConfig } from '../src/config.ts';
 import { startCore } from '../src/gateway.ts';
 import { createLogger } from '../src/log.ts';
-import { makeOwnedDir, spawnIdentity } from '../src/pg/os-user.ts';
+import { PlainPostgres } from './plain-postgres.ts';
 import { printLatencyTable, timed } from './stats.ts';
 
-const execFileAsync = promisify(execFile);
 const wakes = Number(process.argv[2] ?? 50);
 
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgfleet-bench-'));
@@ -57,18 +53,15 @@ try {
   }
 
   // Baseline: a plain cluster started with pg_ctl start -w, then a psql query, as a script would.
-  const bin = (name: string) => path.join(core.install.binDir, name);
-  const asUser = { ...spawnIdentity(core.user), env: { LC_ALL: 'C', PATH: process.env.PATH } };
-  const pgdata = path.join(dataDir, 'plain', crypto.randomBytes(4).toString('hex'));
-  makeOwnedDir(path.dirname(pgdata), core.user);
-  await execFileAsync(bin('initdb'), ['-D', pgdata, '-U', 'postgres', '--auth=trust', '--no-sync', '--no-instructions'], asUser);
+  const plain = new PlainPostgres(core.install, core.user, path.join(dataDir, 'plain', 'pgdata'));
+  await plain.initdb();
   const baseline: number[] = [];
   for (let i = 0; i < Math.min(wakes, 20); i++) {
     baseline.push(await timed(async () => {
-      await execFileAsync(bin('pg_ctl'), ['start', '-w', '-D', pgdata, '-l', path.join(pgdata, 'log'), '-o', `-k ${pgdata} -c listen_addresses=''`], asUser);
-      await execFileAsync('psql', ['-X', '-h', pgdata, '-U', 'postgres', '-d', 'postgres', '-c', 'SELECT 1'], asUser);
+      await plain.start();
+      await plain.psql('SELECT 1');
     }));
-    await execFileAsync(bin('pg_ctl'), ['stop', '-m', 'fast', '-w', '-D', pgdata], asUser);
+    await plain.stop();
   }
 
   const base = { name: 'pg_ctl start -w + psql SELECT 1', samples: baseline };

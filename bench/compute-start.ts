@@ -6,22 +6,20 @@
  *   (d) pg_ctl start -w of an existing cluster (the floor for (b))
  * Run: npx tsx bench/compute-start.ts [runs=20]
  */
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import pg from 'pg';
 import { loadConfig } from '../src/config.ts';
 import { createLogger } from '../src/log.ts';
 import { resolvePgInstall } from '../src/pg/install.ts';
-import { makeOwnedDir, resolveComputeUser, spawnIdentity } from '../src/pg/os-user.ts';
+import { makeOwnedDir, resolveComputeUser } from '../src/pg/os-user.ts';
 import { chooseRunDir } from '../src/providers/local/layout.ts';
 import { LocalProvider } from '../src/providers/local/local-provider.ts';
 import type { BranchRef } from '../src/providers/provider.ts';
+import { PlainPostgres } from './plain-postgres.ts';
 import { printLatencyTable, timed } from './stats.ts';
 
-const execFileAsync = promisify(execFile);
 const runs = Number(process.argv[2] ?? 20);
 
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgfleet-bench-'));
@@ -47,15 +45,7 @@ async function firstQuery(socketPath: string): Promise<void> {
   await client.end();
 }
 
-const asUser = spawnIdentity(user);
-const env = { LC_ALL: 'C', PATH: process.env.PATH };
-const bin = (name: string) => path.join(install.binDir, name);
-async function pgCtl(pgdata: string, action: 'start' | 'stop'): Promise<void> {
-  const args = action === 'start'
-    ? ['start', '-w', '-D', pgdata, '-l', path.join(pgdata, 'log'), '-o', `-k ${pgdata} -c listen_addresses='' -c shared_buffers=${config.compute.sharedBuffers} -c max_connections=${config.compute.maxConnections}`]
-    : ['stop', '-m', 'fast', '-w', '-D', pgdata];
-  await execFileAsync(bin('pg_ctl'), args, { ...asUser, env });
-}
+const computeSettings = { shared_buffers: config.compute.sharedBuffers, max_connections: config.compute.maxConnections };
 
 try {
   // One untimed round builds the template, as pgfleet does once per Postgres version.
@@ -76,15 +66,14 @@ try {
     warm.push(await timed(async () => firstQuery(((await provider.start(ref(i))) as { socketPath: string }).socketPath)));
     await provider.stop(ref(i));
 
-    const pgdata = path.join(dataDir, 'plain', String(i));
-    makeOwnedDir(path.dirname(pgdata), user);
+    const plain = new PlainPostgres(install, user, path.join(dataDir, 'plain', String(i), 'pgdata'));
     initdbStart.push(await timed(async () => {
-      await execFileAsync(bin('initdb'), ['-D', pgdata, '-U', 'postgres', '--auth=trust', '--no-sync', '--no-instructions'], { ...asUser, env });
-      await pgCtl(pgdata, 'start');
+      await plain.initdb();
+      await plain.start(computeSettings);
     }));
-    await pgCtl(pgdata, 'stop');
-    pgCtlStart.push(await timed(() => pgCtl(pgdata, 'start')));
-    await pgCtl(pgdata, 'stop');
+    await plain.stop();
+    pgCtlStart.push(await timed(() => plain.start(computeSettings)));
+    await plain.stop();
   }
 
   const baseline = { name: '(c) initdb + pg_ctl start -w', samples: initdbStart };

@@ -4,20 +4,17 @@
  * compute, and the computes' own memory beside one plain Postgres measured in the same run.
  * Run: npx tsx --expose-gc bench/density.ts [databases=1000] [burst=100]
  */
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import pg from 'pg';
 import { startProxy } from '../proxy/server.ts';
 import { loadConfig } from '../src/config.ts';
 import { startCore } from '../src/gateway.ts';
 import { createLogger } from '../src/log.ts';
-import { makeOwnedDir, spawnIdentity } from '../src/pg/os-user.ts';
+import { PlainPostgres } from './plain-postgres.ts';
 import { percentile, timed } from './stats.ts';
 
-const execFileAsync = promisify(execFile);
 const total = Number(process.argv[2] ?? 1000);
 const burst = Number(process.argv[3] ?? 100);
 const MB = 1024 * 1024;
@@ -116,18 +113,15 @@ try {
   const computePss = pssBytes(postgresPidsUnder(path.join(dataDir, 'data')));
 
   // Baseline: one plain Postgres with its default settings, idle with one connection, as people run it.
-  const plain = path.join(dataDir, 'plain', 'pgdata');
-  makeOwnedDir(path.dirname(plain), core.user);
-  const asUser = { ...spawnIdentity(core.user), env: { LC_ALL: 'C', PATH: process.env.PATH } };
-  const bin = (name: string) => path.join(core.install.binDir, name);
-  await execFileAsync(bin('initdb'), ['-D', plain, '-U', 'postgres', '--auth=trust', '--no-sync', '--no-instructions'], asUser);
-  await execFileAsync(bin('pg_ctl'), ['start', '-w', '-D', plain, '-l', path.join(plain, 'log'), '-o', `-k ${plain} -c listen_addresses=''`], asUser);
-  const plainClient = new pg.Client({ host: plain, user: 'postgres', database: 'postgres' });
+  const plain = new PlainPostgres(core.install, core.user, path.join(dataDir, 'plain', 'pgdata'));
+  await plain.initdb();
+  await plain.start();
+  const plainClient = new pg.Client({ host: plain.pgdata, user: 'postgres', database: 'postgres' });
   await plainClient.connect();
   await plainClient.query('SELECT 1');
-  const plainPss = pssBytes(postgresPidsUnder(plain));
+  const plainPss = pssBytes(postgresPidsUnder(plain.pgdata));
   await plainClient.end();
-  await execFileAsync(bin('pg_ctl'), ['stop', '-m', 'fast', '-w', '-D', plain], asUser);
+  await plain.stop();
 
   await Promise.all(clients.map((c) => c.end()));
   const perCompute = computePss / clients.length;

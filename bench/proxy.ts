@@ -22,6 +22,7 @@ import { startCore } from '../src/gateway.ts';
 import { createLogger } from '../src/log.ts';
 import { spawnIdentity } from '../src/pg/os-user.ts';
 import { execFileAsync, freePort } from '../test/proxy-helpers.ts';
+import { percentile } from './stats.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -47,7 +48,7 @@ async function pgbench(conninfo: string, args: string[], env: Record<string, str
   return { tps, latencyMs, cpuUsPerTx };
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const median = (xs: number[]) => percentile(xs, 50);
 function medianResult(rs: Result[]): Result {
   const cpu = rs.map((r) => r.cpuUsPerTx).filter((x): x is number => x !== undefined);
   return { tps: median(rs.map((r) => r.tps)), latencyMs: median(rs.map((r) => r.latencyMs)), cpuUsPerTx: cpu.length ? median(cpu) : undefined };

@@ -74,7 +74,7 @@ export async function handleConnection(raw: net.Socket, ctx: ConnectionContext):
       session = {
         endpointId: route.endpointId, branchId: route.branchId, databaseId: route.databaseId, partnerId: route.partnerId,
         role, clientAddress: raw.remoteAddress ?? '', startedAt: new Date(started),
-        bytesFromClient: early.length, bytesToClient: 0, lastActiveAt: Date.now(),
+        bytesFromClient: early.length, bytesToClient: 0,
         // The compute is being suspended (a quota ran out): the client learns why, then the session ends.
         terminate: (reason) => {
           if (client.writable) client.end(errorFor(reason));
@@ -157,15 +157,10 @@ async function jwtAuth(
   // Failures count against the client address (and the endpoint, when one is named).
   const limitKey = sniEndpoint ?? 'jwt';
   ctx.limiter.check(limitKey, client);
-  try {
-    const grant = await ctx.core.jwt.verifyConnectionToken(token, { sniEndpointId: sniEndpoint, role });
-    line.endpoint = grant.endpointId;
-    line.auth = `jwt:${grant.via}`;
-    return grant.route;
-  } catch (err) {
-    if (err instanceof TokenError) ctx.limiter.failed(limitKey, client);
-    throw err;
-  }
+  const grant = await limited(ctx, limitKey, client, () => ctx.core.jwt.verifyConnectionToken(token, { sniEndpointId: sniEndpoint, role }));
+  line.endpoint = grant.endpointId;
+  line.auth = `jwt:${grant.via}`;
+  return grant.route;
 }
 
 async function routeFor(endpoint: string, client: string, ctx: ConnectionContext): Promise<BranchRoute> {
@@ -178,12 +173,12 @@ async function routeFor(endpoint: string, client: string, ctx: ConnectionContext
   return route;
 }
 
-/** Runs an auth method, counting a wrong password (not a client that gave up) against the limits. */
-async function limited(ctx: ConnectionContext, endpoint: string, client: string, auth: () => Promise<void>): Promise<void> {
+/** Runs an auth method, counting a wrong password or token (not a client that gave up) against the limits. */
+async function limited<T>(ctx: ConnectionContext, endpoint: string, client: string, auth: () => Promise<T>): Promise<T> {
   try {
-    await auth();
+    return await auth();
   } catch (err) {
-    if (err instanceof AuthFailed) ctx.limiter.failed(endpoint, client);
+    if (err instanceof AuthFailed || err instanceof TokenError) ctx.limiter.failed(endpoint, client);
     throw err;
   }
 }

@@ -38,12 +38,10 @@ export function relay(client: Duplex, backend: Duplex, session: Session): Promis
     };
     pump(client, backend, (n, chunk) => {
       session.bytesFromClient += n;
-      session.lastActiveAt = Date.now();
       clientTerminated = endsWithTerminate(chunk);
     });
     pump(backend, client, (n) => {
       session.bytesToClient += n;
-      session.lastActiveAt = Date.now();
     });
     const clientGone = () => {
       backend.destroy();

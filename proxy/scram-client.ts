@@ -1,7 +1,7 @@
 /** SCRAM-SHA-256 as a client, for computes reached over TCP (the neon provider). */
 import crypto from 'node:crypto';
-import { saltedPassword } from '../src/scram-verifier.ts';
-import { attributes, hmac, nonce, sha256, xor } from './scram.ts';
+import { hmac, saltedPassword, sha256 } from '../src/scram-verifier.ts';
+import { attributes, nonce, xor } from './scram.ts';
 
 export const SCRAM_CLIENT_GS2 = 'n,,';
 

@@ -12,8 +12,6 @@ export interface Session {
   /** Updated by the relay: plain additions of chunk lengths. */
   bytesFromClient: number;
   bytesToClient: number;
-  /** Date.now() of the last chunk either way. */
-  lastActiveAt: number;
   /** Ends the session with this error (its compute is being suspended over a quota). */
   terminate(reason: PgfleetError): void;
 }

@@ -72,7 +72,7 @@ export function validateIdentifier(field: string, value: string, reserved: Set<s
 export const validateRoleName = (value: string, field = 'role_name') => validateIdentifier(field, value, RESERVED_ROLES);
 
 const SELECT_DATABASE = `
-  SELECT d.*, b.id AS branch_id, e.id AS endpoint_id, d.created_at::text AS created_at_text,
+  SELECT d.*, b.id AS branch_id, e.id AS endpoint_id, (extract(epoch FROM d.created_at) * 1000000)::int8 AS created_us,
          (SELECT c.last_active_at FROM computes c WHERE c.branch_id = b.id) AS last_active_at,
          ARRAY(SELECT r.name FROM roles r WHERE r.database_id = d.id ORDER BY r.created_at, r.name) AS roles
     FROM databases d
@@ -99,26 +99,15 @@ function toRecord(row: any): DatabaseRecord {
   };
 }
 
-// A cursor is the last row's exact (created_at, id), so pages neither skip nor repeat rows.
-// Both parts are checked strictly: anything else would reach the catalog as a bad value.
-const TIMESTAMPTZ_TEXT = /^(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(\.\d{1,6})?[+-](0\d|1[0-5])(:[0-5]\d){0,2}$/;
-
-function isTimestamptzText(text: string): boolean {
-  const m = TIMESTAMPTZ_TEXT.exec(text);
-  if (!m) return false;
-  const [y, mo, d, h, mi, s] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
-  const t = new Date(Date.UTC(y, mo - 1, d, h, mi, s));
-  return y >= 1 && t.getUTCFullYear() === y && t.getUTCMonth() === mo - 1 && t.getUTCDate() === d && t.getUTCHours() === h && t.getUTCMinutes() === mi && t.getUTCSeconds() === s;
-}
-
+// A cursor is the last row's exact (created_at in microseconds, id), so pages neither skip nor repeat rows.
 function encodeCursor(row: any): string {
-  return Buffer.from(JSON.stringify([row.created_at_text, row.id])).toString('base64url');
+  return Buffer.from(JSON.stringify([row.created_us, row.id])).toString('base64url');
 }
 
-function decodeCursor(cursor: string): [string, string] {
+function decodeCursor(cursor: string): [number, string] {
   try {
     const v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (Array.isArray(v) && v.length === 2 && typeof v[0] === 'string' && isTimestamptzText(v[0]) && typeof v[1] === 'string' && NAME_PATTERN.test(v[1])) {
+    if (Array.isArray(v) && v.length === 2 && Number.isSafeInteger(v[0]) && v[0] >= 0 && typeof v[1] === 'string' && NAME_PATTERN.test(v[1])) {
       return [v[0], v[1]];
     }
   } catch {
@@ -151,7 +140,7 @@ const isUniqueViolation = (err: unknown) => (err as { code?: string }).code === 
 /**
  * Databases of partners' users: the catalog rows, the provider's resources and the compute.
  * Every read and write is scoped to a partner; another partner's database is "not found".
- * Emits 'quotas' (databaseId) when a database's quotas change.
+ * Emits 'quotas' (databaseId, effective quotas) when a database's quotas change.
  */
 export class Databases extends EventEmitter {
   constructor(
@@ -227,7 +216,7 @@ export class Databases extends EventEmitter {
     if (opts.cursor !== undefined) {
       const [createdAt, id] = decodeCursor(opts.cursor);
       values.push(createdAt, id);
-      where.push(`(d.created_at, d.id) > ($${values.length - 1}::timestamptz, $${values.length})`);
+      where.push(`(d.created_at, d.id) > ('epoch'::timestamptz + $${values.length - 1} * interval '1 microsecond', $${values.length})`);
     }
     values.push(limit + 1);
     const { rows } = await this.catalog.query(
@@ -253,15 +242,19 @@ export class Databases extends EventEmitter {
     if (changes.quotas !== undefined) {
       // A PATCH of quotas merges: named quotas change, the others stay.
       values.push(validateQuotas(changes.quotas));
-      sets.push(`quotas = quotas || $${values.length}`);
+      sets.push(`quotas = d.quotas || $${values.length}`);
     }
     if (sets.length) {
-      const { rowCount } = await this.catalog.query(`UPDATE databases SET ${sets.join(', ')} WHERE id = $1 AND partner_id = $2`, values);
-      if (!rowCount) throw new NotFoundError(`database "${id}" not found`);
+      const { rows } = await this.catalog.query(
+        `UPDATE databases d SET ${sets.join(', ')} FROM partners p WHERE d.id = $1 AND d.partner_id = $2 AND p.id = d.partner_id
+         RETURNING p.default_quotas || d.quotas AS effective_quotas`,
+        values,
+      );
+      if (!rows[0]) throw new NotFoundError(`database "${id}" not found`);
+      if (changes.quotas !== undefined) this.emit('quotas', id, rows[0].effective_quotas);
     }
     const record = await this.get(partnerId, id);
     if (changes.suspendTimeoutSeconds !== undefined) this.computes.retarget(this.targetFor(await this.routeOf(record)));
-    if (changes.quotas !== undefined) this.emit('quotas', id);
     return record;
   }
 

@@ -15,6 +15,7 @@ import { Databases } from './databases.ts';
 import { OperatorMetrics } from './metrics.ts';
 import { Partners } from './partners.ts';
 import { PROVIDER_USAGE_LOOKBACK_MS, PROVIDER_USAGE_PULL_MS, importProviderUsage } from './provider-usage.ts';
+import type { Quotas } from './quotas.ts';
 import { type Region, Regions } from './regions.ts';
 import { SecretBox, ensureSecretKey } from './secret-box.ts';
 import { UsageTracker } from './metering/usage-tracker.ts';
@@ -108,7 +109,7 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
       suspendTimeoutSeconds: route.suspendTimeoutSeconds,
     });
     const databases = new Databases(catalog, regions, computes, targetFor, config.defaultSuspendTimeoutSeconds);
-    databases.on('quotas', (databaseId: string) => usage.quotasChanged(databaseId));
+    databases.on('quotas', (databaseId: string, quotas: Quotas) => usage.quotasChanged(databaseId, quotas));
     const partners = new Partners(catalog, databases, adminKeyHash);
     const jwt = await openJwtAuth(config, catalog, log);
     return {

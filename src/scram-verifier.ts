@@ -14,7 +14,8 @@ export interface ScramVerifier {
   serverKey: Buffer;
 }
 
-const hmac = (key: Buffer, text: string) => crypto.createHmac('sha256', key).update(text).digest();
+export const hmac = (key: Buffer, data: string | Buffer) => crypto.createHmac('sha256', key).update(data).digest();
+export const sha256 = (data: Buffer) => crypto.createHash('sha256').update(data).digest();
 
 /**
  * The salted password of RFC 5802. Passwords are taken as UTF-8 bytes without SASLprep,
@@ -27,7 +28,7 @@ export function saltedPassword(password: string, salt: Buffer, iterations: numbe
 export async function makeScramVerifier(password: string, iterations = SCRAM_ITERATIONS): Promise<string> {
   const salt = crypto.randomBytes(16);
   const salted = await saltedPassword(password, salt, iterations);
-  const storedKey = crypto.createHash('sha256').update(hmac(salted, 'Client Key')).digest();
+  const storedKey = sha256(hmac(salted, 'Client Key'));
   const serverKey = hmac(salted, 'Server Key');
   return `SCRAM-SHA-256$${iterations}:${salt.toString('base64')}$${storedKey.toString('base64')}:${serverKey.toString('base64')}`;
 }
@@ -41,6 +42,12 @@ export function parseScramVerifier(text: string): ScramVerifier | undefined {
     storedKey: Buffer.from(m[3]!, 'base64'),
     serverKey: Buffer.from(m[4]!, 'base64'),
   };
+}
+
+/** Whether a cleartext password is the one a verifier was made from. */
+export async function matchesVerifier(verifier: ScramVerifier, password: string): Promise<boolean> {
+  const salted = await saltedPassword(password, verifier.salt, verifier.iterations);
+  return crypto.timingSafeEqual(sha256(hmac(salted, 'Client Key')), verifier.storedKey);
 }
 
 /** A password for a generated role: 32 characters, safe in a URI without escaping. */

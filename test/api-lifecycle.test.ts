@@ -6,7 +6,7 @@ import pg from 'pg';
 import t from 'tap';
 import { branchRefOf, routeByDatabase } from '../src/catalog/routes.ts';
 import { NAME_PATTERN } from '../src/names.ts';
-import { parseScramVerifier, saltedPassword } from '../src/scram-verifier.ts';
+import { matchesVerifier, parseScramVerifier } from '../src/scram-verifier.ts';
 import { ADMIN_KEY, type ApiHarness, startApi } from './api-client.ts';
 
 let api: ApiHarness;
@@ -18,9 +18,7 @@ t.teardown(() => api.stop());
 /** The password answers the role's stored SCRAM verifier (what the proxy will check). */
 async function passwordMatches(databaseId: string, role: string, password: string): Promise<boolean> {
   const { rows } = await api.gateway.core.catalog.query('SELECT scram_verifier FROM roles WHERE database_id = $1 AND name = $2', [databaseId, role]);
-  const v = parseScramVerifier(rows[0].scram_verifier)!;
-  const serverKey = crypto.createHmac('sha256', await saltedPassword(password, v.salt, v.iterations)).update('Server Key').digest();
-  return serverKey.equals(v.serverKey);
+  return matchesVerifier(parseScramVerifier(rows[0].scram_verifier)!, password);
 }
 
 async function dataDirOf(databaseId: string): Promise<string> {

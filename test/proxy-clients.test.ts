@@ -81,7 +81,6 @@ t.test('LISTEN/NOTIFY across two sessions', async (t) => {
 t.test('node-postgres cancels pg_sleep(60); an unknown cancel key is ignored', async (t) => {
   const c = pgClient();
   await c.connect();
-  const started = Date.now();
   const sleeping = c.query('SELECT pg_sleep(60)');
   const watcher = pgClient();
   await watcher.connect();
@@ -94,8 +93,7 @@ t.test('node-postgres cancels pg_sleep(60); an unknown cancel key is ignored', a
   t.equal((await watcher.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)' AND state = 'active'`)).rows[0].n, 1,
     'a forged key cancels nothing');
   (pgClient() as any).cancel(c, (c as any).activeQuery);
-  await t.rejects(sleeping, /canceling statement due to user request/);
-  t.ok(Date.now() - started < 30_000);
+  await t.rejects(sleeping, /canceling statement due to user request/, 'the sleep was cancelled, not finished');
   t.same((await c.query('SELECT 1 AS one')).rows, [{ one: 1 }], 'the session is usable after the cancel');
   await c.end();
   await watcher.end();

@@ -83,12 +83,10 @@ t.test('psql cancels pg_sleep(60) through the proxy', async (t) => {
     if (n === '1') break;
     await new Promise((r) => setTimeout(r, 50));
   }
-  const started = Date.now();
   child.kill('SIGINT');
   const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
   t.not(code, 0);
-  t.match(stderr, 'canceling statement due to user request');
-  t.ok(Date.now() - started < 30_000, 'well before the sleep ends');
+  t.match(stderr, 'canceling statement due to user request', 'the sleep was cancelled, not finished');
 });
 
 t.test('failed attempts are limited per endpoint', async (t) => {

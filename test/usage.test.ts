@@ -80,7 +80,7 @@ t.test('quotas: each blocks new connections with its SQLSTATE, a raise lifts it 
 
   await s.client.query('CREATE TABLE t AS SELECT g FROM generate_series(1, 50000) g');
   await s.end();
-  await gateway.core.usage.flush();
+  await gateway.core.usage.collect();
   for (const [quota, limit] of [['written_data_bytes', 1000], ['storage_bytes', 1000]] as const) {
     await gateway.core.databases.update('p1', db.id, { quotas: { [quota]: limit } });
     const over = await gateway.core.usage.check(await route());

@@ -1,6 +1,6 @@
 import type { Catalog } from '../catalog/catalog.ts';
 import { BadRequestError } from '../errors.ts';
-import { USAGE_METRICS, type UsageMetric } from './metrics.ts';
+import { USAGE_METRICS, type UsageMetric, reported } from './metrics.ts';
 import { monthOf } from './hours.ts';
 import type { UsageTracker } from './usage-tracker.ts';
 
@@ -20,9 +20,9 @@ const STEP_MS: Record<Granularity, number> = { hourly: 3_600_000, daily: 86_400_
 
 function toUsageValues(rows: { metric: UsageMetric; value: number }[]): UsageValues {
   const out: UsageValues = {};
-  for (const { metric, value } of rows) {
-    if (metric.endsWith('_ms')) out[metric.replace(/_ms$/, '_seconds')] = value / 1000;
-    else out[metric] = value;
+  for (const row of rows) {
+    const { name, value } = reported(row.metric, row.value);
+    out[name] = value;
   }
   return out;
 }

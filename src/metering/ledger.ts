@@ -9,20 +9,25 @@ interface Pending {
   value: number;
 }
 
+/** Pending values by database, then by branch, metric and bucket: a quota check reads one database's. */
+type PendingByDatabase = Map<string, Map<string, Pending>>;
+
 /**
  * Usage not yet written to the catalog. The hot path only adds to a map; flush() writes every
  * pending value in one statement and forgets only what that statement committed, so a failed
  * flush is retried and a committed one is never counted twice.
  */
 export class UsageLedger {
-  private pending = new Map<string, Pending>();
+  private pending: PendingByDatabase = new Map();
 
   record(owner: UsageOwner, metric: UsageMetric, value: number, at = Date.now()): void {
     const bucket = hourOf(at);
     const key = `${owner.branchId}\0${metric}\0${bucket}`;
-    const p = this.pending.get(key);
+    let database = this.pending.get(owner.databaseId);
+    if (!database) this.pending.set(owner.databaseId, (database = new Map()));
+    const p = database.get(key);
     if (!p) {
-      this.pending.set(key, { owner, metric, bucket, value });
+      database.set(key, { owner, metric, bucket, value });
       return;
     }
     const aggregation = USAGE_METRICS[metric];
@@ -32,8 +37,8 @@ export class UsageLedger {
   /** Not yet flushed sums of a database since `since` (ms), by metric. */
   pendingSums(databaseId: string, since: number): Partial<Record<UsageMetric, number>> {
     const out: Partial<Record<UsageMetric, number>> = {};
-    for (const p of this.pending.values()) {
-      if (p.owner.databaseId !== databaseId || p.bucket < since || USAGE_METRICS[p.metric] !== 'sum') continue;
+    for (const p of this.pending.get(databaseId)?.values() ?? []) {
+      if (p.bucket < since || USAGE_METRICS[p.metric] !== 'sum') continue;
       out[p.metric] = (out[p.metric] ?? 0) + p.value;
     }
     return out;
@@ -42,8 +47,8 @@ export class UsageLedger {
   /** The newest pending value of a 'last' metric (storage), summed over the database's branches. */
   latest(databaseId: string, metric: UsageMetric): number | undefined {
     const newest = new Map<string, Pending>();
-    for (const p of this.pending.values()) {
-      if (p.owner.databaseId !== databaseId || p.metric !== metric) continue;
+    for (const p of this.pending.get(databaseId)?.values() ?? []) {
+      if (p.metric !== metric) continue;
       const seen = newest.get(p.owner.branchId);
       if (!seen || p.bucket > seen.bucket) newest.set(p.owner.branchId, p);
     }
@@ -56,7 +61,7 @@ export class UsageLedger {
     const batch = this.pending;
     if (batch.size === 0) return [];
     this.pending = new Map();
-    const rows = [...batch.values()];
+    const rows = [...batch.values()].flatMap((database) => [...database.values()]);
     try {
       await catalog.query(
         `INSERT INTO usage (partner_id, database_id, branch_id, metric, bucket, value)
@@ -80,7 +85,7 @@ export class UsageLedger {
       // Put the batch back under what arrived meanwhile; the next flush retries it.
       const arrived = this.pending;
       this.pending = batch;
-      for (const p of arrived.values()) this.record(p.owner, p.metric, p.value, p.bucket);
+      for (const database of arrived.values()) for (const p of database.values()) this.record(p.owner, p.metric, p.value, p.bucket);
       throw err;
     }
     return rows;

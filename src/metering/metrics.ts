@@ -26,3 +26,8 @@ export interface UsageOwner {
   databaseId: string;
   branchId: string;
 }
+
+/** A stored value as reports show it: `*_ms` metrics become `*_seconds`, the rest stay as they are. */
+export function reported(metric: UsageMetric, value: number): { name: string; value: number } {
+  return metric.endsWith('_ms') ? { name: metric.replace(/_ms$/, '_seconds'), value: value / 1000 } : { name: metric, value };
+}

@@ -57,7 +57,7 @@ export class UsageTracker {
     computes.on('state', (branchId: string, state: string) => this.onState(branchId, state));
     computes.on('connections', (branchId: string, n: number) => this.onConnections(branchId, n));
     computes.addStopHook((target) => this.sample(target));
-    this.timers.push(setInterval(() => this.tick(), TICK_MS), setInterval(() => void this.flush().catch(() => {}), opts.flushSeconds * 1000));
+    this.timers.push(setInterval(() => this.tick(), TICK_MS), setInterval(() => void this.collect().catch(() => {}), opts.flushSeconds * 1000));
     for (const t of this.timers) t.unref();
   }
 
@@ -153,18 +153,14 @@ export class UsageTracker {
       if (!quotas) continue;
       const broken = brokenQuota(quotas, await this.standing(span.owner.databaseId, []), ['compute_time_seconds', 'data_transfer_bytes']);
       if (!broken || !this.running.has(branchId)) continue;
-      // Re-read the quotas: a PATCH may have raised them since the last connection.
-      const fresh = await this.readQuotas(span.owner.databaseId);
-      const still = fresh && brokenQuota(fresh, await this.standing(span.owner.databaseId, []), ['compute_time_seconds', 'data_transfer_bytes']);
-      if (!still) continue;
-      this.opts.log.info({ database: span.owner.databaseId, branch: branchId, reason: still.message }, 'suspending compute over quota');
-      await this.computes.suspend(branchId, still);
+      this.opts.log.info({ database: span.owner.databaseId, branch: branchId, reason: broken.message }, 'suspending compute over quota');
+      await this.computes.suspend(branchId, broken);
     }
   }
 
-  /** A PATCH changed a database's quotas: a running compute is held to the new ones from the next tick. */
-  quotasChanged(databaseId: string): void {
-    if (this.quotas.has(databaseId)) void this.readQuotas(databaseId).catch(() => {});
+  /** A PATCH changed a database's quotas (these are the effective ones): they hold from now on. */
+  quotasChanged(databaseId: string, quotas: Quotas): void {
+    if (this.quotas.has(databaseId)) this.quotas.set(databaseId, quotas);
   }
 
   private async readQuotas(databaseId: string): Promise<Quotas | undefined> {
@@ -225,13 +221,21 @@ export class UsageTracker {
     return run;
   }
 
-  /** Writes pending usage to the catalog and folds it into the cached month totals. */
+  /**
+   * What each flush interval does: sample WAL and storage of every running compute (stopped ones
+   * are sampled as they stop), then flush.
+   */
+  async collect(): Promise<void> {
+    await Promise.all(this.computes.runningBranches().map(async (branchId) => {
+      const target = this.computes.targetOf(branchId);
+      if (target) await this.sample(target).catch((err) => this.opts.log.warn({ err: String(err), branch: branchId }, 'usage sample failed'));
+    }));
+    await this.flush();
+  }
+
+  /** Writes pending usage to the catalog and folds it into the cached month totals (no sampling: cheap to call per report). */
   flush(): Promise<void> {
     return this.serially(async () => {
-      await Promise.all(this.computes.runningBranches().map(async (branchId) => {
-        const target = this.computes.targetOf(branchId);
-        if (target) await this.sample(target).catch((err) => this.opts.log.warn({ err: String(err), branch: branchId }, 'usage sample failed'));
-      }));
       let written;
       try {
         written = await this.ledger.flush(this.catalog);

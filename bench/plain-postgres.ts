@@ -1,0 +1,40 @@
+/** A plain Postgres cluster driven the way people script it (initdb, pg_ctl): the baseline benches compare with. */
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import type { PgInstall } from '../src/pg/install.ts';
+import { type OsUser, makeOwnedDir, spawnIdentity } from '../src/pg/os-user.ts';
+
+const execFileAsync = promisify(execFile);
+
+export class PlainPostgres {
+  private readonly asUser: ReturnType<typeof spawnIdentity> & { env: NodeJS.ProcessEnv };
+
+  constructor(private readonly install: PgInstall, user: OsUser, readonly pgdata: string) {
+    makeOwnedDir(path.dirname(pgdata), user);
+    this.asUser = { ...spawnIdentity(user), env: { LC_ALL: 'C', PATH: process.env.PATH } };
+  }
+
+  private run(program: string, args: string[]): Promise<unknown> {
+    return execFileAsync(path.join(this.install.binDir, program), args, this.asUser);
+  }
+
+  initdb(): Promise<unknown> {
+    return this.run('initdb', ['-D', this.pgdata, '-U', 'postgres', '--auth=trust', '--no-sync', '--no-instructions']);
+  }
+
+  /** pg_ctl start -w on a private socket (no TCP), with extra settings. */
+  start(settings: Record<string, string | number> = {}): Promise<unknown> {
+    const options = [`-k ${this.pgdata}`, `-c listen_addresses=''`, ...Object.entries(settings).map(([k, v]) => `-c ${k}=${v}`)];
+    return this.run('pg_ctl', ['start', '-w', '-D', this.pgdata, '-l', path.join(this.pgdata, 'log'), '-o', options.join(' ')]);
+  }
+
+  stop(): Promise<unknown> {
+    return this.run('pg_ctl', ['stop', '-m', 'fast', '-w', '-D', this.pgdata]);
+  }
+
+  /** psql -c sql, as the postgres role over the socket. */
+  psql(sql: string): Promise<unknown> {
+    return execFileAsync('psql', ['-X', '-h', this.pgdata, '-U', 'postgres', '-d', 'postgres', '-c', sql], this.asUser);
+  }
+}
