@@ -44,6 +44,7 @@ export async function handleConnection(raw: net.Socket, ctx: ConnectionContext):
   let client: Duplex = raw;
   let lease: Lease | undefined;
   let session: Session | undefined;
+  let endAdmission: (() => void) | undefined;
   const timer = setTimeout(() => raw.destroy(), ctx.handshakeTimeoutMs);
   try {
     const hs = await readStartup(raw, ctx);
@@ -60,11 +61,12 @@ export async function handleConnection(raw: net.Socket, ctx: ConnectionContext):
     clearTimeout(timer);
     const overQuota = ctx.metering ? await ctx.core.usage.check(route) : undefined;
     if (overQuota) throw overQuota;
+    if (ctx.metering) endAdmission = ctx.core.usage.admit(route.databaseId);
     client.write(authenticationOk());
 
-    lease = await ctx.core.computes.acquire(ctx.core.targetFor(route));
+    lease = await ctx.core.acquire(route);
     const backend = await startCompute(lease, hs, role, route, ctx);
-    const key = ctx.cancels.issue(lease.address, backend.pid, backend.secret);
+    const key = await ctx.cancels.issue(lease.address, backend.pid, backend.secret);
     try {
       const frames = backend.frames;
       client.write(Buffer.concat([...frames.slice(0, -1), backendKeyData(key.pid, key.secret), frames.at(-1)!]));
@@ -97,6 +99,7 @@ export async function handleConnection(raw: net.Socket, ctx: ConnectionContext):
   } finally {
     clearTimeout(timer);
     lease?.release();
+    endAdmission?.();
     if (session) {
       ctx.sessions.delete(session);
       if (ctx.metering) ctx.core.usage.closeSession(session);
@@ -156,7 +159,7 @@ async function jwtAuth(
 ): Promise<BranchRoute> {
   // Failures count against the client address (and the endpoint, when one is named).
   const limitKey = sniEndpoint ?? 'jwt';
-  ctx.limiter.check(limitKey, client);
+  await ctx.limiter.check(limitKey, client);
   const grant = await limited(ctx, limitKey, client, () => ctx.core.jwt.verifyConnectionToken(token, { sniEndpointId: sniEndpoint, role }));
   line.endpoint = grant.endpointId;
   line.auth = `jwt:${grant.via}`;
@@ -164,10 +167,10 @@ async function jwtAuth(
 }
 
 async function routeFor(endpoint: string, client: string, ctx: ConnectionContext): Promise<BranchRoute> {
-  ctx.limiter.check(endpoint, client);
+  await ctx.limiter.check(endpoint, client);
   const route = await routeByEndpoint(ctx.core.catalog, endpoint);
   if (!route) {
-    ctx.limiter.failed(endpoint, client);
+    await ctx.limiter.failed(endpoint, client);
     throw new ConnectionRefused(`endpoint "${endpoint}" does not exist`, '3D000');
   }
   return route;
@@ -178,7 +181,7 @@ async function limited<T>(ctx: ConnectionContext, endpoint: string, client: stri
   try {
     return await auth();
   } catch (err) {
-    if (err instanceof AuthFailed || err instanceof TokenError) ctx.limiter.failed(endpoint, client);
+    if (err instanceof AuthFailed || err instanceof TokenError) await ctx.limiter.failed(endpoint, client);
     throw err;
   }
 }

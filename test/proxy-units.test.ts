@@ -3,6 +3,7 @@ import path from 'node:path';
 import t from 'tap';
 import { makeScramVerifier } from '../src/scram-verifier.ts';
 import { AuthLimiter } from '../proxy/auth-limiter.ts';
+import { MemoryCoordinator } from '../src/coord/memory-coordinator.ts';
 import { pgfleetOptions, endpointFromPassword, endpointFromSni, endpointFromStartup } from '../proxy/endpoint.ts';
 import { AuthFailed, ConnectionRefused, ProtocolViolation } from '../proxy/errors.ts';
 import { parseSASLInitialResponse } from '../proxy/messages.ts';
@@ -86,15 +87,15 @@ t.test('SCRAM: our client and server agree; wrong password and unknown role fail
 });
 
 t.test('auth limiter: per address and per endpoint, windows reset', async (t) => {
-  const limiter = new AuthLimiter({ perAddress: 2, perEndpoint: 3, windowMs: 200 });
-  limiter.failed('ep-a-1', '10.0.0.1');
-  limiter.failed('ep-a-1', '10.0.0.1');
-  t.throws(() => limiter.check('ep-b-2', '10.0.0.1'), /for this address/);
-  t.doesNotThrow(() => limiter.check('ep-a-1', '10.0.0.2'));
-  limiter.failed('ep-a-1', '10.0.0.2');
-  t.throws(() => limiter.check('ep-a-1', '10.0.0.3'), /for this endpoint/);
+  const limiter = new AuthLimiter({ perAddress: 2, perEndpoint: 3, windowMs: 200 }, new MemoryCoordinator('test'));
+  await limiter.failed('ep-a-1', '10.0.0.1');
+  await limiter.failed('ep-a-1', '10.0.0.1');
+  await t.rejects(limiter.check('ep-b-2', '10.0.0.1'), /for this address/);
+  await t.resolves(limiter.check('ep-a-1', '10.0.0.2'));
+  await limiter.failed('ep-a-1', '10.0.0.2');
+  await t.rejects(limiter.check('ep-a-1', '10.0.0.3'), /for this endpoint/);
   await new Promise((r) => setTimeout(r, 250));
-  t.doesNotThrow(() => limiter.check('ep-a-1', '10.0.0.1'), 'a new window');
+  await t.resolves(limiter.check('ep-a-1', '10.0.0.1'), 'a new window');
 });
 
 t.test('TLS identity: generated once and reused, reissued for a new domain, or taken from config', async (t) => {
