@@ -8,6 +8,7 @@ import type { Core } from '../src/gateway.ts';
 import { addressKey } from '../src/limits/address-key.ts';
 import { hashApiKey } from '../src/secrets.ts';
 import { bearerKey, requireApiKey } from './auth.ts';
+import { refuseControlCharacters } from './control-characters.ts';
 import { installErrorHandlers } from './errors.ts';
 import { IdempotencyStore } from './idempotency.ts';
 import { UnauthenticatedLimit } from './unauthenticated-limit.ts';
@@ -34,6 +35,7 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
   // TypeBox checks bodies as they are (no type coercion) and converts query, params and headers.
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
   installErrorHandlers(app);
+  refuseControlCharacters(app);
   app.addSchema(ErrorBody);
 
   await app.register(swagger, {

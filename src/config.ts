@@ -67,6 +67,8 @@ export interface JwtSettings {
   jwksCooldownMs: number;
   /** Allow http:// JWKS URIs (development and tests); https:// only otherwise. */
   jwksAllowHttp: boolean;
+  /** Allow JWKS URIs on loopback, link-local and private addresses (tests, partners inside the operator's network). */
+  jwksAllowInternal: boolean;
 }
 
 /** What every neon region shares. */
@@ -225,6 +227,7 @@ export function loadConfig(env: Env = process.env): Config {
       jwksCacheMaxAgeMs: int(env, 'PGFLEET_JWKS_CACHE_MAX_AGE', 600, 0, 86400) * 1000,
       jwksCooldownMs: int(env, 'PGFLEET_JWKS_COOLDOWN', 30, 0, 3600) * 1000,
       jwksAllowHttp: bool(env, 'PGFLEET_JWKS_ALLOW_HTTP'),
+      jwksAllowInternal: bool(env, 'PGFLEET_JWKS_ALLOW_INTERNAL'),
     },
   };
 }
