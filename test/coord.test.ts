@@ -1,6 +1,6 @@
 import pino from 'pino';
 import t from 'tap';
-import type { Coordinator, Message } from '../src/coord/coordinator.ts';
+import type { Message } from '../src/coord/coordinator.ts';
 import { MemoryCoordinator } from '../src/coord/memory-coordinator.ts';
 import { RedisCoordinator } from '../src/coord/redis-coordinator.ts';
 import { type RedisServer, startRedis, until } from './redis-server.ts';

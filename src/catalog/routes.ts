@@ -17,8 +17,8 @@ export interface BranchRoute {
   suspendTimeoutSeconds: number;
   /** The database's own quotas over its partner's defaults. */
   quotas: Quotas;
-  /** role name → SCRAM-SHA-256 verifier */
-  verifiers: Record<string, string>;
+  /** role name → SCRAM-SHA-256 verifier (a Map: role names are the tenant's, `__proto__` included) */
+  verifiers: Map<string, string>;
   providerState: Record<string, unknown>;
   /** The node that holds a local database's data (null: another provider, or served where it is). */
   node: { id: string; address: string | null; silentSeconds: number | null } | null;
@@ -50,7 +50,7 @@ function toRoute(row: any): BranchRoute {
     ownerRole: row.owner_role,
     suspendTimeoutSeconds: row.suspend_timeout_seconds,
     quotas: row.quotas,
-    verifiers: row.verifiers,
+    verifiers: new Map(Object.entries(row.verifiers as Record<string, string>)),
     providerState: { ...row.database_state, ...row.branch_state },
     node: row.node_id ? { id: row.node_id, address: row.node_address, silentSeconds: row.node_silence } : null,
   };
@@ -79,7 +79,7 @@ export function branchRefOf(route: BranchRoute): BranchRef {
     region: route.region,
     databaseName: route.databaseName,
     ownerRole: route.ownerRole,
-    roles: Object.keys(route.verifiers),
+    roles: [...route.verifiers.keys()],
     suspendTimeoutSeconds: route.suspendTimeoutSeconds,
     quotas: route.quotas,
     providerState: route.providerState,

@@ -5,20 +5,7 @@
  * restarts empty is whole again within one heartbeat; calls never wait on a Redis that is down.
  */
 
-/** A fixed-window count (auth failures): the shape the auth limiter reads. */
-export interface WindowCount {
-  count: number;
-  /** Milliseconds until the window ends (0 when the key has no window). */
-  resetInMs: number;
-}
-
-/** Fixed-window counters, the only thing the auth-failure limits need from a store. */
-export interface WindowCounters {
-  /** Adds one to key's count in its current window (started now when none) and returns the new count. */
-  increment(key: string, windowMs: number): Promise<WindowCount>;
-  /** key's count in its current window. */
-  get(key: string): Promise<WindowCount>;
-}
+import type { WindowCounters } from '../limits/window-counters.ts';
 
 /** A held lock: its fencing token grows with every grant, so a later holder always has a larger one. */
 export interface HeldLock {
@@ -30,6 +17,7 @@ export interface HeldLock {
 
 export type Message = Record<string, unknown> & { type: string };
 
+/** The auth-failure windows (src/limits) are one part: with Redis they count across gateways. */
 export interface Coordinator extends WindowCounters {
   /** This gateway's id in the fleet (its node id). */
   readonly gatewayId: string;

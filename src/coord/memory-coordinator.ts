@@ -1,8 +1,6 @@
 import { EventEmitter } from 'node:events';
-import type { Coordinator, HeldLock, Message, WindowCount } from './coordinator.ts';
-
-/** Windows kept at most; the least recently touched go first, so memory stays bounded under a flood of keys. */
-const MAX_WINDOWS = 100_000;
+import { MemoryWindowCounters, type WindowCount } from '../limits/window-counters.ts';
+import type { Coordinator, HeldLock, Message } from './coordinator.ts';
 
 /**
  * In-process coordination: one gateway alone, or the fallback of the Redis coordinator while
@@ -10,7 +8,7 @@ const MAX_WINDOWS = 100_000;
  */
 export class MemoryCoordinator implements Coordinator {
   readonly shared = false;
-  private readonly windows = new Map<string, { count: number; resetAt: number }>();
+  private readonly windows = new MemoryWindowCounters();
   private readonly held = new Map<string, string>();
   private readonly shares = new Map<string, number>();
   private readonly flags = new Map<string, { value: string; expiresAt: number }>();
@@ -22,27 +20,12 @@ export class MemoryCoordinator implements Coordinator {
     this.bus.setMaxListeners(0);
   }
 
-  private window(key: string, now: number) {
-    const w = this.windows.get(key);
-    if (w && w.resetAt > now) return w;
-    if (w) this.windows.delete(key);
-    return undefined;
+  increment(key: string, windowMs: number): Promise<WindowCount> {
+    return this.windows.increment(key, windowMs);
   }
 
-  async increment(key: string, windowMs: number): Promise<WindowCount> {
-    const now = Date.now();
-    const w = this.window(key, now) ?? { count: 0, resetAt: now + windowMs };
-    w.count++;
-    this.windows.delete(key);
-    this.windows.set(key, w);
-    while (this.windows.size > MAX_WINDOWS) this.windows.delete(this.windows.keys().next().value!);
-    return { count: w.count, resetInMs: w.resetAt - now };
-  }
-
-  async get(key: string): Promise<WindowCount> {
-    const now = Date.now();
-    const w = this.window(key, now);
-    return w ? { count: w.count, resetInMs: w.resetAt - now } : { count: 0, resetInMs: 0 };
+  get(key: string): Promise<WindowCount> {
+    return this.windows.get(key);
   }
 
   async hold(key: string, value: string): Promise<boolean> {

@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { Coordinator, HeldLock, Message, WindowCount } from './coordinator.ts';
+import type { WindowCount } from '../limits/window-counters.ts';
+import type { Coordinator, HeldLock, Message } from './coordinator.ts';
 import { MemoryCoordinator } from './memory-coordinator.ts';
 
 /** How often this gateway puts its held values and shares again (they live three beats). */
