@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Catalog } from './catalog/catalog.ts';
 import { type BranchRoute, branchRefOf, routeByDatabase } from './catalog/routes.ts';
-import type { ComputeManager, ComputeTarget } from './computes.ts';
+import type { ComputeManager, ComputeState, ComputeTarget } from './computes.ts';
 import { BadRequestError, ConflictError, NotFoundError } from './errors.ts';
 import { NAME_PATTERN, generateName } from './names.ts';
 import { type Quotas, validateQuotas } from './quotas.ts';
@@ -28,6 +28,10 @@ export interface DatabaseRecord {
   createdAt: Date;
   /** Last activity the catalog recorded; the compute manager knows fresher while it runs. */
   lastActiveAt: Date | null;
+  /** The node that holds a local database's data (null: another provider). */
+  nodeId: string | null;
+  /** The compute's state as its node last recorded it in the catalog. */
+  recordedState: ComputeState;
 }
 
 export interface NewDatabase {
@@ -75,6 +79,7 @@ export const validateRoleName = (value: string, field = 'role_name') => validate
 const SELECT_DATABASE = `
   SELECT d.*, b.id AS branch_id, e.id AS endpoint_id, (extract(epoch FROM d.created_at) * 1000000)::int8 AS created_us,
          (SELECT c.last_active_at FROM computes c WHERE c.branch_id = b.id) AS last_active_at,
+         COALESCE((SELECT c.state FROM computes c WHERE c.branch_id = b.id), 'suspended') AS recorded_state,
          ARRAY(SELECT r.name FROM roles r WHERE r.database_id = d.id ORDER BY r.created_at, r.name) AS roles
     FROM databases d
     JOIN branches b ON b.database_id = d.id AND b.parent_id IS NULL
@@ -97,6 +102,8 @@ function toRecord(row: any): DatabaseRecord {
     quotas: row.quotas,
     createdAt: row.created_at,
     lastActiveAt: row.last_active_at,
+    nodeId: row.node_id,
+    recordedState: row.recorded_state,
   };
 }
 
@@ -180,6 +187,7 @@ export class Databases extends EventEmitter {
           id: ids.databaseId, partnerId: input.partnerId, userId: input.userId, name: input.name ?? null, region: region.id,
           provider: region.provider.name, databaseName, ownerRole, roles: [ownerRole], endpointId: ids.endpointId,
           branchId: ids.branchId, suspendTimeoutSeconds: suspendTimeout, quotas, createdAt: rows[0].created_at, lastActiveAt: null,
+          nodeId, recordedState: 'suspended',
         };
       } catch (err) {
         // Generated names are random; a collision is rare and another draw fixes it.
@@ -334,6 +342,13 @@ export class Databases extends EventEmitter {
     if (this.nodes.isRemote(route.node)) await this.nodes.ask(route.node!, 'wake', branchRefOf(route));
     else await this.computes.wake(this.targetFor(route));
     return record;
+  }
+
+  /** The compute's state: this node's manager knows its own computes; another node's are as recorded. */
+  stateOf(record: DatabaseRecord): { state: ComputeState; lastActiveAt: Date | null } {
+    if (this.nodes.isRemote(record.nodeId === null ? null : { id: record.nodeId })) return { state: record.recordedState, lastActiveAt: record.lastActiveAt };
+    const compute = this.computes.info(record.branchId);
+    return { state: compute.state, lastActiveAt: compute.lastActiveAt ?? record.lastActiveAt };
   }
 
   private async nodeRecord(nodeId: string) {

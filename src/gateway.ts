@@ -150,12 +150,6 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
       cleanups.push(() => listener.close());
       await nodes.register(config.node.advertise ?? `${config.node.host}:${listener.port}`, config.maxComputes, () => computes.activeCount);
     }
-    const acquire = async (route: BranchRoute): Promise<Lease> => {
-      const target = targetFor(route);
-      // The owning node counts the session on its compute for as long as the link is open.
-      if (nodes.isRemote(route.node)) return { address: nodes.addressOf({ ...route, node: route.node! }, target.ref), release: () => {} };
-      return computes.acquire(target);
-    };
     const databases = new Databases(catalog, regions, computes, targetFor, nodes, config.defaultSuspendTimeoutSeconds);
     databases.on('quotas', (databaseId: string, quotas: Quotas) => {
       usage.quotasChanged(databaseId, quotas);
@@ -171,7 +165,13 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     const partners = new Partners(catalog, databases, adminKeyHash);
     const jwt = await openJwtAuth(config, catalog, log);
     return {
-      config, log, user, install, runDir, adminKeyHash, catalog, local, regions, computes, databases, partners, usage, metrics, jwt, coord, nodeId, nodes, targetFor, acquire,
+      config, log, user, install, runDir, adminKeyHash, catalog, local, regions, computes, databases, partners, usage, metrics, jwt, coord, nodeId, nodes, targetFor,
+      async acquire(this: Core, route: BranchRoute): Promise<Lease> {
+        const target = this.targetFor(route);
+        // The owning node counts the session on its compute for as long as the link is open.
+        if (nodes.isRemote(route.node)) return { address: nodes.addressOf({ ...route, node: route.node! }, target.ref), release: () => {} };
+        return computes.acquire(target);
+      },
       stop: undo,
     };
   } catch (err) {

@@ -1,0 +1,245 @@
+/**
+ * The fleet topology from real processes: a catalog Postgres (embedded binaries, TCP on
+ * loopback), redis-server, N pgfleet processes (main.ts with DATABASE_URL and REDIS_URL, each
+ * its own data dir), and HAProxy in TCP mode before the proxies and HTTP mode before the APIs.
+ * Shared by test/fleet.test.ts and bench/fleet.ts.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import { PostgresServer, initCluster } from '../../src/pg/server.ts';
+import { resolvePgInstall } from '../../src/pg/install.ts';
+import { resolveComputeUser } from '../../src/pg/os-user.ts';
+import { loadTlsIdentity } from '../../proxy/tls-certs.ts';
+import { postmastersUnder, repoRoot, tmpDataDir } from '../helpers.ts';
+import { freePort } from '../proxy-helpers.ts';
+import { type RedisServer, startRedis, until } from '../redis-server.ts';
+
+export const ADMIN_KEY = 'fleet-admin-key-0123456789';
+
+export interface GatewayProcess {
+  name: string;
+  nodeId: string;
+  dataDir: string;
+  apiPort: number;
+  proxyPort: number;
+  nodePort: number;
+  apiUrl: string;
+  child: ChildProcess;
+  /** Started again with the same data dir and ports (after a kill). */
+  restart(): Promise<void>;
+  kill9(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface Fleet {
+  root: string;
+  catalogUrl: string;
+  redis: RedisServer;
+  gateways: GatewayProcess[];
+  /** HAProxy: TCP before the proxies, HTTP before the APIs. */
+  lb: { proxyPort: number; apiUrl: string };
+  caPath: string;
+  env: Record<string, string>;
+  /** A key's value in Redis (null when absent). */
+  redisGet(key: string): Promise<string | null>;
+  stop(): Promise<void>;
+}
+
+async function startCatalog(root: string) {
+  const user = resolveComputeUser('postgres');
+  const install = resolvePgInstall(undefined, user, root);
+  const pgdata = path.join(root, 'catalog', 'pgdata');
+  await initCluster(install, user, pgdata);
+  const port = await freePort();
+  const server = new PostgresServer({
+    install, user, pgdata, socketDir: path.join(root, 'catalog', 'run'), logFile: path.join(root, 'catalog', 'postgres.log'),
+    settings: { listen_addresses: '127.0.0.1', port, max_connections: 300, fsync: 'off', shared_buffers: '32MB' },
+    startTimeoutMs: 60_000,
+  });
+  await server.start();
+  return { server, url: `postgres://pgfleet_admin@127.0.0.1:${port}/postgres` };
+}
+
+function haproxyConfig(lb: { proxyPort: number; apiPort: number }, gateways: GatewayProcess[]): string {
+  const servers = (port: (g: GatewayProcess) => number) =>
+    gateways.map((g) => `  server ${g.name} 127.0.0.1:${port(g)} check inter 300 fall 2 rise 1`).join('\n');
+  return `global
+  maxconn 4000
+defaults
+  timeout connect 2s
+  timeout client 1h
+  timeout server 1h
+  retries 3
+  option redispatch
+frontend postgres
+  mode tcp
+  bind 127.0.0.1:${lb.proxyPort}
+  default_backend proxies
+backend proxies
+  mode tcp
+  balance roundrobin
+${servers((g) => g.proxyPort)}
+frontend api
+  mode http
+  bind 127.0.0.1:${lb.apiPort}
+  default_backend apis
+backend apis
+  mode http
+  balance roundrobin
+  option httpchk GET /readyz
+${servers((g) => g.apiPort)}
+`;
+}
+
+async function waitReady(url: string, child: ChildProcess, log: string): Promise<void> {
+  await until(async () => {
+    if (child.exitCode !== null) throw new Error(`gateway exited with ${child.exitCode}: ${fs.readFileSync(log, 'utf8').slice(-2000)}`);
+    try {
+      return (await fetch(`${url}/readyz`)).ok;
+    } catch {
+      return false;
+    }
+  }, `${url} to be ready`, 120_000);
+}
+
+export interface FleetOptions {
+  gateways?: number;
+  /** Extra environment for every gateway. */
+  env?: Record<string, string>;
+  /** false: no Redis (a single gateway on an external catalog, for baselines). */
+  redis?: boolean;
+}
+
+export async function startFleet(opts: FleetOptions = {}): Promise<Fleet> {
+  const root = tmpDataDir('fleet');
+  const stops: (() => Promise<unknown> | void)[] = [];
+  const stop = async () => {
+    for (const s of stops.reverse()) await s();
+    fs.rmSync(root, { recursive: true, force: true });
+  };
+  try {
+    const catalog = await startCatalog(root);
+    stops.push(() => catalog.server.stop());
+    const redis = await startRedis();
+    stops.push(() => redis.kill());
+    if (opts.redis === false) await redis.kill();
+
+    // One certificate for every gateway, so that any door verifies the same way.
+    const tlsDir = path.join(root, 'shared');
+    const identity = await loadTlsIdentity({ dataDir: tlsDir, domain: 'localhost' });
+    fs.writeFileSync(path.join(tlsDir, 'chain.pem'), identity.cert);
+    const env: Record<string, string> = {
+      DATABASE_URL: catalog.url,
+      ...(opts.redis === false ? {} : { REDIS_URL: redis.url }),
+      PGFLEET_SECRET_KEY: crypto.randomBytes(32).toString('hex'),
+      PGFLEET_ADMIN_KEY: ADMIN_KEY,
+      PGFLEET_TLS_CERT: path.join(tlsDir, 'chain.pem'),
+      PGFLEET_TLS_KEY: path.join(tlsDir, 'tls', 'server.key'),
+      PGFLEET_DOMAIN: 'localhost',
+      PGFLEET_LOG_LEVEL: 'warn',
+      PGFLEET_USAGE_FLUSH_SECONDS: '1',
+      PGFLEET_JWKS_ALLOW_HTTP: 'true',
+      ...opts.env,
+    };
+    const gateways: GatewayProcess[] = [];
+    for (let i = 0; i < (opts.gateways ?? 2); i++) {
+      const name = `g${i + 1}`;
+      const dataDir = path.join(root, name);
+      fs.mkdirSync(dataDir, { mode: 0o711 });
+      const [apiPort, proxyPort, nodePort] = [await freePort(), await freePort(), await freePort()];
+      const log = path.join(root, `${name}.log`);
+      const g: GatewayProcess = {
+        name, nodeId: `node-${name}`, dataDir, apiPort, proxyPort, nodePort, apiUrl: `http://127.0.0.1:${apiPort}`,
+        child: undefined as unknown as ChildProcess,
+        async restart() {
+          const out = fs.openSync(log, 'a');
+          g.child = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'main.ts')], {
+            cwd: repoRoot,
+            env: {
+              ...process.env, ...env, PGFLEET_DATA_DIR: dataDir, PGFLEET_NODE_ID: g.nodeId,
+              PGFLEET_API_PORT: String(apiPort), PGFLEET_PROXY_PORT: String(proxyPort), PGFLEET_NODE_PORT: String(nodePort),
+            },
+            stdio: ['ignore', out, out],
+          });
+          fs.closeSync(out);
+          await waitReady(g.apiUrl, g.child, log);
+        },
+        async kill9() {
+          const c = g.child;
+          if (c.exitCode !== null || c.signalCode !== null) return;
+          await new Promise((r) => {
+            c.once('exit', r);
+            c.kill('SIGKILL');
+          });
+        },
+        async stop() {
+          const c = g.child;
+          if (c.exitCode === null && c.signalCode === null) {
+            await new Promise((r) => {
+              c.once('exit', r);
+              c.kill('SIGTERM');
+            });
+          }
+          // A gateway killed with -9 leaves its computes: stop them as its next start would.
+          for (const pid of postmastersUnder(dataDir)) {
+            try {
+              process.kill(pid, 'SIGQUIT');
+            } catch {
+              /* gone */
+            }
+          }
+        },
+      };
+      gateways.push(g);
+      stops.push(() => g.stop());
+    }
+    // The first applies the catalog migrations; the others start together.
+    await gateways[0]!.restart();
+    await Promise.all(gateways.slice(1).map((g) => g.restart()));
+
+    const lbPorts = { proxyPort: await freePort(), apiPort: await freePort() };
+    const cfg = path.join(root, 'haproxy.cfg');
+    fs.writeFileSync(cfg, haproxyConfig(lbPorts, gateways));
+    const haproxy = spawn('haproxy', ['-f', cfg, '-db'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let haproxyErr = '';
+    haproxy.stderr!.on('data', (d) => (haproxyErr += d));
+    stops.push(() => new Promise((r) => {
+      if (haproxy.exitCode !== null) return r(undefined);
+      haproxy.once('exit', r);
+      haproxy.kill('SIGTERM');
+    }));
+    const lbApi = `http://127.0.0.1:${lbPorts.apiPort}`;
+    await until(async () => {
+      if (haproxy.exitCode !== null) throw new Error(`haproxy exited: ${haproxyErr}`);
+      return fetch(`${lbApi}/readyz`).then((r) => r.ok, () => false);
+    }, 'haproxy to answer');
+    const redisGet = async (key: string) => {
+      const r = new Redis(redis.url, { maxRetriesPerRequest: 0, lazyConnect: true });
+      r.on('error', () => {});
+      try {
+        await r.connect();
+        return await r.get(key);
+      } finally {
+        r.disconnect();
+      }
+    };
+    return { root, catalogUrl: catalog.url, redis, gateways, lb: { proxyPort: lbPorts.proxyPort, apiUrl: lbApi }, caPath: path.join(tlsDir, 'tls', 'ca.crt'), env, redisGet, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** JSON over HTTP with a bearer key. */
+export async function call(base: string, method: string, route: string, key: string, body?: unknown): Promise<{ status: number; body: any }> {
+  const res = await fetch(`${base}${route}`, {
+    method,
+    headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : undefined };
+}
