@@ -208,3 +208,83 @@ function findDir(root: string, name: string): boolean {
   }
   return false;
 }
+
+t.test('usage relayed by several gateways adds up exactly', async (t) => {
+  const db = await createDb(g1.apiUrl);
+  const egress = async () => {
+    const { rows } = await catalog.query(`SELECT COALESCE(sum(value), 0)::int8 AS v FROM usage WHERE database_id = $1 AND metric = 'data_transfer_bytes'`, [db.id]);
+    return Number(rows[0].v);
+  };
+  const query = `SELECT repeat('x', 200000)`;
+  await psql(sni(db, g1.proxyPort), query);
+  await until(async () => (await egress()) > 0, 'the first session flushed');
+  const one = await egress();
+  await Promise.all(fleet.gateways.map((g) => psql(sni(db, g.proxyPort), query)));
+  await until(async () => (await egress()) >= 4 * one, 'every gateway flushed', 15_000);
+  t.equal(await egress(), 4 * one, `four identical sessions over three gateways: exactly 4 × ${one} bytes`);
+});
+
+t.test('Redis down and back: open sessions stay, new ones connect, nothing committed is lost, cancel across gateways returns', async (t) => {
+  const db = await createDb(g2.apiUrl);
+  const [relay, other] = otherThan(db.node) as [GatewayProcess, GatewayProcess];
+  const open = await client(db, relay.proxyPort);
+  await open.query('CREATE TABLE kept (n int)');
+  await open.query('INSERT INTO kept VALUES (1)');
+  const usageBefore = (await catalog.query('SELECT count(*)::int AS n, COALESCE(sum(value), 0)::int8 AS v FROM usage')).rows[0];
+
+  await fleet.redis.kill();
+  t.same((await open.query('INSERT INTO kept VALUES (2) RETURNING n')).rows, [{ n: 2 }], 'the open session goes on');
+  for (const [door, port] of ports()) t.equal(await psql(sni(db, port), 'SELECT count(*) FROM kept'), '2', `a new session via ${door} while Redis is down`);
+  const usageDuring = (await catalog.query('SELECT count(*)::int AS n, COALESCE(sum(value), 0)::int8 AS v FROM usage')).rows[0];
+  t.ok(usageDuring.v >= usageBefore.v && usageDuring.n >= usageBefore.n, 'committed usage is in the catalog, not in Redis');
+
+  await fleet.redis.start(); // empty: no persistence
+  // Each gateway puts its cancel keys and session shares back within a heartbeat.
+  const sleeping = open.query('SELECT pg_sleep(60)');
+  await until(async () => {
+    await sendCancel(other.proxyPort, (open as unknown as { processID: number }).processID, (open as unknown as { secretKey: number }).secretKey);
+    return Promise.race([sleeping.then(() => false, () => true), new Promise<boolean>((r) => setTimeout(() => r(false), 300))]);
+  }, 'a cancel through another gateway once Redis is back', 30_000);
+  await t.rejects(sleeping, { code: '57014' }, 'cancelled through another gateway after Redis came back empty');
+  t.same((await open.query('SELECT count(*)::int AS n FROM kept')).rows, [{ n: 2 }], 'the session that lived through it still works');
+  await open.end();
+});
+
+t.test('kill -9 of one gateway: the others serve; its databases answer 57P03 naming the host; it comes back', async (t) => {
+  const victim = g3;
+  const { rows } = await catalog.query('SELECT id FROM databases WHERE node_id = $1 LIMIT 1', [victim.nodeId]);
+  const onVictim = await dbRow(rows[0].id);
+  const elsewhere = await createDb(g1.apiUrl);
+  t.not(elsewhere.node, victim.nodeId);
+  await victim.kill9();
+  for (let i = 0; i < 6; i++) t.equal(await psql(sni(elsewhere, fleet.lb.proxyPort), 'SELECT 1'), '1', `through HAProxy (${i + 1})`);
+  for (const g of [g1, g2]) {
+    t.equal(await psql(sni(elsewhere, g.proxyPort), 'SELECT 1'), '1', `${g.name} serves`);
+    const refused = await psqlError(sni(onVictim, g.proxyPort));
+    t.match(refused, /host \(node node-g3\) is unavailable/, `${g.name}: the dead node's database answers that its host is unavailable`);
+  }
+  t.equal((await call(fleet.lb.apiUrl, 'GET', `/v1/databases/${elsewhere.id}`, partnerKey)).status, 200, 'the API answers through HAProxy');
+  await victim.restart();
+  t.equal(await psql(sni(onVictim, g1.proxyPort), 'SELECT 1'), '1', 'back with its node');
+});
+
+t.test('a burst of wrong passwords spread over the gateways is limited as one', async (t) => {
+  // Last: it locks this test's address out for the window.
+  const db = await createDb(g1.apiUrl);
+  let refusedFor: string | undefined;
+  for (let i = 0; i < 40 && !refusedFor; i++) {
+    const g = fleet.gateways[i % 3]!;
+    const err = await psqlError(sni(db, g.proxyPort, 'wrong-password'));
+    if (/too many failed authentication attempts/.test(err)) refusedFor = `${i} failures spread over 3 gateways`;
+  }
+  t.equal(refusedFor, '20 failures spread over 3 gateways', 'the per-address limit (20) counts across gateways');
+  t.match(await psqlError(sni(db, fleet.lb.proxyPort)), /too many failed authentication attempts/, 'and holds through HAProxy');
+});
+
+async function dbRow(id: string): Promise<Db> {
+  const r = await call(g1.apiUrl, 'GET', `/v1/databases/${id}`, partnerKey);
+  const row = (await catalog.query('SELECT node_id FROM databases WHERE id = $1', [id])).rows[0];
+  // The password was shown once, at creation: set a new one to connect with.
+  const reset = await call(g1.apiUrl, 'POST', `/v1/databases/${id}/roles/${r.body.role}/reset_password`, partnerKey);
+  return { id, endpoint: r.body.endpoint_id, role: r.body.role, password: reset.body.password, userId: r.body.user_id, node: row.node_id };
+}
