@@ -79,7 +79,7 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
 
   const idempotency = new IdempotencyStore(core.catalog);
   await app.register(async (scope) => {
-    requireApiKey(scope, core.partners, new UnauthenticatedLimit(core.config.apiUnauthenticatedRateLimit));
+    requireApiKey(scope, core.partners, new UnauthenticatedLimit(core.config.apiUnauthenticatedRateLimit, core.coord));
     await scope.register(partnerRoutes, { partners: core.partners });
     await scope.register(databaseRoutes, { databases: core.databases, computes: core.computes, idempotency, publicAddress: opts.publicAddress });
     await scope.register(tokenRoutes, { databases: core.databases, jwt: core.jwt });
