@@ -1,3 +1,4 @@
+import etag from '@fastify/etag';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -7,9 +8,11 @@ import type { PublicAddress } from '../src/connection-uri.ts';
 import type { Core } from '../src/gateway.ts';
 import { hashApiKey } from '../src/secrets.ts';
 import { bearerKey, requireApiKey } from './auth.ts';
+import { consoleRoutes } from './console/routes.ts';
 import { installErrorHandlers } from './errors.ts';
 import { IdempotencyStore } from './idempotency.ts';
 import { databaseRoutes } from './routes/databases.ts';
+import { fleetRoutes } from './routes/fleet.ts';
 import { partnerRoutes } from './routes/partners.ts';
 import { tokenRoutes } from './routes/tokens.ts';
 import { usageRoutes } from './routes/usage.ts';
@@ -71,14 +74,18 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
   app.get('/.well-known/jwks.json', { config: { rateLimit: false }, schema: { hide: true } }, async () => core.jwt.keys.jwks());
   app.get('/v1/openapi.json', { config: { rateLimit: false }, schema: { hide: true } }, async () => app.swagger());
   await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { url: '/v1/openapi.json' } });
+  await app.register(consoleRoutes);
 
   const idempotency = new IdempotencyStore(core.catalog);
   await app.register(async (scope) => {
     requireApiKey(scope, core.partners);
+    // Every answer carries an ETag; a poller that sends it back as If-None-Match gets 304 while nothing changed.
+    await scope.register(etag);
     await scope.register(partnerRoutes, { partners: core.partners });
     await scope.register(databaseRoutes, { databases: core.databases, computes: core.computes, idempotency, publicAddress: opts.publicAddress });
     await scope.register(tokenRoutes, { databases: core.databases, jwt: core.jwt });
     await scope.register(usageRoutes, { databases: core.databases, usage: core.usage, catalog: core.catalog });
+    await scope.register(fleetRoutes, { catalog: core.catalog, computes: core.computes, metrics: core.metrics });
   });
 
   const purge = setInterval(() => {
