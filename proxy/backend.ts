@@ -131,7 +131,7 @@ export async function startBackend(address: ComputeAddress, params: Map<string, 
 }
 
 function passwordFor(address: ComputeAddress, params: Map<string, string>): string {
-  const password = address.kind === 'tcp' ? address.passwords[params.get('user')!] : undefined;
+  const password = address.kind === 'tcp' ? address.passwords.get(params.get('user')!) : undefined;
   if (password === undefined) throw new Error(`the compute asks for a password and none is known for role "${params.get('user')}"`);
   return password;
 }

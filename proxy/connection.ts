@@ -3,12 +3,14 @@
  * password or JWT over TLS) → quotas → wake → backend startup → relay, then one log line.
  */
 import type net from 'node:net';
+import { decodeJwt } from 'jose';
 import type { Duplex } from 'node:stream';
 import { type BranchRoute, routeByEndpoint } from '../src/catalog/routes.ts';
 import type { Lease } from '../src/computes.ts';
 import { ComputeStartError, PgfleetError, TokenError } from '../src/errors.ts';
 import type { Core } from '../src/gateway.ts';
 import { looksLikeJwt } from '../src/jwt/looks-like-jwt.ts';
+import type { HandshakeProgress } from './admission.ts';
 import type { AuthLimiter } from './auth-limiter.ts';
 import { checkPassword, readCleartextPassword, scramAuth } from './auth.ts';
 import { type BackendSession, startBackend } from './backend.ts';
@@ -16,6 +18,7 @@ import { HOW_TO_NAME_AN_ENDPOINT, endpointFromPassword, endpointFromSni, endpoin
 import { AuthFailed, ConnectionRefused } from './errors.ts';
 import { type Handshake, type HandshakeOptions, readStartup } from './handshake.ts';
 import { authenticationOk, backendKeyData, errorFor } from './messages.ts';
+import type { RefusalLog } from './refusal-log.ts';
 import { relay } from './relay.ts';
 import type { AuthIO } from './scram.ts';
 import type { Session } from './session.ts';
@@ -25,6 +28,8 @@ export interface ConnectionContext extends HandshakeOptions {
   /** tls-server-end-point hash of the proxy's certificate. */
   channelBinding: Buffer;
   limiter: AuthLimiter;
+  /** Log lines of connections that never authenticated (sampled under a flood). */
+  refusals: RefusalLog;
   sessions: Set<Session>;
   /** Time allowed from accept to the end of authentication. */
   handshakeTimeoutMs: number;
@@ -36,7 +41,7 @@ export interface ConnectionContext extends HandshakeOptions {
 const WITHHELD = new Set(['user', 'database', 'options', 'replication']);
 const PASSWORD_MESSAGE = 0x70; // 'p'
 
-export async function handleConnection(raw: net.Socket, ctx: ConnectionContext): Promise<void> {
+export async function handleConnection(raw: net.Socket, ctx: ConnectionContext, progress?: HandshakeProgress): Promise<void> {
   const started = Date.now();
   const line: Record<string, unknown> = { client: raw.remoteAddress };
   raw.setNoDelay(true);
@@ -44,6 +49,7 @@ export async function handleConnection(raw: net.Socket, ctx: ConnectionContext):
   let client: Duplex = raw;
   let lease: Lease | undefined;
   let session: Session | undefined;
+  let authenticated = false;
   const timer = setTimeout(() => raw.destroy(), ctx.handshakeTimeoutMs);
   try {
     const hs = await readStartup(raw, ctx);
@@ -51,6 +57,7 @@ export async function handleConnection(raw: net.Socket, ctx: ConnectionContext):
       line.outcome = 'cancel request';
       return;
     }
+    progress?.startupReceived();
     client = hs.socket;
     client.on('error', () => {});
     const role = hs.startup.params.get('user')!;
@@ -58,6 +65,8 @@ export async function handleConnection(raw: net.Socket, ctx: ConnectionContext):
     const io = authIO(hs);
     const route = await identifyAndAuthenticate(hs, io, role, raw.remoteAddress ?? '', line, ctx);
     clearTimeout(timer);
+    authenticated = true;
+    progress?.authenticated();
     const overQuota = ctx.metering ? await ctx.core.usage.check(route) : undefined;
     if (overQuota) throw overQuota;
     client.write(authenticationOk());
@@ -107,7 +116,8 @@ export async function handleConnection(raw: net.Socket, ctx: ConnectionContext):
     }
     ctx.core.metrics.connections.inc({ outcome: session ? 'relayed' : String(line.outcome) });
     line.duration_ms = Date.now() - started;
-    ctx.core.log.info(line, 'connection');
+    if (authenticated) ctx.core.log.info(line, 'connection');
+    else ctx.refusals.note(line);
   }
 }
 
@@ -154,31 +164,42 @@ async function identifyAndAuthenticate(
 async function jwtAuth(
   token: string, sniEndpoint: string | undefined, role: string, client: string, line: Record<string, unknown>, ctx: ConnectionContext,
 ): Promise<BranchRoute> {
-  // Failures count against the client address (and the endpoint, when one is named).
-  const limitKey = sniEndpoint ?? 'jwt';
-  ctx.limiter.check(limitKey, client);
-  const grant = await limited(ctx, limitKey, client, () => ctx.core.jwt.verifyConnectionToken(token, { sniEndpointId: sniEndpoint, role }));
+  // Failures count against the client address, and slow down the endpoint named, else the issuer the token claims:
+  // nothing an attacker shares with every other client.
+  await ctx.limiter.check(client);
+  const target = sniEndpoint ?? `iss:${claimedIssuer(token)}`;
+  const grant = await limited(ctx, target, client, () => ctx.core.jwt.verifyConnectionToken(token, { sniEndpointId: sniEndpoint, role }));
   line.endpoint = grant.endpointId;
   line.auth = `jwt:${grant.via}`;
   return grant.route;
 }
 
+/** The unverified `iss` of a token, only to pick the limiter's key. */
+function claimedIssuer(token: string): string {
+  try {
+    const iss = decodeJwt(token).iss;
+    return typeof iss === 'string' ? iss.slice(0, 256) : '(none)';
+  } catch {
+    return '(malformed)';
+  }
+}
+
 async function routeFor(endpoint: string, client: string, ctx: ConnectionContext): Promise<BranchRoute> {
-  ctx.limiter.check(endpoint, client);
+  await ctx.limiter.check(client);
   const route = await routeByEndpoint(ctx.core.catalog, endpoint);
   if (!route) {
-    ctx.limiter.failed(endpoint, client);
+    await ctx.limiter.failed(endpoint, client);
     throw new ConnectionRefused(`endpoint "${endpoint}" does not exist`, '3D000');
   }
   return route;
 }
 
 /** Runs an auth method, counting a wrong password or token (not a client that gave up) against the limits. */
-async function limited<T>(ctx: ConnectionContext, endpoint: string, client: string, auth: () => Promise<T>): Promise<T> {
+async function limited<T>(ctx: ConnectionContext, target: string, client: string, auth: () => Promise<T>): Promise<T> {
   try {
     return await auth();
   } catch (err) {
-    if (err instanceof AuthFailed || err instanceof TokenError) ctx.limiter.failed(endpoint, client);
+    if (err instanceof AuthFailed || err instanceof TokenError) await ctx.limiter.failed(target, client);
     throw err;
   }
 }

@@ -41,7 +41,20 @@ export interface Config {
   neon: NeonSettings;
   /** API requests per minute per key. */
   apiRateLimit: number;
+  /** API requests per minute per client address without a key pgfleet knows. */
+  apiUnauthenticatedRateLimit: number;
+  proxyLimits: ProxyLimits;
   jwt: JwtSettings;
+}
+
+/** What one client address, or all, may hold of the proxy. */
+export interface ProxyLimits {
+  /** Client connections at once; undefined = what the descriptor limit leaves after the reserve. */
+  maxClientConnections: number | undefined;
+  maxHandshakes: number;
+  maxHandshakesPerAddress: number;
+  /** Time from accept to a complete startup packet. */
+  startupTimeoutMs: number;
 }
 
 /** JWT authentication: pgfleet's own tokens and partners' JWKS. */
@@ -54,6 +67,8 @@ export interface JwtSettings {
   jwksCooldownMs: number;
   /** Allow http:// JWKS URIs (development and tests); https:// only otherwise. */
   jwksAllowHttp: boolean;
+  /** Allow JWKS URIs on loopback, link-local and private addresses (tests, partners inside the operator's network). */
+  jwksAllowInternal: boolean;
 }
 
 /** What every neon region shares. */
@@ -199,11 +214,20 @@ export function loadConfig(env: Env = process.env): Config {
       operationTimeoutMs: int(env, 'PGFLEET_NEON_OPERATION_TIMEOUT', 120, 1, 3600) * 1000,
     },
     apiRateLimit: int(env, 'PGFLEET_API_RATE_LIMIT', 1200, 1, 10_000_000),
+    apiUnauthenticatedRateLimit: int(env, 'PGFLEET_API_UNAUTHENTICATED_RATE_LIMIT', 60, 1, 10_000_000),
+    proxyLimits: {
+      maxClientConnections: optional(env, 'PGFLEET_MAX_CLIENT_CONNECTIONS') === undefined
+        ? undefined : int(env, 'PGFLEET_MAX_CLIENT_CONNECTIONS', 0, 1, 10_000_000),
+      maxHandshakes: int(env, 'PGFLEET_MAX_HANDSHAKES', 1000, 1, 10_000_000),
+      maxHandshakesPerAddress: int(env, 'PGFLEET_MAX_HANDSHAKES_PER_ADDRESS', 100, 1, 10_000_000),
+      startupTimeoutMs: int(env, 'PGFLEET_STARTUP_TIMEOUT', 5, 1, 3600) * 1000,
+    },
     jwt: {
       tokenMaxTtlSeconds: int(env, 'PGFLEET_TOKEN_MAX_TTL', 86400, 60, 30 * 86400),
       jwksCacheMaxAgeMs: int(env, 'PGFLEET_JWKS_CACHE_MAX_AGE', 600, 0, 86400) * 1000,
       jwksCooldownMs: int(env, 'PGFLEET_JWKS_COOLDOWN', 30, 0, 3600) * 1000,
       jwksAllowHttp: bool(env, 'PGFLEET_JWKS_ALLOW_HTTP'),
+      jwksAllowInternal: bool(env, 'PGFLEET_JWKS_ALLOW_INTERNAL'),
     },
   };
 }

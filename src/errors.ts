@@ -73,6 +73,13 @@ export class UnauthorizedError extends PgfleetError {
   }
 }
 
+/** Too many requests; retry after the given seconds. */
+export class RateLimitedError extends PgfleetError {
+  constructor(message: string, readonly retryAfterSeconds: number) {
+    super(message, '53400', 429, 'rate_limited');
+  }
+}
+
 /** A valid key that may not do this (a partner key on an operator route, and the reverse). */
 export class ForbiddenError extends PgfleetError {
   constructor(message: string) {

@@ -87,7 +87,7 @@ t.test('a tcp compute: TLS with servername + CA, SCRAM with the stored password,
 
   const address: ComputeAddress = {
     kind: 'tcp', host: '127.0.0.1', port, servername: 'compute.test', ca: fs.readFileSync(identity.caPath!, 'utf8'),
-    passwords: { [a.role]: computePassword },
+    passwords: new Map([[a.role, computePassword]]),
   };
   let served = 0;
   const remote: Provider = {

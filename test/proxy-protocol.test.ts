@@ -4,7 +4,7 @@ import t from 'tap';
 import { startProxyFixture } from './proxy-helpers.ts';
 
 const f = await startProxyFixture({ PGFLEET_ALLOW_PLAINTEXT: 'true' }, {
-  authLimits: { perAddress: 1e9, perEndpoint: 1e9, windowMs: 60_000 },
+  authLimits: { perAddress: 1e9, slowTargetAfter: 1e9 },
   handshakeTimeoutMs: 3000,
 });
 t.teardown(() => f.stop());

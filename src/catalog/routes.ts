@@ -17,8 +17,8 @@ export interface BranchRoute {
   suspendTimeoutSeconds: number;
   /** The database's own quotas over its partner's defaults. */
   quotas: Quotas;
-  /** role name → SCRAM-SHA-256 verifier */
-  verifiers: Record<string, string>;
+  /** role name → SCRAM-SHA-256 verifier (a Map: role names are the tenant's, `__proto__` included) */
+  verifiers: Map<string, string>;
   providerState: Record<string, unknown>;
 }
 
@@ -46,7 +46,7 @@ function toRoute(row: any): BranchRoute {
     ownerRole: row.owner_role,
     suspendTimeoutSeconds: row.suspend_timeout_seconds,
     quotas: row.quotas,
-    verifiers: row.verifiers,
+    verifiers: new Map(Object.entries(row.verifiers as Record<string, string>)),
     providerState: { ...row.database_state, ...row.branch_state },
   };
 }
@@ -74,7 +74,7 @@ export function branchRefOf(route: BranchRoute): BranchRef {
     region: route.region,
     databaseName: route.databaseName,
     ownerRole: route.ownerRole,
-    roles: Object.keys(route.verifiers),
+    roles: [...route.verifiers.keys()],
     suspendTimeoutSeconds: route.suspendTimeoutSeconds,
     quotas: route.quotas,
     providerState: route.providerState,

@@ -40,7 +40,7 @@ export type ComputeAddress =
    * A remote compute: TCP to host:port, TLS verified for servername (sent as SNI unless it is an
    * IP address) against the system CAs plus `ca` when given, then SCRAM with the role's password.
    */
-  | { kind: 'tcp'; host: string; port: number; servername: string; ca?: string; passwords: Record<string, string> };
+  | { kind: 'tcp'; host: string; port: number; servername: string; ca?: string; passwords: ReadonlyMap<string, string> };
 
 /** What a provider can tell about a branch's usage. */
 export interface UsageSample {
