@@ -350,10 +350,12 @@ export class Databases extends EventEmitter {
   }
 
   /** The compute's state: this node's manager knows its own computes; another node's are as recorded. */
-  stateOf(record: DatabaseRecord): { state: ComputeState; lastActiveAt: Date | null } {
-    if (this.nodes.isRemote(record.nodeId === null ? null : { id: record.nodeId })) return { state: record.recordedState, lastActiveAt: record.lastActiveAt };
+  stateOf(record: DatabaseRecord): { state: ComputeState; lastActiveAt: Date | null; connections: number } {
     const compute = this.computes.info(record.branchId);
-    return { state: compute.state, lastActiveAt: compute.lastActiveAt ?? record.lastActiveAt };
+    if (this.nodes.isRemote(record.nodeId === null ? null : { id: record.nodeId })) {
+      return { state: record.recordedState, lastActiveAt: record.lastActiveAt, connections: compute.connections };
+    }
+    return { state: compute.state, lastActiveAt: compute.lastActiveAt ?? record.lastActiveAt, connections: compute.connections };
   }
 
   private async nodeRecord(nodeId: string) {
