@@ -143,7 +143,7 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
       suspendTimeoutSeconds: route.suspendTimeoutSeconds,
     });
     const key = coord.shared ? nodeKey(config.secretKey!) : undefined;
-    const nodes = new Nodes(nodeId, catalog, key, coord.shared, log);
+    const nodes = new Nodes(nodeId, catalog, key, coord.shared, config.wakeTimeoutMs + 10_000, log);
     cleanups.push(() => nodes.stop());
     if (key) {
       const listener = await startNodeListener({ catalog, computes, local, targetFor, key, log }, config.node.host, config.node.port);

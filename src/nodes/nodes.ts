@@ -13,8 +13,8 @@ import type { Logger } from '../log.ts';
 import type { BranchRef, ComputeAddress } from '../providers/provider.ts';
 import { type NodeRequest, askNode, dialNode, hostUnavailable } from './node-link.ts';
 
-export const NODE_HEARTBEAT_MS = 2000;
-export const NODE_GONE_SECONDS = 10;
+export const NODE_HEARTBEAT_MS = 3000;
+export const NODE_GONE_SECONDS = 30;
 
 export interface NodeRecord {
   id: string;
@@ -31,6 +31,8 @@ export class Nodes {
     private readonly key: Buffer | undefined,
     /** Several nodes share the catalog (REDIS_URL set): placement and the node link are on. */
     readonly fleet: boolean,
+    /** How long an answer may take: a wake on the owning node, and then some. */
+    private readonly answerTimeoutMs: number,
     private readonly log: Logger,
   ) {}
 
@@ -81,7 +83,7 @@ export class Nodes {
 
   /** Asks the owning node to do something with a branch (wake, suspend, create, delete, ...). */
   ask(node: NodeRecord, op: NodeRequest['op'], ref: BranchRef): Promise<void> {
-    return askNode(this.reachable(node), this.key!, this.id, { op, ref });
+    return askNode(this.reachable(node), this.key!, this.id, { op, ref }, this.answerTimeoutMs);
   }
 
   /** The compute of a branch on another node: its sessions and cancels go through the owning node. */
@@ -90,7 +92,7 @@ export class Nodes {
     return {
       kind: 'node',
       nodeId: node.id,
-      open: (op: 'connect' | 'cancel'): Promise<Duplex> => dialNode(this.reachable(node), this.key!, this.id, { op, ref }),
+      open: (op: 'connect' | 'cancel'): Promise<Duplex> => dialNode(this.reachable(node), this.key!, this.id, { op, ref }, this.answerTimeoutMs),
     };
   }
 }
