@@ -63,35 +63,18 @@ async function startCatalog(root: string) {
   return { server, url: `postgres://pgfleet_admin@127.0.0.1:${port}/postgres` };
 }
 
-function haproxyConfig(lb: { proxyPort: number; apiPort: number }, gateways: GatewayProcess[]): string {
-  const servers = (port: (g: GatewayProcess) => number) =>
-    gateways.map((g) => `  server ${g.name} 127.0.0.1:${port(g)} check inter 300 fall 2 rise 1`).join('\n');
-  return `global
-  maxconn 4000
-defaults
-  timeout connect 2s
-  timeout client 1h
-  timeout server 1h
-  retries 3
-  option redispatch
-frontend postgres
-  mode tcp
-  bind 127.0.0.1:${lb.proxyPort}
-  default_backend proxies
-backend proxies
-  mode tcp
-  balance roundrobin
-${servers((g) => g.proxyPort)}
-frontend api
-  mode http
-  bind 127.0.0.1:${lb.apiPort}
-  default_backend apis
-backend apis
-  mode http
-  balance roundrobin
-  option httpchk GET /readyz
-${servers((g) => g.apiPort)}
-`;
+/**
+ * deploy/haproxy.cfg (what docker-compose.yml runs) with loopback ports for its binds and this
+ * fleet's gateways as its servers: the topology tested is the one the compose file describes.
+ */
+export function haproxyConfig(lb: { proxyPort: number; apiPort: number }, gateways: { name: string; proxyPort: number; apiPort: number }[]): string {
+  const servers = (port: (g: (typeof gateways)[number]) => number) => gateways.map((g) => `  server ${g.name} 127.0.0.1:${port(g)}`).join('\n');
+  return fs.readFileSync(path.join(repoRoot, 'deploy', 'haproxy.cfg'), 'utf8')
+    .replace(/^ {2}server gateway-\d+ gateway-\d+:\d+\n/gm, '')
+    .replace('bind :5432', `bind 127.0.0.1:${lb.proxyPort}`)
+    .replace('bind :8080', `bind 127.0.0.1:${lb.apiPort}`)
+    .replace(/^( {2}balance leastconn\n)/m, `$1${servers((g) => g.proxyPort)}\n`)
+    .replace(/^( {2}option httpchk GET \/readyz\n)/m, `$1${servers((g) => g.apiPort)}\n`);
 }
 
 async function waitReady(url: string, child: ChildProcess, log: string): Promise<void> {
