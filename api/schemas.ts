@@ -130,3 +130,56 @@ export const RoleCredentials = Type.Object({
 export type DatabaseView = Static<typeof Database>;
 export type DatabaseCreatedView = Static<typeof DatabaseCreated>;
 export type RoleCredentialsView = Static<typeof RoleCredentials>;
+
+// Branches and restore
+
+export const BranchParams = Type.Object({ id: Text(64), branch: Text(100) });
+
+const At = Text(64, { description: 'an RFC 3339 time (2025-01-31T12:00:00Z) or an LSN (0/16B3748)' });
+
+export const BranchCreate = Type.Object(
+  {
+    name: Text(100, { description: 'unique in the database: A-Z, a-z, 0-9, ".", "_", "-"' }),
+    parent: Type.Optional(Text(100, { description: 'the branch to copy; default: the root branch (main)' })),
+    at: Type.Optional(At),
+  },
+  { additionalProperties: false },
+);
+
+export const BranchUpdate = Type.Object({ name: Text(100) }, { additionalProperties: false });
+
+export const Branch = Type.Object({
+  id: Type.String(),
+  database_id: Type.String(),
+  name: Type.String(),
+  parent: Type.Union([Type.String(), Type.Null()], { description: "the parent branch's name; null for the root branch" }),
+  parent_time: Type.Union([Timestamp, Type.Null()], { description: 'the moment of the parent it was copied from (null when given as an LSN)' }),
+  parent_lsn: Type.Union([Type.String(), Type.Null()]),
+  endpoint_id: Type.String(),
+  host: Type.String(),
+  port: Type.Integer(),
+  database: Type.String(),
+  role: Type.String({ description: 'the owner role: every branch has the database\'s roles and passwords' }),
+  connection_uri: Type.String({ description: 'without the password (the database\'s role passwords apply)' }),
+  connection_uri_no_sni: Type.String(),
+  state: databaseFields.state,
+  earliest_restorable_at: Type.Union([Timestamp, Type.Null()], { description: 'null: no history is kept' }),
+  created_at: Timestamp,
+});
+
+export const BranchList = Type.Object({ branches: Type.Array(Branch) });
+
+export const RestoreRequest = Type.Object(
+  {
+    at: At,
+    branch: Type.Optional(Text(100, { description: 'default: the root branch (main)' })),
+  },
+  { additionalProperties: false },
+);
+
+export const RestoreResult = Type.Object({
+  branch: Branch,
+  before: Type.Object(Branch.properties, { description: 'the state just before the restore, kept as a new branch' }),
+});
+
+export type BranchView = Static<typeof Branch>;

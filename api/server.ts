@@ -9,6 +9,7 @@ import { hashApiKey } from '../src/secrets.ts';
 import { bearerKey, requireApiKey } from './auth.ts';
 import { installErrorHandlers } from './errors.ts';
 import { IdempotencyStore } from './idempotency.ts';
+import { branchRoutes } from './routes/branches.ts';
 import { databaseRoutes } from './routes/databases.ts';
 import { partnerRoutes } from './routes/partners.ts';
 import { tokenRoutes } from './routes/tokens.ts';
@@ -77,6 +78,7 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
     requireApiKey(scope, core.partners);
     await scope.register(partnerRoutes, { partners: core.partners });
     await scope.register(databaseRoutes, { databases: core.databases, computes: core.computes, idempotency, publicAddress: opts.publicAddress });
+    await scope.register(branchRoutes, { branches: core.branches, databases: core.databases, computes: core.computes, publicAddress: opts.publicAddress });
     await scope.register(tokenRoutes, { databases: core.databases, jwt: core.jwt });
     await scope.register(usageRoutes, { databases: core.databases, usage: core.usage, catalog: core.catalog });
   });

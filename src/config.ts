@@ -42,6 +42,17 @@ export interface Config {
   /** API requests per minute per key. */
   apiRateLimit: number;
   jwt: JwtSettings;
+  history: HistorySettings;
+}
+
+/** History, base backups and retention (branches and point-in-time restore). */
+export interface HistorySettings {
+  /** pgfleet's default history retention, under partners' defaults and databases' own. */
+  retentionSeconds: number;
+  /** A running branch gets an online base backup once its newest is older than this. */
+  baseBackupIntervalMs: number;
+  /** How often retention pruning and scheduled backups run. */
+  upkeepIntervalMs: number;
 }
 
 /** JWT authentication: pgfleet's own tokens and partners' JWKS. */
@@ -204,6 +215,11 @@ export function loadConfig(env: Env = process.env): Config {
       jwksCacheMaxAgeMs: int(env, 'PGFLEET_JWKS_CACHE_MAX_AGE', 600, 0, 86400) * 1000,
       jwksCooldownMs: int(env, 'PGFLEET_JWKS_COOLDOWN', 30, 0, 3600) * 1000,
       jwksAllowHttp: bool(env, 'PGFLEET_JWKS_ALLOW_HTTP'),
+    },
+    history: {
+      retentionSeconds: int(env, 'PGFLEET_HISTORY_RETENTION', 7 * 86400, 0, 365 * 86400),
+      baseBackupIntervalMs: int(env, 'PGFLEET_BASE_BACKUP_INTERVAL', 86400, 1, 365 * 86400) * 1000,
+      upkeepIntervalMs: int(env, 'PGFLEET_HISTORY_UPKEEP_INTERVAL', 60, 1, 86400) * 1000,
     },
   };
 }

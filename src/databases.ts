@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Catalog } from './catalog/catalog.ts';
-import { type BranchRoute, branchRefOf, routeByDatabase } from './catalog/routes.ts';
+import { type BranchRoute, branchRefOf, routeByDatabase, routesOfDatabase } from './catalog/routes.ts';
 import type { ComputeManager, ComputeTarget } from './computes.ts';
 import { BadRequestError, ConflictError, NotFoundError } from './errors.ts';
 import { NAME_PATTERN, generateName } from './names.ts';
@@ -258,13 +258,17 @@ export class Databases extends EventEmitter {
     return record;
   }
 
-  /** Removes the catalog rows first (no new connection can route), then the compute and its data. */
+  /** Removes the catalog rows first (no new connection can route), then every branch's compute and data. */
   async delete(partnerId: string, id: string): Promise<void> {
     const record = await this.get(partnerId, id);
-    const route = await this.routeOf(record);
+    const routes = await routesOfDatabase(this.catalog, record.id);
     await this.catalog.query('DELETE FROM databases WHERE id = $1 AND partner_id = $2', [id, partnerId]);
-    await this.computes.remove(record.branchId);
-    await this.regions.get(record.region).provider.delete(branchRefOf(route));
+    const provider = this.regions.get(record.region).provider;
+    // Children first: the main branch's removal also removes the database's directory.
+    for (const route of routes.reverse()) {
+      await this.computes.remove(route.branchId);
+      await provider.delete(branchRefOf(route));
+    }
   }
 
   /** Another login role, with the owner's rights; returns its password (shown once). */
@@ -279,7 +283,9 @@ export class Databases extends EventEmitter {
       throw err;
     }
     const updated = await this.get(partnerId, id);
-    await this.keepState(id, await this.regions.get(record.region).provider.syncRoles(branchRefOf(await this.routeOf(updated))));
+    // Roles belong to the database: every branch gets the new one.
+    const provider = this.regions.get(record.region).provider;
+    for (const route of await routesOfDatabase(this.catalog, id)) await this.keepState(id, await provider.syncRoles(branchRefOf(route)));
     return { database: updated, password };
   }
 
