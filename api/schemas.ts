@@ -9,6 +9,8 @@ const Text = (maxLength: number, extra: { description?: string; minLength?: numb
 
 const Timestamp = Type.String({ format: 'date-time' });
 
+const HistoryRetention = Type.Integer({ minimum: 0, maximum: 365 * 86400, description: 'seconds of history kept for restores and branches at a past time; 0 = none' });
+
 export const ErrorBody = Type.Object(
   {
     error: Type.Object({
@@ -49,6 +51,11 @@ export const PartnerWithKey = Type.Object({
 
 export const PartnerList = Type.Object({ partners: Type.Array(Partner) });
 
+export const PartnerUpdate = Type.Object(
+  { default_history_retention_seconds: Type.Union([HistoryRetention, Type.Null()], { description: "for its databases without their own; null = pgfleet's default" }) },
+  { additionalProperties: false },
+);
+
 // Databases
 
 export const DatabaseCreate = Type.Object(
@@ -59,6 +66,7 @@ export const DatabaseCreate = Type.Object(
     role_name: Type.Optional(Text(63, { description: 'owner role; default app_owner' })),
     database_name: Type.Optional(Text(63, { description: 'default app' })),
     suspend_timeout_seconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 7 * 86400, description: '0 = never suspend' })),
+    history_retention_seconds: Type.Optional(HistoryRetention),
     quotas: Type.Optional(Quotas),
   },
   { additionalProperties: false },
@@ -68,6 +76,7 @@ export const DatabaseUpdate = Type.Object(
   {
     name: Type.Optional(Type.Union([Text(128), Type.Null()])),
     suspend_timeout_seconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 7 * 86400 })),
+    history_retention_seconds: Type.Optional(Type.Union([HistoryRetention, Type.Null()], { description: 'null = the partner\'s default' })),
     quotas: Type.Optional(Quotas),
   },
   { additionalProperties: false },
@@ -89,6 +98,7 @@ const databaseFields = {
   database: Type.String(),
   roles: Type.Array(Type.String()),
   suspend_timeout_seconds: Type.Integer(),
+  history_retention_seconds: Type.Integer({ description: 'in effect: its own, else its partner\'s default, else pgfleet\'s' }),
   quotas: Quotas,
   state: Type.Union([Type.Literal('suspended'), Type.Literal('starting'), Type.Literal('running'), Type.Literal('stopping'), Type.Literal('failed')]),
   last_active_at: Type.Union([Timestamp, Type.Null()]),

@@ -77,7 +77,9 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
   await app.register(async (scope) => {
     requireApiKey(scope, core.partners);
     await scope.register(partnerRoutes, { partners: core.partners });
-    await scope.register(databaseRoutes, { databases: core.databases, computes: core.computes, idempotency, publicAddress: opts.publicAddress });
+    await scope.register(databaseRoutes, { databases: core.databases, computes: core.computes, idempotency, publicAddress: opts.publicAddress,
+      defaultHistoryRetentionSeconds: core.config.history.retentionSeconds,
+    });
     await scope.register(branchRoutes, { branches: core.branches, databases: core.databases, computes: core.computes, publicAddress: opts.publicAddress });
     await scope.register(tokenRoutes, { databases: core.databases, jwt: core.jwt });
     await scope.register(usageRoutes, { databases: core.databases, usage: core.usage, catalog: core.catalog });

@@ -23,6 +23,8 @@ export interface DatabaseRecord {
   endpointId: string;
   branchId: string;
   suspendTimeoutSeconds: number;
+  /** Its own, else its partner's default; null = pgfleet's default (PGFLEET_HISTORY_RETENTION). */
+  historyRetentionSeconds: number | null;
   quotas: Quotas;
   createdAt: Date;
   /** Last activity the catalog recorded; the compute manager knows fresher while it runs. */
@@ -37,12 +39,15 @@ export interface NewDatabase {
   roleName?: string;
   databaseName?: string;
   suspendTimeoutSeconds?: number;
+  historyRetentionSeconds?: number | null;
   quotas?: Quotas;
 }
 
 export interface DatabaseChanges {
   name?: string | null;
   suspendTimeoutSeconds?: number;
+  /** null = back to the partner's default. */
+  historyRetentionSeconds?: number | null;
   quotas?: Quotas;
 }
 
@@ -72,7 +77,8 @@ export function validateIdentifier(field: string, value: string, reserved: Set<s
 export const validateRoleName = (value: string, field = 'role_name') => validateIdentifier(field, value, RESERVED_ROLES);
 
 const SELECT_DATABASE = `
-  SELECT d.*, b.id AS branch_id, e.id AS endpoint_id, (extract(epoch FROM d.created_at) * 1000000)::int8 AS created_us,
+  SELECT d.*, b.id AS branch_id,
+         COALESCE(d.history_retention_seconds, (SELECT p.default_history_retention_seconds FROM partners p WHERE p.id = d.partner_id)) AS effective_retention, e.id AS endpoint_id, (extract(epoch FROM d.created_at) * 1000000)::int8 AS created_us,
          (SELECT c.last_active_at FROM computes c WHERE c.branch_id = b.id) AS last_active_at,
          ARRAY(SELECT r.name FROM roles r WHERE r.database_id = d.id ORDER BY r.created_at, r.name) AS roles
     FROM databases d
@@ -93,6 +99,7 @@ function toRecord(row: any): DatabaseRecord {
     endpointId: row.endpoint_id,
     branchId: row.branch_id,
     suspendTimeoutSeconds: row.suspend_timeout_seconds,
+    historyRetentionSeconds: row.effective_retention,
     quotas: row.quotas,
     createdAt: row.created_at,
     lastActiveAt: row.last_active_at,
@@ -127,13 +134,14 @@ export function mergeState(kept: ProviderState, patch: ProviderState): ProviderS
 
 const INSERT_DATABASE = `
   WITH d AS (
-    INSERT INTO databases (id, partner_id, user_id, name, region, provider, database_name, owner_role, suspend_timeout_seconds, quotas)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING created_at),
+    INSERT INTO databases (id, partner_id, user_id, name, region, provider, database_name, owner_role, suspend_timeout_seconds, quotas, history_retention_seconds)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $14) RETURNING created_at,
+      COALESCE(history_retention_seconds, (SELECT default_history_retention_seconds FROM partners WHERE id = $2)) AS effective_retention),
   b AS (INSERT INTO branches (id, database_id, name) VALUES ($11, $1, 'main')),
   e AS (INSERT INTO endpoints (id, branch_id) VALUES ($12, $11)),
   r AS (INSERT INTO roles (database_id, name, scram_verifier) VALUES ($1, $8, $13)),
   c AS (INSERT INTO computes (branch_id, state) VALUES ($11, 'suspended'))
-  SELECT created_at FROM d`;
+  SELECT created_at, effective_retention FROM d`;
 
 const isUniqueViolation = (err: unknown) => (err as { code?: string }).code === '23505';
 
@@ -170,12 +178,13 @@ export class Databases extends EventEmitter {
         // One statement (atomic, one round trip): every row of the new database.
         const { rows } = await this.catalog.query(INSERT_DATABASE, [
           ids.databaseId, input.partnerId, input.userId, input.name ?? null, region.id, region.provider.name,
-          databaseName, ownerRole, suspendTimeout, quotas, ids.branchId, ids.endpointId, verifier,
+          databaseName, ownerRole, suspendTimeout, quotas, ids.branchId, ids.endpointId, verifier, input.historyRetentionSeconds ?? null,
         ]);
         database = {
           id: ids.databaseId, partnerId: input.partnerId, userId: input.userId, name: input.name ?? null, region: region.id,
           provider: region.provider.name, databaseName, ownerRole, roles: [ownerRole], endpointId: ids.endpointId,
-          branchId: ids.branchId, suspendTimeoutSeconds: suspendTimeout, quotas, createdAt: rows[0].created_at, lastActiveAt: null,
+          branchId: ids.branchId, suspendTimeoutSeconds: suspendTimeout, historyRetentionSeconds: rows[0].effective_retention, quotas,
+          createdAt: rows[0].created_at, lastActiveAt: null,
         };
       } catch (err) {
         // Generated names are random; a collision is rare and another draw fixes it.
@@ -238,6 +247,10 @@ export class Databases extends EventEmitter {
     if (changes.suspendTimeoutSeconds !== undefined) {
       values.push(changes.suspendTimeoutSeconds);
       sets.push(`suspend_timeout_seconds = $${values.length}`);
+    }
+    if (changes.historyRetentionSeconds !== undefined) {
+      values.push(changes.historyRetentionSeconds);
+      sets.push(`history_retention_seconds = $${values.length}`);
     }
     if (changes.quotas !== undefined) {
       // A PATCH of quotas merges: named quotas change, the others stay.

@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { PgInstall } from '../pg/install.ts';
 import { type OsUser, makeOwnedDir } from '../pg/os-user.ts';
 import { PostgresServer, SOCKET_PORT } from '../pg/server.ts';
-import { asAdmin } from '../providers/local/compute-admin.ts';
+import { asAdmin, waitArchived } from '../providers/local/compute-admin.ts';
 import { copyTree, stripRunFiles } from './local-files.ts';
 import type { PointInTime } from './point-in-time.ts';
 import { restoreCommand } from './wal.ts';
@@ -82,8 +82,8 @@ const SKIPPED = new Set(['pg_wal', 'postmaster.pid', 'postmaster.opts', 'pg_repl
 
 /**
  * An online base backup with the low-level API: pg_backup_start, a copy of the data directory
- * while the compute runs, pg_backup_stop (which waits until the WAL it needs is archived), and
- * the backup_label it returns written into the copy. Files the server removes meanwhile are
+ * while the compute runs, pg_backup_stop, and
+ * the backup_label it returns written into the copy, once the WAL it needs is archived. Files the server removes meanwhile are
  * skipped, as pg_basebackup does.
  */
 export async function onlineBackup(socketDir: string, pgdata: string, dest: string, user: OsUser): Promise<OnlineBackupResult> {
@@ -106,7 +106,8 @@ export async function onlineBackup(socketDir: string, pgdata: string, dest: stri
       throw err;
     }
     const { rows: [stop] } = await client.query<{ lsn: string; labelfile: string; segment: string }>(
-      'SELECT lsn::text, labelfile, pg_walfile_name(lsn) AS segment FROM pg_backup_stop(true)');
+      'SELECT lsn::text, labelfile, pg_walfile_name(lsn) AS segment FROM pg_backup_stop(false)');
+    await waitArchived(client, stop!.segment);
     const label = path.join(dest, 'backup_label');
     fs.writeFileSync(label, stop!.labelfile, { mode: 0o600 });
     if (user.switchUser) fs.chownSync(label, user.uid, user.gid);

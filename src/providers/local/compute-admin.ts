@@ -56,14 +56,19 @@ export async function markHistoryEnd(socketDir: string, port: number, timeoutMs 
     await client.query('COMMIT');
     const { rows: [sw] } = await client.query<{ segment: string; lsn: string }>(
       'SELECT pg_walfile_name(pg_switch_wal()) AS segment, pg_current_wal_lsn()::text AS lsn');
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const { rows: [a] } = await client.query<{ last: string | null; failed: string | null }>(
-        'SELECT last_archived_wal AS last, last_failed_wal AS failed FROM pg_stat_archiver');
-      if (a!.last && a!.last.slice(8) >= sw!.segment.slice(8)) break;
-      if (Date.now() > deadline) throw new Error(`WAL segment ${sw!.segment} was not archived within ${timeoutMs / 1000} s (last failed: ${a!.failed})`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await waitArchived(client, sw!.segment, timeoutMs);
     return { time: mark!.time, lsn: sw!.lsn };
   });
+}
+
+/** Waits until the archiver has archived `segment` (polled: pg_backup_stop's own wait sleeps a whole second). */
+export async function waitArchived(client: pg.ClientBase, segment: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { rows: [a] } = await client.query<{ last: string | null; failed: string | null }>(
+      'SELECT last_archived_wal AS last, last_failed_wal AS failed FROM pg_stat_archiver');
+    if (a!.last && a!.last.slice(8) >= segment.slice(8)) return;
+    if (Date.now() > deadline) throw new Error(`WAL segment ${segment} was not archived within ${timeoutMs / 1000} s (last failed: ${a!.failed})`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
