@@ -1,6 +1,8 @@
 /**
  * One client connection, top to bottom: startup → endpoint → auth (SCRAM, or a cleartext
  * password or JWT over TLS) → quotas → wake → backend startup → relay, then one log line.
+ * The steps are exported one by one: the serverless door (proxy/serverless/) runs the same
+ * ones for its WebSocket sessions and its HTTP queries.
  */
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -12,9 +14,9 @@ import { looksLikeJwt } from '../src/jwt/looks-like-jwt.ts';
 import type { AuthLimiter } from './auth-limiter.ts';
 import { checkPassword, readCleartextPassword, scramAuth } from './auth.ts';
 import { type BackendSession, startBackend } from './backend.ts';
-import { HOW_TO_NAME_AN_ENDPOINT, endpointFromPassword, endpointFromSni, endpointFromStartup, pgfleetOptions } from './endpoint.ts';
+import { HOW_TO_NAME_AN_ENDPOINT, endpointFromHost, endpointFromPassword, endpointFromSni, endpointFromStartup, pgfleetOptions } from './endpoint.ts';
 import { AuthFailed, ConnectionRefused } from './errors.ts';
-import { type Handshake, type HandshakeOptions, readStartup } from './handshake.ts';
+import { type Handshake, type HandshakeOptions, type WebSocketTransport, readStartup } from './handshake.ts';
 import { authenticationOk, backendKeyData, errorFor } from './messages.ts';
 import { relay } from './relay.ts';
 import type { AuthIO } from './scram.ts';
@@ -36,17 +38,27 @@ export interface ConnectionContext extends HandshakeOptions {
 const WITHHELD = new Set(['user', 'database', 'options', 'replication']);
 const PASSWORD_MESSAGE = 0x70; // 'p'
 
-export async function handleConnection(raw: net.Socket, ctx: ConnectionContext): Promise<void> {
-  const started = Date.now();
-  const line: Record<string, unknown> = { client: raw.remoteAddress };
+/** A client connection over TCP: the Postgres handshake (TLS, SNI), then the shared steps. */
+export function handleConnection(raw: net.Socket, ctx: ConnectionContext): Promise<void> {
   raw.setNoDelay(true);
+  return serveConnection(raw, raw.remoteAddress ?? '', ctx);
+}
+
+/**
+ * One connection of either door, from startup to its log line: the TCP proxy's socket, or a
+ * WebSocket's byte stream (`websocket` set: the password comes in clear, the host names the endpoint).
+ */
+export async function serveConnection(raw: Duplex, clientAddress: string, ctx: ConnectionContext, websocket?: WebSocketTransport): Promise<void> {
+  const started = Date.now();
+  const line: Record<string, unknown> = { client: clientAddress };
+  if (websocket) line.door = 'websocket';
   raw.on('error', () => {});
   let client: Duplex = raw;
   let lease: Lease | undefined;
   let session: Session | undefined;
   const timer = setTimeout(() => raw.destroy(), ctx.handshakeTimeoutMs);
   try {
-    const hs = await readStartup(raw, ctx);
+    const hs = await readStartup(raw, ctx, websocket);
     if (!hs) {
       line.outcome = 'cancel request';
       return;
@@ -56,14 +68,13 @@ export async function handleConnection(raw: net.Socket, ctx: ConnectionContext):
     const role = hs.startup.params.get('user')!;
     line.role = role;
     const io = authIO(hs);
-    const route = await identifyAndAuthenticate(hs, io, role, raw.remoteAddress ?? '', line, ctx);
+    const route = await identifyAndAuthenticate(hs, io, role, clientAddress, line, ctx);
     clearTimeout(timer);
-    const overQuota = ctx.metering ? await ctx.core.usage.check(route) : undefined;
-    if (overQuota) throw overQuota;
+    await checkQuotas(route, ctx);
     client.write(authenticationOk());
 
     lease = await ctx.core.computes.acquire(ctx.core.targetFor(route));
-    const backend = await startCompute(lease, hs, role, route, ctx);
+    const backend = await startCompute(lease, backendParams(hs.startup.params, role), route, ctx);
     const key = ctx.cancels.issue(lease.address, backend.pid, backend.secret);
     try {
       const frames = backend.frames;
@@ -71,44 +82,72 @@ export async function handleConnection(raw: net.Socket, ctx: ConnectionContext):
       const early = hs.reader.detach();
       if (early.length > 0) backend.socket.write(early);
       if (backend.rest.length > 0) client.write(backend.rest);
-      session = {
-        endpointId: route.endpointId, branchId: route.branchId, databaseId: route.databaseId, partnerId: route.partnerId,
-        role, clientAddress: raw.remoteAddress ?? '', startedAt: new Date(started),
-        bytesFromClient: early.length, bytesToClient: 0,
-        // The compute is being suspended (a quota ran out): the client learns why, then the session ends.
-        terminate: (reason) => {
-          if (client.writable) client.end(errorFor(reason));
-          backend.socket.destroy();
-        },
-      };
-      ctx.sessions.add(session);
-      if (ctx.metering) ctx.core.usage.openSession(session);
+      // The compute is being suspended (a quota ran out): the client learns why, then the session ends.
+      session = newSession(route, role, clientAddress, started, (reason) => {
+        if (client.writable) client.end(errorFor(reason));
+        backend.socket.destroy();
+      });
+      session.bytesFromClient = early.length;
+      openSession(session, ctx);
       line.outcome = await relay(client, backend.socket, session);
     } finally {
       ctx.cancels.revoke(key.pid);
     }
   } catch (err) {
-    line.outcome = err instanceof PgfleetError ? err.code : 'error';
-    if (!(err instanceof PgfleetError)) line.err = (err as Error).message;
-    if (err instanceof AuthFailed || err instanceof TokenError) ctx.core.metrics.authFailures.inc({ reason: err instanceof TokenError ? 'token' : 'password' });
-    else if (err instanceof ConnectionRefused && err.sqlstate === '28000') ctx.core.metrics.authFailures.inc({ reason: 'refused' });
+    noteFailure(err, line, ctx);
     if (client.writable) client.end(errorFor(err));
     else client.destroy();
   } finally {
     clearTimeout(timer);
     lease?.release();
-    if (session) {
-      ctx.sessions.delete(session);
-      if (ctx.metering) ctx.core.usage.closeSession(session);
-      ctx.core.metrics.bytes.inc({ direction: 'from_client' }, session.bytesFromClient);
-      ctx.core.metrics.bytes.inc({ direction: 'to_client' }, session.bytesToClient);
-      line.bytes_in = session.bytesFromClient;
-      line.bytes_out = session.bytesToClient;
-    }
-    ctx.core.metrics.connections.inc({ outcome: session ? 'relayed' : String(line.outcome) });
-    line.duration_ms = Date.now() - started;
-    ctx.core.log.info(line, 'connection');
+    if (session) closeSession(session, line, ctx);
+    logConnection(line, session ? 'relayed' : String(line.outcome), started, ctx);
   }
+}
+
+/** A session as metering and quota enforcement see it; `terminate` ends it with a reason. */
+export function newSession(route: BranchRoute, role: string, clientAddress: string, started: number, terminate: Session['terminate']): Session {
+  return {
+    endpointId: route.endpointId, branchId: route.branchId, databaseId: route.databaseId, partnerId: route.partnerId,
+    role, clientAddress, startedAt: new Date(started), bytesFromClient: 0, bytesToClient: 0, terminate,
+  };
+}
+
+/** The session counts: live (a quota suspension reaches it) and metered. */
+export function openSession(session: Session, ctx: ConnectionContext): void {
+  ctx.sessions.add(session);
+  if (ctx.metering) ctx.core.usage.openSession(session);
+}
+
+/** The session's bytes go to metering, the operator metrics and the log line. */
+export function closeSession(session: Session, line: Record<string, unknown>, ctx: ConnectionContext): void {
+  ctx.sessions.delete(session);
+  if (ctx.metering) ctx.core.usage.closeSession(session);
+  ctx.core.metrics.bytes.inc({ direction: 'from_client' }, session.bytesFromClient);
+  ctx.core.metrics.bytes.inc({ direction: 'to_client' }, session.bytesToClient);
+  line.bytes_in = session.bytesFromClient;
+  line.bytes_out = session.bytesToClient;
+}
+
+/** Puts why a connection failed on its log line and counts authentication failures. */
+export function noteFailure(err: unknown, line: Record<string, unknown>, ctx: ConnectionContext): void {
+  line.outcome = err instanceof PgfleetError ? err.code : 'error';
+  if (!(err instanceof PgfleetError)) line.err = (err as Error).message;
+  if (err instanceof AuthFailed || err instanceof TokenError) ctx.core.metrics.authFailures.inc({ reason: err instanceof TokenError ? 'token' : 'password' });
+  else if (err instanceof ConnectionRefused && err.sqlstate === '28000') ctx.core.metrics.authFailures.inc({ reason: 'refused' });
+}
+
+/** The one log line (and connection metric) per connection or request. */
+export function logConnection(line: Record<string, unknown>, outcome: string, started: number, ctx: ConnectionContext): void {
+  ctx.core.metrics.connections.inc({ outcome });
+  line.duration_ms = Date.now() - started;
+  ctx.core.log.info(line, 'connection');
+}
+
+/** Throws the exhausted quota, if any, when this listener meters. */
+export async function checkQuotas(route: BranchRoute, ctx: ConnectionContext): Promise<void> {
+  const overQuota = ctx.metering ? await ctx.core.usage.check(route) : undefined;
+  if (overQuota) throw overQuota;
 }
 
 function authIO(hs: Handshake): AuthIO {
@@ -121,32 +160,54 @@ function authIO(hs: Handshake): AuthIO {
 /**
  * Finds the endpoint and authenticates the role on it. A named endpoint (SNI or options) means
  * SCRAM, unless options say `auth=jwt`. Otherwise, over TLS, a cleartext password is asked for:
- * a JWT (which names its database itself) or `endpoint=<id>;<password>`.
+ * a JWT (which names its database itself) or `endpoint=<id>;<password>`. A WebSocket always gets
+ * the cleartext request (the serverless driver sends its password before being asked).
  */
 async function identifyAndAuthenticate(
   hs: Handshake, io: AuthIO, role: string, client: string, line: Record<string, unknown>, ctx: ConnectionContext,
 ): Promise<BranchRoute> {
   const options = pgfleetOptions(hs.startup.params.get('options'));
-  const endpoint = endpointFromStartup(endpointFromSni(hs.tls?.servername, ctx.core.config.domain), options.endpoint);
+  const named = hs.websocket ? endpointFromHost(hs.websocket.host, ctx.core.config.domain) : endpointFromSni(hs.tls?.servername, ctx.core.config.domain);
+  const endpoint = endpointFromStartup(named, options.endpoint);
   line.endpoint = endpoint;
-  if (endpoint && !options.jwt) {
+  if (endpoint && !options.jwt && !hs.websocket) {
     const route = await routeFor(endpoint, client, ctx);
     await limited(ctx, endpoint, client, () => scramAuth(io, route, role, hs.tls ? ctx.channelBinding : undefined));
     return route;
   }
-  if (!hs.tls) {
+  if (!hs.tls && !hs.websocket) {
     throw options.jwt
       ? new ConnectionRefused('a JWT is only accepted over TLS', '28000')
       : new ConnectionRefused('the connection names no endpoint', '08004', HOW_TO_NAME_AN_ENDPOINT);
   }
-  const password = await readCleartextPassword(io);
-  if (looksLikeJwt(password)) return jwtAuth(password, endpoint, role, client, line, ctx);
-  if (options.jwt) throw new TokenError('the password is not a JWT', 'auth=jwt was given but the password does not look like a JWT');
+  return authenticateWithPassword(await readCleartextPassword(io), { endpoint, role, client, jwtRequired: options.jwt }, line, ctx);
+}
+
+/** Who is asking, for a password given in clear. */
+export interface PasswordClaim {
+  /** Named by the host or options; the password may name it instead (prefix, or a JWT). */
+  endpoint: string | undefined;
+  role: string;
+  /** The client's address, for the failure limits. */
+  client: string;
+  /** `auth=jwt`: only a JWT will do. */
+  jwtRequired?: boolean;
+}
+
+/**
+ * A password given in clear: a JWT, `endpoint=<id>;<password>`, or the role's password for the
+ * endpoint already named. Failures count against the limits; the route is returned.
+ */
+export async function authenticateWithPassword(password: string, claim: PasswordClaim, line: Record<string, unknown>, ctx: ConnectionContext): Promise<BranchRoute> {
+  const { role, client } = claim;
+  if (looksLikeJwt(password)) return jwtAuth(password, claim.endpoint, role, client, line, ctx);
+  if (claim.jwtRequired) throw new TokenError('the password is not a JWT', 'auth=jwt was given but the password does not look like a JWT');
   const prefixed = endpointFromPassword(password);
-  if (!prefixed) throw new ConnectionRefused('the connection names no endpoint', '08004', HOW_TO_NAME_AN_ENDPOINT);
-  line.endpoint = prefixed.endpoint;
-  const route = await routeFor(prefixed.endpoint, client, ctx);
-  await limited(ctx, prefixed.endpoint, client, () => checkPassword(route, role, prefixed.password));
+  const endpoint = endpointFromStartup(claim.endpoint, prefixed?.endpoint);
+  if (!endpoint) throw new ConnectionRefused('the connection names no endpoint', '08004', HOW_TO_NAME_AN_ENDPOINT);
+  line.endpoint = endpoint;
+  const route = await routeFor(endpoint, client, ctx);
+  await limited(ctx, endpoint, client, () => checkPassword(route, role, prefixed ? prefixed.password : password));
   return route;
 }
 
@@ -184,18 +245,18 @@ async function limited<T>(ctx: ConnectionContext, endpoint: string, client: stri
 }
 
 /** The client's parameters for the compute: same role and database, endpoint= taken out of options. */
-function backendParams(hs: Handshake, role: string): Map<string, string> {
-  const p = hs.startup.params;
-  const out = new Map<string, string>([['user', role], ['database', p.get('database') || role]]);
-  const options = pgfleetOptions(p.get('options')).rest;
+export function backendParams(params: Map<string, string>, role: string): Map<string, string> {
+  const out = new Map<string, string>([['user', role], ['database', params.get('database') || role]]);
+  const options = pgfleetOptions(params.get('options')).rest;
   if (options) out.set('options', options);
-  for (const [k, v] of p) if (!WITHHELD.has(k)) out.set(k, v);
+  for (const [k, v] of params) if (!WITHHELD.has(k)) out.set(k, v);
   return out;
 }
 
-async function startCompute(lease: Lease, hs: Handshake, role: string, route: BranchRoute, ctx: ConnectionContext): Promise<BackendSession> {
+/** A session on the leased compute; a failure to reach it becomes 57P03 (the details go to the log). */
+export async function startCompute(lease: Lease, params: Map<string, string>, route: BranchRoute, ctx: ConnectionContext): Promise<BackendSession> {
   try {
-    return await startBackend(lease.address, backendParams(hs, role));
+    return await startBackend(lease.address, params);
   } catch (err) {
     if (err instanceof PgfleetError) throw err;
     ctx.core.log.warn({ endpoint: route.endpointId, err: (err as Error).message }, 'compute connection failed');

@@ -1,6 +1,8 @@
 /**
  * The startup phase up to a protocol 3 startup packet: SSLRequest → TLS, GSSENCRequest →
  * refused, CancelRequest → forwarded. Reads are bounded; anything malformed throws 08P01.
+ * A WebSocket arrives already encrypted (or plain, when allowed) by its HTTP listener, so
+ * an SSLRequest on it is refused like GSSENCRequest.
  */
 import type net from 'node:net';
 import tls from 'node:tls';
@@ -19,6 +21,18 @@ export interface Handshake {
   /** The TLS server name the client sent (SNI), when the connection is TLS. */
   tls: { servername: string | undefined } | undefined;
   startup: Startup;
+  /**
+   * The connection came over a WebSocket: its TLS is the WebSocket's, the password is asked in
+   * clear (the serverless driver pipelines one), and `host` names the endpoint instead of SNI.
+   */
+  websocket?: WebSocketTransport;
+}
+
+export interface WebSocketTransport {
+  /** The host the client asked for (Host header, or the `address` of a WebSocket proxy URL). */
+  host: string | undefined;
+  /** The WebSocket itself is TLS (wss). */
+  secure: boolean;
 }
 
 export interface HandshakeOptions {
@@ -46,7 +60,7 @@ async function upgradeToTls(raw: net.Socket, secureContext: tls.SecureContext): 
 }
 
 /** Resolves with the startup packet, or undefined when the connection was a CancelRequest. */
-export async function readStartup(raw: net.Socket, opts: HandshakeOptions): Promise<Handshake | undefined> {
+export async function readStartup(raw: Duplex, opts: HandshakeOptions, websocket?: WebSocketTransport): Promise<Handshake | undefined> {
   let socket: Duplex = raw;
   let reader = new PacketReader(raw);
   let secure: tls.TLSSocket | undefined;
@@ -54,11 +68,15 @@ export async function readStartup(raw: net.Socket, opts: HandshakeOptions): Prom
     const packet = decodeStartup(await reader.readStartup());
     switch (packet.kind) {
       case 'ssl':
+        if (websocket) {
+          socket.write(encryptionResponse(false));
+          break;
+        }
         if (secure) throw new ProtocolViolation('SSLRequest on an encrypted connection');
         if (reader.pending > 0) throw new ProtocolViolation('received unencrypted data after SSL request');
         reader.detach();
         raw.write(encryptionResponse(true));
-        secure = await upgradeToTls(raw, opts.secureContext);
+        secure = await upgradeToTls(raw as net.Socket, opts.secureContext);
         socket = secure;
         reader = new PacketReader(secure);
         break;
@@ -72,13 +90,14 @@ export async function readStartup(raw: net.Socket, opts: HandshakeOptions): Prom
         socket.end();
         return undefined;
       case 'startup':
-        if (!secure && !opts.allowPlaintext) {
+        if (!secure && !websocket?.secure && !opts.allowPlaintext) {
           throw new ConnectionRefused('pgfleet accepts only TLS connections', '28000',
             'Connect with sslmode=require (or sslmode=verify-full with the pgfleet CA as sslrootcert).');
         }
         if (packet.minor > 0 || packet.protocolOptions.length > 0) {
           socket.write(negotiateProtocolVersion(0, packet.protocolOptions));
         }
+        if (websocket) return { socket, reader, tls: undefined, startup: packet, websocket };
         return { socket, reader, tls: secure ? { servername: secure.servername || undefined } : undefined, startup: packet };
     }
   }
