@@ -21,7 +21,7 @@ function loopback(_host: string, options: dns.LookupOptions | LookupCallback, ca
 }
 
 /** Configures the driver (process-wide neonConfig) for the fixture's serverless door over TLS. */
-export function pointDriverAt(f: ProxyFixture): { fetchEndpoint: string } {
+export function pointDriverAt(f: ProxyFixture): { fetchEndpoint: string; dispatcher: Agent } {
   const ca = fs.readFileSync(f.proxy.caPath!, 'utf8');
   const tlsOptions = { ca, checkServerIdentity: () => undefined, lookup: loopback };
   class TrustingWebSocket extends WebSocket {
@@ -35,7 +35,7 @@ export function pointDriverAt(f: ProxyFixture): { fetchEndpoint: string } {
   const fetchEndpoint = `https://api.localhost:${f.proxy.httpPort}/sql`;
   neonConfig.fetchEndpoint = fetchEndpoint;
   neonConfig.fetchFunction = (url: string, init: object) => undiciFetch(url, { ...init, dispatcher });
-  return { fetchEndpoint };
+  return { fetchEndpoint, dispatcher };
 }
 
 /** The database's URI in the form the driver takes (host ep-….localhost; the port is the driver's business). */
