@@ -9,7 +9,6 @@ import fs from 'node:fs';
 import { Agent, fetch as undiciFetch } from 'undici';
 import WebSocket from 'ws';
 import { neonConfig } from '@neondatabase/serverless';
-import type { ProxyFixture } from './proxy-helpers.ts';
 
 type LookupCallback = (err: Error | null, address: string | dns.LookupAddress[], family?: number) => void;
 
@@ -20,8 +19,8 @@ function loopback(_host: string, options: dns.LookupOptions | LookupCallback, ca
   else cb(null, '127.0.0.1', 4);
 }
 
-/** Configures the driver (process-wide neonConfig) for the fixture's serverless door over TLS. */
-export function pointDriverAt(f: ProxyFixture): { fetchEndpoint: string; dispatcher: Agent } {
+/** Configures the driver (process-wide neonConfig) for a proxy's serverless door over TLS. */
+export function pointDriverAt(f: { proxy: { caPath: string | undefined; httpPort: number | undefined } }): { fetchEndpoint: string; dispatcher: Agent } {
   const ca = fs.readFileSync(f.proxy.caPath!, 'utf8');
   const tlsOptions = { ca, checkServerIdentity: () => undefined, lookup: loopback };
   class TrustingWebSocket extends WebSocket {

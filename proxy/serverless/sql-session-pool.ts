@@ -19,6 +19,8 @@ interface Pooled {
   connection: SqlConnection;
   branchId: string;
   key: string;
+  /** The reset after its last use; a session is handed out once it is done. */
+  reset?: Promise<void>;
 }
 
 export class SqlSessionPool {
@@ -36,11 +38,12 @@ export class SqlSessionPool {
   }
 
   /** An idle session of this role and database on the leased compute run, or a new one. */
-  async take(lease: Lease, route: BranchRoute, role: string, database: string): Promise<{ connection: SqlConnection; key: string; branchId: string }> {
+  async take(lease: Lease, route: BranchRoute, role: string, database: string): Promise<Pooled> {
     const key = `${route.branchId}\0${role}\0${database}`;
     const list = this.idle.get(key) ?? [];
     while (list.length > 0) {
       const pooled = list.pop()!;
+      await pooled.reset?.catch(() => {});
       if (!pooled.connection.closed && pooled.connection.address === lease.address) return pooled;
       pooled.connection.close();
     }
@@ -53,21 +56,25 @@ export class SqlSessionPool {
     return { connection, key, branchId: route.branchId };
   }
 
-  /** Resets a session after its answer went out and keeps it, or closes it when it is not needed. */
+  /**
+   * Keeps a session after its answer went out, or closes it when enough are kept. Its reset runs
+   * now; a request that takes it meanwhile waits for the reset rather than starting a session.
+   */
   give(pooled: Pooled): void {
     const { connection } = pooled;
-    void (async () => {
+    const list = this.idle.get(pooled.key) ?? [];
+    if (connection.closed || list.length >= MAX_IDLE_PER_KEY) {
+      connection.close();
+      return;
+    }
+    pooled.reset = (async () => {
       if (connection.status !== 'I') await connection.simple('ROLLBACK');
       await connection.simple('DISCARD ALL');
-      const list = this.idle.get(pooled.key) ?? [];
-      if (connection.closed || list.length >= MAX_IDLE_PER_KEY) {
-        connection.close();
-        return;
-      }
       connection.idleSince = Date.now();
-      list.push(pooled);
-      this.idle.set(pooled.key, list);
     })().catch(() => connection.destroy());
+    connection.idleSince = Date.now();
+    list.push(pooled);
+    this.idle.set(pooled.key, list);
   }
 
   private dropBranch(branchId: string): void {
