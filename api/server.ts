@@ -5,10 +5,13 @@ import { type TypeBoxTypeProvider, TypeBoxValidatorCompiler } from '@fastify/typ
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { PublicAddress } from '../src/connection-uri.ts';
 import type { Core } from '../src/gateway.ts';
+import { addressKey } from '../src/limits/address-key.ts';
 import { hashApiKey } from '../src/secrets.ts';
 import { bearerKey, requireApiKey } from './auth.ts';
+import { refuseControlCharacters } from './control-characters.ts';
 import { installErrorHandlers } from './errors.ts';
 import { IdempotencyStore } from './idempotency.ts';
+import { UnauthenticatedLimit } from './unauthenticated-limit.ts';
 import { databaseRoutes } from './routes/databases.ts';
 import { partnerRoutes } from './routes/partners.ts';
 import { tokenRoutes } from './routes/tokens.ts';
@@ -32,6 +35,7 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
   // TypeBox checks bodies as they are (no type coercion) and converts query, params and headers.
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
   installErrorHandlers(app);
+  refuseControlCharacters(app);
   app.addSchema(ErrorBody);
 
   await app.register(swagger, {
@@ -43,13 +47,14 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) },
   });
 
-  // Per key (the hash of the presented Authorization header), else per client address.
+  // Per key (the hash of a presented key that could be valid), else per client address. Requests
+  // without a valid key are limited further, per address, by UnauthenticatedLimit.
   await app.register(rateLimit, {
     max: core.config.apiRateLimit,
     timeWindow: 60_000,
     keyGenerator: (req) => {
       const key = bearerKey(req);
-      return key ? `key:${hashApiKey(key)}` : `ip:${req.ip}`;
+      return key && (core.partners.couldBePartnerKey(key) || hashApiKey(key) === core.adminKeyHash) ? `key:${hashApiKey(key)}` : `ip:${addressKey(req.ip)}`;
     },
   });
 
@@ -74,7 +79,7 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
 
   const idempotency = new IdempotencyStore(core.catalog);
   await app.register(async (scope) => {
-    requireApiKey(scope, core.partners);
+    requireApiKey(scope, core.partners, new UnauthenticatedLimit(core.config.apiUnauthenticatedRateLimit));
     await scope.register(partnerRoutes, { partners: core.partners });
     await scope.register(databaseRoutes, { databases: core.databases, computes: core.computes, idempotency, publicAddress: opts.publicAddress });
     await scope.register(tokenRoutes, { databases: core.databases, jwt: core.jwt });

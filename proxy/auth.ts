@@ -51,7 +51,7 @@ const verified = new VerifiedPasswords(10_000, 10 * 60_000);
 
 /** Checks a cleartext password for `role` of the routed branch; throws AuthFailed. */
 export async function checkPassword(route: BranchRoute, role: string, password: string): Promise<void> {
-  const verifier = route.verifiers[role];
+  const verifier = route.verifiers.get(role);
   if (verifier !== undefined && verified.has(verifier, password)) return;
   if (!(await passwordMatches(verifier, password))) throw new AuthFailed(role);
   verified.add(verifier!, password);
@@ -59,5 +59,5 @@ export async function checkPassword(route: BranchRoute, role: string, password: 
 
 /** The SCRAM exchange for `role` of the routed branch; throws AuthFailed. */
 export function scramAuth(io: AuthIO, route: BranchRoute, role: string, channelBinding: Buffer | undefined): Promise<void> {
-  return scramServer(io, role, route.verifiers[role], channelBinding);
+  return scramServer(io, role, route.verifiers.get(role), channelBinding);
 }

@@ -5,19 +5,22 @@
  * ones for its WebSocket sessions and its HTTP queries.
  */
 import type net from 'node:net';
+import { decodeJwt } from 'jose';
 import type { Duplex } from 'node:stream';
 import { type BranchRoute, routeByEndpoint } from '../src/catalog/routes.ts';
 import type { Lease } from '../src/computes.ts';
 import { ComputeStartError, PgfleetError, TokenError } from '../src/errors.ts';
 import type { Core } from '../src/gateway.ts';
 import { looksLikeJwt } from '../src/jwt/looks-like-jwt.ts';
+import type { HandshakeProgress } from './admission.ts';
 import type { AuthLimiter } from './auth-limiter.ts';
 import { checkPassword, readCleartextPassword, scramAuth } from './auth.ts';
 import { type BackendSession, startBackend } from './backend.ts';
 import { HOW_TO_NAME_AN_ENDPOINT, endpointFromHost, endpointFromPassword, endpointFromSni, endpointFromStartup, pgfleetOptions } from './endpoint.ts';
-import { AuthFailed, ConnectionRefused } from './errors.ts';
+import { AuthFailed, ConnectionRefused, ProtocolViolation, Unanswered } from './errors.ts';
 import { type Handshake, type HandshakeOptions, type WebSocketTransport, readStartup } from './handshake.ts';
 import { authenticationOk, backendKeyData, errorFor } from './messages.ts';
+import type { RefusalLog } from './refusal-log.ts';
 import { relay } from './relay.ts';
 import type { AuthIO } from './scram.ts';
 import type { Session } from './session.ts';
@@ -27,6 +30,8 @@ export interface ConnectionContext extends HandshakeOptions {
   /** tls-server-end-point hash of the proxy's certificate. */
   channelBinding: Buffer;
   limiter: AuthLimiter;
+  /** Log lines of connections that never authenticated (sampled under a flood). */
+  refusals: RefusalLog;
   sessions: Set<Session>;
   /** Time allowed from accept to the end of authentication. */
   handshakeTimeoutMs: number;
@@ -34,54 +39,68 @@ export interface ConnectionContext extends HandshakeOptions {
   metering: boolean;
 }
 
+const JWT_NEEDS_OPTION =
+  'If the password is a JWT: with the endpoint named by the host or by options, add auth=jwt to options ' +
+  '(options=endpoint%3D<endpoint>%20auth%3Djwt), or prefix the token: endpoint=<endpoint>;<token>.';
+
 /** Startup parameters never passed to the compute. */
 const WITHHELD = new Set(['user', 'database', 'options', 'replication']);
 const PASSWORD_MESSAGE = 0x70; // 'p'
 
 /** A client connection over TCP: the Postgres handshake (TLS, SNI), then the shared steps. */
-export function handleConnection(raw: net.Socket, ctx: ConnectionContext): Promise<void> {
+export function handleConnection(raw: net.Socket, ctx: ConnectionContext, progress?: HandshakeProgress): Promise<void> {
   raw.setNoDelay(true);
-  return serveConnection(raw, raw.remoteAddress ?? '', ctx);
+  return serveConnection(raw, raw.remoteAddress ?? '', ctx, { progress });
 }
 
-/**
- * One connection of either door, from startup to its log line: the TCP proxy's socket, or a
- * WebSocket's byte stream (`websocket` set: the password comes in clear, the host names the endpoint).
- */
-export async function serveConnection(raw: Duplex, clientAddress: string, ctx: ConnectionContext, websocket?: WebSocketTransport): Promise<void> {
+/** What the door that accepted a connection tells the shared steps. */
+export interface ConnectionDoor {
+  /** The listener's handshake caps, told when the startup arrived and when auth succeeded. */
+  progress?: HandshakeProgress;
+  /** A WebSocket's byte stream: the password comes in clear, the host names the endpoint. */
+  websocket?: WebSocketTransport;
+}
+
+/** One connection of either door, from startup to its log line: the TCP proxy's socket, or a WebSocket's byte stream. */
+export async function serveConnection(raw: Duplex, clientAddress: string, ctx: ConnectionContext, door: ConnectionDoor = {}): Promise<void> {
   const started = Date.now();
   const line: Record<string, unknown> = { client: clientAddress };
-  if (websocket) line.door = 'websocket';
+  if (door.websocket) line.door = 'websocket';
   raw.on('error', () => {});
   let client: Duplex = raw;
   let lease: Lease | undefined;
   let session: Session | undefined;
+  let endAdmission: (() => void) | undefined;
+  let authenticated = false;
   const timer = setTimeout(() => raw.destroy(), ctx.handshakeTimeoutMs);
   try {
-    const hs = await readStartup(raw, ctx, websocket);
+    const hs = await readStartup(raw, ctx, (secure) => {
+      client = secure;
+      client.on('error', () => {});
+    }, door.websocket);
     if (!hs) {
       line.outcome = 'cancel request';
       return;
     }
-    client = hs.socket;
-    client.on('error', () => {});
+    door.progress?.startupReceived();
     const role = hs.startup.params.get('user')!;
     line.role = role;
     const io = authIO(hs);
     const route = await identifyAndAuthenticate(hs, io, role, clientAddress, line, ctx);
     clearTimeout(timer);
-    await checkQuotas(route, ctx);
+    authenticated = true;
+    door.progress?.authenticated();
+    endAdmission = await admit(route, ctx);
     client.write(authenticationOk());
 
-    lease = await ctx.core.computes.acquire(ctx.core.targetFor(route));
+    lease = await ctx.core.acquire(route);
     const backend = await startCompute(lease, backendParams(hs.startup.params, role), route, ctx);
-    const key = ctx.cancels.issue(lease.address, backend.pid, backend.secret);
+    const key = await ctx.cancels.issue(lease.address, backend.pid, backend.secret);
     try {
       const frames = backend.frames;
       client.write(Buffer.concat([...frames.slice(0, -1), backendKeyData(key.pid, key.secret), frames.at(-1)!]));
       const early = hs.reader.detach();
       if (early.length > 0) backend.socket.write(early);
-      if (backend.rest.length > 0) client.write(backend.rest);
       // The compute is being suspended (a quota ran out): the client learns why, then the session ends.
       session = newSession(route, role, clientAddress, started, (reason) => {
         if (client.writable) client.end(errorFor(reason));
@@ -89,20 +108,32 @@ export async function serveConnection(raw: Duplex, clientAddress: string, ctx: C
       });
       session.bytesFromClient = early.length;
       openSession(session, ctx);
-      line.outcome = await relay(client, backend.socket, session);
+      line.outcome = await relay(client, backend.socket, session, backend.rest);
     } finally {
       ctx.cancels.revoke(key.pid);
     }
   } catch (err) {
     noteFailure(err, line, ctx);
-    if (client.writable) client.end(errorFor(err));
-    else client.destroy();
+    if (client.writable && !(err instanceof Unanswered)) client.end(errorFor(err));
+    else client.destroy(err as Error); // a WebSocket closes with the error as its reason
   } finally {
     clearTimeout(timer);
     lease?.release();
+    endAdmission?.();
     if (session) closeSession(session, line, ctx);
-    logConnection(line, session ? 'relayed' : String(line.outcome), started, ctx);
+    logConnection(line, session ? 'relayed' : String(line.outcome), started, authenticated, ctx);
   }
+}
+
+/**
+ * Quotas, then the session counts against max_connections (from before the compute is acquired,
+ * so sessions waiting for a wake count); returns what ends that count, when this listener meters.
+ */
+export async function admit(route: BranchRoute, ctx: ConnectionContext): Promise<(() => void) | undefined> {
+  if (!ctx.metering) return undefined;
+  const overQuota = await ctx.core.usage.check(route);
+  if (overQuota) throw overQuota;
+  return ctx.core.usage.admit(route.databaseId);
 }
 
 /** A session as metering and quota enforcement see it; `terminate` ends it with a reason. */
@@ -132,22 +163,17 @@ export function closeSession(session: Session, line: Record<string, unknown>, ct
 /** Puts why a connection failed on its log line and counts authentication failures. */
 export function noteFailure(err: unknown, line: Record<string, unknown>, ctx: ConnectionContext): void {
   line.outcome = err instanceof PgfleetError ? err.code : 'error';
-  if (!(err instanceof PgfleetError)) line.err = (err as Error).message;
+  if (!(err instanceof PgfleetError) || err instanceof ProtocolViolation || err instanceof Unanswered) line.err = (err as Error).message;
   if (err instanceof AuthFailed || err instanceof TokenError) ctx.core.metrics.authFailures.inc({ reason: err instanceof TokenError ? 'token' : 'password' });
   else if (err instanceof ConnectionRefused && err.sqlstate === '28000') ctx.core.metrics.authFailures.inc({ reason: 'refused' });
 }
 
-/** The one log line (and connection metric) per connection or request. */
-export function logConnection(line: Record<string, unknown>, outcome: string, started: number, ctx: ConnectionContext): void {
+/** The one log line (and connection metric) per connection or request; refusals before auth are sampled. */
+export function logConnection(line: Record<string, unknown>, outcome: string, started: number, authenticated: boolean, ctx: ConnectionContext): void {
   ctx.core.metrics.connections.inc({ outcome });
   line.duration_ms = Date.now() - started;
-  ctx.core.log.info(line, 'connection');
-}
-
-/** Throws the exhausted quota, if any, when this listener meters. */
-export async function checkQuotas(route: BranchRoute, ctx: ConnectionContext): Promise<void> {
-  const overQuota = ctx.metering ? await ctx.core.usage.check(route) : undefined;
-  if (overQuota) throw overQuota;
+  if (authenticated) ctx.core.log.info(line, 'connection');
+  else ctx.refusals.note(line);
 }
 
 function authIO(hs: Handshake): AuthIO {
@@ -159,20 +185,27 @@ function authIO(hs: Handshake): AuthIO {
 
 /**
  * Finds the endpoint and authenticates the role on it. A named endpoint (SNI or options) means
- * SCRAM, unless options say `auth=jwt`. Otherwise, over TLS, a cleartext password is asked for:
- * a JWT (which names its database itself) or `endpoint=<id>;<password>`. A WebSocket always gets
- * the cleartext request (the serverless driver sends its password before being asked).
+ * SCRAM, unless options say `auth=jwt`: SCRAM keeps channel binding, and cannot carry a token.
+ * Otherwise, over TLS, a cleartext password is asked for (see authenticateWithPassword). A
+ * WebSocket always gets the cleartext request: the serverless driver sends its password before
+ * being asked, and the WebSocket's own TLS protects it.
  */
 async function identifyAndAuthenticate(
   hs: Handshake, io: AuthIO, role: string, client: string, line: Record<string, unknown>, ctx: ConnectionContext,
 ): Promise<BranchRoute> {
   const options = pgfleetOptions(hs.startup.params.get('options'));
-  const named = hs.websocket ? endpointFromHost(hs.websocket.host, ctx.core.config.domain) : endpointFromSni(hs.tls?.servername, ctx.core.config.domain);
+  const named = hs.websocket
+    ? endpointFromHost(hs.websocket.host, ctx.core.config.domain)
+    : endpointFromSni(hs.tls?.servername, ctx.core.config.domain);
   const endpoint = endpointFromStartup(named, options.endpoint);
   line.endpoint = endpoint;
   if (endpoint && !options.jwt && !hs.websocket) {
     const route = await routeFor(endpoint, client, ctx);
-    await limited(ctx, endpoint, client, () => scramAuth(io, route, role, hs.tls ? ctx.channelBinding : undefined));
+    await limited(ctx, endpoint, client, () => scramAuth(io, route, role, hs.tls ? ctx.channelBinding : undefined))
+      .catch((err: unknown) => {
+        // SCRAM never shows the proxy the password, so a JWT given as one cannot be told apart here.
+        throw err instanceof AuthFailed ? new AuthFailed(role, JWT_NEEDS_OPTION) : err;
+      });
     return route;
   }
   if (!hs.tls && !hs.websocket) {
@@ -195,8 +228,9 @@ export interface PasswordClaim {
 }
 
 /**
- * A password given in clear: a JWT, `endpoint=<id>;<password>`, or the role's password for the
- * endpoint already named. Failures count against the limits; the route is returned.
+ * A password given in clear, told apart by its form: a JWT (which names its database itself),
+ * `endpoint=<id>;<JWT>`, `endpoint=<id>;<password>`, or the role's password for the endpoint
+ * already named. Failures count against the limits; the route is returned.
  */
 export async function authenticateWithPassword(password: string, claim: PasswordClaim, line: Record<string, unknown>, ctx: ConnectionContext): Promise<BranchRoute> {
   const { role, client } = claim;
@@ -205,9 +239,11 @@ export async function authenticateWithPassword(password: string, claim: Password
   const prefixed = endpointFromPassword(password);
   const endpoint = endpointFromStartup(claim.endpoint, prefixed?.endpoint);
   if (!endpoint) throw new ConnectionRefused('the connection names no endpoint', '08004', HOW_TO_NAME_AN_ENDPOINT);
+  const secret = prefixed ? prefixed.password : password;
+  if (prefixed && looksLikeJwt(secret)) return jwtAuth(secret, endpoint, role, client, line, ctx);
   line.endpoint = endpoint;
   const route = await routeFor(endpoint, client, ctx);
-  await limited(ctx, endpoint, client, () => checkPassword(route, role, prefixed ? prefixed.password : password));
+  await limited(ctx, endpoint, client, () => checkPassword(route, role, secret));
   return route;
 }
 
@@ -215,31 +251,42 @@ export async function authenticateWithPassword(password: string, claim: Password
 async function jwtAuth(
   token: string, sniEndpoint: string | undefined, role: string, client: string, line: Record<string, unknown>, ctx: ConnectionContext,
 ): Promise<BranchRoute> {
-  // Failures count against the client address (and the endpoint, when one is named).
-  const limitKey = sniEndpoint ?? 'jwt';
-  ctx.limiter.check(limitKey, client);
-  const grant = await limited(ctx, limitKey, client, () => ctx.core.jwt.verifyConnectionToken(token, { sniEndpointId: sniEndpoint, role }));
+  // Failures count against the client address, and slow down the endpoint named, else the issuer the token claims:
+  // nothing an attacker shares with every other client.
+  await ctx.limiter.check(client);
+  const target = sniEndpoint ?? `iss:${claimedIssuer(token)}`;
+  const grant = await limited(ctx, target, client, () => ctx.core.jwt.verifyConnectionToken(token, { sniEndpointId: sniEndpoint, role }));
   line.endpoint = grant.endpointId;
   line.auth = `jwt:${grant.via}`;
   return grant.route;
 }
 
+/** The unverified `iss` of a token, only to pick the limiter's key. */
+function claimedIssuer(token: string): string {
+  try {
+    const iss = decodeJwt(token).iss;
+    return typeof iss === 'string' ? iss.slice(0, 256) : '(none)';
+  } catch {
+    return '(malformed)';
+  }
+}
+
 async function routeFor(endpoint: string, client: string, ctx: ConnectionContext): Promise<BranchRoute> {
-  ctx.limiter.check(endpoint, client);
+  await ctx.limiter.check(client);
   const route = await routeByEndpoint(ctx.core.catalog, endpoint);
   if (!route) {
-    ctx.limiter.failed(endpoint, client);
+    await ctx.limiter.failed(endpoint, client);
     throw new ConnectionRefused(`endpoint "${endpoint}" does not exist`, '3D000');
   }
   return route;
 }
 
 /** Runs an auth method, counting a wrong password or token (not a client that gave up) against the limits. */
-async function limited<T>(ctx: ConnectionContext, endpoint: string, client: string, auth: () => Promise<T>): Promise<T> {
+async function limited<T>(ctx: ConnectionContext, target: string, client: string, auth: () => Promise<T>): Promise<T> {
   try {
     return await auth();
   } catch (err) {
-    if (err instanceof AuthFailed || err instanceof TokenError) ctx.limiter.failed(endpoint, client);
+    if (err instanceof AuthFailed || err instanceof TokenError) await ctx.limiter.failed(target, client);
     throw err;
   }
 }

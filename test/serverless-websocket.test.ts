@@ -157,13 +157,20 @@ t.test('bad frames: a text frame and a malformed startup close the WebSocket wit
 
   const bad = await rawSocket();
   const badClosed = closeOf(bad);
-  const received: Buffer[] = [];
-  bad.on('message', (m: Buffer) => received.push(m));
   bad.send(Buffer.from([0, 0, 0, 3, 1, 2, 3])); // a startup packet length below the minimum
   const c2 = await badClosed;
-  t.equal(c2.code, 1008);
-  t.match(c2.reason, /invalid length of startup packet/);
-  t.equal(Buffer.concat(received)[0], 0x45, 'an ErrorResponse came first, for Postgres clients');
+  t.equal(c2.code, 1002, 'not Postgres at all: closed as a protocol error');
+  t.match(c2.reason, /invalid length of startup packet: 3/);
+
+  const noUser = await rawSocket();
+  const noUserClosed = closeOf(noUser);
+  const received: Buffer[] = [];
+  noUser.on('message', (m: Buffer) => received.push(m));
+  noUser.send(Buffer.from([0, 0, 0, 9, 0, 3, 0, 0, 0])); // protocol 3.0, no user
+  const c3 = await noUserClosed;
+  t.equal(c3.code, 1008);
+  t.match(c3.reason, /no PostgreSQL user name specified/);
+  t.equal(Buffer.concat(received)[0], 0x45, 'a startup Postgres can read gets its ErrorResponse first');
 
   const client = new pg.Client({ host: '127.0.0.1', port: f.proxy.port, user: a.role, password: a.password, database: 'app',
     ssl: { rejectUnauthorized: false }, options: `endpoint=${a.endpointId}` });

@@ -8,6 +8,7 @@ import https from 'node:https';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
+import type { Admission } from '../admission.ts';
 import { type ConnectionContext, serveConnection } from '../connection.ts';
 import { HttpError } from './http-error.ts';
 import { CORS_HEADERS, handleSql, send } from './sql-over-http.ts';
@@ -27,6 +28,8 @@ export interface ServerlessOptions {
   port: number;
   /** The proxy's certificate (chain) and key, PEM. */
   tls: { cert: string; key: string };
+  /** The proxy's handshake caps; a WebSocket is in its handshake until it has authenticated. */
+  admission: Admission;
 }
 
 export async function startServerless(ctx: ConnectionContext, opts: ServerlessOptions): Promise<ServerlessDoor> {
@@ -58,10 +61,16 @@ export async function startServerless(ctx: ConnectionContext, opts: ServerlessOp
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false });
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => {});
+    const admitted = opts.admission.admit(socket as net.Socket);
+    if (!admitted.ok) {
+      ctx.refusals.note({ client: req.socket.remoteAddress, door: 'websocket', outcome: admitted.reason });
+      socket.end(`HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\n\r\n${admitted.reason}\n`);
+      return;
+    }
     wss.handleUpgrade(req, socket, head, (ws) => {
       (socket as net.Socket).setNoDelay?.(true);
-      const stream = webSocketStream(ws);
-      track(serveConnection(stream, req.socket.remoteAddress ?? '', ctx, { host: requestedHost(req), secure }));
+      const websocket = { host: requestedHost(req), secure };
+      track(serveConnection(webSocketStream(ws), req.socket.remoteAddress ?? '', ctx, { websocket, progress: admitted.progress }));
     });
   });
 

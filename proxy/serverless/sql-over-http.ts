@@ -8,7 +8,7 @@ import crypto from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { PgfleetError } from '../../src/errors.ts';
 import {
-  type ConnectionContext, authenticateWithPassword, checkQuotas, closeSession, logConnection, newSession, noteFailure, openSession,
+  type ConnectionContext, admit, authenticateWithPassword, closeSession, logConnection, newSession, noteFailure, openSession,
 } from '../connection.ts';
 import { endpointFromSni, endpointFromStartup } from '../endpoint.ts';
 import type { Session } from '../session.ts';
@@ -35,7 +35,8 @@ export async function handleSql(req: IncomingMessage, res: ServerResponse, ctx: 
   const line: Record<string, unknown> = { client, door: 'http' };
   let session: Session | undefined;
   let terminatedBy: PgfleetError | undefined;
-  const leases: (() => void)[] = [];
+  let authenticated = false;
+  const releases: (() => void)[] = [];
   const body = readBody(req);
   body.catch(() => {}); // awaited below; an early failure (auth) must not be unhandled
   try {
@@ -46,9 +47,11 @@ export async function handleSql(req: IncomingMessage, res: ServerResponse, ctx: 
     line.endpoint = endpoint;
     const bearer = /^Bearer (.+)$/i.exec(req.headers.authorization ?? '')?.[1];
     const route = await authenticateWithPassword(bearer ?? target.password, { endpoint, role: target.role, client }, line, ctx);
-    await checkQuotas(route, ctx);
-    const lease = await ctx.core.computes.acquire(ctx.core.targetFor(route));
-    leases.push(lease.release);
+    authenticated = true;
+    const endAdmission = await admit(route, ctx);
+    if (endAdmission) releases.push(endAdmission);
+    const lease = await ctx.core.acquire(route);
+    releases.push(lease.release);
     const raw = await body;
     const request = parseBody(raw);
     const pooled = await pool.take(lease, route, target.role, target.database);
@@ -86,9 +89,9 @@ export async function handleSql(req: IncomingMessage, res: ServerResponse, ctx: 
     // A body over the limit is not read to its end: close rather than drain it.
     if (status === 413) res.once('finish', () => req.destroy());
   } finally {
-    for (const release of leases) release();
+    for (const release of releases) release();
     if (session) closeSession(session, line, ctx);
-    logConnection(line, session ? 'relayed' : String(line.outcome), started, ctx);
+    logConnection(line, session ? 'relayed' : String(line.outcome), started, authenticated, ctx);
   }
 }
 

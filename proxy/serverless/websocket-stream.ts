@@ -2,14 +2,18 @@
  * A WebSocket as the byte stream the Postgres handshake and relay read: binary frames in, in
  * order, whatever their boundaries; binary frames out. A text frame is not Postgres: the socket
  * closes with 1003 and a reason. A stream that ends after an ErrorResponse closes with 1008 and
- * that error's message as the reason, for clients that read close frames rather than Postgres.
+ * that error's message as the reason, for clients that read close frames rather than Postgres; one
+ * destroyed over an error the client is not answered in Postgres (a malformed startup) closes
+ * with 1002 and the error's message.
  */
 import { Duplex } from 'node:stream';
+import { PgfleetError } from '../../src/errors.ts';
 import { Parser } from 'pg-protocol/dist/parser';
 import type { DatabaseError } from 'pg-protocol/dist/messages';
 import WebSocket from 'ws';
 
 const NORMAL = 1000;
+const PROTOCOL_ERROR = 1002;
 const UNSUPPORTED_DATA = 1003;
 const POLICY_VIOLATION = 1008;
 /** A close reason is at most 123 bytes. */
@@ -32,7 +36,8 @@ export function webSocketStream(ws: WebSocket): Duplex {
       callback();
     },
     destroy(err, callback) {
-      if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) ws.terminate();
+      if (ws.readyState === WebSocket.OPEN && err) ws.close(PROTOCOL_ERROR, truncate(err instanceof PgfleetError ? err.message : 'internal error'));
+      else if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) ws.terminate();
       callback(err);
     },
   });
