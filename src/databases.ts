@@ -208,8 +208,8 @@ export class Databases extends EventEmitter {
     return toRecord(rows[0]);
   }
 
-  /** A partner's databases in creation order, optionally of one user. */
-  async list(partnerId: string, opts: { userId?: string; limit?: number; cursor?: string } = {}): Promise<Page<DatabaseRecord>> {
+  /** A partner's databases in creation order, optionally of one user, optionally whose name contains a text. */
+  async list(partnerId: string, opts: { userId?: string; nameContains?: string; limit?: number; cursor?: string } = {}): Promise<Page<DatabaseRecord>> {
     const limit = opts.limit ?? 100;
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) throw new BadRequestError(`limit: must be between 1 and ${MAX_PAGE}`);
     const where = ['d.partner_id = $1'];
@@ -217,6 +217,11 @@ export class Databases extends EventEmitter {
     if (opts.userId !== undefined) {
       values.push(opts.userId);
       where.push(`d.user_id = $${values.length}`);
+    }
+    if (opts.nameContains !== undefined) {
+      // The text is matched literally: LIKE's wildcards and escape character are escaped.
+      values.push(`%${opts.nameContains.replace(/[\\%_]/g, '\\$&')}%`);
+      where.push(`d.name ILIKE $${values.length}`);
     }
     if (opts.cursor !== undefined) {
       const [createdAt, id] = decodeCursor(opts.cursor);
