@@ -112,6 +112,9 @@ const credentialFields = {
   password: Type.String({ description: 'shown in this answer only' }),
   connection_uri: Type.String({ description: 'routes by TLS SNI: postgresql://role:password@<endpoint>.<domain>:port/db?sslmode=require' }),
   connection_uri_no_sni: Type.String({ description: 'names the endpoint in the options parameter, for hosts without DNS per endpoint' }),
+  serverless_connection_uri: Type.Optional(Type.String({
+    description: "for Neon's serverless driver (@neondatabase/serverless): postgresql://role:password@<endpoint>.<domain>:<http port>/db; present when the serverless door (PGFLEET_HTTP_PORT) is served",
+  })),
 };
 
 export const DatabaseCreated = Type.Object({ ...databaseFields, ...credentialFields });

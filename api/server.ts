@@ -84,7 +84,7 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
 
   const idempotency = new IdempotencyStore(core.catalog);
   await app.register(async (scope) => {
-    requireApiKey(scope, core.partners, new UnauthenticatedLimit(core.config.apiUnauthenticatedRateLimit));
+    requireApiKey(scope, core.partners, new UnauthenticatedLimit(core.config.apiUnauthenticatedRateLimit, core.coord));
     // Every answer carries an ETag; a poller that sends it back as If-None-Match gets 304 while nothing changed.
     await scope.register(etag);
     await scope.register(partnerRoutes, { partners: core.partners });
