@@ -51,6 +51,10 @@ export const PartnerList = Type.Object({ partners: Type.Array(Partner) });
 
 // Databases
 
+const PoolSize = Type.Union([Type.Integer({ minimum: 1, maximum: 10000 }), Type.Null()], {
+  description: 'backends per pool of the -pooler endpoint (per role and database name); null = the gateway default (PGFLEET_POOL_SIZE)',
+});
+
 export const DatabaseCreate = Type.Object(
   {
     user_id: Text(256, { description: "the partner's own id of the end user" }),
@@ -60,6 +64,7 @@ export const DatabaseCreate = Type.Object(
     database_name: Type.Optional(Text(63, { description: 'default app' })),
     suspend_timeout_seconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 7 * 86400, description: '0 = never suspend' })),
     quotas: Type.Optional(Quotas),
+    pool_size: Type.Optional(PoolSize),
   },
   { additionalProperties: false },
 );
@@ -69,6 +74,7 @@ export const DatabaseUpdate = Type.Object(
     name: Type.Optional(Type.Union([Text(128), Type.Null()])),
     suspend_timeout_seconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 7 * 86400 })),
     quotas: Type.Optional(Quotas),
+    pool_size: Type.Optional(PoolSize),
   },
   { additionalProperties: false },
 );
@@ -90,6 +96,8 @@ const databaseFields = {
   roles: Type.Array(Type.String()),
   suspend_timeout_seconds: Type.Integer(),
   quotas: Quotas,
+  pool_size: PoolSize,
+  pooled_host: Type.String({ description: '<endpoint>-pooler.<domain>: the same database through the transaction pooler' }),
   state: Type.Union([Type.Literal('suspended'), Type.Literal('starting'), Type.Literal('running'), Type.Literal('stopping'), Type.Literal('failed')]),
   last_active_at: Type.Union([Timestamp, Type.Null()]),
   created_at: Timestamp,
@@ -101,6 +109,8 @@ const credentialFields = {
   password: Type.String({ description: 'shown in this answer only' }),
   connection_uri: Type.String({ description: 'routes by TLS SNI: postgresql://role:password@<endpoint>.<domain>:port/db?sslmode=require' }),
   connection_uri_no_sni: Type.String({ description: 'names the endpoint in the options parameter, for hosts without DNS per endpoint' }),
+  pooled_connection_uri: Type.String({ description: 'through the transaction pooler: postgresql://role:password@<endpoint>-pooler.<domain>:port/db?sslmode=require' }),
+  pooled_connection_uri_no_sni: Type.String({ description: 'through the transaction pooler, endpoint=<endpoint>-pooler in the options parameter' }),
 };
 
 export const DatabaseCreated = Type.Object({ ...databaseFields, ...credentialFields });

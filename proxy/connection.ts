@@ -1,21 +1,23 @@
 /**
  * One client connection, top to bottom: startup → endpoint → auth (SCRAM, or a cleartext
  * password or JWT over TLS) → quotas → wake → backend startup → relay, then one log line.
+ * A `-pooler` endpoint takes the same steps up to the quotas, then the pooler serves it.
  */
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type BranchRoute, routeByEndpoint } from '../src/catalog/routes.ts';
 import type { Lease } from '../src/computes.ts';
-import { ComputeStartError, PgfleetError, TokenError } from '../src/errors.ts';
+import { PgfleetError, TokenError } from '../src/errors.ts';
 import type { Core } from '../src/gateway.ts';
 import { looksLikeJwt } from '../src/jwt/looks-like-jwt.ts';
 import type { AuthLimiter } from './auth-limiter.ts';
 import { checkPassword, readCleartextPassword, scramAuth } from './auth.ts';
-import { type BackendSession, startBackend } from './backend.ts';
-import { HOW_TO_NAME_AN_ENDPOINT, endpointFromPassword, endpointFromSni, endpointFromStartup, pgfleetOptions } from './endpoint.ts';
+import { connectBackend } from './backend.ts';
+import { HOW_TO_NAME_AN_ENDPOINT, endpointFromPassword, endpointFromSni, endpointFromStartup, pgfleetOptions, poolerEndpoint } from './endpoint.ts';
 import { AuthFailed, ConnectionRefused } from './errors.ts';
 import { type Handshake, type HandshakeOptions, readStartup } from './handshake.ts';
 import { authenticationOk, backendKeyData, errorFor } from './messages.ts';
+import type { Pooler } from './pool/pooler.ts';
 import { relay } from './relay.ts';
 import type { AuthIO } from './scram.ts';
 import type { Session } from './session.ts';
@@ -30,6 +32,16 @@ export interface ConnectionContext extends HandshakeOptions {
   handshakeTimeoutMs: number;
   /** Sessions count as usage and quotas hold. */
   metering: boolean;
+  /** Serves `-pooler` endpoints. */
+  pooler: Pooler;
+}
+
+/** An authenticated client: whose database, as which role, pooled or not. */
+export interface AuthenticatedClient {
+  route: BranchRoute;
+  role: string;
+  /** Named through `<endpoint>-pooler`: served by the transaction pooler. */
+  pooled: boolean;
 }
 
 /** Startup parameters never passed to the compute. */
@@ -53,17 +65,29 @@ export async function handleConnection(raw: net.Socket, ctx: ConnectionContext):
     }
     client = hs.socket;
     client.on('error', () => {});
-    const role = hs.startup.params.get('user')!;
-    line.role = role;
-    const io = authIO(hs);
-    const route = await identifyAndAuthenticate(hs, io, role, raw.remoteAddress ?? '', line, ctx);
+    const authenticated = await authenticateClient(hs, raw.remoteAddress ?? '', line, ctx);
     clearTimeout(timer);
-    const overQuota = ctx.metering ? await ctx.core.usage.check(route) : undefined;
-    if (overQuota) throw overQuota;
+    const { route, role } = authenticated;
     client.write(authenticationOk());
+    const sessionFields = {
+      endpointId: route.endpointId, branchId: route.branchId, databaseId: route.databaseId, partnerId: route.partnerId,
+      role, clientAddress: raw.remoteAddress ?? '', startedAt: new Date(started),
+    };
+
+    if (authenticated.pooled) {
+      line.pooled = true;
+      const pooled = await ctx.pooler.connect({
+        socket: client, route, role, params: hs.startup.params, options: pgfleetOptions(hs.startup.params.get('options')).rest,
+        early: hs.reader.detach(), session: { ...sessionFields, bytesFromClient: 0, bytesToClient: 0 },
+      });
+      session = pooled;
+      openSession(session, ctx);
+      line.outcome = await pooled.ended;
+      return;
+    }
 
     lease = await ctx.core.computes.acquire(ctx.core.targetFor(route));
-    const backend = await startCompute(lease, hs, role, route, ctx);
+    const backend = await connectBackend(lease.address, backendParams(hs, role), route.endpointId, ctx.core.log);
     const key = ctx.cancels.issue(lease.address, backend.pid, backend.secret);
     try {
       const frames = backend.frames;
@@ -71,18 +95,16 @@ export async function handleConnection(raw: net.Socket, ctx: ConnectionContext):
       const early = hs.reader.detach();
       if (early.length > 0) backend.socket.write(early);
       if (backend.rest.length > 0) client.write(backend.rest);
-      session = {
-        endpointId: route.endpointId, branchId: route.branchId, databaseId: route.databaseId, partnerId: route.partnerId,
-        role, clientAddress: raw.remoteAddress ?? '', startedAt: new Date(started),
-        bytesFromClient: early.length, bytesToClient: 0,
+      const relayed: Session = {
+        ...sessionFields, bytesFromClient: early.length, bytesToClient: 0,
         // The compute is being suspended (a quota ran out): the client learns why, then the session ends.
         terminate: (reason) => {
           if (client.writable) client.end(errorFor(reason));
           backend.socket.destroy();
         },
       };
-      ctx.sessions.add(session);
-      if (ctx.metering) ctx.core.usage.openSession(session);
+      session = relayed;
+      openSession(session, ctx);
       line.outcome = await relay(client, backend.socket, session);
     } finally {
       ctx.cancels.revoke(key.pid);
@@ -98,8 +120,7 @@ export async function handleConnection(raw: net.Socket, ctx: ConnectionContext):
     clearTimeout(timer);
     lease?.release();
     if (session) {
-      ctx.sessions.delete(session);
-      if (ctx.metering) ctx.core.usage.closeSession(session);
+      closeSession(session, ctx);
       ctx.core.metrics.bytes.inc({ direction: 'from_client' }, session.bytesFromClient);
       ctx.core.metrics.bytes.inc({ direction: 'to_client' }, session.bytesToClient);
       line.bytes_in = session.bytesFromClient;
@@ -109,6 +130,32 @@ export async function handleConnection(raw: net.Socket, ctx: ConnectionContext):
     line.duration_ms = Date.now() - started;
     ctx.core.log.info(line, 'connection');
   }
+}
+
+/** A session starts counting: live sessions (quota suspends reach it) and metering. */
+function openSession(session: Session, ctx: ConnectionContext): void {
+  ctx.sessions.add(session);
+  if (ctx.metering) ctx.core.usage.openSession(session);
+}
+
+function closeSession(session: Session, ctx: ConnectionContext): void {
+  ctx.sessions.delete(session);
+  if (ctx.metering) ctx.core.usage.closeSession(session);
+}
+
+/**
+ * The steps every door takes before serving a client: find its endpoint, authenticate the
+ * role on it, check the database's quotas. Throws the ErrorResponse-ready error otherwise.
+ */
+export async function authenticateClient(
+  hs: Handshake, clientAddress: string, line: Record<string, unknown>, ctx: ConnectionContext,
+): Promise<AuthenticatedClient> {
+  const role = hs.startup.params.get('user')!;
+  line.role = role;
+  const { route, pooled } = await identifyAndAuthenticate(hs, authIO(hs), role, clientAddress, line, ctx);
+  const overQuota = ctx.metering ? await ctx.core.usage.check(route) : undefined;
+  if (overQuota) throw overQuota;
+  return { route, role, pooled };
 }
 
 function authIO(hs: Handshake): AuthIO {
@@ -125,14 +172,15 @@ function authIO(hs: Handshake): AuthIO {
  */
 async function identifyAndAuthenticate(
   hs: Handshake, io: AuthIO, role: string, client: string, line: Record<string, unknown>, ctx: ConnectionContext,
-): Promise<BranchRoute> {
+): Promise<{ route: BranchRoute; pooled: boolean }> {
   const options = pgfleetOptions(hs.startup.params.get('options'));
-  const endpoint = endpointFromStartup(endpointFromSni(hs.tls?.servername, ctx.core.config.domain), options.endpoint);
-  line.endpoint = endpoint;
+  const named = endpointFromStartup(endpointFromSni(hs.tls?.servername, ctx.core.config.domain), options.endpoint);
+  line.endpoint = named;
+  const { endpoint, pooled } = named ? poolerEndpoint(named) : { endpoint: undefined, pooled: false };
   if (endpoint && !options.jwt) {
     const route = await routeFor(endpoint, client, ctx);
     await limited(ctx, endpoint, client, () => scramAuth(io, route, role, hs.tls ? ctx.channelBinding : undefined));
-    return route;
+    return { route, pooled };
   }
   if (!hs.tls) {
     throw options.jwt
@@ -140,14 +188,15 @@ async function identifyAndAuthenticate(
       : new ConnectionRefused('the connection names no endpoint', '08004', HOW_TO_NAME_AN_ENDPOINT);
   }
   const password = await readCleartextPassword(io);
-  if (looksLikeJwt(password)) return jwtAuth(password, endpoint, role, client, line, ctx);
+  if (looksLikeJwt(password)) return { route: await jwtAuth(password, endpoint, role, client, line, ctx), pooled };
   if (options.jwt) throw new TokenError('the password is not a JWT', 'auth=jwt was given but the password does not look like a JWT');
   const prefixed = endpointFromPassword(password);
   if (!prefixed) throw new ConnectionRefused('the connection names no endpoint', '08004', HOW_TO_NAME_AN_ENDPOINT);
   line.endpoint = prefixed.endpoint;
-  const route = await routeFor(prefixed.endpoint, client, ctx);
-  await limited(ctx, prefixed.endpoint, client, () => checkPassword(route, role, prefixed.password));
-  return route;
+  const target = poolerEndpoint(prefixed.endpoint);
+  const route = await routeFor(target.endpoint, client, ctx);
+  await limited(ctx, target.endpoint, client, () => checkPassword(route, role, prefixed.password));
+  return { route, pooled: target.pooled };
 }
 
 /** A JWT as the password: the token names the database; with SNI too, they must agree. */
@@ -191,14 +240,4 @@ function backendParams(hs: Handshake, role: string): Map<string, string> {
   if (options) out.set('options', options);
   for (const [k, v] of p) if (!WITHHELD.has(k)) out.set(k, v);
   return out;
-}
-
-async function startCompute(lease: Lease, hs: Handshake, role: string, route: BranchRoute, ctx: ConnectionContext): Promise<BackendSession> {
-  try {
-    return await startBackend(lease.address, backendParams(hs, role));
-  } catch (err) {
-    if (err instanceof PgfleetError) throw err;
-    ctx.core.log.warn({ endpoint: route.endpointId, err: (err as Error).message }, 'compute connection failed');
-    throw new ComputeStartError(`could not connect to the compute of endpoint "${route.endpointId}"`);
-  }
 }

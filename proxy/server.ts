@@ -8,6 +8,7 @@ import type { Core } from '../src/gateway.ts';
 import { AuthLimiter, type AuthLimits, DEFAULT_AUTH_LIMITS } from './auth-limiter.ts';
 import { CancelKeys } from './cancel.ts';
 import { type ConnectionContext, handleConnection } from './connection.ts';
+import { Pooler } from './pool/pooler.ts';
 import type { Session } from './session.ts';
 import { loadTlsIdentity, serverEndPoint } from './tls-certs.ts';
 
@@ -26,6 +27,8 @@ export interface Proxy {
   caPath: string | undefined;
   /** Live relayed sessions, for metering. */
   sessions: Set<Session>;
+  /** The transaction pooler of `-pooler` endpoints. */
+  pooler: Pooler;
   close(): Promise<void>;
 }
 
@@ -33,16 +36,19 @@ export async function startProxy(core: Core, opts: ProxyOptions = {}): Promise<P
   const { config } = core;
   const identity = await loadTlsIdentity({ dataDir: config.dataDir, domain: config.domain, certFile: config.tlsCert, keyFile: config.tlsKey });
   const sessions = new Set<Session>();
+  const cancels = new CancelKeys();
+  const pooler = new Pooler(core, cancels);
   const ctx: ConnectionContext = {
     core,
     secureContext: tls.createSecureContext({ cert: identity.cert, key: identity.key, minVersion: 'TLSv1.2' }),
     channelBinding: serverEndPoint(identity.cert),
     allowPlaintext: config.allowPlaintext,
-    cancels: new CancelKeys(),
+    cancels,
     limiter: new AuthLimiter(opts.authLimits ?? DEFAULT_AUTH_LIMITS),
     sessions,
     handshakeTimeoutMs: opts.handshakeTimeoutMs ?? 30_000,
     metering: opts.metering ?? true,
+    pooler,
   };
   const sockets = new Set<net.Socket>();
   const handlers = new Set<Promise<void>>();
@@ -69,11 +75,13 @@ export async function startProxy(core: Core, opts: ProxyOptions = {}): Promise<P
     port,
     caPath: identity.caPath,
     sessions,
+    pooler,
     close: async () => {
       core.computes.off('terminate', terminate);
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const s of sockets) s.destroy();
       await Promise.allSettled([...handlers]);
+      pooler.close();
       await closed;
     },
   };

@@ -42,6 +42,21 @@ export interface Config {
   /** API requests per minute per key. */
   apiRateLimit: number;
   jwt: JwtSettings;
+  pool: PoolSettings;
+}
+
+/** Transaction pooling on `-pooler` endpoints. */
+export interface PoolSettings {
+  /** Backends per (branch, role, database name) when the database sets no pool_size. */
+  defaultSize: number;
+  /** Pooled client connections one gateway accepts. */
+  maxClients: number;
+  /** How long a client waits for a free backend before 53300. */
+  queueTimeoutMs: number;
+  /** A pooled backend idle this long is closed (so an idle compute can be suspended). */
+  idleTimeoutMs: number;
+  /** Prepared statements each backend keeps (PgBouncer's max_prepared_statements). */
+  maxPreparedStatements: number;
 }
 
 /** JWT authentication: pgfleet's own tokens and partners' JWKS. */
@@ -204,6 +219,13 @@ export function loadConfig(env: Env = process.env): Config {
       jwksCacheMaxAgeMs: int(env, 'PGFLEET_JWKS_CACHE_MAX_AGE', 600, 0, 86400) * 1000,
       jwksCooldownMs: int(env, 'PGFLEET_JWKS_COOLDOWN', 30, 0, 3600) * 1000,
       jwksAllowHttp: bool(env, 'PGFLEET_JWKS_ALLOW_HTTP'),
+    },
+    pool: {
+      defaultSize: int(env, 'PGFLEET_POOL_SIZE', 20, 1, 10000),
+      maxClients: int(env, 'PGFLEET_POOL_MAX_CLIENTS', 10000, 1, 1_000_000),
+      queueTimeoutMs: int(env, 'PGFLEET_POOL_QUEUE_TIMEOUT', 30, 1, 3600) * 1000,
+      idleTimeoutMs: int(env, 'PGFLEET_POOL_IDLE_TIMEOUT', 60, 1, 86400) * 1000,
+      maxPreparedStatements: int(env, 'PGFLEET_POOL_MAX_PREPARED_STATEMENTS', 200, 1, 100000),
     },
   };
 }

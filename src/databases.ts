@@ -24,6 +24,8 @@ export interface DatabaseRecord {
   branchId: string;
   suspendTimeoutSeconds: number;
   quotas: Quotas;
+  /** Backends per pool of its `-pooler` endpoint; null = the gateway's PGFLEET_POOL_SIZE. */
+  poolSize: number | null;
   createdAt: Date;
   /** Last activity the catalog recorded; the compute manager knows fresher while it runs. */
   lastActiveAt: Date | null;
@@ -38,12 +40,14 @@ export interface NewDatabase {
   databaseName?: string;
   suspendTimeoutSeconds?: number;
   quotas?: Quotas;
+  poolSize?: number | null;
 }
 
 export interface DatabaseChanges {
   name?: string | null;
   suspendTimeoutSeconds?: number;
   quotas?: Quotas;
+  poolSize?: number | null;
 }
 
 export interface Page<T> {
@@ -94,6 +98,7 @@ function toRecord(row: any): DatabaseRecord {
     branchId: row.branch_id,
     suspendTimeoutSeconds: row.suspend_timeout_seconds,
     quotas: row.quotas,
+    poolSize: row.pool_size,
     createdAt: row.created_at,
     lastActiveAt: row.last_active_at,
   };
@@ -127,8 +132,8 @@ export function mergeState(kept: ProviderState, patch: ProviderState): ProviderS
 
 const INSERT_DATABASE = `
   WITH d AS (
-    INSERT INTO databases (id, partner_id, user_id, name, region, provider, database_name, owner_role, suspend_timeout_seconds, quotas)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING created_at),
+    INSERT INTO databases (id, partner_id, user_id, name, region, provider, database_name, owner_role, suspend_timeout_seconds, quotas, pool_size)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $14) RETURNING created_at),
   b AS (INSERT INTO branches (id, database_id, name) VALUES ($11, $1, 'main')),
   e AS (INSERT INTO endpoints (id, branch_id) VALUES ($12, $11)),
   r AS (INSERT INTO roles (database_id, name, scram_verifier) VALUES ($1, $8, $13)),
@@ -170,12 +175,13 @@ export class Databases extends EventEmitter {
         // One statement (atomic, one round trip): every row of the new database.
         const { rows } = await this.catalog.query(INSERT_DATABASE, [
           ids.databaseId, input.partnerId, input.userId, input.name ?? null, region.id, region.provider.name,
-          databaseName, ownerRole, suspendTimeout, quotas, ids.branchId, ids.endpointId, verifier,
+          databaseName, ownerRole, suspendTimeout, quotas, ids.branchId, ids.endpointId, verifier, input.poolSize ?? null,
         ]);
         database = {
           id: ids.databaseId, partnerId: input.partnerId, userId: input.userId, name: input.name ?? null, region: region.id,
           provider: region.provider.name, databaseName, ownerRole, roles: [ownerRole], endpointId: ids.endpointId,
-          branchId: ids.branchId, suspendTimeoutSeconds: suspendTimeout, quotas, createdAt: rows[0].created_at, lastActiveAt: null,
+          branchId: ids.branchId, suspendTimeoutSeconds: suspendTimeout, quotas, poolSize: input.poolSize ?? null,
+          createdAt: rows[0].created_at, lastActiveAt: null,
         };
       } catch (err) {
         // Generated names are random; a collision is rare and another draw fixes it.
@@ -238,6 +244,10 @@ export class Databases extends EventEmitter {
     if (changes.suspendTimeoutSeconds !== undefined) {
       values.push(changes.suspendTimeoutSeconds);
       sets.push(`suspend_timeout_seconds = $${values.length}`);
+    }
+    if (changes.poolSize !== undefined) {
+      values.push(changes.poolSize);
+      sets.push(`pool_size = $${values.length}`);
     }
     if (changes.quotas !== undefined) {
       // A PATCH of quotas merges: named quotas change, the others stay.

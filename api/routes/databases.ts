@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { ComputeManager } from '../../src/computes.ts';
-import { type PublicAddress, connectionInfo } from '../../src/connection-uri.ts';
+import { POOLER_SUFFIX, type PublicAddress, connectionInfo } from '../../src/connection-uri.ts';
 import type { DatabaseRecord, Databases } from '../../src/databases.ts';
 import { partnerOf } from '../auth.ts';
 import { type IdempotencyStore, fingerprint } from '../idempotency.ts';
@@ -40,6 +40,8 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
       roles: db.roles,
       suspend_timeout_seconds: db.suspendTimeoutSeconds,
       quotas: db.quotas,
+      pool_size: db.poolSize,
+      pooled_host: `${db.endpointId}${POOLER_SUFFIX}.${publicAddress.domain}`,
       state: compute.state,
       last_active_at: lastActive ? lastActive.toISOString() : null,
       created_at: db.createdAt.toISOString(),
@@ -49,7 +51,10 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
   /** What only the answer that makes a password shows: the password and the URIs that carry it. */
   const secrets = (db: DatabaseRecord, role: string, password: string) => {
     const info = connectionInfo(publicAddress, db.endpointId, role, password, db.databaseName);
-    return { password, connection_uri: info.connection_uri, connection_uri_no_sni: info.connection_uri_no_sni };
+    return {
+      password, connection_uri: info.connection_uri, connection_uri_no_sni: info.connection_uri_no_sni,
+      pooled_connection_uri: info.pooled_connection_uri, pooled_connection_uri_no_sni: info.pooled_connection_uri_no_sni,
+    };
   };
 
   const credentials = (db: DatabaseRecord, role: string, password: string): RoleCredentialsView => ({
@@ -76,6 +81,7 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
         databaseName: body.database_name,
         suspendTimeoutSeconds: body.suspend_timeout_seconds,
         quotas: body.quotas,
+        poolSize: body.pool_size,
       });
       const created: DatabaseCreatedView = { ...view(database), ...secrets(database, database.ownerRole, password) };
       return { status: 201, body: created };
@@ -110,8 +116,8 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
       tags, security, params: IdParams, body: DatabaseUpdate, response: { 200: Database, ...errorResponses },
     },
   }, async (req) => {
-    const { name, suspend_timeout_seconds, quotas } = req.body;
-    return view(await databases.update(partnerOf(req), req.params.id, { name, suspendTimeoutSeconds: suspend_timeout_seconds, quotas }));
+    const { name, suspend_timeout_seconds, quotas, pool_size } = req.body;
+    return view(await databases.update(partnerOf(req), req.params.id, { name, suspendTimeoutSeconds: suspend_timeout_seconds, quotas, poolSize: pool_size }));
   });
 
   app.delete('/v1/databases/:id', {
