@@ -34,6 +34,8 @@ export class BackendPool {
   private readonly waiting = new Map<PoolWaiter, Waiting>();
   /** Backends open or being opened. */
   private opened = 0;
+  /** Backends closing that no longer count in `opened`. */
+  private readonly retired = new WeakSet<PooledBackend>();
   private sweeper: NodeJS.Timeout | undefined;
   /** One log line per pool every few seconds, however many clients wait. */
   private loggedWaitAt = 0;
@@ -62,6 +64,8 @@ export class BackendPool {
 
   /** A backend for `client`: an idle one, a new one while under the size, or the next one released. */
   acquire(client: PoolWaiter): Promise<PooledBackend> {
+    // The size was lowered: idle backends beyond it go first.
+    while (this.opened > this.size && this.idle.length > 0) this.retire(this.idle.shift()!);
     const idle = this.idle.pop();
     if (idle) return Promise.resolve(idle);
     if (this.opened < this.size && this.waiting.size === 0) return this.open();
@@ -110,7 +114,7 @@ export class BackendPool {
       return;
     }
     if (this.opened > this.size) {
-      backend.close();
+      this.retire(backend);
       return;
     }
     this.idle.push(backend);
@@ -139,8 +143,15 @@ export class BackendPool {
     }
   }
 
-  private forget(backend: PooledBackend): void {
+  /** Closes a backend that no longer counts against the size. */
+  private retire(backend: PooledBackend): void {
+    this.retired.add(backend);
     this.opened--;
+    backend.close();
+  }
+
+  private forget(backend: PooledBackend): void {
+    if (!this.retired.delete(backend)) this.opened--;
     const at = this.idle.indexOf(backend);
     if (at >= 0) this.idle.splice(at, 1);
     this.serveWaiting();
@@ -162,7 +173,7 @@ export class BackendPool {
     const every = Math.max(100, Math.min(5000, this.settings.idleTimeoutMs / 2));
     this.sweeper = setInterval(() => {
       const cutoff = Date.now() - this.settings.idleTimeoutMs;
-      while (this.idle.length > 0 && this.idle[0]!.lastUsed <= cutoff) this.idle.shift()!.close();
+      while (this.idle.length > 0 && this.idle[0]!.lastUsed <= cutoff) this.retire(this.idle.shift()!);
       if (this.idle.length === 0) {
         clearInterval(this.sweeper);
         this.sweeper = undefined;
@@ -181,6 +192,6 @@ export class BackendPool {
 
   /** Closes every idle backend (the proxy is closing; busy ones end with their clients). */
   closeIdle(): void {
-    for (const b of this.idle.splice(0)) b.close();
+    for (const b of this.idle.splice(0)) this.retire(b);
   }
 }
