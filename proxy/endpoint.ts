@@ -69,8 +69,8 @@ export function endpointFromStartup(sniEndpoint: string | undefined, optionsEndp
 }
 
 /** `ep-…-pooler` names the pooled twin of endpoint `ep-…`. */
-export function poolerEndpoint(name: string): { endpoint: string; pooled: boolean } {
-  return name.endsWith(POOLER_SUFFIX)
+export function poolerEndpoint(name: string | undefined): { endpoint: string | undefined; pooled: boolean } {
+  return name?.endsWith(POOLER_SUFFIX)
     ? { endpoint: name.slice(0, -POOLER_SUFFIX.length), pooled: true }
     : { endpoint: name, pooled: false };
 }
@@ -80,4 +80,11 @@ export function endpointFromPassword(password: string): { endpoint: string; pass
   const m = /^endpoint=([^;]*);(.*)$/s.exec(password);
   if (!m || !ENDPOINT_ID.test(m[1]!)) return undefined;
   return { endpoint: m[1]!, password: m[2]! };
+}
+
+/** The endpoint an HTTP Host (`<ep-…>.<domain>[:port]`) names, as endpointFromSni reads a server name. */
+export function endpointFromHost(host: string | undefined, domain: string): string | undefined {
+  if (!host) return undefined;
+  const name = host.startsWith('[') ? undefined : host.replace(/:\d*$/, '');
+  return endpointFromSni(name, domain);
 }

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
+import { type Coordinator, waitForLock } from './coord/coordinator.ts';
 import { CapacityError, ComputeStartError, type PgfleetError } from './errors.ts';
 import type { BranchRef, ComputeAddress, Provider } from './providers/provider.ts';
 
@@ -42,12 +43,21 @@ interface Entry {
   idleTimer: NodeJS.Timeout | undefined;
   failures: number;
   retryAt: number;
+  /** Settles when a restore, reset or copy of the branch's files ends; wakes wait for it. */
+  held: Promise<void> | undefined;
 }
 
 export interface ComputeManagerOptions {
   maxComputes: number;
   wakeTimeoutMs: number;
   log: Logger;
+  /** With a shared coordinator, a start holds the compute's wake lock: one start across gateways. */
+  coord?: Coordinator;
+  /**
+   * The fencing rule: records the lock's token as the compute's newest wake and answers false
+   * when a newer one is recorded already (this holder's lease ran out and another took over).
+   */
+  claimWake?: (branchId: string, token: number) => Promise<boolean>;
 }
 
 /**
@@ -73,7 +83,7 @@ export class ComputeManager extends EventEmitter {
       e = {
         target, state: 'suspended', address: undefined, starting: undefined, settled: Promise.resolve(),
         stopping: undefined, connections: 0, lastActiveAt: undefined, startedAt: undefined,
-        idleTimer: undefined, failures: 0, retryAt: 0,
+        idleTimer: undefined, failures: 0, retryAt: 0, held: undefined,
       };
       this.entries.set(target.ref.branchId, e);
     } else {
@@ -127,6 +137,12 @@ export class ComputeManager extends EventEmitter {
     return this.entries.get(branchId)?.target;
   }
 
+  /** The address of a running compute (for a cancel: never starts one). */
+  runningAddress(branchId: string): ComputeAddress | undefined {
+    const e = this.entries.get(branchId);
+    return e?.state === 'running' ? e.address : undefined;
+  }
+
   /** Branches whose compute is running. */
   runningBranches(): string[] {
     return [...this.entries.values()].filter((e) => e.state === 'running').map((e) => e.target.ref.branchId);
@@ -169,6 +185,7 @@ export class ComputeManager extends EventEmitter {
 
   private wakeEntry(e: Entry): Promise<ComputeAddress> {
     if (this.closed) return Promise.reject(new ComputeStartError('the gateway is shutting down'));
+    if (e.held) return this.waitForHold(e).then(() => this.wakeEntry(e));
     if (e.state === 'running' && e.address) return Promise.resolve(e.address);
     if (e.starting) return e.starting;
     if (e.stopping) {
@@ -212,11 +229,75 @@ export class ComputeManager extends EventEmitter {
     return starting;
   }
 
+  /** Waits, like a wake, for a restore or reset to end: up to wakeTimeoutMs, then 57P03. */
+  private waitForHold(e: Entry): Promise<void> {
+    const held = e.held!;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new ComputeStartError(
+        `the branch is being restored or copied and was not ready within ${Math.round(this.opts.wakeTimeoutMs / 1000)} s; try again shortly`)),
+      this.opts.wakeTimeoutMs);
+      void held.then(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  /** Runs fn while e is held: no start begins (wakes wait) until fn ends. One holder at a time. */
+  private async withHold<T>(e: Entry, fn: () => Promise<T>): Promise<T> {
+    while (e.held) await e.held;
+    let release!: () => void;
+    e.held = new Promise((r) => (release = r));
+    try {
+      return await fn();
+    } finally {
+      e.held = undefined;
+      release();
+    }
+  }
+
+  /**
+   * Stops the compute (its sessions end with `reason`) and keeps it stopped while fn rewrites its
+   * files (a restore, a reset); connections meanwhile wait as for a wake.
+   */
+  hold<T>(target: ComputeTarget, reason: PgfleetError, fn: () => Promise<T>): Promise<T> {
+    const e = this.entry(target);
+    return this.withHold(e, async () => {
+      await e.starting?.catch(() => {});
+      if (e.state === 'running' || e.state === 'stopping') {
+        this.emit('terminate', target.ref.branchId, reason);
+        await this.stopEntry(e);
+      }
+      return fn();
+    });
+  }
+
+  /**
+   * Runs fn while the compute's files may be read as they are (a branch copies them). A running
+   * compute keeps running (fn is told, and must copy online) and is not suspended meanwhile; a
+   * stopped one stays stopped until fn ends, connections waiting as for a wake.
+   */
+  async guard<T>(target: ComputeTarget, fn: (running: boolean) => Promise<T>): Promise<T> {
+    const e = this.entry(target);
+    while (e.held) await e.held;
+    await e.starting?.catch(() => {});
+    await e.stopping;
+    if (e.state === 'running') {
+      this.addConnection(e, 1);
+      try {
+        return await fn(true);
+      } finally {
+        this.addConnection(e, -1);
+      }
+    }
+    return this.withHold(e, () => fn(false));
+  }
+
   /** Starts the compute, giving up after wakeTimeoutMs; a start given up on is stopped once it settles. */
   private async startWithTimeout(e: Entry): Promise<ComputeAddress> {
     await e.settled; // a previous attempt still winding down
     const { provider, ref } = e.target;
-    const attempt = provider.start(ref);
+    const attempt = this.lockedStart(provider, ref);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new ComputeStartError(
@@ -229,6 +310,27 @@ export class ComputeManager extends EventEmitter {
       throw err;
     } finally {
       clearTimeout(timer);
+    }
+  }
+
+  /**
+   * provider.start under the compute's fleet-wide wake lock (a lease, renewed by nobody: it covers
+   * the wake timeout, so a gateway that dies holding it frees it then). A later holder finds the
+   * compute started and its start returns at once.
+   */
+  private async lockedStart(provider: Provider, ref: ComputeTarget['ref']): Promise<ComputeAddress> {
+    const coord = this.opts.coord;
+    if (!coord?.shared) return provider.start(ref);
+    const name = `wake:${ref.branchId}`;
+    const lock = await waitForLock(coord, name, this.opts.wakeTimeoutMs + 5000, this.opts.wakeTimeoutMs);
+    if (!lock) throw new ComputeStartError('another gateway is starting this database and has not finished; try again');
+    try {
+      if (this.opts.claimWake && !(await this.opts.claimWake(ref.branchId, lock.token))) {
+        throw new ComputeStartError('a newer wake of this database took over; try again');
+      }
+      return await provider.start(ref);
+    } finally {
+      await lock.release();
     }
   }
 

@@ -1,12 +1,13 @@
 import { EventEmitter } from 'node:events';
 import type { Catalog } from './catalog/catalog.ts';
-import { type BranchRoute, branchRefOf, routeByDatabase } from './catalog/routes.ts';
+import { type BranchRoute, branchRefOf, routeByDatabase, routesOfDatabase } from './catalog/routes.ts';
 import type { ComputeManager, ComputeTarget } from './computes.ts';
 import { BadRequestError, ConflictError, NotFoundError } from './errors.ts';
 import { NAME_PATTERN, generateName } from './names.ts';
 import { type Quotas, validateQuotas } from './quotas.ts';
 import type { BranchRef, ProviderState } from './providers/provider.ts';
 import type { Regions } from './regions.ts';
+import type { Nodes } from './nodes/nodes.ts';
 import { generatePassword, makeScramVerifier } from './scram-verifier.ts';
 
 /** A database as the doors show it. */
@@ -23,6 +24,8 @@ export interface DatabaseRecord {
   endpointId: string;
   branchId: string;
   suspendTimeoutSeconds: number;
+  /** Its own, else its partner's default; null = pgfleet's default (PGFLEET_HISTORY_RETENTION). */
+  historyRetentionSeconds: number | null;
   quotas: Quotas;
   /** Backends per pool of its `-pooler` endpoint; null = the gateway's PGFLEET_POOL_SIZE. */
   poolSize: number | null;
@@ -39,6 +42,7 @@ export interface NewDatabase {
   roleName?: string;
   databaseName?: string;
   suspendTimeoutSeconds?: number;
+  historyRetentionSeconds?: number | null;
   quotas?: Quotas;
   poolSize?: number | null;
 }
@@ -46,6 +50,8 @@ export interface NewDatabase {
 export interface DatabaseChanges {
   name?: string | null;
   suspendTimeoutSeconds?: number;
+  /** null = back to the partner's default. */
+  historyRetentionSeconds?: number | null;
   quotas?: Quotas;
   poolSize?: number | null;
 }
@@ -76,7 +82,8 @@ export function validateIdentifier(field: string, value: string, reserved: Set<s
 export const validateRoleName = (value: string, field = 'role_name') => validateIdentifier(field, value, RESERVED_ROLES);
 
 const SELECT_DATABASE = `
-  SELECT d.*, b.id AS branch_id, e.id AS endpoint_id, (extract(epoch FROM d.created_at) * 1000000)::int8 AS created_us,
+  SELECT d.*, b.id AS branch_id,
+         COALESCE(d.history_retention_seconds, (SELECT p.default_history_retention_seconds FROM partners p WHERE p.id = d.partner_id)) AS effective_retention, e.id AS endpoint_id, (extract(epoch FROM d.created_at) * 1000000)::int8 AS created_us,
          (SELECT c.last_active_at FROM computes c WHERE c.branch_id = b.id) AS last_active_at,
          ARRAY(SELECT r.name FROM roles r WHERE r.database_id = d.id ORDER BY r.created_at, r.name) AS roles
     FROM databases d
@@ -97,6 +104,7 @@ function toRecord(row: any): DatabaseRecord {
     endpointId: row.endpoint_id,
     branchId: row.branch_id,
     suspendTimeoutSeconds: row.suspend_timeout_seconds,
+    historyRetentionSeconds: row.effective_retention,
     quotas: row.quotas,
     poolSize: row.pool_size,
     createdAt: row.created_at,
@@ -132,13 +140,14 @@ export function mergeState(kept: ProviderState, patch: ProviderState): ProviderS
 
 const INSERT_DATABASE = `
   WITH d AS (
-    INSERT INTO databases (id, partner_id, user_id, name, region, provider, database_name, owner_role, suspend_timeout_seconds, quotas, pool_size)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $14) RETURNING created_at),
+    INSERT INTO databases (id, partner_id, user_id, name, region, provider, database_name, owner_role, suspend_timeout_seconds, quotas, node_id, history_retention_seconds, pool_size)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $14, $15, $16) RETURNING created_at,
+      COALESCE(history_retention_seconds, (SELECT default_history_retention_seconds FROM partners WHERE id = $2)) AS effective_retention),
   b AS (INSERT INTO branches (id, database_id, name) VALUES ($11, $1, 'main')),
   e AS (INSERT INTO endpoints (id, branch_id) VALUES ($12, $11)),
   r AS (INSERT INTO roles (database_id, name, scram_verifier) VALUES ($1, $8, $13)),
   c AS (INSERT INTO computes (branch_id, state) VALUES ($11, 'suspended'))
-  SELECT created_at FROM d`;
+  SELECT created_at, effective_retention FROM d`;
 
 const isUniqueViolation = (err: unknown) => (err as { code?: string }).code === '23505';
 
@@ -153,6 +162,7 @@ export class Databases extends EventEmitter {
     private readonly regions: Regions,
     private readonly computes: ComputeManager,
     private readonly targetFor: (route: BranchRoute) => ComputeTarget,
+    private readonly nodes: Nodes,
     private readonly defaultSuspendTimeoutSeconds: number,
   ) {
     super();
@@ -167,6 +177,8 @@ export class Databases extends EventEmitter {
     const password = generatePassword();
     const verifier = await makeScramVerifier(password);
     const suspendTimeout = input.suspendTimeoutSeconds ?? this.defaultSuspendTimeoutSeconds;
+    // A local database's data lives on one node: the one with the most room.
+    const nodeId = region.provider.name === 'local' ? await this.nodes.place() : null;
 
     let database: DatabaseRecord | undefined;
     for (let attempt = 0; !database; attempt++) {
@@ -175,12 +187,14 @@ export class Databases extends EventEmitter {
         // One statement (atomic, one round trip): every row of the new database.
         const { rows } = await this.catalog.query(INSERT_DATABASE, [
           ids.databaseId, input.partnerId, input.userId, input.name ?? null, region.id, region.provider.name,
-          databaseName, ownerRole, suspendTimeout, quotas, ids.branchId, ids.endpointId, verifier, input.poolSize ?? null,
+          databaseName, ownerRole, suspendTimeout, quotas, ids.branchId, ids.endpointId, verifier, nodeId, input.historyRetentionSeconds ?? null,
+          input.poolSize ?? null,
         ]);
         database = {
           id: ids.databaseId, partnerId: input.partnerId, userId: input.userId, name: input.name ?? null, region: region.id,
           provider: region.provider.name, databaseName, ownerRole, roles: [ownerRole], endpointId: ids.endpointId,
-          branchId: ids.branchId, suspendTimeoutSeconds: suspendTimeout, quotas, poolSize: input.poolSize ?? null,
+          branchId: ids.branchId, suspendTimeoutSeconds: suspendTimeout, historyRetentionSeconds: rows[0].effective_retention, quotas,
+          poolSize: input.poolSize ?? null,
           createdAt: rows[0].created_at, lastActiveAt: null,
         };
       } catch (err) {
@@ -194,7 +208,8 @@ export class Databases extends EventEmitter {
       suspendTimeoutSeconds: suspendTimeout, quotas,
     };
     try {
-      await this.keepState(database.id, await region.provider.create(ref));
+      if (nodeId && this.nodes.isRemote({ id: nodeId })) await this.nodes.ask(await this.nodeRecord(nodeId), 'create', ref);
+      else await this.keepState(database.id, await region.provider.create(ref));
     } catch (err) {
       await this.catalog.query('DELETE FROM databases WHERE id = $1', [database.id]);
       throw err;
@@ -209,8 +224,8 @@ export class Databases extends EventEmitter {
     return toRecord(rows[0]);
   }
 
-  /** A partner's databases in creation order, optionally of one user. */
-  async list(partnerId: string, opts: { userId?: string; limit?: number; cursor?: string } = {}): Promise<Page<DatabaseRecord>> {
+  /** A partner's databases in creation order, optionally of one user, optionally whose name contains a text. */
+  async list(partnerId: string, opts: { userId?: string; nameContains?: string; limit?: number; cursor?: string } = {}): Promise<Page<DatabaseRecord>> {
     const limit = opts.limit ?? 100;
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) throw new BadRequestError(`limit: must be between 1 and ${MAX_PAGE}`);
     const where = ['d.partner_id = $1'];
@@ -218,6 +233,11 @@ export class Databases extends EventEmitter {
     if (opts.userId !== undefined) {
       values.push(opts.userId);
       where.push(`d.user_id = $${values.length}`);
+    }
+    if (opts.nameContains !== undefined) {
+      // The text is matched literally: LIKE's wildcards and escape character are escaped.
+      values.push(`%${opts.nameContains.replace(/[\\%_]/g, '\\$&')}%`);
+      where.push(`d.name ILIKE $${values.length}`);
     }
     if (opts.cursor !== undefined) {
       const [createdAt, id] = decodeCursor(opts.cursor);
@@ -249,6 +269,10 @@ export class Databases extends EventEmitter {
       values.push(changes.poolSize);
       sets.push(`pool_size = $${values.length}`);
     }
+    if (changes.historyRetentionSeconds !== undefined) {
+      values.push(changes.historyRetentionSeconds);
+      sets.push(`history_retention_seconds = $${values.length}`);
+    }
     if (changes.quotas !== undefined) {
       // A PATCH of quotas merges: named quotas change, the others stay.
       values.push(validateQuotas(changes.quotas));
@@ -268,13 +292,21 @@ export class Databases extends EventEmitter {
     return record;
   }
 
-  /** Removes the catalog rows first (no new connection can route), then the compute and its data. */
+  /** Removes the catalog rows first (no new connection can route), then every branch's compute and data. */
   async delete(partnerId: string, id: string): Promise<void> {
     const record = await this.get(partnerId, id);
-    const route = await this.routeOf(record);
+    const routes = await routesOfDatabase(this.catalog, record.id);
     await this.catalog.query('DELETE FROM databases WHERE id = $1 AND partner_id = $2', [id, partnerId]);
-    await this.computes.remove(record.branchId);
-    await this.regions.get(record.region).provider.delete(branchRefOf(route));
+    const provider = this.regions.get(record.region).provider;
+    // Children first: the main branch's removal also removes the database's directory.
+    for (const route of routes.reverse()) {
+      if (this.nodes.isRemote(route.node)) {
+        await this.nodes.ask(route.node!, 'delete', branchRefOf(route));
+        continue;
+      }
+      await this.computes.remove(route.branchId);
+      await provider.delete(branchRefOf(route));
+    }
   }
 
   /** Another login role, with the owner's rights; returns its password (shown once). */
@@ -289,7 +321,12 @@ export class Databases extends EventEmitter {
       throw err;
     }
     const updated = await this.get(partnerId, id);
-    await this.keepState(id, await this.regions.get(record.region).provider.syncRoles(branchRefOf(await this.routeOf(updated))));
+    // Roles belong to the database: every branch gets the new one.
+    const provider = this.regions.get(record.region).provider;
+    for (const route of await routesOfDatabase(this.catalog, id)) {
+      if (this.nodes.isRemote(route.node)) await this.nodes.ask(route.node!, 'sync-roles', branchRefOf(route));
+      else await this.keepState(id, await provider.syncRoles(branchRefOf(route)));
+    }
     return { database: updated, password };
   }
 
@@ -320,17 +357,28 @@ export class Databases extends EventEmitter {
     });
   }
 
+  /** Stops the compute now; the node that owns a local database's data does it. */
   async suspend(partnerId: string, id: string): Promise<DatabaseRecord> {
     const record = await this.get(partnerId, id);
-    await this.computes.suspend(record.branchId);
+    const route = await this.routeOf(record);
+    if (this.nodes.isRemote(route.node)) await this.nodes.ask(route.node!, 'suspend', branchRefOf(route));
+    else await this.computes.suspend(record.branchId);
     return record;
   }
 
-  /** Starts the compute now (the first connection would otherwise). */
+  /** Starts the compute now (the first connection would otherwise); on the owning node. */
   async wake(partnerId: string, id: string): Promise<DatabaseRecord> {
     const record = await this.get(partnerId, id);
-    await this.computes.wake(this.targetFor(await this.routeOf(record)));
+    const route = await this.routeOf(record);
+    if (this.nodes.isRemote(route.node)) await this.nodes.ask(route.node!, 'wake', branchRefOf(route));
+    else await this.computes.wake(this.targetFor(route));
     return record;
+  }
+
+  private async nodeRecord(nodeId: string) {
+    const { rows } = await this.catalog.query(
+      `SELECT id, address, extract(epoch FROM clock_timestamp() - heartbeat_at)::float8 AS silent FROM nodes WHERE id = $1`, [nodeId]);
+    return { id: nodeId, address: rows[0]?.address ?? null, silentSeconds: rows[0]?.silent ?? null };
   }
 
   private async routeOf(record: DatabaseRecord): Promise<BranchRoute> {

@@ -54,7 +54,7 @@ export class CapacityError extends PgfleetError {
 
 /** A usage quota is exhausted. */
 export class QuotaError extends PgfleetError {
-  constructor(message: string, sqlstate = '53400') {
+  constructor(message: string, sqlstate = '53400', readonly quota?: { name: string; limit: number }) {
     super(message, sqlstate, 402, 'quota_exceeded');
   }
 }
@@ -70,6 +70,13 @@ export class ProviderError extends PgfleetError {
 export class UnauthorizedError extends PgfleetError {
   constructor(message: string) {
     super(message, '28000', 401, 'unauthorized');
+  }
+}
+
+/** Too many requests; retry after the given seconds. */
+export class RateLimitedError extends PgfleetError {
+  constructor(message: string, readonly retryAfterSeconds: number) {
+    super(message, '53400', 429, 'rate_limited');
   }
 }
 
@@ -90,5 +97,12 @@ export class TokenError extends PgfleetError {
     readonly logDetail: string,
   ) {
     super(userReason, '28P01', 401, 'invalid_token');
+  }
+}
+
+/** The session's branch is being restored or reset: the session ends so the new data can take its place. */
+export class BranchRewoundError extends PgfleetError {
+  constructor(message: string) {
+    super(message, '57P01', 409, 'branch_rewound');
   }
 }

@@ -14,6 +14,8 @@ export interface Partner {
 export type Principal = { kind: 'operator' } | { kind: 'partner'; partnerId: string };
 
 const PARTNER_KEY_PREFIX = 'pgf_live';
+/** What generateApiKey makes for partners: the prefix and 32 random bytes in base64url. */
+const PARTNER_KEY_FORMAT = /^pgf_live_[A-Za-z0-9_-]{43}$/;
 
 const toPartner = (row: any): Partner => ({ id: row.id, name: row.name, createdAt: row.created_at });
 
@@ -47,6 +49,13 @@ export class Partners {
     return toPartner(rows[0]);
   }
 
+  /** The history retention its databases get unless they set their own (null = pgfleet's default). */
+  async setDefaultHistoryRetention(id: string, seconds: number | null): Promise<Partner> {
+    const { rowCount } = await this.catalog.query('UPDATE partners SET default_history_retention_seconds = $2 WHERE id = $1', [id, seconds]);
+    if (!rowCount) throw new NotFoundError(`partner "${id}" not found`);
+    return this.get(id);
+  }
+
   /** Revokes its keys first (nothing new can be made), then deletes every database and their data. */
   async delete(id: string): Promise<void> {
     await this.get(id);
@@ -70,10 +79,17 @@ export class Partners {
     return { partner, apiKey };
   }
 
+  /** The key has the shape of a partner key (whether or not it exists). */
+  couldBePartnerKey(key: string): boolean {
+    return PARTNER_KEY_FORMAT.test(key);
+  }
+
   /** The principal of a presented key, or undefined when the key is unknown or revoked. */
   async authenticate(key: string): Promise<Principal | undefined> {
     const hash = hashApiKey(key);
     if (safeEqual(hash, this.adminKeyHash)) return { kind: 'operator' };
+    // A key that cannot be a partner key costs no catalog query.
+    if (!this.couldBePartnerKey(key)) return undefined;
     const { rows } = await this.catalog.query(
       'SELECT partner_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL AND partner_id IS NOT NULL',
       [hash],

@@ -125,7 +125,7 @@ export class BackendPool {
     this.opened++;
     let lease;
     try {
-      lease = await this.core.computes.acquire(this.core.targetFor(this.route));
+      lease = await this.core.acquire(this.route);
       const params = new Map([['user', this.role], ['database', this.database]]);
       const session = await connectBackend(lease.address, params, this.route.endpointId, this.core.log);
       const backend = new PooledBackend(session.socket, lease.address, session.pid, session.secret, lease, this.settings.maxPreparedStatements);

@@ -72,7 +72,7 @@ export class Pooler {
         socket: c.socket, pool, settings, session: c.session,
         unpooledHost: `${c.route.endpointId}.${this.core.config.domain}`,
       });
-      const key = this.cancels.issueRouted(() => client!.cancelTarget());
+      const key = await this.cancels.issueRouted(() => client!.cancelTarget());
       const answer = serverParams.map(([name, value]) => parameterStatus(name, settings.get(name.toLowerCase()) ?? value));
       c.socket.write(Buffer.concat([...answer, backendKeyData(key.pid, key.secret), readyForQuery(TX_IDLE)]));
       client.ended.finally(() => {

@@ -19,20 +19,24 @@ export interface BranchRoute {
   poolSize: number | null;
   /** The database's own quotas over its partner's defaults. */
   quotas: Quotas;
-  /** role name → SCRAM-SHA-256 verifier */
-  verifiers: Record<string, string>;
+  /** role name → SCRAM-SHA-256 verifier (a Map: role names are the tenant's, `__proto__` included) */
+  verifiers: Map<string, string>;
   providerState: Record<string, unknown>;
+  /** The node that holds a local database's data (null: another provider, or served where it is). */
+  node: { id: string; address: string | null; silentSeconds: number | null } | null;
 }
 
 const SELECT_ROUTE = `
   SELECT e.id AS endpoint_id, b.id AS branch_id, b.name AS branch_name, b.provider_state AS branch_state,
          d.id AS database_id, d.partner_id, d.user_id, d.region, d.provider, d.database_name, d.owner_role,
          d.suspend_timeout_seconds, d.pool_size, p.default_quotas || d.quotas AS quotas, d.provider_state AS database_state,
-         COALESCE((SELECT json_object_agg(r.name, r.scram_verifier) FROM roles r WHERE r.database_id = d.id), '{}') AS verifiers
+         COALESCE((SELECT json_object_agg(r.name, r.scram_verifier) FROM roles r WHERE r.database_id = d.id), '{}') AS verifiers,
+         d.node_id, n.address AS node_address, extract(epoch FROM clock_timestamp() - n.heartbeat_at)::float8 AS node_silence
     FROM endpoints e
     JOIN branches b ON b.id = e.branch_id
     JOIN databases d ON d.id = b.database_id
-    JOIN partners p ON p.id = d.partner_id`;
+    JOIN partners p ON p.id = d.partner_id
+    LEFT JOIN nodes n ON n.id = d.node_id`;
 
 function toRoute(row: any): BranchRoute {
   return {
@@ -49,13 +53,15 @@ function toRoute(row: any): BranchRoute {
     suspendTimeoutSeconds: row.suspend_timeout_seconds,
     poolSize: row.pool_size,
     quotas: row.quotas,
-    verifiers: row.verifiers,
+    verifiers: new Map(Object.entries(row.verifiers as Record<string, string>)),
     providerState: { ...row.database_state, ...row.branch_state },
+    node: row.node_id ? { id: row.node_id, address: row.node_address, silentSeconds: row.node_silence } : null,
   };
 }
 
+/** The route of an endpoint; a branch still being made has none. */
 export async function routeByEndpoint(catalog: Catalog, endpointId: string): Promise<BranchRoute | undefined> {
-  const { rows } = await catalog.query(`${SELECT_ROUTE} WHERE e.id = $1`, [endpointId]);
+  const { rows } = await catalog.query(`${SELECT_ROUTE} WHERE e.id = $1 AND b.state = 'ready'`, [endpointId]);
   return rows[0] ? toRoute(rows[0]) : undefined;
 }
 
@@ -70,6 +76,12 @@ export async function routeByDatabase(catalog: Catalog, databaseId: string): Pro
   return rows[0] ? toRoute(rows[0]) : undefined;
 }
 
+/** Every branch of a database (those being made too), the main one first. */
+export async function routesOfDatabase(catalog: Catalog, databaseId: string): Promise<BranchRoute[]> {
+  const { rows } = await catalog.query(`${SELECT_ROUTE} WHERE d.id = $1 ORDER BY b.parent_id IS NOT NULL, b.created_at`, [databaseId]);
+  return rows.map(toRoute);
+}
+
 export function branchRefOf(route: BranchRoute): BranchRef {
   return {
     databaseId: route.databaseId,
@@ -77,7 +89,7 @@ export function branchRefOf(route: BranchRoute): BranchRef {
     region: route.region,
     databaseName: route.databaseName,
     ownerRole: route.ownerRole,
-    roles: Object.keys(route.verifiers),
+    roles: [...route.verifiers.keys()],
     suspendTimeoutSeconds: route.suspendTimeoutSeconds,
     quotas: route.quotas,
     providerState: route.providerState,

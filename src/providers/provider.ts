@@ -1,3 +1,4 @@
+import type { Branching } from '../lifecycle/branching.ts';
 import type { Quotas } from '../quotas.ts';
 
 /**
@@ -40,7 +41,12 @@ export type ComputeAddress =
    * A remote compute: TCP to host:port, TLS verified for servername (sent as SNI unless it is an
    * IP address) against the system CAs plus `ca` when given, then SCRAM with the role's password.
    */
-  | { kind: 'tcp'; host: string; port: number; servername: string; ca?: string; passwords: Record<string, string> };
+  | { kind: 'tcp'; host: string; port: number; servername: string; ca?: string; passwords: ReadonlyMap<string, string> }
+  /**
+   * A local compute of another node of the fleet: open() reaches its socket through that node
+   * (src/nodes); the session then starts up as with a Unix socket. `cancel` never wakes it.
+   */
+  | { kind: 'node'; nodeId: string; open(op: 'connect' | 'cancel'): Promise<import('node:stream').Duplex> };
 
 /** What a provider can tell about a branch's usage. */
 export interface UsageSample {
@@ -81,6 +87,8 @@ export interface Provider {
   status(ref: BranchRef): 'running' | 'stopped';
   /** What the provider can measure of a branch on the spot: WAL written, storage. */
   sample(ref: BranchRef): Promise<UsageSample>;
+  /** History, branches and point-in-time restore; absent = the provider cannot branch. */
+  branching?: Branching;
   /** Stops every compute this provider runs (pgfleet shutting down). */
   shutdown(): Promise<void>;
 }
