@@ -77,7 +77,7 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
     );
   });
   // pgfleet's public token keys: anyone may verify a pgfleet token.
-  app.get('/.well-known/jwks.json', { config: { rateLimit: false }, schema: { hide: true } }, async () => core.jwt.keys.jwks());
+  app.get('/.well-known/jwks.json', { config: { rateLimit: false }, schema: { hide: true } }, async () => core.jwt.jwks());
   app.get('/v1/openapi.json', { config: { rateLimit: false }, schema: { hide: true } }, async () => app.swagger());
   await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { url: '/v1/openapi.json' } });
   await app.register(consoleRoutes);

@@ -57,6 +57,9 @@ t.test('databases are placed on the nodes with the most room; any door reaches t
   });
   t.equal(put.status, 200, 'partner issuer set through g2');
 
+  const issued = await call(g1.apiUrl, 'POST', `/v1/databases/${dbs[0]!.id}/tokens`, partnerKey, {});
+  t.equal(issued.status, 201);
+  const gatewayToken: string = issued.body.token;
   for (const [i, db] of dbs.entries()) {
     const token = await new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).setSubject(db.userId)
       .setIssuer('https://auth.partner.test').setAudience('fleet').setExpirationTime('5m').sign(privateKey);
@@ -65,7 +68,8 @@ t.test('databases are placed on the nodes with the most room; any door reaches t
         ['SNI', sni(db, port)],
         ['options', noSni(port, db.role, db.password, `endpoint=${db.endpoint}`)],
         ['password prefix', noSni(port, db.role, `endpoint=${db.endpoint};${db.password}`)],
-        ['JWT', noSni(port, db.role, token)],
+        ['partner JWT', noSni(port, db.role, token)],
+        ['gateway JWT (issued by g1)', noSni(port, db.role, gatewayToken)],
       ];
       for (const [form, conninfo] of i === 0 ? forms : forms.slice(0, 1)) {
         t.equal(await psql(conninfo, 'SELECT current_database()'), 'app', `${db.node} via ${door} by ${form}`);
@@ -191,6 +195,15 @@ t.test('changes made through one gateway hold on the others at once', async (t) 
   t.equal((await call(apiDoor.apiUrl, 'DELETE', `/v1/databases/${db.id}`, partnerKey)).status, 204);
   for (const [door, port] of ports()) t.match(await psqlError(sni(db, port)), /does not exist/, `deleted: refused via ${door}`);
   t.notOk(findDir(owner.dataDir, db.id), 'its node removed the data');
+
+  // A signing key rotated on one gateway: its new tokens verify on the others at once.
+  const rotatedKid = await call(g2.apiUrl, 'POST', '/v1/keys/rotate', ADMIN_KEY);
+  t.equal(rotatedKid.status, 200);
+  const other = await createDb(g1.apiUrl);
+  const fresh = await call(g2.apiUrl, 'POST', `/v1/databases/${other.id}/tokens`, partnerKey, {});
+  t.equal(await psql(noSni(g3.proxyPort, other.role, fresh.body.token), 'SELECT current_user'), other.role, 'a token signed with g2\'s new key works on g3');
+  const jwks = await (await fetch(`${g3.apiUrl}/.well-known/jwks.json`)).json() as { keys: { kid: string }[] };
+  t.ok(jwks.keys.some((k) => k.kid === rotatedKid.body.kid), 'every gateway serves the fleet\'s keys');
 
   // A rotated partner key stops working on every gateway at once.
   const rotated = await call(g1.apiUrl, 'POST', `/v1/partners/${partner.body.id}/keys`, ADMIN_KEY);

@@ -23,7 +23,7 @@ export interface NodeRecord {
 }
 
 export class Nodes {
-  private beat: NodeJS.Timeout | undefined;
+  private beat_: NodeJS.Timeout | undefined;
 
   constructor(
     readonly id: string,
@@ -36,20 +36,30 @@ export class Nodes {
     private readonly log: Logger,
   ) {}
 
-  /** Records this node (its listener address and room) and keeps its heartbeat going. */
-  async register(address: string, maxComputes: number, running: () => number): Promise<void> {
-    const beat = () => this.catalog.query(
-      `INSERT INTO nodes (id, address, max_computes, running) VALUES ($1, $2, $3, $4)
-       ON CONFLICT (id) DO UPDATE SET address = $2, max_computes = $3, running = $4, heartbeat_at = clock_timestamp()`,
-      [this.id, address, maxComputes, running()],
+  private beatQuery: (() => Promise<unknown>) | undefined;
+
+  /**
+   * Records this node (its link address, its room, its public signing keys) and keeps its
+   * heartbeat going.
+   */
+  async register(address: string, maxComputes: number, running: () => number, jwks: () => unknown): Promise<void> {
+    this.beatQuery = () => this.catalog.query(
+      `INSERT INTO nodes (id, address, max_computes, running, jwks) VALUES ($1, $2, $3, $4, $5)
+       ON CONFLICT (id) DO UPDATE SET address = $2, max_computes = $3, running = $4, jwks = $5, heartbeat_at = clock_timestamp()`,
+      [this.id, address, maxComputes, running(), JSON.stringify(jwks())],
     );
-    await beat();
-    this.beat = setInterval(() => void beat().catch((err) => this.log.warn({ err: err.message }, 'node heartbeat failed')), NODE_HEARTBEAT_MS);
-    this.beat.unref();
+    await this.beat();
+    this.beat_ = setInterval(() => void this.beat().catch((err) => this.log.warn({ err: err.message }, 'node heartbeat failed')), NODE_HEARTBEAT_MS);
+    this.beat_.unref();
+  }
+
+  /** Records this node's row now (a rotated signing key is known to the fleet at once). */
+  async beat(): Promise<void> {
+    await this.beatQuery?.();
   }
 
   stop(): void {
-    clearInterval(this.beat);
+    clearInterval(this.beat_);
   }
 
   /** Whether a database recorded on this node is served by another node. */

@@ -25,7 +25,6 @@ export interface GatewayProcess {
   dataDir: string;
   apiPort: number;
   proxyPort: number;
-  nodePort: number;
   apiUrl: string;
   child: ChildProcess;
   /** Started again with the same data dir and ports (after a kill). */
@@ -122,32 +121,45 @@ export async function startFleet(opts: FleetOptions = {}): Promise<Fleet> {
       PGFLEET_TLS_CERT: path.join(tlsDir, 'chain.pem'),
       PGFLEET_TLS_KEY: path.join(tlsDir, 'tls', 'server.key'),
       PGFLEET_DOMAIN: 'localhost',
-      PGFLEET_LOG_LEVEL: 'warn',
       PGFLEET_USAGE_FLUSH_SECONDS: '1',
       PGFLEET_JWKS_ALLOW_HTTP: 'true',
       ...opts.env,
+      // info: the gateway's 'pgfleet is ready' line tells the ports it chose.
+      PGFLEET_LOG_LEVEL: 'info',
     };
     const gateways: GatewayProcess[] = [];
     for (let i = 0; i < (opts.gateways ?? 2); i++) {
       const name = `g${i + 1}`;
       const dataDir = path.join(root, name);
       fs.mkdirSync(dataDir, { mode: 0o711 });
-      const [apiPort, proxyPort, nodePort] = [await freePort(), await freePort(), await freePort()];
       const log = path.join(root, `${name}.log`);
       const g: GatewayProcess = {
-        name, nodeId: `node-${name}`, dataDir, apiPort, proxyPort, nodePort, apiUrl: `http://127.0.0.1:${apiPort}`,
+        name, nodeId: `node-${name}`, dataDir, apiPort: 0, proxyPort: 0, apiUrl: '',
         child: undefined as unknown as ChildProcess,
         async restart() {
+          // Ports are chosen by the gateway at its first start (no race with other tests for a
+          // port picked in advance) and kept across restarts, as HAProxy's servers name them.
+          const offset = fs.existsSync(log) ? fs.statSync(log).size : 0;
           const out = fs.openSync(log, 'a');
           g.child = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'main.ts')], {
             cwd: repoRoot,
             env: {
               ...process.env, ...env, PGFLEET_DATA_DIR: dataDir, PGFLEET_NODE_ID: g.nodeId,
-              PGFLEET_API_PORT: String(apiPort), PGFLEET_PROXY_PORT: String(proxyPort), PGFLEET_NODE_PORT: String(nodePort),
+              PGFLEET_API_PORT: String(g.apiPort), PGFLEET_PROXY_PORT: String(g.proxyPort), PGFLEET_NODE_PORT: '0',
             },
             stdio: ['ignore', out, out],
           });
           fs.closeSync(out);
+          let ready: { api: string; proxy_port: number } | undefined;
+          await until(() => {
+            if (g.child.exitCode !== null) throw new Error(`${name} exited with ${g.child.exitCode}: ${fs.readFileSync(log, 'utf8').slice(offset).slice(-2000)}`);
+            const line = fs.readFileSync(log, 'utf8').slice(offset).split('\n').find((l) => l.includes('"pgfleet is ready"'));
+            if (line) ready = JSON.parse(line);
+            return ready !== undefined;
+          }, `${name} to start`, 120_000);
+          g.apiUrl = ready!.api;
+          g.apiPort = Number(new URL(g.apiUrl).port);
+          g.proxyPort = ready!.proxy_port;
           await waitReady(g.apiUrl, g.child, log);
         },
         async kill9() {
@@ -183,22 +195,34 @@ export async function startFleet(opts: FleetOptions = {}): Promise<Fleet> {
     await gateways[0]!.restart();
     await Promise.all(gateways.slice(1).map((g) => g.restart()));
 
-    const lbPorts = { proxyPort: await freePort(), apiPort: await freePort() };
-    const cfg = path.join(root, 'haproxy.cfg');
-    fs.writeFileSync(cfg, haproxyConfig(lbPorts, gateways));
-    const haproxy = spawn('haproxy', ['-f', cfg, '-db'], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let haproxyErr = '';
-    haproxy.stderr!.on('data', (d) => (haproxyErr += d));
-    stops.push(() => new Promise((r) => {
-      if (haproxy.exitCode !== null) return r(undefined);
-      haproxy.once('exit', r);
-      haproxy.kill('SIGTERM');
-    }));
-    const lbApi = `http://127.0.0.1:${lbPorts.apiPort}`;
-    await until(async () => {
-      if (haproxy.exitCode !== null) throw new Error(`haproxy exited: ${haproxyErr}`);
-      return fetch(`${lbApi}/readyz`).then((r) => r.ok, () => false);
-    }, 'haproxy to answer');
+    // HAProxy cannot be told to pick its ports: ports free a moment ago may be taken meanwhile, so try again.
+    let lbPorts = { proxyPort: 0, apiPort: 0 };
+    let lbApi = '';
+    for (let attempt = 1; ; attempt++) {
+      lbPorts = { proxyPort: await freePort(), apiPort: await freePort() };
+      lbApi = `http://127.0.0.1:${lbPorts.apiPort}`;
+      const cfg = path.join(root, 'haproxy.cfg');
+      fs.writeFileSync(cfg, haproxyConfig(lbPorts, gateways));
+      const haproxy = spawn('haproxy', ['-f', cfg, '-db'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let haproxyErr = '';
+      haproxy.stderr!.on('data', (d) => (haproxyErr += d));
+      const stopHaproxy = () => new Promise((r) => {
+        if (haproxy.exitCode !== null) return r(undefined);
+        haproxy.once('exit', r);
+        haproxy.kill('SIGTERM');
+      });
+      try {
+        await until(async () => {
+          if (haproxy.exitCode !== null) throw new Error(`haproxy exited: ${haproxyErr}`);
+          return fetch(`${lbApi}/readyz`).then((r) => r.ok, () => false);
+        }, 'haproxy to answer');
+        stops.push(stopHaproxy);
+        break;
+      } catch (err) {
+        await stopHaproxy();
+        if (attempt >= 3) throw err;
+      }
+    }
     const redisGet = async (key: string) => {
       const r = new Redis(redis.url, { maxRetriesPerRequest: 0, lazyConnect: true });
       r.on('error', () => {});
