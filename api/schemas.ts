@@ -99,8 +99,10 @@ export const Database = Type.Object(databaseFields);
 
 const credentialFields = {
   password: Type.String({ description: 'shown in this answer only' }),
-  connection_uri: Type.String({ description: 'routes by TLS SNI: postgresql://role:password@<endpoint>.<domain>:port/db?sslmode=require' }),
+  connection_uri: Type.String({ description: 'the URI to use: connects when pasted into psql, psycopg2, node-postgres and postgres.js; the SNI form, or under a *.localhost domain the no-SNI form on host localhost with the local CA as sslrootcert' }),
+  connection_uri_sni: Type.String({ description: 'routes by TLS SNI: postgresql://role:password@<endpoint>.<domain>:port/db?sslmode=require (needs DNS for the endpoint host)' }),
   connection_uri_no_sni: Type.String({ description: 'names the endpoint in the options parameter, for hosts without DNS per endpoint' }),
+  jdbc_url: Type.String({ description: 'the connection_uri for pgJDBC: jdbc:postgresql://host:port/db?user=…&password=…&…' }),
 };
 
 export const DatabaseCreated = Type.Object({ ...databaseFields, ...credentialFields });

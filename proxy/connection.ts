@@ -41,8 +41,16 @@ const JWT_NEEDS_OPTION =
   'If the password is a JWT: with the endpoint named by the host or by options, add auth=jwt to options ' +
   '(options=endpoint%3D<endpoint>%20auth%3Djwt), or prefix the token: endpoint=<endpoint>;<token>.';
 
-/** Startup parameters never passed to the compute. */
-const WITHHELD = new Set(['user', 'database', 'options', 'replication']);
+/**
+ * Startup parameters never passed to the compute: pgfleet's own, and libpq's client-side
+ * keywords, which postgres.js sends as startup parameters when they are in its URL (pgfleet's
+ * URIs carry sslrootcert) and a compute would refuse as unknown settings.
+ */
+const WITHHELD = new Set([
+  'user', 'database', 'options', 'replication',
+  'sslmode', 'sslrootcert', 'sslcert', 'sslkey', 'sslcrl', 'sslcrldir', 'sslpassword', 'sslsni', 'sslnegotiation',
+  'channel_binding', 'require_auth', 'target_session_attrs', 'connect_timeout', 'hostaddr', 'gssencmode', 'uselibpqcompat',
+]);
 const PASSWORD_MESSAGE = 0x70; // 'p'
 
 export async function handleConnection(raw: net.Socket, ctx: ConnectionContext, progress?: HandshakeProgress): Promise<void> {

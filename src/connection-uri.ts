@@ -3,25 +3,57 @@ export interface PublicAddress {
   /** PGFLEET_DOMAIN: endpoints are `<endpoint>.<domain>`. */
   domain: string;
   port: number;
+  /** pgfleet's own local CA (sslrootcert), when the proxy's certificate is the generated one. */
+  caPath?: string;
 }
 
 export interface ConnectionInfo {
   host: string;
   port: number;
-  /** Routed by TLS SNI: the host's first label is the endpoint. */
+  /** The URI to hand out: connects when pasted into psql, psycopg2, node-postgres and postgres.js on this install. */
   connection_uri: string;
+  /** Routed by TLS SNI: the host's first label is the endpoint (needs DNS for `<endpoint>.<domain>`). */
+  connection_uri_sni: string;
   /** Routed by the `endpoint=` startup option: for hosts without DNS for each endpoint. */
   connection_uri_no_sni: string;
+  /** The same for pgJDBC (no user:password@ there). */
+  jdbc_url: string;
 }
 
+/**
+ * Whether endpoints live under `localhost` (the default `db.localhost`): the names are the
+ * gateway host's own, and most resolvers (glibc without systemd-resolved) know none of them.
+ */
+export const isLocalDomain = (domain: string) => domain === 'localhost' || domain.endsWith('.localhost');
+
+/** A file path as a URI query value: percent-encoded, slashes kept readable. */
+const pathParam = (file: string) => encodeURIComponent(file).replace(/%2F/g, '/');
+
+/**
+ * The URIs of one role. Under a local domain the URI to hand out is the `options` form on host
+ * `localhost` with the local CA as sslrootcert: it resolves everywhere, and node-postgres (which
+ * verifies with sslmode=require) verifies it, since the certificate names `localhost` too.
+ */
 export function connectionInfo(at: PublicAddress, endpointId: string, role: string, password: string, database: string): ConnectionInfo {
   const host = `${endpointId}.${at.domain}`;
+  const local = isLocalDomain(at.domain);
+  const plainHost = local ? 'localhost' : at.domain;
   const auth = `${encodeURIComponent(role)}:${encodeURIComponent(password)}`;
   const db = encodeURIComponent(database);
+  // The CA path only means something on the gateway's host, where clients of a local domain are.
+  const tls = `sslmode=require${local && at.caPath ? `&sslrootcert=${pathParam(at.caPath)}` : ''}`;
+  const endpointOption = `options=endpoint%3D${endpointId}`;
+  const sni = `postgresql://${auth}@${host}:${at.port}/${db}?${tls}`;
+  const noSni = `postgresql://${auth}@${plainHost}:${at.port}/${db}?${tls}&${endpointOption}`;
+  const jdbcCredentials = `user=${encodeURIComponent(role)}&password=${encodeURIComponent(password)}`;
   return {
     host,
     port: at.port,
-    connection_uri: `postgresql://${auth}@${host}:${at.port}/${db}?sslmode=require`,
-    connection_uri_no_sni: `postgresql://${auth}@${at.domain}:${at.port}/${db}?sslmode=require&options=endpoint%3D${endpointId}`,
+    connection_uri: local ? noSni : sni,
+    connection_uri_sni: sni,
+    connection_uri_no_sni: noSni,
+    jdbc_url: local
+      ? `jdbc:postgresql://${plainHost}:${at.port}/${db}?${jdbcCredentials}&${tls}&${endpointOption}`
+      : `jdbc:postgresql://${host}:${at.port}/${db}?${jdbcCredentials}&${tls}`,
   };
 }

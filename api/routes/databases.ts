@@ -49,7 +49,10 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
   /** What only the answer that makes a password shows: the password and the URIs that carry it. */
   const secrets = (db: DatabaseRecord, role: string, password: string) => {
     const info = connectionInfo(publicAddress, db.endpointId, role, password, db.databaseName);
-    return { password, connection_uri: info.connection_uri, connection_uri_no_sni: info.connection_uri_no_sni };
+    return {
+      password, connection_uri: info.connection_uri, connection_uri_sni: info.connection_uri_sni,
+      connection_uri_no_sni: info.connection_uri_no_sni, jdbc_url: info.jdbc_url,
+    };
   };
 
   const credentials = (db: DatabaseRecord, role: string, password: string): RoleCredentialsView => ({
