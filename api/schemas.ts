@@ -91,6 +91,7 @@ const databaseFields = {
   suspend_timeout_seconds: Type.Integer(),
   quotas: Quotas,
   state: Type.Union([Type.Literal('suspended'), Type.Literal('starting'), Type.Literal('running'), Type.Literal('stopping'), Type.Literal('failed')]),
+  connections: Type.Integer({ description: 'client connections open now (on this gateway)' }),
   last_active_at: Type.Union([Timestamp, Type.Null()]),
   created_at: Timestamp,
 };
@@ -113,7 +114,8 @@ export const DatabaseList = Type.Object({
 });
 
 export const DatabaseListQuery = Type.Object({
-  user_id: Type.Optional(Text(256)),
+  user_id: Type.Optional(Text(256, { description: 'only the databases of this user' })),
+  name: Type.Optional(Text(128, { description: 'only databases whose name contains this text (case-insensitive)' })),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_PAGE, default: 100 })),
   cursor: Type.Optional(Text(512)),
 });

@@ -1,3 +1,4 @@
+import etag from '@fastify/etag';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -8,11 +9,13 @@ import type { Core } from '../src/gateway.ts';
 import { addressKey } from '../src/limits/address-key.ts';
 import { hashApiKey } from '../src/secrets.ts';
 import { bearerKey, requireApiKey } from './auth.ts';
+import { consoleRoutes } from './console/routes.ts';
 import { refuseControlCharacters } from './control-characters.ts';
 import { installErrorHandlers } from './errors.ts';
 import { IdempotencyStore } from './idempotency.ts';
 import { UnauthenticatedLimit } from './unauthenticated-limit.ts';
 import { databaseRoutes } from './routes/databases.ts';
+import { fleetRoutes } from './routes/fleet.ts';
 import { partnerRoutes } from './routes/partners.ts';
 import { tokenRoutes } from './routes/tokens.ts';
 import { usageRoutes } from './routes/usage.ts';
@@ -41,7 +44,7 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
-      info: { title: 'pgfleet provisioning API', version: '1', description: 'One Postgres database per user of a partner platform.' },
+      info: { title: 'pgfleet provisioning API', version: '1', description: 'One Postgres database per user of a partner platform. Every authenticated answer carries an ETag: send it back in If-None-Match to get 304 Not Modified (no body) while the answer is unchanged.' },
       components: { securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'a partner key, or the operator key for /v1/partners' } } },
     },
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) },
@@ -76,14 +79,18 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
   app.get('/.well-known/jwks.json', { config: { rateLimit: false }, schema: { hide: true } }, async () => core.jwt.keys.jwks());
   app.get('/v1/openapi.json', { config: { rateLimit: false }, schema: { hide: true } }, async () => app.swagger());
   await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { url: '/v1/openapi.json' } });
+  await app.register(consoleRoutes);
 
   const idempotency = new IdempotencyStore(core.catalog);
   await app.register(async (scope) => {
-    requireApiKey(scope, core.partners, new UnauthenticatedLimit(core.config.apiUnauthenticatedRateLimit));
+    requireApiKey(scope, core.partners, new UnauthenticatedLimit(core.config.apiUnauthenticatedRateLimit, core.coord));
+    // Every answer carries an ETag; a poller that sends it back as If-None-Match gets 304 while nothing changed.
+    await scope.register(etag);
     await scope.register(partnerRoutes, { partners: core.partners });
     await scope.register(databaseRoutes, { databases: core.databases, computes: core.computes, idempotency, publicAddress: opts.publicAddress });
     await scope.register(tokenRoutes, { databases: core.databases, jwt: core.jwt });
     await scope.register(usageRoutes, { databases: core.databases, usage: core.usage, catalog: core.catalog });
+    await scope.register(fleetRoutes, { catalog: core.catalog, computes: core.computes, metrics: core.metrics });
   });
 
   const purge = setInterval(() => {

@@ -37,8 +37,9 @@ function once<T>(emitter: Duplex, event: string): Promise<T> {
   });
 }
 
-/** A connected socket to the compute: its Unix socket, or TCP upgraded to verified TLS. */
-export async function openBackendSocket(address: ComputeAddress): Promise<Duplex> {
+/** A connected socket to the compute: its Unix socket, TCP upgraded to verified TLS, or through its node. */
+export async function openBackendSocket(address: ComputeAddress, opts: { cancel?: boolean } = {}): Promise<Duplex> {
+  if (address.kind === 'node') return address.open(opts.cancel ? 'cancel' : 'connect');
   if (address.kind === 'unix') {
     const socket = net.connect(address.socketPath);
     await once(socket, 'connect');

@@ -61,6 +61,7 @@ export async function handleConnection(raw: net.Socket, ctx: ConnectionContext, 
   let client: Duplex = raw;
   let lease: Lease | undefined;
   let session: Session | undefined;
+  let endAdmission: (() => void) | undefined;
   let authenticated = false;
   const timer = setTimeout(() => raw.destroy(), ctx.handshakeTimeoutMs);
   try {
@@ -82,11 +83,12 @@ export async function handleConnection(raw: net.Socket, ctx: ConnectionContext, 
     progress?.authenticated();
     const overQuota = ctx.metering ? await ctx.core.usage.check(route) : undefined;
     if (overQuota) throw overQuota;
+    if (ctx.metering) endAdmission = ctx.core.usage.admit(route.databaseId);
     client.write(authenticationOk());
 
-    lease = await ctx.core.computes.acquire(ctx.core.targetFor(route));
+    lease = await ctx.core.acquire(route);
     const backend = await startCompute(lease, hs, role, route, ctx);
-    const key = ctx.cancels.issue(lease.address, backend.pid, backend.secret);
+    const key = await ctx.cancels.issue(lease.address, backend.pid, backend.secret);
     try {
       const frames = backend.frames;
       client.write(Buffer.concat([...frames.slice(0, -1), backendKeyData(key.pid, key.secret), frames.at(-1)!]));
@@ -118,6 +120,7 @@ export async function handleConnection(raw: net.Socket, ctx: ConnectionContext, 
   } finally {
     clearTimeout(timer);
     lease?.release();
+    endAdmission?.();
     if (session) {
       ctx.sessions.delete(session);
       if (ctx.metering) ctx.core.usage.closeSession(session);

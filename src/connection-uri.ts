@@ -33,19 +33,20 @@ const pathParam = (file: string) => encodeURIComponent(file).replace(/%2F/g, '/'
  * The URIs of one role. Under a local domain the URI to hand out is the `options` form on host
  * `localhost` with the local CA as sslrootcert: it resolves everywhere, and node-postgres (which
  * verifies with sslmode=require) verifies it, since the certificate names `localhost` too.
+ * Without a password they name only the role (what the console shows after the password was given out).
  */
-export function connectionInfo(at: PublicAddress, endpointId: string, role: string, password: string, database: string): ConnectionInfo {
+export function connectionInfo(at: PublicAddress, endpointId: string, role: string, password: string | undefined, database: string): ConnectionInfo {
   const host = `${endpointId}.${at.domain}`;
   const local = isLocalDomain(at.domain);
   const plainHost = local ? 'localhost' : at.domain;
-  const auth = `${encodeURIComponent(role)}:${encodeURIComponent(password)}`;
+  const auth = password === undefined ? encodeURIComponent(role) : `${encodeURIComponent(role)}:${encodeURIComponent(password)}`;
   const db = encodeURIComponent(database);
   // The CA path only means something on the gateway's host, where clients of a local domain are.
   const tls = `sslmode=require${local && at.caPath ? `&sslrootcert=${pathParam(at.caPath)}` : ''}`;
   const endpointOption = `options=endpoint%3D${endpointId}`;
   const sni = `postgresql://${auth}@${host}:${at.port}/${db}?${tls}`;
   const noSni = `postgresql://${auth}@${plainHost}:${at.port}/${db}?${tls}&${endpointOption}`;
-  const jdbcCredentials = `user=${encodeURIComponent(role)}&password=${encodeURIComponent(password)}`;
+  const jdbcCredentials = `user=${encodeURIComponent(role)}${password === undefined ? '' : `&password=${encodeURIComponent(password)}`}`;
   return {
     host,
     port: at.port,

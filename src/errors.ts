@@ -54,7 +54,7 @@ export class CapacityError extends PgfleetError {
 
 /** A usage quota is exhausted. */
 export class QuotaError extends PgfleetError {
-  constructor(message: string, sqlstate = '53400') {
+  constructor(message: string, sqlstate = '53400', readonly quota?: { name: string; limit: number }) {
     super(message, sqlstate, 402, 'quota_exceeded');
   }
 }

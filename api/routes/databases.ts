@@ -41,6 +41,7 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
       suspend_timeout_seconds: db.suspendTimeoutSeconds,
       quotas: db.quotas,
       state: compute.state,
+      connections: compute.connections,
       last_active_at: lastActive ? lastActive.toISOString() : null,
       created_at: db.createdAt.toISOString(),
     };
@@ -99,7 +100,8 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
       tags, security, querystring: DatabaseListQuery, response: { 200: DatabaseList, ...errorResponses },
     },
   }, async (req) => {
-    const page = await databases.list(partnerOf(req), { userId: req.query.user_id, limit: req.query.limit, cursor: req.query.cursor });
+    const { user_id: userId, name: nameContains, limit, cursor } = req.query;
+    const page = await databases.list(partnerOf(req), { userId, nameContains, limit, cursor });
     return { databases: page.items.map(view), next_cursor: page.nextCursor ?? null };
   });
 
