@@ -104,6 +104,9 @@ const credentialFields = {
   connection_uri_sni: Type.String({ description: 'routes by TLS SNI: postgresql://role:password@<endpoint>.<domain>:port/db?sslmode=require (needs DNS for the endpoint host)' }),
   connection_uri_no_sni: Type.String({ description: 'names the endpoint in the options parameter, for hosts without DNS per endpoint' }),
   jdbc_url: Type.String({ description: 'the connection_uri for pgJDBC: jdbc:postgresql://host:port/db?user=…&password=…&…' }),
+  serverless_connection_uri: Type.Optional(Type.String({
+    description: "for Neon's serverless driver (@neondatabase/serverless): postgresql://role:password@<endpoint>.<domain>:<http port>/db; present when the serverless door (PGFLEET_HTTP_PORT) is served",
+  })),
 };
 
 export const DatabaseCreated = Type.Object({ ...databaseFields, ...credentialFields });

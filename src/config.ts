@@ -17,6 +17,9 @@ export interface Config {
   apiPort: number;
   proxyHost: string;
   proxyPort: number;
+  /** The serverless door (WebSocket + POST /sql); undefined = not served. */
+  httpHost: string;
+  httpPort: number | undefined;
   /** Operator key; undefined means "generate at first start and keep under dataDir". */
   adminKey: string | undefined;
   pgBin: string | undefined;
@@ -215,6 +218,8 @@ export function loadConfig(env: Env = process.env): Config {
     apiPort: port(env, 'PGFLEET_API_PORT', 8080),
     proxyHost: str(env, 'PGFLEET_PROXY_HOST', '127.0.0.1'),
     proxyPort: port(env, 'PGFLEET_PROXY_PORT', 5432),
+    httpHost: str(env, 'PGFLEET_HTTP_HOST', str(env, 'PGFLEET_PROXY_HOST', '127.0.0.1')),
+    httpPort: optional(env, 'PGFLEET_HTTP_PORT') === undefined ? undefined : port(env, 'PGFLEET_HTTP_PORT', 0),
     adminKey,
     pgBin: optional(env, 'PGFLEET_PG_BIN'),
     databaseUrl,

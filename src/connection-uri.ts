@@ -5,6 +5,8 @@ export interface PublicAddress {
   port: number;
   /** pgfleet's own local CA (sslrootcert), when the proxy's certificate is the generated one. */
   caPath?: string;
+  /** The serverless door's port (WebSocket + POST /sql), when it is served. */
+  httpPort?: number;
 }
 
 export interface ConnectionInfo {
@@ -18,6 +20,8 @@ export interface ConnectionInfo {
   connection_uri_no_sni: string;
   /** The same for pgJDBC (no user:password@ there). */
   jdbc_url: string;
+  /** For Neon's serverless driver: the endpoint host with the serverless door's port (its neonConfig reads that port). */
+  serverless_connection_uri?: string;
 }
 
 /**
@@ -56,5 +60,6 @@ export function connectionInfo(at: PublicAddress, endpointId: string, role: stri
     jdbc_url: local
       ? `jdbc:postgresql://${plainHost}:${at.port}/${db}?${jdbcCredentials}&${tls}&${endpointOption}`
       : `jdbc:postgresql://${host}:${at.port}/${db}?${jdbcCredentials}&${tls}`,
+    ...(at.httpPort === undefined ? {} : { serverless_connection_uri: `postgresql://${auth}@${host}:${at.httpPort}/${db}` }),
   };
 }

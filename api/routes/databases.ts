@@ -53,6 +53,7 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
     return {
       password, connection_uri: info.connection_uri, connection_uri_sni: info.connection_uri_sni,
       connection_uri_no_sni: info.connection_uri_no_sni, jdbc_url: info.jdbc_url,
+      ...(info.serverless_connection_uri ? { serverless_connection_uri: info.serverless_connection_uri } : {}),
     };
   };
 
