@@ -177,6 +177,7 @@ export const Branch = Type.Object({
   role: Type.String({ description: 'the owner role: every branch has the database\'s roles and passwords' }),
   connection_uri: Type.String({ description: 'without the password (the database\'s role passwords apply)' }),
   connection_uri_no_sni: Type.String(),
+  serverless_connection_uri: Type.Optional(Type.String({ description: "for Neon's serverless driver, without the password; present when PGFLEET_HTTP_PORT is set" })),
   state: databaseFields.state,
   earliest_restorable_at: Type.Union([Timestamp, Type.Null()], { description: 'null: no history is kept' }),
   created_at: Timestamp,
