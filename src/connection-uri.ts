@@ -9,6 +9,9 @@ export interface PublicAddress {
   httpPort?: number;
 }
 
+/** `<endpoint>-pooler` names an endpoint's pooled twin (transaction pooling). */
+export const POOLER_SUFFIX = '-pooler';
+
 export interface ConnectionInfo {
   host: string;
   port: number;
@@ -20,6 +23,9 @@ export interface ConnectionInfo {
   connection_uri_no_sni: string;
   /** The same for pgJDBC (no user:password@ there). */
   jdbc_url: string;
+  /** The same database through the transaction pooler (`<endpoint>-pooler`). */
+  pooled_connection_uri: string;
+  pooled_connection_uri_no_sni: string;
   /** For Neon's serverless driver: the endpoint host with the serverless door's port (its neonConfig reads that port). */
   serverless_connection_uri?: string;
 }
@@ -47,19 +53,22 @@ export function connectionInfo(at: PublicAddress, endpointId: string, role: stri
   const db = encodeURIComponent(database);
   // The CA path only means something on the gateway's host, where clients of a local domain are.
   const tls = `sslmode=require${local && at.caPath ? `&sslrootcert=${pathParam(at.caPath)}` : ''}`;
-  const endpointOption = `options=endpoint%3D${endpointId}`;
-  const sni = `postgresql://${auth}@${host}:${at.port}/${db}?${tls}`;
-  const noSni = `postgresql://${auth}@${plainHost}:${at.port}/${db}?${tls}&${endpointOption}`;
+  const sni = (endpoint: string) => `postgresql://${auth}@${endpoint}.${at.domain}:${at.port}/${db}?${tls}`;
+  const noSni = (endpoint: string) => `postgresql://${auth}@${plainHost}:${at.port}/${db}?${tls}&options=endpoint%3D${endpoint}`;
+  const handedOut = local ? noSni : sni;
+  const pooled = `${endpointId}${POOLER_SUFFIX}`;
   const jdbcCredentials = `user=${encodeURIComponent(role)}${password === undefined ? '' : `&password=${encodeURIComponent(password)}`}`;
   return {
     host,
     port: at.port,
-    connection_uri: local ? noSni : sni,
-    connection_uri_sni: sni,
-    connection_uri_no_sni: noSni,
+    connection_uri: handedOut(endpointId),
+    connection_uri_sni: sni(endpointId),
+    connection_uri_no_sni: noSni(endpointId),
     jdbc_url: local
-      ? `jdbc:postgresql://${plainHost}:${at.port}/${db}?${jdbcCredentials}&${tls}&${endpointOption}`
+      ? `jdbc:postgresql://${plainHost}:${at.port}/${db}?${jdbcCredentials}&${tls}&options=endpoint%3D${endpointId}`
       : `jdbc:postgresql://${host}:${at.port}/${db}?${jdbcCredentials}&${tls}`,
+    pooled_connection_uri: handedOut(pooled),
+    pooled_connection_uri_no_sni: noSni(pooled),
     ...(at.httpPort === undefined ? {} : { serverless_connection_uri: `postgresql://${auth}@${host}:${at.httpPort}/${db}` }),
   };
 }

@@ -43,6 +43,7 @@ export const branchRoutes: FastifyPluginAsyncTypebox<BranchRoutesOptions> = asyn
       connection_uri_sni: info.connection_uri_sni,
       connection_uri_no_sni: info.connection_uri_no_sni,
       jdbc_url: info.jdbc_url,
+      ...(info.serverless_connection_uri ? { serverless_connection_uri: info.serverless_connection_uri } : {}),
       state: computes.info(b.id).state,
       earliest_restorable_at: earliest ? earliest.toISOString() : null,
       created_at: b.createdAt.toISOString(),
