@@ -12,6 +12,8 @@ import { chooseRunDir } from './providers/local/layout.ts';
 import { LocalProvider } from './providers/local/local-provider.ts';
 import { NeonProvider } from './providers/neon/neon-provider.ts';
 import { Databases } from './databases.ts';
+import { Branches } from './lifecycle/branches.ts';
+import { LocalBranching } from './lifecycle/local-branching.ts';
 import { OperatorMetrics } from './metrics.ts';
 import { Partners } from './partners.ts';
 import { PROVIDER_USAGE_LOOKBACK_MS, PROVIDER_USAGE_PULL_MS, importProviderUsage } from './provider-usage.ts';
@@ -43,6 +45,7 @@ export interface Core {
   regions: Regions;
   computes: ComputeManager;
   databases: Databases;
+  branches: Branches;
   partners: Partners;
   usage: UsageTracker;
   metrics: OperatorMetrics;
@@ -160,6 +163,25 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
       return computes.acquire(target);
     };
     const databases = new Databases(catalog, regions, computes, targetFor, nodes, config.defaultSuspendTimeoutSeconds);
+    const branches = new Branches(catalog, regions, databases, computes, targetFor, log, config.history.retentionSeconds);
+    const localBranching = new LocalBranching(local, catalog, {
+      backupIntervalMs: config.history.baseBackupIntervalMs,
+      retentionOf: (ref) => branches.retentionSeconds(ref.databaseId),
+      log,
+    });
+    local.history = localBranching;
+    local.branching = localBranching;
+    // Before anything is served: interrupted restores put back, half-made branches removed.
+    await branches.recoverInterrupted();
+    let upkeepRun: Promise<void> | undefined;
+    const upkeep = setInterval(() => {
+      upkeepRun ??= branches.upkeep().catch((err) => log.warn({ err: String(err) }, 'history upkeep failed')).finally(() => (upkeepRun = undefined));
+    }, config.history.upkeepIntervalMs);
+    upkeep.unref();
+    cleanups.push(async () => {
+      clearInterval(upkeep);
+      await upkeepRun;
+    });
     databases.on('quotas', (databaseId: string, quotas: Quotas) => {
       usage.quotasChanged(databaseId, quotas);
       void coord.publish(INVALIDATE, { type: 'quotas', databaseId, quotas });
@@ -174,7 +196,7 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     const partners = new Partners(catalog, databases, adminKeyHash);
     const jwt = await openJwtAuth(config, catalog, log);
     return {
-      config, log, user, install, runDir, adminKeyHash, catalog, local, regions, computes, databases, partners, usage, metrics, jwt, coord, nodeId, nodes, targetFor, acquire,
+      config, log, user, install, runDir, adminKeyHash, catalog, local, regions, computes, databases, branches, partners, usage, metrics, jwt, coord, nodeId, nodes, targetFor, acquire,
       stop: undo,
     };
   } catch (err) {

@@ -51,7 +51,12 @@ export function giveTree(dir: string, user: OsUser): void {
   if (!user.switchUser) return;
   const st = fs.statSync(dir);
   if (st.uid === user.uid && st.gid === user.gid) return;
-  execFileSync('chown', ['-R', '--no-dereference', `${user.uid}:${user.gid}`, dir], { stdio: 'pipe' });
+  chownTree(dir, user);
+}
+
+/** Makes every file under dir user's (when we are root): copies of data another user owns. */
+export function chownTree(dir: string, user: OsUser): void {
+  if (user.switchUser) execFileSync('chown', ['-R', '--no-dereference', `${user.uid}:${user.gid}`, dir], { stdio: 'pipe' });
 }
 
 /** Spawn options that make a child run as the compute user. */
