@@ -20,6 +20,8 @@ function lookup(name: string): { uid: number; gid: number } | undefined {
   return undefined;
 }
 
+const USERADD_ATTEMPTS = 40;
+
 /** This process's own OS identity. */
 export function currentUser(): OsUser {
   const uid = process.getuid?.() ?? 0;
@@ -32,15 +34,16 @@ export const isRoot = (): boolean => process.getuid?.() === 0;
 export function resolveComputeUser(name: string): OsUser {
   if (!isRoot()) return currentUser();
   let found = lookup(name);
-  if (!found) {
+  // useradd fails while another useradd holds /etc/passwd's lock (gateways on one host make users at once): retry.
+  for (let attempt = 1; !found; attempt++) {
     try {
       execFileSync('useradd', ['--system', '--user-group', '--no-create-home', '--shell', '/usr/sbin/nologin', name], { stdio: 'pipe' });
     } catch (err) {
-      // Another process may have made it meanwhile; only a user still missing is an error.
-      if (!lookup(name)) throw new Error(`could not create the OS user "${name}": ${String((err as { stderr?: Buffer }).stderr ?? err).trim()}`);
+      const message = String((err as { stderr?: Buffer }).stderr ?? err).trim();
+      if (!lookup(name) && attempt >= USERADD_ATTEMPTS) throw new Error(`could not create the OS user "${name}": ${message}`);
+      if (!lookup(name)) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50 + Math.random() * 100);
     }
     found = lookup(name);
-    if (!found) throw new Error(`could not create the OS user "${name}"`);
   }
   if (found.uid === 0) throw new Error(`the OS user "${name}" must not be root`);
   return { name, ...found, switchUser: true };
