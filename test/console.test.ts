@@ -56,7 +56,11 @@ t.test('signed out, the console shows only the sign-in form; a wrong key is refu
 });
 
 t.test('a partner signs in; a database created through the API appears; another partner’s never does', async (t) => {
-  await signIn(acme.key);
+  // By keyboard alone: the key field has the focus it is given, Enter submits.
+  await page.getByLabel('API key').fill('');
+  await page.getByLabel('API key').focus();
+  await page.keyboard.type(acme.key);
+  await page.keyboard.press('Enter');
   await page.getByRole('heading', { name: 'Databases' }).waitFor();
   t.match(await sessionKey(page), acme.key, 'the key is kept in sessionStorage');
   t.equal(await page.evaluate(() => localStorage.length), 0, 'and not in localStorage');
@@ -123,6 +127,9 @@ t.test('the database page: connection strings, quotas saved through the API, usa
   await compute.getByText('As a table').click();
   t.ok(await compute.locator('tbody tr').count() >= 1, 'the table lists the periods with use');
   await shot('database.png');
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await shot('database-dark.png');
+  await page.emulateMedia({ colorScheme: 'light' });
 });
 
 t.test('reset password shows the new one once and psql connects with it; errors carry the API message', async (t) => {
