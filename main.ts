@@ -15,6 +15,8 @@ export interface Gateway {
   apiPort: number;
   apiUrl: string;
   proxyPort: number;
+  /** The serverless door's port (PGFLEET_HTTP_PORT), when it is served. */
+  httpPort: number | undefined;
   /** The local CA that issued the proxy's certificate (sslrootcert); undefined with PGFLEET_TLS_CERT. */
   caPath: string | undefined;
   stop(): Promise<void>;
@@ -26,10 +28,10 @@ export async function startGateway(config: Config): Promise<Gateway> {
   try {
     proxy = await startProxy(core);
     if (proxy.caPath) process.stderr.write(`pgfleet proxy CA (for sslmode=verify-full sslrootcert=…): ${proxy.caPath}\n`);
-    const api = await buildApi(core, { publicAddress: { domain: config.domain, port: proxy.port } });
+    const api = await buildApi(core, { publicAddress: { domain: config.domain, port: proxy.port, httpPort: proxy.httpPort } });
     await api.listen({ host: config.apiHost, port: config.apiPort });
     const apiPort = (api.server.address() as AddressInfo).port;
-    core.log.info({ api: `http://${config.apiHost}:${apiPort}`, proxy_port: proxy.port }, 'pgfleet is ready');
+    core.log.info({ api: `http://${config.apiHost}:${apiPort}`, proxy_port: proxy.port, http_port: proxy.httpPort }, 'pgfleet is ready');
     const running = proxy;
     let stopping: Promise<void> | undefined;
     return {
@@ -37,6 +39,7 @@ export async function startGateway(config: Config): Promise<Gateway> {
       apiPort,
       apiUrl: `http://${config.apiHost}:${apiPort}`,
       proxyPort: proxy.port,
+      httpPort: proxy.httpPort,
       caPath: proxy.caPath,
       stop: () => (stopping ??= (async () => {
         await api.close();
@@ -63,7 +66,16 @@ export async function main(): Promise<void> {
     throw err;
   }
   const gateway = await startGateway(config);
+  // Any number of these signals, from a terminal, a supervisor or a kill of the whole process group,
+  // lead to one fast shutdown of everything pgfleet started; the listeners stay so that a second
+  // signal does not kill the process halfway (the postmaster reaper covers a kill -9).
+  let stopping = false;
   const shutdown = (signal: string) => {
+    if (stopping) {
+      gateway.core.log.info({ signal }, 'already stopping');
+      return;
+    }
+    stopping = true;
     gateway.core.log.info({ signal }, 'stopping');
     gateway.stop().then(
       () => process.exit(0),
@@ -73,8 +85,7 @@ export async function main(): Promise<void> {
       },
     );
   };
-  process.once('SIGINT', () => shutdown('SIGINT'));
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => shutdown(signal));
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

@@ -2,6 +2,7 @@
  * Which endpoint a connection is for: the SNI's first label, else `endpoint=` in the
  * `options` startup parameter, else a password prefix `endpoint=<id>;<password>`.
  */
+import { POOLER_SUFFIX } from '../src/connection-uri.ts';
 import { ConnectionRefused } from './errors.ts';
 
 const ENDPOINT_ID = /^ep-[a-z0-9-]{1,60}$/;
@@ -67,9 +68,23 @@ export function endpointFromStartup(sniEndpoint: string | undefined, optionsEndp
   return sniEndpoint ?? optionsEndpoint;
 }
 
+/** `ep-…-pooler` names the pooled twin of endpoint `ep-…`. */
+export function poolerEndpoint(name: string | undefined): { endpoint: string | undefined; pooled: boolean } {
+  return name?.endsWith(POOLER_SUFFIX)
+    ? { endpoint: name.slice(0, -POOLER_SUFFIX.length), pooled: true }
+    : { endpoint: name, pooled: false };
+}
+
 /** `endpoint=<id>;<password>` → both parts; undefined when the password has no such prefix. */
 export function endpointFromPassword(password: string): { endpoint: string; password: string } | undefined {
   const m = /^endpoint=([^;]*);(.*)$/s.exec(password);
   if (!m || !ENDPOINT_ID.test(m[1]!)) return undefined;
   return { endpoint: m[1]!, password: m[2]! };
+}
+
+/** The endpoint an HTTP Host (`<ep-…>.<domain>[:port]`) names, as endpointFromSni reads a server name. */
+export function endpointFromHost(host: string | undefined, domain: string): string | undefined {
+  if (!host) return undefined;
+  const name = host.startsWith('[') ? undefined : host.replace(/:\d*$/, '');
+  return endpointFromSni(name, domain);
 }

@@ -2,7 +2,8 @@
  * The proxy's listener and lifecycle: TLS identity, cancel keys, auth limits, live sessions,
  * and what the listener admits: a total connection cap below the descriptor limit (the
  * listener stops taking more: Node accepts and at once closes the excess, so descriptors never
- * run out), and the handshake caps of proxy/admission.ts.
+ * run out), and the handshake caps of proxy/admission.ts. The serverless door (WebSocket +
+ * POST /sql, proxy/serverless/) shares all of these when its port is set.
  */
 import net from 'node:net';
 import tls from 'node:tls';
@@ -15,6 +16,8 @@ import { Admission } from './admission.ts';
 import { AuthLimiter, type AuthLimits, DEFAULT_AUTH_LIMITS } from './auth-limiter.ts';
 import { CancelKeys } from './cancel.ts';
 import { type ConnectionContext, handleConnection } from './connection.ts';
+import { Pooler } from './pool/pooler.ts';
+import { type ServerlessDoor, startServerless } from './serverless/server.ts';
 import { ConnectionRefused } from './errors.ts';
 import { errorFor } from './messages.ts';
 import { RefusalLog, type RefusalLogOptions } from './refusal-log.ts';
@@ -34,14 +37,20 @@ export interface ProxyOptions {
   handshakeTimeoutMs?: number;
   /** Usage and quotas for this listener's sessions (default on; off for trusted internal traffic). */
   metering?: boolean;
+  /** The serverless door's port (default PGFLEET_HTTP_PORT; undefined there = not served). */
+  httpPort?: number;
 }
 
 export interface Proxy {
   port: number;
+  /** The serverless door's port, when it is served. */
+  httpPort: number | undefined;
   /** The generated local CA (sslrootcert for verify-full); undefined with a configured certificate. */
   caPath: string | undefined;
   /** Live relayed sessions, for metering. */
   sessions: Set<Session>;
+  /** The transaction pooler of `-pooler` endpoints. */
+  pooler: Pooler;
   /** The caps in force (maxClientConnections resolved). */
   limits: ProxyLimits & { maxClientConnections: number };
   admission: Admission;
@@ -52,17 +61,20 @@ export async function startProxy(core: Core, opts: ProxyOptions = {}): Promise<P
   const { config } = core;
   const identity = await loadTlsIdentity({ dataDir: config.dataDir, domain: config.domain, certFile: config.tlsCert, keyFile: config.tlsKey });
   const sessions = new Set<Session>();
+  const cancels = new CancelKeys(core.coord);
+  const pooler = new Pooler(core, cancels);
   const ctx: ConnectionContext = {
     core,
     secureContext: tls.createSecureContext({ cert: identity.cert, key: identity.key, minVersion: 'TLSv1.2' }),
     channelBinding: serverEndPoint(identity.cert),
     allowPlaintext: config.allowPlaintext,
-    cancels: new CancelKeys(core.coord),
+    cancels,
     limiter: new AuthLimiter({ ...DEFAULT_AUTH_LIMITS, ...opts.authLimits }, opts.counters ?? core.coord),
     refusals: new RefusalLog(() => core.log, opts.refusalLog),
     sessions,
     handshakeTimeoutMs: opts.handshakeTimeoutMs ?? 30_000,
     metering: opts.metering ?? true,
+    pooler,
   };
   const sockets = new Set<net.Socket>();
   const handlers = new Set<Promise<void>>();
@@ -99,6 +111,15 @@ export async function startProxy(core: Core, opts: ProxyOptions = {}): Promise<P
   // accept() failing (EMFILE, ENFILE) is counted like a refusal, not logged once per attempt.
   server.on('error', (err: NodeJS.ErrnoException) => ctx.refusals.note({ outcome: `accept failed: ${err.code ?? err.message}` }));
   const port = (server.address() as net.AddressInfo).port;
+  const httpPort = opts.httpPort ?? config.httpPort;
+  let serverless: ServerlessDoor | undefined;
+  try {
+    serverless = httpPort === undefined ? undefined
+      : await startServerless(ctx, { host: config.httpHost, port: httpPort, tls: identity, admission });
+  } catch (err) {
+    server.close();
+    throw err;
+  }
   const terminate = (branchId: string, reason: PgfleetError) => {
     for (const session of sessions) if (session.branchId === branchId) session.terminate(reason);
   };
@@ -106,16 +127,20 @@ export async function startProxy(core: Core, opts: ProxyOptions = {}): Promise<P
   if (identity.caPath) core.log.info({ ca: identity.caPath }, 'proxy TLS certificate issued by the local CA (use as sslrootcert)');
   return {
     port,
+    httpPort: serverless?.port,
     caPath: identity.caPath,
     sessions,
+    pooler,
     limits,
     admission,
     close: async () => {
       core.computes.off('terminate', terminate);
+      await serverless?.close();
       ctx.refusals.stop();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const s of sockets) s.destroy();
       await Promise.allSettled([...handlers]);
+      pooler.close();
       await closed;
     },
   };

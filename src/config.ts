@@ -17,6 +17,9 @@ export interface Config {
   apiPort: number;
   proxyHost: string;
   proxyPort: number;
+  /** The serverless door (WebSocket + POST /sql); undefined = not served. */
+  httpHost: string;
+  httpPort: number | undefined;
   /** Operator key; undefined means "generate at first start and keep under dataDir". */
   adminKey: string | undefined;
   pgBin: string | undefined;
@@ -49,6 +52,32 @@ export interface Config {
   apiUnauthenticatedRateLimit: number;
   proxyLimits: ProxyLimits;
   jwt: JwtSettings;
+  pool: PoolSettings;
+  history: HistorySettings;
+}
+
+/** Transaction pooling on `-pooler` endpoints. */
+export interface PoolSettings {
+  /** Backends per (branch, role, database name) when the database sets no pool_size. */
+  defaultSize: number;
+  /** Pooled client connections one gateway accepts. */
+  maxClients: number;
+  /** How long a client waits for a free backend before 53300. */
+  queueTimeoutMs: number;
+  /** A pooled backend idle this long is closed (so an idle compute can be suspended). */
+  idleTimeoutMs: number;
+  /** Prepared statements each backend keeps (PgBouncer's max_prepared_statements). */
+  maxPreparedStatements: number;
+}
+
+/** History, base backups and retention (branches and point-in-time restore). */
+export interface HistorySettings {
+  /** pgfleet's default history retention, under partners' defaults and databases' own. */
+  retentionSeconds: number;
+  /** A running branch gets an online base backup once its newest is older than this. */
+  baseBackupIntervalMs: number;
+  /** How often retention pruning and scheduled backups run. */
+  upkeepIntervalMs: number;
 }
 
 /** What one client address, or all, may hold of the proxy. */
@@ -215,6 +244,8 @@ export function loadConfig(env: Env = process.env): Config {
     apiPort: port(env, 'PGFLEET_API_PORT', 8080),
     proxyHost: str(env, 'PGFLEET_PROXY_HOST', '127.0.0.1'),
     proxyPort: port(env, 'PGFLEET_PROXY_PORT', 5432),
+    httpHost: str(env, 'PGFLEET_HTTP_HOST', str(env, 'PGFLEET_PROXY_HOST', '127.0.0.1')),
+    httpPort: optional(env, 'PGFLEET_HTTP_PORT') === undefined ? undefined : port(env, 'PGFLEET_HTTP_PORT', 0),
     adminKey,
     pgBin: optional(env, 'PGFLEET_PG_BIN'),
     databaseUrl,
@@ -258,6 +289,18 @@ export function loadConfig(env: Env = process.env): Config {
       jwksCooldownMs: int(env, 'PGFLEET_JWKS_COOLDOWN', 30, 0, 3600) * 1000,
       jwksAllowHttp: bool(env, 'PGFLEET_JWKS_ALLOW_HTTP'),
       jwksAllowInternal: bool(env, 'PGFLEET_JWKS_ALLOW_INTERNAL'),
+    },
+    history: {
+      retentionSeconds: int(env, 'PGFLEET_HISTORY_RETENTION', 7 * 86400, 0, 365 * 86400),
+      baseBackupIntervalMs: int(env, 'PGFLEET_BASE_BACKUP_INTERVAL', 86400, 1, 365 * 86400) * 1000,
+      upkeepIntervalMs: int(env, 'PGFLEET_HISTORY_UPKEEP_INTERVAL', 60, 1, 86400) * 1000,
+    },
+    pool: {
+      defaultSize: int(env, 'PGFLEET_POOL_SIZE', 20, 1, 10000),
+      maxClients: int(env, 'PGFLEET_POOL_MAX_CLIENTS', 10000, 1, 1_000_000),
+      queueTimeoutMs: int(env, 'PGFLEET_POOL_QUEUE_TIMEOUT', 30, 1, 3600) * 1000,
+      idleTimeoutMs: int(env, 'PGFLEET_POOL_IDLE_TIMEOUT', 60, 1, 86400) * 1000,
+      maxPreparedStatements: int(env, 'PGFLEET_POOL_MAX_PREPARED_STATEMENTS', 200, 1, 100000),
     },
   };
 }

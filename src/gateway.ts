@@ -7,11 +7,13 @@ import { ensureAdminKey, lockDataDir, prepareDataDir } from './data-dir.ts';
 import { type Logger, createLogger } from './log.ts';
 import { type JwtAuth, openJwtAuth } from './jwt/jwt-auth.ts';
 import { type PgInstall, resolvePgInstall } from './pg/install.ts';
-import { type OsUser, makeOwnedDir, resolveComputeUser } from './pg/os-user.ts';
+import { type OsUser, currentUser, isRoot, makeOwnedDir, resolveComputeUser } from './pg/os-user.ts';
 import { chooseRunDir } from './providers/local/layout.ts';
 import { LocalProvider } from './providers/local/local-provider.ts';
 import { NeonProvider } from './providers/neon/neon-provider.ts';
 import { Databases } from './databases.ts';
+import { Branches } from './lifecycle/branches.ts';
+import { LocalBranching } from './lifecycle/local-branching.ts';
 import { OperatorMetrics } from './metrics.ts';
 import { Partners } from './partners.ts';
 import { PROVIDER_USAGE_LOOKBACK_MS, PROVIDER_USAGE_PULL_MS, importProviderUsage } from './provider-usage.ts';
@@ -43,6 +45,7 @@ export interface Core {
   regions: Regions;
   computes: ComputeManager;
   databases: Databases;
+  branches: Branches;
   partners: Partners;
   usage: UsageTracker;
   metrics: OperatorMetrics;
@@ -78,7 +81,10 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
       process.stderr.write(`\npgfleet operator key (shown once, kept in ${file}):\n  ${key}\n\n`);
     });
 
-    const catalog = await Catalog.open({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, runDir, install, user, log });
+    announceIsolation(log);
+    // The embedded catalog (every verifier, every partner) runs as an OS user of its own.
+    const catalogUser = isRoot() ? resolveComputeUser(CATALOG_OS_USER) : user;
+    const catalog = await Catalog.open({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, runDir, install, user: catalogUser, log });
     cleanups.push(() => catalog.close());
 
     const nodeId = nodeIdOf(config);
@@ -157,6 +163,25 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
       return computes.acquire(target);
     };
     const databases = new Databases(catalog, regions, computes, targetFor, nodes, config.defaultSuspendTimeoutSeconds);
+    const branches = new Branches(catalog, regions, databases, computes, targetFor, log, config.history.retentionSeconds);
+    const localBranching = new LocalBranching(local, catalog, {
+      backupIntervalMs: config.history.baseBackupIntervalMs,
+      retentionOf: (ref) => branches.retentionSeconds(ref.databaseId),
+      log,
+    });
+    local.history = localBranching;
+    local.branching = localBranching;
+    // Before anything is served: interrupted restores put back, half-made branches removed.
+    await branches.recoverInterrupted();
+    let upkeepRun: Promise<void> | undefined;
+    const upkeep = setInterval(() => {
+      upkeepRun ??= branches.upkeep().catch((err) => log.warn({ err: String(err) }, 'history upkeep failed')).finally(() => (upkeepRun = undefined));
+    }, config.history.upkeepIntervalMs);
+    upkeep.unref();
+    cleanups.push(async () => {
+      clearInterval(upkeep);
+      await upkeepRun;
+    });
     databases.on('quotas', (databaseId: string, quotas: Quotas) => {
       usage.quotasChanged(databaseId, quotas);
       void coord.publish(INVALIDATE, { type: 'quotas', databaseId, quotas });
@@ -171,13 +196,28 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     const partners = new Partners(catalog, databases, adminKeyHash);
     const jwt = await openJwtAuth(config, catalog, log);
     return {
-      config, log, user, install, runDir, adminKeyHash, catalog, local, regions, computes, databases, partners, usage, metrics, jwt, coord, nodeId, nodes, targetFor, acquire,
+      config, log, user, install, runDir, adminKeyHash, catalog, local, regions, computes, databases, branches, partners, usage, metrics, jwt, coord, nodeId, nodes, targetFor, acquire,
       stop: undo,
     };
   } catch (err) {
     await undo();
     throw err;
   }
+}
+
+const CATALOG_OS_USER = 'pgfleet_catalog';
+
+/** Says at start how far tenants are kept apart at the OS level, and what is lost when not root. */
+function announceIsolation(log: Logger): void {
+  if (isRoot()) {
+    log.info({ catalog_user: CATALOG_OS_USER, compute_users: 'pgfleet_db<N>, one per database' },
+      'OS isolation: the catalog and each database run as OS users of their own; only pgfleet may connect to their sockets');
+    return;
+  }
+  log.warn({ os_user: currentUser().name },
+    'OS isolation is lost (pgfleet is not root): the catalog and every compute run as this one OS user, so a tenant that gains code ' +
+    'execution in its compute (an extension bug) can read every other database\'s files and the catalog\'s, and connect to their ' +
+    'sockets as any role. Run pgfleet as root to give the catalog and each database an OS user of their own.');
 }
 
 /** Each configured region with its provider: the local one, or a Neon provider per neon region. */

@@ -5,12 +5,15 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import type { PgInstall } from './install.ts';
 import { type OsUser, makeOwnedDir, spawnIdentity } from './os-user.ts';
+import { forgetPostmaster, watchPostmaster } from './reaper.ts';
 
 const execFileAsync = promisify(execFile);
 
 /** Every server listens on this port number; only the socket file name depends on it. */
 export const SOCKET_PORT = 5432;
 export const ADMIN_ROLE = 'pgfleet_admin';
+/** initdb's --wal-segsize (MB): small segments keep an empty cluster small and a WAL switch cheap. */
+export const WAL_SEGMENT_MB = 1;
 
 /** Creates a cluster with initdb (as the compute user): used for templates and the catalog. */
 export async function initCluster(install: PgInstall, user: OsUser, pgdata: string): Promise<void> {
@@ -18,7 +21,7 @@ export async function initCluster(install: PgInstall, user: OsUser, pgdata: stri
   const args = [
     '-D', pgdata, '-U', ADMIN_ROLE, '--auth=trust', '--encoding=UTF8', '--locale=C',
     // 1 MB WAL segments: a fresh cluster is ~25 MB instead of ~40, and copies of it are cheaper.
-    '--wal-segsize=1', '--no-sync', '--no-instructions',
+    `--wal-segsize=${WAL_SEGMENT_MB}`, '--no-sync', '--no-instructions',
   ];
   await execFileAsync(path.join(install.binDir, 'initdb'), args, { ...spawnIdentity(user), env: { LC_ALL: 'C', PATH: process.env.PATH } });
   await execFileAsync('sync', ['-f', pgdata]);
@@ -94,6 +97,12 @@ export interface ServerOptions {
   logFile: string;
   /** Postgres settings passed as -c name=value. */
   settings: Record<string, string | number>;
+  /**
+   * Only this OS user (the gateway's) may connect, as any role, over the Unix socket (peer
+   * authentication with an ident map), instead of the cluster's own trust: the compute's own OS
+   * user, and anyone else, is refused. Unset: the cluster's pg_hba.conf applies.
+   */
+  peerOnly?: string;
   startTimeoutMs: number;
 }
 
@@ -132,7 +141,7 @@ export class PostgresServer extends EventEmitter {
     makeOwnedDir(socketDir, user);
     await clearPreviousRun(pgdata, socketDir);
     const args = ['-D', pgdata, '-k', socketDir, '-p', String(SOCKET_PORT), '-c', 'listen_addresses='];
-    for (const [k, v] of Object.entries(settings)) args.push('-c', `${k}=${v}`);
+    for (const [k, v] of Object.entries({ ...settings, ...this.peerOnlyFiles() })) args.push('-c', `${k}=${v}`);
     const logFd = fs.openSync(logFile, 'a', 0o600);
     if (user.switchUser) fs.fchownSync(logFd, user.uid, user.gid);
 
@@ -153,8 +162,10 @@ export class PostgresServer extends EventEmitter {
         env: { LC_ALL: 'C', PATH: process.env.PATH, TZ: 'UTC' },
       });
       this.child = child;
+      if (child.pid !== undefined) watchPostmaster(child.pid, pgdata);
       this.exited = new Promise((done) => {
         child.once('exit', (code, signal) => {
+          if (child.pid !== undefined) forgetPostmaster(child.pid);
           this.child = undefined;
           const expected = this.stopping;
           this.stopping = false;
@@ -180,6 +191,24 @@ export class PostgresServer extends EventEmitter {
       watcher?.close();
       fs.closeSync(logFd);
     }
+  }
+
+  /** Writes the hba and ident files of peerOnly beside the data directory; the settings that point at them. */
+  private peerOnlyFiles(): Record<string, string> {
+    const { peerOnly, pgdata, user } = this.opts;
+    if (!peerOnly) return {};
+    const dir = path.dirname(pgdata);
+    const files = {
+      hba_file: [path.join(dir, 'pgfleet_hba.conf'), 'local all all peer map=gateway\n'],
+      ident_file: [path.join(dir, 'pgfleet_ident.conf'), `gateway ${peerOnly} all\n`],
+    } as const;
+    const settings: Record<string, string> = {};
+    for (const [setting, [file, text]] of Object.entries(files)) {
+      fs.writeFileSync(file, text, { mode: 0o600 });
+      if (user.switchUser) fs.chownSync(file, user.uid, user.gid);
+      settings[setting] = file;
+    }
+    return settings;
   }
 
   /** fast: roll back sessions and checkpoint; immediate: crash-like, for failed starts. */
