@@ -132,6 +132,34 @@ t.test('the database page: connection strings, quotas saved through the API, usa
   await page.emulateMedia({ colorScheme: 'light' });
 });
 
+t.test('branches: a new branch appears; the restore dialog rewinds main to a time psql then sees', async (t) => {
+  const uri = created.connection_uri_no_sni;
+  const at = await psql(uri, `SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`);
+  await psql(uri, 'DROP TABLE t');
+  await page.getByLabel('New branch').fill('dev');
+  await page.getByRole('button', { name: 'Create', exact: true }).click();
+  await page.getByRole('status').filter({ hasText: 'Branch dev created from main' }).waitFor();
+  await page.locator('.branch-list tr').filter({ hasText: 'dev' }).waitFor();
+
+  await page.getByRole('button', { name: 'Restore…' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Restore a branch' });
+  t.match(await dialog.textContent(), /Earliest: /, 'the earliest restorable time is shown');
+  await dialog.getByLabel('Branch').selectOption('main');
+  await dialog.getByLabel(/Restore to/).fill('yesterday');
+  await dialog.getByRole('button', { name: 'Restore' }).click();
+  await dialog.getByRole('alert').waitFor();
+  t.match(await dialog.getByRole('alert').textContent(), /^at: .*\(400 bad_request\)$/, "the API's message for a bad time");
+  await dialog.getByLabel(/Restore to/).fill(at);
+  await dialog.getByRole('button', { name: 'Restore' }).click();
+  const done = page.getByRole('status').filter({ hasText: 'Restored main' });
+  await done.waitFor({ timeout: 120_000 });
+  t.match(await done.textContent(), /kept as branch main_before_/);
+  t.equal(await psql(uri, 'SELECT count(*) FROM t'), '20000', 'the dropped table is back');
+  await page.locator('.branch-list tr').filter({ hasText: 'main_before_' }).waitFor();
+  await page.getByRole('heading', { name: 'Branches' }).scrollIntoViewIfNeeded();
+  await shot('database-branches.png');
+});
+
 t.test('reset password shows the new one once and psql connects with it; errors carry the API message', async (t) => {
   await page.getByRole('button', { name: `Reset password of ${created.role}` }).click();
   const field = textbox(`Password of ${created.role}`);
