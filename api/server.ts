@@ -11,6 +11,7 @@ import { installErrorHandlers } from './errors.ts';
 import { IdempotencyStore } from './idempotency.ts';
 import { databaseRoutes } from './routes/databases.ts';
 import { partnerRoutes } from './routes/partners.ts';
+import { reconcileRoutes } from './routes/reconcile.ts';
 import { tokenRoutes } from './routes/tokens.ts';
 import { usageRoutes } from './routes/usage.ts';
 import { ErrorBody } from './schemas.ts';
@@ -79,6 +80,7 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
     await scope.register(databaseRoutes, { databases: core.databases, computes: core.computes, idempotency, publicAddress: opts.publicAddress });
     await scope.register(tokenRoutes, { databases: core.databases, jwt: core.jwt });
     await scope.register(usageRoutes, { databases: core.databases, usage: core.usage, catalog: core.catalog });
+    await scope.register(reconcileRoutes, { reconciler: core.reconciler });
   });
 
   const purge = setInterval(() => {

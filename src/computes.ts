@@ -13,6 +13,8 @@ export interface ComputeTarget {
   provider: Provider;
   /** 0 = never suspend for idleness. */
   suspendTimeoutSeconds: number;
+  /** Set when the database must not be served (still being created, its resource gone): every wake fails with it. */
+  unavailable?: PgfleetError;
 }
 
 /** A connection's hold on a running compute; release it when the session ends. */
@@ -169,6 +171,7 @@ export class ComputeManager extends EventEmitter {
 
   private wakeEntry(e: Entry): Promise<ComputeAddress> {
     if (this.closed) return Promise.reject(new ComputeStartError('the gateway is shutting down'));
+    if (e.target.unavailable) return Promise.reject(e.target.unavailable);
     if (e.state === 'running' && e.address) return Promise.resolve(e.address);
     if (e.starting) return e.starting;
     if (e.stopping) {

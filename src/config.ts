@@ -64,6 +64,14 @@ export interface NeonSettings {
   port: number;
   /** How long a Neon operation (create, start, suspend, ...) may run before pgfleet gives up. */
   operationTimeoutMs: number;
+  /** One HTTP request to Neon's API. */
+  requestTimeoutMs: number;
+  /** Requests to Neon's API at once, per region. */
+  maxConcurrency: number;
+  /** Between reconciliation passes; 0 = only the pass at start. */
+  reconcileIntervalMs: number;
+  /** How long an orphaned project is reported before it is deleted. */
+  orphanGraceMs: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -197,6 +205,10 @@ export function loadConfig(env: Env = process.env): Config {
       ca: pemFile(env, 'PGFLEET_NEON_CA_FILE'),
       port: int(env, 'PGFLEET_NEON_PORT', 5432, 1, 65535),
       operationTimeoutMs: int(env, 'PGFLEET_NEON_OPERATION_TIMEOUT', 120, 1, 3600) * 1000,
+      requestTimeoutMs: int(env, 'PGFLEET_NEON_REQUEST_TIMEOUT', 30, 1, 600) * 1000,
+      maxConcurrency: int(env, 'PGFLEET_NEON_MAX_CONCURRENCY', 8, 1, 1000),
+      reconcileIntervalMs: int(env, 'PGFLEET_NEON_RECONCILE_INTERVAL', 600, 0, 7 * 86400) * 1000,
+      orphanGraceMs: int(env, 'PGFLEET_NEON_ORPHAN_GRACE', 86400, 0, 30 * 86400) * 1000,
     },
     apiRateLimit: int(env, 'PGFLEET_API_RATE_LIMIT', 1200, 1, 10_000_000),
     jwt: {

@@ -11,7 +11,8 @@ import { type OsUser, makeOwnedDir, resolveComputeUser } from './pg/os-user.ts';
 import { chooseRunDir } from './providers/local/layout.ts';
 import { LocalProvider } from './providers/local/local-provider.ts';
 import { NeonProvider } from './providers/neon/neon-provider.ts';
-import { Databases } from './databases.ts';
+import { Databases, unavailableReason } from './databases.ts';
+import { DatabaseUnavailableError } from './errors.ts';
 import { OperatorMetrics } from './metrics.ts';
 import { Partners } from './partners.ts';
 import { PROVIDER_USAGE_LOOKBACK_MS, PROVIDER_USAGE_PULL_MS, importProviderUsage } from './provider-usage.ts';
@@ -19,6 +20,12 @@ import type { Quotas } from './quotas.ts';
 import { type Region, Regions } from './regions.ts';
 import { SecretBox, ensureSecretKey } from './secret-box.ts';
 import { UsageTracker } from './metering/usage-tracker.ts';
+import { ProviderDeletions } from './provider-sync/deletions.ts';
+import { SyncMetrics } from './provider-sync/metrics.ts';
+import { Reconciler } from './provider-sync/reconcile.ts';
+
+// How often owed provider deletions are looked at (each has its own backoff).
+const DELETION_RETRY_TICK_MS = 5_000;
 
 /**
  * The core both doors share: catalog, providers by region, the compute manager.
@@ -41,6 +48,10 @@ export interface Core {
   metrics: OperatorMetrics;
   /** JWT authentication: pgfleet's signing keys and tokens, partners' issuers, the proxy's token check. */
   jwt: JwtAuth;
+  /** Provider deletions owed and retried until done. */
+  deletions: ProviderDeletions;
+  /** Catalog ↔ provider reconciliation (orphans, missing resources, unfinished creates). */
+  reconciler: Reconciler;
   /** What the compute manager needs for a branch the catalog routed to. */
   targetFor(route: BranchRoute): ComputeTarget;
   stop(): Promise<void>;
@@ -107,13 +118,29 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
       partnerId: route.partnerId,
       provider: regions.get(route.region).provider,
       suspendTimeoutSeconds: route.suspendTimeoutSeconds,
+      ...(route.status !== 'ready'
+        ? { unavailable: new DatabaseUnavailableError(unavailableReason(route.databaseId, route.status, route.statusDetail)) }
+        : {}),
     });
-    const databases = new Databases(catalog, regions, computes, targetFor, config.defaultSuspendTimeoutSeconds);
+    const syncMetrics = new SyncMetrics(metrics.registry, catalog);
+    const deletions = new ProviderDeletions(catalog, regions, syncMetrics, log.child({ part: 'deletions' }));
+    const databases = new Databases(catalog, regions, computes, targetFor, config.defaultSuspendTimeoutSeconds, deletions);
+    const reconciler = new Reconciler(catalog, regions, databases, deletions, syncMetrics, log.child({ part: 'reconcile' }), {
+      orphanGraceMs: config.neon.orphanGraceMs,
+      // A create gives up after its operation timeout (twice, with its queueing): later, its gateway is gone.
+      abandonedCreateMs: 2 * config.neon.operationTimeoutMs + 60_000,
+    });
+    deletions.start(DELETION_RETRY_TICK_MS);
+    cleanups.push(() => deletions.stop());
+    // With its own catalog (no DATABASE_URL) this gateway is alone: every unfinished create was left by a crash.
+    reconciler.start(config.neon.reconcileIntervalMs, { resumeAllCreates: config.databaseUrl === undefined });
+    cleanups.push(() => reconciler.stop());
     databases.on('quotas', (databaseId: string, quotas: Quotas) => usage.quotasChanged(databaseId, quotas));
     const partners = new Partners(catalog, databases, adminKeyHash);
     const jwt = await openJwtAuth(config, catalog, log);
     return {
       config, log, user, install, runDir, adminKeyHash, catalog, local, regions, computes, databases, partners, usage, metrics, jwt, targetFor,
+      deletions, reconciler,
       stop: undo,
     };
   } catch (err) {
@@ -130,7 +157,7 @@ function buildRegions(config: Config, local: LocalProvider, log: Logger): Region
     box ??= new SecretBox(ensureSecretKey(config.dataDir, config.secretKey));
     const provider = new NeonProvider({
       region: r.neon, box, ca: config.neon.ca, port: config.neon.port, operationTimeoutMs: config.neon.operationTimeoutMs,
-      log: log.child({ region: r.id }),
+      requestTimeoutMs: config.neon.requestTimeoutMs, maxConcurrency: config.neon.maxConcurrency, log: log.child({ region: r.id }),
     });
     return { id: r.id, provider };
   });

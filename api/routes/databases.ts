@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { ComputeManager } from '../../src/computes.ts';
 import { type PublicAddress, connectionInfo } from '../../src/connection-uri.ts';
-import type { DatabaseRecord, Databases } from '../../src/databases.ts';
+import { type DatabaseRecord, type Databases, unavailableReason } from '../../src/databases.ts';
 import { partnerOf } from '../auth.ts';
 import { type IdempotencyStore, fingerprint } from '../idempotency.ts';
 import {
@@ -40,7 +40,8 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
       roles: db.roles,
       suspend_timeout_seconds: db.suspendTimeoutSeconds,
       quotas: db.quotas,
-      state: compute.state,
+      state: db.status === 'ready' ? compute.state : db.status,
+      ...(db.status === 'failed' ? { error: unavailableReason(db.id, db.status, db.statusDetail) } : {}),
       last_active_at: lastActive ? lastActive.toISOString() : null,
       created_at: db.createdAt.toISOString(),
     };

@@ -20,12 +20,15 @@ export interface BranchRoute {
   /** role name → SCRAM-SHA-256 verifier */
   verifiers: Record<string, string>;
   providerState: Record<string, unknown>;
+  /** 'ready' databases are served; 'creating' and 'failed' ones are not (statusDetail says why). */
+  status: 'creating' | 'ready' | 'failed';
+  statusDetail: string | null;
 }
 
 const SELECT_ROUTE = `
   SELECT e.id AS endpoint_id, b.id AS branch_id, b.name AS branch_name, b.provider_state AS branch_state,
          d.id AS database_id, d.partner_id, d.user_id, d.region, d.provider, d.database_name, d.owner_role,
-         d.suspend_timeout_seconds, p.default_quotas || d.quotas AS quotas, d.provider_state AS database_state,
+         d.suspend_timeout_seconds, p.default_quotas || d.quotas AS quotas, d.provider_state AS database_state, d.status, d.status_detail,
          COALESCE((SELECT json_object_agg(r.name, r.scram_verifier) FROM roles r WHERE r.database_id = d.id), '{}') AS verifiers
     FROM endpoints e
     JOIN branches b ON b.id = e.branch_id
@@ -48,6 +51,8 @@ function toRoute(row: any): BranchRoute {
     quotas: row.quotas,
     verifiers: row.verifiers,
     providerState: { ...row.database_state, ...row.branch_state },
+    status: row.status,
+    statusDetail: row.status_detail,
   };
 }
 
