@@ -296,12 +296,12 @@ export class ComputeManager extends EventEmitter {
     this.setState(e, 'suspended');
   }
 
-  /** Stops the compute and forgets it (the database is being deleted). */
+  /** Stops the compute and forgets it (the database is being deleted, so a failed stop only matters to the log). */
   async remove(branchId: string): Promise<void> {
     const e = this.entries.get(branchId);
     if (!e) return;
     await e.starting?.catch(() => {});
-    await this.stopEntry(e);
+    await this.stopEntry(e).catch((err) => this.opts.log.warn({ branch: branchId, err: (err as Error).message }, 'stopping a deleted compute failed'));
     this.entries.delete(branchId);
   }
 
