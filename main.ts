@@ -63,7 +63,16 @@ export async function main(): Promise<void> {
     throw err;
   }
   const gateway = await startGateway(config);
+  // Any number of these signals, from a terminal, a supervisor or a kill of the whole process group,
+  // lead to one fast shutdown of everything pgfleet started; the listeners stay so that a second
+  // signal does not kill the process halfway (the postmaster reaper covers a kill -9).
+  let stopping = false;
   const shutdown = (signal: string) => {
+    if (stopping) {
+      gateway.core.log.info({ signal }, 'already stopping');
+      return;
+    }
+    stopping = true;
     gateway.core.log.info({ signal }, 'stopping');
     gateway.stop().then(
       () => process.exit(0),
@@ -73,8 +82,7 @@ export async function main(): Promise<void> {
       },
     );
   };
-  process.once('SIGINT', () => shutdown('SIGINT'));
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => shutdown(signal));
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

@@ -1,6 +1,8 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ForbiddenError, UnauthorizedError } from '../src/errors.ts';
 import type { Partners, Principal } from '../src/partners.ts';
+import { hashApiKey } from '../src/secrets.ts';
+import type { UnauthenticatedLimit } from './unauthenticated-limit.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -16,16 +18,45 @@ export function bearerKey(req: FastifyRequest): string | undefined {
   return header ? BEARER.exec(header)?.[1] : undefined;
 }
 
-/** Every route of this scope needs a key; 401 for a missing, unknown or revoked one. */
-export function requireApiKey(app: FastifyInstance, partners: Partners): void {
+/**
+ * Every route of this scope needs a key; 401 for a missing, unknown or revoked one, and each such
+ * request counts against its client address (429 past the limit, before any lookup).
+ */
+export function requireApiKey(app: FastifyInstance, partners: Partners, unauthenticated: UnauthenticatedLimit): void {
+  // Keys that authenticated lately still get checked (revocation is immediate), but are never held up
+  // by the limit of an address that someone else floods from.
+  const recent = new RecentKeys();
   app.decorateRequest('principal', undefined);
   app.addHook('onRequest', async (req) => {
     const key = bearerKey(req);
-    if (!key) throw new UnauthorizedError('missing API key: send Authorization: Bearer <key>');
-    const principal = await partners.authenticate(key);
-    if (!principal) throw new UnauthorizedError('unknown or revoked API key');
+    const hash = key === undefined ? undefined : hashApiKey(key);
+    if (!hash || !recent.has(hash)) await unauthenticated.check(req.ip);
+    const principal = key ? await partners.authenticate(key) : undefined;
+    if (!principal) {
+      await unauthenticated.count(req.ip);
+      throw new UnauthorizedError(key ? 'unknown or revoked API key' : 'missing API key: send Authorization: Bearer <key>');
+    }
+    recent.add(hash!);
     req.principal = principal;
   });
+}
+
+/** Hashes of keys that authenticated in the last RECENT_MS, at most RECENT_MAX. */
+const RECENT_MS = 10 * 60_000;
+const RECENT_MAX = 10_000;
+class RecentKeys {
+  private readonly seen = new Map<string, number>();
+
+  has(hash: string): boolean {
+    const at = this.seen.get(hash);
+    return at !== undefined && Date.now() - at < RECENT_MS;
+  }
+
+  add(hash: string): void {
+    this.seen.delete(hash);
+    this.seen.set(hash, Date.now());
+    if (this.seen.size > RECENT_MAX) this.seen.delete(this.seen.keys().next().value!);
+  }
 }
 
 export function requireOperator(req: FastifyRequest): void {

@@ -1,5 +1,5 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify';
-import { PgfleetError } from '../src/errors.ts';
+import { PgfleetError, RateLimitedError } from '../src/errors.ts';
 
 const CODE_BY_STATUS: Record<number, string> = {
   400: 'bad_request',
@@ -52,6 +52,7 @@ function send(reply: FastifyReply, status: number, code: string, message: string
 export function installErrorHandlers(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
     if (err.validation) return send(reply, 400, 'bad_request', describeValidationError(err.validation, err.validationContext));
+    if (err instanceof RateLimitedError) reply.header('retry-after', String(err.retryAfterSeconds));
     if (err instanceof PgfleetError && err.httpStatus < 500) return send(reply, err.httpStatus, err.code, err.message);
     if (err instanceof PgfleetError && err.code !== 'config_error') {
       req.log.warn({ err: err.message, code: err.code }, 'request failed');

@@ -93,6 +93,7 @@ const databaseFields = {
   state: Type.Union([
     Type.Literal('creating'), Type.Literal('suspended'), Type.Literal('starting'), Type.Literal('running'), Type.Literal('stopping'), Type.Literal('failed'),
   ], { description: "the compute's state; creating until the provider made the database, failed when it cannot be served (see error)" }),
+  connections: Type.Integer({ description: 'client connections open now (on this gateway)' }),
   error: Type.Optional(Type.String({ description: 'why the database cannot be served (state failed)' })),
   last_active_at: Type.Union([Timestamp, Type.Null()]),
   created_at: Timestamp,
@@ -114,7 +115,8 @@ export const DatabaseList = Type.Object({
 });
 
 export const DatabaseListQuery = Type.Object({
-  user_id: Type.Optional(Text(256)),
+  user_id: Type.Optional(Text(256, { description: 'only the databases of this user' })),
+  name: Type.Optional(Text(128, { description: 'only databases whose name contains this text (case-insensitive)' })),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_PAGE, default: 100 })),
   cursor: Type.Optional(Text(512)),
 });

@@ -1,3 +1,4 @@
+import etag from '@fastify/etag';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -5,11 +6,16 @@ import { type TypeBoxTypeProvider, TypeBoxValidatorCompiler } from '@fastify/typ
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { PublicAddress } from '../src/connection-uri.ts';
 import type { Core } from '../src/gateway.ts';
+import { addressKey } from '../src/limits/address-key.ts';
 import { hashApiKey } from '../src/secrets.ts';
 import { bearerKey, requireApiKey } from './auth.ts';
+import { consoleRoutes } from './console/routes.ts';
+import { refuseControlCharacters } from './control-characters.ts';
 import { installErrorHandlers } from './errors.ts';
 import { IdempotencyStore } from './idempotency.ts';
+import { UnauthenticatedLimit } from './unauthenticated-limit.ts';
 import { databaseRoutes } from './routes/databases.ts';
+import { fleetRoutes } from './routes/fleet.ts';
 import { partnerRoutes } from './routes/partners.ts';
 import { reconcileRoutes } from './routes/reconcile.ts';
 import { tokenRoutes } from './routes/tokens.ts';
@@ -33,24 +39,26 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
   // TypeBox checks bodies as they are (no type coercion) and converts query, params and headers.
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
   installErrorHandlers(app);
+  refuseControlCharacters(app);
   app.addSchema(ErrorBody);
 
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
-      info: { title: 'pgfleet provisioning API', version: '1', description: 'One Postgres database per user of a partner platform.' },
+      info: { title: 'pgfleet provisioning API', version: '1', description: 'One Postgres database per user of a partner platform. Every authenticated answer carries an ETag: send it back in If-None-Match to get 304 Not Modified (no body) while the answer is unchanged.' },
       components: { securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'a partner key, or the operator key for /v1/partners' } } },
     },
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) },
   });
 
-  // Per key (the hash of the presented Authorization header), else per client address.
+  // Per key (the hash of a presented key that could be valid), else per client address. Requests
+  // without a valid key are limited further, per address, by UnauthenticatedLimit.
   await app.register(rateLimit, {
     max: core.config.apiRateLimit,
     timeWindow: 60_000,
     keyGenerator: (req) => {
       const key = bearerKey(req);
-      return key ? `key:${hashApiKey(key)}` : `ip:${req.ip}`;
+      return key && (core.partners.couldBePartnerKey(key) || hashApiKey(key) === core.adminKeyHash) ? `key:${hashApiKey(key)}` : `ip:${addressKey(req.ip)}`;
     },
   });
 
@@ -72,14 +80,18 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
   app.get('/.well-known/jwks.json', { config: { rateLimit: false }, schema: { hide: true } }, async () => core.jwt.keys.jwks());
   app.get('/v1/openapi.json', { config: { rateLimit: false }, schema: { hide: true } }, async () => app.swagger());
   await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { url: '/v1/openapi.json' } });
+  await app.register(consoleRoutes);
 
   const idempotency = new IdempotencyStore(core.catalog);
   await app.register(async (scope) => {
-    requireApiKey(scope, core.partners);
+    requireApiKey(scope, core.partners, new UnauthenticatedLimit(core.config.apiUnauthenticatedRateLimit, core.coord));
+    // Every answer carries an ETag; a poller that sends it back as If-None-Match gets 304 while nothing changed.
+    await scope.register(etag);
     await scope.register(partnerRoutes, { partners: core.partners });
     await scope.register(databaseRoutes, { databases: core.databases, computes: core.computes, idempotency, publicAddress: opts.publicAddress });
     await scope.register(tokenRoutes, { databases: core.databases, jwt: core.jwt });
     await scope.register(usageRoutes, { databases: core.databases, usage: core.usage, catalog: core.catalog });
+    await scope.register(fleetRoutes, { catalog: core.catalog, computes: core.computes, metrics: core.metrics });
     await scope.register(reconcileRoutes, { reconciler: core.reconciler });
   });
 

@@ -66,7 +66,7 @@ const config = loadConfig({
   PGFLEET_MAX_COMPUTES: String(burst + 10), PGFLEET_WAKE_TIMEOUT: '120',
 });
 const core = await startCore(config, createLogger('warn'));
-const proxy = await startProxy(core, { authLimits: { perAddress: 1e9, perEndpoint: 1e9, windowMs: 60_000 } });
+const proxy = await startProxy(core, { authLimits: { perAddress: 1e9 }, limits: { maxHandshakesPerAddress: 1e9 } });
 try {
   await core.catalog.query(`INSERT INTO partners (id, name) VALUES ('bench', 'bench')`);
   const empty = gatewayBytes();

@@ -15,7 +15,7 @@ import { testConfig } from '../test/helpers.ts';
 import { type Row, printLatencyTable, timed } from './stats.ts';
 
 const runs = Number(process.argv[2] ?? 500);
-const core = await startCore(testConfig({ PGFLEET_JWKS_ALLOW_HTTP: 'true' }));
+const core = await startCore(testConfig({ PGFLEET_JWKS_ALLOW_HTTP: 'true', PGFLEET_JWKS_ALLOW_INTERNAL: 'true' }));
 const server = http.createServer();
 try {
   await core.catalog.query(`INSERT INTO partners (id, name) VALUES ('acme', 'acme'), ('globex', 'globex')`);

@@ -58,7 +58,7 @@ const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgfleet-bench-'));
 fs.chmodSync(dataDir, 0o711);
 const config = loadConfig({ PGFLEET_DATA_DIR: dataDir, PGFLEET_API_PORT: '0', PGFLEET_PROXY_PORT: '0', PGFLEET_LOG_LEVEL: 'warn', PGFLEET_ADMIN_KEY: 'bench-admin-key-0123456789' });
 const core = await startCore(config, createLogger('warn'));
-const authLimits = { perAddress: 1e9, perEndpoint: 1e9, windowMs: 60_000 };
+const authLimits = { perAddress: 1e9, slowTargetAfter: 1e9 };
 const proxy = await startProxy(core, { authLimits });
 const unmetered = await startProxy(core, { authLimits, port: 0, metering: false });
 let bouncer: ReturnType<typeof spawn> | undefined;

@@ -17,10 +17,10 @@ export async function readCleartextPassword(io: AuthIO): Promise<string> {
 
 /** Checks a cleartext password for `role` of the routed branch; throws AuthFailed. */
 export async function checkPassword(route: BranchRoute, role: string, password: string): Promise<void> {
-  if (!(await passwordMatches(route.verifiers[role], password))) throw new AuthFailed(role);
+  if (!(await passwordMatches(route.verifiers.get(role), password))) throw new AuthFailed(role);
 }
 
 /** The SCRAM exchange for `role` of the routed branch; throws AuthFailed. */
 export function scramAuth(io: AuthIO, route: BranchRoute, role: string, channelBinding: Buffer | undefined): Promise<void> {
-  return scramServer(io, role, route.verifiers[role], channelBinding);
+  return scramServer(io, role, route.verifiers.get(role), channelBinding);
 }

@@ -37,8 +37,9 @@ function once<T>(emitter: Duplex, event: string): Promise<T> {
   });
 }
 
-/** A connected socket to the compute: its Unix socket, or TCP upgraded to verified TLS. */
-export async function openBackendSocket(address: ComputeAddress): Promise<Duplex> {
+/** A connected socket to the compute: its Unix socket, TCP upgraded to verified TLS, or through its node. */
+export async function openBackendSocket(address: ComputeAddress, opts: { cancel?: boolean } = {}): Promise<Duplex> {
+  if (address.kind === 'node') return address.open(opts.cancel ? 'cancel' : 'connect');
   if (address.kind === 'unix') {
     const socket = net.connect(address.socketPath);
     await once(socket, 'connect');
@@ -131,7 +132,7 @@ export async function startBackend(address: ComputeAddress, params: Map<string, 
 }
 
 function passwordFor(address: ComputeAddress, params: Map<string, string>): string {
-  const password = address.kind === 'tcp' ? address.passwords[params.get('user')!] : undefined;
+  const password = address.kind === 'tcp' ? address.passwords.get(params.get('user')!) : undefined;
   if (password === undefined) throw new Error(`the compute asks for a password and none is known for role "${params.get('user')}"`);
   return password;
 }

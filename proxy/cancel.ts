@@ -1,9 +1,12 @@
 /**
  * Cancel keys: each session gets the proxy's own (pid, secret), mapped to the compute's key,
- * so that a CancelRequest coming back to the proxy reaches the right compute.
+ * so that a CancelRequest coming back to the proxy reaches the right compute. The key is also
+ * held in the fleet's coordinator under this gateway's id, so a CancelRequest that lands on
+ * another gateway is passed here (its channel) and carried out by the gateway that relays the session.
  */
 import crypto from 'node:crypto';
 import { serialize } from 'pg-protocol';
+import { type Coordinator, gatewayChannel } from '../src/coord/coordinator.ts';
 import type { ComputeAddress } from '../src/providers/provider.ts';
 import { openBackendSocket } from './backend.ts';
 
@@ -14,27 +17,51 @@ interface CancelTarget {
   backendSecret: number;
 }
 
+const keyOf = (pid: number) => `cancel:${pid}`;
+
 export class CancelKeys {
   private readonly targets = new Map<number, CancelTarget>();
 
-  /** A fresh proxy key for a session on `address` whose compute key is (backendPid, backendSecret). */
-  issue(address: ComputeAddress, backendPid: number, backendSecret: number): { pid: number; secret: number } {
-    let pid: number;
-    do pid = crypto.randomInt(1, 2 ** 31); while (this.targets.has(pid));
+  constructor(private readonly coord: Coordinator) {
+    coord.subscribe(gatewayChannel(coord.gatewayId), (m) => {
+      if (m.type === 'cancel') void this.cancelHere(Number(m.pid), Number(m.secret)).catch(() => false);
+    });
+  }
+
+  /** A fresh proxy key, unique in the fleet, for a session on `address` whose compute key is (backendPid, backendSecret). */
+  async issue(address: ComputeAddress, backendPid: number, backendSecret: number): Promise<{ pid: number; secret: number }> {
     const secret = crypto.randomBytes(4).readUInt32BE(0);
-    this.targets.set(pid, { secret, address, backendPid, backendSecret });
-    return { pid, secret };
+    for (;;) {
+      const pid = crypto.randomInt(1, 2 ** 31);
+      if (this.targets.has(pid) || !(await this.coord.hold(keyOf(pid), `${this.coord.gatewayId} ${secret}`))) continue;
+      this.targets.set(pid, { secret, address, backendPid, backendSecret });
+      return { pid, secret };
+    }
   }
 
   revoke(pid: number): void {
     this.targets.delete(pid);
+    void this.coord.drop(keyOf(pid));
   }
 
-  /** Forwards the cancel when the key is known; an unknown key is dropped silently, as Postgres does. */
+  /**
+   * Forwards the cancel when the key is known here, or passes it to the gateway that holds it;
+   * an unknown key or a wrong secret is dropped silently, as Postgres does.
+   */
   async cancel(pid: number, secret: number): Promise<boolean> {
+    if (this.targets.has(pid)) return this.cancelHere(pid, secret);
+    const held = await this.coord.lookup(keyOf(pid));
+    if (!held) return false;
+    const [gateway, heldSecret] = held.split(' ');
+    if (Number(heldSecret) !== secret || gateway === this.coord.gatewayId) return false;
+    await this.coord.publish(gatewayChannel(gateway!), { type: 'cancel', pid, secret });
+    return true;
+  }
+
+  private async cancelHere(pid: number, secret: number): Promise<boolean> {
     const t = this.targets.get(pid);
     if (!t || t.secret !== secret) return false;
-    const socket = await openBackendSocket(t.address);
+    const socket = await openBackendSocket(t.address, { cancel: true });
     socket.on('error', () => {});
     await new Promise<void>((resolve) => {
       socket.once('close', () => resolve());

@@ -3,19 +3,22 @@
  * password or JWT over TLS) → quotas → wake → backend startup → relay, then one log line.
  */
 import type net from 'node:net';
+import { decodeJwt } from 'jose';
 import type { Duplex } from 'node:stream';
 import { type BranchRoute, routeByEndpoint } from '../src/catalog/routes.ts';
 import type { Lease } from '../src/computes.ts';
 import { ComputeStartError, PgfleetError, TokenError } from '../src/errors.ts';
 import type { Core } from '../src/gateway.ts';
 import { looksLikeJwt } from '../src/jwt/looks-like-jwt.ts';
+import type { HandshakeProgress } from './admission.ts';
 import type { AuthLimiter } from './auth-limiter.ts';
 import { checkPassword, readCleartextPassword, scramAuth } from './auth.ts';
 import { type BackendSession, startBackend } from './backend.ts';
 import { HOW_TO_NAME_AN_ENDPOINT, endpointFromPassword, endpointFromSni, endpointFromStartup, pgfleetOptions } from './endpoint.ts';
-import { AuthFailed, ConnectionRefused } from './errors.ts';
+import { AuthFailed, ConnectionRefused, ProtocolViolation, Unanswered } from './errors.ts';
 import { type Handshake, type HandshakeOptions, readStartup } from './handshake.ts';
 import { authenticationOk, backendKeyData, errorFor } from './messages.ts';
+import type { RefusalLog } from './refusal-log.ts';
 import { relay } from './relay.ts';
 import type { AuthIO } from './scram.ts';
 import type { Session } from './session.ts';
@@ -25,6 +28,8 @@ export interface ConnectionContext extends HandshakeOptions {
   /** tls-server-end-point hash of the proxy's certificate. */
   channelBinding: Buffer;
   limiter: AuthLimiter;
+  /** Log lines of connections that never authenticated (sampled under a flood). */
+  refusals: RefusalLog;
   sessions: Set<Session>;
   /** Time allowed from accept to the end of authentication. */
   handshakeTimeoutMs: number;
@@ -32,11 +37,15 @@ export interface ConnectionContext extends HandshakeOptions {
   metering: boolean;
 }
 
+const JWT_NEEDS_OPTION =
+  'If the password is a JWT: with the endpoint named by the host or by options, add auth=jwt to options ' +
+  '(options=endpoint%3D<endpoint>%20auth%3Djwt), or prefix the token: endpoint=<endpoint>;<token>.';
+
 /** Startup parameters never passed to the compute. */
 const WITHHELD = new Set(['user', 'database', 'options', 'replication']);
 const PASSWORD_MESSAGE = 0x70; // 'p'
 
-export async function handleConnection(raw: net.Socket, ctx: ConnectionContext): Promise<void> {
+export async function handleConnection(raw: net.Socket, ctx: ConnectionContext, progress?: HandshakeProgress): Promise<void> {
   const started = Date.now();
   const line: Record<string, unknown> = { client: raw.remoteAddress };
   raw.setNoDelay(true);
@@ -44,33 +53,39 @@ export async function handleConnection(raw: net.Socket, ctx: ConnectionContext):
   let client: Duplex = raw;
   let lease: Lease | undefined;
   let session: Session | undefined;
+  let endAdmission: (() => void) | undefined;
+  let authenticated = false;
   const timer = setTimeout(() => raw.destroy(), ctx.handshakeTimeoutMs);
   try {
-    const hs = await readStartup(raw, ctx);
+    const hs = await readStartup(raw, ctx, (secure) => {
+      client = secure;
+      client.on('error', () => {});
+    });
     if (!hs) {
       line.outcome = 'cancel request';
       return;
     }
-    client = hs.socket;
-    client.on('error', () => {});
+    progress?.startupReceived();
     const role = hs.startup.params.get('user')!;
     line.role = role;
     const io = authIO(hs);
     const route = await identifyAndAuthenticate(hs, io, role, raw.remoteAddress ?? '', line, ctx);
     clearTimeout(timer);
+    authenticated = true;
+    progress?.authenticated();
     const overQuota = ctx.metering ? await ctx.core.usage.check(route) : undefined;
     if (overQuota) throw overQuota;
+    if (ctx.metering) endAdmission = ctx.core.usage.admit(route.databaseId);
     client.write(authenticationOk());
 
-    lease = await ctx.core.computes.acquire(ctx.core.targetFor(route));
+    lease = await ctx.core.acquire(route);
     const backend = await startCompute(lease, hs, role, route, ctx);
-    const key = ctx.cancels.issue(lease.address, backend.pid, backend.secret);
+    const key = await ctx.cancels.issue(lease.address, backend.pid, backend.secret);
     try {
       const frames = backend.frames;
       client.write(Buffer.concat([...frames.slice(0, -1), backendKeyData(key.pid, key.secret), frames.at(-1)!]));
       const early = hs.reader.detach();
       if (early.length > 0) backend.socket.write(early);
-      if (backend.rest.length > 0) client.write(backend.rest);
       session = {
         endpointId: route.endpointId, branchId: route.branchId, databaseId: route.databaseId, partnerId: route.partnerId,
         role, clientAddress: raw.remoteAddress ?? '', startedAt: new Date(started),
@@ -83,20 +98,21 @@ export async function handleConnection(raw: net.Socket, ctx: ConnectionContext):
       };
       ctx.sessions.add(session);
       if (ctx.metering) ctx.core.usage.openSession(session);
-      line.outcome = await relay(client, backend.socket, session);
+      line.outcome = await relay(client, backend.socket, session, backend.rest);
     } finally {
       ctx.cancels.revoke(key.pid);
     }
   } catch (err) {
     line.outcome = err instanceof PgfleetError ? err.code : 'error';
-    if (!(err instanceof PgfleetError)) line.err = (err as Error).message;
+    if (!(err instanceof PgfleetError) || err instanceof ProtocolViolation || err instanceof Unanswered) line.err = (err as Error).message;
     if (err instanceof AuthFailed || err instanceof TokenError) ctx.core.metrics.authFailures.inc({ reason: err instanceof TokenError ? 'token' : 'password' });
     else if (err instanceof ConnectionRefused && err.sqlstate === '28000') ctx.core.metrics.authFailures.inc({ reason: 'refused' });
-    if (client.writable) client.end(errorFor(err));
+    if (client.writable && !(err instanceof Unanswered)) client.end(errorFor(err));
     else client.destroy();
   } finally {
     clearTimeout(timer);
     lease?.release();
+    endAdmission?.();
     if (session) {
       ctx.sessions.delete(session);
       if (ctx.metering) ctx.core.usage.closeSession(session);
@@ -107,7 +123,8 @@ export async function handleConnection(raw: net.Socket, ctx: ConnectionContext):
     }
     ctx.core.metrics.connections.inc({ outcome: session ? 'relayed' : String(line.outcome) });
     line.duration_ms = Date.now() - started;
-    ctx.core.log.info(line, 'connection');
+    if (authenticated) ctx.core.log.info(line, 'connection');
+    else ctx.refusals.note(line);
   }
 }
 
@@ -120,8 +137,10 @@ function authIO(hs: Handshake): AuthIO {
 
 /**
  * Finds the endpoint and authenticates the role on it. A named endpoint (SNI or options) means
- * SCRAM, unless options say `auth=jwt`. Otherwise, over TLS, a cleartext password is asked for:
- * a JWT (which names its database itself) or `endpoint=<id>;<password>`.
+ * SCRAM, unless options say `auth=jwt`: SCRAM keeps channel binding, and cannot carry a token.
+ * Otherwise, over TLS, a cleartext password is asked for, and a JWT is told apart from a
+ * password by its form: a JWT (which names its database itself), `endpoint=<id>;<JWT>` or
+ * `endpoint=<id>;<password>`.
  */
 async function identifyAndAuthenticate(
   hs: Handshake, io: AuthIO, role: string, client: string, line: Record<string, unknown>, ctx: ConnectionContext,
@@ -131,7 +150,11 @@ async function identifyAndAuthenticate(
   line.endpoint = endpoint;
   if (endpoint && !options.jwt) {
     const route = await routeFor(endpoint, client, ctx);
-    await limited(ctx, endpoint, client, () => scramAuth(io, route, role, hs.tls ? ctx.channelBinding : undefined));
+    await limited(ctx, endpoint, client, () => scramAuth(io, route, role, hs.tls ? ctx.channelBinding : undefined))
+      .catch((err: unknown) => {
+        // SCRAM never shows the proxy the password, so a JWT given as one cannot be told apart here.
+        throw err instanceof AuthFailed ? new AuthFailed(role, JWT_NEEDS_OPTION) : err;
+      });
     return route;
   }
   if (!hs.tls) {
@@ -144,6 +167,7 @@ async function identifyAndAuthenticate(
   if (options.jwt) throw new TokenError('the password is not a JWT', 'auth=jwt was given but the password does not look like a JWT');
   const prefixed = endpointFromPassword(password);
   if (!prefixed) throw new ConnectionRefused('the connection names no endpoint', '08004', HOW_TO_NAME_AN_ENDPOINT);
+  if (looksLikeJwt(prefixed.password)) return jwtAuth(prefixed.password, prefixed.endpoint, role, client, line, ctx);
   line.endpoint = prefixed.endpoint;
   const route = await routeFor(prefixed.endpoint, client, ctx);
   await limited(ctx, prefixed.endpoint, client, () => checkPassword(route, role, prefixed.password));
@@ -154,31 +178,42 @@ async function identifyAndAuthenticate(
 async function jwtAuth(
   token: string, sniEndpoint: string | undefined, role: string, client: string, line: Record<string, unknown>, ctx: ConnectionContext,
 ): Promise<BranchRoute> {
-  // Failures count against the client address (and the endpoint, when one is named).
-  const limitKey = sniEndpoint ?? 'jwt';
-  ctx.limiter.check(limitKey, client);
-  const grant = await limited(ctx, limitKey, client, () => ctx.core.jwt.verifyConnectionToken(token, { sniEndpointId: sniEndpoint, role }));
+  // Failures count against the client address, and slow down the endpoint named, else the issuer the token claims:
+  // nothing an attacker shares with every other client.
+  await ctx.limiter.check(client);
+  const target = sniEndpoint ?? `iss:${claimedIssuer(token)}`;
+  const grant = await limited(ctx, target, client, () => ctx.core.jwt.verifyConnectionToken(token, { sniEndpointId: sniEndpoint, role }));
   line.endpoint = grant.endpointId;
   line.auth = `jwt:${grant.via}`;
   return grant.route;
 }
 
+/** The unverified `iss` of a token, only to pick the limiter's key. */
+function claimedIssuer(token: string): string {
+  try {
+    const iss = decodeJwt(token).iss;
+    return typeof iss === 'string' ? iss.slice(0, 256) : '(none)';
+  } catch {
+    return '(malformed)';
+  }
+}
+
 async function routeFor(endpoint: string, client: string, ctx: ConnectionContext): Promise<BranchRoute> {
-  ctx.limiter.check(endpoint, client);
+  await ctx.limiter.check(client);
   const route = await routeByEndpoint(ctx.core.catalog, endpoint);
   if (!route) {
-    ctx.limiter.failed(endpoint, client);
+    await ctx.limiter.failed(endpoint, client);
     throw new ConnectionRefused(`endpoint "${endpoint}" does not exist`, '3D000');
   }
   return route;
 }
 
 /** Runs an auth method, counting a wrong password or token (not a client that gave up) against the limits. */
-async function limited<T>(ctx: ConnectionContext, endpoint: string, client: string, auth: () => Promise<T>): Promise<T> {
+async function limited<T>(ctx: ConnectionContext, target: string, client: string, auth: () => Promise<T>): Promise<T> {
   try {
     return await auth();
   } catch (err) {
-    if (err instanceof AuthFailed || err instanceof TokenError) ctx.limiter.failed(endpoint, client);
+    if (err instanceof AuthFailed || err instanceof TokenError) await ctx.limiter.failed(target, client);
     throw err;
   }
 }

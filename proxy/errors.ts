@@ -9,7 +9,7 @@ export class ProtocolViolation extends PgfleetError {
 
 /** Wrong password and unknown role read the same, so that roles cannot be probed. */
 export class AuthFailed extends PgfleetError {
-  constructor(role: string) {
+  constructor(role: string, readonly hint?: string) {
     super(`password authentication failed for user "${role}"`, '28P01', 401, 'auth_failed');
   }
 }
@@ -28,5 +28,29 @@ export class ConnectionRefused extends PgfleetError {
 export class BackendError extends PgfleetError {
   constructor(message: string, sqlstate: string, readonly severity: string, readonly detail?: string, readonly hint?: string) {
     super(message, sqlstate, 502, 'backend_error');
+  }
+}
+
+/**
+ * An end the client hears nothing of, as with Postgres, which only logs these (COMMERROR):
+ * not a Postgres client (a bad startup length), a client that left, a failed TLS handshake.
+ */
+export class Unanswered extends PgfleetError {
+  constructor(message: string, sqlstate = '08P01', code = 'protocol_violation') {
+    super(message, sqlstate, 400, code);
+  }
+}
+
+/** The client closed the connection before or in the middle of a handshake message. */
+export class ClientLeft extends Unanswered {
+  constructor(message = 'the client closed the connection') {
+    super(message, '08006', 'client_left');
+  }
+}
+
+/** The TLS handshake failed (no common protocol or cipher, no ALPN match, a client that gave up). */
+export class TlsHandshakeFailed extends Unanswered {
+  constructor(reason: string) {
+    super(`the TLS handshake failed: ${reason}`, '08P01', 'tls_handshake_failed');
   }
 }

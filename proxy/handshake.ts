@@ -1,12 +1,14 @@
 /**
- * The startup phase up to a protocol 3 startup packet: SSLRequest → TLS, GSSENCRequest →
- * refused, CancelRequest → forwarded. Reads are bounded; anything malformed throws 08P01.
+ * The startup phase up to a protocol 3 startup packet: SSLRequest → TLS, a TLS ClientHello as
+ * the first bytes → direct TLS (Postgres 17's sslnegotiation=direct, ALPN `postgresql`
+ * required), GSSENCRequest → refused, CancelRequest → forwarded. Reads are bounded; anything
+ * malformed throws 08P01.
  */
 import type net from 'node:net';
 import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type { CancelKeys } from './cancel.ts';
-import { ConnectionRefused, ProtocolViolation } from './errors.ts';
+import { ClientLeft, ConnectionRefused, ProtocolViolation, TlsHandshakeFailed } from './errors.ts';
 import { encryptionResponse, negotiateProtocolVersion } from './messages.ts';
 import { PacketReader } from './packet-reader.ts';
 import { type StartupPacket, decodeStartup } from './startup.ts';
@@ -27,13 +29,24 @@ export interface HandshakeOptions {
   cancels: CancelKeys;
 }
 
+/** The ALPN protocol id of Postgres (registered with IANA for Postgres 17's direct TLS). */
+export const ALPN_POSTGRESQL = 'postgresql';
+/** A TLS record of type handshake: what a ClientHello starts with (a startup packet's first byte is 0). */
+const TLS_HANDSHAKE_RECORD = 0x16;
+// Frontend Terminate ('X', length 4).
+const TERMINATE = Buffer.from([0x58, 0, 0, 0, 4]);
+
 async function upgradeToTls(raw: net.Socket, secureContext: tls.SecureContext): Promise<tls.TLSSocket> {
-  const secure = new tls.TLSSocket(raw, { isServer: true, secureContext });
-  secure.on('error', () => {}); // ends in 'close'; the handshake's outcome is reported below
+  // ALPN is offered on both paths; a client that asks for another protocol gets the
+  // no_application_protocol alert, as from Postgres 17.
+  const secure = new tls.TLSSocket(raw, { isServer: true, secureContext, ALPNProtocols: [ALPN_POSTGRESQL] });
+  let reason = 'the client closed the connection';
+  const noted = (err: Error & { code?: string }) => (reason = err.code ? `${err.code}: ${err.message.split('\n')[0]}` : err.message);
+  secure.on('error', noted); // ends in 'close'; the handshake's outcome is reported below
   await new Promise<void>((resolve, reject) => {
     const failed = () => {
       secure.off('secure', succeeded);
-      reject(new ProtocolViolation('the TLS handshake failed'));
+      reject(new TlsHandshakeFailed(reason));
     };
     const succeeded = () => {
       secure.off('close', failed);
@@ -45,20 +58,39 @@ async function upgradeToTls(raw: net.Socket, secureContext: tls.SecureContext): 
   return secure;
 }
 
-/** Resolves with the startup packet, or undefined when the connection was a CancelRequest. */
-export async function readStartup(raw: net.Socket, opts: HandshakeOptions): Promise<Handshake | undefined> {
+/**
+ * Resolves with the startup packet, or undefined when the connection was a CancelRequest.
+ * `encrypted` hears of the TLS socket as soon as there is one, so that an error is sent over it.
+ */
+export async function readStartup(raw: net.Socket, opts: HandshakeOptions, encrypted: (secure: tls.TLSSocket) => void): Promise<Handshake | undefined> {
   let socket: Duplex = raw;
   let reader = new PacketReader(raw);
   let secure: tls.TLSSocket | undefined;
+  if ((await reader.peek()) === TLS_HANDSHAKE_RECORD) {
+    raw.unshift(reader.detach()); // the TLS socket reads the ClientHello from the raw socket
+    secure = await upgradeToTls(raw, opts.secureContext);
+    encrypted(secure);
+    socket = secure;
+    reader = new PacketReader(secure);
+    if (secure.alpnProtocol !== ALPN_POSTGRESQL) {
+      throw new ProtocolViolation('received direct SSL connection request without ALPN protocol negotiation extension');
+    }
+  }
   for (;;) {
     const packet = decodeStartup(await reader.readStartup());
     switch (packet.kind) {
       case 'ssl':
         if (secure) throw new ProtocolViolation('SSLRequest on an encrypted connection');
-        if (reader.pending > 0) throw new ProtocolViolation('received unencrypted data after SSL request');
+        if (reader.pending > 0) {
+          // A client that gave up at once (node-postgres connect() then end()) sends its
+          // Terminate right behind: Postgres closes without a word, and so does pgfleet.
+          if (reader.pending === TERMINATE.length && reader.detach().equals(TERMINATE)) throw new ClientLeft('the client ended during SSL negotiation');
+          throw new ProtocolViolation('received unencrypted data after SSL request');
+        }
         reader.detach();
         raw.write(encryptionResponse(true));
         secure = await upgradeToTls(raw, opts.secureContext);
+        encrypted(secure);
         socket = secure;
         reader = new PacketReader(secure);
         break;

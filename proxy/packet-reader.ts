@@ -1,5 +1,5 @@
 import type { Duplex } from 'node:stream';
-import { ProtocolViolation } from './errors.ts';
+import { ClientLeft, ProtocolViolation, Unanswered } from './errors.ts';
 
 /** Postgres's own limit for a startup packet. */
 export const MAX_STARTUP_PACKET = 10_000;
@@ -43,7 +43,7 @@ export class PacketReader {
 
   private async need(n: number): Promise<void> {
     while (this.buf.length < n) {
-      if (this.closed) throw new ProtocolViolation('the connection closed in the middle of a message');
+      if (this.closed) throw new ClientLeft(this.buf.length === 0 ? undefined : 'the client closed the connection in the middle of a message');
       if (this.socket.isPaused()) this.socket.resume();
       await new Promise<void>((resolve) => (this.wake = resolve));
     }
@@ -55,11 +55,17 @@ export class PacketReader {
     return out;
   }
 
+  /** The next byte, left unread (undefined when the client closed first). */
+  async peek(): Promise<number | undefined> {
+    if (this.buf.length === 0 && !this.closed) await this.need(1).catch(() => undefined);
+    return this.buf[0];
+  }
+
   /** A startup-phase packet without its length word: the 4-byte code, then the payload. */
   async readStartup(): Promise<Buffer> {
     await this.need(4);
     const length = this.buf.readUInt32BE(0);
-    if (length < 8 || length > MAX_STARTUP_PACKET) throw new ProtocolViolation(`invalid length of startup packet: ${length}`);
+    if (length < 8 || length > MAX_STARTUP_PACKET) throw new Unanswered(`invalid length of startup packet: ${length}`);
     await this.need(length);
     return this.take(length).subarray(4);
   }
@@ -83,6 +89,11 @@ export class PacketReader {
   /** Bytes received but not yet read. */
   get pending(): number {
     return this.buf.length;
+  }
+
+  /** Whether the client has closed its side. */
+  get ended(): boolean {
+    return this.closed;
   }
 
   /** Stops reading; returns what the client sent beyond the handshake. */

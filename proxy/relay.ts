@@ -1,4 +1,5 @@
 import type { Duplex } from 'node:stream';
+import { ComputeEnding } from './compute-ending.ts';
 import { errorResponse } from './messages.ts';
 import type { Session } from './session.ts';
 
@@ -22,13 +23,23 @@ function pump(from: Duplex, to: Duplex, count: (n: number, chunk: Buffer) => voi
   from.resume();
 }
 
+/** What pgfleet says when the compute vanished without a word (it crashed or was killed). */
+const COMPUTE_VANISHED = errorResponse({
+  sqlstate: '57P02',
+  message: 'terminating connection because the compute stopped unexpectedly',
+  hint: 'In a moment you should be able to reconnect to the database and repeat your command.',
+});
+
 /**
  * Relays raw bytes both ways until either side goes. Client gone → the compute's socket is
- * closed (its backend process ends). Compute gone without the client asking → the client
- * gets an ErrorResponse, then a close.
+ * closed (its backend process ends). Compute gone → the client gets everything it sent, in
+ * order, then a close; only when the compute vanished without a FATAL of its own (a crash)
+ * does pgfleet add one, between two messages as a server would. `fromCompute` is what the
+ * compute already sent after its startup.
  */
-export function relay(client: Duplex, backend: Duplex, session: Session): Promise<RelayOutcome> {
+export function relay(client: Duplex, backend: Duplex, session: Session, fromCompute: Buffer = Buffer.alloc(0)): Promise<RelayOutcome> {
   return new Promise((resolve) => {
+    const ending = new ComputeEnding();
     let clientTerminated = false;
     let done = false;
     const finish = (outcome: RelayOutcome) => {
@@ -40,19 +51,23 @@ export function relay(client: Duplex, backend: Duplex, session: Session): Promis
       session.bytesFromClient += n;
       clientTerminated = endsWithTerminate(chunk);
     });
-    pump(backend, client, (n) => {
+    const fromBackend = (n: number, chunk: Buffer) => {
       session.bytesToClient += n;
-    });
+      ending.feed(chunk);
+    };
+    if (fromCompute.length > 0) {
+      fromBackend(fromCompute.length, fromCompute);
+      client.write(fromCompute);
+    }
+    pump(backend, client, fromBackend);
     const clientGone = () => {
       backend.destroy();
       finish('client closed');
     };
     const computeGone = () => {
-      if (!done && !clientTerminated && client.writable) {
-        client.end(errorResponse({ sqlstate: '08006', message: 'the connection to the database was lost' }));
-      } else {
-        client.end();
-      }
+      const vanished = !done && !clientTerminated && !ending.saidWhy && ending.atBoundary;
+      if (vanished && client.writable) client.end(COMPUTE_VANISHED);
+      else client.end();
       finish(clientTerminated ? 'client closed' : 'compute closed');
     };
     // Either side may have gone while the compute was being woken.

@@ -1,20 +1,36 @@
 /**
- * The proxy's listener and lifecycle: TLS identity, cancel keys, auth limits, live sessions.
+ * The proxy's listener and lifecycle: TLS identity, cancel keys, auth limits, live sessions,
+ * and what the listener admits: a total connection cap below the descriptor limit (the
+ * listener stops taking more: Node accepts and at once closes the excess, so descriptors never
+ * run out), and the handshake caps of proxy/admission.ts.
  */
 import net from 'node:net';
 import tls from 'node:tls';
+import type { ProxyLimits } from '../src/config.ts';
 import type { PgfleetError } from '../src/errors.ts';
+import { clientConnectionBudget, raiseFdLimit } from '../src/fd-limit.ts';
 import type { Core } from '../src/gateway.ts';
+import type { WindowCounters } from '../src/limits/window-counters.ts';
+import { Admission } from './admission.ts';
 import { AuthLimiter, type AuthLimits, DEFAULT_AUTH_LIMITS } from './auth-limiter.ts';
 import { CancelKeys } from './cancel.ts';
 import { type ConnectionContext, handleConnection } from './connection.ts';
+import { ConnectionRefused } from './errors.ts';
+import { errorFor } from './messages.ts';
+import { RefusalLog, type RefusalLogOptions } from './refusal-log.ts';
 import type { Session } from './session.ts';
 import { loadTlsIdentity, serverEndPoint } from './tls-certs.ts';
 
 export interface ProxyOptions {
   host?: string;
   port?: number;
-  authLimits?: AuthLimits;
+  authLimits?: Partial<AuthLimits>;
+  /** Where failure counts live (default in-process). */
+  counters?: WindowCounters;
+  /** Listener caps over the configured ones. */
+  limits?: Partial<ProxyLimits>;
+  refusalLog?: RefusalLogOptions;
+  /** Time allowed from accept to the end of authentication. */
   handshakeTimeoutMs?: number;
   /** Usage and quotas for this listener's sessions (default on; off for trusted internal traffic). */
   metering?: boolean;
@@ -26,6 +42,9 @@ export interface Proxy {
   caPath: string | undefined;
   /** Live relayed sessions, for metering. */
   sessions: Set<Session>;
+  /** The caps in force (maxClientConnections resolved). */
+  limits: ProxyLimits & { maxClientConnections: number };
+  admission: Admission;
   close(): Promise<void>;
 }
 
@@ -38,18 +57,35 @@ export async function startProxy(core: Core, opts: ProxyOptions = {}): Promise<P
     secureContext: tls.createSecureContext({ cert: identity.cert, key: identity.key, minVersion: 'TLSv1.2' }),
     channelBinding: serverEndPoint(identity.cert),
     allowPlaintext: config.allowPlaintext,
-    cancels: new CancelKeys(),
-    limiter: new AuthLimiter(opts.authLimits ?? DEFAULT_AUTH_LIMITS),
+    cancels: new CancelKeys(core.coord),
+    limiter: new AuthLimiter({ ...DEFAULT_AUTH_LIMITS, ...opts.authLimits }, opts.counters ?? core.coord),
+    refusals: new RefusalLog(() => core.log, opts.refusalLog),
     sessions,
     handshakeTimeoutMs: opts.handshakeTimeoutMs ?? 30_000,
     metering: opts.metering ?? true,
   };
   const sockets = new Set<net.Socket>();
   const handlers = new Set<Promise<void>>();
+  const configured = { ...config.proxyLimits, ...opts.limits };
+  const fds = raiseFdLimit();
+  const limits = { ...configured, maxClientConnections: configured.maxClientConnections ?? clientConnectionBudget(fds, config.maxComputes) };
+  core.log.info({
+    fd_limit: fds.soft, fd_limit_raised_from: fds.raisedFrom, max_client_connections: limits.maxClientConnections,
+    max_handshakes: limits.maxHandshakes, max_handshakes_per_address: limits.maxHandshakesPerAddress,
+  }, 'proxy connection limits');
+  const admission = new Admission(limits);
   const server = net.createServer({ noDelay: true }, (socket) => {
+    const admitted = admission.admit(socket);
+    if (!admitted.ok) {
+      socket.on('error', () => {});
+      ctx.refusals.note({ client: socket.remoteAddress, outcome: admitted.reason });
+      // The client learns why (53300, as Postgres says for too many connections); the socket goes once that is written.
+      socket.end(errorFor(new ConnectionRefused(admitted.reason, '53300')), () => socket.destroy());
+      return;
+    }
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
-    const handler = handleConnection(socket, ctx)
+    const handler = handleConnection(socket, ctx, admitted.progress)
       .catch((err) => core.log.error({ err }, 'proxy connection failed'))
       .finally(() => handlers.delete(handler));
     handlers.add(handler);
@@ -58,7 +94,10 @@ export async function startProxy(core: Core, opts: ProxyOptions = {}): Promise<P
     server.once('error', reject);
     server.listen(opts.port ?? config.proxyPort, opts.host ?? config.proxyHost, () => resolve());
   });
-  server.on('error', (err) => core.log.error({ err }, 'proxy listener error'));
+  server.maxConnections = limits.maxClientConnections;
+  server.on('drop', (info) => ctx.refusals.note({ client: info?.remoteAddress, outcome: 'over the connection cap' }));
+  // accept() failing (EMFILE, ENFILE) is counted like a refusal, not logged once per attempt.
+  server.on('error', (err: NodeJS.ErrnoException) => ctx.refusals.note({ outcome: `accept failed: ${err.code ?? err.message}` }));
   const port = (server.address() as net.AddressInfo).port;
   const terminate = (branchId: string, reason: PgfleetError) => {
     for (const session of sessions) if (session.branchId === branchId) session.terminate(reason);
@@ -69,8 +108,11 @@ export async function startProxy(core: Core, opts: ProxyOptions = {}): Promise<P
     port,
     caPath: identity.caPath,
     sessions,
+    limits,
+    admission,
     close: async () => {
       core.computes.off('terminate', terminate);
+      ctx.refusals.stop();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const s of sockets) s.destroy();
       await Promise.allSettled([...handlers]);

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
+import { type Coordinator, waitForLock } from './coord/coordinator.ts';
 import { CapacityError, ComputeStartError, type PgfleetError } from './errors.ts';
 import type { BranchRef, ComputeAddress, Provider } from './providers/provider.ts';
 
@@ -50,6 +51,13 @@ export interface ComputeManagerOptions {
   maxComputes: number;
   wakeTimeoutMs: number;
   log: Logger;
+  /** With a shared coordinator, a start holds the compute's wake lock: one start across gateways. */
+  coord?: Coordinator;
+  /**
+   * The fencing rule: records the lock's token as the compute's newest wake and answers false
+   * when a newer one is recorded already (this holder's lease ran out and another took over).
+   */
+  claimWake?: (branchId: string, token: number) => Promise<boolean>;
 }
 
 /**
@@ -127,6 +135,12 @@ export class ComputeManager extends EventEmitter {
   /** The target of a compute the manager knows. */
   targetOf(branchId: string): ComputeTarget | undefined {
     return this.entries.get(branchId)?.target;
+  }
+
+  /** The address of a running compute (for a cancel: never starts one). */
+  runningAddress(branchId: string): ComputeAddress | undefined {
+    const e = this.entries.get(branchId);
+    return e?.state === 'running' ? e.address : undefined;
   }
 
   /** Branches whose compute is running. */
@@ -219,7 +233,7 @@ export class ComputeManager extends EventEmitter {
   private async startWithTimeout(e: Entry): Promise<ComputeAddress> {
     await e.settled; // a previous attempt still winding down
     const { provider, ref } = e.target;
-    const attempt = provider.start(ref);
+    const attempt = this.lockedStart(provider, ref);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new ComputeStartError(
@@ -232,6 +246,27 @@ export class ComputeManager extends EventEmitter {
       throw err;
     } finally {
       clearTimeout(timer);
+    }
+  }
+
+  /**
+   * provider.start under the compute's fleet-wide wake lock (a lease, renewed by nobody: it covers
+   * the wake timeout, so a gateway that dies holding it frees it then). A later holder finds the
+   * compute started and its start returns at once.
+   */
+  private async lockedStart(provider: Provider, ref: ComputeTarget['ref']): Promise<ComputeAddress> {
+    const coord = this.opts.coord;
+    if (!coord?.shared) return provider.start(ref);
+    const name = `wake:${ref.branchId}`;
+    const lock = await waitForLock(coord, name, this.opts.wakeTimeoutMs + 5000, this.opts.wakeTimeoutMs);
+    if (!lock) throw new ComputeStartError('another gateway is starting this database and has not finished; try again');
+    try {
+      if (this.opts.claimWake && !(await this.opts.claimWake(ref.branchId, lock.token))) {
+        throw new ComputeStartError('a newer wake of this database took over; try again');
+      }
+      return await provider.start(ref);
+    } finally {
+      await lock.release();
     }
   }
 

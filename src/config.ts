@@ -22,6 +22,10 @@ export interface Config {
   pgBin: string | undefined;
   databaseUrl: string | undefined;
   redisUrl: string | undefined;
+  /** This node's id in the fleet; undefined = generated and kept under dataDir. */
+  nodeId: string | undefined;
+  /** The node listener (other gateways reach this node's computes there); see src/nodes. */
+  node: NodeSettings;
   domain: string;
   logLevel: string;
   /** OS user that runs computes when pgfleet runs as root. */
@@ -41,7 +45,20 @@ export interface Config {
   neon: NeonSettings;
   /** API requests per minute per key. */
   apiRateLimit: number;
+  /** API requests per minute per client address without a key pgfleet knows. */
+  apiUnauthenticatedRateLimit: number;
+  proxyLimits: ProxyLimits;
   jwt: JwtSettings;
+}
+
+/** What one client address, or all, may hold of the proxy. */
+export interface ProxyLimits {
+  /** Client connections at once; undefined = what the descriptor limit leaves after the reserve. */
+  maxClientConnections: number | undefined;
+  maxHandshakes: number;
+  maxHandshakesPerAddress: number;
+  /** Time from accept to a complete startup packet. */
+  startupTimeoutMs: number;
 }
 
 /** JWT authentication: pgfleet's own tokens and partners' JWKS. */
@@ -54,6 +71,17 @@ export interface JwtSettings {
   jwksCooldownMs: number;
   /** Allow http:// JWKS URIs (development and tests); https:// only otherwise. */
   jwksAllowHttp: boolean;
+  /** Allow JWKS URIs on loopback, link-local and private addresses (tests, partners inside the operator's network). */
+  jwksAllowInternal: boolean;
+}
+
+/** The node listener: TLS with a pre-shared key derived from PGFLEET_SECRET_KEY. */
+export interface NodeSettings {
+  host: string;
+  /** 0 = any free port. */
+  port: number;
+  /** host:port other nodes dial; default host:port as bound. */
+  advertise: string | undefined;
 }
 
 /** What every neon region shares. */
@@ -174,6 +202,21 @@ export function loadConfig(env: Env = process.env): Config {
   if ((tlsCert === undefined) !== (tlsKey === undefined)) {
     throw new ConfigError(tlsCert ? 'PGFLEET_TLS_KEY' : 'PGFLEET_TLS_CERT', 'PGFLEET_TLS_CERT and PGFLEET_TLS_KEY go together');
   }
+  const redisUrl = url(env, 'REDIS_URL', ['redis:', 'rediss:']);
+  const databaseUrl = url(env, 'DATABASE_URL', ['postgres:', 'postgresql:']);
+  const key = secretKey(env);
+  if (redisUrl && !databaseUrl) throw new ConfigError('REDIS_URL', 'a fleet shares one catalog: set DATABASE_URL too');
+  // Every gateway of a fleet must open what another sealed and trust the same node key.
+  if (redisUrl && !key) throw new ConfigError('PGFLEET_SECRET_KEY', 'must be set (the same on every gateway) when REDIS_URL is set');
+  if (redisUrl && adminKey === undefined) throw new ConfigError('PGFLEET_ADMIN_KEY', 'must be set (the same on every gateway) when REDIS_URL is set');
+  const nodeId = optional(env, 'PGFLEET_NODE_ID');
+  if (nodeId !== undefined && !/^[a-z0-9][a-z0-9-]{0,62}$/.test(nodeId)) {
+    throw new ConfigError('PGFLEET_NODE_ID', 'must be 1 to 63 characters of a-z, 0-9 and -');
+  }
+  const advertise = optional(env, 'PGFLEET_NODE_ADVERTISE');
+  if (advertise !== undefined && !/^[^\s:]+:\d{1,5}$/.test(advertise)) {
+    throw new ConfigError('PGFLEET_NODE_ADVERTISE', `must be host:port, got "${advertise}"`);
+  }
   return {
     dataDir: path.resolve(str(env, 'PGFLEET_DATA_DIR', './.pgfleet')),
     apiHost: str(env, 'PGFLEET_API_HOST', '127.0.0.1'),
@@ -182,8 +225,10 @@ export function loadConfig(env: Env = process.env): Config {
     proxyPort: port(env, 'PGFLEET_PROXY_PORT', 5432),
     adminKey,
     pgBin: optional(env, 'PGFLEET_PG_BIN'),
-    databaseUrl: url(env, 'DATABASE_URL', ['postgres:', 'postgresql:']),
-    redisUrl: url(env, 'REDIS_URL', ['redis:', 'rediss:']),
+    databaseUrl,
+    redisUrl,
+    nodeId,
+    node: { host: str(env, 'PGFLEET_NODE_HOST', '127.0.0.1'), port: port(env, 'PGFLEET_NODE_PORT', 0), advertise },
     domain,
     logLevel,
     computeUser,
@@ -200,7 +245,7 @@ export function loadConfig(env: Env = process.env): Config {
     tlsKey,
     usageFlushSeconds: int(env, 'PGFLEET_USAGE_FLUSH_SECONDS', 60, 1, 3600),
     regions: parseRegions(env),
-    secretKey: secretKey(env),
+    secretKey: key,
     neon: {
       ca: pemFile(env, 'PGFLEET_NEON_CA_FILE'),
       port: int(env, 'PGFLEET_NEON_PORT', 5432, 1, 65535),
@@ -211,11 +256,20 @@ export function loadConfig(env: Env = process.env): Config {
       orphanGraceMs: int(env, 'PGFLEET_NEON_ORPHAN_GRACE', 86400, 0, 30 * 86400) * 1000,
     },
     apiRateLimit: int(env, 'PGFLEET_API_RATE_LIMIT', 1200, 1, 10_000_000),
+    apiUnauthenticatedRateLimit: int(env, 'PGFLEET_API_UNAUTHENTICATED_RATE_LIMIT', 60, 1, 10_000_000),
+    proxyLimits: {
+      maxClientConnections: optional(env, 'PGFLEET_MAX_CLIENT_CONNECTIONS') === undefined
+        ? undefined : int(env, 'PGFLEET_MAX_CLIENT_CONNECTIONS', 0, 1, 10_000_000),
+      maxHandshakes: int(env, 'PGFLEET_MAX_HANDSHAKES', 1000, 1, 10_000_000),
+      maxHandshakesPerAddress: int(env, 'PGFLEET_MAX_HANDSHAKES_PER_ADDRESS', 100, 1, 10_000_000),
+      startupTimeoutMs: int(env, 'PGFLEET_STARTUP_TIMEOUT', 5, 1, 3600) * 1000,
+    },
     jwt: {
       tokenMaxTtlSeconds: int(env, 'PGFLEET_TOKEN_MAX_TTL', 86400, 60, 30 * 86400),
       jwksCacheMaxAgeMs: int(env, 'PGFLEET_JWKS_CACHE_MAX_AGE', 600, 0, 86400) * 1000,
       jwksCooldownMs: int(env, 'PGFLEET_JWKS_COOLDOWN', 30, 0, 3600) * 1000,
       jwksAllowHttp: bool(env, 'PGFLEET_JWKS_ALLOW_HTTP'),
+      jwksAllowInternal: bool(env, 'PGFLEET_JWKS_ALLOW_INTERNAL'),
     },
   };
 }

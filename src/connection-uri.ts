@@ -14,9 +14,10 @@ export interface ConnectionInfo {
   connection_uri_no_sni: string;
 }
 
-export function connectionInfo(at: PublicAddress, endpointId: string, role: string, password: string, database: string): ConnectionInfo {
+/** The URIs of one role; without a password they name only the role (what the console shows after the password was given out). */
+export function connectionInfo(at: PublicAddress, endpointId: string, role: string, password: string | undefined, database: string): ConnectionInfo {
   const host = `${endpointId}.${at.domain}`;
-  const auth = `${encodeURIComponent(role)}:${encodeURIComponent(password)}`;
+  const auth = password === undefined ? encodeURIComponent(role) : `${encodeURIComponent(role)}:${encodeURIComponent(password)}`;
   const db = encodeURIComponent(database);
   return {
     host,

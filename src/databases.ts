@@ -8,6 +8,7 @@ import { type Quotas, validateQuotas } from './quotas.ts';
 import type { BranchRef, ProviderState } from './providers/provider.ts';
 import { type ProviderDeletions, recordDeletion } from './provider-sync/deletions.ts';
 import type { Regions } from './regions.ts';
+import type { Nodes } from './nodes/nodes.ts';
 import { generatePassword, makeScramVerifier } from './scram-verifier.ts';
 
 /** A database as the doors show it. */
@@ -135,8 +136,8 @@ export function mergeState(kept: ProviderState, patch: ProviderState): ProviderS
 
 const INSERT_DATABASE = `
   WITH d AS (
-    INSERT INTO databases (id, partner_id, user_id, name, region, provider, database_name, owner_role, suspend_timeout_seconds, quotas, status)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'creating') RETURNING created_at),
+    INSERT INTO databases (id, partner_id, user_id, name, region, provider, database_name, owner_role, suspend_timeout_seconds, quotas, node_id, status)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $14, 'creating') RETURNING created_at),
   b AS (INSERT INTO branches (id, database_id, name) VALUES ($11, $1, 'main')),
   e AS (INSERT INTO endpoints (id, branch_id) VALUES ($12, $11)),
   r AS (INSERT INTO roles (database_id, name, scram_verifier) VALUES ($1, $8, $13)),
@@ -165,6 +166,7 @@ export class Databases extends EventEmitter {
     private readonly regions: Regions,
     private readonly computes: ComputeManager,
     private readonly targetFor: (route: BranchRoute) => ComputeTarget,
+    private readonly nodes: Nodes,
     private readonly defaultSuspendTimeoutSeconds: number,
     private readonly deletions: ProviderDeletions,
   ) {
@@ -180,6 +182,8 @@ export class Databases extends EventEmitter {
     const password = generatePassword();
     const verifier = await makeScramVerifier(password);
     const suspendTimeout = input.suspendTimeoutSeconds ?? this.defaultSuspendTimeoutSeconds;
+    // A local database's data lives on one node: the one with the most room.
+    const nodeId = region.provider.name === 'local' ? await this.nodes.place() : null;
 
     let database: DatabaseRecord | undefined;
     for (let attempt = 0; !database; attempt++) {
@@ -188,7 +192,7 @@ export class Databases extends EventEmitter {
         // One statement (atomic, one round trip): every row of the new database.
         const { rows } = await this.catalog.query(INSERT_DATABASE, [
           ids.databaseId, input.partnerId, input.userId, input.name ?? null, region.id, region.provider.name,
-          databaseName, ownerRole, suspendTimeout, quotas, ids.branchId, ids.endpointId, verifier,
+          databaseName, ownerRole, suspendTimeout, quotas, ids.branchId, ids.endpointId, verifier, nodeId,
         ]);
         database = {
           id: ids.databaseId, partnerId: input.partnerId, userId: input.userId, name: input.name ?? null, region: region.id,
@@ -207,7 +211,12 @@ export class Databases extends EventEmitter {
       suspendTimeoutSeconds: suspendTimeout, quotas,
     };
     try {
-      await this.finishCreate(database.id, await region.provider.create(ref));
+      if (nodeId && this.nodes.isRemote({ id: nodeId })) {
+        await this.nodes.ask(await this.nodeRecord(nodeId), 'create', ref);
+        await this.finishCreate(database.id, {});
+      } else {
+        await this.finishCreate(database.id, await region.provider.create(ref));
+      }
     } catch (err) {
       await this.catalog.query('DELETE FROM databases WHERE id = $1', [database.id]);
       throw err;
@@ -222,6 +231,10 @@ export class Databases extends EventEmitter {
   async resumeCreate(databaseId: string): Promise<void> {
     const route = await routeByDatabase(this.catalog, databaseId);
     if (!route) return;
+    if (this.nodes.isRemote(route.node)) {
+      await this.nodes.ask(route.node!, 'create', branchRefOf(route));
+      return this.finishCreate(databaseId, {});
+    }
     const state = await this.regions.get(route.region).provider.create(branchRefOf(route), { again: true });
     await this.finishCreate(databaseId, state);
   }
@@ -238,8 +251,8 @@ export class Databases extends EventEmitter {
     return toRecord(rows[0]);
   }
 
-  /** A partner's databases in creation order, optionally of one user. */
-  async list(partnerId: string, opts: { userId?: string; limit?: number; cursor?: string } = {}): Promise<Page<DatabaseRecord>> {
+  /** A partner's databases in creation order, optionally of one user, optionally whose name contains a text. */
+  async list(partnerId: string, opts: { userId?: string; nameContains?: string; limit?: number; cursor?: string } = {}): Promise<Page<DatabaseRecord>> {
     const limit = opts.limit ?? 100;
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) throw new BadRequestError(`limit: must be between 1 and ${MAX_PAGE}`);
     const where = ['d.partner_id = $1'];
@@ -247,6 +260,11 @@ export class Databases extends EventEmitter {
     if (opts.userId !== undefined) {
       values.push(opts.userId);
       where.push(`d.user_id = $${values.length}`);
+    }
+    if (opts.nameContains !== undefined) {
+      // The text is matched literally: LIKE's wildcards and escape character are escaped.
+      values.push(`%${opts.nameContains.replace(/[\\%_]/g, '\\$&')}%`);
+      where.push(`d.name ILIKE $${values.length}`);
     }
     if (opts.cursor !== undefined) {
       const [createdAt, id] = decodeCursor(opts.cursor);
@@ -317,11 +335,14 @@ export class Databases extends EventEmitter {
   async delete(partnerId: string, id: string): Promise<void> {
     const record = await this.get(partnerId, id);
     const route = await this.routeOf(record);
+    // A local database on another node is deleted there (its data is on that node's disk).
+    const remote = this.nodes.isRemote(route.node);
     await this.catalog.tx(async (c) => {
       const { rowCount } = await c.query('DELETE FROM databases WHERE id = $1 AND partner_id = $2', [id, partnerId]);
       if (!rowCount) throw new NotFoundError(`database "${id}" not found`);
-      await recordDeletion(c, branchRefOf(route), partnerId);
+      if (!remote) await recordDeletion(c, branchRefOf(route), partnerId);
     });
+    if (remote) return this.nodes.ask(route.node!, 'delete', branchRefOf(route));
     await this.computes.remove(record.branchId);
     await this.deletions.attempt(id);
   }
@@ -338,7 +359,9 @@ export class Databases extends EventEmitter {
       throw err;
     }
     const updated = await this.get(partnerId, id);
-    await this.keepState(id, await this.regions.get(record.region).provider.syncRoles(branchRefOf(await this.routeOf(updated))));
+    const route = await this.routeOf(updated);
+    if (this.nodes.isRemote(route.node)) await this.nodes.ask(route.node!, 'sync-roles', branchRefOf(route));
+    else await this.keepState(id, await this.regions.get(record.region).provider.syncRoles(branchRefOf(route)));
     return { database: updated, password };
   }
 
@@ -369,18 +392,29 @@ export class Databases extends EventEmitter {
     });
   }
 
+  /** Stops the compute now; the node that owns a local database's data does it. */
   async suspend(partnerId: string, id: string): Promise<DatabaseRecord> {
     const record = await this.get(partnerId, id);
-    await this.computes.suspend(record.branchId);
+    const route = await this.routeOf(record);
+    if (this.nodes.isRemote(route.node)) await this.nodes.ask(route.node!, 'suspend', branchRefOf(route));
+    else await this.computes.suspend(record.branchId);
     return record;
   }
 
-  /** Starts the compute now (the first connection would otherwise). */
+  /** Starts the compute now (the first connection would otherwise); on the owning node. */
   async wake(partnerId: string, id: string): Promise<DatabaseRecord> {
     const record = await this.get(partnerId, id);
     if (record.status !== 'ready') throw unavailable(record);
-    await this.computes.wake(this.targetFor(await this.routeOf(record)));
+    const route = await this.routeOf(record);
+    if (this.nodes.isRemote(route.node)) await this.nodes.ask(route.node!, 'wake', branchRefOf(route));
+    else await this.computes.wake(this.targetFor(route));
     return record;
+  }
+
+  private async nodeRecord(nodeId: string) {
+    const { rows } = await this.catalog.query(
+      `SELECT id, address, extract(epoch FROM clock_timestamp() - heartbeat_at)::float8 AS silent FROM nodes WHERE id = $1`, [nodeId]);
+    return { id: nodeId, address: rows[0]?.address ?? null, silentSeconds: rows[0]?.silent ?? null };
   }
 
   private async routeOf(record: DatabaseRecord): Promise<BranchRoute> {

@@ -54,7 +54,7 @@ export class CapacityError extends PgfleetError {
 
 /** A usage quota is exhausted. */
 export class QuotaError extends PgfleetError {
-  constructor(message: string, sqlstate = '53400') {
+  constructor(message: string, sqlstate = '53400', readonly quota?: { name: string; limit: number }) {
     super(message, sqlstate, 402, 'quota_exceeded');
   }
 }
@@ -80,6 +80,13 @@ export class DatabaseUnavailableError extends PgfleetError {
 export class UnauthorizedError extends PgfleetError {
   constructor(message: string) {
     super(message, '28000', 401, 'unauthorized');
+  }
+}
+
+/** Too many requests; retry after the given seconds. */
+export class RateLimitedError extends PgfleetError {
+  constructor(message: string, readonly retryAfterSeconds: number) {
+    super(message, '53400', 429, 'rate_limited');
   }
 }
 

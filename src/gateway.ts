@@ -23,6 +23,13 @@ import { UsageTracker } from './metering/usage-tracker.ts';
 import { ProviderDeletions } from './provider-sync/deletions.ts';
 import { SyncMetrics } from './provider-sync/metrics.ts';
 import { Reconciler } from './provider-sync/reconcile.ts';
+import { type Coordinator, INVALIDATE } from './coord/coordinator.ts';
+import { nodeIdOf, openCoordinator } from './coord/open.ts';
+import { QuotaError } from './errors.ts';
+import type { Lease } from './computes.ts';
+import { nodeKey } from './nodes/node-link.ts';
+import { startNodeListener } from './nodes/node-listener.ts';
+import { Nodes } from './nodes/nodes.ts';
 
 // How often owed provider deletions are looked at (each has its own backoff).
 const DELETION_RETRY_TICK_MS = 5_000;
@@ -52,8 +59,16 @@ export interface Core {
   deletions: ProviderDeletions;
   /** Catalog ↔ provider reconciliation (orphans, missing resources, unfinished creates). */
   reconciler: Reconciler;
+  /** What this gateway shares with the others of its fleet (in-process when alone). */
+  coord: Coordinator;
+  /** This node's id (PGFLEET_NODE_ID or kept in the data dir). */
+  nodeId: string;
+  /** The fleet's nodes: where local databases live, and the way to the others. */
+  nodes: Nodes;
   /** What the compute manager needs for a branch the catalog routed to. */
   targetFor(route: BranchRoute): ComputeTarget;
+  /** A session's hold on the branch's compute: here, or through the node that owns its data. */
+  acquire(route: BranchRoute): Promise<Lease>;
   stop(): Promise<void>;
 }
 
@@ -77,7 +92,21 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     const catalog = await Catalog.open({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, runDir, install, user, log });
     cleanups.push(() => catalog.close());
 
-    const computes = new ComputeManager({ maxComputes: config.maxComputes, wakeTimeoutMs: config.wakeTimeoutMs, log });
+    const nodeId = nodeIdOf(config);
+    const coord = await openCoordinator(config, nodeId, log);
+    cleanups.push(() => coord.close());
+    const computes = new ComputeManager({
+      maxComputes: config.maxComputes, wakeTimeoutMs: config.wakeTimeoutMs, log, coord,
+      claimWake: async (branchId, token) => {
+        // The fencing rule: a wake whose token is older than the newest recorded one does not start.
+        const { rows } = await catalog.query(
+          `WITH claimed AS (UPDATE computes SET wake_fence = $2 WHERE branch_id = $1 AND wake_fence < $2 RETURNING 1)
+           SELECT NOT EXISTS (SELECT 1 FROM claimed) AND EXISTS (SELECT 1 FROM computes WHERE branch_id = $1) AS superseded`,
+          [branchId, token],
+        );
+        return !rows[0].superseded;
+      },
+    });
     const local = new LocalProvider(
       { dataDir: config.dataDir, runDir, install, user, compute: config.compute, startTimeoutMs: config.wakeTimeoutMs, log },
       { onComputeExit: (branchId) => computes.computeExited(branchId) },
@@ -85,8 +114,13 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     cleanups.push(() => local.shutdown());
     await local.clearOrphans();
     // Nothing runs after a (re)start until a connection or the API wakes it.
-    await catalog.query(`UPDATE computes SET state = 'suspended', pid = NULL, updated_at = now() WHERE state <> 'suspended'`);
-    const usage = new UsageTracker(catalog, computes, { flushSeconds: config.usageFlushSeconds, log });
+    // In a fleet, only this node's computes: the others' run on.
+    await catalog.query(
+      `UPDATE computes c SET state = 'suspended', pid = NULL, updated_at = now() WHERE state <> 'suspended'
+         AND ($1::text IS NULL OR c.branch_id IN (SELECT b.id FROM branches b JOIN databases d ON d.id = b.database_id WHERE d.node_id = $1))`,
+      [coord.shared ? nodeId : null],
+    );
+    const usage = new UsageTracker(catalog, computes, coord, { flushSeconds: config.usageFlushSeconds, log });
     const metrics = new OperatorMetrics(computes);
     // Cleanups run in reverse: computes stop (their last usage recorded), then usage is flushed.
     cleanups.push(() => usage.stop());
@@ -122,9 +156,24 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
         ? { unavailable: new DatabaseUnavailableError(unavailableReason(route.databaseId, route.status, route.statusDetail)) }
         : {}),
     });
+    const key = coord.shared ? nodeKey(config.secretKey!) : undefined;
+    const nodes = new Nodes(nodeId, catalog, key, coord.shared, log);
+    cleanups.push(() => nodes.stop());
+    if (key) {
+      const listener = await startNodeListener({ catalog, computes, local, targetFor, key, log }, config.node.host, config.node.port);
+      cleanups.push(() => listener.close());
+      await nodes.register(config.node.advertise ?? `${config.node.host}:${listener.port}`, config.maxComputes, () => computes.activeCount);
+    }
+    const acquire = async (route: BranchRoute): Promise<Lease> => {
+      const target = targetFor(route);
+      if (target.unavailable) throw target.unavailable;
+      // The owning node counts the session on its compute for as long as the link is open.
+      if (nodes.isRemote(route.node)) return { address: nodes.addressOf({ ...route, node: route.node! }, target.ref), release: () => {} };
+      return computes.acquire(target);
+    };
     const syncMetrics = new SyncMetrics(metrics.registry, catalog);
     const deletions = new ProviderDeletions(catalog, regions, syncMetrics, log.child({ part: 'deletions' }));
-    const databases = new Databases(catalog, regions, computes, targetFor, config.defaultSuspendTimeoutSeconds, deletions);
+    const databases = new Databases(catalog, regions, computes, targetFor, nodes, config.defaultSuspendTimeoutSeconds, deletions);
     const reconciler = new Reconciler(catalog, regions, databases, deletions, syncMetrics, log.child({ part: 'reconcile' }), {
       orphanGraceMs: config.neon.orphanGraceMs,
       // A create gives up after its operation timeout (twice, with its queueing): later, its gateway is gone.
@@ -135,11 +184,21 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     // With its own catalog (no DATABASE_URL) this gateway is alone: every unfinished create was left by a crash.
     reconciler.start(config.neon.reconcileIntervalMs, { resumeAllCreates: config.databaseUrl === undefined });
     cleanups.push(() => reconciler.stop());
-    databases.on('quotas', (databaseId: string, quotas: Quotas) => usage.quotasChanged(databaseId, quotas));
+    databases.on('quotas', (databaseId: string, quotas: Quotas) => {
+      usage.quotasChanged(databaseId, quotas);
+      void coord.publish(INVALIDATE, { type: 'quotas', databaseId, quotas });
+    });
+    // Sessions told why their compute stops (a quota) may be relayed by any gateway.
+    computes.on('terminate', (branchId: string, reason: QuotaError, fromFleet?: boolean) => {
+      if (!fromFleet && coord.shared) void coord.publish(INVALIDATE, { type: 'terminate', from: nodeId, branchId, message: reason.message, sqlstate: reason.sqlstate });
+    });
+    coord.subscribe(INVALIDATE, (m) => {
+      if (m.type === 'terminate' && m.from !== nodeId) computes.emit('terminate', m.branchId, new QuotaError(m.message as string, m.sqlstate as string), true);
+    });
     const partners = new Partners(catalog, databases, adminKeyHash);
     const jwt = await openJwtAuth(config, catalog, log);
     return {
-      config, log, user, install, runDir, adminKeyHash, catalog, local, regions, computes, databases, partners, usage, metrics, jwt, targetFor,
+      config, log, user, install, runDir, adminKeyHash, catalog, local, regions, computes, databases, partners, usage, metrics, jwt, coord, nodeId, nodes, targetFor, acquire,
       deletions, reconciler,
       stop: undo,
     };

@@ -14,6 +14,8 @@ export interface Partner {
 export type Principal = { kind: 'operator' } | { kind: 'partner'; partnerId: string };
 
 const PARTNER_KEY_PREFIX = 'pgf_live';
+/** What generateApiKey makes for partners: the prefix and 32 random bytes in base64url. */
+const PARTNER_KEY_FORMAT = /^pgf_live_[A-Za-z0-9_-]{43}$/;
 
 const toPartner = (row: any): Partner => ({ id: row.id, name: row.name, createdAt: row.created_at });
 
@@ -70,10 +72,17 @@ export class Partners {
     return { partner, apiKey };
   }
 
+  /** The key has the shape of a partner key (whether or not it exists). */
+  couldBePartnerKey(key: string): boolean {
+    return PARTNER_KEY_FORMAT.test(key);
+  }
+
   /** The principal of a presented key, or undefined when the key is unknown or revoked. */
   async authenticate(key: string): Promise<Principal | undefined> {
     const hash = hashApiKey(key);
     if (safeEqual(hash, this.adminKeyHash)) return { kind: 'operator' };
+    // A key that cannot be a partner key costs no catalog query.
+    if (!this.couldBePartnerKey(key)) return undefined;
     const { rows } = await this.catalog.query(
       'SELECT partner_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL AND partner_id IS NOT NULL',
       [hash],

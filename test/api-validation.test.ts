@@ -154,6 +154,7 @@ t.test('the OpenAPI document validates and lists every route', async (t) => {
     'GET /v1/databases',
     'GET /v1/databases/{id}',
     'GET /v1/databases/{id}/usage',
+    'GET /v1/fleet',
     'GET /v1/jwt-issuer',
     'GET /v1/partners',
     'GET /v1/usage',

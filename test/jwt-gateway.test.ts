@@ -175,7 +175,7 @@ t.test('looksLikeJwt', async (t) => {
 
 t.test('config: PGFLEET_TOKEN_MAX_TTL and the JWKS settings', async (t) => {
   const c = loadConfig({});
-  t.same(c.jwt, { tokenMaxTtlSeconds: 86400, jwksCacheMaxAgeMs: 600_000, jwksCooldownMs: 30_000, jwksAllowHttp: false });
+  t.same(c.jwt, { tokenMaxTtlSeconds: 86400, jwksCacheMaxAgeMs: 600_000, jwksCooldownMs: 30_000, jwksAllowHttp: false, jwksAllowInternal: false });
   t.equal(loadConfig({ PGFLEET_TOKEN_MAX_TTL: '900' }).jwt.tokenMaxTtlSeconds, 900);
   t.throws(() => loadConfig({ PGFLEET_TOKEN_MAX_TTL: '10' }), /PGFLEET_TOKEN_MAX_TTL: must be between 60/);
   t.throws(() => loadConfig({ PGFLEET_JWKS_ALLOW_HTTP: 'maybe' }), /PGFLEET_JWKS_ALLOW_HTTP/);

@@ -28,7 +28,7 @@ const ISS_B = 'https://login.globex.example';
 
 t.test('partner-issued tokens against a real catalog and a real JWKS server', async (t) => {
   // Every verification asks the JWKS server again (no cache age, no cooldown), so "server down" is exercised.
-  const core = await jwtCore(t, { PGFLEET_JWKS_ALLOW_HTTP: 'true', PGFLEET_JWKS_CACHE_MAX_AGE: '0', PGFLEET_JWKS_COOLDOWN: '0' });
+  const core = await jwtCore(t, { PGFLEET_JWKS_ALLOW_HTTP: 'true', PGFLEET_JWKS_ALLOW_INTERNAL: 'true', PGFLEET_JWKS_CACHE_MAX_AGE: '0', PGFLEET_JWKS_COOLDOWN: '0' });
   await addPartner(core, 'acme');
   await addPartner(core, 'globex');
   const aliceDb = await addDatabase(core, 'acme', 'alice');
@@ -183,7 +183,7 @@ t.test('partner JWT config: validation, storage, conflicts', async (t) => {
   await issuers.delete('acme');
   await t.rejects(issuers.get('acme'), { httpStatus: 404, message: /no JWT issuer/ });
   await t.rejects(issuers.delete('acme'), { httpStatus: 404, message: /no JWT issuer/ });
-  t.ok(await new PartnerIssuers(core.catalog, { jwksCacheMaxAgeMs: 0, jwksCooldownMs: 0, jwksAllowHttp: true, log: core.log }).set('acme', { ...base, jwksUri: 'http://127.0.0.1:1/jwks' }), 'http allowed when configured');
+  t.ok(await new PartnerIssuers(core.catalog, { jwksCacheMaxAgeMs: 0, jwksCooldownMs: 0, jwksAllowHttp: true, jwksAllowInternal: true, log: core.log }).set('acme', { ...base, jwksUri: 'http://127.0.0.1:1/jwks' }), 'http allowed when configured');
 });
 
 t.test('remote JWKS: cached for its max age; after a failed fetch, no refetch within the cooldown', async (t) => {
@@ -191,14 +191,14 @@ t.test('remote JWKS: cached for its max age; after a failed fetch, no refetch wi
   const server = await serveJwks(t, { keys: [key.publicJwk] });
   const log = createLogger('silent');
   const header = { alg: 'ES256', kid: 'r1' };
-  const cached = cachedRemoteJwks(new URL(server.url), { cacheMaxAgeMs: 600_000, cooldownMs: 600_000, log });
+  const cached = cachedRemoteJwks(new URL(server.url), { cacheMaxAgeMs: 600_000, cooldownMs: 600_000, allowInternalAddresses: true, log });
   await cached(header, { payload: '', signature: '' });
   await cached(header, { payload: '', signature: '' });
   t.equal(server.state.requests, 1, 'one fetch serves later verifications');
   await t.rejects(async () => cached({ alg: 'ES256', kid: 'other' }, { payload: '', signature: '' }), { code: 'ERR_JWKS_NO_MATCHING_KEY' });
   t.equal(server.state.requests, 1, 'an unknown kid within the cooldown does not refetch');
 
-  const eager = cachedRemoteJwks(new URL(server.url), { cacheMaxAgeMs: 0, cooldownMs: 600_000, log });
+  const eager = cachedRemoteJwks(new URL(server.url), { cacheMaxAgeMs: 0, cooldownMs: 600_000, allowInternalAddresses: true, log });
   await eager(header, { payload: '', signature: '' });
   const fetched = server.state.requests;
   server.state.status = 503;

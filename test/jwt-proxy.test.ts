@@ -7,7 +7,7 @@ import { serveJwks } from './jwt-helpers.ts';
 import { psql, psqlError } from './proxy-helpers.ts';
 
 t.test('gateway and partner tokens connect psql and node-postgres; every refusal is 28P01 with a reason', async (t) => {
-  const api = await startApi({ PGFLEET_JWKS_ALLOW_HTTP: 'true' });
+  const api = await startApi({ PGFLEET_JWKS_ALLOW_HTTP: 'true', PGFLEET_JWKS_ALLOW_INTERNAL: 'true' });
   t.teardown(() => api.stop());
   const port = api.gateway.proxyPort;
   const acme = await api.partner('acme');

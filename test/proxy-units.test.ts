@@ -85,16 +85,20 @@ t.test('SCRAM: our client and server agree; wrong password and unknown role fail
   t.throws(() => parseSASLInitialResponse(Buffer.from('SCRAM-SHA-256\0\0\0\0\x09abc')), ProtocolViolation);
 });
 
-t.test('auth limiter: per address and per endpoint, windows reset', async (t) => {
-  const limiter = new AuthLimiter({ perAddress: 2, perEndpoint: 3, windowMs: 200 });
-  limiter.failed('ep-a-1', '10.0.0.1');
-  limiter.failed('ep-a-1', '10.0.0.1');
-  t.throws(() => limiter.check('ep-b-2', '10.0.0.1'), /for this address/);
-  t.doesNotThrow(() => limiter.check('ep-a-1', '10.0.0.2'));
-  limiter.failed('ep-a-1', '10.0.0.2');
-  t.throws(() => limiter.check('ep-a-1', '10.0.0.3'), /for this endpoint/);
-  await new Promise((r) => setTimeout(r, 250));
-  t.doesNotThrow(() => limiter.check('ep-a-1', '10.0.0.1'), 'a new window');
+t.test('auth limiter: an address is refused, a target only slowed, windows reset', async (t) => {
+  const limiter = new AuthLimiter({ perAddress: 2, slowTargetAfter: 3, slowFailureMs: 50, windowMs: 300 });
+  await limiter.failed('ep-a-1', '10.0.0.1');
+  await limiter.failed('ep-a-1', '10.0.0.1');
+  await t.rejects(limiter.check('10.0.0.1'), /from this address/);
+  await t.rejects(limiter.check('::ffff:10.0.0.1'), /from this address/, 'the IPv4-mapped form is the same address');
+  await limiter.failed('ep-a-1', '2001:db8:1:2::1');
+  await limiter.failed('ep-b-2', '2001:db8:1:2::2');
+  await t.rejects(limiter.check('2001:db8:1:2::ffff'), /from this address/, 'one IPv6 /64 is one address');
+  await t.resolves(limiter.check('2001:db8:1:3::1'), 'the next /64 is another');
+  await limiter.failed('ep-a-1', '10.0.0.2');
+  await t.resolves(limiter.check('10.0.0.3'), 'many failures against one endpoint refuse no one else');
+  await new Promise((r) => setTimeout(r, 350));
+  await t.resolves(limiter.check('10.0.0.1'), 'a new window');
 });
 
 t.test('TLS identity: generated once and reused, reissued for a new domain, or taken from config', async (t) => {

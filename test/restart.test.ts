@@ -9,7 +9,7 @@ function env(dataDir: string): Record<string, string> {
   return { PGFLEET_DATA_DIR: dataDir, PGFLEET_API_PORT: '0', PGFLEET_PROXY_PORT: '0', PGFLEET_LOG_LEVEL: 'warn', PGFLEET_ADMIN_KEY: 'test-admin-key-0123456789' };
 }
 
-async function spawnGateway(dataDir: string): Promise<{ child: ChildProcess; pids: number[] }> {
+async function spawnGateway(dataDir: string): Promise<{ child: ChildProcess; pids: number[]; reaper: number }> {
   const [cmd, args] = nodeTs('test/fixtures/gateway-with-computes.ts');
   const child = spawn(cmd, args, {
     env: { ...process.env, ...env(dataDir) },
@@ -23,7 +23,7 @@ async function spawnGateway(dataDir: string): Promise<{ child: ChildProcess; pid
     });
     child.once('exit', (code) => reject(new Error(`gateway exited early with ${code}`)));
   });
-  return { child, pids: (JSON.parse(line) as { pids: number[] }).pids };
+  return { child, ...(JSON.parse(line) as { pids: number[]; reaper: number }) };
 }
 
 const alive = (pid: number) => {
@@ -49,9 +49,11 @@ t.test('SIGTERM stops every compute and the catalog: no postgres left', async (t
   fs.rmSync(dataDir, { recursive: true, force: true });
 });
 
-t.test('after a kill -9 of pgfleet, the next start leaves no orphan', async (t) => {
+t.test('after a kill -9 of pgfleet and of its reaper, the next start leaves no orphan', async (t) => {
   const dataDir = tmpDataDir();
-  const { child, pids } = await spawnGateway(dataDir);
+  const { child, pids, reaper } = await spawnGateway(dataDir);
+  // Without its reaper (test/abuse/process-lifecycle covers the reaper), the computes outlive pgfleet.
+  process.kill(reaper, 'SIGKILL');
   await new Promise((resolve) => {
     child.once('exit', resolve);
     child.kill('SIGKILL');

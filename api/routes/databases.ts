@@ -42,6 +42,7 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
       quotas: db.quotas,
       state: db.status === 'ready' ? compute.state : db.status,
       ...(db.status === 'failed' ? { error: unavailableReason(db.id, db.status, db.statusDetail) } : {}),
+      connections: compute.connections,
       last_active_at: lastActive ? lastActive.toISOString() : null,
       created_at: db.createdAt.toISOString(),
     };
@@ -97,7 +98,8 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
       tags, security, querystring: DatabaseListQuery, response: { 200: DatabaseList, ...errorResponses },
     },
   }, async (req) => {
-    const page = await databases.list(partnerOf(req), { userId: req.query.user_id, limit: req.query.limit, cursor: req.query.cursor });
+    const { user_id: userId, name: nameContains, limit, cursor } = req.query;
+    const page = await databases.list(partnerOf(req), { userId, nameContains, limit, cursor });
     return { databases: page.items.map(view), next_cursor: page.nextCursor ?? null };
   });
 

@@ -17,23 +17,27 @@ export interface BranchRoute {
   suspendTimeoutSeconds: number;
   /** The database's own quotas over its partner's defaults. */
   quotas: Quotas;
-  /** role name → SCRAM-SHA-256 verifier */
-  verifiers: Record<string, string>;
+  /** role name → SCRAM-SHA-256 verifier (a Map: role names are the tenant's, `__proto__` included) */
+  verifiers: Map<string, string>;
   providerState: Record<string, unknown>;
   /** 'ready' databases are served; 'creating' and 'failed' ones are not (statusDetail says why). */
   status: 'creating' | 'ready' | 'failed';
   statusDetail: string | null;
+  /** The node that holds a local database's data (null: another provider, or served where it is). */
+  node: { id: string; address: string | null; silentSeconds: number | null } | null;
 }
 
 const SELECT_ROUTE = `
   SELECT e.id AS endpoint_id, b.id AS branch_id, b.name AS branch_name, b.provider_state AS branch_state,
          d.id AS database_id, d.partner_id, d.user_id, d.region, d.provider, d.database_name, d.owner_role,
          d.suspend_timeout_seconds, p.default_quotas || d.quotas AS quotas, d.provider_state AS database_state, d.status, d.status_detail,
-         COALESCE((SELECT json_object_agg(r.name, r.scram_verifier) FROM roles r WHERE r.database_id = d.id), '{}') AS verifiers
+         COALESCE((SELECT json_object_agg(r.name, r.scram_verifier) FROM roles r WHERE r.database_id = d.id), '{}') AS verifiers,
+         d.node_id, n.address AS node_address, extract(epoch FROM clock_timestamp() - n.heartbeat_at)::float8 AS node_silence
     FROM endpoints e
     JOIN branches b ON b.id = e.branch_id
     JOIN databases d ON d.id = b.database_id
-    JOIN partners p ON p.id = d.partner_id`;
+    JOIN partners p ON p.id = d.partner_id
+    LEFT JOIN nodes n ON n.id = d.node_id`;
 
 function toRoute(row: any): BranchRoute {
   return {
@@ -49,10 +53,11 @@ function toRoute(row: any): BranchRoute {
     ownerRole: row.owner_role,
     suspendTimeoutSeconds: row.suspend_timeout_seconds,
     quotas: row.quotas,
-    verifiers: row.verifiers,
+    verifiers: new Map(Object.entries(row.verifiers as Record<string, string>)),
     providerState: { ...row.database_state, ...row.branch_state },
     status: row.status,
     statusDetail: row.status_detail,
+    node: row.node_id ? { id: row.node_id, address: row.node_address, silentSeconds: row.node_silence } : null,
   };
 }
 
@@ -79,7 +84,7 @@ export function branchRefOf(route: BranchRoute): BranchRef {
     region: route.region,
     databaseName: route.databaseName,
     ownerRole: route.ownerRole,
-    roles: Object.keys(route.verifiers),
+    roles: [...route.verifiers.keys()],
     suspendTimeoutSeconds: route.suspendTimeoutSeconds,
     quotas: route.quotas,
     providerState: route.providerState,

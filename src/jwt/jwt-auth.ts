@@ -27,6 +27,7 @@ export async function openJwtAuth(config: Config, catalog: Catalog, log: Logger)
     jwksCacheMaxAgeMs: config.jwt.jwksCacheMaxAgeMs,
     jwksCooldownMs: config.jwt.jwksCooldownMs,
     jwksAllowHttp: config.jwt.jwksAllowHttp,
+    jwksAllowInternal: config.jwt.jwksAllowInternal,
     log,
   });
   const jwtLog = log.child({ component: 'jwt' });

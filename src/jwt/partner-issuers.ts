@@ -1,8 +1,10 @@
+import net from 'node:net';
 import { type JSONWebKeySet, type JWK, type JWTVerifyGetKey, createLocalJWKSet, importJWK } from 'jose';
 import type { Catalog } from '../catalog/catalog.ts';
 import { BadRequestError, ConflictError, NotFoundError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { GATEWAY_ISSUER } from './gateway-tokens.ts';
+import { isInternalAddress } from './outbound-address.ts';
 import { cachedRemoteJwks } from './remote-jwks.ts';
 import { DEFAULT_PARTNER_ALGORITHMS, PARTNER_ALGORITHMS } from './token-rules.ts';
 
@@ -40,6 +42,8 @@ export interface PartnerIssuersOptions {
   jwksCacheMaxAgeMs: number;
   jwksCooldownMs: number;
   jwksAllowHttp: boolean;
+  /** Let jwks_uri name loopback, link-local or private addresses. */
+  jwksAllowInternal: boolean;
   log: Logger;
 }
 
@@ -126,6 +130,7 @@ export class PartnerIssuers {
       ? cachedRemoteJwks(new URL(config.jwksUri), {
           cacheMaxAgeMs: this.opts.jwksCacheMaxAgeMs,
           cooldownMs: this.opts.jwksCooldownMs,
+          allowInternalAddresses: this.opts.jwksAllowInternal,
           log: this.opts.log.child({ partner: config.partnerId }),
         })
       : createLocalJWKSet(config.jwks!);
@@ -162,6 +167,12 @@ export class PartnerIssuers {
     const allowed = this.opts.jwksAllowHttp ? ['https:', 'http:'] : ['https:'];
     if (!allowed.includes(url.protocol)) throw new BadRequestError(`jwks_uri: must be an ${allowed.join(' or ')} URL`);
     if (url.username || url.password) throw new BadRequestError('jwks_uri: must not carry credentials');
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    // An address written out is refused here; a name is checked on what it resolves to, at each fetch.
+    const internal = net.isIP(host) !== 0 ? isInternalAddress(host) : host === 'localhost' || host.endsWith('.localhost');
+    if (!this.opts.jwksAllowInternal && internal) {
+      throw new BadRequestError('jwks_uri: must not name a loopback, link-local or private address');
+    }
     return url.href;
   }
 }

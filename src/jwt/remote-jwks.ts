@@ -1,16 +1,20 @@
-import { type JSONWebKeySet, type JWTVerifyGetKey, createLocalJWKSet, createRemoteJWKSet, errors } from 'jose';
+import { type JSONWebKeySet, type JWTVerifyGetKey, createLocalJWKSet, createRemoteJWKSet, customFetch, errors } from 'jose';
 import { TokenError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { outboundFetch } from './outbound-address.ts';
 
 export interface RemoteJwksOptions {
   /** How long fetched keys are used before the JWKS is fetched again. */
   cacheMaxAgeMs: number;
   /** The least time between two fetches: after an unknown kid, or after a failed fetch. */
   cooldownMs: number;
+  /** Let the JWKS live on a loopback, link-local or private address. */
+  allowInternalAddresses: boolean;
   log: Logger;
 }
 
 const FETCH_TIMEOUT_MS = 5000;
+const MAX_JWKS_BYTES = 256 * 1024;
 
 /**
  * A partner's remote JWKS (jose createRemoteJWKSet: cached, refetched on an unknown kid at most
@@ -22,6 +26,8 @@ export function cachedRemoteJwks(url: URL, opts: RemoteJwksOptions): JWTVerifyGe
     cacheMaxAge: opts.cacheMaxAgeMs,
     cooldownDuration: opts.cooldownMs,
     timeoutDuration: FETCH_TIMEOUT_MS,
+    // jose follows no redirect (a 3xx fails the fetch); this fetch connects to public addresses only.
+    [customFetch]: outboundFetch({ allowInternal: opts.allowInternalAddresses, maxBytes: MAX_JWKS_BYTES }),
   });
   let failedAt = Number.NEGATIVE_INFINITY;
   let stale: { json: string; getKey: JWTVerifyGetKey } | undefined;

@@ -207,7 +207,7 @@ async function findRoute(catalog: Catalog, scope: TokenScope, sniEndpointId: str
 
 function grantedRole(scope: TokenScope, route: BranchRoute, requested: string | undefined): string {
   const role = scope.role ?? route.ownerRole;
-  if (!Object.hasOwn(route.verifiers, role)) {
+  if (!route.verifiers.has(role)) {
     throw new TokenError(`role "${role}" does not exist`, `the token grants role "${role}", which database ${route.databaseId} does not have`);
   }
   if (requested !== undefined && requested !== role) {

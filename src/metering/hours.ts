@@ -18,3 +18,9 @@ export function splitByHour(from: number, to: number): [number, number][] {
   }
   return parts;
 }
+
+/** The start of the calendar month (UTC) after the one holding ms. */
+export function nextMonth(ms: number): number {
+  const d = new Date(ms);
+  return Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
+}

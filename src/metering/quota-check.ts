@@ -17,7 +17,7 @@ const PERIOD_METRIC: Record<(typeof PERIOD_QUOTAS)[number], { metric: UsageMetri
 };
 
 const exceeded = (name: QuotaName, limit: number, what: string, sqlstate?: string) =>
-  new QuotaError(`quota exceeded: ${name} ${what} of ${limit} is used up; raise the database's quota to continue`, sqlstate);
+  new QuotaError(`quota exceeded: ${name} ${what} of ${limit} is used up; raise the database's quota to continue`, sqlstate, { name, limit });
 
 /** The first quota the standing breaks, if any. Period quotas count the current calendar month (UTC). */
 export function brokenQuota(quotas: Quotas, standing: UsageStanding, quotaNames: readonly QuotaName[] = Object.keys(quotas) as QuotaName[]): QuotaError | undefined {

@@ -2,9 +2,10 @@ import type { Logger } from 'pino';
 import type { Catalog } from '../catalog/catalog.ts';
 import type { BranchRoute } from '../catalog/routes.ts';
 import type { ComputeManager, ComputeTarget } from '../computes.ts';
-import type { QuotaError } from '../errors.ts';
+import { type Coordinator, INVALIDATE } from '../coord/coordinator.ts';
+import { QuotaError } from '../errors.ts';
 import type { Quotas } from '../quotas.ts';
-import { monthOf, splitByHour } from './hours.ts';
+import { monthOf, nextMonth, splitByHour } from './hours.ts';
 import { UsageLedger } from './ledger.ts';
 import type { UsageMetric, UsageOwner } from './metrics.ts';
 import { type UsageStanding, brokenQuota } from './quota-check.ts';
@@ -28,6 +29,10 @@ interface MonthTotals {
 
 /** How often running computes are accrued and checked against their quotas. */
 const TICK_MS = 1000;
+/** A used-up storage quota is remembered this long (storage can shrink); period quotas until the month ends. */
+const STORAGE_FLAG_MS = 60_000;
+const sessionsKey = (databaseId: string) => `sessions:${databaseId}`;
+const quotaFlagKey = (databaseId: string) => `quota:${databaseId}`;
 
 /**
  * Turns what happens (computes running, sessions open, bytes relayed, WAL written) into usage in
@@ -48,12 +53,21 @@ export class UsageTracker {
   private readonly timers: NodeJS.Timeout[] = [];
   /** Flushes and month-total loads run one at a time, so a flushed value is never counted twice. */
   private queue: Promise<unknown> = Promise.resolve();
+  /** Sessions this gateway relays, per database (its share of the fleet-wide count). */
+  private readonly admitted = new Map<string, number>();
 
   constructor(
     private readonly catalog: Catalog,
     private readonly computes: ComputeManager,
+    private readonly coord: Coordinator,
     private readonly opts: { flushSeconds: number; log: Logger },
   ) {
+    // Other gateways' flushes make the month totals known here stale; their quota changes hold here too.
+    coord.subscribe(INVALIDATE, (m) => {
+      if (m.type === 'usage' && m.from !== coord.gatewayId) for (const id of m.databases as string[]) this.months.delete(id);
+      if (m.type === 'quotas') this.quotasChanged(m.databaseId as string, m.quotas as Quotas);
+    });
+    coord.onReconnect(() => this.months.clear());
     computes.on('state', (branchId: string, state: string) => this.onState(branchId, state));
     computes.on('connections', (branchId: string, n: number) => this.onConnections(branchId, n));
     computes.addStopHook((target) => this.sample(target));
@@ -154,6 +168,7 @@ export class UsageTracker {
       const broken = brokenQuota(quotas, await this.standing(span.owner.databaseId, []), ['compute_time_seconds', 'data_transfer_bytes']);
       if (!broken || !this.running.has(branchId)) continue;
       this.opts.log.info({ database: span.owner.databaseId, branch: branchId, reason: broken.message }, 'suspending compute over quota');
+      await this.usedUp(span.owner.databaseId, broken);
       await this.computes.suspend(branchId, broken);
     }
   }
@@ -204,15 +219,52 @@ export class UsageTracker {
     const monthToDate: Partial<Record<UsageMetric, number>> = { ...month.sums };
     for (const [metric, value] of Object.entries(pending) as [UsageMetric, number][]) monthToDate[metric] = (monthToDate[metric] ?? 0) + value;
     const storageBytes = this.ledger.latest(databaseId, 'storage_bytes') ?? month.storageBytes;
-    const connections = branchIds.reduce((n, b) => n + this.computes.info(b).connections, 0);
+    const connections = branchIds.length ? await this.coord.total(sessionsKey(databaseId)) : 0;
     return { monthToDate, storageBytes, connections };
   }
 
-  /** The quota a new connection to this branch would break, if any (call before acquiring the compute). */
+  /**
+   * The quota a new connection to this branch would break, if any (call before acquiring the
+   * compute). A quota another gateway found used up counts at once, while its limit is unchanged.
+   */
   async check(route: BranchRoute): Promise<QuotaError | undefined> {
     this.quotas.set(route.databaseId, route.quotas);
     if (Object.values(route.quotas).every((limit) => limit === null || limit === undefined)) return undefined;
-    return brokenQuota(route.quotas, await this.standing(route.databaseId, [route.branchId]));
+    const flagged = await this.coord.getFlag(quotaFlagKey(route.databaseId));
+    if (flagged) {
+      const f = JSON.parse(flagged) as { name: string; limit: number; message: string; sqlstate: string };
+      if (route.quotas[f.name as keyof Quotas] === f.limit) return new QuotaError(f.message, f.sqlstate, { name: f.name, limit: f.limit });
+    }
+    const broken = brokenQuota(route.quotas, await this.standing(route.databaseId, [route.branchId]));
+    if (broken) await this.usedUp(route.databaseId, broken);
+    return broken;
+  }
+
+  /** Tells every gateway that a quota of the database is used up (not max_connections: that one comes and goes). */
+  private async usedUp(databaseId: string, broken: QuotaError): Promise<void> {
+    if (!broken.quota || broken.quota.name === 'max_connections') return;
+    const ttl = broken.quota.name === 'storage_bytes' ? STORAGE_FLAG_MS : Math.max(1000, nextMonth(Date.now()) - Date.now());
+    const flag = { ...broken.quota, message: broken.message, sqlstate: broken.sqlstate };
+    await this.coord.setFlag(quotaFlagKey(databaseId), JSON.stringify(flag), ttl);
+  }
+
+  /**
+   * Counts a session of the database from now (after check() and before the compute is acquired,
+   * so that sessions waiting for a wake count); call the returned function when it ends.
+   */
+  admit(databaseId: string): () => void {
+    const change = (delta: number) => {
+      const n = (this.admitted.get(databaseId) ?? 0) + delta;
+      if (n === 0) this.admitted.delete(databaseId);
+      else this.admitted.set(databaseId, n);
+      void this.coord.setShare(sessionsKey(databaseId), n);
+    };
+    change(1);
+    let released = false;
+    return () => {
+      if (!released) change(-1);
+      released = true;
+    };
   }
 
   private serially<T>(fn: () => Promise<T>): Promise<T> {
@@ -242,6 +294,10 @@ export class UsageTracker {
       } catch (err) {
         this.opts.log.warn({ err: String(err) }, 'usage flush failed; will retry');
         throw err;
+      }
+      if (written.length && this.coord.shared) {
+        const databases = [...new Set(written.map((row) => row.owner.databaseId))];
+        void this.coord.publish(INVALIDATE, { type: 'usage', from: this.coord.gatewayId, databases });
       }
       for (const row of written) {
         // Loads run in this same queue: a loaded total never includes this batch already.

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import type { PgInstall } from './install.ts';
 import { type OsUser, makeOwnedDir, spawnIdentity } from './os-user.ts';
+import { forgetPostmaster, watchPostmaster } from './reaper.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -153,8 +154,10 @@ export class PostgresServer extends EventEmitter {
         env: { LC_ALL: 'C', PATH: process.env.PATH, TZ: 'UTC' },
       });
       this.child = child;
+      if (child.pid !== undefined) watchPostmaster(child.pid, pgdata);
       this.exited = new Promise((done) => {
         child.once('exit', (code, signal) => {
+          if (child.pid !== undefined) forgetPostmaster(child.pid);
           this.child = undefined;
           const expected = this.stopping;
           this.stopping = false;

@@ -40,7 +40,12 @@ export type ComputeAddress =
    * A remote compute: TCP to host:port, TLS verified for servername (sent as SNI unless it is an
    * IP address) against the system CAs plus `ca` when given, then SCRAM with the role's password.
    */
-  | { kind: 'tcp'; host: string; port: number; servername: string; ca?: string; passwords: Record<string, string> };
+  | { kind: 'tcp'; host: string; port: number; servername: string; ca?: string; passwords: ReadonlyMap<string, string> }
+  /**
+   * A local compute of another node of the fleet: open() reaches its socket through that node
+   * (src/nodes); the session then starts up as with a Unix socket. `cancel` never wakes it.
+   */
+  | { kind: 'node'; nodeId: string; open(op: 'connect' | 'cancel'): Promise<import('node:stream').Duplex> };
 
 /** What a provider can tell about a branch's usage. */
 export interface UsageSample {

@@ -19,7 +19,7 @@ export function neonRegionEnv(fake: FakeNeon): Record<string, string> {
 export async function queryCompute(address: ComputeAddress, role: string, database: string, sql: string): Promise<any[]> {
   if (address.kind !== 'tcp') throw new Error('expected a TCP address');
   const c = new pg.Client({
-    host: address.host, port: address.port, user: role, database, password: address.passwords[role],
+    host: address.host, port: address.port, user: role, database, password: address.passwords.get(role),
     ssl: { ca: address.ca, servername: address.servername, rejectUnauthorized: true },
   });
   await c.connect();

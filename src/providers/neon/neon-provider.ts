@@ -212,10 +212,10 @@ export class NeonProvider implements Provider {
       await this.wait(s, started.operations, deadline, `starting Neon endpoint ${s.endpointId}`, (m) => new ComputeStartError(m));
       endpoint = started.endpoint;
     }
-    const passwords: Record<string, string> = {};
+    const passwords = new Map<string, string>();
     for (const [role, sealed] of Object.entries(s.passwords)) {
       try {
-        passwords[role] = this.opts.box.open(sealed, passwordContext(s.projectId, role));
+        passwords.set(role, this.opts.box.open(sealed, passwordContext(s.projectId, role)));
       } catch (err) {
         throw new ProviderError(`the kept Neon password of role ${role} (project ${s.projectId}) cannot be opened: ${(err as Error).message}`);
       }
@@ -245,9 +245,10 @@ export class NeonProvider implements Provider {
   async syncRoles(ref: BranchRef): Promise<ProviderState> {
     const s = requireNeonState(ref);
     const deadline = this.deadline();
-    const passwords: Record<string, string> = {};
+    // Role names are the tenant's: no prototype to inherit `constructor` or `__proto__` from.
+    const passwords: Record<string, string> = Object.create(null);
     for (const role of ref.roles) {
-      if (!(role in s.passwords)) passwords[role] = await this.createRole(s, role, deadline);
+      if (!Object.hasOwn(s.passwords, role)) passwords[role] = await this.createRole(s, role, deadline);
     }
     return Object.keys(passwords).length ? neonPatch({ passwords }) : {};
   }

@@ -1,0 +1,75 @@
+// The shapes of the API's answers the console reads (see /v1/openapi.json).
+
+export type State = 'suspended' | 'starting' | 'running' | 'stopping' | 'failed';
+
+export const QUOTA_FIELDS = ['compute_time_seconds', 'data_transfer_bytes', 'written_data_bytes', 'storage_bytes', 'max_connections'] as const;
+export type QuotaName = (typeof QUOTA_FIELDS)[number];
+export type Quotas = Partial<Record<QuotaName, number | null>>;
+
+export interface Database {
+  id: string;
+  user_id: string;
+  name: string | null;
+  region: string;
+  endpoint_id: string;
+  host: string;
+  port: number;
+  role: string;
+  database: string;
+  roles: string[];
+  suspend_timeout_seconds: number;
+  quotas: Quotas;
+  state: State;
+  connections: number;
+  last_active_at: string | null;
+  created_at: string;
+}
+
+export interface DatabaseList {
+  databases: Database[];
+  next_cursor: string | null;
+}
+
+export interface Credentials {
+  role: string;
+  password: string;
+  connection_uri: string;
+  connection_uri_no_sni: string;
+}
+
+export type Usage = Record<string, number>;
+
+export interface DatabaseUsage {
+  database_id: string;
+  granularity: string;
+  from: string;
+  to: string;
+  periods: { period_start: string; usage: Usage }[];
+}
+
+export interface Partner {
+  id: string;
+  name: string;
+  created_at: string;
+}
+
+export interface PartnerWithKey extends Partner {
+  api_key: string;
+}
+
+export interface Fleet {
+  partners: number;
+  databases: number;
+  databases_by_partner: Record<string, number>;
+  computes_active: number;
+  wakes_total: { ok: number; failed: number };
+  auth_failures_total: number;
+  connections_total: Record<string, number>;
+  counters_since: string;
+}
+
+export interface Token {
+  token: string;
+  role: string;
+  expires_at: string;
+}

@@ -1,0 +1,188 @@
+// The web console in Debian's Chromium: every step a person takes, checked against the API it calls.
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Page } from 'playwright-core';
+import t from 'tap';
+import { ADMIN_KEY, startApi } from './api-client.ts';
+import { ARTIFACTS, launchBrowser } from './browser.ts';
+import { psql } from './proxy-helpers.ts';
+
+const api = await startApi({ PGFLEET_USAGE_FLUSH_SECONDS: '1' });
+t.teardown(() => api.stop());
+const browser = await launchBrowser();
+t.teardown(() => browser.close());
+await browser.context.grantPermissions(['clipboard-read', 'clipboard-write']);
+fs.mkdirSync(ARTIFACTS, { recursive: true });
+
+const acme = await api.partner('acme');
+const other = await api.partner('other');
+const otherDb = (await api.request('POST', '/v1/databases', { key: other.key, body: { user_id: 'mallory', name: 'mallory secret' } })).body;
+
+const page = await browser.context.newPage();
+// Anything the page throws, and any Content-Security-Policy refusal, fails the run.
+const pageProblems: string[] = [];
+page.on('pageerror', (err) => pageProblems.push(`pageerror: ${err.message}`));
+page.on('console', (msg) => {
+  if (msg.type() === 'error' && !/Failed to load resource/.test(msg.text())) pageProblems.push(`console: ${msg.text()}`);
+});
+const consoleUrl = `${api.url}/console`;
+const shot = (name: string) => page.screenshot({ path: path.join(ARTIFACTS, name), fullPage: true });
+const textbox = (name: string | RegExp) => page.getByRole('textbox', { name, exact: true });
+const sessionKey = (p: Page) => p.evaluate(() => JSON.stringify(Object.entries(sessionStorage)));
+
+async function signIn(key: string) {
+  await page.getByLabel('API key').fill(key);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+}
+
+const until = async (what: string, check: () => Promise<boolean>, ms = 60_000) => {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+};
+
+let created: any;
+
+t.test('signed out, the console shows only the sign-in form; a wrong key is refused with the API message', async (t) => {
+  await page.goto(consoleUrl);
+  await page.getByLabel('API key').waitFor();
+  t.notOk(await page.getByRole('table').count(), 'no table');
+  t.notMatch(await page.textContent('body'), /db-|mallory/, 'no data');
+  await signIn('pgf_live_not-a-key');
+  await page.getByRole('alert').filter({ hasText: 'unknown or revoked API key' }).waitFor();
+  t.equal(await sessionKey(page), '[]', 'a refused key is not kept');
+});
+
+t.test('a partner signs in; a database created through the API appears; another partner’s never does', async (t) => {
+  await signIn(acme.key);
+  await page.getByRole('heading', { name: 'Databases' }).waitFor();
+  t.match(await sessionKey(page), acme.key, 'the key is kept in sessionStorage');
+  t.equal(await page.evaluate(() => localStorage.length), 0, 'and not in localStorage');
+  await page.getByText('No databases yet').waitFor();
+
+  created = (await api.request('POST', '/v1/databases', { key: acme.key, body: { user_id: 'alice', name: 'Alice app' } })).body;
+  await api.request('POST', '/v1/databases', { key: acme.key, body: { user_id: 'bob', name: 'Bob shop', quotas: { compute_time_seconds: 7200 } } });
+  const row = page.getByRole('row').filter({ hasText: 'Alice app' });
+  await row.waitFor();
+  t.match(await row.textContent(), /alice.*suspended/i, 'user and state');
+  await page.getByRole('row').filter({ hasText: 'Bob shop' }).getByRole('meter', { name: 'Compute' }).waitFor();
+  t.notMatch(await page.textContent('body'), /mallory/, "the other partner's database is not listed");
+
+  await page.getByLabel('User id').fill('mallory');
+  await page.getByRole('button', { name: 'Search' }).click();
+  await page.getByText('No database matches').waitFor();
+  await page.getByLabel('User id').fill('');
+  await page.getByLabel('Name contains').fill('ALICE');
+  await page.getByRole('button', { name: 'Search' }).click();
+  await until('the name search', async () => (await page.locator('tbody tr').count()) === 1 && (await page.locator('tbody').textContent())!.includes('Alice app'));
+  await page.getByRole('button', { name: 'Clear' }).click();
+  await until('both rows again', async () => (await page.locator('tbody tr').count()) === 2);
+});
+
+t.test('psql wakes the database and the fleet shows it running', async (t) => {
+  await psql(created.connection_uri_no_sni, 'CREATE TABLE t AS SELECT generate_series(1, 20000) AS g');
+  t.equal(await psql(created.connection_uri_no_sni, 'SELECT count(*) FROM t'), '20000');
+  const row = page.getByRole('row').filter({ hasText: 'Alice app' });
+  await row.locator('.state-running').waitFor();
+  t.pass('state changed to running without a reload');
+  // Usage reaches the catalog each second; the page's first usage load then has points.
+  await until('compute time in the usage API', async () => {
+    const u = await api.request('GET', `/v1/databases/${created.id}/usage?granularity=hourly`, { key: acme.key });
+    return u.body.periods.some((p: any) => p.usage.compute_time_seconds > 0 && p.usage.written_data_bytes > 0);
+  });
+  await shot('fleet.png');
+  await page.setViewportSize({ width: 390, height: 844 });
+  await shot('fleet-phone.png');
+  await page.setViewportSize({ width: 1280, height: 900 });
+});
+
+t.test('the database page: connection strings, quotas saved through the API, usage charts with points', async (t) => {
+  await page.getByRole('link', { name: 'Alice app' }).click();
+  await page.getByRole('heading', { name: /Alice app/ }).waitFor();
+  const sni = await textbox('Connection string (SNI)').inputValue();
+  t.equal(sni, created.connection_uri.replace(`:${encodeURIComponent(created.password)}@`, '@'), 'the URI without the password');
+  t.notMatch(await page.content(), created.password, 'the password is nowhere on the page');
+
+  await textbox(/Compute time per month/).fill('10');
+  await textbox(/^Storage/).fill('512');
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByRole('status').filter({ hasText: 'Saved' }).waitFor();
+  const after = await api.request('GET', `/v1/databases/${created.id}`, { key: acme.key });
+  t.equal(after.body.quotas.compute_time_seconds, 36000, 'the API has the new quota');
+  t.equal(after.body.quotas.storage_bytes, 512 * 2 ** 20);
+
+  const compute = page.locator('figure[data-metric="compute_time_seconds"]');
+  await until('compute points', async () => Number(await compute.getAttribute('data-points')) > 0);
+  t.match(await compute.locator('.plot').getAttribute('aria-label'), /quota 10 h/, 'the quota line is there');
+  t.ok(await compute.locator('canvas').count(), 'uPlot drew a canvas');
+  t.ok(Number(await page.locator('figure[data-metric="written_data_bytes"]').getAttribute('data-points')) > 0, 'written data has points');
+  await page.getByLabel('Periods', { exact: true }).selectOption('hourly');
+  await until('hourly points', async () => /per hour/.test((await compute.locator('.plot').getAttribute('aria-label'))!) && Number(await compute.getAttribute('data-points')) > 0);
+  await compute.getByText('As a table').click();
+  t.ok(await compute.locator('tbody tr').count() >= 1, 'the table lists the periods with use');
+  await shot('database.png');
+});
+
+t.test('reset password shows the new one once and psql connects with it; errors carry the API message', async (t) => {
+  await page.getByRole('button', { name: `Reset password of ${created.role}` }).click();
+  const field = textbox(`Password of ${created.role}`);
+  await field.waitFor();
+  const password = await field.inputValue();
+  t.not(password, created.password);
+  await page.getByRole('button', { name: `Copy Password of ${created.role}` }).click();
+  t.equal(await page.evaluate(() => navigator.clipboard.readText()), password, 'the copy button copies it');
+  const uri = await textbox('Connection string (no SNI)').inputValue();
+  t.equal(await psql(uri, 'SELECT current_user'), created.role, 'the new password works');
+  await page.getByRole('button', { name: 'I have saved it' }).click();
+  t.notMatch(await page.content(), password, 'and is gone from the page');
+
+  await page.getByLabel('New role').fill('Bad-Name');
+  await page.getByRole('button', { name: 'Add role' }).click();
+  await page.getByRole('alert').filter({ hasText: 'name: must be 1 to 63 characters' }).waitFor();
+
+  await page.getByRole('button', { name: 'Issue token' }).click();
+  t.match(await textbox(/^Token/).inputValue(), /^[\w-]+\.[\w-]+\.[\w-]+$/, 'a JWT is shown');
+  await page.getByRole('button', { name: 'I have saved it' }).click();
+
+  await page.getByRole('button', { name: 'Suspend' }).click();
+  await page.locator('h1 .state-suspended').waitFor();
+  t.equal((await api.request('GET', `/v1/databases/${created.id}`, { key: acme.key })).body.state, 'suspended');
+});
+
+t.test('signing out leaves nothing behind', async (t) => {
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByLabel('API key').waitFor();
+  t.equal(await sessionKey(page), '[]');
+  t.notMatch(await page.textContent('body'), /Alice|db-/);
+  await page.reload();
+  await page.getByLabel('API key').waitFor();
+  t.notMatch(await page.textContent('body'), /Alice|db-/, 'still signed out after a reload');
+});
+
+t.test('the operator sees fleet counts and partners, and rotates a key', async (t) => {
+  await signIn(ADMIN_KEY);
+  await page.getByRole('heading', { name: 'Operator' }).waitFor();
+  const databases = page.locator('[data-count="Databases"]');
+  await until('fleet counts', async () => (await databases.count()) === 1 && (await databases.textContent()) === '3');
+  t.equal(await page.locator('[data-count="Partners"]').textContent(), '2');
+  t.ok(await page.getByRole('row').filter({ hasText: 'acme' }).count());
+  await page.getByRole('button', { name: 'Rotate the API key of other' }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Rotate key' }).click();
+  const newKey = await textbox('API key of other').inputValue();
+  t.equal((await api.request('GET', '/v1/databases', { key: other.key })).status, 401, 'the old key stops working');
+  await shot('operator.png');
+  await page.getByRole('button', { name: 'Sign out' }).click();
+
+  await signIn(newKey);
+  await page.getByRole('row').filter({ hasText: 'mallory secret' }).waitFor();
+  t.notMatch(await page.textContent('body'), /Alice|Bob/, "acme's databases are not shown to another partner");
+  await page.goto(`${consoleUrl}#/databases/${created.id}`);
+  await page.getByRole('alert').filter({ hasText: `database "${created.id}" not found` }).waitFor();
+  t.ok(otherDb.id);
+});
+
+t.test('the page threw nothing and broke no content security rule', async (t) => {
+  t.same(pageProblems, []);
+});

@@ -1,0 +1,200 @@
+// What a client sees on the wire, beside the same compute reached directly (its Unix socket):
+// direct TLS with ALPN, how a session ends, a client that leaves at once, JWT without options.
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import tls from 'node:tls';
+import pg from 'pg';
+import t from 'tap';
+import { ComputeEnding } from '../proxy/compute-ending.ts';
+import { errorResponse } from '../proxy/messages.ts';
+import { routeByEndpoint } from '../src/catalog/routes.ts';
+import { psql, psqlError, startProxyFixture } from './proxy-helpers.ts';
+
+const f = await startProxyFixture();
+t.teardown(() => f.stop());
+const a = await f.createDatabase();
+const ca = fs.readFileSync(f.proxy.caPath!, 'utf8');
+const servername = `${a.endpointId}.localhost`;
+
+// The compute itself, held awake for the whole file: node-postgres on its socket is the baseline.
+const route = (await routeByEndpoint(f.core.catalog, a.endpointId))!;
+const lease = await f.core.computes.acquire(f.core.targetFor(route));
+t.teardown(() => lease.release());
+if (lease.address.kind !== 'unix') throw new Error('a local compute has a Unix socket');
+const socketPath = lease.address.socketPath;
+
+type Make = () => pg.Client;
+const direct: Make = () => new pg.Client({
+  host: path.dirname(socketPath), port: Number(path.extname(socketPath).slice(1)), user: a.role, database: 'app',
+});
+const proxied = (extra: Partial<pg.ClientConfig> = {}): pg.Client => new pg.Client({
+  host: '127.0.0.1', port: f.proxy.port, user: a.role, password: a.password, database: 'app',
+  ssl: { servername, ca, checkServerIdentity: () => undefined }, ...extra,
+});
+
+const outcome = (p: Promise<unknown>) => p.then(() => 'ok', (e: Error & { code?: string; severity?: string }) => `${e.severity ?? '-'} ${e.code ?? '-'} ${e.message}`);
+
+/** Resolves once a condition holds (polled), or fails after a generous bound. */
+async function until(what: string, cond: () => boolean | Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 600; i++) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** Runs a scenario on a client and records what it saw: query outcomes and 'error' events, until the connection ended. */
+async function observe(make: Make, scenario: (c: pg.Client) => Promise<string[]>): Promise<{ results: string[]; events: string[] }> {
+  const c = make();
+  const events: string[] = [];
+  let ended = false;
+  c.on('error', (e: Error & { code?: string }) => events.push(`${e.code ?? '-'} ${e.message}`));
+  c.on('end', () => (ended = true));
+  await c.connect();
+  const results = await scenario(c);
+  await until('the connection to end', () => ended);
+  return { results, events };
+}
+
+t.test('direct TLS (sslnegotiation=direct, ALPN postgresql) as from Postgres 17', async (t) => {
+  const c = proxied({ sslnegotiation: 'direct' } as Partial<pg.ClientConfig>);
+  await c.connect();
+  t.equal((await c.query('SELECT current_user AS u')).rows[0].u, a.role, 'node-postgres with sslnegotiation direct and SNI connects');
+  await c.end();
+
+  // Without ALPN on the direct path: Postgres's FATAL, over TLS.
+  const noAlpn = await new Promise<Buffer>((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port: f.proxy.port, servername, ca, checkServerIdentity: () => undefined });
+    const got: Buffer[] = [];
+    s.on('data', (d) => got.push(d));
+    s.on('error', reject);
+    s.on('close', () => resolve(Buffer.concat(got)));
+  });
+  t.equal(String.fromCharCode(noAlpn[0]!), 'E', 'an ErrorResponse');
+  t.match(noAlpn.toString('latin1'), /C08P01\0Mreceived direct SSL connection request without ALPN protocol negotiation extension\0/);
+
+  // Another protocol: the TLS alert no_application_protocol, and the reason in the connection's log line.
+  const logged: Record<string, unknown>[] = [];
+  const info = f.core.log.info.bind(f.core.log);
+  f.core.log.info = ((obj: Record<string, unknown>, ...rest: string[]) => {
+    logged.push(obj);
+    info(obj, ...rest);
+  }) as typeof f.core.log.info;
+  t.teardown(() => {
+    f.core.log.info = info;
+  });
+  const wrongAlpn = await new Promise<string>((resolve) => {
+    const s = tls.connect({ host: '127.0.0.1', port: f.proxy.port, servername, ca, ALPNProtocols: ['http/1.1'] });
+    s.on('secureConnect', () => resolve('connected'));
+    s.on('error', (e: Error & { code?: string }) => resolve(e.code ?? e.message));
+  });
+  t.equal(wrongAlpn, 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL');
+  await until('the connection to be logged', () => logged.some((l) => l.outcome === 'tls_handshake_failed'));
+  t.match(logged.find((l) => l.outcome === 'tls_handshake_failed'), { err: /^the TLS handshake failed: ERR_SSL_NO_APPLICATION_PROTOCOL/ },
+    'the log line says why the handshake failed');
+
+  // On the SSLRequest path ALPN is advertised too.
+  const alpn = await new Promise<string | false | null>((resolve, reject) => {
+    const raw = net.connect(f.proxy.port, '127.0.0.1', () => raw.write(Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])));
+    raw.once('data', (answer) => {
+      if (answer.toString() !== 'S') return reject(new Error(`answer ${answer.toString()}`));
+      const s = tls.connect({ socket: raw, servername, ca, checkServerIdentity: () => undefined, ALPNProtocols: ['postgresql'] }, () => {
+        resolve(s.alpnProtocol);
+        s.destroy();
+      });
+      s.on('error', reject);
+    });
+  });
+  t.equal(alpn, 'postgresql');
+});
+
+t.test('a compute that ends the session: the client sees what the compute sent, nothing more', async (t) => {
+  // pg_terminate_backend of its own backend, with a query queued behind.
+  const selfTerminate = async (c: pg.Client) =>
+    Promise.all([outcome(c.query('SELECT pg_terminate_backend(pg_backend_pid())')), outcome(c.query('SELECT 1'))]);
+  const viaDirect = await observe(direct, selfTerminate);
+  const viaProxy = await observe(() => proxied(), selfTerminate);
+  t.match(viaDirect.results[0], /^FATAL 57P01 terminating connection due to administrator command$/, 'the baseline');
+  t.same(viaProxy, viaDirect, 'through pgfleet: the same results and events');
+
+  // A named prepared statement killed mid-execution by another session.
+  const killedMidway = (make: Make) => async (c: pg.Client) => {
+    const pid = (await c.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
+    const running = outcome(c.query({ name: 'slow', text: 'SELECT pg_sleep($1)', values: [60] }));
+    const queued = outcome(c.query('SELECT 2'));
+    const killer = make();
+    await killer.connect();
+    await until('the statement to run', async () =>
+      (await killer.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1 AND state = 'active'`, [pid])).rows[0].n === 1);
+    await killer.query('SELECT pg_terminate_backend($1)', [pid]);
+    await killer.end();
+    return Promise.all([running, queued]);
+  };
+  const killedDirect = await observe(direct, killedMidway(direct));
+  const killedProxied = await observe(() => proxied(), killedMidway(() => proxied()));
+  t.match(killedDirect.results[0], /^FATAL 57P01 /, 'the baseline: the compute\'s own message');
+  t.same(killedProxied, killedDirect, 'through pgfleet: the same');
+});
+
+t.test('a client that leaves at once is let go without a word', async (t) => {
+  // node-postgres connect() then end(): its Terminate goes out before the SSLRequest.
+  const c = proxied();
+  const events: string[] = [];
+  c.on('error', (e) => events.push(e.message));
+  let connectFailure = '';
+  c.connect().catch((e: Error) => (connectFailure = e.message));
+  await c.end();
+  const stream = (c as unknown as { connection: { stream: net.Socket } }).connection.stream;
+  await until('the socket to close', () => stream.destroyed);
+  t.same(events, [], 'no error event');
+  t.equal(connectFailure, '', 'no "There was an error establishing an SSL connection"');
+
+  const silent = async (data: Buffer) => new Promise<Buffer>((resolve) => {
+    const s = net.connect(f.proxy.port, '127.0.0.1', () => s.end(data));
+    const got: Buffer[] = [];
+    s.on('data', (d) => got.push(d));
+    s.on('error', () => {});
+    s.on('close', () => resolve(Buffer.concat(got)));
+  });
+  const terminate = Buffer.from([0x58, 0, 0, 0, 4]);
+  const sslRequest = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
+  t.equal((await silent(Buffer.concat([terminate, sslRequest]))).length, 0, 'Terminate then SSLRequest: closed, no answer');
+  t.equal((await silent(Buffer.concat([sslRequest, terminate]))).length, 0, 'SSLRequest then Terminate: closed, no answer');
+  t.equal((await silent(Buffer.alloc(0))).length, 0, 'nothing at all: closed, no answer');
+});
+
+t.test('a JWT is told apart from a password wherever the proxy sees it', async (t) => {
+  const { token } = await f.core.jwt.tokens.issueFor(a.database, { ttlSeconds: 600 });
+  const base = `host=localhost hostaddr=127.0.0.1 port=${f.proxy.port} user=${a.role} dbname=app sslmode=require`;
+  t.equal(await psql(`${base} password=endpoint=${a.endpointId};${token}`, 'SELECT current_user'), a.role,
+    'endpoint=<id>;<JWT> as the password');
+  t.equal(await psql(`${base} password=${token}`, 'SELECT current_user'), a.role, 'the token alone');
+  const sni = `${base.replace('host=localhost', `host=${servername}`)} password=${token}`;
+  const refused = await psqlError(sni);
+  t.match(refused, /password authentication failed/, 'SNI names the endpoint: SCRAM, which cannot carry a token');
+  t.match(refused, /HINT: +If the password is a JWT: .*auth=jwt/, 'with a hint of what works');
+  t.equal(await psql(`${sni} options=auth=jwt`, 'SELECT 1'), '1', 'options=auth=jwt');
+  t.match(await psqlError(`${base} password=${token} channel_binding=require`),
+    /channel binding required but not supported/, 'channel_binding=require cannot carry a token (as documented)');
+});
+
+t.test('ComputeEnding follows message boundaries however the stream is cut', async (t) => {
+  const ready = Buffer.from([0x5a, 0, 0, 0, 5, 0x49]);
+  const fatal = errorResponse({ sqlstate: '57P01', message: 'terminating connection due to administrator command' });
+  const notice = errorResponse({ severity: 'ERROR', sqlstate: '42601', message: 'syntax error' });
+  const stream = Buffer.concat([ready, notice, ready, fatal]);
+  for (const size of [1, 3, 7, stream.length]) {
+    const e = new ComputeEnding();
+    const seen: boolean[] = [];
+    for (let at = 0; at < stream.length; at += size) {
+      e.feed(stream.subarray(at, at + size));
+      seen.push(e.atBoundary);
+    }
+    t.ok(e.saidWhy && e.atBoundary, `cut every ${size} bytes: the FATAL is seen, at a boundary`);
+    if (size === 1) t.ok(seen.includes(false), 'mid-message is noticed');
+  }
+  const errorThenCut = new ComputeEnding();
+  errorThenCut.feed(Buffer.concat([notice, ready.subarray(0, 3)]));
+  t.notOk(errorThenCut.saidWhy || errorThenCut.atBoundary, 'an ERROR is no goodbye, and a cut message is no boundary');
+});
