@@ -229,11 +229,22 @@ function backendParams(hs: Handshake, role: string): Map<string, string> {
 }
 
 async function startCompute(lease: Lease, hs: Handshake, role: string, route: BranchRoute, ctx: ConnectionContext): Promise<BackendSession> {
+  // A compute that wakes on connect (Neon's proxy starts it) is waited for as long as a wake.
+  const started = startBackend(lease.address, backendParams(hs, role));
+  const limit = ctx.core.config.wakeTimeoutMs;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new ComputeStartError(
+      `the compute of endpoint "${route.endpointId}" did not answer within ${Math.round(limit / 1000)} s`)), limit);
+  });
   try {
-    return await startBackend(lease.address, backendParams(hs, role));
+    return await Promise.race([started, timeout]);
   } catch (err) {
+    started.then((late) => late.socket.destroy(), () => {});
     if (err instanceof PgfleetError) throw err;
     ctx.core.log.warn({ endpoint: route.endpointId, err: (err as Error).message }, 'compute connection failed');
     throw new ComputeStartError(`could not connect to the compute of endpoint "${route.endpointId}"`);
+  } finally {
+    clearTimeout(timer);
   }
 }

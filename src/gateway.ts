@@ -216,7 +216,8 @@ function buildRegions(config: Config, local: LocalProvider, log: Logger): Region
     box ??= new SecretBox(ensureSecretKey(config.dataDir, config.secretKey));
     const provider = new NeonProvider({
       region: r.neon, box, ca: config.neon.ca, port: config.neon.port, operationTimeoutMs: config.neon.operationTimeoutMs,
-      requestTimeoutMs: config.neon.requestTimeoutMs, maxConcurrency: config.neon.maxConcurrency, log: log.child({ region: r.id }),
+      requestTimeoutMs: config.neon.requestTimeoutMs, maxConcurrency: config.neon.maxConcurrency, wake: config.neon.wake,
+      log: log.child({ region: r.id }),
     });
     return { id: r.id, provider };
   });

@@ -48,8 +48,6 @@ t.test('lifecycle: create, start, query over TLS, suspend, wake, data intact, de
   await provider.stop(ref);
   t.equal(project.state, 'idle', 'stop suspends the endpoint');
   t.equal(provider.status(ref), 'stopped');
-  await t.rejects(query(address, 'alice', 'app', 'SELECT 1'), /ECONNREFUSED/, 'nothing answers while suspended');
-
   const again = await provider.start(ref);
   t.equal(project.state, 'active', 'a wake starts the suspended endpoint');
   t.same(await query(again, 'alice', 'app', 'SELECT body FROM notes'), [{ body: 'kept across suspends' }]);

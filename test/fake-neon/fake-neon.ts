@@ -13,6 +13,7 @@ import {
 } from './bodies.ts';
 import { type Ca, issueServerCert, makeCa } from './certs.ts';
 import { FakeCompute } from './fake-compute.ts';
+import { FakeProxy } from './fake-proxy.ts';
 import { NeonOpenApi, type Route } from './openapi.ts';
 
 export const FAKE_API_KEY = 'fake-neon-api-key-0123456789';
@@ -69,6 +70,8 @@ export class FakeNeon {
   inFlight = 0;
   peakInFlight = 0;
   private readonly hung = new Set<http.ServerResponse>();
+  /** Each project's "Neon proxy" on its endpoint host: wakes the compute on connect. */
+  private readonly proxies = new Map<string, FakeProxy>();
   private readonly stuck = new Set<string>();
   private readonly work = new Set<Promise<void>>();
   private readonly handlers: Record<string, Handler>;
@@ -78,6 +81,8 @@ export class FakeNeon {
   private constructor(
     readonly ca: Ca,
     readonly port: number,
+    /** Where computes listen, on their own host, behind their proxy (which listens on `port`). */
+    private readonly computePort: number,
     readonly baseUrl: string,
     private readonly dir: string,
     private readonly install: PgInstall,
@@ -121,7 +126,7 @@ export class FakeNeon {
     if (options.computes !== false) await initCluster(install, user, templatePgdata);
     const port = await freePort();
     const ca = await makeCa(path.join(dir, 'ca'));
-    const fake = new FakeNeon(ca, port, '', dir, install, user, templatePgdata, options);
+    const fake = new FakeNeon(ca, port, await freePort(), '', dir, install, user, templatePgdata, options);
     const server = http.createServer((req, res) => void fake.serve(req, res));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     fake.server = server;
@@ -164,6 +169,7 @@ export class FakeNeon {
 
   async close(): Promise<void> {
     for (const res of this.hung) res.destroy();
+    await Promise.all([...this.proxies.values()].map((p) => p.close()));
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     this.server?.closeAllConnections();
     await Promise.allSettled([...this.work]);
@@ -308,6 +314,21 @@ export class FakeNeon {
     return op;
   }
 
+  /** A connection reached a suspended endpoint: start it (once for all), as Neon's proxy does. */
+  private async wakeOnConnect(p: FakeProject): Promise<void> {
+    let op: FakeOperation | undefined;
+    for (const deadline = Date.now() + 60_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 10))) {
+      if (!this.projects.has(p.id)) throw new Error('no such endpoint');
+      if (p.state === 'active' && !p.pending) return;
+      if (!p.pending) {
+        p.pending = 'active';
+        op = this.operation(p, 'start_compute', () => this.runCompute(p), true);
+      }
+      if (op?.status === 'failed') throw new Error(op.error);
+    }
+    throw new Error('the endpoint did not start');
+  }
+
   private runCompute(p: FakeProject): Promise<void> {
     const compute = this.computes.get(p.id);
     return (compute ? compute.start(this.spec(p)) : Promise.resolve()).then(() => {
@@ -337,8 +358,9 @@ export class FakeNeon {
       const cert = await issueServerCert(this.ca, p.host);
       this.computes.set(id, new FakeCompute({
         install: this.install, user: this.user, templatePgdata: this.templatePgdata, dir: path.join(this.dir, 'projects', id),
-        socketDir: fs.mkdtempSync(path.join(os.tmpdir(), 'fn-')), host: p.host, port: this.port, cert,
+        socketDir: fs.mkdtempSync(path.join(os.tmpdir(), 'fn-')), host: p.host, port: this.computePort, cert,
       }));
+      this.proxies.set(id, await FakeProxy.listen(p.host, this.port, this.computePort, () => this.wakeOnConnect(p)));
     }
     const ops = [
       this.operation(p, 'create_timeline', async () => {}),
@@ -356,6 +378,8 @@ export class FakeNeon {
   private async deleteProject(id: string): Promise<Answer> {
     const p = this.project(id);
     this.projects.delete(id);
+    await this.proxies.get(id)?.close();
+    this.proxies.delete(id);
     await this.computes.get(id)?.destroy();
     this.computes.delete(id);
     return { status: 200, body: { project: projectBody(p) } };

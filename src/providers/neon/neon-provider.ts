@@ -6,7 +6,7 @@ import type { SecretBox } from '../../secret-box.ts';
 import type { BranchRef, ComputeAddress, MeteredUsage, Provider, ProviderResource, ProviderState, UsageSample } from '../provider.ts';
 import { NeonApi, NeonApiError, type NeonResult, type RetryPolicy } from './neon-api.ts';
 import { findProjectNamed, listDatabaseProjects, readWriteEndpoint } from './project-lookup.ts';
-import { neonQuota, neonSuspendTimeout } from './neon-settings.ts';
+import { DEFAULT_NEON_WAKE, type NeonWake, neonQuota, neonSuspendTimeout } from './neon-settings.ts';
 import { type NeonState, neonPatch, neonStateOf, passwordContext, requireNeonState } from './neon-state.ts';
 import { waitForOperations } from './operations.ts';
 
@@ -25,8 +25,11 @@ export interface NeonProviderOptions {
   maxConcurrency?: number;
   /** One HTTP request's limit. */
   requestTimeoutMs?: number;
+  /** How a wake starts the endpoint; see NeonWake. */
+  wake?: NeonWake;
   log: Logger;
 }
+
 
 // Creates whose answer was lost: each is followed by a look-up by name before the next.
 const CREATE_ATTEMPTS = 4;
@@ -125,7 +128,7 @@ export class NeonProvider implements Provider {
       };
       await this.wait(state, created.operations, deadline, `creating Neon project ${projectId}`);
       for (const role of ref.roles) {
-        if (!(role in state.passwords)) state.passwords[role] = await this.createRole(state, role, deadline);
+        if (!Object.hasOwn(state.passwords, role)) state.passwords[role] = await this.createRole(state, role, deadline);
       }
       // Neon starts a new project's compute; pgfleet's compute manager sees it as suspended until its first wake.
       return neonPatch(state);
@@ -139,7 +142,8 @@ export class NeonProvider implements Provider {
   private async adopt(ref: BranchRef, projectId: string, deadline: number): Promise<ProviderState> {
     const endpoint = await readWriteEndpoint(this.api, projectId, deadline);
     if (!endpoint) throw new ProviderError(`Neon project ${projectId} of database ${ref.databaseId} has no read-write endpoint`);
-    const state: NeonState = { projectId, branchId: endpoint.branchId, endpointId: endpoint.id, host: endpoint.host, passwords: {} };
+    // Role names are the tenant's (`__proto__` included): a prototype-free object.
+    const state: NeonState = { projectId, branchId: endpoint.branchId, endpointId: endpoint.id, host: endpoint.host, passwords: Object.create(null) };
     for (const role of ref.roles) {
       try {
         const { password } = await this.api.call('getProjectBranchRolePassword', [projectId, endpoint.branchId, role], deadline);
@@ -205,12 +209,16 @@ export class NeonProvider implements Provider {
 
   async start(ref: BranchRef): Promise<ComputeAddress> {
     const s = requireNeonState(ref);
-    const deadline = this.deadline();
-    let { endpoint } = await this.api.call('getProjectEndpoint', [s.projectId, s.endpointId], deadline);
-    if (endpoint.current_state !== EndpointState.Active || endpoint.pending_state !== undefined) {
-      const started = await this.api.call('startProjectEndpoint', [s.projectId, s.endpointId], deadline);
-      await this.wait(s, started.operations, deadline, `starting Neon endpoint ${s.endpointId}`, (m) => new ComputeStartError(m));
-      endpoint = started.endpoint;
+    let host = s.host;
+    if ((this.opts.wake ?? DEFAULT_NEON_WAKE) === 'api') {
+      const deadline = this.deadline();
+      let { endpoint } = await this.api.call('getProjectEndpoint', [s.projectId, s.endpointId], deadline);
+      if (endpoint.current_state !== EndpointState.Active || endpoint.pending_state !== undefined) {
+        const started = await this.api.call('startProjectEndpoint', [s.projectId, s.endpointId], deadline);
+        await this.wait(s, started.operations, deadline, `starting Neon endpoint ${s.endpointId}`, (m) => new ComputeStartError(m));
+        endpoint = started.endpoint;
+      }
+      host = endpoint.host;
     }
     const passwords = new Map<string, string>();
     for (const [role, sealed] of Object.entries(s.passwords)) {
@@ -221,7 +229,7 @@ export class NeonProvider implements Provider {
       }
     }
     this.running.add(ref.branchId);
-    return { kind: 'tcp', host: endpoint.host, port: this.opts.port, servername: endpoint.host, ...(this.opts.ca ? { ca: this.opts.ca } : {}), passwords };
+    return { kind: 'tcp', host, port: this.opts.port, servername: host, ...(this.opts.ca ? { ca: this.opts.ca } : {}), passwords };
   }
 
   async stop(ref: BranchRef): Promise<void> {

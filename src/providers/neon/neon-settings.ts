@@ -31,3 +31,11 @@ export function neonQuota(quotas: Quotas): ProjectQuota {
   }
   return quota;
 }
+
+/**
+ * 'connect': a wake asks nothing of Neon's API; the proxy connects at once and Neon's own proxy
+ * starts the suspended endpoint (bench/neon-wake.ts: the faster first row). 'api': the endpoint is
+ * started through the API (startProjectEndpoint, its operation awaited) before connecting.
+ */
+export type NeonWake = 'connect' | 'api';
+export const DEFAULT_NEON_WAKE: NeonWake = 'connect';
