@@ -15,6 +15,8 @@ export interface Gateway {
   apiPort: number;
   apiUrl: string;
   proxyPort: number;
+  /** The serverless door's port (PGFLEET_HTTP_PORT), when it is served. */
+  httpPort: number | undefined;
   /** The local CA that issued the proxy's certificate (sslrootcert); undefined with PGFLEET_TLS_CERT. */
   caPath: string | undefined;
   stop(): Promise<void>;
@@ -26,10 +28,10 @@ export async function startGateway(config: Config): Promise<Gateway> {
   try {
     proxy = await startProxy(core);
     if (proxy.caPath) process.stderr.write(`pgfleet proxy CA (for sslmode=verify-full sslrootcert=…): ${proxy.caPath}\n`);
-    const api = await buildApi(core, { publicAddress: { domain: config.domain, port: proxy.port } });
+    const api = await buildApi(core, { publicAddress: { domain: config.domain, port: proxy.port, httpPort: proxy.httpPort } });
     await api.listen({ host: config.apiHost, port: config.apiPort });
     const apiPort = (api.server.address() as AddressInfo).port;
-    core.log.info({ api: `http://${config.apiHost}:${apiPort}`, proxy_port: proxy.port }, 'pgfleet is ready');
+    core.log.info({ api: `http://${config.apiHost}:${apiPort}`, proxy_port: proxy.port, http_port: proxy.httpPort }, 'pgfleet is ready');
     const running = proxy;
     let stopping: Promise<void> | undefined;
     return {
@@ -37,6 +39,7 @@ export async function startGateway(config: Config): Promise<Gateway> {
       apiPort,
       apiUrl: `http://${config.apiHost}:${apiPort}`,
       proxyPort: proxy.port,
+      httpPort: proxy.httpPort,
       caPath: proxy.caPath,
       stop: () => (stopping ??= (async () => {
         await api.close();

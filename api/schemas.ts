@@ -9,6 +9,8 @@ const Text = (maxLength: number, extra: { description?: string; minLength?: numb
 
 const Timestamp = Type.String({ format: 'date-time' });
 
+const HistoryRetention = Type.Integer({ minimum: 0, maximum: 365 * 86400, description: 'seconds of history kept for restores and branches at a past time; 0 = none' });
+
 export const ErrorBody = Type.Object(
   {
     error: Type.Object({
@@ -49,6 +51,11 @@ export const PartnerWithKey = Type.Object({
 
 export const PartnerList = Type.Object({ partners: Type.Array(Partner) });
 
+export const PartnerUpdate = Type.Object(
+  { default_history_retention_seconds: Type.Union([HistoryRetention, Type.Null()], { description: "for its databases without their own; null = pgfleet's default" }) },
+  { additionalProperties: false },
+);
+
 // Databases
 
 export const DatabaseCreate = Type.Object(
@@ -59,6 +66,7 @@ export const DatabaseCreate = Type.Object(
     role_name: Type.Optional(Text(63, { description: 'owner role; default app_owner' })),
     database_name: Type.Optional(Text(63, { description: 'default app' })),
     suspend_timeout_seconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 7 * 86400, description: '0 = never suspend' })),
+    history_retention_seconds: Type.Optional(HistoryRetention),
     quotas: Type.Optional(Quotas),
   },
   { additionalProperties: false },
@@ -68,6 +76,7 @@ export const DatabaseUpdate = Type.Object(
   {
     name: Type.Optional(Type.Union([Text(128), Type.Null()])),
     suspend_timeout_seconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 7 * 86400 })),
+    history_retention_seconds: Type.Optional(Type.Union([HistoryRetention, Type.Null()], { description: 'null = the partner\'s default' })),
     quotas: Type.Optional(Quotas),
   },
   { additionalProperties: false },
@@ -89,6 +98,7 @@ const databaseFields = {
   database: Type.String(),
   roles: Type.Array(Type.String()),
   suspend_timeout_seconds: Type.Integer(),
+  history_retention_seconds: Type.Integer({ description: 'in effect: its own, else its partner\'s default, else pgfleet\'s' }),
   quotas: Quotas,
   state: Type.Union([
     Type.Literal('creating'), Type.Literal('suspended'), Type.Literal('starting'), Type.Literal('running'), Type.Literal('stopping'), Type.Literal('failed'),
@@ -105,6 +115,9 @@ const credentialFields = {
   password: Type.String({ description: 'shown in this answer only' }),
   connection_uri: Type.String({ description: 'routes by TLS SNI: postgresql://role:password@<endpoint>.<domain>:port/db?sslmode=require' }),
   connection_uri_no_sni: Type.String({ description: 'names the endpoint in the options parameter, for hosts without DNS per endpoint' }),
+  serverless_connection_uri: Type.Optional(Type.String({
+    description: "for Neon's serverless driver (@neondatabase/serverless): postgresql://role:password@<endpoint>.<domain>:<http port>/db; present when the serverless door (PGFLEET_HTTP_PORT) is served",
+  })),
 };
 
 export const DatabaseCreated = Type.Object({ ...databaseFields, ...credentialFields });
@@ -135,6 +148,59 @@ export const RoleCredentials = Type.Object({
 export type DatabaseView = Static<typeof Database>;
 export type DatabaseCreatedView = Static<typeof DatabaseCreated>;
 export type RoleCredentialsView = Static<typeof RoleCredentials>;
+
+// Branches and restore
+
+export const BranchParams = Type.Object({ id: Text(64), branch: Text(100) });
+
+const At = Text(64, { description: 'an RFC 3339 time (2025-01-31T12:00:00Z) or an LSN (0/16B3748)' });
+
+export const BranchCreate = Type.Object(
+  {
+    name: Text(100, { description: 'unique in the database: A-Z, a-z, 0-9, ".", "_", "-"' }),
+    parent: Type.Optional(Text(100, { description: 'the branch to copy; default: the root branch (main)' })),
+    at: Type.Optional(At),
+  },
+  { additionalProperties: false },
+);
+
+export const BranchUpdate = Type.Object({ name: Text(100) }, { additionalProperties: false });
+
+export const Branch = Type.Object({
+  id: Type.String(),
+  database_id: Type.String(),
+  name: Type.String(),
+  parent: Type.Union([Type.String(), Type.Null()], { description: "the parent branch's name; null for the root branch" }),
+  parent_time: Type.Union([Timestamp, Type.Null()], { description: 'the moment of the parent it was copied from (null when given as an LSN)' }),
+  parent_lsn: Type.Union([Type.String(), Type.Null()]),
+  endpoint_id: Type.String(),
+  host: Type.String(),
+  port: Type.Integer(),
+  database: Type.String(),
+  role: Type.String({ description: 'the owner role: every branch has the database\'s roles and passwords' }),
+  connection_uri: Type.String({ description: 'without the password (the database\'s role passwords apply)' }),
+  connection_uri_no_sni: Type.String(),
+  state: databaseFields.state,
+  earliest_restorable_at: Type.Union([Timestamp, Type.Null()], { description: 'null: no history is kept' }),
+  created_at: Timestamp,
+});
+
+export const BranchList = Type.Object({ branches: Type.Array(Branch) });
+
+export const RestoreRequest = Type.Object(
+  {
+    at: At,
+    branch: Type.Optional(Text(100, { description: 'default: the root branch (main)' })),
+  },
+  { additionalProperties: false },
+);
+
+export const RestoreResult = Type.Object({
+  branch: Branch,
+  before: Type.Object(Branch.properties, { description: 'the state just before the restore, kept as a new branch' }),
+});
+
+export type BranchView = Static<typeof Branch>;
 
 const Timed = Type.String({ format: 'date-time' });
 

@@ -14,6 +14,7 @@ import { refuseControlCharacters } from './control-characters.ts';
 import { installErrorHandlers } from './errors.ts';
 import { IdempotencyStore } from './idempotency.ts';
 import { UnauthenticatedLimit } from './unauthenticated-limit.ts';
+import { branchRoutes } from './routes/branches.ts';
 import { databaseRoutes } from './routes/databases.ts';
 import { fleetRoutes } from './routes/fleet.ts';
 import { partnerRoutes } from './routes/partners.ts';
@@ -88,7 +89,10 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
     // Every answer carries an ETag; a poller that sends it back as If-None-Match gets 304 while nothing changed.
     await scope.register(etag);
     await scope.register(partnerRoutes, { partners: core.partners });
-    await scope.register(databaseRoutes, { databases: core.databases, computes: core.computes, idempotency, publicAddress: opts.publicAddress });
+    await scope.register(databaseRoutes, { databases: core.databases, computes: core.computes, idempotency, publicAddress: opts.publicAddress,
+      defaultHistoryRetentionSeconds: core.config.history.retentionSeconds,
+    });
+    await scope.register(branchRoutes, { branches: core.branches, databases: core.databases, computes: core.computes, publicAddress: opts.publicAddress });
     await scope.register(tokenRoutes, { databases: core.databases, jwt: core.jwt });
     await scope.register(usageRoutes, { databases: core.databases, usage: core.usage, catalog: core.catalog });
     await scope.register(fleetRoutes, { catalog: core.catalog, computes: core.computes, metrics: core.metrics });

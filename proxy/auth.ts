@@ -4,6 +4,7 @@
  * password over TLS, checked against the same verifier. A JWT-as-password method belongs
  * in checkPassword, beside the verifier check.
  */
+import crypto from 'node:crypto';
 import type { BranchRoute } from '../src/catalog/routes.ts';
 import { AuthFailed } from './errors.ts';
 import { authenticationCleartextPassword, parsePassword } from './messages.ts';
@@ -15,9 +16,45 @@ export async function readCleartextPassword(io: AuthIO): Promise<string> {
   return parsePassword(await io.read('PasswordMessage'));
 }
 
+/**
+ * Passwords that matched a verifier lately, so that a client sending its password in clear on
+ * every request (SQL over HTTP, a new WebSocket per function call) does not pay PBKDF2 each time.
+ * Only successes are kept, as a keyed hash of (verifier, password) under a key that lives in this
+ * process only; a new password (a new verifier) misses the cache.
+ */
+class VerifiedPasswords {
+  private readonly key = crypto.randomBytes(32);
+  private readonly seen = new Map<string, number>();
+
+  constructor(private readonly max: number, private readonly ttlMs: number) {}
+
+  private id(verifier: string, password: string): string {
+    return crypto.createHmac('sha256', this.key).update(verifier).update('\0').update(password).digest('base64');
+  }
+
+  has(verifier: string, password: string): boolean {
+    const id = this.id(verifier, password);
+    const until = this.seen.get(id);
+    if (until === undefined) return false;
+    if (until > Date.now()) return true;
+    this.seen.delete(id);
+    return false;
+  }
+
+  add(verifier: string, password: string): void {
+    this.seen.set(this.id(verifier, password), Date.now() + this.ttlMs);
+    while (this.seen.size > this.max) this.seen.delete(this.seen.keys().next().value!);
+  }
+}
+
+const verified = new VerifiedPasswords(10_000, 10 * 60_000);
+
 /** Checks a cleartext password for `role` of the routed branch; throws AuthFailed. */
 export async function checkPassword(route: BranchRoute, role: string, password: string): Promise<void> {
-  if (!(await passwordMatches(route.verifiers.get(role), password))) throw new AuthFailed(role);
+  const verifier = route.verifiers.get(role);
+  if (verifier !== undefined && verified.has(verifier, password)) return;
+  if (!(await passwordMatches(verifier, password))) throw new AuthFailed(role);
+  verified.add(verifier!, password);
 }
 
 /** The SCRAM exchange for `role` of the routed branch; throws AuthFailed. */

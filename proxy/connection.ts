@@ -1,6 +1,8 @@
 /**
  * One client connection, top to bottom: startup → endpoint → auth (SCRAM, or a cleartext
  * password or JWT over TLS) → quotas → wake → backend startup → relay, then one log line.
+ * The steps are exported one by one: the serverless door (proxy/serverless/) runs the same
+ * ones for its WebSocket sessions and its HTTP queries.
  */
 import type net from 'node:net';
 import { decodeJwt } from 'jose';
@@ -14,9 +16,9 @@ import type { HandshakeProgress } from './admission.ts';
 import type { AuthLimiter } from './auth-limiter.ts';
 import { checkPassword, readCleartextPassword, scramAuth } from './auth.ts';
 import { type BackendSession, startBackend } from './backend.ts';
-import { HOW_TO_NAME_AN_ENDPOINT, endpointFromPassword, endpointFromSni, endpointFromStartup, pgfleetOptions } from './endpoint.ts';
+import { HOW_TO_NAME_AN_ENDPOINT, endpointFromHost, endpointFromPassword, endpointFromSni, endpointFromStartup, pgfleetOptions } from './endpoint.ts';
 import { AuthFailed, ConnectionRefused, ProtocolViolation, Unanswered } from './errors.ts';
-import { type Handshake, type HandshakeOptions, readStartup } from './handshake.ts';
+import { type Handshake, type HandshakeOptions, type WebSocketTransport, readStartup } from './handshake.ts';
 import { authenticationOk, backendKeyData, errorFor } from './messages.ts';
 import type { RefusalLog } from './refusal-log.ts';
 import { relay } from './relay.ts';
@@ -45,10 +47,25 @@ const JWT_NEEDS_OPTION =
 const WITHHELD = new Set(['user', 'database', 'options', 'replication']);
 const PASSWORD_MESSAGE = 0x70; // 'p'
 
-export async function handleConnection(raw: net.Socket, ctx: ConnectionContext, progress?: HandshakeProgress): Promise<void> {
-  const started = Date.now();
-  const line: Record<string, unknown> = { client: raw.remoteAddress };
+/** A client connection over TCP: the Postgres handshake (TLS, SNI), then the shared steps. */
+export function handleConnection(raw: net.Socket, ctx: ConnectionContext, progress?: HandshakeProgress): Promise<void> {
   raw.setNoDelay(true);
+  return serveConnection(raw, raw.remoteAddress ?? '', ctx, { progress });
+}
+
+/** What the door that accepted a connection tells the shared steps. */
+export interface ConnectionDoor {
+  /** The listener's handshake caps, told when the startup arrived and when auth succeeded. */
+  progress?: HandshakeProgress;
+  /** A WebSocket's byte stream: the password comes in clear, the host names the endpoint. */
+  websocket?: WebSocketTransport;
+}
+
+/** One connection of either door, from startup to its log line: the TCP proxy's socket, or a WebSocket's byte stream. */
+export async function serveConnection(raw: Duplex, clientAddress: string, ctx: ConnectionContext, door: ConnectionDoor = {}): Promise<void> {
+  const started = Date.now();
+  const line: Record<string, unknown> = { client: clientAddress };
+  if (door.websocket) line.door = 'websocket';
   raw.on('error', () => {});
   let client: Duplex = raw;
   let lease: Lease | undefined;
@@ -60,72 +77,103 @@ export async function handleConnection(raw: net.Socket, ctx: ConnectionContext, 
     const hs = await readStartup(raw, ctx, (secure) => {
       client = secure;
       client.on('error', () => {});
-    });
+    }, door.websocket);
     if (!hs) {
       line.outcome = 'cancel request';
       return;
     }
-    progress?.startupReceived();
+    door.progress?.startupReceived();
     const role = hs.startup.params.get('user')!;
     line.role = role;
     const io = authIO(hs);
-    const route = await identifyAndAuthenticate(hs, io, role, raw.remoteAddress ?? '', line, ctx);
+    const route = await identifyAndAuthenticate(hs, io, role, clientAddress, line, ctx);
     clearTimeout(timer);
     authenticated = true;
-    progress?.authenticated();
-    const overQuota = ctx.metering ? await ctx.core.usage.check(route) : undefined;
-    if (overQuota) throw overQuota;
-    if (ctx.metering) endAdmission = ctx.core.usage.admit(route.databaseId);
+    door.progress?.authenticated();
+    endAdmission = await admit(route, ctx);
     client.write(authenticationOk());
 
     lease = await ctx.core.acquire(route);
-    const backend = await startCompute(lease, hs, role, route, ctx);
+    const backend = await startCompute(lease, backendParams(hs.startup.params, role), route, ctx);
     const key = await ctx.cancels.issue(lease.address, backend.pid, backend.secret);
     try {
       const frames = backend.frames;
       client.write(Buffer.concat([...frames.slice(0, -1), backendKeyData(key.pid, key.secret), frames.at(-1)!]));
       const early = hs.reader.detach();
       if (early.length > 0) backend.socket.write(early);
-      session = {
-        endpointId: route.endpointId, branchId: route.branchId, databaseId: route.databaseId, partnerId: route.partnerId,
-        role, clientAddress: raw.remoteAddress ?? '', startedAt: new Date(started),
-        bytesFromClient: early.length, bytesToClient: 0,
-        // The compute is being suspended (a quota ran out): the client learns why, then the session ends.
-        terminate: (reason) => {
-          if (client.writable) client.end(errorFor(reason));
-          backend.socket.destroy();
-        },
-      };
-      ctx.sessions.add(session);
-      if (ctx.metering) ctx.core.usage.openSession(session);
+      // The compute is being suspended (a quota ran out): the client learns why, then the session ends.
+      session = newSession(route, role, clientAddress, started, (reason) => {
+        if (client.writable) client.end(errorFor(reason));
+        backend.socket.destroy();
+      });
+      session.bytesFromClient = early.length;
+      openSession(session, ctx);
       line.outcome = await relay(client, backend.socket, session, backend.rest);
     } finally {
       ctx.cancels.revoke(key.pid);
     }
   } catch (err) {
-    line.outcome = err instanceof PgfleetError ? err.code : 'error';
-    if (!(err instanceof PgfleetError) || err instanceof ProtocolViolation || err instanceof Unanswered) line.err = (err as Error).message;
-    if (err instanceof AuthFailed || err instanceof TokenError) ctx.core.metrics.authFailures.inc({ reason: err instanceof TokenError ? 'token' : 'password' });
-    else if (err instanceof ConnectionRefused && err.sqlstate === '28000') ctx.core.metrics.authFailures.inc({ reason: 'refused' });
+    noteFailure(err, line, ctx);
     if (client.writable && !(err instanceof Unanswered)) client.end(errorFor(err));
-    else client.destroy();
+    else client.destroy(err as Error); // a WebSocket closes with the error as its reason
   } finally {
     clearTimeout(timer);
     lease?.release();
     endAdmission?.();
-    if (session) {
-      ctx.sessions.delete(session);
-      if (ctx.metering) ctx.core.usage.closeSession(session);
-      ctx.core.metrics.bytes.inc({ direction: 'from_client' }, session.bytesFromClient);
-      ctx.core.metrics.bytes.inc({ direction: 'to_client' }, session.bytesToClient);
-      line.bytes_in = session.bytesFromClient;
-      line.bytes_out = session.bytesToClient;
-    }
-    ctx.core.metrics.connections.inc({ outcome: session ? 'relayed' : String(line.outcome) });
-    line.duration_ms = Date.now() - started;
-    if (authenticated) ctx.core.log.info(line, 'connection');
-    else ctx.refusals.note(line);
+    if (session) closeSession(session, line, ctx);
+    logConnection(line, session ? 'relayed' : String(line.outcome), started, authenticated, ctx);
   }
+}
+
+/**
+ * Quotas, then the session counts against max_connections (from before the compute is acquired,
+ * so sessions waiting for a wake count); returns what ends that count, when this listener meters.
+ */
+export async function admit(route: BranchRoute, ctx: ConnectionContext): Promise<(() => void) | undefined> {
+  if (!ctx.metering) return undefined;
+  const overQuota = await ctx.core.usage.check(route);
+  if (overQuota) throw overQuota;
+  return ctx.core.usage.admit(route.databaseId);
+}
+
+/** A session as metering and quota enforcement see it; `terminate` ends it with a reason. */
+export function newSession(route: BranchRoute, role: string, clientAddress: string, started: number, terminate: Session['terminate']): Session {
+  return {
+    endpointId: route.endpointId, branchId: route.branchId, databaseId: route.databaseId, partnerId: route.partnerId,
+    role, clientAddress, startedAt: new Date(started), bytesFromClient: 0, bytesToClient: 0, terminate,
+  };
+}
+
+/** The session counts: live (a quota suspension reaches it) and metered. */
+export function openSession(session: Session, ctx: ConnectionContext): void {
+  ctx.sessions.add(session);
+  if (ctx.metering) ctx.core.usage.openSession(session);
+}
+
+/** The session's bytes go to metering, the operator metrics and the log line. */
+export function closeSession(session: Session, line: Record<string, unknown>, ctx: ConnectionContext): void {
+  ctx.sessions.delete(session);
+  if (ctx.metering) ctx.core.usage.closeSession(session);
+  ctx.core.metrics.bytes.inc({ direction: 'from_client' }, session.bytesFromClient);
+  ctx.core.metrics.bytes.inc({ direction: 'to_client' }, session.bytesToClient);
+  line.bytes_in = session.bytesFromClient;
+  line.bytes_out = session.bytesToClient;
+}
+
+/** Puts why a connection failed on its log line and counts authentication failures. */
+export function noteFailure(err: unknown, line: Record<string, unknown>, ctx: ConnectionContext): void {
+  line.outcome = err instanceof PgfleetError ? err.code : 'error';
+  if (!(err instanceof PgfleetError) || err instanceof ProtocolViolation || err instanceof Unanswered) line.err = (err as Error).message;
+  if (err instanceof AuthFailed || err instanceof TokenError) ctx.core.metrics.authFailures.inc({ reason: err instanceof TokenError ? 'token' : 'password' });
+  else if (err instanceof ConnectionRefused && err.sqlstate === '28000') ctx.core.metrics.authFailures.inc({ reason: 'refused' });
+}
+
+/** The one log line (and connection metric) per connection or request; refusals before auth are sampled. */
+export function logConnection(line: Record<string, unknown>, outcome: string, started: number, authenticated: boolean, ctx: ConnectionContext): void {
+  ctx.core.metrics.connections.inc({ outcome });
+  line.duration_ms = Date.now() - started;
+  if (authenticated) ctx.core.log.info(line, 'connection');
+  else ctx.refusals.note(line);
 }
 
 function authIO(hs: Handshake): AuthIO {
@@ -138,17 +186,20 @@ function authIO(hs: Handshake): AuthIO {
 /**
  * Finds the endpoint and authenticates the role on it. A named endpoint (SNI or options) means
  * SCRAM, unless options say `auth=jwt`: SCRAM keeps channel binding, and cannot carry a token.
- * Otherwise, over TLS, a cleartext password is asked for, and a JWT is told apart from a
- * password by its form: a JWT (which names its database itself), `endpoint=<id>;<JWT>` or
- * `endpoint=<id>;<password>`.
+ * Otherwise, over TLS, a cleartext password is asked for (see authenticateWithPassword). A
+ * WebSocket always gets the cleartext request: the serverless driver sends its password before
+ * being asked, and the WebSocket's own TLS protects it.
  */
 async function identifyAndAuthenticate(
   hs: Handshake, io: AuthIO, role: string, client: string, line: Record<string, unknown>, ctx: ConnectionContext,
 ): Promise<BranchRoute> {
   const options = pgfleetOptions(hs.startup.params.get('options'));
-  const endpoint = endpointFromStartup(endpointFromSni(hs.tls?.servername, ctx.core.config.domain), options.endpoint);
+  const named = hs.websocket
+    ? endpointFromHost(hs.websocket.host, ctx.core.config.domain)
+    : endpointFromSni(hs.tls?.servername, ctx.core.config.domain);
+  const endpoint = endpointFromStartup(named, options.endpoint);
   line.endpoint = endpoint;
-  if (endpoint && !options.jwt) {
+  if (endpoint && !options.jwt && !hs.websocket) {
     const route = await routeFor(endpoint, client, ctx);
     await limited(ctx, endpoint, client, () => scramAuth(io, route, role, hs.tls ? ctx.channelBinding : undefined))
       .catch((err: unknown) => {
@@ -157,20 +208,42 @@ async function identifyAndAuthenticate(
       });
     return route;
   }
-  if (!hs.tls) {
+  if (!hs.tls && !hs.websocket) {
     throw options.jwt
       ? new ConnectionRefused('a JWT is only accepted over TLS', '28000')
       : new ConnectionRefused('the connection names no endpoint', '08004', HOW_TO_NAME_AN_ENDPOINT);
   }
-  const password = await readCleartextPassword(io);
-  if (looksLikeJwt(password)) return jwtAuth(password, endpoint, role, client, line, ctx);
-  if (options.jwt) throw new TokenError('the password is not a JWT', 'auth=jwt was given but the password does not look like a JWT');
+  return authenticateWithPassword(await readCleartextPassword(io), { endpoint, role, client, jwtRequired: options.jwt }, line, ctx);
+}
+
+/** Who is asking, for a password given in clear. */
+export interface PasswordClaim {
+  /** Named by the host or options; the password may name it instead (prefix, or a JWT). */
+  endpoint: string | undefined;
+  role: string;
+  /** The client's address, for the failure limits. */
+  client: string;
+  /** `auth=jwt`: only a JWT will do. */
+  jwtRequired?: boolean;
+}
+
+/**
+ * A password given in clear, told apart by its form: a JWT (which names its database itself),
+ * `endpoint=<id>;<JWT>`, `endpoint=<id>;<password>`, or the role's password for the endpoint
+ * already named. Failures count against the limits; the route is returned.
+ */
+export async function authenticateWithPassword(password: string, claim: PasswordClaim, line: Record<string, unknown>, ctx: ConnectionContext): Promise<BranchRoute> {
+  const { role, client } = claim;
+  if (looksLikeJwt(password)) return jwtAuth(password, claim.endpoint, role, client, line, ctx);
+  if (claim.jwtRequired) throw new TokenError('the password is not a JWT', 'auth=jwt was given but the password does not look like a JWT');
   const prefixed = endpointFromPassword(password);
-  if (!prefixed) throw new ConnectionRefused('the connection names no endpoint', '08004', HOW_TO_NAME_AN_ENDPOINT);
-  if (looksLikeJwt(prefixed.password)) return jwtAuth(prefixed.password, prefixed.endpoint, role, client, line, ctx);
-  line.endpoint = prefixed.endpoint;
-  const route = await routeFor(prefixed.endpoint, client, ctx);
-  await limited(ctx, prefixed.endpoint, client, () => checkPassword(route, role, prefixed.password));
+  const endpoint = endpointFromStartup(claim.endpoint, prefixed?.endpoint);
+  if (!endpoint) throw new ConnectionRefused('the connection names no endpoint', '08004', HOW_TO_NAME_AN_ENDPOINT);
+  const secret = prefixed ? prefixed.password : password;
+  if (prefixed && looksLikeJwt(secret)) return jwtAuth(secret, endpoint, role, client, line, ctx);
+  line.endpoint = endpoint;
+  const route = await routeFor(endpoint, client, ctx);
+  await limited(ctx, endpoint, client, () => checkPassword(route, role, secret));
   return route;
 }
 
@@ -219,18 +292,18 @@ async function limited<T>(ctx: ConnectionContext, target: string, client: string
 }
 
 /** The client's parameters for the compute: same role and database, endpoint= taken out of options. */
-function backendParams(hs: Handshake, role: string): Map<string, string> {
-  const p = hs.startup.params;
-  const out = new Map<string, string>([['user', role], ['database', p.get('database') || role]]);
-  const options = pgfleetOptions(p.get('options')).rest;
+export function backendParams(params: Map<string, string>, role: string): Map<string, string> {
+  const out = new Map<string, string>([['user', role], ['database', params.get('database') || role]]);
+  const options = pgfleetOptions(params.get('options')).rest;
   if (options) out.set('options', options);
-  for (const [k, v] of p) if (!WITHHELD.has(k)) out.set(k, v);
+  for (const [k, v] of params) if (!WITHHELD.has(k)) out.set(k, v);
   return out;
 }
 
-async function startCompute(lease: Lease, hs: Handshake, role: string, route: BranchRoute, ctx: ConnectionContext): Promise<BackendSession> {
+/** A session on the leased compute; a failure to reach it becomes 57P03 (the details go to the log). */
+export async function startCompute(lease: Lease, params: Map<string, string>, route: BranchRoute, ctx: ConnectionContext): Promise<BackendSession> {
   // A compute that wakes on connect (Neon's proxy starts it) is waited for as long as a wake.
-  const started = startBackend(lease.address, backendParams(hs, role));
+  const started = startBackend(lease.address, params);
   const limit = ctx.core.config.wakeTimeoutMs;
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {

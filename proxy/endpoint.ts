@@ -73,3 +73,10 @@ export function endpointFromPassword(password: string): { endpoint: string; pass
   if (!m || !ENDPOINT_ID.test(m[1]!)) return undefined;
   return { endpoint: m[1]!, password: m[2]! };
 }
+
+/** The endpoint an HTTP Host (`<ep-…>.<domain>[:port]`) names, as endpointFromSni reads a server name. */
+export function endpointFromHost(host: string | undefined, domain: string): string | undefined {
+  if (!host) return undefined;
+  const name = host.startsWith('[') ? undefined : host.replace(/:\d*$/, '');
+  return endpointFromSni(name, domain);
+}

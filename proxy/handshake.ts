@@ -2,7 +2,8 @@
  * The startup phase up to a protocol 3 startup packet: SSLRequest → TLS, a TLS ClientHello as
  * the first bytes → direct TLS (Postgres 17's sslnegotiation=direct, ALPN `postgresql`
  * required), GSSENCRequest → refused, CancelRequest → forwarded. Reads are bounded; anything
- * malformed throws 08P01.
+ * malformed throws 08P01. A WebSocket arrives already encrypted (or plain, when allowed) by its
+ * HTTP listener, so an SSLRequest on it is refused like GSSENCRequest.
  */
 import type net from 'node:net';
 import tls from 'node:tls';
@@ -21,6 +22,18 @@ export interface Handshake {
   /** The TLS server name the client sent (SNI), when the connection is TLS. */
   tls: { servername: string | undefined } | undefined;
   startup: Startup;
+  /**
+   * The connection came over a WebSocket: its TLS is the WebSocket's, the password is asked in
+   * clear (the serverless driver pipelines one), and `host` names the endpoint instead of SNI.
+   */
+  websocket?: WebSocketTransport;
+}
+
+export interface WebSocketTransport {
+  /** The host the client asked for (Host header, or the `address` of a WebSocket proxy URL). */
+  host: string | undefined;
+  /** The WebSocket itself is TLS (wss). */
+  secure: boolean;
 }
 
 export interface HandshakeOptions {
@@ -62,13 +75,15 @@ async function upgradeToTls(raw: net.Socket, secureContext: tls.SecureContext): 
  * Resolves with the startup packet, or undefined when the connection was a CancelRequest.
  * `encrypted` hears of the TLS socket as soon as there is one, so that an error is sent over it.
  */
-export async function readStartup(raw: net.Socket, opts: HandshakeOptions, encrypted: (secure: tls.TLSSocket) => void): Promise<Handshake | undefined> {
+export async function readStartup(
+  raw: Duplex, opts: HandshakeOptions, encrypted: (secure: tls.TLSSocket) => void, websocket?: WebSocketTransport,
+): Promise<Handshake | undefined> {
   let socket: Duplex = raw;
   let reader = new PacketReader(raw);
   let secure: tls.TLSSocket | undefined;
-  if ((await reader.peek()) === TLS_HANDSHAKE_RECORD) {
+  if (!websocket && (await reader.peek()) === TLS_HANDSHAKE_RECORD) {
     raw.unshift(reader.detach()); // the TLS socket reads the ClientHello from the raw socket
-    secure = await upgradeToTls(raw, opts.secureContext);
+    secure = await upgradeToTls(raw as net.Socket, opts.secureContext);
     encrypted(secure);
     socket = secure;
     reader = new PacketReader(secure);
@@ -80,6 +95,10 @@ export async function readStartup(raw: net.Socket, opts: HandshakeOptions, encry
     const packet = decodeStartup(await reader.readStartup());
     switch (packet.kind) {
       case 'ssl':
+        if (websocket) {
+          socket.write(encryptionResponse(false));
+          break;
+        }
         if (secure) throw new ProtocolViolation('SSLRequest on an encrypted connection');
         if (reader.pending > 0) {
           // A client that gave up at once (node-postgres connect() then end()) sends its
@@ -89,7 +108,7 @@ export async function readStartup(raw: net.Socket, opts: HandshakeOptions, encry
         }
         reader.detach();
         raw.write(encryptionResponse(true));
-        secure = await upgradeToTls(raw, opts.secureContext);
+        secure = await upgradeToTls(raw as net.Socket, opts.secureContext);
         encrypted(secure);
         socket = secure;
         reader = new PacketReader(secure);
@@ -104,13 +123,14 @@ export async function readStartup(raw: net.Socket, opts: HandshakeOptions, encry
         socket.end();
         return undefined;
       case 'startup':
-        if (!secure && !opts.allowPlaintext) {
+        if (!secure && !websocket?.secure && !opts.allowPlaintext) {
           throw new ConnectionRefused('pgfleet accepts only TLS connections', '28000',
             'Connect with sslmode=require (or sslmode=verify-full with the pgfleet CA as sslrootcert).');
         }
         if (packet.minor > 0 || packet.protocolOptions.length > 0) {
           socket.write(negotiateProtocolVersion(0, packet.protocolOptions));
         }
+        if (websocket) return { socket, reader, tls: undefined, startup: packet, websocket };
         return { socket, reader, tls: secure ? { servername: secure.servername || undefined } : undefined, startup: packet };
     }
   }

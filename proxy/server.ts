@@ -2,7 +2,8 @@
  * The proxy's listener and lifecycle: TLS identity, cancel keys, auth limits, live sessions,
  * and what the listener admits: a total connection cap below the descriptor limit (the
  * listener stops taking more: Node accepts and at once closes the excess, so descriptors never
- * run out), and the handshake caps of proxy/admission.ts.
+ * run out), and the handshake caps of proxy/admission.ts. The serverless door (WebSocket +
+ * POST /sql, proxy/serverless/) shares all of these when its port is set.
  */
 import net from 'node:net';
 import tls from 'node:tls';
@@ -15,6 +16,7 @@ import { Admission } from './admission.ts';
 import { AuthLimiter, type AuthLimits, DEFAULT_AUTH_LIMITS } from './auth-limiter.ts';
 import { CancelKeys } from './cancel.ts';
 import { type ConnectionContext, handleConnection } from './connection.ts';
+import { type ServerlessDoor, startServerless } from './serverless/server.ts';
 import { ConnectionRefused } from './errors.ts';
 import { errorFor } from './messages.ts';
 import { RefusalLog, type RefusalLogOptions } from './refusal-log.ts';
@@ -34,10 +36,14 @@ export interface ProxyOptions {
   handshakeTimeoutMs?: number;
   /** Usage and quotas for this listener's sessions (default on; off for trusted internal traffic). */
   metering?: boolean;
+  /** The serverless door's port (default PGFLEET_HTTP_PORT; undefined there = not served). */
+  httpPort?: number;
 }
 
 export interface Proxy {
   port: number;
+  /** The serverless door's port, when it is served. */
+  httpPort: number | undefined;
   /** The generated local CA (sslrootcert for verify-full); undefined with a configured certificate. */
   caPath: string | undefined;
   /** Live relayed sessions, for metering. */
@@ -99,6 +105,15 @@ export async function startProxy(core: Core, opts: ProxyOptions = {}): Promise<P
   // accept() failing (EMFILE, ENFILE) is counted like a refusal, not logged once per attempt.
   server.on('error', (err: NodeJS.ErrnoException) => ctx.refusals.note({ outcome: `accept failed: ${err.code ?? err.message}` }));
   const port = (server.address() as net.AddressInfo).port;
+  const httpPort = opts.httpPort ?? config.httpPort;
+  let serverless: ServerlessDoor | undefined;
+  try {
+    serverless = httpPort === undefined ? undefined
+      : await startServerless(ctx, { host: config.httpHost, port: httpPort, tls: identity, admission });
+  } catch (err) {
+    server.close();
+    throw err;
+  }
   const terminate = (branchId: string, reason: PgfleetError) => {
     for (const session of sessions) if (session.branchId === branchId) session.terminate(reason);
   };
@@ -106,12 +121,14 @@ export async function startProxy(core: Core, opts: ProxyOptions = {}): Promise<P
   if (identity.caPath) core.log.info({ ca: identity.caPath }, 'proxy TLS certificate issued by the local CA (use as sslrootcert)');
   return {
     port,
+    httpPort: serverless?.port,
     caPath: identity.caPath,
     sessions,
     limits,
     admission,
     close: async () => {
       core.computes.off('terminate', terminate);
+      await serverless?.close();
       ctx.refusals.stop();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const s of sockets) s.destroy();

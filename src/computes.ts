@@ -45,6 +45,8 @@ interface Entry {
   idleTimer: NodeJS.Timeout | undefined;
   failures: number;
   retryAt: number;
+  /** Settles when a restore, reset or copy of the branch's files ends; wakes wait for it. */
+  held: Promise<void> | undefined;
 }
 
 export interface ComputeManagerOptions {
@@ -83,7 +85,7 @@ export class ComputeManager extends EventEmitter {
       e = {
         target, state: 'suspended', address: undefined, starting: undefined, settled: Promise.resolve(),
         stopping: undefined, connections: 0, lastActiveAt: undefined, startedAt: undefined,
-        idleTimer: undefined, failures: 0, retryAt: 0,
+        idleTimer: undefined, failures: 0, retryAt: 0, held: undefined,
       };
       this.entries.set(target.ref.branchId, e);
     } else {
@@ -186,6 +188,7 @@ export class ComputeManager extends EventEmitter {
   private wakeEntry(e: Entry): Promise<ComputeAddress> {
     if (this.closed) return Promise.reject(new ComputeStartError('the gateway is shutting down'));
     if (e.target.unavailable) return Promise.reject(e.target.unavailable);
+    if (e.held) return this.waitForHold(e).then(() => this.wakeEntry(e));
     if (e.state === 'running' && e.address) return Promise.resolve(e.address);
     if (e.starting) return e.starting;
     if (e.stopping) {
@@ -227,6 +230,70 @@ export class ComputeManager extends EventEmitter {
     );
     e.starting = starting;
     return starting;
+  }
+
+  /** Waits, like a wake, for a restore or reset to end: up to wakeTimeoutMs, then 57P03. */
+  private waitForHold(e: Entry): Promise<void> {
+    const held = e.held!;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new ComputeStartError(
+        `the branch is being restored or copied and was not ready within ${Math.round(this.opts.wakeTimeoutMs / 1000)} s; try again shortly`)),
+      this.opts.wakeTimeoutMs);
+      void held.then(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  /** Runs fn while e is held: no start begins (wakes wait) until fn ends. One holder at a time. */
+  private async withHold<T>(e: Entry, fn: () => Promise<T>): Promise<T> {
+    while (e.held) await e.held;
+    let release!: () => void;
+    e.held = new Promise((r) => (release = r));
+    try {
+      return await fn();
+    } finally {
+      e.held = undefined;
+      release();
+    }
+  }
+
+  /**
+   * Stops the compute (its sessions end with `reason`) and keeps it stopped while fn rewrites its
+   * files (a restore, a reset); connections meanwhile wait as for a wake.
+   */
+  hold<T>(target: ComputeTarget, reason: PgfleetError, fn: () => Promise<T>): Promise<T> {
+    const e = this.entry(target);
+    return this.withHold(e, async () => {
+      await e.starting?.catch(() => {});
+      if (e.state === 'running' || e.state === 'stopping') {
+        this.emit('terminate', target.ref.branchId, reason);
+        await this.stopEntry(e);
+      }
+      return fn();
+    });
+  }
+
+  /**
+   * Runs fn while the compute's files may be read as they are (a branch copies them). A running
+   * compute keeps running (fn is told, and must copy online) and is not suspended meanwhile; a
+   * stopped one stays stopped until fn ends, connections waiting as for a wake.
+   */
+  async guard<T>(target: ComputeTarget, fn: (running: boolean) => Promise<T>): Promise<T> {
+    const e = this.entry(target);
+    while (e.held) await e.held;
+    await e.starting?.catch(() => {});
+    await e.stopping;
+    if (e.state === 'running') {
+      this.addConnection(e, 1);
+      try {
+        return await fn(true);
+      } finally {
+        this.addConnection(e, -1);
+      }
+    }
+    return this.withHold(e, () => fn(false));
   }
 
   /** Starts the compute, giving up after wakeTimeoutMs; a start given up on is stopped once it settles. */

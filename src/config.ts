@@ -18,6 +18,9 @@ export interface Config {
   apiPort: number;
   proxyHost: string;
   proxyPort: number;
+  /** The serverless door (WebSocket + POST /sql); undefined = not served. */
+  httpHost: string;
+  httpPort: number | undefined;
   /** Operator key; undefined means "generate at first start and keep under dataDir". */
   adminKey: string | undefined;
   pgBin: string | undefined;
@@ -50,6 +53,17 @@ export interface Config {
   apiUnauthenticatedRateLimit: number;
   proxyLimits: ProxyLimits;
   jwt: JwtSettings;
+  history: HistorySettings;
+}
+
+/** History, base backups and retention (branches and point-in-time restore). */
+export interface HistorySettings {
+  /** pgfleet's default history retention, under partners' defaults and databases' own. */
+  retentionSeconds: number;
+  /** A running branch gets an online base backup once its newest is older than this. */
+  baseBackupIntervalMs: number;
+  /** How often retention pruning and scheduled backups run. */
+  upkeepIntervalMs: number;
 }
 
 /** What one client address, or all, may hold of the proxy. */
@@ -232,6 +246,8 @@ export function loadConfig(env: Env = process.env): Config {
     apiPort: port(env, 'PGFLEET_API_PORT', 8080),
     proxyHost: str(env, 'PGFLEET_PROXY_HOST', '127.0.0.1'),
     proxyPort: port(env, 'PGFLEET_PROXY_PORT', 5432),
+    httpHost: str(env, 'PGFLEET_HTTP_HOST', str(env, 'PGFLEET_PROXY_HOST', '127.0.0.1')),
+    httpPort: optional(env, 'PGFLEET_HTTP_PORT') === undefined ? undefined : port(env, 'PGFLEET_HTTP_PORT', 0),
     adminKey,
     pgBin: optional(env, 'PGFLEET_PG_BIN'),
     databaseUrl,
@@ -280,6 +296,11 @@ export function loadConfig(env: Env = process.env): Config {
       jwksCooldownMs: int(env, 'PGFLEET_JWKS_COOLDOWN', 30, 0, 3600) * 1000,
       jwksAllowHttp: bool(env, 'PGFLEET_JWKS_ALLOW_HTTP'),
       jwksAllowInternal: bool(env, 'PGFLEET_JWKS_ALLOW_INTERNAL'),
+    },
+    history: {
+      retentionSeconds: int(env, 'PGFLEET_HISTORY_RETENTION', 7 * 86400, 0, 365 * 86400),
+      baseBackupIntervalMs: int(env, 'PGFLEET_BASE_BACKUP_INTERVAL', 86400, 1, 365 * 86400) * 1000,
+      upkeepIntervalMs: int(env, 'PGFLEET_HISTORY_UPKEEP_INTERVAL', 60, 1, 86400) * 1000,
     },
   };
 }

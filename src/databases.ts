@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Catalog } from './catalog/catalog.ts';
-import { type BranchRoute, branchRefOf, routeByDatabase } from './catalog/routes.ts';
+import { type BranchRoute, branchRefOf, routeByDatabase, routesOfDatabase } from './catalog/routes.ts';
 import type { ComputeManager, ComputeTarget } from './computes.ts';
 import { BadRequestError, ConflictError, DatabaseUnavailableError, NotFoundError } from './errors.ts';
 import { NAME_PATTERN, generateName } from './names.ts';
@@ -25,6 +25,8 @@ export interface DatabaseRecord {
   endpointId: string;
   branchId: string;
   suspendTimeoutSeconds: number;
+  /** Its own, else its partner's default; null = pgfleet's default (PGFLEET_HISTORY_RETENTION). */
+  historyRetentionSeconds: number | null;
   quotas: Quotas;
   createdAt: Date;
   /** Last activity the catalog recorded; the compute manager knows fresher while it runs. */
@@ -44,12 +46,15 @@ export interface NewDatabase {
   roleName?: string;
   databaseName?: string;
   suspendTimeoutSeconds?: number;
+  historyRetentionSeconds?: number | null;
   quotas?: Quotas;
 }
 
 export interface DatabaseChanges {
   name?: string | null;
   suspendTimeoutSeconds?: number;
+  /** null = back to the partner's default. */
+  historyRetentionSeconds?: number | null;
   quotas?: Quotas;
 }
 
@@ -79,7 +84,8 @@ export function validateIdentifier(field: string, value: string, reserved: Set<s
 export const validateRoleName = (value: string, field = 'role_name') => validateIdentifier(field, value, RESERVED_ROLES);
 
 const SELECT_DATABASE = `
-  SELECT d.*, b.id AS branch_id, e.id AS endpoint_id, (extract(epoch FROM d.created_at) * 1000000)::int8 AS created_us,
+  SELECT d.*, b.id AS branch_id,
+         COALESCE(d.history_retention_seconds, (SELECT p.default_history_retention_seconds FROM partners p WHERE p.id = d.partner_id)) AS effective_retention, e.id AS endpoint_id, (extract(epoch FROM d.created_at) * 1000000)::int8 AS created_us,
          (SELECT c.last_active_at FROM computes c WHERE c.branch_id = b.id) AS last_active_at,
          ARRAY(SELECT r.name FROM roles r WHERE r.database_id = d.id ORDER BY r.created_at, r.name) AS roles
     FROM databases d
@@ -100,6 +106,7 @@ function toRecord(row: any): DatabaseRecord {
     endpointId: row.endpoint_id,
     branchId: row.branch_id,
     suspendTimeoutSeconds: row.suspend_timeout_seconds,
+    historyRetentionSeconds: row.effective_retention,
     quotas: row.quotas,
     createdAt: row.created_at,
     lastActiveAt: row.last_active_at,
@@ -136,13 +143,14 @@ export function mergeState(kept: ProviderState, patch: ProviderState): ProviderS
 
 const INSERT_DATABASE = `
   WITH d AS (
-    INSERT INTO databases (id, partner_id, user_id, name, region, provider, database_name, owner_role, suspend_timeout_seconds, quotas, node_id, status)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $14, 'creating') RETURNING created_at),
+    INSERT INTO databases (id, partner_id, user_id, name, region, provider, database_name, owner_role, suspend_timeout_seconds, quotas, node_id, history_retention_seconds, status)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $14, $15, 'creating') RETURNING created_at,
+      COALESCE(history_retention_seconds, (SELECT default_history_retention_seconds FROM partners WHERE id = $2)) AS effective_retention),
   b AS (INSERT INTO branches (id, database_id, name) VALUES ($11, $1, 'main')),
   e AS (INSERT INTO endpoints (id, branch_id) VALUES ($12, $11)),
   r AS (INSERT INTO roles (database_id, name, scram_verifier) VALUES ($1, $8, $13)),
   c AS (INSERT INTO computes (branch_id, state) VALUES ($11, 'suspended'))
-  SELECT created_at FROM d`;
+  SELECT created_at, effective_retention FROM d`;
 
 const isUniqueViolation = (err: unknown) => (err as { code?: string }).code === '23505';
 
@@ -192,13 +200,13 @@ export class Databases extends EventEmitter {
         // One statement (atomic, one round trip): every row of the new database.
         const { rows } = await this.catalog.query(INSERT_DATABASE, [
           ids.databaseId, input.partnerId, input.userId, input.name ?? null, region.id, region.provider.name,
-          databaseName, ownerRole, suspendTimeout, quotas, ids.branchId, ids.endpointId, verifier, nodeId,
+          databaseName, ownerRole, suspendTimeout, quotas, ids.branchId, ids.endpointId, verifier, nodeId, input.historyRetentionSeconds ?? null,
         ]);
         database = {
           id: ids.databaseId, partnerId: input.partnerId, userId: input.userId, name: input.name ?? null, region: region.id,
           provider: region.provider.name, databaseName, ownerRole, roles: [ownerRole], endpointId: ids.endpointId,
-          branchId: ids.branchId, suspendTimeoutSeconds: suspendTimeout, quotas, createdAt: rows[0].created_at, lastActiveAt: null,
-          status: 'ready', statusDetail: null,
+          branchId: ids.branchId, suspendTimeoutSeconds: suspendTimeout, historyRetentionSeconds: rows[0].effective_retention, quotas,
+          createdAt: rows[0].created_at, lastActiveAt: null, status: 'ready', statusDetail: null,
         };
       } catch (err) {
         // Generated names are random; a collision is rare and another draw fixes it.
@@ -296,6 +304,10 @@ export class Databases extends EventEmitter {
       values.push(changes.suspendTimeoutSeconds);
       sets.push(`suspend_timeout_seconds = $${values.length}`);
     }
+    if (changes.historyRetentionSeconds !== undefined) {
+      values.push(changes.historyRetentionSeconds);
+      sets.push(`history_retention_seconds = $${values.length}`);
+    }
     if (changes.quotas !== undefined) {
       // A PATCH of quotas merges: named quotas change, the others stay.
       values.push(validateQuotas(changes.quotas));
@@ -329,22 +341,25 @@ export class Databases extends EventEmitter {
 
   /**
    * Removes the catalog rows first (no new connection can route) and, in the same transaction,
-   * records that the provider's resources must go; then stops the compute and deletes them. A
-   * failure there leaves the record, retried in the background (ProviderDeletions) until done.
+   * records that the provider's resources of every branch must go; then stops the computes and
+   * deletes them, children first (the main branch's removal also removes the database's
+   * directory, or its Neon project). A failure there leaves the record, retried in the background
+   * (ProviderDeletions) until done.
    */
   async delete(partnerId: string, id: string): Promise<void> {
     const record = await this.get(partnerId, id);
-    const route = await this.routeOf(record);
-    // A local database on another node is deleted there (its data is on that node's disk).
-    const remote = this.nodes.isRemote(route.node);
+    const routes = (await routesOfDatabase(this.catalog, record.id)).reverse();
+    // A local database's branches on another node are deleted there (their data is on that node's disk).
+    const remote = routes.filter((r) => this.nodes.isRemote(r.node));
+    const here = routes.filter((r) => !this.nodes.isRemote(r.node));
     await this.catalog.tx(async (c) => {
       const { rowCount } = await c.query('DELETE FROM databases WHERE id = $1 AND partner_id = $2', [id, partnerId]);
       if (!rowCount) throw new NotFoundError(`database "${id}" not found`);
-      if (!remote) await recordDeletion(c, branchRefOf(route), partnerId);
+      if (here.length) await recordDeletion(c, record.id, record.region, partnerId, here.map(branchRefOf));
     });
-    if (remote) return this.nodes.ask(route.node!, 'delete', branchRefOf(route));
-    await this.computes.remove(record.branchId);
-    await this.deletions.attempt(id);
+    for (const route of remote) await this.nodes.ask(route.node!, 'delete', branchRefOf(route));
+    for (const route of here) await this.computes.remove(route.branchId);
+    if (here.length) await this.deletions.attempt(id);
   }
 
   /** Another login role, with the owner's rights; returns its password (shown once). */
@@ -359,9 +374,12 @@ export class Databases extends EventEmitter {
       throw err;
     }
     const updated = await this.get(partnerId, id);
-    const route = await this.routeOf(updated);
-    if (this.nodes.isRemote(route.node)) await this.nodes.ask(route.node!, 'sync-roles', branchRefOf(route));
-    else await this.keepState(id, await this.regions.get(record.region).provider.syncRoles(branchRefOf(route)));
+    // Roles belong to the database: every branch gets the new one.
+    const provider = this.regions.get(record.region).provider;
+    for (const route of await routesOfDatabase(this.catalog, id)) {
+      if (this.nodes.isRemote(route.node)) await this.nodes.ask(route.node!, 'sync-roles', branchRefOf(route));
+      else await this.keepState(id, await provider.syncRoles(branchRefOf(route)));
+    }
     return { database: updated, password };
   }
 

@@ -109,3 +109,10 @@ export class TokenError extends PgfleetError {
     super(userReason, '28P01', 401, 'invalid_token');
   }
 }
+
+/** The session's branch is being restored or reset: the session ends so the new data can take its place. */
+export class BranchRewoundError extends PgfleetError {
+  constructor(message: string) {
+    super(message, '57P01', 409, 'branch_rewound');
+  }
+}

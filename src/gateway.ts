@@ -13,6 +13,8 @@ import { LocalProvider } from './providers/local/local-provider.ts';
 import { NeonProvider } from './providers/neon/neon-provider.ts';
 import { Databases, unavailableReason } from './databases.ts';
 import { DatabaseUnavailableError } from './errors.ts';
+import { Branches } from './lifecycle/branches.ts';
+import { LocalBranching } from './lifecycle/local-branching.ts';
 import { OperatorMetrics } from './metrics.ts';
 import { Partners } from './partners.ts';
 import { PROVIDER_USAGE_LOOKBACK_MS, PROVIDER_USAGE_PULL_MS, importProviderUsage } from './provider-usage.ts';
@@ -50,6 +52,7 @@ export interface Core {
   regions: Regions;
   computes: ComputeManager;
   databases: Databases;
+  branches: Branches;
   partners: Partners;
   usage: UsageTracker;
   metrics: OperatorMetrics;
@@ -174,6 +177,25 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     const syncMetrics = new SyncMetrics(metrics.registry, catalog);
     const deletions = new ProviderDeletions(catalog, regions, syncMetrics, log.child({ part: 'deletions' }));
     const databases = new Databases(catalog, regions, computes, targetFor, nodes, config.defaultSuspendTimeoutSeconds, deletions);
+    const branches = new Branches(catalog, regions, databases, computes, targetFor, log, config.history.retentionSeconds);
+    const localBranching = new LocalBranching(local, catalog, {
+      backupIntervalMs: config.history.baseBackupIntervalMs,
+      retentionOf: (ref) => branches.retentionSeconds(ref.databaseId),
+      log,
+    });
+    local.history = localBranching;
+    local.branching = localBranching;
+    // Before anything is served: interrupted restores put back, half-made branches removed.
+    await branches.recoverInterrupted();
+    let upkeepRun: Promise<void> | undefined;
+    const upkeep = setInterval(() => {
+      upkeepRun ??= branches.upkeep().catch((err) => log.warn({ err: String(err) }, 'history upkeep failed')).finally(() => (upkeepRun = undefined));
+    }, config.history.upkeepIntervalMs);
+    upkeep.unref();
+    cleanups.push(async () => {
+      clearInterval(upkeep);
+      await upkeepRun;
+    });
     const reconciler = new Reconciler(catalog, regions, databases, deletions, syncMetrics, log.child({ part: 'reconcile' }), {
       orphanGraceMs: config.neon.orphanGraceMs,
       // A create gives up after its operation timeout (twice, with its queueing): later, its gateway is gone.
@@ -198,7 +220,7 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     const partners = new Partners(catalog, databases, adminKeyHash);
     const jwt = await openJwtAuth(config, catalog, log);
     return {
-      config, log, user, install, runDir, adminKeyHash, catalog, local, regions, computes, databases, partners, usage, metrics, jwt, coord, nodeId, nodes, targetFor, acquire,
+      config, log, user, install, runDir, adminKeyHash, catalog, local, regions, computes, databases, branches, partners, usage, metrics, jwt, coord, nodeId, nodes, targetFor, acquire,
       deletions, reconciler,
       stop: undo,
     };

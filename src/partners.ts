@@ -49,6 +49,13 @@ export class Partners {
     return toPartner(rows[0]);
   }
 
+  /** The history retention its databases get unless they set their own (null = pgfleet's default). */
+  async setDefaultHistoryRetention(id: string, seconds: number | null): Promise<Partner> {
+    const { rowCount } = await this.catalog.query('UPDATE partners SET default_history_retention_seconds = $2 WHERE id = $1', [id, seconds]);
+    if (!rowCount) throw new NotFoundError(`partner "${id}" not found`);
+    return this.get(id);
+  }
+
   /** Revokes its keys first (nothing new can be made), then deletes every database and their data. */
   async delete(id: string): Promise<void> {
     await this.get(id);

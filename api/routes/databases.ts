@@ -15,6 +15,8 @@ export interface DatabaseRoutesOptions {
   computes: ComputeManager;
   idempotency: IdempotencyStore;
   publicAddress: PublicAddress;
+  /** PGFLEET_HISTORY_RETENTION: in effect where neither the database nor its partner sets one. */
+  defaultHistoryRetentionSeconds: number;
 }
 
 const security = [{ apiKey: [] }];
@@ -22,7 +24,7 @@ const tags = ['databases'];
 
 /** A partner's routes: its users' databases. Another partner's database answers 404, like a missing one. */
 export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = async (app, opts) => {
-  const { databases, computes, idempotency, publicAddress } = opts;
+  const { databases, computes, idempotency, publicAddress, defaultHistoryRetentionSeconds } = opts;
 
   const view = (db: DatabaseRecord): DatabaseView => {
     const compute = computes.info(db.branchId);
@@ -39,6 +41,7 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
       database: db.databaseName,
       roles: db.roles,
       suspend_timeout_seconds: db.suspendTimeoutSeconds,
+      history_retention_seconds: db.historyRetentionSeconds ?? defaultHistoryRetentionSeconds,
       quotas: db.quotas,
       state: db.status === 'ready' ? compute.state : db.status,
       ...(db.status === 'failed' ? { error: unavailableReason(db.id, db.status, db.statusDetail) } : {}),
@@ -51,7 +54,10 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
   /** What only the answer that makes a password shows: the password and the URIs that carry it. */
   const secrets = (db: DatabaseRecord, role: string, password: string) => {
     const info = connectionInfo(publicAddress, db.endpointId, role, password, db.databaseName);
-    return { password, connection_uri: info.connection_uri, connection_uri_no_sni: info.connection_uri_no_sni };
+    return {
+      password, connection_uri: info.connection_uri, connection_uri_no_sni: info.connection_uri_no_sni,
+      ...(info.serverless_connection_uri ? { serverless_connection_uri: info.serverless_connection_uri } : {}),
+    };
   };
 
   const credentials = (db: DatabaseRecord, role: string, password: string): RoleCredentialsView => ({
@@ -77,6 +83,7 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
         roleName: body.role_name,
         databaseName: body.database_name,
         suspendTimeoutSeconds: body.suspend_timeout_seconds,
+        historyRetentionSeconds: body.history_retention_seconds,
         quotas: body.quotas,
       });
       const created: DatabaseCreatedView = { ...view(database), ...secrets(database, database.ownerRole, password) };
@@ -109,12 +116,14 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
 
   app.patch('/v1/databases/:id', {
     schema: {
-      summary: 'Change the name, the suspend timeout or quotas (quotas merge: named ones change, null = unlimited)',
+      summary: 'Change the name, the suspend timeout, the history retention or quotas (quotas merge: named ones change, null = unlimited)',
       tags, security, params: IdParams, body: DatabaseUpdate, response: { 200: Database, ...errorResponses },
     },
   }, async (req) => {
-    const { name, suspend_timeout_seconds, quotas } = req.body;
-    return view(await databases.update(partnerOf(req), req.params.id, { name, suspendTimeoutSeconds: suspend_timeout_seconds, quotas }));
+    const { name, suspend_timeout_seconds, history_retention_seconds, quotas } = req.body;
+    return view(await databases.update(partnerOf(req), req.params.id, {
+      name, suspendTimeoutSeconds: suspend_timeout_seconds, historyRetentionSeconds: history_retention_seconds, quotas,
+    }));
   });
 
   app.delete('/v1/databases/:id', {

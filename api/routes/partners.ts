@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { Partner as PartnerRecord, Partners } from '../../src/partners.ts';
 import { requireOperator } from '../auth.ts';
-import { IdParams, PartnerCreate, PartnerList, PartnerWithKey, errorResponses } from '../schemas.ts';
+import { IdParams, Partner, PartnerCreate, PartnerList, PartnerUpdate, PartnerWithKey, errorResponses } from '../schemas.ts';
 
 const view = (p: PartnerRecord) => ({ id: p.id, name: p.name, created_at: p.createdAt.toISOString() });
 const security = [{ apiKey: [] }];
@@ -24,6 +24,13 @@ export const partnerRoutes: FastifyPluginAsyncTypebox<{ partners: Partners }> = 
   app.get('/v1/partners', {
     schema: { summary: 'List partners', tags: ['partners'], security, response: { 200: PartnerList, ...errorResponses } },
   }, async () => ({ partners: (await partners.list()).map(view) }));
+
+  app.patch('/v1/partners/:id', {
+    schema: {
+      summary: "Change a partner's defaults for its databases: the history retention",
+      tags: ['partners'], security, params: IdParams, body: PartnerUpdate, response: { 200: Partner, ...errorResponses },
+    },
+  }, async (req) => view(await partners.setDefaultHistoryRetention(req.params.id, req.body.default_history_retention_seconds)));
 
   app.delete('/v1/partners/:id', {
     schema: {

@@ -61,8 +61,9 @@ function toRoute(row: any): BranchRoute {
   };
 }
 
+/** The route of an endpoint; a branch still being made has none. */
 export async function routeByEndpoint(catalog: Catalog, endpointId: string): Promise<BranchRoute | undefined> {
-  const { rows } = await catalog.query(`${SELECT_ROUTE} WHERE e.id = $1`, [endpointId]);
+  const { rows } = await catalog.query(`${SELECT_ROUTE} WHERE e.id = $1 AND b.state = 'ready'`, [endpointId]);
   return rows[0] ? toRoute(rows[0]) : undefined;
 }
 
@@ -75,6 +76,12 @@ export async function routeByBranch(catalog: Catalog, branchId: string): Promise
 export async function routeByDatabase(catalog: Catalog, databaseId: string): Promise<BranchRoute | undefined> {
   const { rows } = await catalog.query(`${SELECT_ROUTE} WHERE d.id = $1 AND b.parent_id IS NULL ORDER BY b.created_at LIMIT 1`, [databaseId]);
   return rows[0] ? toRoute(rows[0]) : undefined;
+}
+
+/** Every branch of a database (those being made too), the main one first. */
+export async function routesOfDatabase(catalog: Catalog, databaseId: string): Promise<BranchRoute[]> {
+  const { rows } = await catalog.query(`${SELECT_ROUTE} WHERE d.id = $1 ORDER BY b.parent_id IS NOT NULL, b.created_at`, [databaseId]);
+  return rows.map(toRoute);
 }
 
 export function branchRefOf(route: BranchRoute): BranchRef {

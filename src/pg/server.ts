@@ -12,6 +12,8 @@ const execFileAsync = promisify(execFile);
 /** Every server listens on this port number; only the socket file name depends on it. */
 export const SOCKET_PORT = 5432;
 export const ADMIN_ROLE = 'pgfleet_admin';
+/** initdb's --wal-segsize (MB): small segments keep an empty cluster small and a WAL switch cheap. */
+export const WAL_SEGMENT_MB = 1;
 
 /** Creates a cluster with initdb (as the compute user): used for templates and the catalog. */
 export async function initCluster(install: PgInstall, user: OsUser, pgdata: string): Promise<void> {
@@ -19,7 +21,7 @@ export async function initCluster(install: PgInstall, user: OsUser, pgdata: stri
   const args = [
     '-D', pgdata, '-U', ADMIN_ROLE, '--auth=trust', '--encoding=UTF8', '--locale=C',
     // 1 MB WAL segments: a fresh cluster is ~25 MB instead of ~40, and copies of it are cheaper.
-    '--wal-segsize=1', '--no-sync', '--no-instructions',
+    `--wal-segsize=${WAL_SEGMENT_MB}`, '--no-sync', '--no-instructions',
   ];
   await execFileAsync(path.join(install.binDir, 'initdb'), args, { ...spawnIdentity(user), env: { LC_ALL: 'C', PATH: process.env.PATH } });
   await execFileAsync('sync', ['-f', pgdata]);

@@ -19,12 +19,15 @@ export interface PendingDeletion {
 // Backoff between attempts: 2 s, 4 s, … up to 5 minutes.
 const backoffSeconds = (attempts: number) => Math.min(300, 2 ** Math.min(attempts, 9));
 
-/** Records, inside the transaction that deletes the database's rows, that its provider resources must go too. */
-export async function recordDeletion(c: pg.PoolClient, ref: BranchRef, partnerId: string): Promise<void> {
+/**
+ * Records, inside the transaction that deletes the database's rows, that the provider resources of
+ * its branches must go too: `refs` in the order to delete them (children first).
+ */
+export async function recordDeletion(c: pg.PoolClient, databaseId: string, region: string, partnerId: string, refs: BranchRef[]): Promise<void> {
   await c.query(
-    `INSERT INTO provider_deletions (database_id, partner_id, region, ref) VALUES ($1, $2, $3, $4)
+    `INSERT INTO provider_deletions (database_id, partner_id, region, refs) VALUES ($1, $2, $3, $4)
      ON CONFLICT (database_id) DO NOTHING`,
-    [ref.databaseId, partnerId, ref.region, ref],
+    [databaseId, partnerId, region, JSON.stringify(refs)],
   );
 }
 
@@ -55,7 +58,9 @@ export class ProviderDeletions {
 
   private async run(c: pg.PoolClient, row: any): Promise<boolean> {
     try {
-      await this.regions.get(row.region).provider.delete(row.ref as BranchRef);
+      // Each delete is idempotent (a resource already gone is fine): a retry runs them all again.
+      const provider = this.regions.get(row.region).provider;
+      for (const ref of row.refs as BranchRef[]) await provider.delete(ref);
       await c.query('DELETE FROM provider_deletions WHERE database_id = $1', [row.database_id]);
       if (row.attempts > 0) this.log.info({ database: row.database_id, attempts: row.attempts + 1 }, 'provider resources deleted after retries');
       return true;

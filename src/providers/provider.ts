@@ -1,3 +1,4 @@
+import type { Branching } from '../lifecycle/branching.ts';
 import type { Quotas } from '../quotas.ts';
 
 /**
@@ -108,6 +109,8 @@ export interface Provider {
   status(ref: BranchRef): 'running' | 'stopped';
   /** What the provider can measure of a branch on the spot: WAL written, storage. */
   sample(ref: BranchRef): Promise<UsageSample>;
+  /** History, branches and point-in-time restore; absent = the provider cannot branch. */
+  branching?: Branching;
   /** Stops every compute this provider runs (pgfleet shutting down). */
   shutdown(): Promise<void>;
 }

@@ -13,7 +13,7 @@ CREATE TABLE provider_deletions (
   database_id      text PRIMARY KEY,
   partner_id       text NOT NULL,
   region           text NOT NULL,
-  ref              jsonb NOT NULL,
+  refs             jsonb NOT NULL,  -- the branches to delete, children first
   attempts         integer NOT NULL DEFAULT 0,
   last_error       text,
   next_attempt_at  timestamptz NOT NULL DEFAULT clock_timestamp(),

@@ -30,3 +30,45 @@ export function checkpointPosition(pgdata: string): number {
   const control = fs.readFileSync(path.join(pgdata, 'global', 'pg_control'));
   return Number(control.readBigUInt64LE(32));
 }
+
+/** The timeline of the last checkpoint, from pg_control (checkPointCopy.ThisTimeLineID at offset 48). */
+export function checkpointTimeline(pgdata: string): number {
+  const control = fs.readFileSync(path.join(pgdata, 'global', 'pg_control'));
+  return control.readUInt32LE(48);
+}
+
+/** Where a branch's history ends: a commit at `time` at the latest, in an archived segment. */
+export interface HistoryEnd {
+  /** Taken just before the marking commit: every commit of the tenant until then is archived. */
+  time: Date;
+  lsn: string;
+}
+
+/**
+ * Makes everything written until now restorable: a transaction commits (recovery to a time
+ * needs a commit after the target to stop at), the WAL segment is switched and its archiving
+ * is awaited.
+ */
+export async function markHistoryEnd(socketDir: string, port: number, timeoutMs = 60_000): Promise<HistoryEnd> {
+  return asAdmin(socketDir, port, async (client) => {
+    await client.query('BEGIN');
+    const { rows: [mark] } = await client.query<{ time: Date }>('SELECT clock_timestamp() AS time, pg_current_xact_id()');
+    await client.query('COMMIT');
+    const { rows: [sw] } = await client.query<{ segment: string; lsn: string }>(
+      'SELECT pg_walfile_name(pg_switch_wal()) AS segment, pg_current_wal_lsn()::text AS lsn');
+    await waitArchived(client, sw!.segment, timeoutMs);
+    return { time: mark!.time, lsn: sw!.lsn };
+  });
+}
+
+/** Waits until the archiver has archived `segment` (polled: pg_backup_stop's own wait sleeps a whole second). */
+export async function waitArchived(client: pg.ClientBase, segment: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { rows: [a] } = await client.query<{ last: string | null; failed: string | null }>(
+      'SELECT last_archived_wal AS last, last_failed_wal AS failed FROM pg_stat_archiver');
+    if (a!.last && a!.last.slice(8) >= segment.slice(8)) return;
+    if (Date.now() > deadline) throw new Error(`WAL segment ${segment} was not archived within ${timeoutMs / 1000} s (last failed: ${a!.failed})`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

@@ -11,13 +11,27 @@ import { PostgresServer, SOCKET_PORT, clearPreviousRun, initCluster } from '../.
 import type { BranchRef, ComputeAddress, MeteredUsage, Provider, ProviderEvents, ProviderState, UsageSample } from '../provider.ts';
 import { LocalLayout } from './layout.ts';
 import { directorySize } from './directory-size.ts';
-import { checkpointPosition, walPosition } from './compute-admin.ts';
+import { type HistoryEnd, checkpointPosition, markHistoryEnd, walPosition } from './compute-admin.ts';
+import type { Branching } from '../../lifecycle/branching.ts';
+import { archiveCommand } from '../../lifecycle/wal.ts';
 import { type TenantSpec, applyTenantSpec } from './tenant-setup.ts';
 
 const execFileAsync = promisify(execFile);
 
 const SPEC_FILE = 'tenant.json';
 const APPLIED_FILE = 'tenant.applied.json';
+/** Written after a clean stop: where the branch's archived history ends. Removed at start. */
+const HISTORY_END_FILE = 'history-end.json';
+export const ARCHIVE_DIR = 'archive';
+export const BACKUPS_DIR = 'backups';
+
+/** What the lifecycle (history, base backups) hears from the local provider. */
+export interface LocalHistoryHooks {
+  /** A branch's data directory was first made, as a copy of the template at `templatePgdata`. */
+  materialized(ref: BranchRef, templatePgdata: string): Promise<void>;
+  /** A compute stopped cleanly (its data directory is a consistent snapshot until the next start). */
+  stopped(ref: BranchRef, end: HistoryEnd): Promise<void>;
+}
 
 export interface LocalProviderOptions {
   dataDir: string;
@@ -49,10 +63,13 @@ export class LocalProvider implements Provider {
   readonly name = 'local';
   readonly layout: LocalLayout;
   private readonly servers = new Map<string, PostgresServer>();
+  /** Set by the lifecycle once the catalog is open. */
+  history: LocalHistoryHooks | undefined;
+  branching: Branching | undefined;
   private readonly walAtStart = new Map<string, number>();
   private template: Promise<string> | undefined;
 
-  constructor(private readonly opts: LocalProviderOptions, private readonly events: ProviderEvents = {}) {
+  constructor(readonly opts: LocalProviderOptions, private readonly events: ProviderEvents = {}) {
     this.layout = new LocalLayout(opts.dataDir, opts.runDir);
     const blocked = firstBlockedDir(opts.dataDir, opts.user);
     if (blocked) {
@@ -100,7 +117,13 @@ export class LocalProvider implements Provider {
     return this.layout.branchDir(ref.region, ref.databaseId, ref.branchId);
   }
 
-  private writeSpec(ref: BranchRef): void {
+  /** The branch's directory: pgdata, its WAL archive and base backups beside it. */
+  dataDirOf(ref: BranchRef): string {
+    return this.branchDir(ref);
+  }
+
+  /** Writes the tenant spec the branch's compute applies at its next start. */
+  writeSpec(ref: BranchRef): void {
     const dir = this.branchDir(ref);
     makeOwnedDir(dir, this.opts.user);
     fs.writeFileSync(path.join(dir, SPEC_FILE), JSON.stringify(specOf(ref)));
@@ -115,20 +138,25 @@ export class LocalProvider implements Provider {
   }
 
   /** Copies the template (reflink where the filesystem can) into the branch on its first start. */
-  private async materialize(ref: BranchRef): Promise<string> {
+  async materialize(ref: BranchRef): Promise<string> {
     const pgdata = path.join(this.branchDir(ref), 'pgdata');
     if (fs.existsSync(path.join(pgdata, 'PG_VERSION'))) return pgdata;
     const template = await this.ensureTemplate();
     const staging = `${pgdata}.tmp`;
     fs.rmSync(staging, { recursive: true, force: true });
     await execFileAsync('cp', ['-a', '--reflink=auto', template, staging]);
+    makeOwnedDir(path.join(this.branchDir(ref), ARCHIVE_DIR), this.opts.user);
+    await this.history?.materialized(ref, template);
     fs.renameSync(staging, pgdata);
     return pgdata;
   }
 
-  private settings(ref: BranchRef): Record<string, string | number> {
+  /** Postgres settings of a branch's compute; `archiveDir` is where its WAL is archived. */
+  settings(ref: BranchRef, archiveDir = path.join(this.branchDir(ref), ARCHIVE_DIR)): Record<string, string | number> {
     const c = this.opts.compute;
     return {
+      archive_mode: 'on',
+      archive_command: archiveCommand(archiveDir),
       shared_buffers: c.sharedBuffers,
       max_connections: c.maxConnections,
       work_mem: c.workMem,
@@ -153,6 +181,8 @@ export class LocalProvider implements Provider {
     if (!fs.existsSync(path.join(this.branchDir(ref), SPEC_FILE))) await this.create(ref);
     const pgdata = await this.materialize(ref);
     const dir = this.branchDir(ref);
+    fs.rmSync(path.join(dir, HISTORY_END_FILE), { force: true });
+    makeOwnedDir(path.join(dir, ARCHIVE_DIR), this.opts.user);
     this.walAtStart.set(ref.branchId, checkpointPosition(pgdata));
     const server = new PostgresServer({
       install: this.opts.install,
@@ -212,15 +242,49 @@ export class LocalProvider implements Provider {
     return [];
   }
 
+  /**
+   * Marks where the history ends (a commit, then a WAL switch, archived), then a fast shutdown,
+   * which archives every finished segment. A cleanly stopped branch records that end.
+   */
   async stop(ref: BranchRef): Promise<void> {
     const server = this.servers.get(ref.branchId);
     if (!server) return;
+    const end = await markHistoryEnd(server.opts.socketDir, SOCKET_PORT).catch((err) => {
+      this.opts.log.warn({ branch: ref.branchId, err: String(err) }, 'could not mark the end of the history before a stop');
+      return undefined;
+    });
     this.servers.delete(ref.branchId);
     await server.stop('fast');
+    if (!end) return;
+    fs.writeFileSync(path.join(this.branchDir(ref), HISTORY_END_FILE), JSON.stringify(end));
+    await this.history?.stopped(ref, end).catch((err) => this.opts.log.warn({ branch: ref.branchId, err: String(err) }, 'base backup after stop failed'));
+  }
+
+  /** Where the history of a stopped branch ends; undefined when it never stopped cleanly. */
+  historyEnd(ref: BranchRef): HistoryEnd | undefined {
+    const text = readText(path.join(this.branchDir(ref), HISTORY_END_FILE));
+    if (!text) return undefined;
+    const end = JSON.parse(text) as { time: string; lsn: string };
+    return { time: new Date(end.time), lsn: end.lsn };
+  }
+
+  /** Marks the end of a running compute's history now (see stop). */
+  async markRunningHistoryEnd(ref: BranchRef): Promise<HistoryEnd> {
+    const server = this.servers.get(ref.branchId);
+    if (!server?.running) throw new Error(`the compute of ${ref.branchId} is not running`);
+    return markHistoryEnd(server.opts.socketDir, SOCKET_PORT);
+  }
+
+  /** The socket directory of a running compute. */
+  socketDirOf(ref: BranchRef): string | undefined {
+    const server = this.servers.get(ref.branchId);
+    return server?.running ? server.opts.socketDir : undefined;
   }
 
   async delete(ref: BranchRef): Promise<void> {
-    await this.stop(ref);
+    const server = this.servers.get(ref.branchId);
+    this.servers.delete(ref.branchId);
+    await server?.stop('fast');
     fs.rmSync(this.branchDir(ref), { recursive: true, force: true });
     fs.rmSync(this.layout.socketDir(ref.branchId), { recursive: true, force: true });
     const dbDir = this.layout.databaseDir(ref.region, ref.databaseId);
@@ -233,7 +297,8 @@ export class LocalProvider implements Provider {
 
   async sample(ref: BranchRef): Promise<UsageSample> {
     const server = this.servers.get(ref.branchId);
-    const storageBytes = await directorySize(path.join(this.branchDir(ref), 'pgdata'));
+    // The data directory, the WAL archive and the base backups (files shared by hard links count in each branch).
+    const storageBytes = await directorySize(this.branchDir(ref));
     if (!server?.running) return { storageBytes };
     return { storageBytes, walBytes: await walPosition(server.opts.socketDir, SOCKET_PORT), walBytesAtStart: this.walAtStart.get(ref.branchId) };
   }
@@ -243,9 +308,6 @@ export class LocalProvider implements Provider {
     return this.servers.get(branchId)?.pid;
   }
 
-  dataDirOf(ref: BranchRef): string {
-    return this.branchDir(ref);
-  }
 
   async shutdown(): Promise<void> {
     const all = [...this.servers.values()];

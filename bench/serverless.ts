@@ -1,0 +1,74 @@
+/**
+ * One query on a warm database, as serverless clients meet it: neon() over HTTPS (POST /sql on a
+ * kept HTTP connection, a pooled compute session) and a WebSocket Pool (kept session), beside
+ * node-postgres on the TCP proxy with a fresh TLS connection per query and with a kept
+ * connection, all in this run, interleaved round by round.
+ * Run: npx tsx bench/serverless.ts [queries=500]
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Pool, neon } from '@neondatabase/serverless';
+import pg from 'pg';
+import { startProxy } from '../proxy/server.ts';
+import { loadConfig } from '../src/config.ts';
+import { startCore } from '../src/gateway.ts';
+import { createLogger } from '../src/log.ts';
+import { pointDriverAt, serverlessUri } from '../test/serverless-helpers.ts';
+import { percentile, printLatencyTable, type Row, timed } from './stats.ts';
+
+const queries = Number(process.argv[2] ?? 500);
+const WARMUP = 30;
+const QUERY = 'SELECT 1 AS one';
+
+type Case = Row & { run: () => Promise<unknown> };
+
+const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgfleet-bench-'));
+fs.chmodSync(dataDir, 0o711);
+const config = loadConfig({ PGFLEET_DATA_DIR: dataDir, PGFLEET_LOG_LEVEL: 'warn', PGFLEET_API_PORT: '0', PGFLEET_PROXY_PORT: '0', PGFLEET_HTTP_PORT: '0', PGFLEET_DOMAIN: 'localhost' });
+const core = await startCore(config, createLogger('warn'));
+const proxy = await startProxy(core);
+
+try {
+  await core.catalog.query(`INSERT INTO partners (id, name) VALUES ('bench', 'bench')`);
+  const { database, password } = await core.databases.create({ partnerId: 'bench', userId: 'u', suspendTimeoutSeconds: 0 });
+  const db = { role: database.ownerRole, password, endpointId: database.endpointId, database };
+  pointDriverAt({ proxy });
+  const sql = neon(serverlessUri(db));
+  const pool = new Pool({ connectionString: serverlessUri(db), max: 1 });
+  const tcpConfig: pg.ClientConfig = {
+    host: '127.0.0.1', port: proxy.port, user: db.role, password, database: database.databaseName,
+    ssl: { servername: `${db.endpointId}.localhost`, rejectUnauthorized: false },
+  };
+  const kept = new pg.Client(tcpConfig);
+  await kept.connect();
+
+  const cases: [Case, Case, Case, Case] = [
+    { name: 'node-postgres, TCP proxy, kept connection', samples: [], run: () => kept.query(QUERY) },
+    {
+      name: 'node-postgres, TCP proxy, fresh TLS connection', samples: [], run: async () => {
+        const c = new pg.Client(tcpConfig);
+        await c.connect();
+        await c.query(QUERY);
+        await c.end();
+      },
+    },
+    { name: 'neon() over HTTPS (POST /sql)', samples: [], run: () => sql.query(QUERY) },
+    { name: 'WebSocket Pool (kept session)', samples: [], run: () => pool.query(QUERY) },
+  ];
+  for (let i = 0; i < WARMUP; i++) for (const c of cases) await c.run();
+  for (let i = 0; i < queries; i++) for (const c of cases) c.samples.push(await timed(c.run));
+  await kept.end();
+  await pool.end();
+
+  const [keptRow, freshRow, httpRow, wsRow] = cases;
+  printLatencyTable(`One query on a warm database (${queries} each, interleaved)`, cases, keptRow);
+  const p50 = (r: Row) => percentile(r.samples, 50);
+  console.log(`\nneon() p50 / kept TCP p50: ${(p50(httpRow) / p50(keptRow)).toFixed(2)} (goal ≤ 1.5)`);
+  console.log(`fresh TLS p50 / neon() p50: ${(p50(freshRow) / p50(httpRow)).toFixed(2)} (goal ≥ 3)`);
+  console.log(`WebSocket Pool p50 / kept TCP p50: ${(p50(wsRow) / p50(keptRow)).toFixed(2)}`);
+} finally {
+  await proxy.close();
+  await core.stop();
+  fs.rmSync(dataDir, { recursive: true, force: true });
+}

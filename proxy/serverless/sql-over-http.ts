@@ -1,0 +1,137 @@
+/**
+ * `POST /sql`: one query or a batch in one transaction, for Neon's serverless driver. The same
+ * steps as a wire connection (connection.ts): the endpoint from the connection string's host (or
+ * its options, the password prefix, a JWT), the password or JWT checked under the same failure
+ * limits, quotas, wake, a compute session (pooled), metering and one log line per request.
+ */
+import crypto from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { PgfleetError } from '../../src/errors.ts';
+import {
+  type ConnectionContext, admit, authenticateWithPassword, closeSession, logConnection, newSession, noteFailure, openSession,
+} from '../connection.ts';
+import { endpointFromSni, endpointFromStartup } from '../endpoint.ts';
+import type { Session } from '../session.ts';
+import { HttpError } from './http-error.ts';
+import { ConnectionLost, ResultTooLarge, type SqlConnection, StatementError } from './sql-connection.ts';
+import type { SqlSessionPool } from './sql-session-pool.ts';
+import { type SqlBody, type SqlFlags, parseBody, parseConnectionString, parseFlags, readBody } from './sql-request.ts';
+import { errorAnswer, queryAnswer } from './sql-result.ts';
+
+/** Largest JSON answer (Neon's limit too); past it the statement is cancelled and the answer is 507. */
+export const MAX_RESPONSE_BYTES = 10 * 1024 * 1024;
+
+export const CORS_HEADERS = {
+  'Access-Control-Allow-Origin': '*',
+  'Access-Control-Allow-Methods': 'POST, OPTIONS',
+  'Access-Control-Allow-Headers': 'Authorization, Content-Type, Neon-Connection-String, Neon-Raw-Text-Output, Neon-Array-Mode, '
+    + 'Neon-Pool-Opt-In, Neon-Batch-Read-Only, Neon-Batch-Isolation-Level, Neon-Batch-Deferrable',
+  'Access-Control-Max-Age': '86400',
+};
+
+export async function handleSql(req: IncomingMessage, res: ServerResponse, ctx: ConnectionContext, pool: SqlSessionPool): Promise<void> {
+  const started = Date.now();
+  const client = req.socket.remoteAddress ?? '';
+  const line: Record<string, unknown> = { client, door: 'http' };
+  let session: Session | undefined;
+  let terminatedBy: PgfleetError | undefined;
+  let authenticated = false;
+  const releases: (() => void)[] = [];
+  const body = readBody(req);
+  body.catch(() => {}); // awaited below; an early failure (auth) must not be unhandled
+  try {
+    const target = parseConnectionString(req.headers['neon-connection-string']);
+    const flags = parseFlags(req.headers);
+    line.role = target.role;
+    const endpoint = endpointFromStartup(endpointFromSni(target.host, ctx.core.config.domain), target.optionsEndpoint);
+    line.endpoint = endpoint;
+    const bearer = /^Bearer (.+)$/i.exec(req.headers.authorization ?? '')?.[1];
+    const route = await authenticateWithPassword(bearer ?? target.password, { endpoint, role: target.role, client }, line, ctx);
+    authenticated = true;
+    const endAdmission = await admit(route, ctx);
+    if (endAdmission) releases.push(endAdmission);
+    const lease = await ctx.core.acquire(route);
+    releases.push(lease.release);
+    const raw = await body;
+    const request = parseBody(raw);
+    const pooled = await pool.take(lease, route, target.role, target.database);
+    session = newSession(route, target.role, client, started, (reason) => {
+      terminatedBy = reason;
+      pooled.connection.destroy();
+    });
+    session.bytesFromClient = raw.length;
+    openSession(session, ctx);
+    // A client that leaves mid-query does not keep the compute busy.
+    const abandoned = () => {
+      if (!res.writableFinished) pooled.connection.cancel();
+    };
+    res.once('close', abandoned);
+    let answer: unknown;
+    try {
+      answer = await run(pooled.connection, request, flags);
+    } finally {
+      res.off('close', abandoned);
+      pool.give(pooled);
+    }
+    const text = JSON.stringify(answer);
+    if (Buffer.byteLength(text) > MAX_RESPONSE_BYTES) throw new ResultTooLarge(`response is too large (max is ${MAX_RESPONSE_BYTES} bytes)`);
+    session.bytesToClient = send(res, 200, text, request.kind === 'batch' ? flags.batchHeaders : {});
+    line.outcome = 'answered';
+    line.statements = request.kind === 'batch' ? request.statements.length : 1;
+  } catch (err) {
+    const failure = terminatedBy ?? err;
+    const [status, answer] = errorFor(failure);
+    if (failure instanceof StatementError) line.outcome = `sql error ${failure.fields.code}`;
+    else noteFailure(failure, line, ctx);
+    line.status = status;
+    const sent = send(res, status, JSON.stringify(answer), {});
+    if (session) session.bytesToClient = sent;
+    // A body over the limit is not read to its end: close rather than drain it.
+    if (status === 413) res.once('finish', () => req.destroy());
+  } finally {
+    for (const release of releases) release();
+    if (session) closeSession(session, line, ctx);
+    logConnection(line, session ? 'relayed' : String(line.outcome), started, authenticated, ctx);
+  }
+}
+
+/** One statement, or a batch wrapped in BEGIN … COMMIT; the answer in the driver's shape. */
+async function run(connection: SqlConnection, request: SqlBody, flags: SqlFlags): Promise<unknown> {
+  if (request.kind === 'single') {
+    const [result] = await connection.run([request.statement], MAX_RESPONSE_BYTES);
+    return queryAnswer(result!, request.statement.arrayMode ?? flags.arrayMode, flags.rawText);
+  }
+  const control = (text: string) => ({ text, params: [], arrayMode: undefined });
+  const results = await connection.run([control(flags.begin), ...request.statements, control('COMMIT')], MAX_RESPONSE_BYTES);
+  return {
+    results: request.statements.map((s, i) => queryAnswer(results[i + 1]!, s.arrayMode ?? flags.arrayMode, flags.rawText)),
+  };
+}
+
+/** The status and JSON body of a failure: Postgres errors are 400 with their fields (the driver raises them as NeonDbError). */
+function errorFor(err: unknown): [number, Record<string, unknown>] {
+  if (err instanceof StatementError) return [400, errorAnswer(err.fields)];
+  if (err instanceof ResultTooLarge) return [507, { message: err.message, code: '54000' }];
+  if (err instanceof ConnectionLost) return [400, { message: err.message, code: '08006' }];
+  if (err instanceof HttpError) return [err.httpStatus, { message: err.message, code: err.sqlstate }];
+  if (err instanceof PgfleetError) {
+    const hint = (err as PgfleetError & { hint?: string }).hint;
+    return [400, { message: err.message, code: err.sqlstate, severity: 'FATAL', ...(hint ? { hint } : {}) }];
+  }
+  return [500, { message: 'internal error in the pgfleet proxy', code: 'XX000' }];
+}
+
+/** Writes a JSON answer with the CORS headers; returns the body's size. */
+export function send(res: ServerResponse, status: number, text: string, extra: Record<string, string>): number {
+  const bytes = Buffer.byteLength(text);
+  if (res.headersSent || res.destroyed) return 0;
+  res.writeHead(status, {
+    ...CORS_HEADERS,
+    ...extra,
+    'Content-Type': 'application/json',
+    'Content-Length': bytes,
+    'Neon-Request-Id': crypto.randomUUID(),
+  });
+  res.end(text);
+  return bytes;
+}

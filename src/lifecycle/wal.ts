@@ -1,0 +1,48 @@
+/** WAL positions, segment file names, and the archive and restore commands of a branch. */
+
+const LSN = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/;
+const SEGMENT = /^[0-9A-F]{24}$/;
+
+export const isLsn = (text: string): boolean => LSN.test(text);
+
+/** '0/16B3748' → its byte position. */
+export function parseLsn(text: string): bigint {
+  const m = LSN.exec(text);
+  if (!m) throw new Error(`not an LSN: ${text}`);
+  return (BigInt(`0x${m[1]}`) << 32n) | BigInt(`0x${m[2]}`);
+}
+
+export function formatLsn(position: bigint): string {
+  return `${(position >> 32n).toString(16).toUpperCase()}/${(position & 0xffffffffn).toString(16).toUpperCase()}`;
+}
+
+/** A WAL segment file (timeline + position), as archived; not a .history or .partial file. */
+export const isSegment = (name: string): boolean => SEGMENT.test(name);
+
+/** The position part of a segment's name (its timeline left out): comparable as text. */
+export const segmentPosition = (name: string): string => name.slice(8);
+
+const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+/**
+ * Copies a finished segment into the archive: written under a temporary name, fsynced, renamed
+ * (atomic), and the directory fsynced. A file already there is accepted only when identical
+ * (Postgres may archive a segment twice after a crash); a different one is never overwritten.
+ */
+export function archiveCommand(archiveDir: string): string {
+  const dir = quote(archiveDir);
+  return `if [ -e ${dir}/%f ]; then cmp -s %p ${dir}/%f; else cp %p ${dir}/.%f.tmp && sync ${dir}/.%f.tmp && mv ${dir}/.%f.tmp ${dir}/%f && sync ${dir}; fi`;
+}
+
+/** Fetches a segment or history file from the archive during recovery (a missing one ends recovery). */
+export function restoreCommand(archiveDir: string): string {
+  return `cp ${quote(archiveDir)}/%f %p`;
+}
+
+/** The position part of the name of the segment holding `lsn`, for segments of `segmentBytes`. */
+export function segmentPositionOf(lsn: string, segmentBytes: number): string {
+  const segno = parseLsn(lsn) / BigInt(segmentBytes);
+  const perId = 0x100000000n / BigInt(segmentBytes);
+  const hex = (n: bigint) => n.toString(16).toUpperCase().padStart(8, '0');
+  return hex(segno / perId) + hex(segno % perId);
+}

@@ -1,0 +1,95 @@
+// History, branches and point-in-time restore of local databases, through the API and the proxy.
+import pg from 'pg';
+import t from 'tap';
+import { type ApiHarness, startApi } from './api-client.ts';
+
+interface Conn { endpoint_id: string; role: string; database: string }
+
+function connect(api: ApiHarness, target: Conn, password: string): pg.Client {
+  const client = new pg.Client({
+    host: '127.0.0.1', port: api.gateway.proxyPort, user: target.role, password, database: target.database,
+    ssl: { rejectUnauthorized: false }, options: `endpoint=${target.endpoint_id}`,
+  });
+  client.on('error', () => {});
+  return client;
+}
+
+async function query(api: ApiHarness, target: Conn, password: string, sql: string): Promise<any[]> {
+  const client = connect(api, target, password);
+  await client.connect();
+  try {
+    return (await client.query(sql)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+const ids = (rows: { id: number }[]) => rows.map((r) => r.id);
+
+t.test('restore to T, branch at T, the _before_ branch, restore of a restore, isolation', async (t) => {
+  const api = await startApi();
+  t.teardown(() => api.stop());
+  const { key } = await api.partner('acme');
+  const created = await api.request('POST', '/v1/databases', { key, body: { user_id: 'alice', suspend_timeout_seconds: 0 } });
+  t.equal(created.status, 201);
+  const db = created.body;
+  const pw = db.password;
+  const q = (target: Conn, sql: string) => query(api, target, pw, sql);
+
+  await q(db, 'CREATE TABLE items (id int PRIMARY KEY); CREATE TABLE keep (x text); INSERT INTO items VALUES (1), (2), (3); INSERT INTO keep VALUES (\'kept\')');
+  const [{ t: at }] = await q(db, 'SELECT clock_timestamp() AS t');
+  await q(db, 'INSERT INTO items VALUES (4), (5); DROP TABLE keep');
+
+  const session = connect(api, db, pw);
+  await session.connect();
+  const ended = new Promise<any>((resolve) => session.once('error', resolve));
+
+  const restored = await api.request('POST', `/v1/databases/${db.id}/restore`, { key, body: { at: at.toISOString() } });
+  t.equal(restored.status, 200, JSON.stringify(restored.body));
+  t.equal(restored.body.branch.endpoint_id, db.endpoint_id, 'the restored branch keeps its endpoint');
+  t.match(restored.body.before.name, /^main_before_\d{8}T\d{9}Z$/);
+  const err = await ended;
+  t.equal(err.code, '57P01', 'an open session ends with 57P01');
+  t.match(err.message, /being restored/);
+
+  t.same(ids(await q(db, 'SELECT id FROM items ORDER BY id')), [1, 2, 3], 'exactly the rows before T');
+  t.same(await q(db, 'SELECT x FROM keep'), [{ x: 'kept' }], 'the dropped table is back');
+
+  const before = restored.body.before;
+  t.not(before.endpoint_id, db.endpoint_id);
+  t.same(ids(await q(before, 'SELECT id FROM items ORDER BY id')), [1, 2, 3, 4, 5], 'the _before_ branch holds the state just before');
+  t.same(await q(before, `SELECT to_regclass('keep') AS r`), [{ r: null }]);
+
+  const atT = await api.request('POST', `/v1/databases/${db.id}/branches`, { key, body: { name: 'at-t', parent: before.name, at: at.toISOString() } });
+  t.equal(atT.status, 201, JSON.stringify(atT.body));
+  t.same(ids(await q(atT.body, 'SELECT id FROM items ORDER BY id')), [1, 2, 3], 'a branch at T has the rows before T');
+  t.same(await q(atT.body, 'SELECT x FROM keep'), [{ x: 'kept' }]);
+
+  // Restore of a restore: main moves on from its restored state, then goes back to a point after the first restore.
+  await q(db, 'INSERT INTO items VALUES (10)');
+  const [{ t: at2 }] = await q(db, 'SELECT clock_timestamp() AS t');
+  await q(db, 'INSERT INTO items VALUES (11)');
+  const again = await api.request('POST', `/v1/databases/${db.id}/restore`, { key, body: { at: at2.toISOString(), branch: 'main' } });
+  t.equal(again.status, 200, JSON.stringify(again.body));
+  t.same(ids(await q(db, 'SELECT id FROM items ORDER BY id')), [1, 2, 3, 10], 'a restore of a restore');
+  t.same(ids(await q(again.body.before, 'SELECT id FROM items ORDER BY id')), [1, 2, 3, 10, 11]);
+
+  // Isolation both ways: a branch of main now.
+  const dev = await api.request('POST', `/v1/databases/${db.id}/branches`, { key, body: { name: 'dev' } });
+  t.equal(dev.status, 201, JSON.stringify(dev.body));
+  t.not(dev.body.host, db.host, 'its own host');
+  t.match(dev.body.connection_uri, new RegExp(`^postgresql://app_owner@${dev.body.endpoint_id}\\.`));
+  await q(dev.body, 'INSERT INTO items VALUES (100)');
+  await q(db, 'INSERT INTO items VALUES (200)');
+  t.same(ids(await q(dev.body, 'SELECT id FROM items ORDER BY id')), [1, 2, 3, 10, 100], 'the parent\'s writes are not in the branch');
+  t.same(ids(await q(db, 'SELECT id FROM items ORDER BY id')), [1, 2, 3, 10, 200], 'the branch\'s writes are not in the parent');
+
+  const list = await api.request('GET', `/v1/databases/${db.id}/branches`, { key });
+  t.same(list.body.branches.map((b: any) => b.name).sort(), ['at-t', 'dev', 'main', before.name, again.body.before.name].sort());
+  t.equal((await api.request('POST', `/v1/databases/${db.id}/branches`, { key, body: { name: 'dev' } })).status, 409, 'a name that exists → 409');
+  t.equal((await api.request('DELETE', `/v1/databases/${db.id}/branches/main`, { key })).status, 409, 'main goes only with its database');
+  t.equal((await api.request('DELETE', `/v1/databases/${db.id}/branches/dev`, { key })).status, 204);
+  t.same(ids(await q(db, 'SELECT id FROM items ORDER BY id')), [1, 2, 3, 10, 200], 'deleting a branch leaves the parent');
+  const gone = await connect(api, dev.body, pw).connect().then(() => undefined, (e) => e);
+  t.equal(gone?.code, '3D000', 'the deleted branch\'s endpoint is gone');
+});
