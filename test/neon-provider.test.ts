@@ -19,7 +19,7 @@ const region: NeonRegionSettings = { regionId: 'aws-us-east-2', apiKey: FAKE_API
 const box = new SecretBox(Buffer.alloc(32, 7));
 const makeProvider = (over: Partial<NeonProviderOptions> = {}) => new NeonProvider({
   region, box, ca: fake.ca.certPem, port: fake.port, operationTimeoutMs: 20_000,
-  retry: { baseDelayMs: 20, maxDelayMs: 100 }, log: createLogger('silent'), ...over,
+  retry: { baseDelayMs: 20, maxDelayMs: 100 }, wake: 'api', log: createLogger('silent'), ...over,
 });
 const provider = makeProvider();
 
@@ -55,6 +55,21 @@ t.test('lifecycle: create, start, query over TLS, suspend, wake, data intact, de
   await provider.delete(ref);
   t.notOk(fake.projects.has(s.projectId), 'delete removes the project');
   await t.resolves(provider.delete(ref), 'deleting again is fine');
+});
+
+t.test("wake=connect: no API call; the first connection wakes the endpoint through Neon's proxy", async (t) => {
+  const connecting = makeProvider({ wake: 'connect' });
+  let ref = testRef({ region: 'aws-us-east-2' });
+  ref = keep(ref, await connecting.create(ref));
+  const project = fake.projects.get(neonStateOf(ref)!.projectId)!;
+  await connecting.stop(ref);
+  t.equal(project.state, 'idle');
+  const calls = fake.calls.length;
+  const address = await connecting.start(ref);
+  t.equal(fake.calls.length, calls, 'the wake asked nothing of the API');
+  t.same(await query(address, 'alice', 'app', 'SELECT current_user AS who'), [{ who: 'alice' }], 'the first connection is served');
+  t.equal(project.state, 'active', "Neon's proxy started the endpoint");
+  await connecting.delete(ref);
 });
 
 t.test('roles: added roles get a Neon password; a reset rotates it', async (t) => {
