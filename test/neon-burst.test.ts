@@ -20,6 +20,8 @@ const core = await startCore(testConfig({
   PGFLEET_NEON_OPERATION_TIMEOUT: '120',
   PGFLEET_WAKE_TIMEOUT: '120',
   PGFLEET_MAX_COMPUTES: String(BURST),
+  // Wakes through the API (startProjectEndpoint): the ones Neon's rate limit applies to.
+  PGFLEET_NEON_WAKE: 'api',
 }), createLogger('silent'));
 t.teardown(() => core.stop());
 await core.catalog.query(`INSERT INTO partners (id, name) VALUES ('acme', 'Acme')`);
