@@ -91,7 +91,7 @@ t.test('kill -9 after Neon answered: the next start finishes the create (adoptin
   const reset = await call(apiUrl, 'POST', `/v1/databases/${db.id}/roles/app_owner/reset_password`, partner.api_key);
   t.equal(reset.status, 200);
   const r = reset.body;
-  t.equal(await psql(`host=${r.host.split('.')[0]}.localhost hostaddr=127.0.0.1 port=${gateway.proxyPort} user=${r.role} dbname=${r.database} password=${r.password} sslmode=require`, 'SELECT current_user'), 'app_owner');
+  t.equal(await psql(`host=${r.host} hostaddr=127.0.0.1 port=${gateway.proxyPort} user=${r.role} dbname=${r.database} password=${r.password} sslmode=require`, 'SELECT current_user'), 'app_owner');
 
   for (let i = 0; (await gateway.core.deletions.pending()).length > 0; i++) {
     if (i > 600) throw new Error('the owed delete was not finished');

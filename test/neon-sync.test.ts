@@ -84,7 +84,7 @@ t.test('a create whose answer is lost (5xx, timeout) adopts the project Neon mad
     t.equal(fake.projects.size, before + 1, `${lost}: one new project`);
     const [project, second] = projectOf(db.id);
     t.ok(project && !second, `${lost}: exactly one project is named after the database`);
-    const conninfo = `host=${db.endpoint_id}.localhost hostaddr=127.0.0.1 port=${api.gateway.proxyPort} user=${db.role} dbname=${db.database} password=${db.password} sslmode=require`;
+    const conninfo = `host=${db.host} hostaddr=127.0.0.1 port=${api.gateway.proxyPort} user=${db.role} dbname=${db.database} password=${db.password} sslmode=require`;
     t.equal(await psql(conninfo, 'SELECT current_user'), db.role, `${lost}: the adopted project serves the database (its password revealed by Neon)`);
   }
 });
@@ -136,7 +136,7 @@ t.test('reconciliation: a project deleted behind pgfleet\'s back fails its datab
   const view = await api.request('GET', `/v1/databases/${gone.id}`, { key: acme.key });
   t.equal(view.body.state, 'failed', 'the API shows the database failed');
   t.match(view.body.error, /no longer exists/);
-  const conninfo = (db: any) => `host=${db.endpoint_id}.localhost hostaddr=127.0.0.1 port=${api.gateway.proxyPort} user=${db.role} dbname=${db.database} password=${db.password} sslmode=require`;
+  const conninfo = (db: any) => `host=${db.host} hostaddr=127.0.0.1 port=${api.gateway.proxyPort} user=${db.role} dbname=${db.database} password=${db.password} sslmode=require`;
   t.match(await psqlError(conninfo(gone)), /is unavailable: its Neon project \S+ no longer exists/, 'a connection gets a clear error');
   t.equal((await api.request('POST', `/v1/databases/${gone.id}/wake`, { key: acme.key })).status, 409, 'a wake is refused');
   t.equal(await psql(conninfo(kept), 'SELECT 1'), '1', 'the other database is served');
