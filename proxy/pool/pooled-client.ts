@@ -127,7 +127,11 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
       for (let i = 0; i < frames.length && !this.closed; i++) {
         if (this.backend) {
           this.handle(frames[i]!);
-        } else if (!this.answerWithoutBackend(frames[i]!)) {
+        } else if (this.answerWithoutBackend(frames[i]!)) {
+          continue;
+        } else if (this.takeIdleBackend()) {
+          this.handle(frames[i]!);
+        } else {
           this.queued = frames.slice(i);
           this.socket.pause();
           this.takeBackend();
@@ -186,6 +190,12 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
   private changeSettings(settings: Settings): void {
     this.settings = settings;
     this.settingsPrint = fingerprint(settings);
+  }
+
+  private takeIdleBackend(): boolean {
+    const backend = this.pool.takeIdle();
+    if (backend) this.attach(backend);
+    return backend !== undefined;
   }
 
   private takeBackend(): void {
