@@ -5,7 +5,7 @@
  *   - pgbench -S -M prepared, 100 clients on a pool of 10: TPS, and p99 latency from pgbench's
  *     per-transaction log;
  *   - memory per idle client connection: N clients (a separate process) held open, the
- *     gateway's memory (V8 heap + external + array buffers after GC, and RSS) before and after,
+ *     gateway's memory (V8 heap + external memory after GC, and RSS) before and after,
  *     beside PgBouncer's RSS for the same clients.
  *
  *   npx tsx --expose-gc bench/pooler.ts     (BENCH_SECONDS=10, BENCH_ROUNDS=3, BENCH_IDLE_CLIENTS=2000)
@@ -96,7 +96,7 @@ async function holdIdleClients(conninfo: { host: string; port: number; user: str
 function gatewayMemory(): { heap: number; rss: number } {
   (globalThis as { gc?: () => void }).gc?.();
   const m = process.memoryUsage();
-  return { heap: m.heapUsed + m.external + m.arrayBuffers, rss: m.rss };
+  return { heap: m.heapUsed + m.external, rss: m.rss }; // external includes array buffers
 }
 
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgfleet-bench-'));
