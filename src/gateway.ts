@@ -6,8 +6,9 @@ import type { Config } from './config.ts';
 import { ensureAdminKey, lockDataDir, prepareDataDir } from './data-dir.ts';
 import { type Logger, createLogger } from './log.ts';
 import { type JwtAuth, openJwtAuth } from './jwt/jwt-auth.ts';
+import { FleetKeys } from './jwt/fleet-keys.ts';
 import { type PgInstall, resolvePgInstall } from './pg/install.ts';
-import { type OsUser, makeOwnedDir, resolveComputeUser } from './pg/os-user.ts';
+import { type OsUser, currentUser, isRoot, makeOwnedDir, resolveComputeUser } from './pg/os-user.ts';
 import { chooseRunDir } from './providers/local/layout.ts';
 import { LocalProvider } from './providers/local/local-provider.ts';
 import { NeonProvider } from './providers/neon/neon-provider.ts';
@@ -81,7 +82,10 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
       process.stderr.write(`\npgfleet operator key (shown once, kept in ${file}):\n  ${key}\n\n`);
     });
 
-    const catalog = await Catalog.open({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, runDir, install, user, log });
+    announceIsolation(log);
+    // The embedded catalog (every verifier, every partner) runs as an OS user of its own.
+    const catalogUser = isRoot() ? resolveComputeUser(CATALOG_OS_USER) : user;
+    const catalog = await Catalog.open({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, runDir, install, user: catalogUser, log });
     cleanups.push(() => catalog.close());
 
     const nodeId = nodeIdOf(config);
@@ -146,19 +150,15 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
       suspendTimeoutSeconds: route.suspendTimeoutSeconds,
     });
     const key = coord.shared ? nodeKey(config.secretKey!) : undefined;
-    const nodes = new Nodes(nodeId, catalog, key, coord.shared, log);
+    const nodes = new Nodes(nodeId, catalog, key, coord.shared, config.wakeTimeoutMs + 10_000, log);
+    // Each gateway signs its tokens with its own key; in a fleet every gateway verifies them all.
+    const jwt = await openJwtAuth(config, catalog, log, key ? { keys: new FleetKeys(catalog, nodeId), publish: () => nodes.beat() } : undefined);
     cleanups.push(() => nodes.stop());
     if (key) {
       const listener = await startNodeListener({ catalog, computes, local, targetFor, key, log }, config.node.host, config.node.port);
       cleanups.push(() => listener.close());
-      await nodes.register(config.node.advertise ?? `${config.node.host}:${listener.port}`, config.maxComputes, () => computes.activeCount);
+      await nodes.register(config.node.advertise ?? `${config.node.host}:${listener.port}`, config.maxComputes, () => computes.activeCount, () => jwt.keys.jwks());
     }
-    const acquire = async (route: BranchRoute): Promise<Lease> => {
-      const target = targetFor(route);
-      // The owning node counts the session on its compute for as long as the link is open.
-      if (nodes.isRemote(route.node)) return { address: nodes.addressOf({ ...route, node: route.node! }, target.ref), release: () => {} };
-      return computes.acquire(target);
-    };
     const databases = new Databases(catalog, regions, computes, targetFor, nodes, config.defaultSuspendTimeoutSeconds);
     const branches = new Branches(catalog, regions, databases, computes, targetFor, log, config.history.retentionSeconds);
     const localBranching = new LocalBranching(local, catalog, {
@@ -191,15 +191,35 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
       if (m.type === 'terminate' && m.from !== nodeId) computes.emit('terminate', m.branchId, new QuotaError(m.message as string, m.sqlstate as string), true);
     });
     const partners = new Partners(catalog, databases, adminKeyHash);
-    const jwt = await openJwtAuth(config, catalog, log);
     return {
-      config, log, user, install, runDir, adminKeyHash, catalog, local, regions, computes, databases, branches, partners, usage, metrics, jwt, coord, nodeId, nodes, targetFor, acquire,
+      config, log, user, install, runDir, adminKeyHash, catalog, local, regions, computes, databases, branches, partners, usage, metrics, jwt, coord, nodeId, nodes, targetFor,
+      async acquire(this: Core, route: BranchRoute): Promise<Lease> {
+        const target = this.targetFor(route);
+        // The owning node counts the session on its compute for as long as the link is open.
+        if (nodes.isRemote(route.node)) return { address: nodes.addressOf({ ...route, node: route.node! }, target.ref), release: () => {} };
+        return computes.acquire(target);
+      },
       stop: undo,
     };
   } catch (err) {
     await undo();
     throw err;
   }
+}
+
+const CATALOG_OS_USER = 'pgfleet_catalog';
+
+/** Says at start how far tenants are kept apart at the OS level, and what is lost when not root. */
+function announceIsolation(log: Logger): void {
+  if (isRoot()) {
+    log.info({ catalog_user: CATALOG_OS_USER, compute_users: 'pgfleet_db<N>, one per database' },
+      'OS isolation: the catalog and each database run as OS users of their own; only pgfleet may connect to their sockets');
+    return;
+  }
+  log.warn({ os_user: currentUser().name },
+    'OS isolation is lost (pgfleet is not root): the catalog and every compute run as this one OS user, so a tenant that gains code ' +
+    'execution in its compute (an extension bug) can read every other database\'s files and the catalog\'s, and connect to their ' +
+    'sockets as any role. Run pgfleet as root to give the catalog and each database an OS user of their own.');
 }
 
 /** Each configured region with its provider: the local one, or a Neon provider per neon region. */

@@ -96,7 +96,7 @@ t.test('the session pool: reused by the same role, reset between requests, never
 t.test('a JWT as the password, and as Authorization: Bearer (authToken)', async (t) => {
   const { token } = await f.core.jwt.tokens.issueFor(a.database, { ttlSeconds: 600 });
   t.same(await neon(serverlessUri(a, token))`SELECT current_user AS u`, [{ u: a.role }], 'JWT in the connection string');
-  const bearer = neon(`postgresql://${a.role}@${a.endpointId}.localhost/app`, { authToken: async () => token });
+  const bearer = neon(`postgresql://${a.role}@${a.endpointId}.db.localhost/app`, { authToken: async () => token });
   t.same(await bearer`SELECT 1 AS one`, [{ one: 1 }], 'JWT from authToken');
   const expired = neon(serverlessUri(a, 'eyJhbGciOiJFZERTQSJ9.eyJleHAiOjF9.c2ln'));
   const err = await expired`SELECT 1`.then(() => undefined, (e) => e);
@@ -115,7 +115,7 @@ t.test('errors as the driver surfaces them: wrong password, unknown endpoint, SQ
   const wrong = await rejects(neon(serverlessUri(a, 'nope'))`SELECT 1`);
   t.equal(wrong?.code, '28P01');
   t.match(wrong?.message, /password authentication failed/);
-  const unknown = await rejects(neon(`postgresql://${a.role}:x@ep-no-such-thing-1.localhost/app`)`SELECT 1`);
+  const unknown = await rejects(neon(`postgresql://${a.role}:x@ep-no-such-thing-1.db.localhost/app`)`SELECT 1`);
   t.equal(unknown?.code, '3D000');
   const syntax = await rejects(sql`SELEC 1`);
   t.equal(syntax?.code, '42601');
@@ -134,6 +134,21 @@ t.test('errors as the driver surfaces them: wrong password, unknown endpoint, SQ
   const over = await rejects(sqlB`SELECT 1`);
   t.equal(over?.code, '53400', 'over a quota → 53400');
   t.match(over?.message, /quota exceeded: data_transfer_bytes/);
+});
+
+t.test('a client that leaves mid-query: the statement is cancelled, the session reused', async (t) => {
+  const leaving = new AbortController();
+  const running = fetch(fetchEndpoint, {
+    method: 'POST', dispatcher, signal: leaving.signal,
+    headers: { 'Neon-Connection-String': serverlessUri(a) }, body: JSON.stringify({ query: 'SELECT pg_sleep(60) AS slept' }),
+  }).catch((e) => e);
+  const sleepers = async () => ((await sql`SELECT count(*)::int AS n FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60) AS slept' AND state = 'active'`)[0] as { n: number }).n;
+  for (let i = 0; i < 600 && (await sleepers()) === 0; i++) await new Promise((r) => setTimeout(r, 50));
+  t.equal(await sleepers(), 1, 'the statement runs');
+  leaving.abort();
+  t.equal((await running).name, 'AbortError');
+  for (let i = 0; i < 600 && (await sleepers()) > 0; i++) await new Promise((r) => setTimeout(r, 50));
+  t.equal(await sleepers(), 0, 'it was cancelled when the client left');
 });
 
 t.test('bad requests: clear HTTP errors, CORS, and nothing else affected', async (t) => {
