@@ -96,7 +96,8 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
 
   /** `fn` runs once the client is gone and its backend (if any) handed back. */
   whenEnded(fn: (outcome: PooledOutcome) => void): void {
-    this.endListeners.push(fn);
+    if (this.finished) fn(this.outcome);
+    else this.endListeners.push(fn);
   }
 
   /** Starts reading; `early` is what the client sent right after its startup. */
@@ -105,6 +106,11 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
     this.socket.on('close', this.gone);
     this.socket.on('end', this.gone);
     this.socket.on('error', this.gone);
+    // It may have gone while the startup was being answered.
+    if (this.socket.destroyed) {
+      this.gone();
+      return;
+    }
     if (early.length > 0) this.onData(early);
     this.socket.resume();
   }
