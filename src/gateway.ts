@@ -156,12 +156,6 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
       cleanups.push(() => listener.close());
       await nodes.register(config.node.advertise ?? `${config.node.host}:${listener.port}`, config.maxComputes, () => computes.activeCount);
     }
-    const acquire = async (route: BranchRoute): Promise<Lease> => {
-      const target = targetFor(route);
-      // The owning node counts the session on its compute for as long as the link is open.
-      if (nodes.isRemote(route.node)) return { address: nodes.addressOf({ ...route, node: route.node! }, target.ref), release: () => {} };
-      return computes.acquire(target);
-    };
     const databases = new Databases(catalog, regions, computes, targetFor, nodes, config.defaultSuspendTimeoutSeconds);
     const branches = new Branches(catalog, regions, databases, computes, targetFor, log, config.history.retentionSeconds);
     const localBranching = new LocalBranching(local, catalog, {
@@ -195,10 +189,18 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     });
     const partners = new Partners(catalog, databases, adminKeyHash);
     const jwt = await openJwtAuth(config, catalog, log);
-    return {
-      config, log, user, install, runDir, adminKeyHash, catalog, local, regions, computes, databases, branches, partners, usage, metrics, jwt, coord, nodeId, nodes, targetFor, acquire,
+    const core: Core = {
+      config, log, user, install, runDir, adminKeyHash, catalog, local, regions, computes, databases, branches, partners, usage, metrics, jwt, coord, nodeId, nodes, targetFor,
+      // Through core.targetFor, so that a provider swapped in on the core (tests, diagnostics) is the one woken.
+      acquire: async (route: BranchRoute): Promise<Lease> => {
+        const target = core.targetFor(route);
+        // The owning node counts the session on its compute for as long as the link is open.
+        if (nodes.isRemote(route.node)) return { address: nodes.addressOf({ ...route, node: route.node! }, target.ref), release: () => {} };
+        return computes.acquire(target);
+      },
       stop: undo,
     };
+    return core;
   } catch (err) {
     await undo();
     throw err;
