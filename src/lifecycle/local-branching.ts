@@ -127,8 +127,10 @@ export class LocalBranching implements Branching, LocalHistoryHooks {
   async earliest(ref: BranchRef, retentionSeconds: number): Promise<Date | undefined> {
     if (retentionSeconds === 0) return undefined;
     const backups = await baseBackups.list(this.catalog, ref.branchId);
-    if (backups.length === 0) return undefined;
-    return new Date(Math.max(backups[0]!.endTime.getTime(), Date.now() - retentionSeconds * 1000));
+    const windowStart = Date.now() - retentionSeconds * 1000;
+    // Never started: its data is the template's at any moment since it was made.
+    if (backups.length === 0) return exists(path.join(this.dir(ref), 'pgdata')) ? undefined : new Date(windowStart);
+    return new Date(Math.max(backups[0]!.endTime.getTime(), windowStart));
   }
 
   async prune(ref: BranchRef, retentionSeconds: number): Promise<void> {
