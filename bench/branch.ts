@@ -12,7 +12,9 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { startGateway } from '../main.ts';
+import { branchRefOf, routeByBranch } from '../src/catalog/routes.ts';
 import { backupFor, baseBackups } from '../src/lifecycle/base-backups.ts';
+import type { LocalBranching } from '../src/lifecycle/local-branching.ts';
 import { restoreCommand } from '../src/lifecycle/wal.ts';
 import { spawnIdentity } from '../src/pg/os-user.ts';
 import { testConfig } from '../test/helpers.ts';
@@ -24,8 +26,7 @@ const scales = (process.argv[2] ?? '1,7').split(',').map(Number);
 const MB = 1024 * 1024;
 const du = async (dir: string) => Number((await execFileAsync('du', ['-sb', dir])).stdout.split('\t')[0]);
 
-// Every stop takes a base backup: the restore starts from the one taken after the load.
-const config = testConfig({ PGFLEET_LOG_LEVEL: 'warn', PGFLEET_BASE_BACKUP_INTERVAL: '1' });
+const config = testConfig({ PGFLEET_LOG_LEVEL: 'warn' });
 const gw = await startGateway(config);
 const { core } = gw;
 const partnerId = 'bench';
@@ -49,7 +50,7 @@ async function firstQuery(endpoint: string, db: { ownerRole: string; databaseNam
   const dir = core.local.layout.branchDir('local', database.id, database.branchId);
   const part = async (name: string) => ((await du(path.join(dir, name))) / MB).toFixed(1);
   console.log(`empty database on disk: ${((await du(dir)) / MB).toFixed(1)} MB: pgdata ${await part('pgdata')} MB, WAL archive ${await part('archive')} MB, ` +
-    `base backups ${await part('backups')} MB (one at this first stop because this bench sets PGFLEET_BASE_BACKUP_INTERVAL=1)`);
+    `base backups ${await part('backups')} MB`);
 }
 
 console.log('\nscale  data MB  branch ms  cp -a ms  ratio | restore ms  cp+recovery ms  ratio | disk a branch adds');
@@ -60,7 +61,10 @@ for (const scale of scales) {
   const socketDir = core.local.layout.socketDir(database.branchId);
   const asCompute = { ...spawnIdentity(core.user), env: { PATH: process.env.PATH } };
   await execFileAsync('pgbench', ['-i', '-q', '-s', String(scale), '-h', socketDir, '-p', '5432', '-U', 'pgfleet_admin', database.databaseName], asCompute);
-  await core.databases.suspend(partnerId, database.id); // a clean stop: the base backup the restore starts from
+  await core.databases.suspend(partnerId, database.id);
+  // The base backup the restore starts from: the clean data directory after the load.
+  const ref = branchRefOf((await routeByBranch(core.catalog, database.branchId))!);
+  await (core.local.history as LocalBranching).copyBackup(ref, core.local.historyEnd(ref)!);
   const dataBytes = await du(path.join(dir, 'pgdata'));
 
   // Branch now of the suspended database, beside cp -a of its data directory.

@@ -77,7 +77,11 @@ export class LocalBranching implements Branching, LocalHistoryHooks {
 
   /** A cleanly stopped data directory is a consistent snapshot: copied as a base backup when one is due. */
   async stopped(ref: BranchRef, end: HistoryEnd): Promise<void> {
-    if (!(await this.backupDue(ref))) return;
+    if (await this.backupDue(ref)) await this.copyBackup(ref, end);
+  }
+
+  /** Copies the data directory of a cleanly stopped branch as a base backup ending at `end`. */
+  async copyBackup(ref: BranchRef, end: HistoryEnd): Promise<void> {
     const pgdata = path.join(this.dir(ref), 'pgdata');
     const id = `copy-${end.time.getTime()}`;
     const dest = path.join(this.dir(ref), BACKUPS_DIR, id);
