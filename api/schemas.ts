@@ -58,6 +58,10 @@ export const PartnerUpdate = Type.Object(
 
 // Databases
 
+const PoolSize = Type.Union([Type.Integer({ minimum: 1, maximum: 10000 }), Type.Null()], {
+  description: 'backends per pool of the -pooler endpoint (per role and database name); null = the gateway default (PGFLEET_POOL_SIZE)',
+});
+
 export const DatabaseCreate = Type.Object(
   {
     user_id: Text(256, { description: "the partner's own id of the end user" }),
@@ -68,6 +72,7 @@ export const DatabaseCreate = Type.Object(
     suspend_timeout_seconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 7 * 86400, description: '0 = never suspend' })),
     history_retention_seconds: Type.Optional(HistoryRetention),
     quotas: Type.Optional(Quotas),
+    pool_size: Type.Optional(PoolSize),
   },
   { additionalProperties: false },
 );
@@ -78,6 +83,7 @@ export const DatabaseUpdate = Type.Object(
     suspend_timeout_seconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 7 * 86400 })),
     history_retention_seconds: Type.Optional(Type.Union([HistoryRetention, Type.Null()], { description: 'null = the partner\'s default' })),
     quotas: Type.Optional(Quotas),
+    pool_size: Type.Optional(PoolSize),
   },
   { additionalProperties: false },
 );
@@ -100,6 +106,8 @@ const databaseFields = {
   suspend_timeout_seconds: Type.Integer(),
   history_retention_seconds: Type.Integer({ description: 'in effect: its own, else its partner\'s default, else pgfleet\'s' }),
   quotas: Quotas,
+  pool_size: PoolSize,
+  pooled_host: Type.String({ description: '<endpoint>-pooler.<domain>: the same database through the transaction pooler' }),
   state: Type.Union([Type.Literal('suspended'), Type.Literal('starting'), Type.Literal('running'), Type.Literal('stopping'), Type.Literal('failed')]),
   connections: Type.Integer({ description: 'client connections open now (on this gateway)' }),
   last_active_at: Type.Union([Timestamp, Type.Null()]),
@@ -112,6 +120,8 @@ const credentialFields = {
   password: Type.String({ description: 'shown in this answer only' }),
   connection_uri: Type.String({ description: 'routes by TLS SNI: postgresql://role:password@<endpoint>.<domain>:port/db?sslmode=require' }),
   connection_uri_no_sni: Type.String({ description: 'names the endpoint in the options parameter, for hosts without DNS per endpoint' }),
+  pooled_connection_uri: Type.String({ description: 'through the transaction pooler: postgresql://role:password@<endpoint>-pooler.<domain>:port/db?sslmode=require' }),
+  pooled_connection_uri_no_sni: Type.String({ description: 'through the transaction pooler, endpoint=<endpoint>-pooler in the options parameter' }),
   serverless_connection_uri: Type.Optional(Type.String({
     description: "for Neon's serverless driver (@neondatabase/serverless): postgresql://role:password@<endpoint>.<domain>:<http port>/db; present when the serverless door (PGFLEET_HTTP_PORT) is served",
   })),
@@ -177,6 +187,7 @@ export const Branch = Type.Object({
   role: Type.String({ description: 'the owner role: every branch has the database\'s roles and passwords' }),
   connection_uri: Type.String({ description: 'without the password (the database\'s role passwords apply)' }),
   connection_uri_no_sni: Type.String(),
+  serverless_connection_uri: Type.Optional(Type.String({ description: "for Neon's serverless driver, without the password; present when PGFLEET_HTTP_PORT is set" })),
   state: databaseFields.state,
   earliest_restorable_at: Type.Union([Timestamp, Type.Null()], { description: 'null: no history is kept' }),
   created_at: Timestamp,

@@ -9,6 +9,8 @@ import type { Duplex } from 'node:stream';
 import { serialize } from 'pg-protocol';
 import type { BackendMessage, BackendKeyDataMessage, DatabaseError } from 'pg-protocol/dist/messages';
 import { Parser } from 'pg-protocol/dist/parser';
+import type { Logger } from 'pino';
+import { ComputeStartError, PgfleetError } from '../src/errors.ts';
 import type { ComputeAddress } from '../src/providers/provider.ts';
 import { BackendError } from './errors.ts';
 import { PacketReader } from './packet-reader.ts';
@@ -135,4 +137,18 @@ function passwordFor(address: ComputeAddress, params: Map<string, string>): stri
   const password = address.kind === 'tcp' ? address.passwords.get(params.get('user')!) : undefined;
   if (password === undefined) throw new Error(`the compute asks for a password and none is known for role "${params.get('user')}"`);
   return password;
+}
+
+/**
+ * startBackend for a client's endpoint: a compute that refuses passes its error on; one that
+ * cannot be reached is logged and reads as 57P03 to the client.
+ */
+export async function connectBackend(address: ComputeAddress, params: Map<string, string>, endpointId: string, log: Logger): Promise<BackendSession> {
+  try {
+    return await startBackend(address, params);
+  } catch (err) {
+    if (err instanceof PgfleetError) throw err;
+    log.warn({ endpoint: endpointId, err: (err as Error).message }, 'compute connection failed');
+    throw new ComputeStartError(`could not connect to the compute of endpoint "${endpointId}"`);
+  }
 }

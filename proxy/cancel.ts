@@ -10,17 +10,22 @@ import { type Coordinator, gatewayChannel } from '../src/coord/coordinator.ts';
 import type { ComputeAddress } from '../src/providers/provider.ts';
 import { openBackendSocket } from './backend.ts';
 
-interface CancelTarget {
-  secret: number;
+/** The compute's key of the backend a cancel goes to. */
+export interface CancelTarget {
   address: ComputeAddress;
   backendPid: number;
   backendSecret: number;
+  /** Called once the cancel has been delivered (or failed). */
+  settled?: () => void;
 }
+
+/** A session's backend: fixed, or (pooled clients) whichever runs its query when the cancel comes, if any. */
+type CancelRoute = CancelTarget | (() => CancelTarget | undefined);
 
 const keyOf = (pid: number) => `cancel:${pid}`;
 
 export class CancelKeys {
-  private readonly targets = new Map<number, CancelTarget>();
+  private readonly targets = new Map<number, { secret: number; route: CancelRoute }>();
 
   constructor(private readonly coord: Coordinator) {
     coord.subscribe(gatewayChannel(coord.gatewayId), (m) => {
@@ -29,12 +34,17 @@ export class CancelKeys {
   }
 
   /** A fresh proxy key, unique in the fleet, for a session on `address` whose compute key is (backendPid, backendSecret). */
-  async issue(address: ComputeAddress, backendPid: number, backendSecret: number): Promise<{ pid: number; secret: number }> {
+  issue(address: ComputeAddress, backendPid: number, backendSecret: number): Promise<{ pid: number; secret: number }> {
+    return this.issueRouted({ address, backendPid, backendSecret });
+  }
+
+  /** A fresh proxy key whose cancels go where `route` says when they arrive. */
+  async issueRouted(route: CancelRoute): Promise<{ pid: number; secret: number }> {
     const secret = crypto.randomBytes(4).readUInt32BE(0);
     for (;;) {
       const pid = crypto.randomInt(1, 2 ** 31);
       if (this.targets.has(pid) || !(await this.coord.hold(keyOf(pid), `${this.coord.gatewayId} ${secret}`))) continue;
-      this.targets.set(pid, { secret, address, backendPid, backendSecret });
+      this.targets.set(pid, { secret, route });
       return { pid, secret };
     }
   }
@@ -59,14 +69,25 @@ export class CancelKeys {
   }
 
   private async cancelHere(pid: number, secret: number): Promise<boolean> {
-    const t = this.targets.get(pid);
-    if (!t || t.secret !== secret) return false;
-    const socket = await openBackendSocket(t.address, { cancel: true });
+    const entry = this.targets.get(pid);
+    if (!entry || entry.secret !== secret) return false;
+    const target = typeof entry.route === 'function' ? entry.route() : entry.route;
+    if (!target) return false;
+    await sendCancel(target);
+    return true;
+  }
+}
+
+/** Sends a CancelRequest for the target's backend and waits until the compute has closed the connection. */
+export async function sendCancel(target: CancelTarget): Promise<void> {
+  try {
+    const socket = await openBackendSocket(target.address, { cancel: true });
     socket.on('error', () => {});
     await new Promise<void>((resolve) => {
       socket.once('close', () => resolve());
-      socket.end(serialize.cancel(t.backendPid, t.backendSecret));
+      socket.end(serialize.cancel(target.backendPid, target.backendSecret));
     });
-    return true;
+  } finally {
+    target.settled?.();
   }
 }

@@ -2,24 +2,28 @@
  * One client connection, top to bottom: startup → endpoint → auth (SCRAM, or a cleartext
  * password or JWT over TLS) → quotas → wake → backend startup → relay, then one log line.
  * The steps are exported one by one: the serverless door (proxy/serverless/) runs the same
- * ones for its WebSocket sessions and its HTTP queries.
+ * ones for its WebSocket sessions and its HTTP queries, and a `-pooler` endpoint takes them up
+ * to the quotas, then the transaction pooler (proxy/pool/) serves it.
  */
 import type net from 'node:net';
 import { decodeJwt } from 'jose';
 import type { Duplex } from 'node:stream';
 import { type BranchRoute, routeByEndpoint } from '../src/catalog/routes.ts';
 import type { Lease } from '../src/computes.ts';
-import { ComputeStartError, PgfleetError, TokenError } from '../src/errors.ts';
+import { PgfleetError, TokenError } from '../src/errors.ts';
 import type { Core } from '../src/gateway.ts';
 import { looksLikeJwt } from '../src/jwt/looks-like-jwt.ts';
 import type { HandshakeProgress } from './admission.ts';
 import type { AuthLimiter } from './auth-limiter.ts';
 import { checkPassword, readCleartextPassword, scramAuth } from './auth.ts';
-import { type BackendSession, startBackend } from './backend.ts';
-import { HOW_TO_NAME_AN_ENDPOINT, endpointFromHost, endpointFromPassword, endpointFromSni, endpointFromStartup, pgfleetOptions } from './endpoint.ts';
+import { type BackendSession, connectBackend } from './backend.ts';
+import {
+  HOW_TO_NAME_AN_ENDPOINT, endpointFromHost, endpointFromPassword, endpointFromSni, endpointFromStartup, pgfleetOptions, poolerEndpoint,
+} from './endpoint.ts';
 import { AuthFailed, ConnectionRefused, ProtocolViolation, Unanswered } from './errors.ts';
 import { type Handshake, type HandshakeOptions, type WebSocketTransport, readStartup } from './handshake.ts';
 import { authenticationOk, backendKeyData, errorFor } from './messages.ts';
+import type { Pooler } from './pool/pooler.ts';
 import type { RefusalLog } from './refusal-log.ts';
 import { relay } from './relay.ts';
 import type { AuthIO } from './scram.ts';
@@ -37,6 +41,8 @@ export interface ConnectionContext extends HandshakeOptions {
   handshakeTimeoutMs: number;
   /** Sessions count as usage and quotas hold. */
   metering: boolean;
+  /** Serves `-pooler` endpoints. */
+  pooler: Pooler;
 }
 
 const JWT_NEEDS_OPTION =
@@ -86,12 +92,24 @@ export async function serveConnection(raw: Duplex, clientAddress: string, ctx: C
     const role = hs.startup.params.get('user')!;
     line.role = role;
     const io = authIO(hs);
-    const route = await identifyAndAuthenticate(hs, io, role, clientAddress, line, ctx);
+    const { route, pooled } = await identifyAndAuthenticate(hs, io, role, clientAddress, line, ctx);
     clearTimeout(timer);
     authenticated = true;
     door.progress?.authenticated();
     endAdmission = await admit(route, ctx);
     client.write(authenticationOk());
+
+    if (pooled) {
+      line.pooled = true;
+      const pooledClient = await ctx.pooler.connect({
+        socket: client, route, role, params: hs.startup.params, options: pgfleetOptions(hs.startup.params.get('options')).rest,
+        early: hs.reader.detach(), session: newSession(route, role, clientAddress, started, () => {}),
+      });
+      session = pooledClient;
+      openSession(session, ctx);
+      line.outcome = await pooledClient.ended;
+      return;
+    }
 
     lease = await ctx.core.acquire(route);
     const backend = await startCompute(lease, backendParams(hs.startup.params, role), route, ctx);
@@ -192,13 +210,14 @@ function authIO(hs: Handshake): AuthIO {
  */
 async function identifyAndAuthenticate(
   hs: Handshake, io: AuthIO, role: string, client: string, line: Record<string, unknown>, ctx: ConnectionContext,
-): Promise<BranchRoute> {
+): Promise<{ route: BranchRoute; pooled: boolean }> {
   const options = pgfleetOptions(hs.startup.params.get('options'));
   const named = hs.websocket
     ? endpointFromHost(hs.websocket.host, ctx.core.config.domain)
     : endpointFromSni(hs.tls?.servername, ctx.core.config.domain);
-  const endpoint = endpointFromStartup(named, options.endpoint);
-  line.endpoint = endpoint;
+  const namedEndpoint = endpointFromStartup(named, options.endpoint);
+  line.endpoint = namedEndpoint;
+  const { endpoint, pooled } = poolerEndpoint(namedEndpoint);
   if (endpoint && !options.jwt && !hs.websocket) {
     const route = await routeFor(endpoint, client, ctx);
     await limited(ctx, endpoint, client, () => scramAuth(io, route, role, hs.tls ? ctx.channelBinding : undefined))
@@ -206,14 +225,14 @@ async function identifyAndAuthenticate(
         // SCRAM never shows the proxy the password, so a JWT given as one cannot be told apart here.
         throw err instanceof AuthFailed ? new AuthFailed(role, JWT_NEEDS_OPTION) : err;
       });
-    return route;
+    return { route, pooled };
   }
   if (!hs.tls && !hs.websocket) {
     throw options.jwt
       ? new ConnectionRefused('a JWT is only accepted over TLS', '28000')
       : new ConnectionRefused('the connection names no endpoint', '08004', HOW_TO_NAME_AN_ENDPOINT);
   }
-  return authenticateWithPassword(await readCleartextPassword(io), { endpoint, role, client, jwtRequired: options.jwt }, line, ctx);
+  return passwordAuth(await readCleartextPassword(io), { endpoint, role, client, jwtRequired: options.jwt }, line, ctx, pooled);
 }
 
 /** Who is asking, for a password given in clear. */
@@ -233,18 +252,27 @@ export interface PasswordClaim {
  * already named. Failures count against the limits; the route is returned.
  */
 export async function authenticateWithPassword(password: string, claim: PasswordClaim, line: Record<string, unknown>, ctx: ConnectionContext): Promise<BranchRoute> {
+  return (await passwordAuth(password, claim, line, ctx, false)).route;
+}
+
+/** authenticateWithPassword, telling whether the endpoint named (here, or by a password prefix) is a `-pooler` one. */
+async function passwordAuth(
+  password: string, claim: PasswordClaim, line: Record<string, unknown>, ctx: ConnectionContext, namedPooled: boolean,
+): Promise<{ route: BranchRoute; pooled: boolean }> {
   const { role, client } = claim;
-  if (looksLikeJwt(password)) return jwtAuth(password, claim.endpoint, role, client, line, ctx);
+  if (looksLikeJwt(password)) return { route: await jwtAuth(password, claim.endpoint, role, client, line, ctx), pooled: namedPooled };
   if (claim.jwtRequired) throw new TokenError('the password is not a JWT', 'auth=jwt was given but the password does not look like a JWT');
   const prefixed = endpointFromPassword(password);
-  const endpoint = endpointFromStartup(claim.endpoint, prefixed?.endpoint);
+  const prefix = poolerEndpoint(prefixed?.endpoint);
+  const endpoint = endpointFromStartup(claim.endpoint, prefix.endpoint);
+  const pooled = namedPooled || prefix.pooled;
   if (!endpoint) throw new ConnectionRefused('the connection names no endpoint', '08004', HOW_TO_NAME_AN_ENDPOINT);
   const secret = prefixed ? prefixed.password : password;
-  if (prefixed && looksLikeJwt(secret)) return jwtAuth(secret, endpoint, role, client, line, ctx);
-  line.endpoint = endpoint;
+  if (prefixed && looksLikeJwt(secret)) return { route: await jwtAuth(secret, endpoint, role, client, line, ctx), pooled };
+  line.endpoint = prefixed?.endpoint ?? line.endpoint ?? endpoint;
   const route = await routeFor(endpoint, client, ctx);
   await limited(ctx, endpoint, client, () => checkPassword(route, role, secret));
-  return route;
+  return { route, pooled };
 }
 
 /** A JWT as the password: the token names the database; with SNI too, they must agree. */
@@ -301,12 +329,6 @@ export function backendParams(params: Map<string, string>, role: string): Map<st
 }
 
 /** A session on the leased compute; a failure to reach it becomes 57P03 (the details go to the log). */
-export async function startCompute(lease: Lease, params: Map<string, string>, route: BranchRoute, ctx: ConnectionContext): Promise<BackendSession> {
-  try {
-    return await startBackend(lease.address, params);
-  } catch (err) {
-    if (err instanceof PgfleetError) throw err;
-    ctx.core.log.warn({ endpoint: route.endpointId, err: (err as Error).message }, 'compute connection failed');
-    throw new ComputeStartError(`could not connect to the compute of endpoint "${route.endpointId}"`);
-  }
+export function startCompute(lease: Lease, params: Map<string, string>, route: BranchRoute, ctx: ConnectionContext): Promise<BackendSession> {
+  return connectBackend(lease.address, params, route.endpointId, ctx.core.log);
 }

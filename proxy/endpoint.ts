@@ -2,6 +2,7 @@
  * Which endpoint a connection is for: the SNI's first label, else `endpoint=` in the
  * `options` startup parameter, else a password prefix `endpoint=<id>;<password>`.
  */
+import { POOLER_SUFFIX } from '../src/connection-uri.ts';
 import { ConnectionRefused } from './errors.ts';
 
 const ENDPOINT_ID = /^ep-[a-z0-9-]{1,60}$/;
@@ -65,6 +66,13 @@ export function endpointFromStartup(sniEndpoint: string | undefined, optionsEndp
       'Name one endpoint: drop endpoint= from options, or connect to the host of that endpoint.');
   }
   return sniEndpoint ?? optionsEndpoint;
+}
+
+/** `ep-…-pooler` names the pooled twin of endpoint `ep-…`. */
+export function poolerEndpoint(name: string | undefined): { endpoint: string | undefined; pooled: boolean } {
+  return name?.endsWith(POOLER_SUFFIX)
+    ? { endpoint: name.slice(0, -POOLER_SUFFIX.length), pooled: true }
+    : { endpoint: name, pooled: false };
 }
 
 /** `endpoint=<id>;<password>` → both parts; undefined when the password has no such prefix. */

@@ -7,7 +7,8 @@ import { ProtocolViolation } from './errors.ts';
 
 const AUTH = 0x52; // 'R'
 
-function message(type: number, body: Buffer): Buffer {
+/** A typed message: type byte, Int32 length, body. */
+export function message(type: number, body: Buffer): Buffer {
   const out = Buffer.allocUnsafe(5 + body.length);
   out[0] = type;
   out.writeUInt32BE(4 + body.length, 1);
@@ -21,7 +22,7 @@ function int32(n: number): Buffer {
   return b;
 }
 
-const cstring = (s: string) => Buffer.from(`${s}\0`, 'utf8');
+export const cstring = (s: string) => Buffer.from(`${s}\0`, 'utf8');
 
 /** The one-byte answer to SSLRequest or GSSENCRequest. */
 export const encryptionResponse = (accept: boolean) => Buffer.from(accept ? 'S' : 'N');
@@ -39,14 +40,19 @@ export const backendKeyData = (pid: number, secret: number) => message(0x4b /* K
 export const negotiateProtocolVersion = (minor: number, unrecognized: string[]) =>
   message(0x76 /* v */, Buffer.concat([int32((3 << 16) | minor), int32(unrecognized.length), ...unrecognized.map(cstring)]));
 
+export const parameterStatus = (name: string, value: string) => message(0x53 /* S */, Buffer.concat([cstring(name), cstring(value)]));
+/** ReadyForQuery with its transaction status: I (idle), T (in a transaction), E (in a failed one). */
+export const readyForQuery = (status: number) => message(0x5a /* Z */, Buffer.from([status]));
+
 export interface ErrorFields {
-  severity?: 'FATAL' | 'ERROR';
+  severity?: 'FATAL' | 'ERROR' | 'NOTICE';
   sqlstate: string;
   message: string;
   detail?: string;
   hint?: string;
 }
 
+/** ErrorResponse, or with severity NOTICE a NoticeResponse (same fields). */
 export function errorResponse(e: ErrorFields): Buffer {
   const severity = e.severity ?? 'FATAL';
   const fields: Buffer[] = [Buffer.from('S'), cstring(severity), Buffer.from('V'), cstring(severity),
@@ -54,7 +60,7 @@ export function errorResponse(e: ErrorFields): Buffer {
   if (e.detail) fields.push(Buffer.from('D'), cstring(e.detail));
   if (e.hint) fields.push(Buffer.from('H'), cstring(e.hint));
   fields.push(Buffer.from([0]));
-  return message(0x45 /* E */, Buffer.concat(fields));
+  return message(severity === 'NOTICE' ? 0x4e /* N */ : 0x45 /* E */, Buffer.concat(fields));
 }
 
 /** The ErrorResponse for a typed error; anything else is an internal error without details. */

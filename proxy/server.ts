@@ -16,6 +16,7 @@ import { Admission } from './admission.ts';
 import { AuthLimiter, type AuthLimits, DEFAULT_AUTH_LIMITS } from './auth-limiter.ts';
 import { CancelKeys } from './cancel.ts';
 import { type ConnectionContext, handleConnection } from './connection.ts';
+import { Pooler } from './pool/pooler.ts';
 import { type ServerlessDoor, startServerless } from './serverless/server.ts';
 import { ConnectionRefused } from './errors.ts';
 import { errorFor } from './messages.ts';
@@ -48,6 +49,8 @@ export interface Proxy {
   caPath: string | undefined;
   /** Live relayed sessions, for metering. */
   sessions: Set<Session>;
+  /** The transaction pooler of `-pooler` endpoints. */
+  pooler: Pooler;
   /** The caps in force (maxClientConnections resolved). */
   limits: ProxyLimits & { maxClientConnections: number };
   admission: Admission;
@@ -58,17 +61,20 @@ export async function startProxy(core: Core, opts: ProxyOptions = {}): Promise<P
   const { config } = core;
   const identity = await loadTlsIdentity({ dataDir: config.dataDir, domain: config.domain, certFile: config.tlsCert, keyFile: config.tlsKey });
   const sessions = new Set<Session>();
+  const cancels = new CancelKeys(core.coord);
+  const pooler = new Pooler(core, cancels);
   const ctx: ConnectionContext = {
     core,
     secureContext: tls.createSecureContext({ cert: identity.cert, key: identity.key, minVersion: 'TLSv1.2' }),
     channelBinding: serverEndPoint(identity.cert),
     allowPlaintext: config.allowPlaintext,
-    cancels: new CancelKeys(core.coord),
+    cancels,
     limiter: new AuthLimiter({ ...DEFAULT_AUTH_LIMITS, ...opts.authLimits }, opts.counters ?? core.coord),
     refusals: new RefusalLog(() => core.log, opts.refusalLog),
     sessions,
     handshakeTimeoutMs: opts.handshakeTimeoutMs ?? 30_000,
     metering: opts.metering ?? true,
+    pooler,
   };
   const sockets = new Set<net.Socket>();
   const handlers = new Set<Promise<void>>();
@@ -124,6 +130,7 @@ export async function startProxy(core: Core, opts: ProxyOptions = {}): Promise<P
     httpPort: serverless?.port,
     caPath: identity.caPath,
     sessions,
+    pooler,
     limits,
     admission,
     close: async () => {
@@ -133,6 +140,7 @@ export async function startProxy(core: Core, opts: ProxyOptions = {}): Promise<P
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const s of sockets) s.destroy();
       await Promise.allSettled([...handlers]);
+      pooler.close();
       await closed;
     },
   };

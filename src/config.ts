@@ -52,7 +52,22 @@ export interface Config {
   apiUnauthenticatedRateLimit: number;
   proxyLimits: ProxyLimits;
   jwt: JwtSettings;
+  pool: PoolSettings;
   history: HistorySettings;
+}
+
+/** Transaction pooling on `-pooler` endpoints. */
+export interface PoolSettings {
+  /** Backends per (branch, role, database name) when the database sets no pool_size. */
+  defaultSize: number;
+  /** Pooled client connections one gateway accepts. */
+  maxClients: number;
+  /** How long a client waits for a free backend before 53300. */
+  queueTimeoutMs: number;
+  /** A pooled backend idle this long is closed (so an idle compute can be suspended). */
+  idleTimeoutMs: number;
+  /** Prepared statements each backend keeps (PgBouncer's max_prepared_statements). */
+  maxPreparedStatements: number;
 }
 
 /** History, base backups and retention (branches and point-in-time restore). */
@@ -279,6 +294,13 @@ export function loadConfig(env: Env = process.env): Config {
       retentionSeconds: int(env, 'PGFLEET_HISTORY_RETENTION', 7 * 86400, 0, 365 * 86400),
       baseBackupIntervalMs: int(env, 'PGFLEET_BASE_BACKUP_INTERVAL', 86400, 1, 365 * 86400) * 1000,
       upkeepIntervalMs: int(env, 'PGFLEET_HISTORY_UPKEEP_INTERVAL', 60, 1, 86400) * 1000,
+    },
+    pool: {
+      defaultSize: int(env, 'PGFLEET_POOL_SIZE', 20, 1, 10000),
+      maxClients: int(env, 'PGFLEET_POOL_MAX_CLIENTS', 10000, 1, 1_000_000),
+      queueTimeoutMs: int(env, 'PGFLEET_POOL_QUEUE_TIMEOUT', 30, 1, 3600) * 1000,
+      idleTimeoutMs: int(env, 'PGFLEET_POOL_IDLE_TIMEOUT', 60, 1, 86400) * 1000,
+      maxPreparedStatements: int(env, 'PGFLEET_POOL_MAX_PREPARED_STATEMENTS', 200, 1, 100000),
     },
   };
 }

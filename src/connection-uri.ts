@@ -7,6 +7,9 @@ export interface PublicAddress {
   httpPort?: number;
 }
 
+/** `<endpoint>-pooler` names an endpoint's pooled twin (transaction pooling). */
+export const POOLER_SUFFIX = '-pooler';
+
 export interface ConnectionInfo {
   host: string;
   port: number;
@@ -14,6 +17,9 @@ export interface ConnectionInfo {
   connection_uri: string;
   /** Routed by the `endpoint=` startup option: for hosts without DNS for each endpoint. */
   connection_uri_no_sni: string;
+  /** The same database through the transaction pooler (`<endpoint>-pooler`). */
+  pooled_connection_uri: string;
+  pooled_connection_uri_no_sni: string;
   /** For Neon's serverless driver: the endpoint host with the serverless door's port (its neonConfig reads that port). */
   serverless_connection_uri?: string;
 }
@@ -23,11 +29,16 @@ export function connectionInfo(at: PublicAddress, endpointId: string, role: stri
   const host = `${endpointId}.${at.domain}`;
   const auth = password === undefined ? encodeURIComponent(role) : `${encodeURIComponent(role)}:${encodeURIComponent(password)}`;
   const db = encodeURIComponent(database);
+  const sni = (endpoint: string) => `postgresql://${auth}@${endpoint}.${at.domain}:${at.port}/${db}?sslmode=require`;
+  const noSni = (endpoint: string) => `postgresql://${auth}@${at.domain}:${at.port}/${db}?sslmode=require&options=endpoint%3D${endpoint}`;
+  const pooled = `${endpointId}${POOLER_SUFFIX}`;
   return {
     host,
     port: at.port,
-    connection_uri: `postgresql://${auth}@${host}:${at.port}/${db}?sslmode=require`,
-    connection_uri_no_sni: `postgresql://${auth}@${at.domain}:${at.port}/${db}?sslmode=require&options=endpoint%3D${endpointId}`,
+    connection_uri: sni(endpointId),
+    connection_uri_no_sni: noSni(endpointId),
+    pooled_connection_uri: sni(pooled),
+    pooled_connection_uri_no_sni: noSni(pooled),
     ...(at.httpPort === undefined ? {} : { serverless_connection_uri: `postgresql://${auth}@${host}:${at.httpPort}/${db}` }),
   };
 }

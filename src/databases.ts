@@ -27,6 +27,8 @@ export interface DatabaseRecord {
   /** Its own, else its partner's default; null = pgfleet's default (PGFLEET_HISTORY_RETENTION). */
   historyRetentionSeconds: number | null;
   quotas: Quotas;
+  /** Backends per pool of its `-pooler` endpoint; null = the gateway's PGFLEET_POOL_SIZE. */
+  poolSize: number | null;
   createdAt: Date;
   /** Last activity the catalog recorded; the compute manager knows fresher while it runs. */
   lastActiveAt: Date | null;
@@ -42,6 +44,7 @@ export interface NewDatabase {
   suspendTimeoutSeconds?: number;
   historyRetentionSeconds?: number | null;
   quotas?: Quotas;
+  poolSize?: number | null;
 }
 
 export interface DatabaseChanges {
@@ -50,6 +53,7 @@ export interface DatabaseChanges {
   /** null = back to the partner's default. */
   historyRetentionSeconds?: number | null;
   quotas?: Quotas;
+  poolSize?: number | null;
 }
 
 export interface Page<T> {
@@ -102,6 +106,7 @@ function toRecord(row: any): DatabaseRecord {
     suspendTimeoutSeconds: row.suspend_timeout_seconds,
     historyRetentionSeconds: row.effective_retention,
     quotas: row.quotas,
+    poolSize: row.pool_size,
     createdAt: row.created_at,
     lastActiveAt: row.last_active_at,
   };
@@ -135,8 +140,8 @@ export function mergeState(kept: ProviderState, patch: ProviderState): ProviderS
 
 const INSERT_DATABASE = `
   WITH d AS (
-    INSERT INTO databases (id, partner_id, user_id, name, region, provider, database_name, owner_role, suspend_timeout_seconds, quotas, node_id, history_retention_seconds)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $14, $15) RETURNING created_at,
+    INSERT INTO databases (id, partner_id, user_id, name, region, provider, database_name, owner_role, suspend_timeout_seconds, quotas, node_id, history_retention_seconds, pool_size)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $14, $15, $16) RETURNING created_at,
       COALESCE(history_retention_seconds, (SELECT default_history_retention_seconds FROM partners WHERE id = $2)) AS effective_retention),
   b AS (INSERT INTO branches (id, database_id, name) VALUES ($11, $1, 'main')),
   e AS (INSERT INTO endpoints (id, branch_id) VALUES ($12, $11)),
@@ -183,11 +188,13 @@ export class Databases extends EventEmitter {
         const { rows } = await this.catalog.query(INSERT_DATABASE, [
           ids.databaseId, input.partnerId, input.userId, input.name ?? null, region.id, region.provider.name,
           databaseName, ownerRole, suspendTimeout, quotas, ids.branchId, ids.endpointId, verifier, nodeId, input.historyRetentionSeconds ?? null,
+          input.poolSize ?? null,
         ]);
         database = {
           id: ids.databaseId, partnerId: input.partnerId, userId: input.userId, name: input.name ?? null, region: region.id,
           provider: region.provider.name, databaseName, ownerRole, roles: [ownerRole], endpointId: ids.endpointId,
           branchId: ids.branchId, suspendTimeoutSeconds: suspendTimeout, historyRetentionSeconds: rows[0].effective_retention, quotas,
+          poolSize: input.poolSize ?? null,
           createdAt: rows[0].created_at, lastActiveAt: null,
         };
       } catch (err) {
@@ -257,6 +264,10 @@ export class Databases extends EventEmitter {
     if (changes.suspendTimeoutSeconds !== undefined) {
       values.push(changes.suspendTimeoutSeconds);
       sets.push(`suspend_timeout_seconds = $${values.length}`);
+    }
+    if (changes.poolSize !== undefined) {
+      values.push(changes.poolSize);
+      sets.push(`pool_size = $${values.length}`);
     }
     if (changes.historyRetentionSeconds !== undefined) {
       values.push(changes.historyRetentionSeconds);

@@ -53,6 +53,10 @@ t.test('a database from create to delete', async (t) => {
   t.equal(db.port, proxyPort);
   t.equal(db.connection_uri, `postgresql://alice:${db.password}@${db.endpoint_id}.${domain}:${proxyPort}/shop?sslmode=require`);
   t.equal(db.connection_uri_no_sni, `postgresql://alice:${db.password}@${domain}:${proxyPort}/shop?sslmode=require&options=endpoint%3D${db.endpoint_id}`);
+  t.equal(db.pooled_connection_uri, `postgresql://alice:${db.password}@${db.endpoint_id}-pooler.${domain}:${proxyPort}/shop?sslmode=require`);
+  t.equal(db.pooled_connection_uri_no_sni, `postgresql://alice:${db.password}@${domain}:${proxyPort}/shop?sslmode=require&options=endpoint%3D${db.endpoint_id}-pooler`);
+  t.equal(db.pooled_host, `${db.endpoint_id}-pooler.${domain}`);
+  t.equal(db.pool_size, null, 'the gateway default pool size');
   t.ok(await passwordMatches(db.id, 'alice', db.password), 'the password answers the stored verifier');
   t.ok(!Number.isNaN(Date.parse(db.created_at)));
 
@@ -60,14 +64,15 @@ t.test('a database from create to delete', async (t) => {
   t.equal(got.status, 200);
   t.notOk('password' in got.body, 'the password is shown at create only');
   t.notOk(JSON.stringify(got.body).includes(db.password));
-  t.same(got.body, Object.fromEntries(Object.entries(db).filter(([k]) => !['password', 'connection_uri', 'connection_uri_no_sni'].includes(k))));
+  t.same(got.body, Object.fromEntries(Object.entries(db).filter(([k]) => !['password', 'connection_uri', 'connection_uri_no_sni', 'pooled_connection_uri', 'pooled_connection_uri_no_sni'].includes(k))));
 
   const list = await api.request('GET', '/v1/databases?user_id=alice', { key });
   t.same(list.body.databases.map((d: { id: string }) => d.id), [db.id]);
   t.equal(list.body.next_cursor, null);
   t.same((await api.request('GET', '/v1/databases?user_id=bob', { key })).body.databases, []);
 
-  const patched = await api.request('PATCH', `/v1/databases/${db.id}`, { key, body: { name: null, suspend_timeout_seconds: 0, quotas: { max_connections: 5, storage_bytes: null } } });
+  const patched = await api.request('PATCH', `/v1/databases/${db.id}`, { key, body: { name: null, suspend_timeout_seconds: 0, quotas: { max_connections: 5, storage_bytes: null }, pool_size: 7 } });
+  t.equal(patched.body.pool_size, 7, 'pool_size set by PATCH');
   t.equal(patched.status, 200);
   t.match(patched.body, { name: null, suspend_timeout_seconds: 0, quotas: { storage_bytes: null, max_connections: 5 } });
 

@@ -19,9 +19,17 @@ t.test('port 0 means pick a free port', async (t) => {
   t.equal(loadConfig({ PGFLEET_API_PORT: '0' }).apiPort, 0);
 });
 
+t.test('the serverless door: off unless PGFLEET_HTTP_PORT is set; on the proxy host unless told', async (t) => {
+  t.equal(loadConfig({}).httpPort, undefined);
+  const c = loadConfig({ PGFLEET_HTTP_PORT: '4444', PGFLEET_PROXY_HOST: '0.0.0.0' });
+  t.same([c.httpPort, c.httpHost], [4444, '0.0.0.0']);
+  t.equal(loadConfig({ PGFLEET_HTTP_PORT: '0', PGFLEET_HTTP_HOST: '::1' }).httpHost, '::1');
+});
+
 const bad: [string, string][] = [
   ['PGFLEET_API_PORT', 'eighty'],
   ['PGFLEET_PROXY_PORT', '70000'],
+  ['PGFLEET_HTTP_PORT', 'https'],
   ['PGFLEET_LOG_LEVEL', 'loud'],
   ['PGFLEET_DOMAIN', 'not a domain'],
   ['DATABASE_URL', 'mysql://x'],

@@ -30,6 +30,9 @@ export interface TenantDb {
   uri: string;
   /** options=endpoint%3D… form (host localhost) */
   uriNoSni: string;
+  /** Through the transaction pooler: SNI form (host ep-…-pooler.localhost) and options form. */
+  pooledUri: string;
+  pooledUriNoSni: string;
 }
 
 export interface ProxyFixture {
@@ -39,6 +42,8 @@ export interface ProxyFixture {
   createDatabase(): Promise<TenantDb>;
   /** libpq keyword/value connection string for psql/pgbench (SNI form, hostaddr 127.0.0.1). */
   conninfo(db: TenantDb, extra?: string): string;
+  /** The same through the database's `-pooler` endpoint. */
+  pooledConninfo(db: TenantDb, extra?: string): string;
   stop(): Promise<void>;
 }
 
@@ -58,7 +63,12 @@ export async function startProxyFixture(env: Record<string, string> = {}, opts: 
       return {
         database, password, endpointId: database.endpointId, role: database.ownerRole,
         uri: info.connection_uri, uriNoSni: info.connection_uri_no_sni,
+        pooledUri: info.pooled_connection_uri, pooledUriNoSni: info.pooled_connection_uri_no_sni,
       };
+    },
+    pooledConninfo(db, extra = '') {
+      return `host=${db.endpointId}-pooler.localhost hostaddr=127.0.0.1 port=${proxy.port} user=${db.role} dbname=${db.database.databaseName} ` +
+        `password=${db.password} sslmode=require ${extra}`;
     },
     conninfo(db, extra = '') {
       return `host=${db.endpointId}.localhost hostaddr=127.0.0.1 port=${proxy.port} user=${db.role} dbname=${db.database.databaseName} ` +

@@ -136,6 +136,21 @@ t.test('errors as the driver surfaces them: wrong password, unknown endpoint, SQ
   t.match(over?.message, /quota exceeded: data_transfer_bytes/);
 });
 
+t.test('a client that leaves mid-query: the statement is cancelled, the session reused', async (t) => {
+  const leaving = new AbortController();
+  const running = fetch(fetchEndpoint, {
+    method: 'POST', dispatcher, signal: leaving.signal,
+    headers: { 'Neon-Connection-String': serverlessUri(a) }, body: JSON.stringify({ query: 'SELECT pg_sleep(60) AS slept' }),
+  }).catch((e) => e);
+  const sleepers = async () => ((await sql`SELECT count(*)::int AS n FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60) AS slept' AND state = 'active'`)[0] as { n: number }).n;
+  for (let i = 0; i < 600 && (await sleepers()) === 0; i++) await new Promise((r) => setTimeout(r, 50));
+  t.equal(await sleepers(), 1, 'the statement runs');
+  leaving.abort();
+  t.equal((await running).name, 'AbortError');
+  for (let i = 0; i < 600 && (await sleepers()) > 0; i++) await new Promise((r) => setTimeout(r, 50));
+  t.equal(await sleepers(), 0, 'it was cancelled when the client left');
+});
+
 t.test('bad requests: clear HTTP errors, CORS, and nothing else affected', async (t) => {
   const post = (headers: Record<string, string>, body: string) =>
     fetch(fetchEndpoint, { method: 'POST', headers, body, dispatcher });

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { ComputeManager } from '../../src/computes.ts';
-import type { PublicAddress } from '../../src/connection-uri.ts';
+import { type PublicAddress, connectionInfo } from '../../src/connection-uri.ts';
 import type { Databases } from '../../src/databases.ts';
 import type { BranchRecord, Branches } from '../../src/lifecycle/branches.ts';
 import { partnerOf } from '../auth.ts';
@@ -26,9 +26,7 @@ export const branchRoutes: FastifyPluginAsyncTypebox<BranchRoutesOptions> = asyn
   const view = async (partnerId: string, b: BranchRecord): Promise<BranchView> => {
     const db = await databases.get(partnerId, b.databaseId);
     const earliest = await branches.earliestRestorable(db, b);
-    const host = `${b.endpointId}.${publicAddress.domain}`;
-    const role = encodeURIComponent(b.ownerRole);
-    const dbName = encodeURIComponent(b.databaseName);
+    const uris = connectionInfo(publicAddress, b.endpointId, b.ownerRole, undefined, b.databaseName);
     return {
       id: b.id,
       database_id: b.databaseId,
@@ -37,12 +35,13 @@ export const branchRoutes: FastifyPluginAsyncTypebox<BranchRoutesOptions> = asyn
       parent_time: b.parentTime ? b.parentTime.toISOString() : null,
       parent_lsn: b.parentLsn,
       endpoint_id: b.endpointId,
-      host,
+      host: uris.host,
       port: publicAddress.port,
       database: b.databaseName,
       role: b.ownerRole,
-      connection_uri: `postgresql://${role}@${host}:${publicAddress.port}/${dbName}?sslmode=require`,
-      connection_uri_no_sni: `postgresql://${role}@${publicAddress.domain}:${publicAddress.port}/${dbName}?sslmode=require&options=endpoint%3D${b.endpointId}`,
+      connection_uri: uris.connection_uri,
+      connection_uri_no_sni: uris.connection_uri_no_sni,
+      ...(uris.serverless_connection_uri ? { serverless_connection_uri: uris.serverless_connection_uri } : {}),
       state: computes.info(b.id).state,
       earliest_restorable_at: earliest ? earliest.toISOString() : null,
       created_at: b.createdAt.toISOString(),

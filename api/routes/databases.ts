@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { ComputeManager } from '../../src/computes.ts';
-import { type PublicAddress, connectionInfo } from '../../src/connection-uri.ts';
+import { POOLER_SUFFIX, type PublicAddress, connectionInfo } from '../../src/connection-uri.ts';
 import type { DatabaseRecord, Databases } from '../../src/databases.ts';
 import { partnerOf } from '../auth.ts';
 import { type IdempotencyStore, fingerprint } from '../idempotency.ts';
@@ -43,6 +43,8 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
       suspend_timeout_seconds: db.suspendTimeoutSeconds,
       history_retention_seconds: db.historyRetentionSeconds ?? defaultHistoryRetentionSeconds,
       quotas: db.quotas,
+      pool_size: db.poolSize,
+      pooled_host: `${db.endpointId}${POOLER_SUFFIX}.${publicAddress.domain}`,
       state: compute.state,
       connections: compute.connections,
       last_active_at: lastActive ? lastActive.toISOString() : null,
@@ -55,6 +57,7 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
     const info = connectionInfo(publicAddress, db.endpointId, role, password, db.databaseName);
     return {
       password, connection_uri: info.connection_uri, connection_uri_no_sni: info.connection_uri_no_sni,
+      pooled_connection_uri: info.pooled_connection_uri, pooled_connection_uri_no_sni: info.pooled_connection_uri_no_sni,
       ...(info.serverless_connection_uri ? { serverless_connection_uri: info.serverless_connection_uri } : {}),
     };
   };
@@ -84,6 +87,7 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
         suspendTimeoutSeconds: body.suspend_timeout_seconds,
         historyRetentionSeconds: body.history_retention_seconds,
         quotas: body.quotas,
+        poolSize: body.pool_size,
       });
       const created: DatabaseCreatedView = { ...view(database), ...secrets(database, database.ownerRole, password) };
       return { status: 201, body: created };
@@ -119,9 +123,9 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
       tags, security, params: IdParams, body: DatabaseUpdate, response: { 200: Database, ...errorResponses },
     },
   }, async (req) => {
-    const { name, suspend_timeout_seconds, history_retention_seconds, quotas } = req.body;
+    const { name, suspend_timeout_seconds, history_retention_seconds, quotas, pool_size } = req.body;
     return view(await databases.update(partnerOf(req), req.params.id, {
-      name, suspendTimeoutSeconds: suspend_timeout_seconds, historyRetentionSeconds: history_retention_seconds, quotas,
+      name, suspendTimeoutSeconds: suspend_timeout_seconds, historyRetentionSeconds: history_retention_seconds, quotas, poolSize: pool_size,
     }));
   });
 

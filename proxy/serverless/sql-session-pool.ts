@@ -48,7 +48,10 @@ export class SqlSessionPool {
       pooled.connection.close();
     }
     const backend = await startCompute(lease, backendParams(new Map([['database', database]]), role), route, this.ctx);
-    const cancelKey = await this.ctx.cancels.issue(lease.address, backend.pid, backend.secret);
+    const cancelKey = await this.ctx.cancels.issue(lease.address, backend.pid, backend.secret).catch((err: unknown) => {
+      backend.socket.destroy();
+      throw err;
+    });
     const connection = new SqlConnection(backend, lease.address, () => {
       void this.ctx.cancels.cancel(cancelKey.pid, cancelKey.secret).catch(() => {});
     });

@@ -1,0 +1,197 @@
+/**
+ * The transaction pooler beside PgBouncer in transaction mode (max_prepared_statements on), in
+ * one run against the same compute:
+ *   - pgbench -S -C (a new connection per transaction, TLS + SCRAM each time): connections/s;
+ *   - pgbench -S -M prepared, 100 clients on a pool of 10: TPS, and p99 latency from pgbench's
+ *     per-transaction log;
+ *   - memory per idle client connection: N clients (a separate process) held open, the
+ *     gateway's memory (V8 heap + external + array buffers after GC, and RSS) before and after,
+ *     beside PgBouncer's RSS for the same clients.
+ *
+ *   npx tsx --expose-gc bench/pooler.ts     (BENCH_SECONDS=5, BENCH_ROUNDS=3, BENCH_IDLE_CLIENTS=2000)
+ *
+ * Both take TLS (sslmode=require) and SCRAM over TCP and reach the compute's Unix socket.
+ * Targets take turns within each round so that load from elsewhere falls on both alike.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { startProxy } from '../proxy/server.ts';
+import { routeByEndpoint } from '../src/catalog/routes.ts';
+import { loadConfig } from '../src/config.ts';
+import { startCore } from '../src/gateway.ts';
+import { createLogger } from '../src/log.ts';
+import { spawnIdentity } from '../src/pg/os-user.ts';
+import { execFileAsync, freePort } from '../test/proxy-helpers.ts';
+import { percentile } from './stats.ts';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const IDLE_CLIENTS = Number(process.env.BENCH_IDLE_CLIENTS ?? 2000);
+const POOL = 10;
+
+interface Result { tps: number; p99Ms: number; latencyMs: number }
+
+/** pgbench with a per-transaction log; p99 from the logged latencies (µs, third column). */
+async function pgbench(conninfo: string, args: string[], env: Record<string, string>): Promise<Result> {
+  const logDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgbench-log-'));
+  try {
+    const { stdout } = await execFileAsync('pgbench', [...args, '-T', String(SECONDS), '-n', '-l', `--log-prefix=${logDir}/tx`, conninfo], {
+      env: { ...process.env, ...env }, maxBuffer: 16 * 1024 * 1024,
+    });
+    const tps = Number(/tps = ([\d.]+)/.exec(stdout)?.[1]);
+    const latencyMs = Number(/latency average = ([\d.]+) ms/.exec(stdout)?.[1]);
+    if (!/number of failed transactions: 0 /.test(stdout) || !Number.isFinite(tps)) throw new Error(`pgbench failed:\n${stdout}`);
+    const latencies: number[] = [];
+    for (const file of fs.readdirSync(logDir)) {
+      for (const line of fs.readFileSync(path.join(logDir, file), 'utf8').split('\n')) {
+        const us = Number(line.split(' ')[2]);
+        if (Number.isFinite(us) && line) latencies.push(us / 1000);
+      }
+    }
+    return { tps, latencyMs, p99Ms: percentile(latencies, 99) };
+  } finally {
+    fs.rmSync(logDir, { recursive: true, force: true });
+  }
+}
+
+const median = (xs: number[]) => percentile(xs, 50);
+
+function rssKb(pid: number): number {
+  return Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
+}
+
+/** Opens `n` idle client connections from a child process; resolves once all are open. */
+async function holdIdleClients(conninfo: { host: string; port: number; user: string; password: string; database: string; servername?: string; options?: string }, n: number): Promise<ChildProcess> {
+  const script = `
+    import pg from 'pg';
+    const c = JSON.parse(process.argv[1]);
+    const clients = [];
+    for (let i = 0; i < ${n}; i += 100) {
+      await Promise.all(Array.from({ length: Math.min(100, ${n} - i) }, async () => {
+        const client = new pg.Client({ host: c.host, port: c.port, user: c.user, password: c.password, database: c.database, options: c.options,
+          ssl: { rejectUnauthorized: false, servername: c.servername } });
+        client.on('error', () => {});
+        await client.connect();
+        clients.push(client);
+      }));
+    }
+    process.stdout.write('ready\\n');
+    setInterval(() => {}, 1 << 30);
+  `;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script, JSON.stringify(conninfo)], { stdio: ['ignore', 'pipe', 'inherit'], cwd: process.cwd() });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+    child.once('exit', (code) => reject(new Error(`idle client holder exited with ${code}`)));
+  });
+  return child;
+}
+
+function gatewayMemory(): { heap: number; rss: number } {
+  (globalThis as { gc?: () => void }).gc?.();
+  const m = process.memoryUsage();
+  return { heap: m.heapUsed + m.external + m.arrayBuffers, rss: m.rss };
+}
+
+const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgfleet-bench-'));
+fs.chmodSync(dataDir, 0o711);
+const config = loadConfig({
+  PGFLEET_DATA_DIR: dataDir, PGFLEET_API_PORT: '0', PGFLEET_PROXY_PORT: '0', PGFLEET_LOG_LEVEL: 'warn',
+  PGFLEET_ADMIN_KEY: 'bench-admin-key-0123456789', PGFLEET_POOL_SIZE: String(POOL), PGFLEET_COMPUTE_MAX_CONNECTIONS: '100',
+});
+const core = await startCore(config, createLogger('warn'));
+const proxy = await startProxy(core, { authLimits: { perAddress: 1e9, slowTargetAfter: 1e9 } });
+let bouncer: ChildProcess | undefined;
+try {
+  await core.catalog.query(`INSERT INTO partners (id, name) VALUES ('bench', 'bench')`);
+  const { database, password } = await core.databases.create({ partnerId: 'bench', userId: 'bench-user' });
+  const verifier = (await core.catalog.query('SELECT scram_verifier FROM roles WHERE database_id = $1', [database.id])).rows[0];
+  const lease = await core.acquire((await routeByEndpoint(core.catalog, database.endpointId))!);
+  if (lease.address.kind !== 'unix') throw new Error('the bench needs a local compute');
+  const socketDir = path.dirname(lease.address.socketPath);
+  const role = database.ownerRole;
+
+  // PgBouncer: transaction pooling with prepared statements, a pool of 10, TLS with pgfleet's certificate, SCRAM against the same verifier.
+  const bdir = path.join(dataDir, 'pgbouncer');
+  fs.mkdirSync(bdir, { mode: 0o700 });
+  const bport = await freePort();
+  fs.copyFileSync(path.join(dataDir, 'tls', 'server.crt'), path.join(bdir, 'server.crt'));
+  fs.copyFileSync(path.join(dataDir, 'tls', 'server.key'), path.join(bdir, 'server.key'));
+  fs.writeFileSync(path.join(bdir, 'users.txt'), `"${role}" "${verifier.scram_verifier}"\n`);
+  fs.writeFileSync(path.join(bdir, 'pgbouncer.ini'), [
+    '[databases]', `${database.databaseName} = host=${socketDir} port=5432 dbname=${database.databaseName} user=${role}`,
+    '[pgbouncer]', 'listen_addr = 127.0.0.1', `listen_port = ${bport}`, 'unix_socket_dir =', 'pool_mode = transaction',
+    `default_pool_size = ${POOL}`, 'max_prepared_statements = 200', `max_client_conn = ${IDLE_CLIENTS + 200}`,
+    'auth_type = scram-sha-256', `auth_file = ${bdir}/users.txt`,
+    'client_tls_sslmode = require', `client_tls_cert_file = ${bdir}/server.crt`, `client_tls_key_file = ${bdir}/server.key`,
+    `logfile = ${bdir}/pgbouncer.log`, 'log_connections = 0', 'log_disconnections = 0', '',
+  ].join('\n'));
+  const user = core.user;
+  if (user.switchUser) for (const f of [...fs.readdirSync(bdir).map((x) => path.join(bdir, x)), bdir]) fs.chownSync(f, user.uid, user.gid);
+  bouncer = spawn('pgbouncer', ['-q', path.join(bdir, 'pgbouncer.ini')], { ...spawnIdentity(user), stdio: 'ignore' });
+  for (let i = 0; i < 100; i++) {
+    if (await new Promise<boolean>((r) => net.connect(bport, '127.0.0.1').once('connect', function (this: net.Socket) { this.destroy(); r(true); }).once('error', () => r(false)))) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+
+  const targets = {
+    'pgfleet -pooler': `host=${database.endpointId}-pooler.${config.domain} hostaddr=127.0.0.1 port=${proxy.port} user=${role} dbname=${database.databaseName} sslmode=require`,
+    'pgbouncer (transaction)': `host=127.0.0.1 port=${bport} user=${role} dbname=${database.databaseName} sslmode=require`,
+  };
+  const env = { PGPASSWORD: password };
+  await execFileAsync('pgbench', ['-i', '-s', '10', '-q', `host=${socketDir} port=5432 user=${role} dbname=${database.databaseName}`]);
+
+  const modes = {
+    '-S -C, 8 clients': ['-S', '-C', '-c', '8', '-j', '2'],
+    '-S -M prepared, 100 clients': ['-S', '-M', 'prepared', '-c', '100', '-j', '2'],
+  };
+  const results: Record<string, Record<string, Result>> = {};
+  for (const [mode, args] of Object.entries(modes)) {
+    const runs: Record<string, Result[]> = {};
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [name, conninfo] of Object.entries(targets)) (runs[name] ??= []).push(await pgbench(conninfo, args, env));
+    }
+    results[mode] = Object.fromEntries(Object.entries(runs).map(([name, rs]) => [name, {
+      tps: median(rs.map((r) => r.tps)), latencyMs: median(rs.map((r) => r.latencyMs)), p99Ms: median(rs.map((r) => r.p99Ms)),
+    }]));
+  }
+  lease.release();
+
+  // Idle clients: the gateway's memory, and PgBouncer's RSS, per open client connection.
+  const before = gatewayMemory();
+  const holder = await holdIdleClients({
+    host: '127.0.0.1', port: proxy.port, user: role, password, database: database.databaseName, servername: `${database.endpointId}-pooler.${config.domain}`,
+  }, IDLE_CLIENTS);
+  for (let i = 0; i < 100 && proxy.pooler.clientCount < IDLE_CLIENTS; i++) await new Promise((r) => setTimeout(r, 100));
+  const after = gatewayMemory();
+  const pooledClients = proxy.pooler.clientCount;
+  holder.kill('SIGKILL');
+  const bouncerBefore = rssKb(bouncer.pid!);
+  const bouncerHolder = await holdIdleClients({ host: '127.0.0.1', port: bport, user: role, password, database: database.databaseName }, IDLE_CLIENTS);
+  const bouncerAfter = rssKb(bouncer.pid!);
+  bouncerHolder.kill('SIGKILL');
+
+  console.log(`\npgbench, scale 10, pool of ${POOL}, ${os.cpus().length} cores, load average ${os.loadavg()[0]!.toFixed(1)}; medians of ${ROUNDS} rounds of ${SECONDS} s\n`);
+  console.log('mode                           target                       tps   latency ms   p99 ms');
+  for (const [mode, byTarget] of Object.entries(results)) {
+    for (const [name, r] of Object.entries(byTarget)) {
+      console.log(`${mode.padEnd(30)} ${name.padEnd(24)} ${r.tps.toFixed(0).padStart(8)}   ${r.latencyMs.toFixed(3).padStart(10)}   ${r.p99Ms.toFixed(3).padStart(6)}`);
+    }
+  }
+  const c = results['-S -C, 8 clients']!;
+  const p = results['-S -M prepared, 100 clients']!;
+  const ratio = (r: Record<string, Result>) => r['pgfleet -pooler']!.tps / r['pgbouncer (transaction)']!.tps;
+  console.log(`\nconnect per transaction (-C): pgfleet / PgBouncer = ${ratio(c).toFixed(2)} (goal ≥ 1.00: ${ratio(c) >= 1 ? 'met' : 'NOT met'})`);
+  console.log(`prepared, 100 clients on ${POOL}: pgfleet / PgBouncer = ${ratio(p).toFixed(2)} (goal ≥ 0.80: ${ratio(p) >= 0.8 ? 'met' : 'NOT met'}); ` +
+    `p99 ${p['pgfleet -pooler']!.p99Ms.toFixed(2)} ms vs ${p['pgbouncer (transaction)']!.p99Ms.toFixed(2)} ms`);
+  const perClient = (after.heap - before.heap) / pooledClients;
+  console.log(`idle pooled clients: ${pooledClients}; gateway heap+external per client ${(perClient / 1024).toFixed(1)} kB (goal ≤ 10 kB: ${perClient <= 10 * 1024 ? 'met' : 'NOT met'}), ` +
+    `RSS per client ${((after.rss - before.rss) / pooledClients / 1024).toFixed(1)} kB; PgBouncer RSS per client ${((bouncerAfter - bouncerBefore) / IDLE_CLIENTS).toFixed(1)} kB`);
+} finally {
+  bouncer?.kill('SIGTERM');
+  await proxy.close();
+  await core.stop();
+  fs.rmSync(dataDir, { recursive: true, force: true });
+}

@@ -1,0 +1,197 @@
+/**
+ * The backends of one (branch, role, database name): at most `size` of them, opened on demand
+ * (waking the compute), reused most recently released first, closed after idling
+ * PGFLEET_POOL_IDLE_TIMEOUT so that an unused compute can be suspended. Clients beyond the size
+ * wait in order; after a few seconds they get a NOTICE, after PGFLEET_POOL_QUEUE_TIMEOUT 53300.
+ */
+import type { BranchRoute } from '../../src/catalog/routes.ts';
+import type { PoolSettings } from '../../src/config.ts';
+import { CapacityError } from '../../src/errors.ts';
+import type { Core } from '../../src/gateway.ts';
+import { connectBackend } from '../backend.ts';
+import { errorResponse } from '../messages.ts';
+import { readCString } from './frames.ts';
+import { MSG } from './protocol.ts';
+import { PooledBackend } from './pooled-backend.ts';
+
+/** A client waiting for a backend. */
+export interface PoolWaiter {
+  notice(message: Buffer): void;
+}
+
+interface Waiting {
+  resolve(backend: PooledBackend): void;
+  reject(err: Error): void;
+  timers: NodeJS.Timeout[];
+}
+
+/** A queued client hears why it waits after this long (or half its timeout, when shorter). */
+const NOTICE_AFTER_MS = 5000;
+
+export class BackendPool {
+  /** Idle backends, the longest idle first. */
+  private readonly idle: PooledBackend[] = [];
+  private readonly waiting = new Map<PoolWaiter, Waiting>();
+  /** Backends open or being opened. */
+  private opened = 0;
+  /** Backends closing that no longer count in `opened`. */
+  private readonly retired = new WeakSet<PooledBackend>();
+  private sweeper: NodeJS.Timeout | undefined;
+  /** One log line per pool every few seconds, however many clients wait. */
+  private loggedWaitAt = 0;
+  /** What the compute reports at startup (server_version, …), for the proxy's own startup answer. */
+  serverParams: [string, string][] | undefined;
+  /** Connected clients; the pool is dropped when it has neither clients nor backends. */
+  clients = 0;
+
+  constructor(
+    readonly key: string,
+    public route: BranchRoute,
+    readonly role: string,
+    readonly database: string,
+    private readonly core: Core,
+    private readonly settings: PoolSettings,
+    private readonly onEmpty: (pool: BackendPool) => void,
+  ) {}
+
+  get size(): number {
+    return this.route.poolSize ?? this.settings.defaultSize;
+  }
+
+  get stats(): { open: number; idle: number; waiting: number } {
+    return { open: this.opened, idle: this.idle.length, waiting: this.waiting.size };
+  }
+
+  /** A backend for `client`: an idle one, a new one while under the size, or the next one released. */
+  acquire(client: PoolWaiter): Promise<PooledBackend> {
+    // The size was lowered: idle backends beyond it go first.
+    while (this.opened > this.size && this.idle.length > 0) this.retire(this.idle.shift()!);
+    const idle = this.idle.pop();
+    if (idle) return Promise.resolve(idle);
+    if (this.opened < this.size && this.waiting.size === 0) return this.open();
+    return new Promise((resolve, reject) => {
+      const timeoutMs = this.settings.queueTimeoutMs;
+      const waiting: Waiting = { resolve, reject, timers: [] };
+      waiting.timers.push(setTimeout(() => {
+        if (Date.now() - this.loggedWaitAt >= NOTICE_AFTER_MS) {
+          this.loggedWaitAt = Date.now();
+          this.core.log.warn({ endpoint: this.route.endpointId, role: this.role, pool_size: this.size, waiting: this.waiting.size }, 'pooled clients are waiting for a free backend');
+        }
+        client.notice(errorResponse({
+          severity: 'NOTICE', sqlstate: '01000',
+          message: `waiting for a free connection: all ${this.size} pooled connections of this database are busy (${this.waiting.size} clients waiting)`,
+        }));
+      }, Math.min(NOTICE_AFTER_MS, timeoutMs / 2)));
+      waiting.timers.push(setTimeout(() => {
+        this.waiting.delete(client);
+        reject(new CapacityError(
+          `no pooled connection became free within ${timeoutMs / 1000} s: all ${this.size} connections of the pool are busy; ` +
+          'shorten transactions, raise the pool_size of the database, or try again'));
+      }, timeoutMs));
+      this.waiting.set(client, waiting);
+    });
+  }
+
+  /** The client stopped waiting (it went away). */
+  cancelWait(client: PoolWaiter): void {
+    const waiting = this.waiting.get(client);
+    if (!waiting) return;
+    for (const t of waiting.timers) clearTimeout(t);
+    this.waiting.delete(client);
+  }
+
+  /** A backend back from its client, clean (idle, settings and statements known). */
+  release(backend: PooledBackend): void {
+    backend.owner = undefined;
+    if (backend.closed) return;
+    if (backend.afterCancelsSettle(() => this.release(backend))) return;
+    backend.lastUsed = Date.now();
+    const next = this.waiting.entries().next();
+    if (!next.done) {
+      const [client, waiting] = next.value;
+      this.cancelWait(client);
+      waiting.resolve(backend);
+      return;
+    }
+    if (this.opened > this.size) {
+      this.retire(backend);
+      return;
+    }
+    this.idle.push(backend);
+    this.sweep();
+  }
+
+  private async open(): Promise<PooledBackend> {
+    this.opened++;
+    let lease;
+    try {
+      lease = await this.core.acquire(this.route);
+      const params = new Map([['user', this.role], ['database', this.database]]);
+      const session = await connectBackend(lease.address, params, this.route.endpointId, this.core.log);
+      const backend = new PooledBackend(session.socket, lease.address, session.pid, session.secret, lease, this.settings.maxPreparedStatements);
+      this.serverParams ??= session.frames.filter((f) => f[0] === MSG.parameterStatus).map((f) => {
+        const name = readCString(f, 5);
+        return [name.value, readCString(f, name.next).value];
+      });
+      backend.whenClosed(() => this.forget(backend));
+      return backend;
+    } catch (err) {
+      lease?.release();
+      this.opened--;
+      this.serveWaiting();
+      throw err;
+    }
+  }
+
+  /** Closes a backend that no longer counts against the size. */
+  private retire(backend: PooledBackend): void {
+    this.retired.add(backend);
+    this.opened--;
+    backend.close();
+  }
+
+  private forget(backend: PooledBackend): void {
+    if (!this.retired.delete(backend)) this.opened--;
+    const at = this.idle.indexOf(backend);
+    if (at >= 0) this.idle.splice(at, 1);
+    this.serveWaiting();
+    this.dropIfEmpty();
+  }
+
+  /** Room was made (a backend closed, an open failed): open for whoever waits first. */
+  private serveWaiting(): void {
+    while (this.waiting.size > 0 && this.opened < this.size) {
+      const [client, waiting] = this.waiting.entries().next().value!;
+      this.cancelWait(client);
+      this.open().then(waiting.resolve, waiting.reject);
+    }
+  }
+
+  /** Closes backends idle longer than the idle timeout, checking as long as some are idle. */
+  private sweep(): void {
+    if (this.sweeper) return;
+    const every = Math.max(100, Math.min(5000, this.settings.idleTimeoutMs / 2));
+    this.sweeper = setInterval(() => {
+      const cutoff = Date.now() - this.settings.idleTimeoutMs;
+      while (this.idle.length > 0 && this.idle[0]!.lastUsed <= cutoff) this.retire(this.idle.shift()!);
+      if (this.idle.length === 0) {
+        clearInterval(this.sweeper);
+        this.sweeper = undefined;
+      }
+    }, every);
+    this.sweeper.unref();
+  }
+
+  dropIfEmpty(): void {
+    if (this.clients === 0 && this.opened === 0) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+      this.onEmpty(this);
+    }
+  }
+
+  /** Closes every idle backend (the proxy is closing; busy ones end with their clients). */
+  closeIdle(): void {
+    for (const b of this.idle.splice(0)) this.retire(b);
+  }
+}
