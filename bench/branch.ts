@@ -17,6 +17,7 @@ import { backupFor, baseBackups } from '../src/lifecycle/base-backups.ts';
 import type { LocalBranching } from '../src/lifecycle/local-branching.ts';
 import { restoreCommand } from '../src/lifecycle/wal.ts';
 import { spawnIdentity } from '../src/pg/os-user.ts';
+import { directorySize } from '../src/providers/local/directory-size.ts';
 import { testConfig } from '../test/helpers.ts';
 import { PlainPostgres } from './plain-postgres.ts';
 import { timed } from './stats.ts';
@@ -24,9 +25,10 @@ import { timed } from './stats.ts';
 const execFileAsync = promisify(execFile);
 const scales = (process.argv[2] ?? '1,7').split(',').map(Number);
 const MB = 1024 * 1024;
+/** Bytes under a directory, each hard-linked file once (what a branch really adds). */
 const du = async (dir: string) => Number((await execFileAsync('du', ['-sb', dir])).stdout.split('\t')[0]);
 
-const config = testConfig({ PGFLEET_LOG_LEVEL: 'warn' });
+const config = testConfig({ PGFLEET_LOG_LEVEL: 'warn', PGFLEET_WAKE_TIMEOUT: '300' });
 const gw = await startGateway(config);
 const { core } = gw;
 const partnerId = 'bench';
@@ -48,8 +50,8 @@ async function firstQuery(endpoint: string, db: { ownerRole: string; databaseNam
   await firstQuery(database.endpointId, database, password);
   await core.databases.suspend(partnerId, database.id);
   const dir = core.local.layout.branchDir('local', database.id, database.branchId);
-  const part = async (name: string) => ((await du(path.join(dir, name))) / MB).toFixed(1);
-  console.log(`empty database on disk: ${((await du(dir)) / MB).toFixed(1)} MB: pgdata ${await part('pgdata')} MB, WAL archive ${await part('archive')} MB, ` +
+  const part = async (name: string) => ((await directorySize(path.join(dir, name))) / MB).toFixed(1);
+  console.log(`empty database on disk: ${((await directorySize(dir)) / MB).toFixed(1)} MB: pgdata ${await part('pgdata')} MB, WAL archive ${await part('archive')} MB, ` +
     `base backups ${await part('backups')} MB`);
 }
 
@@ -65,7 +67,7 @@ for (const scale of scales) {
   // The base backup the restore starts from: the clean data directory after the load.
   const ref = branchRefOf((await routeByBranch(core.catalog, database.branchId))!);
   await (core.local.history as LocalBranching).copyBackup(ref, core.local.historyEnd(ref)!);
-  const dataBytes = await du(path.join(dir, 'pgdata'));
+  const dataBytes = await directorySize(path.join(dir, 'pgdata'));
 
   // Branch now of the suspended database, beside cp -a of its data directory.
   const dbDir = core.local.layout.databaseDir('local', database.id);

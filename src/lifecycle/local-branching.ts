@@ -224,8 +224,7 @@ export class LocalBranching implements Branching, LocalHistoryHooks {
   async restore(ref: BranchRef, at: PointInTime, before: BranchRef, commit: CommitStep): Promise<ProviderState> {
     const refDir = this.dir(ref);
     const staging = `${refDir}.staging`;
-    fs.rmSync(staging, { recursive: true, force: true });
-    const { backups } = await this.build(ref, ref, staging, at, false);
+    const { backups } = await this.stage(staging, () => this.build(ref, ref, staging, at, false));
     fs.copyFileSync(path.join(refDir, 'tenant.json'), path.join(staging, 'tenant.json'));
     await this.swap('restore', ref, { staging, moved: this.dir(before) }, async (tx) => {
       await tx.query('UPDATE base_backups SET branch_id = $2 WHERE branch_id = $1', [ref.branchId, before.branchId]);
@@ -238,8 +237,7 @@ export class LocalBranching implements Branching, LocalHistoryHooks {
   async reset(ref: BranchRef, parent: BranchRef, parentRunning: boolean, commit: CommitStep): Promise<ProviderState> {
     const refDir = this.dir(ref);
     const staging = `${refDir}.staging`;
-    fs.rmSync(staging, { recursive: true, force: true });
-    const { backups } = await this.build(parent, ref, staging, undefined, parentRunning);
+    const { backups } = await this.stage(staging, () => this.build(parent, ref, staging, undefined, parentRunning));
     fs.copyFileSync(path.join(refDir, 'tenant.json'), path.join(staging, 'tenant.json'));
     const moved = `${refDir}.old`;
     await this.swap('reset', ref, { staging, moved }, async (tx) => {
@@ -248,6 +246,17 @@ export class LocalBranching implements Branching, LocalHistoryHooks {
     });
     fs.rmSync(moved, { recursive: true, force: true });
     return {};
+  }
+
+  /** Builds into a fresh staging directory, removed again when the build fails. */
+  private async stage<T>(staging: string, build: () => Promise<T>): Promise<T> {
+    fs.rmSync(staging, { recursive: true, force: true });
+    try {
+      return await build();
+    } catch (err) {
+      fs.rmSync(staging, { recursive: true, force: true });
+      throw err;
+    }
   }
 
   /**
