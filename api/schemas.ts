@@ -118,8 +118,10 @@ export const Database = Type.Object(databaseFields);
 
 const credentialFields = {
   password: Type.String({ description: 'shown in this answer only' }),
-  connection_uri: Type.String({ description: 'routes by TLS SNI: postgresql://role:password@<endpoint>.<domain>:port/db?sslmode=require' }),
+  connection_uri: Type.String({ description: 'the URI to use: connects when pasted into psql, psycopg2, node-postgres and postgres.js; the SNI form, or under a *.localhost domain the no-SNI form on host localhost with the local CA as sslrootcert' }),
+  connection_uri_sni: Type.String({ description: 'routes by TLS SNI: postgresql://role:password@<endpoint>.<domain>:port/db?sslmode=require (needs DNS for the endpoint host)' }),
   connection_uri_no_sni: Type.String({ description: 'names the endpoint in the options parameter, for hosts without DNS per endpoint' }),
+  jdbc_url: Type.String({ description: 'the connection_uri for pgJDBC: jdbc:postgresql://host:port/db?user=…&password=…&…' }),
   pooled_connection_uri: Type.String({ description: 'through the transaction pooler: postgresql://role:password@<endpoint>-pooler.<domain>:port/db?sslmode=require' }),
   pooled_connection_uri_no_sni: Type.String({ description: 'through the transaction pooler, endpoint=<endpoint>-pooler in the options parameter' }),
   serverless_connection_uri: Type.Optional(Type.String({
@@ -185,8 +187,10 @@ export const Branch = Type.Object({
   port: Type.Integer(),
   database: Type.String(),
   role: Type.String({ description: 'the owner role: every branch has the database\'s roles and passwords' }),
-  connection_uri: Type.String({ description: 'without the password (the database\'s role passwords apply)' }),
+  connection_uri: Type.String({ description: 'as for a database, without the password (the database\'s role passwords apply)' }),
+  connection_uri_sni: Type.String(),
   connection_uri_no_sni: Type.String(),
+  jdbc_url: Type.String(),
   serverless_connection_uri: Type.Optional(Type.String({ description: "for Neon's serverless driver, without the password; present when PGFLEET_HTTP_PORT is set" })),
   state: databaseFields.state,
   earliest_restorable_at: Type.Union([Timestamp, Type.Null()], { description: 'null: no history is kept' }),

@@ -22,6 +22,7 @@ import {
 } from './endpoint.ts';
 import { AuthFailed, ConnectionRefused, ProtocolViolation, Unanswered } from './errors.ts';
 import { type Handshake, type HandshakeOptions, type WebSocketTransport, readStartup } from './handshake.ts';
+import { NOT_SETTINGS } from './startup.ts';
 import { authenticationOk, backendKeyData, errorFor } from './messages.ts';
 import type { Pooler } from './pool/pooler.ts';
 import type { RefusalLog } from './refusal-log.ts';
@@ -49,8 +50,6 @@ const JWT_NEEDS_OPTION =
   'If the password is a JWT: with the endpoint named by the host or by options, add auth=jwt to options ' +
   '(options=endpoint%3D<endpoint>%20auth%3Djwt), or prefix the token: endpoint=<endpoint>;<token>.';
 
-/** Startup parameters never passed to the compute. */
-const WITHHELD = new Set(['user', 'database', 'options', 'replication']);
 const PASSWORD_MESSAGE = 0x70; // 'p'
 
 /** A client connection over TCP: the Postgres handshake (TLS, SNI), then the shared steps. */
@@ -324,7 +323,7 @@ export function backendParams(params: Map<string, string>, role: string): Map<st
   const out = new Map<string, string>([['user', role], ['database', params.get('database') || role]]);
   const options = pgfleetOptions(params.get('options')).rest;
   if (options) out.set('options', options);
-  for (const [k, v] of params) if (!WITHHELD.has(k)) out.set(k, v);
+  for (const [k, v] of params) if (!NOT_SETTINGS.has(k)) out.set(k, v);
   return out;
 }
 

@@ -202,7 +202,7 @@ function pemFile(env: Env, name: string): string | undefined {
 
 /** Reads and validates the whole configuration; throws ConfigError naming the bad variable. */
 export function loadConfig(env: Env = process.env): Config {
-  const domain = str(env, 'PGFLEET_DOMAIN', 'localhost').toLowerCase();
+  const domain = str(env, 'PGFLEET_DOMAIN', 'db.localhost').toLowerCase();
   if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/.test(domain)) {
     throw new ConfigError('PGFLEET_DOMAIN', `is not a DNS name: "${domain}"`);
   }

@@ -7,7 +7,7 @@ import { ensureAdminKey, lockDataDir, prepareDataDir } from './data-dir.ts';
 import { type Logger, createLogger } from './log.ts';
 import { type JwtAuth, openJwtAuth } from './jwt/jwt-auth.ts';
 import { type PgInstall, resolvePgInstall } from './pg/install.ts';
-import { type OsUser, makeOwnedDir, resolveComputeUser } from './pg/os-user.ts';
+import { type OsUser, currentUser, isRoot, makeOwnedDir, resolveComputeUser } from './pg/os-user.ts';
 import { chooseRunDir } from './providers/local/layout.ts';
 import { LocalProvider } from './providers/local/local-provider.ts';
 import { NeonProvider } from './providers/neon/neon-provider.ts';
@@ -81,7 +81,10 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
       process.stderr.write(`\npgfleet operator key (shown once, kept in ${file}):\n  ${key}\n\n`);
     });
 
-    const catalog = await Catalog.open({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, runDir, install, user, log });
+    announceIsolation(log);
+    // The embedded catalog (every verifier, every partner) runs as an OS user of its own.
+    const catalogUser = isRoot() ? resolveComputeUser(CATALOG_OS_USER) : user;
+    const catalog = await Catalog.open({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, runDir, install, user: catalogUser, log });
     cleanups.push(() => catalog.close());
 
     const nodeId = nodeIdOf(config);
@@ -200,6 +203,21 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     await undo();
     throw err;
   }
+}
+
+const CATALOG_OS_USER = 'pgfleet_catalog';
+
+/** Says at start how far tenants are kept apart at the OS level, and what is lost when not root. */
+function announceIsolation(log: Logger): void {
+  if (isRoot()) {
+    log.info({ catalog_user: CATALOG_OS_USER, compute_users: 'pgfleet_db<N>, one per database' },
+      'OS isolation: the catalog and each database run as OS users of their own; only pgfleet may connect to their sockets');
+    return;
+  }
+  log.warn({ os_user: currentUser().name },
+    'OS isolation is lost (pgfleet is not root): the catalog and every compute run as this one OS user, so a tenant that gains code ' +
+    'execution in its compute (an extension bug) can read every other database\'s files and the catalog\'s, and connect to their ' +
+    'sockets as any role. Run pgfleet as root to give the catalog and each database an OS user of their own.');
 }
 
 /** Each configured region with its provider: the local one, or a Neon provider per neon region. */

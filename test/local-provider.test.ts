@@ -71,14 +71,20 @@ t.test('lifecycle: create, start, query, stop, start again, delete', async (t) =
   t.same(postmastersUnder(branchDir), []);
 });
 
-t.test('as root, the postmaster runs as the unprivileged compute user', { skip: process.getuid?.() !== 0 && 'not root' }, async (t) => {
-  const ref = testRef();
-  await provider.start(ref);
-  const pid = provider.pid(ref.branchId)!;
-  t.not(uidOf(pid), 0);
-  t.equal(uidOf(pid), user.uid);
-  t.equal(fs.statSync(path.join(provider.dataDirOf(ref), 'pgdata')).uid, user.uid, 'data files are owned by it');
-  await provider.delete(ref);
+t.test('as root, each database\'s postmaster runs as an unprivileged OS user of its own', { skip: process.getuid?.() !== 0 && 'not root' }, async (t) => {
+  const [a, b] = [testRef(), testRef()];
+  await provider.start(a);
+  await provider.start(b);
+  const [uidA, uidB] = [uidOf(provider.pid(a.branchId)!), uidOf(provider.pid(b.branchId)!)];
+  t.not(uidA, 0);
+  t.not(uidB, 0);
+  t.not(uidA, uidB, 'two databases, two OS users');
+  t.not(uidA, user.uid, 'not the shared compute user');
+  t.equal(fs.statSync(path.join(provider.dataDirOf(a), 'pgdata')).uid, uidA, 'data files are owned by it');
+  const dbDir = path.dirname(provider.dataDirOf(a));
+  t.equal(fs.statSync(dbDir).mode & 0o777, 0o700, 'and only it can enter the database directory');
+  await provider.delete(a);
+  await provider.delete(b);
 });
 
 t.test('kill -9 mid-insert: the next start recovers every committed row', async (t) => {

@@ -17,7 +17,7 @@ t.test('psql through the proxy to a Neon compute: create, query, suspend, wake, 
   t.equal(created.body.region, 'aws-us-east-2');
   t.equal(fake.projects.size, 1, 'a Neon project per database');
   const db = created.body;
-  const conninfo = `host=${db.endpoint_id}.localhost hostaddr=127.0.0.1 port=${api.gateway.proxyPort} user=${db.role} dbname=${db.database} password=${db.password} sslmode=require`;
+  const conninfo = `host=${db.host} hostaddr=127.0.0.1 port=${api.gateway.proxyPort} user=${db.role} dbname=${db.database} password=${db.password} sslmode=require`;
 
   t.equal(await psql(conninfo, 'SELECT current_user'), db.role, 'psql reaches the Neon compute as the role');
   await psql(conninfo, "CREATE TABLE notes AS SELECT 'kept' AS note");

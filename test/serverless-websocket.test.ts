@@ -125,7 +125,7 @@ t.test('refusals reach the driver as Postgres errors; nothing else is affected',
   const wrong = await fail(serverlessUri(a, 'not-the-password'));
   t.equal(wrong?.code, '28P01');
   t.match(wrong?.message, /password authentication failed for user "app_owner"/);
-  const unknown = await fail(`postgresql://${a.role}:${encodeURIComponent(a.password)}@ep-no-such-endpoint-1.localhost/app`);
+  const unknown = await fail(`postgresql://${a.role}:${encodeURIComponent(a.password)}@ep-no-such-endpoint-1.db.localhost/app`);
   t.equal(unknown?.code, '3D000');
   t.match(unknown?.message, /endpoint "ep-no-such-endpoint-1" does not exist/);
   const still = new Pool({ connectionString: uri });
@@ -136,7 +136,7 @@ t.test('refusals reach the driver as Postgres errors; nothing else is affected',
 /** A raw WebSocket to the door (what a broken client sends). */
 function rawSocket(): Promise<WebSocket> {
   const ws = new WebSocket(`wss://127.0.0.1:${f.proxy.httpPort}/v2`, {
-    rejectUnauthorized: false, headers: { Host: `${a.endpointId}.localhost` },
+    rejectUnauthorized: false, headers: { Host: `${a.endpointId}.db.localhost` },
   });
   return new Promise((resolve, reject) => {
     ws.once('open', () => resolve(ws));

@@ -56,7 +56,8 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
   const secrets = (db: DatabaseRecord, role: string, password: string) => {
     const info = connectionInfo(publicAddress, db.endpointId, role, password, db.databaseName);
     return {
-      password, connection_uri: info.connection_uri, connection_uri_no_sni: info.connection_uri_no_sni,
+      password, connection_uri: info.connection_uri, connection_uri_sni: info.connection_uri_sni,
+      connection_uri_no_sni: info.connection_uri_no_sni, jdbc_url: info.jdbc_url,
       pooled_connection_uri: info.pooled_connection_uri, pooled_connection_uri_no_sni: info.pooled_connection_uri_no_sni,
       ...(info.serverless_connection_uri ? { serverless_connection_uri: info.serverless_connection_uri } : {}),
     };

@@ -1,7 +1,7 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
 import type { PgInstall } from '../pg/install.ts';
-import type { OsUser } from '../pg/os-user.ts';
+import { type OsUser, currentUser, giveTree } from '../pg/os-user.ts';
 import { ADMIN_ROLE, PostgresServer } from '../pg/server.ts';
 import { initCluster } from '../pg/server.ts';
 import fs from 'node:fs';
@@ -40,6 +40,8 @@ export class Catalog {
         opts.log.info({ pgdata }, 'initializing the embedded catalog');
         await initCluster(opts.install, opts.user, pgdata);
       }
+      // A catalog made by an earlier pgfleet as the shared compute user becomes the catalog user's.
+      giveTree(path.dirname(pgdata), opts.user);
       const socketDir = path.join(opts.runDir, 'catalog');
       server = new PostgresServer({
         install: opts.install,
@@ -48,6 +50,7 @@ export class Catalog {
         socketDir,
         logFile: path.join(opts.dataDir, 'catalog', 'postgres.log'),
         settings: { shared_buffers: '32MB', max_connections: 100, unix_socket_permissions: '0700', fsync: 'on' },
+        peerOnly: currentUser().name,
         startTimeoutMs: 60_000,
       });
       await server.start();

@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Catalog } from '../catalog/catalog.ts';
 import { BadRequestError } from '../errors.ts';
-import { makeOwnedDir } from '../pg/os-user.ts';
+import { chownTree, makeOwnedDir } from '../pg/os-user.ts';
 import { WAL_SEGMENT_MB } from '../pg/server.ts';
 import { type HistoryEnd, checkpointPosition, checkpointTimeline } from '../providers/local/compute-admin.ts';
 import { ARCHIVE_DIR, BACKUPS_DIR, type LocalHistoryHooks, type LocalProvider } from '../providers/local/local-provider.ts';
@@ -50,8 +50,9 @@ export class LocalBranching implements Branching, LocalHistoryHooks {
     return this.local.dataDirOf(ref);
   }
 
-  private get user() {
-    return this.local.opts.user;
+  /** A database's branches all belong to its OS user. */
+  private userOf(ref: BranchRef) {
+    return this.local.userOf(ref);
   }
 
   private backupDir(ref: BranchRef, b: BaseBackup, templatePgdata?: string): string {
@@ -85,7 +86,7 @@ export class LocalBranching implements Branching, LocalHistoryHooks {
     const pgdata = path.join(this.dir(ref), 'pgdata');
     const id = `copy-${end.time.getTime()}`;
     const dest = path.join(this.dir(ref), BACKUPS_DIR, id);
-    await this.writeBackup(dest, async (tmp) => {
+    await this.writeBackup(ref, dest, async (tmp) => {
       await copyTree(pgdata, tmp);
       stripRunFiles(tmp);
     });
@@ -106,9 +107,9 @@ export class LocalBranching implements Branching, LocalHistoryHooks {
   }
 
   /** Fills dest through a temporary directory renamed into place, so a half-made backup never counts. */
-  private async writeBackup(dest: string, fill: (tmp: string) => Promise<void>): Promise<void> {
+  private async writeBackup(ref: BranchRef, dest: string, fill: (tmp: string) => Promise<void>): Promise<void> {
     const tmp = `${dest}.tmp`;
-    makeOwnedDir(path.dirname(dest), this.user);
+    makeOwnedDir(path.dirname(dest), this.userOf(ref));
     fs.rmSync(tmp, { recursive: true, force: true });
     await fill(tmp);
     fs.renameSync(tmp, dest);
@@ -120,8 +121,8 @@ export class LocalBranching implements Branching, LocalHistoryHooks {
     const id = `online-${Date.now()}`;
     const dest = path.join(this.dir(ref), BACKUPS_DIR, id);
     let result: Awaited<ReturnType<typeof onlineBackup>> | undefined;
-    await this.writeBackup(dest, async (tmp) => {
-      result = await onlineBackup(socketDir, path.join(this.dir(ref), 'pgdata'), tmp, this.user);
+    await this.writeBackup(ref, dest, async (tmp) => {
+      result = await onlineBackup(socketDir, path.join(this.dir(ref), 'pgdata'), tmp, this.userOf(ref));
     });
     await baseBackups.add(this.catalog, ref.branchId, { id, kind: 'online', ...result!, bytes: await treeBytes(dest) });
   }
@@ -179,12 +180,13 @@ export class LocalBranching implements Branching, LocalHistoryHooks {
    */
   private async build(source: BranchRef, target: BranchRef, dir: string, at: PointInTime | undefined, running: boolean): Promise<Built> {
     const srcDir = this.dir(source);
-    for (const d of [dir, path.join(dir, ARCHIVE_DIR), path.join(dir, BACKUPS_DIR)]) makeOwnedDir(d, this.user);
+    const user = this.userOf(target);
+    for (const d of [dir, path.join(dir, ARCHIVE_DIR), path.join(dir, BACKUPS_DIR)]) makeOwnedDir(d, user);
     const end = at ? await this.historyEnd(source, running) : undefined;
     const all = await baseBackups.list(this.catalog, source.branchId);
     const pgdata = path.join(dir, 'pgdata');
     const recovery = (point: PointInTime | undefined) => recoverToTarget({
-      install: this.local.opts.install, user: this.user, dir, settings: this.local.settings(target, path.join(dir, ARCHIVE_DIR)),
+      install: this.local.opts.install, user, dir, settings: this.local.settings(target, path.join(dir, ARCHIVE_DIR)),
       socketDir: this.local.layout.socketDir(oneOffSocketName()), target: point,
     });
     let backups: BaseBackup[];
@@ -192,7 +194,7 @@ export class LocalBranching implements Branching, LocalHistoryHooks {
       if (running) {
         const socketDir = this.local.socketDirOf(source);
         if (!socketDir) throw new Error(`the compute of ${source.branchId} stopped during the copy`);
-        const result = await onlineBackup(socketDir, path.join(srcDir, 'pgdata'), pgdata, this.user);
+        const result = await onlineBackup(socketDir, path.join(srcDir, 'pgdata'), pgdata, user);
         linkArchive(path.join(srcDir, ARCHIVE_DIR), path.join(dir, ARCHIVE_DIR), result.endSegment);
         await recovery(undefined);
       } else {
@@ -206,6 +208,7 @@ export class LocalBranching implements Branching, LocalHistoryHooks {
       if (!base) throw new BadRequestError(`at: no base backup precedes ${describePoint(at)}`);
       const template = path.join(this.local.layout.templateDir(this.local.opts.install.version), 'pgdata');
       await copyTree(this.backupDir(source, base, template), pgdata);
+      chownTree(pgdata, user); // the template's files are the template user's
       linkArchive(path.join(srcDir, ARCHIVE_DIR), path.join(dir, ARCHIVE_DIR));
       await recovery(at);
       backups = all.filter((b) => ('time' in at ? b.endTime <= at.time : parseLsn(b.endLsn) <= parseLsn(at.lsn)));

@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 
 /** The OS identity computes run as: the current one, or an unprivileged user when we are root. */
@@ -19,22 +20,46 @@ function lookup(name: string): { uid: number; gid: number } | undefined {
   return undefined;
 }
 
+const USERADD_ATTEMPTS = 40;
+
+/** This process's own OS identity. */
+export function currentUser(): OsUser {
+  const uid = process.getuid?.() ?? 0;
+  return { name: os.userInfo().username, uid, gid: process.getgid?.() ?? uid, switchUser: false };
+}
+
+export const isRoot = (): boolean => process.getuid?.() === 0;
+
 /** Postgres refuses to run as root: as root, use (and create when missing) an unprivileged user. */
 export function resolveComputeUser(name: string): OsUser {
-  const uid = process.getuid?.() ?? 0;
-  if (uid !== 0) {
-    return { name: process.env.USER ?? String(uid), uid, gid: process.getgid?.() ?? uid, switchUser: false };
-  }
+  if (!isRoot()) return currentUser();
   let found = lookup(name);
-  if (!found) {
-    execFileSync('useradd', ['--system', '--user-group', '--no-create-home', '--shell', '/usr/sbin/nologin', name], {
-      stdio: 'pipe',
-    });
+  // useradd fails while another useradd holds /etc/passwd's lock (gateways on one host make users at once): retry.
+  for (let attempt = 1; !found; attempt++) {
+    try {
+      execFileSync('useradd', ['--system', '--user-group', '--no-create-home', '--shell', '/usr/sbin/nologin', name], { stdio: 'pipe' });
+    } catch (err) {
+      const message = String((err as { stderr?: Buffer }).stderr ?? err).trim();
+      if (!lookup(name) && attempt >= USERADD_ATTEMPTS) throw new Error(`could not create the OS user "${name}": ${message}`);
+      if (!lookup(name)) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50 + Math.random() * 100);
+    }
     found = lookup(name);
-    if (!found) throw new Error(`could not create the compute user "${name}"`);
   }
-  if (found.uid === 0) throw new Error(`the compute user "${name}" must not be root`);
+  if (found.uid === 0) throw new Error(`the OS user "${name}" must not be root`);
   return { name, ...found, switchUser: true };
+}
+
+/** Gives a whole tree to user (when we are root and it is not theirs yet): data made by another user before. */
+export function giveTree(dir: string, user: OsUser): void {
+  if (!user.switchUser) return;
+  const st = fs.statSync(dir);
+  if (st.uid === user.uid && st.gid === user.gid) return;
+  chownTree(dir, user);
+}
+
+/** Makes every file under dir user's (when we are root): copies of data another user owns. */
+export function chownTree(dir: string, user: OsUser): void {
+  if (user.switchUser) execFileSync('chown', ['-R', '--no-dereference', `${user.uid}:${user.gid}`, dir], { stdio: 'pipe' });
 }
 
 /** Spawn options that make a child run as the compute user. */

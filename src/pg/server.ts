@@ -97,6 +97,12 @@ export interface ServerOptions {
   logFile: string;
   /** Postgres settings passed as -c name=value. */
   settings: Record<string, string | number>;
+  /**
+   * Only this OS user (the gateway's) may connect, as any role, over the Unix socket (peer
+   * authentication with an ident map), instead of the cluster's own trust: the compute's own OS
+   * user, and anyone else, is refused. Unset: the cluster's pg_hba.conf applies.
+   */
+  peerOnly?: string;
   startTimeoutMs: number;
 }
 
@@ -135,7 +141,7 @@ export class PostgresServer extends EventEmitter {
     makeOwnedDir(socketDir, user);
     await clearPreviousRun(pgdata, socketDir);
     const args = ['-D', pgdata, '-k', socketDir, '-p', String(SOCKET_PORT), '-c', 'listen_addresses='];
-    for (const [k, v] of Object.entries(settings)) args.push('-c', `${k}=${v}`);
+    for (const [k, v] of Object.entries({ ...settings, ...this.peerOnlyFiles() })) args.push('-c', `${k}=${v}`);
     const logFd = fs.openSync(logFile, 'a', 0o600);
     if (user.switchUser) fs.fchownSync(logFd, user.uid, user.gid);
 
@@ -185,6 +191,24 @@ export class PostgresServer extends EventEmitter {
       watcher?.close();
       fs.closeSync(logFd);
     }
+  }
+
+  /** Writes the hba and ident files of peerOnly beside the data directory; the settings that point at them. */
+  private peerOnlyFiles(): Record<string, string> {
+    const { peerOnly, pgdata, user } = this.opts;
+    if (!peerOnly) return {};
+    const dir = path.dirname(pgdata);
+    const files = {
+      hba_file: [path.join(dir, 'pgfleet_hba.conf'), 'local all all peer map=gateway\n'],
+      ident_file: [path.join(dir, 'pgfleet_ident.conf'), `gateway ${peerOnly} all\n`],
+    } as const;
+    const settings: Record<string, string> = {};
+    for (const [setting, [file, text]] of Object.entries(files)) {
+      fs.writeFileSync(file, text, { mode: 0o600 });
+      if (user.switchUser) fs.chownSync(file, user.uid, user.gid);
+      settings[setting] = file;
+    }
+    return settings;
   }
 
   /** fast: roll back sessions and checkpoint; immediate: crash-like, for failed starts. */

@@ -19,7 +19,7 @@ function Connect({ db }: { db: Database }) {
     <section aria-labelledby="connect-title" class="card">
       <h2 id="connect-title">Connect</h2>
       <p class="hint">Add the password of <code>{db.role}</code> (given once, when the database was made; reset it under Roles for a new one).</p>
-      <CopyField label="Connection string (SNI)" value={info.connection_uri} />
+      <CopyField label="Connection string (SNI)" value={info.connection_uri_sni} />
       <CopyField label="Connection string (no SNI: endpoint in options)" value={info.connection_uri_no_sni} />
       <dl class="facts">
         <dt>Host</dt><dd>{db.host}</dd>

@@ -6,7 +6,8 @@ import type { Logger } from 'pino';
 import type { ComputeSettings } from '../../config.ts';
 import { ConfigError } from '../../errors.ts';
 import type { PgInstall } from '../../pg/install.ts';
-import { type OsUser, firstBlockedDir, makeOwnedDir } from '../../pg/os-user.ts';
+import { type OsUser, currentUser, firstBlockedDir, giveTree, makeOwnedDir } from '../../pg/os-user.ts';
+import { OsUserPool } from '../../pg/os-user-pool.ts';
 import { PostgresServer, SOCKET_PORT, clearPreviousRun, initCluster } from '../../pg/server.ts';
 import type { BranchRef, ComputeAddress, MeteredUsage, Provider, ProviderEvents, ProviderState, UsageSample } from '../provider.ts';
 import { LocalLayout } from './layout.ts';
@@ -37,7 +38,10 @@ export interface LocalProviderOptions {
   dataDir: string;
   runDir: string;
   install: PgInstall;
+  /** The OS user of the template cluster (initdb runs once, as it). */
   user: OsUser;
+  /** The OS user of each database's computes (default: a pool of one user per database when root). */
+  users?: OsUserPool;
   compute: ComputeSettings;
   startTimeoutMs: number;
   log: Logger;
@@ -68,9 +72,13 @@ export class LocalProvider implements Provider {
   branching: Branching | undefined;
   private readonly walAtStart = new Map<string, number>();
   private template: Promise<string> | undefined;
+  private readonly users: OsUserPool;
+  /** Only this OS user (the gateway's) may connect to a compute's socket. */
+  private readonly gatewayUser = currentUser().name;
 
   constructor(readonly opts: LocalProviderOptions, private readonly events: ProviderEvents = {}) {
     this.layout = new LocalLayout(opts.dataDir, opts.runDir);
+    this.users = opts.users ?? new OsUserPool();
     const blocked = firstBlockedDir(opts.dataDir, opts.user);
     if (blocked) {
       throw new ConfigError('PGFLEET_DATA_DIR', `the compute user "${opts.user.name}" cannot enter ${blocked}; pick a data dir it can reach, or run chmod o+x ${blocked}`);
@@ -117,6 +125,11 @@ export class LocalProvider implements Provider {
     return this.layout.branchDir(ref.region, ref.databaseId, ref.branchId);
   }
 
+  /** The OS user of this database's computes; it alone can enter the database's directory and sockets. */
+  userOf(ref: BranchRef): OsUser {
+    return this.users.userFor(this.layout.databaseDir(ref.region, ref.databaseId));
+  }
+
   /** The branch's directory: pgdata, its WAL archive and base backups beside it. */
   dataDirOf(ref: BranchRef): string {
     return this.branchDir(ref);
@@ -125,14 +138,17 @@ export class LocalProvider implements Provider {
   /** Writes the tenant spec the branch's compute applies at its next start. */
   writeSpec(ref: BranchRef): void {
     const dir = this.branchDir(ref);
-    makeOwnedDir(dir, this.opts.user);
+    makeOwnedDir(dir, this.userOf(ref));
     fs.writeFileSync(path.join(dir, SPEC_FILE), JSON.stringify(specOf(ref)));
   }
 
   async create(ref: BranchRef): Promise<ProviderState> {
-    for (const d of [this.layout.dataRoot, path.join(this.layout.dataRoot, ref.region), this.layout.databaseDir(ref.region, ref.databaseId)]) {
-      if (!fs.existsSync(d)) makeOwnedDir(d, this.opts.user);
+    // The data root and region dirs are the gateway's and only traversable; a database's dir is its user's alone.
+    for (const d of [this.layout.dataRoot, path.join(this.layout.dataRoot, ref.region)]) {
+      if (!fs.existsSync(d)) makeOwnedDir(d, currentUser(), 0o711);
     }
+    const dbDir = this.layout.databaseDir(ref.region, ref.databaseId);
+    if (!fs.existsSync(dbDir)) makeOwnedDir(dbDir, this.userOf(ref));
     this.writeSpec(ref);
     return {};
   }
@@ -145,7 +161,8 @@ export class LocalProvider implements Provider {
     const staging = `${pgdata}.tmp`;
     fs.rmSync(staging, { recursive: true, force: true });
     await execFileAsync('cp', ['-a', '--reflink=auto', template, staging]);
-    makeOwnedDir(path.join(this.branchDir(ref), ARCHIVE_DIR), this.opts.user);
+    giveTree(staging, this.userOf(ref));
+    makeOwnedDir(path.join(this.branchDir(ref), ARCHIVE_DIR), this.userOf(ref));
     await this.history?.materialized(ref, template);
     fs.renameSync(staging, pgdata);
     return pgdata;
@@ -180,14 +197,18 @@ export class LocalProvider implements Provider {
     const running = this.servers.get(ref.branchId);
     if (running?.running) return { kind: 'unix', socketPath: running.socketPath() };
     if (!fs.existsSync(path.join(this.branchDir(ref), SPEC_FILE))) await this.create(ref);
+    const user = this.userOf(ref);
+    // Data written by an earlier pgfleet as another user (one user for every compute) becomes this database's user's.
+    giveTree(this.layout.databaseDir(ref.region, ref.databaseId), user);
     const pgdata = await this.materialize(ref);
     const dir = this.branchDir(ref);
     fs.rmSync(path.join(dir, HISTORY_END_FILE), { force: true });
-    makeOwnedDir(path.join(dir, ARCHIVE_DIR), this.opts.user);
+    makeOwnedDir(path.join(dir, ARCHIVE_DIR), user);
     this.walAtStart.set(ref.branchId, checkpointPosition(pgdata));
     const server = new PostgresServer({
       install: this.opts.install,
-      user: this.opts.user,
+      user,
+      peerOnly: this.gatewayUser,
       pgdata,
       socketDir: this.layout.socketDir(ref.branchId),
       logFile: path.join(dir, 'postgres.log'),
@@ -287,6 +308,7 @@ export class LocalProvider implements Provider {
     fs.rmSync(this.layout.socketDir(ref.branchId), { recursive: true, force: true });
     const dbDir = this.layout.databaseDir(ref.region, ref.databaseId);
     if (fs.existsSync(dbDir) && fs.readdirSync(dbDir).length === 0) fs.rmdirSync(dbDir);
+    if (!fs.existsSync(dbDir)) this.users.release(dbDir);
   }
 
   status(ref: BranchRef): 'running' | 'stopped' {
