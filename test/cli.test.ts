@@ -81,7 +81,10 @@ t.test('partners create, db create/list/delete through the bin', async (t) => {
   // Branches and restore of bob's database.
   const branch = await pgfleet(['branches', 'create', bob.id, '--name', 'dev'], asPartner);
   t.equal(branch.code, 0, branch.stderr);
-  t.match(branch.stdout.trim(), /^postgresql:\/\/app_owner@ep-[a-z]+-[a-z]+-\d{6}\.localhost:\d+\/app\?sslmode=require$/, 'prints the branch URI');
+  // The database's URI form, without a password (the database's passwords apply), naming the branch's own endpoint.
+  const branchUri = /^postgresql:\/\/app_owner@localhost:\d+\/app\?sslmode=require&sslrootcert=\S+&options=endpoint%3D(ep-[a-z]+-[a-z]+-\d{6})$/.exec(branch.stdout.trim());
+  t.ok(branchUri, `prints the branch URI: ${branch.stdout}`);
+  t.not(branchUri?.[1], bob.endpoint_id, 'the branch has its own endpoint');
   const branches = (await pgfleet(['branches', 'list', bob.id], asPartner)).stdout.trim().split('\n').map((l) => l.split('\t').slice(0, 2));
   t.same(branches, [['main', '-'], ['dev', 'main']]);
   t.equal((await pgfleet(['branches', 'reset', bob.id, 'dev'], asPartner)).stdout.trim(), 'reset dev');
