@@ -329,5 +329,5 @@ export function backendParams(params: Map<string, string>, role: string): Map<st
 
 /** A session on the leased compute; a failure to reach it becomes 57P03 (the details go to the log). */
 export function startCompute(lease: Lease, params: Map<string, string>, route: BranchRoute, ctx: ConnectionContext): Promise<BackendSession> {
-  return connectBackend(lease.address, params, route.endpointId, ctx.core.log);
+  return connectBackend(lease.address, params, route.endpointId, ctx.core.log, ctx.core.config.wakeTimeoutMs);
 }

@@ -127,7 +127,7 @@ export class BackendPool {
     try {
       lease = await this.core.acquire(this.route);
       const params = new Map([['user', this.role], ['database', this.database]]);
-      const session = await connectBackend(lease.address, params, this.route.endpointId, this.core.log);
+      const session = await connectBackend(lease.address, params, this.route.endpointId, this.core.log, this.core.config.wakeTimeoutMs);
       const backend = new PooledBackend(session.socket, lease.address, session.pid, session.secret, lease, this.settings.maxPreparedStatements);
       this.serverParams ??= session.frames.filter((f) => f[0] === MSG.parameterStatus).map((f) => {
         const name = readCString(f, 5);
