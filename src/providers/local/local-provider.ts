@@ -47,7 +47,7 @@ export interface LocalProviderOptions {
   log: Logger;
 }
 
-function specOf(ref: BranchRef): TenantSpec {
+function specOf(ref: BranchRef): Omit<TenantSpec, 'extensions'> {
   return { databaseName: ref.databaseName, ownerRole: ref.ownerRole, roles: [...new Set(ref.roles)].sort() };
 }
 
@@ -235,7 +235,9 @@ export class LocalProvider implements Provider {
   /** The first start (and any start after a role change) creates what the tenant needs. */
   private async applySpecIfChanged(ref: BranchRef, server: PostgresServer): Promise<boolean> {
     const dir = this.branchDir(ref);
-    const wanted = readText(path.join(dir, SPEC_FILE)) ?? JSON.stringify(specOf(ref));
+    // The extension allowlist is the configuration's: a change of it re-applies the spec at the next start.
+    const spec = { ...(JSON.parse(readText(path.join(dir, SPEC_FILE)) ?? JSON.stringify(specOf(ref))) as TenantSpec), extensions: this.opts.compute.extensions };
+    const wanted = JSON.stringify(spec);
     if (readText(path.join(dir, APPLIED_FILE)) === wanted) return false;
     await applyTenantSpec(server.opts.socketDir, SOCKET_PORT, JSON.parse(wanted) as TenantSpec);
     fs.writeFileSync(path.join(dir, APPLIED_FILE), wanted);
