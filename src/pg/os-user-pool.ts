@@ -47,7 +47,7 @@ export class OsUserPool {
     const names = poolUsers();
     const mine = names.find((n) => readClaim(path.join(this.registry, n)) === dir);
     const name = mine ?? names.find((n) => this.claim(n, dir)) ?? this.newUser(names, dir);
-    const user = resolveComputeUser(name);
+    const user = resolveComputeUser(name, false);
     this.byDir.set(dir, user);
     return user;
   }
@@ -84,7 +84,8 @@ export class OsUserPool {
     let n = names.reduce((max, name) => Math.max(max, Number(name.slice(PREFIX.length))), 0);
     for (;;) {
       const name = `${PREFIX}${String(++n).padStart(4, '0')}`;
-      resolveComputeUser(name);
+      // Regular uids (not --system): the system range (100-999) is too small for a fleet.
+      resolveComputeUser(name, false);
       if (this.claim(name, dir)) return name;
     }
   }

@@ -31,13 +31,13 @@ export function currentUser(): OsUser {
 export const isRoot = (): boolean => process.getuid?.() === 0;
 
 /** Postgres refuses to run as root: as root, use (and create when missing) an unprivileged user. */
-export function resolveComputeUser(name: string): OsUser {
+export function resolveComputeUser(name: string, system = true): OsUser {
   if (!isRoot()) return currentUser();
   let found = lookup(name);
   // useradd fails while another useradd holds /etc/passwd's lock (gateways on one host make users at once): retry.
   for (let attempt = 1; !found; attempt++) {
     try {
-      execFileSync('useradd', ['--system', '--user-group', '--no-create-home', '--shell', '/usr/sbin/nologin', name], { stdio: 'pipe' });
+      execFileSync('useradd', [...(system ? ['--system'] : []), '--user-group', '--no-create-home', '--shell', '/usr/sbin/nologin', name], { stdio: 'pipe' });
     } catch (err) {
       const message = String((err as { stderr?: Buffer }).stderr ?? err).trim();
       if (!lookup(name) && attempt >= USERADD_ATTEMPTS) throw new Error(`could not create the OS user "${name}": ${message}`);
