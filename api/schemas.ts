@@ -108,8 +108,11 @@ const databaseFields = {
   quotas: Quotas,
   pool_size: PoolSize,
   pooled_host: Type.String({ description: '<endpoint>-pooler.<domain>: the same database through the transaction pooler' }),
-  state: Type.Union([Type.Literal('suspended'), Type.Literal('starting'), Type.Literal('running'), Type.Literal('stopping'), Type.Literal('failed')]),
+  state: Type.Union([
+    Type.Literal('creating'), Type.Literal('suspended'), Type.Literal('starting'), Type.Literal('running'), Type.Literal('stopping'), Type.Literal('failed'),
+  ], { description: "the compute's state; creating until the provider made the database, failed when it cannot be served (see error)" }),
   connections: Type.Integer({ description: 'client connections open now (on this gateway)' }),
+  error: Type.Optional(Type.String({ description: 'why the database cannot be served (state failed)' })),
   last_active_at: Type.Union([Timestamp, Type.Null()]),
   created_at: Timestamp,
 };
@@ -118,8 +121,10 @@ export const Database = Type.Object(databaseFields);
 
 const credentialFields = {
   password: Type.String({ description: 'shown in this answer only' }),
-  connection_uri: Type.String({ description: 'routes by TLS SNI: postgresql://role:password@<endpoint>.<domain>:port/db?sslmode=require' }),
+  connection_uri: Type.String({ description: 'the URI to use: connects when pasted into psql, psycopg2, node-postgres and postgres.js; the SNI form, or under a *.localhost domain the no-SNI form on host localhost with the local CA as sslrootcert' }),
+  connection_uri_sni: Type.String({ description: 'routes by TLS SNI: postgresql://role:password@<endpoint>.<domain>:port/db?sslmode=require (needs DNS for the endpoint host)' }),
   connection_uri_no_sni: Type.String({ description: 'names the endpoint in the options parameter, for hosts without DNS per endpoint' }),
+  jdbc_url: Type.String({ description: 'the connection_uri for pgJDBC: jdbc:postgresql://host:port/db?user=…&password=…&…' }),
   pooled_connection_uri: Type.String({ description: 'through the transaction pooler: postgresql://role:password@<endpoint>-pooler.<domain>:port/db?sslmode=require' }),
   pooled_connection_uri_no_sni: Type.String({ description: 'through the transaction pooler, endpoint=<endpoint>-pooler in the options parameter' }),
   serverless_connection_uri: Type.Optional(Type.String({
@@ -185,8 +190,10 @@ export const Branch = Type.Object({
   port: Type.Integer(),
   database: Type.String(),
   role: Type.String({ description: 'the owner role: every branch has the database\'s roles and passwords' }),
-  connection_uri: Type.String({ description: 'without the password (the database\'s role passwords apply)' }),
+  connection_uri: Type.String({ description: 'as for a database, without the password (the database\'s role passwords apply)' }),
+  connection_uri_sni: Type.String(),
   connection_uri_no_sni: Type.String(),
+  jdbc_url: Type.String(),
   serverless_connection_uri: Type.Optional(Type.String({ description: "for Neon's serverless driver, without the password; present when PGFLEET_HTTP_PORT is set" })),
   state: databaseFields.state,
   earliest_restorable_at: Type.Union([Timestamp, Type.Null()], { description: 'null: no history is kept' }),
@@ -209,3 +216,22 @@ export const RestoreResult = Type.Object({
 });
 
 export type BranchView = Static<typeof Branch>;
+
+const Timed = Type.String({ format: 'date-time' });
+
+export const ReconcileReport = Type.Object({
+  regions: Type.Array(Type.Object({
+    region: Type.String(),
+    provider: Type.String(),
+    resources: Type.Integer({ description: 'resources pgfleet made that the provider listed' }),
+    orphans: Type.Array(Type.Object({ resource_id: Type.String(), database_id: Type.String(), first_seen_at: Timed, deleted: Type.Boolean() })),
+    missing: Type.Array(Type.Object({ database_id: Type.String(), detail: Type.String() }), { description: 'databases marked failed in this pass' }),
+    resumed: Type.Array(Type.String(), { description: 'databases whose unfinished create this pass finished' }),
+    error: Type.Optional(Type.String()),
+  })),
+  failed: Type.Array(Type.Object({ database_id: Type.String(), region: Type.String(), detail: Type.Union([Type.String(), Type.Null()]) })),
+  pending_deletions: Type.Array(Type.Object({
+    database_id: Type.String(), partner_id: Type.String(), region: Type.String(), attempts: Type.Integer(),
+    last_error: Type.Union([Type.String(), Type.Null()]), next_attempt_at: Timed, created_at: Timed,
+  })),
+});

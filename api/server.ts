@@ -18,6 +18,7 @@ import { branchRoutes } from './routes/branches.ts';
 import { databaseRoutes } from './routes/databases.ts';
 import { fleetRoutes } from './routes/fleet.ts';
 import { partnerRoutes } from './routes/partners.ts';
+import { reconcileRoutes } from './routes/reconcile.ts';
 import { tokenRoutes } from './routes/tokens.ts';
 import { usageRoutes } from './routes/usage.ts';
 import { ErrorBody } from './schemas.ts';
@@ -77,7 +78,7 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
     );
   });
   // pgfleet's public token keys: anyone may verify a pgfleet token.
-  app.get('/.well-known/jwks.json', { config: { rateLimit: false }, schema: { hide: true } }, async () => core.jwt.keys.jwks());
+  app.get('/.well-known/jwks.json', { config: { rateLimit: false }, schema: { hide: true } }, async () => core.jwt.jwks());
   app.get('/v1/openapi.json', { config: { rateLimit: false }, schema: { hide: true } }, async () => app.swagger());
   await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { url: '/v1/openapi.json' } });
   await app.register(consoleRoutes);
@@ -88,13 +89,14 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
     // Every answer carries an ETag; a poller that sends it back as If-None-Match gets 304 while nothing changed.
     await scope.register(etag);
     await scope.register(partnerRoutes, { partners: core.partners });
-    await scope.register(databaseRoutes, { databases: core.databases, computes: core.computes, idempotency, publicAddress: opts.publicAddress,
+    await scope.register(databaseRoutes, { databases: core.databases, idempotency, publicAddress: opts.publicAddress,
       defaultHistoryRetentionSeconds: core.config.history.retentionSeconds,
     });
     await scope.register(branchRoutes, { branches: core.branches, databases: core.databases, computes: core.computes, publicAddress: opts.publicAddress });
     await scope.register(tokenRoutes, { databases: core.databases, jwt: core.jwt });
     await scope.register(usageRoutes, { databases: core.databases, usage: core.usage, catalog: core.catalog });
     await scope.register(fleetRoutes, { catalog: core.catalog, computes: core.computes, metrics: core.metrics });
+    await scope.register(reconcileRoutes, { reconciler: core.reconciler });
   });
 
   const purge = setInterval(() => {

@@ -50,7 +50,7 @@ try {
   };
   const tcpConfig: pg.ClientConfig = {
     host: '127.0.0.1', port: proxy.port, user: db.role, password, database: database.databaseName,
-    ssl: { servername: `${db.endpointId}.localhost`, rejectUnauthorized: false },
+    ssl: { servername: `${db.endpointId}.${config.domain}`, rejectUnauthorized: false },
   };
   // An idle pooled session that ends is reported, not fatal (the run goes on; the pool reconnects).
   for (const p of [pool, uncoalesced]) p.on('error', (err: Error) => console.warn(`pool session ended at ${new Date().toISOString()}: ${err.message}`));

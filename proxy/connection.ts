@@ -22,6 +22,7 @@ import {
 } from './endpoint.ts';
 import { AuthFailed, ConnectionRefused, ProtocolViolation, Unanswered } from './errors.ts';
 import { type Handshake, type HandshakeOptions, type WebSocketTransport, readStartup } from './handshake.ts';
+import { NOT_SETTINGS } from './startup.ts';
 import { authenticationOk, backendKeyData, errorFor } from './messages.ts';
 import type { Pooler } from './pool/pooler.ts';
 import type { RefusalLog } from './refusal-log.ts';
@@ -49,8 +50,6 @@ const JWT_NEEDS_OPTION =
   'If the password is a JWT: with the endpoint named by the host or by options, add auth=jwt to options ' +
   '(options=endpoint%3D<endpoint>%20auth%3Djwt), or prefix the token: endpoint=<endpoint>;<token>.';
 
-/** Startup parameters never passed to the compute. */
-const WITHHELD = new Set(['user', 'database', 'options', 'replication']);
 const PASSWORD_MESSAGE = 0x70; // 'p'
 
 /** A client connection over TCP: the Postgres handshake (TLS, SNI), then the shared steps. */
@@ -78,6 +77,7 @@ export async function serveConnection(raw: Duplex, clientAddress: string, ctx: C
   let session: Session | undefined;
   let endAdmission: (() => void) | undefined;
   let authenticated = false;
+  let handedOff = false;
   const timer = setTimeout(() => raw.destroy(), ctx.handshakeTimeoutMs);
   try {
     const hs = await readStartup(raw, ctx, (secure) => {
@@ -105,9 +105,18 @@ export async function serveConnection(raw: Duplex, clientAddress: string, ctx: C
         socket: client, route, role, params: hs.startup.params, options: pgfleetOptions(hs.startup.params.get('options')).rest,
         early: hs.reader.detach(), session: newSession(route, role, clientAddress, started, () => {}),
       });
-      session = pooledClient;
-      openSession(session, ctx);
-      line.outcome = await pooledClient.ended;
+      openSession(pooledClient, ctx);
+      // Handed off: this function's state (handshake, reader) is not kept alive while a pooled
+      // client idles, which is most of its life; its end is recorded by this callback.
+      const admitted = endAdmission;
+      endAdmission = undefined;
+      handedOff = true;
+      pooledClient.whenEnded((outcome) => {
+        line.outcome = outcome;
+        admitted?.();
+        closeSession(pooledClient, line, ctx);
+        logConnection(line, 'pooled', started, true, ctx);
+      });
       return;
     }
 
@@ -139,7 +148,7 @@ export async function serveConnection(raw: Duplex, clientAddress: string, ctx: C
     lease?.release();
     endAdmission?.();
     if (session) closeSession(session, line, ctx);
-    logConnection(line, session ? 'relayed' : String(line.outcome), started, authenticated, ctx);
+    if (!handedOff) logConnection(line, session ? 'relayed' : String(line.outcome), started, authenticated, ctx);
   }
 }
 
@@ -324,11 +333,11 @@ export function backendParams(params: Map<string, string>, role: string): Map<st
   const out = new Map<string, string>([['user', role], ['database', params.get('database') || role]]);
   const options = pgfleetOptions(params.get('options')).rest;
   if (options) out.set('options', options);
-  for (const [k, v] of params) if (!WITHHELD.has(k)) out.set(k, v);
+  for (const [k, v] of params) if (!NOT_SETTINGS.has(k)) out.set(k, v);
   return out;
 }
 
 /** A session on the leased compute; a failure to reach it becomes 57P03 (the details go to the log). */
 export function startCompute(lease: Lease, params: Map<string, string>, route: BranchRoute, ctx: ConnectionContext): Promise<BackendSession> {
-  return connectBackend(lease.address, params, route.endpointId, ctx.core.log);
+  return connectBackend(lease.address, params, route.endpointId, ctx.core.log, ctx.core.config.wakeTimeoutMs);
 }

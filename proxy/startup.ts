@@ -5,6 +5,17 @@ export const GSSENC_REQUEST_CODE = 80877104;
 export const CANCEL_REQUEST_CODE = 80877102;
 const PROTOCOL_3 = 3;
 
+/**
+ * Startup parameters that are no settings of the compute: pgfleet's own, and libpq's
+ * client-side keywords, which postgres.js sends as startup parameters when they are in its URL
+ * (pgfleet's URIs carry sslrootcert) and a compute would refuse as unknown settings.
+ */
+export const NOT_SETTINGS: ReadonlySet<string> = new Set([
+  'user', 'database', 'options', 'replication',
+  'sslmode', 'sslrootcert', 'sslcert', 'sslkey', 'sslcrl', 'sslcrldir', 'sslpassword', 'sslsni', 'sslnegotiation',
+  'channel_binding', 'require_auth', 'target_session_attrs', 'connect_timeout', 'hostaddr', 'gssencmode', 'uselibpqcompat',
+]);
+
 /** What a client can open a connection with. */
 export type StartupPacket =
   | { kind: 'ssl' }

@@ -64,10 +64,23 @@ async function loadOrCreateCa(dir: string): Promise<{ cert: x509.X509Certificate
   return createCa(dir);
 }
 
+/**
+ * The names of the generated certificate: every endpoint host, the domain, and this host by
+ * name and loopback address, for the URIs of hosts without DNS per endpoint (`localhost` with
+ * the endpoint in options). Node accepts a wildcard only over two labels or more
+ * (`*.db.localhost`, not `*.localhost`): hence the default domain.
+ */
+function subjectNames(domain: string): x509.JsonGeneralName[] {
+  return [
+    { type: 'dns', value: `*.${domain}` }, { type: 'dns', value: domain }, { type: 'dns', value: 'localhost' },
+    { type: 'ip', value: '127.0.0.1' }, { type: 'ip', value: '::1' },
+  ];
+}
+
 function coversDomain(cert: x509.X509Certificate, domain: string): boolean {
   const san = cert.getExtension(x509.SubjectAlternativeNameExtension);
   const names = san?.names.items.map((n) => n.value) ?? [];
-  return names.includes(`*.${domain}`) && names.includes(domain) && cert.notAfter.getTime() - Date.now() > RENEW_BEFORE;
+  return subjectNames(domain).every((n) => names.includes(n.value)) && cert.notAfter.getTime() - Date.now() > RENEW_BEFORE;
 }
 
 async function issueServerCert(dir: string, domain: string, ca: { cert: x509.X509Certificate; key: CryptoKey }): Promise<void> {
@@ -84,7 +97,7 @@ async function issueServerCert(dir: string, domain: string, ca: { cert: x509.X50
       new x509.BasicConstraintsExtension(false, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
       new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-      new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: `*.${domain}` }, { type: 'dns', value: domain }]),
+      new x509.SubjectAlternativeNameExtension(subjectNames(domain)),
       await x509.AuthorityKeyIdentifierExtension.create(ca.cert),
     ],
   });

@@ -51,10 +51,14 @@ t.test('a database from create to delete', async (t) => {
   const { proxyPort } = api.gateway;
   t.equal(db.host, `${db.endpoint_id}.${domain}`);
   t.equal(db.port, proxyPort);
-  t.equal(db.connection_uri, `postgresql://alice:${db.password}@${db.endpoint_id}.${domain}:${proxyPort}/shop?sslmode=require`);
-  t.equal(db.connection_uri_no_sni, `postgresql://alice:${db.password}@${domain}:${proxyPort}/shop?sslmode=require&options=endpoint%3D${db.endpoint_id}`);
-  t.equal(db.pooled_connection_uri, `postgresql://alice:${db.password}@${db.endpoint_id}-pooler.${domain}:${proxyPort}/shop?sslmode=require`);
-  t.equal(db.pooled_connection_uri_no_sni, `postgresql://alice:${db.password}@${domain}:${proxyPort}/shop?sslmode=require&options=endpoint%3D${db.endpoint_id}-pooler`);
+  // The default domain is under localhost: the URI to hand out is the options form on host localhost.
+  const tls = `sslmode=require&sslrootcert=${api.gateway.caPath}`;
+  t.equal(db.connection_uri_sni, `postgresql://alice:${db.password}@${db.endpoint_id}.${domain}:${proxyPort}/shop?${tls}`);
+  t.equal(db.connection_uri_no_sni, `postgresql://alice:${db.password}@localhost:${proxyPort}/shop?${tls}&options=endpoint%3D${db.endpoint_id}`);
+  t.equal(db.connection_uri, db.connection_uri_no_sni);
+  t.equal(db.jdbc_url, `jdbc:postgresql://localhost:${proxyPort}/shop?user=alice&password=${db.password}&${tls}&options=endpoint%3D${db.endpoint_id}`);
+  t.equal(db.pooled_connection_uri, `postgresql://alice:${db.password}@localhost:${proxyPort}/shop?${tls}&options=endpoint%3D${db.endpoint_id}-pooler`);
+  t.equal(db.pooled_connection_uri_no_sni, db.pooled_connection_uri);
   t.equal(db.pooled_host, `${db.endpoint_id}-pooler.${domain}`);
   t.equal(db.pool_size, null, 'the gateway default pool size');
   t.ok(await passwordMatches(db.id, 'alice', db.password), 'the password answers the stored verifier');
@@ -64,7 +68,7 @@ t.test('a database from create to delete', async (t) => {
   t.equal(got.status, 200);
   t.notOk('password' in got.body, 'the password is shown at create only');
   t.notOk(JSON.stringify(got.body).includes(db.password));
-  t.same(got.body, Object.fromEntries(Object.entries(db).filter(([k]) => !['password', 'connection_uri', 'connection_uri_no_sni', 'pooled_connection_uri', 'pooled_connection_uri_no_sni'].includes(k))));
+  t.same(got.body, Object.fromEntries(Object.entries(db).filter(([k]) => !['password', 'connection_uri', 'connection_uri_sni', 'connection_uri_no_sni', 'jdbc_url', 'pooled_connection_uri', 'pooled_connection_uri_no_sni'].includes(k))));
 
   const list = await api.request('GET', '/v1/databases?user_id=alice', { key });
   t.same(list.body.databases.map((d: { id: string }) => d.id), [db.id]);
@@ -99,7 +103,7 @@ t.test('a database from create to delete', async (t) => {
   const role = await api.request('POST', `/v1/databases/${db.id}/roles`, { key, body: { name: 'reader' } });
   t.equal(role.status, 201);
   t.match(role.body, { database_id: db.id, role: 'reader', database: 'shop', host: db.host });
-  t.match(role.body.connection_uri, `postgresql://reader:${role.body.password}@${db.host}:`);
+  t.match(role.body.connection_uri_sni, `postgresql://reader:${role.body.password}@${db.host}:`);
   t.ok(await passwordMatches(db.id, 'reader', role.body.password));
   t.equal((await api.request('POST', `/v1/databases/${db.id}/roles`, { key, body: { name: 'reader' } })).status, 409, 'a role twice is a conflict');
   const bad = await api.request('POST', `/v1/databases/${db.id}/roles`, { key, body: { name: 'pg_monitor' } });

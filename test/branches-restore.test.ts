@@ -78,7 +78,8 @@ t.test('restore to T, branch at T, the _before_ branch, restore of a restore, is
   const dev = await api.request('POST', `/v1/databases/${db.id}/branches`, { key, body: { name: 'dev' } });
   t.equal(dev.status, 201, JSON.stringify(dev.body));
   t.not(dev.body.host, db.host, 'its own host');
-  t.match(dev.body.connection_uri, new RegExp(`^postgresql://app_owner@${dev.body.endpoint_id}\\.`));
+  t.match(dev.body.connection_uri_sni, new RegExp(`^postgresql://app_owner@${dev.body.endpoint_id}\\.`));
+  t.match(dev.body.connection_uri, new RegExp(`^postgresql://app_owner@localhost:\\d+/app\\?.*options=endpoint%3D${dev.body.endpoint_id}$`), 'the URI to hand out on a default install');
   await q(dev.body, 'INSERT INTO items VALUES (100)');
   await q(db, 'INSERT INTO items VALUES (200)');
   t.same(ids(await q(dev.body, 'SELECT id FROM items ORDER BY id')), [1, 2, 3, 10, 100], 'the parent\'s writes are not in the branch');

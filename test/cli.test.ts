@@ -63,8 +63,8 @@ t.test('partners create, db create/list/delete through the bin', async (t) => {
   const created = await pgfleet(['db', 'create', '--user', 'alice'], asPartner);
   t.equal(created.code, 0, created.stderr);
   const uri = created.stdout.trim();
-  t.match(uri, /^postgresql:\/\/app_owner:[A-Za-z0-9_-]{32}@ep-[a-z]+-[a-z]+-\d{6}\.localhost:\d+\/app\?sslmode=require$/, 'prints the connection URI');
-  const endpoint = /@(ep-[a-z]+-[a-z]+-\d{6})\./.exec(uri)![1];
+  t.match(uri, /^postgresql:\/\/app_owner:[A-Za-z0-9_-]{32}@localhost:\d+\/app\?sslmode=require&sslrootcert=\S+&options=endpoint%3D(ep-[a-z]+-[a-z]+-\d{6})$/, 'prints the connection URI');
+  const endpoint = /endpoint%3D(ep-[a-z]+-[a-z]+-\d{6})$/.exec(uri)![1];
 
   const json = await pgfleet(['db', 'create', '--user', 'bob', '--name', 'Bob', '--json'], asPartner);
   const bob = JSON.parse(json.stdout);
@@ -74,7 +74,7 @@ t.test('partners create, db create/list/delete through the bin', async (t) => {
   const rows = all.stdout.trim().split('\n').map((l) => l.split('\t'));
   t.equal(rows.length, 2);
   const alice = rows.find((r) => r[1] === 'alice')!;
-  t.equal(alice[4], `${endpoint}.localhost`);
+  t.equal(alice[4], `${endpoint}.db.localhost`);
   const mine = await pgfleet(['db', 'list', '--user', 'bob'], asPartner);
   t.same(mine.stdout.trim().split('\n').map((l) => l.split('\t')[0]), [bob.id]);
 

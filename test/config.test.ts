@@ -9,7 +9,7 @@ t.test('defaults run on a laptop', async (t) => {
   const c = loadConfig({});
   t.equal(c.apiPort, 8080);
   t.equal(c.proxyPort, 5432);
-  t.equal(c.domain, 'localhost');
+  t.equal(c.domain, 'db.localhost');
   t.equal(c.dataDir, path.resolve('./.pgfleet'));
   t.equal(c.adminKey, undefined);
   t.equal(c.compute.sharedBuffers, '16MB');

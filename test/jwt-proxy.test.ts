@@ -34,7 +34,7 @@ t.test('gateway and partner tokens connect psql and node-postgres; every refusal
   t.equal((await api.request('POST', `/v1/databases/${a.id}/tokens`, { key: other.key, body: {} })).status, 404, "another partner's database");
 
   // With SNI too, both must name the same database.
-  const sniOfB = `host=${b.endpoint_id}.localhost hostaddr=127.0.0.1 port=${port} user=${a.role} dbname=app sslmode=require password=${issued.body.token} options=auth=jwt`;
+  const sniOfB = `host=${b.host} hostaddr=127.0.0.1 port=${port} user=${a.role} dbname=app sslmode=require password=${issued.body.token} options=auth=jwt`;
   const mismatch = await psqlError(sniOfB);
   t.match(mismatch, /FATAL: +token is not for this database/, 'a token for A with the SNI of B is refused');
   t.notMatch(mismatch, /DETAIL/, 'the full reason stays in the log');

@@ -24,7 +24,7 @@ async function computeBackends(): Promise<number> {
 }
 
 t.test('the pooled twin: both URI forms, the proxy answers the startup, transactions keep their backend', async (t) => {
-  t.match(a.pooledUri, new RegExp(`^postgresql://app_owner:.+@${a.endpointId}-pooler\\.localhost:${f.proxy.port}/app\\?sslmode=require$`));
+  t.match(a.pooledUri, new RegExp(`^postgresql://app_owner:.+@localhost:${f.proxy.port}/app\\?sslmode=require&sslrootcert=\\S+&options=endpoint%3D${a.endpointId}-pooler$`));
   t.equal(await psql(f.pooledConninfo(a), 'SELECT current_user'), 'app_owner', 'SNI form');
   const c = new pg.Client({ connectionString: pooledUri, application_name: 'pooled-test' });
   await c.connect();

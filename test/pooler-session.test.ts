@@ -17,7 +17,7 @@ await f.core.databases.update(f.partnerId, a.database.id, { poolSize: 1 });
 async function client(opts: Partial<pg.ClientConfig> = {}): Promise<pg.Client> {
   const c = new pg.Client({
     host: '127.0.0.1', port: f.proxy.port, user: a.role, password: a.password, database: 'app',
-    ssl: { servername: `${a.endpointId}-pooler.localhost`, rejectUnauthorized: false }, ...opts,
+    ssl: { servername: `${a.endpointId}-pooler.${f.core.config.domain}`, rejectUnauthorized: false }, ...opts,
   });
   c.on('error', () => {});
   await c.connect();
@@ -72,7 +72,7 @@ t.test('settings: SET is kept for its client only, startup parameters per client
 
 t.test('refused session features name the unpooled host; the connection stays usable', async (t) => {
   const c = await client();
-  const unpooled = `${a.endpointId}.localhost`;
+  const unpooled = `${a.endpointId}.${f.core.config.domain}`;
   for (const sql of [
     'LISTEN jobs',
     'CREATE TEMP TABLE scratch (id int)',

@@ -9,16 +9,11 @@ t.teardown(() => f.stop());
 const a = await f.createDatabase();
 const ca = fs.readFileSync(f.proxy.caPath!, 'utf8');
 
-/**
- * node-postgres through the SNI form: TCP to 127.0.0.1, TLS server name ep-….localhost, the
- * chain verified against the local CA. Node refuses wildcards of fewer than three labels
- * (`*.localhost`, the test domain), so the host name check is the only one left out here;
- * psql checks it in proxy-psql.test.ts.
- */
+/** node-postgres through the SNI form: TCP to 127.0.0.1, TLS server name ep-….db.localhost, verified against the local CA. */
 function pgClient(opts: Partial<pg.ClientConfig> = {}): pg.Client {
   return new pg.Client({
     host: '127.0.0.1', port: f.proxy.port, user: a.role, password: a.password, database: 'app',
-    ssl: { servername: `${a.endpointId}.localhost`, ca, checkServerIdentity: () => undefined }, ...opts,
+    ssl: { servername: `${a.endpointId}.${f.core.config.domain}`, ca }, ...opts,
   });
 }
 

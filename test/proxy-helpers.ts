@@ -26,11 +26,11 @@ export interface TenantDb {
   password: string;
   endpointId: string;
   role: string;
-  /** SNI form (host ep-….localhost) */
+  /** What the API hands out: the options form on host localhost, with the local CA as sslrootcert */
   uri: string;
-  /** options=endpoint%3D… form (host localhost) */
+  /** options=endpoint%3D… form (host localhost); the same URI */
   uriNoSni: string;
-  /** Through the transaction pooler: SNI form (host ep-…-pooler.localhost) and options form. */
+  /** Through the transaction pooler: SNI form (host ep-…-pooler.db.localhost) and options form; the first is what the API hands out. */
   pooledUri: string;
   pooledUriNoSni: string;
 }
@@ -48,7 +48,7 @@ export interface ProxyFixture {
 }
 
 export async function startProxyFixture(env: Record<string, string> = {}, opts: ProxyOptions = {}): Promise<ProxyFixture> {
-  const config = testConfig({ PGFLEET_DOMAIN: 'localhost', ...env });
+  const config = testConfig(env);
   const core = await startCore(config, createLogger(config.logLevel));
   const proxy = await startProxy(core, opts);
   const partnerId = `partner-${crypto.randomBytes(4).toString('hex')}`;
@@ -59,7 +59,7 @@ export async function startProxyFixture(env: Record<string, string> = {}, opts: 
     partnerId,
     async createDatabase() {
       const { database, password } = await core.databases.create({ partnerId, userId: `user-${crypto.randomBytes(4).toString('hex')}` });
-      const info = connectionInfo({ domain: config.domain, port: proxy.port }, database.endpointId, database.ownerRole, password, database.databaseName);
+      const info = connectionInfo({ domain: config.domain, port: proxy.port, caPath: proxy.caPath }, database.endpointId, database.ownerRole, password, database.databaseName);
       return {
         database, password, endpointId: database.endpointId, role: database.ownerRole,
         uri: info.connection_uri, uriNoSni: info.connection_uri_no_sni,
@@ -67,11 +67,11 @@ export async function startProxyFixture(env: Record<string, string> = {}, opts: 
       };
     },
     pooledConninfo(db, extra = '') {
-      return `host=${db.endpointId}-pooler.localhost hostaddr=127.0.0.1 port=${proxy.port} user=${db.role} dbname=${db.database.databaseName} ` +
+      return `host=${db.endpointId}-pooler.${config.domain} hostaddr=127.0.0.1 port=${proxy.port} user=${db.role} dbname=${db.database.databaseName} ` +
         `password=${db.password} sslmode=require ${extra}`;
     },
     conninfo(db, extra = '') {
-      return `host=${db.endpointId}.localhost hostaddr=127.0.0.1 port=${proxy.port} user=${db.role} dbname=${db.database.databaseName} ` +
+      return `host=${db.endpointId}.${config.domain} hostaddr=127.0.0.1 port=${proxy.port} user=${db.role} dbname=${db.database.databaseName} ` +
         `password=${db.password} sslmode=require ${extra}`;
     },
     async stop() {

@@ -15,7 +15,7 @@ const f = await startProxyFixture();
 t.teardown(() => f.stop());
 const a = await f.createDatabase();
 const ca = fs.readFileSync(f.proxy.caPath!, 'utf8');
-const servername = `${a.endpointId}.localhost`;
+const servername = `${a.endpointId}.${f.core.config.domain}`;
 
 // The compute itself, held awake for the whole file: node-postgres on its socket is the baseline.
 const route = (await routeByEndpoint(f.core.catalog, a.endpointId))!;
@@ -30,7 +30,7 @@ const direct: Make = () => new pg.Client({
 });
 const proxied = (extra: Partial<pg.ClientConfig> = {}): pg.Client => new pg.Client({
   host: '127.0.0.1', port: f.proxy.port, user: a.role, password: a.password, database: 'app',
-  ssl: { servername, ca, checkServerIdentity: () => undefined }, ...extra,
+  ssl: { servername, ca }, ...extra,
 });
 
 const outcome = (p: Promise<unknown>) => p.then(() => 'ok', (e: Error & { code?: string; severity?: string }) => `${e.severity ?? '-'} ${e.code ?? '-'} ${e.message}`);
@@ -65,7 +65,7 @@ t.test('direct TLS (sslnegotiation=direct, ALPN postgresql) as from Postgres 17'
 
   // Without ALPN on the direct path: Postgres's FATAL, over TLS.
   const noAlpn = await new Promise<Buffer>((resolve, reject) => {
-    const s = tls.connect({ host: '127.0.0.1', port: f.proxy.port, servername, ca, checkServerIdentity: () => undefined });
+    const s = tls.connect({ host: '127.0.0.1', port: f.proxy.port, servername, ca });
     const got: Buffer[] = [];
     s.on('data', (d) => got.push(d));
     s.on('error', reject);
@@ -99,7 +99,7 @@ t.test('direct TLS (sslnegotiation=direct, ALPN postgresql) as from Postgres 17'
     const raw = net.connect(f.proxy.port, '127.0.0.1', () => raw.write(Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])));
     raw.once('data', (answer) => {
       if (answer.toString() !== 'S') return reject(new Error(`answer ${answer.toString()}`));
-      const s = tls.connect({ socket: raw, servername, ca, checkServerIdentity: () => undefined, ALPNProtocols: ['postgresql'] }, () => {
+      const s = tls.connect({ socket: raw, servername, ca, ALPNProtocols: ['postgresql'] }, () => {
         resolve(s.alpnProtocol);
         s.destroy();
       });

@@ -1,6 +1,6 @@
 /**
  * Neon's serverless driver pointed at a local pgfleet: WebSockets and fetch trust the proxy's
- * local CA and reach `ep-….localhost` on 127.0.0.1 (Node resolves no `*.localhost` names and
+ * local CA and reach `ep-….db.localhost` on 127.0.0.1 (Node resolves no `*.localhost` names and
  * refuses wildcard certificates of two labels, so the host name check is left out, as in
  * proxy-clients.test.ts).
  */
@@ -37,7 +37,7 @@ export function pointDriverAt(f: { proxy: { caPath: string | undefined; httpPort
   return { fetchEndpoint, dispatcher };
 }
 
-/** The database's URI in the form the driver takes (host ep-….localhost; the port is the driver's business). */
+/** The database's URI in the form the driver takes (host ep-….db.localhost; the port is the driver's business). */
 export function serverlessUri(db: { role: string; password: string; endpointId: string; database: { databaseName: string } }, password = db.password): string {
-  return `postgresql://${encodeURIComponent(db.role)}:${encodeURIComponent(password)}@${db.endpointId}.localhost/${db.database.databaseName}`;
+  return `postgresql://${encodeURIComponent(db.role)}:${encodeURIComponent(password)}@${db.endpointId}.db.localhost/${db.database.databaseName}`;
 }

@@ -47,6 +47,8 @@ t.test('neon(): parameters of every common type, NULLs, bytea, arrays, json; arr
   const updated = await full`UPDATE pets SET name = upper(name)`;
   t.same([updated.command, updated.rowCount, updated.rows], ['UPDATE', 2, []]);
   t.same(await sql.query('SELECT name FROM pets WHERE id = $1', [2]), [{ name: 'TOM' }], 'sql.query with a params array');
+  const viaPooler = neon(serverlessUri(a).replace(`@${a.endpointId}.`, `@${a.endpointId}-pooler.`));
+  t.same(await viaPooler`SELECT count(*)::int AS n FROM pets`, [{ n: 2 }], 'a -pooler host names the same database');
 });
 
 t.test('transaction(): one round trip in one transaction; a failing statement rolls the batch back', async (t) => {
@@ -96,7 +98,7 @@ t.test('the session pool: reused by the same role, reset between requests, never
 t.test('a JWT as the password, and as Authorization: Bearer (authToken)', async (t) => {
   const { token } = await f.core.jwt.tokens.issueFor(a.database, { ttlSeconds: 600 });
   t.same(await neon(serverlessUri(a, token))`SELECT current_user AS u`, [{ u: a.role }], 'JWT in the connection string');
-  const bearer = neon(`postgresql://${a.role}@${a.endpointId}.localhost/app`, { authToken: async () => token });
+  const bearer = neon(`postgresql://${a.role}@${a.endpointId}.db.localhost/app`, { authToken: async () => token });
   t.same(await bearer`SELECT 1 AS one`, [{ one: 1 }], 'JWT from authToken');
   const expired = neon(serverlessUri(a, 'eyJhbGciOiJFZERTQSJ9.eyJleHAiOjF9.c2ln'));
   const err = await expired`SELECT 1`.then(() => undefined, (e) => e);
@@ -115,7 +117,7 @@ t.test('errors as the driver surfaces them: wrong password, unknown endpoint, SQ
   const wrong = await rejects(neon(serverlessUri(a, 'nope'))`SELECT 1`);
   t.equal(wrong?.code, '28P01');
   t.match(wrong?.message, /password authentication failed/);
-  const unknown = await rejects(neon(`postgresql://${a.role}:x@ep-no-such-thing-1.localhost/app`)`SELECT 1`);
+  const unknown = await rejects(neon(`postgresql://${a.role}:x@ep-no-such-thing-1.db.localhost/app`)`SELECT 1`);
   t.equal(unknown?.code, '3D000');
   const syntax = await rejects(sql`SELEC 1`);
   t.equal(syntax?.code, '42601');

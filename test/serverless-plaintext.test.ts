@@ -15,7 +15,7 @@ t.test('README localhost settings: Pool over ws:// and neon() over http://, mete
   t.equal(created.status, 201);
   const db = created.body;
   const httpPort = api.gateway.httpPort!;
-  t.equal(db.serverless_connection_uri, `postgresql://${db.role}:${db.password}@${db.endpoint_id}.localhost:${httpPort}/${db.database}`,
+  t.equal(db.serverless_connection_uri, `postgresql://${db.role}:${db.password}@${db.endpoint_id}.db.localhost:${httpPort}/${db.database}`,
     'the answer carries the serverless connection string (the serverless port in it)');
 
   // README: "On localhost"

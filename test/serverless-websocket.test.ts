@@ -41,6 +41,9 @@ t.test('Pool: queries with pipelined startup, an interactive transaction rolled 
     client.release();
   }
   t.same((await pool.query('SELECT id, body FROM notes ORDER BY id')).rows, [{ id: 1, body: 'kept' }], 'the rollback undid the insert');
+  const pooler = new Pool({ connectionString: uri.replace(`@${a.endpointId}.`, `@${a.endpointId}-pooler.`) });
+  t.same((await pooler.query('SELECT body FROM notes WHERE id = $1', [1])).rows, [{ body: 'kept' }], 'a -pooler host goes through the transaction pooler');
+  await pooler.end();
 
   const c = await pool.connect();
   try {
@@ -125,7 +128,7 @@ t.test('refusals reach the driver as Postgres errors; nothing else is affected',
   const wrong = await fail(serverlessUri(a, 'not-the-password'));
   t.equal(wrong?.code, '28P01');
   t.match(wrong?.message, /password authentication failed for user "app_owner"/);
-  const unknown = await fail(`postgresql://${a.role}:${encodeURIComponent(a.password)}@ep-no-such-endpoint-1.localhost/app`);
+  const unknown = await fail(`postgresql://${a.role}:${encodeURIComponent(a.password)}@ep-no-such-endpoint-1.db.localhost/app`);
   t.equal(unknown?.code, '3D000');
   t.match(unknown?.message, /endpoint "ep-no-such-endpoint-1" does not exist/);
   const still = new Pool({ connectionString: uri });
@@ -136,7 +139,7 @@ t.test('refusals reach the driver as Postgres errors; nothing else is affected',
 /** A raw WebSocket to the door (what a broken client sends). */
 function rawSocket(): Promise<WebSocket> {
   const ws = new WebSocket(`wss://127.0.0.1:${f.proxy.httpPort}/v2`, {
-    rejectUnauthorized: false, headers: { Host: `${a.endpointId}.localhost` },
+    rejectUnauthorized: false, headers: { Host: `${a.endpointId}.db.localhost` },
   });
   return new Promise((resolve, reject) => {
     ws.once('open', () => resolve(ws));

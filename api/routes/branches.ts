@@ -26,7 +26,7 @@ export const branchRoutes: FastifyPluginAsyncTypebox<BranchRoutesOptions> = asyn
   const view = async (partnerId: string, b: BranchRecord): Promise<BranchView> => {
     const db = await databases.get(partnerId, b.databaseId);
     const earliest = await branches.earliestRestorable(db, b);
-    const uris = connectionInfo(publicAddress, b.endpointId, b.ownerRole, undefined, b.databaseName);
+    const info = connectionInfo(publicAddress, b.endpointId, b.ownerRole, undefined, b.databaseName);
     return {
       id: b.id,
       database_id: b.databaseId,
@@ -35,13 +35,15 @@ export const branchRoutes: FastifyPluginAsyncTypebox<BranchRoutesOptions> = asyn
       parent_time: b.parentTime ? b.parentTime.toISOString() : null,
       parent_lsn: b.parentLsn,
       endpoint_id: b.endpointId,
-      host: uris.host,
+      host: info.host,
       port: publicAddress.port,
       database: b.databaseName,
       role: b.ownerRole,
-      connection_uri: uris.connection_uri,
-      connection_uri_no_sni: uris.connection_uri_no_sni,
-      ...(uris.serverless_connection_uri ? { serverless_connection_uri: uris.serverless_connection_uri } : {}),
+      connection_uri: info.connection_uri,
+      connection_uri_sni: info.connection_uri_sni,
+      connection_uri_no_sni: info.connection_uri_no_sni,
+      jdbc_url: info.jdbc_url,
+      ...(info.serverless_connection_uri ? { serverless_connection_uri: info.serverless_connection_uri } : {}),
       state: computes.info(b.id).state,
       earliest_restorable_at: earliest ? earliest.toISOString() : null,
       created_at: b.createdAt.toISOString(),

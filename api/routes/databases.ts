@@ -1,8 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import type { ComputeManager } from '../../src/computes.ts';
 import { POOLER_SUFFIX, type PublicAddress, connectionInfo } from '../../src/connection-uri.ts';
-import type { DatabaseRecord, Databases } from '../../src/databases.ts';
+import { type DatabaseRecord, type Databases, unavailableReason } from '../../src/databases.ts';
 import { partnerOf } from '../auth.ts';
 import { type IdempotencyStore, fingerprint } from '../idempotency.ts';
 import {
@@ -12,7 +11,6 @@ import {
 
 export interface DatabaseRoutesOptions {
   databases: Databases;
-  computes: ComputeManager;
   idempotency: IdempotencyStore;
   publicAddress: PublicAddress;
   /** PGFLEET_HISTORY_RETENTION: in effect where neither the database nor its partner sets one. */
@@ -24,11 +22,11 @@ const tags = ['databases'];
 
 /** A partner's routes: its users' databases. Another partner's database answers 404, like a missing one. */
 export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = async (app, opts) => {
-  const { databases, computes, idempotency, publicAddress, defaultHistoryRetentionSeconds } = opts;
+  const { databases, idempotency, publicAddress, defaultHistoryRetentionSeconds } = opts;
 
   const view = (db: DatabaseRecord): DatabaseView => {
-    const compute = computes.info(db.branchId);
-    const lastActive = compute.lastActiveAt ?? db.lastActiveAt;
+    const compute = databases.stateOf(db);
+    const lastActive = compute.lastActiveAt;
     return {
       id: db.id,
       user_id: db.userId,
@@ -45,7 +43,8 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
       quotas: db.quotas,
       pool_size: db.poolSize,
       pooled_host: `${db.endpointId}${POOLER_SUFFIX}.${publicAddress.domain}`,
-      state: compute.state,
+      state: db.status === 'ready' ? compute.state : db.status,
+      ...(db.status === 'failed' ? { error: unavailableReason(db.id, db.status, db.statusDetail) } : {}),
       connections: compute.connections,
       last_active_at: lastActive ? lastActive.toISOString() : null,
       created_at: db.createdAt.toISOString(),
@@ -56,7 +55,8 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
   const secrets = (db: DatabaseRecord, role: string, password: string) => {
     const info = connectionInfo(publicAddress, db.endpointId, role, password, db.databaseName);
     return {
-      password, connection_uri: info.connection_uri, connection_uri_no_sni: info.connection_uri_no_sni,
+      password, connection_uri: info.connection_uri, connection_uri_sni: info.connection_uri_sni,
+      connection_uri_no_sni: info.connection_uri_no_sni, jdbc_url: info.jdbc_url,
       pooled_connection_uri: info.pooled_connection_uri, pooled_connection_uri_no_sni: info.pooled_connection_uri_no_sni,
       ...(info.serverless_connection_uri ? { serverless_connection_uri: info.serverless_connection_uri } : {}),
     };

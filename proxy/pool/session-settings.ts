@@ -4,12 +4,11 @@
  * whichever backend serves it, only when that backend's differ.
  */
 import { ConnectionRefused } from '../errors.ts';
+import { NOT_SETTINGS } from '../startup.ts';
 
 /** Setting name (lower case) → value, as `pg_settings.setting` shows it. */
 export type Settings = Map<string, string>;
 
-/** Startup parameters that are not settings. */
-const NOT_SETTINGS = new Set(['user', 'database', 'options', 'replication']);
 
 /** `-c name=value` and `--name=value` from `options` (what is left after pgfleet's own). */
 function optionSettings(options: string, into: Settings): void {

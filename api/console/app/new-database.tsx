@@ -8,7 +8,7 @@ export function CredentialsOnce({ title, credentials, onDone }: { title: string;
   return (
     <OneTime title={title} onDone={onDone}>
       <CopyField label={`Password of ${credentials.role}`} value={credentials.password} secret />
-      <CopyField label="Connection string (SNI)" value={credentials.connection_uri} secret />
+      <CopyField label="Connection string" value={credentials.connection_uri} secret />
       <CopyField label="Connection string (no SNI)" value={credentials.connection_uri_no_sni} secret />
     </OneTime>
   );
