@@ -12,6 +12,8 @@ import path from 'node:path';
 import { type OsUser, currentUser, isRoot, resolveComputeUser } from './os-user.ts';
 
 const PREFIX = 'pgfleet_db';
+/** Ids of pool users: above any distribution's regular and system ranges, room for 100,000 databases. */
+const POOL_IDS = { min: 200_000, max: 299_999 };
 export const DEFAULT_REGISTRY = '/var/lib/pgfleet/os-users';
 /** A fresh claim whose directory is not made yet is not stale. */
 const CLAIM_GRACE_MS = 60_000;
@@ -47,7 +49,7 @@ export class OsUserPool {
     const names = poolUsers();
     const mine = names.find((n) => readClaim(path.join(this.registry, n)) === dir);
     const name = mine ?? names.find((n) => this.claim(n, dir)) ?? this.newUser(names, dir);
-    const user = resolveComputeUser(name, false);
+    const user = resolveComputeUser(name);
     this.byDir.set(dir, user);
     return user;
   }
@@ -84,8 +86,7 @@ export class OsUserPool {
     let n = names.reduce((max, name) => Math.max(max, Number(name.slice(PREFIX.length))), 0);
     for (;;) {
       const name = `${PREFIX}${String(++n).padStart(4, '0')}`;
-      // Regular uids (not --system): the system range (100-999) is too small for a fleet.
-      resolveComputeUser(name, false);
+      resolveComputeUser(name, POOL_IDS);
       if (this.claim(name, dir)) return name;
     }
   }
