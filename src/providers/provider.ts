@@ -65,6 +65,8 @@ export interface ProviderEvents {
 
 export interface Provider {
   readonly name: string;
+  /** The Postgres version its computes run: `17.10` (local: the binaries'), or a major such as `17` (neon: the region's). */
+  readonly postgresVersion: string;
   /** Records a new branch. Cheap: nothing starts, nothing big is written. Returns state to keep. */
   create(ref: BranchRef): Promise<ProviderState>;
   /** Starts the branch's compute and resolves once it accepts connections. */
