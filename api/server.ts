@@ -80,7 +80,7 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
     );
   });
   // pgfleet's public token keys: anyone may verify a pgfleet token.
-  app.get('/.well-known/jwks.json', { config: { rateLimit: false }, schema: { hide: true } }, async () => core.jwt.keys.jwks());
+  app.get('/.well-known/jwks.json', { config: { rateLimit: false }, schema: { hide: true } }, async () => core.jwt.jwks());
   app.get('/v1/openapi.json', { config: { rateLimit: false }, schema: { hide: true } }, async () => app.swagger());
   await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { url: '/v1/openapi.json' } });
   await app.register(consoleRoutes);
@@ -91,7 +91,7 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
     // Every answer carries an ETag; a poller that sends it back as If-None-Match gets 304 while nothing changed.
     await scope.register(etag);
     await scope.register(partnerRoutes, { partners: core.partners });
-    await scope.register(databaseRoutes, { databases: core.databases, computes: core.computes, idempotency, publicAddress: opts.publicAddress,
+    await scope.register(databaseRoutes, { databases: core.databases, idempotency, publicAddress: opts.publicAddress,
       defaultHistoryRetentionSeconds: core.config.history.retentionSeconds,
       postgresVersionOf: (region) => core.regions.get(region).provider.postgresVersion,
     });

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Catalog } from './catalog/catalog.ts';
 import { type BranchRoute, branchRefOf, routeByDatabase, routesOfDatabase } from './catalog/routes.ts';
-import type { ComputeManager, ComputeTarget } from './computes.ts';
+import type { ComputeManager, ComputeState, ComputeTarget } from './computes.ts';
 import { BadRequestError, ConflictError, NotFoundError } from './errors.ts';
 import { NAME_PATTERN, generateName } from './names.ts';
 import { type Quotas, validateQuotas } from './quotas.ts';
@@ -32,6 +32,10 @@ export interface DatabaseRecord {
   createdAt: Date;
   /** Last activity the catalog recorded; the compute manager knows fresher while it runs. */
   lastActiveAt: Date | null;
+  /** The node that holds a local database's data (null: another provider). */
+  nodeId: string | null;
+  /** The compute's state as its node last recorded it in the catalog. */
+  recordedState: ComputeState;
 }
 
 export interface NewDatabase {
@@ -85,6 +89,7 @@ const SELECT_DATABASE = `
   SELECT d.*, b.id AS branch_id,
          COALESCE(d.history_retention_seconds, (SELECT p.default_history_retention_seconds FROM partners p WHERE p.id = d.partner_id)) AS effective_retention, e.id AS endpoint_id, (extract(epoch FROM d.created_at) * 1000000)::int8 AS created_us,
          (SELECT c.last_active_at FROM computes c WHERE c.branch_id = b.id) AS last_active_at,
+         COALESCE((SELECT c.state FROM computes c WHERE c.branch_id = b.id), 'suspended') AS recorded_state,
          ARRAY(SELECT r.name FROM roles r WHERE r.database_id = d.id ORDER BY r.created_at, r.name) AS roles
     FROM databases d
     JOIN branches b ON b.database_id = d.id AND b.parent_id IS NULL
@@ -109,6 +114,8 @@ function toRecord(row: any): DatabaseRecord {
     poolSize: row.pool_size,
     createdAt: row.created_at,
     lastActiveAt: row.last_active_at,
+    nodeId: row.node_id,
+    recordedState: row.recorded_state,
   };
 }
 
@@ -196,6 +203,7 @@ export class Databases extends EventEmitter {
           branchId: ids.branchId, suspendTimeoutSeconds: suspendTimeout, historyRetentionSeconds: rows[0].effective_retention, quotas,
           poolSize: input.poolSize ?? null,
           createdAt: rows[0].created_at, lastActiveAt: null,
+          nodeId, recordedState: 'suspended',
         };
       } catch (err) {
         // Generated names are random; a collision is rare and another draw fixes it.
@@ -373,6 +381,15 @@ export class Databases extends EventEmitter {
     if (this.nodes.isRemote(route.node)) await this.nodes.ask(route.node!, 'wake', branchRefOf(route));
     else await this.computes.wake(this.targetFor(route));
     return record;
+  }
+
+  /** The compute's state: this node's manager knows its own computes; another node's are as recorded. */
+  stateOf(record: DatabaseRecord): { state: ComputeState; lastActiveAt: Date | null; connections: number } {
+    const compute = this.computes.info(record.branchId);
+    if (this.nodes.isRemote(record.nodeId === null ? null : { id: record.nodeId })) {
+      return { state: record.recordedState, lastActiveAt: record.lastActiveAt, connections: compute.connections };
+    }
+    return { state: compute.state, lastActiveAt: compute.lastActiveAt ?? record.lastActiveAt, connections: compute.connections };
   }
 
   private async nodeRecord(nodeId: string) {

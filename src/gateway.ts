@@ -6,6 +6,7 @@ import type { Config } from './config.ts';
 import { ensureAdminKey, lockDataDir, prepareDataDir } from './data-dir.ts';
 import { type Logger, createLogger } from './log.ts';
 import { type JwtAuth, openJwtAuth } from './jwt/jwt-auth.ts';
+import { FleetKeys } from './jwt/fleet-keys.ts';
 import { type PgInstall, resolvePgInstall } from './pg/install.ts';
 import { type OsUser, currentUser, isRoot, makeOwnedDir, resolveComputeUser } from './pg/os-user.ts';
 import { chooseRunDir } from './providers/local/layout.ts';
@@ -149,19 +150,15 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
       suspendTimeoutSeconds: route.suspendTimeoutSeconds,
     });
     const key = coord.shared ? nodeKey(config.secretKey!) : undefined;
-    const nodes = new Nodes(nodeId, catalog, key, coord.shared, log);
+    const nodes = new Nodes(nodeId, catalog, key, coord.shared, config.wakeTimeoutMs + 10_000, log);
+    // Each gateway signs its tokens with its own key; in a fleet every gateway verifies them all.
+    const jwt = await openJwtAuth(config, catalog, log, key ? { keys: new FleetKeys(catalog, nodeId), publish: () => nodes.beat() } : undefined);
     cleanups.push(() => nodes.stop());
     if (key) {
       const listener = await startNodeListener({ catalog, computes, local, targetFor, key, log }, config.node.host, config.node.port);
       cleanups.push(() => listener.close());
-      await nodes.register(config.node.advertise ?? `${config.node.host}:${listener.port}`, config.maxComputes, () => computes.activeCount);
+      await nodes.register(config.node.advertise ?? `${config.node.host}:${listener.port}`, config.maxComputes, () => computes.activeCount, () => jwt.keys.jwks());
     }
-    const acquire = async (route: BranchRoute): Promise<Lease> => {
-      const target = targetFor(route);
-      // The owning node counts the session on its compute for as long as the link is open.
-      if (nodes.isRemote(route.node)) return { address: nodes.addressOf({ ...route, node: route.node! }, target.ref), release: () => {} };
-      return computes.acquire(target);
-    };
     const databases = new Databases(catalog, regions, computes, targetFor, nodes, config.defaultSuspendTimeoutSeconds);
     const branches = new Branches(catalog, regions, databases, computes, targetFor, log, config.history.retentionSeconds);
     const localBranching = new LocalBranching(local, catalog, {
@@ -194,9 +191,14 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
       if (m.type === 'terminate' && m.from !== nodeId) computes.emit('terminate', m.branchId, new QuotaError(m.message as string, m.sqlstate as string), true);
     });
     const partners = new Partners(catalog, databases, adminKeyHash);
-    const jwt = await openJwtAuth(config, catalog, log);
     return {
-      config, log, user, install, runDir, adminKeyHash, catalog, local, regions, computes, databases, branches, partners, usage, metrics, jwt, coord, nodeId, nodes, targetFor, acquire,
+      config, log, user, install, runDir, adminKeyHash, catalog, local, regions, computes, databases, branches, partners, usage, metrics, jwt, coord, nodeId, nodes, targetFor,
+      async acquire(this: Core, route: BranchRoute): Promise<Lease> {
+        const target = this.targetFor(route);
+        // The owning node counts the session on its compute for as long as the link is open.
+        if (nodes.isRemote(route.node)) return { address: nodes.addressOf({ ...route, node: route.node! }, target.ref), release: () => {} };
+        return computes.acquire(target);
+      },
       stop: undo,
     };
   } catch (err) {

@@ -56,7 +56,11 @@ t.test('signed out, the console shows only the sign-in form; a wrong key is refu
 });
 
 t.test('a partner signs in; a database created through the API appears; another partner’s never does', async (t) => {
-  await signIn(acme.key);
+  // By keyboard alone: the key field has the focus it is given, Enter submits.
+  await page.getByLabel('API key').fill('');
+  await page.getByLabel('API key').focus();
+  await page.keyboard.type(acme.key);
+  await page.keyboard.press('Enter');
   await page.getByRole('heading', { name: 'Databases' }).waitFor();
   t.match(await sessionKey(page), acme.key, 'the key is kept in sessionStorage');
   t.equal(await page.evaluate(() => localStorage.length), 0, 'and not in localStorage');
@@ -124,6 +128,37 @@ t.test('the database page: connection strings, quotas saved through the API, usa
   await compute.getByText('As a table').click();
   t.ok(await compute.locator('tbody tr').count() >= 1, 'the table lists the periods with use');
   await shot('database.png');
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await shot('database-dark.png');
+  await page.emulateMedia({ colorScheme: 'light' });
+});
+
+t.test('branches: a new branch appears; the restore dialog rewinds main to a time psql then sees', async (t) => {
+  const uri = created.connection_uri_no_sni;
+  const at = await psql(uri, `SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`);
+  await psql(uri, 'DROP TABLE t');
+  await page.getByLabel('New branch').fill('dev');
+  await page.getByRole('button', { name: 'Create', exact: true }).click();
+  await page.getByRole('status').filter({ hasText: 'Branch dev created from main' }).waitFor();
+  await page.locator('.branch-list tr').filter({ hasText: 'dev' }).waitFor();
+
+  await page.getByRole('button', { name: 'Restore…' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Restore a branch' });
+  t.match(await dialog.textContent(), /Earliest: /, 'the earliest restorable time is shown');
+  await dialog.getByLabel('Branch').selectOption('main');
+  await dialog.getByLabel(/Restore to/).fill('yesterday');
+  await dialog.getByRole('button', { name: 'Restore' }).click();
+  await dialog.getByRole('alert').waitFor();
+  t.match(await dialog.getByRole('alert').textContent(), /^at: .*\(400 bad_request\)$/, "the API's message for a bad time");
+  await dialog.getByLabel(/Restore to/).fill(at);
+  await dialog.getByRole('button', { name: 'Restore' }).click();
+  const done = page.getByRole('status').filter({ hasText: 'Restored main' });
+  await done.waitFor({ timeout: 120_000 });
+  t.match(await done.textContent(), /kept as branch main_before_/);
+  t.equal(await psql(uri, 'SELECT count(*) FROM t'), '20000', 'the dropped table is back');
+  await page.locator('.branch-list tr').filter({ hasText: 'main_before_' }).waitFor();
+  await page.getByRole('heading', { name: 'Branches' }).scrollIntoViewIfNeeded();
+  await shot('database-branches.png');
 });
 
 t.test('reset password shows the new one once and psql connects with it; errors carry the API message', async (t) => {

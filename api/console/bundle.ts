@@ -1,14 +1,13 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
 import { build } from 'esbuild';
 
-/** The console as the browser loads it: one HTML page, one script, one stylesheet. */
-export interface ConsoleBundle {
-  html: string;
-  js: string;
-  css: string;
-}
+export type ConsolePart = 'html' | 'js' | 'css';
+
+/** The console as the browser loads it: one HTML page, one script, one stylesheet, each also gzipped once. */
+export type ConsoleBundle = Record<ConsolePart, { text: string; gzip: Buffer }>;
 
 const APP_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'app');
 
@@ -33,7 +32,8 @@ export async function buildConsole(): Promise<ConsoleBundle> {
     if (!file) throw new Error(`the console build made no ${ext} file`);
     return file.text;
   };
-  return { html: await readFile(path.join(APP_DIR, 'index.html'), 'utf8'), js: output('.js'), css: output('.css') };
+  const part = (text: string) => ({ text, gzip: gzipSync(text, { level: 9 }) });
+  return { html: part(await readFile(path.join(APP_DIR, 'index.html'), 'utf8')), js: part(output('.js')), css: part(output('.css')) };
 }
 
 let built: Promise<ConsoleBundle> | undefined;

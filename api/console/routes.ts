@@ -1,6 +1,6 @@
 import etag from '@fastify/etag';
-import type { FastifyInstance, FastifyReply } from 'fastify';
-import { consoleBundle } from './bundle.ts';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { type ConsolePart, consoleBundle } from './bundle.ts';
 
 // The page only ever talks to this origin's API; nothing inline, nothing from elsewhere.
 const SECURITY_HEADERS = {
@@ -15,14 +15,17 @@ const SECURITY_HEADERS = {
 /** The web console at /console: static files built from api/console/app; every call it makes goes through the public API. */
 export async function consoleRoutes(app: FastifyInstance): Promise<void> {
   await app.register(etag);
-  const send = async (reply: FastifyReply, part: 'html' | 'js' | 'css') => {
-    const bundle = await consoleBundle();
+  const send = async (req: FastifyRequest, reply: FastifyReply, part: ConsolePart) => {
+    const file = (await consoleBundle())[part];
     const type = { html: 'text/html; charset=utf-8', js: 'text/javascript; charset=utf-8', css: 'text/css; charset=utf-8' }[part];
-    return reply.headers(SECURITY_HEADERS).type(type).send(bundle[part]);
+    reply.headers(SECURITY_HEADERS).header('vary', 'accept-encoding').type(type);
+    // Gzipped once at build time (the script is 97 kB, 39 kB gzipped).
+    if (/\bgzip\b/.test(req.headers['accept-encoding'] ?? '')) return reply.header('content-encoding', 'gzip').send(file.gzip);
+    return reply.send(file.text);
   };
   const schema = { hide: true };
-  app.get('/console', { schema }, (_req, reply) => send(reply, 'html'));
-  app.get('/console/', { schema }, (_req, reply) => send(reply, 'html'));
-  app.get('/console/app.js', { schema }, (_req, reply) => send(reply, 'js'));
-  app.get('/console/app.css', { schema }, (_req, reply) => send(reply, 'css'));
+  app.get('/console', { schema }, (req, reply) => send(req, reply, 'html'));
+  app.get('/console/', { schema }, (req, reply) => send(req, reply, 'html'));
+  app.get('/console/app.js', { schema }, (req, reply) => send(req, reply, 'js'));
+  app.get('/console/app.css', { schema }, (req, reply) => send(req, reply, 'css'));
 }

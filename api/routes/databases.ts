@@ -1,6 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import type { ComputeManager } from '../../src/computes.ts';
 import { POOLER_SUFFIX, type PublicAddress, connectionInfo } from '../../src/connection-uri.ts';
 import type { DatabaseRecord, Databases } from '../../src/databases.ts';
 import { partnerOf } from '../auth.ts';
@@ -12,7 +11,6 @@ import {
 
 export interface DatabaseRoutesOptions {
   databases: Databases;
-  computes: ComputeManager;
   idempotency: IdempotencyStore;
   publicAddress: PublicAddress;
   /** PGFLEET_HISTORY_RETENTION: in effect where neither the database nor its partner sets one. */
@@ -26,11 +24,11 @@ const tags = ['databases'];
 
 /** A partner's routes: its users' databases. Another partner's database answers 404, like a missing one. */
 export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = async (app, opts) => {
-  const { databases, computes, idempotency, publicAddress, defaultHistoryRetentionSeconds, postgresVersionOf } = opts;
+  const { databases, idempotency, publicAddress, defaultHistoryRetentionSeconds, postgresVersionOf } = opts;
 
   const view = (db: DatabaseRecord): DatabaseView => {
-    const compute = computes.info(db.branchId);
-    const lastActive = compute.lastActiveAt ?? db.lastActiveAt;
+    const compute = databases.stateOf(db);
+    const lastActive = compute.lastActiveAt;
     return {
       id: db.id,
       user_id: db.userId,

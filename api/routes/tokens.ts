@@ -60,7 +60,7 @@ export const tokenRoutes: FastifyPluginAsyncTypebox<TokenRoutesOptions> = async 
     schema: { summary: "Rotate pgfleet's token signing key (operator); tokens of the old key stay valid until they expire", tags, security, response: { 200: Type.Object({ kid: Type.String() }), ...errorResponses } },
   }, async (req) => {
     requireOperator(req);
-    return { kid: await jwt.keys.rotate() };
+    return { kid: await jwt.rotate() };
   });
 
   app.put('/v1/jwt-issuer', {

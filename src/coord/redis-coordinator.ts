@@ -74,13 +74,14 @@ export class RedisCoordinator implements Coordinator {
     const options = {
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
-      commandTimeout: 1000,
+      commandTimeout: 2000,
       connectTimeout: 2000,
       retryStrategy: (attempt: number) => Math.min(50 * attempt, 1000),
     };
     const redis = new Redis(url, { ...options, lazyConnect: true });
-    // The subscriber queues its SUBSCRIBEs until connected, and ioredis subscribes again after a reconnect.
-    const sub = new Redis(url, { ...options, enableOfflineQueue: true, lazyConnect: true });
+    // The subscriber queues its SUBSCRIBEs until connected (never timing them out: a lost
+    // subscription would be lost for good), and ioredis subscribes again after a reconnect.
+    const sub = new Redis(url, { ...options, commandTimeout: undefined, maxRetriesPerRequest: null, enableOfflineQueue: true, lazyConnect: true });
     const coord = new RedisCoordinator(gatewayId, redis, sub, log);
     sub.connect().catch(() => {});
     const ready = redis.connect().then(() => true, () => false);

@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import { type JWTPayload, SignJWT, jwtVerify } from 'jose';
 import type { DatabaseRecord } from '../databases.ts';
 import { BadRequestError, TokenError } from '../errors.ts';
+import type { FleetKeys } from './fleet-keys.ts';
 import { SIGNING_ALG, type SigningKeys } from './signing-keys.ts';
 import { CLOCK_TOLERANCE_SECONDS } from './token-rules.ts';
 
@@ -33,6 +34,8 @@ export class GatewayTokens {
   constructor(
     private readonly keys: SigningKeys,
     readonly maxTtlSeconds: number,
+    /** In a fleet, the other gateways' public keys: their tokens verify here too. */
+    private readonly fleetKeys?: FleetKeys,
   ) {}
 
   /**
@@ -75,8 +78,8 @@ export class GatewayTokens {
   async verify(token: string): Promise<GatewayTokenClaims & { payload: JWTPayload }> {
     const { payload } = await jwtVerify(
       token,
-      (header) => {
-        const key = this.keys.publicKey(header.kid);
+      async (header) => {
+        const key = this.keys.publicKey(header.kid) ?? (await this.fleetKeys?.publicKey(header.kid));
         if (!key) throw new TokenError('unknown signing key', `no pgfleet signing key with kid "${header.kid ?? ''}" (rotated out, or never ours)`);
         return key;
       },

@@ -1,6 +1,8 @@
 import type { Catalog } from '../catalog/catalog.ts';
 import type { Config } from '../config.ts';
 import type { Logger } from '../log.ts';
+import type { JSONWebKeySet } from 'jose';
+import type { FleetKeys } from './fleet-keys.ts';
 import { GatewayTokens } from './gateway-tokens.ts';
 import { PartnerIssuers } from './partner-issuers.ts';
 import { SigningKeys } from './signing-keys.ts';
@@ -9,8 +11,12 @@ import { type ConnectionGrant, type ConnectionTokenOptions, verifyConnectionToke
 
 /** JWT authentication as the doors use it (`core.jwt`). */
 export interface JwtAuth {
-  /** pgfleet's signing keys: `rotate()`, `jwks()` for /.well-known/jwks.json. */
+  /** This gateway's signing keys. */
   keys: SigningKeys;
+  /** A new signing key for this gateway (recorded for the fleet at once); returns its kid. */
+  rotate(): Promise<string>;
+  /** The JWK Set of /.well-known/jwks.json: this gateway's keys, and in a fleet every node's. */
+  jwks(): Promise<JSONWebKeySet>;
   /** Gateway-issued tokens: `issueFor(database, { role, ttlSeconds })`. */
   tokens: GatewayTokens;
   /** Partners' JWT configs: `set/get/delete(partnerId, ...)`. */
@@ -19,10 +25,16 @@ export interface JwtAuth {
   verifyConnectionToken(token: string, opts?: ConnectionTokenOptions): Promise<ConnectionGrant>;
 }
 
-export async function openJwtAuth(config: Config, catalog: Catalog, log: Logger): Promise<JwtAuth> {
+/** In a fleet: the other nodes' keys, and how this node records its own after a rotation. */
+export interface JwtFleet {
+  keys: FleetKeys;
+  publish(): Promise<void>;
+}
+
+export async function openJwtAuth(config: Config, catalog: Catalog, log: Logger, fleet?: JwtFleet): Promise<JwtAuth> {
   // A retired key verifies as long as the last token it signed may live.
   const keys = await SigningKeys.open(config.dataDir, { retainSeconds: config.jwt.tokenMaxTtlSeconds + CLOCK_TOLERANCE_SECONDS });
-  const tokens = new GatewayTokens(keys, config.jwt.tokenMaxTtlSeconds);
+  const tokens = new GatewayTokens(keys, config.jwt.tokenMaxTtlSeconds, fleet?.keys);
   const issuers = new PartnerIssuers(catalog, {
     jwksCacheMaxAgeMs: config.jwt.jwksCacheMaxAgeMs,
     jwksCooldownMs: config.jwt.jwksCooldownMs,
@@ -35,6 +47,15 @@ export async function openJwtAuth(config: Config, catalog: Catalog, log: Logger)
     keys,
     tokens,
     issuers,
+    async rotate() {
+      const kid = await keys.rotate();
+      await fleet?.publish();
+      return kid;
+    },
+    async jwks() {
+      const own = keys.jwks();
+      return fleet ? { keys: [...own.keys, ...(await fleet.keys.others())] } : own;
+    },
     verifyConnectionToken: (token, opts) => verifyConnectionToken({ catalog, tokens, issuers, log: jwtLog }, token, opts),
   };
 }

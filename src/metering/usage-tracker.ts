@@ -4,7 +4,7 @@ import type { BranchRoute } from '../catalog/routes.ts';
 import type { ComputeManager, ComputeTarget } from '../computes.ts';
 import { type Coordinator, INVALIDATE } from '../coord/coordinator.ts';
 import { QuotaError } from '../errors.ts';
-import type { Quotas } from '../quotas.ts';
+import { PERIOD_QUOTAS, type Quotas } from '../quotas.ts';
 import { monthOf, nextMonth, splitByHour } from './hours.ts';
 import { UsageLedger } from './ledger.ts';
 import type { UsageMetric, UsageOwner } from './metrics.ts';
@@ -130,6 +130,21 @@ export class UsageTracker {
   closeSession(session: MeteredSession): void {
     this.accrueBytes(session);
     this.sessions.delete(session);
+    if (this.coord.shared) void this.flagUsedUp([session.databaseId]).catch(() => {});
+  }
+
+  /**
+   * In a fleet, a session relayed here may use up a quota of a compute that runs on another node:
+   * what this gateway counted (flushed or not) is checked, and a used-up quota is flagged for every
+   * gateway at once. The owning node suspends the compute when it sees it.
+   */
+  private async flagUsedUp(databaseIds: Iterable<string>): Promise<void> {
+    for (const databaseId of new Set(databaseIds)) {
+      const quotas = this.quotas.get(databaseId);
+      if (!quotas || PERIOD_QUOTAS.every((q) => quotas[q] == null)) continue;
+      const broken = brokenQuota(quotas, await this.standing(databaseId, []), PERIOD_QUOTAS);
+      if (broken) await this.usedUp(databaseId, broken);
+    }
   }
 
   private accrueBytes(session: MeteredSession): void {
@@ -159,13 +174,20 @@ export class UsageTracker {
     for (const span of this.active.values()) this.accrue(span, 'active_time_ms', now);
     for (const session of this.sessions.keys()) this.accrueBytes(session);
     void this.enforceOnRunning().catch((err) => this.opts.log.warn({ err: String(err) }, 'quota enforcement failed'));
+    if (this.coord.shared && this.sessions.size) {
+      void this.flagUsedUp([...this.sessions.keys()].map((s) => s.databaseId)).catch(() => {});
+    }
   }
 
   private async enforceOnRunning(): Promise<void> {
     for (const [branchId, span] of this.running) {
       const quotas = this.quotas.get(span.owner.databaseId);
       if (!quotas) continue;
-      const broken = brokenQuota(quotas, await this.standing(span.owner.databaseId, []), ['compute_time_seconds', 'data_transfer_bytes']);
+      const running = ['compute_time_seconds', 'data_transfer_bytes'] as const;
+      const flagged = this.coord.shared ? await this.flagged(span.owner.databaseId, quotas) : undefined;
+      const broken = flagged && running.some((q) => q === flagged.quota?.name)
+        ? flagged
+        : brokenQuota(quotas, await this.standing(span.owner.databaseId, []), running);
       if (!broken || !this.running.has(branchId)) continue;
       this.opts.log.info({ database: span.owner.databaseId, branch: branchId, reason: broken.message }, 'suspending compute over quota');
       await this.usedUp(span.owner.databaseId, broken);
@@ -230,14 +252,19 @@ export class UsageTracker {
   async check(route: BranchRoute): Promise<QuotaError | undefined> {
     this.quotas.set(route.databaseId, route.quotas);
     if (Object.values(route.quotas).every((limit) => limit === null || limit === undefined)) return undefined;
-    const flagged = await this.coord.getFlag(quotaFlagKey(route.databaseId));
-    if (flagged) {
-      const f = JSON.parse(flagged) as { name: string; limit: number; message: string; sqlstate: string };
-      if (route.quotas[f.name as keyof Quotas] === f.limit) return new QuotaError(f.message, f.sqlstate, { name: f.name, limit: f.limit });
-    }
+    const flagged = await this.flagged(route.databaseId, route.quotas);
+    if (flagged) return flagged;
     const broken = brokenQuota(route.quotas, await this.standing(route.databaseId, [route.branchId]));
     if (broken) await this.usedUp(route.databaseId, broken);
     return broken;
+  }
+
+  /** A quota some gateway found used up, while its limit is still the one it found used up. */
+  private async flagged(databaseId: string, quotas: Quotas): Promise<QuotaError | undefined> {
+    const raw = await this.coord.getFlag(quotaFlagKey(databaseId));
+    if (!raw) return undefined;
+    const f = JSON.parse(raw) as { name: string; limit: number; message: string; sqlstate: string };
+    return quotas[f.name as keyof Quotas] === f.limit ? new QuotaError(f.message, f.sqlstate, { name: f.name, limit: f.limit }) : undefined;
   }
 
   /** Tells every gateway that a quota of the database is used up (not max_connections: that one comes and goes). */

@@ -28,6 +28,7 @@ export interface NodeListener {
   close(): Promise<void>;
 }
 
+/** Time a dialling node has to send its request line. */
 const REQUEST_TIMEOUT_MS = 10_000;
 
 function replyOf(err: unknown): NodeReply {
@@ -72,18 +73,17 @@ export async function startNodeListener(deps: NodeListenerDeps, host: string, po
     let lease: Lease | undefined;
     try {
       const request = JSON.parse(await readLine(socket)) as NodeRequest;
+      clearTimeout(timer); // the request is in: a wake may take up to the wake timeout
       const ref = request.ref;
       switch (request.op) {
         case 'connect': {
           lease = await computes.acquire(deps.targetFor(await route(request)));
-          clearTimeout(timer);
           await pipeTo(socket, lease.address);
           return;
         }
         case 'cancel': {
           const address = computes.runningAddress(ref.branchId);
           if (!address) throw new NotFoundError('the compute is not running');
-          clearTimeout(timer);
           await pipeTo(socket, address);
           return;
         }

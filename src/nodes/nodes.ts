@@ -13,8 +13,8 @@ import type { Logger } from '../log.ts';
 import type { BranchRef, ComputeAddress } from '../providers/provider.ts';
 import { type NodeRequest, askNode, dialNode, hostUnavailable } from './node-link.ts';
 
-export const NODE_HEARTBEAT_MS = 2000;
-export const NODE_GONE_SECONDS = 10;
+export const NODE_HEARTBEAT_MS = 3000;
+export const NODE_GONE_SECONDS = 30;
 
 export interface NodeRecord {
   id: string;
@@ -23,7 +23,7 @@ export interface NodeRecord {
 }
 
 export class Nodes {
-  private beat: NodeJS.Timeout | undefined;
+  private beat_: NodeJS.Timeout | undefined;
 
   constructor(
     readonly id: string,
@@ -31,23 +31,35 @@ export class Nodes {
     private readonly key: Buffer | undefined,
     /** Several nodes share the catalog (REDIS_URL set): placement and the node link are on. */
     readonly fleet: boolean,
+    /** How long an answer may take: a wake on the owning node, and then some. */
+    private readonly answerTimeoutMs: number,
     private readonly log: Logger,
   ) {}
 
-  /** Records this node (its listener address and room) and keeps its heartbeat going. */
-  async register(address: string, maxComputes: number, running: () => number): Promise<void> {
-    const beat = () => this.catalog.query(
-      `INSERT INTO nodes (id, address, max_computes, running) VALUES ($1, $2, $3, $4)
-       ON CONFLICT (id) DO UPDATE SET address = $2, max_computes = $3, running = $4, heartbeat_at = clock_timestamp()`,
-      [this.id, address, maxComputes, running()],
+  private beatQuery: (() => Promise<unknown>) | undefined;
+
+  /**
+   * Records this node (its link address, its room, its public signing keys) and keeps its
+   * heartbeat going.
+   */
+  async register(address: string, maxComputes: number, running: () => number, jwks: () => unknown): Promise<void> {
+    this.beatQuery = () => this.catalog.query(
+      `INSERT INTO nodes (id, address, max_computes, running, jwks) VALUES ($1, $2, $3, $4, $5)
+       ON CONFLICT (id) DO UPDATE SET address = $2, max_computes = $3, running = $4, jwks = $5, heartbeat_at = clock_timestamp()`,
+      [this.id, address, maxComputes, running(), JSON.stringify(jwks())],
     );
-    await beat();
-    this.beat = setInterval(() => void beat().catch((err) => this.log.warn({ err: err.message }, 'node heartbeat failed')), NODE_HEARTBEAT_MS);
-    this.beat.unref();
+    await this.beat();
+    this.beat_ = setInterval(() => void this.beat().catch((err) => this.log.warn({ err: err.message }, 'node heartbeat failed')), NODE_HEARTBEAT_MS);
+    this.beat_.unref();
+  }
+
+  /** Records this node's row now (a rotated signing key is known to the fleet at once). */
+  async beat(): Promise<void> {
+    await this.beatQuery?.();
   }
 
   stop(): void {
-    clearInterval(this.beat);
+    clearInterval(this.beat_);
   }
 
   /** Whether a database recorded on this node is served by another node. */
@@ -81,7 +93,7 @@ export class Nodes {
 
   /** Asks the owning node to do something with a branch (wake, suspend, create, delete, ...). */
   ask(node: NodeRecord, op: NodeRequest['op'], ref: BranchRef): Promise<void> {
-    return askNode(this.reachable(node), this.key!, this.id, { op, ref });
+    return askNode(this.reachable(node), this.key!, this.id, { op, ref }, this.answerTimeoutMs);
   }
 
   /** The compute of a branch on another node: its sessions and cancels go through the owning node. */
@@ -90,7 +102,7 @@ export class Nodes {
     return {
       kind: 'node',
       nodeId: node.id,
-      open: (op: 'connect' | 'cancel'): Promise<Duplex> => dialNode(this.reachable(node), this.key!, this.id, { op, ref }),
+      open: (op: 'connect' | 'cancel'): Promise<Duplex> => dialNode(this.reachable(node), this.key!, this.id, { op, ref }, this.answerTimeoutMs),
     };
   }
 }

@@ -1,6 +1,7 @@
 import { useMemo, useState } from 'preact/hooks';
 import { connectionInfo } from '../../../src/connection-uri.ts';
 import { api, poll } from './api.ts';
+import { Branches } from './branches.tsx';
 import { ago, dateTime } from './format.ts';
 import { Roles } from './roles.tsx';
 import { Settings } from './settings.tsx';
@@ -21,6 +22,7 @@ function Connect({ db }: { db: Database }) {
       <p class="hint">Add the password of <code>{db.role}</code> (given once, when the database was made; reset it under Roles for a new one).</p>
       <CopyField label="Connection string (SNI)" value={info.connection_uri_sni} />
       <CopyField label="Connection string (no SNI: endpoint in options)" value={info.connection_uri_no_sni} />
+      <CopyField label="Pooled connection string (transaction pooling)" value={info.pooled_connection_uri} />
       <dl class="facts">
         <dt>Host</dt><dd>{db.host}</dd>
         <dt>Port</dt><dd>{db.port}</dd>
@@ -89,6 +91,7 @@ export function DatabasePage({ id }: { id: string }) {
         <Tokens db={db} />
         <Settings db={db} onSaved={setDb} />
       </div>
+      <Branches db={db} />
       <UsageCharts db={db} />
     </>
   );

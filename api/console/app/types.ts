@@ -73,3 +73,22 @@ export interface Token {
   role: string;
   expires_at: string;
 }
+
+export interface Branch {
+  id: string;
+  database_id: string;
+  name: string;
+  parent: string | null;
+  parent_time: string | null;
+  parent_lsn: string | null;
+  endpoint_id: string;
+  host: string;
+  port: number;
+  database: string;
+  role: string;
+  connection_uri: string;
+  connection_uri_no_sni: string;
+  state: State;
+  earliest_restorable_at: string | null;
+  created_at: string;
+}

@@ -6,6 +6,8 @@ CREATE TABLE nodes (
   address       text NOT NULL,
   max_computes  integer NOT NULL,
   running       integer NOT NULL DEFAULT 0,
+  -- Its public signing keys (a JWK Set): tokens any gateway issues verify on every gateway.
+  jwks          jsonb NOT NULL DEFAULT '{"keys": []}',
   started_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
   heartbeat_at  timestamptz NOT NULL DEFAULT clock_timestamp()
 );
