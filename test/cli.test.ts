@@ -119,7 +119,9 @@ t.test('help and version print and start nothing; db show names the Postgres ver
   }
   const partner = await pgfleet(['partners', 'create', '--name', 'show-co', '--key', ADMIN_KEY]);
   const key = /^api_key: (\S+)/m.exec(partner.stdout)![1]!;
-  const db = JSON.parse((await pgfleet(['db', 'create', '--user', 'carol', '--json'], { PGFLEET_API_KEY: key })).stdout);
+  const created = await pgfleet(['db', 'create', '--user', 'carol', '--json'], { PGFLEET_API_KEY: key });
+  t.equal(created.code, 0, created.stderr);
+  const db = JSON.parse(created.stdout);
   const shown = await pgfleet(['db', 'show', db.id], { PGFLEET_API_KEY: key });
   t.equal(shown.code, 0, shown.stderr);
   t.match(shown.stdout, /^postgres_version: 17\.\d+$/m, 'the Postgres version of its compute');
