@@ -10,7 +10,9 @@ const { key } = await api.partner('http-co');
 const json = { 'content-type': 'application/json' };
 
 t.test('Content-Type: application/json with an empty body is accepted where no body is needed', async (t) => {
-  const db = (await api.request('POST', '/v1/databases', { key, body: { user_id: 'eve' } })).body;
+  const created = await api.request('POST', '/v1/databases', { key, body: { user_id: 'eve' } });
+  t.equal(created.status, 201, JSON.stringify(created.body));
+  const db = created.body;
   const send = (method: string, path: string) => fetch(`${api.url}${path}`, { method, headers: { ...json, authorization: `Bearer ${key}` }, body: '' });
   t.equal((await send('POST', `/v1/databases/${db.id}/wake`)).status, 200, 'wake');
   t.equal((await send('POST', `/v1/databases/${db.id}/suspend`)).status, 200, 'suspend');
@@ -54,7 +56,7 @@ t.test('metric label values are snake_case', async (t) => {
   const text = await (await fetch(`${api.url}/metrics`)).text();
   const values = [...text.matchAll(/^pgfleet_proxy_connections_total\{outcome="([^"]*)"\}/gm)].map((m) => m[1]!);
   t.ok(values.includes('cancel_request'), `outcomes seen: ${values.join(', ')}`);
-  const labels = [...text.matchAll(/^pgfleet_[a-z_]+\{([^}]*)\}/gm)].flatMap((m) => [...m[1]!.matchAll(/(\w+)="([^"]*)"/g)])
+  const labels = [...text.matchAll(/^pgfleet_(?:proxy|compute)_[a-z_]+\{([^}]*)\}/gm)].flatMap((m) => [...m[1]!.matchAll(/(\w+)="([^"]*)"/g)])
     .filter(([, name]) => !['route', 'method', 'le'].includes(name!)).map(([, , value]) => value!);
   t.ok(labels.length > 0);
   t.same(labels.filter((v) => !/^[a-z0-9_]+$/.test(v)), [], 'no spaces or capitals in label values (HTTP methods, routes and buckets aside)');
