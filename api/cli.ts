@@ -17,6 +17,9 @@ export const USAGE = `usage:
   pgfleet db list [--user <user_id>]
   pgfleet db show <database id> [--json]         its settings, state and the Postgres version its compute runs
   pgfleet db delete <database id>
+  pgfleet neon reconcile [--json]               (operator key) compare the catalog with Neon now: finish
+                                                 abandoned creates, report/delete orphaned projects, mark
+                                                 databases whose project is gone as failed
 options: --url <API URL> (env PGFLEET_API_URL, default http://127.0.0.1:8080)
          --key <API key> (env PGFLEET_API_KEY)
          --help, --version (with any command)
@@ -129,6 +132,25 @@ export async function runCli(argv: string[], out: (line: string) => void = (l) =
         await api.call('DELETE', `/v1/databases/${encodeURIComponent(arg)}`);
         out(`deleted ${arg}`);
         return 0;
+      }
+      case 'neon reconcile': {
+        const report = await api.call('POST', '/v1/neon/reconcile');
+        if (v.json) {
+          out(JSON.stringify(report));
+          return 0;
+        }
+        for (const r of report.regions) {
+          out(`${r.region} (${r.provider}): ${r.resources} resources, ${r.orphans.length} orphans, ${r.missing.length} newly missing, ${r.resumed.length} creates finished${r.error ? `; failed: ${r.error}` : ''}`);
+          for (const o of r.orphans) out(`  orphan ${o.resource_id} (${o.database_id}) seen since ${o.first_seen_at}: ${o.deleted ? 'deleted' : 'kept until its grace period ends'}`);
+          for (const m of r.missing) out(`  failed ${m.database_id}: ${m.detail}`);
+          for (const id of r.resumed) out(`  created ${id}`);
+        }
+        for (const f of report.failed) out(`failed database ${f.database_id} (${f.region}): ${f.detail}`);
+        for (const d of report.pending_deletions) {
+          out(`deletion owed ${d.database_id} (${d.region}): ${d.attempts} attempts${d.last_error ? `, last error: ${d.last_error}` : ''}; next at ${d.next_attempt_at}`);
+        }
+        // Non-zero when something needs the operator: a region that failed, or databases not served.
+        return report.regions.some((r: { error?: string }) => r.error) || report.failed.length > 0 ? 3 : 0;
       }
       default:
         process.stderr.write(`pgfleet: unknown command "${positionals.join(' ')}"\n${USAGE}`);

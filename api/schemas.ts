@@ -109,8 +109,11 @@ const databaseFields = {
   quotas: Quotas,
   pool_size: PoolSize,
   pooled_host: Type.String({ description: '<endpoint>-pooler.<domain>: the same database through the transaction pooler' }),
-  state: Type.Union([Type.Literal('suspended'), Type.Literal('starting'), Type.Literal('running'), Type.Literal('stopping'), Type.Literal('failed')]),
+  state: Type.Union([
+    Type.Literal('creating'), Type.Literal('suspended'), Type.Literal('starting'), Type.Literal('running'), Type.Literal('stopping'), Type.Literal('failed'),
+  ], { description: "the compute's state; creating until the provider made the database, failed when it cannot be served (see error)" }),
   connections: Type.Integer({ description: 'client connections open now (on this gateway)' }),
+  error: Type.Optional(Type.String({ description: 'why the database cannot be served (state failed)' })),
   last_active_at: Type.Union([Timestamp, Type.Null()]),
   created_at: Timestamp,
 };
@@ -214,3 +217,22 @@ export const RestoreResult = Type.Object({
 });
 
 export type BranchView = Static<typeof Branch>;
+
+const Timed = Type.String({ format: 'date-time' });
+
+export const ReconcileReport = Type.Object({
+  regions: Type.Array(Type.Object({
+    region: Type.String(),
+    provider: Type.String(),
+    resources: Type.Integer({ description: 'resources pgfleet made that the provider listed' }),
+    orphans: Type.Array(Type.Object({ resource_id: Type.String(), database_id: Type.String(), first_seen_at: Timed, deleted: Type.Boolean() })),
+    missing: Type.Array(Type.Object({ database_id: Type.String(), detail: Type.String() }), { description: 'databases marked failed in this pass' }),
+    resumed: Type.Array(Type.String(), { description: 'databases whose unfinished create this pass finished' }),
+    error: Type.Optional(Type.String()),
+  })),
+  failed: Type.Array(Type.Object({ database_id: Type.String(), region: Type.String(), detail: Type.Union([Type.String(), Type.Null()]) })),
+  pending_deletions: Type.Array(Type.Object({
+    database_id: Type.String(), partner_id: Type.String(), region: Type.String(), attempts: Type.Integer(),
+    last_error: Type.Union([Type.String(), Type.Null()]), next_attempt_at: Timed, created_at: Timed,
+  })),
+});

@@ -143,12 +143,24 @@ function passwordFor(address: ComputeAddress, params: Map<string, string>): stri
  * startBackend for a client's endpoint: a compute that refuses passes its error on; one that
  * cannot be reached is logged and reads as 57P03 to the client.
  */
-export async function connectBackend(address: ComputeAddress, params: Map<string, string>, endpointId: string, log: Logger): Promise<BackendSession> {
+export async function connectBackend(
+  address: ComputeAddress, params: Map<string, string>, endpointId: string, log: Logger, timeoutMs: number,
+): Promise<BackendSession> {
+  // A compute that wakes on connect (Neon's proxy starts it) is waited for as long as a wake.
+  const started = startBackend(address, params);
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new ComputeStartError(
+      `the compute of endpoint "${endpointId}" did not answer within ${Math.round(timeoutMs / 1000)} s`)), timeoutMs);
+  });
   try {
-    return await startBackend(address, params);
+    return await Promise.race([started, timeout]);
   } catch (err) {
+    started.then((late) => late.socket.destroy(), () => {});
     if (err instanceof PgfleetError) throw err;
     log.warn({ endpoint: endpointId, err: (err as Error).message }, 'compute connection failed');
     throw new ComputeStartError(`could not connect to the compute of endpoint "${endpointId}"`);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -14,6 +14,8 @@ export interface ComputeTarget {
   provider: Provider;
   /** 0 = never suspend for idleness. */
   suspendTimeoutSeconds: number;
+  /** Set when the database must not be served (still being created, its resource gone): every wake fails with it. */
+  unavailable?: PgfleetError;
 }
 
 /** A connection's hold on a running compute; release it when the session ends. */
@@ -185,6 +187,7 @@ export class ComputeManager extends EventEmitter {
 
   private wakeEntry(e: Entry): Promise<ComputeAddress> {
     if (this.closed) return Promise.reject(new ComputeStartError('the gateway is shutting down'));
+    if (e.target.unavailable) return Promise.reject(e.target.unavailable);
     if (e.held) return this.waitForHold(e).then(() => this.wakeEntry(e));
     if (e.state === 'running' && e.address) return Promise.resolve(e.address);
     if (e.starting) return e.starting;
@@ -395,12 +398,12 @@ export class ComputeManager extends EventEmitter {
     this.setState(e, 'suspended');
   }
 
-  /** Stops the compute and forgets it (the database is being deleted). */
+  /** Stops the compute and forgets it (the database is being deleted, so a failed stop only matters to the log). */
   async remove(branchId: string): Promise<void> {
     const e = this.entries.get(branchId);
     if (!e) return;
     await e.starting?.catch(() => {});
-    await this.stopEntry(e);
+    await this.stopEntry(e).catch((err) => this.opts.log.warn({ branch: branchId, err: (err as Error).message }, 'stopping a deleted compute failed'));
     this.entries.delete(branchId);
   }
 

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { type RegionConfig, parseRegions } from './config-regions.ts';
 import { ConfigError } from './errors.ts';
 import type { LogFormat } from './log.ts';
+import { DEFAULT_NEON_WAKE, type NeonWake } from './providers/neon/neon-settings.ts';
 import { parseSecretKey } from './secret-box.ts';
 
 /** Settings of each compute Postgres; small by default so that many fit on one host. */
@@ -124,6 +125,16 @@ export interface NeonSettings {
   port: number;
   /** How long a Neon operation (create, start, suspend, ...) may run before pgfleet gives up. */
   operationTimeoutMs: number;
+  /** One HTTP request to Neon's API. */
+  requestTimeoutMs: number;
+  /** Requests to Neon's API at once, per region. */
+  maxConcurrency: number;
+  /** Between reconciliation passes; 0 = only the pass at start. */
+  reconcileIntervalMs: number;
+  /** How long an orphaned project is reported before it is deleted. */
+  orphanGraceMs: number;
+  /** How a wake starts a suspended endpoint: connect (Neon's proxy starts it) or through the API first. */
+  wake: NeonWake;
 }
 
 type Env = Record<string, string | undefined>;
@@ -151,6 +162,12 @@ function int(env: Env, name: string, fallback: number, min: number, max: number)
 
 function port(env: Env, name: string, fallback: number): number {
   return int(env, name, fallback, 0, 65535);
+}
+
+function oneOf<T extends string>(env: Env, name: string, values: readonly T[], fallback: T): T {
+  const v = str(env, name, fallback);
+  if (!(values as readonly string[]).includes(v)) throw new ConfigError(name, `must be one of ${values.join(', ')}, got "${v}"`);
+  return v as T;
 }
 
 function bool(env: Env, name: string): boolean {
@@ -279,6 +296,11 @@ export function loadConfig(env: Env = process.env): Config {
       ca: pemFile(env, 'PGFLEET_NEON_CA_FILE'),
       port: int(env, 'PGFLEET_NEON_PORT', 5432, 1, 65535),
       operationTimeoutMs: int(env, 'PGFLEET_NEON_OPERATION_TIMEOUT', 120, 1, 3600) * 1000,
+      requestTimeoutMs: int(env, 'PGFLEET_NEON_REQUEST_TIMEOUT', 30, 1, 600) * 1000,
+      maxConcurrency: int(env, 'PGFLEET_NEON_MAX_CONCURRENCY', 8, 1, 1000),
+      reconcileIntervalMs: int(env, 'PGFLEET_NEON_RECONCILE_INTERVAL', 600, 0, 7 * 86400) * 1000,
+      orphanGraceMs: int(env, 'PGFLEET_NEON_ORPHAN_GRACE', 86400, 0, 30 * 86400) * 1000,
+      wake: oneOf(env, 'PGFLEET_NEON_WAKE', ['connect', 'api'] as const, DEFAULT_NEON_WAKE),
     },
     apiRateLimit: int(env, 'PGFLEET_API_RATE_LIMIT', 1200, 1, 10_000_000),
     apiUnauthenticatedRateLimit: int(env, 'PGFLEET_API_UNAUTHENTICATED_RATE_LIMIT', 60, 1, 10_000_000),

@@ -2,10 +2,11 @@ import { EventEmitter } from 'node:events';
 import type { Catalog } from './catalog/catalog.ts';
 import { type BranchRoute, branchRefOf, routeByDatabase, routesOfDatabase } from './catalog/routes.ts';
 import type { ComputeManager, ComputeState, ComputeTarget } from './computes.ts';
-import { BadRequestError, ConflictError, NotFoundError } from './errors.ts';
+import { BadRequestError, ConflictError, DatabaseUnavailableError, NotFoundError } from './errors.ts';
 import { NAME_PATTERN, generateName } from './names.ts';
 import { type Quotas, validateQuotas } from './quotas.ts';
 import type { BranchRef, ProviderState } from './providers/provider.ts';
+import { type ProviderDeletions, recordDeletion } from './provider-sync/deletions.ts';
 import type { Regions } from './regions.ts';
 import type { Nodes } from './nodes/nodes.ts';
 import { generatePassword, makeScramVerifier } from './scram-verifier.ts';
@@ -32,11 +33,16 @@ export interface DatabaseRecord {
   createdAt: Date;
   /** Last activity the catalog recorded; the compute manager knows fresher while it runs. */
   lastActiveAt: Date | null;
+  /** 'creating' until the provider's resource exists; 'failed' when it is gone (statusDetail says why). */
+  status: DatabaseStatus;
+  statusDetail: string | null;
   /** The node that holds a local database's data (null: another provider). */
   nodeId: string | null;
   /** The compute's state as its node last recorded it in the catalog. */
   recordedState: ComputeState;
 }
+
+export type DatabaseStatus = 'creating' | 'ready' | 'failed';
 
 export interface NewDatabase {
   partnerId: string;
@@ -114,6 +120,8 @@ function toRecord(row: any): DatabaseRecord {
     poolSize: row.pool_size,
     createdAt: row.created_at,
     lastActiveAt: row.last_active_at,
+    status: row.status,
+    statusDetail: row.status_detail,
     nodeId: row.node_id,
     recordedState: row.recorded_state,
   };
@@ -147,8 +155,8 @@ export function mergeState(kept: ProviderState, patch: ProviderState): ProviderS
 
 const INSERT_DATABASE = `
   WITH d AS (
-    INSERT INTO databases (id, partner_id, user_id, name, region, provider, database_name, owner_role, suspend_timeout_seconds, quotas, node_id, history_retention_seconds, pool_size)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $14, $15, $16) RETURNING created_at,
+    INSERT INTO databases (id, partner_id, user_id, name, region, provider, database_name, owner_role, suspend_timeout_seconds, quotas, node_id, history_retention_seconds, pool_size, status)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $14, $15, $16, 'creating') RETURNING created_at,
       COALESCE(history_retention_seconds, (SELECT default_history_retention_seconds FROM partners WHERE id = $2)) AS effective_retention),
   b AS (INSERT INTO branches (id, database_id, name) VALUES ($11, $1, 'main')),
   e AS (INSERT INTO endpoints (id, branch_id) VALUES ($12, $11)),
@@ -157,6 +165,15 @@ const INSERT_DATABASE = `
   SELECT created_at, effective_retention FROM d`;
 
 const isUniqueViolation = (err: unknown) => (err as { code?: string }).code === '23505';
+
+/** Why a database that is not 'ready' cannot be used, for the API and the wire. */
+export function unavailableReason(databaseId: string, status: DatabaseStatus, detail: string | null): string {
+  return status === 'creating'
+    ? `database "${databaseId}" is still being created`
+    : `database "${databaseId}" is unavailable: ${detail ?? 'its provider resource is gone'}`;
+}
+
+const unavailable = (r: DatabaseRecord) => new DatabaseUnavailableError(unavailableReason(r.id, r.status, r.statusDetail));
 
 /**
  * Databases of partners' users: the catalog rows, the provider's resources and the compute.
@@ -171,6 +188,7 @@ export class Databases extends EventEmitter {
     private readonly targetFor: (route: BranchRoute) => ComputeTarget,
     private readonly nodes: Nodes,
     private readonly defaultSuspendTimeoutSeconds: number,
+    private readonly deletions: ProviderDeletions,
   ) {
     super();
   }
@@ -202,7 +220,7 @@ export class Databases extends EventEmitter {
           provider: region.provider.name, databaseName, ownerRole, roles: [ownerRole], endpointId: ids.endpointId,
           branchId: ids.branchId, suspendTimeoutSeconds: suspendTimeout, historyRetentionSeconds: rows[0].effective_retention, quotas,
           poolSize: input.poolSize ?? null,
-          createdAt: rows[0].created_at, lastActiveAt: null,
+          createdAt: rows[0].created_at, lastActiveAt: null, status: 'ready', statusDetail: null,
           nodeId, recordedState: 'suspended',
         };
       } catch (err) {
@@ -216,13 +234,37 @@ export class Databases extends EventEmitter {
       suspendTimeoutSeconds: suspendTimeout, quotas,
     };
     try {
-      if (nodeId && this.nodes.isRemote({ id: nodeId })) await this.nodes.ask(await this.nodeRecord(nodeId), 'create', ref);
-      else await this.keepState(database.id, await region.provider.create(ref));
+      if (nodeId && this.nodes.isRemote({ id: nodeId })) {
+        await this.nodes.ask(await this.nodeRecord(nodeId), 'create', ref);
+        await this.finishCreate(database.id, {});
+      } else {
+        await this.finishCreate(database.id, await region.provider.create(ref));
+      }
     } catch (err) {
       await this.catalog.query('DELETE FROM databases WHERE id = $1', [database.id]);
       throw err;
     }
     return { database, password };
+  }
+
+  /**
+   * Finishes a create that its gateway left unfinished (it was killed between the provider's answer
+   * and the catalog write): the provider finds what the first attempt made and adopts it.
+   */
+  async resumeCreate(databaseId: string): Promise<void> {
+    const route = await routeByDatabase(this.catalog, databaseId);
+    if (!route) return;
+    if (this.nodes.isRemote(route.node)) {
+      await this.nodes.ask(route.node!, 'create', branchRefOf(route));
+      return this.finishCreate(databaseId, {});
+    }
+    const state = await this.regions.get(route.region).provider.create(branchRefOf(route), { again: true });
+    await this.finishCreate(databaseId, state);
+  }
+
+  /** Keeps what the provider made and marks the database ready to serve. */
+  private async finishCreate(databaseId: string, patch: ProviderState): Promise<void> {
+    await this.keepState(databaseId, patch, `status = 'ready', status_detail = NULL, status_at = clock_timestamp()`);
   }
 
   /** The database, or 404 when it does not exist or belongs to another partner. */
@@ -262,6 +304,10 @@ export class Databases extends EventEmitter {
     return { items: page.map(toRecord), nextCursor: more ? encodeCursor(page[page.length - 1]) : undefined };
   }
 
+  /**
+   * Changes name, suspend timeout or quotas. A provider that enforces settings too (Neon) gets them
+   * first, inside the transaction that holds the row: if it refuses, nothing changes here either.
+   */
   async update(partnerId: string, id: string, changes: DatabaseChanges): Promise<DatabaseRecord> {
     const sets: string[] = [];
     const values: unknown[] = [id, partnerId];
@@ -286,35 +332,53 @@ export class Databases extends EventEmitter {
       values.push(validateQuotas(changes.quotas));
       sets.push(`quotas = d.quotas || $${values.length}`);
     }
+    const settings = changes.suspendTimeoutSeconds !== undefined || changes.quotas !== undefined;
     if (sets.length) {
-      const { rows } = await this.catalog.query(
-        `UPDATE databases d SET ${sets.join(', ')} FROM partners p WHERE d.id = $1 AND d.partner_id = $2 AND p.id = d.partner_id
-         RETURNING p.default_quotas || d.quotas AS effective_quotas`,
-        values,
-      );
-      if (!rows[0]) throw new NotFoundError(`database "${id}" not found`);
-      if (changes.quotas !== undefined) this.emit('quotas', id, rows[0].effective_quotas);
+      const before = settings ? await this.get(partnerId, id) : undefined;
+      if (before && before.status !== 'ready') throw unavailable(before);
+      const route = before ? await this.routeOf(before) : undefined;
+      const effective = await this.catalog.tx(async (c) => {
+        const { rows } = await c.query(
+          `UPDATE databases d SET ${sets.join(', ')} FROM partners p WHERE d.id = $1 AND d.partner_id = $2 AND p.id = d.partner_id
+           RETURNING p.default_quotas || d.quotas AS effective_quotas, d.suspend_timeout_seconds`,
+          values,
+        );
+        if (!rows[0]) throw new NotFoundError(`database "${id}" not found`);
+        if (route) {
+          await this.regions.get(route.region).provider.updateSettings({
+            ...branchRefOf(route), suspendTimeoutSeconds: rows[0].suspend_timeout_seconds, quotas: rows[0].effective_quotas,
+          });
+        }
+        return rows[0].effective_quotas as Quotas;
+      });
+      if (changes.quotas !== undefined) this.emit('quotas', id, effective);
     }
     const record = await this.get(partnerId, id);
     if (changes.suspendTimeoutSeconds !== undefined) this.computes.retarget(this.targetFor(await this.routeOf(record)));
     return record;
   }
 
-  /** Removes the catalog rows first (no new connection can route), then every branch's compute and data. */
+  /**
+   * Removes the catalog rows first (no new connection can route) and, in the same transaction,
+   * records that the provider's resources of every branch must go; then stops the computes and
+   * deletes them, children first (the main branch's removal also removes the database's
+   * directory, or its Neon project). A failure there leaves the record, retried in the background
+   * (ProviderDeletions) until done.
+   */
   async delete(partnerId: string, id: string): Promise<void> {
     const record = await this.get(partnerId, id);
-    const routes = await routesOfDatabase(this.catalog, record.id);
-    await this.catalog.query('DELETE FROM databases WHERE id = $1 AND partner_id = $2', [id, partnerId]);
-    const provider = this.regions.get(record.region).provider;
-    // Children first: the main branch's removal also removes the database's directory.
-    for (const route of routes.reverse()) {
-      if (this.nodes.isRemote(route.node)) {
-        await this.nodes.ask(route.node!, 'delete', branchRefOf(route));
-        continue;
-      }
-      await this.computes.remove(route.branchId);
-      await provider.delete(branchRefOf(route));
-    }
+    const routes = (await routesOfDatabase(this.catalog, record.id)).reverse();
+    // A local database's branches on another node are deleted there (their data is on that node's disk).
+    const remote = routes.filter((r) => this.nodes.isRemote(r.node));
+    const here = routes.filter((r) => !this.nodes.isRemote(r.node));
+    await this.catalog.tx(async (c) => {
+      const { rowCount } = await c.query('DELETE FROM databases WHERE id = $1 AND partner_id = $2', [id, partnerId]);
+      if (!rowCount) throw new NotFoundError(`database "${id}" not found`);
+      if (here.length) await recordDeletion(c, record.id, record.region, partnerId, here.map(branchRefOf));
+    });
+    for (const route of remote) await this.nodes.ask(route.node!, 'delete', branchRefOf(route));
+    for (const route of here) await this.computes.remove(route.branchId);
+    if (here.length) await this.deletions.attempt(id);
   }
 
   /** Another login role, with the owner's rights; returns its password (shown once). */
@@ -355,13 +419,13 @@ export class Databases extends EventEmitter {
     return { database: record, password };
   }
 
-  /** Merges what a provider returned into the database's kept state, under a row lock. */
-  private async keepState(databaseId: string, patch: ProviderState): Promise<void> {
-    if (Object.keys(patch).length === 0) return;
+  /** Merges what a provider returned into the database's kept state, under a row lock; `alsoSet` changes more columns. */
+  private async keepState(databaseId: string, patch: ProviderState, alsoSet?: string): Promise<void> {
+    if (Object.keys(patch).length === 0 && !alsoSet) return;
     await this.catalog.tx(async (c) => {
       const { rows } = await c.query('SELECT provider_state FROM databases WHERE id = $1 FOR UPDATE', [databaseId]);
       if (!rows[0]) return;
-      await c.query('UPDATE databases SET provider_state = $2 WHERE id = $1', [databaseId, mergeState(rows[0].provider_state, patch)]);
+      await c.query(`UPDATE databases SET provider_state = $2${alsoSet ? `, ${alsoSet}` : ''} WHERE id = $1`, [databaseId, mergeState(rows[0].provider_state, patch)]);
     });
   }
 
@@ -377,6 +441,7 @@ export class Databases extends EventEmitter {
   /** Starts the compute now (the first connection would otherwise); on the owning node. */
   async wake(partnerId: string, id: string): Promise<DatabaseRecord> {
     const record = await this.get(partnerId, id);
+    if (record.status !== 'ready') throw unavailable(record);
     const route = await this.routeOf(record);
     if (this.nodes.isRemote(route.node)) await this.nodes.ask(route.node!, 'wake', branchRefOf(route));
     else await this.computes.wake(this.targetFor(route));

@@ -61,8 +61,18 @@ export class QuotaError extends PgfleetError {
 
 /** A provider's own service (Neon's API, say) failed or did not answer in time. */
 export class ProviderError extends PgfleetError {
+  constructor(message: string, httpStatus = 502, code = 'provider_error') {
+    super(message, '58000', httpStatus, code);
+  }
+}
+
+/**
+ * The database cannot be served: it is still being created, or its provider resource (a Neon
+ * project) is gone. The reason says which and what the operator does about it.
+ */
+export class DatabaseUnavailableError extends PgfleetError {
   constructor(message: string) {
-    super(message, '58000', 502, 'provider_error');
+    super(message, '58000', 409, 'database_unavailable');
   }
 }
 

@@ -12,7 +12,8 @@ import { type OsUser, currentUser, isRoot, makeOwnedDir, resolveComputeUser } fr
 import { chooseRunDir } from './providers/local/layout.ts';
 import { LocalProvider } from './providers/local/local-provider.ts';
 import { NeonProvider } from './providers/neon/neon-provider.ts';
-import { Databases } from './databases.ts';
+import { Databases, unavailableReason } from './databases.ts';
+import { DatabaseUnavailableError } from './errors.ts';
 import { Branches } from './lifecycle/branches.ts';
 import { LocalBranching } from './lifecycle/local-branching.ts';
 import { OperatorMetrics } from './metrics.ts';
@@ -22,6 +23,9 @@ import type { Quotas } from './quotas.ts';
 import { type Region, Regions } from './regions.ts';
 import { SecretBox, ensureSecretKey } from './secret-box.ts';
 import { UsageTracker } from './metering/usage-tracker.ts';
+import { ProviderDeletions } from './provider-sync/deletions.ts';
+import { SyncMetrics } from './provider-sync/metrics.ts';
+import { Reconciler } from './provider-sync/reconcile.ts';
 import { type Coordinator, INVALIDATE } from './coord/coordinator.ts';
 import { nodeIdOf, openCoordinator } from './coord/open.ts';
 import { QuotaError } from './errors.ts';
@@ -29,6 +33,9 @@ import type { Lease } from './computes.ts';
 import { nodeKey } from './nodes/node-link.ts';
 import { startNodeListener } from './nodes/node-listener.ts';
 import { Nodes } from './nodes/nodes.ts';
+
+// How often owed provider deletions are looked at (each has its own backoff).
+const DELETION_RETRY_TICK_MS = 5_000;
 
 /**
  * The core both doors share: catalog, providers by region, the compute manager.
@@ -52,6 +59,10 @@ export interface Core {
   metrics: OperatorMetrics;
   /** JWT authentication: pgfleet's signing keys and tokens, partners' issuers, the proxy's token check. */
   jwt: JwtAuth;
+  /** Provider deletions owed and retried until done. */
+  deletions: ProviderDeletions;
+  /** Catalog ↔ provider reconciliation (orphans, missing resources, unfinished creates). */
+  reconciler: Reconciler;
   /** What this gateway shares with the others of its fleet (in-process when alone). */
   coord: Coordinator;
   /** This node's id (PGFLEET_NODE_ID or kept in the data dir). */
@@ -148,6 +159,9 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
       partnerId: route.partnerId,
       provider: regions.get(route.region).provider,
       suspendTimeoutSeconds: route.suspendTimeoutSeconds,
+      ...(route.status !== 'ready'
+        ? { unavailable: new DatabaseUnavailableError(unavailableReason(route.databaseId, route.status, route.statusDetail)) }
+        : {}),
     });
     const key = coord.shared ? nodeKey(config.secretKey!) : undefined;
     const nodes = new Nodes(nodeId, catalog, key, coord.shared, config.wakeTimeoutMs + 10_000, log);
@@ -159,7 +173,9 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
       cleanups.push(() => listener.close());
       await nodes.register(config.node.advertise ?? `${config.node.host}:${listener.port}`, config.maxComputes, () => computes.activeCount, () => jwt.keys.jwks());
     }
-    const databases = new Databases(catalog, regions, computes, targetFor, nodes, config.defaultSuspendTimeoutSeconds);
+    const syncMetrics = new SyncMetrics(metrics.registry, catalog);
+    const deletions = new ProviderDeletions(catalog, regions, syncMetrics, log.child({ part: 'deletions' }));
+    const databases = new Databases(catalog, regions, computes, targetFor, nodes, config.defaultSuspendTimeoutSeconds, deletions);
     const branches = new Branches(catalog, regions, databases, computes, targetFor, log, config.history.retentionSeconds);
     const localBranching = new LocalBranching(local, catalog, {
       backupIntervalMs: config.history.baseBackupIntervalMs,
@@ -179,6 +195,16 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
       clearInterval(upkeep);
       await upkeepRun;
     });
+    const reconciler = new Reconciler(catalog, regions, databases, deletions, syncMetrics, log.child({ part: 'reconcile' }), {
+      orphanGraceMs: config.neon.orphanGraceMs,
+      // A create gives up after its operation timeout (twice, with its queueing): later, its gateway is gone.
+      abandonedCreateMs: 2 * config.neon.operationTimeoutMs + 60_000,
+    });
+    deletions.start(DELETION_RETRY_TICK_MS);
+    cleanups.push(() => deletions.stop());
+    // With its own catalog (no DATABASE_URL) this gateway is alone: every unfinished create was left by a crash.
+    reconciler.start(config.neon.reconcileIntervalMs, { resumeAllCreates: config.databaseUrl === undefined });
+    cleanups.push(() => reconciler.stop());
     databases.on('quotas', (databaseId: string, quotas: Quotas) => {
       usage.quotasChanged(databaseId, quotas);
       void coord.publish(INVALIDATE, { type: 'quotas', databaseId, quotas });
@@ -193,8 +219,10 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     const partners = new Partners(catalog, databases, adminKeyHash);
     return {
       config, log, user, install, runDir, adminKeyHash, catalog, local, regions, computes, databases, branches, partners, usage, metrics, jwt, coord, nodeId, nodes, targetFor,
+      deletions, reconciler,
       async acquire(this: Core, route: BranchRoute): Promise<Lease> {
         const target = this.targetFor(route);
+        if (target.unavailable) throw target.unavailable;
         // The owning node counts the session on its compute for as long as the link is open.
         if (nodes.isRemote(route.node)) return { address: nodes.addressOf({ ...route, node: route.node! }, target.ref), release: () => {} };
         return computes.acquire(target);
@@ -230,6 +258,7 @@ function buildRegions(config: Config, local: LocalProvider, log: Logger): Region
     box ??= new SecretBox(ensureSecretKey(config.dataDir, config.secretKey));
     const provider = new NeonProvider({
       region: r.neon, box, ca: config.neon.ca, port: config.neon.port, operationTimeoutMs: config.neon.operationTimeoutMs,
+      requestTimeoutMs: config.neon.requestTimeoutMs, maxConcurrency: config.neon.maxConcurrency, wake: config.neon.wake,
       log: log.child({ region: r.id }),
     });
     return { id: r.id, provider };

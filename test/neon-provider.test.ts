@@ -19,7 +19,7 @@ const region: NeonRegionSettings = { regionId: 'aws-us-east-2', apiKey: FAKE_API
 const box = new SecretBox(Buffer.alloc(32, 7));
 const makeProvider = (over: Partial<NeonProviderOptions> = {}) => new NeonProvider({
   region, box, ca: fake.ca.certPem, port: fake.port, operationTimeoutMs: 20_000,
-  retry: { baseDelayMs: 20, maxDelayMs: 100 }, log: createLogger('silent'), ...over,
+  retry: { baseDelayMs: 20, maxDelayMs: 100 }, wake: 'api', log: createLogger('silent'), ...over,
 });
 const provider = makeProvider();
 
@@ -33,7 +33,8 @@ t.test('lifecycle: create, start, query over TLS, suspend, wake, data intact, de
   t.ok(project, 'a Neon project was created');
   t.equal(project.regionId, 'aws-us-east-2');
   t.equal(project.pgVersion, 17);
-  t.same(project.quota, { compute_time_seconds: 3600, logical_size_bytes: 1 << 30 }, 'quotas map to Neon project quotas');
+  t.same(project.quota, { compute_time_seconds: 3600, data_transfer_bytes: 0, written_data_bytes: 0, logical_size_bytes: 1 << 30 },
+    'quotas map to Neon project quotas (0 = unlimited at Neon)');
   t.equal(project.suspendTimeoutSeconds, -1, 'suspend timeout 0 (never) is -1 at Neon');
   t.same(project.databases.map((d) => [d.name, d.owner]), [['app', 'alice']]);
   t.notMatch(JSON.stringify(ref.providerState), project.roles.get('alice')!.password, 'the Neon password is kept only sealed');
@@ -47,8 +48,6 @@ t.test('lifecycle: create, start, query over TLS, suspend, wake, data intact, de
   await provider.stop(ref);
   t.equal(project.state, 'idle', 'stop suspends the endpoint');
   t.equal(provider.status(ref), 'stopped');
-  await t.rejects(query(address, 'alice', 'app', 'SELECT 1'), /ECONNREFUSED/, 'nothing answers while suspended');
-
   const again = await provider.start(ref);
   t.equal(project.state, 'active', 'a wake starts the suspended endpoint');
   t.same(await query(again, 'alice', 'app', 'SELECT body FROM notes'), [{ body: 'kept across suspends' }]);
@@ -56,6 +55,21 @@ t.test('lifecycle: create, start, query over TLS, suspend, wake, data intact, de
   await provider.delete(ref);
   t.notOk(fake.projects.has(s.projectId), 'delete removes the project');
   await t.resolves(provider.delete(ref), 'deleting again is fine');
+});
+
+t.test("wake=connect: no API call; the first connection wakes the endpoint through Neon's proxy", async (t) => {
+  const connecting = makeProvider({ wake: 'connect' });
+  let ref = testRef({ region: 'aws-us-east-2' });
+  ref = keep(ref, await connecting.create(ref));
+  const project = fake.projects.get(neonStateOf(ref)!.projectId)!;
+  await connecting.stop(ref);
+  t.equal(project.state, 'idle');
+  const calls = fake.calls.length;
+  const address = await connecting.start(ref);
+  t.equal(fake.calls.length, calls, 'the wake asked nothing of the API');
+  t.same(await query(address, 'alice', 'app', 'SELECT current_user AS who'), [{ who: 'alice' }], 'the first connection is served');
+  t.equal(project.state, 'active', "Neon's proxy started the endpoint");
+  await connecting.delete(ref);
 });
 
 t.test('roles: added roles get a Neon password; a reset rotates it', async (t) => {
@@ -88,18 +102,28 @@ t.test('429 and 500 answers are retried; Retry-After is honoured', async (t) => 
   await provider.delete(kept);
 });
 
-t.test('too many failures end with a clear error, for 429 and for 500', async (t) => {
+t.test('too many failures end with a clear error; 429s are waited out until the deadline', async (t) => {
   const few = makeProvider({ retry: { attempts: 3, baseDelayMs: 10, maxDelayMs: 20 } });
-  for (const status of [429, 500]) {
-    const before = fake.callsOf('createProject');
-    fake.failNext('createProject', status, 3, status === 429 ? 0 : undefined);
-    const err = await few.create(testRef({ region: 'aws-us-east-2' })).then(() => undefined, (e: Error) => e);
-    t.type(err, NeonApiError);
-    t.match(err?.message, new RegExp(`createProject failed after 3 attempts: HTTP ${status}`));
-    t.equal((err as NeonApiError).httpStatus, 502, 'a provider error (502) at the API');
-    t.equal(fake.callsOf('createProject') - before, 3, 'exactly the allowed attempts');
-    t.notMatch(err?.message, FAKE_API_KEY, 'the API key is not in the message');
-  }
+  const before = fake.callsOf('getProjectEndpoint');
+  fake.failNext('getProjectEndpoint', 500, 3);
+  const ref = testRef({ region: 'aws-us-east-2', providerState: { neon: { projectId: 'p-x', branchId: 'br-x', endpointId: 'ep-x', host: 'h', passwords: {} } } });
+  const err = await few.start(ref).then(() => undefined, (e: Error) => e);
+  t.type(err, NeonApiError);
+  t.match(err?.message, /getProjectEndpoint failed after 3 attempts: HTTP 500/);
+  t.equal((err as NeonApiError).httpStatus, 502, 'a provider error (502) at the API');
+  t.equal(fake.callsOf('getProjectEndpoint') - before, 3, 'exactly the allowed attempts');
+  t.notMatch(err?.message, FAKE_API_KEY, 'the API key is not in the message');
+
+  fake.failNext('createProject', 429, 5, 0);
+  const state = await few.create(testRef({ region: 'aws-us-east-2' }));
+  t.ok(neonStateOf({ ...ref, providerState: state }), 'five 429s in a row are more than the attempts, and still waited out');
+  await few.delete({ ...ref, providerState: state });
+
+  const quick = makeProvider({ operationTimeoutMs: 300, retry: { baseDelayMs: 50, maxDelayMs: 100 } });
+  fake.failNext('createProject', 429, 1000);
+  t.teardown(() => fake.clearFaults());
+  await t.rejects(quick.create(testRef({ region: 'aws-us-east-2' })), /createProject failed \(gave up after \d+ attempts: out of time\): HTTP 429/);
+  fake.clearFaults();
   t.equal(fake.projects.size, 0, 'no project was left behind');
 });
 

@@ -36,7 +36,7 @@ t.test('a database in a neon region: create, wake, roles, password reset, suspen
   t.equal(fake.projects.size, 1, 'one Neon project per database');
   const project = [...fake.projects.values()][0]!;
   t.equal(project.name, database.id, 'named after the database');
-  t.same(project.quota, { written_data_bytes: 1000000 });
+  t.same(project.quota, { written_data_bytes: 1000000, compute_time_seconds: 0, data_transfer_bytes: 0, logical_size_bytes: 0 }, 'quotas at Neon (0 = unlimited)');
   t.equal(project.suspendTimeoutSeconds, config.defaultSuspendTimeoutSeconds);
   const stateRow = async () => (await core.catalog.query('SELECT provider_state FROM databases WHERE id = $1', [database.id])).rows[0].provider_state;
   t.match(await stateRow(), { neon: { projectId: project.id, endpointId: project.endpointId, host: project.host } });

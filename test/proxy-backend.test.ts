@@ -96,6 +96,7 @@ t.test('a tcp compute: TLS with servername + CA, SCRAM with the stored password,
     name: 'remote-test',
     postgresVersion: '17',
     create: async () => ({}),
+    updateSettings: async () => {},
     start: async (_ref: BranchRef) => { served++; return address; },
     stop: async () => {},
     delete: async () => {},
@@ -108,8 +109,14 @@ t.test('a tcp compute: TLS with servername + CA, SCRAM with the stored password,
     shutdown: async () => {},
   };
   const original = core.targetFor;
+  const originalAcquire = core.acquire;
   core.targetFor = (route) => ({ ...original(route), provider: remote });
-  t.teardown(() => { core.targetFor = original; });
+  // core.acquire reaches the gateway's own targetFor; route it through the replaced one.
+  core.acquire = (route) => core.computes.acquire(core.targetFor(route));
+  t.teardown(() => {
+    core.targetFor = original;
+    core.acquire = originalAcquire;
+  });
   await core.computes.suspend(a.database.branchId);
 
   const out = await psql(f.conninfo(a), `SELECT current_user || ' ' || ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()`);

@@ -47,6 +47,8 @@ t.test('neon(): parameters of every common type, NULLs, bytea, arrays, json; arr
   const updated = await full`UPDATE pets SET name = upper(name)`;
   t.same([updated.command, updated.rowCount, updated.rows], ['UPDATE', 2, []]);
   t.same(await sql.query('SELECT name FROM pets WHERE id = $1', [2]), [{ name: 'TOM' }], 'sql.query with a params array');
+  const viaPooler = neon(serverlessUri(a).replace(`@${a.endpointId}.`, `@${a.endpointId}-pooler.`));
+  t.same(await viaPooler`SELECT count(*)::int AS n FROM pets`, [{ n: 2 }], 'a -pooler host names the same database');
 });
 
 t.test('transaction(): one round trip in one transaction; a failing statement rolls the batch back', async (t) => {

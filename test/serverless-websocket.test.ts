@@ -41,6 +41,9 @@ t.test('Pool: queries with pipelined startup, an interactive transaction rolled 
     client.release();
   }
   t.same((await pool.query('SELECT id, body FROM notes ORDER BY id')).rows, [{ id: 1, body: 'kept' }], 'the rollback undid the insert');
+  const pooler = new Pool({ connectionString: uri.replace(`@${a.endpointId}.`, `@${a.endpointId}-pooler.`) });
+  t.same((await pooler.query('SELECT body FROM notes WHERE id = $1', [1])).rows, [{ body: 'kept' }], 'a -pooler host goes through the transaction pooler');
+  await pooler.end();
 
   const c = await pool.connect();
   try {

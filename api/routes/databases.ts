@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { POOLER_SUFFIX, type PublicAddress, connectionInfo } from '../../src/connection-uri.ts';
-import type { DatabaseRecord, Databases } from '../../src/databases.ts';
+import { type DatabaseRecord, type Databases, unavailableReason } from '../../src/databases.ts';
 import { partnerOf } from '../auth.ts';
 import { type IdempotencyStore, fingerprint } from '../idempotency.ts';
 import {
@@ -46,7 +46,8 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
       quotas: db.quotas,
       pool_size: db.poolSize,
       pooled_host: `${db.endpointId}${POOLER_SUFFIX}.${publicAddress.domain}`,
-      state: compute.state,
+      state: db.status === 'ready' ? compute.state : db.status,
+      ...(db.status === 'failed' ? { error: unavailableReason(db.id, db.status, db.statusDetail) } : {}),
       connections: compute.connections,
       last_active_at: lastActive ? lastActive.toISOString() : null,
       created_at: db.createdAt.toISOString(),

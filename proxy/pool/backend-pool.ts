@@ -62,11 +62,16 @@ export class BackendPool {
     return { open: this.opened, idle: this.idle.length, waiting: this.waiting.size };
   }
 
-  /** A backend for `client`: an idle one, a new one while under the size, or the next one released. */
-  acquire(client: PoolWaiter): Promise<PooledBackend> {
+  /** An idle backend, at once, if there is one (the common case: no promise, no pause). */
+  takeIdle(): PooledBackend | undefined {
     // The size was lowered: idle backends beyond it go first.
     while (this.opened > this.size && this.idle.length > 0) this.retire(this.idle.shift()!);
-    const idle = this.idle.pop();
+    return this.idle.pop();
+  }
+
+  /** A backend for `client`: an idle one, a new one while under the size, or the next one released. */
+  acquire(client: PoolWaiter): Promise<PooledBackend> {
+    const idle = this.takeIdle();
     if (idle) return Promise.resolve(idle);
     if (this.opened < this.size && this.waiting.size === 0) return this.open();
     return new Promise((resolve, reject) => {
@@ -127,7 +132,7 @@ export class BackendPool {
     try {
       lease = await this.core.acquire(this.route);
       const params = new Map([['user', this.role], ['database', this.database]]);
-      const session = await connectBackend(lease.address, params, this.route.endpointId, this.core.log);
+      const session = await connectBackend(lease.address, params, this.route.endpointId, this.core.log, this.core.config.wakeTimeoutMs);
       const backend = new PooledBackend(session.socket, lease.address, session.pid, session.secret, lease, this.settings.maxPreparedStatements);
       this.serverParams ??= session.frames.filter((f) => f[0] === MSG.parameterStatus).map((f) => {
         const name = readCString(f, 5);

@@ -59,8 +59,6 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
   startedAt: Date;
   bytesFromClient = 0;
   bytesToClient = 0;
-  /** Resolves when the client is gone and its backend (if any) handed back. */
-  readonly ended: Promise<PooledOutcome>;
 
   private readonly socket: Duplex;
   private readonly pool: BackendPool;
@@ -73,11 +71,12 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
   /** Messages waiting for a backend (the socket is paused meanwhile). */
   private queued: Buffer[] | undefined;
   private statements: Map<string, ClientStatement> | undefined;
-  private out: Buffer[] = [];
+  private out: Buffer[] | undefined;
   private closed = false;
   private finished = false;
   private outcome: PooledOutcome = 'client_closed';
-  private finish!: (outcome: PooledOutcome) => void;
+  /** Told once, when the client is gone (callbacks rather than promises: idle clients are many). */
+  private endListeners: ((outcome: PooledOutcome) => void)[] = [];
 
   constructor(init: PooledClientInit) {
     this.endpointId = init.session.endpointId;
@@ -93,22 +92,32 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
     this.startupSettings = init.settings;
     this.settings = init.settings;
     this.settingsPrint = fingerprint(init.settings);
-    this.ended = new Promise((resolve) => (this.finish = resolve));
+  }
+
+  /** `fn` runs once the client is gone and its backend (if any) handed back. */
+  whenEnded(fn: (outcome: PooledOutcome) => void): void {
+    if (this.finished) fn(this.outcome);
+    else this.endListeners.push(fn);
   }
 
   /** Starts reading; `early` is what the client sent right after its startup. */
   start(early: Buffer): void {
-    this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    this.socket.on('close', () => this.gone());
-    this.socket.on('end', () => this.gone());
-    this.socket.on('error', () => this.gone());
+    this.socket.on('data', this.onData);
+    this.socket.on('close', this.gone);
+    this.socket.on('end', this.gone);
+    this.socket.on('error', this.gone);
+    // It may have gone while the startup was being answered.
+    if (this.socket.destroyed) {
+      this.gone();
+      return;
+    }
     if (early.length > 0) this.onData(early);
     this.socket.resume();
   }
 
   // --- the client side ---
 
-  private onData(chunk: Buffer): void {
+  private readonly onData = (chunk: Buffer): void => {
     if (this.closed) return;
     this.bytesFromClient += chunk.length;
     let frames: Buffer[];
@@ -120,14 +129,18 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
     }
     if (this.queued) this.queued.push(...frames);
     else this.process(frames);
-  }
+  };
 
   private process(frames: Buffer[]): void {
     try {
       for (let i = 0; i < frames.length && !this.closed; i++) {
         if (this.backend) {
           this.handle(frames[i]!);
-        } else if (!this.answerWithoutBackend(frames[i]!)) {
+        } else if (this.answerWithoutBackend(frames[i]!)) {
+          continue;
+        } else if (this.takeIdleBackend()) {
+          this.handle(frames[i]!);
+        } else {
           this.queued = frames.slice(i);
           this.socket.pause();
           this.takeBackend();
@@ -186,6 +199,12 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
   private changeSettings(settings: Settings): void {
     this.settings = settings;
     this.settingsPrint = fingerprint(settings);
+  }
+
+  private takeIdleBackend(): boolean {
+    const backend = this.pool.takeIdle();
+    if (backend) this.attach(backend);
+    return backend !== undefined;
   }
 
   private takeBackend(): void {
@@ -355,7 +374,7 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
   // --- the backend side ---
 
   toClient(frame: Buffer): void {
-    if (!this.closed) this.out.push(frame);
+    if (!this.closed) (this.out ??= []).push(frame);
   }
 
   notice(message: Buffer): void {
@@ -364,9 +383,10 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
   }
 
   private flushClient(): void {
-    if (this.out.length === 0) return;
-    const data = this.out.length === 1 ? this.out[0]! : Buffer.concat(this.out);
-    this.out = [];
+    const out = this.out;
+    if (!out) return;
+    const data = out.length === 1 ? out[0]! : Buffer.concat(out);
+    this.out = undefined;
     this.bytesToClient += data.length;
     if (!this.socket.write(data) && this.backend) {
       // A slow reader: stop reading the backend until the client catches up.
@@ -462,7 +482,7 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
     this.gone();
   }
 
-  private gone(): void {
+  private readonly gone = (): void => {
     if (this.finished) return;
     this.finished = true;
     if (!this.closed) {
@@ -480,8 +500,8 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
       if (backend.busy) this.cancelQuery();
       this.maybeRelease();
     }
-    this.finish(this.outcome);
-  }
+    for (const fn of this.endListeners.splice(0)) fn(this.outcome);
+  };
 
   /**
    * Where a cancel request for this client goes: the backend running its query, if any. That

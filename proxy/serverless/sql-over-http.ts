@@ -10,7 +10,7 @@ import { PgfleetError } from '../../src/errors.ts';
 import {
   type ConnectionContext, admit, authenticateWithPassword, closeSession, logConnection, newSession, noteFailure, openSession,
 } from '../connection.ts';
-import { endpointFromSni, endpointFromStartup } from '../endpoint.ts';
+import { endpointFromSni, endpointFromStartup, poolerEndpoint } from '../endpoint.ts';
 import type { Session } from '../session.ts';
 import { HttpError } from './http-error.ts';
 import { ConnectionLost, ResultTooLarge, type SqlConnection, StatementError } from './sql-connection.ts';
@@ -43,7 +43,8 @@ export async function handleSql(req: IncomingMessage, res: ServerResponse, ctx: 
     const target = parseConnectionString(req.headers['neon-connection-string']);
     const flags = parseFlags(req.headers);
     line.role = target.role;
-    const endpoint = endpointFromStartup(endpointFromSni(target.host, ctx.core.config.domain), target.optionsEndpoint);
+    // SQL over HTTP is pooled anyway: a `-pooler` host names the same endpoint.
+    const endpoint = poolerEndpoint(endpointFromStartup(endpointFromSni(target.host, ctx.core.config.domain), target.optionsEndpoint)).endpoint;
     line.endpoint = endpoint;
     const bearer = /^Bearer (.+)$/i.exec(req.headers.authorization ?? '')?.[1];
     const route = await authenticateWithPassword(bearer ?? target.password, { endpoint, role: target.role, client }, line, ctx);

@@ -22,6 +22,9 @@ export interface BranchRoute {
   /** role name → SCRAM-SHA-256 verifier (a Map: role names are the tenant's, `__proto__` included) */
   verifiers: Map<string, string>;
   providerState: Record<string, unknown>;
+  /** 'ready' databases are served; 'creating' and 'failed' ones are not (statusDetail says why). */
+  status: 'creating' | 'ready' | 'failed';
+  statusDetail: string | null;
   /** The node that holds a local database's data (null: another provider, or served where it is). */
   node: { id: string; address: string | null; silentSeconds: number | null } | null;
 }
@@ -29,7 +32,7 @@ export interface BranchRoute {
 const SELECT_ROUTE = `
   SELECT e.id AS endpoint_id, b.id AS branch_id, b.name AS branch_name, b.provider_state AS branch_state,
          d.id AS database_id, d.partner_id, d.user_id, d.region, d.provider, d.database_name, d.owner_role,
-         d.suspend_timeout_seconds, d.pool_size, p.default_quotas || d.quotas AS quotas, d.provider_state AS database_state,
+         d.suspend_timeout_seconds, d.pool_size, p.default_quotas || d.quotas AS quotas, d.provider_state AS database_state, d.status, d.status_detail,
          COALESCE((SELECT json_object_agg(r.name, r.scram_verifier) FROM roles r WHERE r.database_id = d.id), '{}') AS verifiers,
          d.node_id, n.address AS node_address, extract(epoch FROM clock_timestamp() - n.heartbeat_at)::float8 AS node_silence
     FROM endpoints e
@@ -55,6 +58,8 @@ function toRoute(row: any): BranchRoute {
     quotas: row.quotas,
     verifiers: new Map(Object.entries(row.verifiers as Record<string, string>)),
     providerState: { ...row.database_state, ...row.branch_state },
+    status: row.status,
+    statusDetail: row.status_detail,
     node: row.node_id ? { id: row.node_id, address: row.node_address, silentSeconds: row.node_silence } : null,
   };
 }

@@ -63,12 +63,34 @@ export interface ProviderEvents {
   onComputeExit?: (branchId: string, detail: string) => void;
 }
 
+/** A resource a provider made for a database (a Neon project), as the provider lists it. */
+export interface ProviderResource {
+  id: string;
+  /** The database it was made for (what its name says). */
+  databaseId: string;
+  createdAt: Date;
+}
+
 export interface Provider {
   readonly name: string;
   /** The Postgres version its computes run: `17.10` (local: the binaries'), or a major such as `17` (neon: the region's). */
   readonly postgresVersion: string;
-  /** Records a new branch. Cheap: nothing starts, nothing big is written. Returns state to keep. */
-  create(ref: BranchRef): Promise<ProviderState>;
+  /**
+   * Records a new branch. Cheap: nothing starts, nothing big is written. Returns state to keep.
+   * `again`: an earlier attempt may have made the resource already; find and adopt it rather than make a second.
+   */
+  create(ref: BranchRef, opts?: { again?: boolean }): Promise<ProviderState>;
+  /** Applies ref's suspend timeout and quotas where the provider enforces them too; resolves once in effect. */
+  updateSettings(ref: BranchRef): Promise<void>;
+  /**
+   * Resources the provider's own service holds for databases, for reconciliation with the catalog;
+   * undefined when the catalog is the only record (local). `unavailable`: ids it could not describe now.
+   */
+  listResources?(): Promise<{ resources: ProviderResource[]; unavailable: string[] }>;
+  /** When the resource a database's state names is gone, what is gone ("Neon project … no longer exists"); else undefined. */
+  missingResource?(ref: BranchRef): Promise<string | undefined>;
+  /** Deletes a resource listResources returned; one already gone is fine. */
+  deleteResource?(id: string): Promise<void>;
   /** Starts the branch's compute and resolves once it accepts connections. */
   start(ref: BranchRef): Promise<ComputeAddress>;
   /** Fast shutdown; resolves once it has stopped. */

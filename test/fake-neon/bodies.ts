@@ -25,7 +25,10 @@ export interface FakeProject {
   pgVersion: number;
   createdAt: Date;
   quota: Record<string, number>;
+  /** The endpoint's suspend timeout. */
   suspendTimeoutSeconds: number;
+  /** The project's default for new endpoints. */
+  defaultSuspendTimeoutSeconds: number;
   branchId: string;
   endpointId: string;
   host: string;
@@ -51,7 +54,16 @@ export function projectBody(p: FakeProject) {
     data_storage_bytes_hour: 0, creation_source: 'console', history_retention_seconds: 86400,
     created_at: iso(p.createdAt), updated_at: iso(p.createdAt), consumption_period_start: iso(month), consumption_period_end: iso(next),
     owner_id: 'fake-owner', settings: { quota: p.quota },
-    default_endpoint_settings: { suspend_timeout_seconds: p.suspendTimeoutSeconds },
+    default_endpoint_settings: { suspend_timeout_seconds: p.defaultSuspendTimeoutSeconds },
+  };
+}
+
+export function projectListItemBody(p: FakeProject) {
+  const { id, platform_id, region_id, name, provisioner, pg_version, proxy_host, branch_logical_size_limit, branch_logical_size_limit_bytes,
+    store_passwords, cpu_used_sec, creation_source, created_at, updated_at, owner_id, settings, default_endpoint_settings } = projectBody(p);
+  return {
+    id, platform_id, region_id, name, provisioner, pg_version, proxy_host, branch_logical_size_limit, branch_logical_size_limit_bytes,
+    store_passwords, cpu_used_sec, creation_source, created_at, updated_at, owner_id, settings, default_endpoint_settings, active_time: 0,
   };
 }
 

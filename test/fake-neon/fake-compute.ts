@@ -36,6 +36,8 @@ const ident = (s: string) => pg.escapeIdentifier(s);
  */
 export class FakeCompute {
   private server: PostgresServer | undefined;
+  // Starts and config changes one at a time, as Neon runs one operation of a project at a time.
+  private chain: Promise<void> = Promise.resolve();
 
   constructor(private readonly opts: FakeComputeOptions) {}
 
@@ -60,8 +62,18 @@ export class FakeCompute {
     own(path.join(this.pgdata, 'server.key'), this.opts.cert.keyPem, 0o600);
   }
 
+  private serialized(work: () => Promise<void>): Promise<void> {
+    const run = this.chain.then(work);
+    this.chain = run.catch(() => {});
+    return run;
+  }
+
   /** Starts the server and makes its roles (with their passwords) and databases match spec. */
-  async start(spec: ComputeSpec): Promise<void> {
+  start(spec: ComputeSpec): Promise<void> {
+    return this.serialized(() => this.startNow(spec));
+  }
+
+  private async startNow(spec: ComputeSpec): Promise<void> {
     if (!this.running) {
       await this.materialize();
       this.server = new PostgresServer({
@@ -74,11 +86,15 @@ export class FakeCompute {
       });
       await this.server.start();
     }
-    await this.apply(spec);
+    await this.applyNow(spec);
   }
 
   /** Roles and passwords as spec says (a reset password takes effect here). */
-  async apply(spec: ComputeSpec): Promise<void> {
+  apply(spec: ComputeSpec): Promise<void> {
+    return this.serialized(() => this.applyNow(spec));
+  }
+
+  private async applyNow(spec: ComputeSpec): Promise<void> {
     if (!this.running) return;
     const c = new pg.Client({ host: this.opts.socketDir, port: this.opts.port, user: ADMIN_ROLE, database: 'postgres' });
     await c.connect();

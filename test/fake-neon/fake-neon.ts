@@ -9,10 +9,11 @@ import { type OsUser, resolveComputeUser } from '../../src/pg/os-user.ts';
 import { initCluster } from '../../src/pg/server.ts';
 import { tmpDataDir } from '../helpers.ts';
 import {
-  type FakeOperation, type FakeProject, branchBody, connectionUriBody, databaseBody, endpointBody, errorBody, operationBody, projectBody, roleBody,
+  type FakeOperation, type FakeProject, branchBody, connectionUriBody, databaseBody, endpointBody, errorBody, operationBody, projectBody, projectListItemBody, roleBody,
 } from './bodies.ts';
 import { type Ca, issueServerCert, makeCa } from './certs.ts';
 import { FakeCompute } from './fake-compute.ts';
+import { FakeProxy } from './fake-proxy.ts';
 import { NeonOpenApi, type Route } from './openapi.ts';
 
 export const FAKE_API_KEY = 'fake-neon-api-key-0123456789';
@@ -25,6 +26,20 @@ interface Fault {
   status: number;
   times: number;
   retryAfterSeconds: number | undefined;
+  /** Carry the request out first, then answer `status` (0: never answer: the client times out). */
+  afterWork: boolean;
+}
+
+export interface FakeNeonOptions {
+  /**
+   * Run a real Postgres per project (default). Without, endpoints start and stop in name only:
+   * enough for control-plane tests that make hundreds of projects.
+   */
+  computes?: boolean;
+  /** Each request is answered after this long (so that requests overlap). */
+  latencyMs?: number;
+  /** More requests than this at once are answered 429, as Neon's rate limit does. */
+  maxConcurrent?: number;
 }
 
 const HOUR = 3_600_000;
@@ -49,6 +64,14 @@ export class FakeNeon {
   /** The CA's certificate file (what PGFLEET_NEON_CA_FILE names). */
   readonly caFile: string;
   private readonly faults: Fault[] = [];
+  /** Called after each answer was sent: (operationId, status). */
+  onAnswered: ((operationId: string, status: number) => void) | undefined;
+  /** Requests being handled now, and the most there ever were at once. */
+  inFlight = 0;
+  peakInFlight = 0;
+  private readonly hung = new Set<http.ServerResponse>();
+  /** Each project's "Neon proxy" on its endpoint host: wakes the compute on connect. */
+  private readonly proxies = new Map<string, FakeProxy>();
   private readonly stuck = new Set<string>();
   private readonly work = new Set<Promise<void>>();
   private readonly handlers: Record<string, Handler>;
@@ -58,16 +81,28 @@ export class FakeNeon {
   private constructor(
     readonly ca: Ca,
     readonly port: number,
+    /** Where computes listen, on their own host, behind their proxy (which listens on `port`). */
+    private readonly computePort: number,
     readonly baseUrl: string,
     private readonly dir: string,
     private readonly install: PgInstall,
     private readonly user: OsUser,
     private readonly templatePgdata: string,
+    readonly options: FakeNeonOptions,
   ) {
     this.caFile = path.join(ca.dir, 'ca.crt');
     this.handlers = {
       createProject: (r) => this.createProject(r.body.project),
       getProject: (r) => ({ status: 200, body: { project: projectBody(this.project(r.pathParams.project_id!)) } }),
+      listProjects: (r) => this.listProjects(r.query),
+      updateProject: (r) => this.updateProject(this.project(r.pathParams.project_id!), r.body.project),
+      listProjectEndpoints: (r) => ({ status: 200, body: { endpoints: [endpointBody(this.project(r.pathParams.project_id!))] } }),
+      updateProjectEndpoint: (r) => this.updateEndpoint(this.endpoint(r.pathParams), r.body.endpoint),
+      getProjectBranchRolePassword: (r) => {
+        const role = this.branch(r.pathParams).roles.get(r.pathParams.role_name!);
+        if (!role) throw notFound(`role ${r.pathParams.role_name}`);
+        return { status: 200, body: { password: role.password } };
+      },
       deleteProject: (r) => this.deleteProject(r.pathParams.project_id!),
       getProjectEndpoint: (r) => ({ status: 200, body: { endpoint: endpointBody(this.endpoint(r.pathParams)) } }),
       startProjectEndpoint: (r) => this.startEndpoint(this.endpoint(r.pathParams)),
@@ -83,15 +118,15 @@ export class FakeNeon {
     };
   }
 
-  static async start(): Promise<FakeNeon> {
+  static async start(options: FakeNeonOptions = {}): Promise<FakeNeon> {
     const dir = tmpDataDir('fake-neon');
     const user = resolveComputeUser('postgres');
     const install = resolvePgInstall(undefined, user, dir);
     const templatePgdata = path.join(dir, 'template', 'pgdata');
-    await initCluster(install, user, templatePgdata);
+    if (options.computes !== false) await initCluster(install, user, templatePgdata);
     const port = await freePort();
     const ca = await makeCa(path.join(dir, 'ca'));
-    const fake = new FakeNeon(ca, port, '', dir, install, user, templatePgdata);
+    const fake = new FakeNeon(ca, port, await freePort(), '', dir, install, user, templatePgdata, options);
     const server = http.createServer((req, res) => void fake.serve(req, res));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     fake.server = server;
@@ -99,9 +134,27 @@ export class FakeNeon {
     return fake;
   }
 
-  /** The next `times` calls of operationId answer `status` (with Retry-After when given). */
+  /** The next `times` calls of operationId answer `status` (with Retry-After when given), and do nothing. */
   failNext(operationId: string, status: number, times: number, retryAfterSeconds?: number): void {
-    this.faults.push({ operationId, status, times, retryAfterSeconds });
+    this.faults.push({ operationId, status, times, retryAfterSeconds, afterWork: false });
+  }
+
+  /**
+   * The next `times` calls of operationId are carried out, but their answer is lost: a `status`
+   * (a 5xx) is sent instead, or with 'timeout' nothing is sent until the client gives up.
+   */
+  loseAnswer(operationId: string, times: number, status: number | 'timeout'): void {
+    this.faults.push({ operationId, status: status === 'timeout' ? 0 : status, times, retryAfterSeconds: undefined, afterWork: true });
+  }
+
+  /** Forgets every injected fault not yet spent. */
+  clearFaults(): void {
+    this.faults.length = 0;
+  }
+
+  /** Deletes a project behind pgfleet's back (as someone at Neon's console would). */
+  async dropProject(id: string): Promise<void> {
+    await this.deleteProject(id);
   }
 
   /** Operations of this action (e.g. start_compute) start from now on and never finish. */
@@ -115,6 +168,8 @@ export class FakeNeon {
   }
 
   async close(): Promise<void> {
+    for (const res of this.hung) res.destroy();
+    await Promise.all([...this.proxies.values()].map((p) => p.close()));
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     this.server?.closeAllConnections();
     await Promise.allSettled([...this.work]);
@@ -125,6 +180,17 @@ export class FakeNeon {
   // --- HTTP ---------------------------------------------------------------------------------
 
   private async serve(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    this.inFlight++;
+    this.peakInFlight = Math.max(this.peakInFlight, this.inFlight);
+    try {
+      await this.answer(req, res);
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  private async answer(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const overloaded = this.options.maxConcurrent !== undefined && this.inFlight > this.options.maxConcurrent;
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     const url = new URL(req.url ?? '/', 'http://fake');
@@ -133,6 +199,7 @@ export class FakeNeon {
       const text = a.body === undefined ? '' : JSON.stringify(a.body);
       res.writeHead(a.status, { ...(text ? { 'content-type': 'application/json' } : {}), ...a.headers });
       res.end(text);
+      if (route) this.onAnswered?.(route.operationId, a.status);
     };
     const pathname = url.pathname.replace(/^\/api\/v2/, '');
     const found = this.openapi.find(req.method ?? 'GET', pathname);
@@ -159,9 +226,11 @@ export class FakeNeon {
       this.violations.push(...checked.problems.map((p) => `${route.operationId} request: ${p}`));
       return send({ status: 400, body: errorBody('', checked.problems.join('; ')) }, route);
     }
+    if (this.options.latencyMs) await new Promise((r) => setTimeout(r, this.options.latencyMs));
+    if (overloaded) return send({ status: 429, body: errorBody('', 'too many requests') }, route);
     const fault = this.faults.find((f) => f.operationId === route.operationId && f.times > 0);
     let answer: Answer;
-    if (fault) {
+    if (fault && !fault.afterWork) {
       fault.times--;
       answer = {
         status: fault.status, body: errorBody('', fault.status === 429 ? 'too many requests' : 'injected failure'),
@@ -185,6 +254,17 @@ export class FakeNeon {
     if (problems.length) {
       this.violations.push(...problems.map((p) => `${route.operationId} ${p}`));
       return send({ status: 500, body: errorBody('', 'the fake answered outside the OpenAPI document') }, route);
+    }
+    if (fault?.afterWork && answer.status < 300) {
+      // Done, but the answer is lost on the way.
+      fault.times--;
+      this.calls.push({ operationId: route.operationId, method: route.method, template: route.template, status: fault.status });
+      if (fault.status === 0) {
+        this.hung.add(res);
+        res.on('close', () => this.hung.delete(res));
+        return;
+      }
+      return send({ status: fault.status, body: errorBody('', 'injected failure after the work was done') });
     }
     send(answer, route);
   }
@@ -234,8 +314,24 @@ export class FakeNeon {
     return op;
   }
 
+  /** A connection reached a suspended endpoint: start it (once for all), as Neon's proxy does. */
+  private async wakeOnConnect(p: FakeProject): Promise<void> {
+    let op: FakeOperation | undefined;
+    for (const deadline = Date.now() + 60_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 10))) {
+      if (!this.projects.has(p.id)) throw new Error('no such endpoint');
+      if (p.state === 'active' && !p.pending) return;
+      if (!p.pending) {
+        p.pending = 'active';
+        op = this.operation(p, 'start_compute', () => this.runCompute(p), true);
+      }
+      if (op?.status === 'failed') throw new Error(op.error);
+    }
+    throw new Error('the endpoint did not start');
+  }
+
   private runCompute(p: FakeProject): Promise<void> {
-    return this.computes.get(p.id)!.start(this.spec(p)).then(() => {
+    const compute = this.computes.get(p.id);
+    return (compute ? compute.start(this.spec(p)) : Promise.resolve()).then(() => {
       p.state = 'active';
       p.pending = undefined;
       p.startedAt = new Date();
@@ -251,17 +347,21 @@ export class FakeNeon {
     const p: FakeProject = {
       id, name: req.name ?? id, regionId: req.region_id ?? 'aws-us-east-2', pgVersion: req.pg_version ?? 17, createdAt: now,
       quota: req.settings?.quota ?? {}, suspendTimeoutSeconds: req.default_endpoint_settings?.suspend_timeout_seconds ?? 0,
+      defaultSuspendTimeoutSeconds: req.default_endpoint_settings?.suspend_timeout_seconds ?? 0,
       branchId: `br-${crypto.randomBytes(5).toString('hex')}`, endpointId: `ep-${crypto.randomBytes(5).toString('hex')}`,
       host: `127.0.${Math.floor(n / 250)}.${(n % 250) + 2}`, state: 'init', pending: 'active', startedAt: undefined, suspendedAt: undefined,
       roles: new Map([[owner, { password: crypto.randomBytes(12).toString('base64url'), createdAt: now, updatedAt: now }]]),
       databases: [{ id: n, name: req.branch?.database_name ?? 'neondb', owner, createdAt: now }], active: [],
     };
     this.projects.set(id, p);
-    const cert = await issueServerCert(this.ca, p.host);
-    this.computes.set(id, new FakeCompute({
-      install: this.install, user: this.user, templatePgdata: this.templatePgdata, dir: path.join(this.dir, 'projects', id),
-      socketDir: fs.mkdtempSync(path.join(os.tmpdir(), 'fn-')), host: p.host, port: this.port, cert,
-    }));
+    if (this.options.computes !== false) {
+      const cert = await issueServerCert(this.ca, p.host);
+      this.computes.set(id, new FakeCompute({
+        install: this.install, user: this.user, templatePgdata: this.templatePgdata, dir: path.join(this.dir, 'projects', id),
+        socketDir: fs.mkdtempSync(path.join(os.tmpdir(), 'fn-')), host: p.host, port: this.computePort, cert,
+      }));
+      this.proxies.set(id, await FakeProxy.listen(p.host, this.port, this.computePort, () => this.wakeOnConnect(p)));
+    }
     const ops = [
       this.operation(p, 'create_timeline', async () => {}),
       this.operation(p, 'start_compute', () => this.runCompute(p), true),
@@ -278,9 +378,36 @@ export class FakeNeon {
   private async deleteProject(id: string): Promise<Answer> {
     const p = this.project(id);
     this.projects.delete(id);
+    await this.proxies.get(id)?.close();
+    this.proxies.delete(id);
     await this.computes.get(id)?.destroy();
     this.computes.delete(id);
     return { status: 200, body: { project: projectBody(p) } };
+  }
+
+  /** Oldest first; the cursor is the last project id of the previous page; `search` matches part of a name or id. */
+  private listProjects(q: Record<string, any>): Answer {
+    let all = [...this.projects.values()];
+    if (q.search) all = all.filter((p) => p.name.includes(q.search) || p.id.includes(q.search));
+    const start = q.cursor ? all.findIndex((p) => p.id === q.cursor) + 1 : 0;
+    const page = all.slice(start, start + (q.limit ?? 10));
+    return {
+      status: 200,
+      body: { projects: page.map(projectListItemBody), applications: {}, integrations: {}, ...(page.length ? { pagination: { cursor: page[page.length - 1]!.id } } : {}) },
+    };
+  }
+
+  private updateProject(p: FakeProject, req: any): Answer {
+    if (req.settings?.quota) p.quota = req.settings.quota;
+    const suspend = req.default_endpoint_settings?.suspend_timeout_seconds;
+    if (suspend !== undefined) p.defaultSuspendTimeoutSeconds = suspend;
+    return { status: 200, body: { project: projectBody(p), operations: [] } };
+  }
+
+  private updateEndpoint(p: FakeProject, req: any): Answer {
+    if (req.suspend_timeout_seconds !== undefined) p.suspendTimeoutSeconds = req.suspend_timeout_seconds;
+    const op = this.operation(p, 'apply_config', async () => {}, true);
+    return { status: 200, body: { endpoint: endpointBody(p), operations: [operationBody(op)] } };
   }
 
   private startEndpoint(p: FakeProject): Answer {
@@ -293,7 +420,7 @@ export class FakeNeon {
     if (p.state !== 'active') return { status: 200, body: { endpoint: endpointBody(p), operations: [] } };
     p.pending = 'idle';
     const op = this.operation(p, 'suspend_compute', async () => {
-      await this.computes.get(p.id)!.stop();
+      await this.computes.get(p.id)?.stop();
       p.state = 'idle';
       p.pending = undefined;
       p.suspendedAt = new Date();
@@ -304,7 +431,7 @@ export class FakeNeon {
   }
 
   private roleChange(p: FakeProject, name: string, status: number): Answer {
-    const op = this.operation(p, 'apply_config', () => this.computes.get(p.id)!.apply(this.spec(p)), true);
+    const op = this.operation(p, 'apply_config', async () => this.computes.get(p.id)?.apply(this.spec(p)), true);
     return { status, body: { role: roleBody(p, name, true), operations: [operationBody(op)] } };
   }
 

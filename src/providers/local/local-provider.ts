@@ -244,6 +244,9 @@ export class LocalProvider implements Provider {
     return true;
   }
 
+  /** pgfleet itself enforces suspend timeouts and quotas of local computes: nothing to apply here. */
+  async updateSettings(): Promise<void> {}
+
   async syncRoles(ref: BranchRef): Promise<ProviderState> {
     this.writeSpec(ref);
     const server = this.servers.get(ref.branchId);

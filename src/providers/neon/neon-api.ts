@@ -1,6 +1,7 @@
 import { type Api, createApiClient } from '@neondatabase/api-client';
 import type { Logger } from 'pino';
 import { ProviderError } from '../../errors.ts';
+import { RequestLimiter } from './request-limiter.ts';
 
 /**
  * Every Neon API call pgfleet makes, by the client's method name (= the operationId in Neon's
@@ -8,6 +9,12 @@ import { ProviderError } from '../../errors.ts';
  */
 export const NEON_OPERATIONS = [
   'createProject',
+  'listProjects',
+  'getProject',
+  'updateProject',
+  'listProjectEndpoints',
+  'updateProjectEndpoint',
+  'getProjectBranchRolePassword',
   'deleteProject',
   'getProjectEndpoint',
   'startProjectEndpoint',
@@ -22,15 +29,23 @@ export type NeonOperation = (typeof NEON_OPERATIONS)[number];
 type Client = Api<unknown>;
 export type NeonResult<K extends NeonOperation> = Awaited<ReturnType<Client[K]>>['data'];
 
-/** A Neon API call that failed for good; `status` is the HTTP status when Neon answered. */
+// Neon answered that the request itself is unacceptable (a bad value, a conflict): the caller's to fix.
+const REFUSALS = new Set([400, 409, 412, 422]);
+
+/**
+ * A Neon API call that failed for good; `status` is the HTTP status when Neon answered. A refusal
+ * (400, 409, 412, 422) is a 422 at pgfleet's API, anything else a 502. `ambiguous`: Neon may have
+ * done what was asked (no answer, or a 5xx), so a create must look before it tries again.
+ */
 export class NeonApiError extends ProviderError {
   constructor(
     message: string,
     readonly operation: NeonOperation,
     readonly status: number | undefined,
     readonly attempts: number,
+    readonly ambiguous = false,
   ) {
-    super(message);
+    super(message, status !== undefined && REFUSALS.has(status) ? 422 : 502, status !== undefined && REFUSALS.has(status) ? 'neon_refused' : 'provider_error');
   }
 }
 
@@ -43,7 +58,20 @@ export interface RetryPolicy {
   maxRetryAfterMs: number;
 }
 
+/** Attempts count 5xx answers and lost connections; 429s are waited out until the call's deadline. */
 export const DEFAULT_RETRY: RetryPolicy = { attempts: 6, baseDelayMs: 250, maxDelayMs: 8_000, maxRetryAfterMs: 60_000 };
+/** Requests to Neon's API at once, per region, unless PGFLEET_NEON_MAX_CONCURRENCY says otherwise. */
+export const DEFAULT_NEON_CONCURRENCY = 8;
+
+export interface CallOptions {
+  /** Epoch ms: no retry wait may pass it. */
+  deadline?: number;
+  /**
+   * Retry a 5xx or a lost answer blindly (default true). A create says false: Neon may have made
+   * the project, so it looks first (NeonApiError.ambiguous) and only then asks again.
+   */
+  retryAmbiguous?: boolean;
+}
 
 export interface NeonApiOptions {
   apiKey: string;
@@ -52,12 +80,16 @@ export interface NeonApiOptions {
   retry?: Partial<RetryPolicy>;
   /** One HTTP request's limit. */
   requestTimeoutMs?: number;
+  /** Requests at once (a region's limiter). */
+  maxConcurrency?: number;
   log: Logger;
 }
 
 interface Failure {
   status: number | undefined;
   retryable: boolean;
+  /** Neon may have carried the request out (no answer, or a 5xx). */
+  ambiguous: boolean;
   retryAfterMs: number | undefined;
   detail: string;
 }
@@ -85,28 +117,33 @@ function describe(err: unknown): Failure {
     return {
       status,
       retryable: RETRY_STATUSES.has(status),
+      ambiguous: status >= 500,
       retryAfterMs: retryAfterMs(headers?.['retry-after']),
       detail: `HTTP ${status}${message ? `: ${message}` : ''}${request}`,
     };
   }
   const code = e.code ?? 'unknown';
-  return { status: undefined, retryable: RETRY_CODES.has(code), retryAfterMs: undefined, detail: `no answer (${code}${e.message ? `: ${e.message}` : ''})` };
+  // Refused before sending: Neon never saw it. Anything else may have reached Neon.
+  return { status: undefined, retryable: RETRY_CODES.has(code), ambiguous: code !== 'ECONNREFUSED', retryAfterMs: undefined, detail: `no answer (${code}${e.message ? `: ${e.message}` : ''})` };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
- * Neon's API through @neondatabase/api-client, with bounded retries: 429, 423 and 5xx answers
- * and lost connections are tried again after exponential backoff with jitter, or after the
- * Retry-After Neon sends; then the call fails with a NeonApiError that says why.
+ * Neon's API through @neondatabase/api-client, through the region's RequestLimiter, with
+ * retries: 423 and 5xx answers and lost connections are tried again a bounded number of times
+ * after exponential backoff with jitter; 429s until the call's deadline, after the Retry-After
+ * Neon sends (which pauses the whole region); then the call fails with a NeonApiError that says why.
  */
 export class NeonApi {
   private readonly client: Client;
   private readonly retry: RetryPolicy;
+  readonly limiter: RequestLimiter;
 
   constructor(private readonly opts: NeonApiOptions) {
     this.client = createApiClient({ apiKey: opts.apiKey, baseURL: opts.baseUrl, timeout: opts.requestTimeoutMs ?? 30_000 });
     this.retry = { ...DEFAULT_RETRY, ...opts.retry };
+    this.limiter = new RequestLimiter(opts.maxConcurrency ?? DEFAULT_NEON_CONCURRENCY);
   }
 
   /** Backoff before attempt n+1: exponential, "equal jitter" (half fixed, half random). */
@@ -115,26 +152,37 @@ export class NeonApi {
     return ceiling / 2 + Math.random() * (ceiling / 2);
   }
 
-  /** Calls one operation; `deadline` (epoch ms) stops retrying once the next wait would pass it. */
-  async call<K extends NeonOperation>(operation: K, args: Parameters<Client[K]>, deadline = Infinity): Promise<NeonResult<K>> {
+  /** Calls one operation; a deadline (epoch ms) stops retrying once the next wait would pass it. */
+  async call<K extends NeonOperation>(operation: K, args: Parameters<Client[K]>, opts: CallOptions | number = {}): Promise<NeonResult<K>> {
+    const { deadline = Infinity, retryAmbiguous = true } = typeof opts === 'number' ? { deadline: opts } : opts;
     const method = this.client[operation] as (...a: unknown[]) => Promise<{ data: NeonResult<K> }>;
-    for (let attempt = 1; ; attempt++) {
+    let attempt = 0;
+    for (let tries = 1; ; tries++) {
       let failure: Failure;
       try {
-        return (await method(...args)).data;
+        const result = await this.limiter.run(() => method(...args));
+        this.limiter.succeeded();
+        return result.data;
       } catch (err) {
         failure = describe(err);
       }
+      const throttled = failure.status === 429;
+      const waitTooLong = failure.retryAfterMs !== undefined && failure.retryAfterMs > this.retry.maxRetryAfterMs;
+      // The whole region pauses for a Retry-After pgfleet waits for; a longer one only fails this call.
+      if (throttled) this.limiter.throttled(waitTooLong ? undefined : failure.retryAfterMs);
+      else attempt++;
       const fail = (why: string) =>
-        new NeonApiError(`Neon API ${operation} failed${why}: ${failure.detail}`, operation, failure.status, attempt);
+        new NeonApiError(`Neon API ${operation} failed${why}: ${failure.detail}`, operation, failure.status, tries, failure.ambiguous);
       if (!failure.retryable) throw fail('');
-      if (attempt >= this.retry.attempts) throw fail(` after ${attempt} attempts`);
-      if (failure.retryAfterMs !== undefined && failure.retryAfterMs > this.retry.maxRetryAfterMs) {
-        throw fail(`; Neon asks to wait ${Math.ceil(failure.retryAfterMs / 1000)} s before trying again`);
+      if (failure.ambiguous && !retryAmbiguous) throw fail('');
+      if (attempt >= this.retry.attempts) throw fail(` after ${tries} attempts`);
+      if (waitTooLong) {
+        throw fail(`; Neon asks to wait ${Math.ceil(failure.retryAfterMs! / 1000)} s before trying again`);
       }
-      const wait = failure.retryAfterMs ?? this.backoffMs(attempt);
-      if (Date.now() + wait > deadline) throw fail(` (gave up after ${attempt} attempts: out of time)`);
-      this.opts.log.warn({ neon_operation: operation, status: failure.status, attempt, wait_ms: Math.round(wait) }, 'Neon API call failed; retrying');
+      // A 429 without Retry-After backs off by how many 429s in a row this call met.
+      const wait = failure.retryAfterMs ?? this.backoffMs(throttled ? Math.min(tries, 6) : attempt);
+      if (Date.now() + wait > deadline) throw fail(` (gave up after ${tries} attempts: out of time)`);
+      this.opts.log.warn({ neon_operation: operation, status: failure.status, attempt: tries, wait_ms: Math.round(wait) }, 'Neon API call failed; retrying');
       await sleep(wait);
     }
   }

@@ -3,9 +3,10 @@ import type { Logger } from 'pino';
 import type { NeonRegionSettings } from '../../config-regions.ts';
 import { ComputeStartError, ProviderError } from '../../errors.ts';
 import type { SecretBox } from '../../secret-box.ts';
-import type { BranchRef, ComputeAddress, MeteredUsage, Provider, ProviderState, UsageSample } from '../provider.ts';
-import { NeonApi, NeonApiError, type RetryPolicy } from './neon-api.ts';
-import { neonQuota, neonSuspendTimeout } from './neon-settings.ts';
+import type { BranchRef, ComputeAddress, MeteredUsage, Provider, ProviderResource, ProviderState, UsageSample } from '../provider.ts';
+import { NeonApi, NeonApiError, type NeonResult, type RetryPolicy } from './neon-api.ts';
+import { findProjectNamed, listDatabaseProjects, readWriteEndpoint } from './project-lookup.ts';
+import { DEFAULT_NEON_WAKE, type NeonWake, neonQuota, neonSuspendTimeout } from './neon-settings.ts';
 import { type NeonState, neonPatch, neonStateOf, passwordContext, requireNeonState } from './neon-state.ts';
 import { waitForOperations } from './operations.ts';
 
@@ -20,8 +21,18 @@ export interface NeonProviderOptions {
   /** How long a Neon operation may take before pgfleet gives up. */
   operationTimeoutMs: number;
   retry?: Partial<RetryPolicy>;
+  /** Requests to Neon's API at once for this region. */
+  maxConcurrency?: number;
+  /** One HTTP request's limit. */
+  requestTimeoutMs?: number;
+  /** How a wake starts the endpoint; see NeonWake. */
+  wake?: NeonWake;
   log: Logger;
 }
+
+
+// Creates whose answer was lost: each is followed by a look-up by name before the next.
+const CREATE_ATTEMPTS = 4;
 
 // What pgfleet asks Neon's consumption API for, and what each becomes in pgfleet's meters.
 /** Neon's consumption metrics → pgfleet's metric and the factor to its unit. */
@@ -48,7 +59,10 @@ export class NeonProvider implements Provider {
 
   constructor(private readonly opts: NeonProviderOptions) {
     this.postgresVersion = String(opts.region.pgVersion);
-    this.api = new NeonApi({ apiKey: opts.region.apiKey, baseUrl: opts.region.apiHost, retry: opts.retry, log: opts.log });
+    this.api = new NeonApi({
+      apiKey: opts.region.apiKey, baseUrl: opts.region.apiHost, retry: opts.retry, log: opts.log,
+      maxConcurrency: opts.maxConcurrency, requestTimeoutMs: opts.requestTimeoutMs,
+    });
   }
 
   private deadline(): number {
@@ -63,20 +77,46 @@ export class NeonProvider implements Provider {
     return waitForOperations(this.api, s.projectId, operations, { deadline, what, error });
   }
 
-  async create(ref: BranchRef): Promise<ProviderState> {
+  /**
+   * Creates the database's project, named after the database. Neon may have made a project for a
+   * request whose answer was lost (a timeout, a 5xx, pgfleet killed before it kept the answer):
+   * then the project is looked up by that name and adopted, never made twice.
+   */
+  async create(ref: BranchRef, opts: { again?: boolean } = {}): Promise<ProviderState> {
     const deadline = this.deadline();
     const { region } = this.opts;
-    const created = await this.api.call('createProject', [{
-      project: {
-        name: ref.databaseId,
-        region_id: region.regionId,
-        pg_version: region.pgVersion,
-        ...(region.orgId ? { org_id: region.orgId } : {}),
-        default_endpoint_settings: { suspend_timeout_seconds: neonSuspendTimeout(ref.suspendTimeoutSeconds) },
-        settings: { quota: neonQuota(ref.quotas) },
-        branch: { name: 'main', role_name: ref.ownerRole, database_name: ref.databaseName },
-      },
-    }], deadline);
+    for (let attempt = 1, look = opts.again === true; ; attempt++) {
+      if (look) {
+        const existing = await findProjectNamed(this.api, region, ref.databaseId, deadline);
+        if (existing) {
+          this.opts.log.info({ project: existing, database: ref.databaseId }, 'adopting the Neon project an earlier attempt made');
+          return this.adopt(ref, existing, deadline);
+        }
+      }
+      let created: NeonResult<'createProject'>;
+      try {
+        created = await this.api.call('createProject', [{
+          project: {
+            name: ref.databaseId,
+            region_id: region.regionId,
+            pg_version: region.pgVersion,
+            ...(region.orgId ? { org_id: region.orgId } : {}),
+            default_endpoint_settings: { suspend_timeout_seconds: neonSuspendTimeout(ref.suspendTimeoutSeconds) },
+            settings: { quota: neonQuota(ref.quotas) },
+            branch: { name: 'main', role_name: ref.ownerRole, database_name: ref.databaseName },
+          },
+        }], { deadline, retryAmbiguous: false });
+      } catch (err) {
+        if (!(err instanceof NeonApiError && err.ambiguous) || attempt >= CREATE_ATTEMPTS || Date.now() >= deadline) throw err;
+        this.opts.log.warn({ database: ref.databaseId, err: err.message, attempt }, 'createProject got no clear answer; looking the project up by name before asking again');
+        look = true;
+        continue;
+      }
+      return this.finishCreate(ref, created, deadline);
+    }
+  }
+
+  private async finishCreate(ref: BranchRef, created: NeonResult<'createProject'>, deadline: number): Promise<ProviderState> {
     const projectId = created.project.id;
     try {
       const endpoint = created.endpoints.find((e) => e.type === EndpointType.ReadWrite);
@@ -90,13 +130,74 @@ export class NeonProvider implements Provider {
       };
       await this.wait(state, created.operations, deadline, `creating Neon project ${projectId}`);
       for (const role of ref.roles) {
-        if (!(role in state.passwords)) state.passwords[role] = await this.createRole(state, role, deadline);
+        if (!Object.hasOwn(state.passwords, role)) state.passwords[role] = await this.createRole(state, role, deadline);
       }
       // Neon starts a new project's compute; pgfleet's compute manager sees it as suspended until its first wake.
       return neonPatch(state);
     } catch (err) {
       await this.api.call('deleteProject', [projectId]).catch((e: Error) => this.opts.log.error({ project: projectId, err: e.message }, 'could not delete the Neon project of a failed create'));
       throw err;
+    }
+  }
+
+  /** Takes over a project an earlier attempt made: its endpoint, and each role's password (made when missing). */
+  private async adopt(ref: BranchRef, projectId: string, deadline: number): Promise<ProviderState> {
+    const endpoint = await readWriteEndpoint(this.api, projectId, deadline);
+    if (!endpoint) throw new ProviderError(`Neon project ${projectId} of database ${ref.databaseId} has no read-write endpoint`);
+    // Role names are the tenant's (`__proto__` included): a prototype-free object.
+    const state: NeonState = { projectId, branchId: endpoint.branchId, endpointId: endpoint.id, host: endpoint.host, passwords: Object.create(null) };
+    for (const role of ref.roles) {
+      try {
+        const { password } = await this.api.call('getProjectBranchRolePassword', [projectId, endpoint.branchId, role], deadline);
+        state.passwords[role] = this.seal(projectId, role, password);
+      } catch (err) {
+        if (!(err instanceof NeonApiError && err.status === 404)) throw err;
+        state.passwords[role] = await this.createRole(state, role, deadline);
+      }
+    }
+    return neonPatch(state);
+  }
+
+  /** The suspend timeout (project default and the endpoint itself) and quotas at Neon, once Neon has applied them. */
+  async updateSettings(ref: BranchRef): Promise<void> {
+    const s = requireNeonState(ref);
+    const deadline = this.deadline();
+    const suspend = neonSuspendTimeout(ref.suspendTimeoutSeconds);
+    const project = await this.api.call('updateProject', [s.projectId, {
+      project: { default_endpoint_settings: { suspend_timeout_seconds: suspend }, settings: { quota: neonQuota(ref.quotas) } },
+    }], deadline);
+    await this.wait(s, project.operations, deadline, `updating Neon project ${s.projectId}`);
+    const endpoint = await this.api.call('updateProjectEndpoint', [s.projectId, s.endpointId, { endpoint: { suspend_timeout_seconds: suspend } }], deadline);
+    await this.wait(s, endpoint.operations, deadline, `updating Neon endpoint ${s.endpointId}`);
+  }
+
+  /** The projects of this region pgfleet made (named after a database). */
+  async listResources(): Promise<{ resources: ProviderResource[]; unavailable: string[] }> {
+    const { projects, unavailable } = await listDatabaseProjects(this.api, this.opts.region, this.deadline());
+    return { resources: projects, unavailable };
+  }
+
+  async missingResource(ref: BranchRef): Promise<string | undefined> {
+    const s = neonStateOf(ref);
+    if (!s) return undefined;
+    try {
+      await this.api.call('getProject', [s.projectId], this.deadline());
+      return undefined;
+    } catch (err) {
+      if (err instanceof NeonApiError && err.status === 404) return `its Neon project ${s.projectId} no longer exists`;
+      throw err;
+    }
+  }
+
+  async deleteResource(projectId: string): Promise<void> {
+    await this.deleteProject(projectId);
+  }
+
+  private async deleteProject(projectId: string): Promise<void> {
+    try {
+      await this.api.call('deleteProject', [projectId], this.deadline());
+    } catch (err) {
+      if (!(err instanceof NeonApiError && err.status === 404)) throw err;
     }
   }
 
@@ -110,12 +211,16 @@ export class NeonProvider implements Provider {
 
   async start(ref: BranchRef): Promise<ComputeAddress> {
     const s = requireNeonState(ref);
-    const deadline = this.deadline();
-    let { endpoint } = await this.api.call('getProjectEndpoint', [s.projectId, s.endpointId], deadline);
-    if (endpoint.current_state !== EndpointState.Active || endpoint.pending_state !== undefined) {
-      const started = await this.api.call('startProjectEndpoint', [s.projectId, s.endpointId], deadline);
-      await this.wait(s, started.operations, deadline, `starting Neon endpoint ${s.endpointId}`, (m) => new ComputeStartError(m));
-      endpoint = started.endpoint;
+    let host = s.host;
+    if ((this.opts.wake ?? DEFAULT_NEON_WAKE) === 'api') {
+      const deadline = this.deadline();
+      let { endpoint } = await this.api.call('getProjectEndpoint', [s.projectId, s.endpointId], deadline);
+      if (endpoint.current_state !== EndpointState.Active || endpoint.pending_state !== undefined) {
+        const started = await this.api.call('startProjectEndpoint', [s.projectId, s.endpointId], deadline);
+        await this.wait(s, started.operations, deadline, `starting Neon endpoint ${s.endpointId}`, (m) => new ComputeStartError(m));
+        endpoint = started.endpoint;
+      }
+      host = endpoint.host;
     }
     const passwords = new Map<string, string>();
     for (const [role, sealed] of Object.entries(s.passwords)) {
@@ -126,7 +231,7 @@ export class NeonProvider implements Provider {
       }
     }
     this.running.add(ref.branchId);
-    return { kind: 'tcp', host: endpoint.host, port: this.opts.port, servername: endpoint.host, ...(this.opts.ca ? { ca: this.opts.ca } : {}), passwords };
+    return { kind: 'tcp', host, port: this.opts.port, servername: host, ...(this.opts.ca ? { ca: this.opts.ca } : {}), passwords };
   }
 
   async stop(ref: BranchRef): Promise<void> {
@@ -143,11 +248,7 @@ export class NeonProvider implements Provider {
     const s = neonStateOf(ref);
     this.running.delete(ref.branchId);
     if (!s) return;
-    try {
-      await this.api.call('deleteProject', [s.projectId], this.deadline());
-    } catch (err) {
-      if (!(err instanceof NeonApiError && err.status === 404)) throw err;
-    }
+    await this.deleteProject(s.projectId);
   }
 
   /** Creates at Neon the roles pgfleet has and Neon lacks; Neon applies them to the compute itself. */
