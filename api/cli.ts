@@ -17,6 +17,12 @@ export const USAGE = `usage:
   pgfleet db list [--user <user_id>]
   pgfleet db show <database id> [--json]         its settings, state and the Postgres version its compute runs
   pgfleet db delete <database id>
+  pgfleet branches create <database id> --name <name> [--parent <branch>] [--at <time or LSN>]
+  pgfleet branches list <database id>
+  pgfleet branches delete <database id> <branch>
+  pgfleet branches reset <database id> <branch>   the branch becomes a copy of its parent now
+  pgfleet restore <database id> --at <time or LSN> [--branch <branch>]
+                                                 rewinds the branch (default main); its state before is kept as a branch
   pgfleet neon reconcile [--json]               (operator key) compare the catalog with Neon now: finish
                                                  abandoned creates, report/delete orphaned projects, mark
                                                  databases whose project is gone as failed
@@ -74,6 +80,9 @@ export async function runCli(argv: string[], out: (line: string) => void = (l) =
         name: { type: 'string' },
         user: { type: 'string' },
         region: { type: 'string' },
+        parent: { type: 'string' },
+        at: { type: 'string' },
+        branch: { type: 'string' },
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
@@ -84,7 +93,7 @@ export async function runCli(argv: string[], out: (line: string) => void = (l) =
     return 2;
   }
   const { values: v, positionals } = parsed;
-  const [group, action, arg] = positionals;
+  const [group, action, arg, arg2] = positionals;
   if (v.version) {
     out(`pgfleet ${VERSION}`);
     return 0;
@@ -133,6 +142,27 @@ export async function runCli(argv: string[], out: (line: string) => void = (l) =
         out(`deleted ${arg}`);
         return 0;
       }
+      case 'branches create': {
+        if (!arg || !v.name) throw new CliError('branches create needs a database id and --name');
+        const b = await api.call('POST', `/v1/databases/${encodeURIComponent(arg)}/branches`, { name: v.name, parent: v.parent, at: v.at });
+        out(v.json ? JSON.stringify(b) : b.connection_uri);
+        return 0;
+      }
+      case 'branches list': {
+        if (!arg) throw new CliError('branches list needs a database id');
+        const { branches } = await api.call('GET', `/v1/databases/${encodeURIComponent(arg)}/branches`);
+        for (const b of branches) out(v.json ? JSON.stringify(b) : `${b.name}\t${b.parent ?? '-'}\t${b.state}\t${b.host}`);
+        return 0;
+      }
+      case 'branches delete':
+      case 'branches reset': {
+        if (!arg || !arg2) throw new CliError(`branches ${action} needs a database id and a branch name`);
+        const route = `/v1/databases/${encodeURIComponent(arg)}/branches/${encodeURIComponent(arg2)}`;
+        if (action === 'delete') await api.call('DELETE', route);
+        else await api.call('POST', `${route}/reset`);
+        out(`${action === 'delete' ? 'deleted' : 'reset'} ${arg2}`);
+        return 0;
+      }
       case 'neon reconcile': {
         const report = await api.call('POST', '/v1/neon/reconcile');
         if (v.json) {
@@ -153,6 +183,12 @@ export async function runCli(argv: string[], out: (line: string) => void = (l) =
         return report.regions.some((r: { error?: string }) => r.error) || report.failed.length > 0 ? 3 : 0;
       }
       default:
+        if (group === 'restore' && action) {
+          if (!v.at) throw new CliError('restore needs --at <RFC 3339 time or LSN>');
+          const r = await api.call('POST', `/v1/databases/${encodeURIComponent(action)}/restore`, { at: v.at, branch: v.branch });
+          out(v.json ? JSON.stringify(r) : `restored ${r.branch.name} to ${v.at}; the state before is branch ${r.before.name}`);
+          return 0;
+        }
         process.stderr.write(`pgfleet: unknown command "${positionals.join(' ')}"\n${USAGE}`);
         return 2;
     }

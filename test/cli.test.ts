@@ -79,6 +79,24 @@ t.test('partners create, db create/list/delete through the bin', async (t) => {
   const mine = await pgfleet(['db', 'list', '--user', 'bob'], asPartner);
   t.same(mine.stdout.trim().split('\n').map((l) => l.split('\t')[0]), [bob.id]);
 
+  // Branches and restore of bob's database.
+  const branch = await pgfleet(['branches', 'create', bob.id, '--name', 'dev'], asPartner);
+  t.equal(branch.code, 0, branch.stderr);
+  // The database's URI form, without a password (the database's passwords apply), naming the branch's own endpoint.
+  const branchUri = /^postgresql:\/\/app_owner@localhost:\d+\/app\?sslmode=require&sslrootcert=\S+&options=endpoint%3D(ep-[a-z]+-[a-z]+-\d{6})$/.exec(branch.stdout.trim());
+  t.ok(branchUri, `prints the branch URI: ${branch.stdout}`);
+  t.not(branchUri?.[1], bob.endpoint_id, 'the branch has its own endpoint');
+  const branches = (await pgfleet(['branches', 'list', bob.id], asPartner)).stdout.trim().split('\n').map((l) => l.split('\t').slice(0, 2));
+  t.same(branches, [['main', '-'], ['dev', 'main']]);
+  t.equal((await pgfleet(['branches', 'reset', bob.id, 'dev'], asPartner)).stdout.trim(), 'reset dev');
+  const restored = await pgfleet(['restore', bob.id, '--at', new Date().toISOString()], asPartner);
+  t.equal(restored.code, 0, restored.stderr);
+  t.match(restored.stdout, /^restored main to .*; the state before is branch main_before_\d{8}T\d{9}Z$/m);
+  t.equal((await pgfleet(['branches', 'delete', bob.id, 'dev'], asPartner)).stdout.trim(), 'deleted dev');
+  const badAt = await pgfleet(['restore', bob.id, '--at', 'noon'], asPartner);
+  t.equal(badAt.code, 1);
+  t.match(badAt.stderr, /400 bad_request: at: malformed/);
+
   const deleted = await pgfleet(['db', 'delete', alice[0]!], asPartner);
   t.equal(deleted.code, 0);
   t.equal(deleted.stdout.trim(), `deleted ${alice[0]}`);

@@ -181,7 +181,8 @@ export class LocalProvider implements Provider {
       work_mem: c.workMem,
       maintenance_work_mem: '16MB',
       max_wal_size: '64MB',
-      min_wal_size: '4MB',
+      // Few recycled 1 MB segments kept: an idle database holds little WAL.
+      min_wal_size: '2MB',
       max_worker_processes: 4,
       max_parallel_workers: 0,
       max_parallel_workers_per_gather: 0,
