@@ -74,6 +74,8 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
   private out: Buffer[] | undefined;
   private closed = false;
   private finished = false;
+  /** A read-back finished: the messages that waited for it go on. */
+  private readBackDone = false;
   private outcome: PooledOutcome = 'client_closed';
   /** Told once, when the client is gone (callbacks rather than promises: idle clients are many). */
   private endListeners: ((outcome: PooledOutcome) => void)[] = [];
@@ -398,6 +400,14 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
 
   backendIdle(): void {
     this.flushClient();
+    if (this.readBackDone) {
+      this.readBackDone = false;
+      const queued = this.queued ?? [];
+      this.queued = undefined;
+      if (!this.closed) this.socket.resume();
+      this.process(queued);
+      return;
+    }
     this.maybeRelease();
   }
 
@@ -439,6 +449,10 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
 
   /** What a transaction left on the backend becomes the client's own (and the backend's known) state. */
   private readBack(backend: PooledBackend): void {
+    // The client's next messages wait until the answer is in: a statement they prepare must not
+    // be lost to a list read before it existed.
+    this.queued ??= [];
+    this.socket.pause();
     const settings: Settings = new Map();
     const statements: string[] = [];
     backend.send(queryMessage(READ_SESSION_SQL), {
@@ -456,6 +470,7 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
         backend.statements.replaceWith(statements.filter((n) => n.startsWith('pgf_')));
         if (!this.closed) this.changeSettings(settings);
         if (statements.some((n) => !n.startsWith('pgf_'))) backend.socket.destroy(); // never hand another client a statement it did not make
+        this.readBackDone = true;
       },
     });
   }
