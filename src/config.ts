@@ -11,6 +11,8 @@ export interface ComputeSettings {
   sharedBuffers: string;
   maxConnections: number;
   workMem: string;
+  /** Extensions a tenant may create. */
+  extensions: string[];
 }
 
 export interface Config {
@@ -199,6 +201,20 @@ function memory(env: Env, name: string, fallback: string): string {
   return v;
 }
 
+/** Postgres 17's trusted extensions: those a non-superuser database owner can create at all. */
+export const DEFAULT_EXTENSIONS = [
+  'btree_gin', 'btree_gist', 'citext', 'cube', 'dict_int', 'fuzzystrmatch', 'hstore', 'intarray', 'isn', 'lo', 'ltree',
+  'pg_trgm', 'pgcrypto', 'seg', 'tablefunc', 'tcn', 'tsm_system_rows', 'tsm_system_time', 'unaccent', 'uuid-ossp',
+];
+
+function extensionList(env: Env): string[] {
+  const raw = optional(env, 'PGFLEET_EXTENSIONS');
+  if (raw === undefined) return DEFAULT_EXTENSIONS;
+  const names = raw.split(',').map((n) => n.trim()).filter(Boolean);
+  for (const n of names) if (!/^[a-z0-9_-]{1,63}$/.test(n)) throw new ConfigError('PGFLEET_EXTENSIONS', `"${n}" is not an extension name`);
+  return [...new Set(names)];
+}
+
 function secretKey(env: Env): Buffer | undefined {
   const raw = optional(env, 'PGFLEET_SECRET_KEY');
   if (raw === undefined) return undefined;
@@ -282,6 +298,7 @@ export function loadConfig(env: Env = process.env): Config {
       sharedBuffers: memory(env, 'PGFLEET_COMPUTE_SHARED_BUFFERS', '16MB'),
       maxConnections: int(env, 'PGFLEET_COMPUTE_MAX_CONNECTIONS', 50, 5, 10000),
       workMem: memory(env, 'PGFLEET_COMPUTE_WORK_MEM', '4MB'),
+      extensions: extensionList(env),
     },
     maxComputes: int(env, 'PGFLEET_MAX_COMPUTES', 100, 1, 100000),
     wakeTimeoutMs: int(env, 'PGFLEET_WAKE_TIMEOUT', 30, 1, 3600) * 1000,
