@@ -2,15 +2,20 @@
  * The `pgfleet` command's API client: partners and databases, over the HTTP API.
  * The API URL and key come from --url/--key or PGFLEET_API_URL/PGFLEET_API_KEY.
  */
+import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 
-const USAGE = `usage:
-  pgfleet start                                  run the gateway (same as npm start)
+/** pgfleet's version, from its package.json. */
+export const VERSION: string = JSON.parse(fs.readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
+
+export const USAGE = `usage:
+  pgfleet start                                  run the gateway in this directory (same as npm start)
   pgfleet partners create --name <name>          (operator key) prints the partner's id and API key
   pgfleet partners list                          (operator key)
   pgfleet db create --user <user_id> [--name <name>] [--region <region>] [--json]
                                                  prints the connection URI (or the whole answer with --json)
   pgfleet db list [--user <user_id>]
+  pgfleet db show <database id> [--json]         its settings, state and the Postgres version its compute runs
   pgfleet db delete <database id>
   pgfleet branches create <database id> --name <name> [--parent <branch>] [--at <time or LSN>]
   pgfleet branches list <database id>
@@ -23,6 +28,7 @@ const USAGE = `usage:
                                                  databases whose project is gone as failed
 options: --url <API URL> (env PGFLEET_API_URL, default http://127.0.0.1:8080)
          --key <API key> (env PGFLEET_API_KEY)
+         --help, --version (with any command)
 `;
 
 class CliError extends Error {}
@@ -79,6 +85,7 @@ export async function runCli(argv: string[], out: (line: string) => void = (l) =
         branch: { type: 'string' },
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' },
       },
     });
   } catch (err) {
@@ -87,7 +94,12 @@ export async function runCli(argv: string[], out: (line: string) => void = (l) =
   }
   const { values: v, positionals } = parsed;
   const [group, action, arg, arg2] = positionals;
-  if (v.help || group === 'help') {
+  if (v.version) {
+    out(`pgfleet ${VERSION}`);
+    return 0;
+  }
+  // A bare `pgfleet` only prints this: starting a gateway takes `pgfleet start`.
+  if (v.help || group === 'help' || group === undefined) {
     out(USAGE);
     return 0;
   }
@@ -115,6 +127,13 @@ export async function runCli(argv: string[], out: (line: string) => void = (l) =
         const query = new URLSearchParams({ limit: '1000' });
         if (v.user) query.set('user_id', v.user);
         await paginate(api, query, (db) => out(v.json ? JSON.stringify(db) : `${db.id}\t${db.user_id}\t${db.region}\t${db.state}\t${db.host}`));
+        return 0;
+      }
+      case 'db show': {
+        if (!arg) throw new CliError('db show needs a database id');
+        const db = await api.call('GET', `/v1/databases/${encodeURIComponent(arg)}`);
+        if (v.json) out(JSON.stringify(db));
+        else for (const [k, value] of Object.entries(db)) out(`${k}: ${typeof value === 'object' && value !== null ? JSON.stringify(value) : value}`);
         return 0;
       }
       case 'db delete': {

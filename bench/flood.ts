@@ -78,11 +78,19 @@ const before = await measure('idle');
 const attackers: ChildProcess[] = ['127.0.0.2', '127.0.0.3'].map((from) =>
   spawn(process.execPath, ['-e', attackerSource, String(info.proxyPort), from, String(Math.ceil(sockets / 2))], { stdio: ['ignore', 'pipe', 'inherit'] }));
 const last: { open: number; opened: number }[] = [{ open: 0, opened: 0 }, { open: 0, opened: 0 }];
-attackers.forEach((a, i) => a.stdout!.on('data', (d) => {
-  const line = String(d).trim().split('\n').at(-1);
-  if (line) last[i] = JSON.parse(line);
-}));
-await new Promise((r) => setTimeout(r, 5000)); // let the flood build up
+attackers.forEach((a, i) => {
+  let buf = '';
+  a.stdout!.on('data', (d) => {
+    buf += d;
+    const lines = buf.split('\n');
+    buf = lines.pop()!;
+    if (lines.length) last[i] = JSON.parse(lines.at(-1)!);
+  });
+});
+// Let the flood build up: every attacker socket connected at least once (or 60 s).
+const deadline = Date.now() + 60_000;
+while (last.reduce((n, l) => n + l.opened, 0) < sockets && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+const openAtStart = last.reduce((n, l) => n + l.open, 0);
 const during = await measure(`${sockets} sockets flooding`);
 const opened = last.reduce((n, l) => n + l.opened, 0);
 for (const a of attackers) a.kill('SIGKILL');
@@ -90,7 +98,7 @@ for (const a of attackers) a.kill('SIGKILL');
 const title = (what: string) => `${what} during a flood of ${sockets} idle one-byte sockets from 2 processes (ratio: to the same without a flood)`;
 printLatencyTable(title('A client from another address'), [before.rows[0]!, during.rows[0]!], before.rows[0]!);
 printLatencyTable(title('The API'), [before.rows[1]!, during.rows[1]!], before.rows[1]!);
-console.log(`\nfailures: before ${before.failures}, during ${during.failures} (of ${samples * 2} each); attacker sockets accepted: ${opened}`);
+console.log(`\nfailures: before ${before.failures}, during ${during.failures} (of ${samples * 2} each); attacker connections made: ${opened}, open when measuring began: ${openAtStart}`);
 gateway.kill('SIGTERM');
 await new Promise((r) => gateway.once('exit', r));
 fs.rmSync(dataDir, { recursive: true, force: true });

@@ -85,7 +85,7 @@ export async function serveConnection(raw: Duplex, clientAddress: string, ctx: C
       client.on('error', () => {});
     }, door.websocket);
     if (!hs) {
-      line.outcome = 'cancel request';
+      line.outcome = 'cancel_request';
       return;
     }
     door.progress?.startupReceived();

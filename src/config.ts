@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { type RegionConfig, parseRegions } from './config-regions.ts';
 import { ConfigError } from './errors.ts';
+import type { LogFormat } from './log.ts';
 import { DEFAULT_NEON_WAKE, type NeonWake } from './providers/neon/neon-settings.ts';
 import { parseSecretKey } from './secret-box.ts';
 
@@ -34,6 +35,8 @@ export interface Config {
   node: NodeSettings;
   domain: string;
   logLevel: string;
+  /** PGFLEET_LOG_FORMAT; default: pretty when stdout is a terminal, else JSON. */
+  logFormat: LogFormat;
   /** OS user that runs computes when pgfleet runs as root. */
   computeUser: string;
   compute: ComputeSettings;
@@ -243,6 +246,8 @@ export function loadConfig(env: Env = process.env): Config {
   if (!LOG_LEVELS.includes(logLevel)) {
     throw new ConfigError('PGFLEET_LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}`);
   }
+  const logFormat = str(env, 'PGFLEET_LOG_FORMAT', process.stdout.isTTY ? 'pretty' : 'json');
+  if (logFormat !== 'json' && logFormat !== 'pretty') throw new ConfigError('PGFLEET_LOG_FORMAT', `must be json or pretty, got "${logFormat}"`);
   const adminKey = optional(env, 'PGFLEET_ADMIN_KEY');
   if (adminKey !== undefined && adminKey.length < 16) {
     throw new ConfigError('PGFLEET_ADMIN_KEY', 'must be at least 16 characters');
@@ -287,6 +292,7 @@ export function loadConfig(env: Env = process.env): Config {
     node: { host: str(env, 'PGFLEET_NODE_HOST', '127.0.0.1'), port: port(env, 'PGFLEET_NODE_PORT', 0), advertise },
     domain,
     logLevel,
+    logFormat,
     computeUser,
     compute: {
       sharedBuffers: memory(env, 'PGFLEET_COMPUTE_SHARED_BUFFERS', '16MB'),

@@ -24,7 +24,7 @@ import { type LocalCommand, scanSql } from './sql-scan.ts';
 /** Largest message a pooled client may send (a Bind with big values, a COPY row). */
 const MAX_CLIENT_MESSAGE = 64 * 1024 * 1024;
 
-export type PooledOutcome = 'client closed' | 'compute closed' | 'error';
+export type PooledOutcome = 'client_closed' | 'compute_closed' | 'error';
 
 export interface PooledClientInit {
   socket: Duplex;
@@ -76,7 +76,7 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
   private finished = false;
   /** A read-back finished: the messages that waited for it go on. */
   private readBackDone = false;
-  private outcome: PooledOutcome = 'client closed';
+  private outcome: PooledOutcome = 'client_closed';
   /** Told once, when the client is gone (callbacks rather than promises: idle clients are many). */
   private endListeners: ((outcome: PooledOutcome) => void)[] = [];
 
@@ -167,7 +167,7 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
   private answerWithoutBackend(frame: Buffer): boolean {
     switch (frame[0]) {
       case MSG.terminate:
-        this.close('client closed');
+        this.close('client_closed');
         return true;
       case MSG.sync:
         this.toClient(readyForQuery(TX_IDLE));
@@ -294,7 +294,7 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
         backend.send(frame, SLOT_QUERY);
         return;
       case MSG.terminate:
-        this.close('client closed');
+        this.close('client_closed');
         return;
       default: // Flush, CopyData, CopyDone, CopyFail
         backend.send(frame);
@@ -415,7 +415,7 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
     this.backend = undefined;
     if (this.closed) return;
     this.toClient(errorResponse({ sqlstate: '08006', message: 'the connection to the database was lost' }));
-    this.close('compute closed');
+    this.close('compute_closed');
   }
 
   /**
@@ -480,7 +480,7 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
   /** Ends the session with this error (its compute is being suspended over a quota). */
   terminate(reason: PgfleetError): void {
     this.toClient(errorFor(reason));
-    this.close('compute closed');
+    this.close('compute_closed');
   }
 
   private fail(err: unknown): void {
@@ -502,7 +502,7 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
     this.finished = true;
     if (!this.closed) {
       this.closed = true;
-      this.outcome = 'client closed';
+      this.outcome = 'client_closed';
     }
     if (this.queued) {
       this.pool.cancelWait(this);

@@ -65,6 +65,7 @@ function readText(file: string): string | undefined {
  */
 export class LocalProvider implements Provider {
   readonly name = 'local';
+  readonly postgresVersion: string;
   readonly layout: LocalLayout;
   private readonly servers = new Map<string, PostgresServer>();
   /** Set by the lifecycle once the catalog is open. */
@@ -77,6 +78,7 @@ export class LocalProvider implements Provider {
   private readonly gatewayUser = currentUser().name;
 
   constructor(readonly opts: LocalProviderOptions, private readonly events: ProviderEvents = {}) {
+    this.postgresVersion = opts.install.version;
     this.layout = new LocalLayout(opts.dataDir, opts.runDir);
     this.users = opts.users ?? new OsUserPool();
     const blocked = firstBlockedDir(opts.dataDir, opts.user);
