@@ -23,7 +23,7 @@ export interface Gateway {
 }
 
 export async function startGateway(config: Config): Promise<Gateway> {
-  const core = await startCore(config, createLogger(config.logLevel));
+  const core = await startCore(config, createLogger(config.logLevel, config.logFormat));
   let proxy: Proxy | undefined;
   try {
     proxy = await startProxy(core);
@@ -54,6 +54,19 @@ export async function startGateway(config: Config): Promise<Gateway> {
   }
 }
 
+/** For a listener's EADDRINUSE: which variable sets that port, and what to do. */
+export function portInUse(err: unknown, config: Config): string | undefined {
+  const e = err as NodeJS.ErrnoException & { port?: number; address?: string };
+  if (e?.code !== 'EADDRINUSE') return undefined;
+  const ports: [string, string, number | undefined][] = [
+    ['PGFLEET_PROXY_PORT', 'PGFLEET_PROXY_HOST', config.proxyPort],
+    ['PGFLEET_API_PORT', 'PGFLEET_API_HOST', config.apiPort],
+    ['PGFLEET_HTTP_PORT', 'PGFLEET_PROXY_HOST', config.httpPort],
+  ];
+  const [name, host] = ports.find(([, , port]) => port === e.port) ?? ['the port', ''];
+  return `${e.address ?? ''}:${e.port} is already in use; set ${name} to a free port (0 = any free port)${host ? ` or ${host} to another address` : ''}`;
+}
+
 export async function main(): Promise<void> {
   let config: Config;
   try {
@@ -65,7 +78,13 @@ export async function main(): Promise<void> {
     }
     throw err;
   }
-  const gateway = await startGateway(config);
+  let gateway: Gateway;
+  try {
+    gateway = await startGateway(config);
+  } catch (err) {
+    process.stderr.write(`pgfleet: ${portInUse(err, config) ?? (err instanceof Error ? err.message : String(err))}\n`);
+    process.exit(1);
+  }
   // Any number of these signals, from a terminal, a supervisor or a kill of the whole process group,
   // lead to one fast shutdown of everything pgfleet started; the listeners stay so that a second
   // signal does not kill the process halfway (the postmaster reaper covers a kill -9).

@@ -2,21 +2,33 @@
  * The `pgfleet` command's API client: partners and databases, over the HTTP API.
  * The API URL and key come from --url/--key or PGFLEET_API_URL/PGFLEET_API_KEY.
  */
+import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 
-const USAGE = `usage:
-  pgfleet start                                  run the gateway (same as npm start)
+/** pgfleet's version, from its package.json. */
+export const VERSION: string = JSON.parse(fs.readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
+
+export const USAGE = `usage:
+  pgfleet start                                  run the gateway in this directory (same as npm start)
   pgfleet partners create --name <name>          (operator key) prints the partner's id and API key
   pgfleet partners list                          (operator key)
   pgfleet db create --user <user_id> [--name <name>] [--region <region>] [--json]
                                                  prints the connection URI (or the whole answer with --json)
   pgfleet db list [--user <user_id>]
+  pgfleet db show <database id> [--json]         its settings, state and the Postgres version its compute runs
   pgfleet db delete <database id>
+  pgfleet branches create <database id> --name <name> [--parent <branch>] [--at <time or LSN>]
+  pgfleet branches list <database id>
+  pgfleet branches delete <database id> <branch>
+  pgfleet branches reset <database id> <branch>   the branch becomes a copy of its parent now
+  pgfleet restore <database id> --at <time or LSN> [--branch <branch>]
+                                                 rewinds the branch (default main); its state before is kept as a branch
   pgfleet neon reconcile [--json]               (operator key) compare the catalog with Neon now: finish
                                                  abandoned creates, report/delete orphaned projects, mark
                                                  databases whose project is gone as failed
 options: --url <API URL> (env PGFLEET_API_URL, default http://127.0.0.1:8080)
          --key <API key> (env PGFLEET_API_KEY)
+         --help, --version (with any command)
 `;
 
 class CliError extends Error {}
@@ -68,8 +80,12 @@ export async function runCli(argv: string[], out: (line: string) => void = (l) =
         name: { type: 'string' },
         user: { type: 'string' },
         region: { type: 'string' },
+        parent: { type: 'string' },
+        at: { type: 'string' },
+        branch: { type: 'string' },
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' },
       },
     });
   } catch (err) {
@@ -77,8 +93,13 @@ export async function runCli(argv: string[], out: (line: string) => void = (l) =
     return 2;
   }
   const { values: v, positionals } = parsed;
-  const [group, action, arg] = positionals;
-  if (v.help || group === 'help') {
+  const [group, action, arg, arg2] = positionals;
+  if (v.version) {
+    out(`pgfleet ${VERSION}`);
+    return 0;
+  }
+  // A bare `pgfleet` only prints this: starting a gateway takes `pgfleet start`.
+  if (v.help || group === 'help' || group === undefined) {
     out(USAGE);
     return 0;
   }
@@ -108,10 +129,38 @@ export async function runCli(argv: string[], out: (line: string) => void = (l) =
         await paginate(api, query, (db) => out(v.json ? JSON.stringify(db) : `${db.id}\t${db.user_id}\t${db.region}\t${db.state}\t${db.host}`));
         return 0;
       }
+      case 'db show': {
+        if (!arg) throw new CliError('db show needs a database id');
+        const db = await api.call('GET', `/v1/databases/${encodeURIComponent(arg)}`);
+        if (v.json) out(JSON.stringify(db));
+        else for (const [k, value] of Object.entries(db)) out(`${k}: ${typeof value === 'object' && value !== null ? JSON.stringify(value) : value}`);
+        return 0;
+      }
       case 'db delete': {
         if (!arg) throw new CliError('db delete needs a database id');
         await api.call('DELETE', `/v1/databases/${encodeURIComponent(arg)}`);
         out(`deleted ${arg}`);
+        return 0;
+      }
+      case 'branches create': {
+        if (!arg || !v.name) throw new CliError('branches create needs a database id and --name');
+        const b = await api.call('POST', `/v1/databases/${encodeURIComponent(arg)}/branches`, { name: v.name, parent: v.parent, at: v.at });
+        out(v.json ? JSON.stringify(b) : b.connection_uri);
+        return 0;
+      }
+      case 'branches list': {
+        if (!arg) throw new CliError('branches list needs a database id');
+        const { branches } = await api.call('GET', `/v1/databases/${encodeURIComponent(arg)}/branches`);
+        for (const b of branches) out(v.json ? JSON.stringify(b) : `${b.name}\t${b.parent ?? '-'}\t${b.state}\t${b.host}`);
+        return 0;
+      }
+      case 'branches delete':
+      case 'branches reset': {
+        if (!arg || !arg2) throw new CliError(`branches ${action} needs a database id and a branch name`);
+        const route = `/v1/databases/${encodeURIComponent(arg)}/branches/${encodeURIComponent(arg2)}`;
+        if (action === 'delete') await api.call('DELETE', route);
+        else await api.call('POST', `${route}/reset`);
+        out(`${action === 'delete' ? 'deleted' : 'reset'} ${arg2}`);
         return 0;
       }
       case 'neon reconcile': {
@@ -134,6 +183,12 @@ export async function runCli(argv: string[], out: (line: string) => void = (l) =
         return report.regions.some((r: { error?: string }) => r.error) || report.failed.length > 0 ? 3 : 0;
       }
       default:
+        if (group === 'restore' && action) {
+          if (!v.at) throw new CliError('restore needs --at <RFC 3339 time or LSN>');
+          const r = await api.call('POST', `/v1/databases/${encodeURIComponent(action)}/restore`, { at: v.at, branch: v.branch });
+          out(v.json ? JSON.stringify(r) : `restored ${r.branch.name} to ${v.at}; the state before is branch ${r.before.name}`);
+          return 0;
+        }
         process.stderr.write(`pgfleet: unknown command "${positionals.join(' ')}"\n${USAGE}`);
         return 2;
     }

@@ -97,6 +97,7 @@ const databaseFields = {
   user_id: Type.String(),
   name: Type.Union([Type.String(), Type.Null()]),
   region: Type.String(),
+  postgres_version: Type.String({ description: 'the Postgres version its compute runs (17.10; a major, 17, in a neon region): use client tools (pg_dump) of this major or newer' }),
   endpoint_id: Type.String({ description: 'ep-<word>-<word>-<6 digits>, the first DNS label of host' }),
   host: Type.String(),
   port: Type.Integer(),

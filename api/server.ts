@@ -9,6 +9,7 @@ import type { Core } from '../src/gateway.ts';
 import { addressKey } from '../src/limits/address-key.ts';
 import { hashApiKey } from '../src/secrets.ts';
 import { bearerKey, requireApiKey } from './auth.ts';
+import { acceptEmptyJsonBodies, nameOperations } from './client-friendly.ts';
 import { consoleRoutes } from './console/routes.ts';
 import { refuseControlCharacters } from './control-characters.ts';
 import { installErrorHandlers } from './errors.ts';
@@ -41,6 +42,8 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
   installErrorHandlers(app);
   refuseControlCharacters(app);
+  acceptEmptyJsonBodies(app);
+  nameOperations(app);
   app.addSchema(ErrorBody);
 
   await app.register(swagger, {
@@ -91,6 +94,7 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
     await scope.register(partnerRoutes, { partners: core.partners });
     await scope.register(databaseRoutes, { databases: core.databases, idempotency, publicAddress: opts.publicAddress,
       defaultHistoryRetentionSeconds: core.config.history.retentionSeconds,
+      postgresVersionOf: (region) => core.regions.get(region).provider.postgresVersion,
     });
     await scope.register(branchRoutes, { branches: core.branches, databases: core.databases, computes: core.computes, publicAddress: opts.publicAddress });
     await scope.register(tokenRoutes, { databases: core.databases, jwt: core.jwt });

@@ -4,6 +4,7 @@
  * compute, and the computes' own memory beside one plain Postgres measured in the same run.
  * Run: npx tsx --expose-gc bench/density.ts [databases=1000] [burst=100]
  */
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -88,6 +89,10 @@ try {
   }
   for (const branchId of core.computes.runningBranches()) await core.computes.suspend(branchId);
   const provisioned = gatewayBytes();
+  // The disk of a database that ran once and sleeps: data directory, WAL archive, base backups.
+  const databaseDirs = fs.readdirSync(path.join(dataDir, 'data', 'local')).map((d) => path.join(dataDir, 'data', 'local', d));
+  const diskBytes = databaseDirs.map((d) => Number(execFileSync('du', ['-sb', d], { encoding: 'utf8' }).split('\t')[0])).filter((b) => b > 1024 * 1024);
+  const plainEmpty = path.join(dataDir, 'plain-empty');
 
   // The burst: one connection to each of `burst` sleeping databases, all at once (first starts).
   const clients: pg.Client[] = [];
@@ -123,6 +128,10 @@ try {
   await plainClient.end();
   await plain.stop();
 
+  // Baseline for the disk: an empty cluster as initdb makes it (16 MB WAL segments).
+  await new PlainPostgres(core.install, core.user, path.join(plainEmpty, 'pgdata')).initdb();
+  const plainEmptyBytes = Number(execFileSync('du', ['-sb', plainEmpty], { encoding: 'utf8' }).split('\t')[0]);
+
   await Promise.all(clients.map((c) => c.end()));
   const perCompute = computePss / clients.length;
   console.log(`\ndensity (${os.cpus().length} cores, Postgres ${core.install.version})`);
@@ -130,6 +139,7 @@ try {
   console.log(`burst: ${burst} sleeping databases woken at once in ${(burstMs / 1000).toFixed(1)} s; errors ${errors} (goal 0); connect-to-first-row p50 ${percentile(latencies, 50).toFixed(0)} ms, p99 ${percentile(latencies, 99).toFixed(0)} ms`);
   console.log(`gateway memory (heap + buffers) per provisioned idle database: ${((provisioned - empty) / total / 1024).toFixed(1)} kB (${(empty / MB).toFixed(0)} → ${(provisioned / MB).toFixed(0)} MB)`);
   console.log(`gateway memory per running compute with its session: ${((running - provisioned) / clients.length / 1024).toFixed(1)} kB (→ ${(running / MB).toFixed(0)} MB; process rss ${(process.memoryUsage().rss / MB).toFixed(0)} MB)`);
+  console.log(`empty database on disk (ran once, sleeping): ${(percentile(diskBytes, 50) / MB).toFixed(1)} MB (goal ≤ 16) beside ${(plainEmptyBytes / MB).toFixed(1)} MB for a plain initdb cluster`);
   console.log(`compute memory (PSS, one connection each): ${(perCompute / MB).toFixed(1)} MB per compute beside ${(plainPss / MB).toFixed(1)} MB for one plain Postgres: ratio ${(perCompute / plainPss).toFixed(2)}`);
 } finally {
   await proxy.close();

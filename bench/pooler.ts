@@ -5,13 +5,16 @@
  *   - pgbench -S -M prepared, 100 clients on a pool of 10: TPS, and p99 latency from pgbench's
  *     per-transaction log;
  *   - memory per idle client connection: N clients (a separate process) held open, the
- *     gateway's memory (V8 heap + external + array buffers after GC, and RSS) before and after,
+ *     gateway's memory (V8 heap + external memory after GC, and RSS) before and after,
  *     beside PgBouncer's RSS for the same clients.
  *
- *   npx tsx --expose-gc bench/pooler.ts     (BENCH_SECONDS=5, BENCH_ROUNDS=3, BENCH_IDLE_CLIENTS=2000)
+ *   npx tsx --expose-gc bench/pooler.ts     (BENCH_SECONDS=10, BENCH_ROUNDS=3, BENCH_IDLE_CLIENTS=2000)
  *
  * Both take TLS (sslmode=require) and SCRAM over TCP and reach the compute's Unix socket.
  * Targets take turns within each round so that load from elsewhere falls on both alike.
+ * PgBouncer tracks protocol-level prepared statements from 1.21 on (max_prepared_statements);
+ * an older one (Debian 12 ships 1.18) runs the 100-client mode with -M extended instead, the
+ * same messages per transaction without named statements, and the output says so.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -24,10 +27,12 @@ import { loadConfig } from '../src/config.ts';
 import { startCore } from '../src/gateway.ts';
 import { createLogger } from '../src/log.ts';
 import { spawnIdentity } from '../src/pg/os-user.ts';
+import { admitBaselineProxy } from './baseline-access.ts';
 import { execFileAsync, freePort } from '../test/proxy-helpers.ts';
 import { percentile } from './stats.ts';
 
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+// pgbench counts the time its clients take to connect within -T: 100 TLS + SCRAM connections take seconds.
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const IDLE_CLIENTS = Number(process.env.BENCH_IDLE_CLIENTS ?? 2000);
 const POOL = 10;
@@ -92,7 +97,7 @@ async function holdIdleClients(conninfo: { host: string; port: number; user: str
 function gatewayMemory(): { heap: number; rss: number } {
   (globalThis as { gc?: () => void }).gc?.();
   const m = process.memoryUsage();
-  return { heap: m.heapUsed + m.external + m.arrayBuffers, rss: m.rss };
+  return { heap: m.heapUsed + m.external, rss: m.rss }; // external includes array buffers
 }
 
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgfleet-bench-'));
@@ -114,6 +119,8 @@ try {
   const role = database.ownerRole;
 
   // PgBouncer: transaction pooling with prepared statements, a pool of 10, TLS with pgfleet's certificate, SCRAM against the same verifier.
+  const bouncerVersion = /PgBouncer (\d+)\.(\d+)/.exec((await execFileAsync('pgbouncer', ['--version'])).stdout)!;
+  const bouncerPrepares = Number(bouncerVersion[1]) > 1 || Number(bouncerVersion[2]) >= 21;
   const bdir = path.join(dataDir, 'pgbouncer');
   fs.mkdirSync(bdir, { mode: 0o700 });
   const bport = await freePort();
@@ -123,12 +130,12 @@ try {
   fs.writeFileSync(path.join(bdir, 'pgbouncer.ini'), [
     '[databases]', `${database.databaseName} = host=${socketDir} port=5432 dbname=${database.databaseName} user=${role}`,
     '[pgbouncer]', 'listen_addr = 127.0.0.1', `listen_port = ${bport}`, 'unix_socket_dir =', 'pool_mode = transaction',
-    `default_pool_size = ${POOL}`, 'max_prepared_statements = 200', `max_client_conn = ${IDLE_CLIENTS + 200}`,
+    `default_pool_size = ${POOL}`, ...(bouncerPrepares ? ['max_prepared_statements = 200'] : []), `max_client_conn = ${IDLE_CLIENTS + 200}`,
     'auth_type = scram-sha-256', `auth_file = ${bdir}/users.txt`,
     'client_tls_sslmode = require', `client_tls_cert_file = ${bdir}/server.crt`, `client_tls_key_file = ${bdir}/server.key`,
     `logfile = ${bdir}/pgbouncer.log`, 'log_connections = 0', 'log_disconnections = 0', '',
   ].join('\n'));
-  const user = core.user;
+  const user = await admitBaselineProxy(core, database.endpointId, socketDir);
   if (user.switchUser) for (const f of [...fs.readdirSync(bdir).map((x) => path.join(bdir, x)), bdir]) fs.chownSync(f, user.uid, user.gid);
   bouncer = spawn('pgbouncer', ['-q', path.join(bdir, 'pgbouncer.ini')], { ...spawnIdentity(user), stdio: 'ignore' });
   for (let i = 0; i < 100; i++) {
@@ -143,15 +150,16 @@ try {
   const env = { PGPASSWORD: password };
   await execFileAsync('pgbench', ['-i', '-s', '10', '-q', `host=${socketDir} port=5432 user=${role} dbname=${database.databaseName}`]);
 
+  const bouncerMode = bouncerPrepares ? 'prepared' : 'extended';
   const modes = {
-    '-S -C, 8 clients': ['-S', '-C', '-c', '8', '-j', '2'],
-    '-S -M prepared, 100 clients': ['-S', '-M', 'prepared', '-c', '100', '-j', '2'],
+    '-S -C, 8 clients': (_: string) => ['-S', '-C', '-c', '8', '-j', '2'],
+    '-S -M prepared, 100 clients': (name: string) => ['-S', '-M', name.startsWith('pgbouncer') ? bouncerMode : 'prepared', '-c', '100', '-j', '2'],
   };
   const results: Record<string, Record<string, Result>> = {};
   for (const [mode, args] of Object.entries(modes)) {
     const runs: Record<string, Result[]> = {};
     for (let round = 0; round < ROUNDS; round++) {
-      for (const [name, conninfo] of Object.entries(targets)) (runs[name] ??= []).push(await pgbench(conninfo, args, env));
+      for (const [name, conninfo] of Object.entries(targets)) (runs[name] ??= []).push(await pgbench(conninfo, args(name), env));
     }
     results[mode] = Object.fromEntries(Object.entries(runs).map(([name, rs]) => [name, {
       tps: median(rs.map((r) => r.tps)), latencyMs: median(rs.map((r) => r.latencyMs)), p99Ms: median(rs.map((r) => r.p99Ms)),
@@ -173,7 +181,8 @@ try {
   const bouncerAfter = rssKb(bouncer.pid!);
   bouncerHolder.kill('SIGKILL');
 
-  console.log(`\npgbench, scale 10, pool of ${POOL}, ${os.cpus().length} cores, load average ${os.loadavg()[0]!.toFixed(1)}; medians of ${ROUNDS} rounds of ${SECONDS} s\n`);
+  console.log(`\npgbench, scale 10, pool of ${POOL}, ${os.cpus().length} cores, load average ${os.loadavg()[0]!.toFixed(1)}; medians of ${ROUNDS} rounds of ${SECONDS} s`);
+  console.log(`PgBouncer ${bouncerVersion[1]}.${bouncerVersion[2]}: the 100-client mode runs -M ${bouncerMode} through it${bouncerPrepares ? '' : ' (no max_prepared_statements before 1.21)'}\n`);
   console.log('mode                           target                       tps   latency ms   p99 ms');
   for (const [mode, byTarget] of Object.entries(results)) {
     for (const [name, r] of Object.entries(byTarget)) {

@@ -21,6 +21,7 @@ import { loadConfig } from '../src/config.ts';
 import { startCore } from '../src/gateway.ts';
 import { createLogger } from '../src/log.ts';
 import { spawnIdentity } from '../src/pg/os-user.ts';
+import { admitBaselineProxy } from './baseline-access.ts';
 import { execFileAsync, freePort } from '../test/proxy-helpers.ts';
 import { percentile } from './stats.ts';
 
@@ -85,7 +86,7 @@ try {
     'client_tls_sslmode = require', `client_tls_cert_file = ${bdir}/server.crt`, `client_tls_key_file = ${bdir}/server.key`,
     `logfile = ${bdir}/pgbouncer.log`, 'log_connections = 0', 'log_disconnections = 0', '',
   ].join('\n'));
-  const user = core.user;
+  const user = await admitBaselineProxy(core, database.endpointId, socketDir);
   if (user.switchUser) for (const f of fs.readdirSync(bdir)) fs.chownSync(path.join(bdir, f), user.uid, user.gid);
   if (user.switchUser) fs.chownSync(bdir, user.uid, user.gid);
   bouncer = spawn('pgbouncer', ['-q', path.join(bdir, 'pgbouncer.ini')], { ...spawnIdentity(user), stdio: 'ignore' });

@@ -3,11 +3,12 @@
 import { register } from 'tsx/esm/api';
 
 register();
-const [command] = process.argv.slice(2);
-if (command === 'start' || command === undefined) {
+const args = process.argv.slice(2);
+// `pgfleet start` runs the gateway; a bare `pgfleet` and `--help`/`--version` anywhere only print.
+if (args[0] === 'start' && !args.some((a) => /^(-h|--help|-v|--version)$/.test(a))) {
   const { main } = await import('../main.ts');
   await main();
 } else {
   const { runCli } = await import('../api/cli.ts');
-  process.exitCode = await runCli(process.argv.slice(2));
+  process.exitCode = await runCli(args);
 }

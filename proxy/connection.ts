@@ -77,6 +77,7 @@ export async function serveConnection(raw: Duplex, clientAddress: string, ctx: C
   let session: Session | undefined;
   let endAdmission: (() => void) | undefined;
   let authenticated = false;
+  let handedOff = false;
   const timer = setTimeout(() => raw.destroy(), ctx.handshakeTimeoutMs);
   try {
     const hs = await readStartup(raw, ctx, (secure) => {
@@ -84,7 +85,7 @@ export async function serveConnection(raw: Duplex, clientAddress: string, ctx: C
       client.on('error', () => {});
     }, door.websocket);
     if (!hs) {
-      line.outcome = 'cancel request';
+      line.outcome = 'cancel_request';
       return;
     }
     door.progress?.startupReceived();
@@ -104,9 +105,18 @@ export async function serveConnection(raw: Duplex, clientAddress: string, ctx: C
         socket: client, route, role, params: hs.startup.params, options: pgfleetOptions(hs.startup.params.get('options')).rest,
         early: hs.reader.detach(), session: newSession(route, role, clientAddress, started, () => {}),
       });
-      session = pooledClient;
-      openSession(session, ctx);
-      line.outcome = await pooledClient.ended;
+      openSession(pooledClient, ctx);
+      // Handed off: this function's state (handshake, reader) is not kept alive while a pooled
+      // client idles, which is most of its life; its end is recorded by this callback.
+      const admitted = endAdmission;
+      endAdmission = undefined;
+      handedOff = true;
+      pooledClient.whenEnded((outcome) => {
+        line.outcome = outcome;
+        admitted?.();
+        closeSession(pooledClient, line, ctx);
+        logConnection(line, 'pooled', started, true, ctx);
+      });
       return;
     }
 
@@ -138,7 +148,7 @@ export async function serveConnection(raw: Duplex, clientAddress: string, ctx: C
     lease?.release();
     endAdmission?.();
     if (session) closeSession(session, line, ctx);
-    logConnection(line, session ? 'relayed' : String(line.outcome), started, authenticated, ctx);
+    if (!handedOff) logConnection(line, session ? 'relayed' : String(line.outcome), started, authenticated, ctx);
   }
 }
 

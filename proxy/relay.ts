@@ -4,7 +4,7 @@ import { errorResponse } from './messages.ts';
 import type { Session } from './session.ts';
 
 /** How a relayed session ended. */
-export type RelayOutcome = 'client closed' | 'compute closed';
+export type RelayOutcome = 'client_closed' | 'compute_closed';
 
 // Frontend Terminate: the client said goodbye, so the compute closing next is no surprise.
 const TERMINATE = Buffer.from([0x58, 0, 0, 0, 4]);
@@ -62,19 +62,19 @@ export function relay(client: Duplex, backend: Duplex, session: Session, fromCom
     pump(backend, client, fromBackend);
     const clientGone = () => {
       backend.destroy();
-      finish('client closed');
+      finish('client_closed');
     };
     const computeGone = () => {
       const vanished = !done && !clientTerminated && !ending.saidWhy && ending.atBoundary;
       if (vanished && client.writable) client.end(COMPUTE_VANISHED);
       else client.end();
-      finish(clientTerminated ? 'client closed' : 'compute closed');
+      finish(clientTerminated ? 'client_closed' : 'compute_closed');
     };
     // Either side may have gone while the compute was being woken.
     if (client.destroyed || backend.destroyed) {
       client.destroy();
       backend.destroy();
-      finish(client.destroyed ? 'client closed' : 'compute closed');
+      finish(client.destroyed ? 'client_closed' : 'compute_closed');
       return;
     }
     client.on('end', clientGone);

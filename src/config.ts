@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { type RegionConfig, parseRegions } from './config-regions.ts';
 import { ConfigError } from './errors.ts';
+import type { LogFormat } from './log.ts';
 import { DEFAULT_NEON_WAKE, type NeonWake } from './providers/neon/neon-settings.ts';
 import { parseSecretKey } from './secret-box.ts';
 
@@ -10,6 +11,8 @@ export interface ComputeSettings {
   sharedBuffers: string;
   maxConnections: number;
   workMem: string;
+  /** Extensions a tenant may create. */
+  extensions: string[];
 }
 
 export interface Config {
@@ -32,6 +35,8 @@ export interface Config {
   node: NodeSettings;
   domain: string;
   logLevel: string;
+  /** PGFLEET_LOG_FORMAT; default: pretty when stdout is a terminal, else JSON. */
+  logFormat: LogFormat;
   /** OS user that runs computes when pgfleet runs as root. */
   computeUser: string;
   compute: ComputeSettings;
@@ -196,6 +201,20 @@ function memory(env: Env, name: string, fallback: string): string {
   return v;
 }
 
+/** Postgres 17's trusted extensions: those a non-superuser database owner can create at all. */
+export const DEFAULT_EXTENSIONS = [
+  'btree_gin', 'btree_gist', 'citext', 'cube', 'dict_int', 'fuzzystrmatch', 'hstore', 'intarray', 'isn', 'lo', 'ltree',
+  'pg_trgm', 'pgcrypto', 'seg', 'tablefunc', 'tcn', 'tsm_system_rows', 'tsm_system_time', 'unaccent', 'uuid-ossp',
+];
+
+function extensionList(env: Env): string[] {
+  const raw = optional(env, 'PGFLEET_EXTENSIONS');
+  if (raw === undefined) return DEFAULT_EXTENSIONS;
+  const names = raw.split(',').map((n) => n.trim()).filter(Boolean);
+  for (const n of names) if (!/^[a-z0-9_-]{1,63}$/.test(n)) throw new ConfigError('PGFLEET_EXTENSIONS', `"${n}" is not an extension name`);
+  return [...new Set(names)];
+}
+
 function secretKey(env: Env): Buffer | undefined {
   const raw = optional(env, 'PGFLEET_SECRET_KEY');
   if (raw === undefined) return undefined;
@@ -227,6 +246,8 @@ export function loadConfig(env: Env = process.env): Config {
   if (!LOG_LEVELS.includes(logLevel)) {
     throw new ConfigError('PGFLEET_LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}`);
   }
+  const logFormat = str(env, 'PGFLEET_LOG_FORMAT', process.stdout.isTTY ? 'pretty' : 'json');
+  if (logFormat !== 'json' && logFormat !== 'pretty') throw new ConfigError('PGFLEET_LOG_FORMAT', `must be json or pretty, got "${logFormat}"`);
   const adminKey = optional(env, 'PGFLEET_ADMIN_KEY');
   if (adminKey !== undefined && adminKey.length < 16) {
     throw new ConfigError('PGFLEET_ADMIN_KEY', 'must be at least 16 characters');
@@ -271,11 +292,13 @@ export function loadConfig(env: Env = process.env): Config {
     node: { host: str(env, 'PGFLEET_NODE_HOST', '127.0.0.1'), port: port(env, 'PGFLEET_NODE_PORT', 0), advertise },
     domain,
     logLevel,
+    logFormat,
     computeUser,
     compute: {
       sharedBuffers: memory(env, 'PGFLEET_COMPUTE_SHARED_BUFFERS', '16MB'),
       maxConnections: int(env, 'PGFLEET_COMPUTE_MAX_CONNECTIONS', 50, 5, 10000),
       workMem: memory(env, 'PGFLEET_COMPUTE_WORK_MEM', '4MB'),
+      extensions: extensionList(env),
     },
     maxComputes: int(env, 'PGFLEET_MAX_COMPUTES', 100, 1, 100000),
     wakeTimeoutMs: int(env, 'PGFLEET_WAKE_TIMEOUT', 30, 1, 3600) * 1000,

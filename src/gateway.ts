@@ -76,7 +76,7 @@ export interface Core {
   stop(): Promise<void>;
 }
 
-export async function startCore(config: Config, log: Logger = createLogger(config.logLevel)): Promise<Core> {
+export async function startCore(config: Config, log: Logger = createLogger(config.logLevel, config.logFormat)): Promise<Core> {
   prepareDataDir(config.dataDir);
   const unlock = lockDataDir(config.dataDir);
   const cleanups: (() => Promise<void> | void)[] = [unlock];

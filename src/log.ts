@@ -1,4 +1,5 @@
 import pino, { type Logger } from 'pino';
+import pretty from 'pino-pretty';
 
 /** Keys whose values never reach a log line. */
 const REDACT = [
@@ -6,8 +7,14 @@ const REDACT = [
   'authorization', '*.authorization', 'req.headers.authorization', 'connection_uri', '*.connection_uri', '*.connection_uri_sni', '*.connection_uri_no_sni', '*.jdbc_url',
 ];
 
-export function createLogger(level: string): Logger {
-  return pino({ level, redact: { paths: REDACT, censor: '[redacted]' }, base: { service: 'pgfleet' } });
+/** `json`: one JSON object a line, for machines; `pretty`: coloured lines for a person at a terminal. */
+export type LogFormat = 'json' | 'pretty';
+
+export function createLogger(level: string, format: LogFormat = 'json'): Logger {
+  const options = { level, redact: { paths: REDACT, censor: '[redacted]' }, base: { service: 'pgfleet' } };
+  if (format === 'json') return pino(options);
+  // Synchronous, in this thread: a line is on the terminal before the next one is written.
+  return pino(options, pretty({ sync: true, colorize: process.stdout.isTTY === true, ignore: 'service,pid,hostname', translateTime: 'SYS:HH:MM:ss.l' }));
 }
 
 export type { Logger };

@@ -174,6 +174,7 @@ t.test('the OpenAPI document validates and lists every route', async (t) => {
     'POST /v1/databases/{id}/tokens',
     'POST /v1/databases/{id}/wake',
     'POST /v1/keys/rotate',
+    'POST /v1/neon/reconcile',
     'POST /v1/partners',
     'POST /v1/partners/{id}/keys',
     'PUT /v1/jwt-issuer',

@@ -85,6 +85,18 @@ t.test('restore to T, branch at T, the _before_ branch, restore of a restore, is
   t.same(ids(await q(dev.body, 'SELECT id FROM items ORDER BY id')), [1, 2, 3, 10, 100], 'the parent\'s writes are not in the branch');
   t.same(ids(await q(db, 'SELECT id FROM items ORDER BY id')), [1, 2, 3, 10, 200], 'the branch\'s writes are not in the parent');
 
+  // A reset: the branch becomes its parent as it is now; its open session ends with a clear error first.
+  const devSession = connect(api, dev.body, pw);
+  await devSession.connect();
+  const devEnded = new Promise<any>((resolve) => devSession.once('error', resolve));
+  const reset = await api.request('POST', `/v1/databases/${db.id}/branches/dev/reset`, { key });
+  t.equal(reset.status, 200, JSON.stringify(reset.body));
+  t.equal(reset.body.endpoint_id, dev.body.endpoint_id, 'a reset keeps the endpoint');
+  const resetErr = await devEnded;
+  t.equal(resetErr.code, '57P01');
+  t.match(resetErr.message, /being reset to its parent "main"/);
+  t.same(ids(await q(dev.body, 'SELECT id FROM items ORDER BY id')), [1, 2, 3, 10, 200], 'after a reset the branch is its parent now');
+
   const list = await api.request('GET', `/v1/databases/${db.id}/branches`, { key });
   t.same(list.body.branches.map((b: any) => b.name).sort(), ['at-t', 'dev', 'main', before.name, again.body.before.name].sort());
   t.equal((await api.request('POST', `/v1/databases/${db.id}/branches`, { key, body: { name: 'dev' } })).status, 409, 'a name that exists → 409');

@@ -1,6 +1,7 @@
 // The pgfleet command: `pgfleet start` runs the gateway; the other commands drive its API.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
@@ -78,6 +79,24 @@ t.test('partners create, db create/list/delete through the bin', async (t) => {
   const mine = await pgfleet(['db', 'list', '--user', 'bob'], asPartner);
   t.same(mine.stdout.trim().split('\n').map((l) => l.split('\t')[0]), [bob.id]);
 
+  // Branches and restore of bob's database.
+  const branch = await pgfleet(['branches', 'create', bob.id, '--name', 'dev'], asPartner);
+  t.equal(branch.code, 0, branch.stderr);
+  // The database's URI form, without a password (the database's passwords apply), naming the branch's own endpoint.
+  const branchUri = /^postgresql:\/\/app_owner@localhost:\d+\/app\?sslmode=require&sslrootcert=\S+&options=endpoint%3D(ep-[a-z]+-[a-z]+-\d{6})$/.exec(branch.stdout.trim());
+  t.ok(branchUri, `prints the branch URI: ${branch.stdout}`);
+  t.not(branchUri?.[1], bob.endpoint_id, 'the branch has its own endpoint');
+  const branches = (await pgfleet(['branches', 'list', bob.id], asPartner)).stdout.trim().split('\n').map((l) => l.split('\t').slice(0, 2));
+  t.same(branches, [['main', '-'], ['dev', 'main']]);
+  t.equal((await pgfleet(['branches', 'reset', bob.id, 'dev'], asPartner)).stdout.trim(), 'reset dev');
+  const restored = await pgfleet(['restore', bob.id, '--at', new Date().toISOString()], asPartner);
+  t.equal(restored.code, 0, restored.stderr);
+  t.match(restored.stdout, /^restored main to .*; the state before is branch main_before_\d{8}T\d{9}Z$/m);
+  t.equal((await pgfleet(['branches', 'delete', bob.id, 'dev'], asPartner)).stdout.trim(), 'deleted dev');
+  const badAt = await pgfleet(['restore', bob.id, '--at', 'noon'], asPartner);
+  t.equal(badAt.code, 1);
+  t.match(badAt.stderr, /400 bad_request: at: malformed/);
+
   const deleted = await pgfleet(['db', 'delete', alice[0]!], asPartner);
   t.equal(deleted.code, 0);
   t.equal(deleted.stdout.trim(), `deleted ${alice[0]}`);
@@ -103,6 +122,43 @@ t.test('errors: no key, a bad key, an unknown command, an unreachable API', asyn
   const down = await pgfleet(['db', 'list', '--key', 'k', '--url', 'http://127.0.0.1:1']);
   t.equal(down.code, 1);
   t.match(down.stderr, /cannot reach the API at http:\/\/127\.0\.0\.1:1/);
+});
+
+t.test('help and version print and start nothing; db show names the Postgres version', async (t) => {
+  const { version } = JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8'));
+  for (const args of [[], ['--help'], ['start', '--help'], ['db', 'create', '-h']]) {
+    const r = await pgfleet(args, { PGFLEET_DATA_DIR: path.join(dataDir, 'never-made') });
+    t.equal(r.code, 0, `pgfleet ${args.join(' ')}`);
+    t.match(r.stdout, /^usage:\n {2}pgfleet start/, `pgfleet ${args.join(' ')} prints usage`);
+  }
+  t.notOk(fs.existsSync(path.join(dataDir, 'never-made')), 'no gateway was started');
+  for (const args of [['--version'], ['start', '--version'], ['db', 'list', '-v']]) {
+    t.equal((await pgfleet(args)).stdout.trim(), `pgfleet ${version}`, `pgfleet ${args.join(' ')}`);
+  }
+  const partner = await pgfleet(['partners', 'create', '--name', 'show-co', '--key', ADMIN_KEY]);
+  const key = /^api_key: (\S+)/m.exec(partner.stdout)![1]!;
+  const created = await pgfleet(['db', 'create', '--user', 'carol', '--json'], { PGFLEET_API_KEY: key });
+  t.equal(created.code, 0, created.stderr);
+  const db = JSON.parse(created.stdout);
+  const shown = await pgfleet(['db', 'show', db.id], { PGFLEET_API_KEY: key });
+  t.equal(shown.code, 0, shown.stderr);
+  t.match(shown.stdout, /^postgres_version: 17\.\d+$/m, 'the Postgres version of its compute');
+  t.match(shown.stdout, new RegExp(`^endpoint_id: ${db.endpoint_id}$`, 'm'));
+});
+
+t.test('a port in use stops pgfleet start with the variable to change', async (t) => {
+  const taken = net.createServer().listen(0, '127.0.0.1');
+  await new Promise((r) => taken.once('listening', r));
+  t.teardown(() => taken.close());
+  const port = (taken.address() as net.AddressInfo).port;
+  const dir = tmpDataDir();
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const r = await execFileAsync(process.execPath, [BIN, 'start'], {
+    env: { ...process.env, PGFLEET_DATA_DIR: dir, PGFLEET_API_PORT: '0', PGFLEET_PROXY_PORT: String(port), PGFLEET_ADMIN_KEY: ADMIN_KEY, PGFLEET_LOG_LEVEL: 'warn' },
+  }).then(() => ({ code: 0, stderr: '' }), (err: { code: number; stderr: string }) => err);
+  t.equal(r.code, 1);
+  t.match(r.stderr, new RegExp(`pgfleet: 127\\.0\\.0\\.1:${port} is already in use; set PGFLEET_PROXY_PORT to a free port`));
+  t.same(postmastersUnder(dir), [], 'what it had started is stopped');
 });
 
 t.test('pgfleet start stops cleanly on SIGTERM', async (t) => {

@@ -31,6 +31,7 @@ const bad: [string, string][] = [
   ['PGFLEET_PROXY_PORT', '70000'],
   ['PGFLEET_HTTP_PORT', 'https'],
   ['PGFLEET_LOG_LEVEL', 'loud'],
+  ['PGFLEET_LOG_FORMAT', 'xml'],
   ['PGFLEET_DOMAIN', 'not a domain'],
   ['DATABASE_URL', 'mysql://x'],
   ['REDIS_URL', '::::'],

@@ -94,6 +94,7 @@ t.test('a tcp compute: TLS with servername + CA, SCRAM with the stored password,
   let served = 0;
   const remote: Provider = {
     name: 'remote-test',
+    postgresVersion: '17',
     create: async () => ({}),
     updateSettings: async () => {},
     start: async (_ref: BranchRef) => { served++; return address; },

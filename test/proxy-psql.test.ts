@@ -107,7 +107,7 @@ t.test('one log line per connection, without secrets', async (t) => {
   await new Promise((r) => setTimeout(r, 100));
   const conns = lines.filter((l) => l.msg === 'connection');
   t.equal(conns.length, 2);
-  t.match(conns[0], { endpoint: a.endpointId, role: a.role, client: '127.0.0.1', outcome: 'client closed', duration_ms: Number });
+  t.match(conns[0], { endpoint: a.endpointId, role: a.role, client: '127.0.0.1', outcome: 'client_closed', duration_ms: Number });
   t.ok(conns[0].bytes_out > 5000 && conns[0].bytes_in > 0, 'bytes both ways');
   t.match(conns[1], { endpoint: a.endpointId, role: a.role, outcome: 'auth_failed' });
   const text = JSON.stringify(lines);

@@ -15,6 +15,8 @@ export interface DatabaseRoutesOptions {
   publicAddress: PublicAddress;
   /** PGFLEET_HISTORY_RETENTION: in effect where neither the database nor its partner sets one. */
   defaultHistoryRetentionSeconds: number;
+  /** The Postgres version the computes of a region run. */
+  postgresVersionOf: (region: string) => string;
 }
 
 const security = [{ apiKey: [] }];
@@ -22,7 +24,7 @@ const tags = ['databases'];
 
 /** A partner's routes: its users' databases. Another partner's database answers 404, like a missing one. */
 export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = async (app, opts) => {
-  const { databases, idempotency, publicAddress, defaultHistoryRetentionSeconds } = opts;
+  const { databases, idempotency, publicAddress, defaultHistoryRetentionSeconds, postgresVersionOf } = opts;
 
   const view = (db: DatabaseRecord): DatabaseView => {
     const compute = databases.stateOf(db);
@@ -32,6 +34,7 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
       user_id: db.userId,
       name: db.name,
       region: db.region,
+      postgres_version: postgresVersionOf(db.region),
       endpoint_id: db.endpointId,
       host: `${db.endpointId}.${publicAddress.domain}`,
       port: publicAddress.port,

@@ -62,11 +62,16 @@ export class BackendPool {
     return { open: this.opened, idle: this.idle.length, waiting: this.waiting.size };
   }
 
-  /** A backend for `client`: an idle one, a new one while under the size, or the next one released. */
-  acquire(client: PoolWaiter): Promise<PooledBackend> {
+  /** An idle backend, at once, if there is one (the common case: no promise, no pause). */
+  takeIdle(): PooledBackend | undefined {
     // The size was lowered: idle backends beyond it go first.
     while (this.opened > this.size && this.idle.length > 0) this.retire(this.idle.shift()!);
-    const idle = this.idle.pop();
+    return this.idle.pop();
+  }
+
+  /** A backend for `client`: an idle one, a new one while under the size, or the next one released. */
+  acquire(client: PoolWaiter): Promise<PooledBackend> {
+    const idle = this.takeIdle();
     if (idle) return Promise.resolve(idle);
     if (this.opened < this.size && this.waiting.size === 0) return this.open();
     return new Promise((resolve, reject) => {

@@ -7,7 +7,7 @@ import { ProtocolViolation } from '../errors.ts';
  */
 export class FrameSplitter {
   /** Chunks of a message cut across reads, and their total length. */
-  private parts: Buffer[] = [];
+  private parts: Buffer[] | undefined;
   private partLength = 0;
   /** Length of the cut message once its header is known (0 = not yet). */
   private needed = 0;
@@ -16,14 +16,14 @@ export class FrameSplitter {
 
   split(chunk: Buffer): Buffer[] {
     let buf = chunk;
-    if (this.partLength > 0) {
+    if (this.parts) {
       this.parts.push(chunk);
       this.partLength += chunk.length;
       if (this.needed === 0 && this.partLength >= 5) this.needed = this.frameLength(Buffer.concat(this.parts), 0);
       // A large message arriving in many reads is joined once, when it is complete.
       if (this.needed === 0 || this.partLength < this.needed) return [];
       buf = Buffer.concat(this.parts, this.partLength);
-      this.parts = [];
+      this.parts = undefined;
       this.partLength = 0;
       this.needed = 0;
     }

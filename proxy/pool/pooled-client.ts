@@ -24,7 +24,7 @@ import { type LocalCommand, scanSql } from './sql-scan.ts';
 /** Largest message a pooled client may send (a Bind with big values, a COPY row). */
 const MAX_CLIENT_MESSAGE = 64 * 1024 * 1024;
 
-export type PooledOutcome = 'client closed' | 'compute closed' | 'error';
+export type PooledOutcome = 'client_closed' | 'compute_closed' | 'error';
 
 export interface PooledClientInit {
   socket: Duplex;
@@ -59,8 +59,6 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
   startedAt: Date;
   bytesFromClient = 0;
   bytesToClient = 0;
-  /** Resolves when the client is gone and its backend (if any) handed back. */
-  readonly ended: Promise<PooledOutcome>;
 
   private readonly socket: Duplex;
   private readonly pool: BackendPool;
@@ -73,11 +71,14 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
   /** Messages waiting for a backend (the socket is paused meanwhile). */
   private queued: Buffer[] | undefined;
   private statements: Map<string, ClientStatement> | undefined;
-  private out: Buffer[] = [];
+  private out: Buffer[] | undefined;
   private closed = false;
   private finished = false;
-  private outcome: PooledOutcome = 'client closed';
-  private finish!: (outcome: PooledOutcome) => void;
+  /** A read-back finished: the messages that waited for it go on. */
+  private readBackDone = false;
+  private outcome: PooledOutcome = 'client_closed';
+  /** Told once, when the client is gone (callbacks rather than promises: idle clients are many). */
+  private endListeners: ((outcome: PooledOutcome) => void)[] = [];
 
   constructor(init: PooledClientInit) {
     this.endpointId = init.session.endpointId;
@@ -93,22 +94,32 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
     this.startupSettings = init.settings;
     this.settings = init.settings;
     this.settingsPrint = fingerprint(init.settings);
-    this.ended = new Promise((resolve) => (this.finish = resolve));
+  }
+
+  /** `fn` runs once the client is gone and its backend (if any) handed back. */
+  whenEnded(fn: (outcome: PooledOutcome) => void): void {
+    if (this.finished) fn(this.outcome);
+    else this.endListeners.push(fn);
   }
 
   /** Starts reading; `early` is what the client sent right after its startup. */
   start(early: Buffer): void {
-    this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    this.socket.on('close', () => this.gone());
-    this.socket.on('end', () => this.gone());
-    this.socket.on('error', () => this.gone());
+    this.socket.on('data', this.onData);
+    this.socket.on('close', this.gone);
+    this.socket.on('end', this.gone);
+    this.socket.on('error', this.gone);
+    // It may have gone while the startup was being answered.
+    if (this.socket.destroyed) {
+      this.gone();
+      return;
+    }
     if (early.length > 0) this.onData(early);
     this.socket.resume();
   }
 
   // --- the client side ---
 
-  private onData(chunk: Buffer): void {
+  private readonly onData = (chunk: Buffer): void => {
     if (this.closed) return;
     this.bytesFromClient += chunk.length;
     let frames: Buffer[];
@@ -120,14 +131,18 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
     }
     if (this.queued) this.queued.push(...frames);
     else this.process(frames);
-  }
+  };
 
   private process(frames: Buffer[]): void {
     try {
       for (let i = 0; i < frames.length && !this.closed; i++) {
         if (this.backend) {
           this.handle(frames[i]!);
-        } else if (!this.answerWithoutBackend(frames[i]!)) {
+        } else if (this.answerWithoutBackend(frames[i]!)) {
+          continue;
+        } else if (this.takeIdleBackend()) {
+          this.handle(frames[i]!);
+        } else {
           this.queued = frames.slice(i);
           this.socket.pause();
           this.takeBackend();
@@ -152,7 +167,7 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
   private answerWithoutBackend(frame: Buffer): boolean {
     switch (frame[0]) {
       case MSG.terminate:
-        this.close('client closed');
+        this.close('client_closed');
         return true;
       case MSG.sync:
         this.toClient(readyForQuery(TX_IDLE));
@@ -186,6 +201,12 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
   private changeSettings(settings: Settings): void {
     this.settings = settings;
     this.settingsPrint = fingerprint(settings);
+  }
+
+  private takeIdleBackend(): boolean {
+    const backend = this.pool.takeIdle();
+    if (backend) this.attach(backend);
+    return backend !== undefined;
   }
 
   private takeBackend(): void {
@@ -273,7 +294,7 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
         backend.send(frame, SLOT_QUERY);
         return;
       case MSG.terminate:
-        this.close('client closed');
+        this.close('client_closed');
         return;
       default: // Flush, CopyData, CopyDone, CopyFail
         backend.send(frame);
@@ -355,7 +376,7 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
   // --- the backend side ---
 
   toClient(frame: Buffer): void {
-    if (!this.closed) this.out.push(frame);
+    if (!this.closed) (this.out ??= []).push(frame);
   }
 
   notice(message: Buffer): void {
@@ -364,9 +385,10 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
   }
 
   private flushClient(): void {
-    if (this.out.length === 0) return;
-    const data = this.out.length === 1 ? this.out[0]! : Buffer.concat(this.out);
-    this.out = [];
+    const out = this.out;
+    if (!out) return;
+    const data = out.length === 1 ? out[0]! : Buffer.concat(out);
+    this.out = undefined;
     this.bytesToClient += data.length;
     if (!this.socket.write(data) && this.backend) {
       // A slow reader: stop reading the backend until the client catches up.
@@ -378,6 +400,14 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
 
   backendIdle(): void {
     this.flushClient();
+    if (this.readBackDone) {
+      this.readBackDone = false;
+      const queued = this.queued ?? [];
+      this.queued = undefined;
+      if (!this.closed) this.socket.resume();
+      this.process(queued);
+      return;
+    }
     this.maybeRelease();
   }
 
@@ -385,7 +415,7 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
     this.backend = undefined;
     if (this.closed) return;
     this.toClient(errorResponse({ sqlstate: '08006', message: 'the connection to the database was lost' }));
-    this.close('compute closed');
+    this.close('compute_closed');
   }
 
   /**
@@ -419,6 +449,10 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
 
   /** What a transaction left on the backend becomes the client's own (and the backend's known) state. */
   private readBack(backend: PooledBackend): void {
+    // The client's next messages wait until the answer is in: a statement they prepare must not
+    // be lost to a list read before it existed.
+    this.queued ??= [];
+    this.socket.pause();
     const settings: Settings = new Map();
     const statements: string[] = [];
     backend.send(queryMessage(READ_SESSION_SQL), {
@@ -436,6 +470,7 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
         backend.statements.replaceWith(statements.filter((n) => n.startsWith('pgf_')));
         if (!this.closed) this.changeSettings(settings);
         if (statements.some((n) => !n.startsWith('pgf_'))) backend.socket.destroy(); // never hand another client a statement it did not make
+        this.readBackDone = true;
       },
     });
   }
@@ -445,7 +480,7 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
   /** Ends the session with this error (its compute is being suspended over a quota). */
   terminate(reason: PgfleetError): void {
     this.toClient(errorFor(reason));
-    this.close('compute closed');
+    this.close('compute_closed');
   }
 
   private fail(err: unknown): void {
@@ -462,12 +497,12 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
     this.gone();
   }
 
-  private gone(): void {
+  private readonly gone = (): void => {
     if (this.finished) return;
     this.finished = true;
     if (!this.closed) {
       this.closed = true;
-      this.outcome = 'client closed';
+      this.outcome = 'client_closed';
     }
     if (this.queued) {
       this.pool.cancelWait(this);
@@ -480,8 +515,8 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
       if (backend.busy) this.cancelQuery();
       this.maybeRelease();
     }
-    this.finish(this.outcome);
-  }
+    for (const fn of this.endListeners.splice(0)) fn(this.outcome);
+  };
 
   /**
    * Where a cancel request for this client goes: the backend running its query, if any. That

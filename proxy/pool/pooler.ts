@@ -54,7 +54,7 @@ export class Pooler {
 
   /**
    * Answers the startup of an authenticated client and serves it. Resolves with the client
-   * (a Session), whose `ended` settles when it is gone.
+   * (a Session), whose `whenEnded` callbacks run when it is gone.
    */
   async connect(c: PooledConnect): Promise<PooledClient> {
     if (c.params.has('replication')) throw new ConnectionRefused('replication connections are not available on a pooled endpoint', '0A000');
@@ -75,7 +75,7 @@ export class Pooler {
       const key = await this.cancels.issueRouted(() => client!.cancelTarget());
       const answer = serverParams.map(([name, value]) => parameterStatus(name, settings.get(name.toLowerCase()) ?? value));
       c.socket.write(Buffer.concat([...answer, backendKeyData(key.pid, key.secret), readyForQuery(TX_IDLE)]));
-      client.ended.finally(() => {
+      client.whenEnded(() => {
         this.cancels.revoke(key.pid);
         this.left(pool);
       });

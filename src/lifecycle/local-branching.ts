@@ -78,7 +78,11 @@ export class LocalBranching implements Branching, LocalHistoryHooks {
 
   /** A cleanly stopped data directory is a consistent snapshot: copied as a base backup when one is due. */
   async stopped(ref: BranchRef, end: HistoryEnd): Promise<void> {
-    if (!(await this.backupDue(ref))) return;
+    if (await this.backupDue(ref)) await this.copyBackup(ref, end);
+  }
+
+  /** Copies the data directory of a cleanly stopped branch as a base backup ending at `end`. */
+  async copyBackup(ref: BranchRef, end: HistoryEnd): Promise<void> {
     const pgdata = path.join(this.dir(ref), 'pgdata');
     const id = `copy-${end.time.getTime()}`;
     const dest = path.join(this.dir(ref), BACKUPS_DIR, id);
@@ -128,8 +132,10 @@ export class LocalBranching implements Branching, LocalHistoryHooks {
   async earliest(ref: BranchRef, retentionSeconds: number): Promise<Date | undefined> {
     if (retentionSeconds === 0) return undefined;
     const backups = await baseBackups.list(this.catalog, ref.branchId);
-    if (backups.length === 0) return undefined;
-    return new Date(Math.max(backups[0]!.endTime.getTime(), Date.now() - retentionSeconds * 1000));
+    const windowStart = Date.now() - retentionSeconds * 1000;
+    // Never started: its data is the template's at any moment since it was made.
+    if (backups.length === 0) return exists(path.join(this.dir(ref), 'pgdata')) ? undefined : new Date(windowStart);
+    return new Date(Math.max(backups[0]!.endTime.getTime(), windowStart));
   }
 
   async prune(ref: BranchRef, retentionSeconds: number): Promise<void> {
@@ -221,8 +227,7 @@ export class LocalBranching implements Branching, LocalHistoryHooks {
   async restore(ref: BranchRef, at: PointInTime, before: BranchRef, commit: CommitStep): Promise<ProviderState> {
     const refDir = this.dir(ref);
     const staging = `${refDir}.staging`;
-    fs.rmSync(staging, { recursive: true, force: true });
-    const { backups } = await this.build(ref, ref, staging, at, false);
+    const { backups } = await this.stage(staging, () => this.build(ref, ref, staging, at, false));
     fs.copyFileSync(path.join(refDir, 'tenant.json'), path.join(staging, 'tenant.json'));
     await this.swap('restore', ref, { staging, moved: this.dir(before) }, async (tx) => {
       await tx.query('UPDATE base_backups SET branch_id = $2 WHERE branch_id = $1', [ref.branchId, before.branchId]);
@@ -235,8 +240,7 @@ export class LocalBranching implements Branching, LocalHistoryHooks {
   async reset(ref: BranchRef, parent: BranchRef, parentRunning: boolean, commit: CommitStep): Promise<ProviderState> {
     const refDir = this.dir(ref);
     const staging = `${refDir}.staging`;
-    fs.rmSync(staging, { recursive: true, force: true });
-    const { backups } = await this.build(parent, ref, staging, undefined, parentRunning);
+    const { backups } = await this.stage(staging, () => this.build(parent, ref, staging, undefined, parentRunning));
     fs.copyFileSync(path.join(refDir, 'tenant.json'), path.join(staging, 'tenant.json'));
     const moved = `${refDir}.old`;
     await this.swap('reset', ref, { staging, moved }, async (tx) => {
@@ -245,6 +249,17 @@ export class LocalBranching implements Branching, LocalHistoryHooks {
     });
     fs.rmSync(moved, { recursive: true, force: true });
     return {};
+  }
+
+  /** Builds into a fresh staging directory, removed again when the build fails. */
+  private async stage<T>(staging: string, build: () => Promise<T>): Promise<T> {
+    fs.rmSync(staging, { recursive: true, force: true });
+    try {
+      return await build();
+    } catch (err) {
+      fs.rmSync(staging, { recursive: true, force: true });
+      throw err;
+    }
   }
 
   /**

@@ -44,16 +44,15 @@ export class UsageLedger {
     return out;
   }
 
-  /** The newest pending value of a 'last' metric (storage), summed over the database's branches. */
-  latest(databaseId: string, metric: UsageMetric): number | undefined {
+  /** The newest pending value of a 'last' metric (storage) of each of the database's branches that has one. */
+  latest(databaseId: string, metric: UsageMetric): Map<string, number> {
     const newest = new Map<string, Pending>();
     for (const p of this.pending.get(databaseId)?.values() ?? []) {
       if (p.metric !== metric) continue;
       const seen = newest.get(p.owner.branchId);
       if (!seen || p.bucket > seen.bucket) newest.set(p.owner.branchId, p);
     }
-    if (newest.size === 0) return undefined;
-    return [...newest.values()].reduce((sum, p) => sum + p.value, 0);
+    return new Map([...newest].map(([branch, p]) => [branch, p.value]));
   }
 
   /** Writes everything pending; returns what was written. */

@@ -24,7 +24,8 @@ interface Span {
 interface MonthTotals {
   month: number;
   sums: Partial<Record<UsageMetric, number>>;
-  storageBytes: number;
+  /** The latest flushed storage of each branch (data, WAL archive and base backups). */
+  storage: Map<string, number>;
 }
 
 /** How often running computes are accrued and checked against their quotas. */
@@ -221,11 +222,17 @@ export class UsageTracker {
           `SELECT metric, sum(value)::bigint AS total FROM usage WHERE database_id = $1 AND bucket >= $2 GROUP BY metric`,
           [databaseId, new Date(month)],
         );
-        const storage = await this.catalog.query<{ value: number }>(
-          `SELECT value FROM usage WHERE database_id = $1 AND metric = 'storage_bytes' ORDER BY bucket DESC LIMIT 1`,
+        // Storage is the sum over the database's branches (deleted ones no longer count).
+        const storage = await this.catalog.query<{ branch_id: string; value: number }>(
+          `SELECT DISTINCT ON (branch_id) branch_id, value FROM usage
+            WHERE database_id = $1 AND metric = 'storage_bytes' AND branch_id IN (SELECT id FROM branches WHERE database_id = $1)
+            ORDER BY branch_id, bucket DESC`,
           [databaseId],
         );
-        const totals = { month, sums: Object.fromEntries(rows.map((r) => [r.metric, r.total])), storageBytes: storage.rows[0]?.value ?? 0 };
+        const totals = {
+          month, sums: Object.fromEntries(rows.map((r) => [r.metric, r.total])),
+          storage: new Map(storage.rows.map((r) => [r.branch_id, Number(r.value)])),
+        };
         this.months.set(databaseId, totals);
         return totals;
       }).finally(() => this.loading.delete(databaseId));
@@ -240,7 +247,8 @@ export class UsageTracker {
     const pending = this.ledger.pendingSums(databaseId, month.month);
     const monthToDate: Partial<Record<UsageMetric, number>> = { ...month.sums };
     for (const [metric, value] of Object.entries(pending) as [UsageMetric, number][]) monthToDate[metric] = (monthToDate[metric] ?? 0) + value;
-    const storageBytes = this.ledger.latest(databaseId, 'storage_bytes') ?? month.storageBytes;
+    const storage = new Map([...month.storage, ...this.ledger.latest(databaseId, 'storage_bytes')]);
+    const storageBytes = [...storage.values()].reduce((sum, v) => sum + v, 0);
     const connections = branchIds.length ? await this.coord.total(sessionsKey(databaseId)) : 0;
     return { monthToDate, storageBytes, connections };
   }
@@ -330,7 +338,7 @@ export class UsageTracker {
         // Loads run in this same queue: a loaded total never includes this batch already.
         const totals = this.months.get(row.owner.databaseId);
         if (!totals || row.bucket < totals.month) continue;
-        if (row.metric === 'storage_bytes') totals.storageBytes = row.value;
+        if (row.metric === 'storage_bytes') totals.storage.set(row.owner.branchId, row.value);
         else if (row.metric !== 'connections_peak') totals.sums[row.metric] = (totals.sums[row.metric] ?? 0) + row.value;
       }
     });

@@ -12,6 +12,8 @@ import path from 'node:path';
 import { type OsUser, currentUser, isRoot, resolveComputeUser } from './os-user.ts';
 
 const PREFIX = 'pgfleet_db';
+/** Ids of pool users: above any distribution's regular and system ranges, room for 100,000 databases. */
+const POOL_IDS = { min: 200_000, max: 299_999 };
 export const DEFAULT_REGISTRY = '/var/lib/pgfleet/os-users';
 /** A fresh claim whose directory is not made yet is not stale. */
 const CLAIM_GRACE_MS = 60_000;
@@ -84,7 +86,7 @@ export class OsUserPool {
     let n = names.reduce((max, name) => Math.max(max, Number(name.slice(PREFIX.length))), 0);
     for (;;) {
       const name = `${PREFIX}${String(++n).padStart(4, '0')}`;
-      resolveComputeUser(name);
+      resolveComputeUser(name, POOL_IDS);
       if (this.claim(name, dir)) return name;
     }
   }

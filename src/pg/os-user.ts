@@ -30,14 +30,27 @@ export function currentUser(): OsUser {
 
 export const isRoot = (): boolean => process.getuid?.() === 0;
 
+/**
+ * Where new users' ids are drawn from. The default system range (100-999) holds a few hundred
+ * users, far fewer than the databases one host carries, so per-database users take ids from a
+ * range of their own.
+ */
+export interface IdRange {
+  min: number;
+  max: number;
+}
+
 /** Postgres refuses to run as root: as root, use (and create when missing) an unprivileged user. */
-export function resolveComputeUser(name: string): OsUser {
+export function resolveComputeUser(name: string, ids?: IdRange): OsUser {
   if (!isRoot()) return currentUser();
   let found = lookup(name);
   // useradd fails while another useradd holds /etc/passwd's lock (gateways on one host make users at once): retry.
   for (let attempt = 1; !found; attempt++) {
     try {
-      execFileSync('useradd', ['--system', '--user-group', '--no-create-home', '--shell', '/usr/sbin/nologin', name], { stdio: 'pipe' });
+      const range = ids
+        ? ['-K', `SYS_UID_MIN=${ids.min}`, '-K', `SYS_UID_MAX=${ids.max}`, '-K', `SYS_GID_MIN=${ids.min}`, '-K', `SYS_GID_MAX=${ids.max}`]
+        : [];
+      execFileSync('useradd', ['--system', '--user-group', '--no-create-home', '--shell', '/usr/sbin/nologin', ...range, name], { stdio: 'pipe' });
     } catch (err) {
       const message = String((err as { stderr?: Buffer }).stderr ?? err).trim();
       if (!lookup(name) && attempt >= USERADD_ATTEMPTS) throw new Error(`could not create the OS user "${name}": ${message}`);

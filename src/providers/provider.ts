@@ -73,6 +73,8 @@ export interface ProviderResource {
 
 export interface Provider {
   readonly name: string;
+  /** The Postgres version its computes run: `17.10` (local: the binaries'), or a major such as `17` (neon: the region's). */
+  readonly postgresVersion: string;
   /**
    * Records a new branch. Cheap: nothing starts, nothing big is written. Returns state to keep.
    * `again`: an earlier attempt may have made the resource already; find and adopt it rather than make a second.

@@ -11,7 +11,8 @@ import { psql, psqlError } from '../proxy-helpers.ts';
 import { flood, until } from './flood.ts';
 
 t.test('one address holding a thousand idle sockets: others connect, the API answers, the idle ones are dropped', async (t) => {
-  const api = await startApi({ PGFLEET_MAX_HANDSHAKES_PER_ADDRESS: '50', PGFLEET_STARTUP_TIMEOUT: '2', PGFLEET_DOMAIN: 'localhost' });
+  // The startup timeout is long enough that the admitted 50 stay while the other 950 are turned away, even on a loaded machine.
+  const api = await startApi({ PGFLEET_MAX_HANDSHAKES_PER_ADDRESS: '50', PGFLEET_STARTUP_TIMEOUT: '10', PGFLEET_DOMAIN: 'localhost' });
   t.teardown(() => api.stop());
   const lines: any[] = [];
   api.gateway.core.log = pino({ level: 'info' }, new Writable({ write: (chunk, _enc, done) => { lines.push(JSON.parse(String(chunk))); done(); } }));
@@ -21,7 +22,9 @@ t.test('one address holding a thousand idle sockets: others connect, the API ans
 
   const attack = await flood(api.gateway.proxyPort, 1000, '127.0.0.2');
   t.teardown(() => attack.end());
-  await until('refusals of the sockets over the per-address cap', () => attack.answered('too many connections in their handshake from this address') >= 950);
+  await until('the sockets over the per-address cap to be turned away', () => attack.closedByServer() >= 950);
+  // (Most read the reason; one whose unread byte makes the close a reset may not.)
+  t.ok(attack.answered('too many connections in their handshake from this address') > 0, 'turned away with 53300 and the reason');
   t.equal(await psql(conninfo, 'SELECT current_user'), db.role, 'a client from another address connects during the flood');
   t.equal((await api.request('GET', '/healthz')).status, 200, 'the API answers during the flood');
   await until('the startup timeout to drop the idle sockets it admitted', () => attack.closedByServer() === 1000);
@@ -30,10 +33,12 @@ t.test('one address holding a thousand idle sockets: others connect, the API ans
   await api.stop();
   const connectionLines = lines.filter((l) => l.msg === 'connection');
   const summary = lines.filter((l) => l.msg === 'connections refused (not logged one by one)');
-  t.ok(connectionLines.length <= 25, `a handful of refused connections logged in full (${connectionLines.length}), not a thousand`);
-  t.ok(connectionLines.some((l) => l.role === db.role && l.outcome === 'client closed'), 'the authenticated session has its own line');
+  const inFull = connectionLines.filter((l) => l.role !== db.role || l.outcome !== 'client_closed').length;
   const counted = summary.reduce((n, l) => n + l.refused, 0);
-  t.ok(counted >= 975, `the rest are counted in summary lines (${counted})`);
+  // 20 in full per 10 s interval, the rest counted.
+  t.ok(inFull <= 20 * (summary.length + 1), `refused connections logged in full: ${inFull}, at most 20 per interval (${summary.length + 1} intervals)`);
+  t.ok(inFull + counted >= 1000, `every refused connection is logged or counted (${inFull} + ${counted})`);
+  t.ok(connectionLines.some((l) => l.role === db.role && l.outcome === 'client_closed'), 'the authenticated session has its own line');
   t.ok(summary.every((l) => l.top_clients['127.0.0.2'] > 0), 'the summary names the flooding address');
 });
 
@@ -54,7 +59,10 @@ t.test('a flood from many addresses against a low descriptor limit: no EMFILE, t
     child.kill('SIGTERM');
     await exited;
   });
-  await until('the gateway to start', () => output.includes('"proxyPort"'));
+  await until('the gateway to start', () => {
+    if (child.exitCode !== null) throw new Error(`the gateway exited: ${output}`);
+    return output.includes('"proxyPort"');
+  }, 180_000);
   const info = JSON.parse(output.split('\n').find((l) => l.includes('"proxyPort"'))!);
   const conninfo = `host=${info.endpointId}.localhost hostaddr=127.0.0.1 port=${info.proxyPort} user=${info.role} dbname=app password=${info.password} sslmode=require`;
   t.equal(await psql(conninfo, 'SELECT 1'), '1', 'connects before the flood');

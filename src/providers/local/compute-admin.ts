@@ -4,8 +4,8 @@ import pg from 'pg';
 import { ADMIN_ROLE } from '../../pg/server.ts';
 
 /** Runs fn on a connection to the compute as pgfleet's admin role, over its private socket. */
-export async function asAdmin<T>(socketDir: string, port: number, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ host: socketDir, port, user: ADMIN_ROLE, database: 'postgres' });
+export async function asAdmin<T>(socketDir: string, port: number, fn: (client: pg.Client) => Promise<T>, database = 'postgres'): Promise<T> {
+  const client = new pg.Client({ host: socketDir, port, user: ADMIN_ROLE, database });
   await client.connect();
   try {
     return await fn(client);

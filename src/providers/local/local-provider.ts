@@ -47,7 +47,7 @@ export interface LocalProviderOptions {
   log: Logger;
 }
 
-function specOf(ref: BranchRef): TenantSpec {
+function specOf(ref: BranchRef): Omit<TenantSpec, 'extensions'> {
   return { databaseName: ref.databaseName, ownerRole: ref.ownerRole, roles: [...new Set(ref.roles)].sort() };
 }
 
@@ -65,6 +65,7 @@ function readText(file: string): string | undefined {
  */
 export class LocalProvider implements Provider {
   readonly name = 'local';
+  readonly postgresVersion: string;
   readonly layout: LocalLayout;
   private readonly servers = new Map<string, PostgresServer>();
   /** Set by the lifecycle once the catalog is open. */
@@ -77,6 +78,7 @@ export class LocalProvider implements Provider {
   private readonly gatewayUser = currentUser().name;
 
   constructor(readonly opts: LocalProviderOptions, private readonly events: ProviderEvents = {}) {
+    this.postgresVersion = opts.install.version;
     this.layout = new LocalLayout(opts.dataDir, opts.runDir);
     this.users = opts.users ?? new OsUserPool();
     const blocked = firstBlockedDir(opts.dataDir, opts.user);
@@ -138,7 +140,8 @@ export class LocalProvider implements Provider {
   /** Writes the tenant spec the branch's compute applies at its next start. */
   writeSpec(ref: BranchRef): void {
     const dir = this.branchDir(ref);
-    makeOwnedDir(dir, this.userOf(ref));
+    // Made by the gateway (mode 0700); the database's OS user takes it over at its first start.
+    if (!fs.existsSync(dir)) makeOwnedDir(dir, currentUser());
     fs.writeFileSync(path.join(dir, SPEC_FILE), JSON.stringify(specOf(ref)));
   }
 
@@ -148,7 +151,8 @@ export class LocalProvider implements Provider {
       if (!fs.existsSync(d)) makeOwnedDir(d, currentUser(), 0o711);
     }
     const dbDir = this.layout.databaseDir(ref.region, ref.databaseId);
-    if (!fs.existsSync(dbDir)) makeOwnedDir(dbDir, this.userOf(ref));
+    // No OS user is claimed before the first start: most databases of a fleet are never running at once.
+    if (!fs.existsSync(dbDir)) makeOwnedDir(dbDir, currentUser());
     this.writeSpec(ref);
     return {};
   }
@@ -179,7 +183,8 @@ export class LocalProvider implements Provider {
       work_mem: c.workMem,
       maintenance_work_mem: '16MB',
       max_wal_size: '64MB',
-      min_wal_size: '4MB',
+      // Few recycled 1 MB segments kept: an idle database holds little WAL.
+      min_wal_size: '2MB',
       max_worker_processes: 4,
       max_parallel_workers: 0,
       max_parallel_workers_per_gather: 0,
@@ -197,8 +202,9 @@ export class LocalProvider implements Provider {
     if (running?.running) return { kind: 'unix', socketPath: running.socketPath() };
     if (!fs.existsSync(path.join(this.branchDir(ref), SPEC_FILE))) await this.create(ref);
     const user = this.userOf(ref);
-    // Data written by an earlier pgfleet as another user (one user for every compute) becomes this database's user's.
+    // The database's files become its user's: at its first start, and data an earlier pgfleet wrote as one shared user.
     giveTree(this.layout.databaseDir(ref.region, ref.databaseId), user);
+    giveTree(this.branchDir(ref), user); // a branch made after the database's first start
     const pgdata = await this.materialize(ref);
     const dir = this.branchDir(ref);
     fs.rmSync(path.join(dir, HISTORY_END_FILE), { force: true });
@@ -235,7 +241,9 @@ export class LocalProvider implements Provider {
   /** The first start (and any start after a role change) creates what the tenant needs. */
   private async applySpecIfChanged(ref: BranchRef, server: PostgresServer): Promise<boolean> {
     const dir = this.branchDir(ref);
-    const wanted = readText(path.join(dir, SPEC_FILE)) ?? JSON.stringify(specOf(ref));
+    // The extension allowlist is the configuration's: a change of it re-applies the spec at the next start.
+    const spec = { ...(JSON.parse(readText(path.join(dir, SPEC_FILE)) ?? JSON.stringify(specOf(ref))) as TenantSpec), extensions: this.opts.compute.extensions };
+    const wanted = JSON.stringify(spec);
     if (readText(path.join(dir, APPLIED_FILE)) === wanted) return false;
     await applyTenantSpec(server.opts.socketDir, SOCKET_PORT, JSON.parse(wanted) as TenantSpec);
     fs.writeFileSync(path.join(dir, APPLIED_FILE), wanted);

@@ -1,11 +1,13 @@
 import pg from 'pg';
 import { asAdmin } from './compute-admin.ts';
 
-/** What a branch's compute must hold for its tenant: the database and its login roles. */
+/** What a branch's compute must hold for its tenant: the database, its login roles, the extensions it may create. */
 export interface TenantSpec {
   databaseName: string;
   ownerRole: string;
   roles: string[];
+  /** Extensions a tenant may create (trusted ones only ever: tenants are not superusers). */
+  extensions: string[];
 }
 
 const ident = (name: string) => pg.escapeIdentifier(name);
@@ -26,9 +28,42 @@ export async function applyTenantSpec(socketDir: string, port: number, spec: Ten
       if (role === spec.ownerRole || existing.has(role)) continue;
       await client.query(`CREATE ROLE ${ident(role)} LOGIN NOSUPERUSER NOREPLICATION NOBYPASSRLS IN ROLE ${ident(spec.ownerRole)}`);
     }
+    // template1 first: the tenant's database, and any it creates later, are copies of it.
+    await asAdmin(socketDir, port, (db) => guardExtensions(db, spec.extensions), 'template1');
     const db = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [spec.databaseName]);
     if (db.rowCount === 0) {
-      await client.query(`CREATE DATABASE ${ident(spec.databaseName)} OWNER ${ident(spec.ownerRole)}`);
+      // FILE_COPY: the files are copied and only a small record is logged, not the whole template
+      // (WAL_LOG would put ~7 MB into the WAL archive of every new database).
+      await client.query(`CREATE DATABASE ${ident(spec.databaseName)} OWNER ${ident(spec.ownerRole)} STRATEGY = FILE_COPY`);
     }
+    const { rows: databases } = await client.query<{ datname: string }>(`SELECT datname FROM pg_database WHERE datallowconn AND datname <> 'template1'`);
+    for (const { datname } of databases) await asAdmin(socketDir, port, (c) => guardExtensions(c, spec.extensions), datname);
   });
+}
+
+/**
+ * The extension allowlist of one database: an event trigger after CREATE/ALTER EXTENSION that
+ * undoes the command when any installed extension (CASCADE ones too) is not on the list. Its
+ * function lives in a schema of the superuser's, so the tenant (owner of the database and of
+ * public) can neither drop nor replace it; only a superuser may drop an event trigger.
+ */
+async function guardExtensions(client: pg.Client, allowed: string[]): Promise<void> {
+  const list = pg.escapeLiteral(allowed.join(', '));
+  const array = `ARRAY[${['plpgsql', ...allowed].map((e) => pg.escapeLiteral(e)).join(', ')}]::name[]`;
+  await client.query(`
+    CREATE SCHEMA IF NOT EXISTS pgfleet;
+    REVOKE ALL ON SCHEMA pgfleet FROM PUBLIC;
+    GRANT USAGE ON SCHEMA pgfleet TO PUBLIC;
+    CREATE OR REPLACE FUNCTION pgfleet.extension_allowlist() RETURNS event_trigger LANGUAGE plpgsql AS $fn$
+    DECLARE refused text;
+    BEGIN
+      SELECT string_agg(extname, ', ') INTO refused FROM pg_extension WHERE extname <> ALL (${array});
+      IF refused IS NOT NULL THEN
+        RAISE EXCEPTION 'extension % is not allowed on this server', refused
+          USING ERRCODE = '42501', HINT = 'Allowed extensions: ' || ${list} || '.';
+      END IF;
+    END $fn$;
+    DROP EVENT TRIGGER IF EXISTS pgfleet_extension_allowlist;
+    CREATE EVENT TRIGGER pgfleet_extension_allowlist ON ddl_command_end
+      WHEN TAG IN ('CREATE EXTENSION', 'ALTER EXTENSION') EXECUTE FUNCTION pgfleet.extension_allowlist();`);
 }

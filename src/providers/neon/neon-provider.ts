@@ -53,10 +53,12 @@ const HOUR = 3_600_000;
  */
 export class NeonProvider implements Provider {
   readonly name = 'neon';
+  readonly postgresVersion: string;
   readonly api: NeonApi;
   private readonly running = new Set<string>();
 
   constructor(private readonly opts: NeonProviderOptions) {
+    this.postgresVersion = String(opts.region.pgVersion);
     this.api = new NeonApi({
       apiKey: opts.region.apiKey, baseUrl: opts.region.apiHost, retry: opts.retry, log: opts.log,
       maxConcurrency: opts.maxConcurrency, requestTimeoutMs: opts.requestTimeoutMs,
