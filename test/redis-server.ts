@@ -40,7 +40,7 @@ export async function startRedis(): Promise<RedisServer> {
     },
     async kill() {
       const c = child;
-      if (!c || c.exitCode !== null) return;
+      if (!c || c.exitCode !== null || c.signalCode !== null) return;
       await new Promise((resolve) => {
         c.once('exit', resolve);
         c.kill('SIGKILL');
