@@ -11,6 +11,7 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -26,9 +27,12 @@ interface Target {
   env: Record<string, string>;
 }
 
+const progress = (what: string) => process.stderr.write(`fleet bench: ${what}\n`);
+
 async function tenant(fleet: Fleet, via: string) {
   const partner = await call(via, 'POST', '/v1/partners', ADMIN_KEY, { name: 'bench' });
   const db = await call(via, 'POST', '/v1/databases', partner.body.api_key, { user_id: 'bench', suspend_timeout_seconds: 0 });
+  if (db.status !== 201) throw new Error(`could not create the bench database: ${db.status} ${JSON.stringify(db.body)}`);
   return { key: partner.body.api_key as string, id: db.body.id as string, endpoint: db.body.endpoint_id as string, role: db.body.role as string, password: db.body.password as string, fleet };
 }
 
@@ -37,6 +41,7 @@ const through = (port: number, t: { endpoint: string; role: string; password: st
 });
 
 async function pgbench(target: Target, args: string[]): Promise<number> {
+  progress(`pgbench ${args.join(' ')} on port ${target.env.PGPORT}`);
   const { stdout } = await execFileAsync('pgbench', [...args, '-n', '-T', String(SECONDS)], { env: { ...process.env, ...target.env } });
   const tps = Number(/tps = ([\d.]+)/.exec(stdout)?.[1]);
   if (!/number of failed transactions: 0 /.test(stdout) || !Number.isFinite(tps)) throw new Error(`pgbench failed:\n${stdout}`);
@@ -44,6 +49,7 @@ async function pgbench(target: Target, args: string[]): Promise<number> {
 }
 
 async function wakeLatencies(t: Awaited<ReturnType<typeof tenant>>, apiUrl: string, port: number): Promise<number[]> {
+  progress(`${WAKES} wakes through port ${port}`);
   const samples: number[] = [];
   const env = { ...process.env, ...through(port, t).env };
   for (let i = 0; i < WAKES; i++) {
@@ -59,6 +65,15 @@ async function haproxyTo(port: number): Promise<{ port: number; stop(): Promise<
   const cfg = path.join(os.tmpdir(), `bench-haproxy-${lbPort}.cfg`);
   fs.writeFileSync(cfg, `defaults\n  timeout connect 2s\n  timeout client 1h\n  timeout server 1h\nfrontend pg\n  mode tcp\n  bind 127.0.0.1:${lbPort}\n  default_backend pg\nbackend pg\n  mode tcp\n  server pg 127.0.0.1:${port}\n`);
   const child = spawn('haproxy', ['-f', cfg, '-db'], { stdio: 'ignore' });
+  const listening = () => new Promise<boolean>((resolve) => {
+    const s = net.connect(lbPort, '127.0.0.1', () => resolve(true)).on('error', () => resolve(false));
+    s.unref();
+    setTimeout(() => s.destroy(), 100);
+  });
+  for (let i = 0; !(await listening()); i++) {
+    if (i > 200) throw new Error('haproxy did not listen');
+    await new Promise((r) => setTimeout(r, 25));
+  }
   return {
     port: lbPort,
     stop: () => new Promise<void>((r) => {
