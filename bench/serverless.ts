@@ -26,7 +26,7 @@ type Case = Row & { run: () => Promise<unknown> };
 
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgfleet-bench-'));
 fs.chmodSync(dataDir, 0o711);
-const config = loadConfig({ PGFLEET_DATA_DIR: dataDir, PGFLEET_LOG_LEVEL: 'warn', PGFLEET_API_PORT: '0', PGFLEET_PROXY_PORT: '0', PGFLEET_HTTP_PORT: '0', PGFLEET_DOMAIN: 'localhost' });
+const config = loadConfig({ PGFLEET_DATA_DIR: dataDir, PGFLEET_LOG_LEVEL: 'warn', PGFLEET_API_PORT: '0', PGFLEET_PROXY_PORT: '0', PGFLEET_HTTP_PORT: '0' });
 const core = await startCore(config, createLogger('warn'));
 const proxy = await startProxy(core);
 
