@@ -18,7 +18,6 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { startProxy } from '../proxy/server.ts';
@@ -26,9 +25,8 @@ import { routeByEndpoint } from '../src/catalog/routes.ts';
 import { loadConfig } from '../src/config.ts';
 import { startCore } from '../src/gateway.ts';
 import { createLogger } from '../src/log.ts';
-import { spawnIdentity } from '../src/pg/os-user.ts';
-import { admitBaselineProxy } from './baseline-access.ts';
-import { execFileAsync, freePort } from '../test/proxy-helpers.ts';
+import { type BaselinePgBouncer, startPgBouncer } from './baseline-access.ts';
+import { execFileAsync } from '../test/proxy-helpers.ts';
 import { percentile } from './stats.ts';
 
 // pgbench counts the time its clients take to connect within -T: 100 TLS + SCRAM connections take seconds.
@@ -108,11 +106,10 @@ const config = loadConfig({
 });
 const core = await startCore(config, createLogger('warn'));
 const proxy = await startProxy(core, { authLimits: { perAddress: 1e9, slowTargetAfter: 1e9 } });
-let bouncer: ChildProcess | undefined;
+let bouncer: BaselinePgBouncer | undefined;
 try {
   await core.catalog.query(`INSERT INTO partners (id, name) VALUES ('bench', 'bench')`);
   const { database, password } = await core.databases.create({ partnerId: 'bench', userId: 'bench-user' });
-  const verifier = (await core.catalog.query('SELECT scram_verifier FROM roles WHERE database_id = $1', [database.id])).rows[0];
   const lease = await core.acquire((await routeByEndpoint(core.catalog, database.endpointId))!);
   if (lease.address.kind !== 'unix') throw new Error('the bench needs a local compute');
   const socketDir = path.dirname(lease.address.socketPath);
@@ -121,27 +118,11 @@ try {
   // PgBouncer: transaction pooling with prepared statements, a pool of 10, TLS with pgfleet's certificate, SCRAM against the same verifier.
   const bouncerVersion = /PgBouncer (\d+)\.(\d+)/.exec((await execFileAsync('pgbouncer', ['--version'])).stdout)!;
   const bouncerPrepares = Number(bouncerVersion[1]) > 1 || Number(bouncerVersion[2]) >= 21;
-  const bdir = path.join(dataDir, 'pgbouncer');
-  fs.mkdirSync(bdir, { mode: 0o700 });
-  const bport = await freePort();
-  fs.copyFileSync(path.join(dataDir, 'tls', 'server.crt'), path.join(bdir, 'server.crt'));
-  fs.copyFileSync(path.join(dataDir, 'tls', 'server.key'), path.join(bdir, 'server.key'));
-  fs.writeFileSync(path.join(bdir, 'users.txt'), `"${role}" "${verifier.scram_verifier}"\n`);
-  fs.writeFileSync(path.join(bdir, 'pgbouncer.ini'), [
-    '[databases]', `${database.databaseName} = host=${socketDir} port=5432 dbname=${database.databaseName} user=${role}`,
-    '[pgbouncer]', 'listen_addr = 127.0.0.1', `listen_port = ${bport}`, 'unix_socket_dir =', 'pool_mode = transaction',
-    `default_pool_size = ${POOL}`, ...(bouncerPrepares ? ['max_prepared_statements = 200'] : []), `max_client_conn = ${IDLE_CLIENTS + 200}`,
-    'auth_type = scram-sha-256', `auth_file = ${bdir}/users.txt`,
-    'client_tls_sslmode = require', `client_tls_cert_file = ${bdir}/server.crt`, `client_tls_key_file = ${bdir}/server.key`,
-    `logfile = ${bdir}/pgbouncer.log`, 'log_connections = 0', 'log_disconnections = 0', '',
-  ].join('\n'));
-  const user = await admitBaselineProxy(core, database.endpointId, socketDir);
-  if (user.switchUser) for (const f of [...fs.readdirSync(bdir).map((x) => path.join(bdir, x)), bdir]) fs.chownSync(f, user.uid, user.gid);
-  bouncer = spawn('pgbouncer', ['-q', path.join(bdir, 'pgbouncer.ini')], { ...spawnIdentity(user), stdio: 'ignore' });
-  for (let i = 0; i < 100; i++) {
-    if (await new Promise<boolean>((r) => net.connect(bport, '127.0.0.1').once('connect', function (this: net.Socket) { this.destroy(); r(true); }).once('error', () => r(false)))) break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  bouncer = await startPgBouncer(core, {
+    dataDir, endpointId: database.endpointId, databaseName: database.databaseName, role, socketDir,
+    settings: ['pool_mode = transaction', `default_pool_size = ${POOL}`, ...(bouncerPrepares ? ['max_prepared_statements = 200'] : []), `max_client_conn = ${IDLE_CLIENTS + 200}`],
+  });
+  const bport = bouncer.port;
 
   const targets = {
     'pgfleet -pooler': `host=${database.endpointId}-pooler.${config.domain} hostaddr=127.0.0.1 port=${proxy.port} user=${role} dbname=${database.databaseName} sslmode=require`,
@@ -176,9 +157,9 @@ try {
   const after = gatewayMemory();
   const pooledClients = proxy.pooler.clientCount;
   holder.kill('SIGKILL');
-  const bouncerBefore = rssKb(bouncer.pid!);
+  const bouncerBefore = rssKb(bouncer.process.pid!);
   const bouncerHolder = await holdIdleClients({ host: '127.0.0.1', port: bport, user: role, password, database: database.databaseName }, IDLE_CLIENTS);
-  const bouncerAfter = rssKb(bouncer.pid!);
+  const bouncerAfter = rssKb(bouncer.process.pid!);
   bouncerHolder.kill('SIGKILL');
 
   console.log(`\npgbench, scale 10, pool of ${POOL}, ${os.cpus().length} cores, load average ${os.loadavg()[0]!.toFixed(1)}; medians of ${ROUNDS} rounds of ${SECONDS} s`);
@@ -199,7 +180,7 @@ try {
   console.log(`idle pooled clients: ${pooledClients}; gateway heap+external per client ${(perClient / 1024).toFixed(1)} kB (goal ≤ 10 kB: ${perClient <= 10 * 1024 ? 'met' : 'NOT met'}), ` +
     `RSS per client ${((after.rss - before.rss) / pooledClients / 1024).toFixed(1)} kB; PgBouncer RSS per client ${((bouncerAfter - bouncerBefore) / IDLE_CLIENTS).toFixed(1)} kB`);
 } finally {
-  bouncer?.kill('SIGTERM');
+  bouncer?.process.kill('SIGTERM');
   await proxy.close();
   await core.stop();
   fs.rmSync(dataDir, { recursive: true, force: true });

@@ -10,9 +10,7 @@
  * CPU per transaction of each proxy process shows where its time goes. A second pgfleet listener
  * with metering off (no usage, no quota checks) on the same core gives the cost of metering.
  */
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { startProxy } from '../proxy/server.ts';
@@ -20,9 +18,8 @@ import { routeByEndpoint } from '../src/catalog/routes.ts';
 import { loadConfig } from '../src/config.ts';
 import { startCore } from '../src/gateway.ts';
 import { createLogger } from '../src/log.ts';
-import { spawnIdentity } from '../src/pg/os-user.ts';
-import { admitBaselineProxy } from './baseline-access.ts';
-import { execFileAsync, freePort } from '../test/proxy-helpers.ts';
+import { type BaselinePgBouncer, startPgBouncer } from './baseline-access.ts';
+import { execFileAsync } from '../test/proxy-helpers.ts';
 import { percentile } from './stats.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -62,38 +59,21 @@ const core = await startCore(config, createLogger('warn'));
 const authLimits = { perAddress: 1e9, slowTargetAfter: 1e9 };
 const proxy = await startProxy(core, { authLimits });
 const unmetered = await startProxy(core, { authLimits, port: 0, metering: false });
-let bouncer: ReturnType<typeof spawn> | undefined;
+let bouncer: BaselinePgBouncer | undefined;
 try {
   await core.catalog.query(`INSERT INTO partners (id, name) VALUES ('bench', 'bench')`);
   const { database, password } = await core.databases.create({ partnerId: 'bench', userId: 'bench-user' });
-  const verifier = (await core.catalog.query('SELECT scram_verifier FROM roles WHERE database_id = $1', [database.id])).rows[0];
   const lease = await core.computes.acquire(core.targetFor((await routeByEndpoint(core.catalog, database.endpointId))!));
   if (lease.address.kind !== 'unix') throw new Error('the bench needs a local compute');
   const socketDir = path.dirname(lease.address.socketPath);
   const role = database.ownerRole;
 
   // PgBouncer: session pooling, TLS for clients with pgfleet's certificate, SCRAM against the same verifier.
-  const bdir = path.join(dataDir, 'pgbouncer');
-  fs.mkdirSync(bdir, { mode: 0o700 });
-  const bport = await freePort();
-  fs.copyFileSync(path.join(dataDir, 'tls', 'server.crt'), path.join(bdir, 'server.crt'));
-  fs.copyFileSync(path.join(dataDir, 'tls', 'server.key'), path.join(bdir, 'server.key'));
-  fs.writeFileSync(path.join(bdir, 'users.txt'), `"${role}" "${verifier.scram_verifier}"\n`);
-  fs.writeFileSync(path.join(bdir, 'pgbouncer.ini'), [
-    '[databases]', `${database.databaseName} = host=${socketDir} port=5432 dbname=${database.databaseName} user=${role}`,
-    '[pgbouncer]', `listen_addr = 127.0.0.1`, `listen_port = ${bport}`, `unix_socket_dir =`, 'pool_mode = session',
-    'auth_type = scram-sha-256', `auth_file = ${bdir}/users.txt`, 'max_client_conn = 200', 'default_pool_size = 40',
-    'client_tls_sslmode = require', `client_tls_cert_file = ${bdir}/server.crt`, `client_tls_key_file = ${bdir}/server.key`,
-    `logfile = ${bdir}/pgbouncer.log`, 'log_connections = 0', 'log_disconnections = 0', '',
-  ].join('\n'));
-  const user = await admitBaselineProxy(core, database.endpointId, socketDir);
-  if (user.switchUser) for (const f of fs.readdirSync(bdir)) fs.chownSync(path.join(bdir, f), user.uid, user.gid);
-  if (user.switchUser) fs.chownSync(bdir, user.uid, user.gid);
-  bouncer = spawn('pgbouncer', ['-q', path.join(bdir, 'pgbouncer.ini')], { ...spawnIdentity(user), stdio: 'ignore' });
-  for (let i = 0; i < 100; i++) {
-    if (await new Promise<boolean>((r) => net.connect(bport, '127.0.0.1').once('connect', function (this: net.Socket) { this.destroy(); r(true); }).once('error', () => r(false)))) break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  bouncer = await startPgBouncer(core, {
+    dataDir, endpointId: database.endpointId, databaseName: database.databaseName, role, socketDir,
+    settings: ['pool_mode = session', 'max_client_conn = 200', 'default_pool_size = 40'],
+  });
+  const bport = bouncer.port;
 
   const targets = {
     direct: `host=${socketDir} port=5432 user=${role} dbname=${database.databaseName}`,
@@ -110,7 +90,7 @@ try {
     '-S -C, 4 clients': ['-S', '-C', '-c', '4', '-j', '2'],
   };
   const self = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
-  const cpuOf: Record<string, (() => number) | undefined> = { direct: undefined, pgfleet: self, pgbouncer: () => cpuSeconds(bouncer!.pid!), 'pgfleet, metering off': self };
+  const cpuOf: Record<string, (() => number) | undefined> = { direct: undefined, pgfleet: self, pgbouncer: () => cpuSeconds(bouncer!.process.pid!), 'pgfleet, metering off': self };
   const results: Record<string, Record<string, Result>> = {};
   for (const [mode, args] of Object.entries(modes)) {
     const runs: Record<string, Result[]> = {};
@@ -138,7 +118,7 @@ try {
   const added = (r: Record<string, Result>, n: string) => r[n]!.latencyMs - r.direct!.latencyMs;
   console.log(`goal 1 client: pgfleet added ${added(s1, 'pgfleet').toFixed(3)} ms ≤ PgBouncer ${added(s1, 'pgbouncer').toFixed(3)} ms: ${added(s1, 'pgfleet') <= added(s1, 'pgbouncer') ? 'met' : 'NOT met'}`);
 } finally {
-  bouncer?.kill('SIGTERM');
+  bouncer?.process.kill('SIGTERM');
   await proxy.close();
   await unmetered.close();
   await core.stop();

@@ -6,7 +6,7 @@ import pg from 'pg';
 import t from 'tap';
 import { startGateway } from '../main.ts';
 import { loadConfig } from '../src/config.ts';
-import { postmastersUnder, repoRoot, tmpDataDir } from './helpers.ts';
+import { postmastersUnder, repoRoot, tmpDataDir, until } from './helpers.ts';
 
 const ADMIN_KEY = 'test-admin-key-0123456789';
 const env = (dataDir: string) => ({
@@ -30,13 +30,6 @@ async function startProcess(dataDir: string): Promise<{ child: ChildProcess; api
   });
 }
 
-const until = async (what: string, check: () => boolean, timeoutMs = 120_000) => {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-};
 
 const kill9 = (child: ChildProcess) => new Promise((resolve) => {
   child.once('exit', resolve);
@@ -80,7 +73,7 @@ t.test('kill -9 during a restore and during a branch creation', async (t) => {
 
   // 1. During a restore: killed while the restored copy is being recovered.
   void call('POST', `/v1/databases/${db.id}/restore`, key, { at }).catch(() => {});
-  await until('the restore to recover its staged copy', () => recovering(databaseDir));
+  await until('the restore to recover its staged copy', () => recovering(databaseDir), 120_000, 5);
   await kill9(gw.child);
   gw = await startProcess(dataDir);
   let list = (await call('GET', `/v1/databases/${db.id}/branches`, key)).body.branches;
@@ -90,7 +83,7 @@ t.test('kill -9 during a restore and during a branch creation', async (t) => {
 
   // 2. During a branch creation at T.
   void call('POST', `/v1/databases/${db.id}/branches`, key, { name: 'dev', at }).catch(() => {});
-  await until('the new branch to recover', () => recovering(databaseDir));
+  await until('the new branch to recover', () => recovering(databaseDir), 120_000, 5);
   await kill9(gw.child);
   const config = loadConfig({ ...env(dataDir), PGFLEET_LOG_LEVEL: 'warn' });
   const gateway = await startGateway(config);

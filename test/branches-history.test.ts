@@ -1,38 +1,12 @@
 // History windows and their errors, retention pruning on disk, and a restore that leaves other databases alone.
 import fs from 'node:fs';
 import path from 'node:path';
-import pg from 'pg';
 import t from 'tap';
-import { type ApiHarness, startApi } from './api-client.ts';
+import { startApi } from './api-client.ts';
+import { connect, query } from './endpoint-client.ts';
+import { until } from './helpers.ts';
 
-interface Conn { endpoint_id: string; role: string; database: string }
 
-function connect(api: ApiHarness, target: Conn, password: string): pg.Client {
-  const client = new pg.Client({
-    host: '127.0.0.1', port: api.gateway.proxyPort, user: target.role, password, database: target.database,
-    ssl: { rejectUnauthorized: false }, options: `endpoint=${target.endpoint_id}`,
-  });
-  client.on('error', () => {});
-  return client;
-}
-
-async function query(api: ApiHarness, target: Conn, password: string, sql: string): Promise<any[]> {
-  const client = connect(api, target, password);
-  await client.connect();
-  try {
-    return (await client.query(sql)).rows;
-  } finally {
-    await client.end();
-  }
-}
-
-const until = async (what: string, check: () => Promise<boolean> | boolean, timeoutMs = 60_000) => {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-};
 
 t.test('a bad `at` is a 400 that says which and gives the earliest restorable time; retention prunes the disk', async (t) => {
   // Every stop makes a base backup (interval 1 s), so history accumulates quickly.

@@ -1,28 +1,8 @@
 // History, branches and point-in-time restore of local databases, through the API and the proxy.
-import pg from 'pg';
 import t from 'tap';
-import { type ApiHarness, startApi } from './api-client.ts';
+import { startApi } from './api-client.ts';
+import { type Conn, connect, query } from './endpoint-client.ts';
 
-interface Conn { endpoint_id: string; role: string; database: string }
-
-function connect(api: ApiHarness, target: Conn, password: string): pg.Client {
-  const client = new pg.Client({
-    host: '127.0.0.1', port: api.gateway.proxyPort, user: target.role, password, database: target.database,
-    ssl: { rejectUnauthorized: false }, options: `endpoint=${target.endpoint_id}`,
-  });
-  client.on('error', () => {});
-  return client;
-}
-
-async function query(api: ApiHarness, target: Conn, password: string, sql: string): Promise<any[]> {
-  const client = connect(api, target, password);
-  await client.connect();
-  try {
-    return (await client.query(sql)).rows;
-  } finally {
-    await client.end();
-  }
-}
 
 const ids = (rows: { id: number }[]) => rows.map((r) => r.id);
 

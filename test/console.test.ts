@@ -6,6 +6,7 @@ import t from 'tap';
 import { ADMIN_KEY, startApi } from './api-client.ts';
 import { ARTIFACTS, launchBrowser } from './browser.ts';
 import { psql } from './proxy-helpers.ts';
+import { until } from './helpers.ts';
 
 const api = await startApi({ PGFLEET_USAGE_FLUSH_SECONDS: '1' });
 t.teardown(() => api.stop());
@@ -35,13 +36,6 @@ async function signIn(key: string) {
   await page.getByRole('button', { name: 'Sign in' }).click();
 }
 
-const until = async (what: string, check: () => Promise<boolean>, ms = 60_000) => {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-};
 
 let created: any;
 

@@ -62,3 +62,12 @@ export function uidOf(pid: number): number {
 export const repoRoot = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 /** Runs a TypeScript file in node itself (no wrapper process, so its pid is the program's). */
 export const nodeTs = (file: string): [string, string[]] => [process.execPath, ['--import', 'tsx', path.join(repoRoot, file)]];
+
+/** Waits until check() holds, polling every everyMs; fails naming what it waited for after timeoutMs. */
+export async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 60_000, everyMs = 50): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}

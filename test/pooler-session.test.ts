@@ -7,6 +7,7 @@ import pg from 'pg';
 import postgres from 'postgres';
 import t from 'tap';
 import { startProxyFixture } from './proxy-helpers.ts';
+import { until } from './helpers.ts';
 
 const f = await startProxyFixture({ PGFLEET_POOL_QUEUE_TIMEOUT: '2', PGFLEET_POOL_IDLE_TIMEOUT: '1' });
 t.teardown(() => f.stop());
@@ -26,13 +27,6 @@ async function client(opts: Partial<pg.ClientConfig> = {}): Promise<pg.Client> {
 
 const setting = async (c: pg.Client, name: string) => (await c.query('SELECT current_setting($1) AS v', [name])).rows[0].v as string;
 
-async function until(what: string, check: () => Promise<boolean> | boolean): Promise<void> {
-  for (let i = 0; i < 600; i++) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 t.test('settings: SET is kept for its client only, startup parameters per client, rolled-back SET undone', async (t) => {
   const one = await client({ application_name: 'one', options: '-c search_path=one_schema,public' });

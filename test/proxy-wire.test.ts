@@ -10,6 +10,7 @@ import { ComputeEnding } from '../proxy/compute-ending.ts';
 import { errorResponse } from '../proxy/messages.ts';
 import { routeByEndpoint } from '../src/catalog/routes.ts';
 import { psql, psqlError, startProxyFixture } from './proxy-helpers.ts';
+import { until } from './helpers.ts';
 
 const f = await startProxyFixture();
 t.teardown(() => f.stop());
@@ -36,13 +37,6 @@ const proxied = (extra: Partial<pg.ClientConfig> = {}): pg.Client => new pg.Clie
 const outcome = (p: Promise<unknown>) => p.then(() => 'ok', (e: Error & { code?: string; severity?: string }) => `${e.severity ?? '-'} ${e.code ?? '-'} ${e.message}`);
 
 /** Resolves once a condition holds (polled), or fails after a generous bound. */
-async function until(what: string, cond: () => boolean | Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 600; i++) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 /** Runs a scenario on a client and records what it saw: query outcomes and 'error' events, until the connection ended. */
 async function observe(make: Make, scenario: (c: pg.Client) => Promise<string[]>): Promise<{ results: string[]; events: string[] }> {

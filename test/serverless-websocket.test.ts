@@ -6,6 +6,7 @@ import t from 'tap';
 import WebSocket from 'ws';
 import { startProxyFixture } from './proxy-helpers.ts';
 import { pointDriverAt, serverlessUri } from './serverless-helpers.ts';
+import { until } from './helpers.ts';
 
 const f = await startProxyFixture({}, { httpPort: 0 });
 t.teardown(() => f.stop());
@@ -14,13 +15,6 @@ const a = await f.createDatabase();
 const uri = serverlessUri(a);
 
 /** Waits for a condition (never a fixed sleep: the machine may be loaded). */
-async function until(what: string, check: () => Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 600; i++) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 t.test('Pool: queries with pipelined startup, an interactive transaction rolled back, a prepared statement', async (t) => {
   t.equal(neonConfig.pipelineConnect, 'password', 'the driver pipelines startup + cleartext password + first query');
