@@ -23,7 +23,7 @@ export async function admitBaselineProxy(core: Core, endpointId: string, socketD
   if (!user.switchUser) return user;
   const identFile = path.join(core.local.dataDirOf(ref), 'pgfleet_ident.conf');
   fs.appendFileSync(identFile, `gateway ${user.name} all\n`);
-  const admin = new pg.Client({ host: socketDir, port: 5432, user: 'pgfleet_admin', database: 'postgres' });
+  const admin = new pg.Client({ host: socketDir, port: 5432, user: 'pgfleet_admin', database: 'template1' });
   await admin.connect();
   await admin.query('SELECT pg_reload_conf()');
   await admin.end();

@@ -93,7 +93,7 @@ async function benchCreateDatabase(): Promise<{ samples: number[]; seconds: numb
     settings: { shared_buffers: '128MB', max_connections: 50 }, startTimeoutMs: 60_000,
   });
   await server.start();
-  const pool = new pg.Pool({ host: socketDir, port: SOCKET_PORT, user: ADMIN_ROLE, database: 'postgres', max: CONCURRENCY });
+  const pool = new pg.Pool({ host: socketDir, port: SOCKET_PORT, user: ADMIN_ROLE, database: 'template1', max: CONCURRENCY });
   pool.on('error', () => {}); // idle connections end with the server
   try {
     await run(10, (i) => pool.query(`CREATE DATABASE warmup_${i}`).then(() => {}));

@@ -80,7 +80,7 @@ t.test('a tcp compute: TLS with servername + CA, SCRAM with the stored password,
   await server.start();
   t.teardown(() => server.stop());
   const computePassword = 'remote-secret-pw';
-  const admin = new pg.Client({ host: socketDir, port, user: 'pgfleet_admin', database: 'postgres' });
+  const admin = new pg.Client({ host: socketDir, port, user: 'pgfleet_admin', database: 'template1' });
   await admin.connect();
   await admin.query(`CREATE ROLE ${a.role} LOGIN PASSWORD '${computePassword}'`);
   await admin.query(`CREATE DATABASE app OWNER ${a.role}`);

@@ -25,18 +25,24 @@ export const segmentPosition = (name: string): string => name.slice(8);
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 /**
- * Copies a finished segment into the archive: written under a temporary name, fsynced, renamed
- * (atomic), and the directory fsynced. A file already there is accepted only when identical
- * (Postgres may archive a segment twice after a crash); a different one is never overwritten.
+ * Copies a finished segment into the archive, gzip-compressed under its own name (a segment
+ * ended by a WAL switch is mostly zeros: 1 MB becomes a few kB): written under a temporary
+ * name, fsynced, renamed (atomic), and the directory fsynced. A file already there is accepted
+ * only when it holds the same WAL (Postgres may archive a segment twice after a crash); a
+ * different one is never overwritten.
  */
 export function archiveCommand(archiveDir: string): string {
   const dir = quote(archiveDir);
-  return `if [ -e ${dir}/%f ]; then cmp -s %p ${dir}/%f; else cp %p ${dir}/.%f.tmp && sync ${dir}/.%f.tmp && mv ${dir}/.%f.tmp ${dir}/%f && sync ${dir}; fi`;
+  return `if [ -e ${dir}/%f ]; then gzip -dcf ${dir}/%f | cmp -s %p -; else gzip -1 -c %p > ${dir}/.%f.tmp && sync ${dir}/.%f.tmp && mv ${dir}/.%f.tmp ${dir}/%f && sync ${dir}; fi`;
 }
 
-/** Fetches a segment or history file from the archive during recovery (a missing one ends recovery). */
+/**
+ * Fetches a segment or history file from the archive during recovery (a missing one ends
+ * recovery). `-f` passes files archived uncompressed by earlier versions through as they are.
+ */
 export function restoreCommand(archiveDir: string): string {
-  return `cp ${quote(archiveDir)}/%f %p`;
+  const dir = quote(archiveDir);
+  return `[ -f ${dir}/%f ] && gzip -dcf ${dir}/%f > %p`;
 }
 
 /** The position part of the name of the segment holding `lsn`, for segments of `segmentBytes`. */

@@ -42,7 +42,7 @@ t.test('a compute\'s OS user reaches nothing of other tenants or of the catalog'
     "another tenant's socket is unreachable");
   t.match(await asTenantA('psql', ['-h', path.join(f.core.runDir, 'catalog'), '-U', 'pgfleet_admin', '-d', 'postgres', '-c', 'SELECT 1']),
     { ok: false }, "the catalog's socket is unreachable");
-  t.match(await asTenantA('psql', ['-h', socketOf(refA), '-U', 'pgfleet_admin', '-d', 'postgres', '-c', 'SELECT 1']),
+  t.match(await asTenantA('psql', ['-h', socketOf(refA), '-U', 'pgfleet_admin', '-d', 'template1', '-c', 'SELECT 1']),
     { ok: false, out: /Peer authentication failed/ }, 'its own compute refuses it as the superuser: only pgfleet may connect');
 
   const dbDir = path.dirname(f.core.local.dataDirOf(refA));

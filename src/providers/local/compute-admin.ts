@@ -3,8 +3,12 @@ import path from 'node:path';
 import pg from 'pg';
 import { ADMIN_ROLE } from '../../pg/server.ts';
 
-/** Runs fn on a connection to the compute as pgfleet's admin role, over its private socket. */
-export async function asAdmin<T>(socketDir: string, port: number, fn: (client: pg.Client) => Promise<T>, database = 'postgres'): Promise<T> {
+/**
+ * Runs fn on a connection to the compute as pgfleet's admin role, over its private socket. By
+ * default in template1: the tenant's database took the place of `postgres`, and a tenant's
+ * CREATE DATABASE waits (up to 5 s) for these short sessions to leave its template.
+ */
+export async function asAdmin<T>(socketDir: string, port: number, fn: (client: pg.Client) => Promise<T>, database = 'template1'): Promise<T> {
   const client = new pg.Client({ host: socketDir, port, user: ADMIN_ROLE, database });
   await client.connect();
   try {

@@ -12,7 +12,7 @@ import { PostgresServer, SOCKET_PORT, clearPreviousRun, initCluster } from '../.
 import type { BranchRef, ComputeAddress, MeteredUsage, Provider, ProviderEvents, ProviderState, UsageSample } from '../provider.ts';
 import { LocalLayout } from './layout.ts';
 import { directorySize } from './directory-size.ts';
-import { type HistoryEnd, checkpointPosition, markHistoryEnd, walPosition } from './compute-admin.ts';
+import { type HistoryEnd, asAdmin, checkpointPosition, markHistoryEnd, walPosition } from './compute-admin.ts';
 import type { Branching } from '../../lifecycle/branching.ts';
 import { archiveCommand } from '../../lifecycle/wal.ts';
 import { type TenantSpec, applyTenantSpec } from './tenant-setup.ts';
@@ -114,6 +114,7 @@ export class LocalProvider implements Provider {
       this.opts.log.info({ dir }, 'initializing the compute template');
       fs.rmSync(dir, { recursive: true, force: true });
       await initCluster(this.opts.install, this.opts.user, pgdata);
+      await this.compactTemplate(pgdata);
       fs.writeFileSync(path.join(dir, 'ready'), `${this.opts.install.version}\n`);
       return pgdata;
     })().catch((err) => {
@@ -121,6 +122,29 @@ export class LocalProvider implements Provider {
       throw err;
     });
     return this.template;
+  }
+
+  /**
+   * Rewrites the catalogs of the template's databases compactly (initdb leaves them ~15% larger
+   * than their rows need) and drops the WAL that took: every database and branch is a copy.
+   */
+  private async compactTemplate(pgdata: string): Promise<void> {
+    const socketDir = this.layout.socketDir('template');
+    const server = new PostgresServer({
+      install: this.opts.install, user: this.opts.user, pgdata, socketDir,
+      logFile: path.join(path.dirname(pgdata), 'postgres.log'),
+      settings: { wal_recycle: 'off', min_wal_size: '2MB', autovacuum: 'off' },
+      startTimeoutMs: this.opts.startTimeoutMs,
+    });
+    await server.start();
+    try {
+      await asAdmin(socketDir, SOCKET_PORT, (c) => c.query('ALTER DATABASE template0 ALLOW_CONNECTIONS true'));
+      for (const db of ['template0', 'template1', 'postgres']) await asAdmin(socketDir, SOCKET_PORT, (c) => c.query('VACUUM (FULL, FREEZE)'), db);
+      await asAdmin(socketDir, SOCKET_PORT, (c) => c.query('ALTER DATABASE template0 ALLOW_CONNECTIONS false; CHECKPOINT; CHECKPOINT'));
+    } finally {
+      await server.stop('fast');
+      fs.rmSync(socketDir, { recursive: true, force: true });
+    }
   }
 
   private branchDir(ref: BranchRef): string {
@@ -183,8 +207,9 @@ export class LocalProvider implements Provider {
       work_mem: c.workMem,
       maintenance_work_mem: '16MB',
       max_wal_size: '64MB',
-      // Few recycled 1 MB segments kept: an idle database holds little WAL.
+      // Finished 1 MB segments are removed, not kept for reuse: an idle database holds little WAL.
       min_wal_size: '2MB',
+      wal_recycle: 'off',
       max_worker_processes: 4,
       max_parallel_workers: 0,
       max_parallel_workers_per_gather: 0,

@@ -30,11 +30,19 @@ export async function applyTenantSpec(socketDir: string, port: number, spec: Ten
     }
     // template1 first: the tenant's database, and any it creates later, are copies of it.
     await asAdmin(socketDir, port, (db) => guardExtensions(db, spec.extensions), 'template1');
-    const db = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [spec.databaseName]);
-    if (db.rowCount === 0) {
-      // FILE_COPY: the files are copied and only a small record is logged, not the whole template
-      // (WAL_LOG would put ~7 MB into the WAL archive of every new database).
-      await client.query(`CREATE DATABASE ${ident(spec.databaseName)} OWNER ${ident(spec.ownerRole)} STRATEGY = FILE_COPY`);
+    const { rows: present } = await client.query<{ datname: string }>(`SELECT datname FROM pg_database WHERE datname IN ($1, 'postgres')`, [spec.databaseName]);
+    if (!present.some((d) => d.datname === spec.databaseName)) {
+      if (present.some((d) => d.datname === 'postgres')) {
+        // The template's empty `postgres` database becomes the tenant's: one copy of the
+        // catalogs (~6.5 MB) fewer on disk in every database and branch, and no WAL for a copy.
+        await client.query(`ALTER DATABASE postgres RENAME TO ${ident(spec.databaseName)}`);
+        await client.query(`ALTER DATABASE ${ident(spec.databaseName)} OWNER TO ${ident(spec.ownerRole)}`);
+        await client.query(`COMMENT ON DATABASE ${ident(spec.databaseName)} IS NULL`);
+      } else {
+        // FILE_COPY: the files are copied and only a small record is logged, not the whole template
+        // (WAL_LOG would put ~7 MB into the WAL archive).
+        await client.query(`CREATE DATABASE ${ident(spec.databaseName)} OWNER ${ident(spec.ownerRole)} STRATEGY = FILE_COPY`);
+      }
     }
     const { rows: databases } = await client.query<{ datname: string }>(`SELECT datname FROM pg_database WHERE datallowconn AND datname <> 'template1'`);
     for (const { datname } of databases) await asAdmin(socketDir, port, (c) => guardExtensions(c, spec.extensions), datname);
