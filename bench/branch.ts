@@ -61,7 +61,8 @@ for (const scale of scales) {
   await core.databases.wake(partnerId, database.id);
   const dir = core.local.layout.branchDir('local', database.id, database.branchId);
   const socketDir = core.local.layout.socketDir(database.branchId);
-  const asCompute = { ...spawnIdentity(core.user), env: { PATH: process.env.PATH } };
+  // Only the gateway's OS user may enter a compute's socket (peer authentication).
+  const asCompute = { env: { PATH: process.env.PATH } };
   await execFileAsync('pgbench', ['-i', '-q', '-s', String(scale), '-h', socketDir, '-p', '5432', '-U', 'pgfleet_admin', database.databaseName], asCompute);
   await core.databases.suspend(partnerId, database.id);
   // The base backup the restore starts from: the clean data directory after the load.
@@ -101,15 +102,23 @@ for (const scale of scales) {
   if (base.kind === 'template') throw new Error('the restore started from the template, not a base backup of the data');
   const plainDir = path.join(config.dataDir, `plain-${scale}`, 'pgdata');
   const plain = new PlainPostgres(core.install, core.user, plainDir);
+  // The baseline runs as another OS user than the database's: it starts from its own copy of the
+  // base backup and the archive, made before the clock starts.
+  const plainSource = path.join(config.dataDir, `plain-${scale}`, 'source');
+  await execFileAsync('cp', ['-a', path.join(beforeDir, 'backups', base.id), plainSource]);
+  await execFileAsync('cp', ['-a', path.join(beforeDir, 'archive'), path.join(plainSource, 'archive')]);
+  await execFileAsync('chown', ['-R', `${core.user.uid}:${core.user.gid}`, plainSource]);
+  const recovery = {
+    restore_command: restoreCommand(path.join(plainSource, 'archive')),
+    recovery_target_time: target.toISOString().replace('T', ' ').replace('Z', '+00'),
+    recovery_target_action: 'promote', hot_standby: 'off', archive_mode: 'off',
+  };
   const baselineMs = await timed(async () => {
-    await execFileAsync('cp', ['-a', path.join(beforeDir, 'backups', base.id), plainDir]);
+    await execFileAsync('cp', ['-a', plainSource, plainDir], { ...spawnIdentity(core.user) });
     fs.writeFileSync(path.join(plainDir, 'recovery.signal'), '');
-    fs.chownSync(path.join(plainDir, 'recovery.signal'), core.user.uid, core.user.gid);
-    await plain.start({
-      restore_command: `'${restoreCommand(path.join(beforeDir, 'archive'))}'`,
-      recovery_target_time: `'${target.toISOString().replace('T', ' ').replace('Z', '+00')}'`,
-      recovery_target_action: 'promote', hot_standby: 'off', archive_mode: 'off', unix_socket_permissions: '0700',
-    });
+    fs.appendFileSync(path.join(plainDir, 'postgresql.auto.conf'),
+      Object.entries(recovery).map(([k, v]) => `${k} = '${v.replace(/'/g, "''")}'\n`).join(''));
+    await plain.start({ unix_socket_permissions: '0700' });
   });
   await plain.stop();
   fs.rmSync(path.dirname(plainDir), { recursive: true, force: true });
