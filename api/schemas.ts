@@ -62,6 +62,11 @@ const PoolSize = Type.Union([Type.Integer({ minimum: 1, maximum: 10000 }), Type.
   description: 'backends per pool of the -pooler endpoint (per role and database name); null = the gateway default (PGFLEET_POOL_SIZE)',
 });
 
+const ComputeUnits = Type.Union([Type.Number({ minimum: 0.25, maximum: 16, multipleOf: 0.25 }), Type.Null()], {
+  description: 'compute size in compute units (1 CU = 1 CPU and 4 GiB of memory, as on Neon), a multiple of 0.25 from 0.25 to 16; '
+    + 'a local compute is capped to it by a cgroup where the host allows; null = the gateway default (PGFLEET_COMPUTE_UNITS)',
+});
+
 export const DatabaseCreate = Type.Object(
   {
     user_id: Text(256, { description: "the partner's own id of the end user" }),
@@ -73,6 +78,7 @@ export const DatabaseCreate = Type.Object(
     history_retention_seconds: Type.Optional(HistoryRetention),
     quotas: Type.Optional(Quotas),
     pool_size: Type.Optional(PoolSize),
+    compute_units: Type.Optional(ComputeUnits),
   },
   { additionalProperties: false },
 );
@@ -84,6 +90,7 @@ export const DatabaseUpdate = Type.Object(
     history_retention_seconds: Type.Optional(Type.Union([HistoryRetention, Type.Null()], { description: 'null = the partner\'s default' })),
     quotas: Type.Optional(Quotas),
     pool_size: Type.Optional(PoolSize),
+    compute_units: Type.Optional(ComputeUnits),
   },
   { additionalProperties: false },
 );
@@ -108,6 +115,7 @@ const databaseFields = {
   history_retention_seconds: Type.Integer({ description: 'in effect: its own, else its partner\'s default, else pgfleet\'s' }),
   quotas: Quotas,
   pool_size: PoolSize,
+  compute_units: Type.Number({ description: 'compute size in effect: its own, else the gateway default (PGFLEET_COMPUTE_UNITS); 1 CU = 1 CPU and 4 GiB' }),
   pooled_host: Type.String({ description: '<endpoint>-pooler.<domain>: the same database through the transaction pooler' }),
   state: Type.Union([
     Type.Literal('creating'), Type.Literal('suspended'), Type.Literal('starting'), Type.Literal('running'), Type.Literal('stopping'), Type.Literal('failed'),

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { type RegionConfig, parseRegions } from './config-regions.ts';
 import { ConfigError } from './errors.ts';
+import { MAX_COMPUTE_UNITS, MIN_COMPUTE_UNITS, isComputeUnits } from './limits/cgroups.ts';
 import type { LogFormat } from './log.ts';
 import { DEFAULT_NEON_WAKE, type NeonWake } from './providers/neon/neon-settings.ts';
 import { parseSecretKey } from './secret-box.ts';
@@ -13,6 +14,10 @@ export interface ComputeSettings {
   workMem: string;
   /** Extensions a tenant may create. */
   extensions: string[];
+  /** Compute units of a database that names none (1 CU = 1 CPU, 4 GiB). */
+  computeUnits: number;
+  /** Put each compute in a cgroup of its size when the host allows it. */
+  cgroups: boolean;
 }
 
 export interface Config {
@@ -207,6 +212,14 @@ export const DEFAULT_EXTENSIONS = [
   'pg_trgm', 'pgcrypto', 'seg', 'tablefunc', 'tcn', 'tsm_system_rows', 'tsm_system_time', 'unaccent', 'uuid-ossp',
 ];
 
+function computeUnits(env: Env): number {
+  const text = optional(env, 'PGFLEET_COMPUTE_UNITS');
+  if (text === undefined) return 1;
+  const cu = Number(text);
+  if (!isComputeUnits(cu)) throw new ConfigError('PGFLEET_COMPUTE_UNITS', `must be a multiple of 0.25 from ${MIN_COMPUTE_UNITS} to ${MAX_COMPUTE_UNITS}, not "${text}"`);
+  return cu;
+}
+
 function extensionList(env: Env): string[] {
   const raw = optional(env, 'PGFLEET_EXTENSIONS');
   if (raw === undefined) return DEFAULT_EXTENSIONS;
@@ -299,6 +312,8 @@ export function loadConfig(env: Env = process.env): Config {
       maxConnections: int(env, 'PGFLEET_COMPUTE_MAX_CONNECTIONS', 50, 5, 10000),
       workMem: memory(env, 'PGFLEET_COMPUTE_WORK_MEM', '4MB'),
       extensions: extensionList(env),
+      computeUnits: computeUnits(env),
+      cgroups: oneOf(env, 'PGFLEET_CGROUPS', ['auto', 'off'], 'auto') === 'auto',
     },
     maxComputes: int(env, 'PGFLEET_MAX_COMPUTES', 100, 1, 100000),
     wakeTimeoutMs: int(env, 'PGFLEET_WAKE_TIMEOUT', 30, 1, 3600) * 1000,

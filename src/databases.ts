@@ -30,6 +30,8 @@ export interface DatabaseRecord {
   quotas: Quotas;
   /** Backends per pool of its `-pooler` endpoint; null = the gateway's PGFLEET_POOL_SIZE. */
   poolSize: number | null;
+  /** Its compute size in compute units; null = the gateway's PGFLEET_COMPUTE_UNITS. */
+  computeUnits: number | null;
   createdAt: Date;
   /** Last activity the catalog recorded; the compute manager knows fresher while it runs. */
   lastActiveAt: Date | null;
@@ -55,6 +57,7 @@ export interface NewDatabase {
   historyRetentionSeconds?: number | null;
   quotas?: Quotas;
   poolSize?: number | null;
+  computeUnits?: number | null;
 }
 
 export interface DatabaseChanges {
@@ -64,6 +67,7 @@ export interface DatabaseChanges {
   historyRetentionSeconds?: number | null;
   quotas?: Quotas;
   poolSize?: number | null;
+  computeUnits?: number | null;
 }
 
 export interface Page<T> {
@@ -118,6 +122,7 @@ function toRecord(row: any): DatabaseRecord {
     historyRetentionSeconds: row.effective_retention,
     quotas: row.quotas,
     poolSize: row.pool_size,
+    computeUnits: row.compute_units === null ? null : Number(row.compute_units),
     createdAt: row.created_at,
     lastActiveAt: row.last_active_at,
     status: row.status,
@@ -155,8 +160,8 @@ export function mergeState(kept: ProviderState, patch: ProviderState): ProviderS
 
 const INSERT_DATABASE = `
   WITH d AS (
-    INSERT INTO databases (id, partner_id, user_id, name, region, provider, database_name, owner_role, suspend_timeout_seconds, quotas, node_id, history_retention_seconds, pool_size, status)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $14, $15, $16, 'creating') RETURNING created_at,
+    INSERT INTO databases (id, partner_id, user_id, name, region, provider, database_name, owner_role, suspend_timeout_seconds, quotas, node_id, history_retention_seconds, pool_size, compute_units, status)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $14, $15, $16, $17, 'creating') RETURNING created_at,
       COALESCE(history_retention_seconds, (SELECT default_history_retention_seconds FROM partners WHERE id = $2)) AS effective_retention),
   b AS (INSERT INTO branches (id, database_id, name) VALUES ($11, $1, 'main')),
   e AS (INSERT INTO endpoints (id, branch_id) VALUES ($12, $11)),
@@ -213,13 +218,13 @@ export class Databases extends EventEmitter {
         const { rows } = await this.catalog.query(INSERT_DATABASE, [
           ids.databaseId, input.partnerId, input.userId, input.name ?? null, region.id, region.provider.name,
           databaseName, ownerRole, suspendTimeout, quotas, ids.branchId, ids.endpointId, verifier, nodeId, input.historyRetentionSeconds ?? null,
-          input.poolSize ?? null,
+          input.poolSize ?? null, input.computeUnits ?? null,
         ]);
         database = {
           id: ids.databaseId, partnerId: input.partnerId, userId: input.userId, name: input.name ?? null, region: region.id,
           provider: region.provider.name, databaseName, ownerRole, roles: [ownerRole], endpointId: ids.endpointId,
           branchId: ids.branchId, suspendTimeoutSeconds: suspendTimeout, historyRetentionSeconds: rows[0].effective_retention, quotas,
-          poolSize: input.poolSize ?? null,
+          poolSize: input.poolSize ?? null, computeUnits: input.computeUnits ?? null,
           createdAt: rows[0].created_at, lastActiveAt: null, status: 'ready', statusDetail: null,
           nodeId, recordedState: 'suspended',
         };
@@ -231,7 +236,7 @@ export class Databases extends EventEmitter {
 
     const ref: BranchRef = {
       databaseId: database.id, branchId: database.branchId, region: region.id, databaseName, ownerRole, roles: [ownerRole], providerState: {},
-      suspendTimeoutSeconds: suspendTimeout, quotas,
+      suspendTimeoutSeconds: suspendTimeout, quotas, ...(input.computeUnits != null ? { computeUnits: input.computeUnits } : {}),
     };
     try {
       if (nodeId && this.nodes.isRemote({ id: nodeId })) {
@@ -323,6 +328,10 @@ export class Databases extends EventEmitter {
       values.push(changes.poolSize);
       sets.push(`pool_size = $${values.length}`);
     }
+    if (changes.computeUnits !== undefined) {
+      values.push(changes.computeUnits);
+      sets.push(`compute_units = $${values.length}`);
+    }
     if (changes.historyRetentionSeconds !== undefined) {
       values.push(changes.historyRetentionSeconds);
       sets.push(`history_retention_seconds = $${values.length}`);
@@ -332,7 +341,7 @@ export class Databases extends EventEmitter {
       values.push(validateQuotas(changes.quotas));
       sets.push(`quotas = d.quotas || $${values.length}`);
     }
-    const settings = changes.suspendTimeoutSeconds !== undefined || changes.quotas !== undefined;
+    const settings = changes.suspendTimeoutSeconds !== undefined || changes.quotas !== undefined || changes.computeUnits !== undefined;
     if (sets.length) {
       const before = settings ? await this.get(partnerId, id) : undefined;
       if (before && before.status !== 'ready') throw unavailable(before);
@@ -340,13 +349,15 @@ export class Databases extends EventEmitter {
       const effective = await this.catalog.tx(async (c) => {
         const { rows } = await c.query(
           `UPDATE databases d SET ${sets.join(', ')} FROM partners p WHERE d.id = $1 AND d.partner_id = $2 AND p.id = d.partner_id
-           RETURNING p.default_quotas || d.quotas AS effective_quotas, d.suspend_timeout_seconds`,
+           RETURNING p.default_quotas || d.quotas AS effective_quotas, d.suspend_timeout_seconds, d.compute_units::float8`,
           values,
         );
         if (!rows[0]) throw new NotFoundError(`database "${id}" not found`);
         if (route) {
+          const { computeUnits: _, ...ref } = branchRefOf(route);
           await this.regions.get(route.region).provider.updateSettings({
-            ...branchRefOf(route), suspendTimeoutSeconds: rows[0].suspend_timeout_seconds, quotas: rows[0].effective_quotas,
+            ...ref, suspendTimeoutSeconds: rows[0].suspend_timeout_seconds, quotas: rows[0].effective_quotas,
+            ...(rows[0].compute_units !== null ? { computeUnits: rows[0].compute_units } : {}),
           });
         }
         return rows[0].effective_quotas as Quotas;

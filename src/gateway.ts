@@ -7,6 +7,7 @@ import { ensureAdminKey, lockDataDir, prepareDataDir } from './data-dir.ts';
 import { type Logger, createLogger } from './log.ts';
 import { type JwtAuth, openJwtAuth } from './jwt/jwt-auth.ts';
 import { FleetKeys } from './jwt/fleet-keys.ts';
+import { ComputeCgroups, detectCgroups } from './limits/cgroups.ts';
 import { type PgInstall, resolvePgInstall } from './pg/install.ts';
 import { type OsUser, currentUser, isRoot, makeOwnedDir, resolveComputeUser } from './pg/os-user.ts';
 import { chooseRunDir } from './providers/local/layout.ts';
@@ -114,8 +115,10 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
         return !rows[0].superseded;
       },
     });
+    const cgroups = new ComputeCgroups(detectCgroups(config.compute.cgroups));
+    (cgroups.enabled ? log.info.bind(log) : log.warn.bind(log))({ cgroups: cgroups.host.kind, default_compute_units: config.compute.computeUnits }, `compute sizes: ${cgroups.describe()}`);
     const local = new LocalProvider(
-      { dataDir: config.dataDir, runDir, install, user, compute: config.compute, startTimeoutMs: config.wakeTimeoutMs, log },
+      { dataDir: config.dataDir, runDir, install, user, compute: config.compute, cgroups, startTimeoutMs: config.wakeTimeoutMs, log },
       { onComputeExit: (branchId) => computes.computeExited(branchId) },
     );
     cleanups.push(() => local.shutdown());

@@ -15,6 +15,8 @@ export interface DatabaseRoutesOptions {
   publicAddress: PublicAddress;
   /** PGFLEET_HISTORY_RETENTION: in effect where neither the database nor its partner sets one. */
   defaultHistoryRetentionSeconds: number;
+  /** PGFLEET_COMPUTE_UNITS: the size of a database that names none. */
+  defaultComputeUnits: number;
   /** The Postgres version the computes of a region run. */
   postgresVersionOf: (region: string) => string;
 }
@@ -24,7 +26,7 @@ const tags = ['databases'];
 
 /** A partner's routes: its users' databases. Another partner's database answers 404, like a missing one. */
 export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = async (app, opts) => {
-  const { databases, idempotency, publicAddress, defaultHistoryRetentionSeconds, postgresVersionOf } = opts;
+  const { databases, idempotency, publicAddress, defaultHistoryRetentionSeconds, defaultComputeUnits, postgresVersionOf } = opts;
 
   const view = (db: DatabaseRecord): DatabaseView => {
     const compute = databases.stateOf(db);
@@ -45,6 +47,7 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
       history_retention_seconds: db.historyRetentionSeconds ?? defaultHistoryRetentionSeconds,
       quotas: db.quotas,
       pool_size: db.poolSize,
+      compute_units: db.computeUnits ?? defaultComputeUnits,
       pooled_host: `${db.endpointId}${POOLER_SUFFIX}.${publicAddress.domain}`,
       state: db.status === 'ready' ? compute.state : db.status,
       ...(db.status === 'failed' ? { error: unavailableReason(db.id, db.status, db.statusDetail) } : {}),
@@ -91,6 +94,7 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
         historyRetentionSeconds: body.history_retention_seconds,
         quotas: body.quotas,
         poolSize: body.pool_size,
+        computeUnits: body.compute_units,
       });
       const created: DatabaseCreatedView = { ...view(database), ...secrets(database, database.ownerRole, password) };
       return { status: 201, body: created };
@@ -126,9 +130,10 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
       tags, security, params: IdParams, body: DatabaseUpdate, response: { 200: Database, ...errorResponses },
     },
   }, async (req) => {
-    const { name, suspend_timeout_seconds, history_retention_seconds, quotas, pool_size } = req.body;
+    const { name, suspend_timeout_seconds, history_retention_seconds, quotas, pool_size, compute_units } = req.body;
     return view(await databases.update(partnerOf(req), req.params.id, {
       name, suspendTimeoutSeconds: suspend_timeout_seconds, historyRetentionSeconds: history_retention_seconds, quotas, poolSize: pool_size,
+      computeUnits: compute_units,
     }));
   });
 

@@ -19,6 +19,8 @@ export interface BranchRef {
   /** Idle seconds before the compute is suspended; 0 = never. */
   suspendTimeoutSeconds: number;
   quotas: Quotas;
+  /** Compute units (1 CU = 1 CPU, 4 GiB); absent = the gateway's default. */
+  computeUnits?: number;
   /** What the provider asked the catalog to keep for this database/branch (ids at Neon, say). */
   providerState: ProviderState;
 }

@@ -29,6 +29,8 @@ export interface FakeProject {
   suspendTimeoutSeconds: number;
   /** The project's default for new endpoints. */
   defaultSuspendTimeoutSeconds: number;
+  /** The endpoint's autoscaling range (min = max: a fixed size). */
+  computeUnits: [number, number];
   branchId: string;
   endpointId: string;
   host: string;
@@ -70,7 +72,7 @@ export function projectListItemBody(p: FakeProject) {
 export function endpointBody(p: FakeProject) {
   return {
     host: p.host, id: p.endpointId, project_id: p.id, branch_id: p.branchId, region_id: p.regionId,
-    autoscaling_limit_min_cu: 0.25, autoscaling_limit_max_cu: 0.25, type: 'read_write', current_state: p.state,
+    autoscaling_limit_min_cu: p.computeUnits[0], autoscaling_limit_max_cu: p.computeUnits[1], type: 'read_write', current_state: p.state,
     ...(p.pending ? { pending_state: p.pending } : {}),
     pooler_enabled: false, pooler_mode: 'transaction', disabled: false, passwordless_access: false,
     creation_source: 'console', created_at: iso(p.createdAt), updated_at: iso(p.createdAt), settings: {},

@@ -348,6 +348,7 @@ export class FakeNeon {
       id, name: req.name ?? id, regionId: req.region_id ?? 'aws-us-east-2', pgVersion: req.pg_version ?? 17, createdAt: now,
       quota: req.settings?.quota ?? {}, suspendTimeoutSeconds: req.default_endpoint_settings?.suspend_timeout_seconds ?? 0,
       defaultSuspendTimeoutSeconds: req.default_endpoint_settings?.suspend_timeout_seconds ?? 0,
+      computeUnits: [req.default_endpoint_settings?.autoscaling_limit_min_cu ?? 0.25, req.default_endpoint_settings?.autoscaling_limit_max_cu ?? 0.25],
       branchId: `br-${crypto.randomBytes(5).toString('hex')}`, endpointId: `ep-${crypto.randomBytes(5).toString('hex')}`,
       host: `127.0.${Math.floor(n / 250)}.${(n % 250) + 2}`, state: 'init', pending: 'active', startedAt: undefined, suspendedAt: undefined,
       roles: new Map([[owner, { password: crypto.randomBytes(12).toString('base64url'), createdAt: now, updatedAt: now }]]),
@@ -406,6 +407,8 @@ export class FakeNeon {
 
   private updateEndpoint(p: FakeProject, req: any): Answer {
     if (req.suspend_timeout_seconds !== undefined) p.suspendTimeoutSeconds = req.suspend_timeout_seconds;
+    if (req.autoscaling_limit_min_cu !== undefined) p.computeUnits[0] = req.autoscaling_limit_min_cu;
+    if (req.autoscaling_limit_max_cu !== undefined) p.computeUnits[1] = req.autoscaling_limit_max_cu;
     const op = this.operation(p, 'apply_config', async () => {}, true);
     return { status: 200, body: { endpoint: endpointBody(p), operations: [operationBody(op)] } };
   }

@@ -10,6 +10,7 @@ import { type OsUser, currentUser, firstBlockedDir, giveTree, makeOwnedDir } fro
 import { OsUserPool } from '../../pg/os-user-pool.ts';
 import { PostgresServer, SOCKET_PORT, clearPreviousRun, initCluster } from '../../pg/server.ts';
 import type { BranchRef, ComputeAddress, MeteredUsage, Provider, ProviderEvents, ProviderState, UsageSample } from '../provider.ts';
+import { ComputeCgroups } from '../../limits/cgroups.ts';
 import { LocalLayout } from './layout.ts';
 import { directorySize } from './directory-size.ts';
 import { type HistoryEnd, asAdmin, checkpointPosition, markHistoryEnd, walPosition } from './compute-admin.ts';
@@ -43,6 +44,8 @@ export interface LocalProviderOptions {
   /** The OS user of each database's computes (default: a pool of one user per database when root). */
   users?: OsUserPool;
   compute: ComputeSettings;
+  /** Each running compute's cgroup, sized by its compute units (a host without cgroups: none). */
+  cgroups?: ComputeCgroups;
   startTimeoutMs: number;
   log: Logger;
 }
@@ -68,6 +71,9 @@ export class LocalProvider implements Provider {
   readonly postgresVersion: string;
   readonly layout: LocalLayout;
   private readonly servers = new Map<string, PostgresServer>();
+  /** The database of each running compute, to resize all of a database's computes at once. */
+  private readonly databaseOf = new Map<string, string>();
+  readonly cgroups: ComputeCgroups;
   /** Set by the lifecycle once the catalog is open. */
   history: LocalHistoryHooks | undefined;
   branching: Branching | undefined;
@@ -81,6 +87,7 @@ export class LocalProvider implements Provider {
     this.postgresVersion = opts.install.version;
     this.layout = new LocalLayout(opts.dataDir, opts.runDir);
     this.users = opts.users ?? new OsUserPool();
+    this.cgroups = opts.cgroups ?? new ComputeCgroups({ kind: 'none', why: 'not configured' });
     const blocked = firstBlockedDir(opts.dataDir, opts.user);
     if (blocked) {
       throw new ConfigError('PGFLEET_DATA_DIR', `the compute user "${opts.user.name}" cannot enter ${blocked}; pick a data dir it can reach, or run chmod o+x ${blocked}`);
@@ -247,17 +254,20 @@ export class LocalProvider implements Provider {
     });
     await server.start();
     this.servers.set(ref.branchId, server);
+    this.databaseOf.set(ref.branchId, ref.databaseId);
     server.on('exit', (code, signal) => {
-      this.servers.delete(ref.branchId);
+      this.forget(ref.branchId);
       this.opts.log.warn({ branch: ref.branchId, code, signal }, 'compute exited unexpectedly');
       this.events.onComputeExit?.(ref.branchId, `exit code ${code}, signal ${signal}`);
     });
     try {
+      this.cgroups.place(ref.branchId, server.pid!, this.computeUnitsOf(ref));
       // WAL of pgfleet's own setup (the database copied from template1) is not the tenant's.
       if (await this.applySpecIfChanged(ref, server)) this.walAtStart.set(ref.branchId, await walPosition(server.opts.socketDir, SOCKET_PORT));
     } catch (err) {
       this.servers.delete(ref.branchId);
       await server.stop();
+      this.forget(ref.branchId);
       throw err;
     }
     return { kind: 'unix', socketPath: server.socketPath() };
@@ -275,8 +285,26 @@ export class LocalProvider implements Provider {
     return true;
   }
 
-  /** pgfleet itself enforces suspend timeouts and quotas of local computes: nothing to apply here. */
-  async updateSettings(): Promise<void> {}
+  private computeUnitsOf(ref: BranchRef): number {
+    return ref.computeUnits ?? this.opts.compute.computeUnits;
+  }
+
+  /** A compute that stopped: its cgroup goes. */
+  private forget(branchId: string): void {
+    this.servers.delete(branchId);
+    this.databaseOf.delete(branchId);
+    this.cgroups.remove(branchId);
+  }
+
+  /**
+   * pgfleet itself enforces suspend timeouts and quotas of local computes; a new size applies at
+   * once to the database's running computes (their cgroups), and to the others at their start.
+   */
+  async updateSettings(ref: BranchRef): Promise<void> {
+    for (const [branchId, databaseId] of this.databaseOf) {
+      if (databaseId === ref.databaseId && this.servers.get(branchId)?.running) this.cgroups.resize(branchId, this.computeUnitsOf(ref));
+    }
+  }
 
   async syncRoles(ref: BranchRef): Promise<ProviderState> {
     this.writeSpec(ref);
@@ -309,6 +337,7 @@ export class LocalProvider implements Provider {
     });
     this.servers.delete(ref.branchId);
     await server.stop('fast');
+    this.forget(ref.branchId);
     if (!end) return;
     fs.writeFileSync(path.join(this.branchDir(ref), HISTORY_END_FILE), JSON.stringify(end));
     await this.history?.stopped(ref, end).catch((err) => this.opts.log.warn({ branch: ref.branchId, err: String(err) }, 'base backup after stop failed'));
@@ -339,6 +368,7 @@ export class LocalProvider implements Provider {
     const server = this.servers.get(ref.branchId);
     this.servers.delete(ref.branchId);
     await server?.stop('fast');
+    this.forget(ref.branchId);
     fs.rmSync(this.branchDir(ref), { recursive: true, force: true });
     fs.rmSync(this.layout.socketDir(ref.branchId), { recursive: true, force: true });
     const dbDir = this.layout.databaseDir(ref.region, ref.databaseId);
@@ -366,7 +396,9 @@ export class LocalProvider implements Provider {
 
   async shutdown(): Promise<void> {
     const all = [...this.servers.values()];
+    const branches = [...this.servers.keys()];
     this.servers.clear();
     await Promise.all(all.map((s) => s.stop('fast')));
+    for (const branchId of branches) this.forget(branchId);
   }
 }

@@ -45,6 +45,10 @@ const CONSUMPTION_METRICS = {
 
 const HOUR = 3_600_000;
 
+/** A database's compute units as a fixed Neon autoscaling range; none named = Neon's own default. */
+const neonComputeSize = (ref: BranchRef) =>
+  ref.computeUnits === undefined ? {} : { autoscaling_limit_min_cu: ref.computeUnits, autoscaling_limit_max_cu: ref.computeUnits };
+
 /**
  * One Neon project per database: created with the database's region, Postgres version,
  * suspend timeout and quotas; woken by starting its endpoint; deleted with the project.
@@ -101,7 +105,7 @@ export class NeonProvider implements Provider {
             region_id: region.regionId,
             pg_version: region.pgVersion,
             ...(region.orgId ? { org_id: region.orgId } : {}),
-            default_endpoint_settings: { suspend_timeout_seconds: neonSuspendTimeout(ref.suspendTimeoutSeconds) },
+            default_endpoint_settings: { suspend_timeout_seconds: neonSuspendTimeout(ref.suspendTimeoutSeconds), ...neonComputeSize(ref) },
             settings: { quota: neonQuota(ref.quotas) },
             branch: { name: 'main', role_name: ref.ownerRole, database_name: ref.databaseName },
           },
@@ -167,7 +171,7 @@ export class NeonProvider implements Provider {
       project: { default_endpoint_settings: { suspend_timeout_seconds: suspend }, settings: { quota: neonQuota(ref.quotas) } },
     }], deadline);
     await this.wait(s, project.operations, deadline, `updating Neon project ${s.projectId}`);
-    const endpoint = await this.api.call('updateProjectEndpoint', [s.projectId, s.endpointId, { endpoint: { suspend_timeout_seconds: suspend } }], deadline);
+    const endpoint = await this.api.call('updateProjectEndpoint', [s.projectId, s.endpointId, { endpoint: { suspend_timeout_seconds: suspend, ...neonComputeSize(ref) } }], deadline);
     await this.wait(s, endpoint.operations, deadline, `updating Neon endpoint ${s.endpointId}`);
   }
 
