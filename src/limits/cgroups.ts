@@ -178,6 +178,35 @@ export class ComputeCgroups {
     }
   }
 
+  /** The processes in a compute's group now. */
+  processesOf(name: string): number[] {
+    const [dir] = this.dirsOf(name);
+    const text = dir ? readText(path.join(dir, 'cgroup.procs')) : undefined;
+    return text ? text.split('\n').map(Number) : [];
+  }
+
+  /**
+   * Ends what is left in a compute's group before it starts again: the backends of a postmaster
+   * that died (kill -9, OOM) linger attached to its shared memory and a new postmaster would
+   * refuse to start. They get SIGQUIT, as their postmaster would have sent, then SIGKILL.
+   */
+  async drain(name: string, timeoutMs = 5000): Promise<void> {
+    for (const signal of ['SIGQUIT', 'SIGKILL'] as const) {
+      const left = this.processesOf(name);
+      if (left.length === 0) return;
+      for (const pid of left) {
+        try {
+          process.kill(pid, signal);
+        } catch {
+          // already gone
+        }
+      }
+      for (const deadline = Date.now() + timeoutMs; this.processesOf(name).length && Date.now() < deadline;) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+  }
+
   /** Removes a stopped compute's group (a group with processes left is kept: rmdir refuses it). */
   remove(name: string): void {
     for (const dir of this.dirsOf(name)) {

@@ -242,6 +242,7 @@ export class LocalProvider implements Provider {
     fs.rmSync(path.join(dir, HISTORY_END_FILE), { force: true });
     makeOwnedDir(path.join(dir, ARCHIVE_DIR), user);
     this.walAtStart.set(ref.branchId, checkpointPosition(pgdata));
+    await this.cgroups.drain(ref.branchId);
     const server = new PostgresServer({
       install: this.opts.install,
       user,
