@@ -241,8 +241,8 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
 const CATALOG_OS_USER = 'pgfleet_catalog';
 
 /** Says at start how far tenants are kept apart at the OS level, and what is lost when not root. */
-function announceIsolation(log: Logger): void {
-  if (isRoot()) {
+export function announceIsolation(log: Logger, root = isRoot()): void {
+  if (root) {
     log.info({ catalog_user: CATALOG_OS_USER, compute_users: 'pgfleet_db<N>, one per database' },
       'OS isolation: the catalog and each database run as OS users of their own; only pgfleet may connect to their sockets');
     return;

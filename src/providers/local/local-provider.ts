@@ -383,7 +383,7 @@ export class LocalProvider implements Provider {
 
   async sample(ref: BranchRef): Promise<UsageSample> {
     const server = this.servers.get(ref.branchId);
-    // The data directory, the WAL archive and the base backups (files shared by hard links count in each branch).
+    // The data directory, the WAL archive and the base backups (a file shared by hard links counts its share in each branch).
     const storageBytes = await directorySize(this.branchDir(ref));
     if (!server?.running) return { storageBytes };
     return { storageBytes, walBytes: await walPosition(server.opts.socketDir, SOCKET_PORT), walBytesAtStart: this.walAtStart.get(ref.branchId) };
