@@ -3,14 +3,30 @@
  * and through PgBouncer in session mode, all in one run against the same compute.
  *
  *   npx tsx bench/proxy.ts      (BENCH_SECONDS=5 per run, BENCH_ROUNDS=3 rounds; medians are printed)
+ *   BENCH_PROFILE=1 npx tsx bench/proxy.ts   also writes proxy-<mode>.cpuprofile (the gateway's CPU
+ *                                            during the first pgfleet run of each mode; open in Chrome
+ *                                            DevTools) and prints the functions with the most self time
  *
  * pgfleet and PgBouncer both take TLS (sslmode=require) and SCRAM from pgbench over TCP and
  * reach the compute over its Unix socket; "direct" is pgbench on that Unix socket. Targets take
  * turns within each round, so that load from elsewhere on the host falls on all of them alike.
  * CPU per transaction of each proxy process shows where its time goes. A second pgfleet listener
  * with metering off (no usage, no quota checks) on the same core gives the cost of metering.
+ *
+ * Where the time goes (BENCH_PROFILE=1, 2 cores, load average 3.6, 2026-11-24):
+ *  - relay, -S 16 clients: 59% of the gateway's samples are in `writeBuffer` (native: the TLS
+ *    record is encrypted and written in the same call, one per chunk relayed), 31% idle, GC 1.6%;
+ *    pgfleet's own JavaScript (relay, metering) is under 1%. What is left to win is fewer, larger
+ *    TLS records and writes per round trip, not less JavaScript.
+ *  - connect, -S -C 4 clients: the gateway is idle 61% of the time; the rest is spread over TLS
+ *    writes (14%), connect/writev syscalls and small JavaScript frames. Each pgfleet connection
+ *    starts a new backend on the compute (fork + authentication) where PgBouncer in session mode
+ *    hands the client a server connection it already holds: its "-C" rate is TLS + SCRAM only.
+ *    Closing that gap needs warm backends kept per (branch, role, database), reset between
+ *    clients as PgBouncer's server_reset_query does; not built yet.
  */
 import fs from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { startProxy } from '../proxy/server.ts';
@@ -44,6 +60,37 @@ async function pgbench(conninfo: string, args: string[], env: Record<string, str
   const transactions = Number(/actually processed: (\d+)/.exec(stdout)?.[1]);
   const cpuUsPerTx = cpuOf ? ((cpuOf() - cpu0!) * 1e6) / transactions : undefined;
   return { tps, latencyMs, cpuUsPerTx };
+}
+
+const PROFILE = process.env.BENCH_PROFILE === '1';
+
+interface ProfileNode { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount?: number }
+
+/** Runs fn under the V8 CPU profiler; writes `<name>.cpuprofile` and prints the top functions by self time. */
+async function profiled<T>(name: string, fn: () => Promise<T>): Promise<T> {
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  try {
+    return await fn();
+  } finally {
+    const { profile } = await session.post('Profiler.stop');
+    session.disconnect();
+    const file = `proxy-${name.replace(/[^a-z0-9]+/gi, '-').replace(/^-|-$/g, '')}.cpuprofile`;
+    fs.writeFileSync(file, JSON.stringify(profile));
+    const nodes = profile.nodes as ProfileNode[];
+    const total = nodes.reduce((a, n) => a + (n.hitCount ?? 0), 0);
+    const bySelf = new Map<string, number>();
+    for (const n of nodes) {
+      const where = `${n.callFrame.functionName || '(anonymous)'} ${n.callFrame.url.replace(/^.*\/(node_modules\/)?/, '')}:${n.callFrame.lineNumber + 1}`;
+      bySelf.set(where, (bySelf.get(where) ?? 0) + (n.hitCount ?? 0));
+    }
+    console.log(`\n${file}: top self time of ${total} samples`);
+    for (const [where, hits] of [...bySelf].sort((a, b) => b[1] - a[1]).slice(0, 15)) {
+      console.log(`  ${((100 * hits) / total).toFixed(1).padStart(5)}%  ${where}`);
+    }
+  }
 }
 
 const median = (xs: number[]) => percentile(xs, 50);
@@ -96,7 +143,8 @@ try {
     const runs: Record<string, Result[]> = {};
     for (let round = 0; round < ROUNDS; round++) {
       for (const [name, conninfo] of Object.entries(targets)) {
-        (runs[name] ??= []).push(await pgbench(conninfo, args, env, cpuOf[name]));
+        const run = () => pgbench(conninfo, args, env, cpuOf[name]);
+        (runs[name] ??= []).push(await (PROFILE && round === 0 && name === 'pgfleet' ? profiled(mode, run) : run()));
       }
     }
     results[mode] = Object.fromEntries(Object.entries(runs).map(([name, rs]) => [name, medianResult(rs)]));
