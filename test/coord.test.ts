@@ -3,7 +3,8 @@ import t from 'tap';
 import type { Message } from '../src/coord/coordinator.ts';
 import { MemoryCoordinator } from '../src/coord/memory-coordinator.ts';
 import { RedisCoordinator } from '../src/coord/redis-coordinator.ts';
-import { type RedisServer, startRedis, until } from './redis-server.ts';
+import { until } from './helpers.ts';
+import { type RedisServer, startRedis } from './redis-server.ts';
 
 const log = pino({ level: 'silent' });
 
@@ -19,7 +20,7 @@ t.test('memory coordinator: windows, held values, shares, a lock with a lease an
   const first = await c.tryLock('wake:x', 100);
   t.ok(first);
   t.equal(await c.tryLock('wake:x', 100), undefined, 'held');
-  await until(async () => !(await first!.stillHeld()), 'the lease to end');
+  await until('the lease to end', async () => !(await first!.stillHeld()));
   const second = await c.tryLock('wake:x', 100);
   t.ok(second && second.token > first!.token, 'the next holder has a larger token');
   await first!.release();
@@ -63,7 +64,7 @@ t.test('redis coordinator: two gateways share counters, keys, shares, locks and 
   t.ok(held, 'A takes the wake lock');
   t.equal(await b.tryLock('wake:br1', 300), undefined, 'B waits while A holds it');
   // A "dies" holding it: nobody releases; the lease ends and B takes over with a larger token.
-  await until(async () => (await b.tryLock('wake:br1', 5000).then(async (l) => {
+  await until('the lease of a dead holder to end', async () => (await b.tryLock('wake:br1', 5000).then(async (l) => {
     if (l) {
       t.ok(l.token > held!.token, 'fencing: the new holder\'s token is larger');
       await held!.release(); // the stale holder's release must not free B's lock
@@ -72,21 +73,21 @@ t.test('redis coordinator: two gateways share counters, keys, shares, locks and 
       await l.release();
     }
     return l !== undefined;
-  })), 'the lease of a dead holder to end');
+  })));
 
   const heard: Message[] = [];
   b.subscribe('invalidate', (m) => heard.push(m));
   let bResynced = false;
   b.onReconnect(() => (bResynced = true));
-  await until(async () => {
+  await until('B to hear A', async () => {
     await a.publish('invalidate', { type: 'ping' });
     return heard.length > 0;
-  }, 'B to hear A');
+  });
   heard.length = 0;
 
   // Redis goes away: calls answer from each gateway's own view, at once.
   await redis.kill();
-  await until(() => (a as unknown as { redis: { status: string } }).redis.status !== 'ready', 'A to see Redis gone');
+  await until('A to see Redis gone', () => (a as unknown as { redis: { status: string } }).redis.status !== 'ready');
   const started = Date.now();
   t.equal((await a.increment('auth:a:5.6.7.8', 60_000)).count, 1, 'counting goes on per gateway');
   t.ok(await a.tryLock('wake:br2', 1000), 'locks are per gateway while Redis is down');
@@ -97,10 +98,10 @@ t.test('redis coordinator: two gateways share counters, keys, shares, locks and 
 
   // Redis comes back empty: held keys and shares are put again, the queued message goes out.
   await redis.start();
-  await until(async () => (await c.lookup('cancel:42')) === 'gw-a 99', 'A\'s cancel key back in Redis', 20_000);
-  await until(async () => (await c.total('sessions:db1')) === 2, 'A\'s share back in Redis', 20_000);
+  await until('A\'s cancel key back in Redis', async () => (await c.lookup('cancel:42')) === 'gw-a 99', 20_000);
+  await until('A\'s share back in Redis', async () => (await c.total('sessions:db1')) === 2, 20_000);
   // B was cut off too: it hears the queued message, or at least knows it may have missed some.
-  await until(() => bResynced || heard.some((m) => m.type === 'while-down'), 'B to hear the message sent while Redis was down, or resync', 20_000);
+  await until('B to hear the message sent while Redis was down, or resync', () => bResynced || heard.some((m) => m.type === 'while-down'), 20_000);
   const again = await b.tryLock('wake:after', 1000);
   t.ok(again, 'locks work again');
   const tokenAfter = again!.token;

@@ -11,7 +11,7 @@ import t from 'tap';
 import { serialize } from 'pg-protocol';
 import { ADMIN_KEY, type Fleet, type GatewayProcess, call, startFleet } from './fleet/topology.ts';
 import { psql, psqlError } from './proxy-helpers.ts';
-import { until } from './redis-server.ts';
+import { until } from './helpers.ts';
 
 interface Db {
   id: string;
@@ -118,7 +118,7 @@ t.test('a CancelRequest landing on any gateway cancels a query relayed by anothe
   for (const [door, port] of [...others.map((g) => [g.name, g.proxyPort] as const), ['haproxy', fleet.lb.proxyPort] as const]) {
     const c = await client(db, relay!.proxyPort);
     const sleeping = c.query('SELECT pg_sleep(60)');
-    await until(async () => (await psql(sni(db, relay!.proxyPort), `SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)' AND state = 'active'`)) === '1', 'the query to run');
+    await until('the query to run', async () => (await psql(sni(db, relay!.proxyPort), `SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)' AND state = 'active'`)) === '1');
     await sendCancel(port, (c as unknown as { processID: number }).processID, (c as unknown as { secretKey: number }).secretKey);
     await t.rejects(sleeping, { code: '57014' }, `a session relayed by ${relay!.name} (compute on ${db.node}) is cancelled through ${door}`);
     await c.end();
@@ -148,7 +148,7 @@ t.test('max_connections counts sessions on every gateway', async (t) => {
   const b = await client(db, g2.proxyPort);
   t.match(await sqlstateOf(sni(db, g3.proxyPort)), /max_connections limit of 2/, 'a third session on g3 is refused');
   await a.end();
-  await until(async () => psql(sni(db, g3.proxyPort), 'SELECT 1').then(() => true, () => false), 'a slot to free up');
+  await until('a slot to free up', async () => psql(sni(db, g3.proxyPort), 'SELECT 1').then(() => true, () => false));
   await b.end();
 });
 
@@ -169,7 +169,7 @@ t.test('changes made through one gateway hold on the others at once', async (t) 
 
   // Usage through two gateways, then a quota lowered through a third: refused everywhere at once.
   await psql(sni(db, connectDoor.proxyPort), `SELECT repeat('x', 100000)`);
-  await until(async () => (await catalog.query(`SELECT 1 FROM usage WHERE database_id = $1 AND metric = 'data_transfer_bytes'`, [db.id])).rowCount! > 0, 'usage flushed');
+  await until('usage flushed', async () => (await catalog.query(`SELECT 1 FROM usage WHERE database_id = $1 AND metric = 'data_transfer_bytes'`, [db.id])).rowCount! > 0);
   t.equal((await call(apiDoor.apiUrl, 'PATCH', `/v1/databases/${db.id}`, partnerKey, { quotas: { data_transfer_bytes: 1000 } })).status, 200);
   for (const [door, port] of ports()) t.match(await psqlError(sni(db, port)), /data_transfer_bytes monthly limit of 1000/, `a lowered quota refuses via ${door}`);
   t.equal((await call(connectDoor.apiUrl, 'PATCH', `/v1/databases/${db.id}`, partnerKey, { quotas: { data_transfer_bytes: null } })).status, 200);
@@ -179,7 +179,7 @@ t.test('changes made through one gateway hold on the others at once', async (t) 
   const capped = await createDb(g1.apiUrl, { quotas: { data_transfer_bytes: 50_000 } });
   const [first, second] = otherThan(capped.node) as [GatewayProcess, GatewayProcess];
   await psql(sni(capped, first.proxyPort), `SELECT repeat('x', 100000)`);
-  await until(async () => (await fleet.redisGet(`pgfleet:quota:${capped.id}`)) !== null, 'the used-up quota to be flagged in Redis', 10_000);
+  await until('the used-up quota to be flagged in Redis', async () => (await fleet.redisGet(`pgfleet:quota:${capped.id}`)) !== null, 10_000);
   t.match(await psqlError(sni(capped, second.proxyPort)), /data_transfer_bytes monthly limit of 50000/, 'refused on another gateway');
 
   // Suspend and wake asked of a gateway that does not own the data: the owning node does it.
@@ -187,7 +187,7 @@ t.test('changes made through one gateway hold on the others at once', async (t) 
   const suspended = await call(connectDoor.apiUrl, 'GET', `/v1/databases/${db.id}`, partnerKey);
   t.equal(suspended.body.state, 'suspended', 'suspended on its node, as any gateway reports');
   t.equal((await call(connectDoor.apiUrl, 'POST', `/v1/databases/${db.id}/wake`, partnerKey)).status, 200);
-  await until(async () => (await call(apiDoor.apiUrl, 'GET', `/v1/databases/${db.id}`, partnerKey)).body.state === 'running', 'the state to be running');
+  await until('the state to be running', async () => (await call(apiDoor.apiUrl, 'GET', `/v1/databases/${db.id}`, partnerKey)).body.state === 'running');
 
   // A deleted database: no gateway routes to it, and its node removed its data.
   const owner = gatewayOf(db.node);
@@ -230,10 +230,10 @@ t.test('usage relayed by several gateways adds up exactly', async (t) => {
   };
   const query = `SELECT repeat('x', 200000)`;
   await psql(sni(db, g1.proxyPort), query);
-  await until(async () => (await egress()) > 0, 'the first session flushed');
+  await until('the first session flushed', async () => (await egress()) > 0);
   const one = await egress();
   await Promise.all(fleet.gateways.map((g) => psql(sni(db, g.proxyPort), query)));
-  await until(async () => (await egress()) >= 4 * one, 'every gateway flushed', 15_000);
+  await until('every gateway flushed', async () => (await egress()) >= 4 * one, 15_000);
   t.equal(await egress(), 4 * one, `four identical sessions over three gateways: exactly 4 × ${one} bytes`);
 });
 
@@ -254,10 +254,10 @@ t.test('Redis down and back: open sessions stay, new ones connect, nothing commi
   await fleet.redis.start(); // empty: no persistence
   // Each gateway puts its cancel keys and session shares back within a heartbeat.
   const sleeping = open.query('SELECT pg_sleep(60)');
-  await until(async () => {
+  await until('a cancel through another gateway once Redis is back', async () => {
     await sendCancel(other.proxyPort, (open as unknown as { processID: number }).processID, (open as unknown as { secretKey: number }).secretKey);
     return Promise.race([sleeping.then(() => false, () => true), new Promise<boolean>((r) => setTimeout(() => r(false), 300))]);
-  }, 'a cancel through another gateway once Redis is back', 30_000);
+  }, 30_000);
   await t.rejects(sleeping, { code: '57014' }, 'cancelled through another gateway after Redis came back empty');
   t.same((await open.query('SELECT count(*)::int AS n FROM kept')).rows, [{ n: 2 }], 'the session that lived through it still works');
   await open.end();

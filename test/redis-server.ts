@@ -50,12 +50,3 @@ export async function startRedis(): Promise<RedisServer> {
   await server.start();
   return server;
 }
-
-/** Polls until check() is true (no fixed sleeps in tests). */
-export async function until(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}

@@ -15,7 +15,8 @@ import { resolveComputeUser } from '../../src/pg/os-user.ts';
 import { loadTlsIdentity } from '../../proxy/tls-certs.ts';
 import { postmastersUnder, repoRoot, tmpDataDir } from '../helpers.ts';
 import { freePort } from '../proxy-helpers.ts';
-import { type RedisServer, startRedis, until } from '../redis-server.ts';
+import { until } from '../helpers.ts';
+import { type RedisServer, startRedis } from '../redis-server.ts';
 
 export const ADMIN_KEY = 'fleet-admin-key-0123456789';
 
@@ -77,14 +78,14 @@ export function haproxyConfig(lb: { proxyPort: number; apiPort: number }, gatewa
 }
 
 async function waitReady(url: string, child: ChildProcess, log: string): Promise<void> {
-  await until(async () => {
+  await until(`${url} to be ready`, async () => {
     if (child.exitCode !== null) throw new Error(`gateway exited with ${child.exitCode}: ${fs.readFileSync(log, 'utf8').slice(-2000)}`);
     try {
       return (await fetch(`${url}/readyz`)).ok;
     } catch {
       return false;
     }
-  }, `${url} to be ready`, 120_000);
+  }, 120_000);
 }
 
 export interface FleetOptions {
@@ -151,12 +152,12 @@ export async function startFleet(opts: FleetOptions = {}): Promise<Fleet> {
           });
           fs.closeSync(out);
           let ready: { api: string; proxy_port: number } | undefined;
-          await until(() => {
+          await until(`${name} to start`, () => {
             if (g.child.exitCode !== null) throw new Error(`${name} exited with ${g.child.exitCode}: ${fs.readFileSync(log, 'utf8').slice(offset).slice(-2000)}`);
             const line = fs.readFileSync(log, 'utf8').slice(offset).split('\n').find((l) => l.includes('"pgfleet is ready"'));
             if (line) ready = JSON.parse(line);
             return ready !== undefined;
-          }, `${name} to start`, 120_000);
+          }, 120_000);
           g.apiUrl = ready!.api;
           g.apiPort = Number(new URL(g.apiUrl).port);
           g.proxyPort = ready!.proxy_port;
@@ -212,10 +213,10 @@ export async function startFleet(opts: FleetOptions = {}): Promise<Fleet> {
         haproxy.kill('SIGTERM');
       });
       try {
-        await until(async () => {
+        await until('haproxy to answer', async () => {
           if (haproxy.exitCode !== null) throw new Error(`haproxy exited: ${haproxyErr}`);
           return fetch(`${lbApi}/readyz`).then((r) => r.ok, () => false);
-        }, 'haproxy to answer');
+        });
         stops.push(stopHaproxy);
         break;
       } catch (err) {
