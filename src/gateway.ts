@@ -34,6 +34,7 @@ import type { Lease } from './computes.ts';
 import { nodeKey } from './nodes/node-link.ts';
 import { startNodeListener } from './nodes/node-listener.ts';
 import { Nodes } from './nodes/nodes.ts';
+import { Periodic } from './periodic.ts';
 
 // How often owed provider deletions are looked at (each has its own backoff).
 const DELETION_RETRY_TICK_MS = 5_000;
@@ -189,15 +190,9 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     local.branching = localBranching;
     // Before anything is served: interrupted restores put back, half-made branches removed.
     await branches.recoverInterrupted();
-    let upkeepRun: Promise<void> | undefined;
-    const upkeep = setInterval(() => {
-      upkeepRun ??= branches.upkeep().catch((err) => log.warn({ err: String(err) }, 'history upkeep failed')).finally(() => (upkeepRun = undefined));
-    }, config.history.upkeepIntervalMs);
-    upkeep.unref();
-    cleanups.push(async () => {
-      clearInterval(upkeep);
-      await upkeepRun;
-    });
+    const upkeep = new Periodic(() => branches.upkeep(), (err) => log.warn({ err: String(err) }, 'history upkeep failed'));
+    upkeep.start(config.history.upkeepIntervalMs);
+    cleanups.push(() => upkeep.stop());
     const reconciler = new Reconciler(catalog, regions, databases, deletions, syncMetrics, log.child({ part: 'reconcile' }), {
       orphanGraceMs: config.neon.orphanGraceMs,
       // A create gives up after its operation timeout (twice, with its queueing): later, its gateway is gone.

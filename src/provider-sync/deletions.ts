@@ -4,6 +4,7 @@ import type { Catalog } from '../catalog/catalog.ts';
 import type { BranchRef } from '../providers/provider.ts';
 import type { Regions } from '../regions.ts';
 import type { SyncMetrics } from './metrics.ts';
+import { Periodic } from '../periodic.ts';
 
 /** A deleted database whose provider resources are not yet confirmed gone. */
 export interface PendingDeletion {
@@ -38,8 +39,7 @@ export async function recordDeletion(c: pg.PoolClient, databaseId: string, regio
  * whichever gateway takes the row first (SKIP LOCKED), and counted in metrics.
  */
 export class ProviderDeletions {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<unknown> | undefined;
+  private readonly retries = new Periodic(() => this.retryDue(), (err) => this.log.warn({ err: err.message }, 'retrying provider deletions failed'));
 
   constructor(
     private readonly catalog: Catalog,
@@ -99,17 +99,10 @@ export class ProviderDeletions {
 
   /** Retries due deletions every intervalMs until stop(). */
   start(intervalMs: number): void {
-    this.timer = setInterval(() => {
-      if (this.running) return;
-      this.running = this.retryDue()
-        .catch((err) => this.log.warn({ err: (err as Error).message }, 'retrying provider deletions failed'))
-        .finally(() => { this.running = undefined; });
-    }, intervalMs);
-    this.timer.unref();
+    this.retries.start(intervalMs);
   }
 
-  async stop(): Promise<void> {
-    clearInterval(this.timer);
-    await this.running;
+  stop(): Promise<void> {
+    return this.retries.stop();
   }
 }

@@ -5,6 +5,7 @@ import type { Databases } from '../databases.ts';
 import type { Region, Regions } from '../regions.ts';
 import type { PendingDeletion, ProviderDeletions } from './deletions.ts';
 import type { SyncMetrics } from './metrics.ts';
+import { Periodic } from '../periodic.ts';
 
 export interface ReconcileOptions {
   /** An orphan is deleted once reconciliation has seen it for this long. */
@@ -52,8 +53,13 @@ const RECONCILE_LOCK = 0x70676632;
  * ready databases whose resource is gone are marked failed, so they are not served as healthy.
  */
 export class Reconciler {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<unknown> | undefined;
+  /** What the next pass does beyond the usual: the first may resume every unfinished create. */
+  private nextPass: { resumeAllCreates?: boolean } = {};
+  private readonly passes = new Periodic(() => {
+    const opts = this.nextPass;
+    this.nextPass = {};
+    return this.run(opts);
+  }, (err) => this.log.warn({ err: err.message }, 'reconciliation pass failed'));
 
   constructor(
     private readonly catalog: Catalog,
@@ -183,20 +189,12 @@ export class Reconciler {
 
   /** A pass now, then every intervalMs (0: none after the first) until stop(). */
   start(intervalMs: number, first: { resumeAllCreates?: boolean } = {}): void {
-    const pass = (opts: { resumeAllCreates?: boolean }) => {
-      if (this.running) return;
-      this.running = this.run(opts)
-        .catch((err) => this.log.warn({ err: (err as Error).message }, 'reconciliation pass failed'))
-        .finally(() => { this.running = undefined; });
-    };
-    pass(first);
-    if (intervalMs <= 0) return;
-    this.timer = setInterval(() => pass({}), intervalMs);
-    this.timer.unref();
+    this.nextPass = first;
+    this.passes.runNow();
+    if (intervalMs > 0) this.passes.start(intervalMs);
   }
 
-  async stop(): Promise<void> {
-    clearInterval(this.timer);
-    await this.running;
+  stop(): Promise<void> {
+    return this.passes.stop();
   }
 }
