@@ -1,34 +1,18 @@
 // kill -9 of pgfleet during a restore and during a branch creation: after a restart, the catalog and the files agree.
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import t from 'tap';
 import { startGateway } from '../main.ts';
 import { loadConfig } from '../src/config.ts';
-import { postmastersUnder, repoRoot, tmpDataDir, until } from './helpers.ts';
+import { postmastersUnder, startProcess, tmpDataDir, until } from './helpers.ts';
 
 const ADMIN_KEY = 'test-admin-key-0123456789';
 const env = (dataDir: string) => ({
   PGFLEET_DATA_DIR: dataDir, PGFLEET_API_PORT: '0', PGFLEET_PROXY_PORT: '0', PGFLEET_LOG_LEVEL: 'info', PGFLEET_ADMIN_KEY: ADMIN_KEY,
 });
 
-/** `pgfleet start` in its own process; resolves with its API URL and proxy port once it is ready. */
-async function startProcess(dataDir: string): Promise<{ child: ChildProcess; api: string; proxyPort: number }> {
-  const child = spawn(process.execPath, [path.join(repoRoot, 'bin', 'pgfleet.js'), 'start'], {
-    env: { ...process.env, ...env(dataDir) },
-    stdio: ['ignore', 'pipe', 'ignore'],
-  });
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    child.stdout!.on('data', (d) => {
-      buf += d;
-      const ready = buf.split('\n').map((l) => (l.startsWith('{') ? JSON.parse(l) : {})).find((l) => l.msg === 'pgfleet is ready');
-      if (ready) resolve({ child, api: ready.api, proxyPort: ready.proxy_port });
-    });
-    child.once('exit', (code) => reject(new Error(`pgfleet exited early with ${code}`)));
-  });
-}
 
 
 const kill9 = (child: ChildProcess) => new Promise((resolve) => {
@@ -42,7 +26,7 @@ const recovering = (databaseDir: string) => fs.existsSync(databaseDir) &&
 
 t.test('kill -9 during a restore and during a branch creation', async (t) => {
   const dataDir = tmpDataDir();
-  let gw = await startProcess(dataDir);
+  let gw = await startProcess(env(dataDir));
   t.teardown(async () => {
     if (gw.child.exitCode === null && gw.child.signalCode === null) await kill9(gw.child);
     fs.rmSync(dataDir, { recursive: true, force: true });
@@ -75,7 +59,7 @@ t.test('kill -9 during a restore and during a branch creation', async (t) => {
   void call('POST', `/v1/databases/${db.id}/restore`, key, { at }).catch(() => {});
   await until('the restore to recover its staged copy', () => recovering(databaseDir), 120_000, 5);
   await kill9(gw.child);
-  gw = await startProcess(dataDir);
+  gw = await startProcess(env(dataDir));
   let list = (await call('GET', `/v1/databases/${db.id}/branches`, key)).body.branches;
   t.same(list.map((b: any) => b.name), ['main'], 'no half-made _before_ branch is listed');
   t.same(await rows(gw.proxyPort), [1, 2], 'main kept all its data');

@@ -1,3 +1,4 @@
+import { type ChildProcess, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -70,4 +71,21 @@ export async function until(what: string, check: () => boolean | Promise<boolean
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
+}
+
+/** `pgfleet start` in its own process with env added; resolves with its API URL and proxy port once it is ready. */
+export async function startProcess(env: Record<string, string>): Promise<{ child: ChildProcess; api: string; proxyPort: number }> {
+  const child = spawn(process.execPath, [path.join(repoRoot, 'bin', 'pgfleet.js'), 'start'], {
+    env: { ...process.env, PGFLEET_LOG_FORMAT: 'json', ...env },
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    child.stdout!.on('data', (d) => {
+      buf += d;
+      const ready = buf.split('\n').map((l) => (l.startsWith('{') ? JSON.parse(l) : {})).find((l) => l.msg === 'pgfleet is ready');
+      if (ready) resolve({ child, api: ready.api, proxyPort: ready.proxy_port });
+    });
+    child.once('exit', (code) => reject(new Error(`pgfleet exited early with ${code}`)));
+  });
 }

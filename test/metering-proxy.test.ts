@@ -1,11 +1,9 @@
 // Metering and quotas as end developers and billing meet them: through the proxy and the API.
-import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import path from 'node:path';
 import pg from 'pg';
 import t from 'tap';
 import { ADMIN_KEY, startApi } from './api-client.ts';
-import { repoRoot, tmpDataDir } from './helpers.ts';
+import { startProcess, tmpDataDir } from './helpers.ts';
 
 const settle = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -74,26 +72,10 @@ t.test('data transfer counts the bytes relayed; quotas block with their SQLSTATE
   t.match(timeUp?.message, /compute_time_seconds monthly limit of 1/);
 });
 
-/** `pgfleet start` in its own process; resolves with its ports once it is ready. */
-async function startProcess(dataDir: string): Promise<{ child: ChildProcess; api: string; proxyPort: number }> {
-  const child = spawn(process.execPath, [path.join(repoRoot, 'bin', 'pgfleet.js'), 'start'], {
-    env: { ...process.env, PGFLEET_DATA_DIR: dataDir, PGFLEET_API_PORT: '0', PGFLEET_PROXY_PORT: '0', PGFLEET_LOG_LEVEL: 'info', PGFLEET_ADMIN_KEY: ADMIN_KEY, PGFLEET_USAGE_FLUSH_SECONDS: '1' },
-    stdio: ['ignore', 'pipe', 'ignore'],
-  });
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    child.stdout!.on('data', (d) => {
-      buf += d;
-      const ready = buf.split('\n').map((l) => (l.startsWith('{') ? JSON.parse(l) : {})).find((l) => l.msg === 'pgfleet is ready');
-      if (ready) resolve({ child, api: ready.api, proxyPort: ready.proxy_port });
-    });
-    child.once('exit', (code) => reject(new Error(`pgfleet exited early with ${code}`)));
-  });
-}
 
 t.test('a kill -9 of pgfleet loses at most one flush interval of usage, and a restart counts nothing twice', async (t) => {
   const dataDir = tmpDataDir();
-  let gw = await startProcess(dataDir);
+  let gw = await startProcess({ PGFLEET_DATA_DIR: dataDir, PGFLEET_API_PORT: '0', PGFLEET_PROXY_PORT: '0', PGFLEET_LOG_LEVEL: 'info', PGFLEET_ADMIN_KEY: ADMIN_KEY, PGFLEET_USAGE_FLUSH_SECONDS: '1' });
   // One teardown, in order: the running gateway stops (and its computes), then its files go.
   t.teardown(async () => {
     if (gw.child.exitCode === null && gw.child.signalCode === null) {
@@ -119,7 +101,7 @@ t.test('a kill -9 of pgfleet loses at most one flush interval of usage, and a re
     gw.child.kill('SIGKILL');
   });
 
-  gw = await startProcess(dataDir);
+  gw = await startProcess({ PGFLEET_DATA_DIR: dataDir, PGFLEET_API_PORT: '0', PGFLEET_PROXY_PORT: '0', PGFLEET_LOG_LEVEL: 'info', PGFLEET_ADMIN_KEY: ADMIN_KEY, PGFLEET_USAGE_FLUSH_SECONDS: '1' });
   const usage = await call('GET', `/v1/databases/${db.id}/usage?granularity=monthly`, partner.api_key);
   // The handshake's own bytes are not counted; the session's queries are, once each.
   t.equal(usage.periods[0].usage.data_transfer_bytes, ONE_MB_ANSWER, 'the flushed usage survived the kill, counted once');
