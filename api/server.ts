@@ -8,6 +8,7 @@ import type { PublicAddress } from '../src/connection-uri.ts';
 import type { Core } from '../src/gateway.ts';
 import { addressKey } from '../src/limits/address-key.ts';
 import { hashApiKey } from '../src/secrets.ts';
+import { capConnections } from './connection-caps.ts';
 import { bearerKey, requireApiKey } from './auth.ts';
 import { acceptEmptyJsonBodies, nameOperations } from './client-friendly.ts';
 import { consoleRoutes } from './console/routes.ts';
@@ -38,6 +39,7 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
     loggerInstance: core.log.child({ door: 'api' }) as FastifyBaseLogger,
     bodyLimit: BODY_LIMIT,
   }).withTypeProvider<TypeBoxTypeProvider>();
+  capConnections(app.server, { total: core.config.apiMaxConnections, perAddress: core.config.apiMaxConnectionsPerAddress });
   // TypeBox checks bodies as they are (no type coercion) and converts query, params and headers.
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
   installErrorHandlers(app);

@@ -80,7 +80,7 @@ export async function startProxy(core: Core, opts: ProxyOptions = {}): Promise<P
   const handlers = new Set<Promise<void>>();
   const configured = { ...config.proxyLimits, ...opts.limits };
   const fds = raiseFdLimit();
-  const limits = { ...configured, maxClientConnections: configured.maxClientConnections ?? clientConnectionBudget(fds, config.maxComputes) };
+  const limits = { ...configured, maxClientConnections: configured.maxClientConnections ?? clientConnectionBudget(fds, config.maxComputes, config.apiMaxConnections) };
   core.log.info({
     fd_limit: fds.soft, fd_limit_raised_from: fds.raisedFrom, max_client_connections: limits.maxClientConnections,
     max_handshakes: limits.maxHandshakes, max_handshakes_per_address: limits.maxHandshakesPerAddress,

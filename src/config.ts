@@ -61,6 +61,9 @@ export interface Config {
   apiRateLimit: number;
   /** API requests per minute per client address without a key pgfleet knows. */
   apiUnauthenticatedRateLimit: number;
+  /** Connections the API listener holds at once, in total and from one client address. */
+  apiMaxConnections: number;
+  apiMaxConnectionsPerAddress: number;
   proxyLimits: ProxyLimits;
   jwt: JwtSettings;
   pool: PoolSettings;
@@ -336,6 +339,8 @@ export function loadConfig(env: Env = process.env): Config {
     },
     apiRateLimit: int(env, 'PGFLEET_API_RATE_LIMIT', 1200, 1, 10_000_000),
     apiUnauthenticatedRateLimit: int(env, 'PGFLEET_API_UNAUTHENTICATED_RATE_LIMIT', 60, 1, 10_000_000),
+    apiMaxConnections: int(env, 'PGFLEET_API_MAX_CONNECTIONS', 200, 1, 1_000_000),
+    apiMaxConnectionsPerAddress: int(env, 'PGFLEET_API_MAX_CONNECTIONS_PER_ADDRESS', 64, 1, 1_000_000),
     proxyLimits: {
       maxClientConnections: optional(env, 'PGFLEET_MAX_CLIENT_CONNECTIONS') === undefined
         ? undefined : int(env, 'PGFLEET_MAX_CLIENT_CONNECTIONS', 0, 1, 10_000_000),

@@ -52,12 +52,12 @@ export function raiseFdLimit(): FdLimit {
   return raised;
 }
 
-/** Descriptors kept for everything but client connections: the API, the catalog pool, logs, and each compute's own sockets. */
-export function reservedFds(maxComputes: number): number {
-  return 256 + 4 * maxComputes;
+/** Descriptors kept for everything but client connections: the API's connections, the catalog pool and logs, and each compute's own sockets. */
+export function reservedFds(maxComputes: number, apiMaxConnections: number): number {
+  return 64 + apiMaxConnections + 4 * maxComputes;
 }
 
 /** The most client connections the proxy may hold: each relayed one uses two descriptors (client and compute). */
-export function clientConnectionBudget(limit: FdLimit, maxComputes: number): number {
-  return Math.max(16, Math.floor((Math.min(limit.soft, RAISE_TO) - reservedFds(maxComputes)) / 2));
+export function clientConnectionBudget(limit: FdLimit, maxComputes: number, apiMaxConnections: number): number {
+  return Math.max(16, Math.floor((Math.min(limit.soft, RAISE_TO) - reservedFds(maxComputes, apiMaxConnections)) / 2));
 }

@@ -1,0 +1,33 @@
+/**
+ * The API listener's share of descriptors: at most `total` connections at once, and at most
+ * `perAddress` from one client address (an IPv6 /64), so that idle sockets from one address can
+ * neither use up the descriptors the proxy and the computes need nor crowd out other partners.
+ * A connection past a cap is closed at once, before any byte is read.
+ */
+import type net from 'node:net';
+import { addressKey } from '../src/limits/address-key.ts';
+
+export interface ConnectionCaps {
+  total: number;
+  perAddress: number;
+}
+
+export function capConnections(server: net.Server, caps: ConnectionCaps): void {
+  // Past maxConnections, Node accepts and closes the socket itself.
+  server.maxConnections = caps.total;
+  const open = new Map<string, number>();
+  server.on('connection', (socket: net.Socket) => {
+    const key = addressKey(socket.remoteAddress);
+    const n = (open.get(key) ?? 0) + 1;
+    if (n > caps.perAddress) {
+      socket.destroy();
+      return;
+    }
+    open.set(key, n);
+    socket.once('close', () => {
+      const left = (open.get(key) ?? 1) - 1;
+      if (left > 0) open.set(key, left);
+      else open.delete(key);
+    });
+  });
+}
