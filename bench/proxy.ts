@@ -1,6 +1,6 @@
 /**
- * pgbench -S (16 clients, 1 client) and -S -C through pgfleet's proxy, direct to the compute,
- * and through PgBouncer in session mode, all in one run against the same compute.
+ * pgbench -S (16, 64, 256 clients, 1 client) and -S -C through pgfleet's proxy, direct to the
+ * compute, and through PgBouncer in session mode, all in one run against the same compute.
  *
  *   npx tsx bench/proxy.ts      (BENCH_SECONDS=5 per run, BENCH_ROUNDS=3 rounds; medians are printed)
  *   BENCH_PROFILE=1 npx tsx bench/proxy.ts   also writes proxy-<mode>.cpuprofile (the gateway's CPU
@@ -101,7 +101,9 @@ function medianResult(rs: Result[]): Result {
 
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgfleet-bench-'));
 fs.chmodSync(dataDir, 0o711);
-const config = loadConfig({ PGFLEET_DATA_DIR: dataDir, PGFLEET_API_PORT: '0', PGFLEET_PROXY_PORT: '0', PGFLEET_LOG_LEVEL: 'warn', PGFLEET_ADMIN_KEY: 'bench-admin-key-0123456789' });
+const config = loadConfig({ PGFLEET_DATA_DIR: dataDir, PGFLEET_API_PORT: '0', PGFLEET_PROXY_PORT: '0', PGFLEET_LOG_LEVEL: 'warn', PGFLEET_ADMIN_KEY: 'bench-admin-key-0123456789',
+  // Room for 256 clients (each pgfleet or PgBouncer session holds one backend; direct too).
+  PGFLEET_COMPUTE_MAX_CONNECTIONS: '600' });
 const core = await startCore(config, createLogger('warn'));
 const authLimits = { perAddress: 1e9, slowTargetAfter: 1e9 };
 const proxy = await startProxy(core, { authLimits });
@@ -118,7 +120,7 @@ try {
   // PgBouncer: session pooling, TLS for clients with pgfleet's certificate, SCRAM against the same verifier.
   bouncer = await startPgBouncer(core, {
     dataDir, endpointId: database.endpointId, databaseName: database.databaseName, role, socketDir,
-    settings: ['pool_mode = session', 'max_client_conn = 200', 'default_pool_size = 40'],
+    settings: ['pool_mode = session', 'max_client_conn = 600', 'default_pool_size = 300'],
   });
   const bport = bouncer.port;
 
@@ -133,6 +135,8 @@ try {
 
   const modes = {
     '-S, 16 clients': ['-S', '-c', '16', '-j', '2'],
+    '-S, 64 clients': ['-S', '-c', '64', '-j', '2'],
+    '-S, 256 clients': ['-S', '-c', '256', '-j', '2'],
     '-S, 1 client': ['-S', '-c', '1', '-j', '1'],
     '-S -C, 4 clients': ['-S', '-C', '-c', '4', '-j', '2'],
   };
