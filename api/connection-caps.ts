@@ -5,7 +5,7 @@
  * A connection past a cap is closed at once, before any byte is read.
  */
 import type net from 'node:net';
-import { addressKey } from '../src/limits/address-key.ts';
+import { AddressCounts } from '../src/limits/address-counts.ts';
 
 export interface ConnectionCaps {
   total: number;
@@ -15,19 +15,10 @@ export interface ConnectionCaps {
 export function capConnections(server: net.Server, caps: ConnectionCaps): void {
   // Past maxConnections, Node accepts and closes the socket itself.
   server.maxConnections = caps.total;
-  const open = new Map<string, number>();
+  const open = new AddressCounts();
   server.on('connection', (socket: net.Socket) => {
-    const key = addressKey(socket.remoteAddress);
-    const n = (open.get(key) ?? 0) + 1;
-    if (n > caps.perAddress) {
-      socket.destroy();
-      return;
-    }
-    open.set(key, n);
-    socket.once('close', () => {
-      const left = (open.get(key) ?? 1) - 1;
-      if (left > 0) open.set(key, left);
-      else open.delete(key);
-    });
+    const release = open.take(socket.remoteAddress, caps.perAddress);
+    if (release) socket.once('close', release);
+    else socket.destroy();
   });
 }

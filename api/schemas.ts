@@ -1,6 +1,7 @@
 /** The API's JSON schemas (TypeBox): requests are validated against them, answers serialized by them, OpenAPI made from them. */
 import { type Static, Type } from 'typebox';
 import { MAX_PAGE } from '../src/databases.ts';
+import { MAX_COMPUTE_UNITS, MIN_COMPUTE_UNITS } from '../src/limits/cgroups.ts';
 import { QUOTA_NAMES } from '../src/quotas.ts';
 
 /** Text without control characters (a NUL cannot even be stored), of bounded length. */
@@ -62,8 +63,8 @@ const PoolSize = Type.Union([Type.Integer({ minimum: 1, maximum: 10000 }), Type.
   description: 'backends per pool of the -pooler endpoint (per role and database name); null = the gateway default (PGFLEET_POOL_SIZE)',
 });
 
-const ComputeUnits = Type.Union([Type.Number({ minimum: 0.25, maximum: 16, multipleOf: 0.25 }), Type.Null()], {
-  description: 'compute size in compute units (1 CU = 1 CPU and 4 GiB of memory, as on Neon), a multiple of 0.25 from 0.25 to 16; '
+const ComputeUnits = Type.Union([Type.Number({ minimum: MIN_COMPUTE_UNITS, maximum: MAX_COMPUTE_UNITS, multipleOf: 0.25 }), Type.Null()], {
+  description: `compute size in compute units (1 CU = 1 CPU and 4 GiB of memory, as on Neon), a multiple of 0.25 from ${MIN_COMPUTE_UNITS} to ${MAX_COMPUTE_UNITS}; `
     + 'a local compute is capped to it by a cgroup where the host allows; null = the gateway default (PGFLEET_COMPUTE_UNITS)',
 });
 

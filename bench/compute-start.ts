@@ -34,7 +34,7 @@ const provider = new LocalProvider({ dataDir, runDir, install, user, compute: co
 
 const ref = (i: number): BranchRef => ({
   databaseId: `db-bench-${i}`, branchId: `br-bench-${i}`, region: 'local', databaseName: 'app',
-  ownerRole: 'app_owner', roles: ['app_owner'], providerState: {}, suspendTimeoutSeconds: 0, quotas: {},
+  ownerRole: 'app_owner', roles: ['app_owner'], providerState: {}, suspendTimeoutSeconds: 0, quotas: {}, computeUnits: null,
 });
 
 /** A query as the tenant proves the compute is usable, not merely started. */

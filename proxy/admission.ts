@@ -6,7 +6,7 @@
  * itself is the listener's maxConnections (see proxy/server.ts).
  */
 import type net from 'node:net';
-import { addressKey } from '../src/limits/address-key.ts';
+import { AddressCounts } from '../src/limits/address-counts.ts';
 
 export interface AdmissionLimits {
   /** Connections in their handshake at once, from all addresses. */
@@ -29,26 +29,25 @@ export type Admitted = { ok: true; progress: HandshakeProgress } | { ok: false; 
 
 export class Admission {
   private handshakes = 0;
-  private readonly perAddress = new Map<string, number>();
+  private readonly perAddress = new AddressCounts();
 
   constructor(readonly limits: AdmissionLimits) {}
 
   /** Admits a just-accepted socket or says why not; an admitted one is tracked until it closes. */
   admit(socket: net.Socket): Admitted {
-    const key = addressKey(socket.remoteAddress);
-    const fromAddress = this.perAddress.get(key) ?? 0;
-    if (fromAddress >= this.limits.maxHandshakesPerAddress) return { ok: false, reason: 'too many connections in their handshake from this address' };
-    if (this.handshakes >= this.limits.maxHandshakes) return { ok: false, reason: 'too many connections in their handshake' };
+    const release = this.perAddress.take(socket.remoteAddress, this.limits.maxHandshakesPerAddress);
+    if (!release) return { ok: false, reason: 'too many connections in their handshake from this address' };
+    if (this.handshakes >= this.limits.maxHandshakes) {
+      release();
+      return { ok: false, reason: 'too many connections in their handshake' };
+    }
     this.handshakes++;
-    this.perAddress.set(key, fromAddress + 1);
     let inHandshake = true;
     const leave = () => {
       if (!inHandshake) return;
       inHandshake = false;
       this.handshakes--;
-      const n = (this.perAddress.get(key) ?? 1) - 1;
-      if (n > 0) this.perAddress.set(key, n);
-      else this.perAddress.delete(key);
+      release();
     };
     const startupTimer = setTimeout(() => socket.destroy(), this.limits.startupTimeoutMs);
     socket.once('close', () => {

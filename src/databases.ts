@@ -236,7 +236,7 @@ export class Databases extends EventEmitter {
 
     const ref: BranchRef = {
       databaseId: database.id, branchId: database.branchId, region: region.id, databaseName, ownerRole, roles: [ownerRole], providerState: {},
-      suspendTimeoutSeconds: suspendTimeout, quotas, ...(input.computeUnits != null ? { computeUnits: input.computeUnits } : {}),
+      suspendTimeoutSeconds: suspendTimeout, quotas, computeUnits: input.computeUnits ?? null,
     };
     try {
       if (nodeId && this.nodes.isRemote({ id: nodeId })) {
@@ -354,10 +354,9 @@ export class Databases extends EventEmitter {
         );
         if (!rows[0]) throw new NotFoundError(`database "${id}" not found`);
         if (route) {
-          const { computeUnits: _, ...ref } = branchRefOf(route);
           await this.regions.get(route.region).provider.updateSettings({
-            ...ref, suspendTimeoutSeconds: rows[0].suspend_timeout_seconds, quotas: rows[0].effective_quotas,
-            ...(rows[0].compute_units !== null ? { computeUnits: rows[0].compute_units } : {}),
+            ...branchRefOf(route), suspendTimeoutSeconds: rows[0].suspend_timeout_seconds, quotas: rows[0].effective_quotas,
+            computeUnits: rows[0].compute_units,
           });
         }
         return rows[0].effective_quotas as Quotas;

@@ -35,6 +35,7 @@ export function testRef(overrides: Partial<BranchRef> = {}): BranchRef {
     roles: ['alice'],
     suspendTimeoutSeconds: 300,
     quotas: {},
+    computeUnits: null,
     providerState: {},
     ...overrides,
   };

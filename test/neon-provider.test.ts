@@ -72,6 +72,22 @@ t.test("wake=connect: no API call; the first connection wakes the endpoint throu
   await connecting.delete(ref);
 });
 
+t.test('compute units: the endpoint gets the size as a fixed autoscaling range; none named leaves Neon its default', async (t) => {
+  let sized = testRef({ region: 'aws-us-east-2', computeUnits: 0.5 });
+  sized = keep(sized, await provider.create(sized));
+  const project = fake.projects.get(neonStateOf(sized)!.projectId)!;
+  t.same(project.computeUnits, [0.5, 0.5], 'created with min = max = 0.5 CU');
+  await provider.updateSettings({ ...sized, computeUnits: 2 });
+  t.same(project.computeUnits, [2, 2], 'a new size reaches the endpoint');
+  await provider.delete(sized);
+
+  let plain = testRef({ region: 'aws-us-east-2' });
+  plain = keep(plain, await provider.create(plain));
+  t.same(fake.projects.get(neonStateOf(plain)!.projectId)!.computeUnits, [0.25, 0.25], "Neon's own default");
+  await provider.delete(plain);
+  t.same(fake.violations, [], 'every request followed the OpenAPI document');
+});
+
 t.test('roles: added roles get a Neon password; a reset rotates it', async (t) => {
   let ref = testRef({ region: 'aws-us-east-2' });
   ref = keep(ref, await provider.create(ref));

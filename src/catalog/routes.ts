@@ -100,7 +100,7 @@ export function branchRefOf(route: BranchRoute): BranchRef {
     roles: [...route.verifiers.keys()],
     suspendTimeoutSeconds: route.suspendTimeoutSeconds,
     quotas: route.quotas,
-    ...(route.computeUnits !== null ? { computeUnits: route.computeUnits } : {}),
+    computeUnits: route.computeUnits,
     providerState: route.providerState,
   };
 }

@@ -130,7 +130,7 @@ export class ComputeCgroups {
     switch (this.host.kind) {
       case 'v2': return `cgroup v2 under ${this.host.parent}: each compute's CPU and memory are capped by its compute units`;
       case 'v1': return `cgroup v1 under ${this.host.cpuParent} and ${this.host.memoryParent}: each compute's CPU and memory are capped by its compute units`;
-      default: return `no cgroups (${this.host.why}): compute units set only Postgres settings; one tenant's CPU-bound queries can slow others`;
+      default: return `no cgroups (${this.host.why}): compute units are not enforced; only the per-compute Postgres settings bound a tenant, and one tenant's CPU-bound queries can slow others`;
     }
   }
 

@@ -19,8 +19,8 @@ export interface BranchRef {
   /** Idle seconds before the compute is suspended; 0 = never. */
   suspendTimeoutSeconds: number;
   quotas: Quotas;
-  /** Compute units (1 CU = 1 CPU, 4 GiB); absent = the gateway's default. */
-  computeUnits?: number;
+  /** Compute units (1 CU = 1 CPU, 4 GiB); null = the gateway's default (PGFLEET_COMPUTE_UNITS). */
+  computeUnits: number | null;
   /** What the provider asked the catalog to keep for this database/branch (ids at Neon, say). */
   providerState: ProviderState;
 }

@@ -47,7 +47,7 @@ const HOUR = 3_600_000;
 
 /** A database's compute units as a fixed Neon autoscaling range; none named = Neon's own default. */
 const neonComputeSize = (ref: BranchRef) =>
-  ref.computeUnits === undefined ? {} : { autoscaling_limit_min_cu: ref.computeUnits, autoscaling_limit_max_cu: ref.computeUnits };
+  ref.computeUnits === null ? {} : { autoscaling_limit_min_cu: ref.computeUnits, autoscaling_limit_max_cu: ref.computeUnits };
 
 /**
  * One Neon project per database: created with the database's region, Postgres version,
