@@ -8,7 +8,7 @@
 import type net from 'node:net';
 import { decodeJwt } from 'jose';
 import type { Duplex } from 'node:stream';
-import { type BranchRoute, routeByEndpoint } from '../src/catalog/routes.ts';
+import type { BranchRoute } from '../src/catalog/routes.ts';
 import type { Lease } from '../src/computes.ts';
 import { PgfleetError, TokenError } from '../src/errors.ts';
 import type { Core } from '../src/gateway.ts';
@@ -310,7 +310,7 @@ function claimedIssuer(token: string): string {
 
 async function routeFor(endpoint: string, client: string, ctx: ConnectionContext): Promise<BranchRoute> {
   await ctx.limiter.check(client);
-  const route = await routeByEndpoint(ctx.core.catalog, endpoint);
+  const route = await ctx.core.routes.byEndpoint(endpoint);
   if (!route) {
     await ctx.limiter.failed(endpoint, client);
     throw new ConnectionRefused(`endpoint "${endpoint}" does not exist`, '3D000');

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Catalog } from './catalog/catalog.ts';
+import type { RouteCache } from './catalog/route-cache.ts';
 import { type BranchRoute, branchRefOf, routeByDatabase, routesOfDatabase } from './catalog/routes.ts';
 import type { ComputeManager, ComputeState, ComputeTarget } from './computes.ts';
 import { BadRequestError, ConflictError, DatabaseUnavailableError, NotFoundError } from './errors.ts';
@@ -188,6 +189,8 @@ const unavailable = (r: DatabaseRecord) => new DatabaseUnavailableError(unavaila
 export class Databases extends EventEmitter {
   constructor(
     private readonly catalog: Catalog,
+    /** Told of every committed change to a database's rows. */
+    private readonly routes: RouteCache,
     private readonly regions: Regions,
     private readonly computes: ComputeManager,
     private readonly targetFor: (route: BranchRoute) => ComputeTarget,
@@ -247,6 +250,7 @@ export class Databases extends EventEmitter {
       }
     } catch (err) {
       await this.catalog.query('DELETE FROM databases WHERE id = $1', [database.id]);
+      await this.routes.changed(database.id);
       throw err;
     }
     return { database, password };
@@ -361,6 +365,7 @@ export class Databases extends EventEmitter {
         }
         return rows[0].effective_quotas as Quotas;
       });
+      await this.routes.changed(id);
       if (changes.quotas !== undefined) this.emit('quotas', id, effective);
     }
     const record = await this.get(partnerId, id);
@@ -386,6 +391,7 @@ export class Databases extends EventEmitter {
       if (!rowCount) throw new NotFoundError(`database "${id}" not found`);
       if (here.length) await recordDeletion(c, record.id, record.region, partnerId, here.map(branchRefOf));
     });
+    await this.routes.changed(id);
     for (const route of remote) await this.nodes.ask(route.node!, 'delete', branchRefOf(route));
     for (const route of here) await this.computes.remove(route.branchId);
     if (here.length) await this.deletions.attempt(id);
@@ -402,6 +408,7 @@ export class Databases extends EventEmitter {
       if (isUniqueViolation(err)) throw new ConflictError(`role "${roleName}" already exists`);
       throw err;
     }
+    await this.routes.changed(id);
     const updated = await this.get(partnerId, id);
     // Roles belong to the database: every branch gets the new one.
     const provider = this.regions.get(record.region).provider;
@@ -425,6 +432,7 @@ export class Databases extends EventEmitter {
     const state = await this.regions.get(record.region).provider.resetPassword(branchRefOf(await this.routeOf(record)), roleName);
     await this.keepState(id, state);
     const { rowCount } = await this.catalog.query('UPDATE roles SET scram_verifier = $3 WHERE database_id = $1 AND name = $2', [id, roleName, verifier]);
+    await this.routes.changed(id);
     if (!rowCount) throw new NotFoundError(`role "${roleName}" not found`);
     return { database: record, password };
   }
@@ -437,6 +445,7 @@ export class Databases extends EventEmitter {
       if (!rows[0]) return;
       await c.query(`UPDATE databases SET provider_state = $2${alsoSet ? `, ${alsoSet}` : ''} WHERE id = $1`, [databaseId, mergeState(rows[0].provider_state, patch)]);
     });
+    await this.routes.changed(databaseId);
   }
 
   /** Stops the compute now; the node that owns a local database's data does it. */

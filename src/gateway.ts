@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import { Catalog } from './catalog/catalog.ts';
+import { RouteCache } from './catalog/route-cache.ts';
 import { type BranchRoute, branchRefOf } from './catalog/routes.ts';
 import { type ComputeTarget, ComputeManager } from './computes.ts';
 import type { Config } from './config.ts';
@@ -33,9 +34,13 @@ import { QuotaError } from './errors.ts';
 import type { Lease } from './computes.ts';
 import { nodeKey } from './nodes/node-link.ts';
 import { startNodeListener } from './nodes/node-listener.ts';
-import { Nodes } from './nodes/nodes.ts';
+import { NODE_HEARTBEAT_MS, Nodes } from './nodes/nodes.ts';
 import { Periodic } from './periodic.ts';
 
+// A cached route is read again after this long even if no change was heard of (a change made behind the API's back).
+const ROUTE_MAX_AGE_MS = 60_000;
+// Routes kept in memory at most (about 1 KB each).
+const ROUTES_KEPT = 100_000;
 // How often owed provider deletions are looked at (each has its own backoff).
 const DELETION_RETRY_TICK_MS = 5_000;
 
@@ -67,6 +72,8 @@ export interface Core {
   reconciler: Reconciler;
   /** What this gateway shares with the others of its fleet (in-process when alone). */
   coord: Coordinator;
+  /** Endpoint routes in memory; every change to a database's rows calls routes.changed(). */
+  routes: RouteCache;
   /** This node's id (PGFLEET_NODE_ID or kept in the data dir). */
   nodeId: string;
   /** The fleet's nodes: where local databases live, and the way to the others. */
@@ -169,8 +176,11 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     });
     const key = coord.shared ? nodeKey(config.secretKey!) : undefined;
     const nodes = new Nodes(nodeId, catalog, key, coord.shared, config.wakeTimeoutMs + 10_000, log);
+    const routes = new RouteCache(catalog, coord, {
+      maxAgeMs: ROUTE_MAX_AGE_MS, remoteMaxAgeMs: NODE_HEARTBEAT_MS, maxEntries: ROUTES_KEPT, isRemote: (route) => nodes.isRemote(route.node),
+    });
     // Each gateway signs its tokens with its own key; in a fleet every gateway verifies them all.
-    const jwt = await openJwtAuth(config, catalog, log, key ? { keys: new FleetKeys(catalog, nodeId), publish: () => nodes.beat() } : undefined);
+    const jwt = await openJwtAuth(config, catalog, routes, log, key ? { keys: new FleetKeys(catalog, nodeId), publish: () => nodes.beat() } : undefined);
     cleanups.push(() => nodes.stop());
     if (key) {
       const listener = await startNodeListener({ catalog, computes, local, targetFor, key, log }, config.node.host, config.node.port);
@@ -179,8 +189,8 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     }
     const syncMetrics = new SyncMetrics(metrics.registry, catalog);
     const deletions = new ProviderDeletions(catalog, regions, syncMetrics, log.child({ part: 'deletions' }));
-    const databases = new Databases(catalog, regions, computes, targetFor, nodes, config.defaultSuspendTimeoutSeconds, deletions);
-    const branches = new Branches(catalog, regions, databases, computes, targetFor, log, config.history.retentionSeconds);
+    const databases = new Databases(catalog, routes, regions, computes, targetFor, nodes, config.defaultSuspendTimeoutSeconds, deletions);
+    const branches = new Branches(catalog, routes, regions, databases, computes, targetFor, log, config.history.retentionSeconds);
     const localBranching = new LocalBranching(local, catalog, {
       backupIntervalMs: config.history.baseBackupIntervalMs,
       retentionOf: (ref) => branches.retentionSeconds(ref.databaseId),
@@ -193,7 +203,7 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     const upkeep = new Periodic(() => branches.upkeep(), (err) => log.warn({ err: String(err) }, 'history upkeep failed'));
     upkeep.start(config.history.upkeepIntervalMs);
     cleanups.push(() => upkeep.stop());
-    const reconciler = new Reconciler(catalog, regions, databases, deletions, syncMetrics, log.child({ part: 'reconcile' }), {
+    const reconciler = new Reconciler(catalog, routes, regions, databases, deletions, syncMetrics, log.child({ part: 'reconcile' }), {
       orphanGraceMs: config.neon.orphanGraceMs,
       // A create gives up after its operation timeout (twice, with its queueing): later, its gateway is gone.
       abandonedCreateMs: 2 * config.neon.operationTimeoutMs + 60_000,
@@ -216,7 +226,7 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     });
     const partners = new Partners(catalog, databases, adminKeyHash);
     return {
-      config, log, user, install, runDir, adminKeyHash, catalog, local, regions, computes, databases, branches, partners, usage, metrics, jwt, coord, nodeId, nodes, targetFor,
+      config, log, user, install, runDir, adminKeyHash, catalog, local, regions, computes, databases, branches, partners, usage, metrics, jwt, coord, routes, nodeId, nodes, targetFor,
       deletions, reconciler,
       async acquire(this: Core, route: BranchRoute): Promise<Lease> {
         const target = this.targetFor(route);

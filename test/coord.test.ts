@@ -28,6 +28,7 @@ t.test('memory coordinator: windows, held values, shares, a lock with a lease an
   const got = new Promise<Message>((resolve) => c.subscribe('invalidate', resolve));
   await c.publish('invalidate', { type: 'x' });
   t.same(await got, { type: 'x' });
+  t.ok(c.listening, 'in process nothing is ever missed');
 });
 
 t.test('redis coordinator: two gateways share counters, keys, shares, locks and messages; Redis lost and back', async (t) => {
@@ -75,6 +76,7 @@ t.test('redis coordinator: two gateways share counters, keys, shares, locks and 
     return l !== undefined;
   })));
 
+  t.ok(a.listening && b.listening, 'connected gateways hear each other');
   const heard: Message[] = [];
   b.subscribe('invalidate', (m) => heard.push(m));
   let bResynced = false;
@@ -88,6 +90,7 @@ t.test('redis coordinator: two gateways share counters, keys, shares, locks and 
   // Redis goes away: calls answer from each gateway's own view, at once.
   await redis.kill();
   await until('A to see Redis gone', () => (a as unknown as { redis: { status: string } }).redis.status !== 'ready');
+  await until('B to know it may miss messages', () => !b.listening);
   const started = Date.now();
   t.equal((await a.increment('auth:a:5.6.7.8', 60_000)).count, 1, 'counting goes on per gateway');
   t.ok(await a.tryLock('wake:br2', 1000), 'locks are per gateway while Redis is down');
@@ -100,6 +103,7 @@ t.test('redis coordinator: two gateways share counters, keys, shares, locks and 
   await redis.start();
   await until('A\'s cancel key back in Redis', async () => (await c.lookup('cancel:42')) === 'gw-a 99', 20_000);
   await until('A\'s share back in Redis', async () => (await c.total('sessions:db1')) === 2, 20_000);
+  await until('B to listen again', () => b.listening, 20_000);
   // B was cut off too: it hears the queued message, or at least knows it may have missed some.
   await until('B to hear the message sent while Redis was down, or resync', () => bResynced || heard.some((m) => m.type === 'while-down'), 20_000);
   const again = await b.tryLock('wake:after', 1000);

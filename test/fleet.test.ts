@@ -156,9 +156,11 @@ t.test('changes made through one gateway hold on the others at once', async (t) 
   const db = await createDb(g1.apiUrl);
   const [apiDoor, connectDoor] = otherThan(db.node) as [GatewayProcess, GatewayProcess];
 
+  // Each gateway keeps the routes it served in memory: the changes below must reach those copies.
+  t.equal(await psql(sni(db, connectDoor.proxyPort), 'SELECT 1'), '1', 'served (and its route kept) by another gateway first');
   const reset = await call(apiDoor.apiUrl, 'POST', `/v1/databases/${db.id}/roles/${db.role}/reset_password`, partnerKey);
   t.equal(reset.status, 200);
-  t.match(await psqlError(sni(db, connectDoor.proxyPort)), /password authentication failed/, 'the old password fails on another gateway');
+  t.match(await psqlError(sni(db, connectDoor.proxyPort)), /password authentication failed/, 'the old password fails on another gateway at once');
   t.equal(await psql(sni(db, connectDoor.proxyPort, reset.body.password), 'SELECT 1'), '1', 'the new one works there');
   db.password = reset.body.password;
 
@@ -192,6 +194,7 @@ t.test('changes made through one gateway hold on the others at once', async (t) 
   // A deleted database: no gateway routes to it, and its node removed its data.
   const owner = gatewayOf(db.node);
   t.ok(findDir(owner.dataDir, db.id), 'the data is on the owning node');
+  for (const [door, port] of ports()) t.equal(await psql(sni(db, port), 'SELECT 1'), '1', `served via ${door} before the delete`);
   t.equal((await call(apiDoor.apiUrl, 'DELETE', `/v1/databases/${db.id}`, partnerKey)).status, 204);
   for (const [door, port] of ports()) t.match(await psqlError(sni(db, port)), /does not exist/, `deleted: refused via ${door}`);
   t.notOk(findDir(owner.dataDir, db.id), 'its node removed the data');

@@ -47,6 +47,11 @@ export interface Coordinator extends WindowCounters {
   /** Sends to every gateway subscribed to channel (this one included). */
   publish(channel: string, message: Message): Promise<void>;
   subscribe(channel: string, handler: (message: Message) => void): void;
+  /**
+   * Whether messages other gateways publish reach this one now (always, in process); while not,
+   * whatever this gateway keeps in memory on the strength of invalidations must not be trusted.
+   */
+  readonly listening: boolean;
   /** Called after a lost connection to the shared store comes back: messages may have been missed. */
   onReconnect(handler: () => void): void;
 

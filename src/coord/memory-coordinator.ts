@@ -8,6 +8,7 @@ import type { Coordinator, HeldLock, Message } from './coordinator.ts';
  */
 export class MemoryCoordinator implements Coordinator {
   readonly shared = false;
+  readonly listening = true;
   private readonly windows = new MemoryWindowCounters();
   private readonly held = new Map<string, string>();
   private readonly shares = new Map<string, number>();

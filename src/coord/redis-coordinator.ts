@@ -243,6 +243,10 @@ export class RedisCoordinator implements Coordinator {
     }
   }
 
+  get listening(): boolean {
+    return this.sub.status === 'ready';
+  }
+
   onReconnect(handler: () => void): void {
     this.reconnectHandlers.push(handler);
   }

@@ -1,4 +1,5 @@
 import type { Catalog } from '../catalog/catalog.ts';
+import type { RouteCache } from '../catalog/route-cache.ts';
 import type { Config } from '../config.ts';
 import type { Logger } from '../log.ts';
 import type { JSONWebKeySet } from 'jose';
@@ -31,7 +32,7 @@ export interface JwtFleet {
   publish(): Promise<void>;
 }
 
-export async function openJwtAuth(config: Config, catalog: Catalog, log: Logger, fleet?: JwtFleet): Promise<JwtAuth> {
+export async function openJwtAuth(config: Config, catalog: Catalog, routes: RouteCache, log: Logger, fleet?: JwtFleet): Promise<JwtAuth> {
   // A retired key verifies as long as the last token it signed may live.
   const keys = await SigningKeys.open(config.dataDir, { retainSeconds: config.jwt.tokenMaxTtlSeconds + CLOCK_TOLERANCE_SECONDS });
   const tokens = new GatewayTokens(keys, config.jwt.tokenMaxTtlSeconds, fleet?.keys);
@@ -56,6 +57,6 @@ export async function openJwtAuth(config: Config, catalog: Catalog, log: Logger,
       const own = keys.jwks();
       return fleet ? { keys: [...own.keys, ...(await fleet.keys.others())] } : own;
     },
-    verifyConnectionToken: (token, opts) => verifyConnectionToken({ catalog, tokens, issuers, log: jwtLog }, token, opts),
+    verifyConnectionToken: (token, opts) => verifyConnectionToken({ catalog, routes, tokens, issuers, log: jwtLog }, token, opts),
   };
 }

@@ -1,6 +1,7 @@
 import { type JWTPayload, decodeJwt, decodeProtectedHeader, errors, jwtVerify } from 'jose';
 import type { Catalog } from '../catalog/catalog.ts';
-import { type BranchRoute, routeByDatabase, routeByEndpoint } from '../catalog/routes.ts';
+import type { RouteCache } from '../catalog/route-cache.ts';
+import { type BranchRoute, routeByDatabase } from '../catalog/routes.ts';
 import { TokenError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { GATEWAY_ISSUER, type GatewayTokens } from './gateway-tokens.ts';
@@ -24,12 +25,14 @@ export interface ConnectionGrant {
   via: 'gateway' | 'partner';
   /** The token's `exp`. */
   expiresAt: Date;
-  /** The catalog route of the endpoint (what `routeByEndpoint` returns), to wake and connect. */
+  /** The catalog route of the endpoint (what `RouteCache.byEndpoint` returns), to wake and connect. */
   route: BranchRoute;
 }
 
 export interface TokenVerifierDeps {
   catalog: Catalog;
+  /** Routes by endpoint, from memory. */
+  routes: RouteCache;
   tokens: GatewayTokens;
   issuers: PartnerIssuers;
   log: Logger;
@@ -58,7 +61,7 @@ export async function verifyConnectionToken(deps: TokenVerifierDeps, token: stri
     Object.assign(context, { iss, kid });
     const scope = iss === GATEWAY_ISSUER ? await gatewayScope(deps.tokens, token) : await partnerScope(deps.issuers, token, iss);
     context.partner = scope.partnerId;
-    const route = await findRoute(deps.catalog, scope, opts.sniEndpointId);
+    const route = await findRoute(deps, scope, opts.sniEndpointId);
     const role = grantedRole(scope, route, opts.role);
     deps.log.debug({ ...context, via: scope.via, database: route.databaseId, granted: role }, 'JWT accepted');
     return {
@@ -166,9 +169,9 @@ function agrees(scope: TokenScope, route: BranchRoute): boolean {
   );
 }
 
-async function findRoute(catalog: Catalog, scope: TokenScope, sniEndpointId: string | undefined): Promise<BranchRoute> {
+async function findRoute({ catalog, routes }: TokenVerifierDeps, scope: TokenScope, sniEndpointId: string | undefined): Promise<BranchRoute> {
   if (sniEndpointId !== undefined) {
-    const route = await routeByEndpoint(catalog, sniEndpointId);
+    const route = await routes.byEndpoint(sniEndpointId);
     if (!route || !agrees(scope, route)) {
       throw new TokenError(
         'token is not for this database',
@@ -179,7 +182,7 @@ async function findRoute(catalog: Catalog, scope: TokenScope, sniEndpointId: str
     return route;
   }
   let route: BranchRoute | undefined;
-  if (scope.endpointId) route = await routeByEndpoint(catalog, scope.endpointId);
+  if (scope.endpointId) route = await routes.byEndpoint(scope.endpointId);
   else if (scope.databaseId) route = await routeByDatabase(catalog, scope.databaseId);
   else {
     const { rows } = await catalog.query<{ id: string }>(

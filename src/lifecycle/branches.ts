@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Catalog } from '../catalog/catalog.ts';
+import type { RouteCache } from '../catalog/route-cache.ts';
 import { type BranchRoute, branchRefOf, routeByBranch, routesOfDatabase } from '../catalog/routes.ts';
 import type { ComputeManager, ComputeTarget } from '../computes.ts';
 import type { Databases, DatabaseRecord } from '../databases.ts';
@@ -60,6 +61,8 @@ const stamp = (d: Date) => d.toISOString().replace(/[-:]/g, '').replace('.', '')
 export class Branches {
   constructor(
     private readonly catalog: Catalog,
+    /** Told of every committed change to a database's branches. */
+    private readonly routes: RouteCache,
     private readonly regions: Regions,
     private readonly databases: Databases,
     private readonly computes: ComputeManager,
@@ -164,6 +167,7 @@ export class Branches {
   private async discard(db: DatabaseRecord, route: BranchRoute): Promise<void> {
     await this.catalog.query('UPDATE branches SET parent_id = (SELECT parent_id FROM branches WHERE id = $1) WHERE parent_id = $1', [route.branchId]);
     await this.catalog.query('DELETE FROM branches WHERE id = $1', [route.branchId]);
+    await this.routes.changed(db.id);
     await this.computes.remove(route.branchId);
     await this.regions.get(db.region).provider.delete(branchRefOf(route));
   }
@@ -196,6 +200,7 @@ export class Branches {
       if (isUniqueViolation(err)) throw new ConflictError(`branch "${newName}" already exists`);
       throw err;
     }
+    await this.routes.changed(databaseId);
     return this.byName(databaseId, newName);
   }
 
@@ -224,6 +229,8 @@ export class Branches {
         branching.reset(branchRefOf(route), branchRefOf(parentRoute), running, async (tx) => {
           await tx.query('UPDATE branches SET parent_time = now(), parent_lsn = NULL WHERE id = $1', [branch.id]);
         })));
+    // Warm backends of its compute (proxy/warm-backends.ts) went with the stop; the fleet hears it too.
+    await this.routes.changed(databaseId);
     return this.byName(databaseId, name);
   }
 
@@ -246,6 +253,7 @@ export class Branches {
         branching.restore(branchRefOf(route), at, branchRefOf(beforeRoute), async (tx) => {
           await tx.query(`UPDATE branches SET state = 'ready' WHERE id = $1`, [beforeId]);
         }));
+      await this.routes.changed(databaseId);
     } catch (err) {
       await this.catalog.query(`DELETE FROM branches WHERE id = $1 AND state = 'creating'`, [beforeId]).catch(() => {});
       throw err;

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Catalog } from '../catalog/catalog.ts';
+import type { RouteCache } from '../catalog/route-cache.ts';
 import { branchRefOf, routeByDatabase } from '../catalog/routes.ts';
 import type { Databases } from '../databases.ts';
 import type { Region, Regions } from '../regions.ts';
@@ -63,6 +64,8 @@ export class Reconciler {
 
   constructor(
     private readonly catalog: Catalog,
+    /** Told when a database's status changes here. */
+    private readonly routes: RouteCache,
     private readonly regions: Regions,
     private readonly databases: Databases,
     private readonly deletions: ProviderDeletions,
@@ -119,6 +122,7 @@ export class Reconciler {
       } catch (err) {
         const message = (err as Error).message;
         await this.catalog.query(`UPDATE databases SET status_detail = $2 WHERE id = $1 AND status = 'creating'`, [id, `the create is unfinished: ${message}`]);
+        await this.routes.changed(id);
         this.log.warn({ database: id, region: region.id, err: message }, 'could not finish an abandoned create; the next pass tries again');
       }
     }
@@ -181,6 +185,7 @@ export class Reconciler {
         [databaseId, detail],
       );
       if (!rowCount) continue;
+      await this.routes.changed(databaseId);
       report.missing.push({ databaseId, detail });
       this.metrics.missingFound.inc({ region: region.id });
       this.log.error({ region: region.id, database: databaseId, detail }, 'database marked failed: its provider resource is gone');
