@@ -57,7 +57,7 @@ export async function checkPassword(route: BranchRoute, role: string, password: 
   verified.add(verifier!, password);
 }
 
-/** The SCRAM exchange for `role` of the routed branch; throws AuthFailed. */
-export function scramAuth(io: AuthIO, route: BranchRoute, role: string, channelBinding: Buffer | undefined): Promise<void> {
+/** The SCRAM exchange for `role` of the routed branch, up to its final message (returned, unsent); throws AuthFailed. */
+export function scramAuth(io: AuthIO, route: BranchRoute, role: string, channelBinding: Buffer | undefined): Promise<Buffer> {
   return scramServer(io, role, route.verifiers.get(role), channelBinding);
 }

@@ -7,7 +7,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { serialize } from 'pg-protocol';
-import type { BackendMessage, BackendKeyDataMessage, DatabaseError } from 'pg-protocol/dist/messages';
+import type { BackendMessage, BackendKeyDataMessage, DatabaseError, ParameterStatusMessage } from 'pg-protocol/dist/messages';
 import { Parser } from 'pg-protocol/dist/parser';
 import type { Logger } from 'pino';
 import { ComputeStartError, PgfleetError } from '../src/errors.ts';
@@ -15,6 +15,7 @@ import type { ComputeAddress } from '../src/providers/provider.ts';
 import { BackendError } from './errors.ts';
 import { PacketReader } from './packet-reader.ts';
 import { ScramClient } from './scram-client.ts';
+import { STARTUP_PROBE, fingerprintOf, readAnswers } from './session-reset.ts';
 import { encodeStartup } from './startup.ts';
 
 export interface BackendSession {
@@ -24,6 +25,12 @@ export interface BackendSession {
   secret: number;
   /** Raw frames for the client, in order, BackendKeyData left out; the last is ReadyForQuery. */
   frames: Buffer[];
+  /** The ParameterStatus values among them (name → value), in the order sent. */
+  parameters: Map<string, string>;
+  /** The NoticeResponse frames among them. */
+  notices: Buffer[];
+  /** Its answer to STARTUP_PROBE, sent behind the startup packet (when probed). */
+  startupFingerprint: string | undefined;
   /** Bytes the compute sent after ReadyForQuery (normally none). */
   rest: Buffer;
 }
@@ -79,17 +86,21 @@ function backendError(m: DatabaseError): BackendError {
 
 /**
  * Starts a session on the compute. `params` are the startup parameters to send (user and
- * database included). Rejects with BackendError when the compute refuses.
+ * database included). Rejects with BackendError when the compute refuses. `probeStartup` sends
+ * STARTUP_PROBE right behind the startup packet (no round trip of its own; only where the
+ * compute asks no password, as a local one on its socket) and keeps its answer.
  */
-export async function startBackend(address: ComputeAddress, params: Map<string, string>): Promise<BackendSession> {
+export async function startBackend(address: ComputeAddress, params: Map<string, string>, opts: { probeStartup?: boolean } = {}): Promise<BackendSession> {
   const socket = await openBackendSocket(address);
   socket.on('error', () => {}); // ends in 'close', which the reader (and later the relay) acts on
   const reader = new PacketReader(socket);
   try {
-    socket.write(encodeStartup(params));
+    socket.write(opts.probeStartup ? Buffer.concat([encodeStartup(params), STARTUP_PROBE]) : encodeStartup(params));
     let scram: ScramClient | undefined;
     let key: BackendKeyDataMessage | undefined;
     const frames: Buffer[] = [];
+    const parameters = new Map<string, string>();
+    const notices: Buffer[] = [];
     for (;;) {
       const frame = await reader.readFrame('message from the compute');
       const m = parse(frame);
@@ -115,13 +126,21 @@ export async function startBackend(address: ComputeAddress, params: Map<string, 
           break;
         case 'error':
           throw backendError(m as DatabaseError);
-        case 'parameterStatus':
-        case 'notice':
+        case 'parameterStatus': {
+          const { parameterName, parameterValue } = m as ParameterStatusMessage;
+          parameters.set(parameterName, parameterValue);
           frames.push(frame);
           break;
-        case 'readyForQuery':
+        }
+        case 'notice':
+          notices.push(frame);
           frames.push(frame);
-          return { socket, pid: key?.processID ?? 0, secret: key?.secretKey ?? 0, frames, rest: reader.detach() };
+          break;
+        case 'readyForQuery': {
+          frames.push(frame);
+          const startupFingerprint = opts.probeStartup ? fingerprintOf(await readAnswers(reader, 1, parameters)) : undefined;
+          return { socket, pid: key?.processID ?? 0, secret: key?.secretKey ?? 0, frames, parameters, notices, startupFingerprint, rest: reader.detach() };
+        }
         default:
           throw new Error(`unexpected message from the compute during startup: ${m.name}`);
       }
@@ -144,10 +163,10 @@ function passwordFor(address: ComputeAddress, params: Map<string, string>): stri
  * cannot be reached is logged and reads as 57P03 to the client.
  */
 export async function connectBackend(
-  address: ComputeAddress, params: Map<string, string>, endpointId: string, log: Logger, timeoutMs: number,
+  address: ComputeAddress, params: Map<string, string>, endpointId: string, log: Logger, timeoutMs: number, opts: { probeStartup?: boolean } = {},
 ): Promise<BackendSession> {
   // A compute that wakes on connect (Neon's proxy starts it) is waited for as long as a wake.
-  const started = startBackend(address, params);
+  const started = startBackend(address, params, opts);
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new ComputeStartError(

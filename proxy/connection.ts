@@ -20,15 +20,16 @@ import { type BackendSession, connectBackend } from './backend.ts';
 import {
   HOW_TO_NAME_AN_ENDPOINT, endpointFromHost, endpointFromPassword, endpointFromSni, endpointFromStartup, pgfleetOptions, poolerEndpoint,
 } from './endpoint.ts';
-import { AuthFailed, ConnectionRefused, ProtocolViolation, Unanswered } from './errors.ts';
+import { AuthFailed, BackendError, ConnectionRefused, ProtocolViolation, Unanswered } from './errors.ts';
 import { type Handshake, type HandshakeOptions, type WebSocketTransport, readStartup } from './handshake.ts';
 import { NOT_SETTINGS } from './startup.ts';
-import { authenticationOk, backendKeyData, errorFor } from './messages.ts';
+import { authenticationOk, errorFor } from './messages.ts';
 import type { Pooler } from './pool/pooler.ts';
 import type { RefusalLog } from './refusal-log.ts';
-import { relay } from './relay.ts';
+import { type RelayEnd, relay } from './relay.ts';
 import type { AuthIO } from './scram.ts';
 import type { Session } from './session.ts';
+import { DirectBackend, type WarmBackends } from './warm-backends.ts';
 
 export interface ConnectionContext extends HandshakeOptions {
   core: Core;
@@ -44,6 +45,8 @@ export interface ConnectionContext extends HandshakeOptions {
   metering: boolean;
   /** Serves `-pooler` endpoints. */
   pooler: Pooler;
+  /** Backends of direct sessions kept for the next client of the same startup. */
+  warm: WarmBackends;
 }
 
 const JWT_NEEDS_OPTION =
@@ -92,14 +95,16 @@ export async function serveConnection(raw: Duplex, clientAddress: string, ctx: C
     const role = hs.startup.params.get('user')!;
     line.role = role;
     const io = authIO(hs);
-    const { route, pooled } = await identifyAndAuthenticate(hs, io, role, clientAddress, line, ctx);
+    const { route, pooled, saslFinal } = await identifyAndAuthenticate(hs, io, role, clientAddress, line, ctx);
     clearTimeout(timer);
     authenticated = true;
     door.progress?.authenticated();
     endAdmission = await admit(route, ctx);
-    client.write(authenticationOk());
+    // SASLFinal and AuthenticationOk go in one write, with the rest of the startup answer when a warm backend has it at once.
+    const authAnswer = saslFinal ? Buffer.concat([saslFinal, authenticationOk()]) : authenticationOk();
 
     if (pooled) {
+      client.write(authAnswer);
       line.pooled = true;
       const pooledClient = await ctx.pooler.connect({
         socket: client, route, role, params: hs.startup.params, options: pgfleetOptions(hs.startup.params.get('options')).rest,
@@ -120,24 +125,47 @@ export async function serveConnection(raw: Duplex, clientAddress: string, ctx: C
       return;
     }
 
+    const params = backendParams(hs.startup.params, role);
+    const warmKey = ctx.warm.keyOf(route, params);
+    let authSent = false;
+    const sendAuth = () => {
+      authSent = true;
+      client.write(authAnswer);
+    };
+    // Without a kept backend, the client hears that it got in while its backend starts (or its compute wakes).
+    const kept = ctx.warm.has(warmKey);
+    if (!kept) sendAuth();
     lease = await ctx.core.acquire(route);
-    const backend = await startCompute(lease, backendParams(hs.startup.params, role), route, ctx);
-    const key = await ctx.cancels.issue(lease.address, backend.pid, backend.secret);
+    let backend = kept ? await ctx.warm.take(warmKey) : undefined;
+    if (backend && backend.address !== lease.address) {
+      backend.close(); // kept from an earlier run of the compute (it restarted meanwhile)
+      backend = undefined;
+    }
+    if (backend) line.warm = true;
+    else if (!authSent) sendAuth();
+    backend ??= await startDirect(lease, params, warmKey, route, ctx);
+    const direct = backend;
+    let key: { pid: number; secret: number } | undefined;
+    let end: RelayEnd | undefined;
     try {
-      const frames = backend.frames;
-      client.write(Buffer.concat([...frames.slice(0, -1), backendKeyData(key.pid, key.secret), frames.at(-1)!]));
-      const early = hs.reader.detach();
-      if (early.length > 0) backend.socket.write(early);
+      key = await ctx.cancels.issueRouted(() => direct.cancelTarget());
+      const answer = direct.startupAnswer(key);
+      client.write(authSent ? answer : Buffer.concat([authAnswer, answer]));
       // The compute is being suspended (a quota ran out): the client learns why, then the session ends.
       session = newSession(route, role, clientAddress, started, (reason) => {
         if (client.writable) client.end(errorFor(reason));
-        backend.socket.destroy();
+        direct.socket.destroy();
       });
-      session.bytesFromClient = early.length;
       openSession(session, ctx);
-      line.outcome = await relay(client, backend.socket, session, backend.rest);
+      end = await relay(client, direct.socket, session, {
+        fromClient: hs.reader.detach(), fromCompute: direct.session.rest, parameters: direct.session.parameters,
+        keepIdle: ctx.warm.keeps(direct.address),
+      });
+      line.outcome = end.outcome;
     } finally {
-      ctx.cancels.revoke(key.pid);
+      if (key) ctx.cancels.revoke(key.pid);
+      if (end?.idle) ctx.warm.give(direct);
+      else if (!end) direct.socket.destroy();
     }
   } catch (err) {
     noteFailure(err, line, ctx);
@@ -219,7 +247,7 @@ function authIO(hs: Handshake): AuthIO {
  */
 async function identifyAndAuthenticate(
   hs: Handshake, io: AuthIO, role: string, client: string, line: Record<string, unknown>, ctx: ConnectionContext,
-): Promise<{ route: BranchRoute; pooled: boolean }> {
+): Promise<{ route: BranchRoute; pooled: boolean; saslFinal?: Buffer }> {
   const options = pgfleetOptions(hs.startup.params.get('options'));
   const named = hs.websocket
     ? endpointFromHost(hs.websocket.host, ctx.core.config.domain)
@@ -229,12 +257,12 @@ async function identifyAndAuthenticate(
   const { endpoint, pooled } = poolerEndpoint(namedEndpoint);
   if (endpoint && !options.jwt && !hs.websocket) {
     const route = await routeFor(endpoint, client, ctx);
-    await limited(ctx, endpoint, client, () => scramAuth(io, route, role, hs.tls ? ctx.channelBinding : undefined))
+    const saslFinal = await limited(ctx, endpoint, client, () => scramAuth(io, route, role, hs.tls ? ctx.channelBinding : undefined))
       .catch((err: unknown) => {
         // SCRAM never shows the proxy the password, so a JWT given as one cannot be told apart here.
         throw err instanceof AuthFailed ? new AuthFailed(role, JWT_NEEDS_OPTION) : err;
       });
-    return { route, pooled };
+    return { route, pooled, saslFinal };
   }
   if (!hs.tls && !hs.websocket) {
     throw options.jwt
@@ -338,6 +366,28 @@ export function backendParams(params: Map<string, string>, role: string): Map<st
 }
 
 /** A session on the leased compute; a failure to reach it becomes 57P03 (the details go to the log). */
-export function startCompute(lease: Lease, params: Map<string, string>, route: BranchRoute, ctx: ConnectionContext): Promise<BackendSession> {
-  return connectBackend(lease.address, params, route.endpointId, ctx.core.log, ctx.core.config.wakeTimeoutMs);
+export function startCompute(lease: Lease, params: Map<string, string>, route: BranchRoute, ctx: ConnectionContext, probeStartup = false): Promise<BackendSession> {
+  return connectBackend(lease.address, params, route.endpointId, ctx.core.log, ctx.core.config.wakeTimeoutMs, { probeStartup });
+}
+
+/** Tries of a backend start that the compute refuses as full while warm backends of it are closed to make room. */
+const FULL_RETRIES = 3;
+
+/**
+ * A new backend for a direct session; one that may be kept afterwards has its settings probed at
+ * start. A compute full of kept backends (53300) gets room: they are closed and the start tried again.
+ */
+async function startDirect(lease: Lease, params: Map<string, string>, key: string, route: BranchRoute, ctx: ConnectionContext): Promise<DirectBackend> {
+  const keeps = ctx.warm.keeps(lease.address);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const session = await startCompute(lease, params, route, ctx, keeps);
+      return new DirectBackend(session, lease.address, route.branchId, route.databaseId, key);
+    } catch (err) {
+      const full = err instanceof BackendError && err.sqlstate === '53300';
+      if (!full || attempt >= FULL_RETRIES) throw err;
+      if (attempt === 1 && ctx.warm.dropBranch(route.branchId) === 0) throw err;
+      await new Promise((r) => setTimeout(r, 20 * attempt)); // the closed backends' slots free once they exit
+    }
+  }
 }

@@ -1,27 +1,33 @@
 import type { Duplex } from 'node:stream';
-import { ComputeEnding } from './compute-ending.ts';
+import { ClientStream, ComputeStream, leftIdle } from './message-framing.ts';
 import { errorResponse } from './messages.ts';
 import type { Session } from './session.ts';
 
 /** How a relayed session ended. */
 export type RelayOutcome = 'client_closed' | 'compute_closed';
 
-// Frontend Terminate: the client said goodbye, so the compute closing next is no surprise.
-const TERMINATE = Buffer.from([0x58, 0, 0, 0, 4]);
-const endsWithTerminate = (chunk: Buffer) =>
-  chunk.length >= 5 && chunk.compare(TERMINATE, 0, 5, chunk.length - 5) === 0;
-
-/** Forwards chunks from `from` to `to` with backpressure, counting them on the way. */
-function pump(from: Duplex, to: Duplex, count: (n: number, chunk: Buffer) => void): void {
-  from.on('data', (chunk: Buffer) => {
-    count(chunk.length, chunk);
-    if (!to.write(chunk)) {
-      from.pause();
-      to.once('drain', () => from.resume());
-    }
-  });
-  from.resume();
+export interface RelayEnd {
+  outcome: RelayOutcome;
+  /**
+   * The client said goodbye (Terminate, not passed on) with its backend idle: the compute's
+   * socket is left open, paused and without the relay's listeners, for the caller to keep or close.
+   */
+  idle: boolean;
 }
+
+export interface RelayOptions {
+  /** What the client already sent after its startup (passed on first). */
+  fromClient?: Buffer;
+  /** What the compute already sent after its startup. */
+  fromCompute?: Buffer;
+  /** Kept up to date with the ParameterStatus the compute sends. */
+  parameters?: Map<string, string>;
+  /** A backend the client leaves idle is handed back (RelayEnd.idle) rather than closed. */
+  keepIdle?: boolean;
+}
+
+// Frontend Terminate, alone in a chunk: the way clients say goodbye.
+const TERMINATE = Buffer.from([0x58, 0, 0, 0, 4]);
 
 /** What pgfleet says when the compute vanished without a word (it crashed or was killed). */
 const COMPUTE_VANISHED = errorResponse({
@@ -32,43 +38,63 @@ const COMPUTE_VANISHED = errorResponse({
 
 /**
  * Relays raw bytes both ways until either side goes. Client gone → the compute's socket is
- * closed (its backend process ends). Compute gone → the client gets everything it sent, in
- * order, then a close; only when the compute vanished without a FATAL of its own (a crash)
- * does pgfleet add one, between two messages as a server would. `fromCompute` is what the
- * compute already sent after its startup.
+ * closed (its backend process ends), unless the client left it idle and keepIdle asks for it.
+ * Compute gone → the client gets everything it sent, in order, then a close; only when the
+ * compute vanished without a FATAL of its own (a crash) does pgfleet add one, between two
+ * messages as a server would.
  */
-export function relay(client: Duplex, backend: Duplex, session: Session, fromCompute: Buffer = Buffer.alloc(0)): Promise<RelayOutcome> {
+export function relay(client: Duplex, backend: Duplex, session: Session, opts: RelayOptions = {}): Promise<RelayEnd> {
   return new Promise((resolve) => {
-    const ending = new ComputeEnding();
-    let clientTerminated = false;
+    const compute = new ComputeStream(opts.parameters);
+    const asked = new ClientStream();
+    const listeners: [Duplex, string, (...args: any[]) => void][] = [];
+    const on = (stream: Duplex, event: string, fn: (...args: any[]) => void) => {
+      stream.on(event, fn);
+      listeners.push([stream, event, fn]);
+    };
     let done = false;
-    const finish = (outcome: RelayOutcome) => {
+    const finish = (outcome: RelayOutcome, idle = false) => {
       if (done) return;
       done = true;
-      resolve(outcome);
+      for (const [stream, event, fn] of listeners) stream.off(event, fn);
+      resolve({ outcome, idle });
     };
-    pump(client, backend, (n, chunk) => {
-      session.bytesFromClient += n;
-      clientTerminated = endsWithTerminate(chunk);
-    });
-    const fromBackend = (n: number, chunk: Buffer) => {
-      session.bytesToClient += n;
-      ending.feed(chunk);
+    /** Writes with backpressure: `from` waits while `to` drains. */
+    const waiting = new Set<Duplex>();
+    const forward = (from: Duplex, to: Duplex, chunk: Buffer) => {
+      if (to.write(chunk) || waiting.has(from)) return;
+      waiting.add(from);
+      from.pause();
+      to.once('drain', () => {
+        waiting.delete(from);
+        if (!done) from.resume();
+      });
     };
-    if (fromCompute.length > 0) {
-      fromBackend(fromCompute.length, fromCompute);
-      client.write(fromCompute);
-    }
-    pump(backend, client, fromBackend);
+    const fromClient = (chunk: Buffer) => {
+      session.bytesFromClient += chunk.length;
+      asked.feed(chunk);
+      if (opts.keepIdle && leftIdle(asked, compute) && chunk.equals(TERMINATE)) {
+        backend.pause();
+        finish('client_closed', true);
+        client.end();
+        return;
+      }
+      forward(client, backend, chunk);
+    };
+    const fromBackend = (chunk: Buffer) => {
+      session.bytesToClient += chunk.length;
+      compute.feed(chunk);
+      forward(backend, client, chunk);
+    };
     const clientGone = () => {
       backend.destroy();
       finish('client_closed');
     };
     const computeGone = () => {
-      const vanished = !done && !clientTerminated && !ending.saidWhy && ending.atBoundary;
+      const vanished = !done && !asked.terminated && !compute.saidWhy && compute.atBoundary;
       if (vanished && client.writable) client.end(COMPUTE_VANISHED);
       else client.end();
-      finish(clientTerminated ? 'client_closed' : 'compute_closed');
+      finish(asked.terminated ? 'client_closed' : 'compute_closed');
     };
     // Either side may have gone while the compute was being woken.
     if (client.destroyed || backend.destroyed) {
@@ -77,11 +103,16 @@ export function relay(client: Duplex, backend: Duplex, session: Session, fromCom
       finish(client.destroyed ? 'client_closed' : 'compute_closed');
       return;
     }
-    client.on('end', clientGone);
-    client.on('close', clientGone);
-    client.on('error', clientGone);
-    backend.on('end', computeGone);
-    backend.on('close', computeGone);
-    backend.on('error', computeGone);
+    on(client, 'data', fromClient);
+    on(backend, 'data', fromBackend);
+    for (const event of ['end', 'close', 'error']) {
+      on(client, event, clientGone);
+      on(backend, event, computeGone);
+    }
+    if (opts.fromCompute?.length) fromBackend(opts.fromCompute);
+    if (opts.fromClient?.length) fromClient(opts.fromClient);
+    if (done) return;
+    client.resume();
+    backend.resume();
   });
 }

@@ -73,9 +73,10 @@ function parseClientFirst(data: string, mechanism: string, channelBindingOffered
 /**
  * Runs the exchange for `role`. `channelBinding` is the tls-server-end-point hash when the
  * connection is TLS (then SCRAM-SHA-256-PLUS is offered too). Resolves when the client
- * proved it knows the password; a wrong proof or an unknown role throws AuthFailed.
+ * proved it knows the password, with the AuthenticationSASLFinal for the caller to send ahead of
+ * AuthenticationOk in one write, as Postgres does; a wrong proof or an unknown role throws AuthFailed.
  */
-export async function scramServer(io: AuthIO, role: string, verifierText: string | undefined, channelBinding: Buffer | undefined): Promise<void> {
+export async function scramServer(io: AuthIO, role: string, verifierText: string | undefined, channelBinding: Buffer | undefined): Promise<Buffer> {
   const verifier = (verifierText !== undefined && parseScramVerifier(verifierText)) || mockVerifier(role);
   io.send(authenticationSASL(channelBinding ? [SCRAM_PLUS, SCRAM] : [SCRAM]));
 
@@ -103,7 +104,7 @@ export async function scramServer(io: AuthIO, role: string, verifierText: string
   const authMessage = `${first.bare},${serverFirst},${withoutProof}`;
   const clientKey = xor(proof, hmac(verifier.storedKey, authMessage));
   if (!crypto.timingSafeEqual(sha256(clientKey), verifier.storedKey) || verifierText === undefined) throw new AuthFailed(role);
-  io.send(authenticationSASLFinal(`v=${hmac(verifier.serverKey, authMessage).toString('base64')}`));
+  return authenticationSASLFinal(`v=${hmac(verifier.serverKey, authMessage).toString('base64')}`);
 }
 
 /** Whether a cleartext password matches a stored SCRAM verifier (an unknown role costs the same). */

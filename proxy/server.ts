@@ -17,6 +17,7 @@ import { AuthLimiter, type AuthLimits, DEFAULT_AUTH_LIMITS } from './auth-limite
 import { CancelKeys } from './cancel.ts';
 import { type ConnectionContext, handleConnection } from './connection.ts';
 import { Pooler } from './pool/pooler.ts';
+import { WarmBackends } from './warm-backends.ts';
 import { type ServerlessDoor, startServerless } from './serverless/server.ts';
 import { ConnectionRefused } from './errors.ts';
 import { errorFor } from './messages.ts';
@@ -51,6 +52,8 @@ export interface Proxy {
   sessions: Set<Session>;
   /** The transaction pooler of `-pooler` endpoints. */
   pooler: Pooler;
+  /** Backends of direct sessions kept for their next client. */
+  warm: WarmBackends;
   /** The caps in force (maxClientConnections resolved). */
   limits: ProxyLimits & { maxClientConnections: number };
   admission: Admission;
@@ -63,6 +66,7 @@ export async function startProxy(core: Core, opts: ProxyOptions = {}): Promise<P
   const sessions = new Set<Session>();
   const cancels = new CancelKeys(core.coord);
   const pooler = new Pooler(core, cancels);
+  const warm = new WarmBackends(core, config.warm);
   const ctx: ConnectionContext = {
     core,
     secureContext: tls.createSecureContext({ cert: identity.cert, key: identity.key, minVersion: 'TLSv1.2' }),
@@ -75,6 +79,7 @@ export async function startProxy(core: Core, opts: ProxyOptions = {}): Promise<P
     handshakeTimeoutMs: opts.handshakeTimeoutMs ?? 30_000,
     metering: opts.metering ?? true,
     pooler,
+    warm,
   };
   const sockets = new Set<net.Socket>();
   const handlers = new Set<Promise<void>>();
@@ -131,6 +136,7 @@ export async function startProxy(core: Core, opts: ProxyOptions = {}): Promise<P
     caPath: identity.caPath,
     sessions,
     pooler,
+    warm,
     limits,
     admission,
     close: async () => {
@@ -141,6 +147,7 @@ export async function startProxy(core: Core, opts: ProxyOptions = {}): Promise<P
       for (const s of sockets) s.destroy();
       await Promise.allSettled([...handlers]);
       pooler.close();
+      warm.close();
       await closed;
     },
   };

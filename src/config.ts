@@ -67,7 +67,16 @@ export interface Config {
   proxyLimits: ProxyLimits;
   jwt: JwtSettings;
   pool: PoolSettings;
+  warm: WarmBackendSettings;
   history: HistorySettings;
+}
+
+/** Backends of direct (not `-pooler`) sessions kept for the next client of the same startup. */
+export interface WarmBackendSettings {
+  /** Kept per compute at most; 0 = none (every connection starts a backend). */
+  maxPerCompute: number;
+  /** A kept backend unused this long is closed. */
+  idleTimeoutMs: number;
 }
 
 /** Transaction pooling on `-pooler` endpoints. */
@@ -366,6 +375,10 @@ export function loadConfig(env: Env = process.env): Config {
       queueTimeoutMs: int(env, 'PGFLEET_POOL_QUEUE_TIMEOUT', 30, 1, 3600) * 1000,
       idleTimeoutMs: int(env, 'PGFLEET_POOL_IDLE_TIMEOUT', 60, 1, 86400) * 1000,
       maxPreparedStatements: int(env, 'PGFLEET_POOL_MAX_PREPARED_STATEMENTS', 200, 1, 100000),
+    },
+    warm: {
+      maxPerCompute: int(env, 'PGFLEET_WARM_BACKENDS', 16, 0, 10000),
+      idleTimeoutMs: int(env, 'PGFLEET_WARM_BACKEND_IDLE_TIMEOUT', 10, 1, 3600) * 1000,
     },
   };
 }

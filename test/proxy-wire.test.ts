@@ -6,8 +6,8 @@ import path from 'node:path';
 import tls from 'node:tls';
 import pg from 'pg';
 import t from 'tap';
-import { ComputeEnding } from '../proxy/compute-ending.ts';
-import { errorResponse } from '../proxy/messages.ts';
+import { ClientStream, ComputeStream, leftIdle } from '../proxy/message-framing.ts';
+import { errorResponse, parameterStatus } from '../proxy/messages.ts';
 import { routeByEndpoint } from '../src/catalog/routes.ts';
 import { psql, psqlError, startProxyFixture } from './proxy-helpers.ts';
 import { until } from './helpers.ts';
@@ -173,22 +173,48 @@ t.test('a JWT is told apart from a password wherever the proxy sees it', async (
     /channel binding required but not supported/, 'channel_binding=require cannot carry a token (as documented)');
 });
 
-t.test('ComputeEnding follows message boundaries however the stream is cut', async (t) => {
+t.test('message framing follows boundaries however the stream is cut', async (t) => {
   const ready = Buffer.from([0x5a, 0, 0, 0, 5, 0x49]);
+  const inTransaction = Buffer.from([0x5a, 0, 0, 0, 5, 0x54]);
   const fatal = errorResponse({ sqlstate: '57P01', message: 'terminating connection due to administrator command' });
   const notice = errorResponse({ severity: 'ERROR', sqlstate: '42601', message: 'syntax error' });
-  const stream = Buffer.concat([ready, notice, ready, fatal]);
+  const setting = parameterStatus('TimeZone', 'Europe/Berlin');
+  const stream = Buffer.concat([ready, notice, setting, ready, fatal]);
   for (const size of [1, 3, 7, stream.length]) {
-    const e = new ComputeEnding();
+    const parameters = new Map([['TimeZone', 'UTC'], ['DateStyle', 'ISO, MDY']]);
+    const e = new ComputeStream(parameters);
     const seen: boolean[] = [];
     for (let at = 0; at < stream.length; at += size) {
       e.feed(stream.subarray(at, at + size));
       seen.push(e.atBoundary);
     }
     t.ok(e.saidWhy && e.atBoundary, `cut every ${size} bytes: the FATAL is seen, at a boundary`);
+    t.equal(e.ready, 2, 'both ReadyForQuery counted');
+    t.same([...parameters], [['TimeZone', 'Europe/Berlin'], ['DateStyle', 'ISO, MDY']], 'the reported setting is followed, in place');
     if (size === 1) t.ok(seen.includes(false), 'mid-message is noticed');
   }
-  const errorThenCut = new ComputeEnding();
+  const errorThenCut = new ComputeStream();
   errorThenCut.feed(Buffer.concat([notice, ready.subarray(0, 3)]));
   t.notOk(errorThenCut.saidWhy || errorThenCut.atBoundary, 'an ERROR is no goodbye, and a cut message is no boundary');
+
+  // The client's side: what its messages await, and whether it left its backend idle.
+  const query = Buffer.from([0x51, 0, 0, 0, 13, ...Buffer.from('SELECT 1'), 0]);
+  const parse = Buffer.from([0x50, 0, 0, 0, 9, 0, 0x78, 0, 0, 0]); // Parse of "x", unnamed, no parameter types
+  const sync = Buffer.from([0x53, 0, 0, 0, 4]);
+  const terminate = Buffer.from([0x58, 0, 0, 0, 4]);
+  const idleAfter = (client: Buffer[], compute: Buffer[]) => {
+    const c = new ClientStream();
+    const s = new ComputeStream();
+    for (const b of client) c.feed(b);
+    for (const b of compute) s.feed(b);
+    return leftIdle(c, s);
+  };
+  t.ok(idleAfter([query, terminate], [ready]), 'a query answered, then Terminate: idle');
+  t.ok(idleAfter([terminate], []), 'Terminate at once: idle');
+  t.notOk(idleAfter([query, query, terminate], [ready]), 'a query still unanswered: not idle');
+  t.notOk(idleAfter([query, terminate], [inTransaction]), 'a transaction left open: not idle');
+  t.notOk(idleAfter([parse, terminate], []), 'extended-protocol messages without a Sync: not idle');
+  t.ok(idleAfter([parse, sync, terminate], [ready]), 'with their Sync answered: idle');
+  t.notOk(idleAfter([query], [ready]), 'no Terminate: the client did not say goodbye');
+  t.notOk(idleAfter([query, terminate.subarray(0, 3)], [ready]), 'a Terminate cut short is none');
 });

@@ -10,8 +10,6 @@ import { CapacityError } from '../../src/errors.ts';
 import type { Core } from '../../src/gateway.ts';
 import { connectBackend } from '../backend.ts';
 import { errorResponse } from '../messages.ts';
-import { readCString } from './frames.ts';
-import { MSG } from './protocol.ts';
 import { PooledBackend } from './pooled-backend.ts';
 
 /** A client waiting for a backend. */
@@ -134,10 +132,7 @@ export class BackendPool {
       const params = new Map([['user', this.role], ['database', this.database]]);
       const session = await connectBackend(lease.address, params, this.route.endpointId, this.core.log, this.core.config.wakeTimeoutMs);
       const backend = new PooledBackend(session.socket, lease.address, session.pid, session.secret, lease, this.settings.maxPreparedStatements);
-      this.serverParams ??= session.frames.filter((f) => f[0] === MSG.parameterStatus).map((f) => {
-        const name = readCString(f, 5);
-        return [name.value, readCString(f, name.next).value];
-      });
+      this.serverParams ??= [...session.parameters];
       backend.whenClosed(() => this.forget(backend));
       return backend;
     } catch (err) {
