@@ -8,7 +8,7 @@
  *     gateway's memory (V8 heap + external memory after GC, and RSS) before and after,
  *     beside PgBouncer's RSS for the same clients.
  *
- *   npx tsx --expose-gc bench/pooler.ts     (BENCH_SECONDS=10, BENCH_ROUNDS=3, BENCH_IDLE_CLIENTS=2000)
+ *   npx tsx bench/pooler.ts     (BENCH_SECONDS=10, BENCH_ROUNDS=3, BENCH_IDLE_CLIENTS=2000)
  *
  * Both take TLS (sslmode=require) and SCRAM over TCP and reach the compute's Unix socket.
  * Targets take turns within each round so that load from elsewhere falls on both alike.
@@ -16,7 +16,6 @@
  * an older one (Debian 12 ships 1.18) runs the 100-client mode with -M extended instead, the
  * same messages per transaction without named statements, and the output says so.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -26,6 +25,7 @@ import { loadConfig } from '../src/config.ts';
 import { startCore } from '../src/gateway.ts';
 import { createLogger } from '../src/log.ts';
 import { type BaselinePgBouncer, startPgBouncer } from './baseline-access.ts';
+import { gatewayMemory, holdIdleClients, release, rssOf } from './idle-sessions.ts';
 import { execFileAsync } from '../test/proxy-helpers.ts';
 import { percentile } from './stats.ts';
 
@@ -61,42 +61,6 @@ async function pgbench(conninfo: string, args: string[], env: Record<string, str
 }
 
 const median = (xs: number[]) => percentile(xs, 50);
-
-function rssKb(pid: number): number {
-  return Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
-}
-
-/** Opens `n` idle client connections from a child process; resolves once all are open. */
-async function holdIdleClients(conninfo: { host: string; port: number; user: string; password: string; database: string; servername?: string; options?: string }, n: number): Promise<ChildProcess> {
-  const script = `
-    import pg from 'pg';
-    const c = JSON.parse(process.argv[1]);
-    const clients = [];
-    for (let i = 0; i < ${n}; i += 100) {
-      await Promise.all(Array.from({ length: Math.min(100, ${n} - i) }, async () => {
-        const client = new pg.Client({ host: c.host, port: c.port, user: c.user, password: c.password, database: c.database, options: c.options,
-          ssl: { rejectUnauthorized: false, servername: c.servername } });
-        client.on('error', () => {});
-        await client.connect();
-        clients.push(client);
-      }));
-    }
-    process.stdout.write('ready\\n');
-    setInterval(() => {}, 1 << 30);
-  `;
-  const child = spawn(process.execPath, ['--input-type=module', '-e', script, JSON.stringify(conninfo)], { stdio: ['ignore', 'pipe', 'inherit'], cwd: process.cwd() });
-  await new Promise<void>((resolve, reject) => {
-    child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
-    child.once('exit', (code) => reject(new Error(`idle client holder exited with ${code}`)));
-  });
-  return child;
-}
-
-function gatewayMemory(): { heap: number; rss: number } {
-  (globalThis as { gc?: () => void }).gc?.();
-  const m = process.memoryUsage();
-  return { heap: m.heapUsed + m.external, rss: m.rss }; // external includes array buffers
-}
 
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgfleet-bench-'));
 fs.chmodSync(dataDir, 0o711);
@@ -156,11 +120,11 @@ try {
   for (let i = 0; i < 100 && proxy.pooler.clientCount < IDLE_CLIENTS; i++) await new Promise((r) => setTimeout(r, 100));
   const after = gatewayMemory();
   const pooledClients = proxy.pooler.clientCount;
-  holder.kill('SIGKILL');
-  const bouncerBefore = rssKb(bouncer.process.pid!);
+  await release(holder);
+  const bouncerBefore = rssOf(bouncer.process.pid!);
   const bouncerHolder = await holdIdleClients({ host: '127.0.0.1', port: bport, user: role, password, database: database.databaseName }, IDLE_CLIENTS);
-  const bouncerAfter = rssKb(bouncer.process.pid!);
-  bouncerHolder.kill('SIGKILL');
+  const bouncerAfter = rssOf(bouncer.process.pid!);
+  await release(bouncerHolder);
 
   console.log(`\npgbench, scale 10, pool of ${POOL}, ${os.cpus().length} cores, load average ${os.loadavg()[0]!.toFixed(1)}; medians of ${ROUNDS} rounds of ${SECONDS} s`);
   console.log(`PgBouncer ${bouncerVersion[1]}.${bouncerVersion[2]}: the 100-client mode runs -M ${bouncerMode} through it${bouncerPrepares ? '' : ' (no max_prepared_statements before 1.21)'}\n`);
@@ -178,7 +142,7 @@ try {
     `p99 ${p['pgfleet -pooler']!.p99Ms.toFixed(2)} ms vs ${p['pgbouncer (transaction)']!.p99Ms.toFixed(2)} ms`);
   const perClient = (after.heap - before.heap) / pooledClients;
   console.log(`idle pooled clients: ${pooledClients}; gateway heap+external per client ${(perClient / 1024).toFixed(1)} kB (goal ≤ 10 kB: ${perClient <= 10 * 1024 ? 'met' : 'NOT met'}), ` +
-    `RSS per client ${((after.rss - before.rss) / pooledClients / 1024).toFixed(1)} kB; PgBouncer RSS per client ${((bouncerAfter - bouncerBefore) / IDLE_CLIENTS).toFixed(1)} kB`);
+    `RSS per client ${((after.rss - before.rss) / pooledClients / 1024).toFixed(1)} kB; PgBouncer RSS per client ${((bouncerAfter - bouncerBefore) / IDLE_CLIENTS / 1024).toFixed(1)} kB`);
 } finally {
   bouncer?.process.kill('SIGTERM');
   await proxy.close();

@@ -35,13 +35,15 @@ import { loadConfig } from '../src/config.ts';
 import { startCore } from '../src/gateway.ts';
 import { createLogger } from '../src/log.ts';
 import { type BaselinePgBouncer, startPgBouncer } from './baseline-access.ts';
+import { gatewayMemory, holdIdleClients, release, rssOf } from './idle-sessions.ts';
 import { execFileAsync } from '../test/proxy-helpers.ts';
 import { percentile } from './stats.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const IDLE_SESSIONS = Number(process.env.BENCH_IDLE_SESSIONS ?? 200);
 
-interface Result { tps: number; latencyMs: number; cpuUsPerTx: number | undefined }
+interface Result { tps: number; latencyMs: number; cpuUsPerTx: number | undefined; load: number }
 
 /** CPU seconds (user + system) a process has used so far. */
 function cpuSeconds(pid: number): number {
@@ -59,7 +61,7 @@ async function pgbench(conninfo: string, args: string[], env: Record<string, str
   if (!/number of failed transactions: 0 /.test(stdout) || !Number.isFinite(tps)) throw new Error(`pgbench failed:\n${stdout}`);
   const transactions = Number(/actually processed: (\d+)/.exec(stdout)?.[1]);
   const cpuUsPerTx = cpuOf ? ((cpuOf() - cpu0!) * 1e6) / transactions : undefined;
-  return { tps, latencyMs, cpuUsPerTx };
+  return { tps, latencyMs, cpuUsPerTx, load: os.loadavg()[0]! };
 }
 
 const PROFILE = process.env.BENCH_PROFILE === '1';
@@ -96,7 +98,7 @@ async function profiled<T>(name: string, fn: () => Promise<T>): Promise<T> {
 const median = (xs: number[]) => percentile(xs, 50);
 function medianResult(rs: Result[]): Result {
   const cpu = rs.map((r) => r.cpuUsPerTx).filter((x): x is number => x !== undefined);
-  return { tps: median(rs.map((r) => r.tps)), latencyMs: median(rs.map((r) => r.latencyMs)), cpuUsPerTx: cpu.length ? median(cpu) : undefined };
+  return { tps: median(rs.map((r) => r.tps)), latencyMs: median(rs.map((r) => r.latencyMs)), cpuUsPerTx: cpu.length ? median(cpu) : undefined, load: median(rs.map((r) => r.load)) };
 }
 
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgfleet-bench-'));
@@ -133,6 +135,30 @@ try {
   const env = { PGPASSWORD: password };
   await execFileAsync('pgbench', ['-i', '-s', '10', '-q', targets.direct]);
 
+  // Idle authenticated sessions, first, in a fresh process (each has run one query, so PgBouncer's session pool gave it a
+  // server): memory per session. RSS counts what V8 does not see (OpenSSL's buffers); heap + external what it does.
+  const memory: { heap: number[]; rss: number[]; bouncerRss: number[] } = { heap: [], rss: [], bouncerRss: [] };
+  const target = { host: '127.0.0.1', user: role, password, database: database.databaseName };
+  const until = async (done: () => boolean) => {
+    for (let i = 0; i < 300 && !done(); i++) await new Promise((r) => setTimeout(r, 100));
+  };
+  // Round -1 warms up (code compiled, pools and free lists filled); it is not counted.
+  for (let round = -1; round < ROUNDS; round++) {
+    const count = <T>(list: T[], value: T) => round >= 0 && list.push(value);
+    const before = gatewayMemory();
+    const holder = await holdIdleClients({ ...target, port: proxy.port, servername: `${database.endpointId}.${config.domain}` }, IDLE_SESSIONS, { query: true });
+    await until(() => proxy.sessions.size >= IDLE_SESSIONS);
+    const after = gatewayMemory();
+    count(memory.heap, (after.heap - before.heap) / proxy.sessions.size);
+    count(memory.rss, (after.rss - before.rss) / proxy.sessions.size);
+    await release(holder);
+    await until(() => proxy.sessions.size === 0);
+    const bouncerBefore = rssOf(bouncer.process.pid!);
+    const bouncerHolder = await holdIdleClients({ ...target, port: bport }, IDLE_SESSIONS, { query: true });
+    count(memory.bouncerRss, (rssOf(bouncer.process.pid!) - bouncerBefore) / IDLE_SESSIONS);
+    await release(bouncerHolder);
+  }
+
   const modes = {
     '-S, 16 clients': ['-S', '-c', '16', '-j', '2'],
     '-S, 64 clients': ['-S', '-c', '64', '-j', '2'],
@@ -143,32 +169,53 @@ try {
   const self = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
   const cpuOf: Record<string, (() => number) | undefined> = { direct: undefined, pgfleet: self, pgbouncer: () => cpuSeconds(bouncer!.process.pid!), 'pgfleet, metering off': self };
   const results: Record<string, Record<string, Result>> = {};
+  const only = process.env.BENCH_MODES?.split(',');
   for (const [mode, args] of Object.entries(modes)) {
+    if (only && !only.some((m) => mode.includes(m))) continue;
     const runs: Record<string, Result[]> = {};
     for (let round = 0; round < ROUNDS; round++) {
       for (const [name, conninfo] of Object.entries(targets)) {
-        const run = () => pgbench(conninfo, args, env, cpuOf[name]);
+        const run = () => pgbench(conninfo, args, env, cpuOf[name]).catch((err: Error) => {
+          throw new Error(`${name}, ${mode}: ${err.message}`);
+        });
         (runs[name] ??= []).push(await (PROFILE && round === 0 && name === 'pgfleet' ? profiled(mode, run) : run()));
       }
     }
     results[mode] = Object.fromEntries(Object.entries(runs).map(([name, rs]) => [name, medianResult(rs)]));
   }
+
   lease.release();
 
-  console.log(`\npgbench, scale 10, ${os.cpus().length} cores, load average ${os.loadavg()[0]!.toFixed(1)}; medians of ${ROUNDS} rounds of ${SECONDS} s\n`);
-  console.log('mode               target                   tps   ratio   latency ms   added ms   proxy CPU µs/tx');
+  console.log(`\npgbench, scale 10, ${os.cpus().length} cores; medians of ${ROUNDS} rounds of ${SECONDS} s (load average: 1-minute, median over the mode's runs)\n`);
+  console.log('mode               target                   tps   ratio   latency ms   added ms   proxy CPU µs/tx   load');
   for (const [mode, byTarget] of Object.entries(results)) {
     const direct = byTarget.direct!;
     for (const [name, r] of Object.entries(byTarget)) {
-      console.log(`${mode.padEnd(18)} ${name.padEnd(22)} ${r.tps.toFixed(0).padStart(7)}  ${(r.tps / direct.tps).toFixed(2).padStart(6)}   ${r.latencyMs.toFixed(3).padStart(10)}   ${name === 'direct' ? ''.padStart(8) : (r.latencyMs - direct.latencyMs).toFixed(3).padStart(8)}   ${r.cpuUsPerTx === undefined ? '' : r.cpuUsPerTx.toFixed(0).padStart(8)}`);
+      console.log(`${mode.padEnd(18)} ${name.padEnd(22)} ${r.tps.toFixed(0).padStart(7)}  ${(r.tps / direct.tps).toFixed(2).padStart(6)}   ${r.latencyMs.toFixed(3).padStart(10)}   ${name === 'direct' ? ''.padStart(8) : (r.latencyMs - direct.latencyMs).toFixed(3).padStart(8)}   ${(r.cpuUsPerTx === undefined ? '' : r.cpuUsPerTx.toFixed(0)).padStart(15)}   ${r.load.toFixed(1).padStart(4)}`);
     }
   }
-  const s16 = results['-S, 16 clients']!;
-  const s1 = results['-S, 1 client']!;
-  console.log(`\ngoal 16 clients: pgfleet ratio ${(s16.pgfleet!.tps / s16.direct!.tps).toFixed(2)} ≥ PgBouncer ${(s16.pgbouncer!.tps / s16.direct!.tps).toFixed(2)}: ${s16.pgfleet!.tps >= s16.pgbouncer!.tps ? 'met' : 'NOT met'}`);
-  console.log(`metering cost at 16 clients: throughput with metering / without = ${(s16.pgfleet!.tps / s16['pgfleet, metering off']!.tps).toFixed(3)} (goal ≥ 0.97)`);
-  const added = (r: Record<string, Result>, n: string) => r[n]!.latencyMs - r.direct!.latencyMs;
-  console.log(`goal 1 client: pgfleet added ${added(s1, 'pgfleet').toFixed(3)} ms ≤ PgBouncer ${added(s1, 'pgbouncer').toFixed(3)} ms: ${added(s1, 'pgfleet') <= added(s1, 'pgbouncer') ? 'met' : 'NOT met'}`);
+  const verdict = (ok: boolean) => (ok ? 'met' : 'NOT met');
+  const s16 = results['-S, 16 clients'];
+  if (s16) {
+    const [f, b] = [s16.pgfleet!, s16.pgbouncer!];
+    console.log(`\ngoal 16 clients: pgfleet ratio ${(f.tps / s16.direct!.tps).toFixed(2)} ≥ PgBouncer ${(b.tps / s16.direct!.tps).toFixed(2)}: ${verdict(f.tps >= b.tps)}; ` +
+      `CPU ${f.cpuUsPerTx!.toFixed(0)} ≤ ${b.cpuUsPerTx!.toFixed(0)} µs/tx: ${verdict(f.cpuUsPerTx! <= b.cpuUsPerTx!)}`);
+    console.log(`metering cost at 16 clients: throughput with metering / without = ${(f.tps / s16['pgfleet, metering off']!.tps).toFixed(3)} (goal ≥ 0.97)`);
+  }
+  const s1 = results['-S, 1 client'];
+  if (s1) {
+    const added = (n: string) => s1[n]!.latencyMs - s1.direct!.latencyMs;
+    console.log(`goal 1 client: pgfleet added ${added('pgfleet').toFixed(3)} ms ≤ PgBouncer ${added('pgbouncer').toFixed(3)} ms: ${verdict(added('pgfleet') <= added('pgbouncer'))}`);
+  }
+  const c = results['-S -C, 4 clients'];
+  if (c) {
+    const [f, b] = [c.pgfleet!, c.pgbouncer!];
+    console.log(`goal -C: pgfleet ${f.tps.toFixed(0)} ≥ PgBouncer ${b.tps.toFixed(0)} connections/s: ${verdict(f.tps >= b.tps)}; ` +
+      `CPU per connection ${f.cpuUsPerTx!.toFixed(0)} µs = ${(f.cpuUsPerTx! / b.cpuUsPerTx!).toFixed(2)}× PgBouncer's ${b.cpuUsPerTx!.toFixed(0)} (goal ≤ 1.5×): ${verdict(f.cpuUsPerTx! <= 1.5 * b.cpuUsPerTx!)}`);
+  }
+  const kb = (xs: number[]) => (median(xs) / 1024).toFixed(1);
+  console.log(`memory per idle authenticated session (${IDLE_SESSIONS} sessions, medians of ${ROUNDS}): pgfleet heap+external ${kb(memory.heap)} kB, ` +
+    `RSS ${kb(memory.rss)} kB; PgBouncer RSS ${kb(memory.bouncerRss)} kB`);
 } finally {
   bouncer?.process.kill('SIGTERM');
   await proxy.close();

@@ -144,6 +144,7 @@ export async function serveConnection(raw: Duplex, clientAddress: string, ctx: C
     if (backend) line.warm = true;
     else if (!authSent) sendAuth();
     backend ??= await startDirect(lease, params, warmKey, route, ctx);
+    ctx.core.metrics.backends.inc({ kind: backend.reused ? 'warm' : 'new' });
     const direct = backend;
     let key: { pid: number; secret: number } | undefined;
     let end: RelayEnd | undefined;

@@ -96,6 +96,7 @@ export class WarmBackends {
   /** Kept or being reset, per branch (the cap counts both). */
   private readonly perBranch = new Map<string, number>();
   private readonly sweeper: NodeJS.Timeout;
+  private closed = false;
   private readonly onState = (branchId: string, state: string) => {
     if (state !== 'running') this.dropBranch(branchId);
   };
@@ -159,7 +160,7 @@ export class WarmBackends {
    */
   give(backend: DirectBackend): void {
     const n = this.perBranch.get(backend.branchId) ?? 0;
-    if (!this.keeps(backend.address) || backend.session.startupFingerprint === undefined || n >= this.settings.maxPerCompute || this.core.computes.runningAddress(backend.branchId) !== backend.address) {
+    if (this.closed || !this.keeps(backend.address) || backend.session.startupFingerprint === undefined || n >= this.settings.maxPerCompute || this.core.computes.runningAddress(backend.branchId) !== backend.address) {
       backend.close();
       return;
     }
@@ -261,6 +262,7 @@ export class WarmBackends {
   }
 
   close(): void {
+    this.closed = true;
     clearInterval(this.sweeper);
     this.core.computes.off('state', this.onState);
     this.core.computes.off('terminate', this.onTerminate);

@@ -16,6 +16,10 @@ export class OperatorMetrics {
   readonly bytes = new Counter({
     name: 'pgfleet_proxy_bytes_total', help: 'Bytes relayed, by direction', labelNames: ['direction'] as const, registers: [this.registry],
   });
+  readonly backends = new Counter({
+    name: 'pgfleet_proxy_backends_total', help: 'Backends of direct sessions: started for the session (new) or kept from an earlier client (warm)',
+    labelNames: ['kind'] as const, registers: [this.registry],
+  });
   readonly wakes = new Counter({
     name: 'pgfleet_compute_wakes_total', help: 'Compute starts by outcome', labelNames: ['outcome'] as const, registers: [this.registry],
   });
