@@ -7,7 +7,7 @@ import { NAME_PATTERN, generateName } from './names.ts';
 import { type Quotas, validateQuotas } from './quotas.ts';
 import type { BranchRef, ProviderState } from './providers/provider.ts';
 import { type ProviderDeletions, recordDeletion } from './provider-sync/deletions.ts';
-import type { Regions } from './regions.ts';
+import { type Regions, pgVersionFor } from './regions.ts';
 import type { Nodes } from './nodes/nodes.ts';
 import { generatePassword, makeScramVerifier } from './scram-verifier.ts';
 
@@ -32,6 +32,8 @@ export interface DatabaseRecord {
   poolSize: number | null;
   /** Its compute size in compute units; null = the gateway's PGFLEET_COMPUTE_UNITS. */
   computeUnits: number | null;
+  /** The Postgres major of its computes, chosen at creation. */
+  pgVersion: number;
   createdAt: Date;
   /** Last activity the catalog recorded; the compute manager knows fresher while it runs. */
   lastActiveAt: Date | null;
@@ -58,6 +60,8 @@ export interface NewDatabase {
   quotas?: Quotas;
   poolSize?: number | null;
   computeUnits?: number | null;
+  /** The Postgres major; default: the region's. */
+  pgVersion?: number;
 }
 
 export interface DatabaseChanges {
@@ -123,6 +127,7 @@ function toRecord(row: any): DatabaseRecord {
     quotas: row.quotas,
     poolSize: row.pool_size,
     computeUnits: row.compute_units === null ? null : Number(row.compute_units),
+    pgVersion: row.pg_version,
     createdAt: row.created_at,
     lastActiveAt: row.last_active_at,
     status: row.status,
@@ -160,8 +165,8 @@ export function mergeState(kept: ProviderState, patch: ProviderState): ProviderS
 
 const INSERT_DATABASE = `
   WITH d AS (
-    INSERT INTO databases (id, partner_id, user_id, name, region, provider, database_name, owner_role, suspend_timeout_seconds, quotas, node_id, history_retention_seconds, pool_size, compute_units, status)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $14, $15, $16, $17, 'creating') RETURNING created_at,
+    INSERT INTO databases (id, partner_id, user_id, name, region, provider, database_name, owner_role, suspend_timeout_seconds, quotas, node_id, history_retention_seconds, pool_size, compute_units, pg_version, status)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $14, $15, $16, $17, $18, 'creating') RETURNING created_at,
       COALESCE(history_retention_seconds, (SELECT default_history_retention_seconds FROM partners WHERE id = $2)) AS effective_retention),
   b AS (INSERT INTO branches (id, database_id, name) VALUES ($11, $1, 'main')),
   e AS (INSERT INTO endpoints (id, branch_id) VALUES ($12, $11)),
@@ -204,6 +209,7 @@ export class Databases extends EventEmitter {
     const databaseName = validateIdentifier('database_name', input.databaseName ?? DEFAULT_DATABASE_NAME, RESERVED_DATABASES);
     const ownerRole = validateRoleName(input.roleName ?? DEFAULT_OWNER_ROLE);
     const quotas = validateQuotas(input.quotas ?? {});
+    const pgVersion = pgVersionFor(region, input.pgVersion);
     const password = generatePassword();
     const verifier = await makeScramVerifier(password);
     const suspendTimeout = input.suspendTimeoutSeconds ?? this.defaultSuspendTimeoutSeconds;
@@ -218,13 +224,13 @@ export class Databases extends EventEmitter {
         const { rows } = await this.catalog.query(INSERT_DATABASE, [
           ids.databaseId, input.partnerId, input.userId, input.name ?? null, region.id, region.provider.name,
           databaseName, ownerRole, suspendTimeout, quotas, ids.branchId, ids.endpointId, verifier, nodeId, input.historyRetentionSeconds ?? null,
-          input.poolSize ?? null, input.computeUnits ?? null,
+          input.poolSize ?? null, input.computeUnits ?? null, pgVersion,
         ]);
         database = {
           id: ids.databaseId, partnerId: input.partnerId, userId: input.userId, name: input.name ?? null, region: region.id,
           provider: region.provider.name, databaseName, ownerRole, roles: [ownerRole], endpointId: ids.endpointId,
           branchId: ids.branchId, suspendTimeoutSeconds: suspendTimeout, historyRetentionSeconds: rows[0].effective_retention, quotas,
-          poolSize: input.poolSize ?? null, computeUnits: input.computeUnits ?? null,
+          poolSize: input.poolSize ?? null, computeUnits: input.computeUnits ?? null, pgVersion,
           createdAt: rows[0].created_at, lastActiveAt: null, status: 'ready', statusDetail: null,
           nodeId, recordedState: 'suspended',
         };
@@ -236,7 +242,7 @@ export class Databases extends EventEmitter {
 
     const ref: BranchRef = {
       databaseId: database.id, branchId: database.branchId, region: region.id, databaseName, ownerRole, roles: [ownerRole], providerState: {},
-      suspendTimeoutSeconds: suspendTimeout, quotas, computeUnits: input.computeUnits ?? null,
+      suspendTimeoutSeconds: suspendTimeout, quotas, computeUnits: input.computeUnits ?? null, pgVersion,
     };
     try {
       if (nodeId && this.nodes.isRemote({ id: nodeId })) {

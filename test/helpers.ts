@@ -36,6 +36,7 @@ export function testRef(overrides: Partial<BranchRef> = {}): BranchRef {
     suspendTimeoutSeconds: 300,
     quotas: {},
     computeUnits: null,
+    pgVersion: 17,
     providerState: {},
     ...overrides,
   };

@@ -15,7 +15,7 @@ import { testRef } from './helpers.ts';
 const fake = await FakeNeon.start();
 t.teardown(() => fake.close());
 
-const region: NeonRegionSettings = { regionId: 'aws-us-east-2', apiKey: FAKE_API_KEY, apiHost: fake.baseUrl, orgId: undefined, pgVersion: 17 };
+const region: NeonRegionSettings = { regionId: 'aws-us-east-2', apiKey: FAKE_API_KEY, apiHost: fake.baseUrl, orgId: undefined };
 const box = new SecretBox(Buffer.alloc(32, 7));
 const makeProvider = (over: Partial<NeonProviderOptions> = {}) => new NeonProvider({
   region, box, ca: fake.ca.certPem, port: fake.port, operationTimeoutMs: 20_000,
@@ -55,6 +55,15 @@ t.test('lifecycle: create, start, query over TLS, suspend, wake, data intact, de
   await provider.delete(ref);
   t.notOk(fake.projects.has(s.projectId), 'delete removes the project');
   await t.resolves(provider.delete(ref), 'deleting again is fine');
+});
+
+t.test("a database's major goes into createProject; Neon's majors are offered", async (t) => {
+  t.same(provider.pgVersions, [14, 15, 16, 17, 18]);
+  t.equal(provider.postgresVersion(16), '16', 'Neon tells the major only');
+  let ref = testRef({ region: 'aws-us-east-2', pgVersion: 16 });
+  ref = keep(ref, await provider.create(ref));
+  t.equal(fake.projects.get(neonStateOf(ref)!.projectId)!.pgVersion, 16);
+  await provider.delete(ref);
 });
 
 t.test("wake=connect: no API call; the first connection wakes the endpoint through Neon's proxy", async (t) => {

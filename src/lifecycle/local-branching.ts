@@ -186,7 +186,7 @@ export class LocalBranching implements Branching, LocalHistoryHooks {
     const all = await baseBackups.list(this.catalog, source.branchId);
     const pgdata = path.join(dir, 'pgdata');
     const recovery = (point: PointInTime | undefined) => recoverToTarget({
-      install: this.local.opts.install, user, dir, settings: this.local.settings(target, path.join(dir, ARCHIVE_DIR)),
+      install: this.local.installFor(target), user, dir, settings: this.local.settings(target, path.join(dir, ARCHIVE_DIR)),
       socketDir: this.local.layout.socketDir(oneOffSocketName()), target: point,
     });
     let backups: BaseBackup[];
@@ -206,7 +206,7 @@ export class LocalBranching implements Branching, LocalHistoryHooks {
     } else {
       const base = backupFor(all, at);
       if (!base) throw new BadRequestError(`at: no base backup precedes ${describePoint(at)}`);
-      const template = path.join(this.local.layout.templateDir(this.local.opts.install.version), 'pgdata');
+      const template = this.local.templatePgdata(source.pgVersion);
       await copyTree(this.backupDir(source, base, template), pgdata);
       chownTree(pgdata, user); // the template's files are the template user's
       linkArchive(path.join(srcDir, ARCHIVE_DIR), path.join(dir, ARCHIVE_DIR));

@@ -21,6 +21,8 @@ export interface BranchRef {
   quotas: Quotas;
   /** Compute units (1 CU = 1 CPU, 4 GiB); null = the gateway's default (PGFLEET_COMPUTE_UNITS). */
   computeUnits: number | null;
+  /** The Postgres major of the database's computes (every branch's). */
+  pgVersion: number;
   /** What the provider asked the catalog to keep for this database/branch (ids at Neon, say). */
   providerState: ProviderState;
 }
@@ -75,8 +77,10 @@ export interface ProviderResource {
 
 export interface Provider {
   readonly name: string;
-  /** The Postgres version its computes run: `17.10` (local: the binaries'), or a major such as `17` (neon: the region's). */
-  readonly postgresVersion: string;
+  /** The Postgres majors its computes can run (local: those installed; neon: Neon's), oldest first. */
+  readonly pgVersions: readonly number[];
+  /** The version a major's computes run: `17.10` (local: the binaries'), or the major itself, `17`, where no more is known (neon). */
+  postgresVersion(major: number): string;
   /**
    * Records a new branch. Cheap: nothing starts, nothing big is written. Returns state to keep.
    * `again`: an earlier attempt may have made the resource already; find and adopt it rather than make a second.

@@ -4,7 +4,7 @@ import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { type PgInstall, resolvePgInstall } from '../../src/pg/install.ts';
+import { type PgInstall, PgInstalls } from '../../src/pg/install.ts';
 import { type OsUser, resolveComputeUser } from '../../src/pg/os-user.ts';
 import { initCluster } from '../../src/pg/server.ts';
 import { tmpDataDir } from '../helpers.ts';
@@ -121,7 +121,7 @@ export class FakeNeon {
   static async start(options: FakeNeonOptions = {}): Promise<FakeNeon> {
     const dir = tmpDataDir('fake-neon');
     const user = resolveComputeUser('postgres');
-    const install = resolvePgInstall(undefined, user, dir);
+    const install = PgInstalls.discover(undefined, user, dir).get();
     const templatePgdata = path.join(dir, 'template', 'pgdata');
     if (options.computes !== false) await initCluster(install, user, templatePgdata);
     const port = await freePort();

@@ -1,6 +1,6 @@
 import { ConsumptionHistoryGranularity, EndpointState, EndpointType, type Operation } from '@neondatabase/api-client';
 import type { Logger } from 'pino';
-import type { NeonRegionSettings } from '../../config-regions.ts';
+import { NEON_PG_VERSIONS, type NeonRegionSettings } from '../../config-regions.ts';
 import { ComputeStartError, ProviderError } from '../../errors.ts';
 import type { SecretBox } from '../../secret-box.ts';
 import type { BranchRef, ComputeAddress, MeteredUsage, Provider, ProviderResource, ProviderState, UsageSample } from '../provider.ts';
@@ -50,23 +50,27 @@ const neonComputeSize = (ref: BranchRef) =>
   ref.computeUnits === null ? {} : { autoscaling_limit_min_cu: ref.computeUnits, autoscaling_limit_max_cu: ref.computeUnits };
 
 /**
- * One Neon project per database: created with the database's region, Postgres version,
+ * One Neon project per database: created with the database's region, Postgres major,
  * suspend timeout and quotas; woken by starting its endpoint; deleted with the project.
  * Role passwords come from Neon and are kept only sealed. The proxy reaches the endpoint
  * host over TLS (SNI, verified) and authenticates with SCRAM as the role.
  */
 export class NeonProvider implements Provider {
   readonly name = 'neon';
-  readonly postgresVersion: string;
+  readonly pgVersions = NEON_PG_VERSIONS;
   readonly api: NeonApi;
   private readonly running = new Set<string>();
 
   constructor(private readonly opts: NeonProviderOptions) {
-    this.postgresVersion = String(opts.region.pgVersion);
     this.api = new NeonApi({
       apiKey: opts.region.apiKey, baseUrl: opts.region.apiHost, retry: opts.retry, log: opts.log,
       maxConcurrency: opts.maxConcurrency, requestTimeoutMs: opts.requestTimeoutMs,
     });
+  }
+
+  /** Neon's API tells the major of a project, not its minor. */
+  postgresVersion(major: number): string {
+    return String(major);
   }
 
   private deadline(): number {
@@ -103,7 +107,7 @@ export class NeonProvider implements Provider {
           project: {
             name: ref.databaseId,
             region_id: region.regionId,
-            pg_version: region.pgVersion,
+            pg_version: ref.pgVersion,
             ...(region.orgId ? { org_id: region.orgId } : {}),
             default_endpoint_settings: { suspend_timeout_seconds: neonSuspendTimeout(ref.suspendTimeoutSeconds), ...neonComputeSize(ref) },
             settings: { quota: neonQuota(ref.quotas) },
