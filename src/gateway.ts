@@ -17,6 +17,7 @@ import { Databases, unavailableReason } from './databases.ts';
 import { DatabaseUnavailableError } from './errors.ts';
 import { Branches } from './lifecycle/branches.ts';
 import { LocalBranching } from './lifecycle/local-branching.ts';
+import { NeonBranching } from './lifecycle/neon-branching.ts';
 import { OperatorMetrics } from './metrics.ts';
 import { Partners } from './partners.ts';
 import { PROVIDER_USAGE_LOOKBACK_MS, PROVIDER_USAGE_PULL_MS, importProviderUsage } from './provider-usage.ts';
@@ -188,6 +189,10 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     });
     local.history = localBranching;
     local.branching = localBranching;
+    for (const id of regions.ids) {
+      const { provider } = regions.get(id);
+      if (provider instanceof NeonProvider) provider.branching = new NeonBranching(provider, id, catalog, log.child({ region: id }));
+    }
     // Before anything is served: interrupted restores put back, half-made branches removed.
     await branches.recoverInterrupted();
     const upkeep = new Periodic(() => branches.upkeep(), (err) => log.warn({ err: String(err) }, 'history upkeep failed'));

@@ -95,6 +95,7 @@ t.test('a tcp compute: TLS with servername + CA, SCRAM with the stored password,
   const remote: Provider = {
     name: 'remote-test',
     postgresVersion: '17',
+    rootDeletesAll: false,
     create: async () => ({}),
     updateSettings: async () => {},
     start: async (_ref: BranchRef) => { served++; return address; },

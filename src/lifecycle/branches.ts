@@ -178,8 +178,8 @@ export class Branches {
     const route = await this.route(id);
     try {
       const parentRoute = await this.route(parent.id);
-      await this.computes.guard(this.targetFor(parentRoute), (running) => branching.branch(branchRefOf(parentRoute), branchRefOf(route), at, running));
-      await this.catalog.query(`UPDATE branches SET state = 'ready' WHERE id = $1`, [id]);
+      const kept = await this.computes.guard(this.targetFor(parentRoute), (running) => branching.branch(branchRefOf(parentRoute), branchRefOf(route), at, running));
+      await this.catalog.query(`UPDATE branches SET state = 'ready', provider_state = $2 WHERE id = $1`, [id, kept]);
     } catch (err) {
       await this.discard(db, route).catch((e) => this.log.error({ err: String(e), branch: id }, 'could not remove a failed branch'));
       throw err;
@@ -207,6 +207,12 @@ export class Branches {
     const db = await this.databases.get(partnerId, databaseId);
     const branch = await this.byName(databaseId, name);
     if (branch.parent === null) throw new ConflictError(`branch "${name}" is the database's root branch: delete the database instead`);
+    if (!this.branchingOf(db).deletesBranchesWithChildren) {
+      const { rows } = await this.catalog.query<{ name: string }>('SELECT name FROM branches WHERE parent_id = $1 ORDER BY name', [branch.id]);
+      if (rows.length) {
+        throw new ConflictError(`branch "${name}" has child branches (${rows.map((r) => r.name).join(', ')}): in region "${db.region}" they must be deleted first`);
+      }
+    }
     await this.discard(db, await this.route(branch.id));
   }
 
@@ -243,8 +249,8 @@ export class Branches {
     const reason = new BranchRewoundError(`terminating connection: branch "${branch.name}" is being restored to ${describePoint(at)}; reconnect to use it`);
     try {
       await this.computes.hold(this.targetFor(route), reason, () =>
-        branching.restore(branchRefOf(route), at, branchRefOf(beforeRoute), async (tx) => {
-          await tx.query(`UPDATE branches SET state = 'ready' WHERE id = $1`, [beforeId]);
+        branching.restore(branchRefOf(route), at, branchRefOf(beforeRoute), async (tx, kept) => {
+          await tx.query(`UPDATE branches SET state = 'ready', provider_state = $2 WHERE id = $1`, [beforeId, kept ?? {}]);
         }));
     } catch (err) {
       await this.catalog.query(`DELETE FROM branches WHERE id = $1 AND state = 'creating'`, [beforeId]).catch(() => {});
@@ -264,8 +270,13 @@ export class Branches {
       const route = await routeByBranch(this.catalog, row.id);
       if (!route) continue;
       this.log.warn({ branch: row.id, database: row.database_id }, 'removing a branch whose creation was interrupted');
-      await this.catalog.query('DELETE FROM branches WHERE id = $1', [row.id]);
-      await this.regions.get(route.region).provider.delete(branchRefOf(route));
+      try {
+        // What the provider made goes first: a failure leaves the row (never routed) for the next start.
+        await this.regions.get(route.region).provider.delete(branchRefOf(route));
+        await this.catalog.query('DELETE FROM branches WHERE id = $1', [row.id]);
+      } catch (err) {
+        this.log.error({ branch: row.id, err: String(err) }, 'could not remove a branch whose creation was interrupted; the next start tries again');
+      }
     }
   }
 

@@ -683,7 +683,7 @@ export class FakeNeon {
         : await new Promise<HistorySource>((resolve, reject) => void this.serialized(source, () => this.historySource(p, source).then(resolve, reject)));
       await buildFrom(this.install, this.user, from, b.dir, at);
     });
-    const op = this.operation(p, 'restore_branch', work, { branchId: b.id, endpointId: e?.id });
+    const op = this.operation(p, 'create_timeline', work, { branchId: b.id, endpointId: e?.id });
     return { status: 200, body: { branch: branchBody(b), operations: [operationBody(op)] } };
   }
 

@@ -68,6 +68,7 @@ function readText(file: string): string | undefined {
  */
 export class LocalProvider implements Provider {
   readonly name = 'local';
+  readonly rootDeletesAll = false;
   readonly postgresVersion: string;
   readonly layout: LocalLayout;
   private readonly servers = new Map<string, PostgresServer>();
