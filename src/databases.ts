@@ -240,7 +240,7 @@ export class Databases extends EventEmitter {
     };
     try {
       if (nodeId && this.nodes.isRemote({ id: nodeId })) {
-        await this.nodes.ask(await this.nodeRecord(nodeId), 'create', ref);
+        await this.nodes.ask(await this.nodes.record(nodeId), 'create', ref);
         await this.finishCreate(database.id, {});
       } else {
         await this.finishCreate(database.id, await region.provider.create(ref));
@@ -471,12 +471,6 @@ export class Databases extends EventEmitter {
       return { state: record.recordedState, lastActiveAt: record.lastActiveAt, connections: compute.connections };
     }
     return { state: compute.state, lastActiveAt: compute.lastActiveAt ?? record.lastActiveAt, connections: compute.connections };
-  }
-
-  private async nodeRecord(nodeId: string) {
-    const { rows } = await this.catalog.query(
-      `SELECT id, address, extract(epoch FROM clock_timestamp() - heartbeat_at)::float8 AS silent FROM nodes WHERE id = $1`, [nodeId]);
-    return { id: nodeId, address: rows[0]?.address ?? null, silentSeconds: rows[0]?.silent ?? null };
   }
 
   private async routeOf(record: DatabaseRecord): Promise<BranchRoute> {
