@@ -683,7 +683,10 @@ export class FakeNeon {
         : await new Promise<HistorySource>((resolve, reject) => void this.serialized(source, () => this.historySource(p, source).then(resolve, reject)));
       await buildFrom(this.install, this.user, from, b.dir, at);
     });
-    const op = this.operation(p, 'create_timeline', work, { branchId: b.id, endpointId: e?.id });
+    const done = work();
+    // The kept branch's data is in place only once the work is done: its own work waits for it.
+    if (preserved) void this.serialized(preserved, () => done.catch(() => {}));
+    const op = this.operation(p, 'create_timeline', () => done, { branchId: b.id, endpointId: e?.id });
     return { status: 200, body: { branch: branchBody(b), operations: [operationBody(op)] } };
   }
 
