@@ -2,7 +2,7 @@
 // the proxy: each maps to Neon's own branching (the fake Neon API, whose branches keep real history).
 import t from 'tap';
 import { startApi } from './api-client.ts';
-import { type Conn, connect, query } from './endpoint-client.ts';
+import { type Conn, checkRestoreOfRestore, connect, query } from './endpoint-client.ts';
 import { FakeNeon } from './fake-neon/fake-neon.ts';
 import { neonRegionEnv } from './fake-neon/pgfleet-side.ts';
 
@@ -80,13 +80,7 @@ t.test('branch now and at T, restore to T, the _before_ branch, restore of a res
   t.same(ids(await q(before, 'SELECT id FROM items ORDER BY id')), [1, 2, 3, 4, 5, 6], 'the _before_ branch holds the state just before');
 
   // Restore of a restore.
-  await q(db, 'INSERT INTO items VALUES (10)');
-  const [{ t: at2 }] = await q(db, 'SELECT clock_timestamp() AS t');
-  await q(db, 'INSERT INTO items VALUES (11)');
-  const again = await api.request('POST', `/v1/databases/${db.id}/restore`, { key, body: { at: at2.toISOString(), branch: 'main' } });
-  t.equal(again.status, 200, JSON.stringify(again.body));
-  t.same(ids(await q(db, 'SELECT id FROM items ORDER BY id')), [1, 2, 3, 10], 'a restore of a restore');
-  t.same(ids(await q(again.body.before, 'SELECT id FROM items ORDER BY id')), [1, 2, 3, 10, 11]);
+  await checkRestoreOfRestore(t, api, key, db, () => pw, [1, 2, 3]);
 
   // The restore moved main's children to the branch of the state before (as Neon does: they descend from that history).
   const atTNow = await api.request('GET', `/v1/databases/${db.id}/branches/at-t`, { key });
