@@ -34,7 +34,7 @@ makeOwnedDir(runDir, { ...user, switchUser: false }, 0o711);
 const provider = new LocalProvider({ dataDir, runDir, installs, user, compute: config.compute, startTimeoutMs: 60_000, log });
 
 const ref = (i: number): BranchRef => ({
-  databaseId: `db-bench-${i}`, branchId: `br-bench-${i}`, region: 'local', databaseName: 'app',
+  databaseId: `db-bench-${i}`, branchId: `br-bench-${i}`, root: true, region: 'local', databaseName: 'app',
   ownerRole: 'app_owner', roles: ['app_owner'], providerState: {}, suspendTimeoutSeconds: 0, quotas: {}, computeUnits: null,
   pgVersion: install.major,
 });

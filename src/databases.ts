@@ -241,12 +241,12 @@ export class Databases extends EventEmitter {
     }
 
     const ref: BranchRef = {
-      databaseId: database.id, branchId: database.branchId, region: region.id, databaseName, ownerRole, roles: [ownerRole], providerState: {},
+      databaseId: database.id, branchId: database.branchId, root: true, region: region.id, databaseName, ownerRole, roles: [ownerRole], providerState: {},
       suspendTimeoutSeconds: suspendTimeout, quotas, computeUnits: input.computeUnits ?? null, pgVersion,
     };
     try {
       if (nodeId && this.nodes.isRemote({ id: nodeId })) {
-        await this.nodes.ask(await this.nodeRecord(nodeId), 'create', ref);
+        await this.nodes.ask(await this.nodes.record(nodeId), 'create', ref);
         await this.finishCreate(database.id, {});
       } else {
         await this.finishCreate(database.id, await region.provider.create(ref));
@@ -390,7 +390,9 @@ export class Databases extends EventEmitter {
     await this.catalog.tx(async (c) => {
       const { rowCount } = await c.query('DELETE FROM databases WHERE id = $1 AND partner_id = $2', [id, partnerId]);
       if (!rowCount) throw new NotFoundError(`database "${id}" not found`);
-      if (here.length) await recordDeletion(c, record.id, record.region, partnerId, here.map(branchRefOf));
+      const refs = here.map(branchRefOf);
+      const owed = this.regions.get(record.region).provider.rootDeletesAll ? refs.filter((r) => r.root) : refs;
+      if (owed.length) await recordDeletion(c, record.id, record.region, partnerId, owed);
     });
     for (const route of remote) await this.nodes.ask(route.node!, 'delete', branchRefOf(route));
     for (const route of here) await this.computes.remove(route.branchId);
@@ -413,7 +415,7 @@ export class Databases extends EventEmitter {
     const provider = this.regions.get(record.region).provider;
     for (const route of await routesOfDatabase(this.catalog, id)) {
       if (this.nodes.isRemote(route.node)) await this.nodes.ask(route.node!, 'sync-roles', branchRefOf(route));
-      else await this.keepState(id, await provider.syncRoles(branchRefOf(route)));
+      else await this.keepState(id, await provider.syncRoles(branchRefOf(route)), undefined, route);
     }
     return { database: updated, password };
   }
@@ -435,13 +437,17 @@ export class Databases extends EventEmitter {
     return { database: record, password };
   }
 
-  /** Merges what a provider returned into the database's kept state, under a row lock; `alsoSet` changes more columns. */
-  private async keepState(databaseId: string, patch: ProviderState, alsoSet?: string): Promise<void> {
+  /**
+   * Merges what a provider returned into the kept state, under a row lock: the database's, or the
+   * branch's own when `branch` is one made from another; `alsoSet` changes more columns of the database.
+   */
+  private async keepState(databaseId: string, patch: ProviderState, alsoSet?: string, branch?: BranchRoute): Promise<void> {
     if (Object.keys(patch).length === 0 && !alsoSet) return;
+    const [table, id] = branch && !branch.root ? ['branches', branch.branchId] : ['databases', databaseId];
     await this.catalog.tx(async (c) => {
-      const { rows } = await c.query('SELECT provider_state FROM databases WHERE id = $1 FOR UPDATE', [databaseId]);
+      const { rows } = await c.query(`SELECT provider_state FROM ${table} WHERE id = $1 FOR UPDATE`, [id]);
       if (!rows[0]) return;
-      await c.query(`UPDATE databases SET provider_state = $2${alsoSet ? `, ${alsoSet}` : ''} WHERE id = $1`, [databaseId, mergeState(rows[0].provider_state, patch)]);
+      await c.query(`UPDATE ${table} SET provider_state = $2${alsoSet ? `, ${alsoSet}` : ''} WHERE id = $1`, [id, mergeState(rows[0].provider_state, patch)]);
     });
   }
 
@@ -471,12 +477,6 @@ export class Databases extends EventEmitter {
       return { state: record.recordedState, lastActiveAt: record.lastActiveAt, connections: compute.connections };
     }
     return { state: compute.state, lastActiveAt: compute.lastActiveAt ?? record.lastActiveAt, connections: compute.connections };
-  }
-
-  private async nodeRecord(nodeId: string) {
-    const { rows } = await this.catalog.query(
-      `SELECT id, address, extract(epoch FROM clock_timestamp() - heartbeat_at)::float8 AS silent FROM nodes WHERE id = $1`, [nodeId]);
-    return { id: nodeId, address: rows[0]?.address ?? null, silentSeconds: rows[0]?.silent ?? null };
   }
 
   private async routeOf(record: DatabaseRecord): Promise<BranchRoute> {

@@ -19,6 +19,7 @@ import { Databases, unavailableReason } from './databases.ts';
 import { ConfigError, DatabaseUnavailableError } from './errors.ts';
 import { Branches } from './lifecycle/branches.ts';
 import { LocalBranching } from './lifecycle/local-branching.ts';
+import { NeonBranching } from './lifecycle/neon-branching.ts';
 import { OperatorMetrics } from './metrics.ts';
 import { Partners } from './partners.ts';
 import { PROVIDER_USAGE_LOOKBACK_MS, PROVIDER_USAGE_PULL_MS, importProviderUsage } from './provider-usage.ts';
@@ -177,15 +178,10 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     // Each gateway signs its tokens with its own key; in a fleet every gateway verifies them all.
     const jwt = await openJwtAuth(config, catalog, log, key ? { keys: new FleetKeys(catalog, nodeId), publish: () => nodes.beat() } : undefined);
     cleanups.push(() => nodes.stop());
-    if (key) {
-      const listener = await startNodeListener({ catalog, computes, local, targetFor, key, log }, config.node.host, config.node.port);
-      cleanups.push(() => listener.close());
-      await nodes.register(config.node.advertise ?? `${config.node.host}:${listener.port}`, config.maxComputes, () => computes.activeCount, () => jwt.keys.jwks());
-    }
     const syncMetrics = new SyncMetrics(metrics.registry, catalog);
     const deletions = new ProviderDeletions(catalog, regions, syncMetrics, log.child({ part: 'deletions' }));
     const databases = new Databases(catalog, regions, computes, targetFor, nodes, config.defaultSuspendTimeoutSeconds, deletions);
-    const branches = new Branches(catalog, regions, databases, computes, targetFor, log, config.history.retentionSeconds);
+    const branches = new Branches(catalog, regions, databases, computes, nodes, targetFor, log, config.history.retentionSeconds);
     const localBranching = new LocalBranching(local, catalog, {
       backupIntervalMs: config.history.baseBackupIntervalMs,
       retentionOf: (ref) => branches.retentionSeconds(ref.databaseId),
@@ -193,8 +189,17 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     });
     local.history = localBranching;
     local.branching = localBranching;
+    for (const id of regions.ids) {
+      const { provider } = regions.get(id);
+      if (provider instanceof NeonProvider) provider.branching = new NeonBranching(provider, id, catalog, log.child({ region: id }));
+    }
     // Before anything is served: interrupted restores put back, half-made branches removed.
     await branches.recoverInterrupted();
+    if (key) {
+      const listener = await startNodeListener({ catalog, computes, local, targetFor, branches, key, log }, config.node.host, config.node.port);
+      cleanups.push(() => listener.close());
+      await nodes.register(config.node.advertise ?? `${config.node.host}:${listener.port}`, config.maxComputes, () => computes.activeCount, () => jwt.keys.jwks());
+    }
     const upkeep = new Periodic(() => branches.upkeep(), (err) => log.warn({ err: String(err) }, 'history upkeep failed'));
     upkeep.start(config.history.upkeepIntervalMs);
     cleanups.push(() => upkeep.stop());

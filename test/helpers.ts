@@ -29,6 +29,7 @@ export function testRef(overrides: Partial<BranchRef> = {}): BranchRef {
   return {
     databaseId: `db-${id}`,
     branchId: `br-${id}`,
+    root: true,
     region: 'local',
     databaseName: 'app',
     ownerRole: 'alice',

@@ -7,6 +7,8 @@ export interface BranchRoute {
   endpointId: string;
   branchId: string;
   branchName: string;
+  /** The database's root branch (`main`). */
+  root: boolean;
   databaseId: string;
   partnerId: string;
   userId: string;
@@ -34,7 +36,7 @@ export interface BranchRoute {
 }
 
 const SELECT_ROUTE = `
-  SELECT e.id AS endpoint_id, b.id AS branch_id, b.name AS branch_name, b.provider_state AS branch_state,
+  SELECT e.id AS endpoint_id, b.id AS branch_id, b.name AS branch_name, b.parent_id IS NULL AS root, b.provider_state AS branch_state,
          d.id AS database_id, d.partner_id, d.user_id, d.region, d.provider, d.database_name, d.owner_role,
          d.suspend_timeout_seconds, d.pool_size, d.compute_units::float8, d.pg_version, p.default_quotas || d.quotas AS quotas, d.provider_state AS database_state, d.status, d.status_detail,
          COALESCE((SELECT json_object_agg(r.name, r.scram_verifier) FROM roles r WHERE r.database_id = d.id), '{}') AS verifiers,
@@ -50,6 +52,7 @@ function toRoute(row: any): BranchRoute {
     endpointId: row.endpoint_id,
     branchId: row.branch_id,
     branchName: row.branch_name,
+    root: row.root,
     databaseId: row.database_id,
     partnerId: row.partner_id,
     userId: row.user_id,
@@ -97,6 +100,7 @@ export function branchRefOf(route: BranchRoute): BranchRef {
   return {
     databaseId: route.databaseId,
     branchId: route.branchId,
+    root: route.root,
     region: route.region,
     databaseName: route.databaseName,
     ownerRole: route.ownerRole,

@@ -3,6 +3,7 @@ import type { Catalog } from '../catalog/catalog.ts';
 import { type BranchRoute, branchRefOf, routeByBranch, routesOfDatabase } from '../catalog/routes.ts';
 import type { ComputeManager, ComputeTarget } from '../computes.ts';
 import type { Databases, DatabaseRecord } from '../databases.ts';
+import type { Nodes } from '../nodes/nodes.ts';
 import { BadRequestError, BranchRewoundError, ConflictError, NotFoundError } from '../errors.ts';
 import { generateName } from '../names.ts';
 import type { Branching } from './branching.ts';
@@ -30,6 +31,18 @@ export interface NewBranch {
   parent?: string;
   at?: string;
 }
+
+/** A call that changes a database's data, run by the node that holds it (forwarded there in a fleet). */
+export type BranchCall =
+  | { action: 'create'; partnerId: string; databaseId: string; input: NewBranch }
+  | { action: 'delete'; partnerId: string; databaseId: string; name: string }
+  | { action: 'reset'; partnerId: string; databaseId: string; name: string }
+  | { action: 'restore'; partnerId: string; databaseId: string; input: { at: string; branch?: string } };
+
+/** A branch record as it crossed the node link (JSON: dates as text). */
+const revive = (b: BranchRecord): BranchRecord => ({
+  ...b, createdAt: new Date(b.createdAt), parentTime: b.parentTime === null ? null : new Date(b.parentTime),
+});
 
 const BRANCH_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 /** A clock a little ahead of ours is not "the future". */
@@ -63,11 +76,27 @@ export class Branches {
     private readonly regions: Regions,
     private readonly databases: Databases,
     private readonly computes: ComputeManager,
+    private readonly nodes: Nodes,
     private readonly targetFor: (route: BranchRoute) => ComputeTarget,
     private readonly log: Logger,
     /** pgfleet's default history retention (PGFLEET_HISTORY_RETENTION). */
     private readonly defaultRetentionSeconds: number,
   ) {}
+
+  /** The node that holds a local database's data when it is another one; undefined: this node runs the call. */
+  private ownerElsewhere(db: DatabaseRecord) {
+    return db.nodeId !== null && this.nodes.isRemote({ id: db.nodeId }) ? this.nodes.record(db.nodeId) : undefined;
+  }
+
+  /** Runs a call here: the node link's door for calls forwarded by another node. */
+  async call(c: BranchCall): Promise<unknown> {
+    switch (c.action) {
+      case 'create': return this.create(c.partnerId, c.databaseId, c.input);
+      case 'delete': return this.delete(c.partnerId, c.databaseId, c.name);
+      case 'reset': return this.reset(c.partnerId, c.databaseId, c.name);
+      case 'restore': return this.restore(c.partnerId, c.databaseId, c.input);
+    }
+  }
 
   private branchingOf(db: DatabaseRecord): Branching {
     const branching = this.regions.get(db.region).provider.branching;
@@ -171,6 +200,8 @@ export class Branches {
   /** A new branch of `parent` (default: the root), as it is now or as it was at `at`. */
   async create(partnerId: string, databaseId: string, input: NewBranch): Promise<BranchRecord> {
     const db = await this.databases.get(partnerId, databaseId);
+    const owner = this.ownerElsewhere(db);
+    if (owner) return revive(await this.nodes.branchCall(await owner, { action: 'create', partnerId, databaseId, input }) as BranchRecord);
     const branching = this.branchingOf(db);
     const parent = await this.byName(databaseId, input.parent);
     const at = input.at === undefined ? undefined : await this.validateAt(db, parent, input.at);
@@ -178,8 +209,8 @@ export class Branches {
     const route = await this.route(id);
     try {
       const parentRoute = await this.route(parent.id);
-      await this.computes.guard(this.targetFor(parentRoute), (running) => branching.branch(branchRefOf(parentRoute), branchRefOf(route), at, running));
-      await this.catalog.query(`UPDATE branches SET state = 'ready' WHERE id = $1`, [id]);
+      const kept = await this.computes.guard(this.targetFor(parentRoute), (running) => branching.branch(branchRefOf(parentRoute), branchRefOf(route), at, running));
+      await this.catalog.query(`UPDATE branches SET state = 'ready', provider_state = $2 WHERE id = $1`, [id, kept]);
     } catch (err) {
       await this.discard(db, route).catch((e) => this.log.error({ err: String(e), branch: id }, 'could not remove a failed branch'));
       throw err;
@@ -205,14 +236,27 @@ export class Branches {
    */
   async delete(partnerId: string, databaseId: string, name: string): Promise<void> {
     const db = await this.databases.get(partnerId, databaseId);
+    const owner = this.ownerElsewhere(db);
+    if (owner) {
+      await this.nodes.branchCall(await owner, { action: 'delete', partnerId, databaseId, name });
+      return;
+    }
     const branch = await this.byName(databaseId, name);
     if (branch.parent === null) throw new ConflictError(`branch "${name}" is the database's root branch: delete the database instead`);
+    if (!this.branchingOf(db).deletesBranchesWithChildren) {
+      const { rows } = await this.catalog.query<{ name: string }>('SELECT name FROM branches WHERE parent_id = $1 ORDER BY name', [branch.id]);
+      if (rows.length) {
+        throw new ConflictError(`branch "${name}" has child branches (${rows.map((r) => r.name).join(', ')}): in region "${db.region}" they must be deleted first`);
+      }
+    }
     await this.discard(db, await this.route(branch.id));
   }
 
   /** The branch becomes a fresh copy of its parent as it is now; its sessions end first. */
   async reset(partnerId: string, databaseId: string, name: string): Promise<BranchRecord> {
     const db = await this.databases.get(partnerId, databaseId);
+    const owner = this.ownerElsewhere(db);
+    if (owner) return revive(await this.nodes.branchCall(await owner, { action: 'reset', partnerId, databaseId, name }) as BranchRecord);
     const branching = this.branchingOf(db);
     const branch = await this.byName(databaseId, name);
     if (branch.parent === null) throw new BadRequestError(`branch "${name}" has no parent to reset from`);
@@ -233,6 +277,11 @@ export class Branches {
    */
   async restore(partnerId: string, databaseId: string, input: { at: string; branch?: string }): Promise<{ branch: BranchRecord; before: BranchRecord }> {
     const db = await this.databases.get(partnerId, databaseId);
+    const owner = this.ownerElsewhere(db);
+    if (owner) {
+      const r = await this.nodes.branchCall(await owner, { action: 'restore', partnerId, databaseId, input }) as { branch: BranchRecord; before: BranchRecord };
+      return { branch: revive(r.branch), before: revive(r.before) };
+    }
     const branching = this.branchingOf(db);
     const branch = await this.byName(databaseId, input.branch);
     const at = await this.validateAt(db, branch, input.at);
@@ -243,8 +292,8 @@ export class Branches {
     const reason = new BranchRewoundError(`terminating connection: branch "${branch.name}" is being restored to ${describePoint(at)}; reconnect to use it`);
     try {
       await this.computes.hold(this.targetFor(route), reason, () =>
-        branching.restore(branchRefOf(route), at, branchRefOf(beforeRoute), async (tx) => {
-          await tx.query(`UPDATE branches SET state = 'ready' WHERE id = $1`, [beforeId]);
+        branching.restore(branchRefOf(route), at, branchRefOf(beforeRoute), async (tx, kept) => {
+          await tx.query(`UPDATE branches SET state = 'ready', provider_state = $2 WHERE id = $1`, [beforeId, kept ?? {}]);
         }));
     } catch (err) {
       await this.catalog.query(`DELETE FROM branches WHERE id = $1 AND state = 'creating'`, [beforeId]).catch(() => {});
@@ -262,10 +311,16 @@ export class Branches {
     const { rows } = await this.catalog.query<{ id: string; database_id: string }>(`SELECT id, database_id FROM branches WHERE state = 'creating'`);
     for (const row of rows) {
       const route = await routeByBranch(this.catalog, row.id);
-      if (!route) continue;
+      // Another node's local database: that node is making it.
+      if (!route || this.nodes.isRemote(route.node)) continue;
       this.log.warn({ branch: row.id, database: row.database_id }, 'removing a branch whose creation was interrupted');
-      await this.catalog.query('DELETE FROM branches WHERE id = $1', [row.id]);
-      await this.regions.get(route.region).provider.delete(branchRefOf(route));
+      try {
+        // What the provider made goes first: a failure leaves the row (never routed) for the next start.
+        await this.regions.get(route.region).provider.delete(branchRefOf(route));
+        await this.catalog.query('DELETE FROM branches WHERE id = $1', [row.id]);
+      } catch (err) {
+        this.log.error({ branch: row.id, err: String(err) }, 'could not remove a branch whose creation was interrupted; the next start tries again');
+      }
     }
   }
 

@@ -44,6 +44,8 @@ interface Built {
  * restored alone and deleting one never breaks another.
  */
 export class LocalBranching implements Branching, LocalHistoryHooks {
+  readonly deletesBranchesWithChildren = true;
+
   constructor(private readonly local: LocalProvider, private readonly catalog: Catalog, private readonly opts: LocalBranchingOptions) {}
 
   private dir(ref: BranchRef): string {
@@ -224,7 +226,7 @@ export class LocalBranching implements Branching, LocalHistoryHooks {
     return {};
   }
 
-  async restore(ref: BranchRef, at: PointInTime, before: BranchRef, commit: CommitStep): Promise<ProviderState> {
+  async restore(ref: BranchRef, at: PointInTime, before: BranchRef, commit: CommitStep): Promise<void> {
     const refDir = this.dir(ref);
     const staging = `${refDir}.staging`;
     const { backups } = await this.stage(staging, () => this.build(ref, ref, staging, at, false));
@@ -234,10 +236,9 @@ export class LocalBranching implements Branching, LocalHistoryHooks {
       for (const b of backups) await baseBackups.add(tx, ref.branchId, b);
       await commit(tx);
     });
-    return {};
   }
 
-  async reset(ref: BranchRef, parent: BranchRef, parentRunning: boolean, commit: CommitStep): Promise<ProviderState> {
+  async reset(ref: BranchRef, parent: BranchRef, parentRunning: boolean, commit: CommitStep): Promise<void> {
     const refDir = this.dir(ref);
     const staging = `${refDir}.staging`;
     const { backups } = await this.stage(staging, () => this.build(parent, ref, staging, undefined, parentRunning));
@@ -248,7 +249,6 @@ export class LocalBranching implements Branching, LocalHistoryHooks {
       await commit(tx);
     });
     fs.rmSync(moved, { recursive: true, force: true });
-    return {};
   }
 
   /** Builds into a fresh staging directory, removed again when the build fails. */

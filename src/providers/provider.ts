@@ -10,6 +10,8 @@ import type { Quotas } from '../quotas.ts';
 export interface BranchRef {
   databaseId: string;
   branchId: string;
+  /** The database's root branch (`main`); false for a branch made from another. */
+  root: boolean;
   region: string;
   /** The Postgres database the tenant connects to. */
   databaseName: string;
@@ -99,10 +101,17 @@ export interface Provider {
   deleteResource?(id: string): Promise<void>;
   /** Starts the branch's compute and resolves once it accepts connections. */
   start(ref: BranchRef): Promise<ComputeAddress>;
+  /**
+   * The address of a running compute brought up to date with `ref`, a newer view of the branch
+   * (role passwords added or rotated since it started); absent = an address never changes.
+   */
+  addressFor?(ref: BranchRef, running: ComputeAddress): ComputeAddress;
   /** Fast shutdown; resolves once it has stopped. */
   stop(ref: BranchRef): Promise<void>;
   /** Stops the compute and removes every file or remote resource of the branch. */
   delete(ref: BranchRef): Promise<void>;
+  /** Deleting a database's root branch deletes its other branches with it (a Neon project): they need no delete of their own. */
+  readonly rootDeletesAll: boolean;
   /** Makes the compute's roles match ref.roles: now when running, else at its next start. Returns state to keep. */
   syncRoles(ref: BranchRef): Promise<ProviderState>;
   /**

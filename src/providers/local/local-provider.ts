@@ -75,6 +75,7 @@ function readText(file: string): string | undefined {
  */
 export class LocalProvider implements Provider {
   readonly name = 'local';
+  readonly rootDeletesAll = false;
   readonly layout: LocalLayout;
   private readonly servers = new Map<string, PostgresServer>();
   /** The database of each running compute, to resize all of a database's computes at once. */
