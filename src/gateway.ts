@@ -4,7 +4,7 @@ import { type BranchRoute, branchRefOf } from './catalog/routes.ts';
 import { type ComputeTarget, ComputeManager } from './computes.ts';
 import type { Config } from './config.ts';
 import { NEON_DEFAULT_PG_VERSION, NEON_PG_VERSIONS } from './config-regions.ts';
-import { backfillPgVersions } from './pg-version-backfill.ts';
+import { backfillPgVersions } from './catalog/pg-version-backfill.ts';
 import { ensureAdminKey, lockDataDir, prepareDataDir } from './data-dir.ts';
 import { type Logger, createLogger } from './log.ts';
 import { type JwtAuth, openJwtAuth } from './jwt/jwt-auth.ts';

@@ -10,7 +10,7 @@ import { DEFAULT_EXTENSIONS, loadConfig } from '../src/config.ts';
 import { ConfigError } from '../src/errors.ts';
 import { startCore } from '../src/gateway.ts';
 import { createLogger } from '../src/log.ts';
-import { backfillPgVersions } from '../src/pg-version-backfill.ts';
+import { backfillPgVersions } from '../src/catalog/pg-version-backfill.ts';
 import { ADMIN_KEY, startApi } from './api-client.ts';
 import { type Conn, connect, query } from './endpoint-client.ts';
 import { repoRoot, tmpDataDir } from './helpers.ts';

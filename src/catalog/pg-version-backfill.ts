@@ -1,7 +1,7 @@
-import type { Catalog } from './catalog/catalog.ts';
-import type { Logger } from './log.ts';
-import type { LocalProvider } from './providers/local/local-provider.ts';
-import type { Regions } from './regions.ts';
+import type { Catalog } from './catalog.ts';
+import type { Logger } from '../log.ts';
+import type { LocalProvider } from '../providers/local/local-provider.ts';
+import type { Regions } from '../regions.ts';
 
 /**
  * Databases made before the catalog kept each one's Postgres major (migration 018) get theirs,
