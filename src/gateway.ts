@@ -181,7 +181,9 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     const syncMetrics = new SyncMetrics(metrics.registry, catalog);
     const deletions = new ProviderDeletions(catalog, regions, syncMetrics, log.child({ part: 'deletions' }));
     const databases = new Databases(catalog, regions, computes, targetFor, nodes, config.defaultSuspendTimeoutSeconds, deletions);
-    const branches = new Branches(catalog, regions, databases, computes, nodes, targetFor, log, config.history.retentionSeconds);
+    // A create (of a Neon project or branch) gives up after its operation timeout, twice with its queueing: later, its gateway is gone.
+    const abandonedCreateMs = 2 * config.neon.operationTimeoutMs + 60_000;
+    const branches = new Branches(catalog, regions, databases, computes, nodes, targetFor, log, config.history.retentionSeconds, abandonedCreateMs);
     const localBranching = new LocalBranching(local, catalog, {
       backupIntervalMs: config.history.baseBackupIntervalMs,
       retentionOf: (ref) => branches.retentionSeconds(ref.databaseId),
@@ -205,8 +207,7 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     cleanups.push(() => upkeep.stop());
     const reconciler = new Reconciler(catalog, regions, databases, deletions, syncMetrics, log.child({ part: 'reconcile' }), {
       orphanGraceMs: config.neon.orphanGraceMs,
-      // A create gives up after its operation timeout (twice, with its queueing): later, its gateway is gone.
-      abandonedCreateMs: 2 * config.neon.operationTimeoutMs + 60_000,
+      abandonedCreateMs,
     });
     deletions.start(DELETION_RETRY_TICK_MS);
     cleanups.push(() => deletions.stop());

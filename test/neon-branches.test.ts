@@ -5,6 +5,7 @@ import { startApi } from './api-client.ts';
 import { type Conn, checkRestoreOfRestore, connect, query } from './endpoint-client.ts';
 import { FakeNeon } from './fake-neon/fake-neon.ts';
 import { neonRegionEnv } from './fake-neon/pgfleet-side.ts';
+import { until } from './helpers.ts';
 
 const fake = await FakeNeon.start();
 t.teardown(() => fake.close());
@@ -160,4 +161,24 @@ t.test("history at Neon: the project's retention bounds `at`; a failed branch le
   const again = await api.request('POST', `/v1/databases/${db.id}/branches`, { key, body: { name: 'doomed' } });
   t.equal(again.status, 201, 'the name can be used again');
   t.same(fake.violations, []);
+});
+
+t.test('upkeep removes a branch whose creation was abandoned, never one being made', async (t) => {
+  const db = (await api.request('POST', '/v1/databases', { key, body: { user_id: 'dora', region: REGION } })).body;
+  const core = api.gateway.core;
+  const main = (await core.catalog.query('SELECT id FROM branches WHERE database_id = $1', [db.id])).rows[0].id;
+  // A gateway killed before it asked Neon for the branch left this row.
+  await core.catalog.tx(async (tx) => {
+    await tx.query(`INSERT INTO branches (id, database_id, name, parent_id, state) VALUES ('br-abandoned-1', $1, 'abandoned', $2, 'creating')`, [db.id, main]);
+    await tx.query(`INSERT INTO endpoints (id, branch_id) VALUES ('ep-abandoned-1', 'br-abandoned-1')`);
+    await tx.query(`INSERT INTO computes (branch_id, state) VALUES ('br-abandoned-1', 'suspended')`);
+  });
+  const making = api.request('POST', `/v1/databases/${db.id}/branches`, { key, body: { name: 'in-the-making' } });
+  await until('the branch to be in the making', async () =>
+    (await core.catalog.query(`SELECT 1 FROM branches WHERE database_id = $1 AND name = 'in-the-making' AND state = 'creating'`, [db.id])).rowCount === 1);
+  await core.branches.upkeep();
+  t.equal((await core.catalog.query(`SELECT 1 FROM branches WHERE id = 'br-abandoned-1'`)).rowCount, 0, 'the abandoned one is removed');
+  t.equal((await making).status, 201, 'the one being made is not');
+  const again = await api.request('POST', `/v1/databases/${db.id}/branches`, { key, body: { name: 'abandoned' } });
+  t.equal(again.status, 201, 'its name is free again');
 });

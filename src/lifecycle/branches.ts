@@ -81,7 +81,15 @@ export class Branches {
     private readonly log: Logger,
     /** pgfleet's default history retention (PGFLEET_HISTORY_RETENTION). */
     private readonly defaultRetentionSeconds: number,
+    /**
+     * A branch of a shared provider (Neon) left 'creating' this long is taken as abandoned by its
+     * gateway (killed mid-way); younger ones may be another gateway's work in progress.
+     */
+    private readonly abandonedCreateMs: number,
   ) {}
+
+  /** Branches this process is making now ('creating' rows that are not abandoned). */
+  private readonly making = new Set<string>();
 
   /** The node that holds a local database's data when it is another one; undefined: this node runs the call. */
   private ownerElsewhere(db: DatabaseRecord) {
@@ -171,6 +179,8 @@ export class Branches {
     validateBranchName(name);
     for (let attempt = 0; ; attempt++) {
       const ids = { branch: generateName('br'), endpoint: generateName('ep') };
+      // Known as in the making before the row exists: upkeep never takes it for abandoned.
+      this.making.add(ids.branch);
       try {
         await this.catalog.tx(async (tx) => {
           await tx.query(
@@ -181,6 +191,7 @@ export class Branches {
         });
         return ids.branch;
       } catch (err) {
+        this.making.delete(ids.branch);
         if (!isUniqueViolation(err)) throw err;
         const taken = await this.catalog.query('SELECT 1 FROM branches WHERE database_id = $1 AND name = $2', [databaseId, name]);
         if (taken.rowCount) throw new ConflictError(`branch "${name}" already exists`);
@@ -214,6 +225,8 @@ export class Branches {
     } catch (err) {
       await this.discard(db, route).catch((e) => this.log.error({ err: String(e), branch: id }, 'could not remove a failed branch'));
       throw err;
+    } finally {
+      this.making.delete(id);
     }
     return this.byName(databaseId, input.name);
   }
@@ -298,33 +311,51 @@ export class Branches {
     } catch (err) {
       await this.catalog.query(`DELETE FROM branches WHERE id = $1 AND state = 'creating'`, [beforeId]).catch(() => {});
       throw err;
+    } finally {
+      this.making.delete(beforeId);
     }
     return { branch: await this.byName(databaseId, branch.name), before: await this.byName(databaseId, beforeName) };
   }
 
   /**
    * At start, before anything is served: restores and resets a crash interrupted are put back,
-   * and branches that were being made are removed with their files.
+   * branches the provider had made are finished, and branches that were being made are removed
+   * with their files.
    */
   async recoverInterrupted(): Promise<void> {
     for (const provider of this.regions.providers()) await provider.branching?.recoverInterrupted();
-    const { rows } = await this.catalog.query<{ id: string; database_id: string }>(`SELECT id, database_id FROM branches WHERE state = 'creating'`);
+    await this.removeAbandoned();
+  }
+
+  /**
+   * Removes 'creating' branches nobody is making any more, with what their provider made: this
+   * node's own local ones that this process is not making (only this node makes them), and those of
+   * a shared provider (Neon, any gateway may be making one) older than abandonedCreateMs, or any
+   * age when this gateway is alone. Another node's local ones are that node's.
+   */
+  private async removeAbandoned(): Promise<void> {
+    const { rows } = await this.catalog.query<{ id: string; database_id: string; age_ms: number }>(
+      `SELECT id, database_id, extract(epoch FROM clock_timestamp() - created_at)::float8 * 1000 AS age_ms FROM branches WHERE state = 'creating'`);
     for (const row of rows) {
+      if (this.making.has(row.id)) continue;
       const route = await routeByBranch(this.catalog, row.id);
-      // Another node's local database: that node is making it.
       if (!route || this.nodes.isRemote(route.node)) continue;
+      if (route.node === null && this.nodes.fleet && row.age_ms < this.abandonedCreateMs) continue;
       this.log.warn({ branch: row.id, database: row.database_id }, 'removing a branch whose creation was interrupted');
       try {
-        // What the provider made goes first: a failure leaves the row (never routed) for the next start.
+        // What the provider made goes first: a failure leaves the row (never routed) for the next pass.
         await this.regions.get(route.region).provider.delete(branchRefOf(route));
-        await this.catalog.query('DELETE FROM branches WHERE id = $1', [row.id]);
+        await this.catalog.query(`DELETE FROM branches WHERE id = $1 AND state = 'creating'`, [row.id]);
       } catch (err) {
-        this.log.error({ branch: row.id, err: String(err) }, 'could not remove a branch whose creation was interrupted; the next start tries again');
+        this.log.error({ branch: row.id, err: String(err) }, 'could not remove a branch whose creation was interrupted; the next upkeep tries again');
       }
     }
   }
 
-  /** Every branch of every database: prune history beyond retention; base backups of long-running computes. */
+  /**
+   * Every branch of every database: prune history beyond retention; base backups of long-running
+   * computes; then branches whose creation was abandoned are removed.
+   */
   async upkeep(): Promise<void> {
     const { rows } = await this.catalog.query<{ id: string }>('SELECT id FROM databases');
     for (const { id } of rows) {
@@ -343,6 +374,7 @@ export class Branches {
         }
       }
     }
+    await this.removeAbandoned();
   }
 }
 
