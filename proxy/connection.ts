@@ -159,7 +159,7 @@ export async function serveConnection(raw: Duplex, clientAddress: string, ctx: C
       });
       openSession(session, ctx);
       end = await relay(client, direct.socket, session, {
-        fromClient: hs.reader.detach(), fromCompute: direct.session.rest, parameters: direct.session.parameters,
+        fromClient: hs.reader.detach(), fromCompute: direct.takeRest(), parameters: direct.session.parameters,
         keepIdle: ctx.warm.keeps(direct.address),
       });
       line.outcome = end.outcome;

@@ -50,6 +50,13 @@ export class DirectBackend {
     return this.session.socket;
   }
 
+  /** What the compute sent right behind its startup answer (normally nothing), for its first client only. */
+  takeRest(): Buffer {
+    const rest = this.session.rest;
+    this.session.rest = Buffer.alloc(0);
+    return rest;
+  }
+
   /** What its client is told at startup, BackendKeyData with the proxy's key for it. */
   startupAnswer(key: { pid: number; secret: number }): Buffer {
     const keyData = backendKeyData(key.pid, key.secret);

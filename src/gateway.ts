@@ -37,7 +37,7 @@ import { QuotaError } from './errors.ts';
 import type { Lease } from './computes.ts';
 import { nodeKey } from './nodes/node-link.ts';
 import { startNodeListener } from './nodes/node-listener.ts';
-import { NODE_HEARTBEAT_MS, Nodes } from './nodes/nodes.ts';
+import { Nodes } from './nodes/nodes.ts';
 import { Periodic } from './periodic.ts';
 
 // A cached route is read again after this long even if no change was heard of (a change made behind the API's back).
@@ -183,7 +183,7 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     const key = coord.shared ? nodeKey(config.secretKey!) : undefined;
     const nodes = new Nodes(nodeId, catalog, key, coord.shared, config.wakeTimeoutMs + 10_000, log);
     const routes = new RouteCache(catalog, coord, {
-      maxAgeMs: ROUTE_MAX_AGE_MS, remoteMaxAgeMs: NODE_HEARTBEAT_MS, maxEntries: ROUTES_KEPT, isRemote: (route) => nodes.isRemote(route.node),
+      maxAgeMs: ROUTE_MAX_AGE_MS, maxEntries: ROUTES_KEPT, isRemote: (route) => nodes.isRemote(route.node),
     });
     // Each gateway signs its tokens with its own key; in a fleet every gateway verifies them all.
     const jwt = await openJwtAuth(config, catalog, routes, log, key ? { keys: new FleetKeys(catalog, nodeId), publish: () => nodes.beat() } : undefined);

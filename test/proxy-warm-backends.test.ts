@@ -186,10 +186,16 @@ t.test('a password reset and a branch reset drop kept backends', async (t) => {
 });
 
 t.test('a compute full of kept backends makes room for a new startup', async (t) => {
-  const db = await f.createDatabase();
-  const kept = keptOf(db);
-  const limit = Number(await psql(f.conninfo(db), `SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int - current_setting('reserved_connections')::int`));
-  for (let i = 0; i < limit; i++) await backendPid(db, `application_name=fill${i}`);
-  await kept(Math.min(limit, core.config.warm.maxPerCompute));
-  t.ok(await backendPid(db, 'application_name=newcomer'), 'a client of another startup is served');
+  // A compute of the smallest size, so that a few kept backends fill it.
+  const small = await startProxyFixture({ PGFLEET_COMPUTE_MAX_CONNECTIONS: '5' });
+  t.teardown(() => small.stop());
+  const db = await small.createDatabase();
+  const pid = (extra: string) => psql(small.conninfo(db, extra), 'SELECT pg_backend_pid()').then(Number);
+  const limit = Number(await psql(small.conninfo(db, 'application_name=probe'),
+    `SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int - current_setting('reserved_connections')::int`));
+  t.ok(limit >= 1 && limit < small.core.config.warm.maxPerCompute, `the compute takes ${limit} tenant connections, fewer than may be kept`);
+  for (let i = 1; i < limit; i++) await pid(`application_name=fill${i}`);
+  await until('the compute to be full of kept backends', async () => small.proxy.warm.keptCount(db.database.branchId) === limit, 10_000);
+  t.ok(await pid('application_name=newcomer'), 'a client of another startup is served: kept backends made room');
+  t.ok(small.proxy.warm.keptCount(db.database.branchId) < limit, 'some went');
 });

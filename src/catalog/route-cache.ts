@@ -5,9 +5,10 @@
  * database's routes at once, and every other gateway when the coordinator's `invalidate` message
  * reaches it. What is not trusted meanwhile is not served: a load that overlapped a change is
  * returned but not kept, and while this gateway may be missing other gateways' messages (Redis
- * unreachable) every lookup reads the catalog. A route of a database on another node is kept only
- * as long as that node's heartbeat it carries stays fresh; any route is read again after maxAgeMs,
- * which bounds what a change made behind the API's back (SQL on the catalog) can go unseen.
+ * unreachable) every lookup reads the catalog. A route of a database on another node is not kept:
+ * it carries that node's link address and heartbeat, which change without an API call (the node
+ * restarts on another port, or goes silent). Any route is read again after maxAgeMs, which bounds
+ * what a change made behind the API's back (SQL on the catalog) can go unseen.
  */
 import { EventEmitter } from 'node:events';
 import { type Coordinator, INVALIDATE } from '../coord/coordinator.ts';
@@ -17,11 +18,9 @@ import { type BranchRoute, routeByEndpoint } from './routes.ts';
 export interface RouteCacheOptions {
   /** Any route is read again after this long. */
   maxAgeMs: number;
-  /** A route whose database lives on another node: read again after this long (its heartbeat). */
-  remoteMaxAgeMs: number;
   /** Routes kept at most; the oldest go first. */
   maxEntries: number;
-  /** Whether a route's database is served by another node. */
+  /** Whether a route's database is served by another node (such routes are not kept). */
   isRemote(route: BranchRoute): boolean;
 }
 
@@ -57,7 +56,7 @@ export class RouteCache extends EventEmitter {
     if (pending && pending.epoch === this.epoch) return pending.route;
     const epoch = this.epoch;
     const route = routeByEndpoint(this.catalog, endpointId).then((r) => {
-      if (r && epoch === this.epoch && this.coord.listening) this.keep(endpointId, r);
+      if (r && epoch === this.epoch && this.coord.listening && !this.opts.isRemote(r)) this.keep(endpointId, r);
       return r;
     }).finally(() => {
       if (this.loading.get(endpointId)?.route === route) this.loading.delete(endpointId);
@@ -82,8 +81,7 @@ export class RouteCache extends EventEmitter {
 
   private keep(endpointId: string, route: BranchRoute): void {
     this.forget(endpointId);
-    const maxAge = this.opts.isRemote(route) ? this.opts.remoteMaxAgeMs : this.opts.maxAgeMs;
-    this.entries.set(endpointId, { route, expiresAt: Date.now() + maxAge });
+    this.entries.set(endpointId, { route, expiresAt: Date.now() + this.opts.maxAgeMs });
     let endpoints = this.endpointsOf.get(route.databaseId);
     if (!endpoints) this.endpointsOf.set(route.databaseId, (endpoints = new Set()));
     endpoints.add(endpointId);
