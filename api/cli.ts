@@ -4,6 +4,8 @@
  */
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
+import { CliError } from './cli-error.ts';
+import { DUMP_TOKEN_TTL_SECONDS, type DumpedDatabase, type SessionToken, dump, restore } from './tenant-dump.ts';
 
 /** pgfleet's version, from its package.json. */
 export const VERSION: string = JSON.parse(fs.readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
@@ -12,11 +14,15 @@ export const USAGE = `usage:
   pgfleet start                                  run the gateway in this directory (same as npm start)
   pgfleet partners create --name <name>          (operator key) prints the partner's id and API key
   pgfleet partners list                          (operator key)
-  pgfleet db create --user <user_id> [--name <name>] [--region <region>] [--json]
+  pgfleet db create --user <user_id> [--name <name>] [--region <region>] [--pg-version <major>] [--json]
                                                  prints the connection URI (or the whole answer with --json)
   pgfleet db list [--user <user_id>]
-  pgfleet db show <database id> [--json]         its settings, state and the Postgres version its compute runs
+  pgfleet db show <database id> [--json]         its settings, state and the Postgres version its computes run
   pgfleet db delete <database id>
+  pgfleet db dump <database id> [--out <file>]   pg_dump (custom format) of its major, to the file or stdout
+  pgfleet db restore <database id> --in <file> [--clean]
+                                                 pg_restore of its major, in one transaction (--clean: drop
+                                                 the dump's objects first)
   pgfleet branches create <database id> --name <name> [--parent <branch>] [--at <time or LSN>]
   pgfleet branches list <database id>
   pgfleet branches delete <database id> <branch>
@@ -29,9 +35,9 @@ export const USAGE = `usage:
 options: --url <API URL> (env PGFLEET_API_URL, default http://127.0.0.1:8080)
          --key <API key> (env PGFLEET_API_KEY)
          --help, --version (with any command)
+dump and restore run pg_dump/pg_restore of the database's major from PGFLEET_PG_CLIENT_BIN,
+/usr/lib/postgresql/<major>/bin or PATH; they sign in with a 60-second token of the owner role.
 `;
-
-class CliError extends Error {}
 
 interface Client {
   call(method: string, path: string, body?: unknown): Promise<any>;
@@ -83,6 +89,10 @@ export async function runCli(argv: string[], out: (line: string) => void = (l) =
         parent: { type: 'string' },
         at: { type: 'string' },
         branch: { type: 'string' },
+        'pg-version': { type: 'string' },
+        out: { type: 'string' },
+        in: { type: 'string' },
+        clean: { type: 'boolean' },
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
@@ -119,7 +129,9 @@ export async function runCli(argv: string[], out: (line: string) => void = (l) =
       }
       case 'db create': {
         if (!v.user) throw new CliError('db create needs --user <user_id>');
-        const db = await api.call('POST', '/v1/databases', { user_id: v.user, name: v.name, region: v.region });
+        const pgVersion = v['pg-version'] === undefined ? undefined : Number(v['pg-version']);
+        if (pgVersion !== undefined && !Number.isInteger(pgVersion)) throw new CliError('--pg-version needs a Postgres major, such as 17');
+        const db = await api.call('POST', '/v1/databases', { user_id: v.user, name: v.name, region: v.region, pg_version: pgVersion });
         out(v.json ? JSON.stringify(db) : db.connection_uri);
         return 0;
       }
@@ -134,6 +146,20 @@ export async function runCli(argv: string[], out: (line: string) => void = (l) =
         const db = await api.call('GET', `/v1/databases/${encodeURIComponent(arg)}`);
         if (v.json) out(JSON.stringify(db));
         else for (const [k, value] of Object.entries(db)) out(`${k}: ${typeof value === 'object' && value !== null ? JSON.stringify(value) : value}`);
+        return 0;
+      }
+      case 'db dump':
+      case 'db restore': {
+        if (!arg) throw new CliError(`db ${action} needs a database id`);
+        if (action === 'restore' && !v.in) throw new CliError('db restore needs --in <file>');
+        if (action === 'dump' && v.out === undefined && process.stdout.isTTY) throw new CliError('db dump writes a binary archive: give --out <file>, or redirect stdout');
+        const route = `/v1/databases/${encodeURIComponent(arg)}`;
+        const db: DumpedDatabase = await api.call('GET', route);
+        const session: SessionToken = await api.call('POST', `${route}/tokens`, { ttl_seconds: DUMP_TOKEN_TTL_SECONDS });
+        if (action === 'dump') await dump(db, session, v.out === '-' ? undefined : v.out);
+        else await restore(db, session, v.in!, v.clean === true);
+        // Lines go to stderr: a dump may be on stdout.
+        process.stderr.write(`${action === 'dump' ? `dumped ${arg} (Postgres ${db.pg_version})${v.out && v.out !== '-' ? ` to ${v.out}` : ''}` : `restored ${v.in} into ${arg}`}\n`);
         return 0;
       }
       case 'db delete': {

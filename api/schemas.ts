@@ -80,6 +80,10 @@ export const DatabaseCreate = Type.Object(
     quotas: Type.Optional(Quotas),
     pool_size: Type.Optional(PoolSize),
     compute_units: Type.Optional(ComputeUnits),
+    pg_version: Type.Optional(Type.Integer({
+      minimum: 1, maximum: 99,
+      description: "the Postgres major of its computes (every branch's), for good; one the region runs (a 400 lists them); default: the region's",
+    })),
   },
   { additionalProperties: false },
 );
@@ -105,7 +109,8 @@ const databaseFields = {
   user_id: Type.String(),
   name: Type.Union([Type.String(), Type.Null()]),
   region: Type.String(),
-  postgres_version: Type.String({ description: 'the Postgres version its compute runs (17.10; a major, 17, in a neon region): use client tools (pg_dump) of this major or newer' }),
+  pg_version: Type.Integer({ description: 'the Postgres major its computes run (chosen at creation): use pg_dump and pg_restore of this major (pgfleet db dump)' }),
+  postgres_version: Type.String({ description: 'the Postgres version its computes run: 17.10 in a local region, the major alone (17) in a neon region' }),
   endpoint_id: Type.String({ description: 'ep-<word>-<word>-<6 digits>, the first DNS label of host' }),
   host: Type.String(),
   port: Type.Integer(),

@@ -101,7 +101,7 @@ for (const scale of scales) {
   const base = backupFor(await baseBackups.list(core.catalog, before2), { time: target })!;
   if (base.kind === 'template') throw new Error('the restore started from the template, not a base backup of the data');
   const plainDir = path.join(config.dataDir, `plain-${scale}`, 'pgdata');
-  const plain = new PlainPostgres(core.install, core.user, plainDir);
+  const plain = new PlainPostgres(core.installs.get(), core.user, plainDir);
   // The baseline runs as another OS user than the database's: it starts from its own copy of the
   // base backup and the archive, made before the clock starts.
   const plainSource = path.join(config.dataDir, `plain-${scale}`, 'source');

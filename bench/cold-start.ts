@@ -53,7 +53,7 @@ try {
   }
 
   // Baseline: a plain cluster started with pg_ctl start -w, then a psql query, as a script would.
-  const plain = new PlainPostgres(core.install, core.user, path.join(dataDir, 'plain', 'pgdata'));
+  const plain = new PlainPostgres(core.installs.get(), core.user, path.join(dataDir, 'plain', 'pgdata'));
   await plain.initdb();
   const baseline: number[] = [];
   for (let i = 0; i < Math.min(wakes, 20); i++) {
@@ -65,7 +65,7 @@ try {
   }
 
   const base = { name: 'pg_ctl start -w + psql SELECT 1', samples: baseline };
-  printLatencyTable(`connect-to-first-row, ${wakes} databases (Postgres ${core.install.version}, ${os.cpus().length} cores)`, [
+  printLatencyTable(`connect-to-first-row, ${wakes} databases (Postgres ${core.installs.get().version}, ${os.cpus().length} cores)`, [
     { name: 'pgfleet cold: suspended → first row (TLS)', samples: cold },
     { name: 'pgfleet warm: running → first row (TLS)', samples: warm },
     base,

@@ -12,7 +12,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { loadConfig } from '../src/config.ts';
 import { createLogger } from '../src/log.ts';
-import { resolvePgInstall } from '../src/pg/install.ts';
+import { PgInstalls } from '../src/pg/install.ts';
 import { makeOwnedDir, resolveComputeUser } from '../src/pg/os-user.ts';
 import { chooseRunDir } from '../src/providers/local/layout.ts';
 import { LocalProvider } from '../src/providers/local/local-provider.ts';
@@ -27,14 +27,16 @@ fs.chmodSync(dataDir, 0o711);
 const config = loadConfig({ PGFLEET_DATA_DIR: dataDir, PGFLEET_LOG_LEVEL: 'warn' });
 const log = createLogger('warn');
 const user = resolveComputeUser(config.computeUser);
-const install = resolvePgInstall(config.pgBin, user, dataDir);
+const installs = PgInstalls.discover(config.pgBin, user, dataDir);
+const install = installs.get();
 const runDir = chooseRunDir(dataDir);
 makeOwnedDir(runDir, { ...user, switchUser: false }, 0o711);
-const provider = new LocalProvider({ dataDir, runDir, install, user, compute: config.compute, startTimeoutMs: 60_000, log });
+const provider = new LocalProvider({ dataDir, runDir, installs, user, compute: config.compute, startTimeoutMs: 60_000, log });
 
 const ref = (i: number): BranchRef => ({
-  databaseId: `db-bench-${i}`, branchId: `br-bench-${i}`, region: 'local', databaseName: 'app',
+  databaseId: `db-bench-${i}`, branchId: `br-bench-${i}`, root: true, region: 'local', databaseName: 'app',
   ownerRole: 'app_owner', roles: ['app_owner'], providerState: {}, suspendTimeoutSeconds: 0, quotas: {}, computeUnits: null,
+  pgVersion: install.major,
 });
 
 /** A query as the tenant proves the compute is usable, not merely started. */

@@ -2,7 +2,7 @@
  * How many databases a host holds: provision 1,000, wake 100 of them in one burst through the
  * proxy, and report errors (goal 0), gateway memory per provisioned idle database and per running
  * compute, and the computes' own memory beside one plain Postgres measured in the same run.
- * Run: npx tsx --expose-gc bench/density.ts [databases=1000] [burst=100]
+ * Run: [PGFLEET_PG_VERSION=<major>] npx tsx --expose-gc bench/density.ts [databases=1000] [burst=100]
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -64,7 +64,7 @@ const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgfleet-bench-'));
 fs.chmodSync(dataDir, 0o711);
 const config = loadConfig({
   PGFLEET_DATA_DIR: dataDir, PGFLEET_LOG_LEVEL: 'warn', PGFLEET_API_PORT: '0', PGFLEET_PROXY_PORT: '0',
-  PGFLEET_MAX_COMPUTES: String(burst + 10), PGFLEET_WAKE_TIMEOUT: '120',
+  PGFLEET_MAX_COMPUTES: String(burst + 10), PGFLEET_WAKE_TIMEOUT: '120', PGFLEET_PG_VERSION: process.env.PGFLEET_PG_VERSION,
 });
 const core = await startCore(config, createLogger('warn'));
 const proxy = await startProxy(core, { authLimits: { perAddress: 1e9 }, limits: { maxHandshakesPerAddress: 1e9 } });
@@ -118,7 +118,7 @@ try {
   const computePss = pssBytes(postgresPidsUnder(path.join(dataDir, 'data')));
 
   // Baseline: one plain Postgres with its default settings, idle with one connection, as people run it.
-  const plain = new PlainPostgres(core.install, core.user, path.join(dataDir, 'plain', 'pgdata'));
+  const plain = new PlainPostgres(core.installs.get(core.regions.default.pgVersion), core.user, path.join(dataDir, 'plain', 'pgdata'));
   await plain.initdb();
   await plain.start();
   const plainClient = new pg.Client({ host: plain.pgdata, user: 'postgres', database: 'postgres' });
@@ -129,12 +129,12 @@ try {
   await plain.stop();
 
   // Baseline for the disk: an empty cluster as initdb makes it (16 MB WAL segments).
-  await new PlainPostgres(core.install, core.user, path.join(plainEmpty, 'pgdata')).initdb();
+  await new PlainPostgres(core.installs.get(core.regions.default.pgVersion), core.user, path.join(plainEmpty, 'pgdata')).initdb();
   const plainEmptyBytes = Number(execFileSync('du', ['-sb', plainEmpty], { encoding: 'utf8' }).split('\t')[0]);
 
   await Promise.all(clients.map((c) => c.end()));
   const perCompute = computePss / clients.length;
-  console.log(`\ndensity (${os.cpus().length} cores, Postgres ${core.install.version})`);
+  console.log(`\ndensity (${os.cpus().length} cores, Postgres ${core.installs.get(core.regions.default.pgVersion).version})`);
   console.log(`provisioned ${total} databases in ${(provisionMs / 1000).toFixed(1)} s`);
   console.log(`burst: ${burst} sleeping databases woken at once in ${(burstMs / 1000).toFixed(1)} s; errors ${errors} (goal 0); connect-to-first-row p50 ${percentile(latencies, 50).toFixed(0)} ms, p99 ${percentile(latencies, 99).toFixed(0)} ms`);
   console.log(`gateway memory (heap + buffers) per provisioned idle database: ${((provisioned - empty) / total / 1024).toFixed(1)} kB (${(empty / MB).toFixed(0)} → ${(provisioned / MB).toFixed(0)} MB)`);

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { startGateway } from '../main.ts';
 import { loadConfig } from '../src/config.ts';
-import { resolvePgInstall } from '../src/pg/install.ts';
+import { PgInstalls } from '../src/pg/install.ts';
 import { makeOwnedDir, resolveComputeUser } from '../src/pg/os-user.ts';
 import { ADMIN_ROLE, PostgresServer, SOCKET_PORT, initCluster } from '../src/pg/server.ts';
 import type { LoadSpec } from './http-load.ts';
@@ -83,7 +83,7 @@ async function benchCreateDatabase(): Promise<{ samples: number[]; seconds: numb
   const dataDir = tmpDir('pg');
   const config = loadConfig({ PGFLEET_DATA_DIR: dataDir });
   const user = resolveComputeUser(config.computeUser);
-  const install = resolvePgInstall(config.pgBin, user, dataDir);
+  const install = PgInstalls.discover(config.pgBin, user, dataDir).get();
   const pgdata = path.join(dataDir, 'shared', 'pgdata');
   await initCluster(install, user, pgdata);
   const socketDir = path.join(dataDir, 'run');

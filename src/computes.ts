@@ -189,7 +189,7 @@ export class ComputeManager extends EventEmitter {
     if (this.closed) return Promise.reject(new ComputeStartError('the gateway is shutting down'));
     if (e.target.unavailable) return Promise.reject(e.target.unavailable);
     if (e.held) return this.waitForHold(e).then(() => this.wakeEntry(e));
-    if (e.state === 'running' && e.address) return Promise.resolve(e.address);
+    if (e.state === 'running' && e.address) return Promise.resolve(e.target.provider.addressFor?.(e.target.ref, e.address) ?? e.address);
     if (e.starting) return e.starting;
     if (e.stopping) {
       // A stop is under way (idle suspend, eviction): wake again once it is done.

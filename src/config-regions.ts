@@ -11,14 +11,21 @@ export interface NeonRegionSettings {
   /** Base URL of Neon's API. */
   apiHost: string;
   orgId: string | undefined;
-  pgVersion: number;
 }
 
-export type RegionConfig = { id: string; provider: 'local' } | { id: string; provider: 'neon'; neon: NeonRegionSettings };
+/** `pgVersion`: the region's default Postgres major; undefined = the gateway's (PGFLEET_PG_VERSION). */
+export type RegionConfig =
+  | { id: string; provider: 'local'; pgVersion: number | undefined }
+  | { id: string; provider: 'neon'; pgVersion: number | undefined; neon: NeonRegionSettings };
+
+/** The major of a neon region when neither it nor PGFLEET_PG_VERSION names one (Neon's own default). */
+export const NEON_DEFAULT_PG_VERSION = 17;
+/** The majors Neon runs (its OpenAPI document's PgVersion). */
+export const NEON_PG_VERSIONS = [14, 15, 16, 17, 18] as const;
 
 const VAR = 'PGFLEET_REGIONS';
 const REGION_ID = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
-const KEYS = { local: ['provider'], neon: ['provider', 'region_id', 'api_key_env', 'api_host', 'org_id', 'pg_version'] };
+const KEYS = { local: ['provider', 'pg_version'], neon: ['provider', 'region_id', 'api_key_env', 'api_host', 'org_id', 'pg_version'] };
 
 function apiHost(raw: string, variable: string): string {
   let url: URL;
@@ -42,18 +49,24 @@ function neonRegion(env: Env, id: string, spec: Record<string, unknown>): NeonRe
   if (!/^[A-Z_][A-Z0-9_]*$/.test(keyVar)) throw new ConfigError(VAR, `${id}.api_key_env must name an environment variable, got "${keyVar}"`);
   const apiKey = env[keyVar];
   if (!apiKey) throw new ConfigError(keyVar, `is needed by the neon region "${id}" of ${VAR}`);
-  const pgVersion = spec.pg_version ?? 17;
-  if (typeof pgVersion !== 'number' || !Number.isInteger(pgVersion) || pgVersion < 14 || pgVersion > 18) {
-    throw new ConfigError(VAR, `${id}.pg_version must be a Postgres major version from 14 to 18`);
-  }
   const host = field('api_host');
   return {
     regionId,
     apiKey,
     apiHost: host !== undefined ? apiHost(host, VAR) : apiHost(env.NEON_API_HOST || NEON_DEFAULT_API_HOST, 'NEON_API_HOST'),
     orgId: field('org_id'),
-    pgVersion,
   };
+}
+
+/** A region's `pg_version`: Neon's majors are checked here; a local region's against the binaries installed, at start. */
+function regionPgVersion(id: string, spec: Record<string, unknown>): number | undefined {
+  const v = spec.pg_version;
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new ConfigError(VAR, `${id}.pg_version must be a Postgres major version such as 17`);
+  if (spec.provider === 'neon' && !(NEON_PG_VERSIONS as readonly number[]).includes(v)) {
+    throw new ConfigError(VAR, `${id}.pg_version must be a major Neon runs: ${NEON_PG_VERSIONS.join(', ')}`);
+  }
+  return v;
 }
 
 /**
@@ -63,7 +76,7 @@ function neonRegion(env: Env, id: string, spec: Record<string, unknown>): NeonRe
  */
 export function parseRegions(env: Env): RegionConfig[] {
   const raw = env[VAR];
-  if (raw === undefined || raw.trim() === '') return [{ id: 'local', provider: 'local' }];
+  if (raw === undefined || raw.trim() === '') return [{ id: 'local', provider: 'local', pgVersion: undefined }];
   let parsed: unknown;
   try {
     parsed = JSON.parse(raw);
@@ -82,7 +95,8 @@ export function parseRegions(env: Env): RegionConfig[] {
     if (s.provider !== 'local' && s.provider !== 'neon') throw new ConfigError(VAR, `${id}.provider must be "local" or "neon"`);
     const unknown = Object.keys(s).filter((k) => !KEYS[s.provider as 'local' | 'neon'].includes(k));
     if (unknown.length) throw new ConfigError(VAR, `${id}: unknown setting ${unknown.join(', ')}; known: ${KEYS[s.provider].join(', ')}`);
-    regions.push(s.provider === 'local' ? { id, provider: 'local' } : { id, provider: 'neon', neon: neonRegion(env, id, s) });
+    const pgVersion = regionPgVersion(id, s);
+    regions.push(s.provider === 'local' ? { id, provider: 'local', pgVersion } : { id, provider: 'neon', pgVersion, neon: neonRegion(env, id, s) });
   }
   if (regions.length === 0) throw new ConfigError(VAR, 'names no region');
   return regions;

@@ -31,7 +31,10 @@ export interface Config {
   httpPort: number | undefined;
   /** Operator key; undefined means "generate at first start and keep under dataDir". */
   adminKey: string | undefined;
+  /** PGFLEET_PG_BIN: directories of Postgres binaries, beside the embedded ones. */
   pgBin: string | undefined;
+  /** PGFLEET_PG_VERSION: the major of a region that sets none; undefined = PGFLEET_PG_BIN's first, else the embedded default (local), 17 (neon). */
+  pgVersion: number | undefined;
   databaseUrl: string | undefined;
   redisUrl: string | undefined;
   /** This node's id in the fleet; undefined = generated and kept under dataDir. */
@@ -218,7 +221,7 @@ function memory(env: Env, name: string, fallback: string): string {
   return v;
 }
 
-/** Postgres 17's trusted extensions: those a non-superuser database owner can create at all. */
+/** The trusted contrib extensions of Postgres 15 to 18 (the same 20): those a non-superuser database owner can create at all. */
 export const DEFAULT_EXTENSIONS = [
   'btree_gin', 'btree_gist', 'citext', 'cube', 'dict_int', 'fuzzystrmatch', 'hstore', 'intarray', 'isn', 'lo', 'ltree',
   'pg_trgm', 'pgcrypto', 'seg', 'tablefunc', 'tcn', 'tsm_system_rows', 'tsm_system_time', 'unaccent', 'uuid-ossp',
@@ -311,6 +314,7 @@ export function loadConfig(env: Env = process.env): Config {
     httpPort: optional(env, 'PGFLEET_HTTP_PORT') === undefined ? undefined : port(env, 'PGFLEET_HTTP_PORT', 0),
     adminKey,
     pgBin: optional(env, 'PGFLEET_PG_BIN'),
+    pgVersion: optional(env, 'PGFLEET_PG_VERSION') === undefined ? undefined : int(env, 'PGFLEET_PG_VERSION', 0, 1, 99),
     databaseUrl,
     redisUrl,
     nodeId,

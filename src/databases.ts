@@ -8,7 +8,7 @@ import { NAME_PATTERN, generateName } from './names.ts';
 import { type Quotas, validateQuotas } from './quotas.ts';
 import type { BranchRef, ProviderState } from './providers/provider.ts';
 import { type ProviderDeletions, recordDeletion } from './provider-sync/deletions.ts';
-import type { Regions } from './regions.ts';
+import { type Regions, pgVersionFor } from './regions.ts';
 import type { Nodes } from './nodes/nodes.ts';
 import { generatePassword, makeScramVerifier } from './scram-verifier.ts';
 
@@ -33,6 +33,8 @@ export interface DatabaseRecord {
   poolSize: number | null;
   /** Its compute size in compute units; null = the gateway's PGFLEET_COMPUTE_UNITS. */
   computeUnits: number | null;
+  /** The Postgres major of its computes, chosen at creation. */
+  pgVersion: number;
   createdAt: Date;
   /** Last activity the catalog recorded; the compute manager knows fresher while it runs. */
   lastActiveAt: Date | null;
@@ -59,6 +61,8 @@ export interface NewDatabase {
   quotas?: Quotas;
   poolSize?: number | null;
   computeUnits?: number | null;
+  /** The Postgres major; default: the region's. */
+  pgVersion?: number;
 }
 
 export interface DatabaseChanges {
@@ -124,6 +128,7 @@ function toRecord(row: any): DatabaseRecord {
     quotas: row.quotas,
     poolSize: row.pool_size,
     computeUnits: row.compute_units === null ? null : Number(row.compute_units),
+    pgVersion: row.pg_version,
     createdAt: row.created_at,
     lastActiveAt: row.last_active_at,
     status: row.status,
@@ -161,8 +166,8 @@ export function mergeState(kept: ProviderState, patch: ProviderState): ProviderS
 
 const INSERT_DATABASE = `
   WITH d AS (
-    INSERT INTO databases (id, partner_id, user_id, name, region, provider, database_name, owner_role, suspend_timeout_seconds, quotas, node_id, history_retention_seconds, pool_size, compute_units, status)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $14, $15, $16, $17, 'creating') RETURNING created_at,
+    INSERT INTO databases (id, partner_id, user_id, name, region, provider, database_name, owner_role, suspend_timeout_seconds, quotas, node_id, history_retention_seconds, pool_size, compute_units, pg_version, status)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $14, $15, $16, $17, $18, 'creating') RETURNING created_at,
       COALESCE(history_retention_seconds, (SELECT default_history_retention_seconds FROM partners WHERE id = $2)) AS effective_retention),
   b AS (INSERT INTO branches (id, database_id, name) VALUES ($11, $1, 'main')),
   e AS (INSERT INTO endpoints (id, branch_id) VALUES ($12, $11)),
@@ -207,6 +212,7 @@ export class Databases extends EventEmitter {
     const databaseName = validateIdentifier('database_name', input.databaseName ?? DEFAULT_DATABASE_NAME, RESERVED_DATABASES);
     const ownerRole = validateRoleName(input.roleName ?? DEFAULT_OWNER_ROLE);
     const quotas = validateQuotas(input.quotas ?? {});
+    const pgVersion = pgVersionFor(region, input.pgVersion);
     const password = generatePassword();
     const verifier = await makeScramVerifier(password);
     const suspendTimeout = input.suspendTimeoutSeconds ?? this.defaultSuspendTimeoutSeconds;
@@ -221,13 +227,13 @@ export class Databases extends EventEmitter {
         const { rows } = await this.catalog.query(INSERT_DATABASE, [
           ids.databaseId, input.partnerId, input.userId, input.name ?? null, region.id, region.provider.name,
           databaseName, ownerRole, suspendTimeout, quotas, ids.branchId, ids.endpointId, verifier, nodeId, input.historyRetentionSeconds ?? null,
-          input.poolSize ?? null, input.computeUnits ?? null,
+          input.poolSize ?? null, input.computeUnits ?? null, pgVersion,
         ]);
         database = {
           id: ids.databaseId, partnerId: input.partnerId, userId: input.userId, name: input.name ?? null, region: region.id,
           provider: region.provider.name, databaseName, ownerRole, roles: [ownerRole], endpointId: ids.endpointId,
           branchId: ids.branchId, suspendTimeoutSeconds: suspendTimeout, historyRetentionSeconds: rows[0].effective_retention, quotas,
-          poolSize: input.poolSize ?? null, computeUnits: input.computeUnits ?? null,
+          poolSize: input.poolSize ?? null, computeUnits: input.computeUnits ?? null, pgVersion,
           createdAt: rows[0].created_at, lastActiveAt: null, status: 'ready', statusDetail: null,
           nodeId, recordedState: 'suspended',
         };
@@ -238,12 +244,12 @@ export class Databases extends EventEmitter {
     }
 
     const ref: BranchRef = {
-      databaseId: database.id, branchId: database.branchId, region: region.id, databaseName, ownerRole, roles: [ownerRole], providerState: {},
-      suspendTimeoutSeconds: suspendTimeout, quotas, computeUnits: input.computeUnits ?? null,
+      databaseId: database.id, branchId: database.branchId, root: true, region: region.id, databaseName, ownerRole, roles: [ownerRole], providerState: {},
+      suspendTimeoutSeconds: suspendTimeout, quotas, computeUnits: input.computeUnits ?? null, pgVersion,
     };
     try {
       if (nodeId && this.nodes.isRemote({ id: nodeId })) {
-        await this.nodes.ask(await this.nodeRecord(nodeId), 'create', ref);
+        await this.nodes.ask(await this.nodes.record(nodeId), 'create', ref);
         await this.finishCreate(database.id, {});
       } else {
         await this.finishCreate(database.id, await region.provider.create(ref));
@@ -389,7 +395,9 @@ export class Databases extends EventEmitter {
     await this.catalog.tx(async (c) => {
       const { rowCount } = await c.query('DELETE FROM databases WHERE id = $1 AND partner_id = $2', [id, partnerId]);
       if (!rowCount) throw new NotFoundError(`database "${id}" not found`);
-      if (here.length) await recordDeletion(c, record.id, record.region, partnerId, here.map(branchRefOf));
+      const refs = here.map(branchRefOf);
+      const owed = this.regions.get(record.region).provider.rootDeletesAll ? refs.filter((r) => r.root) : refs;
+      if (owed.length) await recordDeletion(c, record.id, record.region, partnerId, owed);
     });
     await this.routes.changed(id);
     for (const route of remote) await this.nodes.ask(route.node!, 'delete', branchRefOf(route));
@@ -414,7 +422,7 @@ export class Databases extends EventEmitter {
     const provider = this.regions.get(record.region).provider;
     for (const route of await routesOfDatabase(this.catalog, id)) {
       if (this.nodes.isRemote(route.node)) await this.nodes.ask(route.node!, 'sync-roles', branchRefOf(route));
-      else await this.keepState(id, await provider.syncRoles(branchRefOf(route)));
+      else await this.keepState(id, await provider.syncRoles(branchRefOf(route)), undefined, route);
     }
     return { database: updated, password };
   }
@@ -437,13 +445,17 @@ export class Databases extends EventEmitter {
     return { database: record, password };
   }
 
-  /** Merges what a provider returned into the database's kept state, under a row lock; `alsoSet` changes more columns. */
-  private async keepState(databaseId: string, patch: ProviderState, alsoSet?: string): Promise<void> {
+  /**
+   * Merges what a provider returned into the kept state, under a row lock: the database's, or the
+   * branch's own when `branch` is one made from another; `alsoSet` changes more columns of the database.
+   */
+  private async keepState(databaseId: string, patch: ProviderState, alsoSet?: string, branch?: BranchRoute): Promise<void> {
     if (Object.keys(patch).length === 0 && !alsoSet) return;
+    const [table, id] = branch && !branch.root ? ['branches', branch.branchId] : ['databases', databaseId];
     await this.catalog.tx(async (c) => {
-      const { rows } = await c.query('SELECT provider_state FROM databases WHERE id = $1 FOR UPDATE', [databaseId]);
+      const { rows } = await c.query(`SELECT provider_state FROM ${table} WHERE id = $1 FOR UPDATE`, [id]);
       if (!rows[0]) return;
-      await c.query(`UPDATE databases SET provider_state = $2${alsoSet ? `, ${alsoSet}` : ''} WHERE id = $1`, [databaseId, mergeState(rows[0].provider_state, patch)]);
+      await c.query(`UPDATE ${table} SET provider_state = $2${alsoSet ? `, ${alsoSet}` : ''} WHERE id = $1`, [id, mergeState(rows[0].provider_state, patch)]);
     });
     await this.routes.changed(databaseId);
   }
@@ -474,12 +486,6 @@ export class Databases extends EventEmitter {
       return { state: record.recordedState, lastActiveAt: record.lastActiveAt, connections: compute.connections };
     }
     return { state: compute.state, lastActiveAt: compute.lastActiveAt ?? record.lastActiveAt, connections: compute.connections };
-  }
-
-  private async nodeRecord(nodeId: string) {
-    const { rows } = await this.catalog.query(
-      `SELECT id, address, extract(epoch FROM clock_timestamp() - heartbeat_at)::float8 AS silent FROM nodes WHERE id = $1`, [nodeId]);
-    return { id: nodeId, address: rows[0]?.address ?? null, silentSeconds: rows[0]?.silent ?? null };
   }
 
   private async routeOf(record: DatabaseRecord): Promise<BranchRoute> {

@@ -4,20 +4,23 @@ import { RouteCache } from './catalog/route-cache.ts';
 import { type BranchRoute, branchRefOf } from './catalog/routes.ts';
 import { type ComputeTarget, ComputeManager } from './computes.ts';
 import type { Config } from './config.ts';
+import { NEON_DEFAULT_PG_VERSION, NEON_PG_VERSIONS } from './config-regions.ts';
+import { backfillPgVersions } from './catalog/pg-version-backfill.ts';
 import { ensureAdminKey, lockDataDir, prepareDataDir } from './data-dir.ts';
 import { type Logger, createLogger } from './log.ts';
 import { type JwtAuth, openJwtAuth } from './jwt/jwt-auth.ts';
 import { FleetKeys } from './jwt/fleet-keys.ts';
 import { ComputeCgroups, detectCgroups } from './limits/cgroups.ts';
-import { type PgInstall, resolvePgInstall } from './pg/install.ts';
+import { PgInstalls } from './pg/install.ts';
 import { type OsUser, currentUser, isRoot, makeOwnedDir, resolveComputeUser } from './pg/os-user.ts';
 import { chooseRunDir } from './providers/local/layout.ts';
 import { LocalProvider } from './providers/local/local-provider.ts';
 import { NeonProvider } from './providers/neon/neon-provider.ts';
 import { Databases, unavailableReason } from './databases.ts';
-import { DatabaseUnavailableError } from './errors.ts';
+import { ConfigError, DatabaseUnavailableError } from './errors.ts';
 import { Branches } from './lifecycle/branches.ts';
 import { LocalBranching } from './lifecycle/local-branching.ts';
+import { NeonBranching } from './lifecycle/neon-branching.ts';
 import { OperatorMetrics } from './metrics.ts';
 import { Partners } from './partners.ts';
 import { PROVIDER_USAGE_LOOKBACK_MS, PROVIDER_USAGE_PULL_MS, importProviderUsage } from './provider-usage.ts';
@@ -52,7 +55,8 @@ export interface Core {
   config: Config;
   log: Logger;
   user: OsUser;
-  install: PgInstall;
+  /** The Postgres binaries of local computes, one install per major. */
+  installs: PgInstalls;
   runDir: string;
   adminKeyHash: string;
   catalog: Catalog;
@@ -94,8 +98,9 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
   };
   try {
     const user = resolveComputeUser(config.computeUser);
-    const install = resolvePgInstall(config.pgBin, user, config.dataDir);
-    log.info({ version: install.version, bin: install.binDir, compute_user: user.name }, 'postgres binaries');
+    const installs = PgInstalls.discover(config.pgBin, user, config.dataDir);
+    log.info({ versions: installs.majors.map((m) => installs.versionOf(m)), compute_user: user.name }, 'postgres binaries');
+    const regionMajors = defaultMajors(config, installs);
     const runDir = chooseRunDir(config.dataDir);
     if (!fs.existsSync(runDir)) makeOwnedDir(runDir, { ...user, switchUser: false }, 0o711);
     const adminKeyHash = ensureAdminKey(config.dataDir, config.adminKey, (key, file) => {
@@ -105,7 +110,7 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     announceIsolation(log);
     // The embedded catalog (every verifier, every partner) runs as an OS user of its own.
     const catalogUser = isRoot() ? resolveComputeUser(CATALOG_OS_USER) : user;
-    const catalog = await Catalog.open({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, runDir, install, user: catalogUser, log });
+    const catalog = await Catalog.open({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, runDir, installs, user: catalogUser, log });
     cleanups.push(() => catalog.close());
 
     const nodeId = nodeIdOf(config);
@@ -126,7 +131,7 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     const cgroups = new ComputeCgroups(detectCgroups(config.compute.cgroups));
     (cgroups.enabled ? log.info.bind(log) : log.warn.bind(log))({ cgroups: cgroups.host.kind, default_compute_units: config.compute.computeUnits }, `compute sizes: ${cgroups.describe()}`);
     const local = new LocalProvider(
-      { dataDir: config.dataDir, runDir, install, user, compute: config.compute, cgroups, startTimeoutMs: config.wakeTimeoutMs, log },
+      { dataDir: config.dataDir, runDir, installs, user, compute: config.compute, cgroups, startTimeoutMs: config.wakeTimeoutMs, log },
       { onComputeExit: (branchId) => computes.computeExited(branchId) },
     );
     cleanups.push(() => local.shutdown());
@@ -157,7 +162,8 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
         .catch((err) => log.warn({ err: err.message, branch: branchId }, 'could not record compute state'));
     });
 
-    const regions = new Regions(buildRegions(config, local, log));
+    const regions = new Regions(buildRegions(config, local, regionMajors, log));
+    await backfillPgVersions(catalog, regions, local, log);
     const usagePull = setInterval(() => {
       const now = Date.now();
       void importProviderUsage(catalog, regions, new Date(now - PROVIDER_USAGE_LOOKBACK_MS), new Date(now), log)
@@ -182,15 +188,12 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     // Each gateway signs its tokens with its own key; in a fleet every gateway verifies them all.
     const jwt = await openJwtAuth(config, catalog, routes, log, key ? { keys: new FleetKeys(catalog, nodeId), publish: () => nodes.beat() } : undefined);
     cleanups.push(() => nodes.stop());
-    if (key) {
-      const listener = await startNodeListener({ catalog, computes, local, targetFor, key, log }, config.node.host, config.node.port);
-      cleanups.push(() => listener.close());
-      await nodes.register(config.node.advertise ?? `${config.node.host}:${listener.port}`, config.maxComputes, () => computes.activeCount, () => jwt.keys.jwks());
-    }
     const syncMetrics = new SyncMetrics(metrics.registry, catalog);
     const deletions = new ProviderDeletions(catalog, regions, syncMetrics, log.child({ part: 'deletions' }));
     const databases = new Databases(catalog, routes, regions, computes, targetFor, nodes, config.defaultSuspendTimeoutSeconds, deletions);
-    const branches = new Branches(catalog, routes, regions, databases, computes, targetFor, log, config.history.retentionSeconds);
+    // A create (of a Neon project or branch) gives up after its operation timeout, twice with its queueing: later, its gateway is gone.
+    const abandonedCreateMs = 2 * config.neon.operationTimeoutMs + 60_000;
+    const branches = new Branches(catalog, routes, regions, databases, computes, nodes, targetFor, log, config.history.retentionSeconds, abandonedCreateMs);
     const localBranching = new LocalBranching(local, catalog, {
       backupIntervalMs: config.history.baseBackupIntervalMs,
       retentionOf: (ref) => branches.retentionSeconds(ref.databaseId),
@@ -198,15 +201,23 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     });
     local.history = localBranching;
     local.branching = localBranching;
+    for (const id of regions.ids) {
+      const { provider } = regions.get(id);
+      if (provider instanceof NeonProvider) provider.branching = new NeonBranching(provider, id, catalog, log.child({ region: id }));
+    }
     // Before anything is served: interrupted restores put back, half-made branches removed.
     await branches.recoverInterrupted();
+    if (key) {
+      const listener = await startNodeListener({ catalog, computes, local, targetFor, branches, key, log }, config.node.host, config.node.port);
+      cleanups.push(() => listener.close());
+      await nodes.register(config.node.advertise ?? `${config.node.host}:${listener.port}`, config.maxComputes, () => computes.activeCount, () => jwt.keys.jwks());
+    }
     const upkeep = new Periodic(() => branches.upkeep(), (err) => log.warn({ err: String(err) }, 'history upkeep failed'));
     upkeep.start(config.history.upkeepIntervalMs);
     cleanups.push(() => upkeep.stop());
     const reconciler = new Reconciler(catalog, routes, regions, databases, deletions, syncMetrics, log.child({ part: 'reconcile' }), {
       orphanGraceMs: config.neon.orphanGraceMs,
-      // A create gives up after its operation timeout (twice, with its queueing): later, its gateway is gone.
-      abandonedCreateMs: 2 * config.neon.operationTimeoutMs + 60_000,
+      abandonedCreateMs,
     });
     deletions.start(DELETION_RETRY_TICK_MS);
     cleanups.push(() => deletions.stop());
@@ -226,7 +237,7 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     });
     const partners = new Partners(catalog, databases, adminKeyHash);
     return {
-      config, log, user, install, runDir, adminKeyHash, catalog, local, regions, computes, databases, branches, partners, usage, metrics, jwt, coord, routes, nodeId, nodes, targetFor,
+      config, log, user, installs, runDir, adminKeyHash, catalog, local, regions, computes, databases, branches, partners, usage, metrics, jwt, coord, routes, nodeId, nodes, targetFor,
       deletions, reconciler,
       async acquire(this: Core, route: BranchRoute): Promise<Lease> {
         const target = this.targetFor(route);
@@ -259,16 +270,35 @@ export function announceIsolation(log: Logger, root = isRoot()): void {
 }
 
 /** Each configured region with its provider: the local one, or a Neon provider per neon region. */
-function buildRegions(config: Config, local: LocalProvider, log: Logger): Region[] {
+function buildRegions(config: Config, local: LocalProvider, majors: Map<string, number>, log: Logger): Region[] {
   let box: SecretBox | undefined;
   return config.regions.map((r) => {
-    if (r.provider === 'local') return { id: r.id, provider: local };
+    const pgVersion = majors.get(r.id)!;
+    if (r.provider === 'local') return { id: r.id, provider: local, pgVersion };
     box ??= new SecretBox(ensureSecretKey(config.dataDir, config.secretKey));
     const provider = new NeonProvider({
       region: r.neon, box, ca: config.neon.ca, port: config.neon.port, operationTimeoutMs: config.neon.operationTimeoutMs,
       requestTimeoutMs: config.neon.requestTimeoutMs, maxConcurrency: config.neon.maxConcurrency, wake: config.neon.wake,
       log: log.child({ region: r.id }),
     });
-    return { id: r.id, provider };
+    return { id: r.id, provider, pgVersion };
   });
+}
+
+/**
+ * Each region's default major: its own `pg_version`, else PGFLEET_PG_VERSION, else (local) the
+ * preferred binaries' or (neon) Neon's default; checked against what its provider runs before
+ * anything starts.
+ */
+function defaultMajors(config: Config, installs: PgInstalls): Map<string, number> {
+  return new Map(config.regions.map((r) => {
+    const offered: readonly number[] = r.provider === 'local' ? installs.majors : NEON_PG_VERSIONS;
+    const major = r.pgVersion ?? config.pgVersion ?? (r.provider === 'local' ? installs.preferred : NEON_DEFAULT_PG_VERSION);
+    if (!offered.includes(major)) {
+      const hint = r.provider === 'local' ? `; point PGFLEET_PG_BIN at the binaries of Postgres ${major}` : '';
+      throw new ConfigError(r.pgVersion !== undefined ? 'PGFLEET_REGIONS' : 'PGFLEET_PG_VERSION',
+        `region "${r.id}" would run Postgres ${major}, which its provider does not offer (it runs ${offered.join(', ')}${hint})`);
+    }
+    return [r.id, major];
+  }));
 }

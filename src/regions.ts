@@ -4,6 +4,17 @@ import type { Provider } from './providers/provider.ts';
 export interface Region {
   id: string;
   provider: Provider;
+  /** The Postgres major of a new database that asks for none; one the provider runs. */
+  pgVersion: number;
+}
+
+/** The major of a new database in the region: the one asked for, when the region runs it, else a 400 naming those it runs. */
+export function pgVersionFor(region: Region, requested: number | undefined): number {
+  if (requested === undefined) return region.pgVersion;
+  if (!region.provider.pgVersions.includes(requested)) {
+    throw new BadRequestError(`pg_version: region "${region.id}" runs Postgres ${region.provider.pgVersions.join(', ')}; not ${requested}`);
+  }
+  return requested;
 }
 
 /** Which provider serves each region. The first region is the default. */
@@ -26,9 +37,14 @@ export class Regions {
   /** The region, or a 400 naming the known ones. */
   get(id: string | undefined): Region {
     if (id === undefined) return this.default;
-    const r = this.byId.get(id);
+    const r = this.find(id);
     if (!r) throw new BadRequestError(`region: unknown region "${id}"; known regions: ${this.ids.join(', ')}`);
     return r;
+  }
+
+  /** The region, or undefined when it is not configured (any more). */
+  find(id: string): Region | undefined {
+    return this.byId.get(id);
   }
 
   providers(): Provider[] {

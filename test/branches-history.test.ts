@@ -1,10 +1,15 @@
 // History windows and their errors, retention pruning on disk, and a restore that leaves other databases alone.
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import t from 'tap';
+import { initCluster } from '../src/pg/server.ts';
 import { startApi } from './api-client.ts';
 import { connect, query } from './endpoint-client.ts';
 import { until } from './helpers.ts';
+
+const execFileAsync = promisify(execFile);
 
 
 
@@ -114,4 +119,35 @@ t.test("while database A is restored, database B's clients keep querying; A's ne
   t.ok(queries > 0, `database B answered ${queries} queries without an error meanwhile`);
   t.equal((await clientB.query('SELECT pg_backend_pid() AS pid')).rows[0].pid, bPid, "B's session was never cut");
   await clientB.end();
+});
+
+t.test('after the binaries change version, a point in time before the first base backup still replays onto the template it began from', async (t) => {
+  const api = await startApi();
+  t.teardown(() => api.stop());
+  const { key } = await api.partner('acme');
+  const core = api.gateway.core;
+  const db = (await api.request('POST', '/v1/databases', { key, body: { user_id: 'alice', suspend_timeout_seconds: 0 } })).body;
+  await query(api, db, db.password, 'CREATE TABLE items (id int); INSERT INTO items VALUES (1)');
+  const [{ t: at }] = await query(api, db, db.password, 'SELECT clock_timestamp() AS t');
+  await query(api, db, db.password, 'INSERT INTO items VALUES (2)');
+  const backups = await core.catalog.query('SELECT b.id FROM base_backups b JOIN branches br ON br.id = b.branch_id WHERE br.database_id = $1', [db.id]);
+  t.same(backups.rows.map((r) => r.id), [`template-${db.postgres_version}`], 'the only base backup names the template and its version');
+
+  // An upgrade of the binaries, as the disk sees it: the template of the old version stays under
+  // its name, and the current version has a template of its own (another cluster).
+  const current = core.local.templatePgdata(db.pg_version);
+  const old = core.local.layout.templateDir('0.0-earlier');
+  await execFileAsync('cp', ['-a', path.dirname(current), old]);
+  await core.catalog.query(`UPDATE base_backups SET id = 'template-0.0-earlier' WHERE id = $1`, [backups.rows[0].id]);
+  fs.rmSync(current, { recursive: true, force: true });
+  await initCluster(core.local.opts.installs.get(db.pg_version), core.local.opts.user, current);
+
+  const branch = await api.request('POST', `/v1/databases/${db.id}/branches`, { key, body: { name: 'at-t', at: at.toISOString() } });
+  t.equal(branch.status, 201, JSON.stringify(branch.body));
+  t.same((await query(api, branch.body, db.password, 'SELECT array_agg(id) AS ids FROM items'))[0].ids, [1], 'the rows at T, replayed onto the template the history began from');
+
+  fs.rmSync(old, { recursive: true, force: true });
+  const gone = await api.request('POST', `/v1/databases/${db.id}/branches`, { key, body: { name: 'at-t-again', at: at.toISOString() } });
+  t.equal(gone.status, 500, 'that template gone: the branch fails');
+  t.equal((await api.request('GET', `/v1/databases/${db.id}/branches/at-t-again`, { key })).status, 404, 'and leaves nothing behind');
 });

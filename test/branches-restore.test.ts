@@ -1,7 +1,7 @@
 // History, branches and point-in-time restore of local databases, through the API and the proxy.
 import t from 'tap';
 import { startApi } from './api-client.ts';
-import { type Conn, connect, query } from './endpoint-client.ts';
+import { type Conn, checkRestoreOfRestore, connect, query } from './endpoint-client.ts';
 
 
 const ids = (rows: { id: number }[]) => rows.map((r) => r.id);
@@ -46,13 +46,7 @@ t.test('restore to T, branch at T, the _before_ branch, restore of a restore, is
   t.same(await q(atT.body, 'SELECT x FROM keep'), [{ x: 'kept' }]);
 
   // Restore of a restore: main moves on from its restored state, then goes back to a point after the first restore.
-  await q(db, 'INSERT INTO items VALUES (10)');
-  const [{ t: at2 }] = await q(db, 'SELECT clock_timestamp() AS t');
-  await q(db, 'INSERT INTO items VALUES (11)');
-  const again = await api.request('POST', `/v1/databases/${db.id}/restore`, { key, body: { at: at2.toISOString(), branch: 'main' } });
-  t.equal(again.status, 200, JSON.stringify(again.body));
-  t.same(ids(await q(db, 'SELECT id FROM items ORDER BY id')), [1, 2, 3, 10], 'a restore of a restore');
-  t.same(ids(await q(again.body.before, 'SELECT id FROM items ORDER BY id')), [1, 2, 3, 10, 11]);
+  const beforeAgain = await checkRestoreOfRestore(t, api, key, db, () => pw, [1, 2, 3]);
 
   // Isolation both ways: a branch of main now.
   const dev = await api.request('POST', `/v1/databases/${db.id}/branches`, { key, body: { name: 'dev' } });
@@ -78,7 +72,7 @@ t.test('restore to T, branch at T, the _before_ branch, restore of a restore, is
   t.same(ids(await q(dev.body, 'SELECT id FROM items ORDER BY id')), [1, 2, 3, 10, 200], 'after a reset the branch is its parent now');
 
   const list = await api.request('GET', `/v1/databases/${db.id}/branches`, { key });
-  t.same(list.body.branches.map((b: any) => b.name).sort(), ['at-t', 'dev', 'main', before.name, again.body.before.name].sort());
+  t.same(list.body.branches.map((b: any) => b.name).sort(), ['at-t', 'dev', 'main', before.name, beforeAgain.name].sort());
   t.equal((await api.request('POST', `/v1/databases/${db.id}/branches`, { key, body: { name: 'dev' } })).status, 409, 'a name that exists → 409');
   t.equal((await api.request('DELETE', `/v1/databases/${db.id}/branches/main`, { key })).status, 409, 'main goes only with its database');
   t.equal((await api.request('DELETE', `/v1/databases/${db.id}/branches/dev`, { key })).status, 204);

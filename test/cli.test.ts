@@ -124,7 +124,7 @@ t.test('errors: no key, a bad key, an unknown command, an unreachable API', asyn
   t.match(down.stderr, /cannot reach the API at http:\/\/127\.0\.0\.1:1/);
 });
 
-t.test('help and version print and start nothing; db show names the Postgres version', async (t) => {
+t.test('help and version print and start nothing; db show names the Postgres version; db create --pg-version', async (t) => {
   const { version } = JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8'));
   for (const args of [[], ['--help'], ['start', '--help'], ['db', 'create', '-h']]) {
     const r = await pgfleet(args, { PGFLEET_DATA_DIR: path.join(dataDir, 'never-made') });
@@ -142,8 +142,18 @@ t.test('help and version print and start nothing; db show names the Postgres ver
   const db = JSON.parse(created.stdout);
   const shown = await pgfleet(['db', 'show', db.id], { PGFLEET_API_KEY: key });
   t.equal(shown.code, 0, shown.stderr);
-  t.match(shown.stdout, /^postgres_version: 17\.\d+$/m, 'the Postgres version of its compute');
+  t.match(shown.stdout, /^pg_version: 17$/m, 'the major of its computes');
+  t.match(shown.stdout, /^postgres_version: 17\.\d+$/m, 'the Postgres version of its computes');
   t.match(shown.stdout, new RegExp(`^endpoint_id: ${db.endpoint_id}$`, 'm'));
+  const older = await pgfleet(['db', 'create', '--user', 'carol', '--pg-version', '16', '--json'], { PGFLEET_API_KEY: key });
+  t.equal(older.code, 0, older.stderr);
+  t.equal(JSON.parse(older.stdout).pg_version, 16, '--pg-version chooses the major');
+  const unknown = await pgfleet(['db', 'create', '--user', 'carol', '--pg-version', '9'], { PGFLEET_API_KEY: key });
+  t.equal(unknown.code, 1);
+  t.match(unknown.stderr, /400 bad_request: pg_version: region "local" runs Postgres 15, 16, 17, 18; not 9/);
+  const notMajor = await pgfleet(['db', 'create', '--user', 'carol', '--pg-version', 'new'], { PGFLEET_API_KEY: key });
+  t.equal(notMajor.code, 1);
+  t.match(notMajor.stderr, /--pg-version needs a Postgres major/);
 });
 
 t.test('a port in use stops pgfleet start with the variable to change', async (t) => {

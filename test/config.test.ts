@@ -43,6 +43,9 @@ const bad: [string, string][] = [
   ['PGFLEET_REGIONS', '{"eu-1":{"provider":"aws"}}'],
   ['PGFLEET_REGIONS', '{"eu-1":{"provider":"local","region_id":"x"}}'],
   ['PGFLEET_REGIONS', '{"Bad Id":{"provider":"local"}}'],
+  ['PGFLEET_REGIONS', '{"local":{"provider":"local","pg_version":"17"}}'],
+  ['PGFLEET_REGIONS', '{"us":{"provider":"neon","pg_version":13}}'],
+  ['PGFLEET_PG_VERSION', 'seventeen'],
   ['PGFLEET_SECRET_KEY', 'abc'],
   ['PGFLEET_NEON_CA_FILE', '/nonexistent/ca.pem'],
   ['PGFLEET_NEON_PORT', '0'],
@@ -62,17 +65,28 @@ for (const [name, value] of bad) {
 }
 
 t.test('regions: local by default; neon regions with their API key and host', async (t) => {
-  t.same(loadConfig({}).regions, [{ id: 'local', provider: 'local' }]);
+  t.same(loadConfig({}).regions, [{ id: 'local', provider: 'local', pgVersion: undefined }]);
   const c = loadConfig({
     PGFLEET_REGIONS: '{"aws-us-east-2":{"provider":"neon","region_id":"aws-us-east-2","api_key_env":"NEON_API_KEY"}}',
     NEON_API_KEY: 'napi_x',
   });
   t.same(c.regions.map((r) => r.id), ['local', 'aws-us-east-2'], 'local first, so still the default');
-  t.match(c.regions[1], { provider: 'neon', neon: { regionId: 'aws-us-east-2', apiKey: 'napi_x', apiHost: 'https://console.neon.tech/api/v2', pgVersion: 17 } });
+  t.match(c.regions[1], { provider: 'neon', pgVersion: undefined, neon: { regionId: 'aws-us-east-2', apiKey: 'napi_x', apiHost: 'https://console.neon.tech/api/v2' } });
   const only = loadConfig({ PGFLEET_REGIONS: '{"local":null,"eu":{"provider":"neon","region_id":"aws-eu-central-1","api_key_env":"EU_KEY","api_host":"http://127.0.0.1:9/api/v2/"}}', EU_KEY: 'k' });
   t.same(only.regions.map((r) => r.id), ['eu'], 'local: null removes the local region');
   t.match(only.regions[0], { neon: { apiHost: 'http://127.0.0.1:9/api/v2', apiKey: 'k' } });
   t.equal(loadConfig({}).neon.port, 5432);
+});
+
+t.test('Postgres majors: PGFLEET_PG_VERSION, and a region\'s own pg_version (local and neon)', async (t) => {
+  t.equal(loadConfig({}).pgVersion, undefined, 'unset: the binaries decide (PGFLEET_PG_BIN\'s first, else the embedded default)');
+  const c = loadConfig({
+    PGFLEET_PG_VERSION: '16', NEON_API_KEY: 'k',
+    PGFLEET_REGIONS: '{"local":{"provider":"local","pg_version":18},"us":{"provider":"neon","pg_version":15},"eu":{"provider":"neon"}}',
+  });
+  t.equal(c.pgVersion, 16);
+  t.same(c.regions.map((r) => [r.id, r.pgVersion]), [['local', 18], ['us', 15], ['eu', undefined]]);
+  t.throws(() => loadConfig({ PGFLEET_REGIONS: '{"us":{"provider":"neon","pg_version":19}}', NEON_API_KEY: 'k' }), { message: /us\.pg_version must be a major Neon runs: 14, 15, 16, 17, 18/ });
 });
 
 t.test('a neon region without its API key names the missing variable', async (t) => {

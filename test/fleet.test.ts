@@ -225,6 +225,39 @@ function findDir(root: string, name: string): boolean {
   return false;
 }
 
+t.test('branch, restore, reset and delete through a gateway whose node does not hold the data: the owning node runs them', async (t) => {
+  const db = await createDb(g1.apiUrl);
+  const other = fleet.gateways.find((g) => g.nodeId !== db.node)!;
+  const conn = (endpoint: string) => noSni(other.proxyPort, db.role, db.password, `endpoint=${endpoint}`);
+  await psql(conn(db.endpoint), 'CREATE TABLE items (id int); INSERT INTO items VALUES (1)');
+  const at = await psql(conn(db.endpoint), `SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`);
+  await psql(conn(db.endpoint), 'INSERT INTO items VALUES (2)');
+  const list = (endpoint: string) => psql(conn(endpoint), 'SELECT string_agg(id::text, \',\' ORDER BY id) FROM items');
+
+  const branch = await call(other.apiUrl, 'POST', `/v1/databases/${db.id}/branches`, partnerKey, { name: 'dev', at });
+  t.equal(branch.status, 201, JSON.stringify(branch.body));
+  t.match(branch.body, { name: 'dev', parent: 'main', created_at: String }, 'the answer crossed the node link whole');
+  t.equal(await list(branch.body.endpoint_id), '1', 'the branch at T, made by the owning node');
+  const { rows } = await catalog.query('SELECT node_id FROM databases d JOIN branches b ON b.database_id = d.id WHERE b.id = $1', [branch.body.id]);
+  t.equal(rows[0].node_id, db.node, 'its data is on the owning node');
+
+  const restored = await call(other.apiUrl, 'POST', `/v1/databases/${db.id}/restore`, partnerKey, { at });
+  t.equal(restored.status, 200, JSON.stringify(restored.body));
+  t.equal(await list(db.endpoint), '1', 'main restored to T');
+  t.equal(await list(restored.body.before.endpoint_id), '1,2', 'the state before kept');
+
+  const reset = await call(other.apiUrl, 'POST', `/v1/databases/${db.id}/branches/${restored.body.before.name}/reset`, partnerKey);
+  t.equal(reset.status, 200, JSON.stringify(reset.body));
+  t.equal(await list(restored.body.before.endpoint_id), '1', 'reset to its parent');
+  const bad = await call(other.apiUrl, 'POST', `/v1/databases/${db.id}/restore`, partnerKey, { at: '2000-01-01T00:00:00Z' });
+  t.equal(bad.status, 400, "the owning node's refusal comes back as it was");
+  t.match(bad.body.error.message, /before the database existed/);
+  t.equal((await call(other.apiUrl, 'DELETE', `/v1/databases/${db.id}/branches/dev`, partnerKey)).status, 204);
+  t.equal((await call(other.apiUrl, 'GET', `/v1/databases/${db.id}/branches/dev`, partnerKey)).status, 404, 'deleted');
+  // Later tests count on where new databases are placed.
+  t.equal((await call(other.apiUrl, 'DELETE', `/v1/databases/${db.id}`, partnerKey)).status, 204);
+});
+
 t.test('usage relayed by several gateways adds up exactly', async (t) => {
   const db = await createDb(g1.apiUrl);
   const egress = async () => {

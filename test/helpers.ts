@@ -29,6 +29,7 @@ export function testRef(overrides: Partial<BranchRef> = {}): BranchRef {
   return {
     databaseId: `db-${id}`,
     branchId: `br-${id}`,
+    root: true,
     region: 'local',
     databaseName: 'app',
     ownerRole: 'alice',
@@ -36,6 +37,7 @@ export function testRef(overrides: Partial<BranchRef> = {}): BranchRef {
     suspendTimeoutSeconds: 300,
     quotas: {},
     computeUnits: null,
+    pgVersion: 17,
     providerState: {},
     ...overrides,
   };

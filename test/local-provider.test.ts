@@ -3,7 +3,7 @@ import path from 'node:path';
 import pg from 'pg';
 import t from 'tap';
 import { createLogger } from '../src/log.ts';
-import { resolvePgInstall } from '../src/pg/install.ts';
+import { PgInstalls } from '../src/pg/install.ts';
 import { resolveComputeUser } from '../src/pg/os-user.ts';
 import { chooseRunDir } from '../src/providers/local/layout.ts';
 import { LocalProvider } from '../src/providers/local/local-provider.ts';
@@ -12,12 +12,12 @@ import { postmastersUnder, testConfig, testRef, uidOf } from './helpers.ts';
 
 const config = testConfig();
 const user = resolveComputeUser(config.computeUser);
-const install = resolvePgInstall(undefined, user, config.dataDir);
+const installs = PgInstalls.discover(undefined, user, config.dataDir);
 const runDir = chooseRunDir(config.dataDir);
 fs.mkdirSync(runDir, { recursive: true, mode: 0o711 });
 const exits: string[] = [];
 const provider = new LocalProvider(
-  { dataDir: config.dataDir, runDir, install, user, compute: config.compute, startTimeoutMs: 30_000, log: createLogger('warn') },
+  { dataDir: config.dataDir, runDir, installs, user, compute: config.compute, startTimeoutMs: 30_000, log: createLogger('warn') },
   { onComputeExit: (branchId) => exits.push(branchId) },
 );
 t.teardown(async () => {
@@ -58,6 +58,9 @@ t.test('lifecycle: create, start, query, stop, start again, delete', async (t) =
   t.equal(provider.status(ref), 'stopped');
   t.same(postmastersUnder(branchDir), [], 'stop leaves no postmaster');
   t.same(exits, [], 'a requested stop is not reported as a crash');
+  await t.rejects(provider.start({ ...ref, pgVersion: 16 }), { name: 'ComputeStartError', message: `the data of database "${ref.databaseId}" is of Postgres 17, but the catalog says 16` },
+    'data of another major is never started with the wrong binaries');
+  await t.rejects(provider.start({ ...ref, pgVersion: 14 }), { name: 'ComputeStartError', message: /runs Postgres 14, which is not installed on this host \(installed: 15, 16, 17, 18\)/ });
 
   const again = await provider.start(ref);
   c = clientFor(again, ref.ownerRole, ref.databaseName);

@@ -46,15 +46,16 @@ t.test(`${BURST} creates at once against a Neon that answers 429 above ${NEON_LI
 t.test(`${BURST} wakes at once are queued the same way`, async (t) => {
   // Suspend every endpoint at the fake, so that each wake asks Neon to start it.
   for (const p of fake.projects.values()) {
-    p.state = 'idle';
-    p.pending = undefined;
+    const e = fake.mainEndpoint(p);
+    e.state = 'idle';
+    e.pending = undefined;
   }
   const before = fake.callsOf('startProjectEndpoint');
   const { rows } = await core.catalog.query('SELECT id FROM databases');
   const results = await Promise.allSettled(rows.map((r) => core.databases.wake('acme', r.id)));
   t.same(results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason)), [], '0 errors');
   t.ok(fake.callsOf('startProjectEndpoint') - before >= BURST, 'every endpoint was started');
-  t.ok([...fake.projects.values()].every((p) => p.state === 'active'), 'all are active at Neon');
+  t.ok([...fake.projects.values()].every((p) => fake.mainEndpoint(p).state === 'active'), 'all are active at Neon');
 });
 
 t.test("every request and answer followed Neon's OpenAPI document", async (t) => {

@@ -15,8 +15,8 @@ const fake = await FakeNeon.start();
 t.teardown(() => fake.close());
 const dataDir = tmpDataDir();
 t.teardown(() => fs.rmSync(dataDir, { recursive: true, force: true }));
-const env = (apiPort: number) => ({
-  ...neonRegionEnv(fake), PGFLEET_DATA_DIR: dataDir, PGFLEET_API_PORT: String(apiPort), PGFLEET_PROXY_PORT: '0',
+const env = (apiPort: number, proxyPort = 0) => ({
+  ...neonRegionEnv(fake), PGFLEET_DATA_DIR: dataDir, PGFLEET_API_PORT: String(apiPort), PGFLEET_PROXY_PORT: String(proxyPort),
   PGFLEET_LOG_LEVEL: 'warn', PGFLEET_ADMIN_KEY: ADMIN_KEY,
 });
 
@@ -28,16 +28,17 @@ const call = async (url: string, method: string, path: string, key: string, body
   return { status: res.status, body: text ? JSON.parse(text) : undefined };
 };
 
-/** pgfleet in a child process (so that it can be killed -9), with its API on a port of ours. */
-async function spawnPgfleet(): Promise<{ child: ChildProcess; url: string; exited: Promise<unknown> }> {
+/** pgfleet in a child process (so that it can be killed -9), with its API and proxy on ports of ours. */
+async function spawnPgfleet(): Promise<{ child: ChildProcess; url: string; proxyPort: number; exited: Promise<unknown> }> {
   const port = await freePort();
+  const proxyPort = await freePort();
   const [cmd, args] = nodeTs('main.ts');
-  const child = spawn(cmd, args, { env: { ...process.env, ...env(port) }, stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn(cmd, args, { env: { ...process.env, ...env(port, proxyPort) }, stdio: ['ignore', 'ignore', 'inherit'] });
   const exited = new Promise((resolve) => child.once('exit', resolve));
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; ; i++) {
     if (child.exitCode !== null) throw new Error('pgfleet exited at start');
-    if (await fetch(`${url}/readyz`).then((r) => r.ok, () => false)) return { child, url, exited };
+    if (await fetch(`${url}/readyz`).then((r) => r.ok, () => false)) return { child, url, proxyPort, exited };
     if (i > 600) throw new Error('pgfleet did not start');
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -98,5 +99,42 @@ t.test('kill -9 after Neon answered: the next start finishes the create (adoptin
     await new Promise((r) => setTimeout(r, 100));
   }
   t.pass('the delete owed from before the kill is finished (the project was already gone)');
+  t.same(fake.violations, []);
+});
+
+t.test('kill -9 after Neon made a branch, and after it restored one: the next start finishes both', async (t) => {
+  let pgfleet = await spawnPgfleet();
+  const partner = (await call(pgfleet.url, 'POST', '/v1/partners', ADMIN_KEY, { name: 'branching' })).body;
+  const key = partner.api_key;
+  const db = (await call(pgfleet.url, 'POST', '/v1/databases', key, { user_id: 'carol', region: 'aws-us-east-2' })).body;
+  const project = [...fake.projects.values()].find((p) => p.name === db.id)!;
+  const conninfo = (proxyPort: number, endpoint: string) =>
+    `host=127.0.0.1 port=${proxyPort} user=${db.role} dbname=${db.database} password=${db.password} sslmode=require options=endpoint=${endpoint}`;
+  await psql(conninfo(pgfleet.proxyPort, db.endpoint_id), 'CREATE TABLE items (id int); INSERT INTO items VALUES (1)');
+  const at = await psql(conninfo(pgfleet.proxyPort, db.endpoint_id), `SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`);
+  await psql(conninfo(pgfleet.proxyPort, db.endpoint_id), 'INSERT INTO items VALUES (2)');
+
+  killAfterAnswer(pgfleet.child, 'createProjectBranch');
+  await t.rejects(call(pgfleet.url, 'POST', `/v1/databases/${db.id}/branches`, key, { name: 'dev' }), 'pgfleet died during the branch creation');
+  await pgfleet.exited;
+  const branchesAtNeon = project.branches.size;
+
+  pgfleet = await spawnPgfleet();
+  const dev = await call(pgfleet.url, 'GET', `/v1/databases/${db.id}/branches/dev`, key);
+  t.equal(dev.status, 200, 'the branch Neon made is finished at the next start');
+  t.equal(project.branches.size, branchesAtNeon, 'adopted, not made again');
+  t.equal(await psql(conninfo(pgfleet.proxyPort, dev.body.endpoint_id), 'SELECT string_agg(id::text, \',\' ORDER BY id) FROM items'), '1,2', 'and served');
+
+  killAfterAnswer(pgfleet.child, 'restoreProjectBranch');
+  await t.rejects(call(pgfleet.url, 'POST', `/v1/databases/${db.id}/restore`, key, { at }), 'pgfleet died during the restore');
+  await pgfleet.exited;
+
+  pgfleet = await spawnPgfleet();
+  t.teardown(() => { pgfleet.child.kill('SIGKILL'); });
+  const list = (await call(pgfleet.url, 'GET', `/v1/databases/${db.id}/branches`, key)).body.branches;
+  const before = list.find((b: { name: string }) => /^main_before_/.test(b.name));
+  t.ok(before, 'the branch of the state before the restore is finished at the next start');
+  t.equal(await psql(conninfo(pgfleet.proxyPort, db.endpoint_id), 'SELECT string_agg(id::text, \',\' ORDER BY id) FROM items'), '1', 'main is restored');
+  t.equal(await psql(conninfo(pgfleet.proxyPort, before.endpoint_id), 'SELECT string_agg(id::text, \',\' ORDER BY id) FROM items'), '1,2', 'nothing of the state before is lost');
   t.same(fake.violations, []);
 });

@@ -15,7 +15,7 @@ import { testRef } from './helpers.ts';
 const fake = await FakeNeon.start();
 t.teardown(() => fake.close());
 
-const region: NeonRegionSettings = { regionId: 'aws-us-east-2', apiKey: FAKE_API_KEY, apiHost: fake.baseUrl, orgId: undefined, pgVersion: 17 };
+const region: NeonRegionSettings = { regionId: 'aws-us-east-2', apiKey: FAKE_API_KEY, apiHost: fake.baseUrl, orgId: undefined };
 const box = new SecretBox(Buffer.alloc(32, 7));
 const makeProvider = (over: Partial<NeonProviderOptions> = {}) => new NeonProvider({
   region, box, ca: fake.ca.certPem, port: fake.port, operationTimeoutMs: 20_000,
@@ -31,25 +31,27 @@ t.test('lifecycle: create, start, query over TLS, suspend, wake, data intact, de
   const s = neonStateOf(ref)!;
   const project = fake.projects.get(s.projectId)!;
   t.ok(project, 'a Neon project was created');
+  const endpoint = fake.mainEndpoint(project);
+  const main = fake.mainBranch(project);
   t.equal(project.regionId, 'aws-us-east-2');
   t.equal(project.pgVersion, 17);
   t.same(project.quota, { compute_time_seconds: 3600, data_transfer_bytes: 0, written_data_bytes: 0, logical_size_bytes: 1 << 30 },
     'quotas map to Neon project quotas (0 = unlimited at Neon)');
-  t.equal(project.suspendTimeoutSeconds, -1, 'suspend timeout 0 (never) is -1 at Neon');
-  t.same(project.databases.map((d) => [d.name, d.owner]), [['app', 'alice']]);
-  t.notMatch(JSON.stringify(ref.providerState), project.roles.get('alice')!.password, 'the Neon password is kept only sealed');
+  t.equal(endpoint.suspendTimeoutSeconds, -1, 'suspend timeout 0 (never) is -1 at Neon');
+  t.same(main.databases.map((d) => [d.name, d.owner]), [['app', 'alice']]);
+  t.notMatch(JSON.stringify(ref.providerState), main.roles.get('alice')!.password, 'the Neon password is kept only sealed');
 
   const address = await provider.start(ref);
-  t.match(address, { kind: 'tcp', host: project.host, port: fake.port, servername: project.host });
+  t.match(address, { kind: 'tcp', host: endpoint.host, port: fake.port, servername: endpoint.host });
   t.equal(provider.status(ref), 'running');
   await query(address, 'alice', 'app', `CREATE TABLE notes (body text); INSERT INTO notes VALUES ('kept across suspends')`);
   t.same(await query(address, 'alice', 'app', 'SELECT current_user AS who, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()'), [{ who: 'alice', ssl: true }], 'TLS, as the role');
 
   await provider.stop(ref);
-  t.equal(project.state, 'idle', 'stop suspends the endpoint');
+  t.equal(endpoint.state, 'idle', 'stop suspends the endpoint');
   t.equal(provider.status(ref), 'stopped');
   const again = await provider.start(ref);
-  t.equal(project.state, 'active', 'a wake starts the suspended endpoint');
+  t.equal(endpoint.state, 'active', 'a wake starts the suspended endpoint');
   t.same(await query(again, 'alice', 'app', 'SELECT body FROM notes'), [{ body: 'kept across suspends' }]);
 
   await provider.delete(ref);
@@ -57,33 +59,42 @@ t.test('lifecycle: create, start, query over TLS, suspend, wake, data intact, de
   await t.resolves(provider.delete(ref), 'deleting again is fine');
 });
 
+t.test("a database's major goes into createProject; Neon's majors are offered", async (t) => {
+  t.same(provider.pgVersions, [14, 15, 16, 17, 18]);
+  t.equal(provider.postgresVersion(16), '16', 'Neon tells the major only');
+  let ref = testRef({ region: 'aws-us-east-2', pgVersion: 16 });
+  ref = keep(ref, await provider.create(ref));
+  t.equal(fake.projects.get(neonStateOf(ref)!.projectId)!.pgVersion, 16);
+  await provider.delete(ref);
+});
+
 t.test("wake=connect: no API call; the first connection wakes the endpoint through Neon's proxy", async (t) => {
   const connecting = makeProvider({ wake: 'connect' });
   let ref = testRef({ region: 'aws-us-east-2' });
   ref = keep(ref, await connecting.create(ref));
-  const project = fake.projects.get(neonStateOf(ref)!.projectId)!;
+  const endpoint = fake.mainEndpoint(fake.projects.get(neonStateOf(ref)!.projectId)!);
   await connecting.stop(ref);
-  t.equal(project.state, 'idle');
+  t.equal(endpoint.state, 'idle');
   const calls = fake.calls.length;
   const address = await connecting.start(ref);
   t.equal(fake.calls.length, calls, 'the wake asked nothing of the API');
   t.same(await query(address, 'alice', 'app', 'SELECT current_user AS who'), [{ who: 'alice' }], 'the first connection is served');
-  t.equal(project.state, 'active', "Neon's proxy started the endpoint");
+  t.equal(endpoint.state, 'active', "Neon's proxy started the endpoint");
   await connecting.delete(ref);
 });
 
 t.test('compute units: the endpoint gets the size as a fixed autoscaling range; none named leaves Neon its default', async (t) => {
   let sized = testRef({ region: 'aws-us-east-2', computeUnits: 0.5 });
   sized = keep(sized, await provider.create(sized));
-  const project = fake.projects.get(neonStateOf(sized)!.projectId)!;
-  t.same(project.computeUnits, [0.5, 0.5], 'created with min = max = 0.5 CU');
+  const endpoint = fake.mainEndpoint(fake.projects.get(neonStateOf(sized)!.projectId)!);
+  t.same(endpoint.computeUnits, [0.5, 0.5], 'created with min = max = 0.5 CU');
   await provider.updateSettings({ ...sized, computeUnits: 2 });
-  t.same(project.computeUnits, [2, 2], 'a new size reaches the endpoint');
+  t.same(endpoint.computeUnits, [2, 2], 'a new size reaches the endpoint');
   await provider.delete(sized);
 
   let plain = testRef({ region: 'aws-us-east-2' });
   plain = keep(plain, await provider.create(plain));
-  t.same(fake.projects.get(neonStateOf(plain)!.projectId)!.computeUnits, [0.25, 0.25], "Neon's own default");
+  t.same(fake.mainEndpoint(fake.projects.get(neonStateOf(plain)!.projectId)!).computeUnits, [0.25, 0.25], "Neon's own default");
   await provider.delete(plain);
   t.same(fake.violations, [], 'every request followed the OpenAPI document');
 });

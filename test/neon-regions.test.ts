@@ -36,11 +36,13 @@ t.test('a database in a neon region: create, wake, roles, password reset, suspen
   t.equal(fake.projects.size, 1, 'one Neon project per database');
   const project = [...fake.projects.values()][0]!;
   t.equal(project.name, database.id, 'named after the database');
+  const endpoint = fake.mainEndpoint(project);
+  const main = fake.mainBranch(project);
   t.same(project.quota, { written_data_bytes: 1000000, compute_time_seconds: 0, data_transfer_bytes: 0, logical_size_bytes: 0 }, 'quotas at Neon (0 = unlimited)');
-  t.equal(project.suspendTimeoutSeconds, config.defaultSuspendTimeoutSeconds);
+  t.equal(endpoint.suspendTimeoutSeconds, config.defaultSuspendTimeoutSeconds);
   const stateRow = async () => (await core.catalog.query('SELECT provider_state FROM databases WHERE id = $1', [database.id])).rows[0].provider_state;
-  t.match(await stateRow(), { neon: { projectId: project.id, endpointId: project.endpointId, host: project.host } });
-  t.notMatch(JSON.stringify(await stateRow()), project.roles.get('app_owner')!.password, 'the catalog holds the Neon password only sealed');
+  t.match(await stateRow(), { neon: { projectId: project.id, endpointId: endpoint.id, host: endpoint.host } });
+  t.notMatch(JSON.stringify(await stateRow()), main.roles.get('app_owner')!.password, 'the catalog holds the Neon password only sealed');
 
   await core.databases.wake('acme', database.id);
   const targetNow = async () => core.targetFor((await routeByDatabase(core.catalog, database.id))!);
@@ -50,14 +52,14 @@ t.test('a database in a neon region: create, wake, roles, password reset, suspen
   lease.release();
 
   await core.databases.addRole('acme', database.id, 'reader');
-  t.ok(project.roles.has('reader'), 'an added role is created at Neon');
+  t.ok(main.roles.has('reader'), 'an added role is created at Neon');
   t.ok((await stateRow()).neon.passwords.reader && (await stateRow()).neon.passwords.app_owner, 'both sealed passwords are kept');
 
-  const oldNeonPassword = project.roles.get('app_owner')!.password;
+  const oldNeonPassword = main.roles.get('app_owner')!.password;
   await core.databases.resetPassword('acme', database.id, 'app_owner');
-  t.not(project.roles.get('app_owner')!.password, oldNeonPassword, 'a reset rotates the Neon password too');
+  t.not(main.roles.get('app_owner')!.password, oldNeonPassword, 'a reset rotates the Neon password too');
   await core.databases.suspend('acme', database.id);
-  t.equal(project.state, 'idle', 'suspend suspends the Neon endpoint');
+  t.equal(endpoint.state, 'idle', 'suspend suspends the Neon endpoint');
   const woken = await core.computes.acquire(await targetNow());
   t.same(await query(woken.address, 'app_owner', 'SELECT 1 AS ok'), [{ ok: 1 }], 'the new Neon password works after the wake');
   t.same(await query(woken.address, 'reader', 'SELECT current_user AS who'), [{ who: 'reader' }]);

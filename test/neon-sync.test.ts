@@ -51,7 +51,7 @@ t.test('a PATCH of suspend timeout and quotas reaches Neon; a refusal changes no
     key: acme.key, body: { suspend_timeout_seconds: 0, quotas: { storage_bytes: 5_000_000, compute_time_seconds: null } },
   });
   t.equal(patched.status, 200);
-  t.equal(project!.suspendTimeoutSeconds, -1, "the endpoint's suspend timeout changed at Neon (0 = never = -1)");
+  t.equal(fake.mainEndpoint(project!).suspendTimeoutSeconds, -1, "the endpoint's suspend timeout changed at Neon (0 = never = -1)");
   t.equal(project!.defaultSuspendTimeoutSeconds, -1, "and the project's default");
   t.same(project!.quota, { compute_time_seconds: 0, data_transfer_bytes: 0, written_data_bytes: 0, logical_size_bytes: 5_000_000 },
     'quotas replaced at Neon: a lifted quota is 0 (unlimited) there');

@@ -63,7 +63,7 @@ t.test('a tcp compute: TLS with servername + CA, SCRAM with the stored password,
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   const identity = await loadTlsIdentity({ dataDir: dir, domain: 'compute.test' });
   const pgdata = path.join(dir, 'cluster', 'pgdata');
-  await initCluster(core.install, core.user, pgdata);
+  await initCluster(core.installs.get(), core.user, pgdata);
   const own = (file: string, text: string) => {
     fs.writeFileSync(file, text, { mode: 0o600 });
     if (core.user.switchUser) fs.chownSync(file, core.user.uid, core.user.gid);
@@ -74,7 +74,7 @@ t.test('a tcp compute: TLS with servername + CA, SCRAM with the stored password,
   const port = await freePort();
   const socketDir = path.join(dir, 'sock');
   const server = new PostgresServer({
-    install: core.install, user: core.user, pgdata, socketDir, logFile: path.join(dir, 'cluster', 'log'),
+    install: core.installs.get(), user: core.user, pgdata, socketDir, logFile: path.join(dir, 'cluster', 'log'),
     settings: { listen_addresses: '127.0.0.1', port, ssl: 'on' }, startTimeoutMs: 30_000,
   });
   await server.start();
@@ -94,7 +94,9 @@ t.test('a tcp compute: TLS with servername + CA, SCRAM with the stored password,
   let served = 0;
   const remote: Provider = {
     name: 'remote-test',
-    postgresVersion: '17',
+    pgVersions: [17],
+    postgresVersion: () => '17',
+    rootDeletesAll: false,
     create: async () => ({}),
     updateSettings: async () => {},
     start: async (_ref: BranchRef) => { served++; return address; },

@@ -17,8 +17,8 @@ export interface DatabaseRoutesOptions {
   defaultHistoryRetentionSeconds: number;
   /** PGFLEET_COMPUTE_UNITS: the size of a database that names none. */
   defaultComputeUnits: number;
-  /** The Postgres version the computes of a region run. */
-  postgresVersionOf: (region: string) => string;
+  /** The version (17.10, or 17 where no more is known) that a region's computes of a major run. */
+  postgresVersionOf: (region: string, major: number) => string;
 }
 
 const security = [{ apiKey: [] }];
@@ -36,7 +36,8 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
       user_id: db.userId,
       name: db.name,
       region: db.region,
-      postgres_version: postgresVersionOf(db.region),
+      pg_version: db.pgVersion,
+      postgres_version: postgresVersionOf(db.region, db.pgVersion),
       endpoint_id: db.endpointId,
       host: `${db.endpointId}.${publicAddress.domain}`,
       port: publicAddress.port,
@@ -95,6 +96,7 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
         quotas: body.quotas,
         poolSize: body.pool_size,
         computeUnits: body.compute_units,
+        pgVersion: body.pg_version,
       });
       const created: DatabaseCreatedView = { ...view(database), ...secrets(database, database.ownerRole, password) };
       return { status: 201, body: created };

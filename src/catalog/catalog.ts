@@ -1,6 +1,6 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
-import type { PgInstall } from '../pg/install.ts';
+import type { PgInstalls } from '../pg/install.ts';
 import { type OsUser, currentUser, giveTree } from '../pg/os-user.ts';
 import { ADMIN_ROLE, PostgresServer } from '../pg/server.ts';
 import { initCluster } from '../pg/server.ts';
@@ -26,7 +26,7 @@ export class Catalog {
     databaseUrl: string | undefined;
     dataDir: string;
     runDir: string;
-    install: PgInstall;
+    installs: PgInstalls;
     user: OsUser;
     log: Logger;
   }): Promise<Catalog> {
@@ -36,15 +36,22 @@ export class Catalog {
       poolConfig = { connectionString: opts.databaseUrl };
     } else {
       const pgdata = path.join(opts.dataDir, 'catalog', 'pgdata');
-      if (!fs.existsSync(path.join(pgdata, 'PG_VERSION'))) {
-        opts.log.info({ pgdata }, 'initializing the embedded catalog');
-        await initCluster(opts.install, opts.user, pgdata);
+      const versionFile = path.join(pgdata, 'PG_VERSION');
+      // The catalog stays on the major it was made with, whatever the computes' default becomes.
+      const made = fs.existsSync(versionFile) ? Number(fs.readFileSync(versionFile, 'utf8')) : undefined;
+      if (made !== undefined && !opts.installs.has(made)) {
+        throw new Error(`the embedded catalog (${pgdata}) is Postgres ${made}, whose binaries are not installed (installed: ${opts.installs.majors.join(', ')})`);
+      }
+      const install = opts.installs.get(made);
+      if (made === undefined) {
+        opts.log.info({ pgdata, version: install.version }, 'initializing the embedded catalog');
+        await initCluster(install, opts.user, pgdata);
       }
       // A catalog made by an earlier pgfleet as the shared compute user becomes the catalog user's.
       giveTree(path.dirname(pgdata), opts.user);
       const socketDir = path.join(opts.runDir, 'catalog');
       server = new PostgresServer({
-        install: opts.install,
+        install,
         user: opts.user,
         pgdata,
         socketDir,

@@ -7,6 +7,8 @@ export interface BranchRoute {
   endpointId: string;
   branchId: string;
   branchName: string;
+  /** The database's root branch (`main`). */
+  root: boolean;
   databaseId: string;
   partnerId: string;
   userId: string;
@@ -19,6 +21,8 @@ export interface BranchRoute {
   poolSize: number | null;
   /** The database's compute size; null = the gateway's default (PGFLEET_COMPUTE_UNITS). */
   computeUnits: number | null;
+  /** The Postgres major of the database's computes. */
+  pgVersion: number;
   /** The database's own quotas over its partner's defaults. */
   quotas: Quotas;
   /** role name → SCRAM-SHA-256 verifier (a Map: role names are the tenant's, `__proto__` included) */
@@ -32,9 +36,9 @@ export interface BranchRoute {
 }
 
 const SELECT_ROUTE = `
-  SELECT e.id AS endpoint_id, b.id AS branch_id, b.name AS branch_name, b.provider_state AS branch_state,
+  SELECT e.id AS endpoint_id, b.id AS branch_id, b.name AS branch_name, b.parent_id IS NULL AS root, b.provider_state AS branch_state,
          d.id AS database_id, d.partner_id, d.user_id, d.region, d.provider, d.database_name, d.owner_role,
-         d.suspend_timeout_seconds, d.pool_size, d.compute_units::float8, p.default_quotas || d.quotas AS quotas, d.provider_state AS database_state, d.status, d.status_detail,
+         d.suspend_timeout_seconds, d.pool_size, d.compute_units::float8, d.pg_version, p.default_quotas || d.quotas AS quotas, d.provider_state AS database_state, d.status, d.status_detail,
          COALESCE((SELECT json_object_agg(r.name, r.scram_verifier) FROM roles r WHERE r.database_id = d.id), '{}') AS verifiers,
          d.node_id, n.address AS node_address, extract(epoch FROM clock_timestamp() - n.heartbeat_at)::float8 AS node_silence
     FROM endpoints e
@@ -48,6 +52,7 @@ function toRoute(row: any): BranchRoute {
     endpointId: row.endpoint_id,
     branchId: row.branch_id,
     branchName: row.branch_name,
+    root: row.root,
     databaseId: row.database_id,
     partnerId: row.partner_id,
     userId: row.user_id,
@@ -58,6 +63,7 @@ function toRoute(row: any): BranchRoute {
     suspendTimeoutSeconds: row.suspend_timeout_seconds,
     poolSize: row.pool_size,
     computeUnits: row.compute_units,
+    pgVersion: row.pg_version,
     quotas: row.quotas,
     verifiers: new Map(Object.entries(row.verifiers as Record<string, string>)),
     providerState: { ...row.database_state, ...row.branch_state },
@@ -94,6 +100,7 @@ export function branchRefOf(route: BranchRoute): BranchRef {
   return {
     databaseId: route.databaseId,
     branchId: route.branchId,
+    root: route.root,
     region: route.region,
     databaseName: route.databaseName,
     ownerRole: route.ownerRole,
@@ -101,6 +108,7 @@ export function branchRefOf(route: BranchRoute): BranchRef {
     suspendTimeoutSeconds: route.suspendTimeoutSeconds,
     quotas: route.quotas,
     computeUnits: route.computeUnits,
+    pgVersion: route.pgVersion,
     providerState: route.providerState,
   };
 }

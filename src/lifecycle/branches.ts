@@ -4,6 +4,7 @@ import type { RouteCache } from '../catalog/route-cache.ts';
 import { type BranchRoute, branchRefOf, routeByBranch, routesOfDatabase } from '../catalog/routes.ts';
 import type { ComputeManager, ComputeTarget } from '../computes.ts';
 import type { Databases, DatabaseRecord } from '../databases.ts';
+import type { Nodes } from '../nodes/nodes.ts';
 import { BadRequestError, BranchRewoundError, ConflictError, NotFoundError } from '../errors.ts';
 import { generateName } from '../names.ts';
 import type { Branching } from './branching.ts';
@@ -31,6 +32,18 @@ export interface NewBranch {
   parent?: string;
   at?: string;
 }
+
+/** A call that changes a database's data, run by the node that holds it (forwarded there in a fleet). */
+export type BranchCall =
+  | { action: 'create'; partnerId: string; databaseId: string; input: NewBranch }
+  | { action: 'delete'; partnerId: string; databaseId: string; name: string }
+  | { action: 'reset'; partnerId: string; databaseId: string; name: string }
+  | { action: 'restore'; partnerId: string; databaseId: string; input: { at: string; branch?: string } };
+
+/** A branch record as it crossed the node link (JSON: dates as text). */
+const revive = (b: BranchRecord): BranchRecord => ({
+  ...b, createdAt: new Date(b.createdAt), parentTime: b.parentTime === null ? null : new Date(b.parentTime),
+});
 
 const BRANCH_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 /** A clock a little ahead of ours is not "the future". */
@@ -66,11 +79,35 @@ export class Branches {
     private readonly regions: Regions,
     private readonly databases: Databases,
     private readonly computes: ComputeManager,
+    private readonly nodes: Nodes,
     private readonly targetFor: (route: BranchRoute) => ComputeTarget,
     private readonly log: Logger,
     /** pgfleet's default history retention (PGFLEET_HISTORY_RETENTION). */
     private readonly defaultRetentionSeconds: number,
+    /**
+     * A branch of a shared provider (Neon) left 'creating' this long is taken as abandoned by its
+     * gateway (killed mid-way); younger ones may be another gateway's work in progress.
+     */
+    private readonly abandonedCreateMs: number,
   ) {}
+
+  /** Branches this process is making now ('creating' rows that are not abandoned). */
+  private readonly making = new Set<string>();
+
+  /** The node that holds a local database's data when it is another one; undefined: this node runs the call. */
+  private ownerElsewhere(db: DatabaseRecord) {
+    return db.nodeId !== null && this.nodes.isRemote({ id: db.nodeId }) ? this.nodes.record(db.nodeId) : undefined;
+  }
+
+  /** Runs a call here: the node link's door for calls forwarded by another node. */
+  async call(c: BranchCall): Promise<unknown> {
+    switch (c.action) {
+      case 'create': return this.create(c.partnerId, c.databaseId, c.input);
+      case 'delete': return this.delete(c.partnerId, c.databaseId, c.name);
+      case 'reset': return this.reset(c.partnerId, c.databaseId, c.name);
+      case 'restore': return this.restore(c.partnerId, c.databaseId, c.input);
+    }
+  }
 
   private branchingOf(db: DatabaseRecord): Branching {
     const branching = this.regions.get(db.region).provider.branching;
@@ -145,6 +182,8 @@ export class Branches {
     validateBranchName(name);
     for (let attempt = 0; ; attempt++) {
       const ids = { branch: generateName('br'), endpoint: generateName('ep') };
+      // Known as in the making before the row exists: upkeep never takes it for abandoned.
+      this.making.add(ids.branch);
       try {
         await this.catalog.tx(async (tx) => {
           await tx.query(
@@ -155,6 +194,7 @@ export class Branches {
         });
         return ids.branch;
       } catch (err) {
+        this.making.delete(ids.branch);
         if (!isUniqueViolation(err)) throw err;
         const taken = await this.catalog.query('SELECT 1 FROM branches WHERE database_id = $1 AND name = $2', [databaseId, name]);
         if (taken.rowCount) throw new ConflictError(`branch "${name}" already exists`);
@@ -175,6 +215,8 @@ export class Branches {
   /** A new branch of `parent` (default: the root), as it is now or as it was at `at`. */
   async create(partnerId: string, databaseId: string, input: NewBranch): Promise<BranchRecord> {
     const db = await this.databases.get(partnerId, databaseId);
+    const owner = this.ownerElsewhere(db);
+    if (owner) return revive(await this.nodes.branchCall(await owner, { action: 'create', partnerId, databaseId, input }) as BranchRecord);
     const branching = this.branchingOf(db);
     const parent = await this.byName(databaseId, input.parent);
     const at = input.at === undefined ? undefined : await this.validateAt(db, parent, input.at);
@@ -182,11 +224,13 @@ export class Branches {
     const route = await this.route(id);
     try {
       const parentRoute = await this.route(parent.id);
-      await this.computes.guard(this.targetFor(parentRoute), (running) => branching.branch(branchRefOf(parentRoute), branchRefOf(route), at, running));
-      await this.catalog.query(`UPDATE branches SET state = 'ready' WHERE id = $1`, [id]);
+      const kept = await this.computes.guard(this.targetFor(parentRoute), (running) => branching.branch(branchRefOf(parentRoute), branchRefOf(route), at, running));
+      await this.catalog.query(`UPDATE branches SET state = 'ready', provider_state = $2 WHERE id = $1`, [id, kept]);
     } catch (err) {
       await this.discard(db, route).catch((e) => this.log.error({ err: String(e), branch: id }, 'could not remove a failed branch'));
       throw err;
+    } finally {
+      this.making.delete(id);
     }
     return this.byName(databaseId, input.name);
   }
@@ -210,14 +254,27 @@ export class Branches {
    */
   async delete(partnerId: string, databaseId: string, name: string): Promise<void> {
     const db = await this.databases.get(partnerId, databaseId);
+    const owner = this.ownerElsewhere(db);
+    if (owner) {
+      await this.nodes.branchCall(await owner, { action: 'delete', partnerId, databaseId, name });
+      return;
+    }
     const branch = await this.byName(databaseId, name);
     if (branch.parent === null) throw new ConflictError(`branch "${name}" is the database's root branch: delete the database instead`);
+    if (!this.branchingOf(db).deletesBranchesWithChildren) {
+      const { rows } = await this.catalog.query<{ name: string }>('SELECT name FROM branches WHERE parent_id = $1 ORDER BY name', [branch.id]);
+      if (rows.length) {
+        throw new ConflictError(`branch "${name}" has child branches (${rows.map((r) => r.name).join(', ')}): in region "${db.region}" they must be deleted first`);
+      }
+    }
     await this.discard(db, await this.route(branch.id));
   }
 
   /** The branch becomes a fresh copy of its parent as it is now; its sessions end first. */
   async reset(partnerId: string, databaseId: string, name: string): Promise<BranchRecord> {
     const db = await this.databases.get(partnerId, databaseId);
+    const owner = this.ownerElsewhere(db);
+    if (owner) return revive(await this.nodes.branchCall(await owner, { action: 'reset', partnerId, databaseId, name }) as BranchRecord);
     const branching = this.branchingOf(db);
     const branch = await this.byName(databaseId, name);
     if (branch.parent === null) throw new BadRequestError(`branch "${name}" has no parent to reset from`);
@@ -240,6 +297,11 @@ export class Branches {
    */
   async restore(partnerId: string, databaseId: string, input: { at: string; branch?: string }): Promise<{ branch: BranchRecord; before: BranchRecord }> {
     const db = await this.databases.get(partnerId, databaseId);
+    const owner = this.ownerElsewhere(db);
+    if (owner) {
+      const r = await this.nodes.branchCall(await owner, { action: 'restore', partnerId, databaseId, input }) as { branch: BranchRecord; before: BranchRecord };
+      return { branch: revive(r.branch), before: revive(r.before) };
+    }
     const branching = this.branchingOf(db);
     const branch = await this.byName(databaseId, input.branch);
     const at = await this.validateAt(db, branch, input.at);
@@ -250,34 +312,58 @@ export class Branches {
     const reason = new BranchRewoundError(`terminating connection: branch "${branch.name}" is being restored to ${describePoint(at)}; reconnect to use it`);
     try {
       await this.computes.hold(this.targetFor(route), reason, () =>
-        branching.restore(branchRefOf(route), at, branchRefOf(beforeRoute), async (tx) => {
-          await tx.query(`UPDATE branches SET state = 'ready' WHERE id = $1`, [beforeId]);
+        branching.restore(branchRefOf(route), at, branchRefOf(beforeRoute), async (tx, kept) => {
+          await tx.query(`UPDATE branches SET state = 'ready', provider_state = $2 WHERE id = $1`, [beforeId, kept ?? {}]);
         }));
       await this.routes.changed(databaseId);
     } catch (err) {
       await this.catalog.query(`DELETE FROM branches WHERE id = $1 AND state = 'creating'`, [beforeId]).catch(() => {});
       throw err;
+    } finally {
+      this.making.delete(beforeId);
     }
     return { branch: await this.byName(databaseId, branch.name), before: await this.byName(databaseId, beforeName) };
   }
 
   /**
    * At start, before anything is served: restores and resets a crash interrupted are put back,
-   * and branches that were being made are removed with their files.
+   * branches the provider had made are finished, and branches that were being made are removed
+   * with their files.
    */
   async recoverInterrupted(): Promise<void> {
     for (const provider of this.regions.providers()) await provider.branching?.recoverInterrupted();
-    const { rows } = await this.catalog.query<{ id: string; database_id: string }>(`SELECT id, database_id FROM branches WHERE state = 'creating'`);
+    await this.removeAbandoned();
+  }
+
+  /**
+   * Removes 'creating' branches nobody is making any more, with what their provider made: this
+   * node's own local ones that this process is not making (only this node makes them), and those of
+   * a shared provider (Neon, any gateway may be making one) older than abandonedCreateMs, or any
+   * age when this gateway is alone. Another node's local ones are that node's.
+   */
+  private async removeAbandoned(): Promise<void> {
+    const { rows } = await this.catalog.query<{ id: string; database_id: string; age_ms: number }>(
+      `SELECT id, database_id, extract(epoch FROM clock_timestamp() - created_at)::float8 * 1000 AS age_ms FROM branches WHERE state = 'creating'`);
     for (const row of rows) {
+      if (this.making.has(row.id)) continue;
       const route = await routeByBranch(this.catalog, row.id);
-      if (!route) continue;
+      if (!route || this.nodes.isRemote(route.node)) continue;
+      if (route.node === null && this.nodes.fleet && row.age_ms < this.abandonedCreateMs) continue;
       this.log.warn({ branch: row.id, database: row.database_id }, 'removing a branch whose creation was interrupted');
-      await this.catalog.query('DELETE FROM branches WHERE id = $1', [row.id]);
-      await this.regions.get(route.region).provider.delete(branchRefOf(route));
+      try {
+        // What the provider made goes first: a failure leaves the row (never routed) for the next pass.
+        await this.regions.get(route.region).provider.delete(branchRefOf(route));
+        await this.catalog.query(`DELETE FROM branches WHERE id = $1 AND state = 'creating'`, [row.id]);
+      } catch (err) {
+        this.log.error({ branch: row.id, err: String(err) }, 'could not remove a branch whose creation was interrupted; the next upkeep tries again');
+      }
     }
   }
 
-  /** Every branch of every database: prune history beyond retention; base backups of long-running computes. */
+  /**
+   * Every branch of every database: prune history beyond retention; base backups of long-running
+   * computes; then branches whose creation was abandoned are removed.
+   */
   async upkeep(): Promise<void> {
     const { rows } = await this.catalog.query<{ id: string }>('SELECT id FROM databases');
     for (const { id } of rows) {
@@ -296,6 +382,7 @@ export class Branches {
         }
       }
     }
+    await this.removeAbandoned();
   }
 }
 

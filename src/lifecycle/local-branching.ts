@@ -31,6 +31,8 @@ export interface LocalBranchingOptions {
 const lsnText = (position: number | bigint) => formatLsn(BigInt(position));
 const isAtOrAfter = (at: PointInTime, end: HistoryEnd) => ('time' in at ? at.time >= end.time : parseLsn(at.lsn) >= parseLsn(end.lsn));
 const exists = (p: string) => fs.existsSync(p);
+/** The id of a template base backup: this, then the Postgres version of the template. */
+const TEMPLATE_BACKUP = 'template-';
 
 interface Built {
   /** The base backups the new directory holds (linked), to record for its branch. */
@@ -44,6 +46,8 @@ interface Built {
  * restored alone and deleting one never breaks another.
  */
 export class LocalBranching implements Branching, LocalHistoryHooks {
+  readonly deletesBranchesWithChildren = true;
+
   constructor(private readonly local: LocalProvider, private readonly catalog: Catalog, private readonly opts: LocalBranchingOptions) {}
 
   private dir(ref: BranchRef): string {
@@ -55,24 +59,29 @@ export class LocalBranching implements Branching, LocalHistoryHooks {
     return this.local.userOf(ref);
   }
 
-  private backupDir(ref: BranchRef, b: BaseBackup, templatePgdata?: string): string {
-    if (b.kind === 'template') {
-      if (!templatePgdata) throw new Error('template backup without a template');
-      return templatePgdata;
-    }
-    return path.join(this.dir(ref), BACKUPS_DIR, b.id);
+  /**
+   * Where a base backup's files are. A template backup is the template of the Postgres version the
+   * branch was made with (`template-17.10`), kept after an upgrade of the binaries made a newer
+   * one; rows from before versions were recorded (`template`) name the major's current template.
+   */
+  private backupDir(ref: BranchRef, b: BaseBackup): string {
+    if (b.kind !== 'template') return path.join(this.dir(ref), BACKUPS_DIR, b.id);
+    const version = b.id.startsWith(TEMPLATE_BACKUP) ? b.id.slice(TEMPLATE_BACKUP.length) : undefined;
+    const pgdata = version ? path.join(this.local.layout.templateDir(version), 'pgdata') : this.local.templatePgdata(ref.pgVersion);
+    if (!exists(pgdata)) throw new Error(`the template of Postgres ${version ?? ref.pgVersion} that this branch's history starts from is gone (${pgdata})`);
+    return pgdata;
   }
 
   // --- hooks of the local provider -------------------------------------------------------
 
-  /** A new database's first state is the shared template: a base backup that costs nothing. */
+  /** A new database's first state is the shared template of its Postgres version: a base backup that costs nothing. */
   async materialized(ref: BranchRef, templatePgdata: string): Promise<void> {
     const lsn = lsnText(checkpointPosition(templatePgdata));
     await this.catalog.query(
       `INSERT INTO base_backups (branch_id, id, kind, timeline, start_lsn, end_lsn, start_time, end_time)
-       SELECT id, 'template', 'template', $2, $3, $3, created_at, created_at FROM branches WHERE id = $1
+       SELECT id, $4, 'template', $2, $3, $3, created_at, created_at FROM branches WHERE id = $1
        ON CONFLICT DO NOTHING`,
-      [ref.branchId, checkpointTimeline(templatePgdata), lsn],
+      [ref.branchId, checkpointTimeline(templatePgdata), lsn, `${TEMPLATE_BACKUP}${this.local.postgresVersion(ref.pgVersion)}`],
     );
   }
 
@@ -186,7 +195,7 @@ export class LocalBranching implements Branching, LocalHistoryHooks {
     const all = await baseBackups.list(this.catalog, source.branchId);
     const pgdata = path.join(dir, 'pgdata');
     const recovery = (point: PointInTime | undefined) => recoverToTarget({
-      install: this.local.opts.install, user, dir, settings: this.local.settings(target, path.join(dir, ARCHIVE_DIR)),
+      install: this.local.installFor(target), user, dir, settings: this.local.settings(target, path.join(dir, ARCHIVE_DIR)),
       socketDir: this.local.layout.socketDir(oneOffSocketName()), target: point,
     });
     let backups: BaseBackup[];
@@ -206,8 +215,7 @@ export class LocalBranching implements Branching, LocalHistoryHooks {
     } else {
       const base = backupFor(all, at);
       if (!base) throw new BadRequestError(`at: no base backup precedes ${describePoint(at)}`);
-      const template = path.join(this.local.layout.templateDir(this.local.opts.install.version), 'pgdata');
-      await copyTree(this.backupDir(source, base, template), pgdata);
+      await copyTree(this.backupDir(source, base), pgdata);
       chownTree(pgdata, user); // the template's files are the template user's
       linkArchive(path.join(srcDir, ARCHIVE_DIR), path.join(dir, ARCHIVE_DIR));
       await recovery(at);
@@ -224,7 +232,7 @@ export class LocalBranching implements Branching, LocalHistoryHooks {
     return {};
   }
 
-  async restore(ref: BranchRef, at: PointInTime, before: BranchRef, commit: CommitStep): Promise<ProviderState> {
+  async restore(ref: BranchRef, at: PointInTime, before: BranchRef, commit: CommitStep): Promise<void> {
     const refDir = this.dir(ref);
     const staging = `${refDir}.staging`;
     const { backups } = await this.stage(staging, () => this.build(ref, ref, staging, at, false));
@@ -234,10 +242,9 @@ export class LocalBranching implements Branching, LocalHistoryHooks {
       for (const b of backups) await baseBackups.add(tx, ref.branchId, b);
       await commit(tx);
     });
-    return {};
   }
 
-  async reset(ref: BranchRef, parent: BranchRef, parentRunning: boolean, commit: CommitStep): Promise<ProviderState> {
+  async reset(ref: BranchRef, parent: BranchRef, parentRunning: boolean, commit: CommitStep): Promise<void> {
     const refDir = this.dir(ref);
     const staging = `${refDir}.staging`;
     const { backups } = await this.stage(staging, () => this.build(parent, ref, staging, undefined, parentRunning));
@@ -248,7 +255,6 @@ export class LocalBranching implements Branching, LocalHistoryHooks {
       await commit(tx);
     });
     fs.rmSync(moved, { recursive: true, force: true });
-    return {};
   }
 
   /** Builds into a fresh staging directory, removed again when the build fails. */

@@ -10,7 +10,7 @@ import type { PointInTime } from './point-in-time.ts';
 import { restoreCommand } from './wal.ts';
 
 /** Recovery of a big history may take long; it runs outside any connection's wait. */
-const RECOVERY_TIMEOUT_MS = 30 * 60_000;
+export const RECOVERY_TIMEOUT_MS = 30 * 60_000;
 
 export interface RecoveryRun {
   install: PgInstall;

@@ -4,25 +4,28 @@
  * sees that key and cannot open the node listener; nothing tenant-facing listens there.
  *
  * On a connection the dialling node sends one JSON line (the request), the owning node answers
- * one JSON line; for `connect` and `cancel` the socket then carries the Postgres protocol
- * between the dialling gateway and the compute's socket, byte for byte.
+ * one JSON line (with a result for `branches`); for `connect` and `cancel` the socket then carries
+ * the Postgres protocol between the dialling gateway and the compute's socket, byte for byte.
  */
 import crypto from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { PgfleetError } from '../errors.ts';
+import type { BranchCall } from '../lifecycle/branches.ts';
 import type { BranchRef } from '../providers/provider.ts';
 
 export const NODE_CIPHERS = 'ECDHE-PSK-CHACHA20-POLY1305:ECDHE-PSK-AES256-CBC-SHA384';
 const MAX_LINE = 64 * 1024;
 
-/** What one node asks of the node that owns a branch's data: the branch as the asking node routed it. */
-export interface NodeRequest {
-  op: 'connect' | 'cancel' | 'wake' | 'suspend' | 'delete' | 'create' | 'sync-roles';
-  ref: BranchRef;
-}
+/**
+ * What one node asks of the node that owns a branch's data: an operation on the branch as the
+ * asking node routed it, or a branch lifecycle call (branch, restore, reset, delete) on a database.
+ */
+export type NodeRequest =
+  | { op: 'connect' | 'cancel' | 'wake' | 'suspend' | 'delete' | 'create' | 'sync-roles'; ref: BranchRef }
+  | { op: 'branches'; call: BranchCall };
 
-export type NodeReply = { ok: true } | { ok: false; message: string; sqlstate: string; httpStatus: number; code: string };
+export type NodeReply = { ok: true; result?: unknown } | { ok: false; message: string; sqlstate: string; httpStatus: number; code: string };
 
 /** An error the owning node answered with, passed on as it was. */
 export class NodeError extends PgfleetError {}
@@ -75,6 +78,11 @@ export const writeLine = (socket: Duplex, value: unknown) => socket.write(`${JSO
  * with 57P03 when the node cannot be reached.
  */
 export async function dialNode(node: { id: string; address: string }, key: Buffer, from: string, request: NodeRequest, timeoutMs = 10_000): Promise<Duplex> {
+  return (await exchange(node, key, from, request, timeoutMs)).socket;
+}
+
+/** Sends the request; resolves with the socket (paused) and the owning node's answer when it said yes. */
+async function exchange(node: { id: string; address: string }, key: Buffer, from: string, request: NodeRequest, timeoutMs = 10_000): Promise<{ socket: Duplex; result: unknown }> {
   const i = node.address.lastIndexOf(':');
   const socket = tls.connect({
     host: node.address.slice(0, i),
@@ -101,7 +109,7 @@ export async function dialNode(node: { id: string; address: string }, key: Buffe
     writeLine(socket, request);
     const reply = JSON.parse(await readLine(socket)) as NodeReply;
     if (!reply.ok) throw new NodeError(reply.message, reply.sqlstate, reply.httpStatus, reply.code);
-    return socket; // paused: the reader that takes it over resumes it
+    return { socket, result: reply.result }; // paused: the reader that takes it over resumes it
   } catch (err) {
     socket.destroy();
     if (err instanceof PgfleetError) throw err;
@@ -111,8 +119,9 @@ export async function dialNode(node: { id: string; address: string }, key: Buffe
   }
 }
 
-/** A request whose whole answer is yes or an error (wake, suspend, delete, ...). */
-export async function askNode(node: { id: string; address: string }, key: Buffer, from: string, request: NodeRequest, timeoutMs?: number): Promise<void> {
-  const socket = await dialNode(node, key, from, request, timeoutMs);
+/** A request whose whole answer is a result or an error (wake, suspend, delete, a branch call, ...). */
+export async function askNode(node: { id: string; address: string }, key: Buffer, from: string, request: NodeRequest, timeoutMs?: number): Promise<unknown> {
+  const { socket, result } = await exchange(node, key, from, request, timeoutMs);
   socket.destroy();
+  return result;
 }

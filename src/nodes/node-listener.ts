@@ -1,6 +1,7 @@
 /**
  * This node's side of the node link: other gateways of the fleet ask it to run, reach, wake,
- * suspend, create or delete the computes of databases whose data lives here.
+ * suspend, create or delete the computes of databases whose data lives here, and to branch,
+ * restore and reset them.
  */
 import net from 'node:net';
 import tls from 'node:tls';
@@ -8,10 +9,11 @@ import type { Duplex } from 'node:stream';
 import type { Catalog } from '../catalog/catalog.ts';
 import { type BranchRoute, routeByBranch } from '../catalog/routes.ts';
 import type { ComputeManager, ComputeTarget, Lease } from '../computes.ts';
+import type { Branches } from '../lifecycle/branches.ts';
 import { NotFoundError, PgfleetError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { LocalProvider } from '../providers/local/local-provider.ts';
-import type { ComputeAddress } from '../providers/provider.ts';
+import type { BranchRef, ComputeAddress } from '../providers/provider.ts';
 import { NODE_CIPHERS, type NodeReply, type NodeRequest, readLine, writeLine } from './node-link.ts';
 
 export interface NodeListenerDeps {
@@ -19,6 +21,7 @@ export interface NodeListenerDeps {
   computes: ComputeManager;
   local: LocalProvider;
   targetFor(route: BranchRoute): ComputeTarget;
+  branches: Branches;
   key: Buffer;
   log: Logger;
 }
@@ -62,9 +65,9 @@ export async function startNodeListener(deps: NodeListenerDeps, host: string, po
   const { catalog, computes, local, log } = deps;
   const open = new Set<Duplex>();
 
-  const route = async (request: NodeRequest): Promise<BranchRoute> => {
-    const r = await routeByBranch(catalog, request.ref.branchId);
-    if (!r) throw new NotFoundError(`branch "${request.ref.branchId}" not found`);
+  const route = async (ref: BranchRef): Promise<BranchRoute> => {
+    const r = await routeByBranch(catalog, ref.branchId);
+    if (!r) throw new NotFoundError(`branch "${ref.branchId}" not found`);
     return r;
   };
 
@@ -74,10 +77,15 @@ export async function startNodeListener(deps: NodeListenerDeps, host: string, po
     try {
       const request = JSON.parse(await readLine(socket)) as NodeRequest;
       clearTimeout(timer); // the request is in: a wake may take up to the wake timeout
+      if (request.op === 'branches') {
+        writeLine(socket, { ok: true, result: await deps.branches.call(request.call) } satisfies NodeReply);
+        socket.end();
+        return;
+      }
       const ref = request.ref;
       switch (request.op) {
         case 'connect': {
-          lease = await computes.acquire(deps.targetFor(await route(request)));
+          lease = await computes.acquire(deps.targetFor(await route(ref)));
           await pipeTo(socket, lease.address);
           return;
         }
@@ -88,7 +96,7 @@ export async function startNodeListener(deps: NodeListenerDeps, host: string, po
           return;
         }
         case 'wake':
-          await computes.wake(deps.targetFor(await route(request)));
+          await computes.wake(deps.targetFor(await route(ref)));
           break;
         case 'suspend':
           await computes.suspend(ref.branchId);

@@ -8,6 +8,8 @@
  */
 import type { Duplex } from 'node:stream';
 import type { Catalog } from '../catalog/catalog.ts';
+import type { BranchCall } from '../lifecycle/branches.ts';
+import { RECOVERY_TIMEOUT_MS } from '../lifecycle/local-recovery.ts';
 import type { BranchRoute } from '../catalog/routes.ts';
 import type { Logger } from '../log.ts';
 import type { BranchRef, ComputeAddress } from '../providers/provider.ts';
@@ -15,6 +17,8 @@ import { type NodeRequest, askNode, dialNode, hostUnavailable } from './node-lin
 
 export const NODE_HEARTBEAT_MS = 3000;
 export const NODE_GONE_SECONDS = 30;
+/** A branch call forwarded to the owning node may replay a long history. */
+const BRANCH_CALL_TIMEOUT_MS = RECOVERY_TIMEOUT_MS + 60_000;
 
 export interface NodeRecord {
   id: string;
@@ -83,6 +87,13 @@ export class Nodes {
     return rows[0]?.id ?? this.id;
   }
 
+  /** A node as the catalog has it: where it listens, and how long since its last heartbeat. */
+  async record(nodeId: string): Promise<NodeRecord> {
+    const { rows } = await this.catalog.query(
+      `SELECT id, address, extract(epoch FROM clock_timestamp() - heartbeat_at)::float8 AS silent FROM nodes WHERE id = $1`, [nodeId]);
+    return { id: nodeId, address: rows[0]?.address ?? null, silentSeconds: rows[0]?.silent ?? null };
+  }
+
   private reachable(node: NodeRecord): { id: string; address: string } {
     if (!this.key || !node.address) throw hostUnavailable(node.id, 'this gateway is not part of a fleet (REDIS_URL) that can reach it');
     if (node.silentSeconds === null || node.silentSeconds > NODE_GONE_SECONDS) {
@@ -92,8 +103,13 @@ export class Nodes {
   }
 
   /** Asks the owning node to do something with a branch (wake, suspend, create, delete, ...). */
-  ask(node: NodeRecord, op: NodeRequest['op'], ref: BranchRef): Promise<void> {
-    return askNode(this.reachable(node), this.key!, this.id, { op, ref }, this.answerTimeoutMs);
+  async ask(node: NodeRecord, op: Exclude<NodeRequest['op'], 'branches'>, ref: BranchRef): Promise<void> {
+    await askNode(this.reachable(node), this.key!, this.id, { op, ref }, this.answerTimeoutMs);
+  }
+
+  /** Has the owning node run a branch lifecycle call (it may take as long as a recovery); resolves with its result. */
+  branchCall(node: NodeRecord, call: BranchCall): Promise<unknown> {
+    return askNode(this.reachable(node), this.key!, this.id, { op: 'branches', call }, BRANCH_CALL_TIMEOUT_MS);
   }
 
   /** The compute of a branch on another node: its sessions and cancels go through the owning node. */

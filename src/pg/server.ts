@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import pg from 'pg';
 import type { PgInstall } from './install.ts';
 import { type OsUser, makeOwnedDir, spawnIdentity } from './os-user.ts';
 import { forgetPostmaster, watchPostmaster } from './reaper.ts';
@@ -14,6 +15,10 @@ export const SOCKET_PORT = 5432;
 export const ADMIN_ROLE = 'pgfleet_admin';
 /** initdb's --wal-segsize (MB): small segments keep an empty cluster small and a WAL switch cheap. */
 export const WAL_SEGMENT_MB = 1;
+/** From 16 an ident map's pg-username may be `all`; before, each role is listed. */
+const IDENT_ALL_FROM = 16;
+/** How long a reloaded ident map may take to admit a session. */
+const IDENT_RELOAD_WAIT_MS = 5_000;
 
 /** Creates a cluster with initdb (as the compute user): used for templates and the catalog. */
 export async function initCluster(install: PgInstall, user: OsUser, pgdata: string): Promise<void> {
@@ -103,6 +108,8 @@ export interface ServerOptions {
    * user, and anyone else, is refused. Unset: the cluster's pg_hba.conf applies.
    */
   peerOnly?: string;
+  /** With peerOnly before Postgres 16: the roles it may connect as, beside the admin role (see admitRoles). */
+  peerRoles?: readonly string[];
   startTimeoutMs: number;
 }
 
@@ -123,9 +130,11 @@ export class PostgresServer extends EventEmitter {
   private child: ChildProcess | undefined;
   private exited: Promise<void> = Promise.resolve();
   private stopping = false;
+  private peerRoles: readonly string[];
 
   constructor(readonly opts: ServerOptions) {
     super();
+    this.peerRoles = opts.peerRoles ?? [];
   }
 
   get pid(): number | undefined {
@@ -200,7 +209,7 @@ export class PostgresServer extends EventEmitter {
     const dir = path.dirname(pgdata);
     const files = {
       hba_file: [path.join(dir, 'pgfleet_hba.conf'), 'local all all peer map=gateway\n'],
-      ident_file: [path.join(dir, 'pgfleet_ident.conf'), `gateway ${peerOnly} all\n`],
+      ident_file: [path.join(dir, 'pgfleet_ident.conf'), this.identMap()],
     } as const;
     const settings: Record<string, string> = {};
     for (const [setting, [file, text]] of Object.entries(files)) {
@@ -209,6 +218,43 @@ export class PostgresServer extends EventEmitter {
       settings[setting] = file;
     }
     return settings;
+  }
+
+  private identMap(): string {
+    const { peerOnly, install } = this.opts;
+    if (install.major >= IDENT_ALL_FROM) return `gateway ${peerOnly} all\n`;
+    return [ADMIN_ROLE, ...this.peerRoles].map((role) => `gateway ${peerOnly} ${role}\n`).join('');
+  }
+
+  /**
+   * Lets peerOnly connect as these roles too. Before 16 the ident map lists them: it is rewritten
+   * and reloaded, and this resolves once a new session as each new role is admitted (the roles
+   * must exist). From 16 the map admits every role already.
+   */
+  async admitRoles(roles: readonly string[]): Promise<void> {
+    const added = roles.filter((r) => !this.peerRoles.includes(r));
+    if (!this.opts.peerOnly || this.opts.install.major >= IDENT_ALL_FROM || added.length === 0) return;
+    this.peerRoles = [...this.peerRoles, ...added];
+    this.peerOnlyFiles();
+    const session = (user: string) => new pg.Client({ host: this.opts.socketDir, port: SOCKET_PORT, user, database: 'template1' });
+    const admin = session(ADMIN_ROLE);
+    await admin.connect();
+    await admin.query('SELECT pg_reload_conf()').finally(() => admin.end());
+    const deadline = Date.now() + IDENT_RELOAD_WAIT_MS;
+    for (const role of added) {
+      for (;;) {
+        const probe = session(role);
+        try {
+          await probe.connect();
+          break;
+        } catch (err) {
+          if (Date.now() > deadline) throw new Error(`the compute did not admit role ${role} after its ident map was reloaded: ${(err as Error).message}`);
+          await new Promise((r) => setTimeout(r, 20));
+        } finally {
+          await probe.end().catch(() => {});
+        }
+      }
+    }
   }
 
   /** fast: roll back sessions and checkpoint; immediate: crash-like, for failed starts. */

@@ -10,6 +10,8 @@ import type { Quotas } from '../quotas.ts';
 export interface BranchRef {
   databaseId: string;
   branchId: string;
+  /** The database's root branch (`main`); false for a branch made from another. */
+  root: boolean;
   region: string;
   /** The Postgres database the tenant connects to. */
   databaseName: string;
@@ -21,6 +23,8 @@ export interface BranchRef {
   quotas: Quotas;
   /** Compute units (1 CU = 1 CPU, 4 GiB); null = the gateway's default (PGFLEET_COMPUTE_UNITS). */
   computeUnits: number | null;
+  /** The Postgres major of the database's computes (every branch's). */
+  pgVersion: number;
   /** What the provider asked the catalog to keep for this database/branch (ids at Neon, say). */
   providerState: ProviderState;
 }
@@ -75,8 +79,10 @@ export interface ProviderResource {
 
 export interface Provider {
   readonly name: string;
-  /** The Postgres version its computes run: `17.10` (local: the binaries'), or a major such as `17` (neon: the region's). */
-  readonly postgresVersion: string;
+  /** The Postgres majors its computes can run (local: those installed; neon: Neon's), oldest first. */
+  readonly pgVersions: readonly number[];
+  /** The version a major's computes run: `17.10` (local: the binaries'), or the major itself, `17`, where no more is known (neon). */
+  postgresVersion(major: number): string;
   /**
    * Records a new branch. Cheap: nothing starts, nothing big is written. Returns state to keep.
    * `again`: an earlier attempt may have made the resource already; find and adopt it rather than make a second.
@@ -95,10 +101,17 @@ export interface Provider {
   deleteResource?(id: string): Promise<void>;
   /** Starts the branch's compute and resolves once it accepts connections. */
   start(ref: BranchRef): Promise<ComputeAddress>;
+  /**
+   * The address of a running compute brought up to date with `ref`, a newer view of the branch
+   * (role passwords added or rotated since it started); absent = an address never changes.
+   */
+  addressFor?(ref: BranchRef, running: ComputeAddress): ComputeAddress;
   /** Fast shutdown; resolves once it has stopped. */
   stop(ref: BranchRef): Promise<void>;
   /** Stops the compute and removes every file or remote resource of the branch. */
   delete(ref: BranchRef): Promise<void>;
+  /** Deleting a database's root branch deletes its other branches with it (a Neon project): they need no delete of their own. */
+  readonly rootDeletesAll: boolean;
   /** Makes the compute's roles match ref.roles: now when running, else at its next start. Returns state to keep. */
   syncRoles(ref: BranchRef): Promise<ProviderState>;
   /**

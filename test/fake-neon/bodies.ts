@@ -18,6 +18,49 @@ export interface FakeRole {
   updatedAt: Date;
 }
 
+export interface FakeDatabase {
+  id: number;
+  name: string;
+  owner: string;
+  createdAt: Date;
+}
+
+/** A branch of a project: its own roles and databases (copied from its parent when made), and its data's directory. */
+export interface FakeBranch {
+  id: string;
+  projectId: string;
+  name: string;
+  parentId: string | undefined;
+  parentLsn: string | undefined;
+  parentTimestamp: Date | undefined;
+  isDefault: boolean;
+  createdAt: Date;
+  updatedAt: Date;
+  roles: Map<string, FakeRole>;
+  databases: FakeDatabase[];
+  /** Holds pgdata/, archive/ (its WAL) and base/ (the consistent copy its history starts from). */
+  dir: string;
+}
+
+/** A read-write endpoint: the compute of one branch, on a host of its own. */
+export interface FakeEndpoint {
+  id: string;
+  projectId: string;
+  branchId: string;
+  host: string;
+  createdAt: Date;
+  /** Its suspend timeout. */
+  suspendTimeoutSeconds: number;
+  /** Its autoscaling range (min = max: a fixed size). */
+  computeUnits: [number, number];
+  state: 'init' | 'active' | 'idle';
+  pending: 'active' | 'idle' | undefined;
+  startedAt: Date | undefined;
+  suspendedAt: Date | undefined;
+  /** When it ran: [start, end or undefined while running], epoch ms. */
+  active: [number, number | undefined][];
+}
+
 export interface FakeProject {
   id: string;
   name: string;
@@ -25,23 +68,15 @@ export interface FakeProject {
   pgVersion: number;
   createdAt: Date;
   quota: Record<string, number>;
-  /** The endpoint's suspend timeout. */
-  suspendTimeoutSeconds: number;
   /** The project's default for new endpoints. */
   defaultSuspendTimeoutSeconds: number;
-  /** The endpoint's autoscaling range (min = max: a fixed size). */
-  computeUnits: [number, number];
-  branchId: string;
-  endpointId: string;
-  host: string;
-  state: 'init' | 'active' | 'idle';
-  pending: 'active' | 'idle' | undefined;
-  startedAt: Date | undefined;
-  suspendedAt: Date | undefined;
-  roles: Map<string, FakeRole>;
-  databases: { id: number; name: string; owner: string; createdAt: Date }[];
-  /** When the endpoint ran: [start, end or undefined while running], epoch ms. */
-  active: [number, number | undefined][];
+  /** The project's default autoscaling range for new endpoints. */
+  defaultComputeUnits: [number, number];
+  /** How far back its branches may be made from or restored to. */
+  historyRetentionSeconds: number;
+  defaultBranchId: string;
+  branches: Map<string, FakeBranch>;
+  endpoints: Map<string, FakeEndpoint>;
 }
 
 const iso = (d: Date) => d.toISOString();
@@ -53,7 +88,7 @@ export function projectBody(p: FakeProject) {
     id: p.id, platform_id: 'aws', region_id: p.regionId, name: p.name, provisioner: 'k8s-neonvm', pg_version: p.pgVersion,
     proxy_host: '127.0.0.1', branch_logical_size_limit: 0, branch_logical_size_limit_bytes: 0, store_passwords: true,
     cpu_used_sec: 0, active_time_seconds: 0, compute_time_seconds: 0, written_data_bytes: 0, data_transfer_bytes: 0,
-    data_storage_bytes_hour: 0, creation_source: 'console', history_retention_seconds: 86400,
+    data_storage_bytes_hour: 0, creation_source: 'console', history_retention_seconds: p.historyRetentionSeconds,
     created_at: iso(p.createdAt), updated_at: iso(p.createdAt), consumption_period_start: iso(month), consumption_period_end: iso(next),
     owner_id: 'fake-owner', settings: { quota: p.quota },
     default_endpoint_settings: { suspend_timeout_seconds: p.defaultSuspendTimeoutSeconds },
@@ -69,37 +104,40 @@ export function projectListItemBody(p: FakeProject) {
   };
 }
 
-export function endpointBody(p: FakeProject) {
+export function endpointBody(p: FakeProject, e: FakeEndpoint) {
   return {
-    host: p.host, id: p.endpointId, project_id: p.id, branch_id: p.branchId, region_id: p.regionId,
-    autoscaling_limit_min_cu: p.computeUnits[0], autoscaling_limit_max_cu: p.computeUnits[1], type: 'read_write', current_state: p.state,
-    ...(p.pending ? { pending_state: p.pending } : {}),
+    host: e.host, id: e.id, project_id: p.id, branch_id: e.branchId, region_id: p.regionId,
+    autoscaling_limit_min_cu: e.computeUnits[0], autoscaling_limit_max_cu: e.computeUnits[1], type: 'read_write', current_state: e.state,
+    ...(e.pending ? { pending_state: e.pending } : {}),
     pooler_enabled: false, pooler_mode: 'transaction', disabled: false, passwordless_access: false,
-    creation_source: 'console', created_at: iso(p.createdAt), updated_at: iso(p.createdAt), settings: {},
-    proxy_host: '127.0.0.1', suspend_timeout_seconds: p.suspendTimeoutSeconds, provisioner: 'k8s-neonvm',
-    ...(p.startedAt ? { started_at: iso(p.startedAt) } : {}),
-    ...(p.suspendedAt ? { suspended_at: iso(p.suspendedAt) } : {}),
+    creation_source: 'console', created_at: iso(e.createdAt), updated_at: iso(e.createdAt), settings: {},
+    proxy_host: '127.0.0.1', suspend_timeout_seconds: e.suspendTimeoutSeconds, provisioner: 'k8s-neonvm',
+    ...(e.startedAt ? { started_at: iso(e.startedAt) } : {}),
+    ...(e.suspendedAt ? { suspended_at: iso(e.suspendedAt) } : {}),
   };
 }
 
-export function branchBody(p: FakeProject) {
+export function branchBody(b: FakeBranch) {
   return {
-    id: p.branchId, project_id: p.id, name: 'main', current_state: 'ready', state_changed_at: iso(p.createdAt),
-    creation_source: 'console', created_at: iso(p.createdAt), updated_at: iso(p.createdAt), default: true, protected: false,
+    id: b.id, project_id: b.projectId, name: b.name, current_state: 'ready', state_changed_at: iso(b.updatedAt),
+    ...(b.parentId ? { parent_id: b.parentId } : {}),
+    ...(b.parentLsn ? { parent_lsn: b.parentLsn } : {}),
+    ...(b.parentTimestamp ? { parent_timestamp: iso(b.parentTimestamp) } : {}),
+    creation_source: 'console', created_at: iso(b.createdAt), updated_at: iso(b.updatedAt), default: b.isDefault, protected: false,
     cpu_used_sec: 0, active_time_seconds: 0, compute_time_seconds: 0, written_data_bytes: 0, data_transfer_bytes: 0,
   };
 }
 
-export function roleBody(p: FakeProject, name: string, withPassword: boolean) {
-  const r = p.roles.get(name)!;
+export function roleBody(b: FakeBranch, name: string, withPassword: boolean) {
+  const r = b.roles.get(name)!;
   return {
-    branch_id: p.branchId, name, protected: false, created_at: iso(r.createdAt), updated_at: iso(r.updatedAt),
+    branch_id: b.id, name, protected: false, created_at: iso(r.createdAt), updated_at: iso(r.updatedAt),
     ...(withPassword ? { password: r.password } : {}),
   };
 }
 
-export function databaseBody(p: FakeProject, db: FakeProject['databases'][number]) {
-  return { id: db.id, branch_id: p.branchId, name: db.name, owner_name: db.owner, created_at: iso(db.createdAt), updated_at: iso(db.createdAt) };
+export function databaseBody(b: FakeBranch, db: FakeDatabase) {
+  return { id: db.id, branch_id: b.id, name: db.name, owner_name: db.owner, created_at: iso(db.createdAt), updated_at: iso(db.createdAt) };
 }
 
 export function operationBody(op: FakeOperation) {
@@ -110,12 +148,12 @@ export function operationBody(op: FakeOperation) {
   };
 }
 
-export function connectionUriBody(p: FakeProject, port: number) {
-  const db = p.databases[0]!;
-  const password = p.roles.get(db.owner)!.password;
+export function connectionUriBody(b: FakeBranch, e: FakeEndpoint, port: number) {
+  const db = b.databases[0]!;
+  const password = b.roles.get(db.owner)!.password;
   return {
-    connection_uri: `postgresql://${db.owner}:${password}@${p.host}:${port}/${db.name}?sslmode=verify-full`,
-    connection_parameters: { database: db.name, password, role: db.owner, host: p.host, pooler_host: p.host },
+    connection_uri: `postgresql://${db.owner}:${password}@${e.host}:${port}/${db.name}?sslmode=verify-full`,
+    connection_parameters: { database: db.name, password, role: db.owner, host: e.host, pooler_host: e.host },
   };
 }
 

@@ -1,14 +1,12 @@
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import pg from 'pg';
 import type { PgInstall } from '../../src/pg/install.ts';
-import { type OsUser, makeOwnedDir } from '../../src/pg/os-user.ts';
+import type { OsUser } from '../../src/pg/os-user.ts';
 import { ADMIN_ROLE, PostgresServer } from '../../src/pg/server.ts';
+import { type HistoryEnd, markHistoryEnd } from '../../src/providers/local/compute-admin.ts';
 import type { ServerCert } from './certs.ts';
-
-const execFileAsync = promisify(execFile);
+import { archiveSettings, pgdataOf } from './fake-history.ts';
 
 export interface ComputeSpec {
   databases: { name: string; owner: string }[];
@@ -19,8 +17,7 @@ export interface ComputeSpec {
 export interface FakeComputeOptions {
   install: PgInstall;
   user: OsUser;
-  /** A cluster made by initCluster, copied for each project. */
-  templatePgdata: string;
+  /** The branch's directory (fake-history.ts): its data, made before the first start. */
   dir: string;
   socketDir: string;
   host: string;
@@ -32,7 +29,8 @@ const ident = (s: string) => pg.escapeIdentifier(s);
 
 /**
  * A Neon compute, for real: a Postgres server listening on its own loopback address with TLS
- * (the fake CA's certificate for that address) and SCRAM passwords only, as on Neon.
+ * (the fake CA's certificate for that address) and SCRAM passwords only, as on Neon. It archives
+ * its WAL into its branch's history.
  */
 export class FakeCompute {
   private server: PostgresServer | undefined;
@@ -46,13 +44,11 @@ export class FakeCompute {
   }
 
   private get pgdata(): string {
-    return path.join(this.opts.dir, 'pgdata');
+    return pgdataOf(this.opts.dir);
   }
 
-  private async materialize(): Promise<void> {
-    if (fs.existsSync(path.join(this.pgdata, 'PG_VERSION'))) return;
-    makeOwnedDir(this.opts.dir, this.opts.user);
-    await execFileAsync('cp', ['-a', '--reflink=auto', this.opts.templatePgdata, this.pgdata]);
+  /** Access rules and this endpoint's certificate: the data may come from another branch, on another host. */
+  private configure(): void {
     const own = (file: string, text: string, mode: number) => {
       fs.writeFileSync(file, text, { mode });
       if (this.opts.user.switchUser) fs.chownSync(file, this.opts.user.uid, this.opts.user.gid);
@@ -75,12 +71,12 @@ export class FakeCompute {
 
   private async startNow(spec: ComputeSpec): Promise<void> {
     if (!this.running) {
-      await this.materialize();
+      this.configure();
       this.server = new PostgresServer({
         install: this.opts.install, user: this.opts.user, pgdata: this.pgdata, socketDir: this.opts.socketDir,
         logFile: path.join(this.opts.dir, 'postgres.log'), startTimeoutMs: 30_000,
         settings: {
-          listen_addresses: this.opts.host, port: this.opts.port, ssl: 'on', password_encryption: 'scram-sha-256',
+          ...archiveSettings(this.opts.dir), listen_addresses: this.opts.host, port: this.opts.port, ssl: 'on', password_encryption: 'scram-sha-256',
           shared_buffers: '16MB', max_connections: 20, max_wal_size: '64MB', min_wal_size: '4MB', jit: 'off',
         },
       });
@@ -113,15 +109,30 @@ export class FakeCompute {
     }
   }
 
-  async stop(): Promise<void> {
+  /** Where its history ends now: a commit, and its WAL switched and archived. */
+  historyEnd(): Promise<HistoryEnd> {
+    return markHistoryEnd(this.opts.socketDir, this.opts.port);
+  }
+
+  /** Stops it once everything it wrote is archived; returns where its history ends (undefined: it was not running). */
+  async stop(): Promise<HistoryEnd | undefined> {
+    const s = this.server;
+    if (!s?.running) return undefined;
+    const end = await this.historyEnd();
+    this.server = undefined;
+    await s.stop('fast');
+    return end;
+  }
+
+  /** Stops it without archiving (the project is going). */
+  async kill(): Promise<void> {
     const s = this.server;
     this.server = undefined;
     await s?.stop('fast');
   }
 
   async destroy(): Promise<void> {
-    await this.stop();
-    fs.rmSync(this.opts.dir, { recursive: true, force: true });
+    await this.kill();
     fs.rmSync(this.opts.socketDir, { recursive: true, force: true });
   }
 }

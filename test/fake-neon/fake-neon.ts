@@ -4,15 +4,20 @@ import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { type PgInstall, resolvePgInstall } from '../../src/pg/install.ts';
+import { type PgInstall, PgInstalls } from '../../src/pg/install.ts';
 import { type OsUser, resolveComputeUser } from '../../src/pg/os-user.ts';
 import { initCluster } from '../../src/pg/server.ts';
 import { tmpDataDir } from '../helpers.ts';
+import type { PointInTime } from '../../src/lifecycle/point-in-time.ts';
+import { isLsn } from '../../src/lifecycle/wal.ts';
+import type { HistoryEnd } from '../../src/providers/local/compute-admin.ts';
 import {
-  type FakeOperation, type FakeProject, branchBody, connectionUriBody, databaseBody, endpointBody, errorBody, operationBody, projectBody, projectListItemBody, roleBody,
+  type FakeBranch, type FakeEndpoint, type FakeOperation, type FakeProject, branchBody, connectionUriBody, databaseBody, endpointBody, errorBody,
+  operationBody, projectBody, projectListItemBody, roleBody,
 } from './bodies.ts';
 import { type Ca, issueServerCert, makeCa } from './certs.ts';
 import { FakeCompute } from './fake-compute.ts';
+import { type HistorySource, buildFrom, startHistory } from './fake-history.ts';
 import { FakeProxy } from './fake-proxy.ts';
 import { NeonOpenApi, type Route } from './openapi.ts';
 
@@ -49,12 +54,14 @@ const isoHour = (ms: number) => new Date(ms).toISOString();
  * A fake of Neon's API for tests: the subset pgfleet calls, routed and validated by Neon's
  * own OpenAPI document (bad requests and bad responses are recorded in `violations`, and the
  * call fails), with projects whose endpoints are real Postgres servers on loopback addresses
- * (TLS with certificates from `ca`, SCRAM passwords). Faults can be injected: N answers of
+ * (TLS with certificates from `ca`, SCRAM passwords), and branches with real history: a branch
+ * at a past moment or a restore replays archived WAL (fake-history.ts). Faults can be injected: N answers of
  * an HTTP status before success, and operations of an action that never finish.
  */
 export class FakeNeon {
   readonly openapi = new NeonOpenApi();
   readonly projects = new Map<string, FakeProject>();
+  /** Per endpoint id. */
   readonly computes = new Map<string, FakeCompute>();
   readonly operations = new Map<string, FakeOperation>();
   /** Every request: operation, answer status. */
@@ -70,8 +77,12 @@ export class FakeNeon {
   inFlight = 0;
   peakInFlight = 0;
   private readonly hung = new Set<http.ServerResponse>();
-  /** Each project's "Neon proxy" on its endpoint host: wakes the compute on connect. */
+  /** Each endpoint's "Neon proxy" on its host: wakes the compute on connect. */
   private readonly proxies = new Map<string, FakeProxy>();
+  /** Per branch: the work on its data and compute, in turn. */
+  private readonly branchWork = new Map<string, Promise<void>>();
+  /** Per branch: where its history ended when its compute last stopped. */
+  private readonly historyEnds = new Map<string, HistoryEnd>();
   private readonly stuck = new Set<string>();
   private readonly work = new Set<Promise<void>>();
   private readonly handlers: Record<string, Handler>;
@@ -96,24 +107,57 @@ export class FakeNeon {
       getProject: (r) => ({ status: 200, body: { project: projectBody(this.project(r.pathParams.project_id!)) } }),
       listProjects: (r) => this.listProjects(r.query),
       updateProject: (r) => this.updateProject(this.project(r.pathParams.project_id!), r.body.project),
-      listProjectEndpoints: (r) => ({ status: 200, body: { endpoints: [endpointBody(this.project(r.pathParams.project_id!))] } }),
-      updateProjectEndpoint: (r) => this.updateEndpoint(this.endpoint(r.pathParams), r.body.endpoint),
+      listProjectEndpoints: (r) => {
+        const p = this.project(r.pathParams.project_id!);
+        return { status: 200, body: { endpoints: [...p.endpoints.values()].map((e) => endpointBody(p, e)) } };
+      },
+      createProjectEndpoint: (r) => this.createEndpoint(this.project(r.pathParams.project_id!), r.body.endpoint),
+      updateProjectEndpoint: (r) => {
+        const { p, e } = this.endpoint(r.pathParams);
+        return this.updateEndpoint(p, e, r.body.endpoint);
+      },
       getProjectBranchRolePassword: (r) => {
-        const role = this.branch(r.pathParams).roles.get(r.pathParams.role_name!);
+        const role = this.branch(r.pathParams).b.roles.get(r.pathParams.role_name!);
         if (!role) throw notFound(`role ${r.pathParams.role_name}`);
         return { status: 200, body: { password: role.password } };
       },
       deleteProject: (r) => this.deleteProject(r.pathParams.project_id!),
-      getProjectEndpoint: (r) => ({ status: 200, body: { endpoint: endpointBody(this.endpoint(r.pathParams)) } }),
-      startProjectEndpoint: (r) => this.startEndpoint(this.endpoint(r.pathParams)),
-      suspendProjectEndpoint: (r) => this.suspendEndpoint(this.endpoint(r.pathParams)),
+      getProjectEndpoint: (r) => {
+        const { p, e } = this.endpoint(r.pathParams);
+        return { status: 200, body: { endpoint: endpointBody(p, e) } };
+      },
+      startProjectEndpoint: (r) => {
+        const { p, e } = this.endpoint(r.pathParams);
+        return this.startEndpoint(p, e);
+      },
+      suspendProjectEndpoint: (r) => {
+        const { p, e } = this.endpoint(r.pathParams);
+        return this.suspendEndpoint(p, e);
+      },
       getProjectOperation: (r) => {
         const op = this.operations.get(r.pathParams.operation_id!);
         if (!op || op.projectId !== r.pathParams.project_id) throw notFound('operation');
         return { status: 200, body: { operation: operationBody(op) } };
       },
-      createProjectBranchRole: (r) => this.createRole(this.branch(r.pathParams), r.body.role.name),
-      resetProjectBranchRolePassword: (r) => this.resetPassword(this.branch(r.pathParams), r.pathParams.role_name!),
+      createProjectBranchRole: (r) => {
+        const { p, b } = this.branch(r.pathParams);
+        return this.createRole(p, b, r.body.role.name);
+      },
+      resetProjectBranchRolePassword: (r) => {
+        const { p, b } = this.branch(r.pathParams);
+        return this.resetPassword(p, b, r.pathParams.role_name!);
+      },
+      createProjectBranch: (r) => this.createBranch(this.project(r.pathParams.project_id!), r.body ?? {}),
+      listProjectBranches: (r) => this.listBranches(this.project(r.pathParams.project_id!), r.query),
+      getProjectBranch: (r) => ({ status: 200, body: { branch: branchBody(this.branch(r.pathParams).b) } }),
+      deleteProjectBranch: (r) => {
+        const { p, b } = this.branch(r.pathParams);
+        return this.deleteBranch(p, b);
+      },
+      restoreProjectBranch: (r) => {
+        const { p, b } = this.branch(r.pathParams);
+        return this.restoreBranch(p, b, r.body);
+      },
       getConsumptionHistoryPerProject: (r) => this.consumption(r.query),
     };
   }
@@ -121,7 +165,7 @@ export class FakeNeon {
   static async start(options: FakeNeonOptions = {}): Promise<FakeNeon> {
     const dir = tmpDataDir('fake-neon');
     const user = resolveComputeUser('postgres');
-    const install = resolvePgInstall(undefined, user, dir);
+    const install = PgInstalls.discover(undefined, user, dir).get();
     const templatePgdata = path.join(dir, 'template', 'pgdata');
     if (options.computes !== false) await initCluster(install, user, templatePgdata);
     const port = await freePort();
@@ -277,27 +321,44 @@ export class FakeNeon {
     return p;
   }
 
-  private endpoint(params: Record<string, string>): FakeProject {
+  private endpoint(params: Record<string, string>): { p: FakeProject; e: FakeEndpoint } {
     const p = this.project(params.project_id!);
-    if (p.endpointId !== params.endpoint_id) throw notFound(`endpoint ${params.endpoint_id}`);
-    return p;
+    const e = p.endpoints.get(params.endpoint_id!);
+    if (!e) throw notFound(`endpoint ${params.endpoint_id}`);
+    return { p, e };
   }
 
-  private branch(params: Record<string, string>): FakeProject {
+  private branch(params: Record<string, string>): { p: FakeProject; b: FakeBranch } {
     const p = this.project(params.project_id!);
-    if (p.branchId !== params.branch_id) throw notFound(`branch ${params.branch_id}`);
-    return p;
+    const b = p.branches.get(params.branch_id!);
+    if (!b) throw notFound(`branch ${params.branch_id}`);
+    return { p, b };
   }
 
-  private spec(p: FakeProject) {
-    return { databases: p.databases, roles: new Map([...p.roles].map(([name, r]) => [name, r.password])) };
+  /** The project's default branch (made with it). */
+  mainBranch(p: FakeProject): FakeBranch {
+    return p.branches.get(p.defaultBranchId)!;
+  }
+
+  /** The read-write endpoint of a branch (the default branch's when none is named). */
+  endpointOf(p: FakeProject, branchId = p.defaultBranchId): FakeEndpoint | undefined {
+    return [...p.endpoints.values()].find((e) => e.branchId === branchId);
+  }
+
+  /** The default branch's endpoint. */
+  mainEndpoint(p: FakeProject): FakeEndpoint {
+    return this.endpointOf(p)!;
+  }
+
+  private spec(b: FakeBranch) {
+    return { databases: b.databases, roles: new Map([...b.roles].map(([name, r]) => [name, r.password])) };
   }
 
   /** An operation that runs `work` in the background, unless its action is stuck. */
-  private operation(p: FakeProject, action: string, work: () => Promise<void>, endpoint = false): FakeOperation {
+  private operation(p: FakeProject, action: string, work: () => Promise<void>, on: { branchId: string; endpointId?: string }): FakeOperation {
     const now = new Date();
     const op: FakeOperation = {
-      id: crypto.randomUUID(), projectId: p.id, branchId: p.branchId, endpointId: endpoint ? p.endpointId : undefined,
+      id: crypto.randomUUID(), projectId: p.id, branchId: on.branchId, endpointId: on.endpointId,
       action, status: 'running', error: undefined, createdAt: now, updatedAt: now,
     };
     this.operations.set(op.id, op);
@@ -314,64 +375,119 @@ export class FakeNeon {
     return op;
   }
 
+  /** Work on a branch's data and its compute, one at a time per branch (as Neon runs a project's operations in turn). */
+  private serialized(b: FakeBranch, work: () => Promise<void>): Promise<void> {
+    const run = (this.branchWork.get(b.id) ?? Promise.resolve()).then(work);
+    this.branchWork.set(b.id, run.catch(() => {}));
+    return run;
+  }
+
+  private startOperation(p: FakeProject, e: FakeEndpoint): FakeOperation {
+    e.pending = 'active';
+    return this.operation(p, 'start_compute', () => this.runCompute(p, e), { branchId: e.branchId, endpointId: e.id });
+  }
+
   /** A connection reached a suspended endpoint: start it (once for all), as Neon's proxy does. */
-  private async wakeOnConnect(p: FakeProject): Promise<void> {
+  private async wakeOnConnect(p: FakeProject, e: FakeEndpoint): Promise<void> {
     let op: FakeOperation | undefined;
     for (const deadline = Date.now() + 60_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 10))) {
-      if (!this.projects.has(p.id)) throw new Error('no such endpoint');
-      if (p.state === 'active' && !p.pending) return;
-      if (!p.pending) {
-        p.pending = 'active';
-        op = this.operation(p, 'start_compute', () => this.runCompute(p), true);
-      }
+      if (!this.projects.has(p.id) || !p.endpoints.has(e.id)) throw new Error('no such endpoint');
+      if (e.state === 'active' && !e.pending) return;
+      if (!e.pending) op = this.startOperation(p, e);
       if (op?.status === 'failed') throw new Error(op.error);
     }
     throw new Error('the endpoint did not start');
   }
 
-  private runCompute(p: FakeProject): Promise<void> {
-    const compute = this.computes.get(p.id);
-    return (compute ? compute.start(this.spec(p)) : Promise.resolve()).then(() => {
-      p.state = 'active';
-      p.pending = undefined;
-      p.startedAt = new Date();
-      p.active.push([Date.now(), undefined]);
+  private runCompute(p: FakeProject, e: FakeEndpoint): Promise<void> {
+    const b = p.branches.get(e.branchId)!;
+    return this.serialized(b, async () => {
+      await this.computes.get(e.id)?.start(this.spec(b));
+      e.state = 'active';
+      e.pending = undefined;
+      e.startedAt = new Date();
+      e.active.push([Date.now(), undefined]);
     });
   }
 
-  private async createProject(req: any): Promise<Answer> {
+  /** Stops the endpoint's compute (its history archived first). */
+  private async stopCompute(b: FakeBranch, e: FakeEndpoint): Promise<void> {
+    const end = await this.computes.get(e.id)?.stop();
+    if (end) this.historyEnds.set(b.id, end);
+    e.state = 'idle';
+    e.pending = undefined;
+    e.suspendedAt = new Date();
+    const last = e.active[e.active.length - 1];
+    if (last && last[1] === undefined) last[1] = Date.now();
+  }
+
+  /** A read-write endpoint for a branch: a host of its own, its "Neon proxy", and its compute. */
+  private async addEndpoint(p: FakeProject, b: FakeBranch, settings: { suspend?: number; cu?: [number | undefined, number | undefined] } = {}): Promise<FakeEndpoint> {
     const n = this.nextHost++;
+    const e: FakeEndpoint = {
+      id: `ep-${crypto.randomBytes(5).toString('hex')}`, projectId: p.id, branchId: b.id, host: `127.0.${Math.floor(n / 250)}.${(n % 250) + 2}`,
+      createdAt: new Date(), suspendTimeoutSeconds: settings.suspend ?? p.defaultSuspendTimeoutSeconds,
+      computeUnits: [settings.cu?.[0] ?? p.defaultComputeUnits[0], settings.cu?.[1] ?? p.defaultComputeUnits[1]],
+      state: 'init', pending: undefined, startedAt: undefined, suspendedAt: undefined, active: [],
+    };
+    p.endpoints.set(e.id, e);
+    if (this.options.computes !== false) {
+      const cert = await issueServerCert(this.ca, e.host);
+      this.computes.set(e.id, new FakeCompute({
+        install: this.install, user: this.user, dir: b.dir,
+        socketDir: fs.mkdtempSync(path.join(os.tmpdir(), 'fn-')), host: e.host, port: this.computePort, cert,
+      }));
+      this.proxies.set(e.id, await FakeProxy.listen(e.host, this.port, this.computePort, () => this.wakeOnConnect(p, e)));
+    }
+    return e;
+  }
+
+  private async removeEndpoint(p: FakeProject, e: FakeEndpoint): Promise<void> {
+    p.endpoints.delete(e.id);
+    await this.proxies.get(e.id)?.close();
+    this.proxies.delete(e.id);
+    await this.computes.get(e.id)?.destroy();
+    this.computes.delete(e.id);
+  }
+
+  private newBranch(p: FakeProject, name: string, from: FakeBranch | undefined, fields: Partial<FakeBranch> = {}): FakeBranch {
+    const id = `br-${crypto.randomBytes(5).toString('hex')}`;
+    const now = new Date();
+    const b: FakeBranch = {
+      id, projectId: p.id, name, parentId: from?.id, parentLsn: undefined, parentTimestamp: undefined, isDefault: false,
+      createdAt: now, updatedAt: now, dir: path.join(this.dir, 'projects', p.id, id),
+      // A child has its parent's roles (same passwords) and databases.
+      roles: new Map([...(from?.roles ?? [])].map(([r, v]) => [r, { ...v }])),
+      databases: (from?.databases ?? []).map((d) => ({ ...d })), ...fields,
+    };
+    p.branches.set(id, b);
+    return b;
+  }
+
+  private async createProject(req: any): Promise<Answer> {
     const id = `fake-${crypto.randomBytes(5).toString('hex')}`;
     const owner = req.branch?.role_name ?? 'neondb_owner';
     const now = new Date();
+    const suspend = req.default_endpoint_settings?.suspend_timeout_seconds ?? 0;
     const p: FakeProject = {
       id, name: req.name ?? id, regionId: req.region_id ?? 'aws-us-east-2', pgVersion: req.pg_version ?? 17, createdAt: now,
-      quota: req.settings?.quota ?? {}, suspendTimeoutSeconds: req.default_endpoint_settings?.suspend_timeout_seconds ?? 0,
-      defaultSuspendTimeoutSeconds: req.default_endpoint_settings?.suspend_timeout_seconds ?? 0,
-      computeUnits: [req.default_endpoint_settings?.autoscaling_limit_min_cu ?? 0.25, req.default_endpoint_settings?.autoscaling_limit_max_cu ?? 0.25],
-      branchId: `br-${crypto.randomBytes(5).toString('hex')}`, endpointId: `ep-${crypto.randomBytes(5).toString('hex')}`,
-      host: `127.0.${Math.floor(n / 250)}.${(n % 250) + 2}`, state: 'init', pending: 'active', startedAt: undefined, suspendedAt: undefined,
-      roles: new Map([[owner, { password: crypto.randomBytes(12).toString('base64url'), createdAt: now, updatedAt: now }]]),
-      databases: [{ id: n, name: req.branch?.database_name ?? 'neondb', owner, createdAt: now }], active: [],
+      quota: req.settings?.quota ?? {}, defaultSuspendTimeoutSeconds: suspend,
+      defaultComputeUnits: [req.default_endpoint_settings?.autoscaling_limit_min_cu ?? 0.25, req.default_endpoint_settings?.autoscaling_limit_max_cu ?? 0.25],
+      historyRetentionSeconds: req.history_retention_seconds ?? 86400, defaultBranchId: '', branches: new Map(), endpoints: new Map(),
     };
     this.projects.set(id, p);
-    if (this.options.computes !== false) {
-      const cert = await issueServerCert(this.ca, p.host);
-      this.computes.set(id, new FakeCompute({
-        install: this.install, user: this.user, templatePgdata: this.templatePgdata, dir: path.join(this.dir, 'projects', id),
-        socketDir: fs.mkdtempSync(path.join(os.tmpdir(), 'fn-')), host: p.host, port: this.computePort, cert,
-      }));
-      this.proxies.set(id, await FakeProxy.listen(p.host, this.port, this.computePort, () => this.wakeOnConnect(p)));
-    }
-    const ops = [
-      this.operation(p, 'create_timeline', async () => {}),
-      this.operation(p, 'start_compute', () => this.runCompute(p), true),
-    ];
+    const b = this.newBranch(p, req.branch?.name ?? 'main', undefined, { isDefault: true });
+    p.defaultBranchId = b.id;
+    b.roles.set(owner, { password: crypto.randomBytes(12).toString('base64url'), createdAt: now, updatedAt: now });
+    b.databases.push({ id: this.nextHost, name: req.branch?.database_name ?? 'neondb', owner, createdAt: now });
+    if (this.options.computes !== false) await startHistory(b.dir, this.templatePgdata, this.user);
+    const e = await this.addEndpoint(p, b);
+    const ops = [this.operation(p, 'create_timeline', async () => {}, { branchId: b.id }), this.startOperation(p, e)];
     return {
       status: 201,
       body: {
-        project: projectBody(p), connection_uris: [connectionUriBody(p, this.port)], roles: [...p.roles.keys()].map((r) => roleBody(p, r, true)),
-        databases: p.databases.map((d) => databaseBody(p, d)), operations: ops.map(operationBody), branch: branchBody(p), endpoints: [endpointBody(p)],
+        project: projectBody(p), connection_uris: [connectionUriBody(b, e, this.port)], roles: [...b.roles.keys()].map((r) => roleBody(b, r, true)),
+        databases: b.databases.map((d) => databaseBody(b, d)), operations: ops.map(operationBody), branch: branchBody(b), endpoints: [endpointBody(p, e)],
       },
     };
   }
@@ -379,10 +495,9 @@ export class FakeNeon {
   private async deleteProject(id: string): Promise<Answer> {
     const p = this.project(id);
     this.projects.delete(id);
-    await this.proxies.get(id)?.close();
-    this.proxies.delete(id);
-    await this.computes.get(id)?.destroy();
-    this.computes.delete(id);
+    for (const e of [...p.endpoints.values()]) await this.removeEndpoint(p, e);
+    await Promise.allSettled([...p.branches.keys()].map((b) => this.branchWork.get(b)));
+    fs.rmSync(path.join(this.dir, 'projects', id), { recursive: true, force: true });
     return { status: 200, body: { project: projectBody(p) } };
   }
 
@@ -402,55 +517,177 @@ export class FakeNeon {
     if (req.settings?.quota) p.quota = req.settings.quota;
     const suspend = req.default_endpoint_settings?.suspend_timeout_seconds;
     if (suspend !== undefined) p.defaultSuspendTimeoutSeconds = suspend;
+    if (req.history_retention_seconds !== undefined) p.historyRetentionSeconds = req.history_retention_seconds;
     return { status: 200, body: { project: projectBody(p), operations: [] } };
   }
 
-  private updateEndpoint(p: FakeProject, req: any): Answer {
-    if (req.suspend_timeout_seconds !== undefined) p.suspendTimeoutSeconds = req.suspend_timeout_seconds;
-    if (req.autoscaling_limit_min_cu !== undefined) p.computeUnits[0] = req.autoscaling_limit_min_cu;
-    if (req.autoscaling_limit_max_cu !== undefined) p.computeUnits[1] = req.autoscaling_limit_max_cu;
-    const op = this.operation(p, 'apply_config', async () => {}, true);
-    return { status: 200, body: { endpoint: endpointBody(p), operations: [operationBody(op)] } };
+  private updateEndpoint(p: FakeProject, e: FakeEndpoint, req: any): Answer {
+    if (req.suspend_timeout_seconds !== undefined) e.suspendTimeoutSeconds = req.suspend_timeout_seconds;
+    if (req.autoscaling_limit_min_cu !== undefined) e.computeUnits[0] = req.autoscaling_limit_min_cu;
+    if (req.autoscaling_limit_max_cu !== undefined) e.computeUnits[1] = req.autoscaling_limit_max_cu;
+    const op = this.operation(p, 'apply_config', async () => {}, { branchId: e.branchId, endpointId: e.id });
+    return { status: 200, body: { endpoint: endpointBody(p, e), operations: [operationBody(op)] } };
   }
 
-  private startEndpoint(p: FakeProject): Answer {
-    const ops = p.state === 'active' && !p.pending ? [] : [this.operation(p, 'start_compute', () => this.runCompute(p), true)];
-    if (ops.length) p.pending = 'active';
-    return { status: 200, body: { endpoint: endpointBody(p), operations: ops.map(operationBody) } };
+  private startEndpoint(p: FakeProject, e: FakeEndpoint): Answer {
+    const ops = e.state === 'active' && !e.pending ? [] : [this.startOperation(p, e)];
+    return { status: 200, body: { endpoint: endpointBody(p, e), operations: ops.map(operationBody) } };
   }
 
-  private suspendEndpoint(p: FakeProject): Answer {
-    if (p.state !== 'active') return { status: 200, body: { endpoint: endpointBody(p), operations: [] } };
-    p.pending = 'idle';
-    const op = this.operation(p, 'suspend_compute', async () => {
-      await this.computes.get(p.id)?.stop();
-      p.state = 'idle';
-      p.pending = undefined;
-      p.suspendedAt = new Date();
-      const last = p.active[p.active.length - 1];
-      if (last && last[1] === undefined) last[1] = Date.now();
-    }, true);
-    return { status: 200, body: { endpoint: endpointBody(p), operations: [operationBody(op)] } };
+  private suspendEndpoint(p: FakeProject, e: FakeEndpoint): Answer {
+    if (e.state !== 'active') return { status: 200, body: { endpoint: endpointBody(p, e), operations: [] } };
+    e.pending = 'idle';
+    const b = p.branches.get(e.branchId)!;
+    const op = this.operation(p, 'suspend_compute', () => this.serialized(b, () => this.stopCompute(b, e)), { branchId: b.id, endpointId: e.id });
+    return { status: 200, body: { endpoint: endpointBody(p, e), operations: [operationBody(op)] } };
   }
 
-  private roleChange(p: FakeProject, name: string, status: number): Answer {
-    const op = this.operation(p, 'apply_config', async () => this.computes.get(p.id)?.apply(this.spec(p)), true);
-    return { status, body: { role: roleBody(p, name, true), operations: [operationBody(op)] } };
+  private async createEndpoint(p: FakeProject, req: any): Promise<Answer> {
+    const b = p.branches.get(req.branch_id);
+    if (!b) throw notFound(`branch ${req.branch_id}`);
+    if (req.type !== 'read_write') throw refused(400, 'the fake makes read_write endpoints only');
+    if (this.endpointOf(p, b.id)) throw refused(409, `branch ${b.id} already has a read_write endpoint`);
+    const e = await this.addEndpoint(p, b, { suspend: req.suspend_timeout_seconds, cu: [req.autoscaling_limit_min_cu, req.autoscaling_limit_max_cu] });
+    return { status: 201, body: { endpoint: endpointBody(p, e), operations: [operationBody(this.startOperation(p, e))] } };
   }
 
-  private createRole(p: FakeProject, name: string): Answer {
-    if (p.roles.has(name)) throw Object.assign(new Error(`role ${name} already exists`), { status: 409 });
+  private roleChange(p: FakeProject, b: FakeBranch, name: string, status: number): Answer {
+    const e = this.endpointOf(p, b.id);
+    const op = this.operation(p, 'apply_config', async () => (e ? this.computes.get(e.id)?.apply(this.spec(b)) : undefined), { branchId: b.id, endpointId: e?.id });
+    return { status, body: { role: roleBody(b, name, true), operations: [operationBody(op)] } };
+  }
+
+  private createRole(p: FakeProject, b: FakeBranch, name: string): Answer {
+    if (b.roles.has(name)) throw refused(409, `role ${name} already exists`);
     const now = new Date();
-    p.roles.set(name, { password: crypto.randomBytes(12).toString('base64url'), createdAt: now, updatedAt: now });
-    return this.roleChange(p, name, 201);
+    b.roles.set(name, { password: crypto.randomBytes(12).toString('base64url'), createdAt: now, updatedAt: now });
+    return this.roleChange(p, b, name, 201);
   }
 
-  private resetPassword(p: FakeProject, name: string): Answer {
-    const role = p.roles.get(name);
+  private resetPassword(p: FakeProject, b: FakeBranch, name: string): Answer {
+    const role = b.roles.get(name);
     if (!role) throw notFound(`role ${name}`);
     role.password = crypto.randomBytes(12).toString('base64url');
     role.updatedAt = new Date();
-    return this.roleChange(p, name, 200);
+    return this.roleChange(p, b, name, 200);
+  }
+
+  // --- history: branches at a moment, restores ------------------------------------------------
+
+  /** Where a branch's history ends now: marked on its running compute, else where its last stop left it. */
+  private async historySource(p: FakeProject, b: FakeBranch): Promise<HistorySource> {
+    const e = this.endpointOf(p, b.id);
+    const compute = e ? this.computes.get(e.id) : undefined;
+    if (compute?.running) {
+      const end = await compute.historyEnd();
+      this.historyEnds.set(b.id, end);
+      return { dir: b.dir, end, running: true };
+    }
+    return { dir: b.dir, end: this.historyEnds.get(b.id), running: false };
+  }
+
+  /** A moment of a branch's history, checked as Neon checks it: inside the project's retention, not ahead of now. */
+  private pointIn(p: FakeProject, b: FakeBranch, lsn: string | undefined, timestamp: string | undefined): PointInTime | undefined {
+    if (lsn !== undefined && timestamp !== undefined) throw refused(400, 'specify either an LSN or a timestamp, not both');
+    if (lsn !== undefined) {
+      if (!isLsn(lsn)) throw refused(400, `invalid LSN ${lsn}`);
+      return { lsn };
+    }
+    if (timestamp === undefined) return undefined;
+    const time = new Date(timestamp);
+    if (time.getTime() > Date.now()) throw refused(400, `timestamp ${timestamp} is in the future`);
+    const earliest = Math.max(b.createdAt.getTime(), Date.now() - p.historyRetentionSeconds * 1000);
+    if (time.getTime() < earliest) throw refused(400, `timestamp ${timestamp} is outside the history retention (earliest ${new Date(earliest).toISOString()})`);
+    return { time };
+  }
+
+  private async createBranch(p: FakeProject, req: any): Promise<Answer> {
+    const parent = p.branches.get(req.branch?.parent_id ?? p.defaultBranchId);
+    if (!parent) throw notFound(`branch ${req.branch?.parent_id}`);
+    const at = this.pointIn(p, parent, req.branch?.parent_lsn, req.branch?.parent_timestamp);
+    const b = this.newBranch(p, req.branch?.name ?? `br-${crypto.randomBytes(3).toString('hex')}`, parent, {
+      parentLsn: at && 'lsn' in at ? at.lsn : undefined, parentTimestamp: at && 'time' in at ? at.time : undefined,
+    });
+    const build = this.serialized(b, async () => {
+      if (this.options.computes === false) return;
+      const source = await new Promise<HistorySource>((resolve, reject) => void this.serialized(parent, () => this.historySource(p, parent).then(resolve, reject)));
+      await buildFrom(this.install, this.user, source, b.dir, at);
+    });
+    const ops = [this.operation(p, 'create_branch', () => build, { branchId: b.id })];
+    const endpoints: FakeEndpoint[] = [];
+    for (const want of req.endpoints ?? []) {
+      if (want.type !== 'read_write' || endpoints.length) throw refused(400, 'the fake makes one read_write endpoint per branch');
+      const e = await this.addEndpoint(p, b, { suspend: want.suspend_timeout_seconds, cu: [want.autoscaling_limit_min_cu, want.autoscaling_limit_max_cu] });
+      endpoints.push(e);
+      ops.push(this.startOperation(p, e));
+    }
+    return {
+      status: 201,
+      body: {
+        branch: branchBody(b), endpoints: endpoints.map((e) => endpointBody(p, e)), operations: ops.map(operationBody),
+        roles: [...b.roles.keys()].map((r) => roleBody(b, r, false)), databases: b.databases.map((d) => databaseBody(b, d)),
+      },
+    };
+  }
+
+  private listBranches(p: FakeProject, q: Record<string, any>): Answer {
+    let all = [...p.branches.values()];
+    if (q.search) all = all.filter((b) => b.name.includes(q.search) || b.id.includes(q.search));
+    return { status: 200, body: { branches: all.map(branchBody), annotations: {} } };
+  }
+
+  private async deleteBranch(p: FakeProject, b: FakeBranch): Promise<Answer> {
+    if (b.isDefault) throw refused(422, 'cannot delete the default branch');
+    if ([...p.branches.values()].some((c) => c.parentId === b.id)) throw refused(422, `branch ${b.id} has child branches`);
+    p.branches.delete(b.id);
+    for (const e of [...p.endpoints.values()].filter((x) => x.branchId === b.id)) await this.removeEndpoint(p, e);
+    const op = this.operation(p, 'delete_timeline', () => this.serialized(b, async () => {
+      fs.rmSync(b.dir, { recursive: true, force: true });
+    }), { branchId: b.id });
+    return { status: 200, body: { branch: branchBody(b), operations: [operationBody(op)] } };
+  }
+
+  /**
+   * Restores a branch to a moment of its own history or to another branch's (its head, or a
+   * moment): its compute stops, its data is rebuilt, its endpoint stays. With preserve_under_name,
+   * what it held until now becomes a new branch of that name, and its children move there.
+   */
+  private restoreBranch(p: FakeProject, b: FakeBranch, req: any): Answer {
+    const source = p.branches.get(req.source_branch_id);
+    if (!source) throw notFound(`branch ${req.source_branch_id}`);
+    const at = this.pointIn(p, source, req.source_lsn, req.source_timestamp);
+    const children = [...p.branches.values()].filter((c) => c.parentId === b.id);
+    if (!req.preserve_under_name && (source === b || children.length)) {
+      throw refused(400, 'preserve_under_name is required when restoring a branch from its own history or when it has children');
+    }
+    if (source === b && !at) throw refused(400, 'source_timestamp or source_lsn is required to restore a branch from its own history');
+    const e = this.endpointOf(p, b.id);
+    const preserved = req.preserve_under_name
+      ? this.newBranch(p, req.preserve_under_name, undefined, { parentId: b.parentId, roles: b.roles, databases: b.databases, dir: path.join(this.dir, 'projects', p.id, `${b.id}-preserved-${crypto.randomBytes(3).toString('hex')}`) })
+      : undefined;
+    for (const c of children) c.parentId = preserved!.id;
+    b.roles = new Map([...(source === b ? b.roles : source.roles)].map(([r, v]) => [r, { ...v }]));
+    b.updatedAt = new Date();
+    const work = () => this.serialized(b, async () => {
+      if (e && e.state === 'active') await this.stopCompute(b, e);
+      if (this.options.computes === false) return;
+      if (preserved) {
+        fs.renameSync(b.dir, preserved.dir);
+        const end = this.historyEnds.get(b.id);
+        if (end) this.historyEnds.set(preserved.id, end);
+      } else {
+        fs.rmSync(b.dir, { recursive: true, force: true });
+      }
+      this.historyEnds.delete(b.id);
+      const from = source === b ? { dir: preserved!.dir, end: this.historyEnds.get(preserved!.id), running: false }
+        : await new Promise<HistorySource>((resolve, reject) => void this.serialized(source, () => this.historySource(p, source).then(resolve, reject)));
+      await buildFrom(this.install, this.user, from, b.dir, at);
+    });
+    const done = work();
+    // The kept branch's data is in place only once the work is done: its own work waits for it.
+    if (preserved) void this.serialized(preserved, () => done.catch(() => {}));
+    const op = this.operation(p, 'create_timeline', () => done, { branchId: b.id, endpointId: e?.id });
+    return { status: 200, body: { branch: branchBody(b), operations: [operationBody(op)] } };
   }
 
   /** Hourly compute and active seconds from when each endpoint really ran. */
@@ -463,7 +700,7 @@ export class FakeNeon {
       const consumption = [];
       for (let h = from; h < to; h += HOUR) {
         let ms = 0;
-        for (const [s, e] of p.active) ms += Math.max(0, Math.min(e ?? Date.now(), h + HOUR) - Math.max(s, h));
+        for (const e of p.endpoints.values()) for (const [s, end] of e.active) ms += Math.max(0, Math.min(end ?? Date.now(), h + HOUR) - Math.max(s, h));
         consumption.push({
           timeframe_start: isoHour(h), timeframe_end: isoHour(h + HOUR), active_time_seconds: Math.round(ms / 1000),
           compute_time_seconds: Math.round(ms / 4000), written_data_bytes: 0, synthetic_storage_size_bytes: 0,
@@ -475,7 +712,8 @@ export class FakeNeon {
   }
 }
 
-const notFound = (what: string) => Object.assign(new Error(`${what} not found`), { status: 404 });
+const refused = (status: number, message: string) => Object.assign(new Error(message), { status });
+const notFound = (what: string) => refused(404, `${what} not found`);
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

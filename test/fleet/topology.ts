@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { PostgresServer, initCluster } from '../../src/pg/server.ts';
-import { resolvePgInstall } from '../../src/pg/install.ts';
+import { PgInstalls } from '../../src/pg/install.ts';
 import { resolveComputeUser } from '../../src/pg/os-user.ts';
 import { loadTlsIdentity } from '../../proxy/tls-certs.ts';
 import { postmastersUnder, repoRoot, tmpDataDir } from '../helpers.ts';
@@ -50,7 +50,7 @@ export interface Fleet {
 
 async function startCatalog(root: string) {
   const user = resolveComputeUser('postgres');
-  const install = resolvePgInstall(undefined, user, root);
+  const install = PgInstalls.discover(undefined, user, root).get();
   const pgdata = path.join(root, 'catalog', 'pgdata');
   await initCluster(install, user, pgdata);
   const port = await freePort();

@@ -4,8 +4,8 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 import type { ComputeSettings } from '../../config.ts';
-import { ConfigError } from '../../errors.ts';
-import type { PgInstall } from '../../pg/install.ts';
+import { ComputeStartError, ConfigError } from '../../errors.ts';
+import type { PgInstall, PgInstalls } from '../../pg/install.ts';
 import { type OsUser, currentUser, firstBlockedDir, giveTree, makeOwnedDir } from '../../pg/os-user.ts';
 import { OsUserPool } from '../../pg/os-user-pool.ts';
 import { PostgresServer, SOCKET_PORT, clearPreviousRun, initCluster } from '../../pg/server.ts';
@@ -24,6 +24,11 @@ const SPEC_FILE = 'tenant.json';
 const APPLIED_FILE = 'tenant.applied.json';
 /** Written after a clean stop: where the branch's archived history ends. Removed at start. */
 const HISTORY_END_FILE = 'history-end.json';
+/** Compute settings a major has and older ones lack (a setting the server does not know stops it). */
+const SETTINGS_FROM_MAJOR: { major: number; settings: Record<string, string | number> }[] = [
+  // 18 runs 3 I/O worker processes per server by default; one serves a small compute (bench/density.ts).
+  { major: 18, settings: { io_workers: 1 } },
+];
 export const ARCHIVE_DIR = 'archive';
 export const BACKUPS_DIR = 'backups';
 
@@ -38,8 +43,9 @@ export interface LocalHistoryHooks {
 export interface LocalProviderOptions {
   dataDir: string;
   runDir: string;
-  install: PgInstall;
-  /** The OS user of the template cluster (initdb runs once, as it). */
+  /** The Postgres binaries, one install per major. */
+  installs: PgInstalls;
+  /** The OS user of the template clusters (initdb runs once per Postgres version, as it). */
   user: OsUser;
   /** The OS user of each database's computes (default: a pool of one user per database when root). */
   users?: OsUserPool;
@@ -50,7 +56,7 @@ export interface LocalProviderOptions {
   log: Logger;
 }
 
-function specOf(ref: BranchRef): Omit<TenantSpec, 'extensions'> {
+function specOf(ref: BranchRef): Omit<TenantSpec, 'extensions' | 'pgVersion'> {
   return { databaseName: ref.databaseName, ownerRole: ref.ownerRole, roles: [...new Set(ref.roles)].sort() };
 }
 
@@ -64,11 +70,12 @@ function readText(file: string): string | undefined {
 
 /**
  * Computes as Postgres processes on this host: one cluster per branch, its data copied from
- * a template cluster (initdb runs once per Postgres version), listening on a private socket.
+ * a template cluster of its database's Postgres major (initdb runs once per Postgres version),
+ * listening on a private socket.
  */
 export class LocalProvider implements Provider {
   readonly name = 'local';
-  readonly postgresVersion: string;
+  readonly rootDeletesAll = false;
   readonly layout: LocalLayout;
   private readonly servers = new Map<string, PostgresServer>();
   /** The database of each running compute, to resize all of a database's computes at once. */
@@ -78,13 +85,13 @@ export class LocalProvider implements Provider {
   history: LocalHistoryHooks | undefined;
   branching: Branching | undefined;
   private readonly walAtStart = new Map<string, number>();
-  private template: Promise<string> | undefined;
+  /** Each major's template data directory, made at its first use. */
+  private readonly templates = new Map<number, Promise<string>>();
   private readonly users: OsUserPool;
   /** Only this OS user (the gateway's) may connect to a compute's socket. */
   private readonly gatewayUser = currentUser().name;
 
   constructor(readonly opts: LocalProviderOptions, private readonly events: ProviderEvents = {}) {
-    this.postgresVersion = opts.install.version;
     this.layout = new LocalLayout(opts.dataDir, opts.runDir);
     this.users = opts.users ?? new OsUserPool();
     this.cgroups = opts.cgroups ?? new ComputeCgroups({ kind: 'none', why: 'not configured' });
@@ -112,33 +119,58 @@ export class LocalProvider implements Provider {
     return stopped;
   }
 
-  /** The template data directory, made once per Postgres version. */
-  private ensureTemplate(): Promise<string> {
-    this.template ??= (async () => {
-      const dir = this.layout.templateDir(this.opts.install.version);
-      const pgdata = path.join(dir, 'pgdata');
+  get pgVersions(): readonly number[] {
+    return this.opts.installs.majors;
+  }
+
+  /** The binaries' version (17.10); the major alone when they are not installed here. */
+  postgresVersion(major: number): string {
+    return this.opts.installs.has(major) ? this.opts.installs.versionOf(major) : String(major);
+  }
+
+  /** The binaries of the branch's major. */
+  installFor(ref: BranchRef): PgInstall {
+    if (!this.opts.installs.has(ref.pgVersion)) {
+      throw new ComputeStartError(`database "${ref.databaseId}" runs Postgres ${ref.pgVersion}, which is not installed on this host (installed: ${this.pgVersions.join(', ')})`);
+    }
+    return this.opts.installs.get(ref.pgVersion);
+  }
+
+  /** The data directory of a major's template (the first base backup of each of its databases). */
+  templatePgdata(major: number): string {
+    return path.join(this.layout.templateDir(this.opts.installs.versionOf(major)), 'pgdata');
+  }
+
+  /** A major's template data directory, made once per Postgres version. */
+  private ensureTemplate(install: PgInstall): Promise<string> {
+    let template = this.templates.get(install.major);
+    if (template) return template;
+    template = (async () => {
+      const pgdata = this.templatePgdata(install.major);
+      const dir = path.dirname(pgdata);
       if (fs.existsSync(path.join(dir, 'ready'))) return pgdata;
       this.opts.log.info({ dir }, 'initializing the compute template');
       fs.rmSync(dir, { recursive: true, force: true });
-      await initCluster(this.opts.install, this.opts.user, pgdata);
-      await this.compactTemplate(pgdata);
-      fs.writeFileSync(path.join(dir, 'ready'), `${this.opts.install.version}\n`);
+      await initCluster(install, this.opts.user, pgdata);
+      await this.compactTemplate(install, pgdata);
+      fs.writeFileSync(path.join(dir, 'ready'), `${install.version}\n`);
       return pgdata;
     })().catch((err) => {
-      this.template = undefined;
+      this.templates.delete(install.major);
       throw err;
     });
-    return this.template;
+    this.templates.set(install.major, template);
+    return template;
   }
 
   /**
    * Rewrites the catalogs of the template's databases compactly (initdb leaves them ~15% larger
    * than their rows need) and drops the WAL that took: every database and branch is a copy.
    */
-  private async compactTemplate(pgdata: string): Promise<void> {
-    const socketDir = this.layout.socketDir('template');
+  private async compactTemplate(install: PgInstall, pgdata: string): Promise<void> {
+    const socketDir = this.layout.socketDir(`template${install.major}`);
     const server = new PostgresServer({
-      install: this.opts.install, user: this.opts.user, pgdata, socketDir,
+      install, user: this.opts.user, pgdata, socketDir,
       logFile: path.join(path.dirname(pgdata), 'postgres.log'),
       settings: { wal_recycle: 'off', min_wal_size: '2MB', autovacuum: 'off' },
       startTimeoutMs: this.opts.startTimeoutMs,
@@ -168,6 +200,12 @@ export class LocalProvider implements Provider {
     return this.branchDir(ref);
   }
 
+  /** The major of a branch's data on this host (its PG_VERSION); undefined when it was never started here. */
+  dataPgVersion(region: string, databaseId: string, branchId: string): number | undefined {
+    const text = readText(path.join(this.layout.branchDir(region, databaseId, branchId), 'pgdata', 'PG_VERSION'));
+    return text === undefined ? undefined : Number(text);
+  }
+
   /** Writes the tenant spec the branch's compute applies at its next start. */
   writeSpec(ref: BranchRef): void {
     const dir = this.branchDir(ref);
@@ -192,7 +230,7 @@ export class LocalProvider implements Provider {
   async materialize(ref: BranchRef): Promise<string> {
     const pgdata = path.join(this.branchDir(ref), 'pgdata');
     if (fs.existsSync(path.join(pgdata, 'PG_VERSION'))) return pgdata;
-    const template = await this.ensureTemplate();
+    const template = await this.ensureTemplate(this.installFor(ref));
     const staging = `${pgdata}.tmp`;
     fs.rmSync(staging, { recursive: true, force: true });
     await execFileAsync('cp', ['-a', '--reflink=auto', template, staging]);
@@ -206,7 +244,8 @@ export class LocalProvider implements Provider {
   /** Postgres settings of a branch's compute; `archiveDir` is where its WAL is archived. */
   settings(ref: BranchRef, archiveDir = path.join(this.branchDir(ref), ARCHIVE_DIR)): Record<string, string | number> {
     const c = this.opts.compute;
-    return {
+    const ofMajor = SETTINGS_FROM_MAJOR.filter((s) => ref.pgVersion >= s.major).map((s) => s.settings);
+    return Object.assign({
       archive_mode: 'on',
       archive_command: archiveCommand(archiveDir),
       shared_buffers: c.sharedBuffers,
@@ -226,28 +265,34 @@ export class LocalProvider implements Provider {
       unix_socket_permissions: '0700',
       cluster_name: ref.branchId,
       log_line_prefix: '%m [%p] ',
-    };
+    }, ...ofMajor);
   }
 
   async start(ref: BranchRef): Promise<ComputeAddress> {
     const running = this.servers.get(ref.branchId);
     if (running?.running) return { kind: 'unix', socketPath: running.socketPath() };
     if (!fs.existsSync(path.join(this.branchDir(ref), SPEC_FILE))) await this.create(ref);
+    const install = this.installFor(ref);
     const user = this.userOf(ref);
     // The database's files become its user's: at its first start, and data an earlier pgfleet wrote as one shared user.
     giveTree(this.layout.databaseDir(ref.region, ref.databaseId), user);
     giveTree(this.branchDir(ref), user); // a branch made after the database's first start
     const pgdata = await this.materialize(ref);
+    const dataMajor = this.dataPgVersion(ref.region, ref.databaseId, ref.branchId);
+    if (dataMajor !== ref.pgVersion) {
+      throw new ComputeStartError(`the data of database "${ref.databaseId}" is of Postgres ${dataMajor}, but the catalog says ${ref.pgVersion}`);
+    }
     const dir = this.branchDir(ref);
     fs.rmSync(path.join(dir, HISTORY_END_FILE), { force: true });
     makeOwnedDir(path.join(dir, ARCHIVE_DIR), user);
     this.walAtStart.set(ref.branchId, checkpointPosition(pgdata));
     await this.cgroups.drain(ref.branchId);
     const server = new PostgresServer({
-      install: this.opts.install,
+      install,
       user,
       peerOnly: this.gatewayUser,
       pgdata,
+      peerRoles: this.storedSpec(ref).roles,
       socketDir: this.layout.socketDir(ref.branchId),
       logFile: path.join(dir, 'postgres.log'),
       settings: this.settings(ref),
@@ -277,13 +322,20 @@ export class LocalProvider implements Provider {
   /** The first start (and any start after a role change) creates what the tenant needs. */
   private async applySpecIfChanged(ref: BranchRef, server: PostgresServer): Promise<boolean> {
     const dir = this.branchDir(ref);
-    // The extension allowlist is the configuration's: a change of it re-applies the spec at the next start.
-    const spec = { ...(JSON.parse(readText(path.join(dir, SPEC_FILE)) ?? JSON.stringify(specOf(ref))) as TenantSpec), extensions: this.opts.compute.extensions };
+    // The extension allowlist is the configuration's, the major the binaries': a change of either re-applies the spec at the next start.
+    const spec: TenantSpec = { ...this.storedSpec(ref), extensions: this.opts.compute.extensions, pgVersion: server.opts.install.major };
     const wanted = JSON.stringify(spec);
     if (readText(path.join(dir, APPLIED_FILE)) === wanted) return false;
-    await applyTenantSpec(server.opts.socketDir, SOCKET_PORT, JSON.parse(wanted) as TenantSpec);
+    await applyTenantSpec(server.opts.socketDir, SOCKET_PORT, spec);
+    await server.admitRoles(spec.roles);
     fs.writeFileSync(path.join(dir, APPLIED_FILE), wanted);
     return true;
+  }
+
+  /** The tenant spec written for the branch (writeSpec), else the ref's. */
+  private storedSpec(ref: BranchRef): Omit<TenantSpec, 'extensions' | 'pgVersion'> {
+    const text = readText(path.join(this.branchDir(ref), SPEC_FILE));
+    return text === undefined ? specOf(ref) : JSON.parse(text);
   }
 
   private computeUnitsOf(ref: BranchRef): number {

@@ -8,21 +8,33 @@ export interface TenantSpec {
   roles: string[];
   /** Extensions a tenant may create (trusted ones only ever: tenants are not superusers). */
   extensions: string[];
+  /** The server's major: what CREATEROLE allows depends on it. */
+  pgVersion: number;
 }
+
+/**
+ * Before 16, CREATEROLE let a role grant itself any non-superuser role, pg_execute_server_program
+ * and pg_read_server_files included; from 16 it needs ADMIN OPTION on the role granted.
+ */
+const CREATEROLE_SAFE_FROM = 16;
 
 const ident = (name: string) => pg.escapeIdentifier(name);
 
 /**
  * Creates what is missing, as the admin superuser over the private socket. The owner is
- * never a superuser and gets none of the server-file or program roles; other roles inherit
+ * never a superuser and gets none of the server-file or program roles (nor, before Postgres 16,
+ * CREATEROLE, which could grant them); other roles inherit
  * the owner's rights, as on Neon where every role shares one set of privileges.
  */
 export async function applyTenantSpec(socketDir: string, port: number, spec: TenantSpec): Promise<void> {
   await asAdmin(socketDir, port, async (client) => {
     const { rows } = await client.query<{ rolname: string }>('SELECT rolname FROM pg_roles WHERE rolname = ANY($1)', [spec.roles.concat(spec.ownerRole)]);
     const existing = new Set(rows.map((r) => r.rolname));
+    const createRole = spec.pgVersion >= CREATEROLE_SAFE_FROM ? 'CREATEROLE' : 'NOCREATEROLE';
     if (!existing.has(spec.ownerRole)) {
-      await client.query(`CREATE ROLE ${ident(spec.ownerRole)} LOGIN NOSUPERUSER CREATEDB CREATEROLE NOREPLICATION NOBYPASSRLS`);
+      await client.query(`CREATE ROLE ${ident(spec.ownerRole)} LOGIN NOSUPERUSER CREATEDB ${createRole} NOREPLICATION NOBYPASSRLS`);
+    } else if (createRole === 'NOCREATEROLE') {
+      await client.query(`ALTER ROLE ${ident(spec.ownerRole)} NOCREATEROLE`);
     }
     for (const role of spec.roles) {
       if (role === spec.ownerRole || existing.has(role)) continue;

@@ -1,13 +1,14 @@
 import { ConsumptionHistoryGranularity, EndpointState, EndpointType, type Operation } from '@neondatabase/api-client';
 import type { Logger } from 'pino';
-import type { NeonRegionSettings } from '../../config-regions.ts';
+import { NEON_PG_VERSIONS, type NeonRegionSettings } from '../../config-regions.ts';
 import { ComputeStartError, ProviderError } from '../../errors.ts';
+import type { Branching } from '../../lifecycle/branching.ts';
 import type { SecretBox } from '../../secret-box.ts';
 import type { BranchRef, ComputeAddress, MeteredUsage, Provider, ProviderResource, ProviderState, UsageSample } from '../provider.ts';
 import { NeonApi, NeonApiError, type NeonResult, type RetryPolicy } from './neon-api.ts';
 import { findProjectNamed, listDatabaseProjects, readWriteEndpoint } from './project-lookup.ts';
 import { DEFAULT_NEON_WAKE, type NeonWake, neonQuota, neonSuspendTimeout } from './neon-settings.ts';
-import { type NeonState, neonPatch, neonStateOf, passwordContext, requireNeonState } from './neon-state.ts';
+import { type NeonBranchState, type NeonState, isChildBranch, neonPatch, neonStateOf, passwordContext, requireNeonState } from './neon-state.ts';
 import { waitForOperations } from './operations.ts';
 
 export interface NeonProviderOptions {
@@ -45,31 +46,44 @@ const CONSUMPTION_METRICS = {
 
 const HOUR = 3_600_000;
 
+/** The longest history Neon keeps (its API's limit of history_retention_seconds). */
+export const NEON_MAX_RETENTION_SECONDS = 2_592_000;
+
 /** A database's compute units as a fixed Neon autoscaling range; none named = Neon's own default. */
-const neonComputeSize = (ref: BranchRef) =>
+export const neonComputeSize = (ref: BranchRef) =>
   ref.computeUnits === null ? {} : { autoscaling_limit_min_cu: ref.computeUnits, autoscaling_limit_max_cu: ref.computeUnits };
 
 /**
- * One Neon project per database: created with the database's region, Postgres version,
+ * One Neon project per database: created with the database's region, Postgres major,
  * suspend timeout and quotas; woken by starting its endpoint; deleted with the project.
  * Role passwords come from Neon and are kept only sealed. The proxy reaches the endpoint
  * host over TLS (SNI, verified) and authenticates with SCRAM as the role.
  */
 export class NeonProvider implements Provider {
   readonly name = 'neon';
-  readonly postgresVersion: string;
+  readonly pgVersions = NEON_PG_VERSIONS;
+  readonly rootDeletesAll = true;
   readonly api: NeonApi;
+  /** Neon's branches (src/lifecycle/neon-branching.ts), set by the gateway once the catalog is open. */
+  branching?: Branching;
   private readonly running = new Set<string>();
+  /** Per branch: its role passwords as last opened, and the sealed text they were opened from. */
+  private readonly opened = new Map<string, { sealed: string; passwords: ReadonlyMap<string, string> }>();
 
   constructor(private readonly opts: NeonProviderOptions) {
-    this.postgresVersion = String(opts.region.pgVersion);
     this.api = new NeonApi({
       apiKey: opts.region.apiKey, baseUrl: opts.region.apiHost, retry: opts.retry, log: opts.log,
       maxConcurrency: opts.maxConcurrency, requestTimeoutMs: opts.requestTimeoutMs,
     });
   }
 
-  private deadline(): number {
+  /** Neon's API tells the major of a project, not its minor. */
+  postgresVersion(major: number): string {
+    return String(major);
+  }
+
+  /** When an operation started now must be done. */
+  deadline(): number {
     return Date.now() + this.opts.operationTimeoutMs;
   }
 
@@ -77,7 +91,8 @@ export class NeonProvider implements Provider {
     return this.opts.box.seal(password, passwordContext(projectId, role));
   }
 
-  private wait(s: { projectId: string }, operations: Operation[], deadline: number, what: string, error?: (m: string) => Error): Promise<void> {
+  /** Resolves once Neon has finished the operations (rejects when one fails or the deadline passes). */
+  wait(s: { projectId: string }, operations: Operation[], deadline: number, what: string, error?: (m: string) => Error): Promise<void> {
     return waitForOperations(this.api, s.projectId, operations, { deadline, what, error });
   }
 
@@ -103,7 +118,7 @@ export class NeonProvider implements Provider {
           project: {
             name: ref.databaseId,
             region_id: region.regionId,
-            pg_version: region.pgVersion,
+            pg_version: ref.pgVersion,
             ...(region.orgId ? { org_id: region.orgId } : {}),
             default_endpoint_settings: { suspend_timeout_seconds: neonSuspendTimeout(ref.suspendTimeoutSeconds), ...neonComputeSize(ref) },
             settings: { quota: neonQuota(ref.quotas) },
@@ -137,7 +152,7 @@ export class NeonProvider implements Provider {
         if (!Object.hasOwn(state.passwords, role)) state.passwords[role] = await this.createRole(state, role, deadline);
       }
       // Neon starts a new project's compute; pgfleet's compute manager sees it as suspended until its first wake.
-      return neonPatch(state);
+      return neonPatch(ref, state);
     } catch (err) {
       await this.api.call('deleteProject', [projectId]).catch((e: Error) => this.opts.log.error({ project: projectId, err: e.message }, 'could not delete the Neon project of a failed create'));
       throw err;
@@ -148,21 +163,31 @@ export class NeonProvider implements Provider {
   private async adopt(ref: BranchRef, projectId: string, deadline: number): Promise<ProviderState> {
     const endpoint = await readWriteEndpoint(this.api, projectId, deadline);
     if (!endpoint) throw new ProviderError(`Neon project ${projectId} of database ${ref.databaseId} has no read-write endpoint`);
-    // Role names are the tenant's (`__proto__` included): a prototype-free object.
-    const state: NeonState = { projectId, branchId: endpoint.branchId, endpointId: endpoint.id, host: endpoint.host, passwords: Object.create(null) };
-    for (const role of ref.roles) {
-      try {
-        const { password } = await this.api.call('getProjectBranchRolePassword', [projectId, endpoint.branchId, role], deadline);
-        state.passwords[role] = this.seal(projectId, role, password);
-      } catch (err) {
-        if (!(err instanceof NeonApiError && err.status === 404)) throw err;
-        state.passwords[role] = await this.createRole(state, role, deadline);
-      }
-    }
-    return neonPatch(state);
+    const state: NeonState = { projectId, branchId: endpoint.branchId, endpointId: endpoint.id, host: endpoint.host, passwords: {} };
+    state.passwords = await this.rolePasswords(state, ref.roles, deadline);
+    return neonPatch(ref, state);
   }
 
-  /** The suspend timeout (project default and the endpoint itself) and quotas at Neon, once Neon has applied them. */
+  /** The Neon password of each role on the Neon branch `s` names, sealed; a role Neon lacks there is created. */
+  async rolePasswords(s: { projectId: string; branchId: string }, roles: string[], deadline: number): Promise<Record<string, string>> {
+    // Role names are the tenant's (`__proto__` included): a prototype-free object.
+    const passwords: Record<string, string> = Object.create(null);
+    for (const role of roles) {
+      try {
+        const { password } = await this.api.call('getProjectBranchRolePassword', [s.projectId, s.branchId, role], deadline);
+        passwords[role] = this.seal(s.projectId, role, password);
+      } catch (err) {
+        if (!(err instanceof NeonApiError && err.status === 404)) throw err;
+        passwords[role] = await this.createRole(s, role, deadline);
+      }
+    }
+    return passwords;
+  }
+
+  /**
+   * The suspend timeout (project default and each branch's endpoint) and quotas at Neon, once Neon
+   * has applied them.
+   */
   async updateSettings(ref: BranchRef): Promise<void> {
     const s = requireNeonState(ref);
     const deadline = this.deadline();
@@ -171,8 +196,21 @@ export class NeonProvider implements Provider {
       project: { default_endpoint_settings: { suspend_timeout_seconds: suspend }, settings: { quota: neonQuota(ref.quotas) } },
     }], deadline);
     await this.wait(s, project.operations, deadline, `updating Neon project ${s.projectId}`);
-    const endpoint = await this.api.call('updateProjectEndpoint', [s.projectId, s.endpointId, { endpoint: { suspend_timeout_seconds: suspend, ...neonComputeSize(ref) } }], deadline);
-    await this.wait(s, endpoint.operations, deadline, `updating Neon endpoint ${s.endpointId}`);
+    const { endpoints } = await this.api.call('listProjectEndpoints', [s.projectId], deadline);
+    for (const e of endpoints.filter((x) => x.type === EndpointType.ReadWrite)) {
+      const endpoint = await this.api.call('updateProjectEndpoint', [s.projectId, e.id, { endpoint: { suspend_timeout_seconds: suspend, ...neonComputeSize(ref) } }], deadline);
+      await this.wait(s, endpoint.operations, deadline, `updating Neon endpoint ${e.id}`);
+    }
+  }
+
+  /** Sets the history retention of the project (Neon keeps at most NEON_MAX_RETENTION_SECONDS); returns what it was set to. */
+  async setHistoryRetention(ref: BranchRef, seconds: number): Promise<number> {
+    const s = requireNeonState(ref);
+    const deadline = this.deadline();
+    const kept = Math.min(seconds, NEON_MAX_RETENTION_SECONDS);
+    const r = await this.api.call('updateProject', [s.projectId, { project: { history_retention_seconds: kept } }], deadline);
+    await this.wait(s, r.operations, deadline, `setting the history retention of Neon project ${s.projectId}`);
+    return kept;
   }
 
   /** The projects of this region pgfleet made (named after a database). */
@@ -205,7 +243,7 @@ export class NeonProvider implements Provider {
     }
   }
 
-  private async createRole(s: NeonState, role: string, deadline: number): Promise<string> {
+  private async createRole(s: { projectId: string; branchId: string }, role: string, deadline: number): Promise<string> {
     const r = await this.api.call('createProjectBranchRole', [s.projectId, s.branchId, { role: { name: role } }], deadline);
     if (!r.role.password) throw new ProviderError(`Neon created role ${role} in project ${s.projectId} without a password`);
     const sealed = this.seal(s.projectId, role, r.role.password);
@@ -226,33 +264,77 @@ export class NeonProvider implements Provider {
       }
       host = endpoint.host;
     }
+    this.running.add(ref.branchId);
+    return { kind: 'tcp', host, port: this.opts.port, servername: host, ...(this.opts.ca ? { ca: this.opts.ca } : {}), passwords: this.passwordsOf(ref.branchId, s) };
+  }
+
+  /** A running endpoint's address with the passwords the catalog keeps now (a role added, a password rotated). */
+  addressFor(ref: BranchRef, running: ComputeAddress): ComputeAddress {
+    const s = neonStateOf(ref);
+    if (running.kind !== 'tcp' || !s) return running;
+    const passwords = this.passwordsOf(ref.branchId, s);
+    return passwords === running.passwords ? running : { ...running, passwords };
+  }
+
+  /** The role passwords of a branch, opened; opened again only when the sealed ones changed. */
+  private passwordsOf(branchId: string, s: NeonState): ReadonlyMap<string, string> {
+    const sealed = JSON.stringify(s.passwords);
+    const known = this.opened.get(branchId);
+    if (known?.sealed === sealed) return known.passwords;
     const passwords = new Map<string, string>();
-    for (const [role, sealed] of Object.entries(s.passwords)) {
+    for (const [role, box] of Object.entries(s.passwords)) {
       try {
-        passwords.set(role, this.opts.box.open(sealed, passwordContext(s.projectId, role)));
+        passwords.set(role, this.opts.box.open(box, passwordContext(s.projectId, role)));
       } catch (err) {
         throw new ProviderError(`the kept Neon password of role ${role} (project ${s.projectId}) cannot be opened: ${(err as Error).message}`);
       }
     }
-    this.running.add(ref.branchId);
-    return { kind: 'tcp', host, port: this.opts.port, servername: host, ...(this.opts.ca ? { ca: this.opts.ca } : {}), passwords };
+    this.opened.set(branchId, { sealed, passwords });
+    return passwords;
   }
 
   async stop(ref: BranchRef): Promise<void> {
     const s = neonStateOf(ref);
     this.running.delete(ref.branchId);
+    this.opened.delete(ref.branchId);
     if (!s) return;
     const deadline = this.deadline();
     const r = await this.api.call('suspendProjectEndpoint', [s.projectId, s.endpointId], deadline);
     await this.wait(s, r.operations, deadline, `suspending Neon endpoint ${s.endpointId}`);
   }
 
-  /** Deletes the project with its branches, endpoints and data; a project already gone is fine. */
+  /**
+   * The root branch: deletes the project with its branches, endpoints and data. Another branch:
+   * deletes its Neon branch (with its endpoint), found by its name when pgfleet never kept its id
+   * (a creation cut short). Either already gone is fine.
+   */
   async delete(ref: BranchRef): Promise<void> {
-    const s = neonStateOf(ref);
     this.running.delete(ref.branchId);
-    if (!s) return;
-    await this.deleteProject(s.projectId);
+    this.opened.delete(ref.branchId);
+    if (!isChildBranch(ref)) {
+      const s = neonStateOf(ref);
+      if (s) await this.deleteProject(s.projectId);
+      return;
+    }
+    const project = ref.providerState.neon as NeonState | undefined;
+    if (!project) return;
+    const deadline = this.deadline();
+    const own = (ref.providerState.neonBranch as Partial<NeonBranchState> | undefined)?.branchId;
+    const ids = own ? [own] : await this.branchesNamed(project.projectId, ref.branchId, deadline);
+    for (const id of ids) {
+      try {
+        const r = await this.api.call('deleteProjectBranch', [{ projectId: project.projectId, branchId: id }], deadline);
+        await this.wait(project, r.operations, deadline, `deleting Neon branch ${id}`);
+      } catch (err) {
+        if (!(err instanceof NeonApiError && err.status === 404)) throw err;
+      }
+    }
+  }
+
+  /** The ids of the project's Neon branches named `name` (pgfleet names each after its own branch id). */
+  async branchesNamed(projectId: string, name: string, deadline: number): Promise<string[]> {
+    const { branches } = await this.api.call('listProjectBranches', [{ projectId, search: name }], deadline);
+    return branches.filter((b) => b.name === name).map((b) => b.id);
   }
 
   /** Creates at Neon the roles pgfleet has and Neon lacks; Neon applies them to the compute itself. */
@@ -264,7 +346,7 @@ export class NeonProvider implements Provider {
     for (const role of ref.roles) {
       if (!Object.hasOwn(s.passwords, role)) passwords[role] = await this.createRole(s, role, deadline);
     }
-    return Object.keys(passwords).length ? neonPatch({ passwords }) : {};
+    return Object.keys(passwords).length ? neonPatch(ref, { passwords }) : {};
   }
 
   /** A new Neon password for the role, in effect once Neon's operations finish. */
@@ -275,7 +357,7 @@ export class NeonProvider implements Provider {
     if (!r.role.password) throw new ProviderError(`Neon reset the password of role ${role} in project ${s.projectId} without returning it`);
     const sealed = this.seal(s.projectId, role, r.role.password);
     await this.wait(s, r.operations, deadline, `resetting the password of role ${role} in Neon project ${s.projectId}`);
-    return neonPatch({ passwords: { [role]: sealed } });
+    return neonPatch(ref, { passwords: { [role]: sealed } });
   }
 
   /** Hourly usage from Neon's consumption API, as pgfleet's metrics. */
