@@ -1,29 +1,58 @@
 /**
  * pgbench -S (16, 64, 256 clients, 1 client) and -S -C through pgfleet's proxy, direct to the
- * compute, and through PgBouncer in session mode, all in one run against the same compute.
+ * compute, and through PgBouncer in session mode, all in one run against the same compute; then
+ * memory per idle authenticated session beside PgBouncer's.
  *
  *   npx tsx bench/proxy.ts      (BENCH_SECONDS=5 per run, BENCH_ROUNDS=3 rounds; medians are printed)
+ *   BENCH_MODES=16,-C          only the modes whose names contain one of these
+ *   BENCH_IDLE_SESSIONS=200    idle sessions held open for the memory figure
  *   BENCH_PROFILE=1 npx tsx bench/proxy.ts   also writes proxy-<mode>.cpuprofile (the gateway's CPU
  *                                            during the first pgfleet run of each mode; open in Chrome
  *                                            DevTools) and prints the functions with the most self time
  *
- * pgfleet and PgBouncer both take TLS (sslmode=require) and SCRAM from pgbench over TCP and
- * reach the compute over its Unix socket; "direct" is pgbench on that Unix socket. Targets take
- * turns within each round, so that load from elsewhere on the host falls on all of them alike.
- * CPU per transaction of each proxy process shows where its time goes. A second pgfleet listener
- * with metering off (no usage, no quota checks) on the same core gives the cost of metering.
+ * pgfleet and PgBouncer both take TLS (sslmode=require, the same certificate and key: ECDSA P-256,
+ * TLS 1.3, X25519, two session tickets each) and SCRAM from pgbench over TCP and reach the compute
+ * over its Unix socket; "direct" is pgbench on that Unix socket. Targets take turns within each
+ * round, so that load from elsewhere on the host falls on all of them alike. CPU per transaction
+ * of each proxy process (user + system, all threads) shows where its time goes. A second pgfleet
+ * listener with metering off (no usage, no quota checks) on the same core gives the cost of
+ * metering. Memory: N node-postgres sessions held open by another process, each after one query
+ * (so PgBouncer's session pool gave it a server); pgfleet's heap + external after a full GC and
+ * its RSS, PgBouncer's RSS (its pooled server connections stay between rounds, so its figure is
+ * the client side only).
  *
- * Where the time goes (BENCH_PROFILE=1, 2 cores, load average 3.6, 2026-11-24):
- *  - relay, -S 16 clients: 59% of the gateway's samples are in `writeBuffer` (native: the TLS
- *    record is encrypted and written in the same call, one per chunk relayed), 31% idle, GC 1.6%;
- *    pgfleet's own JavaScript (relay, metering) is under 1%. What is left to win is fewer, larger
- *    TLS records and writes per round trip, not less JavaScript.
- *  - connect, -S -C 4 clients: the gateway is idle 61% of the time; the rest is spread over TLS
- *    writes (14%), connect/writev syscalls and small JavaScript frames. Each pgfleet connection
- *    starts a new backend on the compute (fork + authentication) where PgBouncer in session mode
- *    hands the client a server connection it already holds: its "-C" rate is TLS + SCRAM only.
- *    Closing that gap needs warm backends kept per (branch, role, database), reset between
- *    clients as PgBouncer's server_reset_query does; not built yet.
+ * Where the time went before (main at cf69944; BENCH_PROFILE=1, perf with --perf-prof, strace,
+ * /proc; 2 cores, load average 4-30):
+ *  - relay, -S 16 clients: the V8 profile's 52-59% in `writeBuffer` is wall time inside the native
+ *    write (the kernel delivers on loopback in the writer's context and the woken reader often
+ *    takes the core), not JavaScript. Both proxies make exactly 2 reads and 2 writes per
+ *    transaction (one chunk each way: nothing to coalesce); the difference is user time per
+ *    transaction, 23 µs for pgfleet against 6.5 µs for PgBouncer, with system time the same
+ *    (17 µs). A bare Node TLS relay (net + TLSSocket, 'data' → write, nothing else) costs 17-20 µs
+ *    user: pgfleet's own JavaScript is 3-6 µs of it. An `onread` static buffer on the compute's
+ *    socket saved nothing measurable.
+ *  - connect, -S -C: per connection, a catalog query for the route (pg-pool, row parsing, and the
+ *    catalog's own CPU), a backend fork and start-up on the compute, ~9 writes, and Node's cost
+ *    per event-loop turn, which -C pays cold (pgbench's PBKDF2 runs in between).
+ * After (this branch): routes, verifiers and quotas come from memory (src/catalog/route-cache.ts:
+ *  zero catalog statements per connection to a known endpoint), warm backends replace the fork
+ *  (proxy/warm-backends.ts; 99.5% of -C connections get one), SASLFinal and AuthenticationOk
+ *  (with the whole startup answer, warm) go in one write. Gateway CPU per -C connection 2188 →
+ *  1653 µs (median of 3 runs; PgBouncer 728). Per connection (-c 1): TLS handshake to startup
+ *  packet 770 µs, SCRAM's two round trips 450 µs, the query and goodbye 300 µs, teardown and
+ *  the DISCARD ALL reset 190 µs, the rest 200 µs. A Node server that answers pgbench itself after
+ *  TLS, with no SCRAM and no compute, costs 670-770 µs per connection: as much as PgBouncer's
+ *  whole connection (620-770 µs). What is left is Node's per-turn cost, not pgfleet's work: the
+ *  take-time probe of a warm backend (STARTUP_PROBE, one round trip, ~0.18 ms of compute CPU) is
+ *  within the noise of the -C rate.
+ *  - large results (not a goal here): a 23 MB result costs pgfleet 64-84 ms of user CPU against
+ *    PgBouncer's 20 and a bare Node relay's 24-34: major GCs, as each read's Buffer is external
+ *    memory and the gateway's heap (~20 MB) is marked each time.
+ *  - more cores: one Node process relays at most ~1 / 41 µs ≈ 24k transactions/s and accepts
+ *    ~600 TLS + SCRAM connections/s; PgBouncer, single-threaded too, ~32k and ~1,400. On this
+ *    2-core host a second relay process (node:cluster) made no measurable difference at 256
+ *    clients (pgbench and the backends hold the cores); on 16 cores pgfleet would need proxy
+ *    processes sharing the port beside the one that owns the computes: not built.
  */
 import fs from 'node:fs';
 import { Session } from 'node:inspector/promises';
