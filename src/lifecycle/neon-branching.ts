@@ -1,4 +1,4 @@
-import { EndpointType, type Operation } from '@neondatabase/api-client';
+import { EndpointType } from '@neondatabase/api-client';
 import type { Logger } from 'pino';
 import type { Catalog } from '../catalog/catalog.ts';
 import { branchRefOf, routeByBranch } from '../catalog/routes.ts';
@@ -39,10 +39,6 @@ export class NeonBranching implements Branching {
     private readonly log: Logger,
   ) {}
 
-  private wait(s: NeonState, operations: Operation[], deadline: number, what: string): Promise<void> {
-    return this.neon.wait(s, operations, deadline, what);
-  }
-
   async earliest(ref: BranchRef, retentionSeconds: number): Promise<Date | undefined> {
     if (retentionSeconds === 0) return undefined;
     const s = requireNeonState(ref);
@@ -71,7 +67,7 @@ export class NeonBranching implements Branching {
       return neonPatch(child, own);
     }
     try {
-      await this.wait(s, created.operations, deadline, `creating Neon branch ${created.branch.id}`);
+      await this.neon.wait(s, created.operations, deadline, `creating Neon branch ${created.branch.id}`);
       const endpoint = created.endpoints.find((e) => e.type === EndpointType.ReadWrite);
       if (!endpoint) throw new ProviderError(`Neon made branch ${created.branch.id} without a read-write endpoint`);
       return neonPatch(child, await this.ownState(s.projectId, created.branch.id, endpoint, child, deadline));
@@ -101,7 +97,7 @@ export class NeonBranching implements Branching {
       const made = await this.neon.api.call('createProjectEndpoint', [project.projectId, {
         endpoint: { branch_id: branchId, type: EndpointType.ReadWrite, suspend_timeout_seconds: neonSuspendTimeout(ref.suspendTimeoutSeconds), ...neonComputeSize(ref) },
       }], deadline);
-      await this.wait(project, made.operations, deadline, `creating an endpoint for Neon branch ${branchId}`);
+      await this.neon.wait(project, made.operations, deadline, `creating an endpoint for Neon branch ${branchId}`);
       endpoint = made.endpoint;
     }
     return this.ownState(project.projectId, branchId, endpoint, ref, deadline);
@@ -118,7 +114,7 @@ export class NeonBranching implements Branching {
     const r = await this.neon.api.call('restoreProjectBranch', [s.projectId, s.branchId, {
       source_branch_id: s.branchId, ...sourcePoint(at), preserve_under_name: before.branchId,
     }], deadline);
-    await this.wait(s, r.operations, deadline, `restoring Neon branch ${s.branchId}`);
+    await this.neon.wait(s, r.operations, deadline, `restoring Neon branch ${s.branchId}`);
     const kept = await this.adopt(before, s, deadline);
     if (!kept) throw new ProviderError(`Neon restored branch ${s.branchId} but kept no branch named ${before.branchId}`);
     await this.catalog.tx(async (tx) => {
@@ -140,7 +136,7 @@ export class NeonBranching implements Branching {
     const r = await this.neon.api.call('restoreProjectBranch', [s.projectId, s.branchId, {
       source_branch_id: requireNeonState(parent).branchId, ...(rows.length ? { preserve_under_name: resetName(ref.branchId) } : {}),
     }], deadline);
-    await this.wait(s, r.operations, deadline, `resetting Neon branch ${s.branchId}`);
+    await this.neon.wait(s, r.operations, deadline, `resetting Neon branch ${s.branchId}`);
     await this.catalog.tx((tx) => commit(tx));
   }
 

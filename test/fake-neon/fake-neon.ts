@@ -586,6 +586,11 @@ export class FakeNeon {
     return { dir: b.dir, end: this.historyEnds.get(b.id), running: false };
   }
 
+  /** historySource in the branch's turn (after the work on it already under way). */
+  private historyNow(p: FakeProject, b: FakeBranch): Promise<HistorySource> {
+    return new Promise((resolve, reject) => void this.serialized(b, () => this.historySource(p, b).then(resolve, reject)));
+  }
+
   /** A moment of a branch's history, checked as Neon checks it: inside the project's retention, not ahead of now. */
   private pointIn(p: FakeProject, b: FakeBranch, lsn: string | undefined, timestamp: string | undefined): PointInTime | undefined {
     if (lsn !== undefined && timestamp !== undefined) throw refused(400, 'specify either an LSN or a timestamp, not both');
@@ -610,7 +615,7 @@ export class FakeNeon {
     });
     const build = this.serialized(b, async () => {
       if (this.options.computes === false) return;
-      const source = await new Promise<HistorySource>((resolve, reject) => void this.serialized(parent, () => this.historySource(p, parent).then(resolve, reject)));
+      const source = await this.historyNow(p, parent);
       await buildFrom(this.install, this.user, source, b.dir, at);
     });
     const ops = [this.operation(p, 'create_branch', () => build, { branchId: b.id })];
@@ -680,7 +685,7 @@ export class FakeNeon {
       }
       this.historyEnds.delete(b.id);
       const from = source === b ? { dir: preserved!.dir, end: this.historyEnds.get(preserved!.id), running: false }
-        : await new Promise<HistorySource>((resolve, reject) => void this.serialized(source, () => this.historySource(p, source).then(resolve, reject)));
+        : await this.historyNow(p, source);
       await buildFrom(this.install, this.user, from, b.dir, at);
     });
     const done = work();

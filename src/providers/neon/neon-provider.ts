@@ -68,7 +68,7 @@ export class NeonProvider implements Provider {
   branching?: Branching;
   private readonly running = new Set<string>();
   /** Per branch: its role passwords as last opened, and the sealed text they were opened from. */
-  private readonly opened = new Map<string, { sealed: string; passwords: ReadonlyMap<string, string> }>();
+  private readonly opened = new Map<string, { source: Record<string, string>; sealed: string; passwords: ReadonlyMap<string, string> }>();
 
   constructor(private readonly opts: NeonProviderOptions) {
     this.api = new NeonApi({
@@ -276,11 +276,18 @@ export class NeonProvider implements Provider {
     return passwords === running.passwords ? running : { ...running, passwords };
   }
 
-  /** The role passwords of a branch, opened; opened again only when the sealed ones changed. */
+  /**
+   * The role passwords of a branch, opened; opened again only when the sealed ones changed. A route
+   * from memory hands the same object each time, so the common case compares no text.
+   */
   private passwordsOf(branchId: string, s: NeonState): ReadonlyMap<string, string> {
-    const sealed = JSON.stringify(s.passwords);
     const known = this.opened.get(branchId);
-    if (known?.sealed === sealed) return known.passwords;
+    if (known?.source === s.passwords) return known.passwords;
+    const sealed = JSON.stringify(s.passwords);
+    if (known?.sealed === sealed) {
+      known.source = s.passwords;
+      return known.passwords;
+    }
     const passwords = new Map<string, string>();
     for (const [role, box] of Object.entries(s.passwords)) {
       try {
@@ -289,7 +296,7 @@ export class NeonProvider implements Provider {
         throw new ProviderError(`the kept Neon password of role ${role} (project ${s.projectId}) cannot be opened: ${(err as Error).message}`);
       }
     }
-    this.opened.set(branchId, { sealed, passwords });
+    this.opened.set(branchId, { source: s.passwords, sealed, passwords });
     return passwords;
   }
 
