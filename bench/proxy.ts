@@ -7,7 +7,7 @@
  *   BENCH_MODES=16,-C          only the modes whose names contain one of these
  *   BENCH_IDLE_SESSIONS=200    idle sessions held open for the memory figure
  *   BENCH_PROFILE=1 npx tsx bench/proxy.ts   also writes proxy-<mode>.cpuprofile (the gateway's CPU
- *                                            during the first pgfleet run of each mode; open in Chrome
+ *                                            during the last pgfleet run of each mode, warmed up; open in Chrome
  *                                            DevTools) and prints the functions with the most self time
  *
  * pgfleet and PgBouncer both take TLS (sslmode=require, the same certificate and key: ECDSA P-256,
@@ -63,13 +63,16 @@ import { routeByEndpoint } from '../src/catalog/routes.ts';
 import { loadConfig } from '../src/config.ts';
 import { startCore } from '../src/gateway.ts';
 import { createLogger } from '../src/log.ts';
+import { loadTlsIdentity } from '../proxy/tls-certs.ts';
 import { type BaselinePgBouncer, startPgBouncer } from './baseline-access.ts';
+import { type NodeRelay, startNodeRelay } from './node-relay.ts';
 import { gatewayMemory, holdIdleClients, release, rssOf } from './idle-sessions.ts';
 import { execFileAsync } from '../test/proxy-helpers.ts';
 import { percentile } from './stats.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 2);
 const IDLE_SESSIONS = Number(process.env.BENCH_IDLE_SESSIONS ?? 200);
 
 interface Result { tps: number; latencyMs: number; cpuUsPerTx: number | undefined; load: number }
@@ -80,9 +83,9 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
 }
 
-async function pgbench(conninfo: string, args: string[], env: Record<string, string>, cpuOf: (() => number) | undefined): Promise<Result> {
+async function pgbench(conninfo: string, args: string[], env: Record<string, string>, cpuOf: (() => number) | undefined, seconds = SECONDS): Promise<Result> {
   const cpu0 = cpuOf?.();
-  const { stdout } = await execFileAsync('pgbench', [...args, '-T', String(SECONDS), '-n', conninfo], {
+  const { stdout } = await execFileAsync('pgbench', [...args, '-T', String(seconds), '-n', conninfo], {
     env: { ...process.env, ...env }, maxBuffer: 16 * 1024 * 1024,
   });
   const tps = Number(/tps = ([\d.]+)/.exec(stdout)?.[1]);
@@ -140,6 +143,7 @@ const authLimits = { perAddress: 1e9, slowTargetAfter: 1e9 };
 const proxy = await startProxy(core, { authLimits });
 const unmetered = await startProxy(core, { authLimits, port: 0, metering: false });
 let bouncer: BaselinePgBouncer | undefined;
+let nodeRelay: NodeRelay | undefined;
 try {
   await core.catalog.query(`INSERT INTO partners (id, name) VALUES ('bench', 'bench')`);
   const { database, password } = await core.databases.create({ partnerId: 'bench', userId: 'bench-user' });
@@ -154,12 +158,15 @@ try {
     settings: ['pool_mode = session', 'max_client_conn = 600', 'default_pool_size = 300'],
   });
   const bport = bouncer.port;
+  const identity = await loadTlsIdentity({ dataDir: config.dataDir, domain: config.domain });
+  nodeRelay = await startNodeRelay({ cert: identity.cert, key: identity.key, socketPath: lease.address.socketPath });
 
   const targets = {
     direct: `host=${socketDir} port=5432 user=${role} dbname=${database.databaseName}`,
     pgfleet: `host=${database.endpointId}.${config.domain} hostaddr=127.0.0.1 port=${proxy.port} user=${role} dbname=${database.databaseName} sslmode=require`,
     pgbouncer: `host=127.0.0.1 port=${bport} user=${role} dbname=${database.databaseName} sslmode=require`,
     'pgfleet, metering off': `host=${database.endpointId}.${config.domain} hostaddr=127.0.0.1 port=${unmetered.port} user=${role} dbname=${database.databaseName} sslmode=require`,
+    'bare Node TLS relay': `host=127.0.0.1 port=${nodeRelay.port} user=${role} dbname=${database.databaseName} sslmode=require`,
   };
   const env = { PGPASSWORD: password };
   await execFileAsync('pgbench', ['-i', '-s', '10', '-q', targets.direct]);
@@ -196,18 +203,21 @@ try {
     '-S -C, 4 clients': ['-S', '-C', '-c', '4', '-j', '2'],
   };
   const self = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
-  const cpuOf: Record<string, (() => number) | undefined> = { direct: undefined, pgfleet: self, pgbouncer: () => cpuSeconds(bouncer!.process.pid!), 'pgfleet, metering off': self };
+  const cpuOf: Record<string, (() => number) | undefined> = { direct: undefined, pgfleet: self, pgbouncer: () => cpuSeconds(bouncer!.process.pid!), 'pgfleet, metering off': self, 'bare Node TLS relay': self };
   const results: Record<string, Record<string, Result>> = {};
   const only = process.env.BENCH_MODES?.split(',');
   for (const [mode, args] of Object.entries(modes)) {
     if (only && !only.some((m) => mode.includes(m))) continue;
     const runs: Record<string, Result[]> = {};
+    // A short uncounted run of each target first: V8 compiles the connect path's functions only after
+    // a few thousand connections, which a long-running gateway is long past.
+    if (WARMUP_SECONDS > 0) for (const conninfo of Object.values(targets)) await pgbench(conninfo, args, env, undefined, WARMUP_SECONDS);
     for (let round = 0; round < ROUNDS; round++) {
       for (const [name, conninfo] of Object.entries(targets)) {
         const run = () => pgbench(conninfo, args, env, cpuOf[name]).catch((err: Error) => {
           throw new Error(`${name}, ${mode}: ${err.message}`);
         });
-        (runs[name] ??= []).push(await (PROFILE && round === 0 && name === 'pgfleet' ? profiled(mode, run) : run()));
+        (runs[name] ??= []).push(await (PROFILE && round === ROUNDS - 1 && name === 'pgfleet' ? profiled(mode, run) : run()));
       }
     }
     results[mode] = Object.fromEntries(Object.entries(runs).map(([name, rs]) => [name, medianResult(rs)]));
@@ -242,11 +252,17 @@ try {
     console.log(`goal -C: pgfleet ${f.tps.toFixed(0)} ≥ PgBouncer ${b.tps.toFixed(0)} connections/s: ${verdict(f.tps >= b.tps)}; ` +
       `CPU per connection ${f.cpuUsPerTx!.toFixed(0)} µs = ${(f.cpuUsPerTx! / b.cpuUsPerTx!).toFixed(2)}× PgBouncer's ${b.cpuUsPerTx!.toFixed(0)} (goal ≤ 1.5×): ${verdict(f.cpuUsPerTx! <= 1.5 * b.cpuUsPerTx!)}`);
   }
+  // What Node's TLS and stream layers cost alone (the bare relay), against PgBouncer and under pgfleet.
+  for (const [mode, byTarget] of Object.entries(results)) {
+    const [f, b, n] = [byTarget.pgfleet!.cpuUsPerTx!, byTarget.pgbouncer!.cpuUsPerTx!, byTarget['bare Node TLS relay']!.cpuUsPerTx!];
+    console.log(`floor, ${mode}: bare Node TLS relay ${n.toFixed(0)} µs = ${(n / b).toFixed(2)}× PgBouncer's ${b.toFixed(0)}; pgfleet ${f.toFixed(0)} = ${(f / n).toFixed(2)}× the bare relay`);
+  }
   const kb = (xs: number[]) => (median(xs) / 1024).toFixed(1);
   console.log(`memory per idle authenticated session (${IDLE_SESSIONS} sessions, medians of ${ROUNDS}): pgfleet heap+external ${kb(memory.heap)} kB, ` +
     `RSS ${kb(memory.rss)} kB; PgBouncer RSS ${kb(memory.bouncerRss)} kB`);
 } finally {
   bouncer?.process.kill('SIGTERM');
+  await nodeRelay?.close();
   await proxy.close();
   await unmetered.close();
   await core.stop();
