@@ -47,6 +47,8 @@ export interface ConnectionContext extends HandshakeOptions {
   pooler: Pooler;
   /** Backends of direct sessions kept for the next client of the same startup. */
   warm: WarmBackends;
+  /** Client connections of one database whose quota max_client_connections is unset. */
+  databaseMaxClientConnections: number;
 }
 
 const JWT_NEEDS_OPTION =
@@ -182,14 +184,15 @@ export async function serveConnection(raw: Duplex, clientAddress: string, ctx: C
 }
 
 /**
- * Quotas, then the session counts against max_connections (from before the compute is acquired,
- * so sessions waiting for a wake count); returns what ends that count, when this listener meters.
+ * Quotas, then the session counts against the database's connection caps (direct, pooled,
+ * WebSocket and HTTP alike, from before the compute is acquired, so sessions waiting for a wake
+ * count); returns what ends that count, when this listener meters.
  */
 export async function admit(route: BranchRoute, ctx: ConnectionContext): Promise<(() => void) | undefined> {
   if (!ctx.metering) return undefined;
   const overQuota = await ctx.core.usage.check(route);
   if (overQuota) throw overQuota;
-  return ctx.core.usage.admit(route.databaseId);
+  return ctx.core.usage.admit(route, ctx.databaseMaxClientConnections);
 }
 
 /** A session as metering and quota enforcement see it; `terminate` ends it with a reason. */

@@ -27,7 +27,7 @@ async function newDatabase(gateway: Gateway, quotas = {}) {
 /** Holds a connection on the compute the way a proxied session does. */
 async function session(gateway: Gateway, databaseId: string) {
   const route = (await routeByDatabase(gateway.core.catalog, databaseId))!;
-  const admitted = gateway.core.usage.admit(route.databaseId); // counted fleet-wide for max_connections
+  const admitted = await gateway.core.usage.admit(route, 1000); // counted fleet-wide for max_connections
   const lease = await gateway.core.computes.acquire(gateway.core.targetFor(route));
   const socketPath = (lease.address as { socketPath: string }).socketPath;
   const client = new pg.Client({ host: path.dirname(socketPath), port: 5432, user: route.ownerRole, database: route.databaseName });
