@@ -48,6 +48,14 @@ const SLOT_HIDDEN_BIND: Slot = { ends: 'bind', hidden: true };
 const SLOT_HIDDEN_CLOSE: Slot = { ends: 'close', hidden: true };
 const SLOT_HIDDEN_SYNC: Slot = { ends: 'sync', hidden: true };
 const SLOT_HIDDEN_QUERY: Slot = { ends: 'query', hidden: true };
+/**
+ * What a backend is given before it serves a client other than its last: everything a session
+ * may hold beyond a transaction goes (SET ROLE, every setting, custom ones too, temporary objects,
+ * advisory locks, LISTEN, prepared statements and cursors, sequence state), however it was taken
+ * (a DO block, a function, EXECUTE). Sent ahead of the client's messages, answered out of sight.
+ */
+const RESET = queryMessage('DISCARD ALL');
+let clientIds = 0;
 
 export class PooledClient implements BackendOwner, PoolWaiter, Session {
   endpointId: string;
@@ -60,8 +68,11 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
   bytesFromClient = 0;
   bytesToClient = 0;
 
+  private readonly id = ++clientIds;
   private readonly socket: Duplex;
   private readonly pool: BackendPool;
+  /** The backend this client last used: taken again when idle, it needs no reset. */
+  private lastBackend: PooledBackend | undefined;
   private readonly unpooledHost: string;
   private readonly startupSettings: Settings;
   private settings: Settings;
@@ -204,7 +215,7 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
   }
 
   private takeIdleBackend(): boolean {
-    const backend = this.pool.takeIdle();
+    const backend = this.pool.takeIdle(this.lastBackend);
     if (backend) this.attach(backend);
     return backend !== undefined;
   }
@@ -228,7 +239,15 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
 
   private attach(backend: PooledBackend): void {
     this.backend = backend;
+    this.lastBackend = backend;
     backend.owner = this;
+    if (backend.servedClient !== undefined && backend.servedClient !== this.id) {
+      backend.send(RESET, { ends: 'query', hidden: true, failed: () => backend.socket.destroy() });
+      backend.statements.replaceWith([]);
+      backend.settings = new Map();
+      backend.settingsPrint = '';
+    }
+    backend.servedClient = this.id;
     if (backend.settingsPrint === this.settingsPrint) return;
     const previous = { settings: backend.settings, print: backend.settingsPrint };
     backend.settings = this.settings;

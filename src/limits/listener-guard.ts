@@ -67,7 +67,7 @@ async function admit(socket: net.Socket, opts: GuardOptions, wrapsTls: boolean, 
   const refuse = (refusal: ListenerRefusal) => {
     opts.refused?.(client, refusal);
     if (socket.destroyed) return;
-    if (opts.answer && refusal.message !== 'closed before sending anything') opts.answer(socket, refusal);
+    if (opts.answer && !refusal.silent) opts.answer(socket, refusal);
     else socket.destroy();
   };
   // The proxy itself is exempt from the per-address rules until its header names the client.

@@ -79,8 +79,8 @@ export function readOpening(socket: net.Socket, proxied: boolean, timeoutMs: num
         finish(err as Error);
       }
     };
-    const onClose = () => finish(new ListenerRefusal('closed before sending anything'));
-    const timer = setTimeout(() => finish(new ListenerRefusal(`sent ${proxied ? 'no complete PROXY header' : 'nothing'} within ${timeoutMs / 1000} s`)), timeoutMs);
+    const onClose = () => finish(new ListenerRefusal('closed before sending anything', '53300', true));
+    const timer = setTimeout(() => finish(new ListenerRefusal(`sent ${proxied ? 'no complete PROXY header' : 'nothing'} within ${timeoutMs / 1000} s`, '53300', true)), timeoutMs);
     socket.on('data', onData);
     socket.once('close', onClose);
   });
