@@ -138,7 +138,8 @@ export async function startNodeListener(deps: NodeListenerDeps, host: string, po
     socket.once('close', () => open.delete(socket));
     void serve(socket);
   });
-  server.on('tlsClientError', () => {}); // a peer without the fleet's key: its handshake fails, nothing else
+  // A peer without the fleet's key, or one that did not finish its handshake in time: closed, nothing else.
+  server.on('tlsClientError', (_err, socket) => socket.destroy());
   guardNodeLink(server, deps.limits);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
