@@ -53,14 +53,18 @@ export class SqlCodecPool {
     const worker = this.worker ??= this.start();
     const id = ++this.nextId;
     const bytes = call.op === 'encode' ? call.body : call.raw;
-    return new Promise((resolve, reject) => {
+    // The worker keeps the process alive only while it has work.
+    if (this.pending.size === 0) worker.ref();
+    return new Promise<EncodedRequest | Buffer>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       worker.postMessage({ ...call, id }, [bytes.buffer as ArrayBuffer]);
+    }).finally(() => {
+      if (this.pending.size === 0) worker.unref();
     });
   }
 
   private start(): Worker {
-    const worker = new Worker(new URL('./sql-codec-worker.ts', import.meta.url));
+    const worker = new Worker(new URL('./sql-codec-worker.mjs', import.meta.url));
     worker.unref();
     worker.on('message', (reply: CodecReply) => {
       const waiter = this.pending.get(reply.id);

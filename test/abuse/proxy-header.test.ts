@@ -48,12 +48,25 @@ function query(from: string, first?: Buffer): Promise<string> {
     .finally(() => c.end().catch(() => {}));
 }
 
+const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
+
+/** What the proxy answers `bytes` sent from `from`, up to its close. */
+function answerTo(from: string, bytes: Buffer): Promise<string> {
+  return new Promise((resolve) => {
+    const s = net.connect({ port: api.gateway.proxyPort, host: '127.0.0.1', localAddress: from }, () => s.write(bytes));
+    let answer = '';
+    s.on('data', (d) => (answer += d.toString('latin1')));
+    s.on('error', () => {});
+    s.on('close', () => resolve(answer));
+  });
+}
+
 t.test('the proxy: the header\'s client is the one logged; no header from a trusted proxy, or one from anyone else, is refused', async (t) => {
   t.equal(await query(TRUSTED, header('203.0.113.7')), '1', 'a client behind the trusted proxy is served');
   await until('its log line', () => lines.some((l) => l.msg === 'connection' && l.role === db.role));
   t.equal(lines.find((l) => l.msg === 'connection' && l.role === db.role).client, '203.0.113.7', 'the log line names the client behind the proxy');
-  t.match(await query(TRUSTED), /^08P01 a trusted proxy must open with a PROXY protocol v2 header/, 'a trusted peer without the header is refused');
-  t.match(await query('127.0.0.1', header('203.0.113.8')), /^08P01 a PROXY protocol header from an address that is not a trusted proxy/, 'a header from anyone else is refused');
+  t.match(await answerTo(TRUSTED, SSL_REQUEST), /^E.*08P01.*a trusted proxy must open with a PROXY protocol v2 header/s, 'a trusted peer without the header is refused');
+  t.match(await answerTo('127.0.0.1', Buffer.concat([header('203.0.113.8'), SSL_REQUEST])), /^E.*08P01.*not a trusted proxy/s, 'a header from anyone else is refused');
   t.equal(await query('127.0.0.1'), '1', 'a direct client is served as before');
 });
 
@@ -81,7 +94,7 @@ t.test('the API: the unauthenticated limit counts the client behind the proxy', 
   const get = (client: string) => new Promise<number>((resolve, reject) => {
     http.get({ host: '127.0.0.1', port, path: '/v1/databases', createConnection: () => {
       const s = net.connect({ port, host: '127.0.0.1', localAddress: TRUSTED });
-      s.once('connect', () => s.write(header(client)));
+      s.write(header(client)); // queued ahead of the request
       return s;
     } }, (res) => {
       res.resume();
