@@ -43,6 +43,8 @@ export interface ProxyOptions {
   metering?: boolean;
   /** The serverless door's port (default PGFLEET_HTTP_PORT; undefined there = not served). */
   httpPort?: number;
+  /** Reset a pooled backend that changes clients (default on; off only for bench/pooler.ts's baseline of its cost). */
+  resetPooledSessions?: boolean;
 }
 
 export interface Proxy {
@@ -68,7 +70,7 @@ export async function startProxy(core: Core, opts: ProxyOptions = {}): Promise<P
   const identity = await loadTlsIdentity({ dataDir: config.dataDir, domain: config.domain, certFile: config.tlsCert, keyFile: config.tlsKey });
   const sessions = new Set<Session>();
   const cancels = new CancelKeys(core.coord);
-  const pooler = new Pooler(core, cancels);
+  const pooler = new Pooler(core, cancels, opts.resetPooledSessions ?? true);
   const warm = new WarmBackends(core, config.warm);
   const fds = raiseFdLimit();
   const budget = clientConnectionBudget(fds, { maxComputes: config.maxComputes, apiMaxConnections: config.apiMaxConnections, nodeLink: config.redisUrl !== undefined });

@@ -34,6 +34,8 @@ export interface PooledClientInit {
   /** Host of the same endpoint without pooling, named in refusals. */
   unpooledHost: string;
   session: Omit<Session, 'terminate'>;
+  /** A backend another client used last is reset first (RESET). */
+  resetSessions: boolean;
 }
 
 const SLOT_PARSE: Slot = { ends: 'parse' };
@@ -74,6 +76,7 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
   /** The backend this client last used: taken again when idle, it needs no reset. */
   private lastBackend: PooledBackend | undefined;
   private readonly unpooledHost: string;
+  private readonly resetSessions: boolean;
   private readonly startupSettings: Settings;
   private settings: Settings;
   private settingsPrint: string;
@@ -102,6 +105,7 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
     this.socket = init.socket;
     this.pool = init.pool;
     this.unpooledHost = init.unpooledHost;
+    this.resetSessions = init.resetSessions;
     this.startupSettings = init.settings;
     this.settings = init.settings;
     this.settingsPrint = fingerprint(init.settings);
@@ -241,7 +245,8 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
     this.backend = backend;
     this.lastBackend = backend;
     backend.owner = this;
-    if (backend.servedClient !== undefined && backend.servedClient !== this.id) {
+    const reset = this.resetSessions && backend.servedClient !== undefined && backend.servedClient !== this.id;
+    if (reset) {
       backend.send(RESET, { ends: 'query', hidden: true, failed: () => backend.socket.destroy() });
       backend.statements.replaceWith([]);
       backend.settings = new Map();
@@ -252,7 +257,7 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
     const previous = { settings: backend.settings, print: backend.settingsPrint };
     backend.settings = this.settings;
     backend.settingsPrint = this.settingsPrint;
-    backend.send(queryMessage(applySettingsSql(this.settings)), {
+    backend.send(queryMessage(applySettingsSql(this.settings, !reset)), {
       ends: 'query', hidden: true,
       failed: (error) => {
         // A startup parameter the compute refuses (a bad TimeZone, say) ends the session, as at startup.
