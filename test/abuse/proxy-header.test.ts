@@ -10,6 +10,7 @@ import { Command, IPv4Address, IPv4ProxyAddress, TransportProtocol, V2ProxyProto
 import t from 'tap';
 import { startApi } from '../api-client.ts';
 import { until } from '../helpers.ts';
+import { socketFrom } from '../proxy-helpers.ts';
 
 const TRUSTED = '127.0.0.9';
 
@@ -18,17 +19,6 @@ function header(client: string): Buffer {
   const octets = client.split('.').map(Number);
   return Buffer.from(new V2ProxyProtocol(Command.PROXY, TransportProtocol.STREAM,
     new IPv4ProxyAddress(IPv4Address.createFrom(octets), 40000, IPv4Address.createFrom([127, 0, 0, 1]), 5432)).build());
-}
-
-/** A socket from `from` that opens with `first` before anything its user writes. */
-function socketFrom(from: string, first?: Buffer): net.Socket {
-  const socket = new net.Socket();
-  const connect = socket.connect.bind(socket) as (opts: net.TcpSocketConnectOpts) => net.Socket;
-  (socket as unknown as { connect: (port: number, host: string) => net.Socket }).connect = (port, host) => {
-    if (first) socket.once('connect', () => socket.write(first));
-    return connect({ port, host, localAddress: from });
-  };
-  return socket;
 }
 
 const api = await startApi({ PGFLEET_TRUSTED_PROXIES: `${TRUSTED}/32`, PGFLEET_MAX_HANDSHAKES_PER_ADDRESS: '3', PGFLEET_API_UNAUTHENTICATED_RATE_LIMIT: '2', PGFLEET_DOMAIN: 'localhost' });
