@@ -15,7 +15,8 @@ import type { Core } from '../src/gateway.ts';
 import { looksLikeJwt } from '../src/jwt/looks-like-jwt.ts';
 import type { HandshakeProgress } from './admission.ts';
 import type { AuthLimiter } from './auth-limiter.ts';
-import { checkPassword, readCleartextPassword, scramAuth } from './auth.ts';
+import { authIO, checkPassword, readCleartextPassword, scramAuth } from './auth.ts';
+import type { AuthIO } from './scram.ts';
 import { type BackendSession, connectBackend } from './backend.ts';
 import {
   HOW_TO_NAME_AN_ENDPOINT, endpointFromHost, endpointFromPassword, endpointFromSni, endpointFromStartup, pgfleetOptions, poolerEndpoint,
@@ -27,7 +28,6 @@ import { authenticationOk, errorFor } from './messages.ts';
 import type { Pooler } from './pool/pooler.ts';
 import type { RefusalLog } from './refusal-log.ts';
 import { type RelayEnd, relay } from './relay.ts';
-import type { AuthIO } from './scram.ts';
 import type { Session } from './session.ts';
 import { DirectBackend, type WarmBackends } from './warm-backends.ts';
 
@@ -49,13 +49,13 @@ export interface ConnectionContext extends HandshakeOptions {
   warm: WarmBackends;
   /** Client connections of one database whose quota max_client_connections is unset. */
   databaseMaxClientConnections: number;
+  /** Time a client has to answer each step of authentication (the startup timeout). */
+  peerTimeoutMs: number;
 }
 
 const JWT_NEEDS_OPTION =
   'If the password is a JWT: with the endpoint named by the host or by options, add auth=jwt to options ' +
   '(options=endpoint%3D<endpoint>%20auth%3Djwt), or prefix the token: endpoint=<endpoint>;<token>.';
-
-const PASSWORD_MESSAGE = 0x70; // 'p'
 
 /** A client connection over TCP: the Postgres handshake (TLS, SNI), then the shared steps. */
 export function handleConnection(raw: net.Socket, ctx: ConnectionContext, progress?: HandshakeProgress): Promise<void> {
@@ -96,7 +96,7 @@ export async function serveConnection(raw: Duplex, clientAddress: string, ctx: C
     door.progress?.startupReceived();
     const role = hs.startup.params.get('user')!;
     line.role = role;
-    const io = authIO(hs);
+    const io = authIO(hs, ctx.peerTimeoutMs);
     const { route, pooled, saslFinal } = await identifyAndAuthenticate(hs, io, role, clientAddress, line, ctx);
     clearTimeout(timer);
     authenticated = true;
@@ -233,13 +233,6 @@ export function logConnection(line: Record<string, unknown>, outcome: string, st
   line.duration_ms = Date.now() - started;
   if (authenticated) ctx.core.log.info(line, 'connection');
   else ctx.refusals.note(line);
-}
-
-function authIO(hs: Handshake): AuthIO {
-  return {
-    send: (message) => hs.socket.write(message),
-    read: (what) => hs.reader.readMessage(PASSWORD_MESSAGE, what),
-  };
 }
 
 /**

@@ -89,6 +89,7 @@ export async function startProxy(core: Core, opts: ProxyOptions = {}): Promise<P
     pooler,
     warm,
     databaseMaxClientConnections: limits.databaseMaxClientConnections,
+    peerTimeoutMs: limits.startupTimeoutMs,
   };
   const sockets = new Set<net.Socket>();
   const handlers = new Set<Promise<void>>();
