@@ -381,7 +381,7 @@ export function loadConfig(env: Env = process.env): Config {
       maxHandshakesPerAddress: int(env, 'PGFLEET_MAX_HANDSHAKES_PER_ADDRESS', 100, 1, 10_000_000),
       startupTimeoutMs: int(env, 'PGFLEET_STARTUP_TIMEOUT', 5, 1, 3600) * 1000,
     },
-    trustedProxies: TrustedProxies.parse(env.PGFLEET_TRUSTED_PROXIES),
+    trustedProxies: TrustedProxies.parse(optional(env, 'PGFLEET_TRUSTED_PROXIES')),
     sql: {
       maxStatements: int(env, 'PGFLEET_SQL_MAX_STATEMENTS', 1000, 1, 100_000),
       timeoutMs: int(env, 'PGFLEET_SQL_TIMEOUT', 30, 1, 3600) * 1000,

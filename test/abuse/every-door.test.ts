@@ -2,11 +2,13 @@
 // HTTP door, the proxy's handshakes and the node link each keep serving a client from another
 // address, and close the flooding sockets (which began a handshake and stopped) within seconds.
 import https from 'node:https';
+import tls from 'node:tls';
 import pino from 'pino';
 import t from 'tap';
 import type { NodeListenerDeps } from '../../src/nodes/node-listener.ts';
 import { startNodeListener } from '../../src/nodes/node-listener.ts';
 import { askNode, nodeKey } from '../../src/nodes/node-link.ts';
+import { encodeStartup } from '../../proxy/startup.ts';
 import { psql } from '../proxy-helpers.ts';
 import { startProxyFixture } from '../proxy-helpers.ts';
 import { flood, until } from './flood.ts';
@@ -55,6 +57,17 @@ t.test('the serverless door and the proxy handshakes under a flood from ten addr
   for (let i = 0; i < 5; i++) t.equal(await psql(conninfo, 'SELECT 1'), '1', `a client from another address connects (${i + 1} of 5)`);
   await until('the proxy to close every flooding socket', () => proxy.closedByServer() === 300, 20_000);
   t.pass('every idle handshake was closed by the proxy');
+
+  // A slow peer in the middle of authentication: asked for SCRAM, it never answers.
+  const slow = tls.connect({ host: '127.0.0.1', port: f.proxy.port, servername: `${db.endpointId}.localhost`, ALPNProtocols: ['postgresql'], rejectUnauthorized: false });
+  slow.on('error', () => {});
+  await new Promise((r) => slow.once('secureConnect', r));
+  const asked = new Promise((r) => slow.once('data', r));
+  slow.write(encodeStartup(new Map([['user', db.role], ['database', 'app']])));
+  await asked;
+  const since = Date.now();
+  await new Promise((r) => slow.once('close', r));
+  t.ok(Date.now() - since < 10_000, `a client that does not answer SCRAM is closed after the startup timeout (${Date.now() - since} ms)`);
 });
 
 t.test('the node link under a flood: fleet peers still get through, unfinished handshakes are closed', async (t) => {
