@@ -80,8 +80,11 @@ for (const [how, sql] of paths) {
     t.match(held, { role: 'tenant_reader', tenant: 'tenant-a', locks: 1, temps: 1, listening: 1, prepared: 1 }, 'the taker holds it');
     t.same((await next.query(probe)).rows[0], clean, 'the next client of the backend finds none of it');
     t.equal(await one(next, 'SELECT pg_backend_pid()'), pid, 'on the same backend');
-    // The lock is gone for real: another session takes it at once.
-    t.equal(await one(next, 'SELECT pg_try_advisory_xact_lock(4242)'), true, 'the advisory lock was released');
+    // The lock is gone for real: a session of its own (the unpooled endpoint) takes it at once.
+    const direct = new pg.Client({ connectionString: a.uriNoSni.replace('sslmode=require', 'sslmode=no-verify') });
+    await direct.connect();
+    t.equal(await one(direct, 'SELECT pg_try_advisory_lock(4242)'), true, 'the advisory lock was released');
+    await direct.end();
     await taker.end();
     await next.end();
   });
