@@ -36,6 +36,7 @@ import { nodeIdOf, openCoordinator } from './coord/open.ts';
 import { QuotaError } from './errors.ts';
 import type { Lease } from './computes.ts';
 import { nodeKey } from './nodes/node-link.ts';
+import { nodeLinkLimits } from './nodes/node-link-guard.ts';
 import { startNodeListener } from './nodes/node-listener.ts';
 import { Nodes } from './nodes/nodes.ts';
 import { Periodic } from './periodic.ts';
@@ -208,7 +209,7 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     // Before anything is served: interrupted restores put back, half-made branches removed.
     await branches.recoverInterrupted();
     if (key) {
-      const listener = await startNodeListener({ catalog, computes, local, targetFor, branches, key, log }, config.node.host, config.node.port);
+      const listener = await startNodeListener({ catalog, computes, local, targetFor, branches, key, log, limits: nodeLinkLimits(config) }, config.node.host, config.node.port);
       cleanups.push(() => listener.close());
       await nodes.register(config.node.advertise ?? `${config.node.host}:${listener.port}`, config.maxComputes, () => computes.activeCount, () => jwt.keys.jwks());
     }
