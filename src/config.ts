@@ -6,6 +6,7 @@ import { MAX_COMPUTE_UNITS, MIN_COMPUTE_UNITS, isComputeUnits } from './limits/c
 import type { LogFormat } from './log.ts';
 import { DEFAULT_NEON_WAKE, type NeonWake } from './providers/neon/neon-settings.ts';
 import { parseSecretKey } from './secret-box.ts';
+import { DEFAULT_RETRY_SCHEDULE_SECONDS } from './webhooks/retry-schedule.ts';
 
 /** Settings of each compute Postgres; small by default so that many fit on one host. */
 export interface ComputeSettings {
@@ -72,6 +73,19 @@ export interface Config {
   pool: PoolSettings;
   warm: WarmBackendSettings;
   history: HistorySettings;
+  events: EventSettings;
+}
+
+/** Events, webhook deliveries and the audit log. */
+export interface EventSettings {
+  /** Webhook URLs may be plain http and name loopback, link-local and private addresses (tests). */
+  webhookAllowInternal: boolean;
+  /** The waits between a delivery's attempts; when spent, the delivery has failed. */
+  webhookRetryScheduleMs: number[];
+  /** One delivery attempt, connect to answer. */
+  webhookTimeoutMs: number;
+  /** How long audit entries are kept. */
+  auditRetentionSeconds: number;
 }
 
 /** Backends of direct (not `-pooler`) sessions kept for the next client of the same startup. */
@@ -243,6 +257,16 @@ function extensionList(env: Env): string[] {
   return [...new Set(names)];
 }
 
+function retrySchedule(env: Env): number[] {
+  const raw = optional(env, 'PGFLEET_WEBHOOK_RETRY_SCHEDULE');
+  if (raw === undefined) return DEFAULT_RETRY_SCHEDULE_SECONDS.map((s) => s * 1000);
+  const parts = raw.split(',').map((p) => p.trim());
+  if (parts.length > 50 || parts.some((p) => !/^\d+(\.\d+)?$/.test(p) || Number(p) > 7 * 86400)) {
+    throw new ConfigError('PGFLEET_WEBHOOK_RETRY_SCHEDULE', `must be up to 50 waits in seconds (0 to 604800) separated by commas, got "${raw}"`);
+  }
+  return parts.map((p) => Math.round(Number(p) * 1000));
+}
+
 function secretKey(env: Env): Buffer | undefined {
   const raw = optional(env, 'PGFLEET_SECRET_KEY');
   if (raw === undefined) return undefined;
@@ -379,6 +403,12 @@ export function loadConfig(env: Env = process.env): Config {
       queueTimeoutMs: int(env, 'PGFLEET_POOL_QUEUE_TIMEOUT', 30, 1, 3600) * 1000,
       idleTimeoutMs: int(env, 'PGFLEET_POOL_IDLE_TIMEOUT', 60, 1, 86400) * 1000,
       maxPreparedStatements: int(env, 'PGFLEET_POOL_MAX_PREPARED_STATEMENTS', 200, 1, 100000),
+    },
+    events: {
+      webhookAllowInternal: bool(env, 'PGFLEET_WEBHOOK_ALLOW_INTERNAL'),
+      webhookRetryScheduleMs: retrySchedule(env),
+      webhookTimeoutMs: int(env, 'PGFLEET_WEBHOOK_TIMEOUT', 10, 1, 300) * 1000,
+      auditRetentionSeconds: int(env, 'PGFLEET_AUDIT_RETENTION', 90 * 86400, 3600, 10 * 365 * 86400),
     },
     warm: {
       maxPerCompute: int(env, 'PGFLEET_WARM_BACKENDS', 16, 0, 10000),
