@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { Catalog } from '../catalog/catalog.ts';
 import { SETTLED } from '../events/events.ts';
 import type { Logger } from '../log.ts';
@@ -103,6 +104,7 @@ export class Dispatcher {
 
   constructor(private readonly o: DispatcherOptions) {
     this.concurrency = o.concurrency ?? 32;
+    setMaxListeners(0, this.aborts.signal); // one listener per delivery in flight
     this.listener = new OutboxListener(o.catalog, () => this.wake(), o.log);
   }
 
