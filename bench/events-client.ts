@@ -2,7 +2,7 @@
  * The other side of bench/events.ts, in its own process: a webhook receiver (a plain HTTP server)
  * and the client that changes the databases through the API. Each change names itself (the
  * database's new name), so the receiver times each event from the moment its change was asked for.
- * Then the baseline: bare HTTP POSTs of the same size to the same receiver, in the same run.
+ * The receiver stays up for the baseline (bare POSTs from bench/http-load.ts) until told to exit.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -15,7 +15,6 @@ export interface ClientSpec {
   concurrency: number;
   paced: number;
   pacedPerSecond: number;
-  baselineConcurrency: number;
 }
 
 export interface ClientResult {
@@ -23,7 +22,8 @@ export interface ClientResult {
   backlog: { changes: number; changeSeconds: number; drainSeconds: number };
   throughput: { changes: number; changeSeconds: number; deliveredSeconds: number; latencies: number[]; afterAnswer: number[] };
   paced: { latencies: number[]; afterAnswer: number[] };
-  baseline: { posts: number; seconds: number; latencies: number[] } | { error: string };
+  /** The receiver, for the baseline. */
+  url: string;
 }
 
 const now = () => Number(process.hrtime.bigint()) / 1e6;
@@ -120,45 +120,13 @@ async function run(spec: ClientSpec): Promise<ClientResult> {
   }
   await waitFor(paced);
 
-  let baseline: ClientResult['baseline'];
-  try {
-    baseline = await bare(url, held.length, spec.baselineConcurrency, spec.paced);
-  } catch (err) {
-    baseline = { error: (err as Error).message };
-  }
-  return { backlog, throughput, paced: { latencies: latencies(paced), afterAnswer: afterAnswer(paced) }, baseline };
-}
-
-/** The same receiver, the same body size, no gateway: a kept-alive POST loop, then one POST at a time. */
-async function bare(url: string, posts: number, concurrency: number, sequential: number): Promise<{ posts: number; seconds: number; latencies: number[] }> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
-  const body = (name: string) => JSON.stringify({ id: `evt_${name}`, type: 'database.updated', timestamp: new Date().toISOString(), name, data: { database_id: 'db-bench-bench-000000', changes: { x: name } } });
-  const post = (name: string) => new Promise<void>((resolve, reject) => {
-    const req = http.request(url, { method: 'POST', agent, headers: { 'content-type': 'application/json' } }, (res) => {
-      res.resume();
-      res.on('end', resolve);
-    });
-    req.on('error', reject);
-    req.end(body(name));
-  });
-  const t0 = now();
-  await pooled(Array.from({ length: posts }, (_, i) => `b${i}`), concurrency, post);
-  const seconds = (now() - t0) / 1000;
-  const lat: number[] = [];
-  for (let i = 0; i < sequential; i++) {
-    const start = now();
-    await post(`s${i}`);
-    lat.push(now() - start);
-  }
-  agent.destroy();
-  return { posts, seconds, latencies: lat };
+  return { backlog, throughput, paced: { latencies: latencies(paced), afterAnswer: afterAnswer(paced) }, url };
 }
 
 process.once('message', (spec: ClientSpec) => {
   run(spec).then((result) => {
     process.send!(result);
-    server.close();
-    process.exit(0);
+    process.once('message', () => process.exit(0));
   }, (err) => {
     console.error(err);
     process.exit(1);

@@ -4,7 +4,7 @@
  * changes per database are made while the receiver holds its answers, then the backlog drains
  * (events per second); then every database changes once more at the API's pace with the receiver
  * open (latency under load), then changes at 50/s (latency at rest). Beside a bare HTTP POST loop
- * to the same receiver (same body size, the dispatcher's 32 at a time) and one bare POST's latency,
+ * to the same receiver (same body size, the dispatcher's 64 at a time) and one bare POST's latency,
  * in the same run. Goal: p99 ≤ 1 s.
  * Run: npx tsx bench/events.ts [databases=1000] [rounds=3] [paced=300]
  */
@@ -16,12 +16,26 @@ import { fileURLToPath } from 'node:url';
 import { startGateway } from '../main.ts';
 import { loadConfig } from '../src/config.ts';
 import type { ClientResult, ClientSpec } from './events-client.ts';
+import type { PostLoopSpec } from './post-loop.ts';
 import { percentile } from './stats.ts';
 
 const databases = Number(process.argv[2] ?? 1000);
 const rounds = Number(process.argv[3] ?? 3);
 const paced = Number(process.argv[4] ?? 300);
 const ADMIN_KEY = 'bench-admin-key-0123456789';
+/** Deliveries a gateway has in flight at once (src/webhooks/dispatcher.ts); the baseline sends as many. */
+const DISPATCH_CONCURRENCY = 64;
+
+/** Bare POSTs from a process of their own (bench/post-loop.ts). */
+function load(spec: PostLoopSpec): Promise<{ samples: number[]; seconds: number }> {
+  return new Promise((resolve, reject) => {
+    const child = fork(fileURLToPath(new URL('./post-loop.ts', import.meta.url)), { execArgv: ['--import', 'tsx'] });
+    child.once('message', (m) => resolve(m as { samples: number[]; seconds: number }));
+    child.once('error', reject);
+    child.once('exit', (code) => code && reject(new Error(`the load client exited with ${code}`)));
+    child.send(spec);
+  });
+}
 
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgfleet-bench-events-'));
 fs.chmodSync(dataDir, 0o711);
@@ -43,13 +57,24 @@ try {
   }
   console.log(`${ids.length} databases; a backlog of ${rounds} changes each, then one more each under load (16 API clients), then ${paced} changes at 50/s`);
 
-  const spec: ClientSpec = { apiUrl: gateway.apiUrl, key: partner.api_key, ids, rounds, concurrency: 16, paced, pacedPerSecond: 50, baselineConcurrency: 32 };
+  const spec: ClientSpec = { apiUrl: gateway.apiUrl, key: partner.api_key, ids, rounds, concurrency: 16, paced, pacedPerSecond: 50 };
+  const client = fork(fileURLToPath(new URL('./events-client.ts', import.meta.url)), { execArgv: ['--import', 'tsx'] });
   const result = await new Promise<ClientResult>((resolve, reject) => {
-    const child = fork(fileURLToPath(new URL('./events-client.ts', import.meta.url)), { execArgv: ['--import', 'tsx'] });
-    child.once('message', (m) => resolve(m as ClientResult));
-    child.once('exit', (code) => code && reject(new Error(`the client exited with ${code}`)));
-    child.send(spec);
+    client.once('message', (m) => resolve(m as ClientResult));
+    client.once('exit', (code) => code && reject(new Error(`the client exited with ${code}`)));
+    client.send(spec);
   });
+  // The baseline: bare POSTs of a delivery's size from a process of their own, to the same receiver.
+  const body = { id: 'evt_0123456789abcdef01234567', type: 'database.updated', timestamp: new Date().toISOString(), data: { partner_id: partner.id, database_id: ids[0], user_id: 'u0', name: null, changes: { name: 'q0-0' } } };
+  let baseline: { posts: number; seconds: number; latencies: number[] } | { error: string };
+  try {
+    const burst = await load({ url: result.url, body: JSON.stringify(body), count: rounds * ids.length, concurrency: DISPATCH_CONCURRENCY });
+    const one = await load({ url: result.url, body: JSON.stringify(body), count: paced, concurrency: 1 });
+    baseline = { posts: burst.samples.length, seconds: burst.seconds, latencies: one.samples };
+  } catch (err) {
+    baseline = { error: (err as Error).message };
+  }
+  client.send('exit');
 
   const ms = (xs: number[], p: number) => percentile(xs, p).toFixed(1).padStart(8);
   const q = result.backlog;
@@ -63,13 +88,13 @@ try {
   console.log(`  at 50 changes/s (${result.paced.latencies.length})`.padEnd(49) + `${ms(result.paced.latencies, 50)} ${ms(result.paced.latencies, 99)} ${ms(result.paced.latencies, 100)}`);
   console.log(`  the same from the API's answer: under load`.padEnd(49) + `${ms(t.afterAnswer, 50)} ${ms(t.afterAnswer, 99)} ${ms(t.afterAnswer, 100)}`);
   console.log(`                                  at 50/s`.padEnd(49) + `${ms(result.paced.afterAnswer, 50)} ${ms(result.paced.afterAnswer, 99)} ${ms(result.paced.afterAnswer, 100)}`);
-  const b = result.baseline;
+  const b = baseline;
   if ('error' in b) {
     console.log(`\nbaseline (bare HTTP POSTs) failed: ${b.error}; no ratios`);
   } else {
     const postsPerSecond = b.posts / b.seconds;
     console.log(`  baseline: one bare POST to the same receiver`.padEnd(49) + `${ms(b.latencies, 50)} ${ms(b.latencies, 99)} ${ms(b.latencies, 100)}`);
-    console.log(`\nbaseline: ${b.posts} bare POSTs, ${spec.baselineConcurrency} at a time: ${postsPerSecond.toFixed(0)}/s`);
+    console.log(`\nbaseline: ${b.posts} bare POSTs, ${DISPATCH_CONCURRENCY} at a time: ${postsPerSecond.toFixed(0)}/s`);
     console.log(`ratio events delivered/s ÷ bare POSTs/s: ${(eventsPerSecond / postsPerSecond).toFixed(3)}`);
     console.log(`ratio paced p50 latency ÷ bare POST p50: ${(percentile(result.paced.latencies, 50) / percentile(b.latencies, 50)).toFixed(1)}`);
   }

@@ -42,24 +42,29 @@ interface Result extends AttemptOutcome {
   interrupted: boolean;
 }
 
+// The dispatcher's own bookkeeping commits without waiting for the disk (set_config in the
+// statement's own transaction): a claim or a result lost to a crash only means the delivery is sent
+// again, which at least once allows; events and deliveries themselves are written durably.
+const NO_FLUSH = `nf AS (SELECT set_config('synchronous_commit', 'off', true))`;
+
 // Each webhook's line (its deliveries of one database) goes out in order: a delivery is claimed
 // only when no older one of its line is still pending, and only once every transaction that could
 // still add an older one has ended (SETTLED).
 const CLAIM = `
-  WITH due AS (
+  WITH ${NO_FLUSH}, due AS (
     SELECT d.id FROM webhook_deliveries d
      WHERE d.state = 'pending' AND d.next_attempt_at <= now() AND (d.lease_until IS NULL OR d.lease_until < now()) AND d.${SETTLED}
        AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.webhook_id = d.webhook_id AND p.ordering_key = d.ordering_key
                         AND p.state = 'pending' AND (p.txid, p.event_seq) < (d.txid, d.event_seq))
      ORDER BY d.next_attempt_at, d.id LIMIT $1 FOR UPDATE OF d SKIP LOCKED)
   UPDATE webhook_deliveries d SET lease_until = now() + make_interval(secs => $2), claimed_by = $3, attempts = d.attempts + 1
-    FROM due, events e, webhooks w WHERE d.id = due.id AND e.seq = d.event_seq AND w.id = d.webhook_id
+    FROM due, events e, webhooks w, nf WHERE d.id = due.id AND e.seq = d.event_seq AND w.id = d.webhook_id
   RETURNING d.id, d.attempts, w.id AS webhook_id, w.url, w.secret_sealed, e.id AS event_id, e.type, e.data, e.created_at`;
 
 // What each attempt came to, in one statement; a lease that ran out and was taken over by another
 // gateway (attempts moved on) keeps the other gateway's state.
 const RECORD = `
-  WITH r AS (
+  WITH ${NO_FLUSH}, r AS (
     SELECT r.* FROM unnest($1::int8[], $2::int[], $3::timestamptz[], $4::int[], $5::int[], $6::text[], $7::text[], $8::float8[])
       AS r(id, attempt, started_at, duration_ms, status, error, state, delay_s)
       JOIN webhook_deliveries d ON d.id = r.id FOR KEY SHARE OF d),
@@ -68,7 +73,7 @@ const RECORD = `
   UPDATE webhook_deliveries d SET state = r.state, lease_until = NULL, last_status = r.status, last_error = r.error,
          next_attempt_at = clock_timestamp() + make_interval(secs => COALESCE(r.delay_s, 0)),
          finished_at = CASE WHEN r.state = 'pending' THEN NULL ELSE clock_timestamp() END
-    FROM r WHERE d.id = r.id AND d.claimed_by = $9 AND d.attempts = r.attempt`;
+    FROM r, nf WHERE d.id = r.id AND d.claimed_by = $9 AND d.attempts = r.attempt`;
 
 // When the next delivery that could be claimed is due (head of its line, lease over).
 const NEXT_DUE = `
@@ -78,7 +83,7 @@ const NEXT_DUE = `
                       AND p.state = 'pending' AND (p.txid, p.event_seq) < (d.txid, d.event_seq))`;
 
 const IDLE_POLL_MS = 2000;
-const RESULT_BATCH = 64;
+const RESULT_BATCH = 128;
 const RESULT_WAIT_MS = 5;
 
 /**
@@ -103,7 +108,7 @@ export class Dispatcher {
   private readonly concurrency: number;
 
   constructor(private readonly o: DispatcherOptions) {
-    this.concurrency = o.concurrency ?? 32;
+    this.concurrency = o.concurrency ?? 64;
     setMaxListeners(0, this.aborts.signal); // one listener per delivery in flight
     this.listener = new OutboxListener(o.catalog, () => this.wake(), o.log);
   }
