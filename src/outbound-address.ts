@@ -20,7 +20,7 @@ for (const [prefix, bits] of [
 ] as const) INTERNAL.addSubnet(prefix, bits, 'ipv6');
 
 /** True for an address inside the host's or a private network (IPv4-mapped IPv6 judged as IPv4). */
-export function isInternalAddress(address: string): boolean {
+function isInternalAddress(address: string): boolean {
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
   if (mapped) return INTERNAL.check(mapped[1]!, 'ipv4');
   const family = net.isIP(address);

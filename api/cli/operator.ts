@@ -12,6 +12,15 @@ async function nodeHolding(ctx: Context, id: string): Promise<any> {
   return node;
 }
 
+/** A command that shows one answer of the API, field by field. */
+const shows = (name: string, summary: string, path: string): Command => ({
+  name, usage: '', summary,
+  async run(ctx) {
+    const answer = await ctx.api.call('GET', path);
+    print(ctx, answer, () => fields(answer));
+  },
+});
+
 export const operatorCommands: Command[] = [
   {
     name: 'status', usage: '[--timeout <seconds>]', summary: 'whether the gateway answers and its catalog is reachable (exit 0 when ready); --timeout waits that long for it',
@@ -101,13 +110,7 @@ export const operatorCommands: Command[] = [
       print(ctx, k, () => [`kid: ${k.kid}`]);
     },
   },
-  {
-    name: 'fleet', usage: '', summary: '(operator) fleet-wide counts and this gateway\'s counters',
-    async run(ctx) {
-      const f = await ctx.api.call('GET', '/v1/fleet');
-      print(ctx, f, () => fields(f));
-    },
-  },
+  shows('fleet', "(operator) fleet-wide counts and this gateway's counters", '/v1/fleet'),
   {
     name: 'failures', usage: '', summary: '(operator) refused logins by reason, failed wakes, webhook deliveries failing',
     async run(ctx) {
@@ -132,13 +135,7 @@ export const operatorCommands: Command[] = [
       print(ctx, i, () => fields(i));
     },
   },
-  {
-    name: 'jwt-issuer show', usage: '', summary: 'your JWT issuer',
-    async run(ctx) {
-      const i = await ctx.api.call('GET', '/v1/jwt-issuer');
-      print(ctx, i, () => fields(i));
-    },
-  },
+  shows('jwt-issuer show', 'your JWT issuer', '/v1/jwt-issuer'),
   {
     name: 'jwt-issuer delete', usage: '', summary: 'remove your JWT issuer',
     async run(ctx) {

@@ -17,7 +17,7 @@ const EXPIRY_CHECK_MS = 5000;
 /** How often settled hours are reported as usage records. */
 const USAGE_REPORT_EVERY_MS = 300_000;
 /** Events (and their finished deliveries) are kept this long. */
-export const EVENT_RETENTION_MS = 30 * 86_400_000;
+const EVENT_RETENTION_MS = 30 * 86_400_000;
 const PURGE_EVERY_MS = 3_600_000;
 
 export interface OutboxDeps {

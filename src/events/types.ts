@@ -35,7 +35,6 @@ export const EVENT_PATTERNS: readonly string[] = [
   ...Object.keys(EVENT_TYPES),
 ];
 
-export const isEventType = (s: string): s is EventType => Object.hasOwn(EVENT_TYPES, s);
 
 /** SQL: whether event type `type` matches one of the patterns in text[] `patterns`. */
 export const SQL_MATCHES = (type: string, patterns: string) =>

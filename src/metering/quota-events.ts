@@ -5,7 +5,7 @@ import { monthOf } from './hours.ts';
 import { PERIOD_METRIC, type UsageStanding } from './quota-check.ts';
 
 /** Used at this share of a quota, a partner hears quota.warning. */
-export const WARNING_SHARE = 0.8;
+const WARNING_SHARE = 0.8;
 
 export interface QuotaLevel {
   name: QuotaName;

@@ -3,7 +3,7 @@ import type { Events } from '../events/events.ts';
 import { HOUR_MS, hourOf } from './hours.ts';
 
 /** Hours looked at again for late usage (a gateway's last flush, Neon's consumption data pulled hourly over 3 hours). */
-export const REPORT_LOOKBACK_HOURS = 6;
+const REPORT_LOOKBACK_HOURS = 6;
 // Any constant every gateway agrees on: one gateway reports at a time.
 const REPORT_LOCK = 0x70676675;
 

@@ -29,7 +29,7 @@ const ANSWER_BYTES = 64 * 1024;
 const agents = { http: new http.Agent({ keepAlive: true, maxSockets: 64 }), https: new https.Agent({ keepAlive: true, maxSockets: 64 }) };
 
 /** The body of a delivery: `{id, type, timestamp, data}` (the id is also webhook-id: receivers dedupe on it). */
-export const payloadOf = (o: Outgoing): string => JSON.stringify({ id: o.eventId, type: o.type, timestamp: o.createdAt.toISOString(), data: o.data });
+const payloadOf = (o: Outgoing): string => JSON.stringify({ id: o.eventId, type: o.type, timestamp: o.createdAt.toISOString(), data: o.data });
 
 /** One signed POST; a 2xx answer is a success, anything else (no answer in time included) a failure to retry. */
 export async function attemptDelivery(o: Outgoing, opts: { timeoutMs: number; allowInternal: boolean; signal: AbortSignal; userAgent: string }): Promise<AttemptOutcome> {

@@ -50,7 +50,7 @@ export interface Delivery {
 }
 
 /** Webhooks one owner may have; more is a 409. */
-export const MAX_WEBHOOKS = 20;
+const MAX_WEBHOOKS = 20;
 const MAX_URL = 2048;
 
 const toWebhook = (r: any): Webhook => ({

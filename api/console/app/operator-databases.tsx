@@ -2,7 +2,7 @@ import { useMemo, useState } from 'preact/hooks';
 import { poll, query } from './api.ts';
 import { ago } from './format.ts';
 import type { DatabaseList, Partner } from './types.ts';
-import { ErrorNote, StateBadge, usePolling } from './ui.tsx';
+import { ErrorNote, Pager, StateBadge, usePolling } from './ui.tsx';
 
 const POLL_MS = 5000;
 
@@ -75,11 +75,7 @@ export function OperatorDatabases() {
           </table>
         </div>
       )}
-      <nav class="pager" aria-label="Pages">
-        <button type="button" class="secondary" disabled={cursors.length === 1} onClick={() => setCursors(cursors.slice(0, -1))}>Previous</button>
-        <span>Page {cursors.length}</span>
-        <button type="button" class="secondary" disabled={!list?.next_cursor} onClick={() => list?.next_cursor && setCursors([...cursors, list.next_cursor])}>Next</button>
-      </nav>
+      <Pager cursors={cursors} next={list?.next_cursor} onChange={setCursors} />
     </section>
   );
 }
