@@ -6,7 +6,7 @@ import { MAX_COMPUTE_UNITS, MIN_COMPUTE_UNITS, isComputeUnits } from './limits/c
 import type { LogFormat } from './log.ts';
 import { DEFAULT_NEON_WAKE, type NeonWake } from './providers/neon/neon-settings.ts';
 import { parseSecretKey } from './secret-box.ts';
-import { DEFAULT_RETRY_SCHEDULE_SECONDS } from './webhooks/retry-schedule.ts';
+import { parseRetrySchedule } from './webhooks/retry-schedule.ts';
 
 /** Settings of each compute Postgres; small by default so that many fit on one host. */
 export interface ComputeSettings {
@@ -257,16 +257,6 @@ function extensionList(env: Env): string[] {
   return [...new Set(names)];
 }
 
-function retrySchedule(env: Env): number[] {
-  const raw = optional(env, 'PGFLEET_WEBHOOK_RETRY_SCHEDULE');
-  if (raw === undefined) return DEFAULT_RETRY_SCHEDULE_SECONDS.map((s) => s * 1000);
-  const parts = raw.split(',').map((p) => p.trim());
-  if (parts.length > 50 || parts.some((p) => !/^\d+(\.\d+)?$/.test(p) || Number(p) > 7 * 86400)) {
-    throw new ConfigError('PGFLEET_WEBHOOK_RETRY_SCHEDULE', `must be up to 50 waits in seconds (0 to 604800) separated by commas, got "${raw}"`);
-  }
-  return parts.map((p) => Math.round(Number(p) * 1000));
-}
-
 function secretKey(env: Env): Buffer | undefined {
   const raw = optional(env, 'PGFLEET_SECRET_KEY');
   if (raw === undefined) return undefined;
@@ -406,7 +396,7 @@ export function loadConfig(env: Env = process.env): Config {
     },
     events: {
       webhookAllowInternal: bool(env, 'PGFLEET_WEBHOOK_ALLOW_INTERNAL'),
-      webhookRetryScheduleMs: retrySchedule(env),
+      webhookRetryScheduleMs: parseRetrySchedule('PGFLEET_WEBHOOK_RETRY_SCHEDULE', optional(env, 'PGFLEET_WEBHOOK_RETRY_SCHEDULE')),
       webhookTimeoutMs: int(env, 'PGFLEET_WEBHOOK_TIMEOUT', 10, 1, 300) * 1000,
       auditRetentionSeconds: int(env, 'PGFLEET_AUDIT_RETENTION', 90 * 86400, 3600, 10 * 365 * 86400),
     },
