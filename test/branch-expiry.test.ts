@@ -38,7 +38,9 @@ t.test('expires_at is checked, shown, changed and cleared', async (t) => {
 });
 
 t.test('at its expires_at the branch and its running compute go, with branch.expired', async (t) => {
-  const made = await api.request('POST', branches, { key: acme.key, body: { name: 'ci-run-7', expires_at: new Date(Date.now() + 4000).toISOString() } });
+  // The gateway's first compute start makes the compute template (seconds): done before the clock starts.
+  t.equal(await psql(db.connection_uri_no_sni, 'SELECT 1'), '1');
+  const made = await api.request('POST', branches, { key: acme.key, body: { name: 'ci-run-7', expires_at: new Date(Date.now() + 8000).toISOString() } });
   t.equal(made.status, 201);
   t.equal(await psql(made.body.connection_uri_no_sni.replace('app_owner@', `app_owner:${encodeURIComponent(db.password)}@`), 'SELECT 1'), '1', 'its compute runs');
   const branchDir = path.join(api.gateway.core.config.dataDir, 'data', 'local', db.id, made.body.id);
