@@ -7,6 +7,7 @@ import { TrustedProxies } from './limits/trusted-proxies.ts';
 import type { LogFormat } from './log.ts';
 import { DEFAULT_NEON_WAKE, type NeonWake } from './providers/neon/neon-settings.ts';
 import { parseSecretKey } from './secret-box.ts';
+import { parseRetrySchedule } from './webhooks/retry-schedule.ts';
 
 /** Settings of each compute Postgres; small by default so that many fit on one host. */
 export interface ComputeSettings {
@@ -76,6 +77,19 @@ export interface Config {
   pool: PoolSettings;
   warm: WarmBackendSettings;
   history: HistorySettings;
+  events: EventSettings;
+}
+
+/** Events, webhook deliveries and the audit log. */
+export interface EventSettings {
+  /** Webhook URLs may be plain http and name loopback, link-local and private addresses (tests). */
+  webhookAllowInternal: boolean;
+  /** The waits between a delivery's attempts; when spent, the delivery has failed. */
+  webhookRetryScheduleMs: number[];
+  /** One delivery attempt, connect to answer. */
+  webhookTimeoutMs: number;
+  /** How long audit entries are kept. */
+  auditRetentionSeconds: number;
 }
 
 /** Backends of direct (not `-pooler`) sessions kept for the next client of the same startup. */
@@ -404,6 +418,12 @@ export function loadConfig(env: Env = process.env): Config {
       queueTimeoutMs: int(env, 'PGFLEET_POOL_QUEUE_TIMEOUT', 30, 1, 3600) * 1000,
       idleTimeoutMs: int(env, 'PGFLEET_POOL_IDLE_TIMEOUT', 60, 1, 86400) * 1000,
       maxPreparedStatements: int(env, 'PGFLEET_POOL_MAX_PREPARED_STATEMENTS', 200, 1, 100000),
+    },
+    events: {
+      webhookAllowInternal: bool(env, 'PGFLEET_WEBHOOK_ALLOW_INTERNAL'),
+      webhookRetryScheduleMs: parseRetrySchedule('PGFLEET_WEBHOOK_RETRY_SCHEDULE', optional(env, 'PGFLEET_WEBHOOK_RETRY_SCHEDULE')),
+      webhookTimeoutMs: int(env, 'PGFLEET_WEBHOOK_TIMEOUT', 10, 1, 300) * 1000,
+      auditRetentionSeconds: int(env, 'PGFLEET_AUDIT_RETENTION', 90 * 86400, 3600, 10 * 365 * 86400),
     },
     warm: {
       maxPerCompute: int(env, 'PGFLEET_WARM_BACKENDS', 16, 0, 10000),

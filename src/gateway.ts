@@ -40,6 +40,14 @@ import { nodeLinkLimits } from './nodes/node-link-guard.ts';
 import { startNodeListener } from './nodes/node-listener.ts';
 import { Nodes } from './nodes/nodes.ts';
 import { Periodic } from './periodic.ts';
+import type { AuditLog } from './audit.ts';
+import type { BranchExpiry } from './branch-expiry.ts';
+import { recordComputeEvents } from './events/compute-events.ts';
+import { Events } from './events/events.ts';
+import { startOutbox } from './events/outbox.ts';
+import { RecentFailures } from './failures.ts';
+import { QuotaEvents } from './metering/quota-events.ts';
+import type { Webhooks } from './webhooks/webhooks.ts';
 
 // A cached route is read again after this long even if no change was heard of (a change made behind the API's back).
 const ROUTE_MAX_AGE_MS = 60_000;
@@ -83,6 +91,14 @@ export interface Core {
   nodeId: string;
   /** The fleet's nodes: where local databases live, and the way to the others. */
   nodes: Nodes;
+  /** The event log and webhook outbox: record() state changes here. */
+  events: Events;
+  webhooks: Webhooks;
+  audit: AuditLog;
+  /** Ephemeral branches: their expires_at. */
+  branchExpiry: BranchExpiry;
+  /** Refused logins seen by this gateway (the operator's console). */
+  failures: RecentFailures;
   /** What the compute manager needs for a branch the catalog routed to. */
   targetFor(route: BranchRoute): ComputeTarget;
   /** A session's hold on the branch's compute: here, or through the node that owns its data. */
@@ -113,6 +129,9 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     const catalogUser = isRoot() ? resolveComputeUser(CATALOG_OS_USER) : user;
     const catalog = await Catalog.open({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, runDir, installs, user: catalogUser, log });
     cleanups.push(() => catalog.close());
+    const events = new Events(catalog, log.child({ part: 'events' }));
+    // Events recorded after their change are written before the catalog closes.
+    cleanups.push(() => events.settle());
 
     const nodeId = nodeIdOf(config);
     const coord = await openCoordinator(config, nodeId, log);
@@ -144,7 +163,10 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
          AND ($1::text IS NULL OR c.branch_id IN (SELECT b.id FROM branches b JOIN databases d ON d.id = b.database_id WHERE d.node_id = $1))`,
       [coord.shared ? nodeId : null],
     );
-    const usage = new UsageTracker(catalog, computes, coord, { flushSeconds: config.usageFlushSeconds, log });
+    recordComputeEvents(computes, events);
+    const usage = new UsageTracker(catalog, computes, coord, {
+      flushSeconds: config.usageFlushSeconds, log, defaultComputeUnits: config.compute.computeUnits, quotaEvents: new QuotaEvents(events, log),
+    });
     const metrics = new OperatorMetrics(computes);
     // Cleanups run in reverse: computes stop (their last usage recorded), then usage is flushed.
     cleanups.push(() => usage.stop());
@@ -219,6 +241,7 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     const reconciler = new Reconciler(catalog, routes, regions, databases, deletions, syncMetrics, log.child({ part: 'reconcile' }), {
       orphanGraceMs: config.neon.orphanGraceMs,
       abandonedCreateMs,
+      events,
     });
     deletions.start(DELETION_RETRY_TICK_MS);
     cleanups.push(() => deletions.stop());
@@ -237,9 +260,11 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
       if (m.type === 'terminate' && m.from !== nodeId) computes.emit('terminate', m.branchId, new QuotaError(m.message as string, m.sqlstate as string), true);
     });
     const partners = new Partners(catalog, databases, adminKeyHash);
+    const outbox = await startOutbox({ config, catalog, events, branches, nodeId, metrics, log });
+    cleanups.push(() => outbox.stop());
     return {
       config, log, user, installs, runDir, adminKeyHash, catalog, local, regions, computes, databases, branches, partners, usage, metrics, jwt, coord, routes, nodeId, nodes, targetFor,
-      deletions, reconciler,
+      deletions, reconciler, events, webhooks: outbox.webhooks, audit: outbox.audit, branchExpiry: outbox.expiry, failures: new RecentFailures(),
       async acquire(this: Core, route: BranchRoute): Promise<Lease> {
         const target = this.targetFor(route);
         if (target.unavailable) throw target.unavailable;
