@@ -198,7 +198,7 @@ export class UsageTracker {
       if (!quotas) continue;
       const running = ['compute_time_seconds', 'data_transfer_bytes'] as const;
       const flagged = this.coord.shared ? await this.flagged(span.owner.databaseId, quotas) : undefined;
-      const standing = await this.standing(span.owner.databaseId, []);
+      const standing = await this.standing(span.owner.databaseId);
       this.opts.quotaEvents?.note(span.owner, quotas, standing);
       const broken = flagged && running.some((q) => q === flagged.quota?.name) ? flagged : brokenQuota(quotas, standing, running);
       if (!broken || !this.running.has(branchId)) continue;
@@ -273,7 +273,7 @@ export class UsageTracker {
     if (Object.entries(route.quotas).every(([name, limit]) => limit === null || limit === undefined || (CONNECTION_QUOTAS as readonly string[]).includes(name))) return undefined;
     const flagged = await this.flagged(route.databaseId, route.quotas);
     if (flagged) return flagged;
-    const standing = await this.standing(route.databaseId, [route.branchId]);
+    const standing = await this.standing(route.databaseId);
     this.opts.quotaEvents?.note(route, route.quotas, standing);
     const broken = brokenQuota(route.quotas, standing);
     if (broken) await this.usedUp(route.databaseId, broken);
