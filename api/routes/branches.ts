@@ -3,7 +3,7 @@ import { Type } from 'typebox';
 import type { ComputeManager } from '../../src/computes.ts';
 import { type PublicAddress, connectionInfo } from '../../src/connection-uri.ts';
 import type { Databases } from '../../src/databases.ts';
-import type { BranchRecord, Branches } from '../../src/lifecycle/branches.ts';
+import type { BranchRecord, Branches } from '../../src/branches.ts';
 import { partnerOf } from '../auth.ts';
 import {
   Branch, BranchCreate, BranchList, BranchParams, type BranchView, BranchUpdate, IdParams, RestoreRequest, RestoreResult, errorResponses,

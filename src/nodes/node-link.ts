@@ -11,7 +11,7 @@ import crypto from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { PgfleetError } from '../errors.ts';
-import type { BranchCall } from '../lifecycle/branches.ts';
+import type { BranchCall } from '../branches.ts';
 import type { BranchRef } from '../providers/provider.ts';
 
 export const NODE_CIPHERS = 'ECDHE-PSK-CHACHA20-POLY1305:ECDHE-PSK-AES256-CBC-SHA384';

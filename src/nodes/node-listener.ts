@@ -9,7 +9,7 @@ import type { Duplex } from 'node:stream';
 import type { Catalog } from '../catalog/catalog.ts';
 import { type BranchRoute, routeByBranch } from '../catalog/routes.ts';
 import type { ComputeManager, ComputeTarget, Lease } from '../computes.ts';
-import type { Branches } from '../lifecycle/branches.ts';
+import type { Branches } from '../branches.ts';
 import { NotFoundError, PgfleetError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { LocalProvider } from '../providers/local/local-provider.ts';

@@ -8,8 +8,8 @@
  */
 import type { Duplex } from 'node:stream';
 import type { Catalog } from '../catalog/catalog.ts';
-import type { BranchCall } from '../lifecycle/branches.ts';
-import { RECOVERY_TIMEOUT_MS } from '../lifecycle/local-recovery.ts';
+import type { BranchCall } from '../branches.ts';
+import { RECOVERY_TIMEOUT_MS } from '../providers/local/recovery.ts';
 import type { BranchRoute } from '../catalog/routes.ts';
 import type { Logger } from '../log.ts';
 import type { BranchRef, ComputeAddress } from '../providers/provider.ts';

@@ -1,4 +1,4 @@
-import type { Branching } from '../lifecycle/branching.ts';
+import type { Branching } from './branching.ts';
 import type { Quotas } from '../quotas.ts';
 
 /**

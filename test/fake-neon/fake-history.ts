@@ -1,10 +1,11 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { copyTree, linkArchive, stripRunFiles } from '../../src/lifecycle/local-files.ts';
-import { recoverToTarget } from '../../src/lifecycle/local-recovery.ts';
-import type { PointInTime } from '../../src/lifecycle/point-in-time.ts';
-import { archiveCommand, parseLsn } from '../../src/lifecycle/wal.ts';
+import { copyTree, linkArchive, stripRunFiles } from '../../src/providers/local/files.ts';
+import { recoverToTarget } from '../../src/providers/local/recovery.ts';
+import type { PointInTime } from '../../src/providers/point-in-time.ts';
+import { parseLsn } from '../../src/providers/point-in-time.ts';
+import { archiveCommand } from '../../src/providers/local/wal.ts';
 import type { PgInstall } from '../../src/pg/install.ts';
 import { type OsUser, makeOwnedDir } from '../../src/pg/os-user.ts';
 import type { HistoryEnd } from '../../src/providers/local/compute-admin.ts';

@@ -14,8 +14,8 @@ import { ComputeCgroups } from '../../limits/cgroups.ts';
 import { LocalLayout } from './layout.ts';
 import { directorySize } from './directory-size.ts';
 import { type HistoryEnd, asAdmin, checkpointPosition, markHistoryEnd, walPosition } from './compute-admin.ts';
-import type { Branching } from '../../lifecycle/branching.ts';
-import { archiveCommand } from '../../lifecycle/wal.ts';
+import type { Branching } from '../branching.ts';
+import { archiveCommand } from './wal.ts';
 import { type TenantSpec, applyTenantSpec } from './tenant-setup.ts';
 
 const execFileAsync = promisify(execFile);

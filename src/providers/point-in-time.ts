@@ -1,5 +1,19 @@
 import { BadRequestError } from '../errors.ts';
-import { formatLsn, isLsn, parseLsn } from './wal.ts';
+
+const LSN = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/;
+
+export const isLsn = (text: string): boolean => LSN.test(text);
+
+/** '0/16B3748' → its byte position. */
+export function parseLsn(text: string): bigint {
+  const m = LSN.exec(text);
+  if (!m) throw new Error(`not an LSN: ${text}`);
+  return (BigInt(`0x${m[1]}`) << 32n) | BigInt(`0x${m[2]}`);
+}
+
+export function formatLsn(position: bigint): string {
+  return `${(position >> 32n).toString(16).toUpperCase()}/${(position & 0xffffffffn).toString(16).toUpperCase()}`;
+}
 
 /** A moment of a branch's history: a time, or a WAL position. */
 export type PointInTime = { time: Date } | { lsn: string };

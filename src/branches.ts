@@ -1,16 +1,16 @@
 import type { Logger } from 'pino';
-import type { Catalog } from '../catalog/catalog.ts';
-import type { RouteCache } from '../catalog/route-cache.ts';
-import { type BranchRoute, branchRefOf, routeByBranch, routesOfDatabase } from '../catalog/routes.ts';
-import type { ComputeManager, ComputeTarget } from '../computes.ts';
-import type { Databases, DatabaseRecord } from '../databases.ts';
-import type { Nodes } from '../nodes/nodes.ts';
-import { BadRequestError, BranchRewoundError, ConflictError, NotFoundError } from '../errors.ts';
-import { generateName } from '../names.ts';
-import type { Branching } from './branching.ts';
-import type { Regions } from '../regions.ts';
-import { type PointInTime, describePoint, parsePointInTime } from './point-in-time.ts';
-import { parseLsn } from './wal.ts';
+import type { Catalog } from './catalog/catalog.ts';
+import type { RouteCache } from './catalog/route-cache.ts';
+import { type BranchRoute, branchRefOf, routeByBranch, routesOfDatabase } from './catalog/routes.ts';
+import type { ComputeManager, ComputeTarget } from './computes.ts';
+import type { Databases, DatabaseRecord } from './databases.ts';
+import type { Nodes } from './nodes/nodes.ts';
+import { BadRequestError, BranchRewoundError, ConflictError, NotFoundError } from './errors.ts';
+import { generateName } from './names.ts';
+import type { Branching } from './providers/branching.ts';
+import type { Regions } from './regions.ts';
+import { type PointInTime, describePoint, parsePointInTime } from './providers/point-in-time.ts';
+import { parseLsn } from './providers/point-in-time.ts';
 
 /** A branch as the doors show it. */
 export interface BranchRecord {

@@ -1,15 +1,15 @@
 import { EndpointType } from '@neondatabase/api-client';
 import type { Logger } from 'pino';
-import type { Catalog } from '../catalog/catalog.ts';
-import { branchRefOf, routeByBranch } from '../catalog/routes.ts';
-import { ProviderError } from '../errors.ts';
-import { NeonApiError, type NeonResult } from '../providers/neon/neon-api.ts';
-import { NEON_MAX_RETENTION_SECONDS, type NeonProvider, neonComputeSize } from '../providers/neon/neon-provider.ts';
-import { neonSuspendTimeout } from '../providers/neon/neon-settings.ts';
-import { type NeonBranchState, type NeonState, neonPatch, requireNeonState } from '../providers/neon/neon-state.ts';
-import type { BranchRef, ProviderState } from '../providers/provider.ts';
-import type { Branching, CommitStep } from './branching.ts';
-import type { PointInTime } from './point-in-time.ts';
+import type { Catalog } from '../../catalog/catalog.ts';
+import { branchRefOf, routeByBranch } from '../../catalog/routes.ts';
+import { ProviderError } from '../../errors.ts';
+import { NeonApiError, type NeonResult } from './neon-api.ts';
+import { NEON_MAX_RETENTION_SECONDS, type NeonProvider, neonComputeSize } from './neon-provider.ts';
+import { neonSuspendTimeout } from './neon-settings.ts';
+import { type NeonBranchState, type NeonState, neonPatch, requireNeonState } from './neon-state.ts';
+import type { BranchRef, ProviderState } from '../provider.ts';
+import type { Branching, CommitStep } from '../branching.ts';
+import type { PointInTime } from '../point-in-time.ts';
 
 /** Neon's default history retention, for a project pgfleet has not set one on yet. */
 const NEON_DEFAULT_RETENTION_SECONDS = 86_400;

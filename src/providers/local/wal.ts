@@ -1,20 +1,7 @@
-/** WAL positions, segment file names, and the archive and restore commands of a branch. */
+/** WAL segment file names, and the archive and restore commands of a branch. */
+import { parseLsn } from '../point-in-time.ts';
 
-const LSN = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/;
 const SEGMENT = /^[0-9A-F]{24}$/;
-
-export const isLsn = (text: string): boolean => LSN.test(text);
-
-/** '0/16B3748' → its byte position. */
-export function parseLsn(text: string): bigint {
-  const m = LSN.exec(text);
-  if (!m) throw new Error(`not an LSN: ${text}`);
-  return (BigInt(`0x${m[1]}`) << 32n) | BigInt(`0x${m[2]}`);
-}
-
-export function formatLsn(position: bigint): string {
-  return `${(position >> 32n).toString(16).toUpperCase()}/${(position & 0xffffffffn).toString(16).toUpperCase()}`;
-}
 
 /** A WAL segment file (timeline + position), as archived; not a .history or .partial file. */
 export const isSegment = (name: string): boolean => SEGMENT.test(name);

@@ -1,6 +1,6 @@
 import type pg from 'pg';
-import type { PointInTime } from './point-in-time.ts';
-import { parseLsn } from './wal.ts';
+import type { PointInTime } from '../point-in-time.ts';
+import { parseLsn } from '../point-in-time.ts';
 
 /** One base backup of a branch, as the catalog records it. */
 export interface BaseBackup {

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { BranchRef, ProviderState } from '../providers/provider.ts';
+import type { BranchRef, ProviderState } from './provider.ts';
 import type { PointInTime } from './point-in-time.ts';
 
 /**

@@ -1,12 +1,12 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { PgInstall } from '../pg/install.ts';
-import { type OsUser, makeOwnedDir } from '../pg/os-user.ts';
-import { PostgresServer, SOCKET_PORT } from '../pg/server.ts';
-import { asAdmin, waitArchived } from '../providers/local/compute-admin.ts';
-import { copyTree, stripRunFiles } from './local-files.ts';
-import type { PointInTime } from './point-in-time.ts';
+import type { PgInstall } from '../../pg/install.ts';
+import { type OsUser, makeOwnedDir } from '../../pg/os-user.ts';
+import { PostgresServer, SOCKET_PORT } from '../../pg/server.ts';
+import { asAdmin, waitArchived } from './compute-admin.ts';
+import { copyTree, stripRunFiles } from './files.ts';
+import type { PointInTime } from '../point-in-time.ts';
 import { restoreCommand } from './wal.ts';
 
 /** Recovery of a big history may take long; it runs outside any connection's wait. */
