@@ -4,10 +4,11 @@ import type { RouteCache } from './catalog/route-cache.ts';
 import { type BranchRoute, branchRefOf, routeByBranch, routesOfDatabase } from './catalog/routes.ts';
 import type { ComputeManager, ComputeTarget } from './computes.ts';
 import type { Databases, DatabaseRecord } from './databases.ts';
-import type { Nodes } from './nodes/nodes.ts';
+import type { Owners } from './nodes/owners.ts';
 import { BadRequestError, BranchRewoundError, ConflictError, NotFoundError } from './errors.ts';
 import { generateName } from './names.ts';
-import type { Branching } from './providers/branching.ts';
+import type { BranchCall, NewBranch } from './branch-calls.ts';
+import type { Branching } from './providers/provider.ts';
 import type { Regions } from './regions.ts';
 import { type PointInTime, describePoint, parsePointInTime } from './providers/point-in-time.ts';
 import { parseLsn } from './providers/point-in-time.ts';
@@ -26,19 +27,6 @@ export interface BranchRecord {
   ownerRole: string;
   createdAt: Date;
 }
-
-export interface NewBranch {
-  name: string;
-  parent?: string;
-  at?: string;
-}
-
-/** A call that changes a database's data, run by the node that holds it (forwarded there in a fleet). */
-export type BranchCall =
-  | { action: 'create'; partnerId: string; databaseId: string; input: NewBranch }
-  | { action: 'delete'; partnerId: string; databaseId: string; name: string }
-  | { action: 'reset'; partnerId: string; databaseId: string; name: string }
-  | { action: 'restore'; partnerId: string; databaseId: string; input: { at: string; branch?: string } };
 
 /** A branch record as it crossed the node link (JSON: dates as text). */
 const revive = (b: BranchRecord): BranchRecord => ({
@@ -79,7 +67,9 @@ export class Branches {
     private readonly regions: Regions,
     private readonly databases: Databases,
     private readonly computes: ComputeManager,
-    private readonly nodes: Nodes,
+    private readonly owners: Owners,
+    /** Several gateways share the catalog: a shared provider's branch in the making may be another gateway's. */
+    private readonly fleet: boolean,
     private readonly targetFor: (route: BranchRoute) => ComputeTarget,
     private readonly log: Logger,
     /** pgfleet's default history retention (PGFLEET_HISTORY_RETENTION). */
@@ -94,18 +84,18 @@ export class Branches {
   /** Branches this process is making now ('creating' rows that are not abandoned). */
   private readonly making = new Set<string>();
 
-  /** The node that holds a local database's data when it is another one; undefined: this node runs the call. */
-  private ownerElsewhere(db: DatabaseRecord) {
-    return db.nodeId !== null && this.nodes.isRemote({ id: db.nodeId }) ? this.nodes.record(db.nodeId) : undefined;
+  /** Runs a call where the database's data is: here, or on the node it is placed on (its answer revived from the link's JSON). */
+  private owned(db: DatabaseRecord, call: BranchCall): Promise<unknown> {
+    return this.owners.of(db.nodeId).branchCall(call, (c) => this.call(c));
   }
 
   /** Runs a call here: the node link's door for calls forwarded by another node. */
   async call(c: BranchCall): Promise<unknown> {
     switch (c.action) {
-      case 'create': return this.create(c.partnerId, c.databaseId, c.input);
-      case 'delete': return this.delete(c.partnerId, c.databaseId, c.name);
-      case 'reset': return this.reset(c.partnerId, c.databaseId, c.name);
-      case 'restore': return this.restore(c.partnerId, c.databaseId, c.input);
+      case 'create': return this.runCreate(await this.databases.get(c.partnerId, c.databaseId), c.input);
+      case 'delete': return this.runDelete(await this.databases.get(c.partnerId, c.databaseId), c.name);
+      case 'reset': return this.runReset(await this.databases.get(c.partnerId, c.databaseId), c.name);
+      case 'restore': return this.runRestore(await this.databases.get(c.partnerId, c.databaseId), c.input);
     }
   }
 
@@ -215,8 +205,11 @@ export class Branches {
   /** A new branch of `parent` (default: the root), as it is now or as it was at `at`. */
   async create(partnerId: string, databaseId: string, input: NewBranch): Promise<BranchRecord> {
     const db = await this.databases.get(partnerId, databaseId);
-    const owner = this.ownerElsewhere(db);
-    if (owner) return revive(await this.nodes.branchCall(await owner, { action: 'create', partnerId, databaseId, input }) as BranchRecord);
+    return revive(await this.owned(db, { action: 'create', partnerId, databaseId, input }) as BranchRecord);
+  }
+
+  private async runCreate(db: DatabaseRecord, input: NewBranch): Promise<BranchRecord> {
+    const databaseId = db.id;
     const branching = this.branchingOf(db);
     const parent = await this.byName(databaseId, input.parent);
     const at = input.at === undefined ? undefined : await this.validateAt(db, parent, input.at);
@@ -254,11 +247,11 @@ export class Branches {
    */
   async delete(partnerId: string, databaseId: string, name: string): Promise<void> {
     const db = await this.databases.get(partnerId, databaseId);
-    const owner = this.ownerElsewhere(db);
-    if (owner) {
-      await this.nodes.branchCall(await owner, { action: 'delete', partnerId, databaseId, name });
-      return;
-    }
+    await this.owned(db, { action: 'delete', partnerId, databaseId, name });
+  }
+
+  private async runDelete(db: DatabaseRecord, name: string): Promise<void> {
+    const databaseId = db.id;
     const branch = await this.byName(databaseId, name);
     if (branch.parent === null) throw new ConflictError(`branch "${name}" is the database's root branch: delete the database instead`);
     if (!this.branchingOf(db).deletesBranchesWithChildren) {
@@ -273,8 +266,11 @@ export class Branches {
   /** The branch becomes a fresh copy of its parent as it is now; its sessions end first. */
   async reset(partnerId: string, databaseId: string, name: string): Promise<BranchRecord> {
     const db = await this.databases.get(partnerId, databaseId);
-    const owner = this.ownerElsewhere(db);
-    if (owner) return revive(await this.nodes.branchCall(await owner, { action: 'reset', partnerId, databaseId, name }) as BranchRecord);
+    return revive(await this.owned(db, { action: 'reset', partnerId, databaseId, name }) as BranchRecord);
+  }
+
+  private async runReset(db: DatabaseRecord, name: string): Promise<BranchRecord> {
+    const databaseId = db.id;
     const branching = this.branchingOf(db);
     const branch = await this.byName(databaseId, name);
     if (branch.parent === null) throw new BadRequestError(`branch "${name}" has no parent to reset from`);
@@ -297,11 +293,12 @@ export class Branches {
    */
   async restore(partnerId: string, databaseId: string, input: { at: string; branch?: string }): Promise<{ branch: BranchRecord; before: BranchRecord }> {
     const db = await this.databases.get(partnerId, databaseId);
-    const owner = this.ownerElsewhere(db);
-    if (owner) {
-      const r = await this.nodes.branchCall(await owner, { action: 'restore', partnerId, databaseId, input }) as { branch: BranchRecord; before: BranchRecord };
-      return { branch: revive(r.branch), before: revive(r.before) };
-    }
+    const r = await this.owned(db, { action: 'restore', partnerId, databaseId, input }) as { branch: BranchRecord; before: BranchRecord };
+    return { branch: revive(r.branch), before: revive(r.before) };
+  }
+
+  private async runRestore(db: DatabaseRecord, input: { at: string; branch?: string }): Promise<{ branch: BranchRecord; before: BranchRecord }> {
+    const databaseId = db.id;
     const branching = this.branchingOf(db);
     const branch = await this.byName(databaseId, input.branch);
     const at = await this.validateAt(db, branch, input.at);
@@ -347,8 +344,9 @@ export class Branches {
     for (const row of rows) {
       if (this.making.has(row.id)) continue;
       const route = await routeByBranch(this.catalog, row.id);
-      if (!route || this.nodes.isRemote(route.node)) continue;
-      if (route.node === null && this.nodes.fleet && row.age_ms < this.abandonedCreateMs) continue;
+      // Another node's local branches are that node's to remove.
+      if (!route || !this.owners.ofRoute(route).keepsRoutes) continue;
+      if (route.node === null && this.fleet && row.age_ms < this.abandonedCreateMs) continue;
       this.log.warn({ branch: row.id, database: row.database_id }, 'removing a branch whose creation was interrupted');
       try {
         // What the provider made goes first: a failure leaves the row (never routed) for the next pass.

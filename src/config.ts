@@ -6,6 +6,7 @@ import { MAX_COMPUTE_UNITS, MIN_COMPUTE_UNITS, isComputeUnits } from './limits/c
 import type { LogFormat } from './log.ts';
 import { DEFAULT_NEON_WAKE, type NeonWake } from './providers/neon/neon-settings.ts';
 import { parseSecretKey } from './secret-box.ts';
+import { type StorageSettings, parseStorageSettings } from './storage/storage-config.ts';
 
 /** Settings of each compute Postgres; small by default so that many fit on one host. */
 export interface ComputeSettings {
@@ -72,6 +73,8 @@ export interface Config {
   pool: PoolSettings;
   warm: WarmBackendSettings;
   history: HistorySettings;
+  /** Where local databases' data and history live (object storage), and the node's disk cache of it. */
+  storage: StorageSettings;
 }
 
 /** Backends of direct (not `-pooler`) sessions kept for the next client of the same startup. */
@@ -304,8 +307,9 @@ export function loadConfig(env: Env = process.env): Config {
   if (advertise !== undefined && !/^[^\s:]+:\d{1,5}$/.test(advertise)) {
     throw new ConfigError('PGFLEET_NODE_ADVERTISE', `must be host:port, got "${advertise}"`);
   }
+  const dataDir = path.resolve(str(env, 'PGFLEET_DATA_DIR', './.pgfleet'));
   return {
-    dataDir: path.resolve(str(env, 'PGFLEET_DATA_DIR', './.pgfleet')),
+    dataDir,
     apiHost: str(env, 'PGFLEET_API_HOST', '127.0.0.1'),
     apiPort: port(env, 'PGFLEET_API_PORT', 8080),
     proxyHost: str(env, 'PGFLEET_PROXY_HOST', '127.0.0.1'),
@@ -380,6 +384,7 @@ export function loadConfig(env: Env = process.env): Config {
       idleTimeoutMs: int(env, 'PGFLEET_POOL_IDLE_TIMEOUT', 60, 1, 86400) * 1000,
       maxPreparedStatements: int(env, 'PGFLEET_POOL_MAX_PREPARED_STATEMENTS', 200, 1, 100000),
     },
+    storage: parseStorageSettings(env, dataDir, key !== undefined),
     warm: {
       maxPerCompute: int(env, 'PGFLEET_WARM_BACKENDS', 16, 0, 10000),
       idleTimeoutMs: int(env, 'PGFLEET_WARM_BACKEND_IDLE_TIMEOUT', 10, 1, 3600) * 1000,

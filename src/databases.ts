@@ -2,7 +2,6 @@ import { EventEmitter } from 'node:events';
 import type { Catalog } from './catalog/catalog.ts';
 import type { RouteCache } from './catalog/route-cache.ts';
 import { type BranchRoute, branchRefOf, routeByDatabase, routesOfDatabase } from './catalog/routes.ts';
-import type { ComputeManager, ComputeState, ComputeTarget } from './computes.ts';
 import { BadRequestError, ConflictError, DatabaseUnavailableError, NotFoundError } from './errors.ts';
 import { NAME_PATTERN, generateName } from './names.ts';
 import { type Quotas, validateQuotas } from './quotas.ts';
@@ -10,6 +9,8 @@ import type { BranchRef, ProviderState } from './providers/provider.ts';
 import { type ProviderDeletions, recordDeletion } from './provider-sync/deletions.ts';
 import { type Regions, pgVersionFor } from './regions.ts';
 import type { Nodes } from './nodes/nodes.ts';
+import type { OwnedState, Owners } from './nodes/owners.ts';
+import type { ComputeState } from './computes.ts';
 import { generatePassword, makeScramVerifier } from './scram-verifier.ts';
 
 /** A database as the doors show it. */
@@ -35,6 +36,8 @@ export interface DatabaseRecord {
   computeUnits: number | null;
   /** The Postgres major of its computes, chosen at creation. */
   pgVersion: number;
+  /** 'sync': a commit is acknowledged once its WAL is in the store (local regions); 'async': within PGFLEET_STORAGE_MAX_LAG. */
+  durability: Durability;
   createdAt: Date;
   /** Last activity the catalog recorded; the compute manager knows fresher while it runs. */
   lastActiveAt: Date | null;
@@ -48,6 +51,7 @@ export interface DatabaseRecord {
 }
 
 export type DatabaseStatus = 'creating' | 'ready' | 'failed';
+export type Durability = 'async' | 'sync';
 
 export interface NewDatabase {
   partnerId: string;
@@ -63,6 +67,7 @@ export interface NewDatabase {
   computeUnits?: number | null;
   /** The Postgres major; default: the region's. */
   pgVersion?: number;
+  durability?: Durability;
 }
 
 export interface DatabaseChanges {
@@ -73,6 +78,7 @@ export interface DatabaseChanges {
   quotas?: Quotas;
   poolSize?: number | null;
   computeUnits?: number | null;
+  durability?: Durability;
 }
 
 export interface Page<T> {
@@ -129,6 +135,7 @@ function toRecord(row: any): DatabaseRecord {
     poolSize: row.pool_size,
     computeUnits: row.compute_units === null ? null : Number(row.compute_units),
     pgVersion: row.pg_version,
+    durability: row.durability,
     createdAt: row.created_at,
     lastActiveAt: row.last_active_at,
     status: row.status,
@@ -166,8 +173,8 @@ export function mergeState(kept: ProviderState, patch: ProviderState): ProviderS
 
 const INSERT_DATABASE = `
   WITH d AS (
-    INSERT INTO databases (id, partner_id, user_id, name, region, provider, database_name, owner_role, suspend_timeout_seconds, quotas, node_id, history_retention_seconds, pool_size, compute_units, pg_version, status)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $14, $15, $16, $17, $18, 'creating') RETURNING created_at,
+    INSERT INTO databases (id, partner_id, user_id, name, region, provider, database_name, owner_role, suspend_timeout_seconds, quotas, node_id, history_retention_seconds, pool_size, compute_units, pg_version, durability, status)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $14, $15, $16, $17, $18, $19, 'creating') RETURNING created_at,
       COALESCE(history_retention_seconds, (SELECT default_history_retention_seconds FROM partners WHERE id = $2)) AS effective_retention),
   b AS (INSERT INTO branches (id, database_id, name) VALUES ($11, $1, 'main')),
   e AS (INSERT INTO endpoints (id, branch_id) VALUES ($12, $11)),
@@ -197,8 +204,8 @@ export class Databases extends EventEmitter {
     /** Told of every committed change to a database's rows. */
     private readonly routes: RouteCache,
     private readonly regions: Regions,
-    private readonly computes: ComputeManager,
-    private readonly targetFor: (route: BranchRoute) => ComputeTarget,
+    /** Who runs each database's computes: this gateway, or the node it is placed on. */
+    private readonly owners: Owners,
     private readonly nodes: Nodes,
     private readonly defaultSuspendTimeoutSeconds: number,
     private readonly deletions: ProviderDeletions,
@@ -216,6 +223,7 @@ export class Databases extends EventEmitter {
     const password = generatePassword();
     const verifier = await makeScramVerifier(password);
     const suspendTimeout = input.suspendTimeoutSeconds ?? this.defaultSuspendTimeoutSeconds;
+    const durability = input.durability ?? 'async';
     // A local database's data lives on one node: the one with the most room.
     const nodeId = region.provider.name === 'local' ? await this.nodes.place() : null;
 
@@ -227,13 +235,13 @@ export class Databases extends EventEmitter {
         const { rows } = await this.catalog.query(INSERT_DATABASE, [
           ids.databaseId, input.partnerId, input.userId, input.name ?? null, region.id, region.provider.name,
           databaseName, ownerRole, suspendTimeout, quotas, ids.branchId, ids.endpointId, verifier, nodeId, input.historyRetentionSeconds ?? null,
-          input.poolSize ?? null, input.computeUnits ?? null, pgVersion,
+          input.poolSize ?? null, input.computeUnits ?? null, pgVersion, durability,
         ]);
         database = {
           id: ids.databaseId, partnerId: input.partnerId, userId: input.userId, name: input.name ?? null, region: region.id,
           provider: region.provider.name, databaseName, ownerRole, roles: [ownerRole], endpointId: ids.endpointId,
           branchId: ids.branchId, suspendTimeoutSeconds: suspendTimeout, historyRetentionSeconds: rows[0].effective_retention, quotas,
-          poolSize: input.poolSize ?? null, computeUnits: input.computeUnits ?? null, pgVersion,
+          poolSize: input.poolSize ?? null, computeUnits: input.computeUnits ?? null, pgVersion, durability,
           createdAt: rows[0].created_at, lastActiveAt: null, status: 'ready', statusDetail: null,
           nodeId, recordedState: 'suspended',
         };
@@ -245,15 +253,10 @@ export class Databases extends EventEmitter {
 
     const ref: BranchRef = {
       databaseId: database.id, branchId: database.branchId, root: true, region: region.id, databaseName, ownerRole, roles: [ownerRole], providerState: {},
-      suspendTimeoutSeconds: suspendTimeout, quotas, computeUnits: input.computeUnits ?? null, pgVersion,
+      suspendTimeoutSeconds: suspendTimeout, quotas, computeUnits: input.computeUnits ?? null, pgVersion, durability,
     };
     try {
-      if (nodeId && this.nodes.isRemote({ id: nodeId })) {
-        await this.nodes.ask(await this.nodes.record(nodeId), 'create', ref);
-        await this.finishCreate(database.id, {});
-      } else {
-        await this.finishCreate(database.id, await region.provider.create(ref));
-      }
+      await this.finishCreate(database.id, await this.owners.of(nodeId).create(region.provider, ref));
     } catch (err) {
       await this.catalog.query('DELETE FROM databases WHERE id = $1', [database.id]);
       await this.routes.changed(database.id);
@@ -269,12 +272,7 @@ export class Databases extends EventEmitter {
   async resumeCreate(databaseId: string): Promise<void> {
     const route = await routeByDatabase(this.catalog, databaseId);
     if (!route) return;
-    if (this.nodes.isRemote(route.node)) {
-      await this.nodes.ask(route.node!, 'create', branchRefOf(route));
-      return this.finishCreate(databaseId, {});
-    }
-    const state = await this.regions.get(route.region).provider.create(branchRefOf(route), { again: true });
-    await this.finishCreate(databaseId, state);
+    await this.finishCreate(databaseId, await this.owners.ofRoute(route).create(this.regions.get(route.region).provider, branchRefOf(route), true));
   }
 
   /** Keeps what the provider made and marks the database ready to serve. */
@@ -342,6 +340,10 @@ export class Databases extends EventEmitter {
       values.push(changes.computeUnits);
       sets.push(`compute_units = $${values.length}`);
     }
+    if (changes.durability !== undefined) {
+      values.push(changes.durability);
+      sets.push(`durability = $${values.length}`);
+    }
     if (changes.historyRetentionSeconds !== undefined) {
       values.push(changes.historyRetentionSeconds);
       sets.push(`history_retention_seconds = $${values.length}`);
@@ -375,7 +377,10 @@ export class Databases extends EventEmitter {
       if (changes.quotas !== undefined) this.emit('quotas', id, effective);
     }
     const record = await this.get(partnerId, id);
-    if (changes.suspendTimeoutSeconds !== undefined) this.computes.retarget(this.targetFor(await this.routeOf(record)));
+    if (changes.suspendTimeoutSeconds !== undefined) {
+      const route = await this.routeOf(record);
+      this.owners.ofRoute(route).retarget(route);
+    }
     return record;
   }
 
@@ -389,20 +394,18 @@ export class Databases extends EventEmitter {
   async delete(partnerId: string, id: string): Promise<void> {
     const record = await this.get(partnerId, id);
     const routes = (await routesOfDatabase(this.catalog, record.id)).reverse();
-    // A local database's branches on another node are deleted there (their data is on that node's disk).
-    const remote = routes.filter((r) => this.nodes.isRemote(r.node));
-    const here = routes.filter((r) => !this.nodes.isRemote(r.node));
+    const provider = this.regions.get(record.region).provider;
     await this.catalog.tx(async (c) => {
       const { rowCount } = await c.query('DELETE FROM databases WHERE id = $1 AND partner_id = $2', [id, partnerId]);
       if (!rowCount) throw new NotFoundError(`database "${id}" not found`);
-      const refs = here.map(branchRefOf);
-      const owed = this.regions.get(record.region).provider.rootDeletesAll ? refs.filter((r) => r.root) : refs;
+      const refs = routes.map(branchRefOf);
+      const owed = provider.rootDeletesAll ? refs.filter((r) => r.root) : refs;
       if (owed.length) await recordDeletion(c, record.id, record.region, partnerId, owed);
     });
     await this.routes.changed(id);
-    for (const route of remote) await this.nodes.ask(route.node!, 'delete', branchRefOf(route));
-    for (const route of here) await this.computes.remove(route.branchId);
-    if (here.length) await this.deletions.attempt(id);
+    // The owner stops the computes and drops their files; the provider's own deletion (the store's objects, a Neon project) is owed until done.
+    for (const route of routes) await this.owners.ofRoute(route).remove(route);
+    if (routes.length) await this.deletions.attempt(id);
   }
 
   /** Another login role, with the owner's rights; returns its password (shown once). */
@@ -421,8 +424,7 @@ export class Databases extends EventEmitter {
     // Roles belong to the database: every branch gets the new one.
     const provider = this.regions.get(record.region).provider;
     for (const route of await routesOfDatabase(this.catalog, id)) {
-      if (this.nodes.isRemote(route.node)) await this.nodes.ask(route.node!, 'sync-roles', branchRefOf(route));
-      else await this.keepState(id, await provider.syncRoles(branchRefOf(route)), undefined, route);
+      await this.keepState(id, await this.owners.ofRoute(route).syncRoles(provider, route), undefined, route);
     }
     return { database: updated, password };
   }
@@ -464,8 +466,7 @@ export class Databases extends EventEmitter {
   async suspend(partnerId: string, id: string): Promise<DatabaseRecord> {
     const record = await this.get(partnerId, id);
     const route = await this.routeOf(record);
-    if (this.nodes.isRemote(route.node)) await this.nodes.ask(route.node!, 'suspend', branchRefOf(route));
-    else await this.computes.suspend(record.branchId);
+    await this.owners.ofRoute(route).suspend(route);
     return record;
   }
 
@@ -474,18 +475,13 @@ export class Databases extends EventEmitter {
     const record = await this.get(partnerId, id);
     if (record.status !== 'ready') throw unavailable(record);
     const route = await this.routeOf(record);
-    if (this.nodes.isRemote(route.node)) await this.nodes.ask(route.node!, 'wake', branchRefOf(route));
-    else await this.computes.wake(this.targetFor(route));
+    await this.owners.ofRoute(route).wake(route);
     return record;
   }
 
-  /** The compute's state: this node's manager knows its own computes; another node's are as recorded. */
-  stateOf(record: DatabaseRecord): { state: ComputeState; lastActiveAt: Date | null; connections: number } {
-    const compute = this.computes.info(record.branchId);
-    if (this.nodes.isRemote(record.nodeId === null ? null : { id: record.nodeId })) {
-      return { state: record.recordedState, lastActiveAt: record.lastActiveAt, connections: compute.connections };
-    }
-    return { state: compute.state, lastActiveAt: compute.lastActiveAt ?? record.lastActiveAt, connections: compute.connections };
+  /** The compute's state as its owner knows it, and the client sessions this gateway relays to it. */
+  stateOf(record: DatabaseRecord): OwnedState {
+    return this.owners.of(record.nodeId).state(record.branchId, { state: record.recordedState, lastActiveAt: record.lastActiveAt, connections: 0 });
   }
 
   private async routeOf(record: DatabaseRecord): Promise<BranchRoute> {

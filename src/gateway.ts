@@ -14,7 +14,9 @@ import { ComputeCgroups, detectCgroups } from './limits/cgroups.ts';
 import { PgInstalls } from './pg/install.ts';
 import { type OsUser, currentUser, isRoot, makeOwnedDir, resolveComputeUser } from './pg/os-user.ts';
 import { chooseRunDir } from './providers/local/layout.ts';
-import { LocalProvider } from './providers/local/local-provider.ts';
+import type { LocalProvider } from './providers/local/local-provider.ts';
+import { openLocalProvider } from './providers/local/open-local.ts';
+import { Owners } from './nodes/owners.ts';
 import { NeonProvider } from './providers/neon/neon-provider.ts';
 import { Databases, unavailableReason } from './databases.ts';
 import { ConfigError, DatabaseUnavailableError } from './errors.ts';
@@ -130,10 +132,13 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     });
     const cgroups = new ComputeCgroups(detectCgroups(config.compute.cgroups));
     (cgroups.enabled ? log.info.bind(log) : log.warn.bind(log))({ cgroups: cgroups.host.kind, default_compute_units: config.compute.computeUnits }, `compute sizes: ${cgroups.describe()}`);
-    const local = new LocalProvider(
-      { dataDir: config.dataDir, runDir, installs, user, compute: config.compute, cgroups, startTimeoutMs: config.wakeTimeoutMs, log },
-      { onComputeExit: (branchId) => computes.computeExited(branchId) },
-    );
+    const key = coord.shared ? nodeKey(config.secretKey!) : undefined;
+    const nodes = new Nodes(nodeId, catalog, key, coord.shared, config.wakeTimeoutMs + 10_000, config.storage.nodeDeadAfterSeconds, log);
+    cleanups.push(() => nodes.stop());
+    const local = openLocalProvider(config, {
+      catalog, user, installs, runDir, cgroups, log,
+      node: { id: nodeId, generation: () => nodes.generation, canWrite: () => nodes.canWrite() },
+    }, { onComputeExit: (branchId) => computes.computeExited(branchId) });
     cleanups.push(() => local.shutdown());
     await local.clearOrphans();
     // Nothing runs after a (re)start until a connection or the API wakes it.
@@ -180,27 +185,19 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
         ? { unavailable: new DatabaseUnavailableError(unavailableReason(route.databaseId, route.status, route.statusDetail)) }
         : {}),
     });
-    const key = coord.shared ? nodeKey(config.secretKey!) : undefined;
-    const nodes = new Nodes(nodeId, catalog, key, coord.shared, config.wakeTimeoutMs + 10_000, log);
+    const owners = new Owners(nodes, computes, targetFor);
     const routes = new RouteCache(catalog, coord, {
-      maxAgeMs: ROUTE_MAX_AGE_MS, maxEntries: ROUTES_KEPT, isRemote: (route) => nodes.isRemote(route.node),
+      maxAgeMs: ROUTE_MAX_AGE_MS, maxEntries: ROUTES_KEPT, keeps: (route) => owners.ofRoute(route).keepsRoutes,
     });
     // Each gateway signs its tokens with its own key; in a fleet every gateway verifies them all.
     const jwt = await openJwtAuth(config, catalog, routes, log, key ? { keys: new FleetKeys(catalog, nodeId), publish: () => nodes.beat() } : undefined);
-    cleanups.push(() => nodes.stop());
     const syncMetrics = new SyncMetrics(metrics.registry, catalog);
     const deletions = new ProviderDeletions(catalog, regions, syncMetrics, log.child({ part: 'deletions' }));
-    const databases = new Databases(catalog, routes, regions, computes, targetFor, nodes, config.defaultSuspendTimeoutSeconds, deletions);
+    const databases = new Databases(catalog, routes, regions, owners, nodes, config.defaultSuspendTimeoutSeconds, deletions);
     // A create (of a Neon project or branch) gives up after its operation timeout, twice with its queueing: later, its gateway is gone.
     const abandonedCreateMs = 2 * config.neon.operationTimeoutMs + 60_000;
-    const branches = new Branches(catalog, routes, regions, databases, computes, nodes, targetFor, log, config.history.retentionSeconds, abandonedCreateMs);
-    const localBranching = new LocalBranching(local, catalog, {
-      backupIntervalMs: config.history.baseBackupIntervalMs,
-      retentionOf: (ref) => branches.retentionSeconds(ref.databaseId),
-      log,
-    });
-    local.history = localBranching;
-    local.branching = localBranching;
+    const branches = new Branches(catalog, routes, regions, databases, computes, owners, nodes.fleet, targetFor, log, config.history.retentionSeconds, abandonedCreateMs);
+    local.branching = new LocalBranching(local, local.opts.storage, { backupIntervalMs: config.history.baseBackupIntervalMs, log });
     for (const id of regions.ids) {
       const { provider } = regions.get(id);
       if (provider instanceof NeonProvider) provider.branching = new NeonBranching(provider, id, catalog, log.child({ region: id }));
@@ -239,13 +236,7 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     return {
       config, log, user, installs, runDir, adminKeyHash, catalog, local, regions, computes, databases, branches, partners, usage, metrics, jwt, coord, routes, nodeId, nodes, targetFor,
       deletions, reconciler,
-      async acquire(this: Core, route: BranchRoute): Promise<Lease> {
-        const target = this.targetFor(route);
-        if (target.unavailable) throw target.unavailable;
-        // The owning node counts the session on its compute for as long as the link is open.
-        if (nodes.isRemote(route.node)) return { address: nodes.addressOf({ ...route, node: route.node! }, target.ref), release: () => {} };
-        return computes.acquire(target);
-      },
+      acquire: (route: BranchRoute): Promise<Lease> => owners.ofRoute(route).acquire(route),
       stop: undo,
     };
   } catch (err) {

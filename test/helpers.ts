@@ -38,6 +38,7 @@ export function testRef(overrides: Partial<BranchRef> = {}): BranchRef {
     quotas: {},
     computeUnits: null,
     pgVersion: 17,
+    durability: 'async',
     providerState: {},
     ...overrides,
   };

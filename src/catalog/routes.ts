@@ -23,6 +23,8 @@ export interface BranchRoute {
   computeUnits: number | null;
   /** The Postgres major of the database's computes. */
   pgVersion: number;
+  /** 'sync': commits wait for their WAL to be in the store. */
+  durability: 'async' | 'sync';
   /** The database's own quotas over its partner's defaults. */
   quotas: Quotas;
   /** role name → SCRAM-SHA-256 verifier (a Map: role names are the tenant's, `__proto__` included) */
@@ -38,7 +40,7 @@ export interface BranchRoute {
 const SELECT_ROUTE = `
   SELECT e.id AS endpoint_id, b.id AS branch_id, b.name AS branch_name, b.parent_id IS NULL AS root, b.provider_state AS branch_state,
          d.id AS database_id, d.partner_id, d.user_id, d.region, d.provider, d.database_name, d.owner_role,
-         d.suspend_timeout_seconds, d.pool_size, d.compute_units::float8, d.pg_version, p.default_quotas || d.quotas AS quotas, d.provider_state AS database_state, d.status, d.status_detail,
+         d.suspend_timeout_seconds, d.pool_size, d.compute_units::float8, d.pg_version, d.durability, p.default_quotas || d.quotas AS quotas, d.provider_state AS database_state, d.status, d.status_detail,
          COALESCE((SELECT json_object_agg(r.name, r.scram_verifier) FROM roles r WHERE r.database_id = d.id), '{}') AS verifiers,
          d.node_id, n.address AS node_address, extract(epoch FROM clock_timestamp() - n.heartbeat_at)::float8 AS node_silence
     FROM endpoints e
@@ -64,6 +66,7 @@ function toRoute(row: any): BranchRoute {
     poolSize: row.pool_size,
     computeUnits: row.compute_units,
     pgVersion: row.pg_version,
+    durability: row.durability,
     quotas: row.quotas,
     verifiers: new Map(Object.entries(row.verifiers as Record<string, string>)),
     providerState: { ...row.database_state, ...row.branch_state },
@@ -109,6 +112,7 @@ export function branchRefOf(route: BranchRoute): BranchRef {
     quotas: route.quotas,
     computeUnits: route.computeUnits,
     pgVersion: route.pgVersion,
+    durability: route.durability,
     providerState: route.providerState,
   };
 }

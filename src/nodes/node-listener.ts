@@ -101,9 +101,6 @@ export async function startNodeListener(deps: NodeListenerDeps, host: string, po
         case 'suspend':
           await computes.suspend(ref.branchId);
           break;
-        case 'create':
-          await local.create(ref);
-          break;
         case 'sync-roles':
           await local.syncRoles(ref);
           break;

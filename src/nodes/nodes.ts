@@ -1,14 +1,17 @@
 /**
- * The nodes of a fleet. A node is one pgfleet process with its own data dir; a `local`
- * database's data lives on the node recorded in the catalog (databases.node_id), placed on the
- * live node with the most room when it is made. A gateway that gets a connection, a wake or a
- * suspend for a database of another node asks that node over the node link (node-link.ts); the
- * owning node runs the compute. Each node records a heartbeat; one silent for NODE_GONE_SECONDS
- * is gone, and its databases answer 57P03 naming their host while every other database works.
+ * The nodes of a fleet. A node is one pgfleet process with its own data dir, a cache of the
+ * databases placed on it (databases.node_id); their data lives in the store. A gateway that gets
+ * a connection, a wake or a suspend for a database placed on another node asks that node over the
+ * node link (node-link.ts); the owning node runs the compute. Each node records a heartbeat; one
+ * silent for PGFLEET_NODE_DEAD_AFTER is fenced (fencing.ts) and its databases placed elsewhere.
+ * A node writes to the store only while its lease holds: its last heartbeat is younger than half
+ * that time and its generation is the one the catalog has (a fenced node's is not).
  */
+import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
+import { ConflictError } from '../errors.ts';
 import type { Catalog } from '../catalog/catalog.ts';
-import type { BranchCall } from '../branches.ts';
+import type { BranchCall } from '../branch-calls.ts';
 import { RECOVERY_TIMEOUT_MS } from '../providers/local/recovery.ts';
 import type { BranchRoute } from '../catalog/routes.ts';
 import type { Logger } from '../log.ts';
@@ -16,7 +19,6 @@ import type { BranchRef, ComputeAddress } from '../providers/provider.ts';
 import { type NodeRequest, askNode, dialNode, hostUnavailable } from './node-link.ts';
 
 export const NODE_HEARTBEAT_MS = 3000;
-export const NODE_GONE_SECONDS = 30;
 /** A branch call forwarded to the owning node may replay a long history. */
 const BRANCH_CALL_TIMEOUT_MS = RECOVERY_TIMEOUT_MS + 60_000;
 
@@ -26,33 +28,78 @@ export interface NodeRecord {
   silentSeconds: number | null;
 }
 
-export class Nodes {
+export class Nodes extends EventEmitter {
   private beat_: NodeJS.Timeout | undefined;
+  private generation_ = 1;
+  /** When this node's heartbeat last reached the catalog with its generation. */
+  private lastBeat = Date.now();
+  private fenced_ = false;
 
   constructor(
     readonly id: string,
     private readonly catalog: Catalog,
     private readonly key: Buffer | undefined,
-    /** Several nodes share the catalog (REDIS_URL set): placement and the node link are on. */
+    /** Several nodes share the catalog (REDIS_URL set): placement, fencing and the node link are on. */
     readonly fleet: boolean,
     /** How long an answer may take: a wake on the owning node, and then some. */
     private readonly answerTimeoutMs: number,
+    /** A node silent this long is dead (PGFLEET_NODE_DEAD_AFTER). */
+    readonly deadAfterSeconds: number,
     private readonly log: Logger,
-  ) {}
+  ) {
+    super();
+  }
 
-  private beatQuery: (() => Promise<unknown>) | undefined;
+  private beatQuery: (() => Promise<boolean>) | undefined;
+
+  get generation(): number {
+    return this.generation_;
+  }
+
+  /**
+   * Whether this node may write (to the store, for its databases): alone, always; in a fleet, while
+   * its generation is the catalog's and its last heartbeat is younger than half the dead-after
+   * time, so that it stops writing before any other node may declare it dead and take over.
+   */
+  canWrite(): boolean {
+    if (!this.fleet) return true;
+    return !this.fenced_ && Date.now() - this.lastBeat < (this.deadAfterSeconds * 1000) / 2;
+  }
 
   /**
    * Records this node (its link address, its room, its public signing keys) and keeps its
-   * heartbeat going.
+   * heartbeat going. A node declared dead while it was away comes back with the generation the
+   * catalog gave it then; its old databases are placed elsewhere.
    */
   async register(address: string, maxComputes: number, running: () => number, jwks: () => unknown): Promise<void> {
-    this.beatQuery = () => this.catalog.query(
-      `INSERT INTO nodes (id, address, max_computes, running, jwks) VALUES ($1, $2, $3, $4, $5)
-       ON CONFLICT (id) DO UPDATE SET address = $2, max_computes = $3, running = $4, jwks = $5, heartbeat_at = clock_timestamp()`,
-      [this.id, address, maxComputes, running(), JSON.stringify(jwks())],
-    );
-    await this.beat();
+    const join = async () => {
+      const { rows } = await this.catalog.query<{ generation: string }>(
+        `INSERT INTO nodes (id, address, max_computes, running, jwks) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (id) DO UPDATE SET address = $2, max_computes = $3, running = $4, jwks = $5, heartbeat_at = clock_timestamp(), fenced_at = NULL
+         RETURNING generation`,
+        [this.id, address, maxComputes, running(), JSON.stringify(jwks())]);
+      this.generation_ = Number(rows[0]!.generation);
+      this.fenced_ = false;
+      this.lastBeat = Date.now();
+    };
+    await join();
+    this.beatQuery = async () => {
+      const started = Date.now();
+      const { rowCount } = await this.catalog.query(
+        `UPDATE nodes SET address = $2, max_computes = $3, running = $4, jwks = $5, heartbeat_at = clock_timestamp()
+          WHERE id = $1 AND generation = $6 AND fenced_at IS NULL`,
+        [this.id, address, maxComputes, running(), JSON.stringify(jwks()), this.generation_]);
+      if (rowCount) {
+        this.lastBeat = started;
+        return true;
+      }
+      // Declared dead while cut off: stop everything now, then join again as a node with no databases.
+      this.fenced_ = true;
+      this.log.error({ node: this.id, generation: this.generation_ }, 'this node was fenced by the fleet (declared dead): its computes stop and its databases are served elsewhere');
+      this.emit('fenced');
+      await join();
+      return false;
+    };
     this.beat_ = setInterval(() => void this.beat().catch((err) => this.log.warn({ err: err.message }, 'node heartbeat failed')), NODE_HEARTBEAT_MS);
     this.beat_.unref();
   }
@@ -66,24 +113,20 @@ export class Nodes {
     clearInterval(this.beat_);
   }
 
-  /** Whether a database recorded on this node is served by another node. */
-  isRemote(node: { id: string } | null | undefined): boolean {
-    return node != null && node.id !== this.id;
-  }
-
   /**
    * Where a new local database goes: alone, here; in a fleet, the live node with the most room
-   * (fewest databases per compute slot; ties go to the lowest id).
+   * (fewest databases per compute slot; ties go to the lowest id), never a draining or fenced one.
    */
-  async place(): Promise<string> {
+  async place(except?: string): Promise<string> {
     if (!this.fleet) return this.id;
     const { rows } = await this.catalog.query<{ id: string }>(
       `SELECT n.id FROM nodes n
-        WHERE n.heartbeat_at > clock_timestamp() - make_interval(secs => $1)
+        WHERE n.heartbeat_at > clock_timestamp() - make_interval(secs => $1) AND NOT n.draining AND n.fenced_at IS NULL AND n.id IS DISTINCT FROM $2
         ORDER BY (SELECT count(*) FROM databases d WHERE d.node_id = n.id)::float8 / n.max_computes, n.id
         LIMIT 1`,
-      [NODE_GONE_SECONDS],
+      [this.deadAfterSeconds, except ?? null],
     );
+    if (!rows[0] && except === this.id) throw new ConflictError('no other live node can take this node\'s databases');
     return rows[0]?.id ?? this.id;
   }
 
@@ -96,7 +139,7 @@ export class Nodes {
 
   private reachable(node: NodeRecord): { id: string; address: string } {
     if (!this.key || !node.address) throw hostUnavailable(node.id, 'this gateway is not part of a fleet (REDIS_URL) that can reach it');
-    if (node.silentSeconds === null || node.silentSeconds > NODE_GONE_SECONDS) {
+    if (node.silentSeconds === null || node.silentSeconds > this.deadAfterSeconds) {
       throw hostUnavailable(node.id, `no heartbeat for ${node.silentSeconds === null ? 'ever' : `${Math.round(node.silentSeconds)} s`}`);
     }
     return { id: node.id, address: node.address };

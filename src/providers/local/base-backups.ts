@@ -1,56 +1,85 @@
-import type pg from 'pg';
-import type { PointInTime } from '../point-in-time.ts';
+import { storeKeys } from '../../storage/keys.ts';
+import type { SealedStore } from '../../storage/sealed-store.ts';
+import { type ChunkLocation, chunkLocations, readManifest, snapshotTree } from '../../storage/snapshots.ts';
 import { parseLsn } from '../point-in-time.ts';
+import { asAdmin, checkpointPosition, checkpointTimeline } from './compute-admin.ts';
+import type { BaseBackup, Histories, History } from './histories.ts';
+import { SOCKET_PORT } from '../../pg/server.ts';
 
-/** One base backup of a branch, as the catalog records it. */
-export interface BaseBackup {
-  id: string;
-  kind: 'template' | 'copy' | 'online';
-  timeline: number;
-  startLsn: string;
-  endLsn: string;
-  startTime: Date;
-  /** A target at or after this (and endLsn) can start from this backup. */
-  endTime: Date;
-  bytes: number;
-}
+/** Directories whose contents a base backup leaves out (Postgres's own list for base backups). */
+const TRANSIENT = ['pg_replslot', 'pg_stat_tmp', 'pg_dynshmem', 'pg_notify', 'pg_serial', 'pg_snapshots', 'pg_subtrans'];
+const RUN_FILES = new Set(['postmaster.pid', 'postmaster.opts']);
 
-/** The catalog, or a client inside one of its transactions. */
-type Queryable = { query(text: string, values?: unknown[]): Promise<pg.QueryResult> };
+const skipOf = (withWal: boolean) => (rel: string): boolean =>
+  RUN_FILES.has(rel) || TRANSIENT.some((d) => rel.startsWith(`${d}/`)) || (!withWal && rel.startsWith('pg_wal/'));
 
-const toBackup = (r: any): BaseBackup => ({
-  id: r.id, kind: r.kind, timeline: r.timeline, startLsn: r.start_lsn, endLsn: r.end_lsn,
-  startTime: r.start_time, endTime: r.end_time, bytes: Number(r.bytes),
-});
+/**
+ * Base backups of local computes, taken into the store: a data directory stored as chunks, only
+ * those the store does not hold already (an unchanged file of an earlier backup, or of the
+ * template, costs nothing), and recorded for its history in the catalog.
+ */
+export class BaseBackups {
+  constructor(private readonly store: SealedStore, private readonly histories: Histories) {}
 
-/** The catalog's record of base backups, per branch. */
-export const baseBackups = {
-  async list(db: Queryable, branchId: string): Promise<BaseBackup[]> {
-    const { rows } = await db.query('SELECT * FROM base_backups WHERE branch_id = $1 ORDER BY end_time, id', [branchId]);
-    return rows.map(toBackup);
-  },
+  /** Chunks the store holds for this history already: its newest backup's and those it refers to. */
+  private async known(history: History): Promise<Map<string, ChunkLocation>> {
+    const newest = (await this.histories.backups([history.id])).at(-1);
+    if (!newest) return new Map();
+    const scope = newest.kind === 'template' ? 'fleet' : history.databaseId as `db-${string}`;
+    return chunkLocations(await readManifest(this.store, scope, newest.manifest));
+  }
 
-  async add(db: Queryable, branchId: string, b: BaseBackup): Promise<void> {
-    await db.query(
-      `INSERT INTO base_backups (branch_id, id, kind, timeline, start_lsn, end_lsn, start_time, end_time, bytes)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-      [branchId, b.id, b.kind, b.timeline, b.startLsn, b.endLsn, b.startTime, b.endTime, b.bytes],
-    );
-  },
+  /** A cleanly stopped data directory, which is its own consistent state: ends at its checkpoint. */
+  async copy(history: History, pgdata: string, end: { time: Date }): Promise<BaseBackup> {
+    const id = `copy-${end.time.getTime()}`;
+    const manifest = storeKeys.backup(history.databaseId, history.id, id);
+    const { bytes } = await snapshotTree(this.store, {
+      dir: pgdata, scope: history.databaseId as `db-${string}`, manifestKey: manifest, packPrefix: storeKeys.packs(history.databaseId),
+      known: await this.known(history), skip: skipOf(true),
+    });
+    const lsn = BigInt(checkpointPosition(pgdata));
+    const backup: BaseBackup = {
+      historyId: history.id, id, kind: 'copy', tli: checkpointTimeline(pgdata), startLsn: lsn, endLsn: lsn, startTime: end.time, endTime: end.time, bytes, manifest,
+    };
+    await this.histories.addBackup(backup);
+    return backup;
+  }
 
-  async remove(db: Queryable, branchId: string, id: string): Promise<void> {
-    await db.query('DELETE FROM base_backups WHERE branch_id = $1 AND id = $2', [branchId, id]);
-  },
-
-  /** Replaces the branch's records with `backups` (files linked into its directory). */
-  async replace(db: Queryable, branchId: string, backups: BaseBackup[]): Promise<void> {
-    await db.query('DELETE FROM base_backups WHERE branch_id = $1', [branchId]);
-    for (const b of backups) await baseBackups.add(db, branchId, b);
-  },
-};
-
-/** The newest backup a recovery to `target` can start from (ended at or before it). */
-export function backupFor(backups: BaseBackup[], target: PointInTime): BaseBackup | undefined {
-  const usable = backups.filter((b) => ('time' in target ? b.endTime <= target.time : parseLsn(b.endLsn) <= parseLsn(target.lsn)));
-  return usable.at(-1);
+  /**
+   * An online backup with the low-level API: pg_backup_start, the data directory stored while the
+   * compute runs (files the server removes meanwhile are left out, as pg_basebackup does),
+   * pg_backup_stop, whose backup_label joins the files; recorded once the WAL it needs is stored.
+   */
+  async online(history: History, socketDir: string, pgdata: string, stored: (lsn: bigint) => Promise<void>): Promise<BaseBackup> {
+    const id = `online-${Date.now()}`;
+    const manifest = storeKeys.backup(history.databaseId, history.id, id);
+    const known = await this.known(history);
+    return asAdmin(socketDir, SOCKET_PORT, async (client) => {
+      const startTime = new Date();
+      const { rows: [start] } = await client.query<{ lsn: string }>(`SELECT pg_backup_start('pgfleet', true)::text AS lsn`);
+      let stop: { lsn: string; labelfile: string } | undefined;
+      let bytes: number;
+      try {
+        ({ bytes } = await snapshotTree(this.store, {
+          dir: pgdata, scope: history.databaseId as `db-${string}`, manifestKey: manifest, packPrefix: storeKeys.packs(history.databaseId),
+          known, skip: skipOf(false),
+          extra: async () => {
+            const { rows } = await client.query<{ lsn: string; labelfile: string }>('SELECT lsn::text, labelfile FROM pg_backup_stop(false)');
+            stop = rows[0]!;
+            return [{ path: 'backup_label', mode: 0o600, content: Buffer.from(stop.labelfile) }];
+          },
+        }));
+      } catch (err) {
+        if (!stop) await client.query('SELECT pg_backup_stop(false)').catch(() => {});
+        throw err;
+      }
+      await stored(parseLsn(stop!.lsn));
+      const backup: BaseBackup = {
+        historyId: history.id, id, kind: 'online', tli: Number(/START TIMELINE: (\d+)/.exec(stop!.labelfile)?.[1] ?? history.tli),
+        startLsn: parseLsn(start!.lsn), endLsn: parseLsn(stop!.lsn), startTime, endTime: new Date(), bytes, manifest,
+      };
+      await this.histories.addBackup(backup);
+      return backup;
+    });
+  }
 }

@@ -2,7 +2,6 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { isSegment, segmentPosition } from './wal.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -14,22 +13,6 @@ export async function copyTree(from: string, to: string): Promise<void> {
 /** Hard-links every file of a tree into a new tree: no data is copied (the files are never changed in place). */
 export async function linkTree(from: string, to: string): Promise<void> {
   await execFileAsync('cp', ['-al', from, to]);
-}
-
-/**
- * Hard-links archived WAL into another archive: every .history file, and the segments up to
- * and including `upTo` (a segment name; all when undefined). Archived files are never
- * rewritten, so a link is as good as a copy.
- */
-export function linkArchive(from: string, to: string, upTo?: string): void {
-  if (!fs.existsSync(from)) return;
-  for (const name of fs.readdirSync(from)) {
-    const isHistory = name.endsWith('.history');
-    if (!isHistory && !isSegment(name)) continue; // temporary files of an archiving in flight, .partial files
-    if (!isHistory && upTo !== undefined && segmentPosition(name) > segmentPosition(upTo)) continue;
-    const target = path.join(to, name);
-    if (!fs.existsSync(target)) fs.linkSync(path.join(from, name), target);
-  }
 }
 
 /** Bytes of a tree's files (for a backup's record). */

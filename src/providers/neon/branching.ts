@@ -8,7 +8,7 @@ import { NEON_MAX_RETENTION_SECONDS, type NeonProvider, neonComputeSize } from '
 import { neonSuspendTimeout } from './neon-settings.ts';
 import { type NeonBranchState, type NeonState, neonPatch, requireNeonState } from './neon-state.ts';
 import type { BranchRef, ProviderState } from '../provider.ts';
-import type { Branching, CommitStep } from '../branching.ts';
+import type { Branching, CommitStep } from '../provider.ts';
 import type { PointInTime } from '../point-in-time.ts';
 
 /** Neon's default history retention, for a project pgfleet has not set one on yet. */

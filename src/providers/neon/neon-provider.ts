@@ -2,7 +2,7 @@ import { ConsumptionHistoryGranularity, EndpointState, EndpointType, type Operat
 import type { Logger } from 'pino';
 import { NEON_PG_VERSIONS, type NeonRegionSettings } from '../../config-regions.ts';
 import { ComputeStartError, ProviderError } from '../../errors.ts';
-import type { Branching } from '../branching.ts';
+import type { Branching } from '../provider.ts';
 import type { SecretBox } from '../../secret-box.ts';
 import type { BranchRef, ComputeAddress, MeteredUsage, Provider, ProviderResource, ProviderState, UsageSample } from '../provider.ts';
 import { NeonApi, NeonApiError, type NeonResult, type RetryPolicy } from './neon-api.ts';
