@@ -68,6 +68,12 @@ const ComputeUnits = Type.Union([Type.Number({ minimum: MIN_COMPUTE_UNITS, maxim
     + 'a local compute is capped to it by a cgroup where the host allows; null = the gateway default (PGFLEET_COMPUTE_UNITS)',
 });
 
+const Durability = Type.Union([Type.Literal('async'), Type.Literal('sync')], {
+  description: 'local regions: "async" (default) = a commit is acknowledged at once and its WAL is in the storage within PGFLEET_STORAGE_MAX_LAG; '
+    + '"sync" = a commit is acknowledged only once its WAL is in the storage (slower commits; nothing acknowledged is lost with a node). '
+    + 'Neon regions keep every commit in Neon\'s safekeepers either way',
+});
+
 export const DatabaseCreate = Type.Object(
   {
     user_id: Text(256, { description: "the partner's own id of the end user" }),
@@ -80,6 +86,7 @@ export const DatabaseCreate = Type.Object(
     quotas: Type.Optional(Quotas),
     pool_size: Type.Optional(PoolSize),
     compute_units: Type.Optional(ComputeUnits),
+    durability: Type.Optional(Durability),
     pg_version: Type.Optional(Type.Integer({
       minimum: 1, maximum: 99,
       description: "the Postgres major of its computes (every branch's), for good; one the region runs (a 400 lists them); default: the region's",
@@ -96,6 +103,7 @@ export const DatabaseUpdate = Type.Object(
     quotas: Type.Optional(Quotas),
     pool_size: Type.Optional(PoolSize),
     compute_units: Type.Optional(ComputeUnits),
+    durability: Type.Optional(Durability),
   },
   { additionalProperties: false },
 );
@@ -122,6 +130,7 @@ const databaseFields = {
   quotas: Quotas,
   pool_size: PoolSize,
   compute_units: Type.Number({ description: 'compute size in effect: its own, else the gateway default (PGFLEET_COMPUTE_UNITS); 1 CU = 1 CPU and 4 GiB' }),
+  durability: Durability,
   pooled_host: Type.String({ description: '<endpoint>-pooler.<domain>: the same database through the transaction pooler' }),
   state: Type.Union([
     Type.Literal('creating'), Type.Literal('suspended'), Type.Literal('starting'), Type.Literal('running'), Type.Literal('stopping'), Type.Literal('failed'),

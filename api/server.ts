@@ -19,6 +19,7 @@ import { UnauthenticatedLimit } from './unauthenticated-limit.ts';
 import { branchRoutes } from './routes/branches.ts';
 import { databaseRoutes } from './routes/databases.ts';
 import { fleetRoutes } from './routes/fleet.ts';
+import { nodeRoutes } from './routes/nodes.ts';
 import { partnerRoutes } from './routes/partners.ts';
 import { reconcileRoutes } from './routes/reconcile.ts';
 import { tokenRoutes } from './routes/tokens.ts';
@@ -103,6 +104,7 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
     await scope.register(tokenRoutes, { databases: core.databases, jwt: core.jwt });
     await scope.register(usageRoutes, { databases: core.databases, usage: core.usage, catalog: core.catalog });
     await scope.register(fleetRoutes, { catalog: core.catalog, computes: core.computes, metrics: core.metrics });
+    await scope.register(nodeRoutes, { nodes: core.nodes, drainer: core.drainer, computes: core.computes, maxComputes: core.config.maxComputes });
     await scope.register(reconcileRoutes, { reconciler: core.reconciler });
   });
 

@@ -353,7 +353,7 @@ export class Databases extends EventEmitter {
       values.push(validateQuotas(changes.quotas));
       sets.push(`quotas = d.quotas || $${values.length}`);
     }
-    const settings = changes.suspendTimeoutSeconds !== undefined || changes.quotas !== undefined || changes.computeUnits !== undefined;
+    const settings = changes.suspendTimeoutSeconds !== undefined || changes.quotas !== undefined || changes.computeUnits !== undefined || changes.durability !== undefined;
     if (sets.length) {
       const before = settings ? await this.get(partnerId, id) : undefined;
       if (before && before.status !== 'ready') throw unavailable(before);
@@ -361,14 +361,14 @@ export class Databases extends EventEmitter {
       const effective = await this.catalog.tx(async (c) => {
         const { rows } = await c.query(
           `UPDATE databases d SET ${sets.join(', ')} FROM partners p WHERE d.id = $1 AND d.partner_id = $2 AND p.id = d.partner_id
-           RETURNING p.default_quotas || d.quotas AS effective_quotas, d.suspend_timeout_seconds, d.compute_units::float8`,
+           RETURNING p.default_quotas || d.quotas AS effective_quotas, d.suspend_timeout_seconds, d.compute_units::float8, d.durability`,
           values,
         );
         if (!rows[0]) throw new NotFoundError(`database "${id}" not found`);
         if (route) {
           await this.regions.get(route.region).provider.updateSettings({
             ...branchRefOf(route), suspendTimeoutSeconds: rows[0].suspend_timeout_seconds, quotas: rows[0].effective_quotas,
-            computeUnits: rows[0].compute_units,
+            computeUnits: rows[0].compute_units, durability: rows[0].durability,
           });
         }
         return rows[0].effective_quotas as Quotas;

@@ -39,7 +39,9 @@ import { QuotaError } from './errors.ts';
 import type { Lease } from './computes.ts';
 import { nodeKey } from './nodes/node-link.ts';
 import { startNodeListener } from './nodes/node-listener.ts';
-import { Nodes } from './nodes/nodes.ts';
+import { NODE_HEARTBEAT_MS, Nodes } from './nodes/nodes.ts';
+import { fenceDeadNodes } from './nodes/fencing.ts';
+import { Drainer } from './nodes/drain.ts';
 import { Periodic } from './periodic.ts';
 
 // A cached route is read again after this long even if no change was heard of (a change made behind the API's back).
@@ -84,6 +86,8 @@ export interface Core {
   nodeId: string;
   /** The fleet's nodes: where local databases live, and the way to the others. */
   nodes: Nodes;
+  /** Moves this node's databases to other nodes (a drain). */
+  drainer: Drainer;
   /** What the compute manager needs for a branch the catalog routed to. */
   targetFor(route: BranchRoute): ComputeTarget;
   /** A session's hold on the branch's compute: here, or through the node that owns its data. */
@@ -202,13 +206,24 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
       const { provider } = regions.get(id);
       if (provider instanceof NeonProvider) provider.branching = new NeonBranching(provider, id, catalog, log.child({ region: id }));
     }
+    const drainer = new Drainer({ catalog, nodes, computes, local, owners, routes, targetFor, log: log.child({ part: 'drain' }) });
     // Before anything is served: interrupted restores put back, half-made branches removed.
     await branches.recoverInterrupted();
     if (key) {
-      const listener = await startNodeListener({ catalog, computes, local, targetFor, branches, key, log }, config.node.host, config.node.port);
+      const listener = await startNodeListener({ catalog, computes, local, targetFor, branches, drainer, key, log }, config.node.host, config.node.port);
       cleanups.push(() => listener.close());
       await nodes.register(config.node.advertise ?? `${config.node.host}:${listener.port}`, config.maxComputes, () => computes.activeCount, () => jwt.keys.jwks());
+      // A node declared dead stops its computes at once; the fleet has placed their databases elsewhere.
+      nodes.on('fenced', () => {
+        local.fenceAll();
+        void local.dropMoved().catch((err) => log.warn({ err: String(err) }, 'could not drop the files of moved databases'));
+      });
+      nodes.on('lease-lost', () => local.fenceAll());
+      const fencing = new Periodic(() => fenceDeadNodes(catalog, config.storage.nodeDeadAfterSeconds, log), (err) => log.warn({ err: String(err) }, 'fencing dead nodes failed'));
+      fencing.start(NODE_HEARTBEAT_MS);
+      cleanups.push(() => fencing.stop());
     }
+    await local.dropMoved();
     const upkeep = new Periodic(() => branches.upkeep(), (err) => log.warn({ err: String(err) }, 'history upkeep failed'));
     upkeep.start(config.history.upkeepIntervalMs);
     cleanups.push(() => upkeep.stop());
@@ -234,7 +249,7 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     });
     const partners = new Partners(catalog, databases, adminKeyHash);
     return {
-      config, log, user, installs, runDir, adminKeyHash, catalog, local, regions, computes, databases, branches, partners, usage, metrics, jwt, coord, routes, nodeId, nodes, targetFor,
+      config, log, user, installs, runDir, adminKeyHash, catalog, local, regions, computes, databases, branches, partners, usage, metrics, jwt, coord, routes, nodeId, nodes, drainer, targetFor,
       deletions, reconciler,
       acquire: (route: BranchRoute): Promise<Lease> => owners.ofRoute(route).acquire(route),
       stop: undo,

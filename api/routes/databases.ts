@@ -49,6 +49,7 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
       quotas: db.quotas,
       pool_size: db.poolSize,
       compute_units: db.computeUnits ?? defaultComputeUnits,
+      durability: db.durability,
       pooled_host: `${db.endpointId}${POOLER_SUFFIX}.${publicAddress.domain}`,
       state: db.status === 'ready' ? compute.state : db.status,
       ...(db.status === 'failed' ? { error: unavailableReason(db.id, db.status, db.statusDetail) } : {}),
@@ -96,6 +97,7 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
         quotas: body.quotas,
         poolSize: body.pool_size,
         computeUnits: body.compute_units,
+        durability: body.durability,
         pgVersion: body.pg_version,
       });
       const created: DatabaseCreatedView = { ...view(database), ...secrets(database, database.ownerRole, password) };
@@ -132,10 +134,10 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
       tags, security, params: IdParams, body: DatabaseUpdate, response: { 200: Database, ...errorResponses },
     },
   }, async (req) => {
-    const { name, suspend_timeout_seconds, history_retention_seconds, quotas, pool_size, compute_units } = req.body;
+    const { name, suspend_timeout_seconds, history_retention_seconds, quotas, pool_size, compute_units, durability } = req.body;
     return view(await databases.update(partnerOf(req), req.params.id, {
       name, suspendTimeoutSeconds: suspend_timeout_seconds, historyRetentionSeconds: history_retention_seconds, quotas, poolSize: pool_size,
-      computeUnits: compute_units,
+      computeUnits: compute_units, durability,
     }));
   });
 

@@ -23,7 +23,8 @@ const MAX_LINE = 64 * 1024;
  */
 export type NodeRequest =
   | { op: 'connect' | 'cancel' | 'wake' | 'suspend' | 'delete' | 'sync-roles'; ref: BranchRef }
-  | { op: 'branches'; call: BranchCall };
+  | { op: 'branches'; call: BranchCall }
+  | { op: 'drain' };
 
 export type NodeReply = { ok: true; result?: unknown } | { ok: false; message: string; sqlstate: string; httpStatus: number; code: string };
 

@@ -10,6 +10,7 @@ import type { Catalog } from '../catalog/catalog.ts';
 import { type BranchRoute, routeByBranch } from '../catalog/routes.ts';
 import type { ComputeManager, ComputeTarget, Lease } from '../computes.ts';
 import type { Branches } from '../branches.ts';
+import type { Drainer } from './drain.ts';
 import { NotFoundError, PgfleetError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { LocalProvider } from '../providers/local/local-provider.ts';
@@ -22,6 +23,7 @@ export interface NodeListenerDeps {
   local: LocalProvider;
   targetFor(route: BranchRoute): ComputeTarget;
   branches: Branches;
+  drainer: Drainer;
   key: Buffer;
   log: Logger;
 }
@@ -77,8 +79,9 @@ export async function startNodeListener(deps: NodeListenerDeps, host: string, po
     try {
       const request = JSON.parse(await readLine(socket)) as NodeRequest;
       clearTimeout(timer); // the request is in: a wake may take up to the wake timeout
-      if (request.op === 'branches') {
-        writeLine(socket, { ok: true, result: await deps.branches.call(request.call) } satisfies NodeReply);
+      if (request.op === 'branches' || request.op === 'drain') {
+        const result = request.op === 'branches' ? await deps.branches.call(request.call) : await deps.drainer.start();
+        writeLine(socket, { ok: true, result } satisfies NodeReply);
         socket.end();
         return;
       }

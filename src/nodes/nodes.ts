@@ -22,6 +22,22 @@ export const NODE_HEARTBEAT_MS = 3000;
 /** A branch call forwarded to the owning node may replay a long history. */
 const BRANCH_CALL_TIMEOUT_MS = RECOVERY_TIMEOUT_MS + 60_000;
 
+/** A node as the operator sees it. */
+export interface NodeView {
+  id: string;
+  address: string | null;
+  /** live; dead (silent past PGFLEET_NODE_DEAD_AFTER, not yet fenced); fenced (declared dead, until it joins again); draining. */
+  state: 'live' | 'dead' | 'fenced' | 'draining';
+  generation: number;
+  heartbeatAt: Date | null;
+  maxComputes: number;
+  running: number;
+  databaseIds: string[];
+}
+
+/** Database ids listed per node at most. */
+const LISTED_DATABASES = 10_000;
+
 export interface NodeRecord {
   id: string;
   address: string | null;
@@ -75,7 +91,7 @@ export class Nodes extends EventEmitter {
     const join = async () => {
       const { rows } = await this.catalog.query<{ generation: string }>(
         `INSERT INTO nodes (id, address, max_computes, running, jwks) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (id) DO UPDATE SET address = $2, max_computes = $3, running = $4, jwks = $5, heartbeat_at = clock_timestamp(), fenced_at = NULL
+         ON CONFLICT (id) DO UPDATE SET address = $2, max_computes = $3, running = $4, jwks = $5, heartbeat_at = clock_timestamp(), fenced_at = NULL, draining = false
          RETURNING generation`,
         [this.id, address, maxComputes, running(), JSON.stringify(jwks())]);
       this.generation_ = Number(rows[0]!.generation);
@@ -100,7 +116,18 @@ export class Nodes extends EventEmitter {
       await join();
       return false;
     };
-    this.beat_ = setInterval(() => void this.beat().catch((err) => this.log.warn({ err: err.message }, 'node heartbeat failed')), NODE_HEARTBEAT_MS);
+    let leaseLost = false;
+    this.beat_ = setInterval(() => {
+      // Cut off from the catalog past half the dead-after time: another node may take over soon, so this one stops first.
+      if (!this.canWrite() && !leaseLost) {
+        leaseLost = true;
+        this.log.error({ node: this.id }, 'no heartbeat reached the catalog for half of PGFLEET_NODE_DEAD_AFTER: this node stops its computes until it is back');
+        this.emit('lease-lost');
+      } else if (this.canWrite()) {
+        leaseLost = false;
+      }
+      void this.beat().catch((err) => this.log.warn({ err: err.message }, 'node heartbeat failed'));
+    }, NODE_HEARTBEAT_MS);
     this.beat_.unref();
   }
 
@@ -118,6 +145,7 @@ export class Nodes extends EventEmitter {
    * (fewest databases per compute slot; ties go to the lowest id), never a draining or fenced one.
    */
   async place(except?: string): Promise<string> {
+    if (!this.fleet && except === this.id) throw new ConflictError('this gateway is alone (no REDIS_URL): there is no other node to move its databases to');
     if (!this.fleet) return this.id;
     const { rows } = await this.catalog.query<{ id: string }>(
       `SELECT n.id FROM nodes n
@@ -128,6 +156,24 @@ export class Nodes extends EventEmitter {
     );
     if (!rows[0] && except === this.id) throw new ConflictError('no other live node can take this node\'s databases');
     return rows[0]?.id ?? this.id;
+  }
+
+  /** Every node with its state and the databases placed on it; alone, this node and every local database. */
+  async list(here: { maxComputes: number; running: number }): Promise<NodeView[]> {
+    const databases = async (where: string, values: unknown[]) => (await this.catalog.query<{ id: string }>(
+      `SELECT id FROM databases WHERE provider = 'local' AND (${where}) ORDER BY created_at, id LIMIT ${LISTED_DATABASES}`, values)).rows.map((r) => r.id);
+    if (!this.fleet) {
+      return [{ id: this.id, address: null, state: 'live', generation: this.generation_, heartbeatAt: new Date(), ...here,
+        databaseIds: await databases('node_id = $1 OR node_id IS NULL', [this.id]) }];
+    }
+    const { rows } = await this.catalog.query(
+      `SELECT id, address, generation, heartbeat_at, max_computes, running, draining, fenced_at IS NOT NULL AS fenced,
+              extract(epoch FROM clock_timestamp() - heartbeat_at)::float8 AS silent FROM nodes ORDER BY id`);
+    return Promise.all(rows.map(async (r) => ({
+      id: r.id, address: r.address, generation: Number(r.generation), heartbeatAt: r.heartbeat_at, maxComputes: r.max_computes, running: r.running,
+      state: r.fenced ? 'fenced' as const : r.silent > this.deadAfterSeconds ? 'dead' as const : r.draining ? 'draining' as const : 'live' as const,
+      databaseIds: await databases('node_id = $1', [r.id]),
+    })));
   }
 
   /** A node as the catalog has it: where it listens, and how long since its last heartbeat. */
@@ -145,9 +191,14 @@ export class Nodes extends EventEmitter {
     return { id: node.id, address: node.address };
   }
 
-  /** Asks the owning node to do something with a branch (wake, suspend, create, delete, ...). */
-  async ask(node: NodeRecord, op: Exclude<NodeRequest['op'], 'branches'>, ref: BranchRef): Promise<void> {
+  /** Asks the owning node to do something with a branch (wake, suspend, delete, ...). */
+  async ask(node: NodeRecord, op: Exclude<NodeRequest['op'], 'branches' | 'drain'>, ref: BranchRef): Promise<void> {
     await askNode(this.reachable(node), this.key!, this.id, { op, ref }, this.answerTimeoutMs);
+  }
+
+  /** Has another node start draining itself; resolves with how many databases it holds. */
+  async askDrain(node: NodeRecord): Promise<number> {
+    return await askNode(this.reachable(node), this.key!, this.id, { op: 'drain' }, this.answerTimeoutMs) as number;
   }
 
   /** Has the owning node run a branch lifecycle call (it may take as long as a recovery); resolves with its result. */

@@ -64,5 +64,9 @@ ALTER TABLE nodes
   ADD COLUMN fenced_at timestamptz,
   ADD COLUMN draining boolean NOT NULL DEFAULT false;
 
+-- A database being moved (a drain): placed on its new node already, whose computes wait until the old
+-- node has put the last of its data in the store and let go.
+ALTER TABLE databases ADD COLUMN moving_from text;
+
 -- 'sync': a commit is acknowledged only once its WAL is in the store.
 ALTER TABLE databases ADD COLUMN durability text NOT NULL DEFAULT 'async' CHECK (durability IN ('async', 'sync'));

@@ -15,7 +15,7 @@ import type { StorageSettings } from '../../storage/storage-config.ts';
 import type { Branching, BranchRef, ComputeAddress, MeteredUsage, Provider, ProviderEvents, ProviderState, UsageSample } from '../provider.ts';
 import type { BaseBackups } from './base-backups.ts';
 import { readCache, writeCache } from './branch-cache.ts';
-import { type HistoryEnd, checkpointPosition, ensureSlot, markHistoryEnd, walPosition } from './compute-admin.ts';
+import { type HistoryEnd, asAdmin, checkpointPosition, ensureSlot, markHistoryEnd, walPosition } from './compute-admin.ts';
 import { computeSettings, writeRuntimeSettings } from './compute-settings.ts';
 import type { Histories, History } from './histories.ts';
 import { LocalLayout } from './layout.ts';
@@ -75,6 +75,7 @@ interface Running {
   history: History;
   databaseId: string;
   walAtStart: number;
+  durability: BranchRef['durability'];
 }
 
 function specOf(ref: BranchRef): Omit<TenantSpec, 'extensions' | 'pgVersion'> {
@@ -267,7 +268,7 @@ export class LocalProvider implements Provider {
       await streamer.start();
       await this.storage.histories.claim(history.id, this.storage.node.id, this.storage.node.generation());
       writeCache(dir, { historyId: history.id, end: null, stoppedAt: null });
-      const entry: Running = { server, streamer, history, databaseId: ref.databaseId, walAtStart };
+      const entry: Running = { server, streamer, history, databaseId: ref.databaseId, walAtStart, durability: ref.durability };
       this.running.set(ref.branchId, entry);
       server.on('exit', (code, signal) => {
         this.forget(ref.branchId);
@@ -288,19 +289,47 @@ export class LocalProvider implements Provider {
 
   /** A node runs only the databases placed on it: one that moved (a drain, a lost node's reassignment) is another node's now. */
   private async checkPlacedHere(ref: BranchRef): Promise<void> {
-    const { rows } = await this.storage.catalog.query<{ node_id: string | null }>('SELECT node_id FROM databases WHERE id = $1', [ref.databaseId]);
+    const { rows } = await this.storage.catalog.query<{ node_id: string | null; moving_from: string | null }>(
+      'SELECT node_id, moving_from FROM databases WHERE id = $1', [ref.databaseId]);
     const placed = rows[0]?.node_id;
     if (placed && placed !== this.storage.node.id) throw new ComputeStartError(`database "${ref.databaseId}" has moved to node ${placed}; connect again`);
+    if (rows[0]?.moving_from) throw new ComputeStartError(`database "${ref.databaseId}" is moving here from node ${rows[0].moving_from}; try again in a moment`);
     if (!this.storage.node.canWrite()) throw new ComputeStartError('this node has lost its place in the fleet (no heartbeat reached the catalog) and starts no compute until it is back');
   }
 
-  /** The node may no longer write: its computes stop at once (another node serves their databases now). */
+  /** The node may no longer write: the compute stops at once, uploading nothing more (another node serves its database now). */
   private fenced(branchId: string): void {
     const r = this.running.get(branchId);
     if (!r) return;
     this.opts.log.error({ branch: branchId }, 'this node was fenced: stopping the compute without writing anything more');
     this.running.delete(branchId);
-    void r.server.stop('immediate').finally(() => this.cgroups.remove(branchId));
+    r.streamer.abort();
+    void r.server.stop('immediate').finally(() => {
+      this.cgroups.remove(branchId);
+      this.events.onComputeExit?.(branchId, 'this node was fenced');
+    });
+  }
+
+  /** This node was declared dead by the fleet: every compute stops now. */
+  fenceAll(): void {
+    for (const branchId of [...this.running.keys()]) this.fenced(branchId);
+  }
+
+  /**
+   * Files of databases that are not placed on this node any more (moved while it was away, or
+   * fenced) go: they are stale copies, and the node that holds the database now is their writer.
+   */
+  async dropMoved(): Promise<number> {
+    const { rows } = await this.storage.catalog.query<{ id: string }>('SELECT id FROM databases WHERE node_id = $1 OR node_id IS NULL', [this.storage.node.id]);
+    const here = new Set(rows.map((r) => r.id));
+    let dropped = 0;
+    for (const b of this.localBranches()) {
+      if (here.has(b.databaseId) || this.running.has(b.branchId)) continue;
+      fs.rmSync(b.branchDir, { recursive: true, force: true });
+      dropped++;
+    }
+    if (dropped) this.opts.log.info({ dropped }, 'dropped the local files of databases placed on other nodes');
+    return dropped;
   }
 
   /** The first start (and any start after a role change) creates what the tenant needs. */
@@ -338,8 +367,21 @@ export class LocalProvider implements Provider {
    */
   async updateSettings(ref: BranchRef): Promise<void> {
     for (const [branchId, r] of this.running) {
-      if (r.databaseId === ref.databaseId && r.server.running) this.cgroups.resize(branchId, this.computeUnitsOf(ref));
+      if (r.databaseId !== ref.databaseId || !r.server.running) continue;
+      this.cgroups.resize(branchId, this.computeUnitsOf(ref));
+      if (r.durability !== ref.durability) {
+        r.durability = ref.durability;
+        await this.applyRuntime(r);
+      }
     }
+  }
+
+  /** Whether the compute's commits wait for the store now (durability "sync"), applied with a reload. */
+  private async applyRuntime(r: Running): Promise<void> {
+    const sync = r.durability === 'sync';
+    writeRuntimeSettings(r.server.opts.pgdata, r.server.opts.user, { commitsWaitForStore: sync });
+    r.streamer.setSync(sync);
+    await asAdmin(r.server.opts.socketDir, SOCKET_PORT, (c) => c.query('SELECT pg_reload_conf()'));
   }
 
   async syncRoles(ref: BranchRef): Promise<ProviderState> {
@@ -431,14 +473,21 @@ export class LocalProvider implements Provider {
   /**
    * Removes the branch's files here once the store can give them back as they are: the history
    * ended cleanly and a base backup stands at its end (taken now when the newest is older).
-   * Returns false when the files must stay (the compute runs, or its history is not all stored).
+   * Returns false when there are none; throws when they must stay (the compute runs, or its
+   * history is not all in the store yet).
    */
   async evict(ref: BranchRef): Promise<boolean> {
-    if (this.running.has(ref.branchId)) return false;
     const dir = this.branchDir(ref);
+    if (!fs.existsSync(path.join(dir, 'pgdata'))) {
+      fs.rmSync(dir, { recursive: true, force: true });
+      return false;
+    }
+    if (this.running.has(ref.branchId)) throw new Error(`the compute of ${ref.branchId} runs`);
     const cache = readCache(dir);
     const history = await this.storage.histories.ofBranch(ref.branchId);
-    if (!history || !cache || cache.historyId !== history.id || history.writerNode !== null || cache.end !== history.endLsn) return false;
+    if (!history || !cache || cache.historyId !== history.id || history.writerNode !== null || cache.end !== history.endLsn) {
+      throw new Error(`the history of ${ref.branchId} is not all in the store yet`);
+    }
     const newest = (await this.storage.histories.backups([history.id])).at(-1);
     const pgdata = path.join(dir, 'pgdata');
     if (!newest || newest.endLsn !== history.endLsn) {

@@ -28,7 +28,7 @@ export interface WalStreamerOptions {
   tli: number;
   /** Where streaming starts (a segment boundary for a history with nothing stored yet). */
   start: bigint;
-  /** Upload every byte at once and report it only once stored (commits wait for it). */
+  /** Upload every byte at once (commits wait for it: a durability "sync" compute); may change while it runs. */
   sync: boolean;
   /** An async compute's WAL is in the store within this of being written. */
   maxLagMs: number;
@@ -75,6 +75,12 @@ export class WalStreamer extends EventEmitter {
   /** Everything before this position is in the store. */
   get stored(): bigint {
     return this.storedTo;
+  }
+
+  /** Commits wait for the store from now on (or no longer): every byte goes up at once. */
+  setSync(sync: boolean): void {
+    this.opts.sync = sync;
+    if (sync) void this.upload();
   }
 
   /** WAL received from the compute and not yet stored, in bytes. */
