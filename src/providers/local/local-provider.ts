@@ -229,7 +229,8 @@ export class LocalProvider implements Provider {
     await this.checkPlacedHere(ref);
     const user = this.userOf(ref);
     const dir = this.branchDir(ref);
-    this.writeSpec(ref);
+    // The spec the last role change wrote wins; on a node that never held the branch, the catalog's (this ref's).
+    if (!fs.existsSync(path.join(dir, SPEC_FILE))) this.writeSpec(ref);
     // The database's files become its user's: at its first start, and data an earlier pgfleet wrote as one shared user.
     giveTree(this.layout.databaseDir(ref.region, ref.databaseId), user);
     const socketDir = this.layout.socketDir(ref.branchId);

@@ -83,7 +83,7 @@ export class WalArchive {
    * A segment as the store has it: the whole object, else its parts joined while they follow on
    * from the segment's start; undefined when the store has none of its start.
    */
-  async segment(historyId: string, name: string): Promise<SegmentBytes | undefined> {
+  async segment(historyId: string, name: string, attempt = 0): Promise<SegmentBytes | undefined> {
     const whole = await this.store.get(this.scope, this.prefix(historyId) + name);
     if (whole) {
       if (whole.length !== SEGMENT_BYTES) throw new StoreIntegrityError(name, `a whole segment of ${whole.length} bytes`);
@@ -95,7 +95,11 @@ export class WalArchive {
       if (part.from > valid) break; // a gap: what follows cannot be replayed
       if (part.to <= valid) continue;
       const bytes = await this.store.get(this.scope, part.key);
-      if (!bytes) continue; // removed meanwhile (the whole segment replaced it)
+      // Removed since it was listed: the whole segment took the parts' place meanwhile.
+      if (!bytes) {
+        if (attempt < 3) return this.segment(historyId, name, attempt + 1);
+        throw new StoreIntegrityError(part.key, 'a WAL part vanished while it was read, and no whole segment replaced it');
+      }
       bytes.copy(data, part.from);
       valid = Math.max(valid, part.from + bytes.length);
     }
