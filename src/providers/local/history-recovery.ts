@@ -50,7 +50,7 @@ const scopeOf = (b: BaseBackup) => b.manifest.split('/')[1] as `db-${string}`;
  * exactly where a history forked, never running into what its ancestor wrote afterwards), and
  * the history files of the timelines on the way.
  */
-async function fetchWal(archive: WalArchive, plan: RecoveryPlan, walDir: string): Promise<void> {
+export async function fetchWal(archive: WalArchive, plan: RecoveryPlan, walDir: string): Promise<void> {
   for (const { history, from, to } of plan.wal) {
     if (history.tli > 1) {
       const file = await archive.historyFile(history.id, history.tli);
