@@ -157,6 +157,7 @@ export async function serveConnection(raw: Duplex, clientAddress: string, ctx: C
         if (client.writable) client.end(errorFor(reason));
         direct.socket.destroy();
       });
+      session.backendPid = direct.session.pid;
       openSession(session, ctx);
       end = await relay(client, direct.socket, session, {
         fromClient: hs.reader.detach(), fromCompute: direct.takeRest(), parameters: direct.session.parameters,

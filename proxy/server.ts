@@ -11,6 +11,7 @@ import type { ProxyLimits } from '../src/config.ts';
 import type { PgfleetError } from '../src/errors.ts';
 import { clientConnectionBudget, raiseFdLimit } from '../src/fd-limit.ts';
 import type { Core } from '../src/gateway.ts';
+import type { TerminateScope } from '../src/computes.ts';
 import type { WindowCounters } from '../src/limits/window-counters.ts';
 import { Admission } from './admission.ts';
 import { AuthLimiter, type AuthLimits, DEFAULT_AUTH_LIMITS } from './auth-limiter.ts';
@@ -125,8 +126,14 @@ export async function startProxy(core: Core, opts: ProxyOptions = {}): Promise<P
     server.close();
     throw err;
   }
-  const terminate = (branchId: string, reason: PgfleetError) => {
-    for (const session of sessions) if (session.branchId === branchId) session.terminate(reason);
+  // `backendPids`: only the sessions those backends serve (commits the store did not take in time).
+  const terminate = (branchId: string, reason: PgfleetError, scope: TerminateScope = {}) => {
+    const pids = scope.backendPids;
+    for (const session of sessions) {
+      if (session.branchId !== branchId) continue;
+      if (pids && (session.backendPid === undefined || !pids.includes(session.backendPid))) continue;
+      session.terminate(reason);
+    }
   };
   core.computes.on('terminate', terminate);
   if (identity.caPath) core.log.info({ ca: identity.caPath }, 'proxy TLS certificate issued by the local CA (use as sslrootcert)');

@@ -18,6 +18,12 @@ export interface ComputeTarget {
   unavailable?: PgfleetError;
 }
 
+/** Which sessions a 'terminate' event ends: all of the compute's, or those these backends serve; `fromFleet`: relayed from another gateway. */
+export interface TerminateScope {
+  backendPids?: number[];
+  fromFleet?: boolean;
+}
+
 /** A connection's hold on a running compute; release it when the session ends. */
 export interface Lease {
   address: ComputeAddress;
@@ -68,7 +74,7 @@ export interface ComputeManagerOptions {
  * timeout, and at most maxComputes run at once, the least recently used idle one making room.
  *
  * Events: 'state' (branchId, state, previous), 'wake' (branchId, ms, ok), 'connections' (branchId, n),
- * 'terminate' (branchId, error): sessions of that compute must end with this error.
+ * 'terminate' (branchId, error, scope?: TerminateScope): sessions of that compute (only those of scope.backendPids, when given) must end with this error.
  */
 export class ComputeManager extends EventEmitter {
   private readonly entries = new Map<string, Entry>();

@@ -116,3 +116,14 @@ export class BranchRewoundError extends PgfleetError {
     super(message, '57P01', 409, 'branch_rewound');
   }
 }
+
+/**
+ * A commit waited for the store longer than PGFLEET_STORAGE_SYNC_TIMEOUT (a durability "sync"
+ * database, or an async one whose WAL waiting on its node passed PGFLEET_STORAGE_MAX_BACKLOG): its
+ * session ends without the commit acknowledged. 58030 (io_error): the storage did not take the write.
+ */
+export class StorageWaitError extends PgfleetError {
+  constructor(message: string) {
+    super(message, '58030', 503, 'storage_wait');
+  }
+}

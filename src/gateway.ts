@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import { Catalog } from './catalog/catalog.ts';
 import { RouteCache } from './catalog/route-cache.ts';
 import { type BranchRoute, branchRefOf } from './catalog/routes.ts';
-import { type ComputeTarget, ComputeManager } from './computes.ts';
+import { type ComputeTarget, ComputeManager, type TerminateScope } from './computes.ts';
 import type { Config } from './config.ts';
 import { NEON_DEFAULT_PG_VERSION, NEON_PG_VERSIONS } from './config-regions.ts';
 import { backfillPgVersions } from './catalog/pg-version-backfill.ts';
@@ -35,7 +35,7 @@ import { SyncMetrics } from './provider-sync/metrics.ts';
 import { Reconciler } from './provider-sync/reconcile.ts';
 import { type Coordinator, INVALIDATE } from './coord/coordinator.ts';
 import { nodeIdOf, openCoordinator } from './coord/open.ts';
-import { QuotaError } from './errors.ts';
+import { PgfleetError } from './errors.ts';
 import type { Lease } from './computes.ts';
 import { nodeKey } from './nodes/node-link.ts';
 import { startNodeListener } from './nodes/node-listener.ts';
@@ -142,7 +142,10 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     const local = openLocalProvider(config, {
       catalog, user, installs, runDir, cgroups, log,
       node: { id: nodeId, generation: () => nodes.generation, canWrite: () => nodes.canWrite() },
-    }, { onComputeExit: (branchId) => computes.computeExited(branchId) });
+    }, {
+      onComputeExit: (branchId) => computes.computeExited(branchId),
+      onStuckCommits: (branchId, backendPids, reason) => computes.emit('terminate', branchId, reason, { backendPids } satisfies TerminateScope),
+    });
     cleanups.push(() => local.shutdown());
     await local.clearOrphans();
     // Nothing runs after a (re)start until a connection or the API wakes it.
@@ -224,6 +227,13 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
       cleanups.push(() => fencing.stop());
     }
     await local.dropMoved();
+    // Suspended databases' files go once the store holds them (PGFLEET_LOCAL_EVICT_AFTER, PGFLEET_LOCAL_CACHE_BYTES).
+    const storeWatch = new Periodic(() => local.watchStore(), (err) => log.warn({ err: String(err) }, 'store watch failed'));
+    storeWatch.start(1000);
+    cleanups.push(() => storeWatch.stop());
+    const eviction = new Periodic(() => local.evictIdle(), (err) => log.warn({ err: String(err) }, 'eviction of idle local files failed'));
+    eviction.start(Math.max(1000, Math.min(60_000, config.storage.evictAfterMs / 4)));
+    cleanups.push(() => eviction.stop());
     const upkeep = new Periodic(() => branches.upkeep(), (err) => log.warn({ err: String(err) }, 'history upkeep failed'));
     upkeep.start(config.history.upkeepIntervalMs);
     cleanups.push(() => upkeep.stop());
@@ -240,12 +250,16 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
       usage.quotasChanged(databaseId, quotas);
       void coord.publish(INVALIDATE, { type: 'quotas', databaseId, quotas });
     });
-    // Sessions told why their compute stops (a quota) may be relayed by any gateway.
-    computes.on('terminate', (branchId: string, reason: QuotaError, fromFleet?: boolean) => {
-      if (!fromFleet && coord.shared) void coord.publish(INVALIDATE, { type: 'terminate', from: nodeId, branchId, message: reason.message, sqlstate: reason.sqlstate });
+    // Sessions told why their compute stops (a quota), or why their commit failed (the store), may be relayed by any gateway.
+    computes.on('terminate', (branchId: string, reason: PgfleetError, scope: TerminateScope = {}) => {
+      if (!scope.fromFleet && coord.shared) {
+        void coord.publish(INVALIDATE, { type: 'terminate', from: nodeId, branchId, message: reason.message, sqlstate: reason.sqlstate, code: reason.code, backendPids: scope.backendPids });
+      }
     });
     coord.subscribe(INVALIDATE, (m) => {
-      if (m.type === 'terminate' && m.from !== nodeId) computes.emit('terminate', m.branchId, new QuotaError(m.message as string, m.sqlstate as string), true);
+      if (m.type !== 'terminate' || m.from === nodeId) return;
+      const reason = new PgfleetError(m.message as string, m.sqlstate as string, 503, m.code as string);
+      computes.emit('terminate', m.branchId, reason, { backendPids: m.backendPids as number[] | undefined, fromFleet: true } satisfies TerminateScope);
     });
     const partners = new Partners(catalog, databases, adminKeyHash);
     return {

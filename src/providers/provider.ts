@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import type { PgfleetError } from '../errors.ts';
 import type { PointInTime } from './point-in-time.ts';
 import type { Quotas } from '../quotas.ts';
 
@@ -70,6 +71,8 @@ export interface UsageSample {
 export interface ProviderEvents {
   /** A compute ended without being asked to (a crash, a kill -9). */
   onComputeExit?: (branchId: string, detail: string) => void;
+  /** Commits of these backends waited too long for the store: their sessions must end with `reason` (never acknowledged). */
+  onStuckCommits?: (branchId: string, backendPids: number[], reason: PgfleetError) => void;
 }
 
 /** A resource a provider made for a database (a Neon project), as the provider lists it. */

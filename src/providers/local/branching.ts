@@ -88,13 +88,16 @@ export class LocalBranching implements Branching {
     }
     const history = await this.historyOf(source);
     if (point === undefined && history.writerNode === null) {
-      const here = readCache(this.dir(source));
       const pgdata = path.join(staging, 'pgdata');
       const newest = (await this.storage.histories.backups([history.id])).at(-1);
-      if (cacheHolds(here, history, this.storage.node.id) && fs.existsSync(path.join(this.dir(source), 'pgdata', 'PG_VERSION'))) {
+      // Copied while no eviction or start touches the source's files.
+      const copied = await this.local.withFiles(source.branchId, async () => {
+        if (!cacheHolds(readCache(this.dir(source)), history, this.storage.node.id) || !fs.existsSync(path.join(this.dir(source), 'pgdata', 'PG_VERSION'))) return false;
         await copyTree(path.join(this.dir(source), 'pgdata'), pgdata);
         stripRunFiles(pgdata);
-      } else if (newest && newest.endLsn === history.endLsn) {
+        return true;
+      });
+      if (!copied && newest && newest.endLsn === history.endLsn) {
         await restoreBase(this.ctx(target), newest, pgdata);
       }
       if (fs.existsSync(pgdata)) {

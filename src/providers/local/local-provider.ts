@@ -19,11 +19,13 @@ import { type HistoryEnd, asAdmin, checkpointPosition, ensureSlot, markHistoryEn
 import { computeSettings, writeRuntimeSettings } from './compute-settings.ts';
 import type { Histories, History } from './histories.ts';
 import { LocalLayout } from './layout.ts';
+import { directorySize } from './directory-size.ts';
 import { rehydrate } from './rehydrate.ts';
 import type { Templates } from './templates.ts';
 import { type TenantSpec, applyTenantSpec } from './tenant-setup.ts';
 import { WalArchive, segmentName, segmentStart } from './wal-archive.ts';
 import { REPLICATION_SLOT, WalStreamer } from './wal-streamer.ts';
+import { StoreWatch, type Watched } from './store-watch.ts';
 
 const SPEC_FILE = 'tenant.json';
 /** Inside pgdata, so that it travels with the data (a backup, a branch) and a rehydrated copy knows what it holds. */
@@ -69,13 +71,14 @@ export interface LocalProviderOptions {
   log: Logger;
 }
 
-interface Running {
+/** Where a branch's files are on this node. */
+export type BranchPlace = Pick<BranchRef, 'region' | 'databaseId' | 'branchId'>;
+
+interface Running extends Watched {
   server: PostgresServer;
-  streamer: WalStreamer;
   history: History;
   databaseId: string;
   walAtStart: number;
-  durability: BranchRef['durability'];
 }
 
 function specOf(ref: BranchRef): Omit<TenantSpec, 'extensions' | 'pgVersion'> {
@@ -107,10 +110,22 @@ export class LocalProvider implements Provider {
   /** Only this OS user (the gateway's) may connect to a compute's socket. */
   private readonly gatewayUser = currentUser().name;
   private readonly storage: LocalStorage;
+  private readonly watch: StoreWatch;
+  /** The file work under way per branch (withFiles). */
+  private readonly busy = new Map<string, Promise<unknown>>();
   /** What each database holds in the store, in bytes, as last listed. */
   private readonly storeBytes = new Map<string, { bytes: number; at: number }>();
 
   constructor(readonly opts: LocalProviderOptions, private readonly events: ProviderEvents = {}) {
+    this.watch = new StoreWatch({
+      settings: opts.storage.settings, log: opts.log,
+      setCommitsWait: (w, wait) => this.setCommitsWait(w as Running, wait),
+      endStuck: (w, pids, reason) => {
+        this.events.onStuckCommits?.(w.branchId, pids, reason);
+        void asAdmin(w.socketDir, SOCKET_PORT, (c) => c.query('SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid', [pids]))
+          .catch((err) => this.opts.log.warn({ branch: w.branchId, err: String(err) }, 'could not end backends whose commits waited too long'));
+      },
+    });
     this.layout = new LocalLayout(opts.dataDir, opts.runDir);
     this.users = opts.users ?? new OsUserPool();
     this.cgroups = opts.cgroups ?? new ComputeCgroups({ kind: 'none', why: 'not configured' });
@@ -166,7 +181,7 @@ export class LocalProvider implements Provider {
     return this.opts.installs.get(ref.pgVersion);
   }
 
-  private branchDir(ref: BranchRef): string {
+  private branchDir(ref: BranchPlace): string {
     return this.layout.branchDir(ref.region, ref.databaseId, ref.branchId);
   }
 
@@ -222,7 +237,23 @@ export class LocalProvider implements Provider {
     return segmentStart(history.endLsn);
   }
 
-  async start(ref: BranchRef): Promise<ComputeAddress> {
+  /** Runs fn alone for the branch's files here: a start, an eviction and a copy of them never overlap. */
+  withFiles<T>(branchId: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.busy.get(branchId) ?? Promise.resolve();
+    const run = previous.catch(() => {}).then(fn);
+    const settled = run.catch(() => {});
+    this.busy.set(branchId, settled);
+    void settled.then(() => {
+      if (this.busy.get(branchId) === settled) this.busy.delete(branchId);
+    });
+    return run;
+  }
+
+  start(ref: BranchRef): Promise<ComputeAddress> {
+    return this.withFiles(ref.branchId, () => this.startHere(ref));
+  }
+
+  private async startHere(ref: BranchRef): Promise<ComputeAddress> {
     const running = this.running.get(ref.branchId);
     if (running?.server.running) return { kind: 'unix', socketPath: running.server.socketPath() };
     const install = this.installFor(ref);
@@ -269,7 +300,9 @@ export class LocalProvider implements Provider {
       await streamer.start();
       await this.storage.histories.claim(history.id, this.storage.node.id, this.storage.node.generation());
       writeCache(dir, { historyId: history.id, end: null, stoppedAt: null });
-      const entry: Running = { server, streamer, history, databaseId: ref.databaseId, walAtStart, durability: ref.durability };
+      const entry: Running = {
+        server, streamer, history, databaseId: ref.databaseId, walAtStart, durability: ref.durability, branchId: ref.branchId, socketDir, backlogged: false,
+      };
       this.running.set(ref.branchId, entry);
       server.on('exit', (code, signal) => {
         this.forget(ref.branchId);
@@ -372,17 +405,23 @@ export class LocalProvider implements Provider {
       this.cgroups.resize(branchId, this.computeUnitsOf(ref));
       if (r.durability !== ref.durability) {
         r.durability = ref.durability;
-        await this.applyRuntime(r);
+        await this.setCommitsWait(r, r.durability === 'sync' || r.backlogged);
       }
     }
   }
 
-  /** Whether the compute's commits wait for the store now (durability "sync"), applied with a reload. */
-  private async applyRuntime(r: Running): Promise<void> {
-    const sync = r.durability === 'sync';
-    writeRuntimeSettings(r.server.opts.pgdata, r.server.opts.user, { commitsWaitForStore: sync });
-    r.streamer.setSync(sync);
+  /** Whether the compute's commits wait for the store (durability "sync", or its WAL backlogged here), applied with a reload. */
+  private async setCommitsWait(r: Running, wait: boolean): Promise<void> {
+    writeRuntimeSettings(r.server.opts.pgdata, r.server.opts.user, { commitsWaitForStore: wait });
+    r.streamer.setSync(wait);
     await asAdmin(r.server.opts.socketDir, SOCKET_PORT, (c) => c.query('SELECT pg_reload_conf()'));
+  }
+
+  /** Looks at every running compute whose WAL the store is not taking (StoreWatch); run every second. */
+  async watchStore(): Promise<void> {
+    for (const r of this.running.values()) {
+      await this.watch.check(r).catch((err) => this.opts.log.warn({ branch: r.branchId, err: String(err) }, 'store watch failed'));
+    }
   }
 
   async syncRoles(ref: BranchRef): Promise<ProviderState> {
@@ -477,7 +516,11 @@ export class LocalProvider implements Provider {
    * Returns false when there are none; throws when they must stay (the compute runs, or its
    * history is not all in the store yet).
    */
-  async evict(ref: BranchRef): Promise<boolean> {
+  evict(ref: BranchPlace): Promise<boolean> {
+    return this.withFiles(ref.branchId, () => this.evictHere(ref));
+  }
+
+  private async evictHere(ref: BranchPlace): Promise<boolean> {
     const dir = this.branchDir(ref);
     if (!fs.existsSync(path.join(dir, 'pgdata'))) {
       fs.rmSync(dir, { recursive: true, force: true });
@@ -495,8 +538,50 @@ export class LocalProvider implements Provider {
       await this.storage.backups.copy(history, pgdata, { time: history.endTime ?? new Date() });
     }
     fs.rmSync(dir, { recursive: true, force: true });
+    this.dropEmptyDatabaseDir(ref);
     this.opts.log.info({ branch: ref.branchId, database: ref.databaseId }, 'evicted the local files of an idle branch (the store holds them)');
     return true;
+  }
+
+  /** A database with no branch files here any more gives its directory and its OS user back. */
+  private dropEmptyDatabaseDir(ref: BranchPlace): void {
+    const dbDir = this.layout.databaseDir(ref.region, ref.databaseId);
+    if (fs.existsSync(dbDir) && fs.readdirSync(dbDir).length === 0) fs.rmdirSync(dbDir);
+    if (!fs.existsSync(dbDir)) this.users.release(dbDir);
+  }
+
+  /**
+   * Evicts the files of branches suspended longer than PGFLEET_LOCAL_EVICT_AFTER, then, while the
+   * cache is over PGFLEET_LOCAL_CACHE_BYTES, those of the least recently stopped. Returns how many went.
+   */
+  async evictIdle(): Promise<number> {
+    const { evictAfterMs, cacheBytes } = this.storage.settings;
+    const idle = this.localBranches()
+      .filter((b) => !this.running.has(b.branchId))
+      .map((b) => ({ ...b, stoppedAt: readCache(b.branchDir)?.stoppedAt ?? null }))
+      .filter((b): b is typeof b & { stoppedAt: number } => b.stoppedAt !== null)
+      .sort((a, b) => a.stoppedAt - b.stoppedAt);
+    let evicted = 0;
+    const tryEvict = async (b: BranchPlace) => {
+      try {
+        if (await this.evict(b)) evicted++;
+      } catch (err) {
+        this.opts.log.debug({ branch: b.branchId, err: String(err) }, 'not evicted');
+      }
+    };
+    for (const b of idle.filter((b) => Date.now() - b.stoppedAt >= evictAfterMs)) await tryEvict(b);
+    if (cacheBytes !== undefined) {
+      let total = 0;
+      for (const b of this.localBranches()) total += await directorySize(b.branchDir);
+      for (const b of idle) {
+        if (total <= cacheBytes) break;
+        const size = await directorySize(b.branchDir);
+        if (size === 0) continue;
+        await tryEvict(b);
+        if (!fs.existsSync(b.branchDir)) total -= size;
+      }
+    }
+    return evicted;
   }
 
   async delete(ref: BranchRef): Promise<void> {
@@ -507,9 +592,7 @@ export class LocalProvider implements Provider {
     this.forget(ref.branchId);
     fs.rmSync(this.branchDir(ref), { recursive: true, force: true });
     fs.rmSync(this.layout.socketDir(ref.branchId), { recursive: true, force: true });
-    const dbDir = this.layout.databaseDir(ref.region, ref.databaseId);
-    if (fs.existsSync(dbDir) && fs.readdirSync(dbDir).length === 0) fs.rmdirSync(dbDir);
-    if (!fs.existsSync(dbDir)) this.users.release(dbDir);
+    this.dropEmptyDatabaseDir(ref);
     // The root branch goes last, with its database: everything the database has in the store goes with it.
     if (ref.root) await this.deleteStored(storeKeys.database(ref.databaseId));
     this.storeBytes.delete(ref.databaseId);
@@ -548,6 +631,11 @@ export class LocalProvider implements Provider {
   /** The running postmaster's pid (tests and diagnostics). */
   pid(branchId: string): number | undefined {
     return this.running.get(branchId)?.server.pid;
+  }
+
+  /** Whether the running compute's WAL passed PGFLEET_STORAGE_MAX_BACKLOG on this node (its commits wait for the store). */
+  backlogged(branchId: string): boolean {
+    return this.running.get(branchId)?.backlogged ?? false;
   }
 
   /** WAL received from the running compute and not yet in the store, in bytes (metrics, tests). */
