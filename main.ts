@@ -28,7 +28,12 @@ export async function startGateway(config: Config): Promise<Gateway> {
   try {
     proxy = await startProxy(core);
     if (proxy.caPath) process.stderr.write(`pgfleet proxy CA (for sslmode=verify-full sslrootcert=…): ${proxy.caPath}\n`);
-    const api = await buildApi(core, { publicAddress: { domain: config.domain, port: proxy.port, caPath: proxy.caPath, httpPort: proxy.httpPort } });
+    const api = await buildApi(core, {
+      publicAddress: {
+        domain: config.domain, port: proxy.port, configuredCertificate: !proxy.caPath, caPath: proxy.caPath,
+        httpPort: proxy.httpPort, httpPlaintext: config.allowPlaintext,
+      },
+    });
     await api.listen({ host: config.apiHost, port: config.apiPort });
     const apiPort = (api.server.address() as AddressInfo).port;
     core.log.info({ api: `http://${config.apiHost}:${apiPort}`, proxy_port: proxy.port, http_port: proxy.httpPort }, 'pgfleet is ready');

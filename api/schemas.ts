@@ -3,6 +3,7 @@ import { type Static, Type } from 'typebox';
 import { MAX_PAGE } from '../src/databases.ts';
 import { MAX_COMPUTE_UNITS, MIN_COMPUTE_UNITS } from '../src/limits/cgroups.ts';
 import { QUOTA_NAMES } from '../src/quotas.ts';
+import { caCertificateField, connectionUriFields, serverlessFields } from './connection-schemas.ts';
 
 /** Text without control characters (a NUL cannot even be stored), of bounded length. */
 const Text = (maxLength: number, extra: { description?: string; minLength?: number } = {}) =>
@@ -132,6 +133,7 @@ const databaseFields = {
   compute_units: Type.Number({ description: 'compute size in effect: its own, else the gateway default (PGFLEET_COMPUTE_UNITS); 1 CU = 1 CPU and 4 GiB' }),
   durability: Durability,
   pooled_host: Type.String({ description: '<endpoint>-pooler.<domain>: the same database through the transaction pooler' }),
+  ...caCertificateField,
   state: Type.Union([
     Type.Literal('creating'), Type.Literal('suspended'), Type.Literal('starting'), Type.Literal('running'), Type.Literal('stopping'), Type.Literal('failed'),
   ], { description: "the compute's state; creating until the provider made the database, failed when it cannot be served (see error)" }),
@@ -145,15 +147,8 @@ export const Database = Type.Object(databaseFields);
 
 const credentialFields = {
   password: Type.String({ description: 'shown in this answer only' }),
-  connection_uri: Type.String({ description: 'the URI to use: connects when pasted into psql, psycopg2, node-postgres and postgres.js; the SNI form, or under a *.localhost domain the no-SNI form on host localhost with the local CA as sslrootcert' }),
-  connection_uri_sni: Type.String({ description: 'routes by TLS SNI: postgresql://role:password@<endpoint>.<domain>:port/db?sslmode=require (needs DNS for the endpoint host)' }),
-  connection_uri_no_sni: Type.String({ description: 'names the endpoint in the options parameter, for hosts without DNS per endpoint' }),
-  jdbc_url: Type.String({ description: 'the connection_uri for pgJDBC: jdbc:postgresql://host:port/db?user=…&password=…&…' }),
-  pooled_connection_uri: Type.String({ description: 'through the transaction pooler: postgresql://role:password@<endpoint>-pooler.<domain>:port/db?sslmode=require' }),
-  pooled_connection_uri_no_sni: Type.String({ description: 'through the transaction pooler, endpoint=<endpoint>-pooler in the options parameter' }),
-  serverless_connection_uri: Type.Optional(Type.String({
-    description: "for Neon's serverless driver (@neondatabase/serverless): postgresql://role:password@<endpoint>.<domain>:<http port>/db; present when the serverless door (PGFLEET_HTTP_PORT) is served",
-  })),
+  ...connectionUriFields,
+  ...serverlessFields,
 };
 
 export const DatabaseCreated = Type.Object({ ...databaseFields, ...credentialFields });
@@ -178,6 +173,7 @@ export const RoleCredentials = Type.Object({
   host: Type.String(),
   port: Type.Integer(),
   database: Type.String(),
+  ...caCertificateField,
   ...credentialFields,
 });
 
@@ -214,11 +210,11 @@ export const Branch = Type.Object({
   port: Type.Integer(),
   database: Type.String(),
   role: Type.String({ description: 'the owner role: every branch has the database\'s roles and passwords' }),
-  connection_uri: Type.String({ description: 'as for a database, without the password (the database\'s role passwords apply)' }),
-  connection_uri_sni: Type.String(),
-  connection_uri_no_sni: Type.String(),
-  jdbc_url: Type.String(),
-  serverless_connection_uri: Type.Optional(Type.String({ description: "for Neon's serverless driver, without the password; present when PGFLEET_HTTP_PORT is set" })),
+  pooled_host: Type.String({ description: '<endpoint>-pooler.<domain>: the branch through the transaction pooler' }),
+  ...caCertificateField,
+  // As for a database, without the password (the database's role passwords apply).
+  ...connectionUriFields,
+  ...serverlessFields,
   state: databaseFields.state,
   earliest_restorable_at: Type.Union([Timestamp, Type.Null()], { description: 'null: no history is kept' }),
   created_at: Timestamp,

@@ -10,6 +10,7 @@ import { addressKey } from '../src/limits/address-key.ts';
 import { hashApiKey } from '../src/secrets.ts';
 import { capConnections } from './connection-caps.ts';
 import { bearerKey, requireApiKey } from './auth.ts';
+import { caCertificateRoute } from './ca-certificate.ts';
 import { acceptEmptyJsonBodies, nameOperations } from './client-friendly.ts';
 import { consoleRoutes } from './console/routes.ts';
 import { refuseControlCharacters } from './control-characters.ts';
@@ -87,6 +88,7 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
   app.get('/.well-known/jwks.json', { config: { rateLimit: false }, schema: { hide: true } }, async () => core.jwt.jwks());
   app.get('/v1/openapi.json', { config: { rateLimit: false }, schema: { hide: true } }, async () => app.swagger());
   await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { url: '/v1/openapi.json' } });
+  await caCertificateRoute(app, opts.publicAddress);
   await app.register(consoleRoutes);
 
   const idempotency = new IdempotencyStore(core.catalog);

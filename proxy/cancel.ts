@@ -1,8 +1,11 @@
 /**
- * Cancel keys: each session gets the proxy's own (pid, secret), mapped to the compute's key,
- * so that a CancelRequest coming back to the proxy reaches the right compute. The key is also
- * held in the fleet's coordinator under this gateway's id, so a CancelRequest that lands on
- * another gateway is passed here (its channel) and carried out by the gateway that relays the session.
+ * Cancel keys. A client's BackendKeyData carries the compute's real backend pid (what
+ * pg_backend_pid() and a NotificationResponse say) and a secret of the proxy's own: 32 random
+ * bits, fresh for every session, so that a kept backend's next client cannot cancel with its last
+ * client's key. Real pids repeat across computes, nodes and Neon, so a key is the pair (pid,
+ * secret), unique in the fleet: it is held in the coordinator under this gateway's id, and a
+ * CancelRequest that lands on another gateway is passed here (its channel) and carried out by the
+ * gateway that relays the session.
  */
 import crypto from 'node:crypto';
 import { serialize } from 'pg-protocol';
@@ -22,56 +25,65 @@ export interface CancelTarget {
 /** A session's backend: fixed, or (pooled clients) whichever runs its query when the cancel comes, if any. */
 type CancelRoute = CancelTarget | (() => CancelTarget | undefined);
 
-const keyOf = (pid: number) => `cancel:${pid}`;
+/** The key a client is given (BackendKeyData) and sends back (CancelRequest). */
+export interface CancelKey {
+  pid: number;
+  secret: number;
+}
+
+/** Linux pids never exceed 2^22 (pid_max's ceiling): a pooled client's made-up pid is above, so it is never a backend's. */
+const PID_MAX = 2 ** 22;
+
+/** A pid for a client that has no backend of its own (a pooled client): never the pid of any backend. */
+export const pooledClientPid = () => crypto.randomInt(PID_MAX + 1, 2 ** 31);
+
+const keyOf = (key: CancelKey) => `cancel:${key.pid >>> 0}:${key.secret >>> 0}`;
 
 export class CancelKeys {
-  private readonly targets = new Map<number, { secret: number; route: CancelRoute }>();
+  private readonly routes = new Map<string, CancelRoute>();
 
   constructor(private readonly coord: Coordinator) {
     coord.subscribe(gatewayChannel(coord.gatewayId), (m) => {
-      if (m.type === 'cancel') void this.cancelHere(Number(m.pid), Number(m.secret)).catch(() => false);
+      if (m.type === 'cancel') void this.cancelHere({ pid: Number(m.pid), secret: Number(m.secret) }).catch(() => false);
     });
   }
 
-  /** A fresh proxy key, unique in the fleet, for a session on `address` whose compute key is (backendPid, backendSecret). */
-  issue(address: ComputeAddress, backendPid: number, backendSecret: number): Promise<{ pid: number; secret: number }> {
-    return this.issueRouted({ address, backendPid, backendSecret });
-  }
-
-  /** A fresh proxy key whose cancels go where `route` says when they arrive. */
-  async issueRouted(route: CancelRoute): Promise<{ pid: number; secret: number }> {
-    const secret = crypto.randomBytes(4).readUInt32BE(0);
+  /**
+   * A key for a session whose client is told `pid`: a fresh random secret, drawn again in the rare
+   * case the pair is taken anywhere in the fleet. Cancels go where `route` says when they arrive.
+   */
+  async issue(pid: number, route: CancelRoute): Promise<CancelKey> {
     for (;;) {
-      const pid = crypto.randomInt(1, 2 ** 31);
-      if (this.targets.has(pid) || !(await this.coord.hold(keyOf(pid), `${this.coord.gatewayId} ${secret}`))) continue;
-      this.targets.set(pid, { secret, route });
-      return { pid, secret };
+      const key = { pid: pid >>> 0, secret: crypto.randomBytes(4).readUInt32BE(0) };
+      const id = keyOf(key);
+      if (this.routes.has(id) || !(await this.coord.hold(id, this.coord.gatewayId))) continue;
+      this.routes.set(id, route);
+      return key;
     }
   }
 
-  revoke(pid: number): void {
-    this.targets.delete(pid);
-    void this.coord.drop(keyOf(pid));
+  revoke(key: CancelKey): void {
+    const id = keyOf(key);
+    this.routes.delete(id);
+    void this.coord.drop(id);
   }
 
   /**
    * Forwards the cancel when the key is known here, or passes it to the gateway that holds it;
-   * an unknown key or a wrong secret is dropped silently, as Postgres does.
+   * an unknown key (a wrong secret among them) is dropped silently, as Postgres does.
    */
-  async cancel(pid: number, secret: number): Promise<boolean> {
-    if (this.targets.has(pid)) return this.cancelHere(pid, secret);
-    const held = await this.coord.lookup(keyOf(pid));
-    if (!held) return false;
-    const [gateway, heldSecret] = held.split(' ');
-    if (Number(heldSecret) !== secret || gateway === this.coord.gatewayId) return false;
-    await this.coord.publish(gatewayChannel(gateway!), { type: 'cancel', pid, secret });
+  async cancel(key: CancelKey): Promise<boolean> {
+    const id = keyOf(key);
+    if (this.routes.has(id)) return this.cancelHere(key);
+    const gateway = await this.coord.lookup(id);
+    if (!gateway || gateway === this.coord.gatewayId) return false;
+    await this.coord.publish(gatewayChannel(gateway), { type: 'cancel', pid: key.pid >>> 0, secret: key.secret >>> 0 });
     return true;
   }
 
-  private async cancelHere(pid: number, secret: number): Promise<boolean> {
-    const entry = this.targets.get(pid);
-    if (!entry || entry.secret !== secret) return false;
-    const target = typeof entry.route === 'function' ? entry.route() : entry.route;
+  private async cancelHere(key: CancelKey): Promise<boolean> {
+    const route = this.routes.get(keyOf(key));
+    const target = typeof route === 'function' ? route() : route;
     if (!target) return false;
     await sendCancel(target);
     return true;

@@ -15,6 +15,7 @@ import type { Core } from '../src/gateway.ts';
 import { looksLikeJwt } from '../src/jwt/looks-like-jwt.ts';
 import type { HandshakeProgress } from './admission.ts';
 import type { AuthLimiter } from './auth-limiter.ts';
+import type { CancelKey } from './cancel.ts';
 import { checkPassword, readCleartextPassword, scramAuth } from './auth.ts';
 import { type BackendSession, connectBackend } from './backend.ts';
 import {
@@ -48,10 +49,6 @@ export interface ConnectionContext extends HandshakeOptions {
   /** Backends of direct sessions kept for the next client of the same startup. */
   warm: WarmBackends;
 }
-
-const JWT_NEEDS_OPTION =
-  'If the password is a JWT: with the endpoint named by the host or by options, add auth=jwt to options ' +
-  '(options=endpoint%3D<endpoint>%20auth%3Djwt), or prefix the token: endpoint=<endpoint>;<token>.';
 
 const PASSWORD_MESSAGE = 0x70; // 'p'
 
@@ -146,10 +143,11 @@ export async function serveConnection(raw: Duplex, clientAddress: string, ctx: C
     backend ??= await startDirect(lease, params, warmKey, route, ctx);
     ctx.core.metrics.backends.inc({ kind: backend.reused ? 'warm' : 'new' });
     const direct = backend;
-    let key: { pid: number; secret: number } | undefined;
+    let key: CancelKey | undefined;
     let end: RelayEnd | undefined;
     try {
-      key = await ctx.cancels.issueRouted(() => direct.cancelTarget());
+      // The client is told its backend's real pid (kept backends included); the secret is fresh.
+      key = await ctx.cancels.issue(direct.session.pid, () => direct.cancelTarget());
       const answer = direct.startupAnswer(key);
       client.write(authSent ? answer : Buffer.concat([authAnswer, answer]));
       // The compute is being suspended (a quota ran out): the client learns why, then the session ends.
@@ -165,7 +163,7 @@ export async function serveConnection(raw: Duplex, clientAddress: string, ctx: C
       });
       line.outcome = end.outcome;
     } finally {
-      if (key) ctx.cancels.revoke(key.pid);
+      if (key) ctx.cancels.revoke(key);
       if (end?.idle) ctx.warm.give(direct);
       else if (!end) direct.socket.destroy();
     }
@@ -259,11 +257,9 @@ async function identifyAndAuthenticate(
   const { endpoint, pooled } = poolerEndpoint(namedEndpoint);
   if (endpoint && !options.jwt && !hs.websocket) {
     const route = await routeFor(endpoint, client, ctx);
-    const saslFinal = await limited(ctx, endpoint, client, () => scramAuth(io, route, role, hs.tls ? ctx.channelBinding : undefined))
-      .catch((err: unknown) => {
-        // SCRAM never shows the proxy the password, so a JWT given as one cannot be told apart here.
-        throw err instanceof AuthFailed ? new AuthFailed(role, JWT_NEEDS_OPTION) : err;
-      });
+    // SCRAM never shows the proxy the password: a JWT sent this way fails as a wrong password, with no
+    // hint about tokens, since the proxy cannot tell it from the most common mistake (a wrong password).
+    const saslFinal = await limited(ctx, endpoint, client, () => scramAuth(io, route, role, hs.tls ? ctx.channelBinding : undefined));
     return { route, pooled, saslFinal };
   }
   if (!hs.tls && !hs.websocket) {

@@ -9,7 +9,7 @@ export class ProtocolViolation extends PgfleetError {
 
 /** Wrong password and unknown role read the same, so that roles cannot be probed. */
 export class AuthFailed extends PgfleetError {
-  constructor(role: string, readonly hint?: string) {
+  constructor(role: string) {
     super(`password authentication failed for user "${role}"`, '28P01', 401, 'auth_failed');
   }
 }

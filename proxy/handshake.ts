@@ -119,7 +119,7 @@ export async function readStartup(
         break;
       case 'cancel':
         reader.detach();
-        await opts.cancels.cancel(packet.pid, packet.secret).catch(() => false);
+        await opts.cancels.cancel(packet).catch(() => false);
         socket.end();
         return undefined;
       case 'startup':

@@ -94,7 +94,7 @@ export class ComputeStream {
   }
 
   private onMessage(type: number, body: Buffer | undefined): void {
-    this.saidWhy = type === MSG.error && /^(FATAL|PANIC)$/.test(severity(body!));
+    this.saidWhy = type === MSG.error && endsSession(body!);
     if (type === MSG.readyForQuery) {
       this.ready++;
       this.status = body![0] ?? 0;
@@ -142,6 +142,9 @@ export function leftIdle(client: ClientStream, compute: ComputeStream): boolean 
   return client.terminated && client.atBoundary && !client.unsynced && compute.atBoundary &&
     compute.ready === client.awaited && compute.status === TX_IDLE;
 }
+
+/** Whether an ErrorResponse body is of severity FATAL or PANIC: its sender ends the session. */
+export const endsSession = (body: Buffer) => /^(FATAL|PANIC)$/.test(severity(body));
 
 /** The S (or V) field of an ErrorResponse body: fields of a type byte and a C string, then a 0. */
 function severity(body: Buffer): string {

@@ -18,7 +18,7 @@ import type { WarmBackendSettings } from '../src/config.ts';
 import type { Core } from '../src/gateway.ts';
 import type { ComputeAddress } from '../src/providers/provider.ts';
 import type { BackendSession } from './backend.ts';
-import type { CancelTarget } from './cancel.ts';
+import type { CancelKey, CancelTarget } from './cancel.ts';
 import { backendKeyData, parameterStatus, readyForQuery } from './messages.ts';
 import { PacketReader } from './packet-reader.ts';
 import { TX_IDLE } from './pool/protocol.ts';
@@ -57,8 +57,8 @@ export class DirectBackend {
     return rest;
   }
 
-  /** What its client is told at startup, BackendKeyData with the proxy's key for it. */
-  startupAnswer(key: { pid: number; secret: number }): Buffer {
+  /** What its client is told at startup, BackendKeyData with the client's key (this backend's pid, a secret of its own). */
+  startupAnswer(key: CancelKey): Buffer {
     const keyData = backendKeyData(key.pid, key.secret);
     if (!this.reused) {
       const frames = this.session.frames;

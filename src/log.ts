@@ -5,6 +5,9 @@ import pretty from 'pino-pretty';
 const REDACT = [
   'password', '*.password', 'api_key', '*.api_key', 'token', '*.token',
   'authorization', '*.authorization', 'req.headers.authorization', 'connection_uri', '*.connection_uri', '*.connection_uri_sni', '*.connection_uri_no_sni', '*.jdbc_url',
+  // Every URI an answer hands out carries the password.
+  '*.libpq_connection_uri', '*.pooled_connection_uri', '*.pooled_connection_uri_no_sni', '*.pooled_jdbc_url', '*.pooled_libpq_connection_uri',
+  '*.serverless_connection_uri',
 ];
 
 /** `json`: one JSON object a line, for machines; `pretty`: coloured lines for a person at a terminal. */

@@ -68,7 +68,7 @@ t.test('a database from create to delete', async (t) => {
   t.equal(got.status, 200);
   t.notOk('password' in got.body, 'the password is shown at create only');
   t.notOk(JSON.stringify(got.body).includes(db.password));
-  t.same(got.body, Object.fromEntries(Object.entries(db).filter(([k]) => !['password', 'connection_uri', 'connection_uri_sni', 'connection_uri_no_sni', 'jdbc_url', 'pooled_connection_uri', 'pooled_connection_uri_no_sni'].includes(k))));
+  t.same(got.body, Object.fromEntries(Object.entries(db).filter(([k]) => !['password', 'connection_uri', 'connection_uri_sni', 'connection_uri_no_sni', 'jdbc_url', 'libpq_connection_uri', 'pooled_connection_uri', 'pooled_connection_uri_no_sni', 'pooled_jdbc_url', 'pooled_libpq_connection_uri'].includes(k))));
 
   const list = await api.request('GET', '/v1/databases?user_id=alice', { key });
   t.same(list.body.databases.map((d: { id: string }) => d.id), [db.id]);

@@ -166,6 +166,7 @@ t.test('the OpenAPI document validates and lists every route', async (t) => {
     'GET /v1/fleet',
     'GET /v1/jwt-issuer',
     'GET /v1/partners',
+    'GET /v1/tls/ca.crt',
     'GET /v1/usage',
     'PATCH /v1/databases/{id}',
     'PATCH /v1/databases/{id}/branches/{branch}',
@@ -187,7 +188,13 @@ t.test('the OpenAPI document validates and lists every route', async (t) => {
   ]);
   const create = doc.paths['/v1/databases'].post;
   t.ok(create.parameters.some((p: { in: string; name: string }) => p.in === 'header' && p.name === 'idempotency-key'), 'Idempotency-Key is documented');
-  t.ok(create.responses['201'].content['application/json'].schema.properties.connection_uri_no_sni);
+  const fields = create.responses['201'].content['application/json'].schema.properties;
+  for (const name of ['connection_uri', 'connection_uri_no_sni', 'libpq_connection_uri', 'jdbc_url', 'pooled_connection_uri', 'pooled_jdbc_url', 'ca_certificate_url']) {
+    t.match(fields[name]?.description, /\w/, `${name} is described`);
+  }
+  t.match(fields.connection_uri.description, /equals connection_uri_no_sni/, 'connection_uri says when it equals connection_uri_no_sni');
+  t.match(doc.paths['/v1/databases/{id}/branches/{branch}'].get.responses['200'].content['application/json'].schema.properties.pooled_connection_uri?.description, /pooler/,
+    'branch answers carry the pooled URIs');
   t.same(create.security, [{ apiKey: [] }]);
   t.ok(doc.components.schemas.Error, 'the error shape is a component');
 

@@ -2,6 +2,7 @@
 import t from 'tap';
 import { startApi } from './api-client.ts';
 import { type Conn, checkRestoreOfRestore, connect, query } from './endpoint-client.ts';
+import { psql } from './proxy-helpers.ts';
 
 
 const ids = (rows: { id: number }[]) => rows.map((r) => r.id);
@@ -54,6 +55,11 @@ t.test('restore to T, branch at T, the _before_ branch, restore of a restore, is
   t.not(dev.body.host, db.host, 'its own host');
   t.match(dev.body.connection_uri_sni, new RegExp(`^postgresql://app_owner@${dev.body.endpoint_id}\\.`));
   t.match(dev.body.connection_uri, new RegExp(`^postgresql://app_owner@localhost:\\d+/app\\?.*options=endpoint%3D${dev.body.endpoint_id}$`), 'the URI to hand out on a default install');
+  t.match(dev.body.pooled_connection_uri, new RegExp(`^postgresql://app_owner@localhost:\\d+/app\\?.*options=endpoint%3D${dev.body.endpoint_id}-pooler$`), 'and its pooled twin');
+  t.equal(dev.body.pooled_host, `${dev.body.endpoint_id}-pooler.db.localhost`);
+  t.match(dev.body.pooled_jdbc_url, new RegExp(`options=endpoint%3D${dev.body.endpoint_id}-pooler$`));
+  const pooledUri = dev.body.pooled_connection_uri.replace('app_owner@', `app_owner:${encodeURIComponent(pw)}@`);
+  t.equal(await psql(pooledUri, 'SELECT current_user'), 'app_owner', 'the branch answers through its pooled URI');
   await q(dev.body, 'INSERT INTO items VALUES (100)');
   await q(db, 'INSERT INTO items VALUES (200)');
   t.same(ids(await q(dev.body, 'SELECT id FROM items ORDER BY id')), [1, 2, 3, 10, 100], 'the parent\'s writes are not in the branch');

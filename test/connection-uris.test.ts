@@ -48,6 +48,23 @@ t.test('the default install hands out a URI every client connects with, as paste
   t.equal(await nodePostgres({ connectionString: db.connection_uri }), 'app_owner', 'node-postgres (it verifies with sslmode=require: the CA and the name localhost)');
   t.equal(await postgresJs(db.connection_uri), 'app_owner', 'postgres.js (its sslrootcert= reaches the proxy as a startup parameter and stops there)');
   t.equal(await jdbc(db.jdbc_url), 'app_owner', 'pgJDBC with jdbc_url');
+  t.equal(db.libpq_connection_uri, db.connection_uri, 'with the generated CA, libpq clients take connection_uri itself');
+  t.equal(db.connection_uri, db.connection_uri_no_sni, 'under db.localhost connection_uri is the no-SNI form (as its description says)');
+  t.equal(await psql(db.pooled_libpq_connection_uri, 'SELECT current_user'), 'app_owner', 'psql with pooled_libpq_connection_uri');
+  t.equal(await jdbc(db.pooled_jdbc_url), 'app_owner', 'pgJDBC with pooled_jdbc_url');
+});
+
+t.test('the CA is served to anyone, and every answer links it', async (t) => {
+  t.equal(db.ca_certificate_url, `${api.url}/v1/tls/ca.crt`, 'ca_certificate_url: this API, as it was called');
+  const served = await fetch(db.ca_certificate_url);
+  t.equal(served.status, 200, 'no key needed');
+  t.equal(served.headers.get('content-type'), 'application/x-pem-file');
+  t.equal(await served.text(), ca, 'the CA that issued the proxy\'s certificate');
+  const got = await api.request('GET', `/v1/databases/${db.id}`, { key: partner.key });
+  t.equal(got.body.ca_certificate_url, db.ca_certificate_url, 'a database\'s answer links it');
+  const role = await api.request('POST', `/v1/databases/${db.id}/roles`, { key: partner.key, body: { name: 'reader' } });
+  t.equal(role.body.ca_certificate_url, db.ca_certificate_url, 'so does a new role\'s');
+  t.equal(await psql(role.body.libpq_connection_uri, 'SELECT current_user'), 'reader', 'whose strings connect');
 });
 
 t.test('verify-full: the same URIs with sslmode=verify-full verify in every client', async (t) => {

@@ -143,7 +143,8 @@ t.test('cancel reaches the backend of the client that asks, and only while it is
 
   const c = pgClient(db);
   await c.connect();
-  t.not((c as any).processID, oldKey.pid, 'a new client gets a cancel key of its own');
+  t.equal((c as any).processID, oldKey.pid, 'the kept backend\'s real pid, as its last client was told');
+  t.not((c as any).secretKey, oldKey.secret, 'a new client gets a cancel key of its own: a fresh secret');
   const quick = c.query('SELECT pg_sleep(0.5) AS slept');
   await sendCancel(oldKey.pid, oldKey.secret);
   t.same((await quick).rows, [{ slept: '' }], 'the last client\'s key cancels nothing of the next one');

@@ -1,10 +1,12 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { ComputeManager } from '../../src/computes.ts';
-import { type PublicAddress, connectionInfo } from '../../src/connection-uri.ts';
+import { POOLER_SUFFIX, type PublicAddress, connectionInfo } from '../../src/connection-uri.ts';
 import type { Databases } from '../../src/databases.ts';
 import type { BranchRecord, Branches } from '../../src/branches.ts';
 import { partnerOf } from '../auth.ts';
+import { caCertificateUrl } from '../ca-certificate.ts';
 import {
   Branch, BranchCreate, BranchList, BranchParams, type BranchView, BranchUpdate, IdParams, RestoreRequest, RestoreResult, errorResponses,
 } from '../schemas.ts';
@@ -23,10 +25,11 @@ const tags = ['branches'];
 export const branchRoutes: FastifyPluginAsyncTypebox<BranchRoutesOptions> = async (app, opts) => {
   const { branches, databases, computes, publicAddress } = opts;
 
-  const view = async (partnerId: string, b: BranchRecord): Promise<BranchView> => {
+  /** `req`: the asking client's request (where it fetches the CA). */
+  const view = async (req: FastifyRequest, partnerId: string, b: BranchRecord): Promise<BranchView> => {
     const db = await databases.get(partnerId, b.databaseId);
     const earliest = await branches.earliestRestorable(db, b);
-    const info = connectionInfo(publicAddress, b.endpointId, b.ownerRole, undefined, b.databaseName);
+    const { host, port: _port, ...uris } = connectionInfo(publicAddress, b.endpointId, b.ownerRole, undefined, b.databaseName);
     return {
       id: b.id,
       database_id: b.databaseId,
@@ -35,15 +38,13 @@ export const branchRoutes: FastifyPluginAsyncTypebox<BranchRoutesOptions> = asyn
       parent_time: b.parentTime ? b.parentTime.toISOString() : null,
       parent_lsn: b.parentLsn,
       endpoint_id: b.endpointId,
-      host: info.host,
+      host,
       port: publicAddress.port,
       database: b.databaseName,
       role: b.ownerRole,
-      connection_uri: info.connection_uri,
-      connection_uri_sni: info.connection_uri_sni,
-      connection_uri_no_sni: info.connection_uri_no_sni,
-      jdbc_url: info.jdbc_url,
-      ...(info.serverless_connection_uri ? { serverless_connection_uri: info.serverless_connection_uri } : {}),
+      pooled_host: `${b.endpointId}${POOLER_SUFFIX}.${publicAddress.domain}`,
+      ca_certificate_url: caCertificateUrl(req, publicAddress),
+      ...uris,
       state: computes.info(b.id).state,
       earliest_restorable_at: earliest ? earliest.toISOString() : null,
       created_at: b.createdAt.toISOString(),
@@ -58,7 +59,7 @@ export const branchRoutes: FastifyPluginAsyncTypebox<BranchRoutesOptions> = asyn
   }, async (req, reply) => {
     const partnerId = partnerOf(req);
     const branch = await branches.create(partnerId, req.params.id, req.body);
-    return reply.code(201).send(await view(partnerId, branch));
+    return reply.code(201).send(await view(req, partnerId, branch));
   });
 
   app.get('/v1/databases/:id/branches', {
@@ -66,21 +67,21 @@ export const branchRoutes: FastifyPluginAsyncTypebox<BranchRoutesOptions> = asyn
   }, async (req) => {
     const partnerId = partnerOf(req);
     const list = await branches.list(partnerId, req.params.id);
-    return { branches: await Promise.all(list.map((b) => view(partnerId, b))) };
+    return { branches: await Promise.all(list.map((b) => view(req, partnerId, b))) };
   });
 
   app.get('/v1/databases/:id/branches/:branch', {
     schema: { summary: 'Get a branch', tags, security, params: BranchParams, response: { 200: Branch, ...errorResponses } },
   }, async (req) => {
     const partnerId = partnerOf(req);
-    return view(partnerId, await branches.get(partnerId, req.params.id, req.params.branch));
+    return view(req, partnerId, await branches.get(partnerId, req.params.id, req.params.branch));
   });
 
   app.patch('/v1/databases/:id/branches/:branch', {
     schema: { summary: 'Rename a branch', tags, security, params: BranchParams, body: BranchUpdate, response: { 200: Branch, ...errorResponses } },
   }, async (req) => {
     const partnerId = partnerOf(req);
-    return view(partnerId, await branches.rename(partnerId, req.params.id, req.params.branch, req.body.name));
+    return view(req, partnerId, await branches.rename(partnerId, req.params.id, req.params.branch, req.body.name));
   });
 
   app.delete('/v1/databases/:id/branches/:branch', {
@@ -100,7 +101,7 @@ export const branchRoutes: FastifyPluginAsyncTypebox<BranchRoutesOptions> = asyn
     },
   }, async (req) => {
     const partnerId = partnerOf(req);
-    return view(partnerId, await branches.reset(partnerId, req.params.id, req.params.branch));
+    return view(req, partnerId, await branches.reset(partnerId, req.params.id, req.params.branch));
   });
 
   app.post('/v1/databases/:id/restore', {
@@ -111,6 +112,6 @@ export const branchRoutes: FastifyPluginAsyncTypebox<BranchRoutesOptions> = asyn
   }, async (req) => {
     const partnerId = partnerOf(req);
     const { branch, before } = await branches.restore(partnerId, req.params.id, req.body);
-    return { branch: await view(partnerId, branch), before: await view(partnerId, before) };
+    return { branch: await view(req, partnerId, branch), before: await view(req, partnerId, before) };
   });
 };

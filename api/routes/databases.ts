@@ -1,8 +1,10 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { POOLER_SUFFIX, type PublicAddress, connectionInfo } from '../../src/connection-uri.ts';
 import { type DatabaseRecord, type Databases, unavailableReason } from '../../src/databases.ts';
 import { partnerOf } from '../auth.ts';
+import { caCertificateUrl } from '../ca-certificate.ts';
 import { type IdempotencyStore, fingerprint } from '../idempotency.ts';
 import {
   Database, DatabaseCreate, type DatabaseCreatedView, DatabaseCreated, DatabaseList, DatabaseListQuery, DatabaseUpdate,
@@ -28,7 +30,8 @@ const tags = ['databases'];
 export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = async (app, opts) => {
   const { databases, idempotency, publicAddress, defaultHistoryRetentionSeconds, defaultComputeUnits, postgresVersionOf } = opts;
 
-  const view = (db: DatabaseRecord): DatabaseView => {
+  /** `caUrl`: where the asking client fetches the CA (caCertificateUrl of its request). */
+  const view = (db: DatabaseRecord, caUrl: string | null): DatabaseView => {
     const compute = databases.stateOf(db);
     const lastActive = compute.lastActiveAt;
     return {
@@ -51,6 +54,7 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
       compute_units: db.computeUnits ?? defaultComputeUnits,
       durability: db.durability,
       pooled_host: `${db.endpointId}${POOLER_SUFFIX}.${publicAddress.domain}`,
+      ca_certificate_url: caUrl,
       state: db.status === 'ready' ? compute.state : db.status,
       ...(db.status === 'failed' ? { error: unavailableReason(db.id, db.status, db.statusDetail) } : {}),
       connections: compute.connections,
@@ -61,19 +65,15 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
 
   /** What only the answer that makes a password shows: the password and the URIs that carry it. */
   const secrets = (db: DatabaseRecord, role: string, password: string) => {
-    const info = connectionInfo(publicAddress, db.endpointId, role, password, db.databaseName);
-    return {
-      password, connection_uri: info.connection_uri, connection_uri_sni: info.connection_uri_sni,
-      connection_uri_no_sni: info.connection_uri_no_sni, jdbc_url: info.jdbc_url,
-      pooled_connection_uri: info.pooled_connection_uri, pooled_connection_uri_no_sni: info.pooled_connection_uri_no_sni,
-      ...(info.serverless_connection_uri ? { serverless_connection_uri: info.serverless_connection_uri } : {}),
-    };
+    const { host: _host, port: _port, ...uris } = connectionInfo(publicAddress, db.endpointId, role, password, db.databaseName);
+    return { password, ...uris };
   };
 
-  const credentials = (db: DatabaseRecord, role: string, password: string): RoleCredentialsView => ({
+  const credentials = (db: DatabaseRecord, role: string, password: string, caUrl: string | null): RoleCredentialsView => ({
     database_id: db.id, role, host: `${db.endpointId}.${publicAddress.domain}`, port: publicAddress.port, database: db.databaseName,
-    ...secrets(db, role, password),
+    ca_certificate_url: caUrl, ...secrets(db, role, password),
   });
+  const caUrl = (req: FastifyRequest) => caCertificateUrl(req, publicAddress);
 
   app.post('/v1/databases', {
     schema: {
@@ -100,7 +100,7 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
         durability: body.durability,
         pgVersion: body.pg_version,
       });
-      const created: DatabaseCreatedView = { ...view(database), ...secrets(database, database.ownerRole, password) };
+      const created: DatabaseCreatedView = { ...view(database, caUrl(req)), ...secrets(database, database.ownerRole, password) };
       return { status: 201, body: created };
     };
     const key = req.headers['idempotency-key'];
@@ -121,12 +121,12 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
   }, async (req) => {
     const { user_id: userId, name: nameContains, limit, cursor } = req.query;
     const page = await databases.list(partnerOf(req), { userId, nameContains, limit, cursor });
-    return { databases: page.items.map(view), next_cursor: page.nextCursor ?? null };
+    return { databases: page.items.map((db) => view(db, caUrl(req))), next_cursor: page.nextCursor ?? null };
   });
 
   app.get('/v1/databases/:id', {
     schema: { summary: 'Get a database', tags, security, params: IdParams, response: { 200: Database, ...errorResponses } },
-  }, async (req) => view(await databases.get(partnerOf(req), req.params.id)));
+  }, async (req) => view(await databases.get(partnerOf(req), req.params.id), caUrl(req)));
 
   app.patch('/v1/databases/:id', {
     schema: {
@@ -138,7 +138,7 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
     return view(await databases.update(partnerOf(req), req.params.id, {
       name, suspendTimeoutSeconds: suspend_timeout_seconds, historyRetentionSeconds: history_retention_seconds, quotas, poolSize: pool_size,
       computeUnits: compute_units, durability,
-    }));
+    }), caUrl(req));
   });
 
   app.delete('/v1/databases/:id', {
@@ -156,14 +156,14 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
       summary: 'Stop the compute now (open sessions end); the next connection wakes it',
       tags, security, params: IdParams, response: { 200: Database, ...errorResponses },
     },
-  }, async (req) => view(await databases.suspend(partnerOf(req), req.params.id)));
+  }, async (req) => view(await databases.suspend(partnerOf(req), req.params.id), caUrl(req)));
 
   app.post('/v1/databases/:id/wake', {
     schema: {
       summary: 'Start the compute now, ahead of the first connection',
       tags, security, params: IdParams, response: { 200: Database, ...errorResponses },
     },
-  }, async (req) => view(await databases.wake(partnerOf(req), req.params.id)));
+  }, async (req) => view(await databases.wake(partnerOf(req), req.params.id), caUrl(req)));
 
   app.post('/v1/databases/:id/roles', {
     schema: {
@@ -172,7 +172,7 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
     },
   }, async (req, reply) => {
     const { database, password } = await databases.addRole(partnerOf(req), req.params.id, req.body.name);
-    return reply.code(201).send(credentials(database, req.body.name, password));
+    return reply.code(201).send(credentials(database, req.body.name, password, caUrl(req)));
   });
 
   app.post('/v1/databases/:id/roles/:role/reset_password', {
@@ -182,6 +182,6 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
     },
   }, async (req) => {
     const { database, password } = await databases.resetPassword(partnerOf(req), req.params.id, req.params.role);
-    return credentials(database, req.params.role, password);
+    return credentials(database, req.params.role, password, caUrl(req));
   });
 };

@@ -8,6 +8,7 @@
 import type { Duplex } from 'node:stream';
 import type { Lease } from '../../src/computes.ts';
 import type { ComputeAddress } from '../../src/providers/provider.ts';
+import { endsSession } from '../message-framing.ts';
 import { FrameSplitter } from './frames.ts';
 import { MSG, TX_IDLE } from './protocol.ts';
 import { StatementCache } from './prepared.ts';
@@ -35,8 +36,8 @@ export interface BackendOwner {
   toClient(frame: Buffer): void;
   /** The backend answered what it was sent; the owner writes to its client and may let it go. */
   backendIdle(): void;
-  /** The backend's connection ended under the owner. */
-  backendLost(): void;
+  /** The backend's connection ended under the owner; `farewell` is the FATAL it ended with, if it sent one. */
+  backendLost(farewell: Buffer | undefined): void;
 }
 
 const EXTENDED: ReadonlySet<SlotEnd> = new Set(['parse', 'bind', 'describe', 'execute', 'close']);
@@ -82,6 +83,8 @@ export class PooledBackend {
   private readonly splitter = new FrameSplitter(MAX_BACKEND_MESSAGE);
   private out: Buffer[] = [];
   private onClosed: (() => void) | undefined;
+  /** The FATAL the compute ended the session with (pg_terminate_backend, a shutdown). */
+  private farewell: Buffer | undefined;
 
   constructor(
     readonly socket: Duplex,
@@ -204,6 +207,11 @@ export class PooledBackend {
       }
       return;
     }
+    if (type === MSG.error && endsSession(frame.subarray(5))) {
+      // Whatever was waiting for an answer, this is the last message: its client gets it as it leaves.
+      this.farewell = frame;
+      return;
+    }
     if (type === MSG.error) {
       this.copyIn = false;
       if (head && EXTENDED.has(head.ends)) {
@@ -252,6 +260,6 @@ export class PooledBackend {
     this.lease.release();
     for (const slot of this.slots.splice(0)) slot.done?.(false);
     this.onClosed?.();
-    this.owner?.backendLost();
+    this.owner?.backendLost(this.farewell);
   }
 }

@@ -411,10 +411,11 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
     this.maybeRelease();
   }
 
-  backendLost(): void {
+  /** The session ends as Postgres ends one: with the compute's own FATAL, or one of pgfleet's when it sent none. */
+  backendLost(farewell: Buffer | undefined): void {
     this.backend = undefined;
     if (this.closed) return;
-    this.toClient(errorResponse({ sqlstate: '08006', message: 'the connection to the database was lost' }));
+    this.toClient(farewell ?? errorResponse({ sqlstate: '08006', message: 'the connection to the database was lost' }));
     this.close('compute_closed');
   }
 

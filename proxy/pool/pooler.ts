@@ -7,7 +7,7 @@ import type { Duplex } from 'node:stream';
 import type { BranchRoute } from '../../src/catalog/routes.ts';
 import { CapacityError } from '../../src/errors.ts';
 import type { Core } from '../../src/gateway.ts';
-import type { CancelKeys } from '../cancel.ts';
+import { type CancelKeys, pooledClientPid } from '../cancel.ts';
 import { ConnectionRefused } from '../errors.ts';
 import { backendKeyData, parameterStatus, readyForQuery } from '../messages.ts';
 import type { Session } from '../session.ts';
@@ -72,11 +72,12 @@ export class Pooler {
         socket: c.socket, pool, settings, session: c.session,
         unpooledHost: `${c.route.endpointId}.${this.core.config.domain}`,
       });
-      const key = await this.cancels.issueRouted(() => client!.cancelTarget());
+      // No backend is the client's own: its pid is made up, one no backend has (README, Pooled endpoints).
+      const key = await this.cancels.issue(pooledClientPid(), () => client!.cancelTarget());
       const answer = serverParams.map(([name, value]) => parameterStatus(name, settings.get(name.toLowerCase()) ?? value));
       c.socket.write(Buffer.concat([...answer, backendKeyData(key.pid, key.secret), readyForQuery(TX_IDLE)]));
       client.whenEnded(() => {
-        this.cancels.revoke(key.pid);
+        this.cancels.revoke(key);
         this.left(pool);
       });
       client.start(c.early);

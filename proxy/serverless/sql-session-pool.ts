@@ -7,6 +7,7 @@
  */
 import type { BranchRoute } from '../../src/catalog/routes.ts';
 import type { Lease } from '../../src/computes.ts';
+import { sendCancel } from '../cancel.ts';
 import { backendParams, type ConnectionContext, startCompute } from '../connection.ts';
 import { SqlConnection } from './sql-connection.ts';
 
@@ -48,14 +49,10 @@ export class SqlSessionPool {
       pooled.connection.close();
     }
     const backend = await startCompute(lease, backendParams(new Map([['database', database]]), role), route, this.ctx);
-    const cancelKey = await this.ctx.cancels.issue(lease.address, backend.pid, backend.secret).catch((err: unknown) => {
-      backend.socket.destroy();
-      throw err;
-    });
+    // Only the proxy cancels these sessions' statements (no client holds a key): straight to the compute.
     const connection = new SqlConnection(backend, lease.address, () => {
-      void this.ctx.cancels.cancel(cancelKey.pid, cancelKey.secret).catch(() => {});
+      void sendCancel({ address: lease.address, backendPid: backend.pid, backendSecret: backend.secret }).catch(() => {});
     });
-    backend.socket.once('close', () => this.ctx.cancels.revoke(cancelKey.pid));
     return { connection, key, branchId: route.branchId };
   }
 

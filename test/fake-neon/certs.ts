@@ -27,10 +27,15 @@ export async function makeCa(dir: string, name = 'fake Neon CA'): Promise<Ca> {
 }
 
 /** A server certificate for an IP address (as its SAN), signed by the CA. */
-export async function issueServerCert(ca: Ca, ip: string): Promise<ServerCert> {
-  const base = path.join(ca.dir, ip);
-  fs.writeFileSync(`${base}.ext`, `subjectAltName=IP:${ip}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n`);
-  await execFileAsync('openssl', ['req', ...EC, '-keyout', `${base}.key`, '-out', `${base}.csr`, '-subj', `/CN=${ip}`]);
+export function issueServerCert(ca: Ca, ip: string): Promise<ServerCert> {
+  return issueServerCertFor(ca, ip, [`IP:${ip}`]);
+}
+
+/** A server certificate named `name` with these subject alternative names (`DNS:*.example.test`, `IP:10.0.0.1`), signed by the CA. */
+export async function issueServerCertFor(ca: Ca, name: string, altNames: string[]): Promise<ServerCert> {
+  const base = path.join(ca.dir, name.replace(/[^\w.-]/g, '_'));
+  fs.writeFileSync(`${base}.ext`, `subjectAltName=${altNames.join(',')}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n`);
+  await execFileAsync('openssl', ['req', ...EC, '-keyout', `${base}.key`, '-out', `${base}.csr`, '-subj', `/CN=${name}`]);
   await execFileAsync('openssl', [
     'x509', '-req', '-in', `${base}.csr`, '-CA', path.join(ca.dir, 'ca.crt'), '-CAkey', path.join(ca.dir, 'ca.key'), '-CAcreateserial',
     '-days', '30', '-extfile', `${base}.ext`, '-out', `${base}.crt`,

@@ -15,7 +15,7 @@ const POLL_MS = 3000;
 /** The URIs of the owner role without its password (which was shown once, at creation). */
 function Connect({ db }: { db: Database }) {
   const domain = db.host.slice(db.endpoint_id.length + 1);
-  const info = connectionInfo({ domain, port: db.port }, db.endpoint_id, db.role, undefined, db.database);
+  const info = connectionInfo({ domain, port: db.port, configuredCertificate: db.ca_certificate_url === null }, db.endpoint_id, db.role, undefined, db.database);
   return (
     <section aria-labelledby="connect-title" class="card">
       <h2 id="connect-title">Connect</h2>
@@ -28,6 +28,7 @@ function Connect({ db }: { db: Database }) {
         <dt>Port</dt><dd>{db.port}</dd>
         <dt>Database</dt><dd>{db.database}</dd>
         <dt>Owner role</dt><dd>{db.role}</dd>
+        {db.ca_certificate_url && <><dt>CA certificate</dt><dd><a href={db.ca_certificate_url} download="pgfleet-ca.crt">pgfleet-ca.crt</a> (sslrootcert, to verify the proxy)</dd></>}
       </dl>
     </section>
   );

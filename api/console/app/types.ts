@@ -17,6 +17,8 @@ export interface Database {
   role: string;
   database: string;
   roles: string[];
+  /** The generated CA's PEM (no key needed); null with a configured certificate. */
+  ca_certificate_url: string | null;
   suspend_timeout_seconds: number;
   quotas: Quotas;
   state: State;
