@@ -16,6 +16,7 @@ import { type OsUser, currentUser, isRoot, makeOwnedDir, resolveComputeUser } fr
 import { chooseRunDir } from './providers/local/layout.ts';
 import type { LocalProvider } from './providers/local/local-provider.ts';
 import { openLocalProvider } from './providers/local/open-local.ts';
+import { StorageMetrics } from './providers/local/storage-metrics.ts';
 import { Owners } from './nodes/owners.ts';
 import { NeonProvider } from './providers/neon/neon-provider.ts';
 import { Databases, unavailableReason } from './databases.ts';
@@ -157,6 +158,7 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     );
     const usage = new UsageTracker(catalog, computes, coord, { flushSeconds: config.usageFlushSeconds, log });
     const metrics = new OperatorMetrics(computes);
+    local.metrics = new StorageMetrics(metrics.registry, local.storageGauges());
     // Cleanups run in reverse: computes stop (their last usage recorded), then usage is flushed.
     cleanups.push(() => usage.stop());
     cleanups.push(() => computes.shutdown());

@@ -26,6 +26,7 @@ import { type TenantSpec, applyTenantSpec } from './tenant-setup.ts';
 import { WalArchive, segmentName, segmentStart } from './wal-archive.ts';
 import { REPLICATION_SLOT, WalStreamer } from './wal-streamer.ts';
 import { StoreWatch, type Watched } from './store-watch.ts';
+import type { StorageGauges, StorageMetrics } from './storage-metrics.ts';
 
 const SPEC_FILE = 'tenant.json';
 /** Inside pgdata, so that it travels with the data (a backup, a branch) and a rehydrated copy knows what it holds. */
@@ -111,6 +112,8 @@ export class LocalProvider implements Provider {
   private readonly gatewayUser = currentUser().name;
   private readonly storage: LocalStorage;
   private readonly watch: StoreWatch;
+  /** Counted once the gateway's metrics exist. */
+  metrics: StorageMetrics | undefined;
   /** The file work under way per branch (withFiles). */
   private readonly busy = new Map<string, Promise<unknown>>();
   /** What each database holds in the store, in bytes, as last listed. */
@@ -267,8 +270,13 @@ export class LocalProvider implements Provider {
     const socketDir = this.layout.socketDir(ref.branchId);
     let history: History;
     try {
-      history = await rehydrate({ ...this.storage, catalog: this.storage.catalog, nodeId: this.storage.node.id, localTemplate: (b) => this.storage.templates.local(b.id.replace(/^template-/, '')) },
+      const brought = await rehydrate({ ...this.storage, catalog: this.storage.catalog, nodeId: this.storage.node.id, localTemplate: (b) => this.storage.templates.local(b.id.replace(/^template-/, '')) },
         ref, dir, { install, user, socketDir, settings: this.settings(ref) });
+      history = brought.history;
+      if (brought.from !== 'cache') {
+        this.metrics?.rehydrations.inc({ from: brought.from });
+        this.opts.log.info({ branch: ref.branchId, from: brought.from, history: history.id }, 'branch data brought from the store');
+      }
     } catch (err) {
       if (err instanceof ComputeStartError) throw err;
       throw new ComputeStartError(`the data of database "${ref.databaseId}" could not be brought from the storage (${this.storage.store.location}): ${(err as Error).message}`);
@@ -295,7 +303,10 @@ export class LocalProvider implements Provider {
         socketDir, pgdata, archive: this.archiveOf(ref.databaseId), historyId: history.id, tli: history.tli, start: await this.streamFrom(history),
         sync: ref.durability === 'sync', maxLagMs: this.storage.settings.maxLagMs, canWrite: () => this.storage.node.canWrite(), log: this.opts.log.child({ branch: ref.branchId }),
       });
-      streamer.on('error', (err) => this.opts.log.warn({ branch: ref.branchId, err: String(err) }, 'WAL upload to the store failed; retrying'));
+      streamer.on('error', (err) => {
+        this.metrics?.uploadFailures.inc();
+        this.opts.log.warn({ branch: ref.branchId, err: String(err) }, 'WAL upload to the store failed; retrying');
+      });
       streamer.on('fenced', () => this.fenced(ref.branchId));
       await streamer.start();
       await this.storage.histories.claim(history.id, this.storage.node.id, this.storage.node.generation());
@@ -539,6 +550,7 @@ export class LocalProvider implements Provider {
     }
     fs.rmSync(dir, { recursive: true, force: true });
     this.dropEmptyDatabaseDir(ref);
+    this.metrics?.evictions.inc();
     this.opts.log.info({ branch: ref.branchId, database: ref.databaseId }, 'evicted the local files of an idle branch (the store holds them)');
     return true;
   }
@@ -636,6 +648,14 @@ export class LocalProvider implements Provider {
   /** Whether the running compute's WAL passed PGFLEET_STORAGE_MAX_BACKLOG on this node (its commits wait for the store). */
   backlogged(branchId: string): boolean {
     return this.running.get(branchId)?.backlogged ?? false;
+  }
+
+  /** The metrics' view of the running computes' WAL on its way to the store. */
+  storageGauges(): StorageGauges {
+    return {
+      lagSeconds: () => Math.max(0, ...[...this.running.values()].map((r) => r.streamer.lagMs)) / 1000,
+      backlogged: () => [...this.running.values()].filter((r) => r.backlogged).length,
+    };
   }
 
   /** WAL received from the running compute and not yet in the store, in bytes (metrics, tests). */

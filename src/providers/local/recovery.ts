@@ -65,7 +65,6 @@ export async function recoverToTarget(run: RecoveryRun): Promise<{ lastCommit: D
     const lastCommit = await asAdmin(run.socketDir, SOCKET_PORT, async (c) => (await c.query('SELECT pg_last_xact_replay_timestamp() AS t')).rows[0].t as Date | null)
       .catch(() => null);
     await server.stop('fast');
-    if (process.env.PGFLEET_DEBUG_RECOVERY) console.error(fs.readFileSync(path.join(run.dir, 'recovery.log'), 'utf8'));
     return { lastCommit };
   } finally {
     fs.rmSync(run.socketDir, { recursive: true, force: true });

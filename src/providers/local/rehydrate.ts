@@ -39,7 +39,7 @@ async function recordTemplateBase(ctx: RehydrateContext, ref: BranchRef, history
  */
 export async function rehydrate(
   ctx: RehydrateContext, ref: BranchRef, branchDir: string, run: { install: PgInstall; user: OsUser; socketDir: string; settings: Record<string, string | number> },
-): Promise<History> {
+): Promise<{ history: History; from: 'cache' | 'template' | 'backup' | 'recovery' }> {
   const pgdata = path.join(branchDir, 'pgdata');
   const cache = readCache(branchDir);
   let history = await ctx.histories.ofBranch(ref.branchId);
@@ -58,14 +58,14 @@ export async function rehydrate(
     }
     await ctx.histories.attach(ref.branchId, history.id);
     writeCache(branchDir, { historyId: history.id, end: history.endLsn, stoppedAt: null });
-    return history;
+    return { history, from: hasData ? 'cache' : 'template' };
   }
-  if (hasData && cacheHolds(cache, history, ctx.nodeId)) return history;
+  if (hasData && cacheHolds(cache, history, ctx.nodeId)) return { history, from: 'cache' };
   const newest = (await ctx.histories.backups([history.id])).at(-1);
   if (history.writerNode === null && newest && newest.endLsn === history.endLsn) {
     await stage(branchDir, run.user, (staging) => restoreBase({ ...ctx, user: run.user }, newest, path.join(staging, 'pgdata')));
     writeCache(branchDir, { historyId: history.id, end: history.endLsn, stoppedAt: null });
-    return history;
+    return { history, from: 'backup' };
   }
   const chain = await ctx.histories.chain(history.id);
   let recovered: History | undefined;
@@ -74,7 +74,7 @@ export async function rehydrate(
   });
   await ctx.histories.attach(ref.branchId, recovered!.id);
   writeCache(branchDir, { historyId: recovered!.id, end: recovered!.endLsn, stoppedAt: null });
-  return recovered!;
+  return { history: recovered!, from: 'recovery' };
 }
 
 /** Builds `<staging>/pgdata` beside the branch directory, then puts it in place of the branch's pgdata. */

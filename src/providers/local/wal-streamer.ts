@@ -83,6 +83,11 @@ export class WalStreamer extends EventEmitter {
     if (sync) void this.upload();
   }
 
+  /** How long the oldest WAL received and not yet stored has waited, in ms (0: none waits). */
+  get lagMs(): number {
+    return this.pendingBytes > 0 ? Date.now() - this.oldestPendingAt : 0;
+  }
+
   /** WAL received from the compute and not yet stored, in bytes. */
   get backlog(): number {
     return this.pendingBytes;
