@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { type Coordinator, waitForLock } from './coord/coordinator.ts';
-import { CapacityError, ComputeStartError, type PgfleetError } from './errors.ts';
+import { CapacityError, ComputeStartError, PgfleetError } from './errors.ts';
 import type { BranchRef, ComputeAddress, Provider } from './providers/provider.ts';
 
 export type ComputeState = 'suspended' | 'starting' | 'running' | 'stopping' | 'failed';
@@ -228,7 +228,9 @@ export class ComputeManager extends EventEmitter {
         e.retryAt = e.failures >= 2 ? Date.now() + Math.min(60_000, 1000 * 2 ** (e.failures - 2)) : 0;
         this.setState(e, 'failed');
         this.emit('wake', e.target.ref.branchId, Date.now() - started, false);
-        this.opts.log.error({ branch: e.target.ref.branchId, err: err.message, failures: e.failures }, 'compute start failed');
+        // An error pgfleet did not type is a bug: its stack goes to the log.
+        const detail = err instanceof PgfleetError ? {} : { stack: err.stack };
+        this.opts.log.error({ branch: e.target.ref.branchId, err: err.message, failures: e.failures, ...detail }, 'compute start failed');
         throw err instanceof ComputeStartError || err instanceof CapacityError
           ? err
           : new ComputeStartError(`the database could not be started: ${err.message}`);

@@ -178,6 +178,16 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
 
     const regions = new Regions(buildRegions(config, local, regionMajors, log));
     await backfillPgVersions(catalog, regions, local, log);
+    // The compute template of each local region's major is made (or fetched) now, in the background,
+    // rather than by the first connection's wake.
+    for (const id of regions.ids) {
+      const region = regions.get(id);
+      if (region.provider !== local || !installs.has(region.pgVersion)) continue;
+      const making = local.opts.storage.templates.ensure(installs.get(region.pgVersion))
+        .catch((err) => log.warn({ err: String(err), major: region.pgVersion }, 'could not make the compute template yet; the first wake tries again'));
+      // A stop waits for it: its initdb and compaction run processes of their own.
+      cleanups.push(() => making);
+    }
     const usagePull = setInterval(() => {
       const now = Date.now();
       void importProviderUsage(catalog, regions, new Date(now - PROVIDER_USAGE_LOOKBACK_MS), new Date(now), log)

@@ -81,6 +81,7 @@ export class Templates {
     const local = fs.existsSync(readyFile) ? systemIdentifier(pgdata) : undefined;
     if (recorded && local === recorded.systemId) return recorded;
     if (!recorded) {
+      const started = Date.now();
       if (local === undefined) {
         this.opts.log.info({ dir }, 'initializing the compute template');
         fs.rmSync(dir, { recursive: true, force: true });
@@ -88,7 +89,9 @@ export class Templates {
         await this.compact(install, pgdata);
         fs.writeFileSync(readyFile, `${install.version}\n`);
       }
+      const made = Date.now();
       recorded = await this.publish(install.version, pgdata);
+      this.opts.log.info({ version: install.version, made_ms: made - started, stored_ms: Date.now() - made }, 'compute template made and stored');
       if (recorded.systemId === systemIdentifier(pgdata)) return recorded;
     }
     // Another node's template is the fleet's: this node takes a copy of it.
