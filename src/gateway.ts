@@ -186,7 +186,9 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
       const making = local.opts.storage.templates.ensure(installs.get(region.pgVersion))
         .catch((err) => log.warn({ err: String(err), major: region.pgVersion }, 'could not make the compute template yet; the first wake tries again'));
       // A stop waits for it: its initdb and compaction run processes of their own.
-      cleanups.push(() => making);
+      cleanups.push(async () => {
+        await making;
+      });
     }
     const usagePull = setInterval(() => {
       const now = Date.now();
