@@ -14,6 +14,8 @@ const DEAD_AFTER_S = 6;
 let s3: S3Server;
 let fleet: Fleet;
 let key: string;
+/** The lost node's databases, served by the other node after the first test. */
+let moved: any[] = [];
 
 t.before(async () => {
   s3 = await startS3();
@@ -127,4 +129,46 @@ t.test('kill -9 of a node and its data dir: another node serves its databases fr
   await viaA.connect();
   t.equal((await viaA.query('SELECT count(*)::int AS n FROM items')).rows[0].n, syncRows.n, 'a connection through the returned node reaches the database on B');
   await viaA.end();
+  moved = [asyncDb, syncDb];
+});
+
+t.test('drain: a node\'s databases move to the other node one at a time, each unavailable only for a suspend and a wake', async (t) => {
+  const [a, b] = fleet.gateways as [GatewayProcess, GatewayProcess];
+  t.equal(moved.length, 2, 'the databases of the first test are on B');
+  const [quiet, busy] = moved;
+  const session = client(b.proxyPort, busy);
+  await session.connect();
+  const before = (await session.query('SELECT count(*)::int AS n FROM items')).rows[0].n;
+  const ended = new Promise<string>((resolve) => session.on('error', (err) => resolve((err as { code?: string }).code ?? 'none')));
+
+  const drained = await call(a.apiUrl, 'POST', `/v1/nodes/${b.nodeId}/drain`, ADMIN_KEY);
+  t.equal(drained.status, 202, JSON.stringify(drained.body));
+  t.equal(drained.body.state, 'draining');
+  t.equal(await ended, '57P01', 'the open session ends with 57P01 (the database is moving)');
+  const endedAt = Date.now();
+  let pause = 0;
+  await until('the moved database to answer again', async () => {
+    const c = client(b.proxyPort, busy);
+    try {
+      await c.connect();
+      const n = (await c.query('SELECT count(*)::int AS n FROM items')).rows[0].n;
+      await c.end();
+      pause = Date.now() - endedAt;
+      return n === before;
+    } catch {
+      return false;
+    }
+  }, 60_000, 100);
+  t.comment(`the session could connect again ${pause} ms after it ended`);
+  await until('B to hold no database', async () => {
+    const nodes = (await call(a.apiUrl, 'GET', '/v1/nodes', ADMIN_KEY)).body.nodes as { id: string; database_ids: string[] }[];
+    return nodes.find((n) => n.id === b.nodeId)!.database_ids.length === 0;
+  }, 60_000, 250);
+  const nodes = (await call(a.apiUrl, 'GET', '/v1/nodes', ADMIN_KEY)).body.nodes as { id: string; state: string; database_ids: string[] }[];
+  t.ok([quiet.id, busy.id].every((id) => nodes.find((n) => n.id === a.nodeId)!.database_ids.includes(id)), 'both are placed on A');
+  t.same(fs.readdirSync(`${b.dataDir}/data/local`).filter((d) => d.startsWith('db-')), [], 'B keeps no file of them');
+  t.equal((await client(a.proxyPort, quiet).connect().then(() => 'ok', (e) => e.code)), 'ok', 'the suspended one wakes on A from the store');
+  const fresh = (await call(b.apiUrl, 'POST', '/v1/databases', key, { user_id: 'after-drain' })).body;
+  t.ok(nodes.find((n) => n.id === b.nodeId)!.state === 'draining' && !(await call(a.apiUrl, 'GET', '/v1/nodes', ADMIN_KEY)).body.nodes
+    .find((n: { id: string }) => n.id === b.nodeId).database_ids.includes(fresh.id), 'a draining node takes no new database');
 });

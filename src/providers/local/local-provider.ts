@@ -658,6 +658,11 @@ export class LocalProvider implements Provider {
     };
   }
 
+  /** How far the store holds the running compute's WAL (benches, tests). */
+  storedPosition(branchId: string): bigint | undefined {
+    return this.running.get(branchId)?.streamer.stored;
+  }
+
   /** WAL received from the running compute and not yet in the store, in bytes (metrics, tests). */
   backlog(branchId: string): number | undefined {
     return this.running.get(branchId)?.streamer.backlog;
