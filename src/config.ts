@@ -6,6 +6,7 @@ import { MAX_COMPUTE_UNITS, MIN_COMPUTE_UNITS, isComputeUnits } from './limits/c
 import type { LogFormat } from './log.ts';
 import { DEFAULT_NEON_WAKE, type NeonWake } from './providers/neon/neon-settings.ts';
 import { parseSecretKey } from './secret-box.ts';
+import { type Env, int } from './env-values.ts';
 import { type StorageSettings, parseStorageSettings } from './storage/storage-config.ts';
 
 /** Settings of each compute Postgres; small by default so that many fit on one host. */
@@ -162,7 +163,6 @@ export interface NeonSettings {
   wake: NeonWake;
 }
 
-type Env = Record<string, string | undefined>;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -176,14 +176,6 @@ function optional(env: Env, name: string): string | undefined {
   return v === undefined || v === '' ? undefined : v;
 }
 
-function int(env: Env, name: string, fallback: number, min: number, max: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  if (!/^\d+$/.test(raw.trim())) throw new ConfigError(name, `must be a whole number, got "${raw}"`);
-  const n = Number(raw.trim());
-  if (n < min || n > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${n}`);
-  return n;
-}
 
 function port(env: Env, name: string, fallback: number): number {
   return int(env, name, fallback, 0, 65535);

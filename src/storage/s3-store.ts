@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import { DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { type ObjectStore, type StoredObject, StoreUnavailableError } from './object-store.ts';
+import type { StorageLocation } from './storage-config.ts';
 
 // The release is pinned to one that supports Node 20; its notice about later releases is not for our users.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
@@ -11,16 +12,8 @@ const MULTIPART_FROM = 8 * 1024 * 1024;
 const PART_SIZE = 8 * 1024 * 1024;
 const DELETE_BATCH = 1000;
 
-export interface S3Location {
-  bucket: string;
-  /** Key prefix inside the bucket, '' or ending in '/'. */
-  prefix: string;
-  endpoint: string | undefined;
-  region: string;
-  pathStyle: boolean;
-  credentials: { accessKeyId: string; secretAccessKey: string } | undefined;
-  requestTimeoutMs: number;
-}
+/** An S3 store's location (from PGFLEET_STORAGE_URL), and how long one request may take. */
+export type S3Location = Extract<StorageLocation, { kind: 's3' }> & { requestTimeoutMs: number };
 
 const notFound = (err: unknown) => {
   const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { ConfigError } from '../errors.ts';
+import { type Env, int } from '../env-values.ts';
 
-type Env = Record<string, string | undefined>;
 
 /** Where the data and history of local databases live. */
 export type StorageLocation =
@@ -39,14 +39,6 @@ export interface StorageSettings {
 
 const VAR = 'PGFLEET_STORAGE_URL';
 
-function int(env: Env, name: string, fallback: number, min: number, max: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  if (!/^\d+$/.test(raw.trim())) throw new ConfigError(name, `must be a whole number, got "${raw}"`);
-  const n = Number(raw.trim());
-  if (n < min || n > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${n}`);
-  return n;
-}
 
 function flag(value: string | null, fallback: boolean): boolean {
   if (value === null) return fallback;
