@@ -138,7 +138,8 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     const cgroups = new ComputeCgroups(detectCgroups(config.compute.cgroups));
     (cgroups.enabled ? log.info.bind(log) : log.warn.bind(log))({ cgroups: cgroups.host.kind, default_compute_units: config.compute.computeUnits }, `compute sizes: ${cgroups.describe()}`);
     const key = coord.shared ? nodeKey(config.secretKey!) : undefined;
-    const nodes = new Nodes(nodeId, catalog, key, coord.shared, config.wakeTimeoutMs + 10_000, config.storage.nodeDeadAfterSeconds, log);
+    const nodes = new Nodes(nodeId, catalog, key, coord.shared, config.wakeTimeoutMs + 10_000, config.storage.nodeDeadAfterSeconds,
+      coord.shared && config.storage.offHost, log);
     cleanups.push(() => nodes.stop());
     const local = openLocalProvider(config, {
       catalog, user, installs, runDir, cgroups, log,
@@ -236,9 +237,11 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
         void local.dropMoved().catch((err) => log.warn({ err: String(err) }, 'could not drop the files of moved databases'));
       });
       nodes.on('lease-lost', () => local.fenceAll());
-      const fencing = new Periodic(() => fenceDeadNodes(catalog, config.storage.nodeDeadAfterSeconds, log), (err) => log.warn({ err: String(err) }, 'fencing dead nodes failed'));
-      fencing.start(NODE_HEARTBEAT_MS);
-      cleanups.push(() => fencing.stop());
+      if (nodes.fencing) {
+        const fencing = new Periodic(() => fenceDeadNodes(catalog, config.storage.nodeDeadAfterSeconds, log), (err) => log.warn({ err: String(err) }, 'fencing dead nodes failed'));
+        fencing.start(NODE_HEARTBEAT_MS);
+        cleanups.push(() => fencing.stop());
+      }
     }
     await local.dropMoved();
     // Suspended databases' files go once the store holds them (PGFLEET_LOCAL_EVICT_AFTER, PGFLEET_LOCAL_CACHE_BYTES).

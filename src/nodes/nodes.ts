@@ -61,6 +61,11 @@ export class Nodes extends EventEmitter {
     private readonly answerTimeoutMs: number,
     /** A node silent this long is dead (PGFLEET_NODE_DEAD_AFTER). */
     readonly deadAfterSeconds: number,
+    /**
+     * The fleet shares one store (PGFLEET_STORAGE_URL): a dead node is fenced and its databases move.
+     * Without it a database lives on its node's disk alone, and waits for its node to come back.
+     */
+    readonly fencing: boolean,
     private readonly log: Logger,
   ) {
     super();
@@ -73,12 +78,13 @@ export class Nodes extends EventEmitter {
   }
 
   /**
-   * Whether this node may write (to the store, for its databases): alone, always; in a fleet, while
-   * its generation is the catalog's and its last heartbeat is younger than half the dead-after
-   * time, so that it stops writing before any other node may declare it dead and take over.
+   * Whether this node may write (to the store, for its databases): alone or without a shared store,
+   * always; in a fleet on a shared store, while its generation is the catalog's and its last
+   * heartbeat is younger than half the dead-after time, so that it stops writing before any other
+   * node may declare it dead and take over.
    */
   canWrite(): boolean {
-    if (!this.fleet) return true;
+    if (!this.fencing) return true;
     return !this.fenced_ && Date.now() - this.lastBeat < (this.deadAfterSeconds * 1000) / 2;
   }
 
@@ -119,7 +125,7 @@ export class Nodes extends EventEmitter {
     let leaseLost = false;
     this.beat_ = setInterval(() => {
       // Cut off from the catalog past half the dead-after time: another node may take over soon, so this one stops first.
-      if (!this.canWrite() && !leaseLost) {
+      if (this.fencing && !this.canWrite() && !leaseLost) {
         leaseLost = true;
         this.log.error({ node: this.id }, 'no heartbeat reached the catalog for half of PGFLEET_NODE_DEAD_AFTER: this node stops its computes until it is back');
         this.emit('lease-lost');
@@ -146,6 +152,7 @@ export class Nodes extends EventEmitter {
    */
   async place(except?: string): Promise<string> {
     if (!this.fleet && except === this.id) throw new ConflictError('this gateway is alone (no REDIS_URL): there is no other node to move its databases to');
+    if (!this.fencing && except === this.id) throw new ConflictError('the nodes share no store (PGFLEET_STORAGE_URL): a database lives on its node\'s disk and cannot move');
     if (!this.fleet) return this.id;
     const { rows } = await this.catalog.query<{ id: string }>(
       `SELECT n.id FROM nodes n

@@ -82,6 +82,16 @@ export function parseStorageUrl(raw: string, env: Env): StorageLocation {
   };
 }
 
+/**
+ * Which store this is, the same on every node that shares it (nodes may reach one bucket by
+ * different endpoints); a store inside a node's data dir is that node's alone.
+ */
+export function storeIdentity(settings: StorageSettings, nodeId: string): string {
+  if (!settings.offHost) return `node:${nodeId}`;
+  const at = settings.location;
+  return at.kind === 's3' ? `s3://${at.bucket}/${at.prefix}` : `file://${at.root}`;
+}
+
 export function parseStorageSettings(env: Env, dataDir: string, secretKeySet: boolean): StorageSettings {
   const raw = env[VAR];
   const offHost = raw !== undefined && raw !== '';

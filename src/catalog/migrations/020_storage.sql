@@ -48,13 +48,16 @@ CREATE INDEX base_backups_end ON base_backups (history_id, end_lsn);
 
 -- The fleet's compute templates (initdb output), one per Postgres version: every node starts
 -- databases from the same one, so WAL written on one node replays on another.
+-- Per store: nodes that share no store each keep their own.
 CREATE TABLE templates (
-  version          text PRIMARY KEY,
+  store            text NOT NULL,
+  version          text NOT NULL,
   manifest         text NOT NULL,
   timeline         integer NOT NULL,
   checkpoint_lsn   pg_lsn NOT NULL,
   system_id        text NOT NULL,
-  created_at       timestamptz NOT NULL DEFAULT clock_timestamp()
+  created_at       timestamptz NOT NULL DEFAULT clock_timestamp(),
+  PRIMARY KEY (store, version)
 );
 
 -- Fencing: a node's generation grows when it is declared dead; a node that finds its generation

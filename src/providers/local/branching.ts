@@ -48,7 +48,7 @@ export class LocalBranching implements Branching {
       user: this.local.userOf(target),
       settings: this.local.settings(target),
       socketDir,
-      localTemplate: (b: { id: string }) => this.storage.templates.local(b.id.replace(/^template-/, '')),
+      localTemplate: (b: { id: string; manifest: string }) => this.storage.templates.localFor(b),
     };
   }
 

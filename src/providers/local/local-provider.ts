@@ -270,7 +270,7 @@ export class LocalProvider implements Provider {
     const socketDir = this.layout.socketDir(ref.branchId);
     let history: History;
     try {
-      const brought = await rehydrate({ ...this.storage, catalog: this.storage.catalog, nodeId: this.storage.node.id, localTemplate: (b) => this.storage.templates.local(b.id.replace(/^template-/, '')) },
+      const brought = await rehydrate({ ...this.storage, catalog: this.storage.catalog, nodeId: this.storage.node.id, localTemplate: (b) => this.storage.templates.localFor(b) },
         ref, dir, { install, user, socketDir, settings: this.settings(ref) });
       history = brought.history;
       if (brought.from !== 'cache') {

@@ -7,6 +7,7 @@ import type { OsUser } from '../../pg/os-user.ts';
 import { ensureSecretKey } from '../../secret-box.ts';
 import { openStore } from '../../storage/open-store.ts';
 import { SealedStore } from '../../storage/sealed-store.ts';
+import { storeIdentity } from '../../storage/storage-config.ts';
 import type { ProviderEvents } from '../provider.ts';
 import { BaseBackups } from './base-backups.ts';
 import { Histories } from './histories.ts';
@@ -29,7 +30,9 @@ export function openLocalProvider(config: Config, parts: LocalParts, events: Pro
   const { catalog, user, installs, runDir, cgroups, node, log } = parts;
   const store = new SealedStore(openStore(config.storage, log), ensureSecretKey(config.dataDir, config.secretKey));
   const histories = new Histories(catalog);
-  const templates = new Templates({ layout: new LocalLayout(config.dataDir, runDir), user, catalog, store, startTimeoutMs: config.wakeTimeoutMs, log });
+  const templates = new Templates({
+    layout: new LocalLayout(config.dataDir, runDir), user, catalog, store, storeId: storeIdentity(config.storage, node.id), startTimeoutMs: config.wakeTimeoutMs, log,
+  });
   return new LocalProvider({
     dataDir: config.dataDir, runDir, installs, user, compute: config.compute, cgroups, startTimeoutMs: config.wakeTimeoutMs, log,
     storage: {

@@ -28,6 +28,8 @@ export interface TemplatesOptions {
   user: OsUser;
   catalog: Catalog;
   store: SealedStore;
+  /** Which store it is (storeIdentity): templates are recorded per store. */
+  storeId: string;
   startTimeoutMs: number;
   log: Logger;
 }
@@ -47,10 +49,20 @@ export class Templates {
     return path.join(this.opts.layout.templateDir(version), 'pgdata');
   }
 
-  /** The local copy of a version's template, when this node has it. */
-  local(version: string): string | undefined {
+  /**
+   * The local copy of a version's template, when this node has it; with `manifest` (a template base
+   * backup's), only when it is that very template (the manifest's key names its system identifier).
+   */
+  local(version: string, manifest?: string): string | undefined {
     const pgdata = this.pgdataOf(version);
-    return fs.existsSync(path.join(path.dirname(pgdata), 'ready')) ? pgdata : undefined;
+    if (!fs.existsSync(path.join(path.dirname(pgdata), 'ready'))) return undefined;
+    if (manifest !== undefined && !manifest.endsWith(`-${systemIdentifier(pgdata)}`)) return undefined;
+    return pgdata;
+  }
+
+  /** This node's copy of the template a template base backup names (`template-<version>`), when it has that very one. */
+  localFor(backup: { id: string; manifest: string }): string | undefined {
+    return this.local(backup.id.replace(/^template-/, ''), backup.manifest);
   }
 
   /** The template of the install's version: recorded, stored and here. */
@@ -68,7 +80,7 @@ export class Templates {
 
   private async record(version: string): Promise<TemplateRecord | undefined> {
     const { rows } = await this.opts.catalog.query(
-      'SELECT version, manifest, timeline, checkpoint_lsn::text, system_id FROM templates WHERE version = $1', [version]);
+      'SELECT version, manifest, timeline, checkpoint_lsn::text, system_id FROM templates WHERE store = $1 AND version = $2', [this.opts.storeId, version]);
     const r = rows[0];
     return r && { version: r.version, manifest: r.manifest, tli: r.timeline, checkpoint: parseLsn(r.checkpoint_lsn), systemId: r.system_id };
   }
@@ -109,8 +121,8 @@ export class Templates {
     const key = `${manifest}-${systemIdentifier(pgdata)}`;
     await snapshotTree(this.opts.store, { dir: pgdata, scope: 'fleet', manifestKey: key, packPrefix: storeKeys.templatePacks(version), known: new Map() });
     await this.opts.catalog.query(
-      `INSERT INTO templates (version, manifest, timeline, checkpoint_lsn, system_id) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (version) DO NOTHING`,
-      [version, key, checkpointTimeline(pgdata), formatLsn(BigInt(checkpointPosition(pgdata))), systemIdentifier(pgdata)]);
+      `INSERT INTO templates (store, version, manifest, timeline, checkpoint_lsn, system_id) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (store, version) DO NOTHING`,
+      [this.opts.storeId, version, key, checkpointTimeline(pgdata), formatLsn(BigInt(checkpointPosition(pgdata))), systemIdentifier(pgdata)]);
     return (await this.record(version))!;
   }
 
