@@ -21,12 +21,23 @@ const skipOf = (withWal: boolean) => (rel: string): boolean =>
 export class BaseBackups {
   constructor(private readonly store: SealedStore, private readonly histories: Histories) {}
 
-  /** Chunks the store holds for this history already: its newest backup's and those it refers to. */
+  /**
+   * Chunks the store holds already that this data directory likely shares: those of the newest
+   * backup of the history and of each history it forked from (a branch or a restore starts as a
+   * copy of its ancestor's data, so its first backup uploads only what changed since).
+   */
   private async known(history: History): Promise<Map<string, ChunkLocation>> {
-    const newest = (await this.histories.backups([history.id])).at(-1);
-    if (!newest) return new Map();
-    const scope = newest.kind === 'template' ? 'fleet' : history.databaseId as `db-${string}`;
-    return chunkLocations(await readManifest(this.store, scope, newest.manifest));
+    const known = new Map<string, ChunkLocation>();
+    const chain = await this.histories.chain(history.id);
+    const backups = await this.histories.backups(chain.map((h) => h.id));
+    for (const h of chain) {
+      const newest = backups.filter((b) => b.historyId === h.id).at(-1);
+      if (!newest) continue;
+      const scope = newest.kind === 'template' ? 'fleet' : history.databaseId as `db-${string}`;
+      for (const [id, at] of chunkLocations(await readManifest(this.store, scope, newest.manifest))) if (!known.has(id)) known.set(id, at);
+      if (newest.kind !== 'template') break; // the nearest real backup is enough; a template only seeds a young history
+    }
+    return known;
   }
 
   /** A cleanly stopped data directory, which is its own consistent state: ends at its checkpoint. */
