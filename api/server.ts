@@ -7,8 +7,9 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { PublicAddress } from '../src/connection-uri.ts';
 import type { Core } from '../src/gateway.ts';
 import { addressKey } from '../src/limits/address-key.ts';
+import { FairCaps } from '../src/limits/fair-caps.ts';
+import { answerInHttp, guardListener } from '../src/limits/listener-guard.ts';
 import { hashApiKey } from '../src/secrets.ts';
-import { capConnections } from './connection-caps.ts';
 import { bearerKey, requireApiKey } from './auth.ts';
 import { caCertificateRoute } from './ca-certificate.ts';
 import { acceptEmptyJsonBodies, nameOperations } from './client-friendly.ts';
@@ -33,15 +34,28 @@ export interface ApiOptions {
 }
 
 const BODY_LIMIT = 64 * 1024;
+/** A whole request (64 kB of body at most) from its first byte. */
+const REQUEST_TIMEOUT_MS = 30_000;
 const PURGE_EVERY_MS = 10 * 60_000;
 
 /** The partner-facing HTTP API. */
 export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyInstance> {
+  const { config } = core;
+  const openingMs = config.proxyLimits.startupTimeoutMs;
   const app = Fastify({
     loggerInstance: core.log.child({ door: 'api' }) as FastifyBaseLogger,
     bodyLimit: BODY_LIMIT,
+    // A request's headers within the startup timeout (checked every second), all of it within REQUEST_TIMEOUT_MS.
+    http: { headersTimeout: openingMs, connectionsCheckingInterval: 1000 },
+    requestTimeout: REQUEST_TIMEOUT_MS,
   }).withTypeProvider<TypeBoxTypeProvider>();
-  capConnections(app.server, { total: core.config.apiMaxConnections, perAddress: core.config.apiMaxConnectionsPerAddress });
+  // Idle or trickling sockets can take neither the descriptors the proxy and computes need nor other partners' room.
+  guardListener(app.server, {
+    caps: new FairCaps({ total: config.apiMaxConnections, perAddress: config.apiMaxConnectionsPerAddress }, 'connections'),
+    openingTimeoutMs: openingMs,
+    trusted: config.trustedProxies,
+    answer: (socket, refusal) => answerInHttp(socket, refusal, JSON.stringify({ error: { code: refusal.code, message: refusal.message } }), 'application/json'),
+  });
   // TypeBox checks bodies as they are (no type coercion) and converts query, params and headers.
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
   installErrorHandlers(app);

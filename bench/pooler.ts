@@ -4,6 +4,10 @@
  *   - pgbench -S -C (a new connection per transaction, TLS + SCRAM each time): connections/s;
  *   - pgbench -S -M prepared, 100 clients on a pool of 10: TPS, and p99 latency from pgbench's
  *     per-transaction log;
+ *   - pgbench -S -M prepared, 8 clients (fewer than the pool): each keeps its own backend;
+ *   - the cost of the session reset (issue 27: a backend that changes clients is given DISCARD
+ *     ALL first): every mode also runs against a second pgfleet listener on the same core with
+ *     the reset off, and prints pgfleet with / without it (goal ≥ 0.95);
  *   - memory per idle client connection: N clients (a separate process) held open, the
  *     gateway's memory (V8 heap + external memory after GC, and RSS) before and after,
  *     beside PgBouncer's RSS for the same clients.
@@ -36,17 +40,18 @@ const IDLE_CLIENTS = Number(process.env.BENCH_IDLE_CLIENTS ?? 2000);
 const POOL = 10;
 
 interface Result { tps: number; p99Ms: number; latencyMs: number }
+const FAILED: Result = { tps: NaN, p99Ms: NaN, latencyMs: NaN };
 
 /** pgbench with a per-transaction log; p99 from the logged latencies (µs, third column). */
 async function pgbench(conninfo: string, args: string[], env: Record<string, string>): Promise<Result> {
   const logDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgbench-log-'));
   try {
-    const { stdout } = await execFileAsync('pgbench', [...args, '-T', String(SECONDS), '-n', '-l', `--log-prefix=${logDir}/tx`, conninfo], {
+    const { stdout, stderr } = await execFileAsync('pgbench', [...args, '-T', String(SECONDS), '-n', '-l', `--log-prefix=${logDir}/tx`, conninfo], {
       env: { ...process.env, ...env }, maxBuffer: 16 * 1024 * 1024,
     });
     const tps = Number(/tps = ([\d.]+)/.exec(stdout)?.[1]);
     const latencyMs = Number(/latency average = ([\d.]+) ms/.exec(stdout)?.[1]);
-    if (!/number of failed transactions: 0 /.test(stdout) || !Number.isFinite(tps)) throw new Error(`pgbench failed:\n${stdout}`);
+    if (!/number of failed transactions: 0 /.test(stdout) || !Number.isFinite(tps)) throw new Error(`pgbench failed:\n${stdout}\n${stderr}`);
     const latencies: number[] = [];
     for (const file of fs.readdirSync(logDir)) {
       for (const line of fs.readFileSync(path.join(logDir, file), 'utf8').split('\n')) {
@@ -70,6 +75,7 @@ const config = loadConfig({
 });
 const core = await startCore(config, createLogger('warn'));
 const proxy = await startProxy(core, { authLimits: { perAddress: 1e9, slowTargetAfter: 1e9 } });
+const noReset = await startProxy(core, { port: 0, authLimits: { perAddress: 1e9, slowTargetAfter: 1e9 }, resetPooledSessions: false, httpPort: undefined });
 let bouncer: BaselinePgBouncer | undefined;
 try {
   await core.catalog.query(`INSERT INTO partners (id, name) VALUES ('bench', 'bench')`);
@@ -90,6 +96,7 @@ try {
 
   const targets = {
     'pgfleet -pooler': `host=${database.endpointId}-pooler.${config.domain} hostaddr=127.0.0.1 port=${proxy.port} user=${role} dbname=${database.databaseName} sslmode=require`,
+    'pgfleet, no reset': `host=${database.endpointId}-pooler.${config.domain} hostaddr=127.0.0.1 port=${noReset.port} user=${role} dbname=${database.databaseName} sslmode=require`,
     'pgbouncer (transaction)': `host=127.0.0.1 port=${bport} user=${role} dbname=${database.databaseName} sslmode=require`,
   };
   const env = { PGPASSWORD: password };
@@ -99,12 +106,20 @@ try {
   const modes = {
     '-S -C, 8 clients': (_: string) => ['-S', '-C', '-c', '8', '-j', '2'],
     '-S -M prepared, 100 clients': (name: string) => ['-S', '-M', name.startsWith('pgbouncer') ? bouncerMode : 'prepared', '-c', '100', '-j', '2'],
+    '-S -M prepared, 8 clients': (name: string) => ['-S', '-M', name.startsWith('pgbouncer') ? bouncerMode : 'prepared', '-c', '8', '-j', '2'],
+    '-S (simple), 100 clients': (_: string) => ['-S', '-c', '100', '-j', '2'],
   };
   const results: Record<string, Record<string, Result>> = {};
   for (const [mode, args] of Object.entries(modes)) {
     const runs: Record<string, Result[]> = {};
     for (let round = 0; round < ROUNDS; round++) {
-      for (const [name, conninfo] of Object.entries(targets)) (runs[name] ??= []).push(await pgbench(conninfo, args(name), env));
+      // A target that fails (the baseline included) is reported as failed; the others still count.
+      for (const [name, conninfo] of Object.entries(targets)) {
+        (runs[name] ??= []).push(await pgbench(conninfo, args(name), env).catch((err: Error) => {
+          console.error(`${name}, ${mode}: ${err.message.split('\n').filter((l) => /error|fail|abort/i.test(l)).slice(0, 3).join(' | ')}`);
+          return FAILED;
+        }));
+      }
     }
     results[mode] = Object.fromEntries(Object.entries(runs).map(([name, rs]) => [name, {
       tps: median(rs.map((r) => r.tps)), latencyMs: median(rs.map((r) => r.latencyMs)), p99Ms: median(rs.map((r) => r.p99Ms)),
@@ -134,6 +149,11 @@ try {
       console.log(`${mode.padEnd(30)} ${name.padEnd(24)} ${r.tps.toFixed(0).padStart(8)}   ${r.latencyMs.toFixed(3).padStart(10)}   ${r.p99Ms.toFixed(3).padStart(6)}`);
     }
   }
+  console.log('\nthe session reset (a backend that changes clients gets DISCARD ALL first): pgfleet with / without it, goal ≥ 0.95');
+  for (const [mode, byTarget] of Object.entries(results)) {
+    const r = byTarget['pgfleet -pooler']!.tps / byTarget['pgfleet, no reset']!.tps;
+    console.log(`  ${mode.padEnd(30)} ${Number.isFinite(r) ? r.toFixed(3) : 'failed'}${Number.isFinite(r) ? (r >= 0.95 ? ' (met)' : ' (NOT met)') : ''}`);
+  }
   const c = results['-S -C, 8 clients']!;
   const p = results['-S -M prepared, 100 clients']!;
   const ratio = (r: Record<string, Result>) => r['pgfleet -pooler']!.tps / r['pgbouncer (transaction)']!.tps;
@@ -145,6 +165,7 @@ try {
     `RSS per client ${((after.rss - before.rss) / pooledClients / 1024).toFixed(1)} kB; PgBouncer RSS per client ${((bouncerAfter - bouncerBefore) / IDLE_CLIENTS / 1024).toFixed(1)} kB`);
 } finally {
   bouncer?.process.kill('SIGTERM');
+  await noReset.close();
   await proxy.close();
   await core.stop();
   fs.rmSync(dataDir, { recursive: true, force: true });

@@ -1,12 +1,12 @@
 /**
- * Which accepted sockets the proxy keeps. Connections still in their handshake (not yet
- * authenticated) are capped in total and per client address, and one that has not sent a
- * complete startup packet within the startup timeout is dropped: idle or trickling sockets
- * from one address cannot use up the descriptors the others need. The total connection cap
- * itself is the listener's maxConnections (see proxy/server.ts).
+ * Which accepted sockets the proxy keeps in their handshake. Connections not yet authenticated
+ * are capped in total and per client address, shared fairly (src/limits/fair-caps.ts), and one
+ * that has not sent a complete startup packet within the startup timeout is dropped: idle or
+ * trickling sockets from a few addresses cannot use up what the others need. The cap on all
+ * connections is the listener guard's (src/limits/listener-guard.ts, see proxy/server.ts).
  */
 import type net from 'node:net';
-import { AddressCounts } from '../src/limits/address-counts.ts';
+import { FairCaps } from '../src/limits/fair-caps.ts';
 
 export interface AdmissionLimits {
   /** Connections in their handshake at once, from all addresses. */
@@ -28,27 +28,17 @@ export interface HandshakeProgress {
 export type Admitted = { ok: true; progress: HandshakeProgress } | { ok: false; reason: string };
 
 export class Admission {
-  private handshakes = 0;
-  private readonly perAddress = new AddressCounts();
+  private readonly caps: FairCaps;
 
-  constructor(readonly limits: AdmissionLimits) {}
+  constructor(readonly limits: AdmissionLimits) {
+    this.caps = new FairCaps({ total: limits.maxHandshakes, perAddress: limits.maxHandshakesPerAddress }, 'connections in their handshake');
+  }
 
   /** Admits a just-accepted socket or says why not; an admitted one is tracked until it closes. */
   admit(socket: net.Socket): Admitted {
-    const release = this.perAddress.take(socket.remoteAddress, this.limits.maxHandshakesPerAddress);
-    if (!release) return { ok: false, reason: 'too many connections in their handshake from this address' };
-    if (this.handshakes >= this.limits.maxHandshakes) {
-      release();
-      return { ok: false, reason: 'too many connections in their handshake' };
-    }
-    this.handshakes++;
-    let inHandshake = true;
-    const leave = () => {
-      if (!inHandshake) return;
-      inHandshake = false;
-      this.handshakes--;
-      release();
-    };
+    const place = this.caps.take(socket.remoteAddress);
+    if (!place.ok) return place;
+    const leave = place.release;
     const startupTimer = setTimeout(() => socket.destroy(), this.limits.startupTimeoutMs);
     socket.once('close', () => {
       clearTimeout(startupTimer);
@@ -65,6 +55,6 @@ export class Admission {
 
   /** Connections in their handshake now (metrics and tests). */
   get inHandshake(): number {
-    return this.handshakes;
+    return this.caps.count;
   }
 }

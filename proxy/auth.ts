@@ -7,8 +7,26 @@
 import crypto from 'node:crypto';
 import type { BranchRoute } from '../src/catalog/routes.ts';
 import { AuthFailed } from './errors.ts';
+import type { Handshake } from './handshake.ts';
 import { authenticationCleartextPassword, parsePassword } from './messages.ts';
 import { type AuthIO, passwordMatches, scramServer } from './scram.ts';
+
+const PASSWORD_MESSAGE = 0x70; // 'p'
+
+/** Authentication's messages; a client that takes longer than `timeoutMs` to answer one is closed (a slow peer holds nothing long). */
+export function authIO(hs: Handshake, timeoutMs: number): AuthIO {
+  return {
+    send: (message) => hs.socket.write(message),
+    read: async (what) => {
+      const timer = setTimeout(() => hs.socket.destroy(), timeoutMs);
+      try {
+        return await hs.reader.readMessage(PASSWORD_MESSAGE, what);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  };
+}
 
 /** Asks for a cleartext password (only ever over TLS). */
 export async function readCleartextPassword(io: AuthIO): Promise<string> {

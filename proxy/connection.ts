@@ -16,7 +16,8 @@ import { looksLikeJwt } from '../src/jwt/looks-like-jwt.ts';
 import type { HandshakeProgress } from './admission.ts';
 import type { AuthLimiter } from './auth-limiter.ts';
 import type { CancelKey } from './cancel.ts';
-import { checkPassword, readCleartextPassword, scramAuth } from './auth.ts';
+import { authIO, checkPassword, readCleartextPassword, scramAuth } from './auth.ts';
+import type { AuthIO } from './scram.ts';
 import { type BackendSession, connectBackend } from './backend.ts';
 import {
   HOW_TO_NAME_AN_ENDPOINT, endpointFromHost, endpointFromPassword, endpointFromSni, endpointFromStartup, pgfleetOptions, poolerEndpoint,
@@ -28,7 +29,6 @@ import { authenticationOk, errorFor } from './messages.ts';
 import type { Pooler } from './pool/pooler.ts';
 import type { RefusalLog } from './refusal-log.ts';
 import { type RelayEnd, relay } from './relay.ts';
-import type { AuthIO } from './scram.ts';
 import type { Session } from './session.ts';
 import { DirectBackend, type WarmBackends } from './warm-backends.ts';
 
@@ -48,9 +48,12 @@ export interface ConnectionContext extends HandshakeOptions {
   pooler: Pooler;
   /** Backends of direct sessions kept for the next client of the same startup. */
   warm: WarmBackends;
+  /** Client connections of one database whose quota max_client_connections is unset. */
+  databaseMaxClientConnections: number;
+  /** Time a client has to answer each step of authentication (the startup timeout). */
+  peerTimeoutMs: number;
 }
 
-const PASSWORD_MESSAGE = 0x70; // 'p'
 
 /** A client connection over TCP: the Postgres handshake (TLS, SNI), then the shared steps. */
 export function handleConnection(raw: net.Socket, ctx: ConnectionContext, progress?: HandshakeProgress): Promise<void> {
@@ -91,7 +94,7 @@ export async function serveConnection(raw: Duplex, clientAddress: string, ctx: C
     door.progress?.startupReceived();
     const role = hs.startup.params.get('user')!;
     line.role = role;
-    const io = authIO(hs);
+    const io = authIO(hs, ctx.peerTimeoutMs);
     const { route, pooled, saslFinal } = await identifyAndAuthenticate(hs, io, role, clientAddress, line, ctx);
     clearTimeout(timer);
     authenticated = true;
@@ -181,14 +184,15 @@ export async function serveConnection(raw: Duplex, clientAddress: string, ctx: C
 }
 
 /**
- * Quotas, then the session counts against max_connections (from before the compute is acquired,
- * so sessions waiting for a wake count); returns what ends that count, when this listener meters.
+ * Quotas, then the session counts against the database's connection caps (direct, pooled,
+ * WebSocket and HTTP alike, from before the compute is acquired, so sessions waiting for a wake
+ * count); returns what ends that count, when this listener meters.
  */
 export async function admit(route: BranchRoute, ctx: ConnectionContext): Promise<(() => void) | undefined> {
   if (!ctx.metering) return undefined;
   const overQuota = await ctx.core.usage.check(route);
   if (overQuota) throw overQuota;
-  return ctx.core.usage.admit(route.databaseId);
+  return ctx.core.usage.admit(route, ctx.databaseMaxClientConnections);
 }
 
 /** A session as metering and quota enforcement see it; `terminate` ends it with a reason. */
@@ -229,13 +233,6 @@ export function logConnection(line: Record<string, unknown>, outcome: string, st
   line.duration_ms = Date.now() - started;
   if (authenticated) ctx.core.log.info(line, 'connection');
   else ctx.refusals.note(line);
-}
-
-function authIO(hs: Handshake): AuthIO {
-  return {
-    send: (message) => hs.socket.write(message),
-    read: (what) => hs.reader.readMessage(PASSWORD_MESSAGE, what),
-  };
 }
 
 /**

@@ -1,17 +1,20 @@
 /**
  * The proxy's listener and lifecycle: TLS identity, cancel keys, auth limits, live sessions,
- * and what the listener admits: a total connection cap below the descriptor limit (the
- * listener stops taking more: Node accepts and at once closes the excess, so descriptors never
- * run out), and the handshake caps of proxy/admission.ts. The serverless door (WebSocket +
- * POST /sql, proxy/serverless/) shares all of these when its port is set.
+ * and what the listener admits: the listener guard (src/limits/listener-guard.ts: connection
+ * caps below the descriptor limit, shared fairly between addresses, the opening timeout, PROXY
+ * protocol headers from trusted proxies), then the handshake caps of proxy/admission.ts. The
+ * serverless door (WebSocket + POST /sql, proxy/serverless/) shares all of these when its port is set.
  */
 import net from 'node:net';
 import tls from 'node:tls';
 import type { ProxyLimits } from '../src/config.ts';
-import type { PgfleetError } from '../src/errors.ts';
+import type { ListenerRefusal, PgfleetError } from '../src/errors.ts';
 import { clientConnectionBudget, raiseFdLimit } from '../src/fd-limit.ts';
 import type { Core } from '../src/gateway.ts';
 import type { TerminateScope } from '../src/computes.ts';
+import { type ClientLimits, resolveClientLimits } from '../src/limits/client-limits.ts';
+import { FairCaps } from '../src/limits/fair-caps.ts';
+import { type GuardOptions, guardListener } from '../src/limits/listener-guard.ts';
 import type { WindowCounters } from '../src/limits/window-counters.ts';
 import { Admission } from './admission.ts';
 import { AuthLimiter, type AuthLimits, DEFAULT_AUTH_LIMITS } from './auth-limiter.ts';
@@ -41,6 +44,8 @@ export interface ProxyOptions {
   metering?: boolean;
   /** The serverless door's port (default PGFLEET_HTTP_PORT; undefined there = not served). */
   httpPort?: number;
+  /** Reset a pooled backend that changes clients (default on; off only for bench/pooler.ts's baseline of its cost). */
+  resetPooledSessions?: boolean;
 }
 
 export interface Proxy {
@@ -55,8 +60,8 @@ export interface Proxy {
   pooler: Pooler;
   /** Backends of direct sessions kept for their next client. */
   warm: WarmBackends;
-  /** The caps in force (maxClientConnections resolved). */
-  limits: ProxyLimits & { maxClientConnections: number };
+  /** The caps in force (defaults resolved). */
+  limits: ClientLimits;
   admission: Admission;
   close(): Promise<void>;
 }
@@ -66,8 +71,11 @@ export async function startProxy(core: Core, opts: ProxyOptions = {}): Promise<P
   const identity = await loadTlsIdentity({ dataDir: config.dataDir, domain: config.domain, certFile: config.tlsCert, keyFile: config.tlsKey });
   const sessions = new Set<Session>();
   const cancels = new CancelKeys(core.coord);
-  const pooler = new Pooler(core, cancels);
+  const pooler = new Pooler(core, cancels, opts.resetPooledSessions ?? true);
   const warm = new WarmBackends(core, config.warm);
+  const fds = raiseFdLimit();
+  const budget = clientConnectionBudget(fds, { maxComputes: config.maxComputes, apiMaxConnections: config.apiMaxConnections, nodeLink: config.redisUrl !== undefined });
+  const limits = resolveClientLimits({ ...config.proxyLimits, ...opts.limits }, budget);
   const ctx: ConnectionContext = {
     core,
     secureContext: tls.createSecureContext({ cert: identity.cert, key: identity.key, minVersion: 'TLSv1.2' }),
@@ -81,17 +89,25 @@ export async function startProxy(core: Core, opts: ProxyOptions = {}): Promise<P
     metering: opts.metering ?? true,
     pooler,
     warm,
+    databaseMaxClientConnections: limits.databaseMaxClientConnections,
+    peerTimeoutMs: limits.startupTimeoutMs,
   };
   const sockets = new Set<net.Socket>();
   const handlers = new Set<Promise<void>>();
-  const configured = { ...config.proxyLimits, ...opts.limits };
-  const fds = raiseFdLimit();
-  const limits = { ...configured, maxClientConnections: configured.maxClientConnections ?? clientConnectionBudget(fds, config.maxComputes, config.apiMaxConnections) };
   core.log.info({
     fd_limit: fds.soft, fd_limit_raised_from: fds.raisedFrom, max_client_connections: limits.maxClientConnections,
+    max_client_connections_per_address: limits.maxClientConnectionsPerAddress, database_max_client_connections: limits.databaseMaxClientConnections,
     max_handshakes: limits.maxHandshakes, max_handshakes_per_address: limits.maxHandshakesPerAddress,
+    trusted_proxies: config.trustedProxies.entries,
   }, 'proxy connection limits');
   const admission = new Admission(limits);
+  // The proxy and the serverless door draw on one budget of client connections.
+  const guard: Omit<GuardOptions, 'answer'> = {
+    caps: new FairCaps({ total: limits.maxClientConnections, perAddress: limits.maxClientConnectionsPerAddress }, 'connections'),
+    openingTimeoutMs: limits.startupTimeoutMs,
+    trusted: config.trustedProxies,
+    refused: (client, refusal) => ctx.refusals.note({ client, outcome: refusal.message }),
+  };
   const server = net.createServer({ noDelay: true }, (socket) => {
     const admitted = admission.admit(socket);
     if (!admitted.ok) {
@@ -108,12 +124,12 @@ export async function startProxy(core: Core, opts: ProxyOptions = {}): Promise<P
       .finally(() => handlers.delete(handler));
     handlers.add(handler);
   });
+  // The client learns why in Postgres's words (53300, or 08P01 for a PROXY header out of place).
+  guardListener(server, { ...guard, answer: (socket, refusal: ListenerRefusal) => socket.end(errorFor(refusal), () => socket.destroy()) });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port ?? config.proxyPort, opts.host ?? config.proxyHost, () => resolve());
   });
-  server.maxConnections = limits.maxClientConnections;
-  server.on('drop', (info) => ctx.refusals.note({ client: info?.remoteAddress, outcome: 'over the connection cap' }));
   // accept() failing (EMFILE, ENFILE) is counted like a refusal, not logged once per attempt.
   server.on('error', (err: NodeJS.ErrnoException) => ctx.refusals.note({ outcome: `accept failed: ${err.code ?? err.message}` }));
   const port = (server.address() as net.AddressInfo).port;
@@ -121,7 +137,7 @@ export async function startProxy(core: Core, opts: ProxyOptions = {}): Promise<P
   let serverless: ServerlessDoor | undefined;
   try {
     serverless = httpPort === undefined ? undefined
-      : await startServerless(ctx, { host: config.httpHost, port: httpPort, tls: identity, admission });
+      : await startServerless(ctx, { host: config.httpHost, port: httpPort, tls: identity, admission, guard, sql: config.sql });
   } catch (err) {
     server.close();
     throw err;

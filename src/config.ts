@@ -3,6 +3,7 @@ import path from 'node:path';
 import { type RegionConfig, parseRegions } from './config-regions.ts';
 import { ConfigError } from './errors.ts';
 import { MAX_COMPUTE_UNITS, MIN_COMPUTE_UNITS, isComputeUnits } from './limits/cgroups.ts';
+import { TrustedProxies } from './limits/trusted-proxies.ts';
 import type { LogFormat } from './log.ts';
 import { DEFAULT_NEON_WAKE, type NeonWake } from './providers/neon/neon-settings.ts';
 import { parseSecretKey } from './secret-box.ts';
@@ -70,6 +71,9 @@ export interface Config {
   apiMaxConnections: number;
   apiMaxConnectionsPerAddress: number;
   proxyLimits: ProxyLimits;
+  /** Load balancers that send a PROXY protocol v2 header (and must). */
+  trustedProxies: TrustedProxies;
+  sql: SqlSettings;
   jwt: JwtSettings;
   pool: PoolSettings;
   warm: WarmBackendSettings;
@@ -110,10 +114,22 @@ export interface HistorySettings {
   upkeepIntervalMs: number;
 }
 
+/** `POST /sql` requests. */
+export interface SqlSettings {
+  /** Statements in one batch. */
+  maxStatements: number;
+  /** Time one request may take from its statements' start to its answer. */
+  timeoutMs: number;
+}
+
 /** What one client address, or all, may hold of the proxy. */
 export interface ProxyLimits {
   /** Client connections at once; undefined = what the descriptor limit leaves after the reserve. */
   maxClientConnections: number | undefined;
+  /** From one client address; undefined = an eighth of maxClientConnections. */
+  maxClientConnectionsPerAddress: number | undefined;
+  /** Of one database, unless its quota max_client_connections says otherwise; undefined = see databaseClientCap. */
+  databaseMaxClientConnections: number | undefined;
   maxHandshakes: number;
   maxHandshakesPerAddress: number;
   /** Time from accept to a complete startup packet. */
@@ -353,9 +369,18 @@ export function loadConfig(env: Env = process.env): Config {
     proxyLimits: {
       maxClientConnections: optional(env, 'PGFLEET_MAX_CLIENT_CONNECTIONS') === undefined
         ? undefined : int(env, 'PGFLEET_MAX_CLIENT_CONNECTIONS', 0, 1, 10_000_000),
+      maxClientConnectionsPerAddress: optional(env, 'PGFLEET_MAX_CLIENT_CONNECTIONS_PER_ADDRESS') === undefined
+        ? undefined : int(env, 'PGFLEET_MAX_CLIENT_CONNECTIONS_PER_ADDRESS', 0, 1, 10_000_000),
+      databaseMaxClientConnections: optional(env, 'PGFLEET_DATABASE_MAX_CLIENT_CONNECTIONS') === undefined
+        ? undefined : int(env, 'PGFLEET_DATABASE_MAX_CLIENT_CONNECTIONS', 0, 1, 10_000_000),
       maxHandshakes: int(env, 'PGFLEET_MAX_HANDSHAKES', 1000, 1, 10_000_000),
       maxHandshakesPerAddress: int(env, 'PGFLEET_MAX_HANDSHAKES_PER_ADDRESS', 100, 1, 10_000_000),
       startupTimeoutMs: int(env, 'PGFLEET_STARTUP_TIMEOUT', 5, 1, 3600) * 1000,
+    },
+    trustedProxies: TrustedProxies.parse(optional(env, 'PGFLEET_TRUSTED_PROXIES')),
+    sql: {
+      maxStatements: int(env, 'PGFLEET_SQL_MAX_STATEMENTS', 1000, 1, 100_000),
+      timeoutMs: int(env, 'PGFLEET_SQL_TIMEOUT', 30, 1, 3600) * 1000,
     },
     jwt: {
       tokenMaxTtlSeconds: int(env, 'PGFLEET_TOKEN_MAX_TTL', 86400, 60, 30 * 86400),

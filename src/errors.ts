@@ -127,3 +127,15 @@ export class StorageWaitError extends PgfleetError {
     super(message, '58030', 503, 'storage_wait');
   }
 }
+
+/**
+ * A listener turned a connection away before its protocol began: a connection cap (53300, as
+ * Postgres says for too many connections; HTTP 503), or a PROXY protocol header that is missing
+ * from a trusted proxy, sent by anyone else, or malformed (08P01; HTTP 400). A peer that sent
+ * nothing in time is `silent`ly closed (what would it read?).
+ */
+export class ListenerRefusal extends PgfleetError {
+  constructor(message: string, sqlstate: '53300' | '08P01' = '53300', readonly silent = false) {
+    super(message, sqlstate, sqlstate === '53300' ? 503 : 400, sqlstate === '53300' ? 'too_many_connections' : 'proxy_protocol');
+  }
+}

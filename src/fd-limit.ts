@@ -57,7 +57,12 @@ export function reservedFds(maxComputes: number, apiMaxConnections: number): num
   return 64 + apiMaxConnections + 4 * maxComputes;
 }
 
-/** The most client connections the proxy may hold: each relayed one uses two descriptors (client and compute). */
-export function clientConnectionBudget(limit: FdLimit, maxComputes: number, apiMaxConnections: number): number {
-  return Math.max(16, Math.floor((Math.min(limit.soft, RAISE_TO) - reservedFds(maxComputes, apiMaxConnections)) / 2));
+/**
+ * The most client connections the proxy (with the serverless door) may hold: each relayed one
+ * uses two descriptors (client and compute). With the node link (a fleet), it gets as many as the
+ * proxy (each link session also holds two: the link and the compute), so each gets half.
+ */
+export function clientConnectionBudget(limit: FdLimit, reserve: { maxComputes: number; apiMaxConnections: number; nodeLink: boolean }): number {
+  const left = Math.min(limit.soft, RAISE_TO) - reservedFds(reserve.maxComputes, reserve.apiMaxConnections);
+  return Math.max(16, Math.floor(left / (reserve.nodeLink ? 4 : 2)));
 }

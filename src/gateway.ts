@@ -39,6 +39,7 @@ import { nodeIdOf, openCoordinator } from './coord/open.ts';
 import { PgfleetError } from './errors.ts';
 import type { Lease } from './computes.ts';
 import { nodeKey } from './nodes/node-link.ts';
+import { nodeLinkLimits } from './nodes/node-link-guard.ts';
 import { startNodeListener } from './nodes/node-listener.ts';
 import { NODE_HEARTBEAT_MS, Nodes } from './nodes/nodes.ts';
 import { fenceDeadNodes } from './nodes/fencing.ts';
@@ -228,7 +229,7 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     // Before anything is served: interrupted restores put back, half-made branches removed.
     await branches.recoverInterrupted();
     if (key) {
-      const listener = await startNodeListener({ catalog, computes, local, targetFor, branches, drainer, key, log }, config.node.host, config.node.port);
+      const listener = await startNodeListener({ catalog, computes, local, targetFor, branches, drainer, key, log, limits: nodeLinkLimits(config) }, config.node.host, config.node.port);
       cleanups.push(() => listener.close());
       await nodes.register(config.node.advertise ?? `${config.node.host}:${listener.port}`, config.maxComputes, () => computes.activeCount, () => jwt.keys.jwks());
       // A node declared dead stops its computes at once; the fleet has placed their databases elsewhere.

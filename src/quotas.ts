@@ -1,10 +1,12 @@
 import { BadRequestError } from './errors.ts';
 
-/** Per-calendar-month limits, and the two that hold at any moment. */
+/** Per-calendar-month limits, and those that hold at any moment. */
 export const PERIOD_QUOTAS = ['compute_time_seconds', 'data_transfer_bytes', 'written_data_bytes'] as const;
-export const QUOTA_NAMES = [...PERIOD_QUOTAS, 'storage_bytes', 'max_connections'] as const;
+/** Client connections open at once: max_connections (null = unlimited), max_client_connections (null = the gateway's default). */
+export const CONNECTION_QUOTAS = ['max_connections', 'max_client_connections'] as const;
+export const QUOTA_NAMES = [...PERIOD_QUOTAS, 'storage_bytes', ...CONNECTION_QUOTAS] as const;
 export type QuotaName = (typeof QUOTA_NAMES)[number];
-/** A quota per name; null or absent means unlimited. */
+/** A quota per name; null or absent means unlimited (max_client_connections: the gateway's default). */
 export type Quotas = Partial<Record<QuotaName, number | null>>;
 
 /** Checks a quotas object from a request; `field` names it in the error. */

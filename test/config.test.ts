@@ -49,6 +49,12 @@ const bad: [string, string][] = [
   ['PGFLEET_SECRET_KEY', 'abc'],
   ['PGFLEET_NEON_CA_FILE', '/nonexistent/ca.pem'],
   ['PGFLEET_NEON_PORT', '0'],
+  ['PGFLEET_TRUSTED_PROXIES', '10.0.0.0/33'],
+  ['PGFLEET_TRUSTED_PROXIES', 'haproxy.internal'],
+  ['PGFLEET_SQL_MAX_STATEMENTS', '0'],
+  ['PGFLEET_SQL_TIMEOUT', 'soon'],
+  ['PGFLEET_DATABASE_MAX_CLIENT_CONNECTIONS', '0'],
+  ['PGFLEET_MAX_CLIENT_CONNECTIONS_PER_ADDRESS', '-1'],
 ];
 for (const [name, value] of bad) {
   t.test(`${name}=${value} is refused by name`, async (t) => {
@@ -103,4 +109,13 @@ t.test('a bad variable stops the process with a non-zero exit and its name', asy
   });
   t.not(r.status, 0);
   t.match(r.stderr, /PGFLEET_API_PORT/);
+});
+
+t.test('PGFLEET_TRUSTED_PROXIES: addresses and CIDRs of either family; IPv4-mapped peers match IPv4 entries', async (t) => {
+  const trusted = loadConfig({ PGFLEET_TRUSTED_PROXIES: '10.1.2.3, 192.168.0.0/16,fd00::/8' }).trustedProxies;
+  t.ok(trusted.has('10.1.2.3'));
+  t.ok(trusted.has('::ffff:192.168.7.9'), 'a mapped IPv4 address');
+  t.ok(trusted.has('fd12::1'));
+  t.notOk(trusted.has('10.1.2.4'));
+  t.notOk(loadConfig({}).trustedProxies.has('127.0.0.1'), 'none by default');
 });

@@ -10,7 +10,7 @@ import pg from 'pg';
 import t from 'tap';
 import { serialize } from 'pg-protocol';
 import { ADMIN_KEY, type Fleet, type GatewayProcess, call, startFleet } from './fleet/topology.ts';
-import { psql, psqlError } from './proxy-helpers.ts';
+import { psql, psqlError, socketFrom } from './proxy-helpers.ts';
 import { until } from './helpers.ts';
 
 interface Db {
@@ -340,3 +340,19 @@ async function dbRow(id: string): Promise<Db> {
   const reset = await call(g1.apiUrl, 'POST', `/v1/databases/${id}/roles/${r.body.role}/reset_password`, partnerKey);
   return { id, endpoint: r.body.endpoint_id, role: r.body.role, password: reset.body.password, userId: r.body.user_id, node: row.node_id };
 }
+
+t.test('a client behind HAProxy: the gateway sees and logs the client\'s address, not the balancer\'s', async (t) => {
+  const db = await createDb(fleet.lb.apiUrl);
+  const client = new pg.Client({
+    host: '127.0.0.1', port: fleet.lb.proxyPort, user: db.role, password: db.password, database: 'app',
+    ssl: { rejectUnauthorized: false }, options: `endpoint=${db.endpoint}`, stream: () => socketFrom('127.0.0.7'),
+  } as pg.ClientConfig);
+  await client.connect();
+  t.equal((await client.query('SELECT 1 AS one')).rows[0].one, 1, 'served through HAProxy');
+  await client.end();
+  const lines = () => fleet.gateways.flatMap((g) => fs.readFileSync(path.join(fleet.root, `${g.name}.log`), 'utf8').split('\n'))
+    .filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+  await until('the connection line', () => lines().some((l) => l.msg === 'connection' && l.endpoint === db.endpoint));
+  const line = lines().find((l) => l.msg === 'connection' && l.endpoint === db.endpoint);
+  t.equal(line.client, '127.0.0.7', 'the client address came in HAProxy\'s PROXY v2 header (HAProxy itself connects from 127.0.0.9)');
+});

@@ -100,3 +100,17 @@ export async function psqlError(conninfo: string, sql = 'SELECT 1', env: Record<
   }
   throw new Error('psql succeeded but was expected to fail');
 }
+
+/**
+ * A socket for a client's `stream` option (node-postgres) that connects from `from` (a loopback
+ * address of its own) and opens with `first`, if given, before anything its user writes.
+ */
+export function socketFrom(from: string, first?: Buffer): net.Socket {
+  const socket = new net.Socket();
+  const connect = socket.connect.bind(socket) as (opts: net.TcpSocketConnectOpts) => net.Socket;
+  (socket as unknown as { connect: (port: number, host: string) => net.Socket }).connect = (port, host) => {
+    if (first) socket.once('connect', () => socket.write(first));
+    return connect({ port, host, localAddress: from });
+  };
+  return socket;
+}

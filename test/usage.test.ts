@@ -27,7 +27,7 @@ async function newDatabase(gateway: Gateway, quotas = {}) {
 /** Holds a connection on the compute the way a proxied session does. */
 async function session(gateway: Gateway, databaseId: string) {
   const route = (await routeByDatabase(gateway.core.catalog, databaseId))!;
-  const admitted = gateway.core.usage.admit(route.databaseId); // counted fleet-wide for max_connections
+  const admitted = await gateway.core.usage.admit(route, 1000); // counted fleet-wide for max_connections
   const lease = await gateway.core.computes.acquire(gateway.core.targetFor(route));
   const socketPath = (lease.address as { socketPath: string }).socketPath;
   const client = new pg.Client({ host: path.dirname(socketPath), port: 5432, user: route.ownerRole, database: route.databaseName });
@@ -73,11 +73,15 @@ t.test('quotas: each blocks new connections with its SQLSTATE, a raise lifts it 
 
   t.equal(await gateway.core.usage.check(await route()), undefined, 'under every quota');
   const s = await session(gateway, db.id);
-  const busy = await gateway.core.usage.check(await route());
-  t.equal(busy?.sqlstate, '53300', 'max_connections → 53300');
-  t.match(busy?.message, /max_connections limit of 1/);
+  // Connection quotas hold where a session is counted in (admit), the new one included.
+  await t.rejects(gateway.core.usage.admit(await route(), 1000), { sqlstate: '53300', message: /max_connections limit of 1/ }, 'max_connections → 53300');
   await gateway.core.databases.update('p1', db.id, { quotas: { max_connections: 2 } });
-  t.equal(await gateway.core.usage.check(await route()), undefined, 'raising max_connections lifts it');
+  (await gateway.core.usage.admit(await route(), 1000))();
+  t.pass('raising max_connections lifts it');
+  await t.rejects(gateway.core.usage.admit(await route(), 1), { sqlstate: '53300', message: /max_client_connections is 1;/ }, 'the default client cap when the quota is unset');
+  await gateway.core.databases.update('p1', db.id, { quotas: { max_client_connections: 2 } });
+  (await gateway.core.usage.admit(await route(), 1))();
+  t.pass('the quota max_client_connections raises it');
 
   await s.client.query('CREATE TABLE t AS SELECT g FROM generate_series(1, 50000) g');
   await s.end();

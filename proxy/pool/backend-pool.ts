@@ -60,11 +60,15 @@ export class BackendPool {
     return { open: this.opened, idle: this.idle.length, waiting: this.waiting.size };
   }
 
-  /** An idle backend, at once, if there is one (the common case: no promise, no pause). */
-  takeIdle(): PooledBackend | undefined {
+  /**
+   * An idle backend, at once, if there is one (the common case: no promise, no pause): `preferred`
+   * (the client's own last one, which needs no reset) when it is idle, else the last released.
+   */
+  takeIdle(preferred?: PooledBackend): PooledBackend | undefined {
     // The size was lowered: idle backends beyond it go first.
     while (this.opened > this.size && this.idle.length > 0) this.retire(this.idle.shift()!);
-    return this.idle.pop();
+    const at = preferred ? this.idle.lastIndexOf(preferred) : -1;
+    return at >= 0 ? this.idle.splice(at, 1)[0] : this.idle.pop();
   }
 
   /** A backend for `client`: an idle one, a new one while under the size, or the next one released. */

@@ -74,6 +74,8 @@ export class PooledBackend {
   /** Something may have changed settings or prepared statements: read them back before reuse. */
   resync = false;
   owner: BackendOwner | undefined;
+  /** The client whose session state the backend may hold (the last it served), by its id. */
+  servedClient: number | undefined;
   lastUsed = Date.now();
   /** Cancel requests on their way to this backend: it is not reused until they are through. */
   private cancelling = 0;

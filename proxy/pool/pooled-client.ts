@@ -34,6 +34,8 @@ export interface PooledClientInit {
   /** Host of the same endpoint without pooling, named in refusals. */
   unpooledHost: string;
   session: Omit<Session, 'terminate'>;
+  /** A backend another client used last is reset first (RESET). */
+  resetSessions: boolean;
 }
 
 const SLOT_PARSE: Slot = { ends: 'parse' };
@@ -48,6 +50,14 @@ const SLOT_HIDDEN_BIND: Slot = { ends: 'bind', hidden: true };
 const SLOT_HIDDEN_CLOSE: Slot = { ends: 'close', hidden: true };
 const SLOT_HIDDEN_SYNC: Slot = { ends: 'sync', hidden: true };
 const SLOT_HIDDEN_QUERY: Slot = { ends: 'query', hidden: true };
+/**
+ * What a backend is given before it serves a client other than its last: everything a session
+ * may hold beyond a transaction goes (SET ROLE, every setting, custom ones too, temporary objects,
+ * advisory locks, LISTEN, prepared statements and cursors, sequence state), however it was taken
+ * (a DO block, a function, EXECUTE). Sent ahead of the client's messages, answered out of sight.
+ */
+const RESET = queryMessage('DISCARD ALL');
+let clientIds = 0;
 
 export class PooledClient implements BackendOwner, PoolWaiter, Session {
   endpointId: string;
@@ -60,9 +70,13 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
   bytesFromClient = 0;
   bytesToClient = 0;
 
+  private readonly id = ++clientIds;
   private readonly socket: Duplex;
   private readonly pool: BackendPool;
+  /** The backend this client last used: taken again when idle, it needs no reset. */
+  private lastBackend: PooledBackend | undefined;
   private readonly unpooledHost: string;
+  private readonly resetSessions: boolean;
   private readonly startupSettings: Settings;
   private settings: Settings;
   private settingsPrint: string;
@@ -91,6 +105,7 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
     this.socket = init.socket;
     this.pool = init.pool;
     this.unpooledHost = init.unpooledHost;
+    this.resetSessions = init.resetSessions;
     this.startupSettings = init.settings;
     this.settings = init.settings;
     this.settingsPrint = fingerprint(init.settings);
@@ -204,7 +219,7 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
   }
 
   private takeIdleBackend(): boolean {
-    const backend = this.pool.takeIdle();
+    const backend = this.pool.takeIdle(this.lastBackend);
     if (backend) this.attach(backend);
     return backend !== undefined;
   }
@@ -228,12 +243,21 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
 
   private attach(backend: PooledBackend): void {
     this.backend = backend;
+    this.lastBackend = backend;
     backend.owner = this;
+    const reset = this.resetSessions && backend.servedClient !== undefined && backend.servedClient !== this.id;
+    if (reset) {
+      backend.send(RESET, { ends: 'query', hidden: true, failed: () => backend.socket.destroy() });
+      backend.statements.replaceWith([]);
+      backend.settings = new Map();
+      backend.settingsPrint = '';
+    }
+    backend.servedClient = this.id;
     if (backend.settingsPrint === this.settingsPrint) return;
     const previous = { settings: backend.settings, print: backend.settingsPrint };
     backend.settings = this.settings;
     backend.settingsPrint = this.settingsPrint;
-    backend.send(queryMessage(applySettingsSql(this.settings)), {
+    backend.send(queryMessage(applySettingsSql(this.settings, !reset)), {
       ends: 'query', hidden: true,
       failed: (error) => {
         // A startup parameter the compute refuses (a bad TimeZone, say) ends the session, as at startup.

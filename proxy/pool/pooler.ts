@@ -32,7 +32,7 @@ export class Pooler {
   private readonly pools = new Map<string, BackendPool>();
   private clients = 0;
 
-  constructor(private readonly core: Core, private readonly cancels: CancelKeys) {}
+  constructor(private readonly core: Core, private readonly cancels: CancelKeys, private readonly resetSessions = true) {}
 
   /** Pooled clients connected to this gateway. */
   get clientCount(): number {
@@ -70,7 +70,7 @@ export class Pooler {
       const serverParams = await this.serverParams(pool, c.socket);
       client = new PooledClient({
         socket: c.socket, pool, settings, session: c.session,
-        unpooledHost: `${c.route.endpointId}.${this.core.config.domain}`,
+        unpooledHost: `${c.route.endpointId}.${this.core.config.domain}`, resetSessions: this.resetSessions,
       });
       // No backend is the client's own: its pid is made up, one no backend has (README, Pooled endpoints).
       const key = await this.cancels.issue(pooledClientPid(), () => client!.cancelTarget());

@@ -43,13 +43,13 @@ const literal = (s: string) => `'${s.replace(/'/g, "''")}'`;
 
 /**
  * One simple query that brings a backend to exactly these settings: everything back to the
- * defaults, then each setting. It runs as one implicit transaction, so a bad value leaves the
- * backend as it was.
+ * defaults (unless it was just reset), then each setting. It runs as one implicit transaction,
+ * so a bad value leaves the backend as it was.
  */
-export function applySettingsSql(settings: Settings): string {
+export function applySettingsSql(settings: Settings, reset = true): string {
   if (settings.size === 0) return 'RESET ALL';
   const calls = [...settings].map(([k, v]) => `set_config(${literal(k)}, ${literal(v)}, false)`);
-  return `RESET ALL; SELECT ${calls.join(', ')}`;
+  return `${reset ? 'RESET ALL; ' : ''}SELECT ${calls.join(', ')}`;
 }
 
 /**

@@ -8,15 +8,15 @@ import https from 'node:https';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
+import type { SqlSettings } from '../../src/config.ts';
+import { type GuardOptions, answerInHttp, guardListener } from '../../src/limits/listener-guard.ts';
 import type { Admission } from '../admission.ts';
 import { type ConnectionContext, serveConnection } from '../connection.ts';
 import { HttpError } from './http-error.ts';
 import { CORS_HEADERS, handleSql, send } from './sql-over-http.ts';
+import { SqlCodecPool } from './sql-codec-pool.ts';
 import { SqlSessionPool } from './sql-session-pool.ts';
-import { webSocketStream } from './websocket-stream.ts';
-
-/** Largest WebSocket message accepted (the driver coalesces a tick's writes into one). */
-const MAX_FRAME_BYTES = 64 * 1024 * 1024;
+import { PREAUTH_MESSAGE_BYTES, allowLargeMessages, webSocketStream } from './websocket-stream.ts';
 
 export interface ServerlessDoor {
   port: number;
@@ -30,11 +30,15 @@ export interface ServerlessOptions {
   tls: { cert: string; key: string };
   /** The proxy's handshake caps; a WebSocket is in its handshake until it has authenticated. */
   admission: Admission;
+  /** The proxy's listener guard (caps shared with it, timeouts, trusted proxies). */
+  guard: Omit<GuardOptions, 'answer'>;
+  sql: SqlSettings;
 }
 
 export async function startServerless(ctx: ConnectionContext, opts: ServerlessOptions): Promise<ServerlessDoor> {
   const secure = !ctx.allowPlaintext;
   const pool = new SqlSessionPool(ctx);
+  const sqlDoor = { pool, codec: new SqlCodecPool(), settings: opts.sql };
   const handlers = new Set<Promise<void>>();
   const track = (handler: Promise<void>) => {
     const tracked = handler
@@ -48,7 +52,7 @@ export async function startServerless(ctx: ConnectionContext, opts: ServerlessOp
     if (req.method === 'OPTIONS') {
       res.writeHead(204, CORS_HEADERS).end();
     } else if (path === '/sql' && req.method === 'POST') {
-      track(handleSql(req, res, ctx, pool));
+      track(handleSql(req, res, ctx, sqlDoor));
     } else {
       const err = path === '/sql'
         ? new HttpError(405, 'use POST /sql')
@@ -56,9 +60,17 @@ export async function startServerless(ctx: ConnectionContext, opts: ServerlessOp
       send(res, err.httpStatus, JSON.stringify({ message: err.message, code: err.sqlstate }), err.httpStatus === 405 ? { Allow: 'POST, OPTIONS' } : {});
     }
   };
-  const server = secure ? https.createServer({ ...opts.tls, minVersion: 'TLSv1.2' }, onRequest) : http.createServer(onRequest);
+  // A peer has the startup timeout for its TLS handshake and then for its request's headers (checked every second).
+  const timeoutMs = opts.guard.openingTimeoutMs;
+  const httpOptions = { headersTimeout: timeoutMs, requestTimeout: Math.max(timeoutMs, opts.sql.timeoutMs), connectionsCheckingInterval: 1000 };
+  const server = secure
+    ? https.createServer({ ...opts.tls, minVersion: 'TLSv1.2', handshakeTimeout: timeoutMs, ...httpOptions }, onRequest)
+    : http.createServer(httpOptions, onRequest);
+  server.keepAliveTimeout = timeoutMs;
+  guardListener(server, { ...opts.guard, answer: answerInHttp });
 
-  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false });
+  // Messages are small until the session has authenticated (allowLargeMessages lifts the cap).
+  const wss = new WebSocketServer({ noServer: true, maxPayload: PREAUTH_MESSAGE_BYTES, perMessageDeflate: false });
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => {});
     const admitted = opts.admission.admit(socket as net.Socket);
@@ -70,7 +82,11 @@ export async function startServerless(ctx: ConnectionContext, opts: ServerlessOp
     wss.handleUpgrade(req, socket, head, (ws) => {
       (socket as net.Socket).setNoDelay?.(true);
       const websocket = { host: requestedHost(req), secure };
-      track(serveConnection(webSocketStream(ws), req.socket.remoteAddress ?? '', ctx, { websocket, progress: admitted.progress }));
+      const progress = { ...admitted.progress, authenticated: () => {
+        admitted.progress.authenticated();
+        allowLargeMessages(ws);
+      } };
+      track(serveConnection(webSocketStream(ws), req.socket.remoteAddress ?? '', ctx, { websocket, progress }));
     });
   });
 
@@ -87,6 +103,7 @@ export async function startServerless(ctx: ConnectionContext, opts: ServerlessOp
       server.closeAllConnections();
       await Promise.allSettled([...handlers]);
       pool.close();
+      sqlDoor.codec.close();
       await closed;
     },
   };

@@ -1,22 +1,16 @@
 /**
- * A compute session used for SQL over HTTP: statements go over the extended protocol with text
- * results, all of a request before one Sync (one round trip), and the answers are collected into
- * results. Written on pg-protocol's serializer and parser; node-postgres's Client would redo the
- * startup that proxy/backend.ts already did.
+ * A compute session used for SQL over HTTP: a request's messages (sql-codec.ts) go out before one
+ * Sync, and the answer comes back as the bytes the compute sent up to ReadyForQuery, followed
+ * here message by message only as far as needed (its length, an error, the result's size), so
+ * that turning it into JSON can happen elsewhere (sql-codec-pool.ts).
  */
 import { serialize } from 'pg-protocol';
-import type { BackendMessage, CommandCompleteMessage, DataRowMessage, DatabaseError, Field, ReadyForQueryMessage, RowDescriptionMessage } from 'pg-protocol/dist/messages';
+import type { DatabaseError } from 'pg-protocol/dist/messages';
 import { Parser } from 'pg-protocol/dist/parser';
 import type { ComputeAddress } from '../../src/providers/provider.ts';
 import type { BackendSession } from '../backend.ts';
-import type { Statement } from './sql-request.ts';
-
-export interface StatementResult {
-  fields: Field[];
-  rows: (string | null)[][];
-  /** The command tag (`SELECT 3`, `INSERT 0 1`); empty for an empty query. */
-  tag: string;
-}
+import { FrameSplitter } from '../pool/frames.ts';
+import { MSG } from '../pool/protocol.ts';
 
 /** Postgres refused a statement; `fields` are its ErrorResponse fields, for the client. */
 export class StatementError extends Error {
@@ -32,10 +26,9 @@ export class ResultTooLarge extends Error {}
 export class ConnectionLost extends Error {}
 
 interface Exchange {
-  results: StatementResult[];
-  current: StatementResult;
+  chunks: Buffer[];
   error: DatabaseError | undefined;
-  /** Size of the rows kept, and the most allowed (0 = no limit). */
+  /** Size of the rows, and the most allowed (0 = no limit). */
   bytes: number;
   maxBytes: number;
   tooLarge: boolean;
@@ -43,13 +36,16 @@ interface Exchange {
   fail: (err: Error) => void;
 }
 
+// Backend messages can be large (a wide DataRow); Postgres caps them at 1 GB.
+const MAX_BACKEND_MESSAGE = 0x40000000;
+
 export class SqlConnection {
   /** Transaction status after the last request: I idle, T in a transaction, E failed transaction. */
   status = 'I';
   closed = false;
   /** When it last went back to the pool. */
   idleSince = 0;
-  private readonly parser = new Parser();
+  private readonly splitter = new FrameSplitter(MAX_BACKEND_MESSAGE);
   private exchange: Exchange | undefined;
 
   constructor(
@@ -59,7 +55,7 @@ export class SqlConnection {
     /** Cancels the statement running on it (the result grew over the limit, the client left). */
     readonly cancel: () => void,
   ) {
-    const onData = (chunk: Buffer) => this.parser.parse(chunk, (m) => this.onMessage(m));
+    const onData = (chunk: Buffer) => this.onData(chunk);
     backend.socket.on('data', onData);
     backend.socket.on('close', () => {
       this.closed = true;
@@ -71,21 +67,12 @@ export class SqlConnection {
   }
 
   /**
-   * Runs the statements in order before one Sync. Any error stops the rest (Postgres skips to the
-   * Sync) and rejects with StatementError. `maxBytes` bounds the values kept.
+   * Sends a request's messages (ending in Sync). Resolves with every byte the compute answered up
+   * to ReadyForQuery; an error (Postgres skips the rest to the Sync) rejects with StatementError.
+   * `maxBytes` bounds the rows' size: past it the statement is cancelled (ResultTooLarge).
    */
-  run(statements: Statement[], maxBytes: number): Promise<StatementResult[]> {
-    const out: Buffer[] = [];
-    for (const s of statements) {
-      out.push(
-        serialize.parse({ text: s.text }),
-        serialize.bind({ values: s.params }),
-        serialize.describe({ type: 'P' }),
-        serialize.execute({ rows: 0 }),
-      );
-    }
-    out.push(serialize.sync());
-    return this.send(Buffer.concat(out), maxBytes);
+  run(wire: Buffer, maxBytes: number): Promise<Buffer> {
+    return this.send(wire, maxBytes);
   }
 
   /** A simple-protocol query whose results are not needed (resetting the session). */
@@ -93,16 +80,16 @@ export class SqlConnection {
     await this.send(serialize.query(sql), 0);
   }
 
-  private send(message: Buffer, maxBytes: number): Promise<StatementResult[]> {
+  private send(message: Buffer, maxBytes: number): Promise<Buffer> {
     if (this.closed) return Promise.reject(new ConnectionLost('the connection to the database was lost'));
     if (this.exchange) return Promise.reject(new Error('a request is already running on this compute session'));
     return new Promise((resolve, reject) => {
       const ex: Exchange = {
-        results: [], current: emptyResult(), error: undefined, bytes: 0, maxBytes, tooLarge: false,
+        chunks: [], error: undefined, bytes: 0, maxBytes, tooLarge: false,
         done: () => {
           if (ex.tooLarge) reject(new ResultTooLarge(`response is too large (max is ${maxBytes} bytes)`));
           else if (ex.error) reject(new StatementError(ex.error));
-          else resolve(ex.results);
+          else resolve(Buffer.concat(ex.chunks));
         },
         fail: reject,
       };
@@ -111,54 +98,32 @@ export class SqlConnection {
     });
   }
 
-  private onMessage(m: BackendMessage): void {
+  private onData(chunk: Buffer): void {
     const ex = this.exchange;
-    switch (m.name) {
-      case 'readyForQuery':
-        this.status = (m as ReadyForQueryMessage).status;
-        this.exchange = undefined;
-        ex?.done();
-        return;
-      case 'parameterStatus':
-      case 'notice':
-      case 'notification':
-        return;
-    }
-    if (!ex) return;
-    switch (m.name) {
-      case 'rowDescription':
-        ex.current.fields = (m as RowDescriptionMessage).fields;
-        break;
-      case 'dataRow': {
-        if (ex.tooLarge) break;
-        const row = (m as DataRowMessage).fields as (string | null)[];
-        ex.bytes += m.length;
-        if (ex.maxBytes > 0 && ex.bytes > ex.maxBytes) {
-          ex.tooLarge = true;
-          ex.results = [];
-          ex.current = emptyResult();
-          this.cancel();
+    if (ex && !ex.tooLarge) ex.chunks.push(chunk);
+    for (const frame of this.splitter.split(chunk)) {
+      switch (frame[0]) {
+        case MSG.readyForQuery:
+          this.status = String.fromCharCode(frame[5]!);
+          this.exchange = undefined;
+          ex?.done();
           break;
-        }
-        ex.current.rows.push(row);
-        break;
+        case MSG.dataRow:
+          if (!ex || ex.tooLarge) break;
+          ex.bytes += frame.length;
+          if (ex.maxBytes > 0 && ex.bytes > ex.maxBytes) {
+            ex.tooLarge = true;
+            ex.chunks = [];
+            this.cancel();
+          }
+          break;
+        case MSG.copyIn:
+          this.backend.socket.write(serialize.copyFail('COPY FROM STDIN is not supported over HTTP'));
+          break;
+        case MSG.error:
+          if (ex) ex.error ??= errorFields(frame);
+          break;
       }
-      case 'commandComplete':
-        ex.current.tag = (m as CommandCompleteMessage).text;
-        ex.results.push(ex.current);
-        ex.current = emptyResult();
-        break;
-      case 'emptyQuery':
-        ex.results.push(ex.current);
-        ex.current = emptyResult();
-        break;
-      case 'copyInResponse':
-        this.backend.socket.write(serialize.copyFail('COPY FROM STDIN is not supported over HTTP'));
-        break;
-      case 'error':
-        ex.error ??= m as DatabaseError;
-        break;
-      // parseComplete, bindComplete, noData, copyOutResponse, copyData, copyDone: nothing to keep
     }
   }
 
@@ -174,6 +139,11 @@ export class SqlConnection {
   }
 }
 
-function emptyResult(): StatementResult {
-  return { fields: [], rows: [], tag: '' };
+/** An ErrorResponse's fields, read by pg-protocol's parser. */
+function errorFields(frame: Buffer): DatabaseError {
+  let error: DatabaseError | undefined;
+  new Parser().parse(frame, (m) => {
+    error = m as DatabaseError;
+  });
+  return error!;
 }

@@ -6,6 +6,7 @@
  */
 import crypto from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { SqlSettings } from '../../src/config.ts';
 import { PgfleetError } from '../../src/errors.ts';
 import {
   type ConnectionContext, admit, authenticateWithPassword, closeSession, logConnection, newSession, noteFailure, openSession,
@@ -13,10 +14,11 @@ import {
 import { endpointFromSni, endpointFromStartup, poolerEndpoint } from '../endpoint.ts';
 import type { Session } from '../session.ts';
 import { HttpError } from './http-error.ts';
-import { ConnectionLost, ResultTooLarge, type SqlConnection, StatementError } from './sql-connection.ts';
+import type { SqlCodecPool } from './sql-codec-pool.ts';
+import { ConnectionLost, ResultTooLarge, StatementError } from './sql-connection.ts';
 import type { SqlSessionPool } from './sql-session-pool.ts';
-import { type SqlBody, type SqlFlags, parseBody, parseConnectionString, parseFlags, readBody } from './sql-request.ts';
-import { errorAnswer, queryAnswer } from './sql-result.ts';
+import { checkDeclaredLength, parseConnectionString, parseFlags, readBody } from './sql-request.ts';
+import { errorAnswer } from './sql-result.ts';
 
 /** Largest JSON answer (Neon's limit too); past it the statement is cancelled and the answer is 507. */
 export const MAX_RESPONSE_BYTES = 10 * 1024 * 1024;
@@ -29,17 +31,25 @@ export const CORS_HEADERS = {
   'Access-Control-Max-Age': '86400',
 };
 
-export async function handleSql(req: IncomingMessage, res: ServerResponse, ctx: ConnectionContext, pool: SqlSessionPool): Promise<void> {
+/** What a request is served with, beside the proxy's context. */
+export interface SqlDoor {
+  pool: SqlSessionPool;
+  codec: SqlCodecPool;
+  settings: SqlSettings;
+}
+
+export async function handleSql(req: IncomingMessage, res: ServerResponse, ctx: ConnectionContext, door: SqlDoor): Promise<void> {
   const started = Date.now();
   const client = req.socket.remoteAddress ?? '';
   const line: Record<string, unknown> = { client, door: 'http' };
   let session: Session | undefined;
   let terminatedBy: PgfleetError | undefined;
+  let timedOut = false;
   let authenticated = false;
   const releases: (() => void)[] = [];
-  const body = readBody(req);
-  body.catch(() => {}); // awaited below; an early failure (auth) must not be unhandled
   try {
+    // The body is read only once its sender has authenticated: nobody unknown makes the gateway hold megabytes.
+    checkDeclaredLength(req);
     const target = parseConnectionString(req.headers['neon-connection-string']);
     const flags = parseFlags(req.headers);
     line.role = target.role;
@@ -51,11 +61,11 @@ export async function handleSql(req: IncomingMessage, res: ServerResponse, ctx: 
     authenticated = true;
     const endAdmission = await admit(route, ctx);
     if (endAdmission) releases.push(endAdmission);
+    const raw = await readBody(req);
+    const request = await door.codec.encode(raw, { begin: flags.begin, maxStatements: door.settings.maxStatements });
     const lease = await ctx.core.acquire(route);
     releases.push(lease.release);
-    const raw = await body;
-    const request = parseBody(raw);
-    const pooled = await pool.take(lease, route, target.role, target.database);
+    const pooled = await door.pool.take(lease, route, target.role, target.database);
     session = newSession(route, target.role, client, started, (reason) => {
       terminatedBy = reason;
       pooled.connection.destroy();
@@ -67,20 +77,27 @@ export async function handleSql(req: IncomingMessage, res: ServerResponse, ctx: 
       if (!res.writableFinished) pooled.connection.cancel();
     };
     res.once('close', abandoned);
-    let answer: unknown;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      pooled.connection.cancel();
+    }, door.settings.timeoutMs);
+    let answer: Buffer;
     try {
-      answer = await run(pooled.connection, request, flags);
+      answer = await pooled.connection.run(request.wire, MAX_RESPONSE_BYTES);
     } finally {
+      clearTimeout(timer);
       res.off('close', abandoned);
-      pool.give(pooled);
+      door.pool.give(pooled);
     }
-    const text = JSON.stringify(answer);
-    if (Buffer.byteLength(text) > MAX_RESPONSE_BYTES) throw new ResultTooLarge(`response is too large (max is ${MAX_RESPONSE_BYTES} bytes)`);
+    const text = await door.codec.decode(answer, request, flags);
+    if (text.length > MAX_RESPONSE_BYTES) throw new ResultTooLarge(`response is too large (max is ${MAX_RESPONSE_BYTES} bytes)`);
     session.bytesToClient = send(res, 200, text, request.kind === 'batch' ? flags.batchHeaders : {});
     line.outcome = 'answered';
-    line.statements = request.kind === 'batch' ? request.statements.length : 1;
+    line.statements = request.arrayModes.length;
   } catch (err) {
-    const failure = terminatedBy ?? err;
+    const failure = terminatedBy ?? (timedOut && err instanceof StatementError
+      ? new HttpError(400, `canceling statement: the request ran longer than PGFLEET_SQL_TIMEOUT (${door.settings.timeoutMs / 1000} s)`, '57014')
+      : err);
     const [status, answer] = errorFor(failure);
     if (failure instanceof StatementError) line.outcome = `sql error ${failure.fields.code}`;
     else noteFailure(failure, line, ctx);
@@ -94,19 +111,6 @@ export async function handleSql(req: IncomingMessage, res: ServerResponse, ctx: 
     if (session) closeSession(session, line, ctx);
     logConnection(line, session ? 'relayed' : String(line.outcome), started, authenticated, ctx);
   }
-}
-
-/** One statement, or a batch wrapped in BEGIN … COMMIT; the answer in the driver's shape. */
-async function run(connection: SqlConnection, request: SqlBody, flags: SqlFlags): Promise<unknown> {
-  if (request.kind === 'single') {
-    const [result] = await connection.run([request.statement], MAX_RESPONSE_BYTES);
-    return queryAnswer(result!, request.statement.arrayMode ?? flags.arrayMode, flags.rawText);
-  }
-  const control = (text: string) => ({ text, params: [], arrayMode: undefined });
-  const results = await connection.run([control(flags.begin), ...request.statements, control('COMMIT')], MAX_RESPONSE_BYTES);
-  return {
-    results: request.statements.map((s, i) => queryAnswer(results[i + 1]!, s.arrayMode ?? flags.arrayMode, flags.rawText)),
-  };
 }
 
 /** The status and JSON body of a failure: Postgres errors are 400 with their fields (the driver raises them as NeonDbError). */
@@ -123,7 +127,7 @@ function errorFor(err: unknown): [number, Record<string, unknown>] {
 }
 
 /** Writes a JSON answer with the CORS headers; returns the body's size. */
-export function send(res: ServerResponse, status: number, text: string, extra: Record<string, string>): number {
+export function send(res: ServerResponse, status: number, text: string | Buffer, extra: Record<string, string>): number {
   const bytes = Buffer.byteLength(text);
   if (res.headersSent || res.destroyed) return 0;
   res.writeHead(status, {

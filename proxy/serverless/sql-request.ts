@@ -112,14 +112,14 @@ export interface Statement {
 
 export type SqlBody = { kind: 'single'; statement: Statement } | { kind: 'batch'; statements: Statement[] };
 
+/** A body declared over MAX_BODY_BYTES is refused (413) before anything else. */
+export function checkDeclaredLength(req: IncomingMessage): void {
+  if (Number(req.headers['content-length']) > MAX_BODY_BYTES) throw new HttpError(413, `the request body is over ${MAX_BODY_BYTES} bytes`, '54000');
+}
+
 /** Reads the body, refusing past MAX_BODY_BYTES (413). */
 export function readBody(req: IncomingMessage): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    const declared = Number(req.headers['content-length']);
-    if (declared > MAX_BODY_BYTES) {
-      reject(new HttpError(413, `the request body is over ${MAX_BODY_BYTES} bytes`, '54000'));
-      return;
-    }
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (chunk: Buffer) => {
@@ -137,7 +137,10 @@ export function readBody(req: IncomingMessage): Promise<Buffer> {
   });
 }
 
-export function parseBody(body: Buffer): SqlBody {
+/** Nested arrays a parameter may hold: Postgres's own limit on array dimensions (MAXDIM). */
+const MAX_ARRAY_DEPTH = 6;
+
+export function parseBody(body: Buffer, maxStatements: number): SqlBody {
   let json: unknown;
   try {
     json = JSON.parse(body.toString('utf8'));
@@ -147,6 +150,9 @@ export function parseBody(body: Buffer): SqlBody {
   if (!isObject(json)) throw new HttpError(400, 'the body must be a JSON object', '22023');
   if ('queries' in json) {
     if (!Array.isArray(json.queries)) throw new HttpError(400, 'queries must be an array', '22023');
+    if (json.queries.length > maxStatements) {
+      throw new HttpError(400, `too many statements in one batch: ${json.queries.length} (PGFLEET_SQL_MAX_STATEMENTS is ${maxStatements})`, '54000');
+    }
     return { kind: 'batch', statements: json.queries.map((q, i) => statementOf(q, `queries[${i}]`)) };
   }
   return { kind: 'single', statement: statementOf(json, 'the body') };
@@ -160,22 +166,34 @@ function statementOf(v: unknown, where: string): Statement {
   if (!isObject(v) || typeof v.query !== 'string') throw new HttpError(400, `${where}: query must be a string`, '22023');
   if (v.params !== undefined && v.params !== null && !Array.isArray(v.params)) throw new HttpError(400, `${where}: params must be an array`, '22023');
   if (v.arrayMode !== undefined && typeof v.arrayMode !== 'boolean') throw new HttpError(400, `${where}: arrayMode must be true or false`, '22023');
-  return { text: v.query, params: ((v.params ?? []) as unknown[]).map(pgText), arrayMode: v.arrayMode as boolean | undefined };
+  const params = (v.params ?? []) as unknown[];
+  return { text: v.query, params: params.map((p, i) => pgText(p, `${where}: params[${i}]`)), arrayMode: v.arrayMode as boolean | undefined };
 }
 
 /** A JSON parameter as Postgres text: strings as they are, arrays as array literals, the rest as JSON. */
-export function pgText(value: unknown): string | null {
+export function pgText(value: unknown, where = 'params'): string | null {
   if (value === null || value === undefined) return null;
   if (typeof value === 'string') return value;
-  if (Array.isArray(value)) return arrayLiteral(value);
-  return JSON.stringify(value);
+  if (Array.isArray(value)) return arrayLiteral(value, 1, where);
+  return jsonText(value, where);
 }
 
-function arrayLiteral(values: unknown[]): string {
+/** A JSON value as text; one nested past the stack's depth is the client's error, not a crash. */
+function jsonText(value: unknown, where: string): string {
+  try {
+    return JSON.stringify(value);
+  } catch (err) {
+    if (err instanceof RangeError) throw new HttpError(400, `${where}: nested too deeply`, '54000');
+    throw err;
+  }
+}
+
+function arrayLiteral(values: unknown[], depth: number, where: string): string {
+  if (depth > MAX_ARRAY_DEPTH) throw new HttpError(400, `${where}: arrays nested more than ${MAX_ARRAY_DEPTH} deep (Postgres arrays have at most ${MAX_ARRAY_DEPTH} dimensions)`, '54000');
   const items = values.map((v) => {
     if (v === null || v === undefined) return 'NULL';
-    if (Array.isArray(v)) return arrayLiteral(v);
-    const text = typeof v === 'string' ? v : JSON.stringify(v);
+    if (Array.isArray(v)) return arrayLiteral(v, depth + 1, where);
+    const text = typeof v === 'string' ? v : jsonText(v, where);
     return `"${text.replace(/[\\"]/g, '\\$&')}"`;
   });
   return `{${items.join(',')}}`;

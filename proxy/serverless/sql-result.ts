@@ -3,8 +3,15 @@
  * (it picks each column's parser from `dataTypeID`), rows as arrays or objects, the command and
  * its row count; errors with the Postgres ErrorResponse fields.
  */
-import type { DatabaseError } from 'pg-protocol/dist/messages';
-import type { StatementResult } from './sql-connection.ts';
+import type { DatabaseError, Field } from 'pg-protocol/dist/messages';
+
+/** One statement's result as the compute sent it. */
+export interface StatementResult {
+  fields: Field[];
+  rows: (string | null)[][];
+  /** The command tag (`SELECT 3`, `INSERT 0 1`); empty for an empty query. */
+  tag: string;
+}
 
 export interface QueryAnswer {
   fields: { name: string; dataTypeID: number; tableID: number; columnID: number; dataTypeSize: number; dataTypeModifier: number; format: 'text' }[];

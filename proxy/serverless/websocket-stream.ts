@@ -18,6 +18,22 @@ const UNSUPPORTED_DATA = 1003;
 const POLICY_VIOLATION = 1008;
 /** A close reason is at most 123 bytes. */
 const MAX_REASON = 123;
+/**
+ * Largest message before the session has authenticated: a startup, a password (or a JWT) and a
+ * pipelined first query fit; the gateway holds no more for a peer it does not know (1009 past it).
+ */
+export const PREAUTH_MESSAGE_BYTES = 64 * 1024;
+/** Largest message afterwards (the driver coalesces a tick's writes into one). */
+const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Lifts the message cap of an authenticated session. ws takes one maxPayload per server and keeps
+ * it per connection in its receiver (a field of ws 8's, checked by test/serverless-websocket.test.ts).
+ */
+export function allowLargeMessages(ws: WebSocket): void {
+  const receiver = (ws as unknown as { _receiver?: { _maxPayload?: number } })._receiver;
+  if (receiver && typeof receiver._maxPayload === 'number') receiver._maxPayload = MAX_MESSAGE_BYTES;
+}
 
 export function webSocketStream(ws: WebSocket): Duplex {
   let lastWrite: Buffer | undefined;

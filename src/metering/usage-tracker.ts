@@ -4,11 +4,11 @@ import type { BranchRoute } from '../catalog/routes.ts';
 import type { ComputeManager, ComputeTarget } from '../computes.ts';
 import { type Coordinator, INVALIDATE } from '../coord/coordinator.ts';
 import { QuotaError } from '../errors.ts';
-import { PERIOD_QUOTAS, type Quotas } from '../quotas.ts';
+import { CONNECTION_QUOTAS, PERIOD_QUOTAS, type Quotas } from '../quotas.ts';
 import { monthOf, nextMonth, splitByHour } from './hours.ts';
 import { UsageLedger } from './ledger.ts';
 import type { UsageMetric, UsageOwner } from './metrics.ts';
-import { type UsageStanding, brokenQuota } from './quota-check.ts';
+import { type UsageStanding, brokenQuota, connectionsOver } from './quota-check.ts';
 
 /** A client session as the proxy counts it; the tracker reads the byte counters. */
 export interface MeteredSession extends UsageOwner {
@@ -143,7 +143,7 @@ export class UsageTracker {
     for (const databaseId of new Set(databaseIds)) {
       const quotas = this.quotas.get(databaseId);
       if (!quotas || PERIOD_QUOTAS.every((q) => quotas[q] == null)) continue;
-      const broken = brokenQuota(quotas, await this.standing(databaseId, []), PERIOD_QUOTAS);
+      const broken = brokenQuota(quotas, await this.standing(databaseId), PERIOD_QUOTAS);
       if (broken) await this.usedUp(databaseId, broken);
     }
   }
@@ -188,7 +188,7 @@ export class UsageTracker {
       const flagged = this.coord.shared ? await this.flagged(span.owner.databaseId, quotas) : undefined;
       const broken = flagged && running.some((q) => q === flagged.quota?.name)
         ? flagged
-        : brokenQuota(quotas, await this.standing(span.owner.databaseId, []), running);
+        : brokenQuota(quotas, await this.standing(span.owner.databaseId), running);
       if (!broken || !this.running.has(branchId)) continue;
       this.opts.log.info({ database: span.owner.databaseId, branch: branchId, reason: broken.message }, 'suspending compute over quota');
       await this.usedUp(span.owner.databaseId, broken);
@@ -241,16 +241,15 @@ export class UsageTracker {
     return loading;
   }
 
-  /** Flushed month-to-date totals plus what is still pending, and the open connections. */
-  private async standing(databaseId: string, branchIds: string[]): Promise<UsageStanding> {
+  /** Flushed month-to-date totals plus what is still pending. */
+  private async standing(databaseId: string): Promise<UsageStanding> {
     const month = await this.monthTotals(databaseId);
     const pending = this.ledger.pendingSums(databaseId, month.month);
     const monthToDate: Partial<Record<UsageMetric, number>> = { ...month.sums };
     for (const [metric, value] of Object.entries(pending) as [UsageMetric, number][]) monthToDate[metric] = (monthToDate[metric] ?? 0) + value;
     const storage = new Map([...month.storage, ...this.ledger.latest(databaseId, 'storage_bytes')]);
     const storageBytes = [...storage.values()].reduce((sum, v) => sum + v, 0);
-    const connections = branchIds.length ? await this.coord.total(sessionsKey(databaseId)) : 0;
-    return { monthToDate, storageBytes, connections };
+    return { monthToDate, storageBytes };
   }
 
   /**
@@ -259,10 +258,10 @@ export class UsageTracker {
    */
   async check(route: BranchRoute): Promise<QuotaError | undefined> {
     this.quotas.set(route.databaseId, route.quotas);
-    if (Object.values(route.quotas).every((limit) => limit === null || limit === undefined)) return undefined;
+    if (Object.entries(route.quotas).every(([name, limit]) => limit === null || limit === undefined || (CONNECTION_QUOTAS as readonly string[]).includes(name))) return undefined;
     const flagged = await this.flagged(route.databaseId, route.quotas);
     if (flagged) return flagged;
-    const broken = brokenQuota(route.quotas, await this.standing(route.databaseId, [route.branchId]));
+    const broken = brokenQuota(route.quotas, await this.standing(route.databaseId));
     if (broken) await this.usedUp(route.databaseId, broken);
     return broken;
   }
@@ -275,9 +274,9 @@ export class UsageTracker {
     return quotas[f.name as keyof Quotas] === f.limit ? new QuotaError(f.message, f.sqlstate, { name: f.name, limit: f.limit }) : undefined;
   }
 
-  /** Tells every gateway that a quota of the database is used up (not max_connections: that one comes and goes). */
+  /** Tells every gateway that a quota of the database is used up (not the connection quotas: those come and go). */
   private async usedUp(databaseId: string, broken: QuotaError): Promise<void> {
-    if (!broken.quota || broken.quota.name === 'max_connections') return;
+    if (!broken.quota || (CONNECTION_QUOTAS as readonly string[]).includes(broken.quota.name)) return;
     const ttl = broken.quota.name === 'storage_bytes' ? STORAGE_FLAG_MS : Math.max(1000, nextMonth(Date.now()) - Date.now());
     const flag = { ...broken.quota, message: broken.message, sqlstate: broken.sqlstate };
     await this.coord.setFlag(quotaFlagKey(databaseId), JSON.stringify(flag), ttl);
@@ -285,9 +284,13 @@ export class UsageTracker {
 
   /**
    * Counts a session of the database from now (after check() and before the compute is acquired,
-   * so that sessions waiting for a wake count); call the returned function when it ends.
+   * so that sessions waiting for a wake count), or throws 53300 when that is one over its
+   * connection quotas (counted across the fleet; `defaultClientCap` where max_client_connections
+   * is unset); call the returned function when it ends. Counted first, checked after: sessions
+   * arriving together cannot all slip under the cap.
    */
-  admit(databaseId: string): () => void {
+  async admit(route: BranchRoute, defaultClientCap: number): Promise<() => void> {
+    const databaseId = route.databaseId;
     const change = (delta: number) => {
       const n = (this.admitted.get(databaseId) ?? 0) + delta;
       if (n === 0) this.admitted.delete(databaseId);
@@ -296,10 +299,16 @@ export class UsageTracker {
     };
     change(1);
     let released = false;
-    return () => {
+    const release = () => {
       if (!released) change(-1);
       released = true;
     };
+    const over = connectionsOver(route.quotas, await this.coord.total(sessionsKey(databaseId)), defaultClientCap);
+    if (over) {
+      release();
+      throw over;
+    }
+    return release;
   }
 
   private serially<T>(fn: () => Promise<T>): Promise<T> {

@@ -15,6 +15,7 @@ import { NotFoundError, PgfleetError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { LocalProvider } from '../providers/local/local-provider.ts';
 import type { BranchRef, ComputeAddress } from '../providers/provider.ts';
+import { type NodeLinkLimits, guardNodeLink } from './node-link-guard.ts';
 import { NODE_CIPHERS, type NodeReply, type NodeRequest, readLine, writeLine } from './node-link.ts';
 
 export interface NodeListenerDeps {
@@ -26,15 +27,13 @@ export interface NodeListenerDeps {
   drainer: Drainer;
   key: Buffer;
   log: Logger;
+  limits: NodeLinkLimits;
 }
 
 export interface NodeListener {
   port: number;
   close(): Promise<void>;
 }
-
-/** Time a dialling node has to send its request line. */
-const REQUEST_TIMEOUT_MS = 10_000;
 
 function replyOf(err: unknown): NodeReply {
   if (err instanceof PgfleetError) return { ok: false, message: err.message, sqlstate: err.sqlstate, httpStatus: err.httpStatus, code: err.code };
@@ -74,7 +73,7 @@ export async function startNodeListener(deps: NodeListenerDeps, host: string, po
   };
 
   const serve = async (socket: tls.TLSSocket) => {
-    const timer = setTimeout(() => socket.destroy(), REQUEST_TIMEOUT_MS);
+    const timer = setTimeout(() => socket.destroy(), deps.limits.timeoutMs); // to send its request line
     let lease: Lease | undefined;
     try {
       const request = JSON.parse(await readLine(socket)) as NodeRequest;
@@ -131,6 +130,7 @@ export async function startNodeListener(deps: NodeListenerDeps, host: string, po
     maxVersion: 'TLSv1.2',
     pskIdentityHint: 'pgfleet-node',
     pskCallback: (_socket, _identity) => deps.key,
+    handshakeTimeout: deps.limits.timeoutMs,
   }, (socket) => {
     open.add(socket);
     socket.setNoDelay(true);
@@ -138,7 +138,9 @@ export async function startNodeListener(deps: NodeListenerDeps, host: string, po
     socket.once('close', () => open.delete(socket));
     void serve(socket);
   });
-  server.on('tlsClientError', () => {}); // a peer without the fleet's key: its handshake fails, nothing else
+  // A peer without the fleet's key, or one that did not finish its handshake in time: closed, nothing else.
+  server.on('tlsClientError', (_err, socket) => socket.destroy());
+  guardNodeLink(server, deps.limits);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve());

@@ -7,11 +7,16 @@ import { startApi } from '../api-client.ts';
 import { until } from '../helpers.ts';
 
 /** An idle socket from `from` to the API; `closedByServer` resolves if the server closes it. */
-function idleSocket(port: number, from: string): Promise<{ socket: net.Socket; closedByServer: Promise<void> }> {
+function idleSocket(port: number, from: string, firstByte = false): Promise<{ socket: net.Socket; closedByServer: Promise<void>; reply: () => string }> {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host: '127.0.0.1', port, localAddress: from });
+    let reply = '';
+    socket.on('data', (d) => (reply += d));
     const closedByServer = new Promise<void>((done) => socket.once('close', () => done()));
-    socket.once('connect', () => resolve({ socket, closedByServer }));
+    socket.once('connect', () => {
+      if (firstByte) socket.write('G'); // a request begun, never finished
+      resolve({ socket, closedByServer, reply: () => reply });
+    });
     socket.once('error', reject);
   });
 }
@@ -28,30 +33,37 @@ function healthz(port: number, from: string): Promise<number> {
   });
 }
 
-t.test('per-address and total caps on the API listener', async (t) => {
-  const api = await startApi({ PGFLEET_API_MAX_CONNECTIONS_PER_ADDRESS: '5', PGFLEET_API_MAX_CONNECTIONS: '8' });
+t.test('per-address and total caps on the API listener, room kept for new addresses, idle sockets closed', async (t) => {
+  // 20 in all: 2 (a tenth) kept for addresses holding fewer than one each; 8 from one address.
+  const api = await startApi({ PGFLEET_API_MAX_CONNECTIONS_PER_ADDRESS: '8', PGFLEET_API_MAX_CONNECTIONS: '20', PGFLEET_STARTUP_TIMEOUT: '3' });
   t.teardown(() => api.stop());
   const port = Number(new URL(api.url).port);
   const sockets: net.Socket[] = [];
   t.teardown(() => sockets.forEach((s) => s.destroy()));
+  const open = async (from: string, n: number) => {
+    const got = [];
+    for (let i = 0; i < n; i++) got.push(await idleSocket(port, from, true));
+    sockets.push(...got.map((g) => g.socket));
+    return got;
+  };
 
-  const flood = [];
-  for (let i = 0; i < 5; i++) flood.push(await idleSocket(port, '127.0.0.1'));
-  sockets.push(...flood.map((f) => f.socket));
-  const extra = await idleSocket(port, '127.0.0.1');
-  sockets.push(extra.socket);
-  t.ok(await isClosed(extra.closedByServer, 5000), 'the sixth idle socket from one address is closed at once');
-  t.notOk(await isClosed(flood[0]!.closedByServer, 300), 'the first five stay');
-  t.equal(await healthz(port, '127.0.0.2'), 200, 'another address is served meanwhile');
+  const flood = await open('127.0.0.2', 8);
+  const extra = (await open('127.0.0.2', 1))[0]!;
+  t.ok(await isClosed(extra.closedByServer, 5000), 'the ninth socket from one address is closed at once');
+  t.match(extra.reply(), /^HTTP\/1.1 503.*"code":"too_many_connections".*from this address/s, 'with a 503 that says why');
+  t.notOk(await isClosed(flood[0]!.closedByServer, 300), 'the first eight stay');
+  t.equal(await healthz(port, '127.0.0.5'), 200, 'another address is served meanwhile');
 
-  // Up to the total: 5 + 3 from elsewhere; the next one, from a fresh address, is closed.
-  for (let i = 0; i < 3; i++) sockets.push((await idleSocket(port, '127.0.0.3')).socket);
-  const over = await idleSocket(port, '127.0.0.4');
-  sockets.push(over.socket);
-  t.ok(await isClosed(over.closedByServer, 5000), 'past the total cap a socket is closed');
+  // Two more addresses fill the shared room (18); a third, new, address still gets in.
+  const more = await open('127.0.0.3', 8);
+  const over = await open('127.0.0.4', 3);
+  t.equal(await healthz(port, '127.0.0.6'), 200, 'a new address gets in: room is kept for it');
+  t.ok(await isClosed(over[2]!.closedByServer, 5000), 'an address that already holds its share of the rest is turned away');
 
-  // Freed slots serve again.
-  flood.forEach((f) => f.socket.destroy());
-  await until('the flood to be let go', async () => (await healthz(port, '127.0.0.1').catch(() => 0)) === 200, 10_000);
+  // Sockets that began a request and stopped are closed within the startup timeout (3 s).
+  const started = Date.now();
+  await Promise.all([...flood, ...more].map((f) => f.closedByServer));
+  t.ok(Date.now() - started < 10_000, `every idle socket was closed by the server (${Date.now() - started} ms)`);
+  await until('the flood to be let go', async () => (await healthz(port, '127.0.0.2').catch(() => 0)) === 200, 10_000);
   t.pass('the flooding address is served once its sockets are gone');
 });

@@ -10,8 +10,11 @@ export interface Flood {
   end(): void;
 }
 
-/** Opens `count` sockets from `from` (one address or several, round robin) to 127.0.0.1:port. */
-export async function flood(port: number, count: number, from: string | string[]): Promise<Flood> {
+/**
+ * Opens `count` sockets from `from` (one address or several, round robin) to 127.0.0.1:port, each
+ * sending `first` (default a zero byte: the start of a startup packet; 0x16 starts a TLS record).
+ */
+export async function flood(port: number, count: number, from: string | string[], first = 0): Promise<Flood> {
   const sources = [from].flat();
   const sockets: net.Socket[] = [];
   const replies = new Map<net.Socket, string>();
@@ -27,7 +30,7 @@ export async function flood(port: number, count: number, from: string | string[]
     });
     opened.push(new Promise((resolve) => {
       s.once('connect', () => {
-        s.write(Buffer.from([0]));
+        s.write(Buffer.from([first]));
         resolve();
       });
       s.once('close', () => resolve());

@@ -7,7 +7,7 @@ import pino from 'pino';
 import t from 'tap';
 import { startApi } from '../api-client.ts';
 import { nodeTs, testConfig } from '../helpers.ts';
-import { psql, psqlError } from '../proxy-helpers.ts';
+import { psql } from '../proxy-helpers.ts';
 import { flood, until } from './flood.ts';
 
 t.test('one address holding a thousand idle sockets: others connect, the API answers, the idle ones are dropped', async (t) => {
@@ -72,7 +72,8 @@ t.test('a flood from many addresses against a low descriptor limit: no EMFILE, t
   await until('the connection cap to turn the excess away', () => attack.closedByServer() >= 600 - 124);
   const health = await fetch(`${info.apiUrl}/healthz`);
   t.equal(health.status, 200, 'the API answers while the proxy is at its cap');
-  t.match(await psqlError(conninfo), /server closed the connection|Connection reset|could not receive/, 'a new client is turned away at the cap, not left hanging');
+  // The flood holds what is not kept for new addresses (a tenth); a client from one that holds nothing gets in.
+  t.equal(await psql(conninfo, 'SELECT 1'), '1', 'a client from a new address gets in through the room kept for new addresses');
   attack.end();
   await until('the proxy to take connections again', async () => (await psql(conninfo, 'SELECT 1').catch(() => '')) === '1');
   t.pass('after the flood, clients connect again');

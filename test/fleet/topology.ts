@@ -19,6 +19,8 @@ import { until } from '../helpers.ts';
 import { type RedisServer, startRedis } from '../redis-server.ts';
 
 export const ADMIN_KEY = 'fleet-admin-key-0123456789';
+/** The address HAProxy connects to the gateways from: their trusted proxy. */
+export const LB_SOURCE = '127.0.0.9';
 
 export interface GatewayProcess {
   name: string;
@@ -70,6 +72,8 @@ async function startCatalog(root: string) {
 export function haproxyConfig(lb: { proxyPort: number; apiPort: number }, gateways: { name: string; proxyPort: number; apiPort: number }[]): string {
   const servers = (port: (g: (typeof gateways)[number]) => number) => gateways.map((g) => `  server ${g.name} 127.0.0.1:${port(g)}`).join('\n');
   return fs.readFileSync(path.join(repoRoot, 'deploy', 'haproxy.cfg'), 'utf8')
+    // HAProxy reaches the gateways from an address of its own (the trusted proxy); clients come from any other.
+    .replace(/^( {2}default-server .*send-proxy-v2.*)$/m, `$1 source ${LB_SOURCE}`)
     .replace(/^ {2}server gateway-\d+ gateway-\d+:\d+\n/gm, '')
     .replace('bind :5432', `bind 127.0.0.1:${lb.proxyPort}`)
     .replace('bind :8080', `bind 127.0.0.1:${lb.apiPort}`)
@@ -124,6 +128,7 @@ export async function startFleet(opts: FleetOptions = {}): Promise<Fleet> {
       PGFLEET_DOMAIN: 'localhost',
       PGFLEET_USAGE_FLUSH_SECONDS: '1',
       PGFLEET_JWKS_ALLOW_HTTP: 'true',
+      PGFLEET_TRUSTED_PROXIES: LB_SOURCE,
       ...opts.env,
       // info: the gateway's 'pgfleet is ready' line tells the ports it chose.
       PGFLEET_LOG_LEVEL: 'info',

@@ -11,6 +11,8 @@ export const QUOTA_INPUTS: { name: QuotaName; label: string; unit: string; scale
   { name: 'written_data_bytes', label: 'Written data per month', unit: 'MiB', scale: 2 ** 20, format: 'bytes' },
   { name: 'storage_bytes', label: 'Storage', unit: 'MiB', scale: 2 ** 20, format: 'bytes' },
   { name: 'max_connections', label: 'Connections at once', unit: 'connections', scale: 1, format: 'count' },
+  // Empty here is the gateway's default share (PGFLEET_DATABASE_MAX_CLIENT_CONNECTIONS), not unlimited.
+  { name: 'max_client_connections', label: 'Client connections at once (empty: the gateway\'s default)', unit: 'connections', scale: 1, format: 'count' },
 ];
 
 const shown = (v: number | null | undefined, scale: number) => (v === null || v === undefined ? '' : String(Number((v / scale).toPrecision(12))));

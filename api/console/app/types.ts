@@ -2,7 +2,7 @@
 
 export type State = 'suspended' | 'starting' | 'running' | 'stopping' | 'failed';
 
-export const QUOTA_FIELDS = ['compute_time_seconds', 'data_transfer_bytes', 'written_data_bytes', 'storage_bytes', 'max_connections'] as const;
+export const QUOTA_FIELDS = ['compute_time_seconds', 'data_transfer_bytes', 'written_data_bytes', 'storage_bytes', 'max_connections', 'max_client_connections'] as const;
 export type QuotaName = (typeof QUOTA_FIELDS)[number];
 export type Quotas = Partial<Record<QuotaName, number | null>>;
 
