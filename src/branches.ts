@@ -345,7 +345,7 @@ export class Branches {
       if (this.making.has(row.id)) continue;
       const route = await routeByBranch(this.catalog, row.id);
       // Another node's local branches are that node's to remove.
-      if (!route || !this.owners.ofRoute(route).keepsRoutes) continue;
+      if (!route || !this.owners.ofRoute(route).here) continue;
       if (route.node === null && this.fleet && row.age_ms < this.abandonedCreateMs) continue;
       this.log.warn({ branch: row.id, database: row.database_id }, 'removing a branch whose creation was interrupted');
       try {
@@ -363,8 +363,9 @@ export class Branches {
    * computes; then branches whose creation was abandoned are removed.
    */
   async upkeep(): Promise<void> {
-    const { rows } = await this.catalog.query<{ id: string }>('SELECT id FROM databases');
-    for (const { id } of rows) {
+    const { rows } = await this.catalog.query<{ id: string; node_id: string | null }>('SELECT id, node_id FROM databases');
+    // Each node keeps up the databases placed on it (their store is shared: two would prune at once).
+    for (const { id } of rows.filter((r) => this.owners.of(r.node_id).here)) {
       const retention = await this.retentionSeconds(id);
       for (const route of await routesOfDatabase(this.catalog, id)) {
         const branching = this.regions.get(route.region).provider.branching;

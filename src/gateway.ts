@@ -210,7 +210,7 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     });
     const owners = new Owners(nodes, computes, targetFor);
     const routes = new RouteCache(catalog, coord, {
-      maxAgeMs: ROUTE_MAX_AGE_MS, maxEntries: ROUTES_KEPT, keeps: (route) => owners.ofRoute(route).keepsRoutes,
+      maxAgeMs: ROUTE_MAX_AGE_MS, maxEntries: ROUTES_KEPT, keeps: (route) => owners.ofRoute(route).here,
     });
     // Each gateway signs its tokens with its own key; in a fleet every gateway verifies them all.
     const jwt = await openJwtAuth(config, catalog, routes, log, key ? { keys: new FleetKeys(catalog, nodeId), publish: () => nodes.beat() } : undefined);

@@ -139,6 +139,25 @@ t.test('the store down: reads go on; a sync commit fails after its timeout, neve
   t.pass('everything resumes once the store is back');
 });
 
+t.test('a store that hangs (no answer, no refusal): a sync commit still fails after its timeout, not after the store\'s request timeout', async (t) => {
+  const db = await fx.createDatabase();
+  await fx.core.databases.update(fx.partnerId, db.database.id, { durability: 'sync', suspendTimeoutSeconds: 0 });
+  const c = client(db);
+  await c.connect();
+  await c.query('CREATE TABLE t (n int)');
+  s3.pause();
+  try {
+    const started = Date.now();
+    const failed = await c.query('INSERT INTO t VALUES (1)').then(() => undefined, (e) => e);
+    t.equal(failed?.code, '58030', failed?.message);
+    t.ok(Date.now() - started < 60_000, `it failed after ${Date.now() - started} ms`);
+  } finally {
+    s3.resume();
+  }
+  await until('commits to go through again', () => sql(db, 'INSERT INTO t VALUES (2)').then(() => true, () => false), 90_000, 500);
+  t.pass('and resume when the store answers again');
+});
+
 t.test('deleting a database deletes its objects; storage_bytes is what the store holds', async (t) => {
   const db = await fx.createDatabase();
   await sql(db, 'CREATE TABLE t AS SELECT g FROM generate_series(1, 10000) g');

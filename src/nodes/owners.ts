@@ -20,8 +20,11 @@ export interface OwnedState {
 }
 
 export interface Owner {
-  /** Routes to it may be kept in memory (they name no other node's address or heartbeat). */
-  readonly keepsRoutes: boolean;
+  /**
+   * The owner is this gateway: it keeps the database's upkeep, and routes to it may be kept in
+   * memory (they name no other node's address or heartbeat).
+   */
+  readonly here: boolean;
   /** What the provider makes for a new database (or branch); returns the state to keep. */
   create(provider: Provider, ref: BranchRef, again?: boolean): Promise<ProviderState>;
   /** The compute's roles follow the catalog: now when it runs, else at its next start. */
@@ -42,7 +45,7 @@ export interface Owner {
 
 /** The owner is this gateway: its compute manager and the region's provider. */
 class OwnerHere implements Owner {
-  readonly keepsRoutes = true;
+  readonly here = true;
 
   constructor(private readonly computes: ComputeManager, private readonly targetFor: (route: BranchRoute) => ComputeTarget) {}
 
@@ -88,7 +91,7 @@ class OwnerHere implements Owner {
 
 /** The owner is another node: asked over the node link; its sessions are relayed through it. */
 class OwnerElsewhere implements Owner {
-  readonly keepsRoutes = false;
+  readonly here = false;
 
   constructor(private readonly nodes: Nodes, private readonly nodeId: string, private readonly targetFor: (route: BranchRoute) => ComputeTarget) {}
 

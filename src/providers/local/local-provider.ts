@@ -232,8 +232,13 @@ export class LocalProvider implements Provider {
     return new WalArchive(this.storage.store, databaseId);
   }
 
-  /** Where streaming of a history starts: where the store's copy ends, or its first segment's start when it holds none. */
+  /**
+   * Where streaming of a history starts: where the store's copy ends, or its first segment's start
+   * when it holds none. A history no writer holds ended exactly where the catalog says; one this
+   * node held when it stopped uncleanly is looked up in the store.
+   */
   private async streamFrom(history: History): Promise<bigint> {
+    if (history.writerNode === null) return history.endLsn > history.startLsn ? history.endLsn : segmentStart(history.startLsn);
     const archive = this.archiveOf(history.databaseId);
     const end = await archive.end(history.id, history.tli, history.endLsn);
     if (end > history.endLsn || (await archive.segment(history.id, segmentName(history.tli, history.endLsn)))) return end;

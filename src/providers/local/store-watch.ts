@@ -39,7 +39,8 @@ export class StoreWatch {
 
   async check(w: Watched): Promise<void> {
     const { streamer } = w;
-    const troubled = streamer.failing !== undefined || w.backlogged;
+    // Failing uploads, or one that hangs: a store that does not answer fails only after its request timeout.
+    const troubled = streamer.failing !== undefined || w.backlogged || streamer.uploadingMs > 1000;
     if (!troubled) return;
     const { maxBacklogBytes, syncTimeoutMs } = this.opts.settings;
     const { flushed, stuck } = await asAdmin(w.socketDir, SOCKET_PORT, async (c) => {

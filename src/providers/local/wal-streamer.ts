@@ -55,6 +55,8 @@ export class WalStreamer extends EventEmitter {
   private storedTo: bigint;
   private oldestPendingAt = 0;
   private uploading = false;
+  /** When the upload in flight began (0: none). */
+  private uploadSince = 0;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   /** The compute ended the stream: upload everything left, batch or not. */
@@ -218,6 +220,7 @@ export class WalStreamer extends EventEmitter {
           return;
         }
         const batch = this.takeBatch();
+        this.uploadSince = Date.now();
         try {
           await this.opts.archive.putPart(this.opts.historyId, this.opts.tli, this.storedTo, batch);
         } catch (err) {
@@ -242,7 +245,13 @@ export class WalStreamer extends EventEmitter {
       }
     } finally {
       this.uploading = false;
+      this.uploadSince = 0;
     }
+  }
+
+  /** How long the upload in flight has taken, in ms (0: none is in flight): a store that hangs shows here before it fails. */
+  get uploadingMs(): number {
+    return this.uploadSince === 0 ? 0 : Date.now() - this.uploadSince;
   }
 
   /**
