@@ -41,7 +41,7 @@ import type { Lease } from './computes.ts';
 import { nodeKey } from './nodes/node-link.ts';
 import { nodeLinkLimits } from './nodes/node-link-guard.ts';
 import { startNodeListener } from './nodes/node-listener.ts';
-import { NODE_HEARTBEAT_MS, Nodes } from './nodes/nodes.ts';
+import { Nodes } from './nodes/nodes.ts';
 import { fenceDeadNodes } from './nodes/fencing.ts';
 import { Drainer } from './nodes/drain.ts';
 import { Periodic } from './periodic.ts';
@@ -240,7 +240,7 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
       nodes.on('lease-lost', () => local.fenceAll());
       if (nodes.fencing) {
         const fencing = new Periodic(() => fenceDeadNodes(catalog, config.storage.nodeDeadAfterSeconds, log), (err) => log.warn({ err: String(err) }, 'fencing dead nodes failed'));
-        fencing.start(NODE_HEARTBEAT_MS);
+        fencing.start(nodes.heartbeatMs);
         cleanups.push(() => fencing.stop());
       }
     }
@@ -252,6 +252,8 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     const eviction = new Periodic(() => local.evictIdle(), (err) => log.warn({ err: String(err) }, 'eviction of idle local files failed'));
     eviction.start(Math.max(1000, Math.min(60_000, config.storage.evictAfterMs / 4)));
     cleanups.push(() => eviction.stop());
+    // A stop may have taken the cache past PGFLEET_LOCAL_CACHE_BYTES: a pass at once.
+    if (config.storage.cacheBytes !== undefined) computes.on('state', (_branchId: string, state: string) => state === 'suspended' && eviction.runNow());
     const upkeep = new Periodic(() => branches.upkeep(), (err) => log.warn({ err: String(err) }, 'history upkeep failed'));
     upkeep.start(config.history.upkeepIntervalMs);
     cleanups.push(() => upkeep.stop());

@@ -101,3 +101,14 @@ t.test('WAL parts join into a segment while they follow on from its start; a gap
   t.equal((await archive.segment('h1', name))!.valid, SEGMENT_BYTES, 'the whole segment once it is stored');
   t.equal(await archive.end('h1', 1, start), start + BigInt(SEGMENT_BYTES));
 });
+
+t.test('a directory store leaves no empty directory behind a deleted prefix', async (t) => {
+  const dir = tmpDataDir('units-del');
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const files = new FileStore(dir);
+  await files.put('db/db-a/wal/h1/x', Buffer.from('1'));
+  await files.put('db/db-a/packs/p', Buffer.from('2'));
+  await files.put('db/db-b/packs/p', Buffer.from('3'));
+  await files.delete((await listAll(files, 'db/db-a/')).map((o) => o.key));
+  t.same(fs.readdirSync(path.join(dir, 'db')), ['db-b'], 'db-a is gone, directories and all; db-b stays');
+});

@@ -158,6 +158,27 @@ t.test('a store that hangs (no answer, no refusal): a sync commit still fails af
   t.pass('and resume when the store answers again');
 });
 
+t.test('past PGFLEET_LOCAL_CACHE_BYTES, the least recently stopped databases are evicted first', async (t) => {
+  const capped = await startProxyFixture({
+    PGFLEET_STORAGE_URL: s3.url('capped'), PGFLEET_SECRET_KEY: crypto.randomBytes(32).toString('hex'),
+    PGFLEET_LOCAL_EVICT_AFTER: '86400', PGFLEET_LOCAL_CACHE_BYTES: String(40 * 1024 * 1024),
+  });
+  t.teardown(() => capped.stop());
+  const dirOf = (db: TenantDb) => capped.core.local.layout.databaseDir('local', db.database.id);
+  const dbs: TenantDb[] = [];
+  for (let i = 0; i < 3; i++) {
+    const db = await capped.createDatabase();
+    await capped.core.databases.wake(capped.partnerId, db.database.id);
+    await capped.core.databases.suspend(capped.partnerId, db.database.id);
+    dbs.push(db);
+  }
+  // ~21 MB each: a 40 MB cache keeps the newest one, and the oldest go first.
+  await until('the cache to fit its cap', () => !fs.existsSync(dirOf(dbs[0]!)) && !fs.existsSync(dirOf(dbs[1]!)), 30_000);
+  t.ok(fs.existsSync(dirOf(dbs[2]!)), 'the most recently stopped stays');
+  await capped.core.databases.wake(capped.partnerId, dbs[0]!.database.id);
+  t.ok(fs.existsSync(dirOf(dbs[0]!)), 'an evicted one wakes from the store');
+});
+
 t.test('deleting a database deletes its objects; storage_bytes is what the store holds', async (t) => {
   const db = await fx.createDatabase();
   await sql(db, 'CREATE TABLE t AS SELECT g FROM generate_series(1, 10000) g');

@@ -18,7 +18,8 @@ import type { Logger } from '../log.ts';
 import type { BranchRef, ComputeAddress } from '../providers/provider.ts';
 import { type NodeRequest, askNode, dialNode, hostUnavailable } from './node-link.ts';
 
-export const NODE_HEARTBEAT_MS = 3000;
+/** How often a node records its heartbeat, at most: more often when PGFLEET_NODE_DEAD_AFTER is short (see heartbeatMs). */
+const NODE_HEARTBEAT_MS = 3000;
 /** A branch call forwarded to the owning node may replay a long history. */
 const BRANCH_CALL_TIMEOUT_MS = RECOVERY_TIMEOUT_MS + 60_000;
 
@@ -72,6 +73,14 @@ export class Nodes extends EventEmitter {
   }
 
   private beatQuery: (() => Promise<boolean>) | undefined;
+
+  /**
+   * A heartbeat several times within the lease (half of PGFLEET_NODE_DEAD_AFTER), so that one slow
+   * beat does not end it.
+   */
+  get heartbeatMs(): number {
+    return Math.min(NODE_HEARTBEAT_MS, (this.deadAfterSeconds * 1000) / 6);
+  }
 
   get generation(): number {
     return this.generation_;
@@ -133,7 +142,7 @@ export class Nodes extends EventEmitter {
         leaseLost = false;
       }
       void this.beat().catch((err) => this.log.warn({ err: err.message }, 'node heartbeat failed'));
-    }, NODE_HEARTBEAT_MS);
+    }, this.heartbeatMs);
     this.beat_.unref();
   }
 

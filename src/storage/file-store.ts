@@ -87,9 +87,19 @@ export class FileStore implements ObjectStore {
     return out;
   }
 
+  /** Removes the objects, then the directories they leave empty (a deleted database leaves nothing). */
   async delete(keys: readonly string[]): Promise<void> {
+    const dirs = new Set<string>();
     try {
-      for (const key of keys) await fs.rm(this.pathOf(key), { force: true });
+      for (const key of keys) {
+        await fs.rm(this.pathOf(key), { force: true });
+        dirs.add(path.dirname(this.pathOf(key)));
+      }
+      for (const dir of [...dirs].sort((a, b) => b.length - a.length)) {
+        for (let d = dir; d.startsWith(`${this.root}/`); d = path.dirname(d)) {
+          if (!(await fs.rmdir(d).then(() => true, () => false))) break; // not empty, or gone
+        }
+      }
     } catch (err) {
       throw this.unavailable(err);
     }
