@@ -20,7 +20,6 @@ import { directorySize } from '../src/providers/local/directory-size.ts';
 import { fetchWal, restoreBase } from '../src/providers/local/history-recovery.ts';
 import { planRecovery } from '../src/providers/local/history-plan.ts';
 import { restoreCommand } from '../src/providers/local/recovery.ts';
-import { storeKeys } from '../src/storage/keys.ts';
 import { testConfig } from '../test/helpers.ts';
 import { startS3 } from '../test/s3-server.ts';
 import { PlainPostgres } from './plain-postgres.ts';
@@ -44,9 +43,8 @@ for (const kind of stores) {
   const partnerId = 'bench';
   await core.catalog.query(`INSERT INTO partners (id, name) VALUES ($1, 'bench')`, [partnerId]);
   const storedBytes = async (databaseId: string) => {
-    let n = 0;
-    for await (const o of store.store.list(storeKeys.database(databaseId))) n += o.size;
-    return n;
+    local.storeBytes.changed(databaseId);
+    return local.storeBytes.of(databaseId);
   };
   const firstQuery = async (endpoint: string, db: { ownerRole: string; databaseName: string }, password: string) => {
     const client = new pg.Client({
@@ -67,7 +65,7 @@ for (const kind of stores) {
     const route = (await routeByBranch(core.catalog, database.branchId))!;
     const dir = local.layout.branchDir('local', database.id, database.branchId);
     const onDisk = await directorySize(dir);
-    await local.evict(core.targetFor(route).ref);
+    await local.files.evict(core.targetFor(route).ref);
     console.log(`empty database: ${(onDisk / MB).toFixed(1)} MB on the node's disk while cached, ${((await directorySize(path.dirname(dir))) / MB).toFixed(1)} MB once evicted; `
       + `${((await storedBytes(database.id)) / MB).toFixed(2)} MB in the store`);
   }

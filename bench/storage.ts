@@ -95,7 +95,7 @@ if (parts.includes('rpo')) {
   const samples: { at: number; stored: bigint }[] = [];
   await steadyWrites(c, seconds * 1000, async (newest) => {
     if (commits.at(-1)?.lsn !== newest.lsn) commits.push(newest);
-    samples.push({ at: Date.now(), stored: local.storedPosition(db.ref.branchId) ?? 0n });
+    samples.push({ at: Date.now(), stored: local.running.storedPosition(db.ref.branchId) ?? 0n });
   });
   await c.end();
   const pgfleetRpo = rpoOf(commits, samples);
@@ -152,7 +152,7 @@ if (parts.includes('wake')) {
       await core.computes.suspend(db.ref.branchId);
       fromDisk.push(await timed(() => firstRow(db)));
       await core.computes.suspend(db.ref.branchId);
-      await local.evict(db.ref);
+      await local.files.evict(db.ref);
       fromStore.push(await timed(() => firstRow(db)));
     }
     const base = { name: 'wake from the node\'s disk', samples: fromDisk };

@@ -150,7 +150,7 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
       onStuckCommits: (branchId, backendPids, reason) => computes.emit('terminate', branchId, reason, { backendPids } satisfies TerminateScope),
     });
     cleanups.push(() => local.shutdown());
-    await local.clearOrphans();
+    await local.files.clearOrphans();
     // Nothing runs after a (re)start until a connection or the API wakes it.
     // In a fleet, only this node's computes: the others' run on.
     await catalog.query(
@@ -160,7 +160,7 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     );
     const usage = new UsageTracker(catalog, computes, coord, { flushSeconds: config.usageFlushSeconds, log });
     const metrics = new OperatorMetrics(computes);
-    local.metrics = new StorageMetrics(metrics.registry, local.storageGauges());
+    local.metrics = new StorageMetrics(metrics.registry, local.running.gauges());
     // Cleanups run in reverse: computes stop (their last usage recorded), then usage is flushed.
     cleanups.push(() => usage.stop());
     cleanups.push(() => computes.shutdown());
@@ -234,22 +234,22 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
       await nodes.register(config.node.advertise ?? `${config.node.host}:${listener.port}`, config.maxComputes, () => computes.activeCount, () => jwt.keys.jwks());
       // A node declared dead stops its computes at once; the fleet has placed their databases elsewhere.
       nodes.on('fenced', () => {
-        local.fenceAll();
-        void local.dropMoved().catch((err) => log.warn({ err: String(err) }, 'could not drop the files of moved databases'));
+        local.running.fenceAll();
+        void local.files.dropMoved().catch((err) => log.warn({ err: String(err) }, 'could not drop the files of moved databases'));
       });
-      nodes.on('lease-lost', () => local.fenceAll());
+      nodes.on('lease-lost', () => local.running.fenceAll());
       if (nodes.fencing) {
         const fencing = new Periodic(() => fenceDeadNodes(catalog, config.storage.nodeDeadAfterSeconds, log), (err) => log.warn({ err: String(err) }, 'fencing dead nodes failed'));
         fencing.start(nodes.heartbeatMs);
         cleanups.push(() => fencing.stop());
       }
     }
-    await local.dropMoved();
+    await local.files.dropMoved();
     // Suspended databases' files go once the store holds them (PGFLEET_LOCAL_EVICT_AFTER, PGFLEET_LOCAL_CACHE_BYTES).
-    const storeWatch = new Periodic(() => local.watchStore(), (err) => log.warn({ err: String(err) }, 'store watch failed'));
+    const storeWatch = new Periodic(() => local.running.watchStore(), (err) => log.warn({ err: String(err) }, 'store watch failed'));
     storeWatch.start(1000);
     cleanups.push(() => storeWatch.stop());
-    const eviction = new Periodic(() => local.evictIdle(), (err) => log.warn({ err: String(err) }, 'eviction of idle local files failed'));
+    const eviction = new Periodic(() => local.files.evictIdle(), (err) => log.warn({ err: String(err) }, 'eviction of idle local files failed'));
     eviction.start(Math.max(1000, Math.min(60_000, config.storage.evictAfterMs / 4)));
     cleanups.push(() => eviction.stop());
     // A stop may have taken the cache past PGFLEET_LOCAL_CACHE_BYTES: a pass at once.

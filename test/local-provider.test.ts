@@ -69,7 +69,7 @@ t.test('as root, each database\'s postmaster runs as an unprivileged OS user of 
   const [a, b] = [await testRef(), await testRef()];
   await provider.start(a);
   await provider.start(b);
-  const [uidA, uidB] = [uidOf(provider.pid(a.branchId)!), uidOf(provider.pid(b.branchId)!)];
+  const [uidA, uidB] = [uidOf(provider.running.pid(a.branchId)!), uidOf(provider.running.pid(b.branchId)!)];
   t.not(uidA, 0);
   t.not(uidB, 0);
   t.not(uidA, uidB, 'two databases, two OS users');
@@ -96,7 +96,7 @@ t.test('kill -9 mid-insert: the next start recovers every committed row', async 
     }
   })().catch(() => {});
   while (committed < 200) await new Promise((r) => setTimeout(r, 5));
-  const pid = provider.pid(ref.branchId)!;
+  const pid = provider.running.pid(ref.branchId)!;
   process.kill(pid, 'SIGKILL');
   await writer;
   // The provider notices the death by itself.

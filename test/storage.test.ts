@@ -122,7 +122,7 @@ t.test('the store down: reads go on; a sync commit fails after its timeout, neve
 
   // Past PGFLEET_STORAGE_MAX_BACKLOG (16 MB here) an async database's commits wait too.
   await a.query(`INSERT INTO t SELECT g, repeat(md5(g::text), 40) FROM generate_series(1, 25000) g`).catch(() => {});
-  await until('the async database to pass its bound', () => fx.core.local.backlogged(asyncDb.database.branchId), 30_000);
+  await until('the async database to pass its bound', () => fx.core.local.running.backlogged(asyncDb.database.branchId), 30_000);
   const late = client(asyncDb);
   await late.connect();
   const wait = await late.query(`INSERT INTO t VALUES (0, 'after the bound')`).then(() => 'acknowledged', (e) => e.code);
@@ -135,7 +135,7 @@ t.test('the store down: reads go on; a sync commit fails after its timeout, neve
   await until('the sync database to take commits again', () => sql(syncDb, 'INSERT INTO t VALUES (3)').then(() => true, () => false), 60_000, 500);
   await until('the async database to take commits again', () => sql(asyncDb, `INSERT INTO t VALUES (4, 'back')`).then(() => true, () => false), 60_000, 500);
   await until('the evicted one to wake', () => sql(evicted, 'SELECT 1').then(() => true, () => false), 60_000, 500);
-  await until('the backlog to reach the store', () => (fx.core.local.backlog(asyncDb.database.branchId) ?? 0) === 0, 60_000, 200);
+  await until('the backlog to reach the store', () => (fx.core.local.running.backlog(asyncDb.database.branchId) ?? 0) === 0, 60_000, 200);
   t.pass('everything resumes once the store is back');
 });
 

@@ -76,7 +76,7 @@ export class Drainer {
     await catalog.query('UPDATE databases SET node_id = $2, moving_from = $3 WHERE id = $1 AND node_id = $3', [databaseId, to, nodes.id]);
     await routes.changed(databaseId);
     try {
-      for (const route of branches) await computes.hold(targetFor(route), reason, () => local.evict(branchRefOf(route)));
+      for (const route of branches) await computes.hold(targetFor(route), reason, () => local.files.evict(branchRefOf(route)));
     } catch (err) {
       await catalog.query('UPDATE databases SET node_id = $3, moving_from = NULL WHERE id = $1 AND node_id = $2', [databaseId, to, nodes.id]);
       await routes.changed(databaseId);

@@ -45,7 +45,7 @@ export class LocalBranching implements Branching {
     return {
       ...this.storage,
       install: this.local.installFor(target),
-      user: this.local.userOf(target),
+      user: this.local.files.userOf(target),
       settings: this.local.settings(target),
       socketDir,
       localTemplate: (b: { id: string; manifest: string }) => this.storage.templates.localFor(b),
@@ -79,7 +79,7 @@ export class LocalBranching implements Branching {
    * history forked at that end. Otherwise (a moment, a running source): recovered from the store.
    */
   private async build(source: BranchRef, target: BranchRef, staging: string, at: PointInTime | undefined, running: boolean): Promise<Built> {
-    makeOwnedDir(staging, this.local.userOf(target));
+    makeOwnedDir(staging, this.local.files.userOf(target));
     let point = at;
     // A running source first marks where its history stands (a commit, stored), so that "now" and every earlier moment can be replayed.
     if (running) {
@@ -91,7 +91,7 @@ export class LocalBranching implements Branching {
       const pgdata = path.join(staging, 'pgdata');
       const newest = (await this.storage.histories.backups([history.id])).at(-1);
       // Copied while no eviction or start touches the source's files.
-      const copied = await this.local.withFiles(source.branchId, async () => {
+      const copied = await this.local.files.withFiles(source.branchId, async () => {
         if (!cacheHolds(readCache(this.dir(source)), history, this.storage.node.id) || !fs.existsSync(path.join(this.dir(source), 'pgdata', 'PG_VERSION'))) return false;
         await copyTree(path.join(this.dir(source), 'pgdata'), pgdata);
         stripRunFiles(pgdata);
@@ -118,7 +118,7 @@ export class LocalBranching implements Branching {
   }
 
   async branch(source: BranchRef, child: BranchRef, at: PointInTime | undefined, running: boolean): Promise<ProviderState> {
-    this.local.writeSpec(child);
+    this.local.files.writeSpec(child);
     const staging = `${this.dir(child)}.staging`;
     const built = await this.stage(staging, () => this.build(source, child, staging, at, running));
     this.place(child, staging, built);
