@@ -167,7 +167,9 @@ t.test('drain: a node\'s databases move to the other node one at a time, each un
   const nodes = (await call(a.apiUrl, 'GET', '/v1/nodes', ADMIN_KEY)).body.nodes as { id: string; state: string; database_ids: string[] }[];
   t.ok([quiet.id, busy.id].every((id) => nodes.find((n) => n.id === a.nodeId)!.database_ids.includes(id)), 'both are placed on A');
   t.same(fs.readdirSync(`${b.dataDir}/data/local`).filter((d) => d.startsWith('db-')), [], 'B keeps no file of them');
-  t.equal((await client(a.proxyPort, quiet).connect().then(() => 'ok', (e) => e.code)), 'ok', 'the suspended one wakes on A from the store');
+  const woken = client(a.proxyPort, quiet);
+  t.equal(await woken.connect().then(() => 'ok', (e) => e.code), 'ok', 'the suspended one wakes on A from the store');
+  await woken.end();
   const fresh = (await call(b.apiUrl, 'POST', '/v1/databases', key, { user_id: 'after-drain' })).body;
   t.ok(nodes.find((n) => n.id === b.nodeId)!.state === 'draining' && !(await call(a.apiUrl, 'GET', '/v1/nodes', ADMIN_KEY)).body.nodes
     .find((n: { id: string }) => n.id === b.nodeId).database_ids.includes(fresh.id), 'a draining node takes no new database');
