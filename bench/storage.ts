@@ -165,9 +165,11 @@ if (parts.includes('tpcb')) {
   await firstRow(db);
   const socketDir = local.layout.socketDir(db.ref.branchId);
   const pgbenchArgs = ['-c', '4', '-j', '2', '-T', String(seconds), '-n'];
-  await execFileAsync('pgbench', ['-i', '-q', '-s', '2', '-h', socketDir, '-p', '5432', '-U', 'pgfleet_admin', db.database.databaseName], asGateway);
+  // As the tenant's owner (its socket admits the gateway's OS user as any role), so the proxy's run can use the tables too.
+  const owner = ['-h', socketDir, '-p', '5432', '-U', db.database.ownerRole, db.database.databaseName];
+  await execFileAsync('pgbench', ['-i', '-q', '-s', '2', ...owner], asGateway);
   const tps = (out: string) => Number(/tps = ([\d.]+)/.exec(out)?.[1] ?? NaN);
-  const streamed = tps((await execFileAsync('pgbench', [...pgbenchArgs, '-h', socketDir, '-p', '5432', '-U', 'pgfleet_admin', db.database.databaseName], asGateway)).stdout);
+  const streamed = tps((await execFileAsync('pgbench', [...pgbenchArgs, ...owner], asGateway)).stdout);
   const env = { ...process.env, PGPASSWORD: db.password, PGSSLMODE: 'require', PGOPTIONS: `endpoint=${db.database.endpointId}` };
   const proxied = tps((await execFileAsync('pgbench', [...pgbenchArgs, '-h', '127.0.0.1', '-p', String(gw.proxyPort), '-U', db.database.ownerRole, db.database.databaseName], { env })).stdout);
   // Baseline: the same settings on a plain cluster, no receiver.

@@ -191,17 +191,30 @@ export async function readManifest(store: SealedStore, scope: SealScope, key: st
   return JSON.parse(body.toString('utf8')) as Manifest;
 }
 
+/** A tree already on this node and its manifest (the node's copy of a template): files equal to its are copied, not fetched. */
+export interface Seed {
+  dir: string;
+  manifest: Manifest;
+}
+
 /**
- * Writes the tree a manifest describes into dest (which must not exist): packs fetched a few at
- * once, each chunk checked (its seal, then its hash) before it is written.
+ * Writes the tree a manifest describes into dest (which must not exist): files the seed holds as
+ * they are copied from it, the rest fetched, packs a few at once, each chunk checked (its seal,
+ * then its hash) before it is written.
  */
-export async function restoreTree(store: SealedStore, manifest: Manifest, dest: string): Promise<void> {
+export async function restoreTree(store: SealedStore, manifest: Manifest, dest: string, seed?: Seed): Promise<void> {
   await fs.mkdir(dest, { recursive: true, mode: 0o700 });
   for (const d of manifest.dirs) await fs.mkdir(path.join(dest, d.path), { recursive: true, mode: d.mode });
+  const seeded = new Map(seed?.manifest.files.map((f) => [f.path, f.chunks.join()]));
   // Where each chunk goes: a chunk may appear in several files, or several times in one.
   const targets = new Map<string, { file: string; position: number }[]>();
   for (const f of manifest.files) {
     const file = path.join(dest, f.path);
+    if (seed && seeded.get(f.path) === f.chunks.join()) {
+      await fs.copyFile(path.join(seed.dir, f.path), file, fs.constants.COPYFILE_FICLONE);
+      await fs.chmod(file, f.mode);
+      continue;
+    }
     await fs.writeFile(file, Buffer.alloc(0), { mode: f.mode });
     await fs.chmod(file, f.mode);
     f.chunks.forEach((id, i) => {

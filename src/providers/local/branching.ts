@@ -48,7 +48,7 @@ export class LocalBranching implements Branching {
       user: this.local.files.userOf(target),
       settings: this.local.settings(target),
       socketDir,
-      localTemplate: (b: { id: string; manifest: string }) => this.storage.templates.localFor(b),
+      ...this.storage.templates.sources,
     };
   }
 

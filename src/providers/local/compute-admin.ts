@@ -66,12 +66,6 @@ export async function markHistoryEnd(socketDir: string, port: number, stored: (l
   return mark;
 }
 
-/** The replication slot the compute keeps its WAL in until pgfleet's receiver has stored it. */
-export async function ensureSlot(socketDir: string, port: number, slot: string): Promise<void> {
-  await asAdmin(socketDir, port, (c) => c.query(
-    `SELECT pg_create_physical_replication_slot($1, true) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`, [slot]));
-}
-
 /** The cluster's system identifier, from pg_control (ControlFileData.system_identifier at offset 0): initdb draws it at random. */
 export function systemIdentifier(pgdata: string): string {
   const control = fs.readFileSync(path.join(pgdata, 'global', 'pg_control'));

@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { PgInstall } from '../../pg/install.ts';
 import { type OsUser, chownTree, makeOwnedDir } from '../../pg/os-user.ts';
 import type { SealedStore } from '../../storage/sealed-store.ts';
-import { readManifest, restoreTree } from '../../storage/snapshots.ts';
+import { type Seed, readManifest, restoreTree } from '../../storage/snapshots.ts';
 import type { PointInTime } from '../point-in-time.ts';
 import { checkpointPosition, checkpointTimeline } from './compute-admin.ts';
 import { copyTree, stripRunFiles } from './files.ts';
@@ -20,8 +20,10 @@ export interface RecoveryContext {
   /** The compute settings recovery runs with (memory, connections). */
   settings: Record<string, string | number>;
   socketDir: string;
-  /** A template base backup's local copy, when this node has that template. */
+  /** A template base backup's local copy, when this node has that very template. */
   localTemplate(backup: BaseBackup): string | undefined;
+  /** This node's copy of a version's template and its manifest, for the files a backup shares with it. */
+  templateSeed?(version: string): Promise<Seed | undefined>;
 }
 
 /** What a recovery made: a data directory on a new timeline, and the history that holds it. */
@@ -30,10 +32,16 @@ export interface Recovered {
 }
 
 /** Writes a base backup's files into pgdata (absent before): the node's template copy, else from the store. */
-export async function restoreBase(ctx: Pick<RecoveryContext, 'store' | 'user' | 'localTemplate'>, base: BaseBackup, pgdata: string): Promise<void> {
+export async function restoreBase(ctx: Pick<RecoveryContext, 'store' | 'user' | 'localTemplate' | 'templateSeed'>, base: BaseBackup, pgdata: string): Promise<void> {
   const local = base.kind === 'template' ? ctx.localTemplate(base) : undefined;
-  if (local) await copyTree(local, pgdata);
-  else await restoreTree(ctx.store, await readManifest(ctx.store, base.kind === 'template' ? 'fleet' : scopeOf(base), base.manifest), pgdata);
+  if (local) {
+    await copyTree(local, pgdata);
+  } else {
+    const manifest = await readManifest(ctx.store, base.kind === 'template' ? 'fleet' : scopeOf(base), base.manifest);
+    // A backup that shares chunks with a template is restored on top of this node's copy of it.
+    const version = manifest.packs.map((p) => /^templates\/pg([^/]+)\//.exec(p.key)?.[1]).find((v) => v !== undefined);
+    await restoreTree(ctx.store, manifest, pgdata, version === undefined ? undefined : await ctx.templateSeed?.(version));
+  }
   stripRunFiles(pgdata);
   for (const dir of ['pg_wal', 'pg_wal/archive_status', 'pg_replslot', 'pg_stat_tmp', 'pg_dynshmem', 'pg_notify', 'pg_serial', 'pg_snapshots', 'pg_subtrans']) {
     fs.mkdirSync(path.join(pgdata, dir), { recursive: true, mode: 0o700 });

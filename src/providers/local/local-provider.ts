@@ -14,7 +14,7 @@ import type { StorageSettings } from '../../storage/storage-config.ts';
 import type { Branching, BranchRef, ComputeAddress, MeteredUsage, Provider, ProviderEvents, ProviderState, UsageSample } from '../provider.ts';
 import type { BaseBackups } from './base-backups.ts';
 import { writeCache } from './branch-cache.ts';
-import { type HistoryEnd, checkpointPosition, ensureSlot, markHistoryEnd, walPosition } from './compute-admin.ts';
+import { type HistoryEnd, checkpointPosition, markHistoryEnd, walPosition } from './compute-admin.ts';
 import { computeSettings, writeRuntimeSettings } from './compute-settings.ts';
 import type { Histories, History } from './histories.ts';
 import { LocalLayout } from './layout.ts';
@@ -26,7 +26,7 @@ import type { Templates } from './templates.ts';
 import { type TenantSpec, applyTenantSpec } from './tenant-setup.ts';
 import { WalArchive } from './wal-archive.ts';
 import { streamHistory } from './history-stream.ts';
-import { REPLICATION_SLOT, type WalStreamer } from './wal-streamer.ts';
+import type { WalStreamer } from './wal-streamer.ts';
 import type { StorageMetrics } from './storage-metrics.ts';
 import { type Running, RunningComputes } from './running-computes.ts';
 
@@ -173,7 +173,7 @@ export class LocalProvider implements Provider {
     const socketDir = this.layout.socketDir(ref.branchId);
     let history: History;
     try {
-      const brought = await rehydrate({ ...this.storage, catalog: this.storage.catalog, nodeId: this.storage.node.id, localTemplate: (b) => this.storage.templates.localFor(b) },
+      const brought = await rehydrate({ ...this.storage, catalog: this.storage.catalog, nodeId: this.storage.node.id, ...this.storage.templates.sources },
         ref, dir, { install, user, socketDir, settings: this.settings(ref) });
       history = brought.history;
       if (brought.from !== 'cache') {
@@ -201,7 +201,6 @@ export class LocalProvider implements Provider {
     let streamer: WalStreamer | undefined;
     try {
       this.cgroups.place(ref.branchId, server.pid!, this.computeUnitsOf(ref));
-      await ensureSlot(socketDir, SOCKET_PORT, REPLICATION_SLOT);
       streamer = await streamHistory({
         storage: this.storage, history, socketDir, pgdata, sync: ref.durability === 'sync', log: this.opts.log.child({ branch: ref.branchId }),
         onUploadFailed: (err) => {

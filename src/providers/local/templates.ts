@@ -7,7 +7,7 @@ import type { OsUser } from '../../pg/os-user.ts';
 import { PostgresServer, SOCKET_PORT, initCluster } from '../../pg/server.ts';
 import { storeKeys } from '../../storage/keys.ts';
 import type { SealedStore } from '../../storage/sealed-store.ts';
-import { readManifest, restoreTree, snapshotTree } from '../../storage/snapshots.ts';
+import { type Manifest, type Seed, readManifest, restoreTree, snapshotTree } from '../../storage/snapshots.ts';
 import { formatLsn, parseLsn } from '../point-in-time.ts';
 import { asAdmin, checkpointPosition, checkpointTimeline, systemIdentifier } from './compute-admin.ts';
 import { chownTree } from '../../pg/os-user.ts';
@@ -58,6 +58,31 @@ export class Templates {
     if (!fs.existsSync(path.join(path.dirname(pgdata), 'ready'))) return undefined;
     if (manifest !== undefined && !manifest.endsWith(`-${systemIdentifier(pgdata)}`)) return undefined;
     return pgdata;
+  }
+
+  private readonly manifests = new Map<string, Manifest>();
+
+  /** What a restore of a base backup takes from this node's templates (RecoveryContext). */
+  readonly sources = {
+    localTemplate: (backup: { id: string; manifest: string }) => this.localFor(backup),
+    templateSeed: (version: string) => this.seed(version),
+  };
+
+  /**
+   * This node's copy of a version's template with its manifest, to restore a backup on top of:
+   * the files a database never changed are the template's.
+   */
+  async seed(version: string): Promise<Seed | undefined> {
+    const dir = this.local(version);
+    if (!dir) return undefined;
+    const key = `${storeKeys.template(version)}-${systemIdentifier(dir)}`;
+    let manifest = this.manifests.get(key);
+    if (!manifest) {
+      manifest = await readManifest(this.opts.store, 'fleet', key).catch(() => undefined);
+      if (!manifest) return undefined;
+      this.manifests.set(key, manifest);
+    }
+    return { dir, manifest };
   }
 
   /** This node's copy of the template a template base backup names (`template-<version>`), when it has that very one. */

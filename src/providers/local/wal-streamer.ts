@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import fs from 'node:fs/promises';
+import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { parse, serialize } from 'pg-protocol';
@@ -154,6 +154,12 @@ export class WalStreamer extends EventEmitter {
     const [system] = await query('IDENTIFY_SYSTEM');
     const tli = Number(system![1]);
     if (tli !== this.opts.tli) throw new Error(`the compute is on timeline ${tli}, its history ${this.opts.historyId} on ${this.opts.tli}`);
+    // The slot keeps the compute's WAL until it is stored; a data directory brought from the store has none yet.
+    if (!fs.existsSync(path.join(this.opts.pgdata, 'pg_replslot', REPLICATION_SLOT))) {
+      await query(`CREATE_REPLICATION_SLOT ${REPLICATION_SLOT} PHYSICAL RESERVE_WAL`).catch((err: Error) => {
+        if (!/already exists/.test(err.message)) throw err;
+      });
+    }
     if (tli > 1 && !(await this.opts.archive.historyFile(this.opts.historyId, tli))) {
       const [file] = await query(`TIMELINE_HISTORY ${tli}`);
       await this.opts.archive.putHistoryFile(this.opts.historyId, tli, Buffer.from(file![1]!, 'utf8'));
@@ -261,7 +267,7 @@ export class WalStreamer extends EventEmitter {
   private compact(segment: bigint): void {
     const name = segmentName(this.opts.tli, segment);
     this.compacting = this.compacting.then(async () => {
-      const file = await fs.readFile(path.join(this.opts.pgdata, 'pg_wal', name)).catch(() => undefined);
+      const file = await fs.promises.readFile(path.join(this.opts.pgdata, 'pg_wal', name)).catch(() => undefined);
       if (file?.length !== SEGMENT_BYTES || !this.opts.canWrite()) return;
       await this.opts.archive.putSegment(this.opts.historyId, name, file);
       await this.opts.archive.dropParts(this.opts.historyId, name);
