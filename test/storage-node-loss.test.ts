@@ -26,7 +26,7 @@ t.before(async () => {
   key = (await call(fleet.lb.apiUrl, 'POST', '/v1/partners', ADMIN_KEY, { name: 'acme' })).body.api_key;
 });
 t.teardown(async () => {
-  await fleet?.stop();
+  await fleet?.stop(!t.passing());
   await s3?.close();
 });
 

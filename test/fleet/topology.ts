@@ -47,7 +47,8 @@ export interface Fleet {
   env: Record<string, string>;
   /** A key's value in Redis (null when absent). */
   redisGet(key: string): Promise<string | null>;
-  stop(): Promise<void>;
+  /** Stops everything and removes its files; `failed` first prints the end of each gateway's log. */
+  stop(failed?: boolean): Promise<void>;
 }
 
 async function startCatalog(root: string) {
@@ -100,11 +101,19 @@ export interface FleetOptions {
   redis?: boolean;
 }
 
+function printLogTails(root: string): void {
+  for (const file of fs.readdirSync(root).filter((f) => f.endsWith('.log'))) {
+    const lines = fs.readFileSync(path.join(root, file), 'utf8').trimEnd().split('\n');
+    process.stderr.write(`--- ${file} (last 150 lines) ---\n${lines.slice(-150).join('\n')}\n`);
+  }
+}
+
 export async function startFleet(opts: FleetOptions = {}): Promise<Fleet> {
   const root = tmpDataDir('fleet');
   const stops: (() => Promise<unknown> | void)[] = [];
-  const stop = async () => {
+  const stop = async (failed = false) => {
     for (const s of stops.reverse()) await s();
+    if (failed) printLogTails(root);
     fs.rmSync(root, { recursive: true, force: true });
   };
   try {

@@ -40,17 +40,20 @@ export class BaseBackups {
     return known;
   }
 
-  /** A cleanly stopped data directory, which is its own consistent state: ends at its checkpoint. */
-  async copy(history: History, pgdata: string, end: { time: Date }): Promise<BaseBackup> {
+  /**
+   * A cleanly stopped data directory, which is its own consistent state: it starts at its shutdown
+   * checkpoint and ends where its history in the store ends (`end.lsn`, that checkpoint record's end).
+   */
+  async copy(history: History, pgdata: string, end: { time: Date; lsn: bigint }): Promise<BaseBackup> {
     const id = `copy-${end.time.getTime()}`;
     const manifest = storeKeys.backup(history.databaseId, history.id, id);
     const { bytes } = await snapshotTree(this.store, {
       dir: pgdata, scope: history.databaseId as `db-${string}`, manifestKey: manifest, packPrefix: storeKeys.packs(history.databaseId),
       known: await this.known(history), skip: skipOf(true),
     });
-    const lsn = BigInt(checkpointPosition(pgdata));
     const backup: BaseBackup = {
-      historyId: history.id, id, kind: 'copy', tli: checkpointTimeline(pgdata), startLsn: lsn, endLsn: lsn, startTime: end.time, endTime: end.time, bytes, manifest,
+      historyId: history.id, id, kind: 'copy', tli: checkpointTimeline(pgdata), startLsn: BigInt(checkpointPosition(pgdata)), endLsn: end.lsn,
+      startTime: end.time, endTime: end.time, bytes, manifest,
     };
     await this.histories.addBackup(backup);
     return backup;

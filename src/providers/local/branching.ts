@@ -235,7 +235,7 @@ export class LocalBranching implements Branching {
     const history = this.local.runningHistory(ref);
     if (!socketDir || !history) return;
     const newest = (await this.storage.histories.backups([history.id])).at(-1);
-    if (newest && Date.now() - newest.endTime.getTime() < this.opts.backupIntervalMs) return;
+    if (newest && newest.kind !== 'template' && Date.now() - newest.endTime.getTime() < this.opts.backupIntervalMs) return;
     await this.storage.backups.online(history, socketDir, path.join(this.dir(ref), 'pgdata'), (lsn) => this.local.stored(ref, lsn));
   }
 }

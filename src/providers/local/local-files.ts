@@ -156,7 +156,7 @@ export class LocalFiles {
       }
       const newest = (await this.storage.histories.backups([history.id])).at(-1);
       if (!newest || newest.endLsn !== history.endLsn) {
-        await this.storage.backups.copy(history, path.join(dir, 'pgdata'), { time: history.endTime ?? new Date() });
+        await this.storage.backups.copy(history, path.join(dir, 'pgdata'), { time: history.endTime ?? new Date(), lsn: history.endLsn });
       }
       this.remove(ref);
       this.onEvicted?.();

@@ -321,13 +321,16 @@ export class LocalProvider implements Provider {
     await this.storage.histories.advance(r.history.id, r.streamer.stored, true);
     writeCache(dir, { historyId: r.history.id, end: r.streamer.stored, stoppedAt: Date.now() });
     this.storeBytes.changed(ref.databaseId);
-    if (end) await this.backupIfDue(r.history, pgdata, end).catch((err) => this.opts.log.warn({ branch: ref.branchId, err: String(err) }, 'base backup after stop failed'));
+    if (end) await this.backupIfDue(r.history, pgdata, { time: end.time, lsn: r.streamer.stored }).catch((err) => this.opts.log.warn({ branch: ref.branchId, err: String(err) }, 'base backup after stop failed'));
   }
 
-  /** A cleanly stopped data directory is a consistent snapshot: stored as a base backup when one is due. */
-  private async backupIfDue(history: History, pgdata: string, end: HistoryEnd): Promise<void> {
+  /**
+   * A cleanly stopped data directory is a consistent snapshot: stored as a base backup when one is
+   * due (the history has none of its own yet, only its template, or its newest is older than the interval).
+   */
+  private async backupIfDue(history: History, pgdata: string, end: { time: Date; lsn: bigint }): Promise<void> {
     const newest = (await this.storage.histories.backups([history.id])).at(-1);
-    if (newest && Date.now() - newest.endTime.getTime() < this.storage.backupIntervalMs) return;
+    if (newest && newest.kind !== 'template' && Date.now() - newest.endTime.getTime() < this.storage.backupIntervalMs) return;
     await this.storage.backups.copy(history, pgdata, end);
   }
 
