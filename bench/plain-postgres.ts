@@ -19,8 +19,10 @@ export class PlainPostgres {
     return execFileAsync(path.join(this.install.binDir, program), args, this.asUser);
   }
 
-  initdb(): Promise<unknown> {
-    return this.run('initdb', ['-D', this.pgdata, '-U', 'postgres', '--auth=trust', '--no-sync', '--no-instructions']);
+  /** `walSegmentMb`: the computes' 1 MB segments where a comparison needs the same WAL settings. */
+  initdb(walSegmentMb?: number): Promise<unknown> {
+    const segments = walSegmentMb ? [`--wal-segsize=${walSegmentMb}`] : [];
+    return this.run('initdb', ['-D', this.pgdata, '-U', 'postgres', '--auth=trust', '--no-sync', '--no-instructions', ...segments]);
   }
 
   /** pg_ctl start -w on a private socket (no TCP), with extra settings. */

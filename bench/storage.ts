@@ -12,12 +12,14 @@
  */
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { startGateway } from '../main.ts';
 import { routeByDatabase } from '../src/catalog/routes.ts';
 import { parseLsn } from '../src/providers/point-in-time.ts';
+import { WAL_SEGMENT_MB } from '../src/pg/server.ts';
 import { computeSettings } from '../src/providers/local/compute-settings.ts';
 import { testConfig } from '../test/helpers.ts';
 import { startS3 } from '../test/s3-server.ts';
@@ -31,7 +33,9 @@ const parts = (process.env.BENCH_PARTS ?? 'rpo,wake,tpcb').split(',');
 const MAX_LAG_S = 1;
 
 const s3 = await startS3();
+// Computes as large as the host (a CU is a CPU): the TPC-B baseline is a plain, uncapped Postgres.
 const config = testConfig({
+  PGFLEET_COMPUTE_UNITS: String(os.cpus().length),
   PGFLEET_LOG_LEVEL: 'warn', PGFLEET_STORAGE_URL: s3.url('bench'), PGFLEET_SECRET_KEY: '22'.repeat(32),
   PGFLEET_STORAGE_MAX_LAG: String(MAX_LAG_S), PGFLEET_LOCAL_EVICT_AFTER: '86400', PGFLEET_WAKE_TIMEOUT: '120',
 });
@@ -176,7 +180,7 @@ if (parts.includes('tpcb')) {
   const plain = new PlainPostgres(core.installs.get(), core.user, path.join(config.dataDir, 'plain-tpcb', 'pgdata'));
   let bare = NaN;
   try {
-    await plain.initdb();
+    await plain.initdb(WAL_SEGMENT_MB);
     const settings = Object.fromEntries(Object.entries(computeSettings(db.ref, config.compute)).filter(([k]) => !['cluster_name', 'log_line_prefix', 'unix_socket_permissions'].includes(k)));
     await plain.start(settings);
     await execFileAsync('pgbench', ['-i', '-q', '-s', '2', '-h', plain.pgdata, '-U', 'postgres', 'postgres'], asGateway);

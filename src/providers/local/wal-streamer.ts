@@ -206,11 +206,33 @@ export class WalStreamer extends EventEmitter {
     this.socket.write(serialize.copyData(status));
   }
 
-  /** Takes the pending bytes up to the end of the segment they start in. */
+  /** The pending bytes up to the end of the segment they start in (only the buffers needed are copied). */
   private takeBatch(): Buffer {
     const room = Number(segmentStart(this.storedTo) + BigInt(SEGMENT_BYTES) - this.storedTo);
-    const all = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending);
-    return all.subarray(0, Math.min(room, all.length));
+    const pieces: Buffer[] = [];
+    let size = 0;
+    for (const b of this.pending) {
+      if (size >= room) break;
+      const piece = b.subarray(0, Math.min(b.length, room - size));
+      pieces.push(piece);
+      size += piece.length;
+    }
+    return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, size);
+  }
+
+  /** Forgets the first `n` pending bytes (stored); what arrived meanwhile stays. */
+  private dropPending(n: number): void {
+    this.pendingBytes -= n;
+    while (n > 0) {
+      const head = this.pending[0]!;
+      if (head.length <= n) {
+        this.pending.shift();
+        n -= head.length;
+      } else {
+        this.pending[0] = head.subarray(n);
+        n = 0;
+      }
+    }
   }
 
   /** One upload at a time, in order; a failed one is retried (the bytes stay pending) until the store takes it. */
@@ -237,9 +259,7 @@ export class WalStreamer extends EventEmitter {
         }
         attempt = 0;
         this.failing = undefined;
-        const rest = (this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending)).subarray(batch.length);
-        this.pending = rest.length ? [rest] : [];
-        this.pendingBytes = rest.length;
+        this.dropPending(batch.length);
         this.oldestPendingAt = Date.now();
         const segment = segmentStart(this.storedTo);
         this.storedTo += BigInt(batch.length);
