@@ -102,7 +102,10 @@ export async function main(): Promise<void> {
     stopping = true;
     gateway.core.log.info({ signal }, 'stopping');
     gateway.stop().then(
-      () => process.exit(0),
+      () => {
+        gateway.core.log.info({ signal }, 'pgfleet stopped');
+        process.exit(0);
+      },
       (err) => {
         gateway.core.log.error({ err }, 'stop failed');
         process.exit(1);

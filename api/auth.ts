@@ -1,5 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Catalog } from '../src/catalog/catalog.ts';
 import { ForbiddenError, UnauthorizedError } from '../src/errors.ts';
+import { partnerOfDatabase } from '../src/operator-view.ts';
 import type { Partners, Principal } from '../src/partners.ts';
 import { hashApiKey } from '../src/secrets.ts';
 import type { UnauthenticatedLimit } from './unauthenticated-limit.ts';
@@ -7,6 +9,8 @@ import type { UnauthenticatedLimit } from './unauthenticated-limit.ts';
 declare module 'fastify' {
   interface FastifyRequest {
     principal: Principal | undefined;
+    /** The partner an operator's request acted for (the audit log files it there). */
+    actedFor: string | undefined;
   }
 }
 
@@ -27,6 +31,7 @@ export function requireApiKey(app: FastifyInstance, partners: Partners, unauthen
   // by the limit of an address that someone else floods from.
   const recent = new RecentKeys();
   app.decorateRequest('principal', undefined);
+  app.decorateRequest('actedFor', undefined);
   app.addHook('onRequest', async (req) => {
     const key = bearerKey(req);
     const hash = key === undefined ? undefined : hashApiKey(key);
@@ -67,4 +72,21 @@ export function requireOperator(req: FastifyRequest): void {
 export function partnerOf(req: FastifyRequest): string {
   if (req.principal?.kind !== 'partner') throw new ForbiddenError('this route needs a partner key; the operator key manages partners only');
   return req.principal.partnerId;
+}
+
+/**
+ * The partner whose database this request acts on: a partner key's own (another partner's
+ * database is then "not found"); the operator key acts on any database as its partner.
+ */
+export async function databaseScope(req: FastifyRequest, databaseId: string, catalog: Catalog): Promise<string> {
+  if (req.principal?.kind !== 'operator') return partnerOf(req);
+  req.actedFor = await partnerOfDatabase(catalog, databaseId);
+  return req.actedFor;
+}
+
+/** Whose webhooks and events a request sees: a partner's own; the operator's (null: it hears every partner's). */
+export function ownerOf(req: FastifyRequest): string | null {
+  if (req.principal?.kind === 'partner') return req.principal.partnerId;
+  if (req.principal?.kind === 'operator') return null;
+  throw new UnauthorizedError('missing API key: send Authorization: Bearer <key>');
 }

@@ -115,6 +115,7 @@ export const IdempotencyHeaders = Type.Object({
 
 const databaseFields = {
   id: Type.String(),
+  partner_id: Type.String(),
   user_id: Type.String(),
   name: Type.Union([Type.String(), Type.Null()]),
   region: Type.String(),
@@ -161,6 +162,8 @@ export const DatabaseList = Type.Object({
 export const DatabaseListQuery = Type.Object({
   user_id: Type.Optional(Text(256, { description: 'only the databases of this user' })),
   name: Type.Optional(Text(128, { description: 'only databases whose name contains this text (case-insensitive)' })),
+  q: Type.Optional(Text(256, { description: 'search: a database id, an endpoint id, a user id, or text the name contains' })),
+  partner_id: Type.Optional(Text(64, { description: "operator key: one partner's databases (the operator's list spans every partner)" })),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_PAGE, default: 100 })),
   cursor: Type.Optional(Text(512)),
 });
@@ -192,11 +195,15 @@ export const BranchCreate = Type.Object(
     name: Text(100, { description: 'unique in the database: A-Z, a-z, 0-9, ".", "_", "-"' }),
     parent: Type.Optional(Text(100, { description: 'the branch to copy; default: the root branch (main)' })),
     at: Type.Optional(At),
+    expires_at: Type.Optional(Text(64, { description: 'an RFC 3339 time at most 30 days ahead: the branch and its compute are deleted then (branch.expired); for CI and dev branches' })),
   },
   { additionalProperties: false },
 );
 
-export const BranchUpdate = Type.Object({ name: Text(100) }, { additionalProperties: false });
+export const BranchUpdate = Type.Object({
+  name: Type.Optional(Text(100)),
+  expires_at: Type.Optional(Type.Union([Text(64), Type.Null()], { description: 'a new expiry; null: the branch stays' })),
+}, { additionalProperties: false });
 
 export const Branch = Type.Object({
   id: Type.String(),
@@ -217,6 +224,7 @@ export const Branch = Type.Object({
   ...serverlessFields,
   state: databaseFields.state,
   earliest_restorable_at: Type.Union([Timestamp, Type.Null()], { description: 'null: no history is kept' }),
+  expires_at: Type.Union([Timestamp, Type.Null()], { description: 'when the branch is deleted; null: it stays' }),
   created_at: Timestamp,
 });
 

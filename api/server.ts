@@ -3,6 +3,7 @@ import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { type TypeBoxTypeProvider, TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox';
+import crypto from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { PublicAddress } from '../src/connection-uri.ts';
 import type { Core } from '../src/gateway.ts';
@@ -10,6 +11,7 @@ import { addressKey } from '../src/limits/address-key.ts';
 import { FairCaps } from '../src/limits/fair-caps.ts';
 import { answerInHttp, guardListener } from '../src/limits/listener-guard.ts';
 import { hashApiKey } from '../src/secrets.ts';
+import { auditMutations } from './audit-hook.ts';
 import { bearerKey, requireApiKey } from './auth.ts';
 import { caCertificateRoute } from './ca-certificate.ts';
 import { acceptEmptyJsonBodies, nameOperations } from './client-friendly.ts';
@@ -19,7 +21,12 @@ import { installErrorHandlers } from './errors.ts';
 import { IdempotencyStore } from './idempotency.ts';
 import { UnauthenticatedLimit } from './unauthenticated-limit.ts';
 import { branchRoutes } from './routes/branches.ts';
+import { auditRoutes } from './routes/audit.ts';
 import { databaseRoutes } from './routes/databases.ts';
+import { eventRoutes } from './routes/events.ts';
+import { operatorRoutes } from './routes/operator.ts';
+import { webhookRoutes } from './routes/webhooks.ts';
+import { whoamiRoutes } from './routes/whoami.ts';
 import { fleetRoutes } from './routes/fleet.ts';
 import { nodeRoutes } from './routes/nodes.ts';
 import { partnerRoutes } from './routes/partners.ts';
@@ -36,6 +43,8 @@ export interface ApiOptions {
 const BODY_LIMIT = 64 * 1024;
 /** A whole request (64 kB of body at most) from its first byte. */
 const REQUEST_TIMEOUT_MS = 30_000;
+/** A request id a client sends (x-request-id) is kept when it looks like one; else one is made. */
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const PURGE_EVERY_MS = 10 * 60_000;
 
 /** The partner-facing HTTP API. */
@@ -48,7 +57,15 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
     // A request's headers within the startup timeout (checked every second), all of it within REQUEST_TIMEOUT_MS.
     http: { headersTimeout: openingMs, connectionsCheckingInterval: 1000 },
     requestTimeout: REQUEST_TIMEOUT_MS,
+    requestIdHeader: false,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : crypto.randomUUID();
+    },
   }).withTypeProvider<TypeBoxTypeProvider>();
+  app.addHook('onSend', async (req, reply) => {
+    reply.header('x-request-id', req.id);
+  });
   // Idle or trickling sockets can take neither the descriptors the proxy and computes need nor other partners' room.
   guardListener(app.server, {
     caps: new FairCaps({ total: config.apiMaxConnections, perAddress: config.apiMaxConnectionsPerAddress }, 'connections'),
@@ -108,20 +125,31 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
   const idempotency = new IdempotencyStore(core.catalog);
   await app.register(async (scope) => {
     requireApiKey(scope, core.partners, new UnauthenticatedLimit(core.config.apiUnauthenticatedRateLimit, core.coord));
+    auditMutations(scope, core.audit);
     // Every answer carries an ETag; a poller that sends it back as If-None-Match gets 304 while nothing changed.
     await scope.register(etag);
     await scope.register(partnerRoutes, { partners: core.partners });
-    await scope.register(databaseRoutes, { databases: core.databases, idempotency, publicAddress: opts.publicAddress,
+    await scope.register(whoamiRoutes, { partners: core.partners });
+    await scope.register(databaseRoutes, { databases: core.databases, events: core.events, catalog: core.catalog, idempotency, publicAddress: opts.publicAddress,
       defaultHistoryRetentionSeconds: core.config.history.retentionSeconds,
       defaultComputeUnits: core.config.compute.computeUnits,
       postgresVersionOf: (region, major) => core.regions.find(region)?.provider.postgresVersion(major) ?? String(major),
     });
-    await scope.register(branchRoutes, { branches: core.branches, databases: core.databases, computes: core.computes, publicAddress: opts.publicAddress });
+    await scope.register(branchRoutes, {
+      branches: core.branches, databases: core.databases, computes: core.computes, publicAddress: opts.publicAddress,
+      expiry: core.branchExpiry, events: core.events, catalog: core.catalog,
+    });
     await scope.register(tokenRoutes, { databases: core.databases, jwt: core.jwt });
     await scope.register(usageRoutes, { databases: core.databases, usage: core.usage, catalog: core.catalog });
     await scope.register(fleetRoutes, { catalog: core.catalog, computes: core.computes, metrics: core.metrics });
     await scope.register(nodeRoutes, { nodes: core.nodes, drainer: core.drainer, computes: core.computes, maxComputes: core.config.maxComputes });
     await scope.register(reconcileRoutes, { reconciler: core.reconciler });
+    await scope.register(eventRoutes, { events: core.events });
+    await scope.register(webhookRoutes, { webhooks: core.webhooks });
+    await scope.register(auditRoutes, { audit: core.audit });
+    await scope.register(async (operator) => operatorRoutes(operator, {
+      catalog: core.catalog, usage: core.usage, partners: core.partners, events: core.events, webhooks: core.webhooks, failures: core.failures,
+    }));
   });
 
   const purge = setInterval(() => {

@@ -71,7 +71,7 @@ const verified = new VerifiedPasswords(10_000, 10 * 60_000);
 export async function checkPassword(route: BranchRoute, role: string, password: string): Promise<void> {
   const verifier = route.verifiers.get(role);
   if (verifier !== undefined && verified.has(verifier, password)) return;
-  if (!(await passwordMatches(verifier, password))) throw new AuthFailed(role);
+  if (!(await passwordMatches(verifier, password))) throw new AuthFailed(role, verifier === undefined ? 'unknown_role' : 'wrong_password');
   verified.add(verifier!, password);
 }
 

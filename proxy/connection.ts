@@ -28,6 +28,7 @@ import { NOT_SETTINGS } from './startup.ts';
 import { authenticationOk, errorFor } from './messages.ts';
 import type { Pooler } from './pool/pooler.ts';
 import type { RefusalLog } from './refusal-log.ts';
+import { refusalOf } from './refusal-reason.ts';
 import { type RelayEnd, relay } from './relay.ts';
 import type { Session } from './session.ts';
 import { DirectBackend, type WarmBackends } from './warm-backends.ts';
@@ -219,10 +220,18 @@ export function closeSession(session: Session, line: Record<string, unknown>, ct
   line.bytes_out = session.bytesToClient;
 }
 
-/** Puts why a connection failed on its log line and counts authentication failures. */
+/** Puts why a connection failed on its log line (in words an operator can act on) and counts refusals. */
 export function noteFailure(err: unknown, line: Record<string, unknown>, ctx: ConnectionContext): void {
   line.outcome = err instanceof PgfleetError ? err.code : 'error';
   if (!(err instanceof PgfleetError) || err instanceof ProtocolViolation || err instanceof Unanswered) line.err = (err as Error).message;
+  const refusal = refusalOf(err, line.endpoint);
+  if (refusal) {
+    line.refusal = refusal.code;
+    line.reason = refusal.why;
+    ctx.core.failures.loginRefused({
+      reason: refusal.code, why: refusal.why, endpoint: line.endpoint as string | undefined, role: line.role as string | undefined, client: line.client as string | undefined,
+    });
+  }
   if (err instanceof AuthFailed || err instanceof TokenError) ctx.core.metrics.authFailures.inc({ reason: err instanceof TokenError ? 'token' : 'password' });
   else if (err instanceof ConnectionRefused && err.sqlstate === '28000') ctx.core.metrics.authFailures.inc({ reason: 'refused' });
 }

@@ -7,9 +7,12 @@ export class ProtocolViolation extends PgfleetError {
   }
 }
 
-/** Wrong password and unknown role read the same, so that roles cannot be probed. */
+/**
+ * Wrong password and unknown role read the same to the client, so that roles cannot be probed;
+ * `reason` tells them apart for the operator's log only.
+ */
 export class AuthFailed extends PgfleetError {
-  constructor(role: string) {
+  constructor(readonly role: string, readonly reason: 'unknown_role' | 'wrong_password') {
     super(`password authentication failed for user "${role}"`, '28P01', 401, 'auth_failed');
   }
 }

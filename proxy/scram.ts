@@ -103,7 +103,9 @@ export async function scramServer(io: AuthIO, role: string, verifierText: string
 
   const authMessage = `${first.bare},${serverFirst},${withoutProof}`;
   const clientKey = xor(proof, hmac(verifier.storedKey, authMessage));
-  if (!crypto.timingSafeEqual(sha256(clientKey), verifier.storedKey) || verifierText === undefined) throw new AuthFailed(role);
+  const matches = crypto.timingSafeEqual(sha256(clientKey), verifier.storedKey);
+  if (verifierText === undefined) throw new AuthFailed(role, 'unknown_role');
+  if (!matches) throw new AuthFailed(role, 'wrong_password');
   return authenticationSASLFinal(`v=${hmac(verifier.serverKey, authMessage).toString('base64')}`);
 }
 

@@ -23,6 +23,14 @@ export interface TerminateScope {
   backendPids?: number[];
   fromFleet?: boolean;
 }
+/** Why a compute started: a client connected, or the API (or another node's API) asked. */
+export type WakeCause = 'connection' | 'api';
+/**
+ * Why a compute stopped: idle past its suspend timeout, the API, a used-up quota, room for another
+ * compute, its branch being rewritten (a restore or reset: the reason's code), the database deleted,
+ * the gateway stopping, or the compute exiting by itself.
+ */
+export type SuspendCause = 'idle' | 'api' | 'quota' | 'room' | 'deleted' | 'shutdown' | 'exited' | string;
 
 /** A connection's hold on a running compute; release it when the session ends. */
 export interface Lease {
@@ -73,8 +81,9 @@ export interface ComputeManagerOptions {
  * (one start, however many connections wait), idle computes are suspended after their
  * timeout, and at most maxComputes run at once, the least recently used idle one making room.
  *
- * Events: 'state' (branchId, state, previous), 'wake' (branchId, ms, ok), 'connections' (branchId, n),
- * 'terminate' (branchId, error, scope?: TerminateScope): sessions of that compute (only those of scope.backendPids, when given) must end with this error.
+ * Events: 'state' (branchId, state, previous), 'wake' (branchId, ms, ok, error?), 'connections' (branchId, n),
+ * 'terminate' (branchId, error, scope?: TerminateScope): sessions of that compute (only those of scope.backendPids, when given) must end with this error;
+ * 'woken' (branchId, {ms, cause}) and 'suspended' (branchId, {cause, ranMs, stopMs}), each also logged with its cause.
  */
 export class ComputeManager extends EventEmitter {
   private readonly entries = new Map<string, Entry>();
@@ -119,7 +128,7 @@ export class ComputeManager extends EventEmitter {
       this.addConnection(e, -1);
     };
     try {
-      const address = await this.wakeEntry(e);
+      const address = await this.wakeEntry(e, 'connection');
       return { address, release };
     } catch (err) {
       release();
@@ -128,9 +137,9 @@ export class ComputeManager extends EventEmitter {
   }
 
   /** Starts the compute (API wake, or a connection through acquire) and returns its address. */
-  async wake(target: ComputeTarget): Promise<ComputeAddress> {
+  async wake(target: ComputeTarget, cause: WakeCause = 'api'): Promise<ComputeAddress> {
     const e = this.entry(target);
-    const address = await this.wakeEntry(e);
+    const address = await this.wakeEntry(e, cause);
     this.armIdleTimer(e);
     return address;
   }
@@ -184,22 +193,21 @@ export class ComputeManager extends EventEmitter {
     e.idleTimer = setTimeout(() => {
       e.idleTimer = undefined;
       if (e.connections === 0 && e.state === 'running') {
-        this.opts.log.info({ branch: e.target.ref.branchId, idle_seconds: seconds }, 'suspending idle compute');
-        this.stopEntry(e).catch((err) => this.opts.log.error({ err, branch: e.target.ref.branchId }, 'idle suspend failed'));
+        this.stopEntry(e, 'idle').catch((err) => this.opts.log.error({ err, branch: e.target.ref.branchId }, 'idle suspend failed'));
       }
     }, seconds * 1000);
     e.idleTimer.unref();
   }
 
-  private wakeEntry(e: Entry): Promise<ComputeAddress> {
+  private wakeEntry(e: Entry, cause: WakeCause): Promise<ComputeAddress> {
     if (this.closed) return Promise.reject(new ComputeStartError('the gateway is shutting down'));
     if (e.target.unavailable) return Promise.reject(e.target.unavailable);
-    if (e.held) return this.waitForHold(e).then(() => this.wakeEntry(e));
+    if (e.held) return this.waitForHold(e).then(() => this.wakeEntry(e, cause));
     if (e.state === 'running' && e.address) return Promise.resolve(e.target.provider.addressFor?.(e.target.ref, e.address) ?? e.address);
     if (e.starting) return e.starting;
     if (e.stopping) {
       // A stop is under way (idle suspend, eviction): wake again once it is done.
-      return e.stopping.then(() => this.wakeEntry(e));
+      return e.stopping.then(() => this.wakeEntry(e, cause));
     }
     const now = Date.now();
     if (e.retryAt > now) {
@@ -217,7 +225,10 @@ export class ComputeManager extends EventEmitter {
         e.retryAt = 0;
         e.startedAt = Date.now();
         this.setState(e, 'running');
-        this.emit('wake', e.target.ref.branchId, Date.now() - started, true);
+        const ms = Date.now() - started;
+        this.emit('wake', e.target.ref.branchId, ms, true);
+        this.opts.log.info({ database: e.target.ref.databaseId, branch: e.target.ref.branchId, cause, ms }, `compute woken (${cause === 'api' ? 'an API call' : 'a client connected'}) in ${ms} ms`);
+        this.emit('woken', e.target.ref.branchId, { ms, cause });
         this.armIdleTimer(e);
         return address;
       },
@@ -227,10 +238,11 @@ export class ComputeManager extends EventEmitter {
         // The first failure is retried by the next connection; repeated ones back off.
         e.retryAt = e.failures >= 2 ? Date.now() + Math.min(60_000, 1000 * 2 ** (e.failures - 2)) : 0;
         this.setState(e, 'failed');
-        this.emit('wake', e.target.ref.branchId, Date.now() - started, false);
+        const ms = Date.now() - started;
+        this.emit('wake', e.target.ref.branchId, ms, false, err.message);
         // An error pgfleet did not type is a bug: its stack goes to the log.
         const detail = err instanceof PgfleetError ? {} : { stack: err.stack };
-        this.opts.log.error({ branch: e.target.ref.branchId, err: err.message, failures: e.failures, ...detail }, 'compute start failed');
+        this.opts.log.error({ database: e.target.ref.databaseId, branch: e.target.ref.branchId, cause, ms, err: err.message, failures: e.failures, ...detail }, 'compute start failed');
         throw err instanceof ComputeStartError || err instanceof CapacityError
           ? err
           : new ComputeStartError(`the database could not be started: ${err.message}`);
@@ -277,7 +289,7 @@ export class ComputeManager extends EventEmitter {
       await e.starting?.catch(() => {});
       if (e.state === 'running' || e.state === 'stopping') {
         this.emit('terminate', target.ref.branchId, reason);
-        await this.stopEntry(e);
+        await this.stopEntry(e, reason.code);
       }
       return fn();
     });
@@ -359,15 +371,16 @@ export class ComputeManager extends EventEmitter {
     if (!victim) {
       throw new CapacityError(`all ${this.opts.maxComputes} compute slots of this gateway are busy; try again shortly`);
     }
-    this.opts.log.info({ branch: victim.target.ref.branchId, for: e.target.ref.branchId }, 'suspending least recently used compute to make room');
-    void this.stopEntry(victim).catch((err) => this.opts.log.error({ err }, 'eviction failed'));
+    void this.stopEntry(victim, 'room', { for: e.target.ref.branchId }).catch((err) => this.opts.log.error({ err }, 'eviction failed'));
   }
 
-  private stopEntry(e: Entry): Promise<void> {
+  private stopEntry(e: Entry, cause: SuspendCause, detail: Record<string, unknown> = {}): Promise<void> {
     if (e.stopping) return e.stopping;
     clearTimeout(e.idleTimer);
     e.idleTimer = undefined;
     const wasStarting = e.starting;
+    const began = Date.now();
+    const ranMs = e.startedAt === undefined ? 0 : began - e.startedAt;
     this.setState(e, 'stopping');
     const stopping = (async () => {
       if (wasStarting) await wasStarting.catch(() => {});
@@ -380,9 +393,20 @@ export class ComputeManager extends EventEmitter {
       e.address = undefined;
       e.startedAt = undefined;
       this.setState(e, 'suspended');
+      this.stopped(e, cause, ranMs, Date.now() - began, detail);
     });
     e.stopping = stopping;
     return stopping;
+  }
+
+  /** Logs and tells a stop with its cause, how long the compute ran and how long the stop took. */
+  private stopped(e: Entry, cause: SuspendCause, ranMs: number, stopMs: number, detail: Record<string, unknown>): void {
+    const { databaseId, branchId } = e.target.ref;
+    const why = cause === 'idle' ? `idle for ${e.target.suspendTimeoutSeconds} s` : cause === 'room' ? 'to make room for another compute' : cause;
+    const line = { database: databaseId, branch: branchId, cause, ran_ms: ranMs, stop_ms: stopMs, ...detail };
+    if (cause === 'exited') this.opts.log.warn(line, `compute exited by itself after running ${Math.round(ranMs / 1000)} s; the next connection starts it again`);
+    else this.opts.log.info(line, `compute suspended (${why}) after running ${Math.round(ranMs / 1000)} s`);
+    this.emit('suspended', branchId, { cause, ranMs, stopMs });
   }
 
   /**
@@ -393,17 +417,19 @@ export class ComputeManager extends EventEmitter {
     const e = this.entries.get(branchId);
     if (!e || e.state === 'suspended' || e.state === 'failed') return;
     if (reason) this.emit('terminate', branchId, reason);
-    await this.stopEntry(e);
+    await this.stopEntry(e, reason ? (reason.code === 'quota_exceeded' ? 'quota' : reason.code) : 'api');
   }
 
   /** The provider noticed the compute died: the next connection starts it again. */
   computeExited(branchId: string): void {
     const e = this.entries.get(branchId);
     if (!e || e.state !== 'running') return;
+    const ranMs = e.startedAt === undefined ? 0 : Date.now() - e.startedAt;
     e.address = undefined;
     e.startedAt = undefined;
     clearTimeout(e.idleTimer);
     this.setState(e, 'suspended');
+    this.stopped(e, 'exited', ranMs, 0, {});
   }
 
   /** Stops the compute and forgets it (the database is being deleted, so a failed stop only matters to the log). */
@@ -411,7 +437,7 @@ export class ComputeManager extends EventEmitter {
     const e = this.entries.get(branchId);
     if (!e) return;
     await e.starting?.catch(() => {});
-    await this.stopEntry(e).catch((err) => this.opts.log.warn({ branch: branchId, err: (err as Error).message }, 'stopping a deleted compute failed'));
+    await this.stopEntry(e, 'deleted').catch((err) => this.opts.log.warn({ branch: branchId, err: (err as Error).message }, 'stopping a deleted compute failed'));
     this.entries.delete(branchId);
   }
 
@@ -437,7 +463,7 @@ export class ComputeManager extends EventEmitter {
     this.closed = true;
     await Promise.all([...this.entries.values()].map(async (e) => {
       await e.starting?.catch(() => {});
-      if (e.state === 'running' || e.state === 'stopping') await this.stopEntry(e).catch(() => {});
+      if (e.state === 'running' || e.state === 'stopping') await this.stopEntry(e, 'shutdown').catch(() => {});
     }));
   }
 }

@@ -9,6 +9,7 @@ import { DEFAULT_NEON_WAKE, type NeonWake } from './providers/neon/neon-settings
 import { parseSecretKey } from './secret-box.ts';
 import { type Env, int } from './env-values.ts';
 import { type StorageSettings, parseStorageSettings } from './storage/storage-config.ts';
+import { parseRetrySchedule } from './webhooks/retry-schedule.ts';
 
 /** Settings of each compute Postgres; small by default so that many fit on one host. */
 export interface ComputeSettings {
@@ -80,6 +81,19 @@ export interface Config {
   history: HistorySettings;
   /** Where local databases' data and history live (object storage), and the node's disk cache of it. */
   storage: StorageSettings;
+  events: EventSettings;
+}
+
+/** Events, webhook deliveries and the audit log. */
+export interface EventSettings {
+  /** Webhook URLs may be plain http and name loopback, link-local and private addresses (tests). */
+  webhookAllowInternal: boolean;
+  /** The waits between a delivery's attempts; when spent, the delivery has failed. */
+  webhookRetryScheduleMs: number[];
+  /** One delivery attempt, connect to answer. */
+  webhookTimeoutMs: number;
+  /** How long audit entries are kept. */
+  auditRetentionSeconds: number;
 }
 
 /** Backends of direct (not `-pooler`) sessions kept for the next client of the same startup. */
@@ -402,6 +416,12 @@ export function loadConfig(env: Env = process.env): Config {
       maxPreparedStatements: int(env, 'PGFLEET_POOL_MAX_PREPARED_STATEMENTS', 200, 1, 100000),
     },
     storage: parseStorageSettings(env, dataDir, key !== undefined),
+    events: {
+      webhookAllowInternal: bool(env, 'PGFLEET_WEBHOOK_ALLOW_INTERNAL'),
+      webhookRetryScheduleMs: parseRetrySchedule('PGFLEET_WEBHOOK_RETRY_SCHEDULE', optional(env, 'PGFLEET_WEBHOOK_RETRY_SCHEDULE')),
+      webhookTimeoutMs: int(env, 'PGFLEET_WEBHOOK_TIMEOUT', 10, 1, 300) * 1000,
+      auditRetentionSeconds: int(env, 'PGFLEET_AUDIT_RETENTION', 90 * 86400, 3600, 10 * 365 * 86400),
+    },
     warm: {
       maxPerCompute: int(env, 'PGFLEET_WARM_BACKENDS', 16, 0, 10000),
       idleTimeoutMs: int(env, 'PGFLEET_WARM_BACKEND_IDLE_TIMEOUT', 10, 1, 3600) * 1000,

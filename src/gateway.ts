@@ -45,6 +45,14 @@ import { Nodes } from './nodes/nodes.ts';
 import { fenceDeadNodes } from './nodes/fencing.ts';
 import { Drainer } from './nodes/drain.ts';
 import { Periodic } from './periodic.ts';
+import type { AuditLog } from './audit.ts';
+import type { BranchExpiry } from './branch-expiry.ts';
+import { recordComputeEvents } from './events/compute-events.ts';
+import { Events } from './events/events.ts';
+import { startOutbox } from './events/outbox.ts';
+import { RecentFailures } from './failures.ts';
+import { QuotaEvents } from './metering/quota-events.ts';
+import type { Webhooks } from './webhooks/webhooks.ts';
 
 // A cached route is read again after this long even if no change was heard of (a change made behind the API's back).
 const ROUTE_MAX_AGE_MS = 60_000;
@@ -90,6 +98,14 @@ export interface Core {
   nodes: Nodes;
   /** Moves this node's databases to other nodes (a drain). */
   drainer: Drainer;
+  /** The event log and webhook outbox: record() state changes here. */
+  events: Events;
+  webhooks: Webhooks;
+  audit: AuditLog;
+  /** Ephemeral branches: their expires_at. */
+  branchExpiry: BranchExpiry;
+  /** Refused logins seen by this gateway (the operator's console). */
+  failures: RecentFailures;
   /** What the compute manager needs for a branch the catalog routed to. */
   targetFor(route: BranchRoute): ComputeTarget;
   /** A session's hold on the branch's compute: here, or through the node that owns its data. */
@@ -120,6 +136,9 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     const catalogUser = isRoot() ? resolveComputeUser(CATALOG_OS_USER) : user;
     const catalog = await Catalog.open({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, runDir, installs, user: catalogUser, log });
     cleanups.push(() => catalog.close());
+    const events = new Events(catalog, log.child({ part: 'events' }));
+    // Events recorded after their change are written before the catalog closes.
+    cleanups.push(() => events.settle());
 
     const nodeId = nodeIdOf(config);
     const coord = await openCoordinator(config, nodeId, log);
@@ -158,7 +177,10 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
          AND ($1::text IS NULL OR c.branch_id IN (SELECT b.id FROM branches b JOIN databases d ON d.id = b.database_id WHERE d.node_id = $1))`,
       [coord.shared ? nodeId : null],
     );
-    const usage = new UsageTracker(catalog, computes, coord, { flushSeconds: config.usageFlushSeconds, log });
+    recordComputeEvents(computes, events);
+    const usage = new UsageTracker(catalog, computes, coord, {
+      flushSeconds: config.usageFlushSeconds, log, defaultComputeUnits: config.compute.computeUnits, quotaEvents: new QuotaEvents(events, log),
+    });
     const metrics = new OperatorMetrics(computes);
     local.metrics = new StorageMetrics(metrics.registry, local.running.gauges());
     // Cleanups run in reverse: computes stop (their last usage recorded), then usage is flushed.
@@ -225,7 +247,7 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
       const { provider } = regions.get(id);
       if (provider instanceof NeonProvider) provider.branching = new NeonBranching(provider, id, catalog, log.child({ region: id }));
     }
-    const drainer = new Drainer({ catalog, nodes, computes, local, owners, routes, targetFor, log: log.child({ part: 'drain' }) });
+    const drainer = new Drainer({ catalog, events, nodes, computes, local, owners, routes, targetFor, log: log.child({ part: 'drain' }) });
     // Before anything is served: interrupted restores put back, half-made branches removed.
     await branches.recoverInterrupted();
     if (key) {
@@ -239,7 +261,7 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
       });
       nodes.on('lease-lost', () => local.running.fenceAll());
       if (nodes.fencing) {
-        const fencing = new Periodic(() => fenceDeadNodes(catalog, config.storage.nodeDeadAfterSeconds, log), (err) => log.warn({ err: String(err) }, 'fencing dead nodes failed'));
+        const fencing = new Periodic(() => fenceDeadNodes(catalog, events, config.storage.nodeDeadAfterSeconds, log), (err) => log.warn({ err: String(err) }, 'fencing dead nodes failed'));
         fencing.start(nodes.heartbeatMs);
         cleanups.push(() => fencing.stop());
       }
@@ -260,6 +282,7 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     const reconciler = new Reconciler(catalog, routes, regions, databases, deletions, syncMetrics, log.child({ part: 'reconcile' }), {
       orphanGraceMs: config.neon.orphanGraceMs,
       abandonedCreateMs,
+      events,
     });
     deletions.start(DELETION_RETRY_TICK_MS);
     cleanups.push(() => deletions.stop());
@@ -282,9 +305,11 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
       computes.emit('terminate', m.branchId, reason, { backendPids: m.backendPids as number[] | undefined, fromFleet: true } satisfies TerminateScope);
     });
     const partners = new Partners(catalog, databases, adminKeyHash);
+    const outbox = await startOutbox({ config, catalog, events, branches, nodeId, metrics, log });
+    cleanups.push(() => outbox.stop());
     return {
       config, log, user, installs, runDir, adminKeyHash, catalog, local, regions, computes, databases, branches, partners, usage, metrics, jwt, coord, routes, nodeId, nodes, drainer, targetFor,
-      deletions, reconciler,
+      deletions, reconciler, events, webhooks: outbox.webhooks, audit: outbox.audit, branchExpiry: outbox.expiry, failures: new RecentFailures(),
       acquire: (route: BranchRoute): Promise<Lease> => owners.ofRoute(route).acquire(route),
       stop: undo,
     };

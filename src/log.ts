@@ -10,14 +10,16 @@ const REDACT = [
   '*.serverless_connection_uri',
 ];
 
-/** `json`: one JSON object a line, for machines; `pretty`: coloured lines for a person at a terminal. */
+/** `json`: one JSON object a line, for machines; `pretty`: one readable line per event, for a person at a terminal. */
 export type LogFormat = 'json' | 'pretty';
 
 export function createLogger(level: string, format: LogFormat = 'json'): Logger {
   const options = { level, redact: { paths: REDACT, censor: '[redacted]' }, base: { service: 'pgfleet' } };
   if (format === 'json') return pino(options);
   // Synchronous, in this thread: a line is on the terminal before the next one is written.
-  return pino(options, pretty({ sync: true, colorize: process.stdout.isTTY === true, ignore: 'service,pid,hostname', translateTime: 'SYS:HH:MM:ss.l' }));
+  return pino(options, pretty({
+    sync: true, singleLine: true, colorize: process.stdout.isTTY === true, ignore: 'service,pid,hostname', translateTime: 'SYS:HH:MM:ss.l',
+  }));
 }
 
 export type { Logger };

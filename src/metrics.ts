@@ -27,6 +27,9 @@ export class OperatorMetrics {
     name: 'pgfleet_compute_wake_duration_seconds', help: 'Time from wake to a compute accepting connections',
     buckets: [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [this.registry],
   });
+  readonly webhookAttempts = new Counter({
+    name: 'pgfleet_webhook_attempts_total', help: 'Webhook delivery attempts by outcome (ok: a 2xx answer)', labelNames: ['outcome'] as const, registers: [this.registry],
+  });
   readonly apiSeconds = new Histogram({
     name: 'pgfleet_api_request_duration_seconds', help: 'API latency by route and status',
     labelNames: ['method', 'route', 'status'] as const, buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [this.registry],

@@ -10,8 +10,13 @@ export interface Partner {
   createdAt: Date;
 }
 
-/** Who an API key speaks for: the operator (manages partners) or one partner (manages its databases). */
-export type Principal = { kind: 'operator' } | { kind: 'partner'; partnerId: string };
+/**
+ * Who an API key speaks for: the operator (manages partners) or one partner (manages its
+ * databases); keyId names the key in the audit log (the operator key is `operator`).
+ */
+export type Principal = { kind: 'operator'; keyId: string } | { kind: 'partner'; partnerId: string; keyId: string };
+
+export const OPERATOR_KEY_ID = 'operator';
 
 const PARTNER_KEY_PREFIX = 'pgf_live';
 /** What generateApiKey makes for partners: the prefix and 32 random bytes in base64url. */
@@ -87,14 +92,14 @@ export class Partners {
   /** The principal of a presented key, or undefined when the key is unknown or revoked. */
   async authenticate(key: string): Promise<Principal | undefined> {
     const hash = hashApiKey(key);
-    if (safeEqual(hash, this.adminKeyHash)) return { kind: 'operator' };
+    if (safeEqual(hash, this.adminKeyHash)) return { kind: 'operator', keyId: OPERATOR_KEY_ID };
     // A key that cannot be a partner key costs no catalog query.
     if (!this.couldBePartnerKey(key)) return undefined;
     const { rows } = await this.catalog.query(
-      'SELECT partner_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL AND partner_id IS NOT NULL',
+      'SELECT id, partner_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL AND partner_id IS NOT NULL',
       [hash],
     );
-    return rows[0] ? { kind: 'partner', partnerId: rows[0].partner_id } : undefined;
+    return rows[0] ? { kind: 'partner', partnerId: rows[0].partner_id, keyId: rows[0].id } : undefined;
   }
 }
 

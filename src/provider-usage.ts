@@ -22,7 +22,9 @@ export async function importProviderUsage(catalog: Catalog, regions: Regions, fr
     if (!route) continue; // deleted meanwhile
     try {
       const samples = await regions.get(route.region).provider.usage(branchRefOf(route), from, to);
-      for (const s of samples) {
+      // Neon's compute time is CPU seconds, which is compute units × seconds already.
+      const withUnits = samples.flatMap((s) => (s.metric === 'compute_time_ms' ? [s, { ...s, metric: 'compute_unit_ms' }] : [s]));
+      for (const s of withUnits) {
         await catalog.query(
           `INSERT INTO usage (partner_id, database_id, branch_id, bucket, metric, value) VALUES ($1, $2, $3, $4, $5, $6)
            ON CONFLICT (database_id, branch_id, metric, bucket) DO UPDATE SET value = EXCLUDED.value`,

@@ -1,12 +1,14 @@
 // The pgfleet command: `pgfleet start` runs the gateway; the other commands drive its API.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
+import { runCli } from '../api/cli.ts';
 import { ADMIN_KEY } from './api-client.ts';
-import { postmastersUnder, repoRoot, tmpDataDir } from './helpers.ts';
+import { postmastersUnder, repoRoot, tmpDataDir, until } from './helpers.ts';
 
 const execFileAsync = promisify(execFile);
 const BIN = path.join(repoRoot, 'bin', 'pgfleet.js');
@@ -63,7 +65,8 @@ t.test('partners create, db create/list/delete through the bin', async (t) => {
   const asPartner = { PGFLEET_API_KEY: key! };
   const created = await pgfleet(['db', 'create', '--user', 'alice'], asPartner);
   t.equal(created.code, 0, created.stderr);
-  const uri = created.stdout.trim();
+  t.match(created.stdout, /^id: db-[a-z]+-[a-z]+-\d{6}\nuri: /, 'prints the id with the URI');
+  const uri = /^uri: (\S+)/m.exec(created.stdout)![1]!;
   t.match(uri, /^postgresql:\/\/app_owner:[A-Za-z0-9_-]{32}@localhost:\d+\/app\?sslmode=require&sslrootcert=\S+&options=endpoint%3D(ep-[a-z]+-[a-z]+-\d{6})$/, 'prints the connection URI');
   const endpoint = /endpoint%3D(ep-[a-z]+-[a-z]+-\d{6})$/.exec(uri)![1];
 
@@ -126,11 +129,16 @@ t.test('errors: no key, a bad key, an unknown command, an unreachable API', asyn
 
 t.test('help and version print and start nothing; db show names the Postgres version; db create --pg-version', async (t) => {
   const { version } = JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8'));
-  for (const args of [[], ['--help'], ['start', '--help'], ['db', 'create', '-h']]) {
+  for (const args of [[], ['--help'], ['start', '--help']]) {
     const r = await pgfleet(args, { PGFLEET_DATA_DIR: path.join(dataDir, 'never-made') });
     t.equal(r.code, 0, `pgfleet ${args.join(' ')}`);
     t.match(r.stdout, /^usage:\n {2}pgfleet start/, `pgfleet ${args.join(' ')} prints usage`);
   }
+  const one = await pgfleet(['db', 'create', '-h']);
+  t.match(one.stdout, /^usage:\n {2}pgfleet db create --user <user_id>.*\n {6}a new database/, 'pgfleet db create -h explains db create');
+  t.notMatch(one.stdout, /pgfleet branches/, 'and only it');
+  const group = await pgfleet(['webhooks', '--help']);
+  t.match(group.stdout, /pgfleet webhooks create[\s\S]*pgfleet webhooks deliveries/, 'a group lists its commands');
   t.notOk(fs.existsSync(path.join(dataDir, 'never-made')), 'no gateway was started');
   for (const args of [['--version'], ['start', '--version'], ['db', 'list', '-v']]) {
     t.equal((await pgfleet(args)).stdout.trim(), `pgfleet ${version}`, `pgfleet ${args.join(' ')}`);
@@ -154,6 +162,109 @@ t.test('help and version print and start nothing; db show names the Postgres ver
   const notMajor = await pgfleet(['db', 'create', '--user', 'carol', '--pg-version', 'new'], { PGFLEET_API_KEY: key });
   t.equal(notMajor.code, 1);
   t.match(notMajor.stderr, /--pg-version needs a Postgres major/);
+});
+
+t.test('a command for every capability of the API, each with --json', async (t) => {
+  // The command's own code in this process (the bin around it is tested above): each run is a call, not a process.
+  const run = async (args: string[], key: string) => {
+    const out: string[] = [];
+    const code = await runCli([...args, '--url', apiUrl, '--key', key], (line) => out.push(line));
+    t.equal(code, 0, `pgfleet ${args.join(' ')}`);
+    return out.map((l) => `${l}\n`).join('');
+  };
+  const json = async (args: string[], key: string) => JSON.parse(await run([...args, '--json'], key));
+  const lines = async (args: string[], key: string) => (await run([...args, '--json'], key)).split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  const made = await json(['partners', 'create', '--name', 'every-co'], ADMIN_KEY);
+  const key: string = made.api_key;
+
+  const db = await json(['db', 'create', '--user', 'eve', '--suspend-timeout', '120'], key);
+  t.match(db, { user_id: 'eve', suspend_timeout_seconds: 120, password: /^[\w-]{32}$/ });
+  t.match(await run(['db', 'create', '--user', 'eve', '--field', 'connection_uri'], key), /^postgresql:\/\/app_owner:\S+\n$/, '--field prints one field');
+  t.match(await json(['db', 'wake', db.id], key), { id: db.id, state: 'running' });
+  t.match(await json(['db', 'suspend', db.id], key), { state: 'suspended' });
+  t.match(await json(['db', 'update', db.id, '--name', 'Eve'], key), { name: 'Eve' });
+  const role = await json(['roles', 'add', db.id, 'reader'], key);
+  t.match(role, { role: 'reader', connection_uri: /^postgresql:\/\/reader:/ });
+  t.same(await json(['roles', 'list', db.id], key), { roles: ['app_owner', 'reader'] });
+  t.not((await json(['reset-password', db.id, 'reader'], key)).password, role.password);
+  t.match(await json(['tokens', 'create', db.id, '--role', 'reader', '--ttl', '120'], key), { role: 'reader', token: /^eyJ/ });
+  t.match(await json(['quotas', 'set', db.id, '--storage', '1000000', '--compute-time', 'none'], key), { storage_bytes: 1000000, compute_time_seconds: null });
+  t.match(await json(['quotas', 'show', db.id], key), { storage_bytes: 1000000 });
+  t.match(await json(['usage', db.id, '--granularity', 'hourly'], key), { database_id: db.id, granularity: 'hourly' });
+  t.ok((await lines(['usage'], key)).some((u) => u.database_id === db.id && u.usage.compute_time_seconds > 0), "every database's usage");
+  const future = new Date(Date.now() + 86_400_000).toISOString();
+  t.equal((await json(['branches', 'create', db.id, '--name', 'preview', '--expires-at', future], key)).expires_at, future);
+  const listed = (await run(['branches', 'list', db.id], key)).trim().split('\n');
+  t.match(listed[1], new RegExp(`^preview\\tmain\\tsuspended\\t${future}\\tpostgresql://app_owner@`), 'branches list shows each URI');
+  t.match(await json(['branches', 'show', db.id, 'preview'], key), { name: 'preview', pooled_connection_uri: /-pooler/ });
+  t.match(await json(['branches', 'expire', db.id, 'preview', '--at', 'never'], key), { expires_at: null });
+  t.match(await json(['branches', 'rename', db.id, 'preview', '--name', 'pr-1'], key), { name: 'pr-1' });
+  const hook = await json(['webhooks', 'create', 'https://hooks.example.com/x', '--events', 'database.*,quota.*'], key);
+  t.match(hook, { id: /^wh_/, secret: /^whsec_/, events: ['database.*', 'quota.*'] });
+  t.same((await lines(['webhooks', 'list'], key)).map((w) => w.id), [hook.id]);
+  await run(['db', 'update', db.id, '--pool-size', '7'], key); // an event for the new webhook
+  await until('a delivery attempt', async () => (await lines(['webhooks', 'deliveries', hook.id], key)).some((d) => d.attempts > 0));
+  const [delivery] = await lines(['webhooks', 'deliveries', hook.id], key);
+  t.match(await json(['webhooks', 'delivery', hook.id, String(delivery.id)], key), { id: delivery.id, attempt_log: [{ attempt: 1 }] });
+  t.match(await json(['webhooks', 'delete', hook.id], key), { deleted: true });
+  const events = await lines(['events', '--database', db.id], key);
+  t.same(events.slice(0, 2).map((e) => e.type), ['database.created', 'database.ready']);
+  t.ok(events.some((e) => e.type === 'role.password_reset') && events.some((e) => e.type === 'database.woken'));
+  t.ok((await lines(['events', 'types'], key)).some((e) => e.type === 'branch.expired'));
+  const [audited] = await lines(['audit', '--action', 'createDatabaseRole'], key);
+  t.match(audited, { target: db.id, client: /^pgfleet-cli\//, key_id: /^key-/ });
+  t.match(await json(['whoami'], key), { kind: 'partner', partner_id: made.id });
+  t.match(await json(['status'], key), { status: 'ready' });
+
+  t.same((await lines(['db', 'list', '--search', 'eve'], ADMIN_KEY)).map((d) => d.partner_id), [made.id, made.id], 'the operator searches every partner');
+  t.match(await json(['failures'], ADMIN_KEY), { refused_logins: { by_reason: {} }, failed_wakes: [] });
+  t.ok((await json(['fleet'], ADMIN_KEY)).partners >= 3, 'fleet counts');
+  t.match(await json(['partners', 'retention', made.id, '--seconds', '3600'], ADMIN_KEY), { id: made.id });
+  const rotated = await json(['partners', 'rotate-key', made.id], ADMIN_KEY);
+  t.equal(await runCli(['whoami', '--url', apiUrl, '--key', key], () => {}), 1, 'the old key stops working');
+  t.match(await json(['whoami'], rotated.api_key), { partner_id: made.id });
+  t.match((await json(['keys', 'rotate'], ADMIN_KEY)).kid, /\S/);
+  t.equal(await runCli(['nodes', 'list', '--url', apiUrl, '--key', ADMIN_KEY], () => {}), 1, 'nodes list calls GET /v1/nodes, which this gateway lacks');
+});
+
+t.test('events --follow prints events as they happen', async (t) => {
+  const made = JSON.parse((await pgfleet(['partners', 'create', '--name', 'follow-co', '--key', ADMIN_KEY, '--json'])).stdout);
+  const child = spawn(process.execPath, [BIN, 'events', '--follow', '--json', '--since', new Date().toISOString()], {
+    env: { ...process.env, PGFLEET_API_URL: apiUrl, PGFLEET_API_KEY: made.api_key }, stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  t.teardown(() => child.kill());
+  let seen = '';
+  child.stdout!.on('data', (d) => (seen += d));
+  await new Promise((r) => setTimeout(r, 500));
+  const db = JSON.parse((await pgfleet(['db', 'create', '--user', 'tail', '--json'], { PGFLEET_API_KEY: made.api_key })).stdout);
+  await until('the events of the new database', () => seen.includes(`"database_id":"${db.id}"`) && seen.includes('database.ready'), 20_000);
+  t.same(seen.trim().split('\n').map((l) => JSON.parse(l).type), ['database.created', 'database.ready']);
+});
+
+t.test('nodes drain --wait: drains through POST /v1/nodes/:id/drain, then polls GET /v1/nodes until the node holds none', async (t) => {
+  // A stand-in for the fleet's node routes (GET /v1/nodes, POST /v1/nodes/:id/drain) answering as they are specified.
+  let left = 2;
+  const calls: string[] = [];
+  const server = http.createServer((req, res) => {
+    calls.push(`${req.method} ${req.url}`);
+    const node = () => ({ id: 'node-a', address: '10.0.0.1:7000', state: 'draining', generation: 1, heartbeat_at: new Date().toISOString(), max_computes: 100, running: 0, databases: left, database_ids: [] });
+    res.setHeader('content-type', 'application/json');
+    if (req.method === 'POST' && req.url === '/v1/nodes/node-a/drain') return res.writeHead(202).end(JSON.stringify(node()));
+    if (req.method === 'GET' && req.url === '/v1/nodes') {
+      left = Math.max(0, left - 1);
+      return res.end(JSON.stringify({ nodes: [node()] }));
+    }
+    res.writeHead(404).end(JSON.stringify({ error: { code: 'not_found', message: 'no route' } }));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise((r) => server.close(r)));
+  const url = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+  const r = await pgfleet(['nodes', 'drain', 'node-a', '--wait', '--url', url, '--key', ADMIN_KEY]);
+  t.equal(r.code, 0, r.stderr);
+  t.same(r.stdout.trim().split('\n'), ['draining node-a: 2 databases to move', 'node-a: 1 databases left', 'node-a: 0 databases left', 'node-a holds no database']);
+  t.same(calls, ['POST /v1/nodes/node-a/drain', 'GET /v1/nodes', 'GET /v1/nodes']);
+  const listed = await pgfleet(['nodes', 'list', '--url', url, '--key', ADMIN_KEY]);
+  t.match(listed.stdout, /^node-a\tdraining\t10\.0\.0\.1:7000\t0\/100 running\t0 databases$/m);
 });
 
 t.test('a port in use stops pgfleet start with the variable to change', async (t) => {

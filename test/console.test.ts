@@ -5,7 +5,7 @@ import type { Page } from 'playwright-core';
 import t from 'tap';
 import { ADMIN_KEY, startApi } from './api-client.ts';
 import { ARTIFACTS, launchBrowser } from './browser.ts';
-import { psql } from './proxy-helpers.ts';
+import { psql, psqlError } from './proxy-helpers.ts';
 import { until } from './helpers.ts';
 
 const api = await startApi({ PGFLEET_USAGE_FLUSH_SECONDS: '1' });
@@ -25,6 +25,11 @@ const pageProblems: string[] = [];
 page.on('pageerror', (err) => pageProblems.push(`pageerror: ${err.message}`));
 page.on('console', (msg) => {
   if (msg.type() === 'error' && !/Failed to load resource/.test(msg.text())) pageProblems.push(`console: ${msg.text()}`);
+});
+// Every answer the page got that was not a success (the sign-in probes nothing it may not use; the icon is there).
+const failedLoads: string[] = [];
+page.on('response', (res) => {
+  if (res.status() >= 400) failedLoads.push(`${res.status()} ${res.request().method()} ${new URL(res.url()).pathname}`);
 });
 const consoleUrl = `${api.url}/console`;
 const shot = (name: string) => page.screenshot({ path: path.join(ARTIFACTS, name), fullPage: true });
@@ -47,6 +52,11 @@ t.test('signed out, the console shows only the sign-in form; a wrong key is refu
   await signIn('pgf_live_not-a-key');
   await page.getByRole('alert').filter({ hasText: 'unknown or revoked API key' }).waitFor();
   t.equal(await sessionKey(page), '[]', 'a refused key is not kept');
+  t.same(failedLoads, ['401 GET /v1/whoami'], 'one call told the key is wrong; nothing else failed (the icon loaded)');
+  failedLoads.length = 0;
+  const icon = await fetch(`${api.url}/console/favicon.svg`);
+  t.equal(icon.headers.get('content-type'), 'image/svg+xml');
+  t.match(await icon.text(), /^<svg /);
 });
 
 t.test('a partner signs in; a database created through the API appears; another partner’s never does', async (t) => {
@@ -56,6 +66,7 @@ t.test('a partner signs in; a database created through the API appears; another 
   await page.keyboard.type(acme.key);
   await page.keyboard.press('Enter');
   await page.getByRole('heading', { name: 'Databases' }).waitFor();
+  t.same(failedLoads, [], 'a partner signs in without a 403 in the browser console');
   t.match(await sessionKey(page), acme.key, 'the key is kept in sessionStorage');
   t.equal(await page.evaluate(() => localStorage.length), 0, 'and not in localStorage');
   await page.getByText('No databases yet').waitFor();
@@ -179,6 +190,11 @@ t.test('reset password shows the new one once and psql connects with it; errors 
   await page.getByRole('button', { name: 'Suspend' }).click();
   await page.locator('h1 .state-suspended').waitFor();
   t.equal((await api.request('GET', `/v1/databases/${created.id}`, { key: acme.key })).body.state, 'suspended');
+  // The database's own events, as they happen.
+  const events = page.locator('section[aria-labelledby="db-events-title"] tbody tr');
+  await until('the events of the database', async () => (await events.count()) > 0 && (await events.first().getAttribute('data-type')) === 'database.suspended');
+  const types = await events.evaluateAll((rows) => rows.map((r) => r.getAttribute('data-type')));
+  t.ok(types.includes('database.created') && types.includes('role.password_reset') && types.includes('restore.finished'), types.join());
 });
 
 t.test('signing out leaves nothing behind', async (t) => {
@@ -202,7 +218,39 @@ t.test('the operator sees fleet counts and partners, and rotates a key', async (
   await page.getByRole('dialog').getByRole('button', { name: 'Rotate key' }).click();
   const newKey = await textbox('API key of other').inputValue();
   t.equal((await api.request('GET', '/v1/databases', { key: other.key })).status, 401, 'the old key stops working');
+  t.same(failedLoads.filter((l) => l.startsWith('403')), [], 'the operator signs in without a 403 either');
+  // Usage per partner this month, and what failed lately (a refused login, by its reason).
+  await until('acme has compute time this month', async () => (await page.getByRole('row').filter({ hasText: 'acme' }).locator('[data-usage="compute"]').textContent()) !== '0 s');
+  await psqlError(created.connection_uri_no_sni.replace(`:${encodeURIComponent(created.password)}@`, ':wrong@'));
+  await page.locator('.refusals tr[data-reason="wrong_password"]').waitFor({ timeout: 20_000 });
+  t.match(await page.locator('.refusals tr[data-reason="wrong_password"]').textContent(), /wrong password\s*1/);
   await shot('operator.png');
+  // Every partner's databases, searched by user id; a database page as its partner sees it, read-only.
+  await page.getByRole('link', { name: 'Databases' }).click();
+  await page.getByLabel('Search').fill('mallory');
+  await page.getByRole('button', { name: 'Search' }).click();
+  const found = page.locator('.operator-databases tbody tr');
+  await until('the search', async () => (await found.count()) === 1 && (await found.textContent())!.includes('mallory secret'));
+  t.match(await found.textContent(), /mallory secret.*other.*mallory/, 'with its partner');
+  await shot('operator-databases.png');
+  await found.getByRole('link').click();
+  await page.getByRole('heading', { name: /mallory secret/ }).waitFor();
+  t.match(await page.locator('.page-head .sub').first().textContent(), new RegExp(`partner ${other.id}`));
+  t.equal(await page.getByRole('button', { name: 'Reset password of app_owner' }).count(), 0, 'nothing only its partner changes');
+  t.equal(await page.getByLabel('New branch').count(), 0);
+  await page.locator('section[aria-labelledby="db-events-title"] tr[data-type="database.created"]').waitFor();
+  await shot('operator-database.png');
+  // The event stream of every partner.
+  await page.getByRole('link', { name: 'Events' }).click();
+  await page.getByRole('heading', { name: 'Events of every partner' }).waitFor();
+  await page.locator('.event-list tr[data-type="branch.created"]').first().waitFor();
+  await page.getByLabel('Event types').fill('role.*');
+  await page.getByRole('button', { name: 'Filter' }).click();
+  await until('only role events', async () => {
+    const shown = await page.locator('.event-list tbody tr').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-type')));
+    return shown.length > 0 && shown.every((x) => x!.startsWith('role.'));
+  });
+  await shot('operator-events.png');
   await page.getByRole('button', { name: 'Sign out' }).click();
 
   await signIn(newKey);
@@ -215,4 +263,5 @@ t.test('the operator sees fleet counts and partners, and rotates a key', async (
 
 t.test('the page threw nothing and broke no content security rule', async (t) => {
   t.same(pageProblems, []);
+  t.same(failedLoads.filter((l) => l.startsWith('403')), [], 'no call the key may not make, ever');
 });

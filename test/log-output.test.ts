@@ -14,7 +14,7 @@ const execFileAsync = promisify(execFile);
 async function logLine(format: string | undefined): Promise<string> {
   const script = `import { loadConfig } from './src/config.ts'; import { createLogger } from './src/log.ts';
     const c = loadConfig({ PGFLEET_DATA_DIR: '/tmp/unused'${format ? `, PGFLEET_LOG_FORMAT: '${format}'` : ''} });
-    createLogger('info', c.logFormat).info({ password: 's3cret-pw', database: 'db-one' }, 'compute started');`;
+    createLogger('info', c.logFormat).info({ password: 's3cret-pw', database: 'db-one', detail: { cause: 'api', ms: [1, 2] } }, 'compute started');`;
   const { stdout } = await execFileAsync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: repoRoot });
   return stdout.trim();
 }
@@ -28,11 +28,13 @@ t.test('json by default when stdout is not a terminal: one object a line, the pa
   t.equal(entry.password, '[redacted]');
 });
 
-t.test('PGFLEET_LOG_FORMAT=pretty: a readable line, not JSON, the password redacted', async (t) => {
+t.test('PGFLEET_LOG_FORMAT=pretty: one readable line per event, not JSON, the password redacted', async (t) => {
   const line = await logLine('pretty');
+  t.equal(line.split('\n').length, 1, 'one line, nested fields included');
+  t.match(line, /"detail":\{"cause":"api","ms":\[1,2\]\}/);
   t.throws(() => JSON.parse(line), 'not JSON');
   t.match(line, /^\[\d\d:\d\d:\d\d\.\d{3}\] INFO.*: compute started/);
-  t.match(line, /database: "db-one"/);
+  t.match(line, /"database":"db-one"/);
   t.notMatch(line, /s3cret-pw/);
   t.notMatch(line, /\u001b\[/, 'no colour codes when stdout is not a terminal');
 });

@@ -69,7 +69,7 @@ t.test('a database in a neon region: create, wake, roles, password reset, suspen
   t.ok(written > 0, 'Neon consumption was imported');
   const rows = async () => (await core.catalog.query(`SELECT metric, count(*)::int AS n FROM usage WHERE database_id = $1 GROUP BY metric ORDER BY metric`, [database.id])).rows;
   const before = await rows();
-  t.same(before.map((r) => r.metric), ['active_time_ms', 'compute_time_ms', 'storage_bytes', 'written_data_bytes'], 'as pgfleet metrics');
+  t.same(before.map((r) => r.metric), ['active_time_ms', 'compute_time_ms', 'compute_unit_ms', 'storage_bytes', 'written_data_bytes'], 'as pgfleet metrics (compute unit time: Neon\'s compute time, CPU seconds)');
   await importProviderUsage(core.catalog, core.regions, new Date(Date.now() - 3_600_000), new Date(), core.log);
   t.same(await rows(), before, 'a second pull replaces its buckets, it does not add rows');
 

@@ -108,6 +108,9 @@ t.test('kill -9 of a node and its data dir: another node serves its databases fr
   const nodes = (await call(b.apiUrl, 'GET', '/v1/nodes', ADMIN_KEY)).body.nodes as { id: string; state: string; database_ids: string[] }[];
   t.equal(nodes.find((n) => n.id === a.nodeId)?.state, 'fenced', 'the lost node is listed as fenced');
   t.ok(nodes.find((n) => n.id === b.nodeId)?.database_ids.includes(asyncDb.id), 'its databases are placed on B now');
+  const lost = (await call(b.apiUrl, 'GET', '/v1/events?type=node.lost', ADMIN_KEY)).body.events as { data: { node_id: string; databases: string[] } }[];
+  t.equal(lost.length, 1, 'one node.lost event, however many nodes saw the silence');
+  t.ok(lost[0]?.data.node_id === a.nodeId && [asyncDb.id, syncDb.id].every((id) => lost[0]!.data.databases.includes(id)), 'it names the node and its databases');
 
   // History survives the node: a restore to a moment before the loss reads the store.
   const restored = await call(b.apiUrl, 'POST', `/v1/databases/${asyncDb.id}/restore`, key, { at: before.toISOString() });
@@ -173,4 +176,8 @@ t.test('drain: a node\'s databases move to the other node one at a time, each un
   const fresh = (await call(b.apiUrl, 'POST', '/v1/databases', key, { user_id: 'after-drain' })).body;
   t.ok(nodes.find((n) => n.id === b.nodeId)!.state === 'draining' && !(await call(a.apiUrl, 'GET', '/v1/nodes', ADMIN_KEY)).body.nodes
     .find((n: { id: string }) => n.id === b.nodeId).database_ids.includes(fresh.id), 'a draining node takes no new database');
+  await until('the node.drained event', async () => (await call(a.apiUrl, 'GET', '/v1/events?type=node.drained', ADMIN_KEY)).body.events.length === 1, 20_000, 250);
+  const [drainedEvent] = (await call(a.apiUrl, 'GET', '/v1/events?type=node.drained', ADMIN_KEY)).body.events;
+  t.match(drainedEvent.data, { node_id: b.nodeId, databases_left: 0 }, 'node.drained says which node and that none was left');
+  t.ok(drainedEvent.data.databases_moved >= 2, `it counts the databases moved (${drainedEvent.data.databases_moved})`);
 });

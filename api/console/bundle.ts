@@ -4,9 +4,9 @@ import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { build } from 'esbuild';
 
-export type ConsolePart = 'html' | 'js' | 'css';
+export type ConsolePart = 'html' | 'js' | 'css' | 'icon';
 
-/** The console as the browser loads it: one HTML page, one script, one stylesheet, each also gzipped once. */
+/** The console as the browser loads it: one HTML page, one script, one stylesheet, its icon, each also gzipped once. */
 export type ConsoleBundle = Record<ConsolePart, { text: string; gzip: Buffer }>;
 
 const APP_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'app');
@@ -33,7 +33,8 @@ export async function buildConsole(): Promise<ConsoleBundle> {
     return file.text;
   };
   const part = (text: string) => ({ text, gzip: gzipSync(text, { level: 9 }) });
-  return { html: part(await readFile(path.join(APP_DIR, 'index.html'), 'utf8')), js: part(output('.js')), css: part(output('.css')) };
+  const file = (name: string) => readFile(path.join(APP_DIR, name), 'utf8');
+  return { html: part(await file('index.html')), js: part(output('.js')), css: part(output('.css')), icon: part(await file('favicon.svg')) };
 }
 
 let built: Promise<ConsoleBundle> | undefined;

@@ -2,8 +2,11 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { POOLER_SUFFIX, type PublicAddress, connectionInfo } from '../../src/connection-uri.ts';
+import type { Catalog } from '../../src/catalog/catalog.ts';
 import { type DatabaseRecord, type Databases, unavailableReason } from '../../src/databases.ts';
-import { partnerOf } from '../auth.ts';
+import type { Events, NewEvent } from '../../src/events/events.ts';
+import { searchDatabases } from '../../src/operator-view.ts';
+import { databaseScope, partnerOf } from '../auth.ts';
 import { caCertificateUrl } from '../ca-certificate.ts';
 import { type IdempotencyStore, fingerprint } from '../idempotency.ts';
 import {
@@ -13,6 +16,9 @@ import {
 
 export interface DatabaseRoutesOptions {
   databases: Databases;
+  /** Where database.* and role.* events are recorded, right after each change. */
+  events: Events;
+  catalog: Catalog;
   idempotency: IdempotencyStore;
   publicAddress: PublicAddress;
   /** PGFLEET_HISTORY_RETENTION: in effect where neither the database nor its partner sets one. */
@@ -28,7 +34,9 @@ const tags = ['databases'];
 
 /** A partner's routes: its users' databases. Another partner's database answers 404, like a missing one. */
 export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = async (app, opts) => {
-  const { databases, idempotency, publicAddress, defaultHistoryRetentionSeconds, defaultComputeUnits, postgresVersionOf } = opts;
+  const { databases, events, catalog, idempotency, publicAddress, defaultHistoryRetentionSeconds, defaultComputeUnits, postgresVersionOf } = opts;
+  const record = (db: DatabaseRecord, type: NewEvent['type'], data: Record<string, unknown> = {}) =>
+    events.recordAfter({ type, partnerId: db.partnerId, databaseId: db.id, data: { user_id: db.userId, name: db.name, ...data } });
 
   /** `caUrl`: where the asking client fetches the CA (caCertificateUrl of its request). */
   const view = (db: DatabaseRecord, caUrl: string | null): DatabaseView => {
@@ -36,6 +44,7 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
     const lastActive = compute.lastActiveAt;
     return {
       id: db.id,
+      partner_id: db.partnerId,
       user_id: db.userId,
       name: db.name,
       region: db.region,
@@ -100,6 +109,8 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
         durability: body.durability,
         pgVersion: body.pg_version,
       });
+      await record(database, 'database.created', { region: database.region, pg_version: database.pgVersion });
+      if (database.status === 'ready') await record(database, 'database.ready', { region: database.region });
       const created: DatabaseCreatedView = { ...view(database, caUrl(req)), ...secrets(database, database.ownerRole, password) };
       return { status: 201, body: created };
     };
@@ -119,14 +130,21 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
       tags, security, querystring: DatabaseListQuery, response: { 200: DatabaseList, ...errorResponses },
     },
   }, async (req) => {
-    const { user_id: userId, name: nameContains, limit, cursor } = req.query;
+    const { user_id: userId, name: nameContains, limit, cursor, q, partner_id: partnerId } = req.query;
+    if (q !== undefined || req.principal?.kind === 'operator') {
+      // A search (and the operator's list across partners): a page of ids, then each database as its partner sees it.
+      const owner = req.principal?.kind === 'operator' ? partnerId : partnerOf(req);
+      const page = await searchDatabases(catalog, { q: q ?? userId, partnerId: owner, limit: limit ?? 100, cursor });
+      const found = await Promise.all(page.items.map((d) => databases.get(d.partnerId, d.id).catch(() => undefined)));
+      return { databases: found.filter((db) => db !== undefined).map((db) => view(db, caUrl(req))), next_cursor: page.nextCursor };
+    }
     const page = await databases.list(partnerOf(req), { userId, nameContains, limit, cursor });
     return { databases: page.items.map((db) => view(db, caUrl(req))), next_cursor: page.nextCursor ?? null };
   });
 
   app.get('/v1/databases/:id', {
     schema: { summary: 'Get a database', tags, security, params: IdParams, response: { 200: Database, ...errorResponses } },
-  }, async (req) => view(await databases.get(partnerOf(req), req.params.id), caUrl(req)));
+  }, async (req) => view(await databases.get(await databaseScope(req, req.params.id, catalog), req.params.id), caUrl(req)));
 
   app.patch('/v1/databases/:id', {
     schema: {
@@ -135,10 +153,12 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
     },
   }, async (req) => {
     const { name, suspend_timeout_seconds, history_retention_seconds, quotas, pool_size, compute_units, durability } = req.body;
-    return view(await databases.update(partnerOf(req), req.params.id, {
+    const db = await databases.update(partnerOf(req), req.params.id, {
       name, suspendTimeoutSeconds: suspend_timeout_seconds, historyRetentionSeconds: history_retention_seconds, quotas, poolSize: pool_size,
       computeUnits: compute_units, durability,
-    }), caUrl(req));
+    });
+    await record(db, 'database.updated', { changes: req.body });
+    return view(db, caUrl(req));
   });
 
   app.delete('/v1/databases/:id', {
@@ -147,7 +167,9 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
       tags, security, params: IdParams, response: { 204: Type.Null(), ...errorResponses },
     },
   }, async (req, reply) => {
-    await databases.delete(partnerOf(req), req.params.id);
+    const db = await databases.get(partnerOf(req), req.params.id);
+    await databases.delete(db.partnerId, db.id);
+    await record(db, 'database.deleted');
     return reply.code(204).send(null);
   });
 
@@ -156,14 +178,14 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
       summary: 'Stop the compute now (open sessions end); the next connection wakes it',
       tags, security, params: IdParams, response: { 200: Database, ...errorResponses },
     },
-  }, async (req) => view(await databases.suspend(partnerOf(req), req.params.id), caUrl(req)));
+  }, async (req) => view(await databases.suspend(await databaseScope(req, req.params.id, catalog), req.params.id), caUrl(req)));
 
   app.post('/v1/databases/:id/wake', {
     schema: {
       summary: 'Start the compute now, ahead of the first connection',
       tags, security, params: IdParams, response: { 200: Database, ...errorResponses },
     },
-  }, async (req) => view(await databases.wake(partnerOf(req), req.params.id), caUrl(req)));
+  }, async (req) => view(await databases.wake(await databaseScope(req, req.params.id, catalog), req.params.id), caUrl(req)));
 
   app.post('/v1/databases/:id/roles', {
     schema: {
@@ -172,6 +194,7 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
     },
   }, async (req, reply) => {
     const { database, password } = await databases.addRole(partnerOf(req), req.params.id, req.body.name);
+    await record(database, 'role.created', { role: req.body.name });
     return reply.code(201).send(credentials(database, req.body.name, password, caUrl(req)));
   });
 
@@ -182,6 +205,7 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
     },
   }, async (req) => {
     const { database, password } = await databases.resetPassword(partnerOf(req), req.params.id, req.params.role);
+    await record(database, 'role.password_reset', { role: req.params.role });
     return credentials(database, req.params.role, password, caUrl(req));
   });
 };

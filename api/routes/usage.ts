@@ -5,7 +5,7 @@ import type { Databases } from '../../src/databases.ts';
 import { GRANULARITIES, type Granularity, databaseUsage, fleetUsage, parseRange } from '../../src/metering/consumption.ts';
 import { usageExposition } from '../../src/metering/usage-exposition.ts';
 import type { UsageTracker } from '../../src/metering/usage-tracker.ts';
-import { partnerOf, requireOperator } from '../auth.ts';
+import { databaseScope, partnerOf, requireOperator } from '../auth.ts';
 import { IdParams, errorResponses } from '../schemas.ts';
 
 export interface UsageRoutesOptions {
@@ -54,7 +54,7 @@ export const usageRoutes: FastifyPluginAsyncTypebox<UsageRoutesOptions> = async 
       params: IdParams, querystring: DatabaseUsageQuery, response: { 200: DatabaseUsage, ...errorResponses },
     },
   }, async (req) => {
-    const db = await databases.get(partnerOf(req), req.params.id);
+    const db = await databases.get(await databaseScope(req, req.params.id, catalog), req.params.id);
     const granularity = (req.query.granularity ?? 'daily') as Granularity;
     const range = parseRange(req.query.from, req.query.to, granularity);
     const periods = await databaseUsage(usage, catalog, db.id, range, granularity);

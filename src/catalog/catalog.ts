@@ -16,6 +16,7 @@ export class Catalog {
   private constructor(
     readonly pool: pg.Pool,
     private readonly server: PostgresServer | undefined,
+    private readonly state: { closing: boolean },
   ) {}
 
   /**
@@ -65,9 +66,13 @@ export class Catalog {
       poolConfig = { host: socketDir, user: ADMIN_ROLE, database: 'postgres' };
     }
     const pool = new pg.Pool({ ...poolConfig, max: 10, idleTimeoutMillis: 30_000 });
+    const state = { closing: false };
     // pool.end() resolves before its clients' sockets close, so a client may still hear the catalog
-    // shut down; every client keeps a listener, not only idle ones, so that is never an uncaught error.
-    pool.on('connect', (client) => client.on('error', (err) => opts.log.warn({ err: err.message }, 'catalog connection error')));
+    // shut down; every client keeps a listener, not only idle ones, so that is never an uncaught error
+    // (and, while pgfleet stops on purpose, no warning either).
+    pool.on('connect', (client) => client.on('error', (err) => {
+      if (!state.closing) opts.log.warn({ err: err.message }, 'catalog connection error');
+    }));
     pool.on('error', () => {}); // an idle client's error, already logged by the listener above
     try {
       const applied = await migrate(pool);
@@ -77,7 +82,7 @@ export class Catalog {
       await server?.stop();
       throw err;
     }
-    return new Catalog(pool, server);
+    return new Catalog(pool, server, state);
   }
 
   query<R extends pg.QueryResultRow = any>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>> {
@@ -110,6 +115,7 @@ export class Catalog {
   }
 
   async close(): Promise<void> {
+    this.state.closing = true;
     await this.pool.end();
     await this.server?.stop();
   }

@@ -1,10 +1,9 @@
-import net from 'node:net';
 import { type JSONWebKeySet, type JWK, type JWTVerifyGetKey, createLocalJWKSet, importJWK } from 'jose';
 import type { Catalog } from '../catalog/catalog.ts';
 import { BadRequestError, ConflictError, NotFoundError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { GATEWAY_ISSUER } from './gateway-tokens.ts';
-import { isInternalAddress } from './outbound-address.ts';
+import { checkOutboundUrl } from '../outbound-address.ts';
 import { cachedRemoteJwks } from './remote-jwks.ts';
 import { DEFAULT_PARTNER_ALGORITHMS, PARTNER_ALGORITHMS } from './token-rules.ts';
 
@@ -157,23 +156,7 @@ export class PartnerIssuers {
   }
 
   private jwksUri(value: unknown): string {
-    const raw = text('jwks_uri', value, MAX_URI);
-    let url: URL;
-    try {
-      url = new URL(raw);
-    } catch {
-      throw new BadRequestError('jwks_uri: not a valid URL');
-    }
-    const allowed = this.opts.jwksAllowHttp ? ['https:', 'http:'] : ['https:'];
-    if (!allowed.includes(url.protocol)) throw new BadRequestError(`jwks_uri: must be an ${allowed.join(' or ')} URL`);
-    if (url.username || url.password) throw new BadRequestError('jwks_uri: must not carry credentials');
-    const host = url.hostname.replace(/^\[|\]$/g, '');
-    // An address written out is refused here; a name is checked on what it resolves to, at each fetch.
-    const internal = net.isIP(host) !== 0 ? isInternalAddress(host) : host === 'localhost' || host.endsWith('.localhost');
-    if (!this.opts.jwksAllowInternal && internal) {
-      throw new BadRequestError('jwks_uri: must not name a loopback, link-local or private address');
-    }
-    return url.href;
+    return checkOutboundUrl('jwks_uri', text('jwks_uri', value, MAX_URI), { allowHttp: this.opts.jwksAllowHttp, allowInternal: this.opts.jwksAllowInternal });
   }
 }
 

@@ -1,7 +1,7 @@
 import { type JSONWebKeySet, type JWTVerifyGetKey, createLocalJWKSet, createRemoteJWKSet, customFetch, errors } from 'jose';
 import { TokenError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { outboundFetch } from './outbound-address.ts';
+import { outboundFetch } from '../outbound-address.ts';
 
 export interface RemoteJwksOptions {
   /** How long fetched keys are used before the JWKS is fetched again. */

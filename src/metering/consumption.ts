@@ -109,3 +109,26 @@ export async function usageTotals(tracker: UsageTracker, catalog: Catalog): Prom
   );
   return rows;
 }
+
+/**
+ * Each partner's usage over the range (the operator's monthly totals): amounts summed over its
+ * databases, and storage_bytes as what its databases hold now (each branch's latest sample).
+ */
+export async function partnerTotals(tracker: UsageTracker, catalog: Catalog, range: { from: Date; to: Date }): Promise<Map<string, UsageValues>> {
+  await tracker.flush();
+  const sums = Object.entries(USAGE_METRICS).filter(([, a]) => a === 'sum').map(([m]) => m);
+  const { rows } = await catalog.query<{ partner_id: string; metric: UsageMetric; value: number }>(
+    `SELECT partner_id, metric, sum(value)::float8 AS value FROM usage
+      WHERE bucket >= date_trunc('hour', $1::timestamptz) AND bucket < $2 AND metric = ANY($3) GROUP BY 1, 2
+     UNION ALL
+     SELECT d.partner_id, 'storage_bytes', sum(s.value)::float8 FROM branches b JOIN databases d ON d.id = b.database_id
+       CROSS JOIN LATERAL (SELECT u.value FROM usage u WHERE u.database_id = d.id AND u.branch_id = b.id AND u.metric = 'storage_bytes'
+                            ORDER BY u.bucket DESC LIMIT 1) s GROUP BY 1`,
+    [range.from, range.to, sums]);
+  const out = new Map<string, { metric: UsageMetric; value: number }[]>();
+  for (const r of rows) {
+    if (!out.has(r.partner_id)) out.set(r.partner_id, []);
+    out.get(r.partner_id)!.push(r);
+  }
+  return new Map([...out].map(([id, values]) => [id, toUsageValues(values)]));
+}

@@ -5,6 +5,8 @@
 export const USAGE_METRICS = {
   compute_time_ms: 'sum',
   active_time_ms: 'sum',
+  /** Compute running time × its size in compute units (on Neon: its compute time, CPU seconds). */
+  compute_unit_ms: 'sum',
   /** Bytes sent to clients (egress). */
   data_transfer_bytes: 'sum',
   /** Bytes received from clients, counted apart from egress. */

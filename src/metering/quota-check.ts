@@ -9,7 +9,7 @@ export interface UsageStanding {
 }
 
 /** The stored metric each period quota limits, and how a limit reads to a user. */
-const PERIOD_METRIC: Record<(typeof PERIOD_QUOTAS)[number], { metric: UsageMetric; scale: number }> = {
+export const PERIOD_METRIC: Record<(typeof PERIOD_QUOTAS)[number], { metric: UsageMetric; scale: number }> = {
   compute_time_seconds: { metric: 'compute_time_ms', scale: 1000 },
   data_transfer_bytes: { metric: 'data_transfer_bytes', scale: 1 },
   written_data_bytes: { metric: 'written_data_bytes', scale: 1 },

@@ -9,6 +9,7 @@ import { monthOf, nextMonth, splitByHour } from './hours.ts';
 import { UsageLedger } from './ledger.ts';
 import type { UsageMetric, UsageOwner } from './metrics.ts';
 import { type UsageStanding, brokenQuota, connectionsOver } from './quota-check.ts';
+import type { QuotaEvents } from './quota-events.ts';
 
 /** A client session as the proxy counts it; the tracker reads the byte counters. */
 export interface MeteredSession extends UsageOwner {
@@ -61,7 +62,14 @@ export class UsageTracker {
     private readonly catalog: Catalog,
     private readonly computes: ComputeManager,
     private readonly coord: Coordinator,
-    private readonly opts: { flushSeconds: number; log: Logger },
+    private readonly opts: {
+      flushSeconds: number;
+      log: Logger;
+      /** The size of a compute whose database names none (compute unit time = size × running time). */
+      defaultComputeUnits: number;
+      /** Told each standing checked against quotas (80% and 100% become events). */
+      quotaEvents?: QuotaEvents;
+    },
   ) {
     // Other gateways' flushes make the month totals known here stale; their quota changes hold here too.
     coord.subscribe(INVALIDATE, (m) => {
@@ -111,7 +119,11 @@ export class UsageTracker {
   /** Accrues a span up to now, split at hour boundaries. */
   private accrue(span: Span, metric: UsageMetric, now = Date.now()): void {
     if (this.meters(span.owner.branchId, metric)) {
-      for (const [bucket, ms] of splitByHour(span.since, now)) this.ledger.record(span.owner, metric, ms, bucket);
+      const units = this.computes.targetOf(span.owner.branchId)?.ref.computeUnits ?? this.opts.defaultComputeUnits;
+      for (const [bucket, ms] of splitByHour(span.since, now)) {
+        this.ledger.record(span.owner, metric, ms, bucket);
+        if (metric === 'compute_time_ms') this.ledger.record(span.owner, 'compute_unit_ms', ms * units, bucket);
+      }
     }
     span.since = now;
   }
@@ -186,9 +198,9 @@ export class UsageTracker {
       if (!quotas) continue;
       const running = ['compute_time_seconds', 'data_transfer_bytes'] as const;
       const flagged = this.coord.shared ? await this.flagged(span.owner.databaseId, quotas) : undefined;
-      const broken = flagged && running.some((q) => q === flagged.quota?.name)
-        ? flagged
-        : brokenQuota(quotas, await this.standing(span.owner.databaseId), running);
+      const standing = await this.standing(span.owner.databaseId);
+      this.opts.quotaEvents?.note(span.owner, quotas, standing);
+      const broken = flagged && running.some((q) => q === flagged.quota?.name) ? flagged : brokenQuota(quotas, standing, running);
       if (!broken || !this.running.has(branchId)) continue;
       this.opts.log.info({ database: span.owner.databaseId, branch: branchId, reason: broken.message }, 'suspending compute over quota');
       await this.usedUp(span.owner.databaseId, broken);
@@ -261,7 +273,9 @@ export class UsageTracker {
     if (Object.entries(route.quotas).every(([name, limit]) => limit === null || limit === undefined || (CONNECTION_QUOTAS as readonly string[]).includes(name))) return undefined;
     const flagged = await this.flagged(route.databaseId, route.quotas);
     if (flagged) return flagged;
-    const broken = brokenQuota(route.quotas, await this.standing(route.databaseId));
+    const standing = await this.standing(route.databaseId);
+    this.opts.quotaEvents?.note(route, route.quotas, standing);
+    const broken = brokenQuota(route.quotas, standing);
     if (broken) await this.usedUp(route.databaseId, broken);
     return broken;
   }

@@ -3,6 +3,8 @@ import type { RouteCache } from '../catalog/route-cache.ts';
 import { type BranchRoute, branchRefOf, routesOfDatabase } from '../catalog/routes.ts';
 import type { ComputeManager, ComputeTarget } from '../computes.ts';
 import { PgfleetError } from '../errors.ts';
+import type { Events } from '../events/events.ts';
+import { recordNodeDrained } from '../events/node-events.ts';
 import type { Logger } from '../log.ts';
 import type { LocalProvider } from '../providers/local/local-provider.ts';
 import type { Nodes } from './nodes.ts';
@@ -17,6 +19,7 @@ export class DatabaseMovingError extends PgfleetError {
 
 export interface DrainDeps {
   catalog: Catalog;
+  events: Events;
   nodes: Nodes;
   computes: ComputeManager;
   local: LocalProvider;
@@ -47,8 +50,10 @@ export class Drainer {
   }
 
   private async run(): Promise<void> {
-    const { catalog, nodes, log } = this.deps;
+    const { catalog, events, nodes, log } = this.deps;
+    const startedAt = new Date();
     const failed = new Set<string>();
+    let moved = 0;
     for (;;) {
       const { rows } = await catalog.query<{ id: string }>(
         'SELECT id FROM databases WHERE node_id = $1 AND NOT (id = ANY($2)) ORDER BY created_at LIMIT 1', [nodes.id, [...failed]]);
@@ -56,13 +61,15 @@ export class Drainer {
       const started = Date.now();
       try {
         const to = await this.move(rows[0].id);
+        moved++;
         log.info({ database: rows[0].id, to, ms: Date.now() - started }, 'drain: database moved');
       } catch (err) {
         failed.add(rows[0].id);
         log.warn({ database: rows[0].id, err: String(err) }, 'drain: database not moved; it stays on this node');
       }
     }
-    log.info({ node: nodes.id, left: failed.size }, 'drain finished');
+    log.info({ node: nodes.id, moved, left: failed.size }, 'drain finished');
+    await recordNodeDrained(events, { id: nodes.id, startedAt, moved, left: failed.size });
   }
 
   /** Moves one database to the live node with the most room; returns that node. */
@@ -84,8 +91,12 @@ export class Drainer {
     }
     await catalog.query('UPDATE databases SET moving_from = NULL WHERE id = $1', [databaseId]);
     for (const route of branches) await computes.remove(route.branchId);
+    // Moved: a wake there that fails now is retried by the next connection.
     const main = branches.find((r) => r.root);
-    if (wasRunning && main) await owners.of(to).wake({ ...main, node: await nodes.record(to) });
+    if (wasRunning && main) {
+      await owners.of(to).wake({ ...main, node: await nodes.record(to) })
+        .catch((err) => this.deps.log.warn({ database: databaseId, to, err: String(err) }, 'drain: the moved database did not wake on its new node; its next connection wakes it'));
+    }
     return to;
   }
 }

@@ -3,6 +3,7 @@ import type { Catalog } from '../catalog/catalog.ts';
 import type { RouteCache } from '../catalog/route-cache.ts';
 import { branchRefOf, routeByDatabase } from '../catalog/routes.ts';
 import type { Databases } from '../databases.ts';
+import type { Events } from '../events/events.ts';
 import type { Region, Regions } from '../regions.ts';
 import type { PendingDeletion, ProviderDeletions } from './deletions.ts';
 import type { SyncMetrics } from './metrics.ts';
@@ -13,6 +14,8 @@ export interface ReconcileOptions {
   orphanGraceMs: number;
   /** A create still unfinished after this long was abandoned by its gateway (killed), and is finished here. */
   abandonedCreateMs: number;
+  /** Where database.ready (a create finished here) and database.failed are recorded. */
+  events: Events;
 }
 
 export interface OrphanReport {
@@ -117,6 +120,8 @@ export class Reconciler {
       try {
         await this.databases.resumeCreate(id);
         resumed.push(id);
+        const route = await routeByDatabase(this.catalog, id);
+        if (route) await this.opts.events.recordAfter({ type: 'database.ready', partnerId: route.partnerId, databaseId: id, data: { region: region.id, resumed: true } });
         this.metrics.createsResumed.inc({ region: region.id });
         this.log.info({ database: id, region: region.id }, 'finished a create its gateway left unfinished');
       } catch (err) {
@@ -180,11 +185,15 @@ export class Reconciler {
       const gone = await provider.missingResource(branchRefOf(route));
       if (!gone) continue;
       const detail = `${gone} (found by reconciliation at ${new Date().toISOString()}); delete the database to release it`;
-      const { rowCount } = await this.catalog.query(
-        `UPDATE databases SET status = 'failed', status_detail = $2, status_at = clock_timestamp() WHERE id = $1 AND status = 'ready'`,
-        [databaseId, detail],
-      );
-      if (!rowCount) continue;
+      const marked = await this.catalog.tx(async (c) => {
+        const { rowCount } = await c.query(
+          `UPDATE databases SET status = 'failed', status_detail = $2, status_at = clock_timestamp() WHERE id = $1 AND status = 'ready'`,
+          [databaseId, detail],
+        );
+        if (rowCount) await this.opts.events.record({ type: 'database.failed', partnerId: route.partnerId, databaseId, data: { region: region.id, error: detail } }, c);
+        return rowCount;
+      });
+      if (!marked) continue;
       await this.routes.changed(databaseId);
       report.missing.push({ databaseId, detail });
       this.metrics.missingFound.inc({ region: region.id });

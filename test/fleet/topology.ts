@@ -51,7 +51,8 @@ export interface Fleet {
   stop(failed?: boolean): Promise<void>;
 }
 
-async function startCatalog(root: string) {
+/** A catalog Postgres of its own on loopback TCP, as a fleet shares (DATABASE_URL). */
+export async function startCatalog(root: string) {
   const user = resolveComputeUser('postgres');
   const install = PgInstalls.discover(undefined, user, root).get();
   const pgdata = path.join(root, 'catalog', 'pgdata');

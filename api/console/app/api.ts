@@ -22,7 +22,8 @@ export function whenSignedOut(fn: (reason: string) => void): void {
 
 async function send(method: string, path: string, body: unknown, headers: Record<string, string>, withKey = key): Promise<Response> {
   if (!withKey) throw new ApiError(401, 'unauthorized', 'not signed in');
-  const init: RequestInit = { method, headers: { authorization: `Bearer ${withKey}`, ...headers }, cache: 'no-store' };
+  // x-pgfleet-client: the audit log tells the console's calls from other clients'.
+  const init: RequestInit = { method, headers: { authorization: `Bearer ${withKey}`, 'x-pgfleet-client': 'console', ...headers }, cache: 'no-store' };
   if (body !== undefined) {
     init.body = JSON.stringify(body);
     (init.headers as Record<string, string>)['content-type'] = 'application/json';
@@ -68,16 +69,11 @@ export async function poll<T>(path: string, etag: { value?: string }): Promise<T
   return (await res.json()) as T;
 }
 
-/** Checks a key against the API and keeps it: the operator key may list partners, a partner key may list databases. */
+/** Who a key is (GET /v1/whoami): one call any valid key may make, so signing in never probes a route it may not use. */
 export async function signIn(candidate: string): Promise<Kind> {
-  const asOperator = await send('GET', '/v1/partners', undefined, {}, candidate);
-  let kind: Kind;
-  if (asOperator.ok) kind = 'operator';
-  else if (asOperator.status === 403) {
-    const asPartner = await send('GET', '/v1/databases?limit=1', undefined, {}, candidate);
-    if (!asPartner.ok) throw await errorOf(asPartner);
-    kind = 'partner';
-  } else throw await errorOf(asOperator);
+  const res = await send('GET', '/v1/whoami', undefined, {}, candidate);
+  if (!res.ok) throw await errorOf(res);
+  const { kind } = (await res.json()) as { kind: Kind };
   key = candidate;
   sessionStorage.setItem(STORAGE_KEY, candidate);
   return kind;

@@ -50,8 +50,8 @@ function RestoreDialog({ db, branches, open, onClose, onRestored }: {
   );
 }
 
-/** A database's branches (GET /v1/databases/:id/branches), a new branch, and the restore dialog. */
-export function Branches({ db }: { db: Database }) {
+/** A database's branches (GET /v1/databases/:id/branches), a new branch, and the restore dialog (not for a reader). */
+export function Branches({ db, readOnly = false }: { db: Database; readOnly?: boolean }) {
   const [branches, setBranches] = useState<Branch[] | null>(null);
   const [pollError, setPollError] = useState<unknown>(null);
   const [refresh, setRefresh] = useState(0);
@@ -87,7 +87,7 @@ export function Branches({ db }: { db: Database }) {
     <section aria-labelledby="branches-title" class="branches">
       <div class="page-head">
         <h2 id="branches-title">Branches</h2>
-        <div class="actions">
+        {!readOnly && <div class="actions">
           <form class="inline" onSubmit={create}>
             <label for="branch-name">New branch</label>
             <input id="branch-name" required value={form.name} onInput={(e) => setForm({ ...form, name: e.currentTarget.value })} placeholder="dev" />
@@ -99,7 +99,7 @@ export function Branches({ db }: { db: Database }) {
             <button type="submit" disabled={action.busy}>Create</button>
           </form>
           <button type="button" class="secondary" disabled={!branches} onClick={() => { setDone(null); setRestoring(true); }}>Restore…</button>
-        </div>
+        </div>}
       </div>
       <ErrorNote error={pollError} />
       <ErrorNote error={action.error} />
@@ -108,7 +108,7 @@ export function Branches({ db }: { db: Database }) {
         <div class="table-wrap">
           <table class="branch-list">
             <thead>
-              <tr><th scope="col">Branch</th><th scope="col">From</th><th scope="col">State</th><th scope="col">Connection string</th><th scope="col" class="wide-only">Restorable from</th></tr>
+              <tr><th scope="col">Branch</th><th scope="col">From</th><th scope="col">State</th><th scope="col">Connection string</th><th scope="col" class="wide-only">Restorable from</th><th scope="col" class="wide-only">Expires</th></tr>
             </thead>
             <tbody>
               {branches.map((b) => (
@@ -118,13 +118,14 @@ export function Branches({ db }: { db: Database }) {
                   <td><StateBadge state={b.state} /></td>
                   <td class="uri"><code title={b.connection_uri}>{b.connection_uri}</code> <CopyButton text={b.connection_uri} label={`connection string of branch ${b.name}`} /></td>
                   <td class="wide-only">{b.earliest_restorable_at ? dateTime(b.earliest_restorable_at) : 'no history'}</td>
+                  <td class="wide-only">{b.expires_at ? dateTime(b.expires_at) : 'never'}</td>
                 </tr>
               ))}
             </tbody>
           </table>
         </div>
       )}
-      {branches && (
+      {branches && !readOnly && (
         <RestoreDialog db={db} branches={branches} open={restoring} onClose={() => setRestoring(false)}
           onRestored={(message) => { setRestoring(false); setDone(message); setRefresh((n) => n + 1); }} />
       )}

@@ -2,6 +2,7 @@ import { useMemo, useState } from 'preact/hooks';
 import { connectionInfo } from '../../../src/connection-uri.ts';
 import { api, poll } from './api.ts';
 import { Branches } from './branches.tsx';
+import { EventStream } from './events.tsx';
 import { ago, dateTime } from './format.ts';
 import { Roles } from './roles.tsx';
 import { Settings } from './settings.tsx';
@@ -34,8 +35,25 @@ function Connect({ db }: { db: Database }) {
   );
 }
 
-/** One database: connection, roles, tokens, settings, usage; state polled with ETags. */
-export function DatabasePage({ id }: { id: string }) {
+/** What the operator sees of a database's settings: it reads them, its partner changes them. */
+function Settled({ db }: { db: Database }) {
+  return (
+    <section aria-labelledby="settled-title" class="card">
+      <h2 id="settled-title">Roles and quotas</h2>
+      <dl class="facts">
+        <dt>Roles</dt><dd>{db.roles.join(', ')}</dd>
+        {Object.entries(db.quotas).map(([name, limit]) => <><dt>{name}</dt><dd>{limit ?? 'unlimited'}</dd></>)}
+      </dl>
+      <p class="hint">Its partner changes these; the operator key reads them, and may wake or suspend the compute.</p>
+    </section>
+  );
+}
+
+/**
+ * One database: connection, roles, tokens, settings, usage, branches, events; state polled with
+ * ETags. The operator sees any partner's database the same way, without what only its partner changes.
+ */
+export function DatabasePage({ id, operator = false }: { id: string; operator?: boolean }) {
   const [db, setDb] = useState<Database | null>(null);
   const [error, setError] = useState<unknown>(null);
   const action = useAction();
@@ -56,10 +74,11 @@ export function DatabasePage({ id }: { id: string }) {
     if (answer) setDb(answer);
   };
 
+  const back = operator ? '#/databases' : '#/';
   if (!db) {
     return (
       <>
-        <p><a href="#/">← Databases</a></p>
+        <p><a href={back}>← Databases</a></p>
         {error ? <ErrorNote error={error} /> : <p aria-busy="true">Loading…</p>}
       </>
     );
@@ -67,11 +86,11 @@ export function DatabasePage({ id }: { id: string }) {
   const running = db.state === 'running' || db.state === 'starting';
   return (
     <>
-      <p class="crumbs"><a href="#/">← Databases</a></p>
+      <p class="crumbs"><a href={back}>← Databases</a></p>
       <div class="page-head">
         <div>
           <h1>{db.name ?? db.id} <StateBadge state={db.state} /></h1>
-          <p class="sub">{db.id} · user <strong>{db.user_id}</strong> · region {db.region}</p>
+          <p class="sub">{db.id} · user <strong>{db.user_id}</strong> · region {db.region}{operator && <> · partner <strong>{db.partner_id}</strong></>}</p>
         </div>
         <div class="actions">
           <button type="button" onClick={() => lifecycle('wake')} disabled={action.busy || running}>Wake</button>
@@ -88,12 +107,17 @@ export function DatabasePage({ id }: { id: string }) {
       </dl>
       <div class="grid">
         <Connect db={db} />
-        <Roles db={db} onChanged={setDb} />
-        <Tokens db={db} />
-        <Settings db={db} onSaved={setDb} />
+        {operator ? <Settled db={db} /> : (
+          <>
+            <Roles db={db} onChanged={setDb} />
+            <Tokens db={db} />
+            <Settings db={db} onSaved={setDb} />
+          </>
+        )}
       </div>
-      <Branches db={db} />
+      <Branches db={db} readOnly={operator} />
       <UsageCharts db={db} />
+      <EventStream databaseId={db.id} title="Events of this database" />
     </>
   );
 }

@@ -3,7 +3,7 @@ import { api, poll, query } from './api.ts';
 import { ago, dateTime } from './format.ts';
 import { NewDatabase } from './new-database.tsx';
 import type { Database, DatabaseList, DatabaseUsage, Usage } from './types.ts';
-import { ErrorNote, StateBadge, UsageBar, usePolling } from './ui.tsx';
+import { ErrorNote, Pager, StateBadge, UsageBar, usePolling } from './ui.tsx';
 
 const PAGE_SIZES = [10, 25, 50, 100];
 const LIST_POLL_MS = 3000;
@@ -148,11 +148,7 @@ export function FleetPage() {
           </table>
         </div>
       )}
-      <nav class="pager" aria-label="Pages">
-        <button type="button" class="secondary" disabled={cursors.length === 1} onClick={() => setCursors(cursors.slice(0, -1))}>Previous</button>
-        <span>Page {cursors.length}</span>
-        <button type="button" class="secondary" disabled={!list?.next_cursor} onClick={() => list?.next_cursor && setCursors([...cursors, list.next_cursor])}>Next</button>
-      </nav>
+      <Pager cursors={cursors} next={list?.next_cursor} onChange={setCursors} />
     </>
   );
 }

@@ -4,6 +4,8 @@ import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { type Kind, signIn, signOut, storedKey, whenSignedOut } from './api.ts';
 import { DatabasePage } from './database.tsx';
+import { EventStream } from './events.tsx';
+import { OperatorDatabases } from './operator-databases.tsx';
 import { FleetPage } from './fleet.tsx';
 import { OperatorPage } from './operator.tsx';
 import { SignIn } from './sign-in.tsx';
@@ -36,20 +38,27 @@ function App() {
   if (session.status === 'out') return <SignIn reason={session.reason} onSignedIn={(kind) => setSession({ status: 'in', kind })} />;
 
   const dbMatch = /^\/databases\/([^/]+)$/.exec(route);
+  const operator = session.kind === 'operator';
+  const link = (href: string, label: string, path: string) => <a href={href} aria-current={route === path ? 'page' : undefined}>{label}</a>;
+  const page = dbMatch ? <DatabasePage id={decodeURIComponent(dbMatch[1]!)} operator={operator} />
+    : route === '/events' ? <EventStream title={operator ? 'Events of every partner' : 'Events'} />
+    : operator ? (route === '/databases' ? <OperatorDatabases /> : <OperatorPage />) : <FleetPage />;
   return (
     <>
       <a class="skip" href="#main" onClick={(e) => { e.preventDefault(); document.getElementById('main')?.focus(); }}>Skip to content</a>
       <header class="top">
         <a class="brand" href="#/">pgfleet <span>console</span></a>
         <nav aria-label="Main">
-          <a href="#/" aria-current={route === '/' ? 'page' : undefined}>{session.kind === 'operator' ? 'Operator' : 'Fleet'}</a>
+          {link('#/', operator ? 'Operator' : 'Fleet', '/')}
+          {operator && link('#/databases', 'Databases', '/databases')}
+          {link('#/events', 'Events', '/events')}
           <a href="/docs">API docs</a>
         </nav>
         <span class="who">{session.kind === 'operator' ? 'operator key' : 'partner key'}</span>
         <button type="button" class="secondary" onClick={() => { location.hash = ''; signOut(); }}>Sign out</button>
       </header>
       <main id="main" tabIndex={-1}>
-        {session.kind === 'operator' ? <OperatorPage /> : dbMatch ? <DatabasePage id={decodeURIComponent(dbMatch[1]!)} /> : <FleetPage />}
+        {page}
       </main>
     </>
   );

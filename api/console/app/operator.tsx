@@ -1,7 +1,8 @@
 import { useRef, useState } from 'preact/hooks';
 import { api, poll } from './api.ts';
-import { count, dateTime } from './format.ts';
-import type { Fleet, Partner, PartnerWithKey } from './types.ts';
+import { RecentFailures } from './failures.tsx';
+import { bytes, count, dateTime, duration } from './format.ts';
+import type { Fleet, Partner, PartnerUsage, PartnerWithKey } from './types.ts';
 import { CopyField, Dialog, ErrorNote, OneTime, useAction, usePolling } from './ui.tsx';
 
 const POLL_MS = 5000;
@@ -63,6 +64,7 @@ export function OperatorPage() {
   const action = useAction();
   const rate = useRates();
   const partnersEtag = useRef<{ value?: string }>({});
+  const [usage, setUsage] = useState<PartnerUsage | null>(null);
 
   usePolling(async () => {
     try {
@@ -71,6 +73,7 @@ export function OperatorPage() {
       setRates(rate(f));
       const p = await poll<{ partners: Partner[] }>('/v1/partners', partnersEtag.current);
       if (p) setPartners(p.partners);
+      setUsage(await api<PartnerUsage>('GET', '/v1/usage/partners'));
       setPollError(null);
     } catch (err) {
       setPollError(err);
@@ -96,6 +99,7 @@ export function OperatorPage() {
     if (answer) setKid(answer.kid);
   };
 
+  const used = (id: string) => usage?.partners.find((u) => u.partner_id === id)?.usage ?? {};
   return (
     <>
       <h1>Operator</h1>
@@ -119,13 +123,21 @@ export function OperatorPage() {
         {partners === null ? <p aria-busy="true">Loading…</p> : partners.length === 0 ? <p class="empty">No partners yet.</p> : (
           <div class="table-wrap">
             <table>
-              <thead><tr><th scope="col">Name</th><th scope="col">Id</th><th scope="col" class="num">Databases</th><th scope="col" class="wide-only">Created</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
+              <caption class="visually-hidden">Partners with their usage this month</caption>
+              <thead><tr>
+                <th scope="col">Name</th><th scope="col">Id</th><th scope="col" class="num">Databases</th>
+                <th scope="col" class="num">Compute this month</th><th scope="col" class="num">Transfer this month</th><th scope="col" class="num wide-only">Storage now</th>
+                <th scope="col" class="wide-only">Created</th><th scope="col"><span class="visually-hidden">Actions</span></th>
+              </tr></thead>
               <tbody>
                 {partners.map((p) => (
                   <tr key={p.id}>
                     <td>{p.name}</td>
                     <td><code>{p.id}</code></td>
                     <td class="num">{count(fleet?.databases_by_partner[p.id] ?? 0)}</td>
+                    <td class="num" data-usage="compute">{duration(used(p.id).compute_time_seconds ?? 0)}</td>
+                    <td class="num">{bytes(used(p.id).data_transfer_bytes ?? 0)}</td>
+                    <td class="num wide-only">{bytes(used(p.id).storage_bytes ?? 0)}</td>
                     <td class="wide-only">{dateTime(p.created_at)}</td>
                     <td><button type="button" class="secondary small" onClick={() => setConfirm(p)} aria-label={`Rotate the API key of ${p.name}`}>Rotate key</button></td>
                   </tr>
@@ -135,6 +147,7 @@ export function OperatorPage() {
           </div>
         )}
       </section>
+      <RecentFailures />
       <section aria-labelledby="signing-title" class="card">
         <h2 id="signing-title">Token signing key</h2>
         <p class="hint">A new key signs pgfleet's tokens from now on; tokens signed with the old one keep working until they expire.</p>

@@ -8,6 +8,7 @@ export type Quotas = Partial<Record<QuotaName, number | null>>;
 
 export interface Database {
   id: string;
+  partner_id: string;
   user_id: string;
   name: string | null;
   region: string;
@@ -92,5 +93,44 @@ export interface Branch {
   connection_uri_no_sni: string;
   state: State;
   earliest_restorable_at: string | null;
+  expires_at: string | null;
   created_at: string;
+}
+
+export interface EventItem {
+  id: string;
+  type: string;
+  created_at: string;
+  partner_id: string | null;
+  database_id: string | null;
+  data: Record<string, unknown>;
+}
+
+export interface EventList {
+  events: EventItem[];
+  next_cursor: string | null;
+}
+
+export interface RefusedLogin {
+  at: string;
+  reason: string;
+  why: string;
+  endpoint?: string;
+  role?: string;
+  client?: string;
+}
+
+export interface Failures {
+  refused_logins: { since: string; by_reason: Record<string, number>; recent: RefusedLogin[] };
+  failed_wakes: EventItem[];
+  webhook_failures: {
+    delivery_id: number; webhook_id: string; partner_id: string | null; url: string; event_type: string; state: string;
+    attempts: number; last_status: number | null; last_error: string | null; next_attempt_at: string | null;
+  }[];
+}
+
+export interface PartnerUsage {
+  from: string;
+  to: string;
+  partners: { partner_id: string; name: string; usage: Usage }[];
 }

@@ -142,3 +142,14 @@ export function Dialog({ title, open, onClose, children }: { title: string; open
     </dialog>
   );
 }
+
+/** Previous and Next over pages the API gives with a cursor; `cursors[i]` opens page i, the last one is shown. */
+export function Pager({ cursors, next, onChange }: { cursors: (string | undefined)[]; next: string | null | undefined; onChange: (c: (string | undefined)[]) => void }) {
+  return (
+    <nav class="pager" aria-label="Pages">
+      <button type="button" class="secondary" disabled={cursors.length === 1} onClick={() => onChange(cursors.slice(0, -1))}>Previous</button>
+      <span>Page {cursors.length}</span>
+      <button type="button" class="secondary" disabled={!next} onClick={() => next && onChange([...cursors, next])}>Next</button>
+    </nav>
+  );
+}

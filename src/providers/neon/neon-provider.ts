@@ -64,7 +64,7 @@ export class NeonProvider implements Provider {
   readonly pgVersions = NEON_PG_VERSIONS;
   readonly rootDeletesAll = true;
   readonly api: NeonApi;
-  /** Neon's branches (src/lifecycle/neon-branching.ts), set by the gateway once the catalog is open. */
+  /** Neon's branches (src/providers/neon/branching.ts), set by the gateway once the catalog is open. */
   branching?: Branching;
   private readonly running = new Set<string>();
   /** Per branch: its role passwords as last opened, and the sealed text they were opened from. */
