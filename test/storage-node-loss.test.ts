@@ -1,13 +1,17 @@
 // A node and its disk vanish: its databases come back on another node from the store, with every
 // row committed before the lag (async) or every acknowledged row (sync). Also: a restore to a
 // moment before the loss, and the lost node coming back after it was fenced.
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import pg from 'pg';
 import t from 'tap';
-import { until } from './helpers.ts';
+import { repoRoot, until } from './helpers.ts';
 import { type S3Server, startS3 } from './s3-server.ts';
 import { ADMIN_KEY, type Fleet, type GatewayProcess, call, startFleet } from './fleet/topology.ts';
 
+const execFileAsync = promisify(execFile);
 const MAX_LAG_S = 1;
 const DEAD_AFTER_S = 6;
 
@@ -144,9 +148,8 @@ t.test('drain: a node\'s databases move to the other node one at a time, each un
   const before = (await session.query('SELECT count(*)::int AS n FROM items')).rows[0].n;
   const ended = new Promise<string>((resolve) => session.on('error', (err) => resolve((err as { code?: string }).code ?? 'none')));
 
-  const drained = await call(a.apiUrl, 'POST', `/v1/nodes/${b.nodeId}/drain`, ADMIN_KEY);
-  t.equal(drained.status, 202, JSON.stringify(drained.body));
-  t.equal(drained.body.state, 'draining');
+  // The operator's way: `pgfleet nodes drain <node> --wait` (POST /v1/nodes/:id/drain, then GET /v1/nodes until it holds none).
+  const cli = execFileAsync(process.execPath, [path.join(repoRoot, 'bin', 'pgfleet.js'), 'nodes', 'drain', b.nodeId, '--wait', '--url', a.apiUrl, '--key', ADMIN_KEY]);
   t.equal(await ended, '57P01', 'the open session ends with 57P01 (the database is moving)');
   const endedAt = Date.now();
   let pause = 0;
@@ -163,11 +166,10 @@ t.test('drain: a node\'s databases move to the other node one at a time, each un
     }
   }, 60_000, 100);
   t.comment(`the session could connect again ${pause} ms after it ended`);
-  await until('B to hold no database', async () => {
-    const nodes = (await call(a.apiUrl, 'GET', '/v1/nodes', ADMIN_KEY)).body.nodes as { id: string; database_ids: string[] }[];
-    return nodes.find((n) => n.id === b.nodeId)!.database_ids.length === 0;
-  }, 60_000, 250);
+  const { stdout } = await cli;
+  t.match(stdout, new RegExp(`^draining ${b.nodeId}: \\d+ databases to move\\n[^]*${b.nodeId} holds no database\\n$`), 'the CLI waited until the node held none');
   const nodes = (await call(a.apiUrl, 'GET', '/v1/nodes', ADMIN_KEY)).body.nodes as { id: string; state: string; database_ids: string[] }[];
+  t.same(nodes.find((n) => n.id === b.nodeId)!.database_ids, [], 'B holds no database');
   t.ok([quiet.id, busy.id].every((id) => nodes.find((n) => n.id === a.nodeId)!.database_ids.includes(id)), 'both are placed on A');
   t.same(fs.readdirSync(`${b.dataDir}/data/local`).filter((d) => d.startsWith('db-')), [], 'B keeps no file of them');
   const woken = client(a.proxyPort, quiet);
