@@ -102,10 +102,12 @@ export interface FleetOptions {
   redis?: boolean;
 }
 
+/** On a failure: each gateway's errors from the whole run, then its last lines (the tail alone misses the cause). */
 function printLogTails(root: string): void {
   for (const file of fs.readdirSync(root).filter((f) => f.endsWith('.log'))) {
     const lines = fs.readFileSync(path.join(root, file), 'utf8').trimEnd().split('\n');
-    process.stderr.write(`--- ${file} (last 150 lines) ---\n${lines.slice(-150).join('\n')}\n`);
+    const errors = lines.filter((l) => /^\{"level":(50|60)/.test(l)).slice(-60);
+    process.stderr.write(`--- ${file}: errors (${errors.length}) ---\n${errors.join('\n')}\n--- ${file}: last 80 lines ---\n${lines.slice(-80).join('\n')}\n`);
   }
 }
 
