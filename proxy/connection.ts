@@ -24,8 +24,8 @@ import {
 } from './endpoint.ts';
 import { AuthFailed, BackendError, ConnectionRefused, ProtocolViolation, Unanswered } from './errors.ts';
 import { type Handshake, type HandshakeOptions, type WebSocketTransport, readStartup } from './handshake.ts';
-import { NOT_SETTINGS } from './startup.ts';
-import { authenticationOk, errorFor } from './messages.ts';
+import { NOT_SETTINGS } from './protocol/startup.ts';
+import { authenticationOk, errorFor } from './protocol/messages.ts';
 import type { Pooler } from './pool/pooler.ts';
 import type { RefusalLog } from './refusal-log.ts';
 import { refusalOf } from './refusal-reason.ts';

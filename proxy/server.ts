@@ -24,7 +24,7 @@ import { Pooler } from './pool/pooler.ts';
 import { WarmBackends } from './warm-backends.ts';
 import { type ServerlessDoor, startServerless } from './serverless/server.ts';
 import { ConnectionRefused } from './errors.ts';
-import { errorFor } from './messages.ts';
+import { errorFor } from './protocol/messages.ts';
 import { RefusalLog, type RefusalLogOptions } from './refusal-log.ts';
 import type { Session } from './session.ts';
 import { loadTlsIdentity, serverEndPoint } from './tls-certs.ts';

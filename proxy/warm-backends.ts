@@ -19,15 +19,14 @@ import type { Core } from '../src/gateway.ts';
 import type { ComputeAddress } from '../src/providers/provider.ts';
 import type { BackendSession } from './backend.ts';
 import type { CancelKey, CancelTarget } from './cancel.ts';
-import { backendKeyData, parameterStatus, readyForQuery } from './messages.ts';
-import { PacketReader } from './packet-reader.ts';
-import { TX_IDLE } from './pool/protocol.ts';
+import { TERMINATE, backendKeyData, parameterStatus, readyForQuery } from './protocol/messages.ts';
+import { PacketReader } from './protocol/packet-reader.ts';
+import { TX_IDLE } from './protocol/codes.ts';
 import { resetSession, startupUnchanged } from './session-reset.ts';
 
 /** Time a reset or a probe may take before the backend is given up. */
 const EXCHANGE_TIMEOUT_MS = 5000;
 // Frontend Terminate: a kept backend closed says goodbye as a client would.
-const TERMINATE = Buffer.from([0x58, 0, 0, 0, 4]);
 
 /** The backend of one direct session, which may outlive its client. */
 export class DirectBackend {

@@ -9,7 +9,7 @@ import type { PoolSettings } from '../../src/config.ts';
 import { CapacityError } from '../../src/errors.ts';
 import type { Core } from '../../src/gateway.ts';
 import { connectBackend } from '../backend.ts';
-import { errorResponse } from '../messages.ts';
+import { errorResponse } from '../protocol/messages.ts';
 import { PooledBackend } from './pooled-backend.ts';
 
 /** A client waiting for a backend. */

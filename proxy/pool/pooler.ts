@@ -9,11 +9,11 @@ import { CapacityError } from '../../src/errors.ts';
 import type { Core } from '../../src/gateway.ts';
 import { type CancelKeys, pooledClientPid } from '../cancel.ts';
 import { ConnectionRefused } from '../errors.ts';
-import { backendKeyData, parameterStatus, readyForQuery } from '../messages.ts';
+import { backendKeyData, parameterStatus, readyForQuery } from '../protocol/messages.ts';
 import type { Session } from '../session.ts';
 import { BackendPool, type PoolWaiter } from './backend-pool.ts';
 import { PooledClient } from './pooled-client.ts';
-import { TX_IDLE } from './protocol.ts';
+import { TX_IDLE } from '../protocol/codes.ts';
 import { startupSettings } from './session-settings.ts';
 
 export interface PooledConnect {

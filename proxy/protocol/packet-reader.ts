@@ -1,5 +1,5 @@
 import type { Duplex } from 'node:stream';
-import { ClientLeft, ProtocolViolation, Unanswered } from './errors.ts';
+import { ClientLeft, ProtocolViolation, Unanswered } from '../errors.ts';
 
 /** Postgres's own limit for a startup packet. */
 export const MAX_STARTUP_PACKET = 10_000;

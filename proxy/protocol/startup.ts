@@ -1,9 +1,6 @@
-import { ConnectionRefused, ProtocolViolation } from './errors.ts';
+import { ConnectionRefused, ProtocolViolation } from '../errors.ts';
+import { PROTOCOL_MAJOR, REQUEST_CODE } from './codes.ts';
 
-export const SSL_REQUEST_CODE = 80877103;
-export const GSSENC_REQUEST_CODE = 80877104;
-export const CANCEL_REQUEST_CODE = 80877102;
-const PROTOCOL_3 = 3;
 
 /**
  * Startup parameters that are no settings of the compute: pgfleet's own, and libpq's
@@ -34,17 +31,17 @@ export type StartupPacket =
 /** Decodes a startup-phase packet (the part after its length word). */
 export function decodeStartup(packet: Buffer): StartupPacket {
   const code = packet.readUInt32BE(0);
-  if (code === SSL_REQUEST_CODE || code === GSSENC_REQUEST_CODE) {
+  if (code === REQUEST_CODE.ssl || code === REQUEST_CODE.gssenc) {
     if (packet.length !== 4) throw new ProtocolViolation('invalid length of encryption request');
-    return { kind: code === SSL_REQUEST_CODE ? 'ssl' : 'gssenc' };
+    return { kind: code === REQUEST_CODE.ssl ? 'ssl' : 'gssenc' };
   }
-  if (code === CANCEL_REQUEST_CODE) {
+  if (code === REQUEST_CODE.cancel) {
     if (packet.length !== 12) throw new ProtocolViolation('invalid length of cancel request');
     return { kind: 'cancel', pid: packet.readUInt32BE(4), secret: packet.readUInt32BE(8) };
   }
   const major = code >>> 16;
   const minor = code & 0xffff;
-  if (major !== PROTOCOL_3) {
+  if (major !== PROTOCOL_MAJOR) {
     throw new ConnectionRefused(`unsupported frontend protocol ${major}.${minor}: server supports 3.0 to 3.0`, '0A000');
   }
   const { params, protocolOptions } = decodeParams(packet.subarray(4));
@@ -84,6 +81,6 @@ export function encodeStartup(params: Map<string, string>): Buffer {
   parts.push(Buffer.from([0]));
   const out = Buffer.concat(parts);
   out.writeUInt32BE(out.length, 0);
-  out.writeUInt32BE(PROTOCOL_3 << 16, 4);
+  out.writeUInt32BE(PROTOCOL_MAJOR << 16, 4);
   return out;
 }

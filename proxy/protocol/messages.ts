@@ -2,10 +2,10 @@
  * Server-side protocol messages the proxy writes itself (the compute writes the rest), and
  * the few client auth messages it reads.
  */
-import { PgfleetError } from '../src/errors.ts';
-import { ProtocolViolation } from './errors.ts';
+import { PgfleetError } from '../../src/errors.ts';
+import { ProtocolViolation } from '../errors.ts';
+import { AUTH, ENCRYPTION, ERROR_FIELD, MSG, PROTOCOL_MAJOR } from './codes.ts';
 
-const AUTH = 0x52; // 'R'
 
 /** A typed message: type byte, Int32 length, body. */
 export function message(type: number, body: Buffer): Buffer {
@@ -16,7 +16,13 @@ export function message(type: number, body: Buffer): Buffer {
   return out;
 }
 
-function int32(n: number): Buffer {
+export function int16(n: number): Buffer {
+  const b = Buffer.allocUnsafe(2);
+  b.writeUInt16BE(n);
+  return b;
+}
+
+export function int32(n: number): Buffer {
   const b = Buffer.allocUnsafe(4);
   b.writeUInt32BE(n >>> 0);
   return b;
@@ -25,24 +31,27 @@ function int32(n: number): Buffer {
 export const cstring = (s: string) => Buffer.from(`${s}\0`, 'utf8');
 
 /** The one-byte answer to SSLRequest or GSSENCRequest. */
-export const encryptionResponse = (accept: boolean) => Buffer.from(accept ? 'S' : 'N');
+export const encryptionResponse = (accept: boolean) => Buffer.from([accept ? ENCRYPTION.accepted : ENCRYPTION.refused]);
 
-export const authenticationOk = () => message(AUTH, int32(0));
-export const authenticationCleartextPassword = () => message(AUTH, int32(3));
+export const authenticationOk = () => message(MSG.authentication, int32(AUTH.ok));
+export const authenticationCleartextPassword = () => message(MSG.authentication, int32(AUTH.cleartextPassword));
 export const authenticationSASL = (mechanisms: string[]) =>
-  message(AUTH, Buffer.concat([int32(10), ...mechanisms.map(cstring), Buffer.from([0])]));
-export const authenticationSASLContinue = (data: string) => message(AUTH, Buffer.concat([int32(11), Buffer.from(data)]));
-export const authenticationSASLFinal = (data: string) => message(AUTH, Buffer.concat([int32(12), Buffer.from(data)]));
+  message(MSG.authentication, Buffer.concat([int32(AUTH.sasl), ...mechanisms.map(cstring), Buffer.from([0])]));
+export const authenticationSASLContinue = (data: string) => message(MSG.authentication, Buffer.concat([int32(AUTH.saslContinue), Buffer.from(data)]));
+export const authenticationSASLFinal = (data: string) => message(MSG.authentication, Buffer.concat([int32(AUTH.saslFinal), Buffer.from(data)]));
 
-export const backendKeyData = (pid: number, secret: number) => message(0x4b /* K */, Buffer.concat([int32(pid), int32(secret)]));
+export const backendKeyData = (pid: number, secret: number) => message(MSG.backendKeyData, Buffer.concat([int32(pid), int32(secret)]));
 
 /** The newest minor version this server speaks, and the protocol options it did not recognize. */
 export const negotiateProtocolVersion = (minor: number, unrecognized: string[]) =>
-  message(0x76 /* v */, Buffer.concat([int32((3 << 16) | minor), int32(unrecognized.length), ...unrecognized.map(cstring)]));
+  message(MSG.negotiateProtocolVersion, Buffer.concat([int32((PROTOCOL_MAJOR << 16) | minor), int32(unrecognized.length), ...unrecognized.map(cstring)]));
 
-export const parameterStatus = (name: string, value: string) => message(0x53 /* S */, Buffer.concat([cstring(name), cstring(value)]));
+export const parameterStatus = (name: string, value: string) => message(MSG.parameterStatus, Buffer.concat([cstring(name), cstring(value)]));
+/** Terminate: a client's goodbye. */
+export const TERMINATE = message(MSG.terminate, Buffer.alloc(0));
+
 /** ReadyForQuery with its transaction status: I (idle), T (in a transaction), E (in a failed one). */
-export const readyForQuery = (status: number) => message(0x5a /* Z */, Buffer.from([status]));
+export const readyForQuery = (status: number) => message(MSG.readyForQuery, Buffer.from([status]));
 
 export interface ErrorFields {
   severity?: 'FATAL' | 'ERROR' | 'NOTICE';
@@ -55,12 +64,13 @@ export interface ErrorFields {
 /** ErrorResponse, or with severity NOTICE a NoticeResponse (same fields). */
 export function errorResponse(e: ErrorFields): Buffer {
   const severity = e.severity ?? 'FATAL';
-  const fields: Buffer[] = [Buffer.from('S'), cstring(severity), Buffer.from('V'), cstring(severity),
-    Buffer.from('C'), cstring(e.sqlstate), Buffer.from('M'), cstring(e.message)];
-  if (e.detail) fields.push(Buffer.from('D'), cstring(e.detail));
-  if (e.hint) fields.push(Buffer.from('H'), cstring(e.hint));
+  const field = (code: number, value: string) => Buffer.concat([Buffer.from([code]), cstring(value)]);
+  const fields: Buffer[] = [field(ERROR_FIELD.severity, severity), field(ERROR_FIELD.severityV, severity),
+    field(ERROR_FIELD.code, e.sqlstate), field(ERROR_FIELD.message, e.message)];
+  if (e.detail) fields.push(field(ERROR_FIELD.detail, e.detail));
+  if (e.hint) fields.push(field(ERROR_FIELD.hint, e.hint));
   fields.push(Buffer.from([0]));
-  return message(severity === 'NOTICE' ? 0x4e /* N */ : 0x45 /* E */, Buffer.concat(fields));
+  return message(severity === 'NOTICE' ? MSG.notice : MSG.error, Buffer.concat(fields));
 }
 
 /** The ErrorResponse for a typed error; anything else is an internal error without details. */

@@ -2,50 +2,10 @@
  * The extended-protocol messages the pooler reads, rewrites or makes up: statement names in
  * Parse/Bind/Describe/Close, and the answers it gives in the backend's place.
  */
-import { cstring, message } from '../messages.ts';
-import { readCString } from './frames.ts';
+import { MSG } from './codes.ts';
+import { cstring, int16, int32, message } from './messages.ts';
+import { readCString } from './frame-splitter.ts';
 
-export const MSG = {
-  // client → server
-  query: 0x51, // Q
-  parse: 0x50, // P
-  bind: 0x42, // B
-  describe: 0x44, // D
-  execute: 0x45, // E
-  close: 0x43, // C
-  sync: 0x53, // S
-  flush: 0x48, // H
-  functionCall: 0x46, // F
-  terminate: 0x58, // X
-  copyFail: 0x66, // f
-  // server → client
-  parseComplete: 0x31, // 1
-  bindComplete: 0x32, // 2
-  closeComplete: 0x33, // 3
-  commandComplete: 0x43, // C
-  emptyQuery: 0x49, // I
-  portalSuspended: 0x73, // s
-  rowDescription: 0x54, // T
-  noData: 0x6e, // n
-  dataRow: 0x44, // D
-  error: 0x45, // E
-  readyForQuery: 0x5a, // Z
-  parameterStatus: 0x53, // S
-  copyIn: 0x47, // G
-} as const;
-
-export const TX_IDLE = 0x49; // 'I'
-
-const int16 = (n: number) => {
-  const b = Buffer.allocUnsafe(2);
-  b.writeUInt16BE(n);
-  return b;
-};
-const int32 = (n: number) => {
-  const b = Buffer.allocUnsafe(4);
-  b.writeUInt32BE(n);
-  return b;
-};
 
 /** The text of a Query message. */
 export const queryText = (frame: Buffer) => frame.toString('utf8', 5, frame.length - 1);
@@ -88,13 +48,13 @@ export function renameIn(frame: Buffer, start: number, end: number, name: string
   return message(frame[0]!, body);
 }
 
-/** Describe or Close: 'S' (statement) or 'P' (portal), and the name. */
+/** Describe or Close: what it names (TARGET.statement or TARGET.portal), and the name. */
 export function readTarget(frame: Buffer): { kind: number; name: string } {
   return { kind: frame[5]!, name: readCString(frame, 6).value };
 }
 
-export const targetMessage = (type: number, kind: 'S' | 'P', name: string) =>
-  message(type, Buffer.concat([Buffer.from(kind), cstring(name)]));
+export const targetMessage = (type: number, kind: number, name: string) =>
+  message(type, Buffer.concat([Buffer.from([kind]), cstring(name)]));
 
 /** Bind of the unnamed statement to the unnamed portal, no parameters; Execute of it. */
 export const bindPlain = () => message(MSG.bind, Buffer.concat([cstring(''), cstring(''), int16(0), int16(0), int16(0)]));

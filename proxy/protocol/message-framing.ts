@@ -7,7 +7,7 @@
  * a Sync, and whether its last message was Terminate. Together they tell a backend left idle,
  * with everything its client asked answered, from one in the middle of something.
  */
-import { MSG, TX_IDLE } from './pool/protocol.ts';
+import { ERROR_FIELD, MSG, TX_IDLE } from './codes.ts';
 
 const HEADER = 5; // type byte + Int32 length
 
@@ -152,7 +152,7 @@ function severity(body: Buffer): string {
   while (at < body.length && body[at] !== 0) {
     const end = body.indexOf(0, at + 1);
     if (end < 0) break;
-    if (body[at] === 0x53 /* S */ || body[at] === 0x56 /* V */) return body.toString('utf8', at + 1, end);
+    if (body[at] === ERROR_FIELD.severity || body[at] === ERROR_FIELD.severityV) return body.toString('utf8', at + 1, end);
     at = end + 1;
   }
   return '';
