@@ -4,8 +4,8 @@
  * empty database costs in the store and, evicted, on the node's disk.
  *  - branch "now" of a suspended database, until its first query answers, beside `cp -a` of its data directory;
  *  - restore to a moment a few seconds back (base backup + WAL from the store), until the first query
- *    answers, beside `cp -a` of the same base backup + `pg_ctl start -w` in recovery to the same target
- *    with the same WAL already on disk (what a DBA runs).
+ *    answers, beside `cp -a` of the same base backup + `pg_ctl start` in recovery to the same target
+ *    with the same WAL already on disk (what a DBA runs), until it takes connections (promoted).
  * Run: npx tsx bench/branch.ts [pgbench scales=1,7] [stores=file,s3]   (scale 1 ≈ 16 MB of tables, 7 ≈ 100 MB)
  */
 import { execFile } from 'node:child_process';
@@ -131,6 +131,7 @@ for (const kind of stores) {
         fs.appendFileSync(path.join(plainDir, 'postgresql.auto.conf'),
           Object.entries(recovery).map(([k, v]) => `${k} = '${v.replace(/'/g, "''")}'\n`).join(''));
         await plain.start({ unix_socket_permissions: '0700' });
+        await plain.untilAcceptingConnections('pgfleet_admin');
       });
       await plain.stop();
     } catch (err) {

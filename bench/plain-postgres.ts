@@ -31,6 +31,24 @@ export class PlainPostgres {
     return this.run('pg_ctl', ['start', '-w', '-D', this.pgdata, '-l', path.join(this.pgdata, 'log'), '-o', options.join(' ')]);
   }
 
+  /**
+   * Waits until the server takes connections. `pg_ctl start -w` returns once a recovering server
+   * reaches a consistent state, before it has replayed to its target and promoted: a recovery's
+   * baseline needs this wait too.
+   */
+  async untilAcceptingConnections(user: string, timeoutMs = 600_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        await execFileAsync('psql', ['-X', '-At', '-h', this.pgdata, '-U', user, '-d', 'template1', '-c', 'SELECT 1'], this.asUser);
+        return;
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    }
+  }
+
   stop(): Promise<unknown> {
     return this.run('pg_ctl', ['stop', '-m', 'fast', '-w', '-D', this.pgdata]);
   }

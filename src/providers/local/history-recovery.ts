@@ -9,7 +9,7 @@ import { checkpointPosition, checkpointTimeline } from './compute-admin.ts';
 import { copyTree, stripRunFiles } from './files.ts';
 import type { BaseBackup, Histories, History } from './histories.ts';
 import { type RecoveryPlan, planRecovery } from './history-plan.ts';
-import { recoverToTarget } from './recovery.ts';
+import { WAL_FETCHED, recoverToTarget } from './recovery.ts';
 import { SEGMENT_BYTES, WalArchive, historyFileName, segmentName, segmentStart } from './wal-archive.ts';
 
 export interface RecoveryContext {
@@ -62,18 +62,39 @@ export async function fetchWal(archive: WalArchive, plan: RecoveryPlan, walDir: 
   for (const { history, from, to } of plan.wal) {
     if (history.tli > 1) {
       const file = await archive.historyFile(history.id, history.tli);
-      if (file) fs.writeFileSync(path.join(walDir, historyFileName(history.tli)), file);
+      if (file) writeWhole(path.join(walDir, historyFileName(history.tli)), file);
     }
-    for (let start = segmentStart(from); to === undefined || start < to; start += BigInt(SEGMENT_BYTES)) {
-      const name = segmentName(history.tli, start);
-      const seg = await archive.segment(history.id, name);
+    // Segments are read a few ahead (a store's latency, not its bandwidth, bounds one at a time) and written in order.
+    const ahead: { start: bigint; seg: ReturnType<WalArchive['segment']> }[] = [];
+    let next = segmentStart(from);
+    const wanted = (start: bigint) => to === undefined || start < to;
+    const fill = () => {
+      while (ahead.length < SEGMENTS_AHEAD && wanted(next)) {
+        const seg = archive.segment(history.id, segmentName(history.tli, next));
+        seg.catch(() => {}); // awaited in order below; one read past the end may fail unseen
+        ahead.push({ start: next, seg });
+        next += BigInt(SEGMENT_BYTES);
+      }
+    };
+    for (fill(); ahead.length > 0; fill()) {
+      const { start, seg: pending } = ahead.shift()!;
+      const seg = await pending;
       if (!seg) break;
       const data = seg.data;
       if (to !== undefined && to < start + BigInt(SEGMENT_BYTES)) data.fill(0, Number(to - start));
-      fs.writeFileSync(path.join(walDir, name), data);
+      writeWhole(path.join(walDir, segmentName(history.tli, start)), data);
       if (seg.valid < SEGMENT_BYTES) break;
     }
   }
+}
+
+/** How many WAL segments a recovery reads from the store at once. */
+const SEGMENTS_AHEAD = 8;
+
+/** A file a replay may be reading the directory for appears whole (a rename), never half written. */
+function writeWhole(file: string, data: Buffer): void {
+  fs.writeFileSync(`${file}.part`, data);
+  fs.renameSync(`${file}.part`, file);
 }
 
 const targetNotReached = (err: unknown) => /recovery ended before configured recovery target was reached/.test(String((err as Error).message));
@@ -92,20 +113,27 @@ export async function recoverInto(ctx: RecoveryContext, chain: History[], at: Po
   const walDir = path.join(dir, 'restore-wal');
   makeOwnedDir(dir, ctx.user);
   makeOwnedDir(walDir, ctx.user);
-  await fetchWal(archive, plan, walDir);
-  chownTree(walDir, ctx.user);
-  const run = async (target: PointInTime | undefined) => {
+  const base = () => {
     fs.rmSync(pgdata, { recursive: true, force: true });
-    await restoreBase(ctx, plan.base, pgdata);
-    return recoverToTarget({ install: ctx.install, user: ctx.user, dir, walDir, settings: ctx.settings, socketDir: ctx.socketDir, target, timeline: plan.target.tli });
+    return restoreBase(ctx, plan.base, pgdata);
   };
+  const replay = (target: PointInTime | undefined, whileFetching: boolean) => recoverToTarget({
+    install: ctx.install, user: ctx.user, dir, walDir, settings: ctx.settings, socketDir: ctx.socketDir, target, timeline: plan.target.tli, whileFetching,
+  });
+  // The WAL comes from the store while the base backup is restored and then replayed: each segment is
+  // replayed as soon as it is here. What a replay made is used only once every segment was fetched.
+  const fetched = fetchWal(archive, plan, walDir).finally(() => fs.writeFileSync(path.join(walDir, WAL_FETCHED), ''));
+  const replayed = base().then(() => replay(at, true));
+  const [wal, first] = await Promise.allSettled([fetched, replayed]);
+  if (wal.status === 'rejected') throw wal.reason;
   let result;
-  try {
-    result = await run(at);
-  } catch (err) {
+  if (first.status === 'fulfilled') {
+    result = first.value;
+  } else {
     // The store holds no commit after the point (its writer died first): the point is then the end.
-    if (!at || !targetNotReached(err)) throw err;
-    result = await run(undefined);
+    if (!at || !targetNotReached(first.reason)) throw first.reason;
+    await base();
+    result = await replay(undefined, false);
   }
   fs.rmSync(walDir, { recursive: true, force: true });
   const tli = checkpointTimeline(pgdata);
