@@ -88,6 +88,7 @@ export interface ComputeManagerOptions {
 export class ComputeManager extends EventEmitter {
   private readonly entries = new Map<string, Entry>();
   private readonly stopHooks: ((target: ComputeTarget) => Promise<void>)[] = [];
+  private readonly stoppedHooks: ((target: ComputeTarget) => Promise<void>)[] = [];
   private closed = false;
 
   constructor(private readonly opts: ComputeManagerOptions) {
@@ -147,6 +148,11 @@ export class ComputeManager extends EventEmitter {
   /** Runs before each stop of a running compute (usage takes its last sample); failures are logged. */
   addStopHook(hook: (target: ComputeTarget) => Promise<void>): void {
     this.stopHooks.push(hook);
+  }
+
+  /** Runs after each stop of a running compute, before the stop is done; failures are logged. */
+  addStoppedHook(hook: (target: ComputeTarget) => Promise<void>): void {
+    this.stoppedHooks.push(hook);
   }
 
   /** The target of a compute the manager knows. */
@@ -384,10 +390,15 @@ export class ComputeManager extends EventEmitter {
     this.setState(e, 'stopping');
     const stopping = (async () => {
       if (wasStarting) await wasStarting.catch(() => {});
-      for (const hook of e.target.provider.status(e.target.ref) === 'running' ? this.stopHooks : []) {
-        await hook(e.target).catch((err) => this.opts.log.warn({ err: String(err), branch: e.target.ref.branchId }, 'stop hook failed'));
-      }
+      const ran = e.target.provider.status(e.target.ref) === 'running';
+      const hooks = async (list: ((target: ComputeTarget) => Promise<void>)[]) => {
+        for (const hook of ran ? list : []) {
+          await hook(e.target).catch((err) => this.opts.log.warn({ err: String(err), branch: e.target.ref.branchId }, 'stop hook failed'));
+        }
+      };
+      await hooks(this.stopHooks);
       await e.target.provider.stop(e.target.ref);
+      await hooks(this.stoppedHooks);
     })().finally(() => {
       e.stopping = undefined;
       e.address = undefined;

@@ -80,6 +80,8 @@ export class UsageTracker {
     computes.on('state', (branchId: string, state: string) => this.onState(branchId, state));
     computes.on('connections', (branchId: string, n: number) => this.onConnections(branchId, n));
     computes.addStopHook((target) => this.sample(target));
+    // A stop stores its last WAL and maybe a base backup: storage is what the store holds after it.
+    computes.addStoppedHook((target) => this.sample(target));
     this.timers.push(setInterval(() => this.tick(), TICK_MS), setInterval(() => void this.collect().catch(() => {}), opts.flushSeconds * 1000));
     for (const t of this.timers) t.unref();
   }

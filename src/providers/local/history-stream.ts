@@ -25,6 +25,8 @@ export interface HistoryStreamOptions {
   log: Logger;
   onUploadFailed(err: unknown): void;
   onFenced(): void;
+  /** WAL reached the store. */
+  onStored(): void;
 }
 
 /**
@@ -40,6 +42,7 @@ export async function streamHistory(o: HistoryStreamOptions): Promise<WalStreame
   });
   streamer.on('error', o.onUploadFailed);
   streamer.on('fenced', o.onFenced);
+  streamer.on('stored', o.onStored);
   try {
     await streamer.start();
     await storage.histories.claim(history.id, storage.node.id, storage.node.generation());

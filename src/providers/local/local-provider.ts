@@ -208,6 +208,7 @@ export class LocalProvider implements Provider {
           this.opts.log.warn({ branch: ref.branchId, err: String(err) }, 'WAL upload to the store failed; retrying');
         },
         onFenced: () => this.running.fence(ref.branchId),
+        onStored: () => this.storeBytes.growing(ref.databaseId),
       });
       writeCache(dir, { historyId: history.id, end: null, stoppedAt: null });
       const entry: Running = {
@@ -320,8 +321,8 @@ export class LocalProvider implements Provider {
     if (BigInt(checkpointPosition(pgdata)) >= r.streamer.stored) return; // the shutdown checkpoint did not reach the store
     await this.storage.histories.advance(r.history.id, r.streamer.stored, true);
     writeCache(dir, { historyId: r.history.id, end: r.streamer.stored, stoppedAt: Date.now() });
-    this.storeBytes.changed(ref.databaseId);
     if (end) await this.backupIfDue(r.history, pgdata, { time: end.time, lsn: r.streamer.stored }).catch((err) => this.opts.log.warn({ branch: ref.branchId, err: String(err) }, 'base backup after stop failed'));
+    this.storeBytes.changed(ref.databaseId);
   }
 
   /**
