@@ -132,7 +132,7 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
     await scope.register(whoamiRoutes, { partners: core.partners });
     await scope.register(databaseRoutes, { databases: core.databases, events: core.events, catalog: core.catalog, idempotency, publicAddress: opts.publicAddress,
       defaultHistoryRetentionSeconds: core.config.history.retentionSeconds,
-      defaultComputeUnits: core.config.compute.computeUnits,
+      defaultAutoscaling: core.config.compute.autoscaling,
       postgresVersionOf: (region, major) => core.regions.find(region)?.provider.postgresVersion(major) ?? String(major),
     });
     await scope.register(branchRoutes, {

@@ -84,12 +84,12 @@ t.test("wake=connect: no API call; the first connection wakes the endpoint throu
 });
 
 t.test('compute units: the endpoint gets the size as a fixed autoscaling range; none named leaves Neon its default', async (t) => {
-  let sized = testRef({ region: 'aws-us-east-2', computeUnits: 0.5 });
+  let sized = testRef({ region: 'aws-us-east-2', autoscaling: { minCu: 0.5, maxCu: 0.5 } });
   sized = keep(sized, await provider.create(sized));
   const endpoint = fake.mainEndpoint(fake.projects.get(neonStateOf(sized)!.projectId)!);
   t.same(endpoint.computeUnits, [0.5, 0.5], 'created with min = max = 0.5 CU');
-  await provider.updateSettings({ ...sized, computeUnits: 2 });
-  t.same(endpoint.computeUnits, [2, 2], 'a new size reaches the endpoint');
+  await provider.updateSettings({ ...sized, autoscaling: { minCu: 0.5, maxCu: 2 } });
+  t.same(endpoint.computeUnits, [0.5, 2], 'a new range reaches the endpoint (autoscaling_limit_min_cu / max_cu)');
   await provider.delete(sized);
 
   let plain = testRef({ region: 'aws-us-east-2' });
