@@ -195,11 +195,15 @@ export class ComputeCgroups {
       write(cpu!, 'cpu.cfs_period_us', CPU_PERIOD_US);
       write(cpu!, 'cpu.cfs_quota_us', quota);
       write(cpu!, 'cpu.shares', Math.max(2, Math.round(1024 * size.floorCu)));
-      // Raised before the limit goes up to the ceiling (a paused compute is let go by the new limit,
-      // and killed only if it still does not fit); lowered once it is below.
-      if (atCeiling) write(mem!, 'memory.oom_control', 0);
-      write(mem!, 'memory.limit_in_bytes', memory);
-      if (!atCeiling) write(mem!, 'memory.oom_control', 1);
+      // At the ceiling the limit goes up first, then the OOM killer is back (a paused task fits by
+      // then, or is killed only if it still does not); below it the killer is off before the limit moves.
+      if (atCeiling) {
+        write(mem!, 'memory.limit_in_bytes', memory);
+        write(mem!, 'memory.oom_control', 0);
+      } else {
+        write(mem!, 'memory.oom_control', 1);
+        write(mem!, 'memory.limit_in_bytes', memory);
+      }
     }
   }
 
