@@ -3,6 +3,7 @@
 // a memory-hungry query gets room up to its ceiling (and past it only its own compute suffers),
 // two busy tenants share the CPU in proportion to their floors.
 import t from 'tap';
+import { runCli } from '../api/cli.ts';
 import { hostComputeUnits, parseRangeText } from '../src/autoscaling.ts';
 import { loadConfig } from '../src/config.ts';
 import { ComputeCgroups, CU_MEMORY_BYTES, detectCgroups } from '../src/limits/cgroups.ts';
@@ -208,4 +209,24 @@ t.test('two busy tenants share the CPU in proportion to their floors', { skip: n
     await Promise.all(loads.map((l) => l.stop()));
   }
   for (const db of [small, large]) await api.request('POST', `/v1/databases/${db.id}/suspend`, { key });
+});
+
+t.test('the CLI: a range on create, the quota on compute unit seconds, the range and size over time', async (t) => {
+  const lines: string[] = [];
+  const cli = async (...args: string[]) => {
+    lines.length = 0;
+    const code = await runCli([...args, '--url', api.url, '--key', key], (l) => lines.push(l));
+    return { code, out: lines.join('\n') };
+  };
+  const created = await cli('db', 'create', '--user', 'cli-sized', '--autoscaling', '0.5-1', '--json');
+  t.equal(created.code, 0);
+  const db = JSON.parse(created.out);
+  t.same(db.autoscaling, { min_cu: 0.5, max_cu: 1 });
+  t.equal((await cli('db', 'update', db.id, '--autoscaling', '2-1')).code, 1, 'a floor above its ceiling is refused');
+  const quota = await cli('quotas', 'set', db.id, '--compute-unit-seconds', '3600', '--json');
+  t.equal(JSON.parse(quota.out).compute_unit_seconds, 3600, 'compute_unit_seconds is a quota like the others');
+  t.match((await cli('db', 'list')).out, new RegExp(`^${db.id}\\t.*\\t0 CU \\(0\\.5-1\\)$`, 'm'), 'db list shows the size now and the range');
+  const sizes = await cli('db', 'sizes', db.id);
+  t.equal(sizes.code, 0);
+  t.match(sizes.out, /^range: 0\.5–1 CU, now: 0 CU\n1 CU ┤ {60}\n/, 'db sizes: the range, the size now, the chart (nothing ran)');
 });
