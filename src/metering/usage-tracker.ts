@@ -200,7 +200,7 @@ export class UsageTracker {
     for (const [branchId, span] of this.running) {
       const quotas = this.quotas.get(span.owner.databaseId);
       if (!quotas) continue;
-      const running = ['compute_time_seconds', 'data_transfer_bytes'] as const;
+      const running = ['compute_time_seconds', 'compute_unit_seconds', 'data_transfer_bytes'] as const;
       const flagged = this.coord.shared ? await this.flagged(span.owner.databaseId, quotas) : undefined;
       const standing = await this.standing(span.owner.databaseId);
       this.opts.quotaEvents?.note(span.owner, quotas, standing);
