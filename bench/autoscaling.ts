@@ -10,7 +10,7 @@
  *     computes running (default 40: 200 computes do not fit beside the other work on a small shared
  *     host; the cost is one round of reads per compute, so it is given per compute and for 200).
  *
- *   npx tsx bench/autoscaling.ts     (BENCH_SECONDS=5, LOAD=4, CEILING=2, SCALER_COMPUTES=40)
+ *   npx tsx bench/autoscaling.ts     (BENCH_SECONDS=5, LOAD=4, CEILING=2, SCALER_COMPUTES=40, BENCH_PARTS=1,2,3)
  *
  * Clients talk to the computes' Unix sockets (no proxy): what is measured is the computes' CPU.
  */
@@ -29,6 +29,8 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const LOAD = Number(process.env.LOAD ?? 4);
 const CEILING = Number(process.env.CEILING ?? 2);
 const SCALER_COMPUTES = Number(process.env.SCALER_COMPUTES ?? 40);
+/** Which parts run (BENCH_PARTS=3: only the scaler's overhead). */
+const PARTS = new Set((process.env.BENCH_PARTS ?? '1,2,3').split(','));
 /** One unit of the tenant's work: a CPU-bound query of a few ms. */
 const WORK = 'SELECT count(*) FROM generate_series(1, 200000)';
 
@@ -84,6 +86,7 @@ async function selectOneLatency(c: pg.Client): Promise<{ p50: number; p99: numbe
 }
 
 async function part(name: string, fn: () => Promise<void>): Promise<void> {
+  if (/^\d\./.test(name) && !PARTS.has(name[0]!)) return;
   try {
     await fn();
   } catch (err) {

@@ -46,7 +46,7 @@ function psiTotal(text: string | undefined): number | undefined {
  * Reads a compute's counters from its cgroup files: a handful of small reads per compute, the
  * scaler's whole cost. undefined when the group is gone (the compute stopped).
  */
-export function readCounters(cgroups: ComputeCgroups, name: string, previous?: CgroupCounters): CgroupCounters | undefined {
+export function readCounters(cgroups: ComputeCgroups, name: string, previous?: CgroupCounters, limitBytes = Infinity): CgroupCounters | undefined {
   const host = cgroups.host;
   if (host.kind === 'v2') {
     const [dir] = cgroups.dirsOf(name);
@@ -70,7 +70,9 @@ export function readCounters(cgroups: ComputeCgroups, name: string, previous?: C
     const usage = read(path.join(memDir!, 'memory.usage_in_bytes'));
     if (usage === undefined || !cpu.size) return undefined;
     const acct = read(path.join(acctDir ?? cpuDir!, 'cpuacct.usage'));
-    const stat = keyed(read(path.join(memDir!, 'memory.stat')));
+    // memory.stat is the costly read (the kernel sums its counters): only when the usage, file cache
+    // included, is near the limit does the cache that can be dropped make a difference.
+    const stat = Number(usage) >= 0.7 * limitBytes ? keyed(read(path.join(memDir!, 'memory.stat'))) : new Map<string, number>();
     const oom = keyed(read(path.join(memDir!, 'memory.oom_control')));
     return {
       cpuUsageUs: acct === undefined ? undefined : Number(acct) / 1000,

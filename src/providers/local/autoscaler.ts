@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { CuRange } from '../../autoscaling.ts';
 import { readCounters } from '../../limits/cgroup-sample.ts';
-import type { ComputeCgroups } from '../../limits/cgroups.ts';
+import { type ComputeCgroups, CU_MEMORY_BYTES } from '../../limits/cgroups.ts';
 import { type ScaleReason, type ScaledCompute, nextSize } from './scaling-policy.ts';
 
 /** How often each running compute's cgroup is sampled. */
@@ -97,7 +97,7 @@ export class Autoscaler {
     const before = process.cpuUsage();
     for (const c of this.computes.values()) {
       if (c.applying) continue;
-      const counters = readCounters(this.opts.cgroups, c.target.branchId, c.last?.counters);
+      const counters = readCounters(this.opts.cgroups, c.target.branchId, c.last?.counters, c.cu * CU_MEMORY_BYTES);
       if (!counters) continue;
       const next = nextSize(c, counters, now, this.opts.quietMs);
       if (next && next.cu !== c.cu) void this.move(c, next.cu, next.reason);
