@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import { branchCommands } from './cli/branches.ts';
 import { type Command, client, cliVersion } from './cli/command.ts';
 import { databaseCommands } from './cli/databases.ts';
+import { sizeCommands } from './cli/sizes.ts';
 import { eventCommands } from './cli/events.ts';
 import { operatorCommands } from './cli/operator.ts';
 import { CliError } from './cli-error.ts';
@@ -15,14 +16,14 @@ import { CliError } from './cli-error.ts';
 /** pgfleet's version, from its package.json. */
 export const VERSION: string = JSON.parse(fs.readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
 
-const COMMANDS: Command[] = [...databaseCommands, ...branchCommands, ...eventCommands, ...operatorCommands];
+const COMMANDS: Command[] = [...databaseCommands, ...sizeCommands, ...branchCommands, ...eventCommands, ...operatorCommands];
 const BY_NAME = new Map(COMMANDS.map((c) => [c.name, c]));
 
 const STRINGS = [
   'url', 'key', 'field', 'name', 'user', 'region', 'parent', 'at', 'branch', 'pg-version', 'out', 'in', 'search', 'partner', 'suspend-timeout', 'retention',
   'pool-size', 'compute-units', 'role', 'ttl', 'compute-time', 'transfer', 'written', 'storage', 'max-connections', 'from', 'to', 'granularity',
   'expires-at', 'type', 'database', 'since', 'cursor', 'events', 'secret', 'description', 'state', 'action', 'target', 'key-id', 'result', 'limit',
-  'seconds', 'timeout', 'issuer', 'audience', 'jwks-uri', 'jwks-file', 'user-claim',
+  'seconds', 'timeout', 'issuer', 'audience', 'jwks-uri', 'jwks-file', 'user-claim', 'autoscaling', 'compute-unit-seconds',
 ] as const;
 const BOOLEANS = ['json', 'clean', 'follow', 'wait'] as const;
 

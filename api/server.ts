@@ -33,6 +33,7 @@ import { partnerRoutes } from './routes/partners.ts';
 import { reconcileRoutes } from './routes/reconcile.ts';
 import { tokenRoutes } from './routes/tokens.ts';
 import { usageRoutes } from './routes/usage.ts';
+import { computeSizeRoutes } from './routes/compute-sizes.ts';
 import { ErrorBody } from './schemas.ts';
 
 export interface ApiOptions {
@@ -132,7 +133,7 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
     await scope.register(whoamiRoutes, { partners: core.partners });
     await scope.register(databaseRoutes, { databases: core.databases, events: core.events, catalog: core.catalog, idempotency, publicAddress: opts.publicAddress,
       defaultHistoryRetentionSeconds: core.config.history.retentionSeconds,
-      defaultComputeUnits: core.config.compute.computeUnits,
+      defaultAutoscaling: core.config.compute.autoscaling,
       postgresVersionOf: (region, major) => core.regions.find(region)?.provider.postgresVersion(major) ?? String(major),
     });
     await scope.register(branchRoutes, {
@@ -141,6 +142,7 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
     });
     await scope.register(tokenRoutes, { databases: core.databases, jwt: core.jwt });
     await scope.register(usageRoutes, { databases: core.databases, usage: core.usage, catalog: core.catalog });
+    await scope.register(computeSizeRoutes, { databases: core.databases, sizes: core.sizes, catalog: core.catalog, defaultAutoscaling: core.config.compute.autoscaling });
     await scope.register(fleetRoutes, { catalog: core.catalog, computes: core.computes, metrics: core.metrics });
     await scope.register(nodeRoutes, { nodes: core.nodes, drainer: core.drainer, computes: core.computes, maxComputes: core.config.maxComputes });
     await scope.register(reconcileRoutes, { reconciler: core.reconciler });

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { type RegionConfig, parseRegions } from './config-regions.ts';
+import { type CuRange, parseRangeText } from './autoscaling.ts';
 import { ConfigError } from './errors.ts';
 import { MAX_COMPUTE_UNITS, MIN_COMPUTE_UNITS, isComputeUnits } from './limits/cgroups.ts';
 import { TrustedProxies } from './limits/trusted-proxies.ts';
@@ -18,8 +19,10 @@ export interface ComputeSettings {
   workMem: string;
   /** Extensions a tenant may create. */
   extensions: string[];
-  /** Compute units of a database that names none (1 CU = 1 CPU, 4 GiB). */
-  computeUnits: number;
+  /** The size range of a database that names none (PGFLEET_AUTOSCALING, else PGFLEET_COMPUTE_UNITS fixed; 1 CU = 1 CPU, 4 GiB). */
+  autoscaling: CuRange;
+  /** A local compute scales down once it has been quiet this long (PGFLEET_AUTOSCALING_SCALE_DOWN_AFTER). */
+  scaleDownAfterMs: number;
   /** Put each compute in a cgroup of its size when the host allows it. */
   cgroups: boolean;
 }
@@ -260,6 +263,20 @@ function computeUnits(env: Env): number {
   return cu;
 }
 
+/** PGFLEET_AUTOSCALING (`0.25-2`, or one size), else PGFLEET_COMPUTE_UNITS as a fixed size. */
+function autoscaling(env: Env): CuRange {
+  const text = optional(env, 'PGFLEET_AUTOSCALING');
+  if (text === undefined) {
+    const cu = computeUnits(env);
+    return { minCu: cu, maxCu: cu };
+  }
+  const range = parseRangeText(text);
+  if (!range) {
+    throw new ConfigError('PGFLEET_AUTOSCALING', `must be floor-ceiling in compute units (e.g. 0.25-2), each a multiple of 0.25 from ${MIN_COMPUTE_UNITS} to ${MAX_COMPUTE_UNITS}, floor ≤ ceiling, not "${text}"`);
+  }
+  return range;
+}
+
 function extensionList(env: Env): string[] {
   const raw = optional(env, 'PGFLEET_EXTENSIONS');
   if (raw === undefined) return DEFAULT_EXTENSIONS;
@@ -354,7 +371,8 @@ export function loadConfig(env: Env = process.env): Config {
       maxConnections: int(env, 'PGFLEET_COMPUTE_MAX_CONNECTIONS', 50, 5, 10000),
       workMem: memory(env, 'PGFLEET_COMPUTE_WORK_MEM', '4MB'),
       extensions: extensionList(env),
-      computeUnits: computeUnits(env),
+      autoscaling: autoscaling(env),
+      scaleDownAfterMs: int(env, 'PGFLEET_AUTOSCALING_SCALE_DOWN_AFTER', 30, 1, 86400) * 1000,
       cgroups: oneOf(env, 'PGFLEET_CGROUPS', ['auto', 'off'], 'auto') === 'auto',
     },
     maxComputes: int(env, 'PGFLEET_MAX_COMPUTES', 100, 1, 100000),

@@ -4,6 +4,7 @@ import type { RouteCache } from './catalog/route-cache.ts';
 import { type BranchRoute, branchRefOf, routeByDatabase, routesOfDatabase } from './catalog/routes.ts';
 import { BadRequestError, ConflictError, DatabaseUnavailableError, NotFoundError } from './errors.ts';
 import { NAME_PATTERN, generateName } from './names.ts';
+import { type CuRange, checkFloorFitsHost } from './autoscaling.ts';
 import { type Quotas, validateQuotas } from './quotas.ts';
 import type { BranchRef, ProviderState } from './providers/provider.ts';
 import { type ProviderDeletions, recordDeletion } from './provider-sync/deletions.ts';
@@ -32,8 +33,10 @@ export interface DatabaseRecord {
   quotas: Quotas;
   /** Backends per pool of its `-pooler` endpoint; null = the gateway's PGFLEET_POOL_SIZE. */
   poolSize: number | null;
-  /** Its compute size in compute units; null = the gateway's PGFLEET_COMPUTE_UNITS. */
-  computeUnits: number | null;
+  /** Its compute size range in compute units: its own, else its partner's default; null = the gateway's PGFLEET_AUTOSCALING. */
+  autoscaling: CuRange | null;
+  /** The size its compute holds now as its node last recorded it (0 while not running). */
+  recordedCu: number;
   /** The Postgres major of its computes, chosen at creation. */
   pgVersion: number;
   /** 'sync': a commit is acknowledged once its WAL is in the store (local regions); 'async': within PGFLEET_STORAGE_MAX_LAG. */
@@ -64,7 +67,8 @@ export interface NewDatabase {
   historyRetentionSeconds?: number | null;
   quotas?: Quotas;
   poolSize?: number | null;
-  computeUnits?: number | null;
+  /** null or absent: the partner's default, else PGFLEET_AUTOSCALING. */
+  autoscaling?: CuRange | null;
   /** The Postgres major; default: the region's. */
   pgVersion?: number;
   durability?: Durability;
@@ -77,7 +81,8 @@ export interface DatabaseChanges {
   historyRetentionSeconds?: number | null;
   quotas?: Quotas;
   poolSize?: number | null;
-  computeUnits?: number | null;
+  /** null = back to the partner's default, else PGFLEET_AUTOSCALING. */
+  autoscaling?: CuRange | null;
   durability?: Durability;
 }
 
@@ -106,11 +111,17 @@ export function validateIdentifier(field: string, value: string, reserved: Set<s
 
 export const validateRoleName = (value: string, field = 'role_name') => validateIdentifier(field, value, RESERVED_ROLES);
 
+/** A database's own range, else its partner's default (both bounds or neither). */
+const OWN_RANGE = `COALESCE(d.autoscaling_min_cu, (SELECT p.default_autoscaling_min_cu FROM partners p WHERE p.id = d.partner_id))::float8 AS min_cu,
+         COALESCE(d.autoscaling_max_cu, (SELECT p.default_autoscaling_max_cu FROM partners p WHERE p.id = d.partner_id))::float8 AS max_cu`;
+
 const SELECT_DATABASE = `
   SELECT d.*, b.id AS branch_id,
          COALESCE(d.history_retention_seconds, (SELECT p.default_history_retention_seconds FROM partners p WHERE p.id = d.partner_id)) AS effective_retention, e.id AS endpoint_id, (extract(epoch FROM d.created_at) * 1000000)::int8 AS created_us,
          (SELECT c.last_active_at FROM computes c WHERE c.branch_id = b.id) AS last_active_at,
          COALESCE((SELECT c.state FROM computes c WHERE c.branch_id = b.id), 'suspended') AS recorded_state,
+         COALESCE((SELECT c.current_cu FROM computes c WHERE c.branch_id = b.id), 0)::float8 AS recorded_cu,
+         ${OWN_RANGE},
          ARRAY(SELECT r.name FROM roles r WHERE r.database_id = d.id ORDER BY r.created_at, r.name) AS roles
     FROM databases d
     JOIN branches b ON b.database_id = d.id AND b.parent_id IS NULL
@@ -133,7 +144,8 @@ function toRecord(row: any): DatabaseRecord {
     historyRetentionSeconds: row.effective_retention,
     quotas: row.quotas,
     poolSize: row.pool_size,
-    computeUnits: row.compute_units === null ? null : Number(row.compute_units),
+    autoscaling: row.min_cu === null ? null : { minCu: row.min_cu, maxCu: row.max_cu },
+    recordedCu: row.recorded_cu,
     pgVersion: row.pg_version,
     durability: row.durability,
     createdAt: row.created_at,
@@ -173,14 +185,16 @@ export function mergeState(kept: ProviderState, patch: ProviderState): ProviderS
 
 const INSERT_DATABASE = `
   WITH d AS (
-    INSERT INTO databases (id, partner_id, user_id, name, region, provider, database_name, owner_role, suspend_timeout_seconds, quotas, node_id, history_retention_seconds, pool_size, compute_units, pg_version, durability, status)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $14, $15, $16, $17, $18, $19, 'creating') RETURNING created_at,
-      COALESCE(history_retention_seconds, (SELECT default_history_retention_seconds FROM partners WHERE id = $2)) AS effective_retention),
+    INSERT INTO databases (id, partner_id, user_id, name, region, provider, database_name, owner_role, suspend_timeout_seconds, quotas, node_id, history_retention_seconds, pool_size, autoscaling_min_cu, autoscaling_max_cu, pg_version, durability, status)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $14, $15, $16, $17, $20, $18, $19, 'creating') RETURNING created_at,
+      COALESCE(history_retention_seconds, (SELECT default_history_retention_seconds FROM partners WHERE id = $2)) AS effective_retention,
+      COALESCE(autoscaling_min_cu, (SELECT default_autoscaling_min_cu FROM partners WHERE id = $2))::float8 AS min_cu,
+      COALESCE(autoscaling_max_cu, (SELECT default_autoscaling_max_cu FROM partners WHERE id = $2))::float8 AS max_cu),
   b AS (INSERT INTO branches (id, database_id, name) VALUES ($11, $1, 'main')),
   e AS (INSERT INTO endpoints (id, branch_id) VALUES ($12, $11)),
   r AS (INSERT INTO roles (database_id, name, scram_verifier) VALUES ($1, $8, $13)),
   c AS (INSERT INTO computes (branch_id, state) VALUES ($11, 'suspended'))
-  SELECT created_at, effective_retention FROM d`;
+  SELECT created_at, effective_retention, min_cu, max_cu FROM d`;
 
 const isUniqueViolation = (err: unknown) => (err as { code?: string }).code === '23505';
 
@@ -216,6 +230,7 @@ export class Databases extends EventEmitter {
   /** Creates the database and its owner role; the password is returned here only. */
   async create(input: NewDatabase): Promise<{ database: DatabaseRecord; password: string }> {
     const region = this.regions.get(input.region);
+    if (input.autoscaling && region.provider.name === 'local') checkFloorFitsHost(input.autoscaling);
     const databaseName = validateIdentifier('database_name', input.databaseName ?? DEFAULT_DATABASE_NAME, RESERVED_DATABASES);
     const ownerRole = validateRoleName(input.roleName ?? DEFAULT_OWNER_ROLE);
     const quotas = validateQuotas(input.quotas ?? {});
@@ -235,13 +250,13 @@ export class Databases extends EventEmitter {
         const { rows } = await this.catalog.query(INSERT_DATABASE, [
           ids.databaseId, input.partnerId, input.userId, input.name ?? null, region.id, region.provider.name,
           databaseName, ownerRole, suspendTimeout, quotas, ids.branchId, ids.endpointId, verifier, nodeId, input.historyRetentionSeconds ?? null,
-          input.poolSize ?? null, input.computeUnits ?? null, pgVersion, durability,
+          input.poolSize ?? null, input.autoscaling?.minCu ?? null, pgVersion, durability, input.autoscaling?.maxCu ?? null,
         ]);
         database = {
           id: ids.databaseId, partnerId: input.partnerId, userId: input.userId, name: input.name ?? null, region: region.id,
           provider: region.provider.name, databaseName, ownerRole, roles: [ownerRole], endpointId: ids.endpointId,
           branchId: ids.branchId, suspendTimeoutSeconds: suspendTimeout, historyRetentionSeconds: rows[0].effective_retention, quotas,
-          poolSize: input.poolSize ?? null, computeUnits: input.computeUnits ?? null, pgVersion, durability,
+          poolSize: input.poolSize ?? null, autoscaling: rows[0].min_cu === null ? null : { minCu: rows[0].min_cu, maxCu: rows[0].max_cu }, recordedCu: 0, pgVersion, durability,
           createdAt: rows[0].created_at, lastActiveAt: null, status: 'ready', statusDetail: null,
           nodeId, recordedState: 'suspended',
         };
@@ -253,7 +268,7 @@ export class Databases extends EventEmitter {
 
     const ref: BranchRef = {
       databaseId: database.id, branchId: database.branchId, root: true, region: region.id, databaseName, ownerRole, roles: [ownerRole], providerState: {},
-      suspendTimeoutSeconds: suspendTimeout, quotas, computeUnits: input.computeUnits ?? null, pgVersion, durability,
+      suspendTimeoutSeconds: suspendTimeout, quotas, autoscaling: database.autoscaling, pgVersion, durability,
     };
     try {
       await this.finishCreate(database.id, await this.owners.of(nodeId).create(region.provider, ref));
@@ -336,9 +351,9 @@ export class Databases extends EventEmitter {
       values.push(changes.poolSize);
       sets.push(`pool_size = $${values.length}`);
     }
-    if (changes.computeUnits !== undefined) {
-      values.push(changes.computeUnits);
-      sets.push(`compute_units = $${values.length}`);
+    if (changes.autoscaling !== undefined) {
+      values.push(changes.autoscaling?.minCu ?? null, changes.autoscaling?.maxCu ?? null);
+      sets.push(`autoscaling_min_cu = $${values.length - 1}`, `autoscaling_max_cu = $${values.length}`);
     }
     if (changes.durability !== undefined) {
       values.push(changes.durability);
@@ -353,22 +368,24 @@ export class Databases extends EventEmitter {
       values.push(validateQuotas(changes.quotas));
       sets.push(`quotas = d.quotas || $${values.length}`);
     }
-    const settings = changes.suspendTimeoutSeconds !== undefined || changes.quotas !== undefined || changes.computeUnits !== undefined || changes.durability !== undefined;
+    const settings = changes.suspendTimeoutSeconds !== undefined || changes.quotas !== undefined || changes.autoscaling !== undefined || changes.durability !== undefined;
     if (sets.length) {
       const before = settings ? await this.get(partnerId, id) : undefined;
       if (before && before.status !== 'ready') throw unavailable(before);
+      if (changes.autoscaling && before?.provider === 'local') checkFloorFitsHost(changes.autoscaling);
       const route = before ? await this.routeOf(before) : undefined;
       const effective = await this.catalog.tx(async (c) => {
         const { rows } = await c.query(
           `UPDATE databases d SET ${sets.join(', ')} FROM partners p WHERE d.id = $1 AND d.partner_id = $2 AND p.id = d.partner_id
-           RETURNING p.default_quotas || d.quotas AS effective_quotas, d.suspend_timeout_seconds, d.compute_units::float8, d.durability`,
+           RETURNING p.default_quotas || d.quotas AS effective_quotas, d.suspend_timeout_seconds, d.durability, d.region,
+             COALESCE(d.autoscaling_min_cu, p.default_autoscaling_min_cu)::float8 AS min_cu, COALESCE(d.autoscaling_max_cu, p.default_autoscaling_max_cu)::float8 AS max_cu`,
           values,
         );
         if (!rows[0]) throw new NotFoundError(`database "${id}" not found`);
         if (route) {
           await this.regions.get(route.region).provider.updateSettings({
             ...branchRefOf(route), suspendTimeoutSeconds: rows[0].suspend_timeout_seconds, quotas: rows[0].effective_quotas,
-            computeUnits: rows[0].compute_units, durability: rows[0].durability,
+            autoscaling: rows[0].min_cu === null ? null : { minCu: rows[0].min_cu, maxCu: rows[0].max_cu }, durability: rows[0].durability,
           });
         }
         return rows[0].effective_quotas as Quotas;

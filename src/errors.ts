@@ -139,3 +139,14 @@ export class ListenerRefusal extends PgfleetError {
     super(message, sqlstate, sqlstate === '53300' ? 503 : 400, sqlstate === '53300' ? 'too_many_connections' : 'proxy_protocol');
   }
 }
+
+/**
+ * An autoscaling range that cannot be: `invalid_autoscaling` (a bound off the 0.25 CU grid or out
+ * of 0.25–16, a floor above its ceiling), or `floor_exceeds_host` (a local floor larger than the
+ * whole host: floors are not reservations, but one compute cannot hold more than the host).
+ */
+export class AutoscalingError extends PgfleetError {
+  constructor(message: string, code: 'invalid_autoscaling' | 'floor_exceeds_host' = 'invalid_autoscaling') {
+    super(message, '22023', 400, code);
+  }
+}

@@ -16,6 +16,7 @@ import { type OsUser, currentUser, isRoot, makeOwnedDir, resolveComputeUser } fr
 import { chooseRunDir } from './providers/local/layout.ts';
 import type { LocalProvider } from './providers/local/local-provider.ts';
 import { openLocalProvider } from './providers/local/open-local.ts';
+import { ComputeSizes } from './compute-sizes.ts';
 import { StorageMetrics } from './providers/local/storage-metrics.ts';
 import { Owners } from './nodes/owners.ts';
 import { NeonProvider } from './providers/neon/neon-provider.ts';
@@ -82,6 +83,8 @@ export interface Core {
   partners: Partners;
   usage: UsageTracker;
   metrics: OperatorMetrics;
+  /** The sizes computes take (current_cu, the charts). */
+  sizes: ComputeSizes;
   /** JWT authentication: pgfleet's signing keys and tokens, partners' issuers, the proxy's token check. */
   jwt: JwtAuth;
   /** Provider deletions owed and retried until done. */
@@ -156,7 +159,9 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
       },
     });
     const cgroups = new ComputeCgroups(detectCgroups(config.compute.cgroups));
-    (cgroups.enabled ? log.info.bind(log) : log.warn.bind(log))({ cgroups: cgroups.host.kind, default_compute_units: config.compute.computeUnits }, `compute sizes: ${cgroups.describe()}`);
+    (cgroups.enabled ? log.info.bind(log) : log.warn.bind(log))({
+      cgroups: cgroups.host.kind, default_min_cu: config.compute.autoscaling.minCu, default_max_cu: config.compute.autoscaling.maxCu,
+    }, `compute sizes: ${cgroups.describe()}`);
     const key = coord.shared ? nodeKey(config.secretKey!) : undefined;
     const nodes = new Nodes(nodeId, catalog, key, coord.shared, config.wakeTimeoutMs + 10_000, config.storage.nodeDeadAfterSeconds,
       coord.shared && config.storage.offHost, log);
@@ -173,15 +178,35 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     // Nothing runs after a (re)start until a connection or the API wakes it.
     // In a fleet, only this node's computes: the others' run on.
     await catalog.query(
-      `UPDATE computes c SET state = 'suspended', pid = NULL, updated_at = now() WHERE state <> 'suspended'
+      `UPDATE computes c SET state = 'suspended', pid = NULL, current_cu = 0, updated_at = now() WHERE (state <> 'suspended' OR current_cu <> 0)
          AND ($1::text IS NULL OR c.branch_id IN (SELECT b.id FROM branches b JOIN databases d ON d.id = b.database_id WHERE d.node_id = $1))`,
       [coord.shared ? nodeId : null],
     );
     recordComputeEvents(computes, events);
     const usage = new UsageTracker(catalog, computes, coord, {
-      flushSeconds: config.usageFlushSeconds, log, defaultComputeUnits: config.compute.computeUnits, quotaEvents: new QuotaEvents(events, log),
+      flushSeconds: config.usageFlushSeconds, log, defaultAutoscaling: config.compute.autoscaling, quotaEvents: new QuotaEvents(events, log),
+      sizeOf: (target) => (target.provider === local ? local.sizeOf(target.ref) : undefined),
     });
     const metrics = new OperatorMetrics(computes);
+    const sizes = new ComputeSizes(catalog, log);
+    local.onSizeChange = (c) => {
+      sizes.record(c.branchId, c.databaseId, c.to);
+      if (c.reason !== 'start' && c.reason !== 'stop') metrics.scalings.inc({ direction: c.to > c.from ? 'up' : 'down', reason: c.reason });
+    };
+    local.scaler.onTick = (cpuUs) => metrics.scalerCpuSeconds.inc(cpuUs / 1e6);
+    local.scaler.start();
+    cleanups.push(async () => {
+      local.scaler.stop();
+      await sizes.settled();
+    });
+    // Another provider's compute: its size as the provider tells it at its start, 0 at its stop.
+    computes.on('state', (branchId: string, state: string) => {
+      const target = computes.targetOf(branchId);
+      if (!target || target.provider === local || (state !== 'running' && state !== 'suspended')) return;
+      if (state === 'suspended') return sizes.record(branchId, target.ref.databaseId, 0);
+      void target.provider.currentUnits?.(target.ref).then((cu) => sizes.record(branchId, target.ref.databaseId, cu))
+        .catch((err) => log.warn({ err: String(err), branch: branchId }, 'could not read the compute size from its provider'));
+    });
     local.metrics = new StorageMetrics(metrics.registry, local.running.gauges());
     // Cleanups run in reverse: computes stop (their last usage recorded), then usage is flushed.
     cleanups.push(() => usage.stop());
@@ -308,7 +333,7 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     const outbox = await startOutbox({ config, catalog, events, branches, nodeId, metrics, log });
     cleanups.push(() => outbox.stop());
     return {
-      config, log, user, installs, runDir, adminKeyHash, catalog, local, regions, computes, databases, branches, partners, usage, metrics, jwt, coord, routes, nodeId, nodes, drainer, targetFor,
+      config, log, user, installs, runDir, adminKeyHash, catalog, local, regions, computes, databases, branches, partners, usage, metrics, sizes, jwt, coord, routes, nodeId, nodes, drainer, targetFor,
       deletions, reconciler, events, webhooks: outbox.webhooks, audit: outbox.audit, branchExpiry: outbox.expiry, failures: new RecentFailures(),
       acquire: (route: BranchRoute): Promise<Lease> => owners.ofRoute(route).acquire(route),
       stop: undo,

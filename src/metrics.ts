@@ -35,6 +35,14 @@ export class OperatorMetrics {
     labelNames: ['method', 'route', 'status'] as const, buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [this.registry],
   });
 
+  readonly scalings = new Counter({
+    name: 'pgfleet_compute_scalings_total', help: 'Size changes of running local computes, by direction and reason (cpu_throttled, memory_limit, quiet, range)',
+    labelNames: ['direction', 'reason'] as const, registers: [this.registry],
+  });
+  readonly scalerCpuSeconds = new Counter({
+    name: 'pgfleet_scaler_cpu_seconds_total', help: "CPU time the scaler spent sampling computes' cgroups", registers: [this.registry],
+  });
+
   constructor(computes: ComputeManager) {
     // Event-loop lag sampled every 100 ms, not prom-client's 10: its timer is what wakes an idle gateway most.
     collectDefaultMetrics({ register: this.registry, prefix: 'pgfleet_', eventLoopMonitoringPrecision: 100 });

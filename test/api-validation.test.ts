@@ -164,6 +164,7 @@ t.test('the OpenAPI document validates and lists every route', async (t) => {
     'GET /v1/databases/{id}',
     'GET /v1/databases/{id}/branches',
     'GET /v1/databases/{id}/branches/{branch}',
+    'GET /v1/databases/{id}/compute_sizes',
     'GET /v1/databases/{id}/usage',
     'GET /v1/events',
     'GET /v1/events/types',

@@ -36,7 +36,7 @@ export function testRef(overrides: Partial<BranchRef> = {}): BranchRef {
     roles: ['alice'],
     suspendTimeoutSeconds: 300,
     quotas: {},
-    computeUnits: null,
+    autoscaling: null,
     pgVersion: 17,
     durability: 'async',
     providerState: {},

@@ -1,3 +1,4 @@
+import type { CuRange } from '../autoscaling.ts';
 import type pg from 'pg';
 import type { PgfleetError } from '../errors.ts';
 import type { PointInTime } from './point-in-time.ts';
@@ -23,8 +24,8 @@ export interface BranchRef {
   /** Idle seconds before the compute is suspended; 0 = never. */
   suspendTimeoutSeconds: number;
   quotas: Quotas;
-  /** Compute units (1 CU = 1 CPU, 4 GiB); null = the gateway's default (PGFLEET_COMPUTE_UNITS). */
-  computeUnits: number | null;
+  /** The compute's size range in compute units (1 CU = 1 CPU, 4 GiB); null = the gateway's default (PGFLEET_AUTOSCALING). */
+  autoscaling: CuRange | null;
   /** The Postgres major of the database's computes (every branch's). */
   pgVersion: number;
   /** 'sync': a commit is acknowledged only once its WAL is in the store (local computes). */
@@ -114,6 +115,8 @@ export interface Provider {
   addressFor?(ref: BranchRef, running: ComputeAddress): ComputeAddress;
   /** Fast shutdown; resolves once it has stopped. */
   stop(ref: BranchRef): Promise<void>;
+  /** The size in compute units the branch's compute holds now (0 when it is not running); asked at its start. */
+  currentUnits?(ref: BranchRef): Promise<number>;
   /** Stops the compute and removes every file or remote resource of the branch. */
   delete(ref: BranchRef): Promise<void>;
   /** Deleting a database's root branch deletes its other branches with it (a Neon project): they need no delete of their own. */

@@ -15,8 +15,36 @@ const SETTINGS_FROM_MAJOR: { major: number; settings: Record<string, string | nu
 export const RUNTIME_CONF = 'pgfleet.runtime.conf';
 const INCLUDE = `include_if_exists = '${RUNTIME_CONF}'`;
 
-/** Postgres settings of a branch's compute, given on its command line (they hold until it stops). */
-export function computeSettings(ref: BranchRef, c: ComputeSettings): Record<string, string | number> {
+const MB = (n: number) => `${Math.max(1, Math.round(n))}MB`;
+const parseMb = (v: string) => {
+  const m = /^(\d+)(kB|MB|GB)$/.exec(v);
+  return m ? Number(m[1]) * (m[2] === 'kB' ? 1 / 1024 : m[2] === 'GB' ? 1024 : 1) : 4;
+};
+
+/**
+ * Settings that follow a compute's size (`cu`) and change with a reload, written to the runtime
+ * settings file (never on the command line, which outranks every file): memory per sort and hash,
+ * what the planner assumes is cached, parallel workers (a query gets more than one CPU from 2 CU).
+ */
+export function sizedSettings(cu: number, c: ComputeSettings): Record<string, string | number> {
+  const workers = Math.max(0, Math.floor(cu) - 1);
+  return {
+    work_mem: MB(Math.max(parseMb(c.workMem), 16 * cu)),
+    maintenance_work_mem: MB(Math.max(16, 64 * cu)),
+    effective_cache_size: MB(cu * 3072),
+    max_parallel_workers_per_gather: Math.min(workers, 4),
+    max_parallel_workers: workers,
+  };
+}
+
+/** Background workers a compute can ever run: set at start (a restart-only setting) from its ceiling. */
+const workerProcesses = (ceilingCu: number) => 4 + Math.max(0, Math.floor(ceilingCu) - 1);
+
+/**
+ * Postgres settings of a branch's compute, given on its command line (they hold until it stops);
+ * those that need a restart and depend on the size are set from its ceiling.
+ */
+export function computeSettings(ref: BranchRef, c: ComputeSettings, ceilingCu = c.autoscaling.maxCu): Record<string, string | number> {
   const ofMajor = SETTINGS_FROM_MAJOR.filter((s) => ref.pgVersion >= s.major).map((s) => s.settings);
   return Object.assign({
     // The WAL goes to the store through pgfleet's receiver (replication), not an archive command.
@@ -26,15 +54,11 @@ export function computeSettings(ref: BranchRef, c: ComputeSettings): Record<stri
     max_replication_slots: 2,
     shared_buffers: c.sharedBuffers,
     max_connections: c.maxConnections,
-    work_mem: c.workMem,
-    maintenance_work_mem: '16MB',
     max_wal_size: '64MB',
     // Finished 1 MB segments are removed, not kept for reuse: an idle database holds little WAL.
     min_wal_size: '2MB',
     wal_recycle: 'off',
-    max_worker_processes: 4,
-    max_parallel_workers: 0,
-    max_parallel_workers_per_gather: 0,
+    max_worker_processes: workerProcesses(ceilingCu),
     autovacuum_max_workers: 1,
     jit: 'off',
     huge_pages: 'off',
@@ -50,14 +74,19 @@ export function computeSettings(ref: BranchRef, c: ComputeSettings): Record<stri
  */
 export interface RuntimeSettings {
   commitsWaitForStore: boolean;
+  /** The settings of its size now (sizedSettings). */
+  sized: Record<string, string | number>;
 }
+
+const quoted = (v: string | number) => (typeof v === 'number' ? String(v) : `'${v}'`);
 
 /** Writes the runtime settings (and the include that reads them) into a data directory; a reload applies them. */
 export function writeRuntimeSettings(pgdata: string, user: OsUser, s: RuntimeSettings): void {
   const conf = path.join(pgdata, 'postgresql.conf');
   if (!fs.readFileSync(conf, 'utf8').includes(INCLUDE)) fs.appendFileSync(conf, `\n${INCLUDE}\n`);
   const file = path.join(pgdata, RUNTIME_CONF);
-  const text = s.commitsWaitForStore ? `synchronous_standby_names = '${WAL_RECEIVER_NAME}'\nsynchronous_commit = on\n` : `synchronous_standby_names = ''\n`;
+  const text = (s.commitsWaitForStore ? `synchronous_standby_names = '${WAL_RECEIVER_NAME}'\nsynchronous_commit = on\n` : `synchronous_standby_names = ''\n`)
+    + Object.entries(s.sized).map(([k, v]) => `${k} = ${quoted(v)}\n`).join('');
   fs.writeFileSync(file, text, { mode: 0o600 });
   if (user.switchUser) fs.chownSync(file, user.uid, user.gid);
 }

@@ -15,7 +15,9 @@ import type { Branching, BranchRef, ComputeAddress, MeteredUsage, Provider, Prov
 import type { BaseBackups } from './base-backups.ts';
 import { writeCache } from './branch-cache.ts';
 import { type HistoryEnd, checkpointPosition, markHistoryEnd, walPosition } from './compute-admin.ts';
-import { computeSettings, writeRuntimeSettings } from './compute-settings.ts';
+import type { CuRange } from '../../autoscaling.ts';
+import { Autoscaler, type SizeChange } from './autoscaler.ts';
+import { computeSettings, sizedSettings, writeRuntimeSettings } from './compute-settings.ts';
 import type { Histories, History } from './histories.ts';
 import { LocalLayout } from './layout.ts';
 import { checkPlacedHere } from './placement-check.ts';
@@ -96,12 +98,16 @@ export class LocalProvider implements Provider {
   /** The computes running on this node. */
   readonly running: RunningComputes;
   readonly cgroups: ComputeCgroups;
+  /** Moves each running compute's size within its range (with cgroups; without, computes keep their floor). */
+  readonly scaler: Autoscaler;
   branching: Branching | undefined;
   /** Only this OS user (the gateway's) may connect to a compute's socket. */
   private readonly gatewayUser = currentUser().name;
   private readonly storage: LocalStorage;
   /** Counted once the gateway's metrics exist. */
   metrics: StorageMetrics | undefined;
+  /** Told of every size a compute takes (its start, each scaling, its stop), once the gateway listens. */
+  onSizeChange: ((change: SizeChange) => void) | undefined;
   /** What each database holds in the store (storage_bytes). */
   readonly storeBytes: StoreBytes;
 
@@ -110,7 +116,8 @@ export class LocalProvider implements Provider {
     this.files = new LocalFiles(this.layout, opts.users ?? new OsUserPool(), opts.storage, (branchId) => this.running.has(branchId), opts.log);
     this.files.onEvicted = () => this.metrics?.evictions.inc();
     this.cgroups = opts.cgroups ?? new ComputeCgroups({ kind: 'none', why: 'not configured' });
-    this.running = new RunningComputes({ settings: opts.storage.settings, cgroups: this.cgroups, events, log: opts.log });
+    this.scaler = new Autoscaler({ cgroups: this.cgroups, quietMs: opts.compute.scaleDownAfterMs, log: opts.log, onChange: (c) => this.onSizeChange?.(c) });
+    this.running = new RunningComputes({ settings: opts.storage.settings, cgroups: this.cgroups, scaler: this.scaler, events, log: opts.log });
     this.storage = opts.storage;
     this.storeBytes = new StoreBytes(opts.storage.store);
     const blocked = firstBlockedDir(opts.dataDir, opts.user);
@@ -146,9 +153,23 @@ export class LocalProvider implements Provider {
     return {};
   }
 
-  /** Postgres settings of a branch's compute. */
+  /** Postgres settings of a branch's compute (those that need a restart from its ceiling). */
   settings(ref: BranchRef): Record<string, string | number> {
-    return computeSettings(ref, this.opts.compute);
+    return computeSettings(ref, this.opts.compute, this.rangeOf(ref).maxCu);
+  }
+
+  /** The database's range, else the gateway's PGFLEET_AUTOSCALING. */
+  rangeOf(ref: BranchRef): CuRange {
+    return ref.autoscaling ?? this.opts.compute.autoscaling;
+  }
+
+  /** The size the branch's compute holds now; undefined when it does not run here. */
+  sizeOf(ref: BranchRef): number | undefined {
+    return this.running.get(ref.branchId)?.server.running ? this.scaler.sizeOf(ref.branchId) ?? this.rangeOf(ref).minCu : undefined;
+  }
+
+  async currentUnits(ref: BranchRef): Promise<number> {
+    return this.sizeOf(ref) ?? 0;
   }
 
   archiveOf(databaseId: string): WalArchive {
@@ -190,7 +211,9 @@ export class LocalProvider implements Provider {
     if (dataMajor !== ref.pgVersion) {
       throw new ComputeStartError(`the data of database "${ref.databaseId}" is of Postgres ${dataMajor}, but the catalog says ${ref.pgVersion}`);
     }
-    writeRuntimeSettings(pgdata, user, { commitsWaitForStore: ref.durability === 'sync' });
+    const range = this.rangeOf(ref);
+    const sized = sizedSettings(range.minCu, this.opts.compute);
+    writeRuntimeSettings(pgdata, user, { commitsWaitForStore: ref.durability === 'sync', sized });
     const walAtStart = checkpointPosition(pgdata);
     await this.cgroups.drain(ref.branchId);
     const server = new PostgresServer({
@@ -200,7 +223,7 @@ export class LocalProvider implements Provider {
     await server.start();
     let streamer: WalStreamer | undefined;
     try {
-      this.cgroups.place(ref.branchId, server.pid!, this.computeUnitsOf(ref));
+      this.cgroups.place(ref.branchId, server.pid!, { cu: range.minCu, floorCu: range.minCu, ceilingCu: range.maxCu });
       streamer = await streamHistory({
         storage: this.storage, history, socketDir, pgdata, sync: ref.durability === 'sync', log: this.opts.log.child({ branch: ref.branchId }),
         onUploadFailed: (err) => {
@@ -213,8 +236,11 @@ export class LocalProvider implements Provider {
       writeCache(dir, { historyId: history.id, end: null, stoppedAt: null });
       const entry: Running = {
         server, streamer, history, databaseId: ref.databaseId, walAtStart, durability: ref.durability, branchId: ref.branchId, socketDir, backlogged: false,
+        commitsWait: ref.durability === 'sync', sized,
       };
       this.running.add(entry);
+      // Without cgroups nothing is measured: the compute keeps its floor's settings.
+      if (this.cgroups.enabled) this.scaler.follow({ branchId: ref.branchId, databaseId: ref.databaseId, apply: (cu, r) => this.applySize(entry, cu, r) }, range);
       server.on('exit', (code, signal) => {
         this.running.forget(ref.branchId);
         this.opts.log.warn({ branch: ref.branchId, code, signal }, 'compute exited unexpectedly');
@@ -245,18 +271,22 @@ export class LocalProvider implements Provider {
     return true;
   }
 
-  private computeUnitsOf(ref: BranchRef): number {
-    return ref.computeUnits ?? this.opts.compute.computeUnits;
+  /** A size applied to a running compute: its cgroup, then its sized settings with a reload (SIGHUP). */
+  private async applySize(r: Running, cu: number, range: CuRange): Promise<void> {
+    this.cgroups.resize(r.branchId, { cu, floorCu: range.minCu, ceilingCu: range.maxCu });
+    r.sized = sizedSettings(cu, this.opts.compute);
+    writeRuntimeSettings(r.server.opts.pgdata, r.server.opts.user, { commitsWaitForStore: r.commitsWait, sized: r.sized });
+    if (r.server.pid) process.kill(r.server.pid, 'SIGHUP');
   }
 
   /**
-   * pgfleet itself enforces suspend timeouts and quotas of local computes; a new size applies at
-   * once to the database's running computes (their cgroups), and to the others at their start.
+   * pgfleet itself enforces suspend timeouts and quotas of local computes; a new range applies at
+   * once to the database's running computes (their size moves into it), and to the others at their start.
    */
   async updateSettings(ref: BranchRef): Promise<void> {
     for (const r of this.running.all()) {
       if (r.databaseId !== ref.databaseId || !r.server.running) continue;
-      this.cgroups.resize(r.branchId, this.computeUnitsOf(ref));
+      await this.scaler.setRange(r.branchId, this.rangeOf(ref));
       if (r.durability !== ref.durability) {
         r.durability = ref.durability;
         await this.running.setCommitsWait(r, r.durability === 'sync' || r.backlogged);

@@ -3,6 +3,7 @@ import type { ComputeCgroups } from '../../limits/cgroups.ts';
 import { SOCKET_PORT, type PostgresServer } from '../../pg/server.ts';
 import type { StorageSettings } from '../../storage/storage-config.ts';
 import type { ProviderEvents } from '../provider.ts';
+import type { Autoscaler } from './autoscaler.ts';
 import { asAdmin } from './compute-admin.ts';
 import { writeRuntimeSettings } from './compute-settings.ts';
 import type { History } from './histories.ts';
@@ -15,6 +16,10 @@ export interface Running extends Watched {
   history: History;
   databaseId: string;
   walAtStart: number;
+  /** Whether its commits wait for the store now (the runtime settings file says so). */
+  commitsWait: boolean;
+  /** The Postgres settings of its size now (the same file). */
+  sized: Record<string, string | number>;
 }
 
 /**
@@ -25,7 +30,7 @@ export class RunningComputes {
   private readonly map = new Map<string, Running>();
   private readonly watch: StoreWatch;
 
-  constructor(private readonly opts: { settings: StorageSettings; cgroups: ComputeCgroups; events: ProviderEvents; log: Logger }) {
+  constructor(private readonly opts: { settings: StorageSettings; cgroups: ComputeCgroups; scaler: Autoscaler; events: ProviderEvents; log: Logger }) {
     this.watch = new StoreWatch({
       settings: opts.settings, log: opts.log,
       setCommitsWait: (w, wait) => this.setCommitsWait(w as Running, wait),
@@ -57,6 +62,7 @@ export class RunningComputes {
   /** Forgets a compute that stopped: its cgroup goes. */
   forget(branchId: string): void {
     this.map.delete(branchId);
+    this.opts.scaler.forget(branchId);
     this.opts.cgroups.remove(branchId);
   }
 
@@ -66,7 +72,8 @@ export class RunningComputes {
 
   /** Whether the compute's commits wait for the store (durability "sync", or its WAL backlogged here), applied with a reload. */
   async setCommitsWait(r: Running, wait: boolean): Promise<void> {
-    writeRuntimeSettings(r.server.opts.pgdata, r.server.opts.user, { commitsWaitForStore: wait });
+    r.commitsWait = wait;
+    writeRuntimeSettings(r.server.opts.pgdata, r.server.opts.user, { commitsWaitForStore: wait, sized: r.sized });
     r.streamer.setSync(wait);
     await asAdmin(r.server.opts.socketDir, SOCKET_PORT, (c) => c.query('SELECT pg_reload_conf()'));
   }
@@ -84,6 +91,7 @@ export class RunningComputes {
     if (!r) return;
     this.opts.log.error({ branch: branchId }, 'this node was fenced: stopping the compute without writing anything more');
     this.map.delete(branchId);
+    this.opts.scaler.forget(branchId);
     r.streamer.abort();
     void r.server.stop('immediate').finally(() => {
       this.opts.cgroups.remove(branchId);

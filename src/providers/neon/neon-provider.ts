@@ -49,9 +49,9 @@ const HOUR = 3_600_000;
 /** The longest history Neon keeps (its API's limit of history_retention_seconds). */
 export const NEON_MAX_RETENTION_SECONDS = 2_592_000;
 
-/** A database's compute units as a fixed Neon autoscaling range; none named = Neon's own default. */
+/** A database's range as its endpoint's Neon autoscaling limits (Neon scales itself); none named = Neon's own default. */
 export const neonComputeSize = (ref: BranchRef) =>
-  ref.computeUnits === null ? {} : { autoscaling_limit_min_cu: ref.computeUnits, autoscaling_limit_max_cu: ref.computeUnits };
+  ref.autoscaling === null ? {} : { autoscaling_limit_min_cu: ref.autoscaling.minCu, autoscaling_limit_max_cu: ref.autoscaling.maxCu };
 
 /**
  * One Neon project per database: created with the database's region, Postgres major,
@@ -399,6 +399,17 @@ export class NeonProvider implements Provider {
 
   status(ref: BranchRef): 'running' | 'stopped' {
     return this.running.has(ref.branchId) ? 'running' : 'stopped';
+  }
+
+  /**
+   * The endpoint's size as Neon shows it: Neon's API has no field for the size an active endpoint
+   * holds this moment, so an active endpoint counts at its floor (autoscaling_limit_min_cu), an
+   * idle one 0.
+   */
+  async currentUnits(ref: BranchRef): Promise<number> {
+    const s = requireNeonState(ref);
+    const { endpoint } = await this.api.call('getProjectEndpoint', [s.projectId, s.endpointId], this.deadline());
+    return endpoint.current_state === EndpointState.Active ? endpoint.autoscaling_limit_min_cu : 0;
   }
 
   /** Neon meters WAL and storage itself (usage()); nothing to measure from here. */
