@@ -3,7 +3,8 @@ import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { POOLER_SUFFIX, type PublicAddress, connectionInfo } from '../../src/connection-uri.ts';
 import type { Catalog } from '../../src/catalog/catalog.ts';
-import { type DatabaseRecord, type Databases, unavailableReason } from '../../src/databases.ts';
+import { type DatabaseRecord, type Databases, type NewDatabase, unavailableReason } from '../../src/databases.ts';
+import type { PartnerTemplates } from '../../src/partner-templates.ts';
 import type { Events, NewEvent } from '../../src/events/events.ts';
 import { searchDatabases } from '../../src/operator-view.ts';
 import { databaseScope, partnerOf } from '../auth.ts';
@@ -16,6 +17,8 @@ import {
 
 export interface DatabaseRoutesOptions {
   databases: Databases;
+  /** A database made from a partner template (`template`). */
+  templates: PartnerTemplates;
   /** Where database.* and role.* events are recorded, right after each change. */
   events: Events;
   catalog: Catalog;
@@ -34,7 +37,7 @@ const tags = ['databases'];
 
 /** A partner's routes: its users' databases. Another partner's database answers 404, like a missing one. */
 export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = async (app, opts) => {
-  const { databases, events, catalog, idempotency, publicAddress, defaultHistoryRetentionSeconds, defaultComputeUnits, postgresVersionOf } = opts;
+  const { databases, templates, events, catalog, idempotency, publicAddress, defaultHistoryRetentionSeconds, defaultComputeUnits, postgresVersionOf } = opts;
   const record = (db: DatabaseRecord, type: NewEvent['type'], data: Record<string, unknown> = {}) =>
     events.recordAfter({ type, partnerId: db.partnerId, databaseId: db.id, data: { user_id: db.userId, name: db.name, ...data } });
 
@@ -68,6 +71,8 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
       ...(db.status === 'failed' ? { error: unavailableReason(db.id, db.status, db.statusDetail) } : {}),
       connections: compute.connections,
       last_active_at: lastActive ? lastActive.toISOString() : null,
+      labels: db.labels,
+      template: db.templateId,
       created_at: db.createdAt.toISOString(),
     };
   };
@@ -94,7 +99,7 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
     const partnerId = partnerOf(req);
     const { body } = req;
     const create = async () => {
-      const { database, password } = await databases.create({
+      const input: NewDatabase = {
         partnerId,
         userId: body.user_id,
         name: body.name,
@@ -108,7 +113,9 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
         computeUnits: body.compute_units,
         durability: body.durability,
         pgVersion: body.pg_version,
-      });
+        labels: body.labels,
+      };
+      const { database, password } = await databases.create(body.template === undefined ? input : await templates.newDatabase(input, body.template));
       await record(database, 'database.created', { region: database.region, pg_version: database.pgVersion });
       if (database.status === 'ready') await record(database, 'database.ready', { region: database.region });
       const created: DatabaseCreatedView = { ...view(database, caUrl(req)), ...secrets(database, database.ownerRole, password) };
@@ -152,10 +159,10 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
       tags, security, params: IdParams, body: DatabaseUpdate, response: { 200: Database, ...errorResponses },
     },
   }, async (req) => {
-    const { name, suspend_timeout_seconds, history_retention_seconds, quotas, pool_size, compute_units, durability } = req.body;
+    const { name, suspend_timeout_seconds, history_retention_seconds, quotas, pool_size, compute_units, durability, labels } = req.body;
     const db = await databases.update(partnerOf(req), req.params.id, {
       name, suspendTimeoutSeconds: suspend_timeout_seconds, historyRetentionSeconds: history_retention_seconds, quotas, poolSize: pool_size,
-      computeUnits: compute_units, durability,
+      computeUnits: compute_units, durability, labels,
     });
     await record(db, 'database.updated', { changes: req.body });
     return view(db, caUrl(req));
