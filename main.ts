@@ -44,7 +44,9 @@ export async function startGateway(config: Config): Promise<Gateway> {
     await api.listen({ host: config.apiHost, port: config.apiPort });
     // Migration jobs reach each database through this proxy, like any client.
     core.migrations.runner.start({
-      host: loopbackFor(config.proxyHost), port: proxy.port, ca: proxy.caPath ? fs.readFileSync(proxy.caPath, 'utf8') : undefined,
+      host: loopbackFor(config.proxyHost), port: proxy.port,
+      // The local CA, or (PGFLEET_TLS_CERT) the proxy's own certificate chain, trusted as it is: the job talks to this very process.
+      ca: fs.readFileSync(proxy.caPath ?? config.tlsCert!, 'utf8'),
       servername: (endpointId) => `${endpointId}.${config.domain}`,
     }, MIGRATION_POLL_MS);
     const apiPort = (api.server.address() as AddressInfo).port;

@@ -4,8 +4,8 @@ import pg from 'pg';
 export interface ProxyDoor {
   host: string;
   port: number;
-  /** The CA of the proxy's certificate (the local one), or undefined: the system's. */
-  ca: string | undefined;
+  /** What the proxy's certificate is checked against: its CA, or its own chain (a partial chain is trusted). */
+  ca: string;
   /** The TLS server name of an endpoint (`<endpoint>.<domain>`). */
   servername(endpointId: string): string;
 }
@@ -44,7 +44,7 @@ export async function applyMigration(door: ProxyDoor, t: ApplyTarget): Promise<A
   const client = new pg.Client({
     host: door.host, port: door.port, user: t.role, password: t.token, database: t.databaseName,
     options: `endpoint=${t.endpointId} auth=jwt`, connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
-    ssl: { ca: door.ca, servername: door.servername(t.endpointId) }, application_name: `pgfleet-migration ${t.jobId}`,
+    ssl: { ca: door.ca, allowPartialTrustChain: true, servername: door.servername(t.endpointId) } as pg.ClientConfig['ssl'], application_name: `pgfleet-migration ${t.jobId}`,
   });
   client.on('error', () => {});
   const started = performance.now();

@@ -131,6 +131,12 @@ export class MigrationRunner {
     };
     const worker = async () => {
       while (go && !this.stopped && next < pending.length) {
+        // Each database begins with the lease renewed: a pause or cancel stops the job within one database's time.
+        if (!(await this.renew(job.id))) {
+          go = false;
+          break;
+        }
+        if (next >= pending.length) break;
         const target = pending[next++];
         const outcome = await this.one(job, target).catch((err): ApplyOutcome => ({ state: 'failed', error: String(err), sqlstate: null, durationMs: 0 }));
         await this.opts.catalog.query(
