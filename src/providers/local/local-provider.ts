@@ -7,7 +7,7 @@ import type { ComputeSettings } from '../../config.ts';
 import { ComputeStartError, ConfigError } from '../../errors.ts';
 import { ComputeCgroups } from '../../limits/cgroups.ts';
 import type { PgInstall, PgInstalls } from '../../pg/install.ts';
-import { type OsUser, currentUser, firstBlockedDir, giveTree } from '../../pg/os-user.ts';
+import { type OsUser, chownTree, currentUser, firstBlockedDir, giveTree } from '../../pg/os-user.ts';
 import { OsUserPool } from '../../pg/os-user-pool.ts';
 import { PostgresServer, SOCKET_PORT } from '../../pg/server.ts';
 import type { SealedStore } from '../../storage/sealed-store.ts';
@@ -244,6 +244,8 @@ export class LocalProvider implements Provider {
     if (!source || !this.branching) throw new ComputeStartError(`database "${ref.databaseId}" is a copy of branch "${sourceBranchId}", which is gone`);
     const started = Date.now();
     await this.branching.branch(branchRefOf(source), ref, undefined, this.running.get(sourceBranchId)?.server.running ?? false);
+    // Another database's files: its OS user's until now.
+    chownTree(this.files.branchDir(ref), this.files.userOf(ref));
     this.opts.log.info({ branch: ref.branchId, source: sourceBranchId, ms: Date.now() - started }, 'database data copied from its template');
   }
 
