@@ -47,7 +47,7 @@ export async function startGateway(config: Config): Promise<Gateway> {
       host: loopbackFor(config.proxyHost), port: proxy.port,
       // The local CA, or (PGFLEET_TLS_CERT) the proxy's own certificate chain, trusted as it is: the job talks to this very process.
       ca: fs.readFileSync(proxy.caPath ?? config.tlsCert!, 'utf8'),
-      servername: (endpointId) => `${endpointId}.${config.domain}`,
+      servername: (endpointId) => `${endpointId}.${config.domain}`, domain: config.domain,
     }, MIGRATION_POLL_MS);
     const apiPort = (api.server.address() as AddressInfo).port;
     core.log.info({ api: `http://${config.apiHost}:${apiPort}`, proxy_port: proxy.port, http_port: proxy.httpPort }, 'pgfleet is ready');

@@ -1,3 +1,4 @@
+import tls from 'node:tls';
 import pg from 'pg';
 
 /** How the job reaches a database: through the gateway's own proxy, like any client (wake, quotas, metering, other nodes). */
@@ -8,6 +9,8 @@ export interface ProxyDoor {
   ca: string;
   /** The TLS server name of an endpoint (`<endpoint>.<domain>`). */
   servername(endpointId: string): string;
+  /** The gateway's domain: a certificate for it (not only `*.<domain>`: a one-label domain's wildcard matches nothing) is the proxy's too. */
+  domain: string;
 }
 
 export interface ApplyTarget {
@@ -26,7 +29,8 @@ export interface ApplyTarget {
 
 export type ApplyOutcome =
   | { state: 'applied'; durationMs: number; again?: boolean }
-  | { state: 'failed'; error: string; sqlstate: string | null; durationMs: number }
+  /** `retry`: the session could not start for a reason that passes (the compute's node away, no room now). */
+  | { state: 'failed'; error: string; sqlstate: string | null; durationMs: number; retry?: boolean }
   | { state: 'skipped'; reason: string };
 
 /** The proxy refused to start a session for these: the database is over a quota or its limits. */
@@ -44,7 +48,10 @@ export async function applyMigration(door: ProxyDoor, t: ApplyTarget): Promise<A
   const client = new pg.Client({
     host: door.host, port: door.port, user: t.role, password: t.token, database: t.databaseName,
     options: `endpoint=${t.endpointId} auth=jwt`, connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
-    ssl: { ca: door.ca, allowPartialTrustChain: true, servername: door.servername(t.endpointId) } as pg.ClientConfig['ssl'], application_name: `pgfleet-migration ${t.jobId}`,
+    ssl: {
+      ca: door.ca, allowPartialTrustChain: true, servername: door.servername(t.endpointId),
+      checkServerIdentity: (host: string, cert: tls.PeerCertificate) => tls.checkServerIdentity(host, cert) && tls.checkServerIdentity(door.domain, cert),
+    } as pg.ClientConfig['ssl'], application_name: `pgfleet-migration ${t.jobId}`,
   });
   client.on('error', () => {});
   const started = performance.now();
@@ -53,7 +60,8 @@ export async function applyMigration(door: ProxyDoor, t: ApplyTarget): Promise<A
   } catch (err) {
     const e = err as { code?: string; message: string };
     if (e.code && QUOTA_STATES.has(e.code)) return { state: 'skipped', reason: `over quota: ${e.message}` };
-    return { state: 'failed', error: `could not connect: ${e.message}`, sqlstate: e.code ?? null, durationMs: Math.round(performance.now() - started) };
+    const retry = !e.code?.startsWith('28') && !e.code?.startsWith('3D');
+    return { state: 'failed', error: `could not connect: ${e.message}`, sqlstate: e.code ?? null, durationMs: Math.round(performance.now() - started), retry };
   }
   try {
     await client.query('BEGIN');

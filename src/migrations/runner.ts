@@ -38,6 +38,9 @@ interface PendingTarget {
 }
 
 const TOKEN_TTL_SECONDS = 600;
+/** Waits before each new attempt at a database whose session could not start (its node restarting, say): about 45 s in all. */
+const RETRY_DELAYS_MS = [1000, 2000, 4000, 8000, 15_000, 15_000];
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Runs migration jobs: each gateway claims one runnable job at a time with a lease it renews (the
@@ -138,7 +141,15 @@ export class MigrationRunner {
         }
         if (next >= pending.length) break;
         const target = pending[next++];
-        const outcome = await this.one(job, target).catch((err): ApplyOutcome => ({ state: 'failed', error: String(err), sqlstate: null, durationMs: 0 }));
+        let outcome = await this.attempt(job, target);
+        for (const delay of RETRY_DELAYS_MS) {
+          if (outcome.state !== 'failed' || !outcome.retry || !go || this.stopped) break;
+          log.info({ database: target.database_id, err: outcome.error }, 'a migration session could not start; trying again');
+          await sleep(delay);
+          outcome = await this.attempt(job, target);
+        }
+        // Paused, cancelled or stopping while it waited to try again: it stays pending.
+        if (outcome.state === 'failed' && outcome.retry && (!go || this.stopped)) continue;
         await this.opts.catalog.query(
           `UPDATE migration_targets SET state = $3, duration_ms = $4, error = $5, sqlstate = $6, reason = $7, updated_at = now() WHERE job_id = $1 AND branch_id = $2`,
           [job.id, target.branch_id, outcome.state, 'durationMs' in outcome ? outcome.durationMs : null,
@@ -177,6 +188,10 @@ export class MigrationRunner {
         data: { migration_id: job.id, name: job.name, dry_run: job.dry_run, applied: r.applied, failed: r.failed, skipped: r.skipped, pending: r.pending },
       });
     }
+  }
+
+  private attempt(job: Claimed, target: PendingTarget): Promise<ApplyOutcome> {
+    return this.one(job, target).catch((err): ApplyOutcome => ({ state: 'failed', error: String(err), sqlstate: null, durationMs: 0 }));
   }
 
   /** The migration on one branch: through the proxy as the owner, then a compute the job woke is suspended again. */
