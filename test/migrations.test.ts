@@ -1,6 +1,8 @@
 // Fleet-wide migrations on one gateway, end to end: real computes (running, suspended, never
 // started), each database's own record, failures reported per database, and the job's controls.
 import t from 'tap';
+import { runCli } from '../api/cli.ts';
+import { progressLine } from '../api/cli/migrations.ts';
 import { type ApiHarness, pooled, startApi } from './api-client.ts';
 import { jobIn, owner, sqlstateOf } from './migration-helpers.ts';
 
@@ -142,4 +144,16 @@ t.test('labels are set on create and replaced by PATCH; bad ones are 400s', asyn
   const bad = await api.request('PATCH', `/v1/databases/${db.id}`, { key, body: { labels: { 'bad key': 'x' } } });
   t.equal(bad.status, 400);
   t.equal(bad.body.error.code, 'bad_request');
+});
+
+t.test('the CLI follows a job with a progress bar', async (t) => {
+  const lines: string[] = [];
+  const cli = (args: string[]) => runCli([...args, '--url', api.url, '--key', key], (l) => lines.push(l));
+  const ids = dbs.slice(0, 2).map((d) => d.id).join(',');
+  t.equal(await cli(['migrations', 'create', '--name', '009_cli', '--sql', 'CREATE TABLE cli (id int)', '--ids', ids, '--concurrency', '2', '--wait']), 0);
+  t.match(lines.at(-1), /^\[#{30}\] 2\/2 applied 2, failed 0, skipped 0 \(finished\)$/);
+  lines.length = 0;
+  t.equal(await cli(['migrations', 'list']), 0);
+  t.match(lines[0], /^mig-[0-9a-f]+\t009_cli\tfinished\t2\/2 applied/);
+  t.equal(progressLine({ state: 'running', counts: { total: 4, applied: 1, failed: 0, skipped: 1 } }), `[${'#'.repeat(15)}${'.'.repeat(15)}] 2/4 applied 1, failed 0, skipped 1 (running)`);
 });
