@@ -3,6 +3,7 @@
 // that reach a template and the databases made from it.
 import t from 'tap';
 import { type ApiHarness, startApi } from './api-client.ts';
+import { until } from './helpers.ts';
 import { jobIn, owner, sqlstateOf } from './migration-helpers.ts';
 
 let api: ApiHarness;
@@ -61,6 +62,10 @@ t.test('a template of a database, databases made from it, and a migration throug
     t.same((await c.query('SELECT name FROM pgfleet.migrations')).rows, []);
   });
   t.equal(await sqlstateOf(owner(to(), { ...copy, password: source.password }, async () => {})), '28P01', "the source's password does not open the copy");
+  // Its stop takes a base backup of its own (chunks of the template's are sealed with the template's key).
+  await req('POST', `/v1/databases/${copy.id}/suspend`);
+  await until('the copy\'s own base backup', async () => (await api.gateway.core.catalog.query(
+    `SELECT 1 FROM base_backups bb JOIN histories h ON h.id = bb.history_id WHERE h.database_id = $1 AND bb.kind = 'copy'`, [copy.id])).rowCount! > 0, 60_000);
 
   // One migration reaches the template and the databases made from it.
   const job = await jobIn(async (id) => (await req('GET', `/v1/migrations/${id}`)).body,

@@ -34,11 +34,12 @@ export function openMigrations(deps: {
     },
     suspend: async (route: BranchRoute) => {
       const owner = owners.ofRoute(route);
-      if (!owner.here) return owner.suspend(route);
+      if (!owner.here) return { stopped: owner.suspend(route) };
       // The job's own session closes a moment after its client's Terminate; a tenant's would keep it running (idle suspend stops it later).
       const deadline = Date.now() + SETTLE_MS;
       while (computes.info(route.branchId).connections > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      if (computes.info(route.branchId).connections === 0) await computes.suspend(route.branchId);
+      // The compute is 'stopping' (no longer running) as soon as this is called; its stop goes on.
+      return { stopped: computes.info(route.branchId).connections === 0 ? computes.suspend(route.branchId) : Promise.resolve() };
     },
   });
   jobs.onRunnable = () => runner.runNow();

@@ -17,8 +17,11 @@ export interface RunnerOptions {
   leaseMs: number;
   /** Whether the branch's compute runs now (then the job leaves it running). */
   isRunning(route: BranchRoute): Promise<boolean>;
-  /** Suspends a compute the job woke, unless a client uses it meanwhile. */
-  suspend(route: BranchRoute): Promise<void>;
+  /**
+   * Suspends a compute the job woke, unless a client uses it meanwhile: resolves once it no longer
+   * runs (it is stopping), with `stopped` for the end of its stop.
+   */
+  suspend(route: BranchRoute): Promise<{ stopped: Promise<void> }>;
   log: Logger;
 }
 
@@ -55,6 +58,8 @@ export class MigrationRunner {
   private again = false;
   private stopped = false;
   private timer: NodeJS.Timeout | undefined;
+  /** Where the job under way keeps the stops of the computes it woke. */
+  private stopsOf: (stopped: Promise<void>) => Promise<void> = (stopped) => stopped;
 
   constructor(private readonly opts: RunnerOptions) {}
 
@@ -120,6 +125,13 @@ export class MigrationRunner {
       `SELECT count(*)::int AS failed FROM migration_targets WHERE job_id = $1 AND state = 'failed'`, [job.id]);
     let failures = failed;
     let next = 0;
+    // Stops of computes the job woke go on while the next databases start; at most `concurrency` at once.
+    const stops = new Set<Promise<void>>();
+    this.stopsOf = async (stopped: Promise<void>) => {
+      const p = stopped.catch((err) => log.warn({ err: String(err) }, 'could not suspend a compute a migration woke')).finally(() => stops.delete(p));
+      stops.add(p);
+      while (stops.size >= job.concurrency) await Promise.race(stops);
+    };
     let go = true;
     log.info({ pending: pending.length, failed }, 'running a migration');
     const renewal = setInterval(() => {
@@ -164,6 +176,7 @@ export class MigrationRunner {
       await Promise.all(Array.from({ length: Math.min(job.concurrency, pending.length) }, worker));
     } finally {
       clearInterval(renewal);
+      await Promise.all(stops);
     }
     await this.settle(job, log);
   }
@@ -208,7 +221,8 @@ export class MigrationRunner {
       sql: job.sql, dryRun: job.dry_run, proof: this.opts.keys.proof(route.databaseId, job.name),
     });
     if (!wasRunning) {
-      await this.opts.suspend(route).catch((err) => this.opts.log.warn({ err: String(err), branch: route.branchId }, 'could not suspend a compute a migration woke'));
+      const suspending = await this.opts.suspend(route).catch((err) => ({ stopped: Promise.reject(err) }));
+      await this.stopsOf(suspending.stopped);
     }
     return outcome;
   }
