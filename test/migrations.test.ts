@@ -4,6 +4,7 @@ import t from 'tap';
 import { runCli } from '../api/cli.ts';
 import { progressLine } from '../api/cli/migrations.ts';
 import { type ApiHarness, pooled, startApi } from './api-client.ts';
+import { until } from './helpers.ts';
 import { jobIn, owner, sqlstateOf } from './migration-helpers.ts';
 
 let api: ApiHarness;
@@ -23,8 +24,12 @@ t.before(async () => {
     key, body: { user_id: `u${i}`, suspend_timeout_seconds: 0, labels: { tier: i % 3 === 0 ? 'gold' : 'free' } },
   })).body);
   // A third runs, a third ran and was suspended, a third never started.
-  await pooled(dbs.slice(0, (2 * N) / 3), 4, async (db) => api.request('POST', `/v1/databases/${db.id}/wake`, { key }));
+  // A wake the loaded host makes slower than the wake timeout is asked again.
+  await pooled(dbs.slice(0, (2 * N) / 3), 4, async (db) => {
+    await until(`${db.id} to run`, async () => (await api.request('POST', `/v1/databases/${db.id}/wake`, { key })).body.state === 'running', 300_000, 500);
+  });
   await pooled(dbs.slice(N / 3, (2 * N) / 3), 4, async (db) => api.request('POST', `/v1/databases/${db.id}/suspend`, { key }));
+  await until('a third of the computes to run', () => running() === N / 3, 120_000);
 });
 t.teardown(() => api?.stop());
 

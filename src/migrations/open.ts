@@ -10,7 +10,7 @@ import type { MigrationKeys } from './migration-keys.ts';
 import { MigrationRunner } from './runner.ts';
 
 /** How long a compute the job woke may keep a session (its own, closing) before it is suspended anyway. */
-const SETTLE_MS = 1000;
+const SETTLE_MS = 5000;
 
 export interface Migrations {
   jobs: MigrationJobs;
