@@ -4,6 +4,7 @@ import { MAX_PAGE } from '../src/databases.ts';
 import { MAX_COMPUTE_UNITS, MIN_COMPUTE_UNITS } from '../src/limits/cgroups.ts';
 import { QUOTA_NAMES } from '../src/quotas.ts';
 import { caCertificateField, connectionUriFields, serverlessFields } from './connection-schemas.ts';
+import { Labels } from './migration-schemas.ts';
 
 /** Text without control characters (a NUL cannot even be stored), of bounded length. */
 const Text = (maxLength: number, extra: { description?: string; minLength?: number } = {}) =>
@@ -107,6 +108,11 @@ export const DatabaseCreate = Type.Object(
       minimum: 1, maximum: 99,
       description: "the Postgres major of its computes (every branch's), for good; one the region runs (a 400 lists them); default: the region's",
     })),
+    labels: Type.Optional(Labels),
+    template: Type.Optional(Type.String({
+      minLength: 1, maxLength: 64,
+      description: "a partner template's id: the database is a copy of it (schema, data, extensions, roles and grants; new passwords), with its role and database names and major; a role_name, database_name, pg_version or region that differs is a 400 (template_mismatch)",
+    })),
   },
   { additionalProperties: false },
 );
@@ -121,6 +127,7 @@ export const DatabaseUpdate = Type.Object(
     compute_units: Type.Optional(ComputeUnits),
     autoscaling: Type.Optional(AutoscalingInput),
     durability: Type.Optional(Durability),
+    labels: Type.Optional(Labels),
   },
   { additionalProperties: false },
 );
@@ -159,6 +166,8 @@ const databaseFields = {
   connections: Type.Integer({ description: 'client connections open now (on this gateway)' }),
   error: Type.Optional(Type.String({ description: 'why the database cannot be served (state failed)' })),
   last_active_at: Type.Union([Timestamp, Type.Null()]),
+  labels: Labels,
+  template: Type.Union([Type.String(), Type.Null()], { description: 'the partner template it was made from' }),
   created_at: Timestamp,
 };
 

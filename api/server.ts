@@ -27,6 +27,8 @@ import { eventRoutes } from './routes/events.ts';
 import { operatorRoutes } from './routes/operator.ts';
 import { webhookRoutes } from './routes/webhooks.ts';
 import { whoamiRoutes } from './routes/whoami.ts';
+import { migrationRoutes } from './routes/migrations.ts';
+import { templateRoutes } from './routes/templates.ts';
 import { fleetRoutes } from './routes/fleet.ts';
 import { nodeRoutes } from './routes/nodes.ts';
 import { partnerRoutes } from './routes/partners.ts';
@@ -131,7 +133,7 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
     await scope.register(etag);
     await scope.register(partnerRoutes, { partners: core.partners });
     await scope.register(whoamiRoutes, { partners: core.partners });
-    await scope.register(databaseRoutes, { databases: core.databases, events: core.events, catalog: core.catalog, idempotency, publicAddress: opts.publicAddress,
+    await scope.register(databaseRoutes, { databases: core.databases, templates: core.templates, events: core.events, catalog: core.catalog, idempotency, publicAddress: opts.publicAddress,
       defaultHistoryRetentionSeconds: core.config.history.retentionSeconds,
       defaultAutoscaling: core.config.compute.autoscaling,
       postgresVersionOf: (region, major) => core.regions.find(region)?.provider.postgresVersion(major) ?? String(major),
@@ -149,6 +151,8 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
     await scope.register(eventRoutes, { events: core.events });
     await scope.register(webhookRoutes, { webhooks: core.webhooks });
     await scope.register(auditRoutes, { audit: core.audit });
+    await scope.register(migrationRoutes, { jobs: core.migrations.jobs });
+    await scope.register(templateRoutes, { templates: core.templates, events: core.events });
     await scope.register(async (operator) => operatorRoutes(operator, {
       catalog: core.catalog, usage: core.usage, partners: core.partners, events: core.events, webhooks: core.webhooks, failures: core.failures,
     }));

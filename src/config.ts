@@ -97,6 +97,8 @@ export interface EventSettings {
   webhookTimeoutMs: number;
   /** How long audit entries are kept. */
   auditRetentionSeconds: number;
+  /** How long a gateway's claim on a migration job lasts unless renewed (src/migrations). */
+  migrationLeaseMs: number;
 }
 
 /** Backends of direct (not `-pooler`) sessions kept for the next client of the same startup. */
@@ -439,6 +441,7 @@ export function loadConfig(env: Env = process.env): Config {
       webhookRetryScheduleMs: parseRetrySchedule('PGFLEET_WEBHOOK_RETRY_SCHEDULE', optional(env, 'PGFLEET_WEBHOOK_RETRY_SCHEDULE')),
       webhookTimeoutMs: int(env, 'PGFLEET_WEBHOOK_TIMEOUT', 10, 1, 300) * 1000,
       auditRetentionSeconds: int(env, 'PGFLEET_AUDIT_RETENTION', 90 * 86400, 3600, 10 * 365 * 86400),
+      migrationLeaseMs: int(env, 'PGFLEET_MIGRATION_LEASE', 30, 1, 3600) * 1000,
     },
     warm: {
       maxPerCompute: int(env, 'PGFLEET_WARM_BACKENDS', 16, 0, 10000),

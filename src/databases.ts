@@ -51,7 +51,13 @@ export interface DatabaseRecord {
   nodeId: string | null;
   /** The compute's state as its node last recorded it in the catalog. */
   recordedState: ComputeState;
+  /** The partner's labels (migration selectors match them). */
+  labels: Labels;
+  /** The partner template it was made from (src/partner-templates.ts), if any. */
+  templateId: string | null;
 }
+
+export type Labels = Record<string, string>;
 
 export type DatabaseStatus = 'creating' | 'ready' | 'failed';
 export type Durability = 'async' | 'sync';
@@ -72,6 +78,15 @@ export interface NewDatabase {
   /** The Postgres major; default: the region's. */
   pgVersion?: number;
   durability?: Durability;
+  labels?: Labels;
+  /** A partner template's hidden database ('template'), not one of the partner's own. */
+  kind?: 'database' | 'template';
+  /** Made from this partner template: its first start copies the template's files. */
+  templateId?: string;
+  /** Login roles besides the owner (a template's), each with a new password no answer shows. */
+  otherRoles?: string[];
+  /** The branch whose data its first start copies (a partner template's main branch, or a template's source). */
+  copyOf?: string;
 }
 
 export interface DatabaseChanges {
@@ -84,6 +99,8 @@ export interface DatabaseChanges {
   /** null = back to the partner's default, else PGFLEET_AUTOSCALING. */
   autoscaling?: CuRange | null;
   durability?: Durability;
+  /** Replaces the labels. */
+  labels?: Labels;
 }
 
 export interface Page<T> {
@@ -154,6 +171,8 @@ function toRecord(row: any): DatabaseRecord {
     statusDetail: row.status_detail,
     nodeId: row.node_id,
     recordedState: row.recorded_state,
+    labels: row.labels ?? {},
+    templateId: row.partner_template_id ?? null,
   };
 }
 
@@ -174,6 +193,19 @@ function decodeCursor(cursor: string): [number, string] {
   throw new BadRequestError('cursor: not a cursor this API returned');
 }
 
+const MAX_LABELS = 64;
+
+export function validateLabels(labels: unknown): Labels {
+  if (!isPlainObject(labels)) throw new BadRequestError('labels: must be an object of strings');
+  const entries = Object.entries(labels);
+  if (entries.length > MAX_LABELS) throw new BadRequestError(`labels: at most ${MAX_LABELS}`);
+  for (const [k, v] of entries) {
+    if (!/^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$/.test(k)) throw new BadRequestError(`labels: key "${k}" must be 1 to 63 characters of A-Z, a-z, 0-9, ".", "_", "/" and "-"`);
+    if (typeof v !== 'string' || v.length > 256) throw new BadRequestError(`labels.${k}: must be a string of at most 256 characters`);
+  }
+  return labels as Labels;
+}
+
 const isPlainObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 /** `patch` over `kept`, nested objects merged key by key (so one role's password does not drop the others). */
@@ -185,14 +217,14 @@ export function mergeState(kept: ProviderState, patch: ProviderState): ProviderS
 
 const INSERT_DATABASE = `
   WITH d AS (
-    INSERT INTO databases (id, partner_id, user_id, name, region, provider, database_name, owner_role, suspend_timeout_seconds, quotas, node_id, history_retention_seconds, pool_size, autoscaling_min_cu, autoscaling_max_cu, pg_version, durability, status)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $14, $15, $16, $17, $20, $18, $19, 'creating') RETURNING created_at,
+    INSERT INTO databases (id, partner_id, user_id, name, region, provider, database_name, owner_role, suspend_timeout_seconds, quotas, node_id, history_retention_seconds, pool_size, autoscaling_min_cu, autoscaling_max_cu, pg_version, durability, status, labels, kind, partner_template_id, copy_of_branch)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $14, $15, $16, $17, $26, $18, $19, 'creating', $20, $21, $22, $25) RETURNING created_at,
       COALESCE(history_retention_seconds, (SELECT default_history_retention_seconds FROM partners WHERE id = $2)) AS effective_retention,
       COALESCE(autoscaling_min_cu, (SELECT default_autoscaling_min_cu FROM partners WHERE id = $2))::float8 AS min_cu,
       COALESCE(autoscaling_max_cu, (SELECT default_autoscaling_max_cu FROM partners WHERE id = $2))::float8 AS max_cu),
   b AS (INSERT INTO branches (id, database_id, name) VALUES ($11, $1, 'main')),
   e AS (INSERT INTO endpoints (id, branch_id) VALUES ($12, $11)),
-  r AS (INSERT INTO roles (database_id, name, scram_verifier) VALUES ($1, $8, $13)),
+  r AS (INSERT INTO roles (database_id, name, scram_verifier) SELECT $1, n, v FROM unnest(ARRAY[$8::text] || $23::text[], ARRAY[$13::text] || $24::text[]) AS u(n, v)),
   c AS (INSERT INTO computes (branch_id, state) VALUES ($11, 'suspended'))
   SELECT created_at, effective_retention, min_cu, max_cu FROM d`;
 
@@ -239,6 +271,9 @@ export class Databases extends EventEmitter {
     const verifier = await makeScramVerifier(password);
     const suspendTimeout = input.suspendTimeoutSeconds ?? this.defaultSuspendTimeoutSeconds;
     const durability = input.durability ?? 'async';
+    const labels = validateLabels(input.labels ?? {});
+    const otherRoles = (input.otherRoles ?? []).filter((r) => r !== ownerRole);
+    const otherVerifiers = await Promise.all(otherRoles.map(() => makeScramVerifier(generatePassword())));
     // A local database's data lives on one node: the one with the most room.
     const nodeId = region.provider.name === 'local' ? await this.nodes.place() : null;
 
@@ -250,15 +285,16 @@ export class Databases extends EventEmitter {
         const { rows } = await this.catalog.query(INSERT_DATABASE, [
           ids.databaseId, input.partnerId, input.userId, input.name ?? null, region.id, region.provider.name,
           databaseName, ownerRole, suspendTimeout, quotas, ids.branchId, ids.endpointId, verifier, nodeId, input.historyRetentionSeconds ?? null,
-          input.poolSize ?? null, input.autoscaling?.minCu ?? null, pgVersion, durability, input.autoscaling?.maxCu ?? null,
+          input.poolSize ?? null, input.autoscaling?.minCu ?? null, pgVersion, durability, labels, input.kind ?? 'database', input.templateId ?? null,
+          otherRoles, otherVerifiers, input.copyOf ?? null, input.autoscaling?.maxCu ?? null,
         ]);
         database = {
           id: ids.databaseId, partnerId: input.partnerId, userId: input.userId, name: input.name ?? null, region: region.id,
-          provider: region.provider.name, databaseName, ownerRole, roles: [ownerRole], endpointId: ids.endpointId,
+          provider: region.provider.name, databaseName, ownerRole, roles: [ownerRole, ...otherRoles], endpointId: ids.endpointId,
           branchId: ids.branchId, suspendTimeoutSeconds: suspendTimeout, historyRetentionSeconds: rows[0].effective_retention, quotas,
           poolSize: input.poolSize ?? null, autoscaling: rows[0].min_cu === null ? null : { minCu: rows[0].min_cu, maxCu: rows[0].max_cu }, recordedCu: 0, pgVersion, durability,
           createdAt: rows[0].created_at, lastActiveAt: null, status: 'ready', statusDetail: null,
-          nodeId, recordedState: 'suspended',
+          nodeId, recordedState: 'suspended', labels, templateId: input.templateId ?? null,
         };
       } catch (err) {
         // Generated names are random; a collision is rare and another draw fixes it.
@@ -267,8 +303,9 @@ export class Databases extends EventEmitter {
     }
 
     const ref: BranchRef = {
-      databaseId: database.id, branchId: database.branchId, root: true, region: region.id, databaseName, ownerRole, roles: [ownerRole], providerState: {},
+      databaseId: database.id, branchId: database.branchId, root: true, region: region.id, databaseName, ownerRole, roles: [ownerRole, ...otherRoles], providerState: {},
       suspendTimeoutSeconds: suspendTimeout, quotas, autoscaling: database.autoscaling, pgVersion, durability,
+      ...(input.copyOf ? { copyOf: input.copyOf } : {}),
     };
     try {
       await this.finishCreate(database.id, await this.owners.of(nodeId).create(region.provider, ref));
@@ -296,8 +333,8 @@ export class Databases extends EventEmitter {
   }
 
   /** The database, or 404 when it does not exist or belongs to another partner. */
-  async get(partnerId: string, id: string): Promise<DatabaseRecord> {
-    const { rows } = await this.catalog.query(`${SELECT_DATABASE} WHERE d.id = $1 AND d.partner_id = $2`, [id, partnerId]);
+  async get(partnerId: string, id: string, kind: 'database' | 'template' = 'database'): Promise<DatabaseRecord> {
+    const { rows } = await this.catalog.query(`${SELECT_DATABASE} WHERE d.id = $1 AND d.partner_id = $2 AND d.kind = $3`, [id, partnerId, kind]);
     if (!rows[0]) throw new NotFoundError(`database "${id}" not found`);
     return toRecord(rows[0]);
   }
@@ -306,7 +343,7 @@ export class Databases extends EventEmitter {
   async list(partnerId: string, opts: { userId?: string; nameContains?: string; limit?: number; cursor?: string } = {}): Promise<Page<DatabaseRecord>> {
     const limit = opts.limit ?? 100;
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) throw new BadRequestError(`limit: must be between 1 and ${MAX_PAGE}`);
-    const where = ['d.partner_id = $1'];
+    const where = ['d.partner_id = $1', `d.kind = 'database'`];
     const values: unknown[] = [partnerId];
     if (opts.userId !== undefined) {
       values.push(opts.userId);
@@ -363,6 +400,10 @@ export class Databases extends EventEmitter {
       values.push(changes.historyRetentionSeconds);
       sets.push(`history_retention_seconds = $${values.length}`);
     }
+    if (changes.labels !== undefined) {
+      values.push(validateLabels(changes.labels));
+      sets.push(`labels = $${values.length}`);
+    }
     if (changes.quotas !== undefined) {
       // A PATCH of quotas merges: named quotas change, the others stay.
       values.push(validateQuotas(changes.quotas));
@@ -408,8 +449,8 @@ export class Databases extends EventEmitter {
    * directory, or its Neon project). A failure there leaves the record, retried in the background
    * (ProviderDeletions) until done.
    */
-  async delete(partnerId: string, id: string): Promise<void> {
-    const record = await this.get(partnerId, id);
+  async delete(partnerId: string, id: string, kind: 'database' | 'template' = 'database'): Promise<void> {
+    const record = await this.get(partnerId, id, kind);
     const routes = (await routesOfDatabase(this.catalog, record.id)).reverse();
     const provider = this.regions.get(record.region).provider;
     await this.catalog.tx(async (c) => {
@@ -485,6 +526,14 @@ export class Databases extends EventEmitter {
     const route = await this.routeOf(record);
     await this.owners.ofRoute(route).suspend(route);
     return record;
+  }
+
+  /** Starts the compute and stops it again, on the owning node (a partner template: its copy made, its first backup taken). */
+  async cycle(partnerId: string, id: string, kind: 'database' | 'template'): Promise<void> {
+    const route = await this.routeOf(await this.get(partnerId, id, kind));
+    const owner = this.owners.ofRoute(route);
+    await owner.wake(route);
+    await owner.suspend(route);
   }
 
   /** Starts the compute now (the first connection would otherwise); on the owning node. */

@@ -31,6 +31,9 @@ import { PROVIDER_USAGE_LOOKBACK_MS, PROVIDER_USAGE_PULL_MS, importProviderUsage
 import type { Quotas } from './quotas.ts';
 import { type Region, Regions } from './regions.ts';
 import { SecretBox, ensureSecretKey } from './secret-box.ts';
+import { MigrationKeys } from './migrations/migration-keys.ts';
+import { type Migrations, openMigrations } from './migrations/open.ts';
+import { PartnerTemplates } from './partner-templates.ts';
 import { UsageTracker } from './metering/usage-tracker.ts';
 import { ProviderDeletions } from './provider-sync/deletions.ts';
 import { SyncMetrics } from './provider-sync/metrics.ts';
@@ -109,6 +112,10 @@ export interface Core {
   branchExpiry: BranchExpiry;
   /** Refused logins seen by this gateway (the operator's console). */
   failures: RecentFailures;
+  /** Fleet-wide migrations: the jobs, and this gateway's runner (started once the proxy listens). */
+  migrations: Migrations;
+  /** Partner templates: copies of partners' databases that new databases are made from. */
+  templates: PartnerTemplates;
   /** What the compute manager needs for a branch the catalog routed to. */
   targetFor(route: BranchRoute): ComputeTarget;
   /** A session's hold on the branch's compute: here, or through the node that owns its data. */
@@ -174,6 +181,8 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
       onStuckCommits: (branchId, backendPids, reason) => computes.emit('terminate', branchId, reason, { backendPids } satisfies TerminateScope),
     });
     cleanups.push(() => local.shutdown());
+    const migrationKeys = new MigrationKeys(ensureSecretKey(config.dataDir, config.secretKey));
+    local.migrationKeys = (databaseId) => migrationKeys.keyOf(databaseId);
     await local.files.clearOrphans();
     // Nothing runs after a (re)start until a connection or the API wakes it.
     // In a fleet, only this node's computes: the others' run on.
@@ -332,9 +341,15 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     const partners = new Partners(catalog, databases, adminKeyHash);
     const outbox = await startOutbox({ config, catalog, events, branches, nodeId, metrics, log });
     cleanups.push(() => outbox.stop());
+    const migrations = openMigrations({
+      catalog, events, tokens: jwt.tokens, keys: migrationKeys, nodeId, leaseMs: config.events.migrationLeaseMs, computes, owners, log,
+    });
+    // Before the computes stop: a pass under way ends (the databases it was on finish) and lets its job go.
+    cleanups.push(() => migrations.runner.stop());
     return {
       config, log, user, installs, runDir, adminKeyHash, catalog, local, regions, computes, databases, branches, partners, usage, metrics, sizes, jwt, coord, routes, nodeId, nodes, drainer, targetFor,
-      deletions, reconciler, events, webhooks: outbox.webhooks, audit: outbox.audit, branchExpiry: outbox.expiry, failures: new RecentFailures(),
+      deletions, reconciler, events, webhooks: outbox.webhooks, audit: outbox.audit, branchExpiry: outbox.expiry, failures: new RecentFailures(), migrations,
+      templates: new PartnerTemplates(catalog, databases, branches, regions, log.child({ part: 'templates' })),
       acquire: (route: BranchRoute): Promise<Lease> => owners.ofRoute(route).acquire(route),
       stop: undo,
     };

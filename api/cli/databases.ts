@@ -1,7 +1,7 @@
 /** `pgfleet db`, `roles`, `reset-password`, `tokens`, `quotas`, `usage`: a partner's databases. */
 import { CliError } from '../cli-error.ts';
 import { DUMP_TOKEN_TTL_SECONDS, type DumpedDatabase, type SessionToken, dump, restore } from '../tenant-dump.ts';
-import { type Command, type Context, arg, enc, fields, integer, need, paginate, print, printItem } from './command.ts';
+import { type Command, type Context, arg, enc, fields, integer, labelsOf, need, paginate, print, printItem } from './command.ts';
 import { rangeOption } from './sizes.ts';
 
 const dbPath = (ctx: Context, command: string) => `/v1/databases/${enc(arg(ctx, 0, 'a database id', command))}`;
@@ -34,13 +34,15 @@ const QUOTA_OPTIONS: Record<string, string> = {
 
 export const databaseCommands: Command[] = [
   {
-    name: 'db create', usage: '--user <user_id> [--name <name>] [--region <region>] [--pg-version <major>] [--suspend-timeout <s>] [--autoscaling <min-max>] [--compute-units <cu>]',
+    name: 'db create', usage: '--user <user_id> [--name <name>] [--region <region>] [--pg-version <major>] [--suspend-timeout <s>] [--autoscaling <min-max>] [--compute-units <cu>] [--template <id>] [--label k=v,...]',
     summary: 'a new database for one of your users; prints its id and connection URI (the password is in it, shown once)',
     async run(ctx) {
       const user = need(ctx, 'user', 'db create', '<user_id>');
       const pgVersion = ctx.v['pg-version'] === undefined ? undefined : Number(ctx.v['pg-version']);
       if (pgVersion !== undefined && !Number.isInteger(pgVersion)) throw new CliError('--pg-version needs a Postgres major, such as 17');
-      const db = await ctx.api.call('POST', '/v1/databases', { user_id: user, region: ctx.v.region, pg_version: pgVersion, ...settings(ctx) });
+      const db = await ctx.api.call('POST', '/v1/databases', {
+        user_id: user, region: ctx.v.region, pg_version: pgVersion, template: ctx.v.template, labels: labelsOf(ctx), ...settings(ctx),
+      });
       print(ctx, db, () => [`id: ${db.id}`, `uri: ${db.connection_uri}   (the password is shown once)`]);
     },
   },

@@ -5,7 +5,8 @@ import { POOLER_SUFFIX, type PublicAddress, connectionInfo } from '../../src/con
 import { type CuRange, parseRange, rangeView } from '../../src/autoscaling.ts';
 import type { Catalog } from '../../src/catalog/catalog.ts';
 import { AutoscalingError } from '../../src/errors.ts';
-import { type DatabaseRecord, type Databases, unavailableReason } from '../../src/databases.ts';
+import { type DatabaseRecord, type Databases, type NewDatabase, unavailableReason } from '../../src/databases.ts';
+import type { PartnerTemplates } from '../../src/partner-templates.ts';
 import type { Events, NewEvent } from '../../src/events/events.ts';
 import { searchDatabases } from '../../src/operator-view.ts';
 import { databaseScope, partnerOf } from '../auth.ts';
@@ -18,6 +19,8 @@ import {
 
 export interface DatabaseRoutesOptions {
   databases: Databases;
+  /** A database made from a partner template (`template`). */
+  templates: PartnerTemplates;
   /** Where database.* and role.* events are recorded, right after each change. */
   events: Events;
   catalog: Catalog;
@@ -46,7 +49,7 @@ const tags = ['databases'];
 
 /** A partner's routes: its users' databases. Another partner's database answers 404, like a missing one. */
 export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = async (app, opts) => {
-  const { databases, events, catalog, idempotency, publicAddress, defaultHistoryRetentionSeconds, defaultAutoscaling, postgresVersionOf } = opts;
+  const { databases, templates, events, catalog, idempotency, publicAddress, defaultHistoryRetentionSeconds, defaultAutoscaling, postgresVersionOf } = opts;
   const record = (db: DatabaseRecord, type: NewEvent['type'], data: Record<string, unknown> = {}) =>
     events.recordAfter({ type, partnerId: db.partnerId, databaseId: db.id, data: { user_id: db.userId, name: db.name, ...data } });
 
@@ -85,6 +88,8 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
       ...(db.status === 'failed' ? { error: unavailableReason(db.id, db.status, db.statusDetail) } : {}),
       connections: compute.connections,
       last_active_at: lastActive ? lastActive.toISOString() : null,
+      labels: db.labels,
+      template: db.templateId,
       created_at: db.createdAt.toISOString(),
     };
   };
@@ -111,7 +116,7 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
     const partnerId = partnerOf(req);
     const { body } = req;
     const create = async () => {
-      const { database, password } = await databases.create({
+      const input: NewDatabase = {
         partnerId,
         userId: body.user_id,
         name: body.name,
@@ -125,7 +130,9 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
         autoscaling: rangeOfBody(body),
         durability: body.durability,
         pgVersion: body.pg_version,
-      });
+        labels: body.labels,
+      };
+      const { database, password } = await databases.create(body.template === undefined ? input : await templates.newDatabase(input, body.template));
       await record(database, 'database.created', { region: database.region, pg_version: database.pgVersion });
       if (database.status === 'ready') await record(database, 'database.ready', { region: database.region });
       const created: DatabaseCreatedView = { ...view(database, caUrl(req)), ...secrets(database, database.ownerRole, password) };
@@ -169,10 +176,10 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
       tags, security, params: IdParams, body: DatabaseUpdate, response: { 200: Database, ...errorResponses },
     },
   }, async (req) => {
-    const { name, suspend_timeout_seconds, history_retention_seconds, quotas, pool_size, durability } = req.body;
+    const { name, suspend_timeout_seconds, history_retention_seconds, quotas, pool_size, durability, labels } = req.body;
     const db = await databases.update(partnerOf(req), req.params.id, {
       name, suspendTimeoutSeconds: suspend_timeout_seconds, historyRetentionSeconds: history_retention_seconds, quotas, poolSize: pool_size,
-      autoscaling: rangeOfBody(req.body), durability,
+      autoscaling: rangeOfBody(req.body), durability, labels,
     });
     await record(db, 'database.updated', { changes: req.body });
     return view(db, caUrl(req));

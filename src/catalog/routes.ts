@@ -34,6 +34,8 @@ export interface BranchRoute {
   /** 'ready' databases are served; 'creating' and 'failed' ones are not (statusDetail says why). */
   status: 'creating' | 'ready' | 'failed';
   statusDetail: string | null;
+  /** A root branch made as a copy of this branch (a partner template's). */
+  copyOf: string | null;
   /** The node that holds a local database's data (null: another provider, or served where it is). */
   node: { id: string; address: string | null; silentSeconds: number | null } | null;
 }
@@ -43,6 +45,7 @@ const SELECT_ROUTE = `
          d.id AS database_id, d.partner_id, d.user_id, d.region, d.provider, d.database_name, d.owner_role,
          d.suspend_timeout_seconds, d.pool_size, COALESCE(d.autoscaling_min_cu, p.default_autoscaling_min_cu)::float8 AS min_cu,
          COALESCE(d.autoscaling_max_cu, p.default_autoscaling_max_cu)::float8 AS max_cu, d.pg_version, d.durability, p.default_quotas || d.quotas AS quotas, d.provider_state AS database_state, d.status, d.status_detail,
+         CASE WHEN b.parent_id IS NULL THEN d.copy_of_branch END AS copy_of,
          COALESCE((SELECT json_object_agg(r.name, r.scram_verifier) FROM roles r WHERE r.database_id = d.id), '{}') AS verifiers,
          d.node_id, n.address AS node_address, extract(epoch FROM clock_timestamp() - n.heartbeat_at)::float8 AS node_silence
     FROM endpoints e
@@ -74,6 +77,7 @@ function toRoute(row: any): BranchRoute {
     providerState: { ...row.database_state, ...row.branch_state },
     status: row.status,
     statusDetail: row.status_detail,
+    copyOf: row.copy_of ?? null,
     node: row.node_id ? { id: row.node_id, address: row.node_address, silentSeconds: row.node_silence } : null,
   };
 }
@@ -116,5 +120,6 @@ export function branchRefOf(route: BranchRoute): BranchRef {
     pgVersion: route.pgVersion,
     durability: route.durability,
     providerState: route.providerState,
+    ...(route.copyOf ? { copyOf: route.copyOf } : {}),
   };
 }

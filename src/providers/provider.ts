@@ -30,6 +30,11 @@ export interface BranchRef {
   pgVersion: number;
   /** 'sync': a commit is acknowledged only once its WAL is in the store (local computes). */
   durability: 'async' | 'sync';
+  /**
+   * A root branch that starts as a copy of this branch's data (a partner template's, src/partner-templates.ts):
+   * its first start copies it (as a branch would) instead of starting from the empty compute template.
+   */
+  copyOf?: string;
   /** What the provider asked the catalog to keep for this database/branch (ids at Neon, say). */
   providerState: ProviderState;
 }

@@ -31,6 +31,8 @@ export class BaseBackups {
     const chain = await this.histories.chain(history.id);
     const backups = await this.histories.backups(chain.map((h) => h.id));
     for (const h of chain) {
+      // A copy of another database (a partner template's) shares no chunk it can use: those are sealed with that database's key.
+      if (h.databaseId !== history.databaseId) break;
       const newest = backups.filter((b) => b.historyId === h.id).at(-1);
       if (!newest) continue;
       const scope = newest.kind === 'template' ? 'fleet' : history.databaseId as `db-${string}`;

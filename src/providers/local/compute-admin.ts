@@ -11,6 +11,9 @@ import { parseLsn } from '../point-in-time.ts';
  */
 export async function asAdmin<T>(socketDir: string, port: number, fn: (client: pg.Client) => Promise<T>, database = 'template1'): Promise<T> {
   const client = new pg.Client({ host: socketDir, port, user: ADMIN_ROLE, database });
+  // A compute stopped while the session is idle (between its queries, or while it ends) says so with a FATAL:
+  // an 'error' event nobody asked for; a query under way fails on its own.
+  client.on('error', () => {});
   await client.connect();
   try {
     return await fn(client);

@@ -2,11 +2,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Catalog } from '../../catalog/catalog.ts';
+import { branchRefOf, routeByBranch } from '../../catalog/routes.ts';
 import type { ComputeSettings } from '../../config.ts';
 import { ComputeStartError, ConfigError } from '../../errors.ts';
 import { ComputeCgroups } from '../../limits/cgroups.ts';
 import type { PgInstall, PgInstalls } from '../../pg/install.ts';
-import { type OsUser, currentUser, firstBlockedDir, giveTree } from '../../pg/os-user.ts';
+import { type OsUser, chownTree, currentUser, firstBlockedDir, giveTree } from '../../pg/os-user.ts';
 import { OsUserPool } from '../../pg/os-user-pool.ts';
 import { PostgresServer, SOCKET_PORT } from '../../pg/server.ts';
 import type { SealedStore } from '../../storage/sealed-store.ts';
@@ -110,6 +111,8 @@ export class LocalProvider implements Provider {
   onSizeChange: ((change: SizeChange) => void) | undefined;
   /** What each database holds in the store (storage_bytes). */
   readonly storeBytes: StoreBytes;
+  /** Each database's migration key (src/migrations/migration-keys.ts), set by the gateway. */
+  migrationKeys: ((databaseId: string) => string) | undefined;
 
   constructor(readonly opts: LocalProviderOptions, private readonly events: ProviderEvents = {}) {
     this.layout = new LocalLayout(opts.dataDir, opts.runDir);
@@ -191,6 +194,7 @@ export class LocalProvider implements Provider {
     if (!fs.existsSync(path.join(dir, SPEC_FILE))) this.files.writeSpec(ref);
     // The database's files become its user's: at its first start, and data an earlier pgfleet wrote as one shared user.
     giveTree(this.layout.databaseDir(ref.region, ref.databaseId), user);
+    if (ref.copyOf && !(await this.storage.histories.ofBranch(ref.branchId))) await this.copyInto(ref, ref.copyOf);
     const socketDir = this.layout.socketDir(ref.branchId);
     let history: History;
     try {
@@ -258,10 +262,27 @@ export class LocalProvider implements Provider {
     return { kind: 'unix', socketPath: server.socketPath() };
   }
 
+  /**
+   * The first start of a database made as a copy of another branch (a partner template): that
+   * branch's data as it is now, in a history forked from its own, made as a branch of it is.
+   */
+  private async copyInto(ref: BranchRef, sourceBranchId: string): Promise<void> {
+    const source = await routeByBranch(this.storage.catalog, sourceBranchId);
+    if (!source || !this.branching) throw new ComputeStartError(`database "${ref.databaseId}" is a copy of branch "${sourceBranchId}", which is gone`);
+    const started = Date.now();
+    await this.branching.branch(branchRefOf(source), ref, undefined, this.running.get(sourceBranchId)?.server.running ?? false);
+    // Another database's files: its OS user's until now.
+    chownTree(this.files.branchDir(ref), this.files.userOf(ref));
+    this.opts.log.info({ branch: ref.branchId, source: sourceBranchId, ms: Date.now() - started }, 'database data copied from its template');
+  }
+
   /** The first start (and any start after a role change) creates what the tenant needs. */
   private async applySpecIfChanged(ref: BranchRef, server: PostgresServer): Promise<boolean> {
     // The extension allowlist is the configuration's, the major the binaries': a change of either re-applies the spec at the next start.
-    const spec: TenantSpec = { ...this.files.storedSpec(ref), extensions: this.opts.compute.extensions, pgVersion: server.opts.install.major };
+    const spec: TenantSpec = {
+      ...this.files.storedSpec(ref), extensions: this.opts.compute.extensions, pgVersion: server.opts.install.major,
+      ...(this.migrationKeys ? { migrationKey: this.migrationKeys(ref.databaseId) } : {}),
+    };
     const wanted = JSON.stringify(spec);
     const applied = path.join(server.opts.pgdata, APPLIED_FILE);
     if (readText(applied) === wanted) return false;
