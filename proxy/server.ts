@@ -10,7 +10,7 @@ import tls from 'node:tls';
 import type { ProxyLimits } from '../src/config.ts';
 import type { ListenerRefusal, PgfleetError } from '../src/errors.ts';
 import { clientConnectionBudget, raiseFdLimit } from '../src/fd-limit.ts';
-import type { Core } from '../src/gateway.ts';
+import type { ProxyCore } from '../src/gateway.ts';
 import type { TerminateScope } from '../src/computes.ts';
 import { type ClientLimits, resolveClientLimits } from '../src/limits/client-limits.ts';
 import { FairCaps } from '../src/limits/fair-caps.ts';
@@ -66,7 +66,7 @@ export interface Proxy {
   close(): Promise<void>;
 }
 
-export async function startProxy(core: Core, opts: ProxyOptions = {}): Promise<Proxy> {
+export async function startProxy(core: ProxyCore, opts: ProxyOptions = {}): Promise<Proxy> {
   const { config } = core;
   const identity = await loadTlsIdentity({ dataDir: config.dataDir, domain: config.domain, certFile: config.tlsCert, keyFile: config.tlsKey });
   const sessions = new Set<Session>();

@@ -7,7 +7,7 @@
 import type { BranchRoute } from '../../src/catalog/routes.ts';
 import type { PoolSettings } from '../../src/config.ts';
 import { CapacityError } from '../../src/errors.ts';
-import type { Core } from '../../src/gateway.ts';
+import type { ProxyCore } from '../../src/gateway.ts';
 import { connectBackend } from '../backend.ts';
 import { errorResponse } from '../messages.ts';
 import { PooledBackend } from './pooled-backend.ts';
@@ -47,7 +47,7 @@ export class BackendPool {
     public route: BranchRoute,
     readonly role: string,
     readonly database: string,
-    private readonly core: Core,
+    private readonly core: ProxyCore,
     private readonly settings: PoolSettings,
     private readonly onEmpty: (pool: BackendPool) => void,
   ) {}
