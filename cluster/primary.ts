@@ -30,6 +30,7 @@ interface Running {
   worker: Worker;
   peer: IpcPeer;
   ports: Promise<{ port: number; httpPort: number | undefined }>;
+  ready: boolean;
 }
 
 export async function startWithWorkers(config: Config): Promise<Gateway & { workers: () => Map<number, number> }> {
@@ -54,7 +55,10 @@ export async function startWithWorkers(config: Config): Promise<Gateway & { work
     hub?.attach(peer);
     leases.attach(peer);
     const ports = new Promise<{ port: number; httpPort: number | undefined }>((resolve, reject) => {
-      peer.onNote('worker.ready', resolve);
+      peer.onNote('worker.ready', (ports) => {
+        entry.ready = true;
+        resolve(ports);
+      });
       worker.once('exit', (code, signal) => reject(new Error(`proxy worker ${index} exited at start (${signal ?? code})`)));
     });
     ports.catch(() => {});
@@ -69,7 +73,8 @@ export async function startWithWorkers(config: Config): Promise<Gateway & { work
         if (!stopping) running.set(index, fork(index));
       }, RESTART_DELAY_MS).unref();
     });
-    return { worker, peer, ports };
+    const entry: Running = { worker, peer, ports, ready: false };
+    return entry;
   };
 
   const stopWorkers = () => Promise.all([...running.values()].map(({ worker, peer }) => new Promise<void>((resolve) => {
@@ -86,8 +91,9 @@ export async function startWithWorkers(config: Config): Promise<Gateway & { work
     for (let i = 1; i <= config.workers; i++) running.set(i, fork(i));
     const first = await Promise.all([...running.values()].map((r) => r.ports));
     const { port, httpPort } = first[0];
-    core.metrics.gatherWorkers(() => running.size, async () => {
-      const answers = await Promise.allSettled([...running.values()].map((r) => r.peer.call<MetricsJson>('metrics.json')));
+    const ready = () => [...running.values()].filter((r) => r.ready);
+    core.metrics.gatherWorkers(() => ready().length, async () => {
+      const answers = await Promise.allSettled(ready().map((r) => r.peer.call<MetricsJson>('metrics.json')));
       return answers.flatMap((a) => (a.status === 'fulfilled' && a.value ? [a.value] : []));
     });
     const api = await buildApi(core, {
