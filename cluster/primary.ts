@@ -19,6 +19,7 @@ import type { MetricsJson } from '../src/metrics.ts';
 import { HubCoordinator } from '../src/workers/hub-coordinator.ts';
 import { IpcPeer } from '../src/workers/ipc.ts';
 import { LeaseService } from '../src/workers/lease-service.ts';
+import { PoolSlotsHub } from '../src/workers/pool-slots.ts';
 import type { WorkerStart } from '../src/workers/worker-core.ts';
 import type { Gateway } from '../main.ts';
 
@@ -40,6 +41,7 @@ export async function startWithWorkers(config: Config): Promise<Gateway & { work
   // Made here once (a generated CA and certificate), so the workers only read them.
   const identity = await loadTlsIdentity({ dataDir: config.dataDir, domain: config.domain, certFile: config.tlsCert, keyFile: config.tlsKey });
   const leases = new LeaseService(core.routes, core.acquire, core.computes);
+  const slots = new PoolSlotsHub();
   const running = new Map<number, Running>();
   let stopping = false;
   cluster.schedulingPolicy = cluster.SCHED_NONE;
@@ -54,6 +56,7 @@ export async function startWithWorkers(config: Config): Promise<Gateway & { work
     peer.onNote('failures.loginRefused', (login) => core.failures.loginRefused(login));
     hub?.attach(peer);
     leases.attach(peer);
+    slots.attach(peer);
     const ports = new Promise<{ port: number; httpPort: number | undefined }>((resolve, reject) => {
       peer.onNote('worker.ready', (ports) => {
         entry.ready = true;
@@ -66,6 +69,7 @@ export async function startWithWorkers(config: Config): Promise<Gateway & { work
       peer.close();
       hub?.forget(peer);
       leases.forget(peer);
+      slots.forget(peer);
       if (running.get(index)?.worker === worker) running.delete(index);
       if (stopping) return;
       log.error({ worker: index, code, signal }, 'proxy worker died; its sessions ended; starting it again');

@@ -17,6 +17,7 @@ import { FairCaps } from '../src/limits/fair-caps.ts';
 import { type GuardOptions, guardListener } from '../src/limits/listener-guard.ts';
 import type { WindowCounters } from '../src/limits/window-counters.ts';
 import { Admission } from './admission.ts';
+import { detectKernelTls } from './kernel-tls.ts';
 import { AuthLimiter, type AuthLimits, DEFAULT_AUTH_LIMITS } from './auth-limiter.ts';
 import { CancelKeys } from './cancel.ts';
 import { type ConnectionContext, handleConnection } from './connection.ts';
@@ -100,6 +101,8 @@ export async function startProxy(core: ProxyCore, opts: ProxyOptions = {}): Prom
     max_handshakes: limits.maxHandshakes, max_handshakes_per_address: limits.maxHandshakesPerAddress,
     trusted_proxies: config.trustedProxies.entries,
   }, 'proxy connection limits');
+  const ktls = detectKernelTls();
+  core.log.info({ kernel_tls_available: ktls.available, kernel_tls_used: ktls.used }, `kernel TLS: ${ktls.why}`);
   const admission = new Admission(limits);
   // The proxy and the serverless door draw on one budget of client connections.
   const guard: Omit<GuardOptions, 'answer'> = {

@@ -53,6 +53,7 @@ import { startOutbox } from './events/outbox.ts';
 import { RecentFailures } from './failures.ts';
 import { QuotaEvents } from './metering/quota-events.ts';
 import type { Webhooks } from './webhooks/webhooks.ts';
+import type { PoolSlots } from './workers/pool-slots.ts';
 
 // A cached route is read again after this long even if no change was heard of (a change made behind the API's back).
 const ROUTE_MAX_AGE_MS = 60_000;
@@ -117,7 +118,10 @@ export interface Core {
  * What the proxy needs of the core: in one process the Core itself, in a proxy worker the one
  * src/workers/worker-core.ts builds (leases and coordination from the primary).
  */
-export type ProxyCore = Pick<Core, 'config' | 'log' | 'computes' | 'acquire' | 'metrics' | 'coord' | 'usage' | 'routes' | 'jwt' | 'failures'>;
+export type ProxyCore = Pick<Core, 'config' | 'log' | 'computes' | 'acquire' | 'metrics' | 'coord' | 'usage' | 'routes' | 'jwt' | 'failures'> & {
+  /** Proxy workers: pooled backends counted across workers against pool_size (undefined: this process alone). */
+  poolSlots?: PoolSlots;
+};
 
 export interface CoreOptions {
   /** The coordinator when not Redis (the primary of proxy workers serves its own to them); default in-process. */

@@ -30,7 +30,8 @@ async function post(path: string, key: string, body: unknown): Promise<any> {
 }
 const { api_key: key } = await post('/v1/partners', ADMIN, { name: 'workers' });
 const db = await post('/v1/databases', key, { user_id: 'u1' });
-const conn = () => new pg.Client({ connectionString: db.connection_uri.replace(/sslmode=require/, 'sslmode=no-verify'), connectionTimeoutMillis: 30_000 });
+const client = (uri: string) => new pg.Client({ connectionString: uri.replace(/sslmode=require/, 'sslmode=no-verify'), connectionTimeoutMillis: 30_000 });
+const conn = () => client(db.connection_uri);
 
 /** The pid of the gateway process that accepted the connection from this local port. */
 function acceptedBy(localPort: number): number | undefined {
@@ -44,10 +45,10 @@ const metrics = async () => (await fetch(`${gw.api}/metrics`)).text();
 const connections = async () => (await (await fetch(`${gw.api}/v1/databases/${db.id}`, { headers: { authorization: `Bearer ${key}` } })).json()).connections as number;
 
 /** Opens sessions until both workers hold some; returns them by the pid of their worker. */
-async function sessionsOnBothWorkers(): Promise<Map<number, pg.Client[]>> {
+async function sessionsOnBothWorkers(open = conn): Promise<Map<number, pg.Client[]>> {
   const byWorker = new Map<number, pg.Client[]>();
   for (let i = 0; i < 40 && (byWorker.size < 2 || [...byWorker.values()].some((l) => l.length < 2)); i++) {
-    const c = conn();
+    const c = open();
     c.on('error', () => {});
     await c.connect();
     await c.query('SELECT 1');
@@ -87,6 +88,24 @@ t.test('a cancel for a session on one worker, sent to the other, cancels it', as
   socket!.end(serialize.cancel(keyOf(victim).processID, keyOf(victim).secretKey));
   t.equal(await running, '57014', 'the statement was canceled');
   t.same((await victim.query('SELECT 1 AS one')).rows, [{ one: 1 }], 'the session goes on');
+});
+
+t.test('a pool_size of 1 is one backend for the whole process, not one per worker', async (t) => {
+  const small = await post('/v1/databases', key, { user_id: 'u2', pool_size: 1 });
+  const pooled = await sessionsOnBothWorkers(() => client(small.pooled_connection_uri_no_sni));
+  const [first, second] = [...pooled.values()].map((l) => l[0]!);
+  await first!.query('BEGIN');
+  await first!.query('SELECT 1'); // holds the pool's one backend until COMMIT
+  let answered = false;
+  const waiting = second!.query('SELECT 2 AS two').then((r) => {
+    answered = true;
+    return r.rows;
+  });
+  await new Promise((r) => setTimeout(r, 1000));
+  t.notOk(answered, 'the other worker\'s client waits for the backend in use');
+  await first!.query('COMMIT');
+  t.same(await waiting, [{ two: 2 }], 'and is served once it is free');
+  for (const list of pooled.values()) for (const c of list) await c.end();
 });
 
 t.test('a worker killed mid-session takes only its own sessions, and comes back', async (t) => {

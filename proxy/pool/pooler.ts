@@ -32,7 +32,11 @@ export class Pooler {
   private readonly pools = new Map<string, BackendPool>();
   private clients = 0;
 
-  constructor(private readonly core: ProxyCore, private readonly cancels: CancelKeys, private readonly resetSessions = true) {}
+  constructor(private readonly core: ProxyCore, private readonly cancels: CancelKeys, private readonly resetSessions = true) {
+    // Proxy workers share each pool's size (src/workers/pool-slots.ts).
+    core.poolSlots?.onFreed((key) => this.pools.get(key)?.serveWaiting());
+    core.poolSlots?.onWanted((key) => this.pools.get(key)?.giveBack());
+  }
 
   /** Pooled clients connected to this gateway. */
   get clientCount(): number {

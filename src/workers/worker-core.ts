@@ -27,6 +27,7 @@ import { unavailableReason } from '../databases.ts';
 import type { IpcPeer } from './ipc.ts';
 import { IpcCoordinator } from './ipc-coordinator.ts';
 import { fromWire, type WireAddress } from './lease-service.ts';
+import { RemotePoolSlots } from './pool-slots.ts';
 import { RemoteComputes } from './remote-computes.ts';
 
 /** What the primary tells a worker at its start. */
@@ -92,7 +93,7 @@ export async function startWorkerCore(config: Config, log: Logger, peer: IpcPeer
       loginRefused(login, now);
       peer.notify('failures.loginRefused', login);
     };
-    return { config, log, computes, acquire, metrics, coord, usage, routes, jwt, failures, stop: undo };
+    return { config, log, computes, acquire, metrics, coord, usage, routes, jwt, failures, poolSlots: new RemotePoolSlots(peer), stop: undo };
   } catch (err) {
     await undo();
     throw err;
