@@ -17,7 +17,7 @@
  * one process: that is the ceiling for connections however many workers run). On a 2-core host
  * with other load, figures are noisy: compare the pgfleet/PgBouncer ratio of the same run.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -25,34 +25,14 @@ import { loadConfig } from '../src/config.ts';
 import { PgInstalls } from '../src/pg/install.ts';
 import { resolveComputeUser, spawnIdentity } from '../src/pg/os-user.ts';
 import { execFileAsync, freePort } from '../test/proxy-helpers.ts';
-import { startProcess } from '../test/helpers.ts';
+import { type GatewayProcess, cpuSeconds, startGatewayProcess, workerPids } from './gateway-process.ts';
 import { PlainPostgres } from './plain-postgres.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
-const ADMIN = 'bench-admin-key-0123456789';
 const cores = os.cpus().length;
 const loadCores = cores > 1 ? `1-${cores - 1}` : '0';
 
-function cpuSeconds(pid: number): number {
-  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
 interface Run { rate: number; proxyCpu: number; primaryCpu: number }
-
-/** The pid of the process that accepted a session on port (ss shows the server side's owner). */
-async function workerOf(port: number, conninfo: string, password: string): Promise<number> {
-  const held = execFileAsync('psql', ['-X', '-Atc', 'SELECT pg_sleep(2)', conninfo], { env: { ...process.env, PGPASSWORD: password } });
-  let pid: number | undefined;
-  for (let i = 0; i < 100 && !pid; i++) {
-    await new Promise((r) => setTimeout(r, 50));
-    const m = /pid=(\d+)/.exec(execFileSync('ss', ['-tnpH', 'state', 'established', `( sport = :${port} )`], { encoding: 'utf8' }));
-    pid = m ? Number(m[1]) : undefined;
-  }
-  await held;
-  if (!pid) throw new Error('could not see which process serves the proxy port');
-  return pid;
-}
 
 /** pgbench on the load cores; the rate (tps) and the CPU seconds the proxy (and pgfleet's primary) used per second. */
 async function run(conninfo: string, args: string[], password: string, proxyPid: number, primaryPid?: number): Promise<Run> {
@@ -75,27 +55,18 @@ const record = (target: string, mode: string, r: Run | Error) => {
 
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgfleet-capacity-'));
 fs.chmodSync(dataDir, 0o711);
-let gateway: { child: ChildProcess } | undefined;
+let gateway: GatewayProcess | undefined;
 let bouncer: ChildProcess | undefined;
 let plain: PlainPostgres | undefined;
 let primaryIdle = 0;
 try {
   // pgfleet: one worker on core 0.
-  const gw = await startProcess({
-    PGFLEET_DATA_DIR: path.join(dataDir, 'gw'), PGFLEET_WORKERS: '1', PGFLEET_API_PORT: '0', PGFLEET_PROXY_PORT: '0',
-    PGFLEET_ADMIN_KEY: ADMIN, PGFLEET_LOG_LEVEL: 'info', PGFLEET_API_RATE_LIMIT: '1000000', PGFLEET_COMPUTE_MAX_CONNECTIONS: '300',
-  });
-  gateway = gw;
-  const post = async (p: string, key: string, body: unknown) => (await fetch(`${gw.api}${p}`, {
-    method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(body),
-  })).json() as Promise<any>;
-  const { api_key: key } = await post('/v1/partners', ADMIN, { name: 'capacity' });
-  const db = await post('/v1/databases', key, { user_id: 'bench', suspend_timeout_seconds: 0 });
-  const conninfo = `host=127.0.0.1 port=${gw.proxyPort} user=${db.role} dbname=${db.database} sslmode=require options=endpoint=${db.endpoint_id}`;
+  const gw = gateway = await startGatewayProcess(path.join(dataDir, 'gw'), { PGFLEET_WORKERS: '1' });
+  const { conninfo } = gw;
+  const db = { password: gw.password };
   await execFileAsync('pgbench', ['-i', '-s', '10', '-q', conninfo], { env: { ...process.env, PGPASSWORD: db.password } });
-  // The worker holds the session's socket: whoever accepted a connection of ours is it.
-  const workerPid = await workerOf(gw.proxyPort, conninfo, db.password);
-  execFileSync('taskset', ['-a', '-pc', '0', String(workerPid)], { stdio: 'ignore' });
+  const workerPid = workerPids(gw.child.pid!)[0]!;
+  await execFileAsync('taskset', ['-a', '-pc', '0', String(workerPid)]);
   // The primary's own background (upkeep, store watch, metrics) is not per connection: measured idle, and taken off.
   const idle0 = cpuSeconds(gw.child.pid!);
   await new Promise((r) => setTimeout(r, 5000));
@@ -141,10 +112,7 @@ try {
 } finally {
   bouncer?.kill();
   await plain?.stop().catch(() => {});
-  if (gateway) {
-    gateway.child.kill('SIGTERM');
-    await new Promise((r) => gateway!.child.once('exit', r));
-  }
+  await gateway?.stop();
   fs.rmSync(dataDir, { recursive: true, force: true });
 }
 

@@ -8,7 +8,7 @@
  * or Redis). A worker that dies is forked again; only its own sessions end.
  */
 import cluster, { type Worker } from 'node:cluster';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { buildApi } from '../api/server.ts';
 import { loadTlsIdentity } from '../proxy/tls-certs.ts';
@@ -34,6 +34,16 @@ interface Running {
   ready: boolean;
 }
 
+/** The port itself, or for 0 a port free now. */
+async function portFor(host: string, port: number): Promise<number> {
+  if (port !== 0) return port;
+  const probe = net.createServer();
+  await new Promise<void>((resolve, reject) => probe.once('error', reject).listen(0, host, () => resolve()));
+  const chosen = (probe.address() as AddressInfo).port;
+  await new Promise((r) => probe.close(r));
+  return chosen;
+}
+
 export async function startWithWorkers(config: Config): Promise<Gateway & { workers: () => Map<number, number> }> {
   const log = createLogger(config.logLevel, config.logFormat);
   let hub: HubCoordinator | undefined;
@@ -41,6 +51,9 @@ export async function startWithWorkers(config: Config): Promise<Gateway & { work
   // Made here once (a generated CA and certificate), so the workers only read them.
   const identity = await loadTlsIdentity({ dataDir: config.dataDir, domain: config.domain, certFile: config.tlsCert, keyFile: config.tlsKey });
   const leases = new LeaseService(core.routes, core.acquire, core.computes);
+  // Port 0 (any free port) is chosen here, once: every worker, and one forked again after all died
+  // (the shared socket closes with its last worker), listens on the same port.
+  const listenOn = { proxyPort: await portFor(config.proxyHost, config.proxyPort), httpPort: config.httpPort === undefined ? undefined : await portFor(config.httpHost, config.httpPort) };
   const slots = new PoolSlotsHub();
   const running = new Map<number, Running>();
   let stopping = false;
@@ -51,7 +64,7 @@ export async function startWithWorkers(config: Config): Promise<Gateway & { work
   const fork = (index: number): Running => {
     const worker = cluster.fork({ PGFLEET_WORKER_INDEX: String(index) });
     const peer = new IpcPeer(worker, `${core.nodeId}.w${index}`);
-    const start: WorkerStart = { index, nodeId: core.nodeId, catalogUrl: core.catalog.url };
+    const start: WorkerStart = { index, nodeId: core.nodeId, catalogUrl: core.catalog.url, ...listenOn };
     peer.handle('worker.hello', () => start);
     peer.onNote('failures.loginRefused', (login) => core.failures.loginRefused(login));
     hub?.attach(peer);

@@ -16,7 +16,7 @@ export async function runWorker(config: Config): Promise<void> {
   const start = await peer.call<WorkerStart>('worker.hello');
   peer.id = `${start.nodeId}.w${start.index}`;
   const core = await startWorkerCore(config, log, peer, start);
-  const proxy = await startProxy(core);
+  const proxy = await startProxy(core, { port: start.proxyPort, httpPort: start.httpPort });
   peer.handle('metrics.json', () => core.metrics.registry.getMetricsAsJSON());
   let stopping: Promise<void> | undefined;
   const stop = (code: number) => (stopping ??= (async () => {

@@ -66,13 +66,13 @@ t.test('the only worker killed: its session ends, its lease goes, a new worker s
   const c = client(db.connection_uri);
   await c.connect();
   await c.query('SELECT 1');
-  t.equal(await connections(), 1);
+  t.ok(await connections() >= 1, 'the session (and the pooler\'s idle backend) hold the compute');
   const ended = new Promise((r) => c.once('error', r));
   const pid = Number(/pid=(\d+)/.exec(execFileSync('ss', ['-tnpH', 'state', 'established', `( sport = :${gw.proxyPort} )`], { encoding: 'utf8' }))?.[1]);
   t.ok(pid > 0 && pid !== gw.child.pid, 'the session is held by a worker, not the primary');
   process.kill(pid, 'SIGKILL');
   await ended;
-  await until('the dead worker\'s lease to go', async () => (await connections()) === 0, 10_000);
+  await until('the dead worker\'s leases to go', async () => (await connections()) === 0, 10_000);
   await until('a worker to serve again', workerServes, 60_000, 200);
   const again = client(db.connection_uri);
   await again.connect();

@@ -36,6 +36,9 @@ export interface WorkerStart {
   nodeId: string;
   /** The catalog's connection string (the embedded one's Unix socket, or DATABASE_URL). */
   catalogUrl: string;
+  /** The ports every worker listens on (chosen by the primary when configured as 0). */
+  proxyPort: number;
+  httpPort: number | undefined;
 }
 
 export interface WorkerCore extends ProxyCore {
