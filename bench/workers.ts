@@ -6,7 +6,8 @@
  * the ratio 2 workers / 1 (goal: ≥ 1 in every mode on a 2-core host, where pgbench and the compute
  * share the cores with the workers).
  *
- *   npx tsx bench/workers.ts      (BENCH_SECONDS=5 per run, BENCH_ROUNDS=1; BENCH_MODES=16,-C to pick)
+ *   npx tsx bench/workers.ts      (BENCH_SECONDS=5 per run, plus 1 s per 8 clients to connect; BENCH_ROUNDS=1;
+ *                                 BENCH_MODES=16,-C to pick)
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -36,20 +37,29 @@ try {
       const gw = await startGatewayProcess(dataDir, { PGFLEET_WORKERS: String(workers) });
       try {
         const env = { ...process.env, PGPASSWORD: gw.password };
-        if (round === 0 && workers === 1) await execFileAsync('pgbench', ['-i', '-s', '10', '-q', gw.conninfo], { env });
+        // Each start provisions its own database: its pgbench tables too.
+        await execFileAsync('pgbench', ['-i', '-s', '1', '-q', gw.conninfo], { env });
         const pids = workerPids(gw.child.pid!);
         for (const [mode, args] of MODES) {
           await execFileAsync('pgbench', [...args, '-n', '-T', '2', gw.conninfo], { env, maxBuffer: 16 << 20 }).catch(() => {}); // warm-up
           const w0 = pids.map(cpuSeconds);
           const p0 = cpuSeconds(gw.child.pid!);
-          const { stdout } = await execFileAsync('pgbench', [...args, '-n', '-T', String(SECONDS), gw.conninfo], { env, maxBuffer: 16 << 20 })
-            .catch((err: { stdout?: string }) => ({ stdout: err.stdout ?? '' }));
+          // pgbench's clock runs while its clients connect (TLS + SCRAM each, 70 ms apiece on a loaded 2-core
+          // host): time for that is added, and tps is pgbench's "without initial connection time".
+          const clients = Number(args[args.indexOf('-c') + 1]);
+          const seconds = SECONDS + (args.includes('-C') ? 0 : Math.ceil(clients / 8));
+          const { stdout } = await execFileAsync('pgbench', [...args, '-n', '-T', String(seconds), gw.conninfo], { env, maxBuffer: 16 << 20 })
+            .catch((err: { stdout?: string; stderr?: string }) => {
+              console.error(`${workers} worker(s), ${mode}: ${String(err.stderr ?? '').split('\n')[0]}`);
+              return { stdout: err.stdout ?? '' };
+            });
           const n = Number(/actually processed: (\d+)/.exec(stdout)?.[1] ?? 0);
           const tps = Number(/tps = ([\d.]+)/.exec(stdout)?.[1] ?? 0);
           if (!n) {
             console.error(`${workers} worker(s), ${mode}: pgbench processed nothing`);
             continue;
           }
+          // CPU over the whole run, connections included: at many clients it is a little more than per transaction.
           const perWorkerUs = pids.map((pid, i) => ((cpuSeconds(pid) - w0[i]!) * 1e6) / n);
           const cell = { tps, perTxUs: perWorkerUs.reduce((a, b) => a + b, 0), perWorkerUs, primaryUs: ((cpuSeconds(gw.child.pid!) - p0) * 1e6) / n };
           if (!cells.has(mode)) cells.set(mode, new Map());
