@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { buildApi } from '../api/server.ts';
 import { loadTlsIdentity } from '../proxy/tls-certs.ts';
 import type { Config } from '../src/config.ts';
-import { startCore } from '../src/gateway.ts';
+import { type Core, startCore } from '../src/gateway.ts';
 import { createLogger } from '../src/log.ts';
 import type { MetricsJson } from '../src/metrics.ts';
 import { HubCoordinator } from '../src/workers/hub-coordinator.ts';
@@ -21,7 +21,6 @@ import { IpcPeer } from '../src/workers/ipc.ts';
 import { LeaseService } from '../src/workers/lease-service.ts';
 import { PoolSlotsHub } from '../src/workers/pool-slots.ts';
 import type { WorkerStart } from '../src/workers/worker-core.ts';
-import type { Gateway } from '../main.ts';
 
 // A worker that dies is forked again after this pause (no tight loop when it dies at start).
 const RESTART_DELAY_MS = 500;
@@ -44,7 +43,20 @@ async function portFor(host: string, port: number): Promise<number> {
   return chosen;
 }
 
-export async function startWithWorkers(config: Config): Promise<Gateway & { workers: () => Map<number, number> }> {
+/** What main.ts's Gateway is, with the workers beside it. */
+export interface GatewayWithWorkers {
+  core: Core;
+  apiPort: number;
+  apiUrl: string;
+  proxyPort: number;
+  httpPort: number | undefined;
+  caPath: string | undefined;
+  /** Worker index → its pid. */
+  workers(): Map<number, number>;
+  stop(): Promise<void>;
+}
+
+export async function startWithWorkers(config: Config): Promise<GatewayWithWorkers> {
   const log = createLogger(config.logLevel, config.logFormat);
   let hub: HubCoordinator | undefined;
   const core = await startCore(config, log, { coordinator: (nodeId) => (hub = new HubCoordinator(nodeId)) });
