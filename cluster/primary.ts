@@ -20,7 +20,8 @@ import { HubCoordinator } from '../src/workers/hub-coordinator.ts';
 import { IpcPeer } from '../src/workers/ipc.ts';
 import { LeaseService } from '../src/workers/lease-service.ts';
 import { PoolSlotsHub } from '../src/workers/pool-slots.ts';
-import type { WorkerStart } from '../src/workers/worker-core.ts';
+import { SIGNING_KEYS_CHANGED, type WorkerStart } from '../src/workers/worker-core.ts';
+import { INVALIDATE } from '../src/coord/coordinator.ts';
 
 // A worker that dies is forked again after this pause (no tight loop when it dies at start).
 const RESTART_DELAY_MS = 500;
@@ -63,6 +64,13 @@ export async function startWithWorkers(config: Config): Promise<GatewayWithWorke
   // Made here once (a generated CA and certificate), so the workers only read them.
   const identity = await loadTlsIdentity({ dataDir: config.dataDir, domain: config.domain, certFile: config.tlsCert, keyFile: config.tlsKey });
   const leases = new LeaseService(core.routes, core.acquire, core.computes);
+  // Workers verify gateway tokens with keys read from the data dir: a rotation here is announced to them.
+  const rotate = core.jwt.rotate.bind(core.jwt);
+  core.jwt.rotate = async () => {
+    const kid = await rotate();
+    await core.coord.publish(INVALIDATE, { type: SIGNING_KEYS_CHANGED });
+    return kid;
+  };
   // Port 0 (any free port) is chosen here, once: every worker, and one forked again after all died
   // (the shared socket closes with its last worker), listens on the same port.
   const listenOn = { proxyPort: await portFor(config.proxyHost, config.proxyPort), httpPort: config.httpPort === undefined ? undefined : await portFor(config.httpHost, config.httpPort) };

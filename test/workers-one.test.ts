@@ -62,6 +62,23 @@ t.test('the pooler through the worker', async (t) => {
   await c.end();
 });
 
+t.test('a token of a key rotated in the primary connects through the worker at once', async (t) => {
+  const { kid } = await api('POST', '/v1/keys/rotate', ADMIN);
+  t.ok(kid, 'rotated');
+  const { token } = await api('POST', `/v1/databases/${db.id}/tokens`, key, { role: db.role });
+  // No endpoint in the string: the proxy then asks for a cleartext password, and the token names the database.
+  const uri = new URL(db.connection_uri);
+  uri.searchParams.delete('options');
+  uri.password = encodeURIComponent(token);
+  await until('the worker to take the new key in', async () => {
+    const c = client(uri.toString());
+    const ok = await c.connect().then(() => true, () => false);
+    await c.end().catch(() => {});
+    return ok;
+  }, 3_000, 300);
+  t.pass('the token verified in the worker');
+});
+
 t.test('the only worker killed: its session ends, its lease goes, a new worker serves the port', async (t) => {
   const c = client(db.connection_uri);
   await c.connect();

@@ -10,7 +10,7 @@ import { RouteCache } from '../catalog/route-cache.ts';
 import type { Lease } from '../computes.ts';
 import type { Config } from '../config.ts';
 import { RedisCoordinator } from '../coord/redis-coordinator.ts';
-import type { Coordinator } from '../coord/coordinator.ts';
+import { type Coordinator, INVALIDATE } from '../coord/coordinator.ts';
 import { DatabaseUnavailableError } from '../errors.ts';
 import { Events } from '../events/events.ts';
 import { RecentFailures } from '../failures.ts';
@@ -29,6 +29,9 @@ import { IpcCoordinator } from './ipc-coordinator.ts';
 import { fromWire, type WireAddress } from './lease-service.ts';
 import { RemotePoolSlots } from './pool-slots.ts';
 import { RemoteComputes } from './remote-computes.ts';
+
+/** The message the primary publishes after a key rotation. */
+export const SIGNING_KEYS_CHANGED = 'signing-keys';
 
 /** What the primary tells a worker at its start. */
 export interface WorkerStart {
@@ -66,6 +69,10 @@ export async function startWorkerCore(config: Config, log: Logger, peer: IpcPeer
     const here = (route: BranchRoute) => route.node == null || route.node.id === start.nodeId;
     const routes = new RouteCache(catalog, coord, { maxAgeMs: 60_000, maxEntries: 100_000, keeps: here });
     const jwt = await openJwtAuth(config, catalog, routes, log, key ? { keys: new FleetKeys(catalog, start.nodeId), publish: async () => {} } : undefined);
+    // The primary rotated pgfleet's signing key (POST /v1/keys/rotate): tokens of the new one verify here at once.
+    coord.subscribe(INVALIDATE, (m) => {
+      if (m.type === SIGNING_KEYS_CHANGED) void jwt.keys.reload().catch((err) => log.warn({ err: String(err) }, 'could not read the new signing key'));
+    });
     const events = new Events(catalog, log.child({ part: 'events' }));
     cleanups.push(() => events.settle());
     const usage = new UsageTracker(catalog, computes, coord, {
