@@ -31,14 +31,16 @@ export class HubCoordinator implements Coordinator {
     peer.handle('coord.increment', ({ key, windowMs }) => this.inner.increment(key, windowMs));
     peer.handle('coord.get', ({ key }) => this.inner.get(key));
     peer.handle('coord.hold', ({ key, value }) => this.holdFor(w, key, value));
-    peer.handle('coord.drop', ({ key }) => this.dropFor(w, key));
+    // One-way notes, not calls: nothing waits on their answer, and the channel keeps their order
+    // before any later call of the same worker (a `total` after its `setShare`).
+    peer.onNote('coord.drop', ({ key }) => void this.dropFor(w, key));
     peer.handle('coord.lookup', ({ key }) => this.inner.lookup(key));
-    peer.handle('coord.setShare', ({ key, value }) => this.setShareFor(w, key, value));
+    peer.onNote('coord.setShare', ({ key, value }) => void this.setShareFor(w, key, value));
     peer.handle('coord.total', ({ key }) => this.total(key));
-    peer.handle('coord.setFlag', ({ key, value, ttlMs }) => this.inner.setFlag(key, value, ttlMs));
+    peer.onNote('coord.setFlag', ({ key, value, ttlMs }) => void this.inner.setFlag(key, value, ttlMs));
     peer.handle('coord.getFlag', ({ key }) => this.inner.getFlag(key));
-    peer.handle('coord.clearFlag', ({ key }) => this.inner.clearFlag(key));
-    peer.handle('coord.publish', ({ channel, message }) => this.publish(channel, message));
+    peer.onNote('coord.clearFlag', ({ key }) => void this.inner.clearFlag(key));
+    peer.onNote('coord.publish', ({ channel, message }) => void this.publish(channel, message));
   }
 
   /** A worker is gone: its cancel keys and session counts with it. */

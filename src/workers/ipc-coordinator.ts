@@ -33,32 +33,33 @@ export class IpcCoordinator implements Coordinator {
     return this.peer.call('coord.hold', { key, value });
   }
 
-  drop(key: string): Promise<void> {
-    return this.peer.call('coord.drop', { key });
+  // Notes (no answer awaited): the primary applies them in order, before any later call of this worker.
+  async drop(key: string): Promise<void> {
+    this.peer.notify('coord.drop', { key });
   }
 
   lookup(key: string): Promise<string | undefined> {
     return this.peer.call<string | null | undefined>('coord.lookup', { key }).then((v) => v ?? undefined);
   }
 
-  setShare(key: string, value: number): Promise<void> {
-    return this.peer.call('coord.setShare', { key, value });
+  async setShare(key: string, value: number): Promise<void> {
+    this.peer.notify('coord.setShare', { key, value });
   }
 
   total(key: string): Promise<number> {
     return this.peer.call('coord.total', { key });
   }
 
-  setFlag(key: string, value: string, ttlMs: number): Promise<void> {
-    return this.peer.call('coord.setFlag', { key, value, ttlMs });
+  async setFlag(key: string, value: string, ttlMs: number): Promise<void> {
+    this.peer.notify('coord.setFlag', { key, value, ttlMs });
   }
 
   getFlag(key: string): Promise<string | undefined> {
     return this.peer.call<string | null | undefined>('coord.getFlag', { key }).then((v) => v ?? undefined);
   }
 
-  clearFlag(key: string): Promise<void> {
-    return this.peer.call('coord.clearFlag', { key });
+  async clearFlag(key: string): Promise<void> {
+    this.peer.notify('coord.clearFlag', { key });
   }
 
   /** Wakes (the only lock holders) run in the primary. */
@@ -67,7 +68,7 @@ export class IpcCoordinator implements Coordinator {
   }
 
   async publish(channel: string, message: Message): Promise<void> {
-    await this.peer.call('coord.publish', { channel, message });
+    this.peer.notify('coord.publish', { channel, message });
   }
 
   subscribe(channel: string, handler: (message: Message) => void): void {
