@@ -2,8 +2,11 @@
  * The composition root: starts the core, then the doors (API and proxy), in one process.
  * It lives outside src/ because src/ never imports the doors.
  */
+import cluster from 'node:cluster';
 import fs from 'node:fs';
 import type { AddressInfo } from 'node:net';
+import { startWithWorkers } from './cluster/primary.ts';
+import { runWorker } from './cluster/worker.ts';
 import { buildApi } from './api/server.ts';
 import { type Proxy, startProxy } from './proxy/server.ts';
 import { type Config, loadConfig } from './src/config.ts';
@@ -97,9 +100,11 @@ export async function main(): Promise<void> {
     }
     throw err;
   }
+  if (cluster.isWorker) return runWorker(config);
   let gateway: Gateway;
   try {
-    gateway = await startGateway(config);
+    // PGFLEET_WORKERS ≥ 1: the proxy in that many worker processes (cluster/primary.ts); 0: all in this one.
+    gateway = config.workers > 0 ? await startWithWorkers(config) : await startGateway(config);
   } catch (err) {
     process.stderr.write(`pgfleet: ${portInUse(err, config) ?? (err instanceof Error ? err.message : String(err))}\n`);
     process.exit(1);

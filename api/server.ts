@@ -111,7 +111,7 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
   });
   // Operator metrics for Prometheus scrapers: low cardinality, nothing per database (that is /metrics/usage).
   app.get('/metrics', { config: { rateLimit: false }, schema: { hide: true } }, async (_req, reply) =>
-    reply.type(core.metrics.registry.contentType).send(await core.metrics.registry.metrics()));
+    reply.type(core.metrics.registry.contentType).send(await core.metrics.text()));
   app.addHook('onResponse', async (req, reply) => {
     core.metrics.apiSeconds.observe(
       { method: req.method, route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) },

@@ -11,7 +11,7 @@ import type { Duplex } from 'node:stream';
 import type { BranchRoute } from '../src/catalog/routes.ts';
 import type { Lease } from '../src/computes.ts';
 import { PgfleetError, TokenError } from '../src/errors.ts';
-import type { Core } from '../src/gateway.ts';
+import type { ProxyCore } from '../src/gateway.ts';
 import { looksLikeJwt } from '../src/jwt/looks-like-jwt.ts';
 import type { HandshakeProgress } from './admission.ts';
 import type { AuthLimiter } from './auth-limiter.ts';
@@ -34,7 +34,7 @@ import type { Session } from './session.ts';
 import { DirectBackend, type WarmBackends } from './warm-backends.ts';
 
 export interface ConnectionContext extends HandshakeOptions {
-  core: Core;
+  core: ProxyCore;
   /** tls-server-end-point hash of the proxy's certificate. */
   channelBinding: Buffer;
   limiter: AuthLimiter;

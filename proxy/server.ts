@@ -10,13 +10,14 @@ import tls from 'node:tls';
 import type { ProxyLimits } from '../src/config.ts';
 import type { ListenerRefusal, PgfleetError } from '../src/errors.ts';
 import { clientConnectionBudget, raiseFdLimit } from '../src/fd-limit.ts';
-import type { Core } from '../src/gateway.ts';
+import type { ProxyCore } from '../src/gateway.ts';
 import type { TerminateScope } from '../src/computes.ts';
 import { type ClientLimits, resolveClientLimits } from '../src/limits/client-limits.ts';
 import { FairCaps } from '../src/limits/fair-caps.ts';
 import { type GuardOptions, guardListener } from '../src/limits/listener-guard.ts';
 import type { WindowCounters } from '../src/limits/window-counters.ts';
 import { Admission } from './admission.ts';
+import { detectKernelTls } from './kernel-tls.ts';
 import { AuthLimiter, type AuthLimits, DEFAULT_AUTH_LIMITS } from './auth-limiter.ts';
 import { CancelKeys } from './cancel.ts';
 import { type ConnectionContext, handleConnection } from './connection.ts';
@@ -66,7 +67,7 @@ export interface Proxy {
   close(): Promise<void>;
 }
 
-export async function startProxy(core: Core, opts: ProxyOptions = {}): Promise<Proxy> {
+export async function startProxy(core: ProxyCore, opts: ProxyOptions = {}): Promise<Proxy> {
   const { config } = core;
   const identity = await loadTlsIdentity({ dataDir: config.dataDir, domain: config.domain, certFile: config.tlsCert, keyFile: config.tlsKey });
   const sessions = new Set<Session>();
@@ -100,6 +101,8 @@ export async function startProxy(core: Core, opts: ProxyOptions = {}): Promise<P
     max_handshakes: limits.maxHandshakes, max_handshakes_per_address: limits.maxHandshakesPerAddress,
     trusted_proxies: config.trustedProxies.entries,
   }, 'proxy connection limits');
+  const ktls = detectKernelTls();
+  core.log.info({ kernel_tls_available: ktls.available, kernel_tls_used: ktls.used }, `kernel TLS: ${ktls.why}`);
   const admission = new Admission(limits);
   // The proxy and the serverless door draw on one budget of client connections.
   const guard: Omit<GuardOptions, 'answer'> = {

@@ -15,7 +15,7 @@
  */
 import type { BranchRoute } from '../src/catalog/routes.ts';
 import type { WarmBackendSettings } from '../src/config.ts';
-import type { Core } from '../src/gateway.ts';
+import type { ProxyCore } from '../src/gateway.ts';
 import type { ComputeAddress } from '../src/providers/provider.ts';
 import type { BackendSession } from './backend.ts';
 import type { CancelKey, CancelTarget } from './cancel.ts';
@@ -109,7 +109,7 @@ export class WarmBackends {
   private readonly onTerminate = (branchId: string) => this.dropBranch(branchId);
   private readonly onRoutes = (databaseId: string | undefined) => this.drop((b) => databaseId === undefined || b.databaseId === databaseId);
 
-  constructor(private readonly core: Core, private readonly settings: WarmBackendSettings) {
+  constructor(private readonly core: ProxyCore, private readonly settings: WarmBackendSettings) {
     core.computes.on('state', this.onState);
     core.computes.on('terminate', this.onTerminate);
     core.routes.on('changed', this.onRoutes);

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { type RegionConfig, parseRegions } from './config-regions.ts';
 import { type CuRange, parseRangeText } from './autoscaling.ts';
@@ -56,6 +57,11 @@ export interface Config {
   computeUser: string;
   compute: ComputeSettings;
   maxComputes: number;
+  /**
+   * Proxy worker processes of `pgfleet start` (PGFLEET_WORKERS, default the number of cores): they
+   * share the proxy and serverless ports; 0 = the proxy runs in the one process with the core.
+   */
+  workers: number;
   wakeTimeoutMs: number;
   defaultSuspendTimeoutSeconds: number;
   allowPlaintext: boolean;
@@ -378,6 +384,7 @@ export function loadConfig(env: Env = process.env): Config {
       cgroups: oneOf(env, 'PGFLEET_CGROUPS', ['auto', 'off'], 'auto') === 'auto',
     },
     maxComputes: int(env, 'PGFLEET_MAX_COMPUTES', 100, 1, 100000),
+    workers: int(env, 'PGFLEET_WORKERS', os.availableParallelism(), 0, 1024),
     wakeTimeoutMs: int(env, 'PGFLEET_WAKE_TIMEOUT', 30, 1, 3600) * 1000,
     defaultSuspendTimeoutSeconds: int(env, 'PGFLEET_SUSPEND_TIMEOUT', 300, 0, 7 * 86400),
     allowPlaintext: bool(env, 'PGFLEET_ALLOW_PLAINTEXT'),

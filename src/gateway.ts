@@ -57,6 +57,7 @@ import { startOutbox } from './events/outbox.ts';
 import { RecentFailures } from './failures.ts';
 import { QuotaEvents } from './metering/quota-events.ts';
 import type { Webhooks } from './webhooks/webhooks.ts';
+import type { PoolSlots } from './workers/pool-slots.ts';
 
 // A cached route is read again after this long even if no change was heard of (a change made behind the API's back).
 const ROUTE_MAX_AGE_MS = 60_000;
@@ -123,7 +124,21 @@ export interface Core {
   stop(): Promise<void>;
 }
 
-export async function startCore(config: Config, log: Logger = createLogger(config.logLevel, config.logFormat)): Promise<Core> {
+/**
+ * What the proxy needs of the core: in one process the Core itself, in a proxy worker the one
+ * src/workers/worker-core.ts builds (leases and coordination from the primary).
+ */
+export type ProxyCore = Pick<Core, 'config' | 'log' | 'computes' | 'acquire' | 'metrics' | 'coord' | 'usage' | 'routes' | 'jwt' | 'failures'> & {
+  /** Proxy workers: pooled backends counted across workers against pool_size (undefined: this process alone). */
+  poolSlots?: PoolSlots;
+};
+
+export interface CoreOptions {
+  /** The coordinator when not Redis (the primary of proxy workers serves its own to them); default in-process. */
+  coordinator?: (nodeId: string) => Coordinator;
+}
+
+export async function startCore(config: Config, log: Logger = createLogger(config.logLevel, config.logFormat), opts: CoreOptions = {}): Promise<Core> {
   prepareDataDir(config.dataDir);
   const unlock = lockDataDir(config.dataDir);
   const cleanups: (() => Promise<void> | void)[] = [unlock];
@@ -151,7 +166,10 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     cleanups.push(() => events.settle());
 
     const nodeId = nodeIdOf(config);
-    const coord = await openCoordinator(config, nodeId, log);
+    const coord = config.redisUrl || !opts.coordinator ? await openCoordinator(config, nodeId, log) : opts.coordinator(nodeId);
+    // Several gateways share the catalog (REDIS_URL): placement, the node link, fencing. (A
+    // coordinator served to proxy workers is shared too, but within this node.)
+    const inFleet = config.redisUrl !== undefined;
     cleanups.push(() => coord.close());
     const computes = new ComputeManager({
       maxComputes: config.maxComputes, wakeTimeoutMs: config.wakeTimeoutMs, log, coord,
@@ -169,9 +187,9 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     (cgroups.enabled ? log.info.bind(log) : log.warn.bind(log))({
       cgroups: cgroups.host.kind, default_min_cu: config.compute.autoscaling.minCu, default_max_cu: config.compute.autoscaling.maxCu,
     }, `compute sizes: ${cgroups.describe()}`);
-    const key = coord.shared ? nodeKey(config.secretKey!) : undefined;
-    const nodes = new Nodes(nodeId, catalog, key, coord.shared, config.wakeTimeoutMs + 10_000, config.storage.nodeDeadAfterSeconds,
-      coord.shared && config.storage.offHost, log);
+    const key = inFleet ? nodeKey(config.secretKey!) : undefined;
+    const nodes = new Nodes(nodeId, catalog, key, inFleet, config.wakeTimeoutMs + 10_000, config.storage.nodeDeadAfterSeconds,
+      inFleet && config.storage.offHost, log);
     cleanups.push(() => nodes.stop());
     const local = openLocalProvider(config, {
       catalog, user, installs, runDir, cgroups, log,
@@ -189,7 +207,7 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     await catalog.query(
       `UPDATE computes c SET state = 'suspended', pid = NULL, current_cu = 0, updated_at = now() WHERE (state <> 'suspended' OR current_cu <> 0)
          AND ($1::text IS NULL OR c.branch_id IN (SELECT b.id FROM branches b JOIN databases d ON d.id = b.database_id WHERE d.node_id = $1))`,
-      [coord.shared ? nodeId : null],
+      [inFleet ? nodeId : null],
     );
     recordComputeEvents(computes, events);
     const usage = new UsageTracker(catalog, computes, coord, {
@@ -329,7 +347,7 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     });
     // Sessions told why their compute stops (a quota), or why their commit failed (the store), may be relayed by any gateway.
     computes.on('terminate', (branchId: string, reason: PgfleetError, scope: TerminateScope = {}) => {
-      if (!scope.fromFleet && coord.shared) {
+      if (!scope.fromFleet && inFleet) {
         void coord.publish(INVALIDATE, { type: 'terminate', from: nodeId, branchId, message: reason.message, sqlstate: reason.sqlstate, code: reason.code, backendPids: scope.backendPids });
       }
     });

@@ -141,6 +141,8 @@ export async function startFleet(opts: FleetOptions = {}): Promise<Fleet> {
       PGFLEET_USAGE_FLUSH_SECONDS: '1',
       PGFLEET_JWKS_ALLOW_HTTP: 'true',
       PGFLEET_TRUSTED_PROXIES: LB_SOURCE,
+      // One process per gateway: the fleet's tests kill and restart gateways by pid (proxy workers: test/workers.test.ts).
+      PGFLEET_WORKERS: '0',
       ...opts.env,
       // info: the gateway's 'pgfleet is ready' line tells the ports it chose.
       PGFLEET_LOG_LEVEL: 'info',
