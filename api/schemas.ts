@@ -1,6 +1,6 @@
 /** The API's JSON schemas (TypeBox): requests are validated against them, answers serialized by them, OpenAPI made from them. */
 import { type Static, Type } from 'typebox';
-import { MAX_PAGE } from '../src/databases.ts';
+import { MAX_PAGE } from '../src/database-records.ts';
 import { MAX_COMPUTE_UNITS, MIN_COMPUTE_UNITS } from '../src/limits/cgroups.ts';
 import { QUOTA_NAMES } from '../src/quotas.ts';
 import { caCertificateField, connectionUriFields, serverlessFields } from './connection-schemas.ts';

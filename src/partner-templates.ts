@@ -2,7 +2,8 @@ import crypto from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Branches } from './branches.ts';
 import type { Catalog } from './catalog/catalog.ts';
-import type { Databases, NewDatabase } from './databases.ts';
+import type { Databases } from './databases.ts';
+import type { NewDatabase } from './database-records.ts';
 import { BadRequestError, ConflictError, NotFoundError, PgfleetError } from './errors.ts';
 import type { Regions } from './regions.ts';
 

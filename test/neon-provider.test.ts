@@ -7,7 +7,7 @@ import { NeonProvider, type NeonProviderOptions } from '../src/providers/neon/ne
 import { neonStateOf } from '../src/providers/neon/neon-state.ts';
 import type { BranchRef, ProviderState } from '../src/providers/provider.ts';
 import { SecretBox } from '../src/secret-box.ts';
-import { mergeState } from '../src/databases.ts';
+import { mergeState } from '../src/database-records.ts';
 import { FAKE_API_KEY, FakeNeon } from './fake-neon/fake-neon.ts';
 import { queryCompute as query } from './fake-neon/pgfleet-side.ts';
 import { testRef } from './helpers.ts';

@@ -5,7 +5,8 @@ import { POOLER_SUFFIX, type PublicAddress, connectionInfo } from '../../src/con
 import { type CuRange, parseRange, rangeView } from '../../src/autoscaling.ts';
 import type { Catalog } from '../../src/catalog/catalog.ts';
 import { AutoscalingError } from '../../src/errors.ts';
-import { type DatabaseRecord, type Databases, type NewDatabase, unavailableReason } from '../../src/databases.ts';
+import { type Databases } from '../../src/databases.ts';
+import { type DatabaseRecord, type NewDatabase, unavailableReason } from '../../src/database-records.ts';
 import type { PartnerTemplates } from '../../src/partner-templates.ts';
 import type { Events, NewEvent } from '../../src/events/events.ts';
 import { searchDatabases } from '../../src/operator-view.ts';

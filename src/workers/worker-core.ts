@@ -23,7 +23,7 @@ import { UsageTracker } from '../metering/usage-tracker.ts';
 import { OperatorMetrics } from '../metrics.ts';
 import { nodeKey } from '../nodes/node-link.ts';
 import { Nodes } from '../nodes/nodes.ts';
-import { unavailableReason } from '../databases.ts';
+import { unavailableReason } from '../database-records.ts';
 import type { IpcPeer } from './ipc.ts';
 import { IpcCoordinator } from './ipc-coordinator.ts';
 import { fromWire, type WireAddress } from './lease-service.ts';
