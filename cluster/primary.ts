@@ -95,6 +95,9 @@ export async function startWithWorkers(config: Config): Promise<GatewayWithWorke
         entry.ready = true;
         resolve(ports);
       });
+      peer.onNote('worker.failed', (failure: { message: string; code?: string; port?: number; address?: string }) => {
+        reject(Object.assign(new Error(failure.message), failure));
+      });
       worker.once('exit', (code, signal) => reject(new Error(`proxy worker ${index} exited at start (${signal ?? code})`)));
     });
     ports.catch(() => {});

@@ -16,11 +16,10 @@ export async function runWorker(config: Config): Promise<void> {
   const start = await peer.call<WorkerStart>('worker.hello');
   peer.id = `${start.nodeId}.w${start.index}`;
   const core = await startWorkerCore(config, log, peer, start);
-  const proxy = await startProxy(core, { port: start.proxyPort, httpPort: start.httpPort });
-  peer.handle('metrics.json', () => core.metrics.registry.getMetricsAsJSON());
+  let proxy: Awaited<ReturnType<typeof startProxy>> | undefined;
   let stopping: Promise<void> | undefined;
   const stop = (code: number) => (stopping ??= (async () => {
-    await proxy.close().catch((err) => log.error({ err }, 'proxy close failed'));
+    await proxy?.close().catch((err) => log.error({ err }, 'proxy close failed'));
     await core.stop().catch((err) => log.error({ err }, 'worker stop failed'));
     process.exit(code);
   })());
@@ -28,6 +27,15 @@ export async function runWorker(config: Config): Promise<void> {
   process.on('disconnect', () => void stop(0));
   // Signals go to the whole process group: the primary decides when its workers stop.
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => {});
+  try {
+    proxy = await startProxy(core, { port: start.proxyPort, httpPort: start.httpPort });
+  } catch (err) {
+    // A port in use, say: the primary reports it as `pgfleet start` alone would, and stops this worker.
+    const e = err as NodeJS.ErrnoException & { port?: number; address?: string };
+    peer.notify('worker.failed', { message: e.message, code: e.code, port: e.port, address: e.address });
+    return;
+  }
+  peer.handle('metrics.json', () => core.metrics.registry.getMetricsAsJSON());
   peer.notify('worker.ready', { port: proxy.port, httpPort: proxy.httpPort });
   log.info({ pid: process.pid, proxy_port: proxy.port }, 'proxy worker ready');
 }
