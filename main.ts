@@ -2,7 +2,11 @@
  * The composition root: starts the core, then the doors (API and proxy), in one process.
  * It lives outside src/ because src/ never imports the doors.
  */
+import cluster from 'node:cluster';
+import fs from 'node:fs';
 import type { AddressInfo } from 'node:net';
+import { startWithWorkers } from './cluster/primary.ts';
+import { runWorker } from './cluster/worker.ts';
 import { buildApi } from './api/server.ts';
 import { type Proxy, startProxy } from './proxy/server.ts';
 import { type Config, loadConfig } from './src/config.ts';
@@ -22,6 +26,12 @@ export interface Gateway {
   stop(): Promise<void>;
 }
 
+/** How often a gateway looks for migration jobs to run (a new one, or one whose gateway is gone). */
+const MIGRATION_POLL_MS = 1000;
+
+/** The address this process reaches its own proxy at. */
+const loopbackFor = (host: string) => (host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host);
+
 export async function startGateway(config: Config): Promise<Gateway> {
   const core = await startCore(config, createLogger(config.logLevel, config.logFormat));
   let proxy: Proxy | undefined;
@@ -35,6 +45,13 @@ export async function startGateway(config: Config): Promise<Gateway> {
       },
     });
     await api.listen({ host: config.apiHost, port: config.apiPort });
+    // Migration jobs reach each database through this proxy, like any client.
+    core.migrations.runner.start({
+      host: loopbackFor(config.proxyHost), port: proxy.port,
+      // The local CA, or (PGFLEET_TLS_CERT) the proxy's own certificate chain, trusted as it is: the job talks to this very process.
+      ca: fs.readFileSync(proxy.caPath ?? config.tlsCert!, 'utf8'),
+      servername: (endpointId) => `${endpointId}.${config.domain}`, domain: config.domain,
+    }, MIGRATION_POLL_MS);
     const apiPort = (api.server.address() as AddressInfo).port;
     core.log.info({ api: `http://${config.apiHost}:${apiPort}`, proxy_port: proxy.port, http_port: proxy.httpPort }, 'pgfleet is ready');
     const running = proxy;
@@ -83,9 +100,11 @@ export async function main(): Promise<void> {
     }
     throw err;
   }
+  if (cluster.isWorker) return runWorker(config);
   let gateway: Gateway;
   try {
-    gateway = await startGateway(config);
+    // PGFLEET_WORKERS ≥ 1: the proxy in that many worker processes (cluster/primary.ts); 0: all in this one.
+    gateway = config.workers > 0 ? await startWithWorkers(config) : await startGateway(config);
   } catch (err) {
     process.stderr.write(`pgfleet: ${portInUse(err, config) ?? (err instanceof Error ? err.message : String(err))}\n`);
     process.exit(1);

@@ -8,23 +8,26 @@ import { parseArgs } from 'node:util';
 import { branchCommands } from './cli/branches.ts';
 import { type Command, client, cliVersion } from './cli/command.ts';
 import { databaseCommands } from './cli/databases.ts';
+import { sizeCommands } from './cli/sizes.ts';
 import { eventCommands } from './cli/events.ts';
 import { operatorCommands } from './cli/operator.ts';
+import { migrationCommands } from './cli/migrations.ts';
 import { CliError } from './cli-error.ts';
 
 /** pgfleet's version, from its package.json. */
 export const VERSION: string = JSON.parse(fs.readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
 
-const COMMANDS: Command[] = [...databaseCommands, ...branchCommands, ...eventCommands, ...operatorCommands];
+const COMMANDS: Command[] = [...databaseCommands, ...sizeCommands, ...branchCommands, ...eventCommands, ...migrationCommands, ...operatorCommands];
 const BY_NAME = new Map(COMMANDS.map((c) => [c.name, c]));
 
 const STRINGS = [
   'url', 'key', 'field', 'name', 'user', 'region', 'parent', 'at', 'branch', 'pg-version', 'out', 'in', 'search', 'partner', 'suspend-timeout', 'retention',
   'pool-size', 'compute-units', 'role', 'ttl', 'compute-time', 'transfer', 'written', 'storage', 'max-connections', 'from', 'to', 'granularity',
   'expires-at', 'type', 'database', 'since', 'cursor', 'events', 'secret', 'description', 'state', 'action', 'target', 'key-id', 'result', 'limit',
-  'seconds', 'timeout', 'issuer', 'audience', 'jwks-uri', 'jwks-file', 'user-claim',
+  'seconds', 'timeout', 'issuer', 'audience', 'jwks-uri', 'jwks-file', 'user-claim', 'autoscaling', 'compute-unit-seconds',
+  'sql', 'file', 'template', 'label', 'ids', 'concurrency', 'max-failures',
 ] as const;
-const BOOLEANS = ['json', 'clean', 'follow', 'wait'] as const;
+const BOOLEANS = ['json', 'clean', 'follow', 'wait', 'dry-run', 'branches', 'templates'] as const;
 
 const START = '  pgfleet start                      run the gateway in this directory (same as npm start; settings: environment variables, see README)';
 const COMMON = `options of every command:

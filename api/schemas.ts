@@ -1,9 +1,10 @@
 /** The API's JSON schemas (TypeBox): requests are validated against them, answers serialized by them, OpenAPI made from them. */
 import { type Static, Type } from 'typebox';
-import { MAX_PAGE } from '../src/databases.ts';
+import { MAX_PAGE } from '../src/database-records.ts';
 import { MAX_COMPUTE_UNITS, MIN_COMPUTE_UNITS } from '../src/limits/cgroups.ts';
 import { QUOTA_NAMES } from '../src/quotas.ts';
 import { caCertificateField, connectionUriFields, serverlessFields } from './connection-schemas.ts';
+import { Labels } from './migration-schemas.ts';
 
 /** Text without control characters (a NUL cannot even be stored), of bounded length. */
 const Text = (maxLength: number, extra: { description?: string; minLength?: number } = {}) =>
@@ -42,7 +43,10 @@ export const RoleParams = Type.Object({ id: Text(64), role: Text(63) });
 
 export const PartnerCreate = Type.Object({ name: Text(128) }, { additionalProperties: false });
 
-export const Partner = Type.Object({ id: Type.String(), name: Type.String(), created_at: Timestamp });
+export const Partner = Type.Object({
+  id: Type.String(), name: Type.String(), created_at: Timestamp,
+  default_autoscaling: Type.Optional(Type.Union([Type.Object({ min_cu: Type.Number(), max_cu: Type.Number() }), Type.Null()])),
+});
 
 export const PartnerWithKey = Type.Object({
   id: Type.String(),
@@ -54,7 +58,12 @@ export const PartnerWithKey = Type.Object({
 export const PartnerList = Type.Object({ partners: Type.Array(Partner) });
 
 export const PartnerUpdate = Type.Object(
-  { default_history_retention_seconds: Type.Union([HistoryRetention, Type.Null()], { description: "for its databases without their own; null = pgfleet's default" }) },
+  {
+    default_history_retention_seconds: Type.Optional(Type.Union([HistoryRetention, Type.Null()], { description: "for its databases without their own; null = pgfleet's default" })),
+    default_autoscaling: Type.Optional(Type.Union([Type.Object({ min_cu: Type.Number(), max_cu: Type.Number() }, { additionalProperties: false }), Type.Null()], {
+      description: "the size range of its databases without their own; null = pgfleet's (PGFLEET_AUTOSCALING)",
+    })),
+  },
   { additionalProperties: false },
 );
 
@@ -66,7 +75,19 @@ const PoolSize = Type.Union([Type.Integer({ minimum: 1, maximum: 10000 }), Type.
 
 const ComputeUnits = Type.Union([Type.Number({ minimum: MIN_COMPUTE_UNITS, maximum: MAX_COMPUTE_UNITS, multipleOf: 0.25 }), Type.Null()], {
   description: `compute size in compute units (1 CU = 1 CPU and 4 GiB of memory, as on Neon), a multiple of 0.25 from ${MIN_COMPUTE_UNITS} to ${MAX_COMPUTE_UNITS}; `
-    + 'a local compute is capped to it by a cgroup where the host allows; null = the gateway default (PGFLEET_COMPUTE_UNITS)',
+    + 'a fixed size: the same as autoscaling {min_cu: n, max_cu: n}; null = the default range (the partner\'s default_autoscaling, else PGFLEET_AUTOSCALING)',
+});
+
+export const Autoscaling = Type.Object({
+  min_cu: Type.Number({ description: `the floor: the compute starts at it and never goes below (a multiple of 0.25 from ${MIN_COMPUTE_UNITS} to ${MAX_COMPUTE_UNITS})` }),
+  max_cu: Type.Number({ description: 'the ceiling: the compute never goes above it (≥ min_cu)' }),
+}, { additionalProperties: false, description: 'size range in compute units (1 CU = 1 CPU and 4 GiB): a local compute moves within it with its load; a neon endpoint gets it as autoscaling_limit_min_cu / max_cu' });
+const AutoscalingInput = Type.Union([Autoscaling, Type.Null()], { description: 'null = the partner\'s default_autoscaling, else PGFLEET_AUTOSCALING' });
+
+const Durability = Type.Union([Type.Literal('async'), Type.Literal('sync')], {
+  description: 'local regions: "async" (default) = a commit is acknowledged at once and its WAL is in the storage within PGFLEET_STORAGE_MAX_LAG; '
+    + '"sync" = a commit is acknowledged only once its WAL is in the storage (slower commits; nothing acknowledged is lost with a node). '
+    + 'Neon regions keep every commit in Neon\'s safekeepers either way',
 });
 
 export const DatabaseCreate = Type.Object(
@@ -81,9 +102,16 @@ export const DatabaseCreate = Type.Object(
     quotas: Type.Optional(Quotas),
     pool_size: Type.Optional(PoolSize),
     compute_units: Type.Optional(ComputeUnits),
+    autoscaling: Type.Optional(AutoscalingInput),
+    durability: Type.Optional(Durability),
     pg_version: Type.Optional(Type.Integer({
       minimum: 1, maximum: 99,
       description: "the Postgres major of its computes (every branch's), for good; one the region runs (a 400 lists them); default: the region's",
+    })),
+    labels: Type.Optional(Labels),
+    template: Type.Optional(Type.String({
+      minLength: 1, maxLength: 64,
+      description: "a partner template's id: the database is a copy of it (schema, data, extensions, roles and grants; new passwords), with its role and database names and major; a role_name, database_name, pg_version or region that differs is a 400 (template_mismatch)",
     })),
   },
   { additionalProperties: false },
@@ -97,6 +125,9 @@ export const DatabaseUpdate = Type.Object(
     quotas: Type.Optional(Quotas),
     pool_size: Type.Optional(PoolSize),
     compute_units: Type.Optional(ComputeUnits),
+    autoscaling: Type.Optional(AutoscalingInput),
+    durability: Type.Optional(Durability),
+    labels: Type.Optional(Labels),
   },
   { additionalProperties: false },
 );
@@ -123,7 +154,10 @@ const databaseFields = {
   history_retention_seconds: Type.Integer({ description: 'in effect: its own, else its partner\'s default, else pgfleet\'s' }),
   quotas: Quotas,
   pool_size: PoolSize,
-  compute_units: Type.Number({ description: 'compute size in effect: its own, else the gateway default (PGFLEET_COMPUTE_UNITS); 1 CU = 1 CPU and 4 GiB' }),
+  compute_units: Type.Number({ description: 'the ceiling of the range in effect (autoscaling.max_cu), for clients of fixed sizes; 1 CU = 1 CPU and 4 GiB' }),
+  autoscaling: Autoscaling,
+  current_cu: Type.Number({ description: 'the size its compute holds now, in compute units; 0 while suspended (neon: the floor while the endpoint is active)' }),
+  durability: Durability,
   pooled_host: Type.String({ description: '<endpoint>-pooler.<domain>: the same database through the transaction pooler' }),
   ...caCertificateField,
   state: Type.Union([
@@ -132,6 +166,8 @@ const databaseFields = {
   connections: Type.Integer({ description: 'client connections open now (on this gateway)' }),
   error: Type.Optional(Type.String({ description: 'why the database cannot be served (state failed)' })),
   last_active_at: Type.Union([Timestamp, Type.Null()]),
+  labels: Labels,
+  template: Type.Union([Type.String(), Type.Null()], { description: 'the partner template it was made from' }),
   created_at: Timestamp,
 };
 

@@ -27,11 +27,15 @@ import { eventRoutes } from './routes/events.ts';
 import { operatorRoutes } from './routes/operator.ts';
 import { webhookRoutes } from './routes/webhooks.ts';
 import { whoamiRoutes } from './routes/whoami.ts';
+import { migrationRoutes } from './routes/migrations.ts';
+import { templateRoutes } from './routes/templates.ts';
 import { fleetRoutes } from './routes/fleet.ts';
+import { nodeRoutes } from './routes/nodes.ts';
 import { partnerRoutes } from './routes/partners.ts';
 import { reconcileRoutes } from './routes/reconcile.ts';
 import { tokenRoutes } from './routes/tokens.ts';
 import { usageRoutes } from './routes/usage.ts';
+import { computeSizeRoutes } from './routes/compute-sizes.ts';
 import { ErrorBody } from './schemas.ts';
 
 export interface ApiOptions {
@@ -107,7 +111,7 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
   });
   // Operator metrics for Prometheus scrapers: low cardinality, nothing per database (that is /metrics/usage).
   app.get('/metrics', { config: { rateLimit: false }, schema: { hide: true } }, async (_req, reply) =>
-    reply.type(core.metrics.registry.contentType).send(await core.metrics.registry.metrics()));
+    reply.type(core.metrics.registry.contentType).send(await core.metrics.text()));
   app.addHook('onResponse', async (req, reply) => {
     core.metrics.apiSeconds.observe(
       { method: req.method, route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) },
@@ -129,9 +133,9 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
     await scope.register(etag);
     await scope.register(partnerRoutes, { partners: core.partners });
     await scope.register(whoamiRoutes, { partners: core.partners });
-    await scope.register(databaseRoutes, { databases: core.databases, events: core.events, catalog: core.catalog, idempotency, publicAddress: opts.publicAddress,
+    await scope.register(databaseRoutes, { databases: core.databases, templates: core.templates, events: core.events, catalog: core.catalog, idempotency, publicAddress: opts.publicAddress,
       defaultHistoryRetentionSeconds: core.config.history.retentionSeconds,
-      defaultComputeUnits: core.config.compute.computeUnits,
+      defaultAutoscaling: core.config.compute.autoscaling,
       postgresVersionOf: (region, major) => core.regions.find(region)?.provider.postgresVersion(major) ?? String(major),
     });
     await scope.register(branchRoutes, {
@@ -140,11 +144,15 @@ export async function buildApi(core: Core, opts: ApiOptions): Promise<FastifyIns
     });
     await scope.register(tokenRoutes, { databases: core.databases, jwt: core.jwt });
     await scope.register(usageRoutes, { databases: core.databases, usage: core.usage, catalog: core.catalog });
+    await scope.register(computeSizeRoutes, { databases: core.databases, sizes: core.sizes, catalog: core.catalog, defaultAutoscaling: core.config.compute.autoscaling });
     await scope.register(fleetRoutes, { catalog: core.catalog, computes: core.computes, metrics: core.metrics });
+    await scope.register(nodeRoutes, { nodes: core.nodes, drainer: core.drainer, computes: core.computes, maxComputes: core.config.maxComputes });
     await scope.register(reconcileRoutes, { reconciler: core.reconciler });
     await scope.register(eventRoutes, { events: core.events });
     await scope.register(webhookRoutes, { webhooks: core.webhooks });
     await scope.register(auditRoutes, { audit: core.audit });
+    await scope.register(migrationRoutes, { jobs: core.migrations.jobs });
+    await scope.register(templateRoutes, { templates: core.templates, events: core.events });
     await scope.register(async (operator) => operatorRoutes(operator, {
       catalog: core.catalog, usage: core.usage, partners: core.partners, events: core.events, webhooks: core.webhooks, failures: core.failures,
     }));

@@ -19,7 +19,7 @@ export async function admitBaselineProxy(core: Core, endpointId: string, socketD
   const route = await routeByEndpoint(core.catalog, endpointId);
   if (!route) throw new Error(`no endpoint ${endpointId}`);
   const ref = branchRefOf(route);
-  const user = core.local.userOf(ref);
+  const user = core.local.files.userOf(ref);
   if (!user.switchUser) return user;
   const identFile = path.join(core.local.dataDirOf(ref), 'pgfleet_ident.conf');
   fs.appendFileSync(identFile, `gateway ${user.name} all\n`);

@@ -10,12 +10,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
+import { branchRefOf, routeByDatabase } from '../src/catalog/routes.ts';
 import { loadConfig } from '../src/config.ts';
+import { startCore } from '../src/gateway.ts';
 import { createLogger } from '../src/log.ts';
-import { PgInstalls } from '../src/pg/install.ts';
-import { makeOwnedDir, resolveComputeUser } from '../src/pg/os-user.ts';
-import { chooseRunDir } from '../src/providers/local/layout.ts';
-import { LocalProvider } from '../src/providers/local/local-provider.ts';
 import type { BranchRef } from '../src/providers/provider.ts';
 import { PlainPostgres } from './plain-postgres.ts';
 import { printLatencyTable, timed } from './stats.ts';
@@ -24,20 +22,18 @@ const runs = Number(process.argv[2] ?? 20);
 
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgfleet-bench-'));
 fs.chmodSync(dataDir, 0o711);
-const config = loadConfig({ PGFLEET_DATA_DIR: dataDir, PGFLEET_LOG_LEVEL: 'warn' });
-const log = createLogger('warn');
-const user = resolveComputeUser(config.computeUser);
-const installs = PgInstalls.discover(config.pgBin, user, dataDir);
-const install = installs.get();
-const runDir = chooseRunDir(dataDir);
-makeOwnedDir(runDir, { ...user, switchUser: false }, 0o711);
-const provider = new LocalProvider({ dataDir, runDir, installs, user, compute: config.compute, startTimeoutMs: 60_000, log });
+const config = loadConfig({ PGFLEET_DATA_DIR: dataDir, PGFLEET_LOG_LEVEL: 'warn', PGFLEET_API_PORT: '0', PGFLEET_PROXY_PORT: '0' });
+const core = await startCore(config, createLogger('warn'));
+const provider = core.local;
+const user = core.user;
+const install = core.installs.get();
+await core.catalog.query(`INSERT INTO partners (id, name) VALUES ('bench', 'bench')`);
 
-const ref = (i: number): BranchRef => ({
-  databaseId: `db-bench-${i}`, branchId: `br-bench-${i}`, root: true, region: 'local', databaseName: 'app',
-  ownerRole: 'app_owner', roles: ['app_owner'], providerState: {}, suspendTimeoutSeconds: 0, quotas: {}, computeUnits: null,
-  pgVersion: install.major,
-});
+/** A new database's main branch (catalog rows only: nothing starts). */
+const newRef = async (i: number): Promise<BranchRef> => {
+  const { database } = await core.databases.create({ partnerId: 'bench', userId: `user-${i}` });
+  return branchRefOf((await routeByDatabase(core.catalog, database.id))!);
+};
 
 /** A query as the tenant proves the compute is usable, not merely started. */
 async function firstQuery(socketPath: string): Promise<void> {
@@ -51,22 +47,20 @@ const computeSettings = { shared_buffers: config.compute.sharedBuffers, max_conn
 
 try {
   // One untimed round builds the template, as pgfleet does once per Postgres version.
-  await provider.create(ref(-1));
-  await provider.start(ref(-1));
-  await provider.stop(ref(-1));
+  const warmup = await newRef(-1);
+  await provider.start(warmup);
+  await provider.stop(warmup);
 
   const first: number[] = [];
   const warm: number[] = [];
   const initdbStart: number[] = [];
   const pgCtlStart: number[] = [];
   for (let i = 0; i < runs; i++) {
-    first.push(await timed(async () => {
-      await provider.create(ref(i));
-      await firstQuery(((await provider.start(ref(i))) as { socketPath: string }).socketPath);
-    }));
-    await provider.stop(ref(i));
-    warm.push(await timed(async () => firstQuery(((await provider.start(ref(i))) as { socketPath: string }).socketPath)));
-    await provider.stop(ref(i));
+    const ref = await newRef(i);
+    first.push(await timed(async () => firstQuery(((await provider.start(ref)) as { socketPath: string }).socketPath)));
+    await provider.stop(ref);
+    warm.push(await timed(async () => firstQuery(((await provider.start(ref)) as { socketPath: string }).socketPath)));
+    await provider.stop(ref);
 
     const plain = new PlainPostgres(install, user, path.join(dataDir, 'plain', String(i), 'pgdata'));
     initdbStart.push(await timed(async () => {
@@ -86,6 +80,6 @@ try {
     { name: '(d) pg_ctl start -w (existing cluster)', samples: pgCtlStart },
   ], baseline);
 } finally {
-  await provider.shutdown();
+  await core.stop();
   fs.rmSync(dataDir, { recursive: true, force: true });
 }

@@ -52,7 +52,7 @@ async function run(cgroups: 'auto' | 'off'): Promise<{ kind: string; quiet: Late
   const core = await startCore(config, createLogger('error'));
   try {
     await core.catalog.query(`INSERT INTO partners (id, name) VALUES ('bench', 'bench')`);
-    const a = (await core.databases.create({ partnerId: 'bench', userId: 'noisy', computeUnits: A_CU, suspendTimeoutSeconds: 0 })).database;
+    const a = (await core.databases.create({ partnerId: 'bench', userId: 'noisy', autoscaling: { minCu: A_CU, maxCu: A_CU }, suspendTimeoutSeconds: 0 })).database;
     const b = (await core.databases.create({ partnerId: 'bench', userId: 'quiet', suspendTimeoutSeconds: 0 })).database;
     await core.databases.wake('bench', a.id);
     await core.databases.wake('bench', b.id);

@@ -8,10 +8,10 @@ import crypto from 'node:crypto';
 import type { BranchRoute } from '../src/catalog/routes.ts';
 import { AuthFailed } from './errors.ts';
 import type { Handshake } from './handshake.ts';
-import { authenticationCleartextPassword, parsePassword } from './messages.ts';
+import { MSG } from './protocol/codes.ts';
+import { authenticationCleartextPassword, parsePassword } from './protocol/messages.ts';
 import { type AuthIO, passwordMatches, scramServer } from './scram.ts';
 
-const PASSWORD_MESSAGE = 0x70; // 'p'
 
 /** Authentication's messages; a client that takes longer than `timeoutMs` to answer one is closed (a slow peer holds nothing long). */
 export function authIO(hs: Handshake, timeoutMs: number): AuthIO {
@@ -20,7 +20,7 @@ export function authIO(hs: Handshake, timeoutMs: number): AuthIO {
     read: async (what) => {
       const timer = setTimeout(() => hs.socket.destroy(), timeoutMs);
       try {
-        return await hs.reader.readMessage(PASSWORD_MESSAGE, what);
+        return await hs.reader.readMessage(MSG.password, what);
       } finally {
         clearTimeout(timer);
       }

@@ -13,10 +13,11 @@ import type { Logger } from 'pino';
 import { ComputeStartError, PgfleetError } from '../src/errors.ts';
 import type { ComputeAddress } from '../src/providers/provider.ts';
 import { BackendError } from './errors.ts';
-import { PacketReader } from './packet-reader.ts';
+import { PacketReader } from './protocol/packet-reader.ts';
 import { ScramClient } from './scram-client.ts';
 import { STARTUP_PROBE, fingerprintOf, readAnswers } from './session-reset.ts';
-import { encodeStartup } from './startup.ts';
+import { ENCRYPTION } from './protocol/codes.ts';
+import { encodeStartup } from './protocol/startup.ts';
 
 export interface BackendSession {
   socket: Duplex;
@@ -59,7 +60,7 @@ export async function openBackendSocket(address: ComputeAddress, opts: { cancel?
     await once(socket, 'connect');
     socket.write(serialize.requestSsl());
     const answer = await once<Buffer>(socket, 'data');
-    if (answer.length !== 1 || answer[0] !== 0x53 /* S */) throw new Error('the compute does not accept TLS');
+    if (answer.length !== 1 || answer[0] !== ENCRYPTION.accepted) throw new Error('the compute does not accept TLS');
     const secure = tls.connect({
       socket,
       host: address.servername,

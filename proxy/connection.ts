@@ -11,7 +11,7 @@ import type { Duplex } from 'node:stream';
 import type { BranchRoute } from '../src/catalog/routes.ts';
 import type { Lease } from '../src/computes.ts';
 import { PgfleetError, TokenError } from '../src/errors.ts';
-import type { Core } from '../src/gateway.ts';
+import type { ProxyCore } from '../src/gateway.ts';
 import { looksLikeJwt } from '../src/jwt/looks-like-jwt.ts';
 import type { HandshakeProgress } from './admission.ts';
 import type { AuthLimiter } from './auth-limiter.ts';
@@ -24,8 +24,8 @@ import {
 } from './endpoint.ts';
 import { AuthFailed, BackendError, ConnectionRefused, ProtocolViolation, Unanswered } from './errors.ts';
 import { type Handshake, type HandshakeOptions, type WebSocketTransport, readStartup } from './handshake.ts';
-import { NOT_SETTINGS } from './startup.ts';
-import { authenticationOk, errorFor } from './messages.ts';
+import { NOT_SETTINGS } from './protocol/startup.ts';
+import { authenticationOk, errorFor } from './protocol/messages.ts';
 import type { Pooler } from './pool/pooler.ts';
 import type { RefusalLog } from './refusal-log.ts';
 import { refusalOf } from './refusal-reason.ts';
@@ -34,7 +34,7 @@ import type { Session } from './session.ts';
 import { DirectBackend, type WarmBackends } from './warm-backends.ts';
 
 export interface ConnectionContext extends HandshakeOptions {
-  core: Core;
+  core: ProxyCore;
   /** tls-server-end-point hash of the proxy's certificate. */
   channelBinding: Buffer;
   limiter: AuthLimiter;
@@ -159,6 +159,7 @@ export async function serveConnection(raw: Duplex, clientAddress: string, ctx: C
         if (client.writable) client.end(errorFor(reason));
         direct.socket.destroy();
       });
+      session.backendPid = direct.session.pid;
       openSession(session, ctx);
       end = await relay(client, direct.socket, session, {
         fromClient: hs.reader.detach(), fromCompute: direct.takeRest(), parameters: direct.session.parameters,

@@ -10,9 +10,9 @@ import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type { CancelKeys } from './cancel.ts';
 import { ClientLeft, ConnectionRefused, ProtocolViolation, TlsHandshakeFailed } from './errors.ts';
-import { encryptionResponse, negotiateProtocolVersion } from './messages.ts';
-import { PacketReader } from './packet-reader.ts';
-import { type StartupPacket, decodeStartup } from './startup.ts';
+import { TERMINATE, encryptionResponse, negotiateProtocolVersion } from './protocol/messages.ts';
+import { PacketReader } from './protocol/packet-reader.ts';
+import { type StartupPacket, decodeStartup } from './protocol/startup.ts';
 
 export type Startup = Extract<StartupPacket, { kind: 'startup' }>;
 
@@ -47,7 +47,6 @@ export const ALPN_POSTGRESQL = 'postgresql';
 /** A TLS record of type handshake: what a ClientHello starts with (a startup packet's first byte is 0). */
 const TLS_HANDSHAKE_RECORD = 0x16;
 // Frontend Terminate ('X', length 4).
-const TERMINATE = Buffer.from([0x58, 0, 0, 0, 4]);
 
 async function upgradeToTls(raw: net.Socket, secureContext: tls.SecureContext): Promise<tls.TLSSocket> {
   // ALPN is offered on both paths; a client that asks for another protocol gets the

@@ -1,6 +1,6 @@
 import type { Duplex } from 'node:stream';
-import { ClientStream, ComputeStream, leftIdle } from './message-framing.ts';
-import { errorResponse } from './messages.ts';
+import { ClientStream, ComputeStream, leftIdle } from './protocol/message-framing.ts';
+import { TERMINATE, errorResponse } from './protocol/messages.ts';
 import type { Session } from './session.ts';
 
 /** How a relayed session ended. */
@@ -27,7 +27,6 @@ export interface RelayOptions {
 }
 
 // Frontend Terminate, alone in a chunk: the way clients say goodbye.
-const TERMINATE = Buffer.from([0x58, 0, 0, 0, 4]);
 
 /** What pgfleet says when the compute vanished without a word (it crashed or was killed). */
 const COMPUTE_VANISHED = errorResponse({

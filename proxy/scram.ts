@@ -5,7 +5,7 @@
 import crypto from 'node:crypto';
 import { type ScramVerifier, hmac, matchesVerifier, parseScramVerifier, sha256 } from '../src/scram-verifier.ts';
 import { AuthFailed, ProtocolViolation } from './errors.ts';
-import { authenticationSASL, authenticationSASLContinue, authenticationSASLFinal, parseSASLInitialResponse } from './messages.ts';
+import { authenticationSASL, authenticationSASLContinue, authenticationSASLFinal, parseSASLInitialResponse } from './protocol/messages.ts';
 
 export const SCRAM = 'SCRAM-SHA-256';
 export const SCRAM_PLUS = 'SCRAM-SHA-256-PLUS';

@@ -10,12 +10,14 @@ import tls from 'node:tls';
 import type { ProxyLimits } from '../src/config.ts';
 import type { ListenerRefusal, PgfleetError } from '../src/errors.ts';
 import { clientConnectionBudget, raiseFdLimit } from '../src/fd-limit.ts';
-import type { Core } from '../src/gateway.ts';
+import type { ProxyCore } from '../src/gateway.ts';
+import type { TerminateScope } from '../src/computes.ts';
 import { type ClientLimits, resolveClientLimits } from '../src/limits/client-limits.ts';
 import { FairCaps } from '../src/limits/fair-caps.ts';
 import { type GuardOptions, guardListener } from '../src/limits/listener-guard.ts';
 import type { WindowCounters } from '../src/limits/window-counters.ts';
 import { Admission } from './admission.ts';
+import { detectKernelTls } from './kernel-tls.ts';
 import { AuthLimiter, type AuthLimits, DEFAULT_AUTH_LIMITS } from './auth-limiter.ts';
 import { CancelKeys } from './cancel.ts';
 import { type ConnectionContext, handleConnection } from './connection.ts';
@@ -23,7 +25,7 @@ import { Pooler } from './pool/pooler.ts';
 import { WarmBackends } from './warm-backends.ts';
 import { type ServerlessDoor, startServerless } from './serverless/server.ts';
 import { ConnectionRefused } from './errors.ts';
-import { errorFor } from './messages.ts';
+import { errorFor } from './protocol/messages.ts';
 import { RefusalLog, type RefusalLogOptions } from './refusal-log.ts';
 import type { Session } from './session.ts';
 import { loadTlsIdentity, serverEndPoint } from './tls-certs.ts';
@@ -65,7 +67,7 @@ export interface Proxy {
   close(): Promise<void>;
 }
 
-export async function startProxy(core: Core, opts: ProxyOptions = {}): Promise<Proxy> {
+export async function startProxy(core: ProxyCore, opts: ProxyOptions = {}): Promise<Proxy> {
   const { config } = core;
   const identity = await loadTlsIdentity({ dataDir: config.dataDir, domain: config.domain, certFile: config.tlsCert, keyFile: config.tlsKey });
   const sessions = new Set<Session>();
@@ -99,6 +101,8 @@ export async function startProxy(core: Core, opts: ProxyOptions = {}): Promise<P
     max_handshakes: limits.maxHandshakes, max_handshakes_per_address: limits.maxHandshakesPerAddress,
     trusted_proxies: config.trustedProxies.entries,
   }, 'proxy connection limits');
+  const ktls = detectKernelTls();
+  core.log.info({ kernel_tls_available: ktls.available, kernel_tls_used: ktls.used }, `kernel TLS: ${ktls.why}`);
   const admission = new Admission(limits);
   // The proxy and the serverless door draw on one budget of client connections.
   const guard: Omit<GuardOptions, 'answer'> = {
@@ -141,8 +145,14 @@ export async function startProxy(core: Core, opts: ProxyOptions = {}): Promise<P
     server.close();
     throw err;
   }
-  const terminate = (branchId: string, reason: PgfleetError) => {
-    for (const session of sessions) if (session.branchId === branchId) session.terminate(reason);
+  // `backendPids`: only the sessions those backends serve (commits the store did not take in time).
+  const terminate = (branchId: string, reason: PgfleetError, scope: TerminateScope = {}) => {
+    const pids = scope.backendPids;
+    for (const session of sessions) {
+      if (session.branchId !== branchId) continue;
+      if (pids && (session.backendPid === undefined || !pids.includes(session.backendPid))) continue;
+      session.terminate(reason);
+    }
   };
   core.computes.on('terminate', terminate);
   if (identity.caPath) core.log.info({ ca: identity.caPath }, 'proxy TLS certificate issued by the local CA (use as sslrootcert)');

@@ -7,9 +7,10 @@
  * log in or a database that takes no connections; one whose answer changed since would serve its
  * next client as no new backend would, and goes instead.
  */
-import { MSG, TX_IDLE, queryMessage } from './pool/protocol.ts';
-import { readCString } from './pool/frames.ts';
-import type { PacketReader } from './packet-reader.ts';
+import { MSG, TX_IDLE } from './protocol/codes.ts';
+import { queryMessage } from './protocol/extended-query.ts';
+import { readCString } from './protocol/frame-splitter.ts';
+import type { PacketReader } from './protocol/packet-reader.ts';
 
 /** What a backend takes in at its start only, as one value (compared, never parsed). */
 export const STARTUP_PROBE = queryMessage(`SELECT pg_catalog.md5(pg_catalog.concat_ws(' ',
@@ -19,8 +20,6 @@ export const STARTUP_PROBE = queryMessage(`SELECT pg_catalog.md5(pg_catalog.conc
      FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())))`);
 const DISCARD_ALL = queryMessage('DISCARD ALL');
 
-const NOTICE = 0x4e; // 'N'
-const NOTIFICATION = 0x41; // 'A'
 
 /** The answers to `queries` simple queries, up to their last ReadyForQuery. */
 export interface Answers {
@@ -64,8 +63,8 @@ export async function readAnswers(reader: PacketReader, queries: number, paramet
         answers.failed = true;
         break;
       case MSG.rowDescription:
-      case NOTICE:
-      case NOTIFICATION:
+      case MSG.notice:
+      case MSG.notification:
         break;
       default:
         answers.failed = true;

@@ -12,6 +12,8 @@ export interface Session {
   /** Updated by the relay: plain additions of chunk lengths. */
   bytesFromClient: number;
   bytesToClient: number;
+  /** The compute's backend process serving it (a direct session), once known. */
+  backendPid?: number;
   /** Ends the session with this error (its compute is being suspended over a quota). */
   terminate(reason: PgfleetError): void;
 }

@@ -15,19 +15,18 @@
  */
 import type { BranchRoute } from '../src/catalog/routes.ts';
 import type { WarmBackendSettings } from '../src/config.ts';
-import type { Core } from '../src/gateway.ts';
+import type { ProxyCore } from '../src/gateway.ts';
 import type { ComputeAddress } from '../src/providers/provider.ts';
 import type { BackendSession } from './backend.ts';
 import type { CancelKey, CancelTarget } from './cancel.ts';
-import { backendKeyData, parameterStatus, readyForQuery } from './messages.ts';
-import { PacketReader } from './packet-reader.ts';
-import { TX_IDLE } from './pool/protocol.ts';
+import { TERMINATE, backendKeyData, parameterStatus, readyForQuery } from './protocol/messages.ts';
+import { PacketReader } from './protocol/packet-reader.ts';
+import { TX_IDLE } from './protocol/codes.ts';
 import { resetSession, startupUnchanged } from './session-reset.ts';
 
 /** Time a reset or a probe may take before the backend is given up. */
 const EXCHANGE_TIMEOUT_MS = 5000;
 // Frontend Terminate: a kept backend closed says goodbye as a client would.
-const TERMINATE = Buffer.from([0x58, 0, 0, 0, 4]);
 
 /** The backend of one direct session, which may outlive its client. */
 export class DirectBackend {
@@ -110,7 +109,7 @@ export class WarmBackends {
   private readonly onTerminate = (branchId: string) => this.dropBranch(branchId);
   private readonly onRoutes = (databaseId: string | undefined) => this.drop((b) => databaseId === undefined || b.databaseId === databaseId);
 
-  constructor(private readonly core: Core, private readonly settings: WarmBackendSettings) {
+  constructor(private readonly core: ProxyCore, private readonly settings: WarmBackendSettings) {
     core.computes.on('state', this.onState);
     core.computes.on('terminate', this.onTerminate);
     core.routes.on('changed', this.onRoutes);

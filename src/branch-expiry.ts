@@ -1,7 +1,7 @@
 import type { Catalog } from './catalog/catalog.ts';
 import { BadRequestError, NotFoundError } from './errors.ts';
 import type { Events } from './events/events.ts';
-import type { Branches } from './lifecycle/branches.ts';
+import type { Branches } from './branches.ts';
 import type { Logger } from './log.ts';
 
 /** The furthest ahead an expires_at may be (as on Neon). */

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { type Coordinator, waitForLock } from './coord/coordinator.ts';
-import { CapacityError, ComputeStartError, type PgfleetError } from './errors.ts';
+import { CapacityError, ComputeStartError, PgfleetError } from './errors.ts';
 import type { BranchRef, ComputeAddress, Provider } from './providers/provider.ts';
 
 export type ComputeState = 'suspended' | 'starting' | 'running' | 'stopping' | 'failed';
@@ -18,6 +18,11 @@ export interface ComputeTarget {
   unavailable?: PgfleetError;
 }
 
+/** Which sessions a 'terminate' event ends: all of the compute's, or those these backends serve; `fromFleet`: relayed from another gateway. */
+export interface TerminateScope {
+  backendPids?: number[];
+  fromFleet?: boolean;
+}
 /** Why a compute started: a client connected, or the API (or another node's API) asked. */
 export type WakeCause = 'connection' | 'api';
 /**
@@ -77,12 +82,13 @@ export interface ComputeManagerOptions {
  * timeout, and at most maxComputes run at once, the least recently used idle one making room.
  *
  * Events: 'state' (branchId, state, previous), 'wake' (branchId, ms, ok, error?), 'connections' (branchId, n),
- * 'terminate' (branchId, error): sessions of that compute must end with this error; 'woken' (branchId,
- * {ms, cause}) and 'suspended' (branchId, {cause, ranMs, stopMs}), each also logged with its cause.
+ * 'terminate' (branchId, error, scope?: TerminateScope): sessions of that compute (only those of scope.backendPids, when given) must end with this error;
+ * 'woken' (branchId, {ms, cause}) and 'suspended' (branchId, {cause, ranMs, stopMs}), each also logged with its cause.
  */
 export class ComputeManager extends EventEmitter {
   private readonly entries = new Map<string, Entry>();
   private readonly stopHooks: ((target: ComputeTarget) => Promise<void>)[] = [];
+  private readonly stoppedHooks: ((target: ComputeTarget) => Promise<void>)[] = [];
   private closed = false;
 
   constructor(private readonly opts: ComputeManagerOptions) {
@@ -142,6 +148,11 @@ export class ComputeManager extends EventEmitter {
   /** Runs before each stop of a running compute (usage takes its last sample); failures are logged. */
   addStopHook(hook: (target: ComputeTarget) => Promise<void>): void {
     this.stopHooks.push(hook);
+  }
+
+  /** Runs after each stop of a running compute, before the stop is done; failures are logged. */
+  addStoppedHook(hook: (target: ComputeTarget) => Promise<void>): void {
+    this.stoppedHooks.push(hook);
   }
 
   /** The target of a compute the manager knows. */
@@ -235,7 +246,9 @@ export class ComputeManager extends EventEmitter {
         this.setState(e, 'failed');
         const ms = Date.now() - started;
         this.emit('wake', e.target.ref.branchId, ms, false, err.message);
-        this.opts.log.error({ database: e.target.ref.databaseId, branch: e.target.ref.branchId, cause, ms, err: err.message, failures: e.failures }, 'compute start failed');
+        // An error pgfleet did not type is a bug: its stack goes to the log.
+        const detail = err instanceof PgfleetError ? {} : { stack: err.stack };
+        this.opts.log.error({ database: e.target.ref.databaseId, branch: e.target.ref.branchId, cause, ms, err: err.message, failures: e.failures, ...detail }, 'compute start failed');
         throw err instanceof ComputeStartError || err instanceof CapacityError
           ? err
           : new ComputeStartError(`the database could not be started: ${err.message}`);
@@ -377,10 +390,15 @@ export class ComputeManager extends EventEmitter {
     this.setState(e, 'stopping');
     const stopping = (async () => {
       if (wasStarting) await wasStarting.catch(() => {});
-      for (const hook of e.target.provider.status(e.target.ref) === 'running' ? this.stopHooks : []) {
-        await hook(e.target).catch((err) => this.opts.log.warn({ err: String(err), branch: e.target.ref.branchId }, 'stop hook failed'));
-      }
+      const ran = e.target.provider.status(e.target.ref) === 'running';
+      const hooks = async (list: ((target: ComputeTarget) => Promise<void>)[]) => {
+        for (const hook of ran ? list : []) {
+          await hook(e.target).catch((err) => this.opts.log.warn({ err: String(err), branch: e.target.ref.branchId }, 'stop hook failed'));
+        }
+      };
+      await hooks(this.stopHooks);
       await e.target.provider.stop(e.target.ref);
+      await hooks(this.stoppedHooks);
     })().finally(() => {
       e.stopping = undefined;
       e.address = undefined;

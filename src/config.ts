@@ -1,12 +1,16 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { type RegionConfig, parseRegions } from './config-regions.ts';
+import { type CuRange, parseRangeText } from './autoscaling.ts';
 import { ConfigError } from './errors.ts';
 import { MAX_COMPUTE_UNITS, MIN_COMPUTE_UNITS, isComputeUnits } from './limits/cgroups.ts';
 import { TrustedProxies } from './limits/trusted-proxies.ts';
 import type { LogFormat } from './log.ts';
 import { DEFAULT_NEON_WAKE, type NeonWake } from './providers/neon/neon-settings.ts';
 import { parseSecretKey } from './secret-box.ts';
+import { type Env, int } from './env-values.ts';
+import { type StorageSettings, parseStorageSettings } from './storage/storage-config.ts';
 import { parseRetrySchedule } from './webhooks/retry-schedule.ts';
 
 /** Settings of each compute Postgres; small by default so that many fit on one host. */
@@ -16,8 +20,10 @@ export interface ComputeSettings {
   workMem: string;
   /** Extensions a tenant may create. */
   extensions: string[];
-  /** Compute units of a database that names none (1 CU = 1 CPU, 4 GiB). */
-  computeUnits: number;
+  /** The size range of a database that names none (PGFLEET_AUTOSCALING, else PGFLEET_COMPUTE_UNITS fixed; 1 CU = 1 CPU, 4 GiB). */
+  autoscaling: CuRange;
+  /** A local compute scales down once it has been quiet this long (PGFLEET_AUTOSCALING_SCALE_DOWN_AFTER). */
+  scaleDownAfterMs: number;
   /** Put each compute in a cgroup of its size when the host allows it. */
   cgroups: boolean;
 }
@@ -51,6 +57,11 @@ export interface Config {
   computeUser: string;
   compute: ComputeSettings;
   maxComputes: number;
+  /**
+   * Proxy worker processes of `pgfleet start` (PGFLEET_WORKERS, default the number of cores): they
+   * share the proxy and serverless ports; 0 = the proxy runs in the one process with the core.
+   */
+  workers: number;
   wakeTimeoutMs: number;
   defaultSuspendTimeoutSeconds: number;
   allowPlaintext: boolean;
@@ -77,6 +88,8 @@ export interface Config {
   pool: PoolSettings;
   warm: WarmBackendSettings;
   history: HistorySettings;
+  /** Where local databases' data and history live (object storage), and the node's disk cache of it. */
+  storage: StorageSettings;
   events: EventSettings;
 }
 
@@ -90,6 +103,8 @@ export interface EventSettings {
   webhookTimeoutMs: number;
   /** How long audit entries are kept. */
   auditRetentionSeconds: number;
+  /** How long a gateway's claim on a migration job lasts unless renewed (src/migrations). */
+  migrationLeaseMs: number;
 }
 
 /** Backends of direct (not `-pooler`) sessions kept for the next client of the same startup. */
@@ -189,7 +204,6 @@ export interface NeonSettings {
   wake: NeonWake;
 }
 
-type Env = Record<string, string | undefined>;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -203,14 +217,6 @@ function optional(env: Env, name: string): string | undefined {
   return v === undefined || v === '' ? undefined : v;
 }
 
-function int(env: Env, name: string, fallback: number, min: number, max: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  if (!/^\d+$/.test(raw.trim())) throw new ConfigError(name, `must be a whole number, got "${raw}"`);
-  const n = Number(raw.trim());
-  if (n < min || n > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${n}`);
-  return n;
-}
 
 function port(env: Env, name: string, fallback: number): number {
   return int(env, name, fallback, 0, 65535);
@@ -263,6 +269,20 @@ function computeUnits(env: Env): number {
   const cu = Number(text);
   if (!isComputeUnits(cu)) throw new ConfigError('PGFLEET_COMPUTE_UNITS', `must be a multiple of 0.25 from ${MIN_COMPUTE_UNITS} to ${MAX_COMPUTE_UNITS}, not "${text}"`);
   return cu;
+}
+
+/** PGFLEET_AUTOSCALING (`0.25-2`, or one size), else PGFLEET_COMPUTE_UNITS as a fixed size. */
+function autoscaling(env: Env): CuRange {
+  const text = optional(env, 'PGFLEET_AUTOSCALING');
+  if (text === undefined) {
+    const cu = computeUnits(env);
+    return { minCu: cu, maxCu: cu };
+  }
+  const range = parseRangeText(text);
+  if (!range) {
+    throw new ConfigError('PGFLEET_AUTOSCALING', `must be floor-ceiling in compute units (e.g. 0.25-2), each a multiple of 0.25 from ${MIN_COMPUTE_UNITS} to ${MAX_COMPUTE_UNITS}, floor ≤ ceiling, not "${text}"`);
+  }
+  return range;
 }
 
 function extensionList(env: Env): string[] {
@@ -334,8 +354,9 @@ export function loadConfig(env: Env = process.env): Config {
   if (advertise !== undefined && !/^[^\s:]+:\d{1,5}$/.test(advertise)) {
     throw new ConfigError('PGFLEET_NODE_ADVERTISE', `must be host:port, got "${advertise}"`);
   }
+  const dataDir = path.resolve(str(env, 'PGFLEET_DATA_DIR', './.pgfleet'));
   return {
-    dataDir: path.resolve(str(env, 'PGFLEET_DATA_DIR', './.pgfleet')),
+    dataDir,
     apiHost: str(env, 'PGFLEET_API_HOST', '127.0.0.1'),
     apiPort: port(env, 'PGFLEET_API_PORT', 8080),
     proxyHost: str(env, 'PGFLEET_PROXY_HOST', '127.0.0.1'),
@@ -358,10 +379,12 @@ export function loadConfig(env: Env = process.env): Config {
       maxConnections: int(env, 'PGFLEET_COMPUTE_MAX_CONNECTIONS', 50, 5, 10000),
       workMem: memory(env, 'PGFLEET_COMPUTE_WORK_MEM', '4MB'),
       extensions: extensionList(env),
-      computeUnits: computeUnits(env),
+      autoscaling: autoscaling(env),
+      scaleDownAfterMs: int(env, 'PGFLEET_AUTOSCALING_SCALE_DOWN_AFTER', 30, 1, 86400) * 1000,
       cgroups: oneOf(env, 'PGFLEET_CGROUPS', ['auto', 'off'], 'auto') === 'auto',
     },
     maxComputes: int(env, 'PGFLEET_MAX_COMPUTES', 100, 1, 100000),
+    workers: int(env, 'PGFLEET_WORKERS', os.availableParallelism(), 0, 1024),
     wakeTimeoutMs: int(env, 'PGFLEET_WAKE_TIMEOUT', 30, 1, 3600) * 1000,
     defaultSuspendTimeoutSeconds: int(env, 'PGFLEET_SUSPEND_TIMEOUT', 300, 0, 7 * 86400),
     allowPlaintext: bool(env, 'PGFLEET_ALLOW_PLAINTEXT'),
@@ -419,11 +442,13 @@ export function loadConfig(env: Env = process.env): Config {
       idleTimeoutMs: int(env, 'PGFLEET_POOL_IDLE_TIMEOUT', 60, 1, 86400) * 1000,
       maxPreparedStatements: int(env, 'PGFLEET_POOL_MAX_PREPARED_STATEMENTS', 200, 1, 100000),
     },
+    storage: parseStorageSettings(env, dataDir, key !== undefined),
     events: {
       webhookAllowInternal: bool(env, 'PGFLEET_WEBHOOK_ALLOW_INTERNAL'),
       webhookRetryScheduleMs: parseRetrySchedule('PGFLEET_WEBHOOK_RETRY_SCHEDULE', optional(env, 'PGFLEET_WEBHOOK_RETRY_SCHEDULE')),
       webhookTimeoutMs: int(env, 'PGFLEET_WEBHOOK_TIMEOUT', 10, 1, 300) * 1000,
       auditRetentionSeconds: int(env, 'PGFLEET_AUDIT_RETENTION', 90 * 86400, 3600, 10 * 365 * 86400),
+      migrationLeaseMs: int(env, 'PGFLEET_MIGRATION_LEASE', 30, 1, 3600) * 1000,
     },
     warm: {
       maxPerCompute: int(env, 'PGFLEET_WARM_BACKENDS', 16, 0, 10000),

@@ -2,187 +2,21 @@ import { EventEmitter } from 'node:events';
 import type { Catalog } from './catalog/catalog.ts';
 import type { RouteCache } from './catalog/route-cache.ts';
 import { type BranchRoute, branchRefOf, routeByDatabase, routesOfDatabase } from './catalog/routes.ts';
-import type { ComputeManager, ComputeState, ComputeTarget } from './computes.ts';
 import { BadRequestError, ConflictError, DatabaseUnavailableError, NotFoundError } from './errors.ts';
-import { NAME_PATTERN, generateName } from './names.ts';
+import { generateName } from './names.ts';
+import { checkFloorFitsHost } from './autoscaling.ts';
 import { type Quotas, validateQuotas } from './quotas.ts';
 import type { BranchRef, ProviderState } from './providers/provider.ts';
 import { type ProviderDeletions, recordDeletion } from './provider-sync/deletions.ts';
 import { type Regions, pgVersionFor } from './regions.ts';
 import type { Nodes } from './nodes/nodes.ts';
+import type { OwnedState, Owners } from './nodes/owners.ts';
 import { generatePassword, makeScramVerifier } from './scram-verifier.ts';
-
-/** A database as the doors show it. */
-export interface DatabaseRecord {
-  id: string;
-  partnerId: string;
-  userId: string;
-  name: string | null;
-  region: string;
-  provider: string;
-  databaseName: string;
-  ownerRole: string;
-  roles: string[];
-  endpointId: string;
-  branchId: string;
-  suspendTimeoutSeconds: number;
-  /** Its own, else its partner's default; null = pgfleet's default (PGFLEET_HISTORY_RETENTION). */
-  historyRetentionSeconds: number | null;
-  quotas: Quotas;
-  /** Backends per pool of its `-pooler` endpoint; null = the gateway's PGFLEET_POOL_SIZE. */
-  poolSize: number | null;
-  /** Its compute size in compute units; null = the gateway's PGFLEET_COMPUTE_UNITS. */
-  computeUnits: number | null;
-  /** The Postgres major of its computes, chosen at creation. */
-  pgVersion: number;
-  createdAt: Date;
-  /** Last activity the catalog recorded; the compute manager knows fresher while it runs. */
-  lastActiveAt: Date | null;
-  /** 'creating' until the provider's resource exists; 'failed' when it is gone (statusDetail says why). */
-  status: DatabaseStatus;
-  statusDetail: string | null;
-  /** The node that holds a local database's data (null: another provider). */
-  nodeId: string | null;
-  /** The compute's state as its node last recorded it in the catalog. */
-  recordedState: ComputeState;
-}
-
-export type DatabaseStatus = 'creating' | 'ready' | 'failed';
-
-export interface NewDatabase {
-  partnerId: string;
-  userId: string;
-  name?: string | null;
-  region?: string;
-  roleName?: string;
-  databaseName?: string;
-  suspendTimeoutSeconds?: number;
-  historyRetentionSeconds?: number | null;
-  quotas?: Quotas;
-  poolSize?: number | null;
-  computeUnits?: number | null;
-  /** The Postgres major; default: the region's. */
-  pgVersion?: number;
-}
-
-export interface DatabaseChanges {
-  name?: string | null;
-  suspendTimeoutSeconds?: number;
-  /** null = back to the partner's default. */
-  historyRetentionSeconds?: number | null;
-  quotas?: Quotas;
-  poolSize?: number | null;
-  computeUnits?: number | null;
-}
-
-export interface Page<T> {
-  items: T[];
-  /** Pass back as `cursor` for the next page; undefined on the last one. */
-  nextCursor: string | undefined;
-}
-
-export const DEFAULT_DATABASE_NAME = 'app';
-export const DEFAULT_OWNER_ROLE = 'app_owner';
-export const MAX_PAGE = 1000;
-
-// Lower-case SQL identifiers, so that psql and every driver name them without quoting.
-const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
-const RESERVED_ROLES = new Set(['pgfleet_admin', 'postgres', 'public', 'none', 'current_user', 'session_user', 'current_role']);
-const RESERVED_DATABASES = new Set(['postgres', 'template0', 'template1']);
-
-export function validateIdentifier(field: string, value: string, reserved: Set<string>): string {
-  if (!IDENTIFIER.test(value)) {
-    throw new BadRequestError(`${field}: must be 1 to 63 characters of a-z, 0-9 and _, not starting with a digit`);
-  }
-  if (value.startsWith('pg_') || reserved.has(value)) throw new BadRequestError(`${field}: "${value}" is reserved`);
-  return value;
-}
-
-export const validateRoleName = (value: string, field = 'role_name') => validateIdentifier(field, value, RESERVED_ROLES);
-
-const SELECT_DATABASE = `
-  SELECT d.*, b.id AS branch_id,
-         COALESCE(d.history_retention_seconds, (SELECT p.default_history_retention_seconds FROM partners p WHERE p.id = d.partner_id)) AS effective_retention, e.id AS endpoint_id, (extract(epoch FROM d.created_at) * 1000000)::int8 AS created_us,
-         (SELECT c.last_active_at FROM computes c WHERE c.branch_id = b.id) AS last_active_at,
-         COALESCE((SELECT c.state FROM computes c WHERE c.branch_id = b.id), 'suspended') AS recorded_state,
-         ARRAY(SELECT r.name FROM roles r WHERE r.database_id = d.id ORDER BY r.created_at, r.name) AS roles
-    FROM databases d
-    JOIN branches b ON b.database_id = d.id AND b.parent_id IS NULL
-    JOIN endpoints e ON e.branch_id = b.id`;
-
-function toRecord(row: any): DatabaseRecord {
-  return {
-    id: row.id,
-    partnerId: row.partner_id,
-    userId: row.user_id,
-    name: row.name,
-    region: row.region,
-    provider: row.provider,
-    databaseName: row.database_name,
-    ownerRole: row.owner_role,
-    roles: row.roles,
-    endpointId: row.endpoint_id,
-    branchId: row.branch_id,
-    suspendTimeoutSeconds: row.suspend_timeout_seconds,
-    historyRetentionSeconds: row.effective_retention,
-    quotas: row.quotas,
-    poolSize: row.pool_size,
-    computeUnits: row.compute_units === null ? null : Number(row.compute_units),
-    pgVersion: row.pg_version,
-    createdAt: row.created_at,
-    lastActiveAt: row.last_active_at,
-    status: row.status,
-    statusDetail: row.status_detail,
-    nodeId: row.node_id,
-    recordedState: row.recorded_state,
-  };
-}
-
-// A cursor is the last row's exact (created_at in microseconds, id), so pages neither skip nor repeat rows.
-function encodeCursor(row: any): string {
-  return Buffer.from(JSON.stringify([row.created_us, row.id])).toString('base64url');
-}
-
-function decodeCursor(cursor: string): [number, string] {
-  try {
-    const v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (Array.isArray(v) && v.length === 2 && Number.isSafeInteger(v[0]) && v[0] >= 0 && typeof v[1] === 'string' && NAME_PATTERN.test(v[1])) {
-      return [v[0], v[1]];
-    }
-  } catch {
-    /* falls through to the error */
-  }
-  throw new BadRequestError('cursor: not a cursor this API returned');
-}
-
-const isPlainObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
-
-/** `patch` over `kept`, nested objects merged key by key (so one role's password does not drop the others). */
-export function mergeState(kept: ProviderState, patch: ProviderState): ProviderState {
-  const out: ProviderState = { ...kept };
-  for (const [k, v] of Object.entries(patch)) out[k] = isPlainObject(v) && isPlainObject(out[k]) ? mergeState(out[k], v) : v;
-  return out;
-}
-
-const INSERT_DATABASE = `
-  WITH d AS (
-    INSERT INTO databases (id, partner_id, user_id, name, region, provider, database_name, owner_role, suspend_timeout_seconds, quotas, node_id, history_retention_seconds, pool_size, compute_units, pg_version, status)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $14, $15, $16, $17, $18, 'creating') RETURNING created_at,
-      COALESCE(history_retention_seconds, (SELECT default_history_retention_seconds FROM partners WHERE id = $2)) AS effective_retention),
-  b AS (INSERT INTO branches (id, database_id, name) VALUES ($11, $1, 'main')),
-  e AS (INSERT INTO endpoints (id, branch_id) VALUES ($12, $11)),
-  r AS (INSERT INTO roles (database_id, name, scram_verifier) VALUES ($1, $8, $13)),
-  c AS (INSERT INTO computes (branch_id, state) VALUES ($11, 'suspended'))
-  SELECT created_at, effective_retention FROM d`;
-
-const isUniqueViolation = (err: unknown) => (err as { code?: string }).code === '23505';
-
-/** Why a database that is not 'ready' cannot be used, for the API and the wire. */
-export function unavailableReason(databaseId: string, status: DatabaseStatus, detail: string | null): string {
-  return status === 'creating'
-    ? `database "${databaseId}" is still being created`
-    : `database "${databaseId}" is unavailable: ${detail ?? 'its provider resource is gone'}`;
-}
+import {
+  type DatabaseChanges, type DatabaseRecord, decodeCursor, DEFAULT_DATABASE_NAME, DEFAULT_OWNER_ROLE, encodeCursor,
+  INSERT_DATABASE, isUniqueViolation, MAX_PAGE, mergeState, type NewDatabase, type Page, RESERVED_DATABASES,
+  SELECT_DATABASE, toRecord, unavailableReason, validateIdentifier, validateLabels, validateRoleName,
+} from './database-records.ts';
 
 const unavailable = (r: DatabaseRecord) => new DatabaseUnavailableError(unavailableReason(r.id, r.status, r.statusDetail));
 
@@ -197,8 +31,8 @@ export class Databases extends EventEmitter {
     /** Told of every committed change to a database's rows. */
     private readonly routes: RouteCache,
     private readonly regions: Regions,
-    private readonly computes: ComputeManager,
-    private readonly targetFor: (route: BranchRoute) => ComputeTarget,
+    /** Who runs each database's computes: this gateway, or the node it is placed on. */
+    private readonly owners: Owners,
     private readonly nodes: Nodes,
     private readonly defaultSuspendTimeoutSeconds: number,
     private readonly deletions: ProviderDeletions,
@@ -209,6 +43,7 @@ export class Databases extends EventEmitter {
   /** Creates the database and its owner role; the password is returned here only. */
   async create(input: NewDatabase): Promise<{ database: DatabaseRecord; password: string }> {
     const region = this.regions.get(input.region);
+    if (input.autoscaling && region.provider.name === 'local') checkFloorFitsHost(input.autoscaling);
     const databaseName = validateIdentifier('database_name', input.databaseName ?? DEFAULT_DATABASE_NAME, RESERVED_DATABASES);
     const ownerRole = validateRoleName(input.roleName ?? DEFAULT_OWNER_ROLE);
     const quotas = validateQuotas(input.quotas ?? {});
@@ -216,6 +51,10 @@ export class Databases extends EventEmitter {
     const password = generatePassword();
     const verifier = await makeScramVerifier(password);
     const suspendTimeout = input.suspendTimeoutSeconds ?? this.defaultSuspendTimeoutSeconds;
+    const durability = input.durability ?? 'async';
+    const labels = validateLabels(input.labels ?? {});
+    const otherRoles = (input.otherRoles ?? []).filter((r) => r !== ownerRole);
+    const otherVerifiers = await Promise.all(otherRoles.map(() => makeScramVerifier(generatePassword())));
     // A local database's data lives on one node: the one with the most room.
     const nodeId = region.provider.name === 'local' ? await this.nodes.place() : null;
 
@@ -227,15 +66,16 @@ export class Databases extends EventEmitter {
         const { rows } = await this.catalog.query(INSERT_DATABASE, [
           ids.databaseId, input.partnerId, input.userId, input.name ?? null, region.id, region.provider.name,
           databaseName, ownerRole, suspendTimeout, quotas, ids.branchId, ids.endpointId, verifier, nodeId, input.historyRetentionSeconds ?? null,
-          input.poolSize ?? null, input.computeUnits ?? null, pgVersion,
+          input.poolSize ?? null, input.autoscaling?.minCu ?? null, pgVersion, durability, labels, input.kind ?? 'database', input.templateId ?? null,
+          otherRoles, otherVerifiers, input.copyOf ?? null, input.autoscaling?.maxCu ?? null,
         ]);
         database = {
           id: ids.databaseId, partnerId: input.partnerId, userId: input.userId, name: input.name ?? null, region: region.id,
-          provider: region.provider.name, databaseName, ownerRole, roles: [ownerRole], endpointId: ids.endpointId,
+          provider: region.provider.name, databaseName, ownerRole, roles: [ownerRole, ...otherRoles], endpointId: ids.endpointId,
           branchId: ids.branchId, suspendTimeoutSeconds: suspendTimeout, historyRetentionSeconds: rows[0].effective_retention, quotas,
-          poolSize: input.poolSize ?? null, computeUnits: input.computeUnits ?? null, pgVersion,
+          poolSize: input.poolSize ?? null, autoscaling: rows[0].min_cu === null ? null : { minCu: rows[0].min_cu, maxCu: rows[0].max_cu }, recordedCu: 0, pgVersion, durability,
           createdAt: rows[0].created_at, lastActiveAt: null, status: 'ready', statusDetail: null,
-          nodeId, recordedState: 'suspended',
+          nodeId, recordedState: 'suspended', labels, templateId: input.templateId ?? null,
         };
       } catch (err) {
         // Generated names are random; a collision is rare and another draw fixes it.
@@ -244,16 +84,12 @@ export class Databases extends EventEmitter {
     }
 
     const ref: BranchRef = {
-      databaseId: database.id, branchId: database.branchId, root: true, region: region.id, databaseName, ownerRole, roles: [ownerRole], providerState: {},
-      suspendTimeoutSeconds: suspendTimeout, quotas, computeUnits: input.computeUnits ?? null, pgVersion,
+      databaseId: database.id, branchId: database.branchId, root: true, region: region.id, databaseName, ownerRole, roles: [ownerRole, ...otherRoles], providerState: {},
+      suspendTimeoutSeconds: suspendTimeout, quotas, autoscaling: database.autoscaling, pgVersion, durability,
+      ...(input.copyOf ? { copyOf: input.copyOf } : {}),
     };
     try {
-      if (nodeId && this.nodes.isRemote({ id: nodeId })) {
-        await this.nodes.ask(await this.nodes.record(nodeId), 'create', ref);
-        await this.finishCreate(database.id, {});
-      } else {
-        await this.finishCreate(database.id, await region.provider.create(ref));
-      }
+      await this.finishCreate(database.id, await this.owners.of(nodeId).create(region.provider, ref));
     } catch (err) {
       await this.catalog.query('DELETE FROM databases WHERE id = $1', [database.id]);
       await this.routes.changed(database.id);
@@ -269,12 +105,7 @@ export class Databases extends EventEmitter {
   async resumeCreate(databaseId: string): Promise<void> {
     const route = await routeByDatabase(this.catalog, databaseId);
     if (!route) return;
-    if (this.nodes.isRemote(route.node)) {
-      await this.nodes.ask(route.node!, 'create', branchRefOf(route));
-      return this.finishCreate(databaseId, {});
-    }
-    const state = await this.regions.get(route.region).provider.create(branchRefOf(route), { again: true });
-    await this.finishCreate(databaseId, state);
+    await this.finishCreate(databaseId, await this.owners.ofRoute(route).create(this.regions.get(route.region).provider, branchRefOf(route), true));
   }
 
   /** Keeps what the provider made and marks the database ready to serve. */
@@ -283,8 +114,8 @@ export class Databases extends EventEmitter {
   }
 
   /** The database, or 404 when it does not exist or belongs to another partner. */
-  async get(partnerId: string, id: string): Promise<DatabaseRecord> {
-    const { rows } = await this.catalog.query(`${SELECT_DATABASE} WHERE d.id = $1 AND d.partner_id = $2`, [id, partnerId]);
+  async get(partnerId: string, id: string, kind: 'database' | 'template' = 'database'): Promise<DatabaseRecord> {
+    const { rows } = await this.catalog.query(`${SELECT_DATABASE} WHERE d.id = $1 AND d.partner_id = $2 AND d.kind = $3`, [id, partnerId, kind]);
     if (!rows[0]) throw new NotFoundError(`database "${id}" not found`);
     return toRecord(rows[0]);
   }
@@ -293,7 +124,7 @@ export class Databases extends EventEmitter {
   async list(partnerId: string, opts: { userId?: string; nameContains?: string; limit?: number; cursor?: string } = {}): Promise<Page<DatabaseRecord>> {
     const limit = opts.limit ?? 100;
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) throw new BadRequestError(`limit: must be between 1 and ${MAX_PAGE}`);
-    const where = ['d.partner_id = $1'];
+    const where = ['d.partner_id = $1', `d.kind = 'database'`];
     const values: unknown[] = [partnerId];
     if (opts.userId !== undefined) {
       values.push(opts.userId);
@@ -338,35 +169,45 @@ export class Databases extends EventEmitter {
       values.push(changes.poolSize);
       sets.push(`pool_size = $${values.length}`);
     }
-    if (changes.computeUnits !== undefined) {
-      values.push(changes.computeUnits);
-      sets.push(`compute_units = $${values.length}`);
+    if (changes.autoscaling !== undefined) {
+      values.push(changes.autoscaling?.minCu ?? null, changes.autoscaling?.maxCu ?? null);
+      sets.push(`autoscaling_min_cu = $${values.length - 1}`, `autoscaling_max_cu = $${values.length}`);
+    }
+    if (changes.durability !== undefined) {
+      values.push(changes.durability);
+      sets.push(`durability = $${values.length}`);
     }
     if (changes.historyRetentionSeconds !== undefined) {
       values.push(changes.historyRetentionSeconds);
       sets.push(`history_retention_seconds = $${values.length}`);
+    }
+    if (changes.labels !== undefined) {
+      values.push(validateLabels(changes.labels));
+      sets.push(`labels = $${values.length}`);
     }
     if (changes.quotas !== undefined) {
       // A PATCH of quotas merges: named quotas change, the others stay.
       values.push(validateQuotas(changes.quotas));
       sets.push(`quotas = d.quotas || $${values.length}`);
     }
-    const settings = changes.suspendTimeoutSeconds !== undefined || changes.quotas !== undefined || changes.computeUnits !== undefined;
+    const settings = changes.suspendTimeoutSeconds !== undefined || changes.quotas !== undefined || changes.autoscaling !== undefined || changes.durability !== undefined;
     if (sets.length) {
       const before = settings ? await this.get(partnerId, id) : undefined;
       if (before && before.status !== 'ready') throw unavailable(before);
+      if (changes.autoscaling && before?.provider === 'local') checkFloorFitsHost(changes.autoscaling);
       const route = before ? await this.routeOf(before) : undefined;
       const effective = await this.catalog.tx(async (c) => {
         const { rows } = await c.query(
           `UPDATE databases d SET ${sets.join(', ')} FROM partners p WHERE d.id = $1 AND d.partner_id = $2 AND p.id = d.partner_id
-           RETURNING p.default_quotas || d.quotas AS effective_quotas, d.suspend_timeout_seconds, d.compute_units::float8`,
+           RETURNING p.default_quotas || d.quotas AS effective_quotas, d.suspend_timeout_seconds, d.durability, d.region,
+             COALESCE(d.autoscaling_min_cu, p.default_autoscaling_min_cu)::float8 AS min_cu, COALESCE(d.autoscaling_max_cu, p.default_autoscaling_max_cu)::float8 AS max_cu`,
           values,
         );
         if (!rows[0]) throw new NotFoundError(`database "${id}" not found`);
         if (route) {
           await this.regions.get(route.region).provider.updateSettings({
             ...branchRefOf(route), suspendTimeoutSeconds: rows[0].suspend_timeout_seconds, quotas: rows[0].effective_quotas,
-            computeUnits: rows[0].compute_units,
+            autoscaling: rows[0].min_cu === null ? null : { minCu: rows[0].min_cu, maxCu: rows[0].max_cu }, durability: rows[0].durability,
           });
         }
         return rows[0].effective_quotas as Quotas;
@@ -375,7 +216,10 @@ export class Databases extends EventEmitter {
       if (changes.quotas !== undefined) this.emit('quotas', id, effective);
     }
     const record = await this.get(partnerId, id);
-    if (changes.suspendTimeoutSeconds !== undefined) this.computes.retarget(this.targetFor(await this.routeOf(record)));
+    if (changes.suspendTimeoutSeconds !== undefined) {
+      const route = await this.routeOf(record);
+      this.owners.ofRoute(route).retarget(route);
+    }
     return record;
   }
 
@@ -386,23 +230,21 @@ export class Databases extends EventEmitter {
    * directory, or its Neon project). A failure there leaves the record, retried in the background
    * (ProviderDeletions) until done.
    */
-  async delete(partnerId: string, id: string): Promise<void> {
-    const record = await this.get(partnerId, id);
+  async delete(partnerId: string, id: string, kind: 'database' | 'template' = 'database'): Promise<void> {
+    const record = await this.get(partnerId, id, kind);
     const routes = (await routesOfDatabase(this.catalog, record.id)).reverse();
-    // A local database's branches on another node are deleted there (their data is on that node's disk).
-    const remote = routes.filter((r) => this.nodes.isRemote(r.node));
-    const here = routes.filter((r) => !this.nodes.isRemote(r.node));
+    const provider = this.regions.get(record.region).provider;
     await this.catalog.tx(async (c) => {
       const { rowCount } = await c.query('DELETE FROM databases WHERE id = $1 AND partner_id = $2', [id, partnerId]);
       if (!rowCount) throw new NotFoundError(`database "${id}" not found`);
-      const refs = here.map(branchRefOf);
-      const owed = this.regions.get(record.region).provider.rootDeletesAll ? refs.filter((r) => r.root) : refs;
+      const refs = routes.map(branchRefOf);
+      const owed = provider.rootDeletesAll ? refs.filter((r) => r.root) : refs;
       if (owed.length) await recordDeletion(c, record.id, record.region, partnerId, owed);
     });
     await this.routes.changed(id);
-    for (const route of remote) await this.nodes.ask(route.node!, 'delete', branchRefOf(route));
-    for (const route of here) await this.computes.remove(route.branchId);
-    if (here.length) await this.deletions.attempt(id);
+    // The owner stops the computes and drops their files; the provider's own deletion (the store's objects, a Neon project) is owed until done.
+    for (const route of routes) await this.owners.ofRoute(route).remove(route);
+    if (routes.length) await this.deletions.attempt(id);
   }
 
   /** Another login role, with the owner's rights; returns its password (shown once). */
@@ -421,8 +263,7 @@ export class Databases extends EventEmitter {
     // Roles belong to the database: every branch gets the new one.
     const provider = this.regions.get(record.region).provider;
     for (const route of await routesOfDatabase(this.catalog, id)) {
-      if (this.nodes.isRemote(route.node)) await this.nodes.ask(route.node!, 'sync-roles', branchRefOf(route));
-      else await this.keepState(id, await provider.syncRoles(branchRefOf(route)), undefined, route);
+      await this.keepState(id, await this.owners.ofRoute(route).syncRoles(provider, route), undefined, route);
     }
     return { database: updated, password };
   }
@@ -464,9 +305,16 @@ export class Databases extends EventEmitter {
   async suspend(partnerId: string, id: string): Promise<DatabaseRecord> {
     const record = await this.get(partnerId, id);
     const route = await this.routeOf(record);
-    if (this.nodes.isRemote(route.node)) await this.nodes.ask(route.node!, 'suspend', branchRefOf(route));
-    else await this.computes.suspend(record.branchId);
+    await this.owners.ofRoute(route).suspend(route);
     return record;
+  }
+
+  /** Starts the compute and stops it again, on the owning node (a partner template: its copy made, its first backup taken). */
+  async cycle(partnerId: string, id: string, kind: 'database' | 'template'): Promise<void> {
+    const route = await this.routeOf(await this.get(partnerId, id, kind));
+    const owner = this.owners.ofRoute(route);
+    await owner.wake(route);
+    await owner.suspend(route);
   }
 
   /** Starts the compute now (the first connection would otherwise); on the owning node. */
@@ -474,18 +322,13 @@ export class Databases extends EventEmitter {
     const record = await this.get(partnerId, id);
     if (record.status !== 'ready') throw unavailable(record);
     const route = await this.routeOf(record);
-    if (this.nodes.isRemote(route.node)) await this.nodes.ask(route.node!, 'wake', branchRefOf(route));
-    else await this.computes.wake(this.targetFor(route));
+    await this.owners.ofRoute(route).wake(route);
     return record;
   }
 
-  /** The compute's state: this node's manager knows its own computes; another node's are as recorded. */
-  stateOf(record: DatabaseRecord): { state: ComputeState; lastActiveAt: Date | null; connections: number } {
-    const compute = this.computes.info(record.branchId);
-    if (this.nodes.isRemote(record.nodeId === null ? null : { id: record.nodeId })) {
-      return { state: record.recordedState, lastActiveAt: record.lastActiveAt, connections: compute.connections };
-    }
-    return { state: compute.state, lastActiveAt: compute.lastActiveAt ?? record.lastActiveAt, connections: compute.connections };
+  /** The compute's state as its owner knows it, and the client sessions this gateway relays to it. */
+  stateOf(record: DatabaseRecord): OwnedState {
+    return this.owners.of(record.nodeId).state(record.branchId, { state: record.recordedState, lastActiveAt: record.lastActiveAt, connections: 0 });
   }
 
   private async routeOf(record: DatabaseRecord): Promise<BranchRoute> {

@@ -118,6 +118,17 @@ export class BranchRewoundError extends PgfleetError {
 }
 
 /**
+ * A commit waited for the store longer than PGFLEET_STORAGE_SYNC_TIMEOUT (a durability "sync"
+ * database, or an async one whose WAL waiting on its node passed PGFLEET_STORAGE_MAX_BACKLOG): its
+ * session ends without the commit acknowledged. 58030 (io_error): the storage did not take the write.
+ */
+export class StorageWaitError extends PgfleetError {
+  constructor(message: string) {
+    super(message, '58030', 503, 'storage_wait');
+  }
+}
+
+/**
  * A listener turned a connection away before its protocol began: a connection cap (53300, as
  * Postgres says for too many connections; HTTP 503), or a PROXY protocol header that is missing
  * from a trusted proxy, sent by anyone else, or malformed (08P01; HTTP 400). A peer that sent
@@ -126,5 +137,16 @@ export class BranchRewoundError extends PgfleetError {
 export class ListenerRefusal extends PgfleetError {
   constructor(message: string, sqlstate: '53300' | '08P01' = '53300', readonly silent = false) {
     super(message, sqlstate, sqlstate === '53300' ? 503 : 400, sqlstate === '53300' ? 'too_many_connections' : 'proxy_protocol');
+  }
+}
+
+/**
+ * An autoscaling range that cannot be: `invalid_autoscaling` (a bound off the 0.25 CU grid or out
+ * of 0.25–16, a floor above its ceiling), or `floor_exceeds_host` (a local floor larger than the
+ * whole host: floors are not reservations, but one compute cannot hold more than the host).
+ */
+export class AutoscalingError extends PgfleetError {
+  constructor(message: string, code: 'invalid_autoscaling' | 'floor_exceeds_host' = 'invalid_autoscaling') {
+    super(message, '22023', 400, code);
   }
 }

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import { Catalog } from './catalog/catalog.ts';
 import { RouteCache } from './catalog/route-cache.ts';
 import { type BranchRoute, branchRefOf } from './catalog/routes.ts';
-import { type ComputeTarget, ComputeManager } from './computes.ts';
+import { type ComputeTarget, ComputeManager, type TerminateScope } from './computes.ts';
 import type { Config } from './config.ts';
 import { NEON_DEFAULT_PG_VERSION, NEON_PG_VERSIONS } from './config-regions.ts';
 import { backfillPgVersions } from './catalog/pg-version-backfill.ts';
@@ -14,31 +14,41 @@ import { ComputeCgroups, detectCgroups } from './limits/cgroups.ts';
 import { PgInstalls } from './pg/install.ts';
 import { type OsUser, currentUser, isRoot, makeOwnedDir, resolveComputeUser } from './pg/os-user.ts';
 import { chooseRunDir } from './providers/local/layout.ts';
-import { LocalProvider } from './providers/local/local-provider.ts';
+import type { LocalProvider } from './providers/local/local-provider.ts';
+import { openLocalProvider } from './providers/local/open-local.ts';
+import { ComputeSizes } from './compute-sizes.ts';
+import { StorageMetrics } from './providers/local/storage-metrics.ts';
+import { Owners } from './nodes/owners.ts';
 import { NeonProvider } from './providers/neon/neon-provider.ts';
-import { Databases, unavailableReason } from './databases.ts';
+import { Databases } from './databases.ts';
+import { unavailableReason } from './database-records.ts';
 import { ConfigError, DatabaseUnavailableError } from './errors.ts';
-import { Branches } from './lifecycle/branches.ts';
-import { LocalBranching } from './lifecycle/local-branching.ts';
-import { NeonBranching } from './lifecycle/neon-branching.ts';
+import { Branches } from './branches.ts';
+import { LocalBranching } from './providers/local/branching.ts';
+import { NeonBranching } from './providers/neon/branching.ts';
 import { OperatorMetrics } from './metrics.ts';
 import { Partners } from './partners.ts';
 import { PROVIDER_USAGE_LOOKBACK_MS, PROVIDER_USAGE_PULL_MS, importProviderUsage } from './provider-usage.ts';
 import type { Quotas } from './quotas.ts';
 import { type Region, Regions } from './regions.ts';
 import { SecretBox, ensureSecretKey } from './secret-box.ts';
+import { MigrationKeys } from './migrations/migration-keys.ts';
+import { type Migrations, openMigrations } from './migrations/open.ts';
+import { PartnerTemplates } from './partner-templates.ts';
 import { UsageTracker } from './metering/usage-tracker.ts';
 import { ProviderDeletions } from './provider-sync/deletions.ts';
 import { SyncMetrics } from './provider-sync/metrics.ts';
 import { Reconciler } from './provider-sync/reconcile.ts';
 import { type Coordinator, INVALIDATE } from './coord/coordinator.ts';
 import { nodeIdOf, openCoordinator } from './coord/open.ts';
-import { QuotaError } from './errors.ts';
+import { PgfleetError } from './errors.ts';
 import type { Lease } from './computes.ts';
 import { nodeKey } from './nodes/node-link.ts';
 import { nodeLinkLimits } from './nodes/node-link-guard.ts';
 import { startNodeListener } from './nodes/node-listener.ts';
 import { Nodes } from './nodes/nodes.ts';
+import { fenceDeadNodes } from './nodes/fencing.ts';
+import { Drainer } from './nodes/drain.ts';
 import { Periodic } from './periodic.ts';
 import type { AuditLog } from './audit.ts';
 import type { BranchExpiry } from './branch-expiry.ts';
@@ -48,6 +58,7 @@ import { startOutbox } from './events/outbox.ts';
 import { RecentFailures } from './failures.ts';
 import { QuotaEvents } from './metering/quota-events.ts';
 import type { Webhooks } from './webhooks/webhooks.ts';
+import type { PoolSlots } from './workers/pool-slots.ts';
 
 // A cached route is read again after this long even if no change was heard of (a change made behind the API's back).
 const ROUTE_MAX_AGE_MS = 60_000;
@@ -77,6 +88,8 @@ export interface Core {
   partners: Partners;
   usage: UsageTracker;
   metrics: OperatorMetrics;
+  /** The sizes computes take (current_cu, the charts). */
+  sizes: ComputeSizes;
   /** JWT authentication: pgfleet's signing keys and tokens, partners' issuers, the proxy's token check. */
   jwt: JwtAuth;
   /** Provider deletions owed and retried until done. */
@@ -91,6 +104,8 @@ export interface Core {
   nodeId: string;
   /** The fleet's nodes: where local databases live, and the way to the others. */
   nodes: Nodes;
+  /** Moves this node's databases to other nodes (a drain). */
+  drainer: Drainer;
   /** The event log and webhook outbox: record() state changes here. */
   events: Events;
   webhooks: Webhooks;
@@ -99,6 +114,10 @@ export interface Core {
   branchExpiry: BranchExpiry;
   /** Refused logins seen by this gateway (the operator's console). */
   failures: RecentFailures;
+  /** Fleet-wide migrations: the jobs, and this gateway's runner (started once the proxy listens). */
+  migrations: Migrations;
+  /** Partner templates: copies of partners' databases that new databases are made from. */
+  templates: PartnerTemplates;
   /** What the compute manager needs for a branch the catalog routed to. */
   targetFor(route: BranchRoute): ComputeTarget;
   /** A session's hold on the branch's compute: here, or through the node that owns its data. */
@@ -106,7 +125,21 @@ export interface Core {
   stop(): Promise<void>;
 }
 
-export async function startCore(config: Config, log: Logger = createLogger(config.logLevel, config.logFormat)): Promise<Core> {
+/**
+ * What the proxy needs of the core: in one process the Core itself, in a proxy worker the one
+ * src/workers/worker-core.ts builds (leases and coordination from the primary).
+ */
+export type ProxyCore = Pick<Core, 'config' | 'log' | 'computes' | 'acquire' | 'metrics' | 'coord' | 'usage' | 'routes' | 'jwt' | 'failures'> & {
+  /** Proxy workers: pooled backends counted across workers against pool_size (undefined: this process alone). */
+  poolSlots?: PoolSlots;
+};
+
+export interface CoreOptions {
+  /** The coordinator when not Redis (the primary of proxy workers serves its own to them); default in-process. */
+  coordinator?: (nodeId: string) => Coordinator;
+}
+
+export async function startCore(config: Config, log: Logger = createLogger(config.logLevel, config.logFormat), opts: CoreOptions = {}): Promise<Core> {
   prepareDataDir(config.dataDir);
   const unlock = lockDataDir(config.dataDir);
   const cleanups: (() => Promise<void> | void)[] = [unlock];
@@ -134,7 +167,10 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     cleanups.push(() => events.settle());
 
     const nodeId = nodeIdOf(config);
-    const coord = await openCoordinator(config, nodeId, log);
+    const coord = config.redisUrl || !opts.coordinator ? await openCoordinator(config, nodeId, log) : opts.coordinator(nodeId);
+    // Several gateways share the catalog (REDIS_URL): placement, the node link, fencing. (A
+    // coordinator served to proxy workers is shared too, but within this node.)
+    const inFleet = config.redisUrl !== undefined;
     cleanups.push(() => coord.close());
     const computes = new ComputeManager({
       maxComputes: config.maxComputes, wakeTimeoutMs: config.wakeTimeoutMs, log, coord,
@@ -149,25 +185,57 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
       },
     });
     const cgroups = new ComputeCgroups(detectCgroups(config.compute.cgroups));
-    (cgroups.enabled ? log.info.bind(log) : log.warn.bind(log))({ cgroups: cgroups.host.kind, default_compute_units: config.compute.computeUnits }, `compute sizes: ${cgroups.describe()}`);
-    const local = new LocalProvider(
-      { dataDir: config.dataDir, runDir, installs, user, compute: config.compute, cgroups, startTimeoutMs: config.wakeTimeoutMs, log },
-      { onComputeExit: (branchId) => computes.computeExited(branchId) },
-    );
+    (cgroups.enabled ? log.info.bind(log) : log.warn.bind(log))({
+      cgroups: cgroups.host.kind, default_min_cu: config.compute.autoscaling.minCu, default_max_cu: config.compute.autoscaling.maxCu,
+    }, `compute sizes: ${cgroups.describe()}`);
+    const key = inFleet ? nodeKey(config.secretKey!) : undefined;
+    const nodes = new Nodes(nodeId, catalog, key, inFleet, config.wakeTimeoutMs + 10_000, config.storage.nodeDeadAfterSeconds,
+      inFleet && config.storage.offHost, log);
+    cleanups.push(() => nodes.stop());
+    const local = openLocalProvider(config, {
+      catalog, user, installs, runDir, cgroups, log,
+      node: { id: nodeId, generation: () => nodes.generation, canWrite: () => nodes.canWrite() },
+    }, {
+      onComputeExit: (branchId) => computes.computeExited(branchId),
+      onStuckCommits: (branchId, backendPids, reason) => computes.emit('terminate', branchId, reason, { backendPids } satisfies TerminateScope),
+    });
     cleanups.push(() => local.shutdown());
-    await local.clearOrphans();
+    const migrationKeys = new MigrationKeys(ensureSecretKey(config.dataDir, config.secretKey));
+    local.migrationKeys = (databaseId) => migrationKeys.keyOf(databaseId);
+    await local.files.clearOrphans();
     // Nothing runs after a (re)start until a connection or the API wakes it.
     // In a fleet, only this node's computes: the others' run on.
     await catalog.query(
-      `UPDATE computes c SET state = 'suspended', pid = NULL, updated_at = now() WHERE state <> 'suspended'
+      `UPDATE computes c SET state = 'suspended', pid = NULL, current_cu = 0, updated_at = now() WHERE (state <> 'suspended' OR current_cu <> 0)
          AND ($1::text IS NULL OR c.branch_id IN (SELECT b.id FROM branches b JOIN databases d ON d.id = b.database_id WHERE d.node_id = $1))`,
-      [coord.shared ? nodeId : null],
+      [inFleet ? nodeId : null],
     );
     recordComputeEvents(computes, events);
     const usage = new UsageTracker(catalog, computes, coord, {
-      flushSeconds: config.usageFlushSeconds, log, defaultComputeUnits: config.compute.computeUnits, quotaEvents: new QuotaEvents(events, log),
+      flushSeconds: config.usageFlushSeconds, log, defaultAutoscaling: config.compute.autoscaling, quotaEvents: new QuotaEvents(events, log),
+      sizeOf: (target) => (target.provider === local ? local.sizeOf(target.ref) : undefined),
     });
     const metrics = new OperatorMetrics(computes);
+    const sizes = new ComputeSizes(catalog, log);
+    local.onSizeChange = (c) => {
+      sizes.record(c.branchId, c.databaseId, c.to);
+      if (c.reason !== 'start' && c.reason !== 'stop') metrics.scalings.inc({ direction: c.to > c.from ? 'up' : 'down', reason: c.reason });
+    };
+    local.scaler.onTick = (cpuUs) => metrics.scalerCpuSeconds.inc(cpuUs / 1e6);
+    local.scaler.start();
+    cleanups.push(async () => {
+      local.scaler.stop();
+      await sizes.settled();
+    });
+    // Another provider's compute: its size as the provider tells it at its start, 0 at its stop.
+    computes.on('state', (branchId: string, state: string) => {
+      const target = computes.targetOf(branchId);
+      if (!target || target.provider === local || (state !== 'running' && state !== 'suspended')) return;
+      if (state === 'suspended') return sizes.record(branchId, target.ref.databaseId, 0);
+      void target.provider.currentUnits?.(target.ref).then((cu) => sizes.record(branchId, target.ref.databaseId, cu))
+        .catch((err) => log.warn({ err: String(err), branch: branchId }, 'could not read the compute size from its provider'));
+    });
+    local.metrics = new StorageMetrics(metrics.registry, local.running.gauges());
     // Cleanups run in reverse: computes stop (their last usage recorded), then usage is flushed.
     cleanups.push(() => usage.stop());
     cleanups.push(() => computes.shutdown());
@@ -187,6 +255,18 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
 
     const regions = new Regions(buildRegions(config, local, regionMajors, log));
     await backfillPgVersions(catalog, regions, local, log);
+    // The compute template of each local region's major is made (or fetched) now, in the background,
+    // rather than by the first connection's wake.
+    for (const id of regions.ids) {
+      const region = regions.get(id);
+      if (region.provider !== local || !installs.has(region.pgVersion)) continue;
+      const making = local.opts.storage.templates.ensure(installs.get(region.pgVersion))
+        .catch((err) => log.warn({ err: String(err), major: region.pgVersion }, 'could not make the compute template yet; the first wake tries again'));
+      // A stop waits for it: its initdb and compaction run processes of their own.
+      cleanups.push(async () => {
+        await making;
+      });
+    }
     const usagePull = setInterval(() => {
       const now = Date.now();
       void importProviderUsage(catalog, regions, new Date(now - PROVIDER_USAGE_LOOKBACK_MS), new Date(now), log)
@@ -203,38 +283,52 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
         ? { unavailable: new DatabaseUnavailableError(unavailableReason(route.databaseId, route.status, route.statusDetail)) }
         : {}),
     });
-    const key = coord.shared ? nodeKey(config.secretKey!) : undefined;
-    const nodes = new Nodes(nodeId, catalog, key, coord.shared, config.wakeTimeoutMs + 10_000, log);
+    const owners = new Owners(nodes, computes, targetFor);
     const routes = new RouteCache(catalog, coord, {
-      maxAgeMs: ROUTE_MAX_AGE_MS, maxEntries: ROUTES_KEPT, isRemote: (route) => nodes.isRemote(route.node),
+      maxAgeMs: ROUTE_MAX_AGE_MS, maxEntries: ROUTES_KEPT, keeps: (route) => owners.ofRoute(route).here,
     });
     // Each gateway signs its tokens with its own key; in a fleet every gateway verifies them all.
     const jwt = await openJwtAuth(config, catalog, routes, log, key ? { keys: new FleetKeys(catalog, nodeId), publish: () => nodes.beat() } : undefined);
-    cleanups.push(() => nodes.stop());
     const syncMetrics = new SyncMetrics(metrics.registry, catalog);
     const deletions = new ProviderDeletions(catalog, regions, syncMetrics, log.child({ part: 'deletions' }));
-    const databases = new Databases(catalog, routes, regions, computes, targetFor, nodes, config.defaultSuspendTimeoutSeconds, deletions);
+    const databases = new Databases(catalog, routes, regions, owners, nodes, config.defaultSuspendTimeoutSeconds, deletions);
     // A create (of a Neon project or branch) gives up after its operation timeout, twice with its queueing: later, its gateway is gone.
     const abandonedCreateMs = 2 * config.neon.operationTimeoutMs + 60_000;
-    const branches = new Branches(catalog, routes, regions, databases, computes, nodes, targetFor, log, config.history.retentionSeconds, abandonedCreateMs);
-    const localBranching = new LocalBranching(local, catalog, {
-      backupIntervalMs: config.history.baseBackupIntervalMs,
-      retentionOf: (ref) => branches.retentionSeconds(ref.databaseId),
-      log,
-    });
-    local.history = localBranching;
-    local.branching = localBranching;
+    const branches = new Branches(catalog, routes, regions, databases, computes, owners, nodes.fleet, targetFor, log, config.history.retentionSeconds, abandonedCreateMs);
+    local.branching = new LocalBranching(local, local.opts.storage, { backupIntervalMs: config.history.baseBackupIntervalMs, log });
     for (const id of regions.ids) {
       const { provider } = regions.get(id);
       if (provider instanceof NeonProvider) provider.branching = new NeonBranching(provider, id, catalog, log.child({ region: id }));
     }
+    const drainer = new Drainer({ catalog, events, nodes, computes, local, owners, routes, targetFor, log: log.child({ part: 'drain' }) });
     // Before anything is served: interrupted restores put back, half-made branches removed.
     await branches.recoverInterrupted();
     if (key) {
-      const listener = await startNodeListener({ catalog, computes, local, targetFor, branches, key, log, limits: nodeLinkLimits(config) }, config.node.host, config.node.port);
+      const listener = await startNodeListener({ catalog, computes, local, targetFor, branches, drainer, key, log, limits: nodeLinkLimits(config) }, config.node.host, config.node.port);
       cleanups.push(() => listener.close());
       await nodes.register(config.node.advertise ?? `${config.node.host}:${listener.port}`, config.maxComputes, () => computes.activeCount, () => jwt.keys.jwks());
+      // A node declared dead stops its computes at once; the fleet has placed their databases elsewhere.
+      nodes.on('fenced', () => {
+        local.running.fenceAll();
+        void local.files.dropMoved().catch((err) => log.warn({ err: String(err) }, 'could not drop the files of moved databases'));
+      });
+      nodes.on('lease-lost', () => local.running.fenceAll());
+      if (nodes.fencing) {
+        const fencing = new Periodic(() => fenceDeadNodes(catalog, events, config.storage.nodeDeadAfterSeconds, log), (err) => log.warn({ err: String(err) }, 'fencing dead nodes failed'));
+        fencing.start(nodes.heartbeatMs);
+        cleanups.push(() => fencing.stop());
+      }
     }
+    await local.files.dropMoved();
+    // Suspended databases' files go once the store holds them (PGFLEET_LOCAL_EVICT_AFTER, PGFLEET_LOCAL_CACHE_BYTES).
+    const storeWatch = new Periodic(() => local.running.watchStore(), (err) => log.warn({ err: String(err) }, 'store watch failed'));
+    storeWatch.start(1000);
+    cleanups.push(() => storeWatch.stop());
+    const eviction = new Periodic(() => local.files.evictIdle(), (err) => log.warn({ err: String(err) }, 'eviction of idle local files failed'));
+    eviction.start(Math.max(1000, Math.min(60_000, config.storage.evictAfterMs / 4)));
+    cleanups.push(() => eviction.stop());
+    // A stop may have taken the cache past PGFLEET_LOCAL_CACHE_BYTES: a pass at once.
+    if (config.storage.cacheBytes !== undefined) computes.on('state', (_branchId: string, state: string) => state === 'suspended' && eviction.runNow());
     const upkeep = new Periodic(() => branches.upkeep(), (err) => log.warn({ err: String(err) }, 'history upkeep failed'));
     upkeep.start(config.history.upkeepIntervalMs);
     cleanups.push(() => upkeep.stop());
@@ -252,26 +346,30 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
       usage.quotasChanged(databaseId, quotas);
       void coord.publish(INVALIDATE, { type: 'quotas', databaseId, quotas });
     });
-    // Sessions told why their compute stops (a quota) may be relayed by any gateway.
-    computes.on('terminate', (branchId: string, reason: QuotaError, fromFleet?: boolean) => {
-      if (!fromFleet && coord.shared) void coord.publish(INVALIDATE, { type: 'terminate', from: nodeId, branchId, message: reason.message, sqlstate: reason.sqlstate });
+    // Sessions told why their compute stops (a quota), or why their commit failed (the store), may be relayed by any gateway.
+    computes.on('terminate', (branchId: string, reason: PgfleetError, scope: TerminateScope = {}) => {
+      if (!scope.fromFleet && inFleet) {
+        void coord.publish(INVALIDATE, { type: 'terminate', from: nodeId, branchId, message: reason.message, sqlstate: reason.sqlstate, code: reason.code, backendPids: scope.backendPids });
+      }
     });
     coord.subscribe(INVALIDATE, (m) => {
-      if (m.type === 'terminate' && m.from !== nodeId) computes.emit('terminate', m.branchId, new QuotaError(m.message as string, m.sqlstate as string), true);
+      if (m.type !== 'terminate' || m.from === nodeId) return;
+      const reason = new PgfleetError(m.message as string, m.sqlstate as string, 503, m.code as string);
+      computes.emit('terminate', m.branchId, reason, { backendPids: m.backendPids as number[] | undefined, fromFleet: true } satisfies TerminateScope);
     });
     const partners = new Partners(catalog, databases, adminKeyHash);
     const outbox = await startOutbox({ config, catalog, events, branches, nodeId, metrics, log });
     cleanups.push(() => outbox.stop());
+    const migrations = openMigrations({
+      catalog, events, tokens: jwt.tokens, keys: migrationKeys, nodeId, leaseMs: config.events.migrationLeaseMs, computes, owners, log,
+    });
+    // Before the computes stop: a pass under way ends (the databases it was on finish) and lets its job go.
+    cleanups.push(() => migrations.runner.stop());
     return {
-      config, log, user, installs, runDir, adminKeyHash, catalog, local, regions, computes, databases, branches, partners, usage, metrics, jwt, coord, routes, nodeId, nodes, targetFor,
-      deletions, reconciler, events, webhooks: outbox.webhooks, audit: outbox.audit, branchExpiry: outbox.expiry, failures: new RecentFailures(),
-      async acquire(this: Core, route: BranchRoute): Promise<Lease> {
-        const target = this.targetFor(route);
-        if (target.unavailable) throw target.unavailable;
-        // The owning node counts the session on its compute for as long as the link is open.
-        if (nodes.isRemote(route.node)) return { address: nodes.addressOf({ ...route, node: route.node! }, target.ref), release: () => {} };
-        return computes.acquire(target);
-      },
+      config, log, user, installs, runDir, adminKeyHash, catalog, local, regions, computes, databases, branches, partners, usage, metrics, sizes, jwt, coord, routes, nodeId, nodes, drainer, targetFor,
+      deletions, reconciler, events, webhooks: outbox.webhooks, audit: outbox.audit, branchExpiry: outbox.expiry, failures: new RecentFailures(), migrations,
+      templates: new PartnerTemplates(catalog, databases, branches, regions, log.child({ part: 'templates' })),
+      acquire: (route: BranchRoute): Promise<Lease> => owners.ofRoute(route).acquire(route),
       stop: undo,
     };
   } catch (err) {

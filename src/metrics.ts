@@ -1,10 +1,13 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ComputeManager } from './computes.ts';
 
 /**
  * Operator metrics at GET /metrics: low cardinality (no per-database labels; billing reads those
  * from /metrics/usage). The doors count into these; compute wakes are counted here from the manager.
  */
+/** One registry's metrics as JSON, as a worker sends them. */
+export type MetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
+
 export class OperatorMetrics {
   readonly registry = new Registry();
   readonly connections = new Counter({
@@ -34,6 +37,35 @@ export class OperatorMetrics {
     name: 'pgfleet_api_request_duration_seconds', help: 'API latency by route and status',
     labelNames: ['method', 'route', 'status'] as const, buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [this.registry],
   });
+
+  readonly scalings = new Counter({
+    name: 'pgfleet_compute_scalings_total', help: 'Size changes of running local computes, by direction and reason (cpu_throttled, memory_limit, quiet, range)',
+    labelNames: ['direction', 'reason'] as const, registers: [this.registry],
+  });
+  readonly scalerCpuSeconds = new Counter({
+    name: 'pgfleet_scaler_cpu_seconds_total', help: "CPU time the scaler spent sampling computes' cgroups", registers: [this.registry],
+  });
+
+  /** Proxy workers' metrics (the primary of `pgfleet start` with PGFLEET_WORKERS): each worker's registry as JSON. */
+  private workers: (() => Promise<MetricsJson[]>) | undefined;
+
+  /** From now on, /metrics answers for the worker processes too (their series labelled `worker`). */
+  gatherWorkers(count: () => number, fetch: () => Promise<MetricsJson[]>): void {
+    this.workers = fetch;
+    new Gauge({
+      name: 'pgfleet_workers', help: 'Proxy worker processes running', registers: [this.registry],
+      collect() {
+        this.set(count());
+      },
+    });
+  }
+
+  /** The text /metrics answers: this process's registry, summed with its workers' by AggregatorRegistry. */
+  async text(): Promise<string> {
+    if (!this.workers) return this.registry.metrics();
+    const all = [await this.registry.getMetricsAsJSON(), ...await this.workers()];
+    return AggregatorRegistry.aggregate(all).metrics();
+  }
 
   constructor(computes: ComputeManager) {
     // Event-loop lag sampled every 100 ms, not prom-client's 10: its timer is what wakes an idle gateway most.

@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import type { CuRange } from './autoscaling.ts';
 import type { Catalog } from './catalog/catalog.ts';
 import type { Databases } from './databases.ts';
 import { NotFoundError } from './errors.ts';
@@ -8,6 +9,8 @@ export interface Partner {
   id: string;
   name: string;
   createdAt: Date;
+  /** The size range of its databases without their own; null = PGFLEET_AUTOSCALING. */
+  defaultAutoscaling: CuRange | null;
 }
 
 /**
@@ -22,7 +25,11 @@ const PARTNER_KEY_PREFIX = 'pgf_live';
 /** What generateApiKey makes for partners: the prefix and 32 random bytes in base64url. */
 const PARTNER_KEY_FORMAT = /^pgf_live_[A-Za-z0-9_-]{43}$/;
 
-const toPartner = (row: any): Partner => ({ id: row.id, name: row.name, createdAt: row.created_at });
+const toPartner = (row: any): Partner => ({
+  id: row.id, name: row.name, createdAt: row.created_at,
+  defaultAutoscaling: row.default_autoscaling_min_cu === null || row.default_autoscaling_min_cu === undefined
+    ? null : { minCu: Number(row.default_autoscaling_min_cu), maxCu: Number(row.default_autoscaling_max_cu) },
+});
 
 /** Partners and their API keys; keys are kept as SHA-256 hashes and shown once, when made. */
 export class Partners {
@@ -57,6 +64,14 @@ export class Partners {
   /** The history retention its databases get unless they set their own (null = pgfleet's default). */
   async setDefaultHistoryRetention(id: string, seconds: number | null): Promise<Partner> {
     const { rowCount } = await this.catalog.query('UPDATE partners SET default_history_retention_seconds = $2 WHERE id = $1', [id, seconds]);
+    if (!rowCount) throw new NotFoundError(`partner "${id}" not found`);
+    return this.get(id);
+  }
+
+  /** The size range its databases get unless they set their own (null = PGFLEET_AUTOSCALING). */
+  async setDefaultAutoscaling(id: string, range: CuRange | null): Promise<Partner> {
+    const { rowCount } = await this.catalog.query('UPDATE partners SET default_autoscaling_min_cu = $2, default_autoscaling_max_cu = $3 WHERE id = $1',
+      [id, range?.minCu ?? null, range?.maxCu ?? null]);
     if (!rowCount) throw new NotFoundError(`partner "${id}" not found`);
     return this.get(id);
   }

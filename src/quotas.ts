@@ -1,7 +1,7 @@
 import { BadRequestError } from './errors.ts';
 
 /** Per-calendar-month limits, and those that hold at any moment. */
-export const PERIOD_QUOTAS = ['compute_time_seconds', 'data_transfer_bytes', 'written_data_bytes'] as const;
+export const PERIOD_QUOTAS = ['compute_time_seconds', 'compute_unit_seconds', 'data_transfer_bytes', 'written_data_bytes'] as const;
 /** Client connections open at once: max_connections (null = unlimited), max_client_connections (null = the gateway's default). */
 export const CONNECTION_QUOTAS = ['max_connections', 'max_client_connections'] as const;
 export const QUOTA_NAMES = [...PERIOD_QUOTAS, 'storage_bytes', ...CONNECTION_QUOTAS] as const;

@@ -1,7 +1,6 @@
 // The pgfleet command: `pgfleet start` runs the gateway; the other commands drive its API.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -224,7 +223,9 @@ t.test('a command for every capability of the API, each with --json', async (t) 
   t.equal(await runCli(['whoami', '--url', apiUrl, '--key', key], () => {}), 1, 'the old key stops working');
   t.match(await json(['whoami'], rotated.api_key), { partner_id: made.id });
   t.match((await json(['keys', 'rotate'], ADMIN_KEY)).kid, /\S/);
-  t.equal(await runCli(['nodes', 'list', '--url', apiUrl, '--key', ADMIN_KEY], () => {}), 1, 'nodes list calls GET /v1/nodes, which this gateway lacks');
+  t.match((await pgfleet(['nodes', 'list', '--key', ADMIN_KEY])).stdout, /^\S+\tlive\t\S+\t\d+\/\d+ running\t\d+ databases$/m, 'nodes list: this gateway is the one node');
+  const alone = await pgfleet(['nodes', 'drain', JSON.parse((await pgfleet(['nodes', 'list', '--json', '--key', ADMIN_KEY])).stdout.split('\n')[0]).id, '--key', ADMIN_KEY]);
+  t.ok(alone.code !== 0 && /no other node|409/.test(alone.stderr), `a lone node cannot be drained: ${alone.stderr.trim()}`);
 });
 
 t.test('events --follow prints events as they happen', async (t) => {
@@ -239,32 +240,6 @@ t.test('events --follow prints events as they happen', async (t) => {
   const db = JSON.parse((await pgfleet(['db', 'create', '--user', 'tail', '--json'], { PGFLEET_API_KEY: made.api_key })).stdout);
   await until('the events of the new database', () => seen.includes(`"database_id":"${db.id}"`) && seen.includes('database.ready'), 20_000);
   t.same(seen.trim().split('\n').map((l) => JSON.parse(l).type), ['database.created', 'database.ready']);
-});
-
-t.test('nodes drain --wait: drains through POST /v1/nodes/:id/drain, then polls GET /v1/nodes until the node holds none', async (t) => {
-  // A stand-in for the fleet's node routes (GET /v1/nodes, POST /v1/nodes/:id/drain) answering as they are specified.
-  let left = 2;
-  const calls: string[] = [];
-  const server = http.createServer((req, res) => {
-    calls.push(`${req.method} ${req.url}`);
-    const node = () => ({ id: 'node-a', address: '10.0.0.1:7000', state: 'draining', generation: 1, heartbeat_at: new Date().toISOString(), max_computes: 100, running: 0, databases: left, database_ids: [] });
-    res.setHeader('content-type', 'application/json');
-    if (req.method === 'POST' && req.url === '/v1/nodes/node-a/drain') return res.writeHead(202).end(JSON.stringify(node()));
-    if (req.method === 'GET' && req.url === '/v1/nodes') {
-      left = Math.max(0, left - 1);
-      return res.end(JSON.stringify({ nodes: [node()] }));
-    }
-    res.writeHead(404).end(JSON.stringify({ error: { code: 'not_found', message: 'no route' } }));
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.teardown(() => new Promise((r) => server.close(r)));
-  const url = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
-  const r = await pgfleet(['nodes', 'drain', 'node-a', '--wait', '--url', url, '--key', ADMIN_KEY]);
-  t.equal(r.code, 0, r.stderr);
-  t.same(r.stdout.trim().split('\n'), ['draining node-a: 2 databases to move', 'node-a: 1 databases left', 'node-a: 0 databases left', 'node-a holds no database']);
-  t.same(calls, ['POST /v1/nodes/node-a/drain', 'GET /v1/nodes', 'GET /v1/nodes']);
-  const listed = await pgfleet(['nodes', 'list', '--url', url, '--key', ADMIN_KEY]);
-  t.match(listed.stdout, /^node-a\tdraining\t10\.0\.0\.1:7000\t0\/100 running\t0 databases$/m);
 });
 
 t.test('a port in use stops pgfleet start with the variable to change', async (t) => {

@@ -43,23 +43,25 @@ t.test('docker-compose.yml is valid under the Compose specification', async (t) 
   t.notOk(validate(broken), 'the schema does refuse a broken file');
 });
 
-t.test('it describes the fleet: catalog, Redis, two gateways, HAProxy, each with a health check, data in volumes', async (t) => {
+t.test('it describes the fleet: catalog, Redis, a store, two gateways, HAProxy, each with a health check, data in volumes', async (t) => {
   const services = compose.services as Record<string, any>;
-  t.same(Object.keys(services).sort(), ['catalog', 'gateway-1', 'gateway-2', 'haproxy', 'redis']);
-  for (const [name, service] of Object.entries(services)) t.ok(service.healthcheck?.test, `${name} has a health check`);
-  for (const name of ['catalog', 'redis', 'gateway-1', 'gateway-2']) {
+  t.same(Object.keys(services).sort(), ['catalog', 'gateway-1', 'gateway-2', 'haproxy', 'minio', 'minio-bucket', 'redis']);
+  // minio-bucket runs once (it makes the bucket) and has nothing to check afterwards.
+  for (const [name, service] of Object.entries(services)) if (service.restart !== 'no') t.ok(service.healthcheck?.test, `${name} has a health check`);
+  for (const name of ['catalog', 'redis', 'minio', 'gateway-1', 'gateway-2']) {
     const mounts = (services[name].volumes as string[]).map((v) => v.split(':')[0]);
     t.ok(mounts.some((m) => m in compose.volumes), `${name} keeps its data in a named volume`);
   }
   for (const name of ['gateway-1', 'gateway-2']) {
     t.equal(services[name].depends_on.catalog.condition, 'service_healthy', `${name} waits for the catalog`);
     t.equal(services[name].depends_on.redis.condition, 'service_healthy', `${name} waits for Redis`);
+    t.equal(services[name].depends_on['minio-bucket'].condition, 'service_completed_successfully', `${name} waits for the store's bucket`);
   }
   t.same(services.haproxy.ports, ['5432:5432', '8080:8080']);
 });
 
 t.test('every gateway variable is one pgfleet reads, and the set is a valid fleet config', async (t) => {
-  const configSource = fs.readFileSync(path.join(repoRoot, 'src', 'config.ts'), 'utf8') + fs.readFileSync(path.join(repoRoot, 'src', 'config-regions.ts'), 'utf8');
+  const configSource = ['config.ts', 'config-regions.ts', 'storage/storage-config.ts'].map((f) => fs.readFileSync(path.join(repoRoot, 'src', f), 'utf8')).join('');
   const dockerfile = fs.readFileSync(path.join(repoRoot, 'Dockerfile'), 'utf8');
   const imageEnv = Object.fromEntries([...dockerfile.matchAll(/(PGFLEET_\w+)=(\S+)/g)].map((m) => [m[1]!, m[2]!]));
   const vars = { PGFLEET_SECRET_KEY: 'ab'.repeat(32), PGFLEET_ADMIN_KEY: 'compose-admin-key-0123456789' };
@@ -76,6 +78,7 @@ t.test('every gateway variable is one pgfleet reads, and the set is a valid flee
     t.match(config.databaseUrl, /^postgres:\/\/pgfleet:.*@catalog:5432\/pgfleet$/);
     t.equal(config.node.advertise, `${name}:7000`);
     t.equal(config.node.port, 7000);
+    t.match(config.storage.location, { kind: 's3', bucket: 'pgfleet', prefix: 'fleet/', endpoint: 'http://minio:9000', pathStyle: true }, `${name} shares the MinIO store`);
     nodeIds.add(config.nodeId!);
   }
   t.equal(nodeIds.size, 2, 'each gateway is its own node');

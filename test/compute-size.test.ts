@@ -66,7 +66,7 @@ t.test('a local compute runs inside a cgroup of its size', { skip: host.kind ===
   const db = (await api.request('POST', '/v1/databases', { key, body: { user_id: 'sized', compute_units: 0.25 } })).body;
   t.equal((await api.request('POST', `/v1/databases/${db.id}/wake`, { key })).status, 200);
   const branchId = (await core.catalog.query('SELECT id FROM branches WHERE database_id = $1', [db.id])).rows[0].id as string;
-  const postmaster = core.local.pid(branchId)!;
+  const postmaster = core.local.running.pid(branchId)!;
   t.ok(postmaster, 'the compute runs');
   t.same(limitsOf(branchId), { cpuQuotaUs: 25_000, memoryBytes: 0.25 * CU_MEMORY_BYTES }, '0.25 CU: a quarter of a CPU, 1 GiB');
   t.ok(inCgroup(postmaster, branchId), 'the postmaster is in it');

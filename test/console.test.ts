@@ -8,7 +8,7 @@ import { ARTIFACTS, launchBrowser } from './browser.ts';
 import { psql, psqlError } from './proxy-helpers.ts';
 import { until } from './helpers.ts';
 
-const api = await startApi({ PGFLEET_USAGE_FLUSH_SECONDS: '1' });
+const api = await startApi({ PGFLEET_USAGE_FLUSH_SECONDS: '1', PGFLEET_AUTOSCALING: '0.25-1' });
 t.teardown(() => api.stop());
 const browser = await launchBrowser();
 t.teardown(() => browser.close());
@@ -130,6 +130,14 @@ t.test('the database page: connection strings, quotas saved through the API, usa
   t.ok(Number(await page.locator('figure[data-metric="written_data_bytes"]').getAttribute('data-points')) > 0, 'written data has points');
   await page.getByLabel('Periods', { exact: true }).selectOption('hourly');
   await until('hourly points', async () => /per hour/.test((await compute.locator('.plot').getAttribute('aria-label'))!) && Number(await compute.getAttribute('data-points')) > 0);
+  // The compute size: the range, the size now, its chart; the range changed from the page reaches the API.
+  const size = page.locator('section.size');
+  await until('the size chart', async () => (await size.locator('canvas').count()) > 0);
+  t.match(await size.locator('.plot').getAttribute('aria-label'), /^Compute size over the last hour: \d+ changes?, now [\d.]+ CU, range 0\.25–1 CU$/, 'the size chart and its range');
+  await page.getByLabel('Ceiling (it never goes above)').selectOption('0.5');
+  await page.getByRole('button', { name: 'Apply range' }).click();
+  await page.getByRole('status').filter({ hasText: 'Range applied' }).waitFor();
+  t.same((await api.request('GET', `/v1/databases/${created.id}`, { key: acme.key })).body.autoscaling, { min_cu: 0.25, max_cu: 0.5 }, 'the new range is in the API');
   await compute.getByText('As a table').click();
   t.ok(await compute.locator('tbody tr').count() >= 1, 'the table lists the periods with use');
   await shot('database.png');

@@ -23,7 +23,7 @@ interface Db {
 }
 
 const fleet: Fleet = await startFleet({ gateways: 3 });
-t.teardown(() => fleet.stop());
+t.teardown(() => fleet.stop(!t.passing()));
 const [g1, g2, g3] = fleet.gateways as [GatewayProcess, GatewayProcess, GatewayProcess];
 const catalog = new pg.Client({ connectionString: fleet.catalogUrl });
 await catalog.connect();

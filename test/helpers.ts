@@ -36,8 +36,9 @@ export function testRef(overrides: Partial<BranchRef> = {}): BranchRef {
     roles: ['alice'],
     suspendTimeoutSeconds: 300,
     quotas: {},
-    computeUnits: null,
+    autoscaling: null,
     pgVersion: 17,
+    durability: 'async',
     providerState: {},
     ...overrides,
   };

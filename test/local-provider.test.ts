@@ -2,29 +2,21 @@ import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import t from 'tap';
-import { createLogger } from '../src/log.ts';
-import { PgInstalls } from '../src/pg/install.ts';
-import { resolveComputeUser } from '../src/pg/os-user.ts';
-import { chooseRunDir } from '../src/providers/local/layout.ts';
-import { LocalProvider } from '../src/providers/local/local-provider.ts';
-import type { ComputeAddress } from '../src/providers/provider.ts';
-import { postmastersUnder, testConfig, testRef, uidOf } from './helpers.ts';
+import { branchRefOf, routeByDatabase } from '../src/catalog/routes.ts';
+import type { BranchRef, ComputeAddress } from '../src/providers/provider.ts';
+import { postmastersUnder, uidOf } from './helpers.ts';
+import { startProxyFixture } from './proxy-helpers.ts';
 
-const config = testConfig();
-const user = resolveComputeUser(config.computeUser);
-const installs = PgInstalls.discover(undefined, user, config.dataDir);
-const runDir = chooseRunDir(config.dataDir);
-fs.mkdirSync(runDir, { recursive: true, mode: 0o711 });
-const exits: string[] = [];
-const provider = new LocalProvider(
-  { dataDir: config.dataDir, runDir, installs, user, compute: config.compute, startTimeoutMs: 30_000, log: createLogger('warn') },
-  { onComputeExit: (branchId) => exits.push(branchId) },
-);
-t.teardown(async () => {
-  await provider.shutdown();
-  fs.rmSync(config.dataDir, { recursive: true, force: true });
-  fs.rmSync(runDir, { recursive: true, force: true });
-});
+const fx = await startProxyFixture();
+t.teardown(() => fx.stop());
+const provider = fx.core.local;
+const user = fx.core.user;
+
+/** A new database's main branch, as the provider is given it. */
+async function testRef(): Promise<BranchRef> {
+  const db = await fx.createDatabase();
+  return branchRefOf((await routeByDatabase(fx.core.catalog, db.database.id))!);
+}
 
 function clientFor(address: ComputeAddress, user: string, database: string): pg.Client {
   if (address.kind !== 'unix') throw new Error('expected a unix socket');
@@ -32,8 +24,8 @@ function clientFor(address: ComputeAddress, user: string, database: string): pg.
 }
 
 t.test('lifecycle: create, start, query, stop, start again, delete', async (t) => {
-  const ref = testRef();
-  await provider.create(ref);
+  const ref = await testRef();
+  await provider.create();
   const branchDir = provider.dataDirOf(ref);
   t.notOk(fs.existsSync(path.join(branchDir, 'pgdata')), 'create materializes nothing');
 
@@ -49,7 +41,7 @@ t.test('lifecycle: create, start, query, stop, start again, delete', async (t) =
       pg_has_role(current_user, 'pg_read_server_files', 'MEMBER') AS read_files,
       pg_has_role(current_user, 'pg_execute_server_program', 'MEMBER') AS run_programs,
       (SELECT datdba::regrole::text FROM pg_database WHERE datname = current_database()) AS owner`);
-  t.same(who.rows[0], { current_user: 'alice', current_database: 'app', superuser: false, read_files: false, run_programs: false, owner: 'alice' });
+  t.same(who.rows[0], { current_user: ref.ownerRole, current_database: 'app', superuser: false, read_files: false, run_programs: false, owner: ref.ownerRole });
   await t.rejects(c.query(`COPY notes FROM PROGRAM 'id'`), /permission denied|must be superuser|privilege/i, 'cannot run programs');
   await t.rejects(c.query(`SELECT pg_read_file('postgresql.conf')`), /permission denied/, 'cannot read server files');
   await c.end();
@@ -57,7 +49,6 @@ t.test('lifecycle: create, start, query, stop, start again, delete', async (t) =
   await provider.stop(ref);
   t.equal(provider.status(ref), 'stopped');
   t.same(postmastersUnder(branchDir), [], 'stop leaves no postmaster');
-  t.same(exits, [], 'a requested stop is not reported as a crash');
   await t.rejects(provider.start({ ...ref, pgVersion: 16 }), { name: 'ComputeStartError', message: `the data of database "${ref.databaseId}" is of Postgres 17, but the catalog says 16` },
     'data of another major is never started with the wrong binaries');
   await t.rejects(provider.start({ ...ref, pgVersion: 14 }), { name: 'ComputeStartError', message: /runs Postgres 14, which is not installed on this host \(installed: 15, 16, 17, 18\)/ });
@@ -75,10 +66,10 @@ t.test('lifecycle: create, start, query, stop, start again, delete', async (t) =
 });
 
 t.test('as root, each database\'s postmaster runs as an unprivileged OS user of its own', { skip: process.getuid?.() !== 0 && 'not root' }, async (t) => {
-  const [a, b] = [testRef(), testRef()];
+  const [a, b] = [await testRef(), await testRef()];
   await provider.start(a);
   await provider.start(b);
-  const [uidA, uidB] = [uidOf(provider.pid(a.branchId)!), uidOf(provider.pid(b.branchId)!)];
+  const [uidA, uidB] = [uidOf(provider.running.pid(a.branchId)!), uidOf(provider.running.pid(b.branchId)!)];
   t.not(uidA, 0);
   t.not(uidB, 0);
   t.not(uidA, uidB, 'two databases, two OS users');
@@ -91,7 +82,7 @@ t.test('as root, each database\'s postmaster runs as an unprivileged OS user of 
 });
 
 t.test('kill -9 mid-insert: the next start recovers every committed row', async (t) => {
-  const ref = testRef();
+  const ref = await testRef();
   const address = await provider.start(ref);
   const c = clientFor(address, ref.ownerRole, ref.databaseName);
   c.on('error', () => {});
@@ -105,11 +96,11 @@ t.test('kill -9 mid-insert: the next start recovers every committed row', async 
     }
   })().catch(() => {});
   while (committed < 200) await new Promise((r) => setTimeout(r, 5));
-  const pid = provider.pid(ref.branchId)!;
+  const pid = provider.running.pid(ref.branchId)!;
   process.kill(pid, 'SIGKILL');
   await writer;
   // The provider notices the death by itself.
-  while (!exits.includes(ref.branchId)) await new Promise((r) => setTimeout(r, 10));
+  while (provider.status(ref) !== 'stopped') await new Promise((r) => setTimeout(r, 10));
   t.equal(provider.status(ref), 'stopped', 'the death is noticed');
   // Backends outlive a SIGKILLed postmaster for a moment; the stale pid file must not block.
   const again = await provider.start(ref);
@@ -123,10 +114,10 @@ t.test('kill -9 mid-insert: the next start recovers every committed row', async 
 });
 
 t.test('a role added later exists after the next start', async (t) => {
-  const ref = testRef();
+  const ref = await testRef();
   await provider.start(ref);
   await provider.stop(ref);
-  await provider.syncRoles({ ...ref, roles: ['alice', 'reader'] });
+  await provider.syncRoles({ ...ref, roles: [ref.ownerRole, 'reader'] });
   const address = await provider.start(ref);
   const c = clientFor(address, 'reader', ref.databaseName);
   await c.connect();

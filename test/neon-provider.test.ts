@@ -7,7 +7,7 @@ import { NeonProvider, type NeonProviderOptions } from '../src/providers/neon/ne
 import { neonStateOf } from '../src/providers/neon/neon-state.ts';
 import type { BranchRef, ProviderState } from '../src/providers/provider.ts';
 import { SecretBox } from '../src/secret-box.ts';
-import { mergeState } from '../src/databases.ts';
+import { mergeState } from '../src/database-records.ts';
 import { FAKE_API_KEY, FakeNeon } from './fake-neon/fake-neon.ts';
 import { queryCompute as query } from './fake-neon/pgfleet-side.ts';
 import { testRef } from './helpers.ts';
@@ -83,13 +83,18 @@ t.test("wake=connect: no API call; the first connection wakes the endpoint throu
   await connecting.delete(ref);
 });
 
-t.test('compute units: the endpoint gets the size as a fixed autoscaling range; none named leaves Neon its default', async (t) => {
-  let sized = testRef({ region: 'aws-us-east-2', computeUnits: 0.5 });
+t.test('autoscaling: the endpoint gets the range as its autoscaling limits; current_cu from the endpoint; none named leaves Neon its default', async (t) => {
+  let sized = testRef({ region: 'aws-us-east-2', autoscaling: { minCu: 0.5, maxCu: 0.5 } });
   sized = keep(sized, await provider.create(sized));
   const endpoint = fake.mainEndpoint(fake.projects.get(neonStateOf(sized)!.projectId)!);
   t.same(endpoint.computeUnits, [0.5, 0.5], 'created with min = max = 0.5 CU');
-  await provider.updateSettings({ ...sized, computeUnits: 2 });
-  t.same(endpoint.computeUnits, [2, 2], 'a new size reaches the endpoint');
+  await provider.updateSettings({ ...sized, autoscaling: { minCu: 0.5, maxCu: 2 } });
+  t.same(endpoint.computeUnits, [0.5, 2], 'a new range reaches the endpoint (autoscaling_limit_min_cu / max_cu)');
+  const ranged = { ...sized, autoscaling: { minCu: 0.5, maxCu: 2 } };
+  endpoint.state = 'idle';
+  t.equal(await provider.currentUnits(ranged), 0, 'an idle endpoint holds nothing');
+  endpoint.state = 'active';
+  t.equal(await provider.currentUnits(ranged), 0.5, 'an active endpoint counts at its floor (Neon reports no live size)');
   await provider.delete(sized);
 
   let plain = testRef({ region: 'aws-us-east-2' });

@@ -1,8 +1,8 @@
 /** The pooler's hand-written pieces: message splitting, the SQL scan, the statement cache, startup settings. */
 import t from 'tap';
-import { FrameSplitter } from '../proxy/pool/frames.ts';
+import { FrameSplitter } from '../proxy/protocol/frame-splitter.ts';
 import { StatementCache, serverStatementName } from '../proxy/pool/prepared.ts';
-import { queryMessage } from '../proxy/pool/protocol.ts';
+import { queryMessage } from '../proxy/protocol/extended-query.ts';
 import { applySettingsSql, fingerprint, startupSettings } from '../proxy/pool/session-settings.ts';
 import { scanSql, splitStatements } from '../proxy/pool/sql-scan.ts';
 

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { promisify } from 'node:util';
 import { connectionInfo } from '../src/connection-uri.ts';
-import type { DatabaseRecord } from '../src/databases.ts';
+import type { DatabaseRecord } from '../src/database-records.ts';
 import { type Core, startCore } from '../src/gateway.ts';
 import { createLogger } from '../src/log.ts';
 import { type Proxy, type ProxyOptions, startProxy } from '../proxy/server.ts';

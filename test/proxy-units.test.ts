@@ -5,10 +5,10 @@ import { makeScramVerifier } from '../src/scram-verifier.ts';
 import { AuthLimiter } from '../proxy/auth-limiter.ts';
 import { pgfleetOptions, endpointFromPassword, endpointFromSni, endpointFromStartup } from '../proxy/endpoint.ts';
 import { AuthFailed, ConnectionRefused, ProtocolViolation } from '../proxy/errors.ts';
-import { parseSASLInitialResponse } from '../proxy/messages.ts';
+import { parseSASLInitialResponse } from '../proxy/protocol/messages.ts';
 import { ScramClient } from '../proxy/scram-client.ts';
 import { type AuthIO, passwordMatches, scramServer } from '../proxy/scram.ts';
-import { decodeStartup, encodeStartup } from '../proxy/startup.ts';
+import { decodeStartup, encodeStartup } from '../proxy/protocol/startup.ts';
 import { loadTlsIdentity, serverEndPoint } from '../proxy/tls-certs.ts';
 import { tmpDataDir } from './helpers.ts';
 

@@ -73,7 +73,7 @@ t.test('idle suspend after the timeout, wake with the data intact; idle-in-trans
 
   await query(fx, db, 'CREATE TABLE kept AS SELECT 42 AS answer');
   await untilState(fx, branchId, 'suspended');
-  t.equal(fx.core.local.pid(branchId), undefined, 'the postmaster is gone');
+  t.equal(fx.core.local.running.pid(branchId), undefined, 'the postmaster is gone');
   t.same((await query(fx, db, 'SELECT answer FROM kept')).rows, [{ answer: 42 }], 'woken with its data');
 
   const open = client(fx, db);
@@ -86,7 +86,7 @@ t.test('idle suspend after the timeout, wake with the data intact; idle-in-trans
   t.same((await open.query('SELECT count(*)::int AS n FROM kept')).rows, [{ n: 2 }]);
   await open.end();
   await untilState(fx, branchId, 'suspended');
-  t.equal(fx.core.local.pid(branchId), undefined, 'suspended once the session ended: the postmaster is gone');
+  t.equal(fx.core.local.running.pid(branchId), undefined, 'suspended once the session ended: the postmaster is gone');
 });
 
 t.test('at capacity the least recently used idle compute makes room; all busy → 53300', async (t) => {
@@ -120,13 +120,13 @@ t.test('kill -9 of a compute: the next connection recovers every committed row',
   const db = await fx.createDatabase();
   const branchId = db.database.branchId;
   await query(fx, db, 'CREATE TABLE rows AS SELECT g FROM generate_series(1, 1000) g');
-  const pid = fx.core.local.pid(branchId)!;
+  const pid = fx.core.local.running.pid(branchId)!;
   const suspended = untilState(fx, branchId, 'suspended');
   process.kill(pid, 'SIGKILL');
   await suspended;
-  t.equal(fx.core.local.pid(branchId), undefined, 'the crash is noticed: the provider let go of the dead postmaster');
+  t.equal(fx.core.local.running.pid(branchId), undefined, 'the crash is noticed: the provider let go of the dead postmaster');
   t.same((await query(fx, db, 'SELECT count(*)::int AS n FROM rows')).rows, [{ n: 1000 }]);
-  t.not(fx.core.local.pid(branchId), pid, 'a new postmaster');
+  t.not(fx.core.local.running.pid(branchId), pid, 'a new postmaster');
 });
 
 t.test('a compute that cannot start: every waiting client gets a clear error, no hang, and a retry later', async (t) => {

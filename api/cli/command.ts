@@ -109,3 +109,13 @@ export async function paginate(ctx: Context, path: string, key: string, each: (i
 }
 
 export const enc = encodeURIComponent;
+
+/** --label key=value[,key=value]: a labels map, or undefined when not given. */
+export function labelsOf(ctx: Context): Record<string, string> | undefined {
+  if (typeof ctx.v.label !== 'string') return undefined;
+  return Object.fromEntries(ctx.v.label.split(',').map((pair) => {
+    const at = pair.indexOf('=');
+    if (at < 1) throw new CliError('--label needs key=value[,key=value]');
+    return [pair.slice(0, at), pair.slice(at + 1)];
+  }));
+}

@@ -1,7 +1,8 @@
 /** `pgfleet db`, `roles`, `reset-password`, `tokens`, `quotas`, `usage`: a partner's databases. */
 import { CliError } from '../cli-error.ts';
 import { DUMP_TOKEN_TTL_SECONDS, type DumpedDatabase, type SessionToken, dump, restore } from '../tenant-dump.ts';
-import { type Command, type Context, arg, enc, fields, integer, need, paginate, print, printItem } from './command.ts';
+import { type Command, type Context, arg, enc, fields, integer, labelsOf, need, paginate, print, printItem } from './command.ts';
+import { rangeOption } from './sizes.ts';
 
 const dbPath = (ctx: Context, command: string) => `/v1/databases/${enc(arg(ctx, 0, 'a database id', command))}`;
 
@@ -15,6 +16,7 @@ function settings(ctx: Context) {
     history_retention_seconds: integer(ctx, 'retention'),
     pool_size: integer(ctx, 'pool-size'),
     compute_units: units === undefined ? undefined : Number(units),
+    autoscaling: rangeOption(ctx.v.autoscaling),
   };
 }
 
@@ -27,18 +29,20 @@ const lifecycle = (verb: 'suspend' | 'wake'): Command => ({
 });
 
 const QUOTA_OPTIONS: Record<string, string> = {
-  'compute-time': 'compute_time_seconds', transfer: 'data_transfer_bytes', written: 'written_data_bytes', storage: 'storage_bytes', 'max-connections': 'max_connections',
+  'compute-time': 'compute_time_seconds', 'compute-unit-seconds': 'compute_unit_seconds', transfer: 'data_transfer_bytes', written: 'written_data_bytes', storage: 'storage_bytes', 'max-connections': 'max_connections',
 };
 
 export const databaseCommands: Command[] = [
   {
-    name: 'db create', usage: '--user <user_id> [--name <name>] [--region <region>] [--pg-version <major>] [--suspend-timeout <s>] [--compute-units <cu>]',
+    name: 'db create', usage: '--user <user_id> [--name <name>] [--region <region>] [--pg-version <major>] [--suspend-timeout <s>] [--autoscaling <min-max>] [--compute-units <cu>] [--template <id>] [--label k=v,...]',
     summary: 'a new database for one of your users; prints its id and connection URI (the password is in it, shown once)',
     async run(ctx) {
       const user = need(ctx, 'user', 'db create', '<user_id>');
       const pgVersion = ctx.v['pg-version'] === undefined ? undefined : Number(ctx.v['pg-version']);
       if (pgVersion !== undefined && !Number.isInteger(pgVersion)) throw new CliError('--pg-version needs a Postgres major, such as 17');
-      const db = await ctx.api.call('POST', '/v1/databases', { user_id: user, region: ctx.v.region, pg_version: pgVersion, ...settings(ctx) });
+      const db = await ctx.api.call('POST', '/v1/databases', {
+        user_id: user, region: ctx.v.region, pg_version: pgVersion, template: ctx.v.template, labels: labelsOf(ctx), ...settings(ctx),
+      });
       print(ctx, db, () => [`id: ${db.id}`, `uri: ${db.connection_uri}   (the password is shown once)`]);
     },
   },
@@ -50,7 +54,8 @@ export const databaseCommands: Command[] = [
       if (typeof ctx.v.user === 'string') q.set('user_id', ctx.v.user);
       if (typeof ctx.v.search === 'string') q.set('q', ctx.v.search);
       if (typeof ctx.v.partner === 'string') q.set('partner_id', ctx.v.partner);
-      await paginate(ctx, `/v1/databases?${q}`, 'databases', (db) => printItem(ctx, db, `${db.id}\t${db.user_id}\t${db.region}\t${db.state}\t${db.host}`));
+      await paginate(ctx, `/v1/databases?${q}`, 'databases', (db) => printItem(ctx, db,
+        `${db.id}\t${db.user_id}\t${db.region}\t${db.state}\t${db.host}\t${db.current_cu} CU (${db.autoscaling.min_cu}-${db.autoscaling.max_cu})`));
     },
   },
   {
@@ -61,7 +66,7 @@ export const databaseCommands: Command[] = [
     },
   },
   {
-    name: 'db update', usage: '<database id> [--name <name>] [--suspend-timeout <s>] [--retention <s>] [--pool-size <n>] [--compute-units <cu>]',
+    name: 'db update', usage: '<database id> [--name <name>] [--suspend-timeout <s>] [--retention <s>] [--pool-size <n>] [--autoscaling <min-max>] [--compute-units <cu>]',
     summary: 'change its settings (quotas: pgfleet quotas set)',
     async run(ctx) {
       const db = await ctx.api.call('PATCH', dbPath(ctx, 'db update'), settings(ctx));
@@ -141,7 +146,7 @@ export const databaseCommands: Command[] = [
     },
   },
   {
-    name: 'quotas set', usage: '<database id> [--compute-time <s>] [--transfer <bytes>] [--written <bytes>] [--storage <bytes>] [--max-connections <n>]',
+    name: 'quotas set', usage: '<database id> [--compute-time <s>] [--compute-unit-seconds <s>] [--transfer <bytes>] [--written <bytes>] [--storage <bytes>] [--max-connections <n>]',
     summary: 'change quotas (per calendar month but storage and connections); "none" = unlimited; others stay as they are',
     async run(ctx) {
       const quotas: Record<string, number | null> = {};

@@ -6,10 +6,10 @@ import type { Catalog } from '../../src/catalog/catalog.ts';
 import type { ComputeManager } from '../../src/computes.ts';
 import { POOLER_SUFFIX, type PublicAddress, connectionInfo } from '../../src/connection-uri.ts';
 import type { Databases } from '../../src/databases.ts';
+import type { BranchRecord, Branches } from '../../src/branches.ts';
 import { BadRequestError } from '../../src/errors.ts';
 import type { Events, NewEvent } from '../../src/events/events.ts';
-import type { BranchRecord, Branches } from '../../src/lifecycle/branches.ts';
-import { parsePointInTime } from '../../src/lifecycle/point-in-time.ts';
+import { parsePointInTime } from '../../src/providers/point-in-time.ts';
 import { databaseScope, partnerOf } from '../auth.ts';
 import { caCertificateUrl } from '../ca-certificate.ts';
 import {

@@ -2,8 +2,12 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { POOLER_SUFFIX, type PublicAddress, connectionInfo } from '../../src/connection-uri.ts';
+import { type CuRange, parseRange, rangeView } from '../../src/autoscaling.ts';
 import type { Catalog } from '../../src/catalog/catalog.ts';
-import { type DatabaseRecord, type Databases, unavailableReason } from '../../src/databases.ts';
+import { AutoscalingError } from '../../src/errors.ts';
+import { type Databases } from '../../src/databases.ts';
+import { type DatabaseRecord, type NewDatabase, unavailableReason } from '../../src/database-records.ts';
+import type { PartnerTemplates } from '../../src/partner-templates.ts';
 import type { Events, NewEvent } from '../../src/events/events.ts';
 import { searchDatabases } from '../../src/operator-view.ts';
 import { databaseScope, partnerOf } from '../auth.ts';
@@ -16,6 +20,8 @@ import {
 
 export interface DatabaseRoutesOptions {
   databases: Databases;
+  /** A database made from a partner template (`template`). */
+  templates: PartnerTemplates;
   /** Where database.* and role.* events are recorded, right after each change. */
   events: Events;
   catalog: Catalog;
@@ -23,18 +29,28 @@ export interface DatabaseRoutesOptions {
   publicAddress: PublicAddress;
   /** PGFLEET_HISTORY_RETENTION: in effect where neither the database nor its partner sets one. */
   defaultHistoryRetentionSeconds: number;
-  /** PGFLEET_COMPUTE_UNITS: the size of a database that names none. */
-  defaultComputeUnits: number;
+  /** PGFLEET_AUTOSCALING: the range of a database that names none (nor its partner). */
+  defaultAutoscaling: CuRange;
   /** The version (17.10, or 17 where no more is known) that a region's computes of a major run. */
   postgresVersionOf: (region: string, major: number) => string;
 }
 
 const security = [{ apiKey: [] }];
+
+/** `autoscaling`, or `compute_units` as a fixed range (min = max); both at once is a 400. undefined = not named. */
+function rangeOfBody(body: { compute_units?: number | null; autoscaling?: unknown }): CuRange | null | undefined {
+  if (body.autoscaling !== undefined && body.compute_units !== undefined) {
+    throw new AutoscalingError('autoscaling: give either autoscaling or compute_units, not both');
+  }
+  if (body.compute_units !== undefined) return body.compute_units === null ? null : { minCu: body.compute_units, maxCu: body.compute_units };
+  if (body.autoscaling === undefined || body.autoscaling === null) return body.autoscaling as null | undefined;
+  return parseRange(body.autoscaling);
+}
 const tags = ['databases'];
 
 /** A partner's routes: its users' databases. Another partner's database answers 404, like a missing one. */
 export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = async (app, opts) => {
-  const { databases, events, catalog, idempotency, publicAddress, defaultHistoryRetentionSeconds, defaultComputeUnits, postgresVersionOf } = opts;
+  const { databases, templates, events, catalog, idempotency, publicAddress, defaultHistoryRetentionSeconds, defaultAutoscaling, postgresVersionOf } = opts;
   const record = (db: DatabaseRecord, type: NewEvent['type'], data: Record<string, unknown> = {}) =>
     events.recordAfter({ type, partnerId: db.partnerId, databaseId: db.id, data: { user_id: db.userId, name: db.name, ...data } });
 
@@ -42,6 +58,9 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
   const view = (db: DatabaseRecord, caUrl: string | null): DatabaseView => {
     const compute = databases.stateOf(db);
     const lastActive = compute.lastActiveAt;
+    const range = db.autoscaling ?? defaultAutoscaling;
+    // The size its node recorded; a compute that just started, before that record, holds its floor.
+    const currentCu = compute.state !== 'running' ? 0 : db.recordedCu || range.minCu;
     return {
       id: db.id,
       partner_id: db.partnerId,
@@ -60,13 +79,18 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
       history_retention_seconds: db.historyRetentionSeconds ?? defaultHistoryRetentionSeconds,
       quotas: db.quotas,
       pool_size: db.poolSize,
-      compute_units: db.computeUnits ?? defaultComputeUnits,
+      compute_units: range.maxCu,
+      autoscaling: rangeView(range),
+      current_cu: currentCu,
+      durability: db.durability,
       pooled_host: `${db.endpointId}${POOLER_SUFFIX}.${publicAddress.domain}`,
       ca_certificate_url: caUrl,
       state: db.status === 'ready' ? compute.state : db.status,
       ...(db.status === 'failed' ? { error: unavailableReason(db.id, db.status, db.statusDetail) } : {}),
       connections: compute.connections,
       last_active_at: lastActive ? lastActive.toISOString() : null,
+      labels: db.labels,
+      template: db.templateId,
       created_at: db.createdAt.toISOString(),
     };
   };
@@ -93,7 +117,7 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
     const partnerId = partnerOf(req);
     const { body } = req;
     const create = async () => {
-      const { database, password } = await databases.create({
+      const input: NewDatabase = {
         partnerId,
         userId: body.user_id,
         name: body.name,
@@ -104,9 +128,12 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
         historyRetentionSeconds: body.history_retention_seconds,
         quotas: body.quotas,
         poolSize: body.pool_size,
-        computeUnits: body.compute_units,
+        autoscaling: rangeOfBody(body),
+        durability: body.durability,
         pgVersion: body.pg_version,
-      });
+        labels: body.labels,
+      };
+      const { database, password } = await databases.create(body.template === undefined ? input : await templates.newDatabase(input, body.template));
       await record(database, 'database.created', { region: database.region, pg_version: database.pgVersion });
       if (database.status === 'ready') await record(database, 'database.ready', { region: database.region });
       const created: DatabaseCreatedView = { ...view(database, caUrl(req)), ...secrets(database, database.ownerRole, password) };
@@ -150,10 +177,10 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
       tags, security, params: IdParams, body: DatabaseUpdate, response: { 200: Database, ...errorResponses },
     },
   }, async (req) => {
-    const { name, suspend_timeout_seconds, history_retention_seconds, quotas, pool_size, compute_units } = req.body;
+    const { name, suspend_timeout_seconds, history_retention_seconds, quotas, pool_size, durability, labels } = req.body;
     const db = await databases.update(partnerOf(req), req.params.id, {
       name, suspendTimeoutSeconds: suspend_timeout_seconds, historyRetentionSeconds: history_retention_seconds, quotas, poolSize: pool_size,
-      computeUnits: compute_units,
+      autoscaling: rangeOfBody(req.body), durability, labels,
     });
     await record(db, 'database.updated', { changes: req.body });
     return view(db, caUrl(req));

@@ -1,10 +1,13 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { Partner as PartnerRecord, Partners } from '../../src/partners.ts';
+import { checkFloorFitsHost, parseRange, rangeView } from '../../src/autoscaling.ts';
 import { requireOperator } from '../auth.ts';
 import { IdParams, Partner, PartnerCreate, PartnerList, PartnerUpdate, PartnerWithKey, errorResponses } from '../schemas.ts';
 
-const view = (p: PartnerRecord) => ({ id: p.id, name: p.name, created_at: p.createdAt.toISOString() });
+const view = (p: PartnerRecord) => ({
+  id: p.id, name: p.name, created_at: p.createdAt.toISOString(), default_autoscaling: p.defaultAutoscaling && rangeView(p.defaultAutoscaling),
+});
 const security = [{ apiKey: [] }];
 
 /** Operator routes: partners and their API keys. */
@@ -27,10 +30,19 @@ export const partnerRoutes: FastifyPluginAsyncTypebox<{ partners: Partners }> = 
 
   app.patch('/v1/partners/:id', {
     schema: {
-      summary: "Change a partner's defaults for its databases: the history retention",
+      summary: "Change a partner's defaults for its databases: the history retention, the autoscaling range",
       tags: ['partners'], security, params: IdParams, body: PartnerUpdate, response: { 200: Partner, ...errorResponses },
     },
-  }, async (req) => view(await partners.setDefaultHistoryRetention(req.params.id, req.body.default_history_retention_seconds)));
+  }, async (req) => {
+    const { default_history_retention_seconds: retention, default_autoscaling: range } = req.body;
+    // Checked before anything changes: a bad range changes nothing.
+    const parsed = range === undefined || range === null ? range : parseRange(range, 'default_autoscaling');
+    if (parsed) checkFloorFitsHost(parsed, 'default_autoscaling');
+    let partner = await partners.get(req.params.id);
+    if (retention !== undefined) partner = await partners.setDefaultHistoryRetention(req.params.id, retention);
+    if (parsed !== undefined) partner = await partners.setDefaultAutoscaling(req.params.id, parsed);
+    return view(partner);
+  });
 
   app.delete('/v1/partners/:id', {
     schema: {

@@ -7,9 +7,9 @@
 import type { BranchRoute } from '../../src/catalog/routes.ts';
 import type { PoolSettings } from '../../src/config.ts';
 import { CapacityError } from '../../src/errors.ts';
-import type { Core } from '../../src/gateway.ts';
+import type { ProxyCore } from '../../src/gateway.ts';
 import { connectBackend } from '../backend.ts';
-import { errorResponse } from '../messages.ts';
+import { errorResponse } from '../protocol/messages.ts';
 import { PooledBackend } from './pooled-backend.ts';
 
 /** A client waiting for a backend. */
@@ -25,6 +25,8 @@ interface Waiting {
 
 /** A queued client hears why it waits after this long (or half its timeout, when shorter). */
 const NOTICE_AFTER_MS = 5000;
+/** Another proxy worker holds every slot of this pool (src/workers/pool-slots.ts): wait as for a busy pool. */
+const NO_SLOT = new Error('every slot of the pool is held by other workers');
 
 export class BackendPool {
   /** Idle backends, the longest idle first. */
@@ -41,13 +43,15 @@ export class BackendPool {
   serverParams: [string, string][] | undefined;
   /** Connected clients; the pool is dropped when it has neither clients nor backends. */
   clients = 0;
+  /** Another worker waits for a slot of this pool: the next backend that would idle closes instead. */
+  private wanted = false;
 
   constructor(
     readonly key: string,
     public route: BranchRoute,
     readonly role: string,
     readonly database: string,
-    private readonly core: Core,
+    private readonly core: ProxyCore,
     private readonly settings: PoolSettings,
     private readonly onEmpty: (pool: BackendPool) => void,
   ) {}
@@ -75,7 +79,12 @@ export class BackendPool {
   acquire(client: PoolWaiter): Promise<PooledBackend> {
     const idle = this.takeIdle();
     if (idle) return Promise.resolve(idle);
-    if (this.opened < this.size && this.waiting.size === 0) return this.open();
+    if (this.opened < this.size && this.waiting.size === 0) return this.open().catch((err) => (err === NO_SLOT ? this.wait(client) : Promise.reject(err)));
+    return this.wait(client);
+  }
+
+  /** In line for the next backend released (or slot freed). */
+  private wait(client: PoolWaiter): Promise<PooledBackend> {
     return new Promise((resolve, reject) => {
       const timeoutMs = this.settings.queueTimeoutMs;
       const waiting: Waiting = { resolve, reject, timers: [] };
@@ -120,7 +129,8 @@ export class BackendPool {
       waiting.resolve(backend);
       return;
     }
-    if (this.opened > this.size) {
+    if (this.opened > this.size || this.wanted) {
+      this.wanted = false;
       this.retire(backend);
       return;
     }
@@ -128,21 +138,35 @@ export class BackendPool {
     this.sweep();
   }
 
+  /** Another worker waits for a slot: an idle backend closes now, else the next one released. */
+  giveBack(): void {
+    const idle = this.idle.shift();
+    if (idle) this.retire(idle);
+    else this.wanted = true;
+  }
+
   private async open(): Promise<PooledBackend> {
     this.opened++;
     let lease;
+    const slots = this.core.poolSlots;
+    let slot = false;
     try {
+      if (slots && !(slot = await slots.take(this.key, this.size))) throw NO_SLOT;
       lease = await this.core.acquire(this.route);
       const params = new Map([['user', this.role], ['database', this.database]]);
       const session = await connectBackend(lease.address, params, this.route.endpointId, this.core.log, this.core.config.wakeTimeoutMs);
       const backend = new PooledBackend(session.socket, lease.address, session.pid, session.secret, lease, this.settings.maxPreparedStatements);
       this.serverParams ??= [...session.parameters];
-      backend.whenClosed(() => this.forget(backend));
+      backend.whenClosed(() => {
+        if (slot) slots!.give(this.key);
+        this.forget(backend);
+      });
       return backend;
     } catch (err) {
       lease?.release();
+      if (slot) slots!.give(this.key);
       this.opened--;
-      this.serveWaiting();
+      if (err !== NO_SLOT) this.serveWaiting();
       throw err;
     }
   }
@@ -162,12 +186,12 @@ export class BackendPool {
     this.dropIfEmpty();
   }
 
-  /** Room was made (a backend closed, an open failed): open for whoever waits first. */
-  private serveWaiting(): void {
+  /** Room was made (a backend closed, an open failed, another worker gave a slot back): open for whoever waits first. */
+  serveWaiting(): void {
     while (this.waiting.size > 0 && this.opened < this.size) {
       const [client, waiting] = this.waiting.entries().next().value!;
       this.cancelWait(client);
-      this.open().then(waiting.resolve, waiting.reject);
+      this.open().then(waiting.resolve, (err) => (err === NO_SLOT ? this.wait(client).then(waiting.resolve, waiting.reject) : waiting.reject(err)));
     }
   }
 

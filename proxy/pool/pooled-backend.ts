@@ -8,9 +8,10 @@
 import type { Duplex } from 'node:stream';
 import type { Lease } from '../../src/computes.ts';
 import type { ComputeAddress } from '../../src/providers/provider.ts';
-import { endsSession } from '../message-framing.ts';
-import { FrameSplitter } from './frames.ts';
-import { MSG, TX_IDLE } from './protocol.ts';
+import { endsSession } from '../protocol/message-framing.ts';
+import { FrameSplitter } from '../protocol/frame-splitter.ts';
+import { MSG, TX_IDLE } from '../protocol/codes.ts';
+import { TERMINATE } from '../protocol/messages.ts';
 import { StatementCache } from './prepared.ts';
 import type { Settings } from './session-settings.ts';
 
@@ -253,7 +254,7 @@ export class PooledBackend {
   /** Ends the connection politely (idle in the pool too long, pool shutting down). */
   close(): void {
     if (this.closed) return;
-    this.socket.end(Buffer.from([MSG.terminate, 0, 0, 0, 4]));
+    this.socket.end(TERMINATE);
   }
 
   private gone(): void {

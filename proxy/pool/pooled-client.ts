@@ -8,14 +8,15 @@
 import type { Duplex } from 'node:stream';
 import type { PgfleetError } from '../../src/errors.ts';
 import { type CancelTarget, sendCancel } from '../cancel.ts';
-import { errorFor, errorResponse, readyForQuery } from '../messages.ts';
+import { errorFor, errorResponse, readyForQuery } from '../protocol/messages.ts';
 import type { Session } from '../session.ts';
 import type { BackendPool, PoolWaiter } from './backend-pool.ts';
-import { FrameSplitter } from './frames.ts';
+import { FrameSplitter } from '../protocol/frame-splitter.ts';
+import { MSG, TARGET, TX_IDLE } from '../protocol/codes.ts';
 import {
-  MSG, TX_IDLE, bindPlain, closeComplete, commandComplete, copyFailMessage, executePlain, parseComplete, parseMessage,
-  parsePlain, queryMessage, queryText, readBindStatement, readParse, readTarget, renameIn, syncMessage, targetMessage,
-} from './protocol.ts';
+  bindPlain, closeComplete, commandComplete, copyFailMessage, executePlain, parseComplete, parseMessage, parsePlain,
+  queryMessage, queryText, readBindStatement, readParse, readTarget, renameIn, syncMessage, targetMessage,
+} from '../protocol/extended-query.ts';
 import { type ClientStatement, serverStatementName } from './prepared.ts';
 import type { BackendOwner, PooledBackend, Slot } from './pooled-backend.ts';
 import { type Settings, READ_SESSION_SQL, applySettingsSql, fingerprint } from './session-settings.ts';
@@ -290,14 +291,14 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
       case MSG.describe: {
         backend.unsynced = true;
         const target = readTarget(frame);
-        const statement = target.kind === 0x53 /* S */ ? this.prepared(backend, target.name) : undefined;
-        backend.send(statement ? targetMessage(MSG.describe, 'S', statement.serverName) : frame, SLOT_DESCRIBE);
+        const statement = target.kind === TARGET.statement ? this.prepared(backend, target.name) : undefined;
+        backend.send(statement ? targetMessage(MSG.describe, TARGET.statement, statement.serverName) : frame, SLOT_DESCRIBE);
         return;
       }
       case MSG.close: {
         backend.unsynced = true;
         const target = readTarget(frame);
-        if (target.kind === 0x53 /* S */ && target.name !== '') {
+        if (target.kind === TARGET.statement && target.name !== '') {
           // The backend keeps it for others; the client's name is gone.
           this.statements?.delete(target.name);
           backend.answer(closeComplete);
@@ -378,7 +379,7 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
 
   private prepareOn(backend: PooledBackend, statement: ClientStatement, slot: Slot): void {
     for (const evicted of backend.statements.add(statement.serverName)) {
-      backend.send(targetMessage(MSG.close, 'S', evicted), { ...SLOT_HIDDEN_CLOSE, done: (ok) => ok || backend.statements.add(evicted) });
+      backend.send(targetMessage(MSG.close, TARGET.statement, evicted), { ...SLOT_HIDDEN_CLOSE, done: (ok) => ok || backend.statements.add(evicted) });
     }
     const done = slot.done;
     backend.send(parseMessage(statement.serverName, statement.rest), {

@@ -6,14 +6,14 @@
 import type { Duplex } from 'node:stream';
 import type { BranchRoute } from '../../src/catalog/routes.ts';
 import { CapacityError } from '../../src/errors.ts';
-import type { Core } from '../../src/gateway.ts';
+import type { ProxyCore } from '../../src/gateway.ts';
 import { type CancelKeys, pooledClientPid } from '../cancel.ts';
 import { ConnectionRefused } from '../errors.ts';
-import { backendKeyData, parameterStatus, readyForQuery } from '../messages.ts';
+import { backendKeyData, parameterStatus, readyForQuery } from '../protocol/messages.ts';
 import type { Session } from '../session.ts';
 import { BackendPool, type PoolWaiter } from './backend-pool.ts';
 import { PooledClient } from './pooled-client.ts';
-import { TX_IDLE } from './protocol.ts';
+import { TX_IDLE } from '../protocol/codes.ts';
 import { startupSettings } from './session-settings.ts';
 
 export interface PooledConnect {
@@ -32,7 +32,11 @@ export class Pooler {
   private readonly pools = new Map<string, BackendPool>();
   private clients = 0;
 
-  constructor(private readonly core: Core, private readonly cancels: CancelKeys, private readonly resetSessions = true) {}
+  constructor(private readonly core: ProxyCore, private readonly cancels: CancelKeys, private readonly resetSessions = true) {
+    // Proxy workers share each pool's size (src/workers/pool-slots.ts).
+    core.poolSlots?.onFreed((key) => this.pools.get(key)?.serveWaiting());
+    core.poolSlots?.onWanted((key) => this.pools.get(key)?.giveBack());
+  }
 
   /** Pooled clients connected to this gateway. */
   get clientCount(): number {

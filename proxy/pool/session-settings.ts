@@ -4,7 +4,7 @@
  * whichever backend serves it, only when that backend's differ.
  */
 import { ConnectionRefused } from '../errors.ts';
-import { NOT_SETTINGS } from '../startup.ts';
+import { NOT_SETTINGS } from '../protocol/startup.ts';
 
 /** Setting name (lower case) → value, as `pg_settings.setting` shows it. */
 export type Settings = Map<string, string>;

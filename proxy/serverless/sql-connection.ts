@@ -9,8 +9,8 @@ import type { DatabaseError } from 'pg-protocol/dist/messages';
 import { Parser } from 'pg-protocol/dist/parser';
 import type { ComputeAddress } from '../../src/providers/provider.ts';
 import type { BackendSession } from '../backend.ts';
-import { FrameSplitter } from '../pool/frames.ts';
-import { MSG } from '../pool/protocol.ts';
+import { FrameSplitter } from '../protocol/frame-splitter.ts';
+import { MSG } from '../protocol/codes.ts';
 
 /** Postgres refused a statement; `fields` are its ErrorResponse fields, for the client. */
 export class StatementError extends Error {

@@ -10,6 +10,7 @@ import { Duplex } from 'node:stream';
 import { PgfleetError } from '../../src/errors.ts';
 import { Parser } from 'pg-protocol/dist/parser';
 import type { DatabaseError } from 'pg-protocol/dist/messages';
+import { MSG } from '../protocol/codes.ts';
 import WebSocket from 'ws';
 
 const NORMAL = 1000;
@@ -72,7 +73,7 @@ export function webSocketStream(ws: WebSocket): Duplex {
 
 /** The message of an ErrorResponse that ends `chunk`, if it is one. */
 function errorMessageOf(chunk: Buffer | undefined): string | undefined {
-  if (!chunk || chunk[0] !== 0x45 /* E */) return undefined;
+  if (!chunk || chunk[0] !== MSG.error) return undefined;
   let message: string | undefined;
   try {
     new Parser().parse(chunk, (m) => {

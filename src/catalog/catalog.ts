@@ -17,7 +17,20 @@ export class Catalog {
     readonly pool: pg.Pool,
     private readonly server: PostgresServer | undefined,
     private readonly state: { closing: boolean },
+    /** How another process of this gateway (a proxy worker) reaches the same catalog. */
+    readonly url: string,
   ) {}
+
+  /** A pool on a catalog another process of this gateway opened (and migrated). */
+  static async connect(url: string, max: number, log: Logger): Promise<Catalog> {
+    const pool = new pg.Pool({ connectionString: url, max, idleTimeoutMillis: 30_000 });
+    const state = { closing: false };
+    pool.on('connect', (client) => client.on('error', (err) => {
+      if (!state.closing) log.warn({ err: err.message }, 'catalog connection error');
+    }));
+    pool.on('error', () => {});
+    return new Catalog(pool, undefined, state, url);
+  }
 
   /**
    * Connects to DATABASE_URL, or starts the embedded catalog Postgres under dataDir/catalog,
@@ -82,7 +95,8 @@ export class Catalog {
       await server?.stop();
       throw err;
     }
-    return new Catalog(pool, server, state);
+    const url = opts.databaseUrl ?? `postgresql://${ADMIN_ROLE}@/postgres?host=${encodeURIComponent(path.join(opts.runDir, 'catalog'))}`;
+    return new Catalog(pool, server, state, url);
   }
 
   query<R extends pg.QueryResultRow = any>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>> {

@@ -15,7 +15,7 @@ export async function backfillPgVersions(catalog: Catalog, regions: Regions, loc
        FROM databases d JOIN branches b ON b.database_id = d.id WHERE d.pg_version IS NULL GROUP BY d.id`);
   if (rows.length === 0) return;
   const majors = rows.map((row) => {
-    const onDisk = row.provider === 'local' ? row.branches.map((b) => local.dataPgVersion(row.region, row.id, b)).find((m) => m !== undefined) : undefined;
+    const onDisk = row.provider === 'local' ? row.branches.map((b) => local.files.dataPgVersion({ region: row.region, databaseId: row.id, branchId: b })).find((m) => m !== undefined) : undefined;
     return onDisk ?? (regions.find(row.region) ?? regions.default).pgVersion;
   });
   await catalog.query(

@@ -20,8 +20,8 @@ export interface RouteCacheOptions {
   maxAgeMs: number;
   /** Routes kept at most; the oldest go first. */
   maxEntries: number;
-  /** Whether a route's database is served by another node (such routes are not kept). */
-  isRemote(route: BranchRoute): boolean;
+  /** Whether a route may be kept in memory (a database placed on another node: no, its node's address and heartbeat change without an API call). */
+  keeps(route: BranchRoute): boolean;
 }
 
 interface Entry {
@@ -56,7 +56,7 @@ export class RouteCache extends EventEmitter {
     if (pending && pending.epoch === this.epoch) return pending.route;
     const epoch = this.epoch;
     const route = routeByEndpoint(this.catalog, endpointId).then((r) => {
-      if (r && epoch === this.epoch && this.coord.listening && !this.opts.isRemote(r)) this.keep(endpointId, r);
+      if (r && epoch === this.epoch && this.coord.listening && this.opts.keeps(r)) this.keep(endpointId, r);
       return r;
     }).finally(() => {
       if (this.loading.get(endpointId)?.route === route) this.loading.delete(endpointId);

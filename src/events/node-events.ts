@@ -1,4 +1,4 @@
-import type { Events } from './events.ts';
+import type { Events, Queryable } from './events.ts';
 
 /**
  * The fleet's operator events, one call each where the fleet code learns of them (the drain's
@@ -12,9 +12,10 @@ export function recordNodeDrained(events: Events, node: { id: string; startedAt:
   });
 }
 
-export function recordNodeLost(events: Events, node: { id: string; generation: number; silentSeconds: number; databases: string[] }): Promise<boolean> {
+/** `db`: the transaction that fences the node, so that the event and the fencing commit together. */
+export function recordNodeLost(events: Events, node: { id: string; generation: number; silentSeconds: number; databases: string[] }, db?: Queryable): Promise<boolean> {
   return events.record({
     id: `evt_node_lost_${node.id}_g${node.generation}`, type: 'node.lost', partnerId: null,
     data: { node_id: node.id, generation: node.generation, silent_seconds: Math.round(node.silentSeconds), databases: node.databases },
-  });
+  }, db);
 }

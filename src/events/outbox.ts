@@ -2,7 +2,7 @@ import { AuditLog } from '../audit.ts';
 import { BranchExpiry } from '../branch-expiry.ts';
 import type { Catalog } from '../catalog/catalog.ts';
 import type { Config } from '../config.ts';
-import type { Branches } from '../lifecycle/branches.ts';
+import type { Branches } from '../branches.ts';
 import type { Logger } from '../log.ts';
 import { reportUsage } from '../metering/usage-reports.ts';
 import type { OperatorMetrics } from '../metrics.ts';

@@ -22,6 +22,12 @@ export const EVENT_TYPES = {
   'role.created': 'a role was added to a database',
   'role.password_reset': 'a role got a new password',
   'usage.recorded': 'usage of a database in one hour (sent once the hour has settled; a later correction is one more record)',
+  'migration.finished': 'a fleet-wide migration reached every database it selected (data: counts per outcome)',
+  'migration.failed': 'a fleet-wide migration stopped after max_failures databases failed',
+  'migration.paused': 'a fleet-wide migration was paused',
+  'migration.cancelled': 'a fleet-wide migration was cancelled; the databases it had not reached are skipped',
+  'template.created': 'a partner template was made from a database',
+  'template.deleted': 'a partner template was deleted',
   'node.drained': 'a node gave its databases to other nodes (operator)',
   'node.lost': 'a node went silent and its databases went elsewhere (operator)',
 } as const;

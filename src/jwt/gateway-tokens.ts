@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import { type JWTPayload, SignJWT, jwtVerify } from 'jose';
-import type { DatabaseRecord } from '../databases.ts';
+import type { DatabaseRecord } from '../database-records.ts';
 import { BadRequestError, TokenError } from '../errors.ts';
 import type { FleetKeys } from './fleet-keys.ts';
 import { SIGNING_ALG, type SigningKeys } from './signing-keys.ts';

@@ -60,6 +60,16 @@ export class SigningKeys {
     return store;
   }
 
+  /** Takes in keys another process of this gateway made in the same directory (the primary of proxy workers rotated). */
+  async reload(): Promise<void> {
+    const known = new Set(this.keys.map((k) => k.seq));
+    for (const name of fs.readdirSync(this.dir).filter((f) => KEY_FILE.test(f)).sort()) {
+      const file = path.join(this.dir, name);
+      const stored = JSON.parse(fs.readFileSync(file, 'utf8')) as StoredKey;
+      if (!known.has(stored.seq)) this.keys = [...this.keys, await load(stored, file)].sort((a, b) => a.seq - b.seq);
+    }
+  }
+
   /** The key that signs new tokens. */
   current(): { kid: string; privateKey: CryptoKey } {
     const key = this.keys[this.keys.length - 1]!;

@@ -11,14 +11,24 @@ export const MAX_COMPUTE_UNITS = 16;
 export const isComputeUnits = (cu: number): boolean => cu >= MIN_COMPUTE_UNITS && cu <= MAX_COMPUTE_UNITS && Number.isInteger(cu * 4);
 
 /** CFS period: the CPU cap is `cu` periods of CPU time per period, spread over any number of cores. */
-const CPU_PERIOD_US = 100_000;
+export const CPU_PERIOD_US = 100_000;
+
+/** A compute's size now, its floor (its CPU weight) and its ceiling (where its memory limit is hard). */
+export interface CgroupSize {
+  cu: number;
+  floorCu: number;
+  ceilingCu: number;
+}
 
 /** What the host lets pgfleet do to bound each compute's CPU and memory. */
 export type CgroupHost =
   /** cgroup v2 with cpu and memory delegated to pgfleet's own cgroup (e.g. systemd Delegate=yes). */
   | { kind: 'v2'; parent: string }
-  /** cgroup v1: a writable cpu hierarchy and a writable memory hierarchy. */
-  | { kind: 'v1'; cpuParent: string; memoryParent: string }
+  /**
+   * cgroup v1: a writable cpu hierarchy and a writable memory hierarchy; the cpuacct one (CPU
+   * time used) when it is mounted apart from cpu and writable (co-mounted, its files are in cpu's).
+   */
+  | { kind: 'v1'; cpuParent: string; memoryParent: string; cpuacctParent?: string }
   | { kind: 'none'; why: string };
 
 interface Mount { dir: string; fstype: string; options: string[] }
@@ -80,7 +90,9 @@ export function detectCgroups(enabled: boolean): CgroupHost {
   if (cpu && memory) {
     const cpuParent = makeParent(path.join(cpu.dir, ownCgroup('cpu') ?? '/'));
     const memoryParent = makeParent(path.join(memory.dir, ownCgroup('memory') ?? '/'));
-    if (cpuParent && memoryParent) return { kind: 'v1', cpuParent, memoryParent };
+    const cpuacct = all.find((m) => m.fstype === 'cgroup' && m.options.includes('cpuacct'));
+    const cpuacctParent = cpuacct && cpuacct !== cpu ? makeParent(path.join(cpuacct.dir, ownCgroup('cpuacct') ?? '/')) : undefined;
+    if (cpuParent && memoryParent) return { kind: 'v1', cpuParent, memoryParent, ...(cpuacctParent ? { cpuacctParent } : {}) };
   }
   if (v2) return { kind: 'none', why: 'cgroup v2 without the cpu and memory controllers delegated to pgfleet\'s cgroup (systemd: Delegate=yes)' };
   return { kind: 'none', why: cpu && memory ? 'the cgroup hierarchies are not writable (pgfleet is not root)' : 'no cgroup cpu and memory controllers' };
@@ -138,16 +150,17 @@ export class ComputeCgroups {
   dirsOf(name: string): string[] {
     switch (this.host.kind) {
       case 'v2': return [path.join(this.host.parent, name)];
-      case 'v1': return [path.join(this.host.cpuParent, name), path.join(this.host.memoryParent, name)];
+      case 'v1': return [path.join(this.host.cpuParent, name), path.join(this.host.memoryParent, name),
+        ...(this.host.cpuacctParent ? [path.join(this.host.cpuacctParent, name)] : [])];
       default: return [];
     }
   }
 
   /** Creates the compute's group with its limits and moves the postmaster's process tree into it. */
-  place(name: string, postmasterPid: number, computeUnits: number): void {
+  place(name: string, postmasterPid: number, size: CgroupSize): void {
     if (!this.enabled) return;
     for (const dir of this.dirsOf(name)) fs.mkdirSync(dir, { recursive: true });
-    this.resize(name, computeUnits);
+    this.resize(name, size);
     for (const dir of this.dirsOf(name)) {
       for (const pid of processTree(postmasterPid)) {
         try {
@@ -159,22 +172,38 @@ export class ComputeCgroups {
     }
   }
 
-  /** Sets the limits of an existing group (a running compute's size changes at once). */
-  resize(name: string, computeUnits: number): void {
-    const quota = Math.round(computeUnits * CPU_PERIOD_US);
-    const memory = String(Math.round(computeUnits * CU_MEMORY_BYTES));
+  /**
+   * Sets the limits of an existing group (a running compute's size changes at once): a CPU cap and
+   * a memory limit of `cu`, a CPU weight in proportion to the floor (what it gets when the host is
+   * short). Below its ceiling a compute at its memory limit is paused, not killed, until the scaler
+   * raises it (v1: the OOM killer off; v2: memory.high at the size, memory.max at the ceiling);
+   * at its ceiling the limit is hard.
+   */
+  resize(name: string, size: CgroupSize): void {
+    const quota = Math.round(size.cu * CPU_PERIOD_US);
+    const memory = Math.round(size.cu * CU_MEMORY_BYTES);
+    const atCeiling = size.cu >= size.ceilingCu;
     const write = (dir: string, file: string, value: string | number) => fs.writeFileSync(path.join(dir, file), String(value));
     if (this.host.kind === 'v2') {
       const [dir] = this.dirsOf(name);
       write(dir!, 'cpu.max', `${quota} ${CPU_PERIOD_US}`);
-      write(dir!, 'cpu.weight', Math.max(1, Math.round(100 * computeUnits)));
-      write(dir!, 'memory.max', memory);
+      write(dir!, 'cpu.weight', Math.max(1, Math.min(10_000, Math.round(100 * size.floorCu))));
+      write(dir!, 'memory.max', Math.round(size.ceilingCu * CU_MEMORY_BYTES));
+      write(dir!, 'memory.high', atCeiling ? 'max' : memory);
     } else if (this.host.kind === 'v1') {
       const [cpu, mem] = this.dirsOf(name);
       write(cpu!, 'cpu.cfs_period_us', CPU_PERIOD_US);
       write(cpu!, 'cpu.cfs_quota_us', quota);
-      write(cpu!, 'cpu.shares', Math.max(2, Math.round(1024 * computeUnits)));
-      write(mem!, 'memory.limit_in_bytes', memory);
+      write(cpu!, 'cpu.shares', Math.max(2, Math.round(1024 * size.floorCu)));
+      // At the ceiling the limit goes up first, then the OOM killer is back (a paused task fits by
+      // then, or is killed only if it still does not); below it the killer is off before the limit moves.
+      if (atCeiling) {
+        write(mem!, 'memory.limit_in_bytes', memory);
+        write(mem!, 'memory.oom_control', 0);
+      } else {
+        write(mem!, 'memory.oom_control', 1);
+        write(mem!, 'memory.limit_in_bytes', memory);
+      }
     }
   }
 

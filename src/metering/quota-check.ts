@@ -11,6 +11,8 @@ export interface UsageStanding {
 /** The stored metric each period quota limits, and how a limit reads to a user. */
 export const PERIOD_METRIC: Record<(typeof PERIOD_QUOTAS)[number], { metric: UsageMetric; scale: number }> = {
   compute_time_seconds: { metric: 'compute_time_ms', scale: 1000 },
+  /** The size held × running time (a compute that scaled up uses it faster). */
+  compute_unit_seconds: { metric: 'compute_unit_ms', scale: 1000 },
   data_transfer_bytes: { metric: 'data_transfer_bytes', scale: 1 },
   written_data_bytes: { metric: 'written_data_bytes', scale: 1 },
 };

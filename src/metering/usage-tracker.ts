@@ -1,3 +1,4 @@
+import type { CuRange } from '../autoscaling.ts';
 import type { Logger } from 'pino';
 import type { Catalog } from '../catalog/catalog.ts';
 import type { BranchRoute } from '../catalog/routes.ts';
@@ -65,8 +66,10 @@ export class UsageTracker {
     private readonly opts: {
       flushSeconds: number;
       log: Logger;
-      /** The size of a compute whose database names none (compute unit time = size × running time). */
-      defaultComputeUnits: number;
+      /** The range of a compute whose database names none: its floor is the size counted when no other is known. */
+      defaultAutoscaling: CuRange;
+      /** The size a compute holds now, where this node scales it (compute unit time = size × running time). */
+      sizeOf?: (target: ComputeTarget) => number | undefined;
       /** Told each standing checked against quotas (80% and 100% become events). */
       quotaEvents?: QuotaEvents;
     },
@@ -80,6 +83,8 @@ export class UsageTracker {
     computes.on('state', (branchId: string, state: string) => this.onState(branchId, state));
     computes.on('connections', (branchId: string, n: number) => this.onConnections(branchId, n));
     computes.addStopHook((target) => this.sample(target));
+    // A stop stores its last WAL and maybe a base backup: storage is what the store holds after it.
+    computes.addStoppedHook((target) => this.sample(target));
     this.timers.push(setInterval(() => this.tick(), TICK_MS), setInterval(() => void this.collect().catch(() => {}), opts.flushSeconds * 1000));
     for (const t of this.timers) t.unref();
   }
@@ -119,7 +124,8 @@ export class UsageTracker {
   /** Accrues a span up to now, split at hour boundaries. */
   private accrue(span: Span, metric: UsageMetric, now = Date.now()): void {
     if (this.meters(span.owner.branchId, metric)) {
-      const units = this.computes.targetOf(span.owner.branchId)?.ref.computeUnits ?? this.opts.defaultComputeUnits;
+      const target = this.computes.targetOf(span.owner.branchId);
+      const units = (target && this.opts.sizeOf?.(target)) ?? (target?.ref.autoscaling ?? this.opts.defaultAutoscaling).minCu;
       for (const [bucket, ms] of splitByHour(span.since, now)) {
         this.ledger.record(span.owner, metric, ms, bucket);
         if (metric === 'compute_time_ms') this.ledger.record(span.owner, 'compute_unit_ms', ms * units, bucket);
@@ -196,7 +202,7 @@ export class UsageTracker {
     for (const [branchId, span] of this.running) {
       const quotas = this.quotas.get(span.owner.databaseId);
       if (!quotas) continue;
-      const running = ['compute_time_seconds', 'data_transfer_bytes'] as const;
+      const running = ['compute_time_seconds', 'compute_unit_seconds', 'data_transfer_bytes'] as const;
       const flagged = this.coord.shared ? await this.flagged(span.owner.databaseId, quotas) : undefined;
       const standing = await this.standing(span.owner.databaseId);
       this.opts.quotaEvents?.note(span.owner, quotas, standing);

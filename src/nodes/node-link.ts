@@ -11,7 +11,7 @@ import crypto from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { PgfleetError } from '../errors.ts';
-import type { BranchCall } from '../lifecycle/branches.ts';
+import type { BranchCall } from '../branch-calls.ts';
 import type { BranchRef } from '../providers/provider.ts';
 
 export const NODE_CIPHERS = 'ECDHE-PSK-CHACHA20-POLY1305:ECDHE-PSK-AES256-CBC-SHA384';
@@ -22,8 +22,9 @@ const MAX_LINE = 64 * 1024;
  * asking node routed it, or a branch lifecycle call (branch, restore, reset, delete) on a database.
  */
 export type NodeRequest =
-  | { op: 'connect' | 'cancel' | 'wake' | 'suspend' | 'delete' | 'create' | 'sync-roles'; ref: BranchRef }
-  | { op: 'branches'; call: BranchCall };
+  | { op: 'connect' | 'cancel' | 'wake' | 'suspend' | 'delete' | 'sync-roles'; ref: BranchRef }
+  | { op: 'branches'; call: BranchCall }
+  | { op: 'drain' };
 
 export type NodeReply = { ok: true; result?: unknown } | { ok: false; message: string; sqlstate: string; httpStatus: number; code: string };
 

@@ -9,7 +9,8 @@ import type { Duplex } from 'node:stream';
 import type { Catalog } from '../catalog/catalog.ts';
 import { type BranchRoute, routeByBranch } from '../catalog/routes.ts';
 import type { ComputeManager, ComputeTarget, Lease } from '../computes.ts';
-import type { Branches } from '../lifecycle/branches.ts';
+import type { Branches } from '../branches.ts';
+import type { Drainer } from './drain.ts';
 import { NotFoundError, PgfleetError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { LocalProvider } from '../providers/local/local-provider.ts';
@@ -23,6 +24,7 @@ export interface NodeListenerDeps {
   local: LocalProvider;
   targetFor(route: BranchRoute): ComputeTarget;
   branches: Branches;
+  drainer: Drainer;
   key: Buffer;
   log: Logger;
   limits: NodeLinkLimits;
@@ -76,8 +78,9 @@ export async function startNodeListener(deps: NodeListenerDeps, host: string, po
     try {
       const request = JSON.parse(await readLine(socket)) as NodeRequest;
       clearTimeout(timer); // the request is in: a wake may take up to the wake timeout
-      if (request.op === 'branches') {
-        writeLine(socket, { ok: true, result: await deps.branches.call(request.call) } satisfies NodeReply);
+      if (request.op === 'branches' || request.op === 'drain') {
+        const result = request.op === 'branches' ? await deps.branches.call(request.call) : await deps.drainer.start();
+        writeLine(socket, { ok: true, result } satisfies NodeReply);
         socket.end();
         return;
       }
@@ -99,9 +102,6 @@ export async function startNodeListener(deps: NodeListenerDeps, host: string, po
           break;
         case 'suspend':
           await computes.suspend(ref.branchId);
-          break;
-        case 'create':
-          await local.create(ref);
           break;
         case 'sync-roles':
           await local.syncRoles(ref);

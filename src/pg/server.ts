@@ -208,7 +208,8 @@ export class PostgresServer extends EventEmitter {
     if (!peerOnly) return {};
     const dir = path.dirname(pgdata);
     const files = {
-      hba_file: [path.join(dir, 'pgfleet_hba.conf'), 'local all all peer map=gateway\n'],
+      // The replication line admits pgfleet's WAL receiver (src/providers/local/wal-streamer.ts); tenants have no REPLICATION.
+      hba_file: [path.join(dir, 'pgfleet_hba.conf'), 'local all all peer map=gateway\nlocal replication all peer map=gateway\n'],
       ident_file: [path.join(dir, 'pgfleet_ident.conf'), this.identMap()],
     } as const;
     const settings: Record<string, string> = {};

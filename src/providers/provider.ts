@@ -1,4 +1,7 @@
-import type { Branching } from '../lifecycle/branching.ts';
+import type { CuRange } from '../autoscaling.ts';
+import type pg from 'pg';
+import type { PgfleetError } from '../errors.ts';
+import type { PointInTime } from './point-in-time.ts';
 import type { Quotas } from '../quotas.ts';
 
 /**
@@ -21,10 +24,17 @@ export interface BranchRef {
   /** Idle seconds before the compute is suspended; 0 = never. */
   suspendTimeoutSeconds: number;
   quotas: Quotas;
-  /** Compute units (1 CU = 1 CPU, 4 GiB); null = the gateway's default (PGFLEET_COMPUTE_UNITS). */
-  computeUnits: number | null;
+  /** The compute's size range in compute units (1 CU = 1 CPU, 4 GiB); null = the gateway's default (PGFLEET_AUTOSCALING). */
+  autoscaling: CuRange | null;
   /** The Postgres major of the database's computes (every branch's). */
   pgVersion: number;
+  /** 'sync': a commit is acknowledged only once its WAL is in the store (local computes). */
+  durability: 'async' | 'sync';
+  /**
+   * A root branch that starts as a copy of this branch's data (a partner template's, src/partner-templates.ts):
+   * its first start copies it (as a branch would) instead of starting from the empty compute template.
+   */
+  copyOf?: string;
   /** What the provider asked the catalog to keep for this database/branch (ids at Neon, say). */
   providerState: ProviderState;
 }
@@ -67,6 +77,8 @@ export interface UsageSample {
 export interface ProviderEvents {
   /** A compute ended without being asked to (a crash, a kill -9). */
   onComputeExit?: (branchId: string, detail: string) => void;
+  /** Commits of these backends waited too long for the store: their sessions must end with `reason` (never acknowledged). */
+  onStuckCommits?: (branchId: string, backendPids: number[], reason: PgfleetError) => void;
 }
 
 /** A resource a provider made for a database (a Neon project), as the provider lists it. */
@@ -108,6 +120,8 @@ export interface Provider {
   addressFor?(ref: BranchRef, running: ComputeAddress): ComputeAddress;
   /** Fast shutdown; resolves once it has stopped. */
   stop(ref: BranchRef): Promise<void>;
+  /** The size in compute units the branch's compute holds now (0 when it is not running); asked at its start. */
+  currentUnits?(ref: BranchRef): Promise<number>;
   /** Stops the compute and removes every file or remote resource of the branch. */
   delete(ref: BranchRef): Promise<void>;
   /** Deleting a database's root branch deletes its other branches with it (a Neon project): they need no delete of their own. */
@@ -130,4 +144,40 @@ export interface Provider {
   branching?: Branching;
   /** Stops every compute this provider runs (pgfleet shutting down). */
   shutdown(): Promise<void>;
+}
+
+/**
+ * Runs inside the catalog transaction that makes a restore or reset take effect; `kept` is what the
+ * provider keeps for the branch a restore makes of the state before it.
+ */
+export type CommitStep = (tx: pg.ClientBase, kept?: ProviderState) => Promise<void>;
+
+/** What a provider does for history, branches and point-in-time restore. */
+export interface Branching {
+  /** A branch with children can be deleted (they move up to its parent); false: delete them first. */
+  readonly deletesBranchesWithChildren: boolean;
+  /** The earliest moment `at` may name for this branch; undefined = no history (only "now"). */
+  earliest(ref: BranchRef, retentionSeconds: number): Promise<Date | undefined>;
+  /**
+   * Gives the new branch `child` the data of `source` as it is now, or as it was at `at`.
+   * `running` says whether source's compute runs (it keeps running: the copy is made online).
+   * Returns the state to keep for `child`.
+   */
+  branch(source: BranchRef, child: BranchRef, at: PointInTime | undefined, running: boolean): Promise<ProviderState>;
+  /**
+   * Rewinds `ref` (its compute stopped) to `at`; what it held until now becomes the branch
+   * `before`'s. `commit` runs in the catalog transaction that makes it so.
+   */
+  restore(ref: BranchRef, at: PointInTime, before: BranchRef, commit: CommitStep): Promise<void>;
+  /** `ref` (its compute stopped) becomes a copy of `parent` as it is now. */
+  reset(ref: BranchRef, parent: BranchRef, parentRunning: boolean, commit: CommitStep): Promise<void>;
+  /** Removes history older than the retention window. */
+  prune(ref: BranchRef, retentionSeconds: number): Promise<void>;
+  /** Takes a base backup of a running compute when its newest is older than the interval. */
+  backupIfDue(ref: BranchRef, retentionSeconds: number): Promise<void>;
+  /**
+   * At start, before anything is served: puts back the files of restores and resets a crash
+   * interrupted, or finishes a branch the provider had already made (it is then 'ready').
+   */
+  recoverInterrupted(): Promise<void>;
 }

@@ -8,7 +8,7 @@ import t from 'tap';
 import type { NodeListenerDeps } from '../../src/nodes/node-listener.ts';
 import { startNodeListener } from '../../src/nodes/node-listener.ts';
 import { askNode, nodeKey } from '../../src/nodes/node-link.ts';
-import { encodeStartup } from '../../proxy/startup.ts';
+import { encodeStartup } from '../../proxy/protocol/startup.ts';
 import { psql } from '../proxy-helpers.ts';
 import { startProxyFixture } from '../proxy-helpers.ts';
 import { flood, until } from './flood.ts';

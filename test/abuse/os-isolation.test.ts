@@ -21,9 +21,9 @@ t.test('a compute\'s OS user reaches nothing of other tenants or of the catalog'
   for (const db of [a, b]) t.equal(await psql(f.conninfo(db), 'SELECT 1'), '1', 'through pgfleet each tenant connects');
   const refOf = async (endpoint: string) => branchRefOf((await routeByEndpoint(f.core.catalog, endpoint))!);
   const [refA, refB] = [await refOf(a.endpointId), await refOf(b.endpointId)];
-  const uid = uidOf(f.core.local.pid(refA.branchId)!);
-  const gid = Number(/^Gid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${f.core.local.pid(refA.branchId)}/status`, 'utf8'))![1]);
-  t.not(uid, uidOf(f.core.local.pid(refB.branchId)!), 'the two computes run as different OS users');
+  const uid = uidOf(f.core.local.running.pid(refA.branchId)!);
+  const gid = Number(/^Gid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${f.core.local.running.pid(refA.branchId)}/status`, 'utf8'))![1]);
+  t.not(uid, uidOf(f.core.local.running.pid(refB.branchId)!), 'the two computes run as different OS users');
 
   /** Runs a command as tenant A's OS user; resolves its exit status and output. */
   const asTenantA = async (cmd: string, args: string[]) => {

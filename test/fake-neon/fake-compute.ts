@@ -7,6 +7,7 @@ import { ADMIN_ROLE, PostgresServer } from '../../src/pg/server.ts';
 import { type HistoryEnd, markHistoryEnd } from '../../src/providers/local/compute-admin.ts';
 import type { ServerCert } from './certs.ts';
 import { archiveSettings, pgdataOf } from './fake-history.ts';
+import { waitArchived } from './fake-archive.ts';
 
 export interface ComputeSpec {
   databases: { name: string; owner: string }[];
@@ -111,7 +112,7 @@ export class FakeCompute {
 
   /** Where its history ends now: a commit, and its WAL switched and archived. */
   historyEnd(): Promise<HistoryEnd> {
-    return markHistoryEnd(this.opts.socketDir, this.opts.port);
+    return markHistoryEnd(this.opts.socketDir, this.opts.port, (lsn) => waitArchived(this.opts.socketDir, this.opts.port, lsn));
   }
 
   /** Stops it once everything it wrote is archived; returns where its history ends (undefined: it was not running). */

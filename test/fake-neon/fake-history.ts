@@ -1,10 +1,11 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { copyTree, linkArchive, stripRunFiles } from '../../src/lifecycle/local-files.ts';
-import { recoverToTarget } from '../../src/lifecycle/local-recovery.ts';
-import type { PointInTime } from '../../src/lifecycle/point-in-time.ts';
-import { archiveCommand, parseLsn } from '../../src/lifecycle/wal.ts';
+import { copyTree, stripRunFiles } from '../../src/providers/local/files.ts';
+import { archiveCommand, linkArchive } from './fake-archive.ts';
+import { recoverToTarget } from '../../src/providers/local/recovery.ts';
+import type { PointInTime } from '../../src/providers/point-in-time.ts';
+import { parseLsn } from '../../src/providers/point-in-time.ts';
 import type { PgInstall } from '../../src/pg/install.ts';
 import { type OsUser, makeOwnedDir } from '../../src/pg/os-user.ts';
 import type { HistoryEnd } from '../../src/providers/local/compute-admin.ts';
@@ -60,7 +61,7 @@ export async function buildFrom(install: PgInstall, user: OsUser, source: Histor
   }
   await copyTree(baseOf(source.dir), pgdataOf(dir));
   await recoverToTarget({
-    install, user, dir, target: at && source.end && atOrAfter(at, source.end) ? undefined : at, settings: { ...archiveSettings(dir), shared_buffers: '16MB', max_connections: 10, jit: 'off' },
+    install, user, dir, walDir: archiveOf(dir), target: at && source.end && atOrAfter(at, source.end) ? undefined : at, settings: { ...archiveSettings(dir), shared_buffers: '16MB', max_connections: 10, jit: 'off' },
     socketDir: fs.mkdtempSync(path.join(os.tmpdir(), 'fnr-')),
   });
 }

@@ -8,8 +8,8 @@ import { type PgInstall, PgInstalls } from '../../src/pg/install.ts';
 import { type OsUser, resolveComputeUser } from '../../src/pg/os-user.ts';
 import { initCluster } from '../../src/pg/server.ts';
 import { tmpDataDir } from '../helpers.ts';
-import type { PointInTime } from '../../src/lifecycle/point-in-time.ts';
-import { isLsn } from '../../src/lifecycle/wal.ts';
+import type { PointInTime } from '../../src/providers/point-in-time.ts';
+import { isLsn } from '../../src/providers/point-in-time.ts';
 import type { HistoryEnd } from '../../src/providers/local/compute-admin.ts';
 import {
   type FakeBranch, type FakeEndpoint, type FakeOperation, type FakeProject, branchBody, connectionUriBody, databaseBody, endpointBody, errorBody,

@@ -47,7 +47,8 @@ export interface Fleet {
   env: Record<string, string>;
   /** A key's value in Redis (null when absent). */
   redisGet(key: string): Promise<string | null>;
-  stop(): Promise<void>;
+  /** Stops everything and removes its files; `failed` first prints the end of each gateway's log. */
+  stop(failed?: boolean): Promise<void>;
 }
 
 /** A catalog Postgres of its own on loopback TCP, as a fleet shares (DATABASE_URL). */
@@ -101,11 +102,21 @@ export interface FleetOptions {
   redis?: boolean;
 }
 
+/** On a failure: each gateway's errors from the whole run, then its last lines (the tail alone misses the cause). */
+function printLogTails(root: string): void {
+  for (const file of fs.readdirSync(root).filter((f) => f.endsWith('.log'))) {
+    const lines = fs.readFileSync(path.join(root, file), 'utf8').trimEnd().split('\n');
+    const errors = lines.filter((l) => /^\{"level":(50|60)/.test(l)).slice(-60);
+    process.stderr.write(`--- ${file}: errors (${errors.length}) ---\n${errors.join('\n')}\n--- ${file}: last 80 lines ---\n${lines.slice(-80).join('\n')}\n`);
+  }
+}
+
 export async function startFleet(opts: FleetOptions = {}): Promise<Fleet> {
   const root = tmpDataDir('fleet');
   const stops: (() => Promise<unknown> | void)[] = [];
-  const stop = async () => {
+  const stop = async (failed = false) => {
     for (const s of stops.reverse()) await s();
+    if (failed) printLogTails(root);
     fs.rmSync(root, { recursive: true, force: true });
   };
   try {
@@ -130,6 +141,8 @@ export async function startFleet(opts: FleetOptions = {}): Promise<Fleet> {
       PGFLEET_USAGE_FLUSH_SECONDS: '1',
       PGFLEET_JWKS_ALLOW_HTTP: 'true',
       PGFLEET_TRUSTED_PROXIES: LB_SOURCE,
+      // One process per gateway: the fleet's tests kill and restart gateways by pid (proxy workers: test/workers.test.ts).
+      PGFLEET_WORKERS: '0',
       ...opts.env,
       // info: the gateway's 'pgfleet is ready' line tells the ports it chose.
       PGFLEET_LOG_LEVEL: 'info',

@@ -6,6 +6,7 @@ import { EventStream } from './events.tsx';
 import { ago, dateTime } from './format.ts';
 import { Roles } from './roles.tsx';
 import { Settings } from './settings.tsx';
+import { ComputeSize } from './size-chart.tsx';
 import { Tokens } from './tokens.tsx';
 import type { Database } from './types.ts';
 import { CopyField, ErrorNote, StateBadge, useAction, usePolling } from './ui.tsx';
@@ -100,6 +101,7 @@ export function DatabasePage({ id, operator = false }: { id: string; operator?: 
       <ErrorNote error={error} />
       <ErrorNote error={action.error} />
       <dl class="facts summary">
+        <dt>Size now</dt><dd>{db.current_cu} CU <span class="hint">({db.autoscaling.min_cu}–{db.autoscaling.max_cu})</span></dd>
         <dt>Connections now</dt><dd>{db.connections}</dd>
         <dt>Last active</dt><dd title={db.last_active_at ? dateTime(db.last_active_at) : undefined}>{ago(db.last_active_at)}</dd>
         <dt>Suspends after</dt><dd>{db.suspend_timeout_seconds === 0 ? 'never' : `${db.suspend_timeout_seconds} s idle`}</dd>
@@ -115,6 +117,7 @@ export function DatabasePage({ id, operator = false }: { id: string; operator?: 
           </>
         )}
       </div>
+      <ComputeSize db={db} onSaved={setDb} readOnly={operator} />
       <Branches db={db} readOnly={operator} />
       <UsageCharts db={db} />
       <EventStream databaseId={db.id} title="Events of this database" />

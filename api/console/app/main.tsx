@@ -7,6 +7,7 @@ import { DatabasePage } from './database.tsx';
 import { EventStream } from './events.tsx';
 import { OperatorDatabases } from './operator-databases.tsx';
 import { FleetPage } from './fleet.tsx';
+import { MigrationsPage } from './migrations.tsx';
 import { OperatorPage } from './operator.tsx';
 import { SignIn } from './sign-in.tsx';
 
@@ -42,6 +43,7 @@ function App() {
   const link = (href: string, label: string, path: string) => <a href={href} aria-current={route === path ? 'page' : undefined}>{label}</a>;
   const page = dbMatch ? <DatabasePage id={decodeURIComponent(dbMatch[1]!)} operator={operator} />
     : route === '/events' ? <EventStream title={operator ? 'Events of every partner' : 'Events'} />
+    : route === '/migrations' ? <MigrationsPage operator={operator} />
     : operator ? (route === '/databases' ? <OperatorDatabases /> : <OperatorPage />) : <FleetPage />;
   return (
     <>
@@ -51,6 +53,7 @@ function App() {
         <nav aria-label="Main">
           {link('#/', operator ? 'Operator' : 'Fleet', '/')}
           {operator && link('#/databases', 'Databases', '/databases')}
+          {link('#/migrations', 'Migrations', '/migrations')}
           {link('#/events', 'Events', '/events')}
           <a href="/docs">API docs</a>
         </nav>

@@ -7,6 +7,7 @@ import { ErrorNote, useAction } from './ui.tsx';
 /** Quotas are stored in seconds and bytes; people type hours and MiB. */
 export const QUOTA_INPUTS: { name: QuotaName; label: string; unit: string; scale: number; format: Unit }[] = [
   { name: 'compute_time_seconds', label: 'Compute time per month', unit: 'hours', scale: 3600, format: 'time' },
+  { name: 'compute_unit_seconds', label: 'Compute unit hours per month (size × time)', unit: 'CU-hours', scale: 3600, format: 'time' },
   { name: 'data_transfer_bytes', label: 'Data transfer per month', unit: 'MiB', scale: 2 ** 20, format: 'bytes' },
   { name: 'written_data_bytes', label: 'Written data per month', unit: 'MiB', scale: 2 ** 20, format: 'bytes' },
   { name: 'storage_bytes', label: 'Storage', unit: 'MiB', scale: 2 ** 20, format: 'bytes' },

@@ -2,7 +2,7 @@
 
 export type State = 'suspended' | 'starting' | 'running' | 'stopping' | 'failed';
 
-export const QUOTA_FIELDS = ['compute_time_seconds', 'data_transfer_bytes', 'written_data_bytes', 'storage_bytes', 'max_connections', 'max_client_connections'] as const;
+export const QUOTA_FIELDS = ['compute_time_seconds', 'compute_unit_seconds', 'data_transfer_bytes', 'written_data_bytes', 'storage_bytes', 'max_connections', 'max_client_connections'] as const;
 export type QuotaName = (typeof QUOTA_FIELDS)[number];
 export type Quotas = Partial<Record<QuotaName, number | null>>;
 
@@ -22,6 +22,9 @@ export interface Database {
   ca_certificate_url: string | null;
   suspend_timeout_seconds: number;
   quotas: Quotas;
+  /** The size range in compute units, and the size its compute holds now (0 while suspended). */
+  autoscaling: { min_cu: number; max_cu: number };
+  current_cu: number;
   state: State;
   connections: number;
   last_active_at: string | null;
@@ -133,4 +136,12 @@ export interface PartnerUsage {
   from: string;
   to: string;
   partners: { partner_id: string; name: string; usage: Usage }[];
+}
+
+/** GET /v1/databases/:id/compute_sizes: each size its compute took, oldest first. */
+export interface ComputeSizeHistory {
+  database_id: string;
+  autoscaling: { min_cu: number; max_cu: number };
+  current_cu: number;
+  sizes: { at: string; cu: number }[];
 }

@@ -7,6 +7,7 @@ import { ErrorNote, usePolling } from './ui.tsx';
 
 const METRICS: { key: string; label: string; unit: Unit; quota?: QuotaName; level?: boolean }[] = [
   { key: 'compute_time_seconds', label: 'Compute time', unit: 'time', quota: 'compute_time_seconds' },
+  { key: 'compute_unit_seconds', label: 'Compute unit time (size × time)', unit: 'time', quota: 'compute_unit_seconds' },
   { key: 'active_time_seconds', label: 'Active time', unit: 'time' },
   { key: 'data_transfer_bytes', label: 'Data transfer', unit: 'bytes', quota: 'data_transfer_bytes' },
   { key: 'written_data_bytes', label: 'Written data', unit: 'bytes', quota: 'written_data_bytes' },

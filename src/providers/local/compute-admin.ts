@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { ADMIN_ROLE } from '../../pg/server.ts';
+import { parseLsn } from '../point-in-time.ts';
 
 /**
  * Runs fn on a connection to the compute as pgfleet's admin role, over its private socket. By
@@ -10,6 +11,9 @@ import { ADMIN_ROLE } from '../../pg/server.ts';
  */
 export async function asAdmin<T>(socketDir: string, port: number, fn: (client: pg.Client) => Promise<T>, database = 'template1'): Promise<T> {
   const client = new pg.Client({ host: socketDir, port, user: ADMIN_ROLE, database });
+  // A compute stopped while the session is idle (between its queries, or while it ends) says so with a FATAL:
+  // an 'error' event nobody asked for; a query under way fails on its own.
+  client.on('error', () => {});
   await client.connect();
   try {
     return await fn(client);
@@ -41,38 +45,32 @@ export function checkpointTimeline(pgdata: string): number {
   return control.readUInt32LE(48);
 }
 
-/** Where a branch's history ends: a commit at `time` at the latest, in an archived segment. */
+/** Where a branch's history ends: a commit at `time` at the latest, stored. */
 export interface HistoryEnd {
-  /** Taken just before the marking commit: every commit of the tenant until then is archived. */
+  /** Taken just before the marking commit: every commit of the tenant until then is stored. */
   time: Date;
   lsn: string;
 }
 
 /**
  * Makes everything written until now restorable: a transaction commits (recovery to a time
- * needs a commit after the target to stop at), the WAL segment is switched and its archiving
- * is awaited.
+ * needs a commit after the target to stop at), the WAL segment is switched, and `stored`
+ * resolves once the store holds the WAL up to the switch.
  */
-export async function markHistoryEnd(socketDir: string, port: number, timeoutMs = 60_000): Promise<HistoryEnd> {
-  return asAdmin(socketDir, port, async (client) => {
+export async function markHistoryEnd(socketDir: string, port: number, stored: (lsn: bigint) => Promise<void>): Promise<HistoryEnd> {
+  const mark = await asAdmin(socketDir, port, async (client) => {
     await client.query('BEGIN');
-    const { rows: [mark] } = await client.query<{ time: Date }>('SELECT clock_timestamp() AS time, pg_current_xact_id()');
+    const { rows: [m] } = await client.query<{ time: Date }>('SELECT clock_timestamp() AS time, pg_current_xact_id()');
     await client.query('COMMIT');
-    const { rows: [sw] } = await client.query<{ segment: string; lsn: string }>(
-      'SELECT pg_walfile_name(pg_switch_wal()) AS segment, pg_current_wal_lsn()::text AS lsn');
-    await waitArchived(client, sw!.segment, timeoutMs);
-    return { time: mark!.time, lsn: sw!.lsn };
+    const { rows: [sw] } = await client.query<{ lsn: string }>('SELECT pg_switch_wal()::text AS lsn');
+    return { time: m!.time, lsn: sw!.lsn };
   });
+  await stored(parseLsn(mark.lsn));
+  return mark;
 }
 
-/** Waits until the archiver has archived `segment` (polled: pg_backup_stop's own wait sleeps a whole second). */
-export async function waitArchived(client: pg.ClientBase, segment: string, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const { rows: [a] } = await client.query<{ last: string | null; failed: string | null }>(
-      'SELECT last_archived_wal AS last, last_failed_wal AS failed FROM pg_stat_archiver');
-    if (a!.last && a!.last.slice(8) >= segment.slice(8)) return;
-    if (Date.now() > deadline) throw new Error(`WAL segment ${segment} was not archived within ${timeoutMs / 1000} s (last failed: ${a!.failed})`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+/** The cluster's system identifier, from pg_control (ControlFileData.system_identifier at offset 0): initdb draws it at random. */
+export function systemIdentifier(pgdata: string): string {
+  const control = fs.readFileSync(path.join(pgdata, 'global', 'pg_control'));
+  return control.readBigUInt64LE(0).toString();
 }

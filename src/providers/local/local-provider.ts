@@ -1,43 +1,62 @@
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import type { Logger } from 'pino';
+import type { Catalog } from '../../catalog/catalog.ts';
+import { branchRefOf, routeByBranch } from '../../catalog/routes.ts';
 import type { ComputeSettings } from '../../config.ts';
 import { ComputeStartError, ConfigError } from '../../errors.ts';
-import type { PgInstall, PgInstalls } from '../../pg/install.ts';
-import { type OsUser, currentUser, firstBlockedDir, giveTree, makeOwnedDir } from '../../pg/os-user.ts';
-import { OsUserPool } from '../../pg/os-user-pool.ts';
-import { PostgresServer, SOCKET_PORT, clearPreviousRun, initCluster } from '../../pg/server.ts';
-import type { BranchRef, ComputeAddress, MeteredUsage, Provider, ProviderEvents, ProviderState, UsageSample } from '../provider.ts';
 import { ComputeCgroups } from '../../limits/cgroups.ts';
+import type { PgInstall, PgInstalls } from '../../pg/install.ts';
+import { type OsUser, chownTree, currentUser, firstBlockedDir, giveTree } from '../../pg/os-user.ts';
+import { OsUserPool } from '../../pg/os-user-pool.ts';
+import { PostgresServer, SOCKET_PORT } from '../../pg/server.ts';
+import type { SealedStore } from '../../storage/sealed-store.ts';
+import type { StorageSettings } from '../../storage/storage-config.ts';
+import type { Branching, BranchRef, ComputeAddress, MeteredUsage, Provider, ProviderEvents, ProviderState, UsageSample } from '../provider.ts';
+import type { BaseBackups } from './base-backups.ts';
+import { writeCache } from './branch-cache.ts';
+import { type HistoryEnd, checkpointPosition, markHistoryEnd, walPosition } from './compute-admin.ts';
+import type { CuRange } from '../../autoscaling.ts';
+import { Autoscaler, type SizeChange } from './autoscaler.ts';
+import { computeSettings, sizedSettings, writeRuntimeSettings } from './compute-settings.ts';
+import type { Histories, History } from './histories.ts';
 import { LocalLayout } from './layout.ts';
-import { directorySize } from './directory-size.ts';
-import { type HistoryEnd, asAdmin, checkpointPosition, markHistoryEnd, walPosition } from './compute-admin.ts';
-import type { Branching } from '../../lifecycle/branching.ts';
-import { archiveCommand } from '../../lifecycle/wal.ts';
+import { checkPlacedHere } from './placement-check.ts';
+import { StoreBytes } from './store-bytes.ts';
+import { type BranchPlace, LocalFiles, SPEC_FILE } from './local-files.ts';
+import { rehydrate } from './rehydrate.ts';
+import type { Templates } from './templates.ts';
 import { type TenantSpec, applyTenantSpec } from './tenant-setup.ts';
+import { WalArchive } from './wal-archive.ts';
+import { streamHistory } from './history-stream.ts';
+import type { WalStreamer } from './wal-streamer.ts';
+import type { StorageMetrics } from './storage-metrics.ts';
+import { type Running, RunningComputes } from './running-computes.ts';
 
-const execFileAsync = promisify(execFile);
+/** Inside pgdata, so that it travels with the data (a backup, a branch) and a rehydrated copy knows what it holds. */
+const APPLIED_FILE = 'pgfleet.applied.json';
+/** How long a stop waits for the store to take the compute's last WAL before it stops anyway (the WAL stays here). */
+const STOP_STORE_WAIT_MS = 10_000;
 
-const SPEC_FILE = 'tenant.json';
-const APPLIED_FILE = 'tenant.applied.json';
-/** Written after a clean stop: where the branch's archived history ends. Removed at start. */
-const HISTORY_END_FILE = 'history-end.json';
-/** Compute settings a major has and older ones lack (a setting the server does not know stops it). */
-const SETTINGS_FROM_MAJOR: { major: number; settings: Record<string, string | number> }[] = [
-  // 18 runs 3 I/O worker processes per server by default; one serves a small compute (bench/density.ts).
-  { major: 18, settings: { io_workers: 1 } },
-];
-export const ARCHIVE_DIR = 'archive';
-export const BACKUPS_DIR = 'backups';
+/** This node as the fleet knows it: whether it may still write to the store. */
+export interface NodeIdentity {
+  id: string;
+  generation(): number;
+  /** False once the node was fenced (declared dead) or its lease ran out. */
+  canWrite(): boolean;
+}
 
-/** What the lifecycle (history, base backups) hears from the local provider. */
-export interface LocalHistoryHooks {
-  /** A branch's data directory was first made, as a copy of the template at `templatePgdata`. */
-  materialized(ref: BranchRef, templatePgdata: string): Promise<void>;
-  /** A compute stopped cleanly (its data directory is a consistent snapshot until the next start). */
-  stopped(ref: BranchRef, end: HistoryEnd): Promise<void>;
+/** Where local databases' data and history live, and who this node is. */
+export interface LocalStorage {
+  catalog: Catalog;
+  store: SealedStore;
+  histories: Histories;
+  templates: Templates;
+  backups: BaseBackups;
+  node: NodeIdentity;
+  settings: StorageSettings;
+  /** A branch gets a new base backup once its newest is older than this. */
+  backupIntervalMs: number;
 }
 
 export interface LocalProviderOptions {
@@ -53,11 +72,8 @@ export interface LocalProviderOptions {
   /** Each running compute's cgroup, sized by its compute units (a host without cgroups: none). */
   cgroups?: ComputeCgroups;
   startTimeoutMs: number;
+  storage: LocalStorage;
   log: Logger;
-}
-
-function specOf(ref: BranchRef): Omit<TenantSpec, 'extensions' | 'pgVersion'> {
-  return { databaseName: ref.databaseName, ownerRole: ref.ownerRole, roles: [...new Set(ref.roles)].sort() };
 }
 
 function readText(file: string): string | undefined {
@@ -69,54 +85,48 @@ function readText(file: string): string | undefined {
 }
 
 /**
- * Computes as Postgres processes on this host: one cluster per branch, its data copied from
- * a template cluster of its database's Postgres major (initdb runs once per Postgres version),
- * listening on a private socket.
+ * Computes as Postgres processes on this host: one cluster per branch, listening on a private
+ * socket. The store is the home of each branch's data and history: its WAL streams there while
+ * the compute runs, its base backups go there, and the files on this node are a cache of it,
+ * brought back from the store when they are missing or stale.
  */
 export class LocalProvider implements Provider {
   readonly name = 'local';
   readonly rootDeletesAll = false;
   readonly layout: LocalLayout;
-  private readonly servers = new Map<string, PostgresServer>();
-  /** The database of each running compute, to resize all of a database's computes at once. */
-  private readonly databaseOf = new Map<string, string>();
+  /** The branches' files on this node (a cache of the store). */
+  readonly files: LocalFiles;
+  /** The computes running on this node. */
+  readonly running: RunningComputes;
   readonly cgroups: ComputeCgroups;
-  /** Set by the lifecycle once the catalog is open. */
-  history: LocalHistoryHooks | undefined;
+  /** Moves each running compute's size within its range (with cgroups; without, computes keep their floor). */
+  readonly scaler: Autoscaler;
   branching: Branching | undefined;
-  private readonly walAtStart = new Map<string, number>();
-  /** Each major's template data directory, made at its first use. */
-  private readonly templates = new Map<number, Promise<string>>();
-  private readonly users: OsUserPool;
   /** Only this OS user (the gateway's) may connect to a compute's socket. */
   private readonly gatewayUser = currentUser().name;
+  private readonly storage: LocalStorage;
+  /** Counted once the gateway's metrics exist. */
+  metrics: StorageMetrics | undefined;
+  /** Told of every size a compute takes (its start, each scaling, its stop), once the gateway listens. */
+  onSizeChange: ((change: SizeChange) => void) | undefined;
+  /** What each database holds in the store (storage_bytes). */
+  readonly storeBytes: StoreBytes;
+  /** Each database's migration key (src/migrations/migration-keys.ts), set by the gateway. */
+  migrationKeys: ((databaseId: string) => string) | undefined;
 
   constructor(readonly opts: LocalProviderOptions, private readonly events: ProviderEvents = {}) {
     this.layout = new LocalLayout(opts.dataDir, opts.runDir);
-    this.users = opts.users ?? new OsUserPool();
+    this.files = new LocalFiles(this.layout, opts.users ?? new OsUserPool(), opts.storage, (branchId) => this.running.has(branchId), opts.log);
+    this.files.onEvicted = () => this.metrics?.evictions.inc();
     this.cgroups = opts.cgroups ?? new ComputeCgroups({ kind: 'none', why: 'not configured' });
+    this.scaler = new Autoscaler({ cgroups: this.cgroups, quietMs: opts.compute.scaleDownAfterMs, log: opts.log, onChange: (c) => this.onSizeChange?.(c) });
+    this.running = new RunningComputes({ settings: opts.storage.settings, cgroups: this.cgroups, scaler: this.scaler, events, log: opts.log });
+    this.storage = opts.storage;
+    this.storeBytes = new StoreBytes(opts.storage.store);
     const blocked = firstBlockedDir(opts.dataDir, opts.user);
     if (blocked) {
       throw new ConfigError('PGFLEET_DATA_DIR', `the compute user "${opts.user.name}" cannot enter ${blocked}; pick a data dir it can reach, or run chmod o+x ${blocked}`);
     }
-  }
-
-  /** Stops computes that a previous pgfleet run left behind. Returns how many there were. */
-  async clearOrphans(): Promise<number> {
-    let stopped = 0;
-    const root = this.layout.dataRoot;
-    if (!fs.existsSync(root)) return 0;
-    for (const region of fs.readdirSync(root)) {
-      for (const db of fs.readdirSync(path.join(root, region))) {
-        for (const branch of fs.readdirSync(path.join(root, region, db))) {
-          const pgdata = path.join(root, region, db, branch, 'pgdata');
-          if (!fs.existsSync(path.join(pgdata, 'postmaster.pid'))) continue;
-          if (await clearPreviousRun(pgdata, this.layout.socketDir(branch))) stopped++;
-        }
-      }
-    }
-    if (stopped) this.opts.log.info({ stopped }, 'stopped computes left by a previous run');
-    return stopped;
   }
 
   get pgVersions(): readonly number[] {
@@ -136,233 +146,179 @@ export class LocalProvider implements Provider {
     return this.opts.installs.get(ref.pgVersion);
   }
 
-  /** The data directory of a major's template (the first base backup of each of its databases). */
-  templatePgdata(major: number): string {
-    return path.join(this.layout.templateDir(this.opts.installs.versionOf(major)), 'pgdata');
+  /** The branch's directory on this node: pgdata, its cache state, its spec and log. */
+  dataDirOf(ref: BranchPlace): string {
+    return this.files.branchDir(ref);
   }
 
-  /** A major's template data directory, made once per Postgres version. */
-  private ensureTemplate(install: PgInstall): Promise<string> {
-    let template = this.templates.get(install.major);
-    if (template) return template;
-    template = (async () => {
-      const pgdata = this.templatePgdata(install.major);
-      const dir = path.dirname(pgdata);
-      if (fs.existsSync(path.join(dir, 'ready'))) return pgdata;
-      this.opts.log.info({ dir }, 'initializing the compute template');
-      fs.rmSync(dir, { recursive: true, force: true });
-      await initCluster(install, this.opts.user, pgdata);
-      await this.compactTemplate(install, pgdata);
-      fs.writeFileSync(path.join(dir, 'ready'), `${install.version}\n`);
-      return pgdata;
-    })().catch((err) => {
-      this.templates.delete(install.major);
-      throw err;
-    });
-    this.templates.set(install.major, template);
-    return template;
-  }
-
-  /**
-   * Rewrites the catalogs of the template's databases compactly (initdb leaves them ~15% larger
-   * than their rows need) and drops the WAL that took: every database and branch is a copy.
-   */
-  private async compactTemplate(install: PgInstall, pgdata: string): Promise<void> {
-    const socketDir = this.layout.socketDir(`template${install.major}`);
-    const server = new PostgresServer({
-      install, user: this.opts.user, pgdata, socketDir,
-      logFile: path.join(path.dirname(pgdata), 'postgres.log'),
-      settings: { wal_recycle: 'off', min_wal_size: '2MB', autovacuum: 'off' },
-      startTimeoutMs: this.opts.startTimeoutMs,
-    });
-    await server.start();
-    try {
-      await asAdmin(socketDir, SOCKET_PORT, (c) => c.query('ALTER DATABASE template0 ALLOW_CONNECTIONS true'));
-      for (const db of ['template0', 'template1', 'postgres']) await asAdmin(socketDir, SOCKET_PORT, (c) => c.query('VACUUM (FULL, FREEZE)'), db);
-      await asAdmin(socketDir, SOCKET_PORT, (c) => c.query('ALTER DATABASE template0 ALLOW_CONNECTIONS false; CHECKPOINT; CHECKPOINT'));
-    } finally {
-      await server.stop('fast');
-      fs.rmSync(socketDir, { recursive: true, force: true });
-    }
-  }
-
-  private branchDir(ref: BranchRef): string {
-    return this.layout.branchDir(ref.region, ref.databaseId, ref.branchId);
-  }
-
-  /** The OS user of this database's computes; it alone can enter the database's directory and sockets. */
-  userOf(ref: BranchRef): OsUser {
-    return this.users.userFor(this.layout.databaseDir(ref.region, ref.databaseId));
-  }
-
-  /** The branch's directory: pgdata, its WAL archive and base backups beside it. */
-  dataDirOf(ref: BranchRef): string {
-    return this.branchDir(ref);
-  }
-
-  /** The major of a branch's data on this host (its PG_VERSION); undefined when it was never started here. */
-  dataPgVersion(region: string, databaseId: string, branchId: string): number | undefined {
-    const text = readText(path.join(this.layout.branchDir(region, databaseId, branchId), 'pgdata', 'PG_VERSION'));
-    return text === undefined ? undefined : Number(text);
-  }
-
-  /** Writes the tenant spec the branch's compute applies at its next start. */
-  writeSpec(ref: BranchRef): void {
-    const dir = this.branchDir(ref);
-    // Made by the gateway (mode 0700); the database's OS user takes it over at its first start.
-    if (!fs.existsSync(dir)) makeOwnedDir(dir, currentUser());
-    fs.writeFileSync(path.join(dir, SPEC_FILE), JSON.stringify(specOf(ref)));
-  }
-
-  async create(ref: BranchRef): Promise<ProviderState> {
-    // The data root and region dirs are the gateway's and only traversable; a database's dir is its user's alone.
-    for (const d of [this.layout.dataRoot, path.join(this.layout.dataRoot, ref.region)]) {
-      if (!fs.existsSync(d)) makeOwnedDir(d, currentUser(), 0o711);
-    }
-    const dbDir = this.layout.databaseDir(ref.region, ref.databaseId);
-    // No OS user is claimed before the first start: most databases of a fleet are never running at once.
-    if (!fs.existsSync(dbDir)) makeOwnedDir(dbDir, currentUser());
-    this.writeSpec(ref);
+  /** Nothing is made until the first start: a database that never runs costs nothing, here or in the store. */
+  async create(): Promise<ProviderState> {
     return {};
   }
 
-  /** Copies the template (reflink where the filesystem can) into the branch on its first start. */
-  async materialize(ref: BranchRef): Promise<string> {
-    const pgdata = path.join(this.branchDir(ref), 'pgdata');
-    if (fs.existsSync(path.join(pgdata, 'PG_VERSION'))) return pgdata;
-    const template = await this.ensureTemplate(this.installFor(ref));
-    const staging = `${pgdata}.tmp`;
-    fs.rmSync(staging, { recursive: true, force: true });
-    await execFileAsync('cp', ['-a', '--reflink=auto', template, staging]);
-    giveTree(staging, this.userOf(ref));
-    makeOwnedDir(path.join(this.branchDir(ref), ARCHIVE_DIR), this.userOf(ref));
-    await this.history?.materialized(ref, template);
-    fs.renameSync(staging, pgdata);
-    return pgdata;
+  /** Postgres settings of a branch's compute (those that need a restart from its ceiling). */
+  settings(ref: BranchRef): Record<string, string | number> {
+    return computeSettings(ref, this.opts.compute, this.rangeOf(ref).maxCu);
   }
 
-  /** Postgres settings of a branch's compute; `archiveDir` is where its WAL is archived. */
-  settings(ref: BranchRef, archiveDir = path.join(this.branchDir(ref), ARCHIVE_DIR)): Record<string, string | number> {
-    const c = this.opts.compute;
-    const ofMajor = SETTINGS_FROM_MAJOR.filter((s) => ref.pgVersion >= s.major).map((s) => s.settings);
-    return Object.assign({
-      archive_mode: 'on',
-      archive_command: archiveCommand(archiveDir),
-      shared_buffers: c.sharedBuffers,
-      max_connections: c.maxConnections,
-      work_mem: c.workMem,
-      maintenance_work_mem: '16MB',
-      max_wal_size: '64MB',
-      // Finished 1 MB segments are removed, not kept for reuse: an idle database holds little WAL.
-      min_wal_size: '2MB',
-      wal_recycle: 'off',
-      max_worker_processes: 4,
-      max_parallel_workers: 0,
-      max_parallel_workers_per_gather: 0,
-      autovacuum_max_workers: 1,
-      jit: 'off',
-      huge_pages: 'off',
-      unix_socket_permissions: '0700',
-      cluster_name: ref.branchId,
-      log_line_prefix: '%m [%p] ',
-    }, ...ofMajor);
+  /** The database's range, else the gateway's PGFLEET_AUTOSCALING. */
+  rangeOf(ref: BranchRef): CuRange {
+    return ref.autoscaling ?? this.opts.compute.autoscaling;
   }
 
-  async start(ref: BranchRef): Promise<ComputeAddress> {
-    const running = this.servers.get(ref.branchId);
-    if (running?.running) return { kind: 'unix', socketPath: running.socketPath() };
-    if (!fs.existsSync(path.join(this.branchDir(ref), SPEC_FILE))) await this.create(ref);
+  /** The size the branch's compute holds now; undefined when it does not run here. */
+  sizeOf(ref: BranchRef): number | undefined {
+    return this.running.get(ref.branchId)?.server.running ? this.scaler.sizeOf(ref.branchId) ?? this.rangeOf(ref).minCu : undefined;
+  }
+
+  async currentUnits(ref: BranchRef): Promise<number> {
+    return this.sizeOf(ref) ?? 0;
+  }
+
+  archiveOf(databaseId: string): WalArchive {
+    return new WalArchive(this.storage.store, databaseId);
+  }
+
+  start(ref: BranchRef): Promise<ComputeAddress> {
+    return this.files.withFiles(ref.branchId, () => this.startHere(ref));
+  }
+
+  private async startHere(ref: BranchRef): Promise<ComputeAddress> {
+    const running = this.running.get(ref.branchId);
+    if (running?.server.running) return { kind: 'unix', socketPath: running.server.socketPath() };
     const install = this.installFor(ref);
-    const user = this.userOf(ref);
+    await checkPlacedHere(this.storage, ref);
+    const user = this.files.userOf(ref);
+    const dir = this.files.branchDir(ref);
+    // The spec the last role change wrote wins; on a node that never held the branch, the catalog's (this ref's).
+    if (!fs.existsSync(path.join(dir, SPEC_FILE))) this.files.writeSpec(ref);
     // The database's files become its user's: at its first start, and data an earlier pgfleet wrote as one shared user.
     giveTree(this.layout.databaseDir(ref.region, ref.databaseId), user);
-    giveTree(this.branchDir(ref), user); // a branch made after the database's first start
-    const pgdata = await this.materialize(ref);
-    const dataMajor = this.dataPgVersion(ref.region, ref.databaseId, ref.branchId);
+    if (ref.copyOf && !(await this.storage.histories.ofBranch(ref.branchId))) await this.copyInto(ref, ref.copyOf);
+    const socketDir = this.layout.socketDir(ref.branchId);
+    let history: History;
+    try {
+      const brought = await rehydrate({ ...this.storage, catalog: this.storage.catalog, nodeId: this.storage.node.id, ...this.storage.templates.sources },
+        ref, dir, { install, user, socketDir, settings: this.settings(ref) });
+      history = brought.history;
+      if (brought.from !== 'cache') {
+        this.metrics?.rehydrations.inc({ from: brought.from });
+        this.opts.log.info({ branch: ref.branchId, from: brought.from, history: history.id }, 'branch data brought from the store');
+      }
+    } catch (err) {
+      if (err instanceof ComputeStartError) throw err;
+      throw new ComputeStartError(`the data of database "${ref.databaseId}" could not be brought from the storage (${this.storage.store.location}): ${(err as Error).message}`);
+    }
+    giveTree(dir, user);
+    const pgdata = path.join(dir, 'pgdata');
+    const dataMajor = this.files.dataPgVersion(ref);
     if (dataMajor !== ref.pgVersion) {
       throw new ComputeStartError(`the data of database "${ref.databaseId}" is of Postgres ${dataMajor}, but the catalog says ${ref.pgVersion}`);
     }
-    const dir = this.branchDir(ref);
-    fs.rmSync(path.join(dir, HISTORY_END_FILE), { force: true });
-    makeOwnedDir(path.join(dir, ARCHIVE_DIR), user);
-    this.walAtStart.set(ref.branchId, checkpointPosition(pgdata));
+    const range = this.rangeOf(ref);
+    const sized = sizedSettings(range.minCu, this.opts.compute);
+    writeRuntimeSettings(pgdata, user, { commitsWaitForStore: ref.durability === 'sync', sized });
+    const walAtStart = checkpointPosition(pgdata);
     await this.cgroups.drain(ref.branchId);
     const server = new PostgresServer({
-      install,
-      user,
-      peerOnly: this.gatewayUser,
-      pgdata,
-      peerRoles: this.storedSpec(ref).roles,
-      socketDir: this.layout.socketDir(ref.branchId),
-      logFile: path.join(dir, 'postgres.log'),
-      settings: this.settings(ref),
-      startTimeoutMs: this.opts.startTimeoutMs,
+      install, user, peerOnly: this.gatewayUser, pgdata, peerRoles: this.files.storedSpec(ref).roles, socketDir,
+      logFile: path.join(dir, 'postgres.log'), settings: this.settings(ref), startTimeoutMs: this.opts.startTimeoutMs,
     });
     await server.start();
-    this.servers.set(ref.branchId, server);
-    this.databaseOf.set(ref.branchId, ref.databaseId);
-    server.on('exit', (code, signal) => {
-      this.forget(ref.branchId);
-      this.opts.log.warn({ branch: ref.branchId, code, signal }, 'compute exited unexpectedly');
-      this.events.onComputeExit?.(ref.branchId, `exit code ${code}, signal ${signal}`);
-    });
+    let streamer: WalStreamer | undefined;
     try {
-      this.cgroups.place(ref.branchId, server.pid!, this.computeUnitsOf(ref));
-      // WAL of pgfleet's own setup (the database copied from template1) is not the tenant's.
-      if (await this.applySpecIfChanged(ref, server)) this.walAtStart.set(ref.branchId, await walPosition(server.opts.socketDir, SOCKET_PORT));
+      this.cgroups.place(ref.branchId, server.pid!, { cu: range.minCu, floorCu: range.minCu, ceilingCu: range.maxCu });
+      streamer = await streamHistory({
+        storage: this.storage, history, socketDir, pgdata, sync: ref.durability === 'sync', log: this.opts.log.child({ branch: ref.branchId }),
+        onUploadFailed: (err) => {
+          this.metrics?.uploadFailures.inc();
+          this.opts.log.warn({ branch: ref.branchId, err: String(err) }, 'WAL upload to the store failed; retrying');
+        },
+        onFenced: () => this.running.fence(ref.branchId),
+        onStored: () => this.storeBytes.growing(ref.databaseId),
+      });
+      writeCache(dir, { historyId: history.id, end: null, stoppedAt: null });
+      const entry: Running = {
+        server, streamer, history, databaseId: ref.databaseId, walAtStart, durability: ref.durability, branchId: ref.branchId, socketDir, backlogged: false,
+        commitsWait: ref.durability === 'sync', sized,
+      };
+      this.running.add(entry);
+      // Without cgroups nothing is measured: the compute keeps its floor's settings.
+      if (this.cgroups.enabled) this.scaler.follow({ branchId: ref.branchId, databaseId: ref.databaseId, apply: (cu, r) => this.applySize(entry, cu, r) }, range);
+      server.on('exit', (code, signal) => {
+        this.running.forget(ref.branchId);
+        this.opts.log.warn({ branch: ref.branchId, code, signal }, 'compute exited unexpectedly');
+        this.events.onComputeExit?.(ref.branchId, `exit code ${code}, signal ${signal}`);
+      });
+      // WAL of pgfleet's own setup (the tenant's database and roles) is not the tenant's.
+      if (await this.applySpecIfChanged(ref, server)) entry.walAtStart = await walPosition(socketDir, SOCKET_PORT);
     } catch (err) {
-      this.servers.delete(ref.branchId);
+      this.running.take(ref.branchId);
+      streamer?.abort();
       await server.stop();
-      this.forget(ref.branchId);
+      this.running.forget(ref.branchId);
       throw err;
     }
     return { kind: 'unix', socketPath: server.socketPath() };
   }
 
+  /**
+   * The first start of a database made as a copy of another branch (a partner template): that
+   * branch's data as it is now, in a history forked from its own, made as a branch of it is.
+   */
+  private async copyInto(ref: BranchRef, sourceBranchId: string): Promise<void> {
+    const source = await routeByBranch(this.storage.catalog, sourceBranchId);
+    if (!source || !this.branching) throw new ComputeStartError(`database "${ref.databaseId}" is a copy of branch "${sourceBranchId}", which is gone`);
+    const started = Date.now();
+    await this.branching.branch(branchRefOf(source), ref, undefined, this.running.get(sourceBranchId)?.server.running ?? false);
+    // Another database's files: its OS user's until now.
+    chownTree(this.files.branchDir(ref), this.files.userOf(ref));
+    this.opts.log.info({ branch: ref.branchId, source: sourceBranchId, ms: Date.now() - started }, 'database data copied from its template');
+  }
+
   /** The first start (and any start after a role change) creates what the tenant needs. */
   private async applySpecIfChanged(ref: BranchRef, server: PostgresServer): Promise<boolean> {
-    const dir = this.branchDir(ref);
     // The extension allowlist is the configuration's, the major the binaries': a change of either re-applies the spec at the next start.
-    const spec: TenantSpec = { ...this.storedSpec(ref), extensions: this.opts.compute.extensions, pgVersion: server.opts.install.major };
+    const spec: TenantSpec = {
+      ...this.files.storedSpec(ref), extensions: this.opts.compute.extensions, pgVersion: server.opts.install.major,
+      ...(this.migrationKeys ? { migrationKey: this.migrationKeys(ref.databaseId) } : {}),
+    };
     const wanted = JSON.stringify(spec);
-    if (readText(path.join(dir, APPLIED_FILE)) === wanted) return false;
+    const applied = path.join(server.opts.pgdata, APPLIED_FILE);
+    if (readText(applied) === wanted) return false;
     await applyTenantSpec(server.opts.socketDir, SOCKET_PORT, spec);
     await server.admitRoles(spec.roles);
-    fs.writeFileSync(path.join(dir, APPLIED_FILE), wanted);
+    fs.writeFileSync(applied, wanted);
     return true;
   }
 
-  /** The tenant spec written for the branch (writeSpec), else the ref's. */
-  private storedSpec(ref: BranchRef): Omit<TenantSpec, 'extensions' | 'pgVersion'> {
-    const text = readText(path.join(this.branchDir(ref), SPEC_FILE));
-    return text === undefined ? specOf(ref) : JSON.parse(text);
-  }
-
-  private computeUnitsOf(ref: BranchRef): number {
-    return ref.computeUnits ?? this.opts.compute.computeUnits;
-  }
-
-  /** A compute that stopped: its cgroup goes. */
-  private forget(branchId: string): void {
-    this.servers.delete(branchId);
-    this.databaseOf.delete(branchId);
-    this.cgroups.remove(branchId);
+  /** A size applied to a running compute: its cgroup, then its sized settings with a reload (SIGHUP). */
+  private async applySize(r: Running, cu: number, range: CuRange): Promise<void> {
+    this.cgroups.resize(r.branchId, { cu, floorCu: range.minCu, ceilingCu: range.maxCu });
+    r.sized = sizedSettings(cu, this.opts.compute);
+    writeRuntimeSettings(r.server.opts.pgdata, r.server.opts.user, { commitsWaitForStore: r.commitsWait, sized: r.sized });
+    if (r.server.pid) process.kill(r.server.pid, 'SIGHUP');
   }
 
   /**
-   * pgfleet itself enforces suspend timeouts and quotas of local computes; a new size applies at
-   * once to the database's running computes (their cgroups), and to the others at their start.
+   * pgfleet itself enforces suspend timeouts and quotas of local computes; a new range applies at
+   * once to the database's running computes (their size moves into it), and to the others at their start.
    */
   async updateSettings(ref: BranchRef): Promise<void> {
-    for (const [branchId, databaseId] of this.databaseOf) {
-      if (databaseId === ref.databaseId && this.servers.get(branchId)?.running) this.cgroups.resize(branchId, this.computeUnitsOf(ref));
+    for (const r of this.running.all()) {
+      if (r.databaseId !== ref.databaseId || !r.server.running) continue;
+      await this.scaler.setRange(r.branchId, this.rangeOf(ref));
+      if (r.durability !== ref.durability) {
+        r.durability = ref.durability;
+        await this.running.setCommitsWait(r, r.durability === 'sync' || r.backlogged);
+      }
     }
   }
 
   async syncRoles(ref: BranchRef): Promise<ProviderState> {
-    this.writeSpec(ref);
-    const server = this.servers.get(ref.branchId);
-    if (server?.running) await this.applySpecIfChanged(ref, server);
+    this.files.writeSpec(ref);
+    const r = this.running.get(ref.branchId);
+    if (r?.server.running) await this.applySpecIfChanged(ref, r.server);
     return {};
   }
 
@@ -377,81 +333,109 @@ export class LocalProvider implements Provider {
     return [];
   }
 
+  /** Resolves once the store holds the running compute's WAL up to `lsn`. */
+  async stored(ref: BranchRef, lsn: bigint, timeoutMs = 60_000): Promise<void> {
+    const r = this.running.get(ref.branchId);
+    if (!r) throw new Error(`the compute of ${ref.branchId} is not running`);
+    const deadline = Date.now() + timeoutMs;
+    while (r.streamer.stored < lsn) {
+      if (Date.now() > deadline) {
+        throw r.streamer.failing ?? new Error(`the store did not take the WAL up to ${lsn} within ${timeoutMs / 1000} s`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+
   /**
-   * Marks where the history ends (a commit, then a WAL switch, archived), then a fast shutdown,
-   * which archives every finished segment. A cleanly stopped branch records that end.
+   * Marks where the history ends (a commit, then a WAL switch, stored), then a fast shutdown, whose
+   * last WAL (the shutdown checkpoint) the receiver stores before it lets go: the history in the
+   * store then ends exactly where these files do. A stop while the store is down still stops; its
+   * WAL stays here (kept by the slot) and goes up at the next start.
    */
   async stop(ref: BranchRef): Promise<void> {
-    const server = this.servers.get(ref.branchId);
-    if (!server) return;
-    const end = await markHistoryEnd(server.opts.socketDir, SOCKET_PORT).catch((err) => {
-      this.opts.log.warn({ branch: ref.branchId, err: String(err) }, 'could not mark the end of the history before a stop');
+    const r = this.running.get(ref.branchId);
+    if (!r) return;
+    const end = await markHistoryEnd(r.server.opts.socketDir, SOCKET_PORT, (lsn) => this.stored(ref, lsn, STOP_STORE_WAIT_MS)).catch((err) => {
+      this.opts.log.warn({ branch: ref.branchId, err: String(err) }, 'could not store the end of the history before a stop');
       return undefined;
     });
-    this.servers.delete(ref.branchId);
-    await server.stop('fast');
-    this.forget(ref.branchId);
-    if (!end) return;
-    fs.writeFileSync(path.join(this.branchDir(ref), HISTORY_END_FILE), JSON.stringify(end));
-    await this.history?.stopped(ref, end).catch((err) => this.opts.log.warn({ branch: ref.branchId, err: String(err) }, 'base backup after stop failed'));
+    this.running.take(ref.branchId);
+    await r.server.stop('fast');
+    this.running.forget(ref.branchId);
+    const done = await Promise.race([r.streamer.finished.then(() => true), new Promise<boolean>((res) => setTimeout(() => res(false), STOP_STORE_WAIT_MS).unref())]);
+    if (!done || r.streamer.backlog > 0) {
+      r.streamer.abort();
+      return;
+    }
+    const dir = this.files.branchDir(ref);
+    const pgdata = path.join(dir, 'pgdata');
+    if (BigInt(checkpointPosition(pgdata)) >= r.streamer.stored) return; // the shutdown checkpoint did not reach the store
+    await this.storage.histories.advance(r.history.id, r.streamer.stored, true);
+    writeCache(dir, { historyId: r.history.id, end: r.streamer.stored, stoppedAt: Date.now() });
+    if (end) await this.backupIfDue(r.history, pgdata, { time: end.time, lsn: r.streamer.stored }).catch((err) => this.opts.log.warn({ branch: ref.branchId, err: String(err) }, 'base backup after stop failed'));
+    this.storeBytes.changed(ref.databaseId);
   }
 
-  /** Where the history of a stopped branch ends; undefined when it never stopped cleanly. */
-  historyEnd(ref: BranchRef): HistoryEnd | undefined {
-    const text = readText(path.join(this.branchDir(ref), HISTORY_END_FILE));
-    if (!text) return undefined;
-    const end = JSON.parse(text) as { time: string; lsn: string };
-    return { time: new Date(end.time), lsn: end.lsn };
-  }
-
-  /** Marks the end of a running compute's history now (see stop). */
-  async markRunningHistoryEnd(ref: BranchRef): Promise<HistoryEnd> {
-    const server = this.servers.get(ref.branchId);
-    if (!server?.running) throw new Error(`the compute of ${ref.branchId} is not running`);
-    return markHistoryEnd(server.opts.socketDir, SOCKET_PORT);
+  /**
+   * A cleanly stopped data directory is a consistent snapshot: stored as a base backup when one is
+   * due (the history has none of its own yet, only its template, or its newest is older than the interval).
+   */
+  private async backupIfDue(history: History, pgdata: string, end: { time: Date; lsn: bigint }): Promise<void> {
+    const newest = (await this.storage.histories.backups([history.id])).at(-1);
+    if (newest && newest.kind !== 'template' && Date.now() - newest.endTime.getTime() < this.storage.backupIntervalMs) return;
+    await this.storage.backups.copy(history, pgdata, end);
   }
 
   /** The socket directory of a running compute. */
   socketDirOf(ref: BranchRef): string | undefined {
-    const server = this.servers.get(ref.branchId);
-    return server?.running ? server.opts.socketDir : undefined;
+    const r = this.running.get(ref.branchId);
+    return r?.server.running ? r.server.opts.socketDir : undefined;
+  }
+
+  /** Marks the end of a running compute's history now: everything committed until then is in the store. */
+  async markRunningHistoryEnd(ref: BranchRef): Promise<HistoryEnd> {
+    const socketDir = this.socketDirOf(ref);
+    if (!socketDir) throw new Error(`the compute of ${ref.branchId} is not running`);
+    return markHistoryEnd(socketDir, SOCKET_PORT, (lsn) => this.stored(ref, lsn));
+  }
+
+  /** The history the running compute writes. */
+  runningHistory(ref: BranchRef): History | undefined {
+    return this.running.get(ref.branchId)?.history;
   }
 
   async delete(ref: BranchRef): Promise<void> {
-    const server = this.servers.get(ref.branchId);
-    this.servers.delete(ref.branchId);
-    await server?.stop('fast');
-    this.forget(ref.branchId);
-    fs.rmSync(this.branchDir(ref), { recursive: true, force: true });
-    fs.rmSync(this.layout.socketDir(ref.branchId), { recursive: true, force: true });
-    const dbDir = this.layout.databaseDir(ref.region, ref.databaseId);
-    if (fs.existsSync(dbDir) && fs.readdirSync(dbDir).length === 0) fs.rmdirSync(dbDir);
-    if (!fs.existsSync(dbDir)) this.users.release(dbDir);
+    const r = this.running.get(ref.branchId);
+    this.running.take(ref.branchId);
+    r?.streamer.abort();
+    await r?.server.stop('fast');
+    this.running.forget(ref.branchId);
+    this.files.remove(ref);
+    // The root branch goes last, with its database: everything the database has in the store goes with it.
+    if (ref.root) await this.storeBytes.deleteDatabase(ref.databaseId);
   }
 
   status(ref: BranchRef): 'running' | 'stopped' {
-    return this.servers.get(ref.branchId)?.running ? 'running' : 'stopped';
+    return this.running.get(ref.branchId)?.server.running ? 'running' : 'stopped';
   }
 
+  /** Storage: the store's bytes of the database, counted on its root branch (branches share its objects). */
   async sample(ref: BranchRef): Promise<UsageSample> {
-    const server = this.servers.get(ref.branchId);
-    // The data directory, the WAL archive and the base backups (a file shared by hard links counts its share in each branch).
-    const storageBytes = await directorySize(this.branchDir(ref));
-    if (!server?.running) return { storageBytes };
-    return { storageBytes, walBytes: await walPosition(server.opts.socketDir, SOCKET_PORT), walBytesAtStart: this.walAtStart.get(ref.branchId) };
+    const r = this.running.get(ref.branchId);
+    const storageBytes = ref.root ? await this.storeBytes.of(ref.databaseId).catch(() => undefined) : 0;
+    const sample: UsageSample = storageBytes === undefined ? {} : { storageBytes };
+    if (!r?.server.running) return sample;
+    return { ...sample, walBytes: await walPosition(r.server.opts.socketDir, SOCKET_PORT), walBytesAtStart: r.walAtStart };
   }
-
-  /** The running postmaster's pid (tests and diagnostics). */
-  pid(branchId: string): number | undefined {
-    return this.servers.get(branchId)?.pid;
-  }
-
 
   async shutdown(): Promise<void> {
-    const all = [...this.servers.values()];
-    const branches = [...this.servers.keys()];
-    this.servers.clear();
-    await Promise.all(all.map((s) => s.stop('fast')));
-    for (const branchId of branches) this.forget(branchId);
+    const all = this.running.all().map((r) => [r.branchId, r] as const);
+    await Promise.all(all.map(async ([branchId, r]) => {
+      this.running.take(branchId);
+      await r.server.stop('fast');
+      await Promise.race([r.streamer.finished, new Promise((res) => setTimeout(res, STOP_STORE_WAIT_MS).unref())]);
+      if (r.streamer.backlog === 0) await this.storage.histories.advance(r.history.id, r.streamer.stored, false).catch(() => {});
+      this.running.forget(branchId);
+    }));
   }
 }

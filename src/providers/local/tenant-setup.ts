@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { asAdmin } from './compute-admin.ts';
+import { ensureMigrationRecord } from './migration-record.ts';
 
 /** What a branch's compute must hold for its tenant: the database, its login roles, the extensions it may create. */
 export interface TenantSpec {
@@ -10,6 +11,8 @@ export interface TenantSpec {
   extensions: string[];
   /** The server's major: what CREATEROLE allows depends on it. */
   pgVersion: number;
+  /** The database's migration key (src/migrations): what proves a migration record is pgfleet's. */
+  migrationKey?: string;
 }
 
 /**
@@ -58,6 +61,7 @@ export async function applyTenantSpec(socketDir: string, port: number, spec: Ten
     }
     const { rows: databases } = await client.query<{ datname: string }>(`SELECT datname FROM pg_database WHERE datallowconn AND datname <> 'template1'`);
     for (const { datname } of databases) await asAdmin(socketDir, port, (c) => guardExtensions(c, spec.extensions), datname);
+    if (spec.migrationKey !== undefined) await asAdmin(socketDir, port, (c) => ensureMigrationRecord(c, spec.migrationKey!), spec.databaseName);
   });
 }
 

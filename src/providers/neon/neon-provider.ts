@@ -2,7 +2,7 @@ import { ConsumptionHistoryGranularity, EndpointState, EndpointType, type Operat
 import type { Logger } from 'pino';
 import { NEON_PG_VERSIONS, type NeonRegionSettings } from '../../config-regions.ts';
 import { ComputeStartError, ProviderError } from '../../errors.ts';
-import type { Branching } from '../../lifecycle/branching.ts';
+import type { Branching } from '../provider.ts';
 import type { SecretBox } from '../../secret-box.ts';
 import type { BranchRef, ComputeAddress, MeteredUsage, Provider, ProviderResource, ProviderState, UsageSample } from '../provider.ts';
 import { NeonApi, NeonApiError, type NeonResult, type RetryPolicy } from './neon-api.ts';
@@ -49,9 +49,9 @@ const HOUR = 3_600_000;
 /** The longest history Neon keeps (its API's limit of history_retention_seconds). */
 export const NEON_MAX_RETENTION_SECONDS = 2_592_000;
 
-/** A database's compute units as a fixed Neon autoscaling range; none named = Neon's own default. */
+/** A database's range as its endpoint's Neon autoscaling limits (Neon scales itself); none named = Neon's own default. */
 export const neonComputeSize = (ref: BranchRef) =>
-  ref.computeUnits === null ? {} : { autoscaling_limit_min_cu: ref.computeUnits, autoscaling_limit_max_cu: ref.computeUnits };
+  ref.autoscaling === null ? {} : { autoscaling_limit_min_cu: ref.autoscaling.minCu, autoscaling_limit_max_cu: ref.autoscaling.maxCu };
 
 /**
  * One Neon project per database: created with the database's region, Postgres major,
@@ -64,7 +64,7 @@ export class NeonProvider implements Provider {
   readonly pgVersions = NEON_PG_VERSIONS;
   readonly rootDeletesAll = true;
   readonly api: NeonApi;
-  /** Neon's branches (src/lifecycle/neon-branching.ts), set by the gateway once the catalog is open. */
+  /** Neon's branches (src/providers/neon/branching.ts), set by the gateway once the catalog is open. */
   branching?: Branching;
   private readonly running = new Set<string>();
   /** Per branch: its role passwords as last opened, and the sealed text they were opened from. */
@@ -399,6 +399,17 @@ export class NeonProvider implements Provider {
 
   status(ref: BranchRef): 'running' | 'stopped' {
     return this.running.has(ref.branchId) ? 'running' : 'stopped';
+  }
+
+  /**
+   * The endpoint's size as Neon shows it: Neon's API has no field for the size an active endpoint
+   * holds this moment, so an active endpoint counts at its floor (autoscaling_limit_min_cu), an
+   * idle one 0.
+   */
+  async currentUnits(ref: BranchRef): Promise<number> {
+    const s = requireNeonState(ref);
+    const { endpoint } = await this.api.call('getProjectEndpoint', [s.projectId, s.endpointId], this.deadline());
+    return endpoint.current_state === EndpointState.Active ? endpoint.autoscaling_limit_min_cu : 0;
   }
 
   /** Neon meters WAL and storage itself (usage()); nothing to measure from here. */

@@ -1,0 +1,43 @@
+import type { Catalog } from '../../catalog/catalog.ts';
+import type { Config } from '../../config.ts';
+import type { ComputeCgroups } from '../../limits/cgroups.ts';
+import type { Logger } from '../../log.ts';
+import type { PgInstalls } from '../../pg/install.ts';
+import type { OsUser } from '../../pg/os-user.ts';
+import { ensureSecretKey } from '../../secret-box.ts';
+import { openStore } from '../../storage/open-store.ts';
+import { SealedStore } from '../../storage/sealed-store.ts';
+import { storeIdentity } from '../../storage/storage-config.ts';
+import type { ProviderEvents } from '../provider.ts';
+import { BaseBackups } from './base-backups.ts';
+import { Histories } from './histories.ts';
+import { LocalLayout } from './layout.ts';
+import { LocalProvider, type NodeIdentity } from './local-provider.ts';
+import { Templates } from './templates.ts';
+
+export interface LocalParts {
+  catalog: Catalog;
+  user: OsUser;
+  installs: PgInstalls;
+  runDir: string;
+  cgroups: ComputeCgroups;
+  node: NodeIdentity;
+  log: Logger;
+}
+
+/** The local provider over its store: the store the configuration names, sealed with the gateway's secret key. */
+export function openLocalProvider(config: Config, parts: LocalParts, events: ProviderEvents): LocalProvider {
+  const { catalog, user, installs, runDir, cgroups, node, log } = parts;
+  const store = new SealedStore(openStore(config.storage, log), ensureSecretKey(config.dataDir, config.secretKey));
+  const histories = new Histories(catalog);
+  const templates = new Templates({
+    layout: new LocalLayout(config.dataDir, runDir), user, catalog, store, storeId: storeIdentity(config.storage, node.id), startTimeoutMs: config.wakeTimeoutMs, log,
+  });
+  return new LocalProvider({
+    dataDir: config.dataDir, runDir, installs, user, compute: config.compute, cgroups, startTimeoutMs: config.wakeTimeoutMs, log,
+    storage: {
+      catalog, store, histories, templates, backups: new BaseBackups(store, histories), node, settings: config.storage,
+      backupIntervalMs: config.history.baseBackupIntervalMs,
+    },
+  }, events);
+}
