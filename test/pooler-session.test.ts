@@ -47,18 +47,19 @@ t.test('settings: SET is kept for its client only, startup parameters per client
   t.equal(await setting(one, 'statement_timeout'), '7s', 'client one keeps its SET across transactions');
   t.equal(await setting(one, 'TimeZone'), 'Asia/Tokyo');
 
+  // lock_timeout, not work_mem: work_mem follows the compute's size (autoscaling), so its default is not fixed.
   await one.query('BEGIN');
-  await one.query(`SET work_mem = '8MB'`);
+  await one.query(`SET lock_timeout = '8s'`);
   await one.query('ROLLBACK');
-  t.equal(await setting(one, 'work_mem'), '4MB', 'a SET rolled back with its transaction is undone');
+  t.equal(await setting(one, 'lock_timeout'), '0', 'a SET rolled back with its transaction is undone');
   await one.query('BEGIN');
-  await one.query(`SET LOCAL work_mem = '9MB'`);
-  t.equal(await setting(one, 'work_mem'), '9MB');
+  await one.query(`SET LOCAL lock_timeout = '9s'`);
+  t.equal(await setting(one, 'lock_timeout'), '9s');
   await one.query('COMMIT');
-  t.equal(await setting(one, 'work_mem'), '4MB', 'SET LOCAL ends with the transaction');
-  await one.query(`SELECT set_config('work_mem', '6MB', false)`);
-  t.equal(await setting(two, 'work_mem'), '4MB', 'set_config() does not leak either');
-  t.equal(await setting(one, 'work_mem'), '6MB');
+  t.equal(await setting(one, 'lock_timeout'), '0', 'SET LOCAL ends with the transaction');
+  await one.query(`SELECT set_config('lock_timeout', '6s', false)`);
+  t.equal(await setting(two, 'lock_timeout'), '0', 'set_config() does not leak either');
+  t.equal(await setting(one, 'lock_timeout'), '6s');
   await one.query('RESET ALL');
   t.equal(await setting(one, 'statement_timeout'), '0', 'RESET ALL is tracked');
   await Promise.all([one.end(), two.end()]);
