@@ -41,7 +41,9 @@ t.test('a known endpoint: connections touch the catalog zero times', async (t) =
     for (let i = 0; i < 5; i++) t.equal(await psql(fx.conninfo(db), 'SELECT current_user'), db.role);
     t.equal(await psql(fx.conninfo(db, `options='endpoint=${db.endpointId}'`), 'SELECT 2'), '2');
   });
-  const background = /provider_deletions/; // the owed-deletions retry loop, every 5 s
+  // Background loops, not a connection's doing: owed deletions (every 5 s), the webhook dispatcher, the
+  // migration runner, branch expiry, and the scaler's record of a compute's size.
+  const background = /provider_deletions|webhook_deliveries|migration_jobs|migration_targets|branch_expiry|compute_sizes/;
   t.same(statements.filter((sql) => !background.test(sql)), [], 'no catalog statement for six connections');
 });
 
