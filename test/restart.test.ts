@@ -17,9 +17,11 @@ async function spawnGateway(dataDir: string): Promise<{ child: ChildProcess; pid
   });
   const line = await new Promise<string>((resolve, reject) => {
     let buf = '';
+    // The gateway's own log lines (warnings go to stdout too) come before the fixture's line.
     child.stdout!.on('data', (d) => {
       buf += d;
-      if (buf.includes('\n')) resolve(buf.split('\n')[0]!);
+      const found = buf.split('\n').find((l) => l.startsWith('{"pids"'));
+      if (found) resolve(found);
     });
     child.once('exit', (code) => reject(new Error(`gateway exited early with ${code}`)));
   });
