@@ -9,7 +9,7 @@ import { TrustedProxies } from './limits/trusted-proxies.ts';
 import type { LogFormat } from './log.ts';
 import { DEFAULT_NEON_WAKE, type NeonWake } from './providers/neon/neon-settings.ts';
 import { parseSecretKey } from './secret-box.ts';
-import { type Env, int } from './env-values.ts';
+import { type Env, bool, int, memory, oneOf, optional, port, str, url } from './env-values.ts';
 import { type StorageSettings, parseStorageSettings } from './storage/storage-config.ts';
 import { parseRetrySchedule } from './webhooks/retry-schedule.ts';
 
@@ -206,56 +206,6 @@ export interface NeonSettings {
 
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
-
-function str(env: Env, name: string, fallback: string): string {
-  const v = env[name];
-  return v === undefined || v === '' ? fallback : v;
-}
-
-function optional(env: Env, name: string): string | undefined {
-  const v = env[name];
-  return v === undefined || v === '' ? undefined : v;
-}
-
-
-function port(env: Env, name: string, fallback: number): number {
-  return int(env, name, fallback, 0, 65535);
-}
-
-function oneOf<T extends string>(env: Env, name: string, values: readonly T[], fallback: T): T {
-  const v = str(env, name, fallback);
-  if (!(values as readonly string[]).includes(v)) throw new ConfigError(name, `must be one of ${values.join(', ')}, got "${v}"`);
-  return v as T;
-}
-
-function bool(env: Env, name: string): boolean {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return false;
-  if (/^(1|true|yes|on)$/i.test(raw)) return true;
-  if (/^(0|false|no|off)$/i.test(raw)) return false;
-  throw new ConfigError(name, `must be true or false, got "${raw}"`);
-}
-
-function url(env: Env, name: string, protocols: string[]): string | undefined {
-  const raw = optional(env, name);
-  if (raw === undefined) return undefined;
-  let parsed: URL;
-  try {
-    parsed = new URL(raw);
-  } catch {
-    throw new ConfigError(name, 'is not a valid URL');
-  }
-  if (!protocols.includes(parsed.protocol)) {
-    throw new ConfigError(name, `must use ${protocols.join(' or ')}, got ${parsed.protocol}`);
-  }
-  return raw;
-}
-
-function memory(env: Env, name: string, fallback: string): string {
-  const v = str(env, name, fallback);
-  if (!/^\d+(kB|MB|GB)$/.test(v)) throw new ConfigError(name, `must look like 16MB, got "${v}"`);
-  return v;
-}
 
 /** The trusted contrib extensions of Postgres 15 to 18 (the same 20): those a non-superuser database owner can create at all. */
 export const DEFAULT_EXTENSIONS = [

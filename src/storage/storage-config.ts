@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { ConfigError } from '../errors.ts';
-import { type Env, int } from '../env-values.ts';
+import { type Env, int, truth } from '../env-values.ts';
 
 
 /** Where the data and history of local databases live. */
@@ -41,10 +41,7 @@ const VAR = 'PGFLEET_STORAGE_URL';
 
 
 function flag(value: string | null, fallback: boolean): boolean {
-  if (value === null) return fallback;
-  if (/^(1|true|yes|on)$/i.test(value)) return true;
-  if (/^(0|false|no|off)$/i.test(value)) return false;
-  throw new ConfigError(VAR, `path_style must be true or false, got "${value}"`);
+  return value === null ? fallback : truth(value, VAR, 'path_style must');
 }
 
 /** `s3://[key:secret@]bucket/prefix?endpoint=…&region=…&path_style=…` or `file:///dir`. */
