@@ -102,10 +102,18 @@ export class UsageTracker {
       if (owner && this.computes.info(branchId).connections > 0) this.active.set(branchId, { owner, since: Date.now() });
       if (owner) void this.readQuotas(owner.databaseId).catch(() => {});
     } else {
+      const span = this.running.get(branchId);
       this.close(this.running, branchId, 'compute_time_ms');
       this.close(this.active, branchId, 'active_time_ms');
       this.lastWal.delete(branchId);
+      // The last stretch of running time may cross 80% or 100% after the last tick saw it.
+      if (span) void this.noteQuotaLevels(span.owner).catch(() => {});
     }
+  }
+
+  private async noteQuotaLevels(owner: UsageOwner): Promise<void> {
+    const quotas = this.quotas.get(owner.databaseId);
+    if (quotas && this.opts.quotaEvents) this.opts.quotaEvents.note(owner, quotas, await this.standing(owner.databaseId));
   }
 
   private onConnections(branchId: string, n: number): void {
