@@ -9,7 +9,7 @@ import type net from 'node:net';
 import { decodeJwt } from 'jose';
 import type { Duplex } from 'node:stream';
 import type { BranchRoute } from '../src/catalog/routes.ts';
-import type { Lease } from '../src/computes.ts';
+import type { Lease } from '../src/compute-target.ts';
 import { PgfleetError, TokenError } from '../src/errors.ts';
 import type { ProxyCore } from '../src/gateway.ts';
 import { looksLikeJwt } from '../src/jwt/looks-like-jwt.ts';

@@ -11,7 +11,7 @@ import type { ProxyLimits } from '../src/config.ts';
 import type { ListenerRefusal, PgfleetError } from '../src/errors.ts';
 import { clientConnectionBudget, raiseFdLimit } from '../src/fd-limit.ts';
 import type { ProxyCore } from '../src/gateway.ts';
-import type { TerminateScope } from '../src/computes.ts';
+import type { TerminateScope } from '../src/compute-target.ts';
 import { type ClientLimits, resolveClientLimits } from '../src/limits/client-limits.ts';
 import { FairCaps } from '../src/limits/fair-caps.ts';
 import { type GuardOptions, guardListener } from '../src/limits/listener-guard.ts';

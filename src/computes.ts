@@ -1,49 +1,9 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { type Coordinator, waitForLock } from './coord/coordinator.ts';
+import { type ComputeStartOptions, startCompute } from './compute-start.ts';
+import type { ComputeInfo, ComputeState, ComputeTarget, Lease, SuspendCause, WakeCause } from './compute-target.ts';
 import { CapacityError, ComputeStartError, PgfleetError } from './errors.ts';
-import type { BranchRef, ComputeAddress, Provider } from './providers/provider.ts';
-
-export type ComputeState = 'suspended' | 'starting' | 'running' | 'stopping' | 'failed';
-
-/** What the manager needs to run one branch's compute. */
-export interface ComputeTarget {
-  ref: BranchRef;
-  /** Whose compute this is (usage is billed to the partner). */
-  partnerId: string;
-  provider: Provider;
-  /** 0 = never suspend for idleness. */
-  suspendTimeoutSeconds: number;
-  /** Set when the database must not be served (still being created, its resource gone): every wake fails with it. */
-  unavailable?: PgfleetError;
-}
-
-/** Which sessions a 'terminate' event ends: all of the compute's, or those these backends serve; `fromFleet`: relayed from another gateway. */
-export interface TerminateScope {
-  backendPids?: number[];
-  fromFleet?: boolean;
-}
-/** Why a compute started: a client connected, or the API (or another node's API) asked. */
-export type WakeCause = 'connection' | 'api';
-/**
- * Why a compute stopped: idle past its suspend timeout, the API, a used-up quota, room for another
- * compute, its branch being rewritten (a restore or reset: the reason's code), the database deleted,
- * the gateway stopping, or the compute exiting by itself.
- */
-export type SuspendCause = 'idle' | 'api' | 'quota' | 'room' | 'deleted' | 'shutdown' | 'exited' | string;
-
-/** A connection's hold on a running compute; release it when the session ends. */
-export interface Lease {
-  address: ComputeAddress;
-  release(): void;
-}
-
-export interface ComputeInfo {
-  state: ComputeState;
-  connections: number;
-  lastActiveAt: Date | undefined;
-  startedAt: Date | undefined;
-}
+import type { ComputeAddress } from './providers/provider.ts';
 
 interface Entry {
   target: ComputeTarget;
@@ -63,17 +23,9 @@ interface Entry {
   held: Promise<void> | undefined;
 }
 
-export interface ComputeManagerOptions {
+export interface ComputeManagerOptions extends ComputeStartOptions {
   maxComputes: number;
-  wakeTimeoutMs: number;
   log: Logger;
-  /** With a shared coordinator, a start holds the compute's wake lock: one start across gateways. */
-  coord?: Coordinator;
-  /**
-   * The fencing rule: records the lock's token as the compute's newest wake and answers false
-   * when a newer one is recorded already (this holder's lease ran out and another took over).
-   */
-  claimWake?: (branchId: string, token: number) => Promise<boolean>;
 }
 
 /**
@@ -325,42 +277,7 @@ export class ComputeManager extends EventEmitter {
   /** Starts the compute, giving up after wakeTimeoutMs; a start given up on is stopped once it settles. */
   private async startWithTimeout(e: Entry): Promise<ComputeAddress> {
     await e.settled; // a previous attempt still winding down
-    const { provider, ref } = e.target;
-    const attempt = this.lockedStart(provider, ref);
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new ComputeStartError(
-        `the database did not start within ${Math.round(this.opts.wakeTimeoutMs / 1000)} s`)), this.opts.wakeTimeoutMs);
-    });
-    try {
-      return await Promise.race([attempt, timeout]);
-    } catch (err) {
-      e.settled = attempt.then(() => provider.stop(ref), () => {}).catch(() => {});
-      throw err;
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  /**
-   * provider.start under the compute's fleet-wide wake lock (a lease, renewed by nobody: it covers
-   * the wake timeout, so a gateway that dies holding it frees it then). A later holder finds the
-   * compute started and its start returns at once.
-   */
-  private async lockedStart(provider: Provider, ref: ComputeTarget['ref']): Promise<ComputeAddress> {
-    const coord = this.opts.coord;
-    if (!coord?.shared) return provider.start(ref);
-    const name = `wake:${ref.branchId}`;
-    const lock = await waitForLock(coord, name, this.opts.wakeTimeoutMs + 5000, this.opts.wakeTimeoutMs);
-    if (!lock) throw new ComputeStartError('another gateway is starting this database and has not finished; try again');
-    try {
-      if (this.opts.claimWake && !(await this.opts.claimWake(ref.branchId, lock.token))) {
-        throw new ComputeStartError('a newer wake of this database took over; try again');
-      }
-      return await provider.start(ref);
-    } finally {
-      await lock.release();
-    }
+    return startCompute(e.target, this.opts, (settled) => (e.settled = settled));
   }
 
   /** Frees a slot for `e` when at capacity by stopping the least recently used idle compute. */

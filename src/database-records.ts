@@ -4,7 +4,7 @@ import { NAME_PATTERN } from './names.ts';
 import { type CuRange } from './autoscaling.ts';
 import { type Quotas } from './quotas.ts';
 import type { ProviderState } from './providers/provider.ts';
-import type { ComputeState } from './computes.ts';
+import type { ComputeState } from './compute-target.ts';
 
 /** A database as the doors show it. */
 export interface DatabaseRecord {

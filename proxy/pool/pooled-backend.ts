@@ -6,14 +6,15 @@
  * drops what the backend will skip until Sync. ReadyForQuery tells the transaction status.
  */
 import type { Duplex } from 'node:stream';
-import type { Lease } from '../../src/computes.ts';
+import type { Lease } from '../../src/compute-target.ts';
 import type { ComputeAddress } from '../../src/providers/provider.ts';
 import { endsSession } from '../protocol/message-framing.ts';
 import { FrameSplitter } from '../protocol/frame-splitter.ts';
 import { MSG, TX_IDLE } from '../protocol/codes.ts';
+import { queryMessage, readDataRowTexts } from '../protocol/extended-query.ts';
 import { TERMINATE } from '../protocol/messages.ts';
-import { StatementCache } from './prepared.ts';
-import type { Settings } from './session-settings.ts';
+import { SERVER_STATEMENT_PREFIX, StatementCache } from './prepared.ts';
+import { type Settings, READ_SESSION_SQL, applySettingsSql, fingerprint } from './session-settings.ts';
 
 /** The message that completes a slot. */
 export type SlotEnd = 'parse' | 'bind' | 'describe' | 'execute' | 'close' | 'sync' | 'query';
@@ -57,6 +58,14 @@ function completes(type: number): SlotEnd | undefined {
     default: return undefined;
   }
 }
+
+/**
+ * What a backend is given before it serves a client other than its last: everything a session
+ * may hold beyond a transaction goes (SET ROLE, every setting, custom ones too, temporary objects,
+ * advisory locks, LISTEN, prepared statements and cursors, sequence state), however it was taken
+ * (a DO block, a function, EXECUTE). Sent ahead of the client's messages, answered out of sight.
+ */
+const RESET = queryMessage('DISCARD ALL');
 
 // Backend messages can be large (a wide DataRow); Postgres caps them at 1 GB.
 const MAX_BACKEND_MESSAGE = 0x40000000;
@@ -159,6 +168,57 @@ export class PooledBackend {
     }
     this.slots.push({ ends: 'parse', synthetic, done });
     this.drain();
+  }
+
+  /** Before it serves a client other than its last: nothing of the previous session is left. */
+  discardSession(): void {
+    this.send(RESET, { ends: 'query', hidden: true, failed: () => this.socket.destroy() });
+    this.statements.replaceWith([]);
+    this.settings = new Map();
+    this.settingsPrint = '';
+  }
+
+  /** Puts a client's settings on the backend; `refused` gets the error when the compute refuses one. */
+  applySettings(settings: Settings, print: string, onlyChanged: boolean, refused: (error: Buffer) => void): void {
+    if (this.settingsPrint === print) return;
+    const previous = { settings: this.settings, print: this.settingsPrint };
+    this.settings = settings;
+    this.settingsPrint = print;
+    this.send(queryMessage(applySettingsSql(settings, onlyChanged)), {
+      ends: 'query', hidden: true,
+      failed: (error) => {
+        this.settings = previous.settings;
+        this.settingsPrint = previous.print;
+        refused(error);
+      },
+    });
+  }
+
+  /**
+   * Reads back what a transaction may have left on the session (settings, prepared statements);
+   * `done` gets the settings once the answer is in. A statement pgfleet did not make closes the
+   * backend: another client must never be handed it.
+   */
+  readSession(done: (settings: Settings) => void): void {
+    const settings: Settings = new Map();
+    const statements: string[] = [];
+    this.send(queryMessage(READ_SESSION_SQL), {
+      ends: 'query', hidden: true,
+      row: (frame) => {
+        const fields = readDataRowTexts(frame);
+        if (fields[0] === 's') settings.set(fields[1]!, fields[2]!);
+        else statements.push(fields[1]!);
+      },
+      failed: () => this.socket.destroy(),
+      done: (ok) => {
+        if (!ok) return;
+        this.settings = settings;
+        this.settingsPrint = fingerprint(settings);
+        this.statements.replaceWith(statements.filter((n) => n.startsWith(SERVER_STATEMENT_PREFIX)));
+        if (statements.some((n) => !n.startsWith(SERVER_STATEMENT_PREFIX))) this.socket.destroy();
+        done(settings);
+      },
+    });
   }
 
   /** Writes what was sent; false when the socket's buffer is full (wait for 'drain'). */

@@ -15,9 +15,12 @@ export interface ClientStatement {
   rest: Buffer;
 }
 
+/** How the names of statements pgfleet prepares on backends begin. */
+export const SERVER_STATEMENT_PREFIX = 'pgf_';
+
 /** The backend name of a statement: the same query and parameter types give the same name. */
 export function serverStatementName(rest: Buffer): string {
-  return `pgf_${crypto.createHash('sha256').update(rest).digest('base64url').slice(0, 24)}`;
+  return `${SERVER_STATEMENT_PREFIX}${crypto.createHash('sha256').update(rest).digest('base64url').slice(0, 24)}`;
 }
 
 /** The statements one backend has, in least-recently-used order. */

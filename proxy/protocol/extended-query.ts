@@ -59,3 +59,21 @@ export const targetMessage = (type: number, kind: number, name: string) =>
 /** Bind of the unnamed statement to the unnamed portal, no parameters; Execute of it. */
 export const bindPlain = () => message(MSG.bind, Buffer.concat([cstring(''), cstring(''), int16(0), int16(0), int16(0)]));
 export const executePlain = () => message(MSG.execute, Buffer.concat([cstring(''), int32(0)]));
+
+/** The text fields of a DataRow (NULL as undefined). */
+export function readDataRowTexts(frame: Buffer): (string | undefined)[] {
+  const count = frame.readUInt16BE(5);
+  const out: (string | undefined)[] = [];
+  let at = 7;
+  for (let i = 0; i < count; i++) {
+    const length = frame.readInt32BE(at);
+    at += 4;
+    if (length < 0) {
+      out.push(undefined);
+    } else {
+      out.push(frame.toString('utf8', at, at + length));
+      at += length;
+    }
+  }
+  return out;
+}

@@ -6,7 +6,7 @@
  * keep the compute awake or active; it is dropped when the compute stops or restarts.
  */
 import type { BranchRoute } from '../../src/catalog/routes.ts';
-import type { Lease } from '../../src/computes.ts';
+import type { Lease } from '../../src/compute-target.ts';
 import { sendCancel } from '../cancel.ts';
 import { backendParams, type ConnectionContext, startCompute } from '../connection.ts';
 import { SqlConnection } from './sql-connection.ts';

@@ -1,4 +1,5 @@
-import type { ComputeManager, SuspendCause, WakeCause } from '../computes.ts';
+import type { ComputeManager } from '../computes.ts';
+import type { SuspendCause, WakeCause } from '../compute-target.ts';
 import type { Events } from './events.ts';
 
 /**

@@ -1,7 +1,8 @@
 import type { Catalog } from '../catalog/catalog.ts';
 import type { RouteCache } from '../catalog/route-cache.ts';
 import { type BranchRoute, branchRefOf, routesOfDatabase } from '../catalog/routes.ts';
-import type { ComputeManager, ComputeTarget } from '../computes.ts';
+import type { ComputeManager } from '../computes.ts';
+import type { ComputeTarget } from '../compute-target.ts';
 import { PgfleetError } from '../errors.ts';
 import type { Events } from '../events/events.ts';
 import { recordNodeDrained } from '../events/node-events.ts';

@@ -7,7 +7,8 @@
 import type { BranchCall } from '../branch-calls.ts';
 import type { BranchRoute } from '../catalog/routes.ts';
 import { branchRefOf } from '../catalog/routes.ts';
-import type { ComputeManager, ComputeState, ComputeTarget, Lease } from '../computes.ts';
+import type { ComputeManager } from '../computes.ts';
+import type { ComputeState, ComputeTarget, Lease } from '../compute-target.ts';
 import type { BranchRef, Provider, ProviderState } from '../providers/provider.ts';
 import type { Nodes } from './nodes.ts';
 

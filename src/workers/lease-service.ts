@@ -1,5 +1,6 @@
 import type { RouteCache } from '../catalog/route-cache.ts';
-import type { ComputeManager, Lease, TerminateScope } from '../computes.ts';
+import type { ComputeManager } from '../computes.ts';
+import type { Lease, TerminateScope } from '../compute-target.ts';
 import { NotFoundError, type PgfleetError } from '../errors.ts';
 import type { ComputeAddress } from '../providers/provider.ts';
 import type { BranchRoute } from '../catalog/routes.ts';

@@ -7,7 +7,7 @@
 import { branchRefOf, type BranchRoute } from '../catalog/routes.ts';
 import { Catalog } from '../catalog/catalog.ts';
 import { RouteCache } from '../catalog/route-cache.ts';
-import type { Lease } from '../computes.ts';
+import type { Lease } from '../compute-target.ts';
 import type { Config } from '../config.ts';
 import { RedisCoordinator } from '../coord/redis-coordinator.ts';
 import { type Coordinator, INVALIDATE } from '../coord/coordinator.ts';
