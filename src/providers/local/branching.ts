@@ -10,7 +10,8 @@ import { copyTree, stripRunFiles } from './files.ts';
 import type { History } from './histories.ts';
 import { earliestRestorable } from './history-plan.ts';
 import { recoverInto, restoreBase } from './history-recovery.ts';
-import type { LocalProvider, LocalStorage } from './local-provider.ts';
+import type { LocalProvider } from './local-provider.ts';
+import type { LocalStorage } from './local-storage.ts';
 import { oneOffSocketName } from './recovery.ts';
 import { pruneDatabase, pruneHistory } from './store-upkeep.ts';
 

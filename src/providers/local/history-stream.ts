@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { History } from './histories.ts';
-import type { LocalStorage } from './local-provider.ts';
+import type { LocalStorage } from './local-storage.ts';
 import { WalArchive, segmentName, segmentStart } from './wal-archive.ts';
 import { WalStreamer } from './wal-streamer.ts';
 

@@ -8,7 +8,7 @@ import type { BranchRef } from '../provider.ts';
 import { readCache } from './branch-cache.ts';
 import { directorySize } from './directory-size.ts';
 import type { LocalLayout } from './layout.ts';
-import type { LocalStorage } from './local-provider.ts';
+import type { LocalStorage } from './local-storage.ts';
 import type { TenantSpec } from './tenant-setup.ts';
 
 /** Where a branch's files are on this node. */

@@ -1,7 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import type { Catalog } from '../../catalog/catalog.ts';
 import { branchRefOf, routeByBranch } from '../../catalog/routes.ts';
 import type { ComputeSettings } from '../../config.ts';
 import { ComputeStartError, ConfigError } from '../../errors.ts';
@@ -10,54 +9,28 @@ import type { PgInstall, PgInstalls } from '../../pg/install.ts';
 import { type OsUser, chownTree, currentUser, firstBlockedDir, giveTree } from '../../pg/os-user.ts';
 import { OsUserPool } from '../../pg/os-user-pool.ts';
 import { PostgresServer, SOCKET_PORT } from '../../pg/server.ts';
-import type { SealedStore } from '../../storage/sealed-store.ts';
-import type { StorageSettings } from '../../storage/storage-config.ts';
 import type { Branching, BranchRef, ComputeAddress, MeteredUsage, Provider, ProviderEvents, ProviderState, UsageSample } from '../provider.ts';
-import type { BaseBackups } from './base-backups.ts';
 import { writeCache } from './branch-cache.ts';
 import { type HistoryEnd, checkpointPosition, markHistoryEnd, walPosition } from './compute-admin.ts';
 import type { CuRange } from '../../autoscaling.ts';
 import { Autoscaler, type SizeChange } from './autoscaler.ts';
 import { computeSettings, sizedSettings, writeRuntimeSettings } from './compute-settings.ts';
-import type { Histories, History } from './histories.ts';
+import type { History } from './histories.ts';
 import { LocalLayout } from './layout.ts';
 import { checkPlacedHere } from './placement-check.ts';
 import { StoreBytes } from './store-bytes.ts';
 import { type BranchPlace, LocalFiles, SPEC_FILE } from './local-files.ts';
 import { rehydrate } from './rehydrate.ts';
-import type { Templates } from './templates.ts';
-import { type TenantSpec, applyTenantSpec } from './tenant-setup.ts';
+import { applyTenantSpecIfChanged } from './tenant-setup.ts';
+import type { LocalStorage } from './local-storage.ts';
 import { WalArchive } from './wal-archive.ts';
 import { streamHistory } from './history-stream.ts';
 import type { WalStreamer } from './wal-streamer.ts';
 import type { StorageMetrics } from './storage-metrics.ts';
 import { type Running, RunningComputes } from './running-computes.ts';
 
-/** Inside pgdata, so that it travels with the data (a backup, a branch) and a rehydrated copy knows what it holds. */
-const APPLIED_FILE = 'pgfleet.applied.json';
 /** How long a stop waits for the store to take the compute's last WAL before it stops anyway (the WAL stays here). */
 const STOP_STORE_WAIT_MS = 10_000;
-
-/** This node as the fleet knows it: whether it may still write to the store. */
-export interface NodeIdentity {
-  id: string;
-  generation(): number;
-  /** False once the node was fenced (declared dead) or its lease ran out. */
-  canWrite(): boolean;
-}
-
-/** Where local databases' data and history live, and who this node is. */
-export interface LocalStorage {
-  catalog: Catalog;
-  store: SealedStore;
-  histories: Histories;
-  templates: Templates;
-  backups: BaseBackups;
-  node: NodeIdentity;
-  settings: StorageSettings;
-  /** A branch gets a new base backup once its newest is older than this. */
-  backupIntervalMs: number;
-}
 
 export interface LocalProviderOptions {
   dataDir: string;
@@ -74,14 +47,6 @@ export interface LocalProviderOptions {
   startTimeoutMs: number;
   storage: LocalStorage;
   log: Logger;
-}
-
-function readText(file: string): string | undefined {
-  try {
-    return fs.readFileSync(file, 'utf8');
-  } catch {
-    return undefined;
-  }
 }
 
 /**
@@ -277,19 +242,12 @@ export class LocalProvider implements Provider {
   }
 
   /** The first start (and any start after a role change) creates what the tenant needs. */
-  private async applySpecIfChanged(ref: BranchRef, server: PostgresServer): Promise<boolean> {
+  private applySpecIfChanged(ref: BranchRef, server: PostgresServer): Promise<boolean> {
     // The extension allowlist is the configuration's, the major the binaries': a change of either re-applies the spec at the next start.
-    const spec: TenantSpec = {
+    return applyTenantSpecIfChanged(server, {
       ...this.files.storedSpec(ref), extensions: this.opts.compute.extensions, pgVersion: server.opts.install.major,
       ...(this.migrationKeys ? { migrationKey: this.migrationKeys(ref.databaseId) } : {}),
-    };
-    const wanted = JSON.stringify(spec);
-    const applied = path.join(server.opts.pgdata, APPLIED_FILE);
-    if (readText(applied) === wanted) return false;
-    await applyTenantSpec(server.opts.socketDir, SOCKET_PORT, spec);
-    await server.admitRoles(spec.roles);
-    fs.writeFileSync(applied, wanted);
-    return true;
+    });
   }
 
   /** A size applied to a running compute: its cgroup, then its sized settings with a reload (SIGHUP). */

@@ -12,7 +12,8 @@ import type { ProviderEvents } from '../provider.ts';
 import { BaseBackups } from './base-backups.ts';
 import { Histories } from './histories.ts';
 import { LocalLayout } from './layout.ts';
-import { LocalProvider, type NodeIdentity } from './local-provider.ts';
+import { LocalProvider } from './local-provider.ts';
+import type { NodeIdentity } from './local-storage.ts';
 import { Templates } from './templates.ts';
 
 export interface LocalParts {

@@ -1,6 +1,6 @@
 import { ComputeStartError } from '../../errors.ts';
 import type { BranchRef } from '../provider.ts';
-import type { LocalStorage } from './local-provider.ts';
+import type { LocalStorage } from './local-storage.ts';
 
 /** How long a start waits for the old node to let go of a database moving here (a suspend and an upload of its last WAL). */
 const MOVE_WAIT_MS = 30_000;

@@ -1,7 +1,7 @@
 import { storeKeys } from '../../storage/keys.ts';
 import { packKeys, readManifest } from '../../storage/snapshots.ts';
 import type { BaseBackup, History } from './histories.ts';
-import type { LocalStorage } from './local-provider.ts';
+import type { LocalStorage } from './local-storage.ts';
 import type { WalArchive } from './wal-archive.ts';
 
 /** Objects younger than this are never removed as unused: a backup or history may be in the making. */

@@ -1,4 +1,7 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import pg from 'pg';
+import { type PostgresServer, SOCKET_PORT } from '../../pg/server.ts';
 import { asAdmin } from './compute-admin.ts';
 import { ensureMigrationRecord } from './migration-record.ts';
 
@@ -90,4 +93,26 @@ async function guardExtensions(client: pg.Client, allowed: string[]): Promise<vo
     DROP EVENT TRIGGER IF EXISTS pgfleet_extension_allowlist;
     CREATE EVENT TRIGGER pgfleet_extension_allowlist ON ddl_command_end
       WHEN TAG IN ('CREATE EXTENSION', 'ALTER EXTENSION') EXECUTE FUNCTION pgfleet.extension_allowlist();`);
+}
+
+/** Inside pgdata, so that it travels with the data (a backup, a branch) and a rehydrated copy knows what it holds. */
+const APPLIED_FILE = 'pgfleet.applied.json';
+
+/** Applies the spec unless the compute's data holds it already (as written after the last apply); true when applied. */
+export async function applyTenantSpecIfChanged(server: PostgresServer, spec: TenantSpec): Promise<boolean> {
+  const wanted = JSON.stringify(spec);
+  const applied = path.join(server.opts.pgdata, APPLIED_FILE);
+  if (readText(applied) === wanted) return false;
+  await applyTenantSpec(server.opts.socketDir, SOCKET_PORT, spec);
+  await server.admitRoles(spec.roles);
+  fs.writeFileSync(applied, wanted);
+  return true;
+}
+
+function readText(file: string): string | undefined {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
 }
