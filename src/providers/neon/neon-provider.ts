@@ -1,4 +1,4 @@
-import { ConsumptionHistoryGranularity, EndpointState, EndpointType, type Operation } from '@neondatabase/api-client';
+import { EndpointState, EndpointType, type Operation } from '@neondatabase/api-client';
 import type { Logger } from 'pino';
 import { NEON_PG_VERSIONS, type NeonRegionSettings } from '../../config-regions.ts';
 import { ComputeStartError, ProviderError } from '../../errors.ts';
@@ -10,6 +10,7 @@ import { findProjectNamed, listDatabaseProjects, readWriteEndpoint } from './pro
 import { DEFAULT_NEON_WAKE, type NeonWake, neonQuota, neonSuspendTimeout } from './neon-settings.ts';
 import { type NeonBranchState, type NeonState, isChildBranch, neonPatch, neonStateOf, passwordContext, requireNeonState } from './neon-state.ts';
 import { waitForOperations } from './operations.ts';
+import { NEON_METERS, consumption } from './consumption.ts';
 
 export interface NeonProviderOptions {
   region: NeonRegionSettings;
@@ -34,17 +35,6 @@ export interface NeonProviderOptions {
 
 // Creates whose answer was lost: each is followed by a look-up by name before the next.
 const CREATE_ATTEMPTS = 4;
-
-// What pgfleet asks Neon's consumption API for, and what each becomes in pgfleet's meters.
-/** Neon's consumption metrics → pgfleet's metric and the factor to its unit. */
-const CONSUMPTION_METRICS = {
-  compute_time_seconds: ['compute_time_ms', 1000],
-  active_time_seconds: ['active_time_ms', 1000],
-  written_data_bytes: ['written_data_bytes', 1],
-  synthetic_storage_size_bytes: ['storage_bytes', 1],
-} as const;
-
-const HOUR = 3_600_000;
 
 /** The longest history Neon keeps (its API's limit of history_retention_seconds). */
 export const NEON_MAX_RETENTION_SECONDS = 2_592_000;
@@ -368,33 +358,11 @@ export class NeonProvider implements Provider {
   }
 
   /** Hourly usage from Neon's consumption API, as pgfleet's metrics. */
-  readonly meters = Object.values(CONSUMPTION_METRICS).map(([metric]) => metric);
+  readonly meters = NEON_METERS;
 
   async usage(ref: BranchRef, from: Date, to: Date): Promise<MeteredUsage[]> {
     const s = neonStateOf(ref);
-    if (!s) return [];
-    const start = new Date(Math.floor(from.getTime() / HOUR) * HOUR);
-    const end = new Date(Math.ceil(to.getTime() / HOUR) * HOUR);
-    const r = await this.api.call('getConsumptionHistoryPerProject', [{
-      project_ids: [s.projectId],
-      from: start.toISOString(),
-      to: end.toISOString(),
-      granularity: ConsumptionHistoryGranularity.Hourly,
-      metrics: Object.keys(CONSUMPTION_METRICS),
-      ...(this.opts.region.orgId ? { org_id: this.opts.region.orgId } : {}),
-    }], this.deadline());
-    const samples: MeteredUsage[] = [];
-    for (const project of r.projects.filter((p) => p.project_id === s.projectId)) {
-      for (const period of project.periods) {
-        for (const frame of period.consumption) {
-          for (const [neonName, [metric, factor]] of Object.entries(CONSUMPTION_METRICS)) {
-            const value = frame[neonName as keyof typeof CONSUMPTION_METRICS];
-            if (typeof value === 'number') samples.push({ bucket: new Date(frame.timeframe_start), metric, value: value * factor });
-          }
-        }
-      }
-    }
-    return samples;
+    return s ? consumption(this.api, { projectId: s.projectId, orgId: this.opts.region.orgId }, from, to, this.deadline()) : [];
   }
 
   status(ref: BranchRef): 'running' | 'stopped' {
