@@ -5,7 +5,6 @@ import { type BranchRoute, branchRefOf } from './catalog/routes.ts';
 import { ComputeManager } from './computes.ts';
 import type { ComputeTarget, TerminateScope } from './compute-target.ts';
 import type { Config } from './config.ts';
-import { NEON_DEFAULT_PG_VERSION, NEON_PG_VERSIONS } from './config-regions.ts';
 import { backfillPgVersions } from './catalog/pg-version-backfill.ts';
 import { ensureAdminKey, lockDataDir, prepareDataDir } from './data-dir.ts';
 import { type Logger, createLogger } from './log.ts';
@@ -20,10 +19,9 @@ import { openLocalProvider } from './providers/local/open-local.ts';
 import { ComputeSizes } from './compute-sizes.ts';
 import { StorageMetrics } from './providers/local/storage-metrics.ts';
 import { Owners } from './nodes/owners.ts';
-import { NeonProvider } from './providers/neon/neon-provider.ts';
 import { Databases } from './databases.ts';
 import { unavailableReason } from './database-records.ts';
-import { ConfigError, DatabaseUnavailableError } from './errors.ts';
+import { DatabaseUnavailableError } from './errors.ts';
 import { Branches } from './branches.ts';
 import { LocalBranching } from './providers/local/branching.ts';
 import { NeonBranching } from './providers/neon/branching.ts';
@@ -31,8 +29,10 @@ import { OperatorMetrics } from './metrics.ts';
 import { Partners } from './partners.ts';
 import { PROVIDER_USAGE_LOOKBACK_MS, PROVIDER_USAGE_PULL_MS, importProviderUsage } from './provider-usage.ts';
 import type { Quotas } from './quotas.ts';
-import { type Region, Regions } from './regions.ts';
-import { SecretBox, ensureSecretKey } from './secret-box.ts';
+import { Regions } from './regions.ts';
+import { buildRegions, defaultMajors } from './region-providers.ts';
+import { ensureSecretKey } from './secret-box.ts';
+import { NeonProvider } from './providers/neon/neon-provider.ts';
 import { MigrationKeys } from './migrations/migration-keys.ts';
 import { type Migrations, openMigrations } from './migrations/open.ts';
 import { PartnerTemplates } from './partner-templates.ts';
@@ -392,38 +392,4 @@ export function announceIsolation(log: Logger, root = isRoot()): void {
     'OS isolation is lost (pgfleet is not root): the catalog and every compute run as this one OS user, so a tenant that gains code ' +
     'execution in its compute (an extension bug) can read every other database\'s files and the catalog\'s, and connect to their ' +
     'sockets as any role. Run pgfleet as root to give the catalog and each database an OS user of their own.');
-}
-
-/** Each configured region with its provider: the local one, or a Neon provider per neon region. */
-function buildRegions(config: Config, local: LocalProvider, majors: Map<string, number>, log: Logger): Region[] {
-  let box: SecretBox | undefined;
-  return config.regions.map((r) => {
-    const pgVersion = majors.get(r.id)!;
-    if (r.provider === 'local') return { id: r.id, provider: local, pgVersion };
-    box ??= new SecretBox(ensureSecretKey(config.dataDir, config.secretKey));
-    const provider = new NeonProvider({
-      region: r.neon, box, ca: config.neon.ca, port: config.neon.port, operationTimeoutMs: config.neon.operationTimeoutMs,
-      requestTimeoutMs: config.neon.requestTimeoutMs, maxConcurrency: config.neon.maxConcurrency, wake: config.neon.wake,
-      log: log.child({ region: r.id }),
-    });
-    return { id: r.id, provider, pgVersion };
-  });
-}
-
-/**
- * Each region's default major: its own `pg_version`, else PGFLEET_PG_VERSION, else (local) the
- * preferred binaries' or (neon) Neon's default; checked against what its provider runs before
- * anything starts.
- */
-function defaultMajors(config: Config, installs: PgInstalls): Map<string, number> {
-  return new Map(config.regions.map((r) => {
-    const offered: readonly number[] = r.provider === 'local' ? installs.majors : NEON_PG_VERSIONS;
-    const major = r.pgVersion ?? config.pgVersion ?? (r.provider === 'local' ? installs.preferred : NEON_DEFAULT_PG_VERSION);
-    if (!offered.includes(major)) {
-      const hint = r.provider === 'local' ? `; point PGFLEET_PG_BIN at the binaries of Postgres ${major}` : '';
-      throw new ConfigError(r.pgVersion !== undefined ? 'PGFLEET_REGIONS' : 'PGFLEET_PG_VERSION',
-        `region "${r.id}" would run Postgres ${major}, which its provider does not offer (it runs ${offered.join(', ')}${hint})`);
-    }
-    return [r.id, major];
-  }));
 }
