@@ -157,7 +157,7 @@ t.test('a memory-hungry query gets room up to its ceiling; past it, only its own
   })();
 
   // 1.5 GB held at once: more than the floor's 1 GiB, less than the ceiling's 2 GiB.
-  const big = (n: number) => `SELECT ${Array.from({ length: n }, (_, i) => `length(s${i})`).join(' + ')} AS bytes
+  const big = (n: number) => `SELECT ${Array.from({ length: n }, (_, i) => `octet_length(s${i})`).join(' + ')} AS bytes
     FROM (SELECT ${Array.from({ length: n }, (_, i) => `repeat(repeat('${i}', 1000000), 500) AS s${i}`).join(', ')}) t`;
   const c = await adminClient(core, hungryBranch);
   let at = Date.now();
