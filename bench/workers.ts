@@ -1,13 +1,12 @@
 /**
  * The worker count as a dimension: `pgbench -S` (1, 16, 64, 256 clients) and `-S -C` through
- * `pgfleet start` with PGFLEET_WORKERS=1 and =2, in one run, the two taking turns on the same
- * data dir (one gateway process at a time, each its own compute start). Prints TPS, the gateway's
- * CPU per transaction (or connection) summed over its workers and per worker, the primary's, and
- * the ratio 2 workers / 1 (goal: ≥ 1 in every mode on a 2-core host, where pgbench and the compute
- * share the cores with the workers).
+ * `pgfleet start` with PGFLEET_WORKERS=0 (one process: the baseline), 1 and 2, in one run, taking
+ * turns on the same data dir (one gateway process at a time, each its own compute start). Prints
+ * TPS and the gateway's CPU per transaction (or connection): all its processes together, then the
+ * workers each and the primary; and the TPS of each count against the one-process baseline.
  *
  *   npx tsx bench/workers.ts      (BENCH_SECONDS=5 per run, plus 1 s per 8 clients to connect; BENCH_ROUNDS=1;
- *                                 BENCH_MODES=16,-C to pick)
+ *                                 BENCH_MODES=16,-C to pick; BENCH_WORKERS=0,1,2 the counts)
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -26,6 +25,8 @@ const MODES: [string, string[]][] = ([
   ['-S -C, 8 clients', ['-S', '-C', '-c', '8', '-j', '2']],
 ] as [string, string[]][]).filter(([name]) => !wanted || wanted.some((w) => name.includes(w)));
 
+const COUNTS = (process.env.BENCH_WORKERS ?? '0,1,2').split(',').map(Number);
+
 interface Cell { tps: number; perTxUs: number; perWorkerUs: number[]; primaryUs: number }
 const cells = new Map<string, Map<number, Cell[]>>();
 
@@ -33,7 +34,7 @@ const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgfleet-workers-'));
 fs.chmodSync(dataDir, 0o711);
 try {
   for (let round = 0; round < ROUNDS; round++) {
-    for (const workers of [1, 2]) {
+    for (const workers of COUNTS) {
       const gw = await startGatewayProcess(dataDir, { PGFLEET_WORKERS: String(workers) });
       try {
         const env = { ...process.env, PGPASSWORD: gw.password };
@@ -61,7 +62,8 @@ try {
           }
           // CPU over the whole run, connections included: at many clients it is a little more than per transaction.
           const perWorkerUs = pids.map((pid, i) => ((cpuSeconds(pid) - w0[i]!) * 1e6) / n);
-          const cell = { tps, perTxUs: perWorkerUs.reduce((a, b) => a + b, 0), perWorkerUs, primaryUs: ((cpuSeconds(gw.child.pid!) - p0) * 1e6) / n };
+          const primaryUs = ((cpuSeconds(gw.child.pid!) - p0) * 1e6) / n;
+          const cell = { tps, perTxUs: perWorkerUs.reduce((a, b) => a + b, primaryUs), perWorkerUs, primaryUs };
           if (!cells.has(mode)) cells.set(mode, new Map());
           const byCount = cells.get(mode)!;
           byCount.set(workers, [...(byCount.get(workers) ?? []), cell]);
@@ -77,18 +79,21 @@ try {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 console.log(`\nworkers (${os.cpus().length} cores; ${ROUNDS} round(s) of ${SECONDS} s; load average ${os.loadavg()[0]!.toFixed(1)})`);
-console.log('CPU µs per transaction (per connection for -C): the workers together [each], and the primary\n');
-console.log(`${'mode'.padEnd(18)} ${'1 worker: tps'.padStart(14)} ${'µs'.padStart(7)} ${'2 workers: tps'.padStart(15)} ${'µs [each]'.padStart(18)} ${'primary µs 1/2'.padStart(15)} ${'tps 2/1'.padStart(8)}`);
+console.log('per count: tps; CPU µs per transaction (per connection for -C) of all the gateway\'s processes [the workers each + the primary];');
+console.log(`tps against the baseline, ${COUNTS[0]} worker(s)${COUNTS[0] === 0 ? ' (one process)' : ''}\n`);
 for (const [mode, byCount] of cells) {
-  const one = byCount.get(1);
-  const two = byCount.get(2);
-  if (!one || !two) {
-    console.log(`${mode.padEnd(18)} (a run failed: no ratio)`);
-    continue;
+  const line = [mode.padEnd(18)];
+  const base = byCount.get(COUNTS[0]!);
+  for (const count of COUNTS) {
+    const cs = byCount.get(count);
+    if (!cs) {
+      line.push(`${count}: (a run failed)`);
+      continue;
+    }
+    const m = (f: (c: Cell) => number) => median(cs.map(f));
+    const parts = [...cs[0]!.perWorkerUs.map((_, i) => m((c) => c.perWorkerUs[i] ?? 0).toFixed(0)), m((c) => c.primaryUs).toFixed(0)];
+    const ratio = base && count !== COUNTS[0] ? ` ${(m((c) => c.tps) / median(base.map((c) => c.tps))).toFixed(2)}×` : '';
+    line.push(`${count}: ${m((c) => c.tps).toFixed(0).padStart(5)} tps ${m((c) => c.perTxUs).toFixed(0).padStart(5)} µs [${parts.join('+')}]${ratio}`);
   }
-  const m = (cs: Cell[], f: (c: Cell) => number) => median(cs.map(f));
-  const each = two[0]!.perWorkerUs.map((_, i) => m(two, (c) => c.perWorkerUs[i] ?? 0).toFixed(0)).join('+');
-  const ratio = m(two, (c) => c.tps) / m(one, (c) => c.tps);
-  console.log(`${mode.padEnd(18)} ${m(one, (c) => c.tps).toFixed(0).padStart(14)} ${m(one, (c) => c.perTxUs).toFixed(0).padStart(7)} ${m(two, (c) => c.tps).toFixed(0).padStart(15)} `
-    + `${`${m(two, (c) => c.perTxUs).toFixed(0)} [${each}]`.padStart(18)} ${`${m(one, (c) => c.primaryUs).toFixed(0)}/${m(two, (c) => c.primaryUs).toFixed(0)}`.padStart(15)} ${ratio.toFixed(2).padStart(8)}${ratio < 1 ? '  (2 slower than 1)' : ''}`);
+  console.log(line.join('   '));
 }

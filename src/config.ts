@@ -58,8 +58,9 @@ export interface Config {
   compute: ComputeSettings;
   maxComputes: number;
   /**
-   * Proxy worker processes of `pgfleet start` (PGFLEET_WORKERS, default the number of cores): they
-   * share the proxy and serverless ports; 0 = the proxy runs in the one process with the core.
+   * Proxy worker processes of `pgfleet start` (PGFLEET_WORKERS, default one fewer than the cores,
+   * at least 1: the primary and the node's computes keep a core); they share the proxy and
+   * serverless ports; 0 = the proxy runs in the one process with the core.
    */
   workers: number;
   wakeTimeoutMs: number;
@@ -334,7 +335,7 @@ export function loadConfig(env: Env = process.env): Config {
       cgroups: oneOf(env, 'PGFLEET_CGROUPS', ['auto', 'off'], 'auto') === 'auto',
     },
     maxComputes: int(env, 'PGFLEET_MAX_COMPUTES', 100, 1, 100000),
-    workers: int(env, 'PGFLEET_WORKERS', os.availableParallelism(), 0, 1024),
+    workers: int(env, 'PGFLEET_WORKERS', Math.max(1, os.availableParallelism() - 1), 0, 1024),
     wakeTimeoutMs: int(env, 'PGFLEET_WAKE_TIMEOUT', 30, 1, 3600) * 1000,
     defaultSuspendTimeoutSeconds: int(env, 'PGFLEET_SUSPEND_TIMEOUT', 300, 0, 7 * 86400),
     allowPlaintext: bool(env, 'PGFLEET_ALLOW_PLAINTEXT'),

@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import t from 'tap';
 import { runCli } from '../api/cli.ts';
 import { ADMIN_KEY } from './api-client.ts';
-import { postmastersUnder, repoRoot, tmpDataDir, until } from './helpers.ts';
+import { SPAWNED_GATEWAY_ENV, postmastersUnder, repoRoot, tmpDataDir, until } from './helpers.ts';
 
 const execFileAsync = promisify(execFile);
 const BIN = path.join(repoRoot, 'bin', 'pgfleet.js');
@@ -18,7 +18,7 @@ let apiUrl: string;
 
 t.before(async () => {
   gateway = spawn(process.execPath, [BIN, 'start'], {
-    env: { ...process.env, PGFLEET_DATA_DIR: dataDir, PGFLEET_API_PORT: '0', PGFLEET_PROXY_PORT: '0', PGFLEET_LOG_LEVEL: 'info', PGFLEET_ADMIN_KEY: ADMIN_KEY },
+    env: { ...process.env, ...SPAWNED_GATEWAY_ENV, PGFLEET_DATA_DIR: dataDir, PGFLEET_API_PORT: '0', PGFLEET_PROXY_PORT: '0', PGFLEET_LOG_LEVEL: 'info', PGFLEET_ADMIN_KEY: ADMIN_KEY },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   apiUrl = await new Promise<string>((resolve, reject) => {
@@ -250,7 +250,7 @@ t.test('a port in use stops pgfleet start with the variable to change', async (t
   const dir = tmpDataDir();
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   const r = await execFileAsync(process.execPath, [BIN, 'start'], {
-    env: { ...process.env, PGFLEET_DATA_DIR: dir, PGFLEET_API_PORT: '0', PGFLEET_PROXY_PORT: String(port), PGFLEET_ADMIN_KEY: ADMIN_KEY, PGFLEET_LOG_LEVEL: 'warn' },
+    env: { ...process.env, ...SPAWNED_GATEWAY_ENV, PGFLEET_DATA_DIR: dir, PGFLEET_API_PORT: '0', PGFLEET_PROXY_PORT: String(port), PGFLEET_ADMIN_KEY: ADMIN_KEY, PGFLEET_LOG_LEVEL: 'warn' },
   }).then(() => ({ code: 0, stderr: '' }), (err: { code: number; stderr: string }) => err);
   t.equal(r.code, 1);
   t.match(r.stderr, new RegExp(`pgfleet: 127\\.0\\.0\\.1:${port} is already in use; set PGFLEET_PROXY_PORT to a free port`));

@@ -13,6 +13,12 @@ export function tmpDataDir(label = 'pgfleet'): string {
   return dir;
 }
 
+/**
+ * What a test adds to the environment of a `pgfleet start` it spawns: two proxy workers (the default
+ * on CI's 2-core host would be one), so that every such test crosses the paths between workers.
+ */
+export const SPAWNED_GATEWAY_ENV = { PGFLEET_WORKERS: '2' };
+
 export function testConfig(overrides: Record<string, string> = {}): Config {
   return loadConfig({
     PGFLEET_DATA_DIR: tmpDataDir(),
@@ -80,7 +86,7 @@ export async function until(what: string, check: () => boolean | Promise<boolean
 /** `pgfleet start` in its own process with env added; resolves with its API URL and proxy port once it is ready. */
 export async function startProcess(env: Record<string, string>): Promise<{ child: ChildProcess; api: string; proxyPort: number }> {
   const child = spawn(process.execPath, [path.join(repoRoot, 'bin', 'pgfleet.js'), 'start'], {
-    env: { ...process.env, PGFLEET_LOG_FORMAT: 'json', ...env },
+    env: { ...process.env, PGFLEET_LOG_FORMAT: 'json', ...SPAWNED_GATEWAY_ENV, ...env },
     stdio: ['ignore', 'pipe', 'ignore'],
   });
   return new Promise((resolve, reject) => {

@@ -8,7 +8,7 @@ import { loadConfig } from '../src/config.ts';
 import { ADMIN_KEY } from './api-client.ts';
 import { FakeNeon } from './fake-neon/fake-neon.ts';
 import { neonRegionEnv } from './fake-neon/pgfleet-side.ts';
-import { nodeTs, tmpDataDir } from './helpers.ts';
+import { SPAWNED_GATEWAY_ENV, nodeTs, tmpDataDir } from './helpers.ts';
 import { freePort, psql } from './proxy-helpers.ts';
 
 const fake = await FakeNeon.start();
@@ -33,7 +33,7 @@ async function spawnPgfleet(): Promise<{ child: ChildProcess; url: string; proxy
   const port = await freePort();
   const proxyPort = await freePort();
   const [cmd, args] = nodeTs('main.ts');
-  const child = spawn(cmd, args, { env: { ...process.env, ...env(port, proxyPort) }, stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn(cmd, args, { env: { ...process.env, ...SPAWNED_GATEWAY_ENV, ...env(port, proxyPort) }, stdio: ['ignore', 'ignore', 'inherit'] });
   const exited = new Promise((resolve) => child.once('exit', resolve));
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; ; i++) {

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { ADMIN_KEY } from './api-client.ts';
-import { repoRoot, tmpDataDir, until } from './helpers.ts';
+import { SPAWNED_GATEWAY_ENV, repoRoot, tmpDataDir, until } from './helpers.ts';
 import { startReceiver } from './webhook-receiver.ts';
 
 const dataDir = tmpDataDir();
@@ -15,7 +15,7 @@ t.teardown(() => fs.rmSync(dataDir, { recursive: true, force: true }));
 async function start(): Promise<{ child: ChildProcess; api: string }> {
   const child = spawn(process.execPath, [path.join(repoRoot, 'bin', 'pgfleet.js'), 'start'], {
     env: {
-      ...process.env, PGFLEET_DATA_DIR: dataDir, PGFLEET_API_PORT: '0', PGFLEET_PROXY_PORT: '0', PGFLEET_LOG_FORMAT: 'json', PGFLEET_ADMIN_KEY: ADMIN_KEY,
+      ...process.env, ...SPAWNED_GATEWAY_ENV, PGFLEET_DATA_DIR: dataDir, PGFLEET_API_PORT: '0', PGFLEET_PROXY_PORT: '0', PGFLEET_LOG_FORMAT: 'json', PGFLEET_ADMIN_KEY: ADMIN_KEY,
       PGFLEET_WEBHOOK_ALLOW_INTERNAL: 'true', PGFLEET_WEBHOOK_TIMEOUT: '60',
     },
     stdio: ['ignore', 'pipe', 'ignore'],
