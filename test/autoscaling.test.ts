@@ -197,23 +197,27 @@ t.test('two busy tenants share the CPU in proportion to their floors', { skip: n
   // Three CPU-bound sessions each, on a host of two CPUs: more than the host can give both.
   const loads = await Promise.all([burnCpu(core, a, 3), burnCpu(core, b, 3)]);
   try {
-    // Measured once the sizes settle (3 s without a change): then either the host is short and only the
+    // Counted only over intervals in which neither size changed: then either the host is short and only the
     // weights decide, or both are held by quotas, which are their floors (a size that grew is above its share).
-    let seen = '';
-    let since = Date.now();
-    await waitFor('settled sizes', () => {
-      const now = `${sizeOf(a)}/${sizeOf(b)}`;
-      if (now !== seen) [seen, since] = [now, Date.now()];
-      return Date.now() - since;
-    }, (quietMs) => quietMs >= 3000, 30_000, 100);
-    t.comment(`sizes: ${seen}`);
-    // Over a window long enough for the CPU they got to say something (a host busy with other work gives the pair little).
-    const before = [cpuSeconds(cgroups, a), cpuSeconds(cgroups, b)];
+    // A host busy with other work moves sizes often and gives the pair little, so the count goes on until
+    // 4 s of such intervals and 1.5 CPU seconds between them.
+    const sample = () => ({ at: Date.now(), sizes: `${sizeOf(a)}/${sizeOf(b)}`, cpu: [cpuSeconds(cgroups, a), cpuSeconds(cgroups, b)] });
     const used = [0, 0];
-    for (const start = Date.now(); Date.now() - start < 4000 || (used[0]! + used[1]! < 1.5 && Date.now() - start < 30_000);) {
+    const sizesSeen = new Set<string>();
+    let stableMs = 0;
+    let last = sample();
+    for (const start = Date.now(); (stableMs < 4000 || used[0]! + used[1]! < 1.5) && Date.now() - start < 60_000;) {
       await new Promise((r) => setTimeout(r, 250));
-      [used[0], used[1]] = [cpuSeconds(cgroups, a) - before[0]!, cpuSeconds(cgroups, b) - before[1]!];
+      const now = sample();
+      if (now.sizes === last.sizes) {
+        stableMs += now.at - last.at;
+        used[0]! += now.cpu[0]! - last.cpu[0]!;
+        used[1]! += now.cpu[1]! - last.cpu[1]!;
+        sizesSeen.add(now.sizes);
+      }
+      last = now;
     }
+    t.comment(`sizes while counted: ${[...sizesSeen].join(', ')}; ${stableMs} ms counted`);
     t.ok(used[0]! > 0, `the smaller floor is not starved (${used[0]!.toFixed(2)} CPU s)`);
     t.ok(used[1]! / used[0]! > 1.8, `the floor three times larger got about three times the CPU: ${used[1]!.toFixed(2)} vs ${used[0]!.toFixed(2)} CPU s (×${(used[1]! / used[0]!).toFixed(2)})`);
   } finally {
