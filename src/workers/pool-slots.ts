@@ -52,9 +52,7 @@ export class PoolSlotsHub {
 
   private take(peer: IpcPeer, key: string, size: number): boolean {
     let byWorker = this.held.get(key);
-    let open = 0;
-    for (const n of byWorker?.values() ?? []) open += n;
-    if (open >= size) {
+    if (this.open(key) >= size) {
       let wanting = this.wanting.get(key);
       if (!wanting) this.wanting.set(key, wanting = new Set());
       wanting.add(peer);
@@ -93,7 +91,7 @@ export class PoolSlotsHub {
     for (const wanting of this.wanting.values()) wanting.delete(peer);
   }
 
-  /** Slots held now for a pool (tests). */
+  /** Slots held now for a pool, by every worker together. */
   open(key: string): number {
     let open = 0;
     for (const n of this.held.get(key)?.values() ?? []) open += n;
