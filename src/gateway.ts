@@ -379,7 +379,7 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
   }
 }
 
-const CATALOG_OS_USER = 'pgfleet_catalog';
+export const CATALOG_OS_USER = 'pgfleet_catalog';
 
 /** Says at start how far tenants are kept apart at the OS level, and what is lost when not root. */
 export function announceIsolation(log: Logger, root = isRoot()): void {

@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { type Config, loadConfig } from '../src/config.ts';
 import type { BranchRef } from '../src/providers/provider.ts';
+import { seedDataDir } from './seed-cache.ts';
 
 /** A fresh data dir under the system temp dir (reachable by the compute user). */
 export function tmpDataDir(label = 'pgfleet'): string {
@@ -19,9 +20,12 @@ export function tmpDataDir(label = 'pgfleet'): string {
  */
 export const SPAWNED_GATEWAY_ENV = { PGFLEET_WORKERS: '2' };
 
-export function testConfig(overrides: Record<string, string> = {}): Config {
+/** A gateway's config on a fresh data dir, seeded (test/seed-cache.ts) unless told not to be. */
+export function testConfig(overrides: Record<string, string> = {}, { seed = true } = {}): Config {
+  const dataDir = overrides.PGFLEET_DATA_DIR ?? tmpDataDir();
+  if (seed && !overrides.PGFLEET_DATA_DIR) seedDataDir(dataDir);
   return loadConfig({
-    PGFLEET_DATA_DIR: tmpDataDir(),
+    PGFLEET_DATA_DIR: dataDir,
     PGFLEET_API_PORT: '0',
     PGFLEET_PROXY_PORT: '0',
     PGFLEET_LOG_LEVEL: 'warn',
@@ -84,7 +88,8 @@ export async function until(what: string, check: () => boolean | Promise<boolean
 }
 
 /** `pgfleet start` in its own process with env added; resolves with its API URL and proxy port once it is ready. */
-export async function startProcess(env: Record<string, string>): Promise<{ child: ChildProcess; api: string; proxyPort: number }> {
+export async function startProcess(env: Record<string, string>): Promise<{ child: ChildProcess; api: string; proxyPort: number; httpPort?: number }> {
+  if (env.PGFLEET_DATA_DIR) seedDataDir(env.PGFLEET_DATA_DIR);
   const child = spawn(process.execPath, [path.join(repoRoot, 'bin', 'pgfleet.js'), 'start'], {
     env: { ...process.env, PGFLEET_LOG_FORMAT: 'json', ...SPAWNED_GATEWAY_ENV, ...env },
     stdio: ['ignore', 'pipe', 'ignore'],
@@ -94,7 +99,7 @@ export async function startProcess(env: Record<string, string>): Promise<{ child
     child.stdout!.on('data', (d) => {
       buf += d;
       const ready = buf.split('\n').map((l) => (l.startsWith('{') ? JSON.parse(l) : {})).find((l) => l.msg === 'pgfleet is ready');
-      if (ready) resolve({ child, api: ready.api, proxyPort: ready.proxy_port });
+      if (ready) resolve({ child, api: ready.api, proxyPort: ready.proxy_port, httpPort: ready.http_port });
     });
     child.once('exit', (code) => reject(new Error(`pgfleet exited early with ${code}`)));
   });
