@@ -19,6 +19,11 @@ function loopback(_host: string, options: dns.LookupOptions | LookupCallback, ca
   else cb(null, '127.0.0.1', 4);
 }
 
+/** An undici dispatcher trusting `ca`, every name resolved to 127.0.0.1. */
+export function trustingAgent(ca: string): Agent {
+  return new Agent({ connect: { ca, checkServerIdentity: () => undefined, lookup: loopback } });
+}
+
 /** Configures the driver (process-wide neonConfig) for a proxy's serverless door over TLS. */
 export function pointDriverAt(f: { proxy: { caPath: string | undefined; httpPort: number | undefined } }): { fetchEndpoint: string; dispatcher: Agent } {
   const ca = fs.readFileSync(f.proxy.caPath!, 'utf8');
@@ -28,7 +33,7 @@ export function pointDriverAt(f: { proxy: { caPath: string | undefined; httpPort
       super(url, tlsOptions);
     }
   }
-  const dispatcher = new Agent({ connect: tlsOptions });
+  const dispatcher = trustingAgent(ca);
   neonConfig.webSocketConstructor = TrustingWebSocket;
   neonConfig.wsProxy = (host) => `${host}:${f.proxy.httpPort}/v2`;
   const fetchEndpoint = `https://api.localhost:${f.proxy.httpPort}/sql`;

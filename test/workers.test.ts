@@ -2,21 +2,26 @@
  * `pgfleet start` with two proxy workers (PGFLEET_WORKERS=2), as a real process: both serve the
  * one proxy port; a cancel reaches a session whichever worker it lands on; a worker killed
  * mid-session takes only its own sessions, is started again, and the compute's session count
- * follows; /metrics answers for both workers.
+ * follows; /metrics answers for both workers; the serverless door (HTTP and WebSocket) is served
+ * by both.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import { serialize } from 'pg-protocol';
 import pg from 'pg';
 import t from 'tap';
+import { Client, neon } from '@neondatabase/serverless';
+import { fetch as undiciFetch } from 'undici';
 import { startProcess, tmpDataDir, until } from './helpers.ts';
+import { pointDriverAt, trustingAgent } from './serverless-helpers.ts';
 
 const ADMIN = 'test-admin-key-0123456789';
 const dataDir = tmpDataDir('workers');
 const gw = await startProcess({
   PGFLEET_DATA_DIR: dataDir, PGFLEET_WORKERS: '2', PGFLEET_API_PORT: '0', PGFLEET_PROXY_PORT: '0',
-  PGFLEET_ADMIN_KEY: ADMIN, PGFLEET_LOG_LEVEL: 'info',
+  PGFLEET_ADMIN_KEY: ADMIN, PGFLEET_LOG_LEVEL: 'info', PGFLEET_HTTP_PORT: '0',
 });
 t.teardown(async () => {
   gw.child.kill('SIGTERM');
@@ -125,4 +130,49 @@ t.test('a worker killed mid-session takes only its own sessions, and comes back'
   t.notOk(again.has(pidA), 'the dead worker\'s place is taken by a new process');
   for (const list of again.values()) for (const c of list) await c.end();
   for (const c of onB!) await c.end();
+});
+
+t.test('the serverless door: SQL over HTTP and WebSocket sessions are served by both workers', async (t) => {
+  // The CA as a user gets it: from the API, without a key.
+  const ca = await (await fetch(db.ca_certificate_url)).text();
+  const caPath = path.join(dataDir, 'client-ca.crt');
+  fs.writeFileSync(caPath, ca);
+  const { fetchEndpoint } = pointDriverAt({ proxy: { caPath, httpPort: gw.httpPort } });
+  const uri = `postgresql://${db.role}:${encodeURIComponent(db.password)}@${db.endpoint_id}.db.localhost/${db.database}`;
+  /** HTTP requests each worker has answered (their log line's counter, labelled by worker). */
+  const answeredByWorker = async () => {
+    const counts = new Map<string, number>();
+    for (const [, worker, n] of (await metrics()).matchAll(/^pgfleet_proxy_connections_total\{[^}]*worker="(\d+)"[^}]*\} (\d+)/gm)) {
+      counts.set(worker!, (counts.get(worker!) ?? 0) + Number(n));
+    }
+    return counts;
+  };
+  const before = await answeredByWorker();
+  // Each request on a connection of its own, so that the kernel hands them to either worker.
+  const served = new Set<string>();
+  for (let i = 0; i < 40 && served.size < 2; i++) {
+    const dispatcher = trustingAgent(ca);
+    const res = await undiciFetch(fetchEndpoint, {
+      method: 'POST', dispatcher, headers: { 'Neon-Connection-String': uri }, body: JSON.stringify({ query: 'SELECT $1::int + 1 AS n', params: [i] }),
+    });
+    t.equal(res.status, 200);
+    t.same(((await res.json()) as { rows: unknown[] }).rows, [{ n: i + 1 }]);
+    await dispatcher.close();
+    const after = await answeredByWorker();
+    for (const [worker, n] of after) if (n > (before.get(worker) ?? 0)) served.add(worker);
+  }
+  t.equal(served.size, 2, 'HTTP queries were answered by both workers');
+
+  const sql = neon(uri);
+  const wrong = await neon(uri.replace(encodeURIComponent(db.password), 'nope'))`SELECT 1`.then(() => undefined, (e) => e);
+  t.equal(wrong?.code, '28P01', 'a wrong password through a worker is 28P01');
+  await sql`CREATE TABLE IF NOT EXISTS seen (n int)`;
+  const ws = new Client(uri);
+  await ws.connect();
+  await ws.query('BEGIN');
+  await ws.query('INSERT INTO seen VALUES (1), (2)');
+  await ws.query('COMMIT');
+  t.same((await ws.query('SELECT count(*)::int AS n FROM seen')).rows, [{ n: 2 }], 'a WebSocket session relays a transaction');
+  await ws.end();
+  t.same(await sql`SELECT count(*)::int AS n FROM seen`, [{ n: 2 }], 'and HTTP sees what it committed');
 });
