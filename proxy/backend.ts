@@ -24,16 +24,19 @@ export interface BackendSession {
   /** The compute's key for CancelRequest. */
   pid: number;
   secret: number;
-  /** Raw frames for the client, in order, BackendKeyData left out; the last is ReadyForQuery. */
-  frames: Buffer[];
+  /**
+   * What the client is told before BackendKeyData and ReadyForQuery, as the compute sent it
+   * (ParameterStatus and NoticeResponse frames), in one buffer: a session keeps it while it lasts.
+   */
+  greeting: Buffer;
   /** The ParameterStatus values among them (name → value), in the order sent. */
   parameters: Map<string, string>;
-  /** The NoticeResponse frames among them. */
-  notices: Buffer[];
+  /** The NoticeResponse frames among them, in one buffer. */
+  notices: Buffer;
   /** Its answer to STARTUP_PROBE, sent behind the startup packet (when probed). */
   startupFingerprint: string | undefined;
   /** Bytes the compute sent after ReadyForQuery (normally none). */
-  rest: Buffer;
+  rest: Buffer | undefined;
 }
 
 function once<T>(emitter: Duplex, event: string): Promise<T> {
@@ -138,9 +141,12 @@ export async function startBackend(address: ComputeAddress, params: Map<string, 
           frames.push(frame);
           break;
         case 'readyForQuery': {
-          frames.push(frame);
           const startupFingerprint = opts.probeStartup ? fingerprintOf(await readAnswers(reader, 1, parameters)) : undefined;
-          return { socket, pid: key?.processID ?? 0, secret: key?.secretKey ?? 0, frames, parameters, notices, startupFingerprint, rest: reader.detach() };
+          const rest = reader.detach();
+          return {
+            socket, pid: key?.processID ?? 0, secret: key?.secretKey ?? 0, greeting: Buffer.concat(frames), parameters,
+            notices: Buffer.concat(notices), startupFingerprint, rest: rest.length > 0 ? rest : undefined,
+          };
         }
         default:
           throw new Error(`unexpected message from the compute during startup: ${m.name}`);

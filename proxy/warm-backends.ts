@@ -50,21 +50,19 @@ export class DirectBackend {
   }
 
   /** What the compute sent right behind its startup answer (normally nothing), for its first client only. */
-  takeRest(): Buffer {
+  takeRest(): Buffer | undefined {
     const rest = this.session.rest;
-    this.session.rest = Buffer.alloc(0);
+    this.session.rest = undefined;
     return rest;
   }
 
   /** What its client is told at startup, BackendKeyData with the client's key (this backend's pid, a secret of its own). */
   startupAnswer(key: CancelKey): Buffer {
     const keyData = backendKeyData(key.pid, key.secret);
-    if (!this.reused) {
-      const frames = this.session.frames;
-      return Buffer.concat([...frames.slice(0, -1), keyData, frames.at(-1)!]);
-    }
+    // A backend's startup answer ends in ReadyForQuery, idle.
+    if (!this.reused) return Buffer.concat([this.session.greeting, keyData, readyForQuery(TX_IDLE)]);
     const status = [...this.session.parameters].map(([name, value]) => parameterStatus(name, value));
-    return Buffer.concat([...this.session.notices, ...status, keyData, readyForQuery(TX_IDLE)]);
+    return Buffer.concat([this.session.notices, ...status, keyData, readyForQuery(TX_IDLE)]);
   }
 
   /** Where a cancel of its client goes; the backend is not reset before every cancel is delivered. */

@@ -13,7 +13,8 @@ const HEADER = 5; // type byte + Int32 length
 
 /** Message framing of one direction; `keep(type)` says whose bodies onMessage gets. */
 class MessageFraming {
-  private readonly header = Buffer.alloc(HEADER);
+  /** A header split across chunks, gathered (made the first time one is: a session holds nothing it does not need). */
+  private header: Buffer | undefined;
   private headerHave = 0;
   private type = 0;
   private bodyLeft = 0;
@@ -38,6 +39,7 @@ class MessageFraming {
         at += HEADER;
       } else if (this.headerHave < HEADER) {
         const n = Math.min(HEADER - this.headerHave, chunk.length - at);
+        this.header ??= Buffer.allocUnsafe(HEADER);
         chunk.copy(this.header, this.headerHave, at, at + n);
         this.headerHave += n;
         at += n;

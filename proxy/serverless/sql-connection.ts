@@ -62,7 +62,7 @@ export class SqlConnection {
       this.exchange?.fail(new ConnectionLost('the connection to the database was lost'));
       this.exchange = undefined;
     });
-    if (backend.rest.length > 0) onData(backend.rest);
+    if (backend.rest) onData(backend.rest);
     backend.socket.resume();
   }
 
