@@ -18,4 +18,4 @@ EXPOSE 5432 8080 7000
 HEALTHCHECK --interval=5s --timeout=3s --start-period=60s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:8080/readyz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 STOPSIGNAL SIGTERM
-CMD ["node", "--import", "tsx", "main.ts"]
+CMD ["node", "--import", "./bin/load-ts.mjs", "main.ts"]

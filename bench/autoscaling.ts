@@ -10,7 +10,7 @@
  *     computes running (default 40: 200 computes do not fit beside the other work on a small shared
  *     host; the cost is one round of reads per compute, so it is given per compute and for 200).
  *
- *   npx tsx bench/autoscaling.ts     (BENCH_SECONDS=5, LOAD=4, CEILING=2, SCALER_COMPUTES=40, BENCH_PARTS=1,2,3)
+ *   node --import ./bin/load-ts.mjs bench/autoscaling.ts     (BENCH_SECONDS=5, LOAD=4, CEILING=2, SCALER_COMPUTES=40, BENCH_PARTS=1,2,3)
  *
  * Clients talk to the computes' Unix sockets (no proxy): what is measured is the computes' CPU.
  */

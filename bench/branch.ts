@@ -6,7 +6,7 @@
  *  - restore to a moment a few seconds back (base backup + WAL from the store), until the first query
  *    answers, beside `cp -a` of the same base backup + `pg_ctl start` in recovery to the same target
  *    with the same WAL already on disk (what a DBA runs), until it takes connections (promoted).
- * Run: npx tsx bench/branch.ts [pgbench scales=1,7] [stores=file,s3]   (scale 1 ≈ 16 MB of tables, 7 ≈ 100 MB)
+ * Run: node --import ./bin/load-ts.mjs bench/branch.ts [pgbench scales=1,7] [stores=file,s3]   (scale 1 ≈ 16 MB of tables, 7 ≈ 100 MB)
  */
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';

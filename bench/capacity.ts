@@ -2,7 +2,7 @@
  * One proxy worker's ceiling, and what a 16- and 64-core host would hold, beside PgBouncer's
  * per-process ceiling measured the same way, in one run.
  *
- *   npx tsx bench/capacity.ts      (BENCH_SECONDS=10 per run; needs taskset, pgbench, pgbouncer)
+ *   node --import ./bin/load-ts.mjs bench/capacity.ts      (BENCH_SECONDS=10 per run; needs taskset, pgbench, pgbouncer)
  *
  * pgfleet runs as `pgfleet start` with PGFLEET_WORKERS=1; its one worker is pinned to core 0
  * (taskset), pgbench to the other cores. PgBouncer (one process, as deployed one per core with

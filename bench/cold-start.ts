@@ -2,7 +2,7 @@
  * Cold start as an end developer feels it: connect-to-first-row through the proxy to a suspended
  * database, beside a warm connect through the proxy and beside `pg_ctl start -w` + a psql query
  * on a plain cluster, all measured in this run.
- * Run: npx tsx bench/cold-start.ts [wakes=50]
+ * Run: node --import ./bin/load-ts.mjs bench/cold-start.ts [wakes=50]
  */
 import fs from 'node:fs';
 import os from 'node:os';

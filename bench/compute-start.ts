@@ -4,7 +4,7 @@
  *   (b) warm start of an existing branch
  *   (c) initdb + pg_ctl start -w (what a naive "one cluster per user" does)
  *   (d) pg_ctl start -w of an existing cluster (the floor for (b))
- * Run: npx tsx bench/compute-start.ts [runs=20]
+ * Run: node --import ./bin/load-ts.mjs bench/compute-start.ts [runs=20]
  */
 import fs from 'node:fs';
 import os from 'node:os';

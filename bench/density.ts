@@ -2,7 +2,7 @@
  * How many databases a host holds: provision 1,000, wake 100 of them in one burst through the
  * proxy, and report errors (goal 0), gateway memory per provisioned idle database and per running
  * compute, and the computes' own memory beside one plain Postgres measured in the same run.
- * Run: [PGFLEET_PG_VERSION=<major>] npx tsx --expose-gc bench/density.ts [databases=1000] [burst=100]
+ * Run: [PGFLEET_PG_VERSION=<major>] node --expose-gc --import ./bin/load-ts.mjs bench/density.ts [databases=1000] [burst=100]
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';

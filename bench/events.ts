@@ -6,7 +6,7 @@
  * open (latency under load), then changes at 50/s (latency at rest). Beside a bare HTTP POST loop
  * to the same receiver (same body size, the dispatcher's 64 at a time) and one bare POST's latency,
  * in the same run. Goal: p99 ≤ 1 s.
- * Run: npx tsx bench/events.ts [databases=1000] [rounds=3] [paced=300]
+ * Run: node --import ./bin/load-ts.mjs bench/events.ts [databases=1000] [rounds=3] [paced=300]
  */
 import { fork } from 'node:child_process';
 import fs from 'node:fs';
@@ -29,7 +29,7 @@ const DISPATCH_CONCURRENCY = 64;
 /** Bare POSTs from a process of their own (bench/post-loop.ts). */
 function load(spec: PostLoopSpec): Promise<{ samples: number[]; seconds: number }> {
   return new Promise((resolve, reject) => {
-    const child = fork(fileURLToPath(new URL('./post-loop.ts', import.meta.url)), { execArgv: ['--import', 'tsx'] });
+    const child = fork(fileURLToPath(new URL('./post-loop.ts', import.meta.url)), { execArgv: ['--import', fileURLToPath(new URL('../bin/load-ts.mjs', import.meta.url))] });
     child.once('message', (m) => resolve(m as { samples: number[]; seconds: number }));
     child.once('error', reject);
     child.once('exit', (code) => code && reject(new Error(`the load client exited with ${code}`)));
@@ -58,7 +58,7 @@ try {
   console.log(`${ids.length} databases; a backlog of ${rounds} changes each, then one more each under load (16 API clients), then ${paced} changes at 50/s`);
 
   const spec: ClientSpec = { apiUrl: gateway.apiUrl, key: partner.api_key, ids, rounds, concurrency: 16, paced, pacedPerSecond: 50 };
-  const client = fork(fileURLToPath(new URL('./events-client.ts', import.meta.url)), { execArgv: ['--import', 'tsx'] });
+  const client = fork(fileURLToPath(new URL('./events-client.ts', import.meta.url)), { execArgv: ['--import', fileURLToPath(new URL('../bin/load-ts.mjs', import.meta.url))] });
   const result = await new Promise<ClientResult>((resolve, reject) => {
     client.once('message', (m) => resolve(m as ClientResult));
     client.once('exit', (code) => code && reject(new Error(`the client exited with ${code}`)));

@@ -5,7 +5,7 @@
  *    node restarted with its disk (what a fleet without a shared store waits for);
  *  - drain: seconds per database, and the pause a connected client sees (its session ends, it
  *    reconnects); beside a suspend and a wake of a database on one node.
- * Run: npx tsx bench/fleet-storage.ts [databases=4]     (PGFLEET_NODE_DEAD_AFTER=5 here)
+ * Run: node --import ./bin/load-ts.mjs bench/fleet-storage.ts [databases=4]     (PGFLEET_NODE_DEAD_AFTER=5 here)
  */
 import fs from 'node:fs';
 import pg from 'pg';

@@ -7,7 +7,7 @@
  * The tenant database lives on gateway 1; through HAProxy about half the sessions land on
  * gateway 2 and cross the node link. (d) is plain TCP without TLS or SCRAM, the floor.
  *
- *   npx tsx bench/fleet.ts [seconds=10] [wakes=20]
+ *   node --import ./bin/load-ts.mjs bench/fleet.ts [seconds=10] [wakes=20]
  */
 import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';

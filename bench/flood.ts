@@ -5,7 +5,7 @@
  * the node link in turn. For each, a client from another address is timed before and during its
  * flood (the ratio is to the same client without a flood, in this run), with failures counted.
  * The node link runs as its own listener in this process (it serves only with REDIS_URL).
- * Run: npx tsx bench/flood.ts [sockets per listener=5000] [samples=30]
+ * Run: node --import ./bin/load-ts.mjs bench/flood.ts [sockets per listener=5000] [samples=30]
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -24,7 +24,7 @@ const repo = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..')
 
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgfleet-bench-'));
 fs.chmodSync(dataDir, 0o711);
-const gateway = spawn(process.execPath, ['--import', 'tsx', path.join(repo, 'test/abuse/fixtures/gateway.ts')], {
+const gateway = spawn(process.execPath, ['--import', path.join(repo, 'bin', 'load-ts.mjs'), path.join(repo, 'test/abuse/fixtures/gateway.ts')], {
   env: { ...process.env, PGFLEET_DATA_DIR: dataDir, PGFLEET_API_PORT: '0', PGFLEET_PROXY_PORT: '0', PGFLEET_HTTP_PORT: '0', PGFLEET_LOG_LEVEL: 'warn', PGFLEET_ADMIN_KEY: 'bench-admin-key-0123456789' },
   stdio: ['ignore', 'pipe', 'inherit'],
 });

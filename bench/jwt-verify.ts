@@ -3,7 +3,7 @@
  * connection makes anyway (routeByEndpoint), in the same run:
  *   gateway token (EdDSA) · partner token, remote JWKS cached (ES256) · partner token, inline JWKS (RS256)
  *   and issuing a gateway token.
- * Run: npx tsx bench/jwt-verify.ts [runs=500]
+ * Run: node --import ./bin/load-ts.mjs bench/jwt-verify.ts [runs=500]
  */
 import fs from 'node:fs';
 import http from 'node:http';

@@ -5,7 +5,7 @@
  * peak of running computes during the job (bounded by concurrency). Then a create from a partner
  * template beside an empty create (API latency), and each one's first start.
  * Goals: job ≥ 5× the loop; create from a template ≤ 1.5× an empty create.
- * Run: npx tsx bench/migrations.ts [databases=1000] [loop databases=100] [concurrency=8] [creates=100]
+ * Run: node --import ./bin/load-ts.mjs bench/migrations.ts [databases=1000] [loop databases=100] [concurrency=8] [creates=100]
  */
 import fs from 'node:fs';
 import os from 'node:os';

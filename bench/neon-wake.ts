@@ -5,7 +5,7 @@
  *   api      startProjectEndpoint, its operation awaited, then connect
  *   connect  connect at once; Neon's proxy starts the endpoint
  * Prints both and the p50 ratio api / connect (> 1: connecting straight away is faster).
- * Run: npx tsx bench/neon-wake.ts [wakes=15]
+ * Run: node --import ./bin/load-ts.mjs bench/neon-wake.ts [wakes=15]
  */
 import fs from 'node:fs';
 import pg from 'pg';

@@ -4,7 +4,7 @@
  * in the same run, once with each compute in a cgroup of its size (PGFLEET_CGROUPS=auto) and once
  * without (PGFLEET_CGROUPS=off). Goal: with cgroups, A does not more than double B's latency (p50 and p99).
  *
- *   npx tsx bench/noisy-neighbour.ts      (BENCH_SECONDS=5 per measurement, NOISE=4 sessions of A, A_CU=1)
+ *   node --import ./bin/load-ts.mjs bench/noisy-neighbour.ts      (BENCH_SECONDS=5 per measurement, NOISE=4 sessions of A, A_CU=1)
  *
  * Both computes run on this host; B's client talks to its compute's Unix socket (no proxy), so
  * what is measured is the compute's CPU share, not the gateway.

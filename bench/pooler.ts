@@ -12,7 +12,7 @@
  *     gateway's memory (V8 heap + external memory after GC, and RSS) before and after,
  *     beside PgBouncer's RSS for the same clients.
  *
- *   npx tsx bench/pooler.ts     (BENCH_SECONDS=10, BENCH_ROUNDS=3, BENCH_IDLE_CLIENTS=2000)
+ *   node --import ./bin/load-ts.mjs bench/pooler.ts     (BENCH_SECONDS=10, BENCH_ROUNDS=3, BENCH_IDLE_CLIENTS=2000)
  *
  * Both take TLS (sslmode=require) and SCRAM over TCP and reach the compute's Unix socket.
  * Targets take turns within each round so that load from elsewhere falls on both alike.

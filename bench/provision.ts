@@ -2,7 +2,7 @@
  * Provisioning speed: POST /v1/databases through the API, 8 at a time, beside CREATE DATABASE
  * on one shared Postgres (what a "database per user on one server" does), in the same run.
  * Prints p50/p99 latency and creates per second of each, and their ratios. Goal: API p99 ≤ 50 ms.
- * Run: npx tsx bench/provision.ts [creates=2000] [baseline creates=200] (each CREATE DATABASE writes ~8 MB)
+ * Run: node --import ./bin/load-ts.mjs bench/provision.ts [creates=2000] [baseline creates=200] (each CREATE DATABASE writes ~8 MB)
  */
 import { fork } from 'node:child_process';
 import fs from 'node:fs';
@@ -40,7 +40,7 @@ async function run(n: number, fn: (i: number) => Promise<void>): Promise<{ sampl
 /** Runs the HTTP load from another process: the client's event loop is not the gateway's. */
 function load(spec: LoadSpec): Promise<{ samples: number[]; seconds: number }> {
   return new Promise((resolve, reject) => {
-    const child = fork(fileURLToPath(new URL('./http-load.ts', import.meta.url)), { execArgv: ['--import', 'tsx'] });
+    const child = fork(fileURLToPath(new URL('./http-load.ts', import.meta.url)), { execArgv: ['--import', fileURLToPath(new URL('../bin/load-ts.mjs', import.meta.url))] });
     child.once('message', (m) => resolve(m as { samples: number[]; seconds: number }));
     child.once('error', reject);
     child.once('exit', (code) => code && reject(new Error(`the load client exited with ${code}`)));

@@ -3,10 +3,10 @@
  * compute, and through PgBouncer in session mode, all in one run against the same compute; then
  * memory per idle authenticated session beside PgBouncer's.
  *
- *   npx tsx bench/proxy.ts      (BENCH_SECONDS=5 per run, BENCH_ROUNDS=3 rounds; medians are printed)
+ *   node --import ./bin/load-ts.mjs bench/proxy.ts      (BENCH_SECONDS=5 per run, BENCH_ROUNDS=3 rounds; medians are printed)
  *   BENCH_MODES=16,-C          only the modes whose names contain one of these
  *   BENCH_IDLE_SESSIONS=200    idle sessions held open for the memory figure
- *   BENCH_PROFILE=1 npx tsx bench/proxy.ts   also writes proxy-<mode>.cpuprofile (the gateway's CPU
+ *   BENCH_PROFILE=1 node --import ./bin/load-ts.mjs bench/proxy.ts   also writes proxy-<mode>.cpuprofile (the gateway's CPU
  *                                            during the last pgfleet run of each mode, warmed up; open in Chrome
  *                                            DevTools) and prints the functions with the most self time
  *

@@ -4,7 +4,7 @@
  * node-postgres on the TCP proxy with a fresh TLS connection per query and with a kept
  * connection, all in this run, interleaved round by round. A second Pool with the driver's write
  * coalescing off shows what its setTimeout(0) per write costs.
- * Run: npx tsx bench/serverless.ts [queries=500]
+ * Run: node --import ./bin/load-ts.mjs bench/serverless.ts [queries=500]
  */
 import fs from 'node:fs';
 import os from 'node:os';

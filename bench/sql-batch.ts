@@ -5,7 +5,7 @@
  * PGFLEET_SQL_MAX_STATEMENTS statements with a body of nearly 10 MiB, and batches whose answer is
  * nearly 10 MiB. Prints B's p50/p99 both ways, the p99 difference (goal ≤ 50 ms) and the ratio.
  * The gateway runs in its own process.
- * Run: npx tsx bench/sql-batch.ts [seconds per phase=15]
+ * Run: node --import ./bin/load-ts.mjs bench/sql-batch.ts [seconds per phase=15]
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -20,7 +20,7 @@ const STATEMENTS = 1000;
 const repo = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgfleet-bench-'));
 fs.chmodSync(dataDir, 0o711);
-const gateway = spawn(process.execPath, ['--import', 'tsx', path.join(repo, 'test/abuse/fixtures/gateway.ts')], {
+const gateway = spawn(process.execPath, ['--import', path.join(repo, 'bin', 'load-ts.mjs'), path.join(repo, 'test/abuse/fixtures/gateway.ts')], {
   env: { ...process.env, PGFLEET_DATA_DIR: dataDir, PGFLEET_API_PORT: '0', PGFLEET_PROXY_PORT: '0', PGFLEET_HTTP_PORT: '0', PGFLEET_LOG_LEVEL: 'warn',
     PGFLEET_ADMIN_KEY: 'bench-admin-key-0123456789', PGFLEET_SQL_MAX_STATEMENTS: String(STATEMENTS) },
   stdio: ['ignore', 'pipe', 'inherit'],

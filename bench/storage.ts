@@ -8,7 +8,7 @@
  *    pgbench scale 7 (~100 MB);
  *  - the cost of streaming: pgbench TPC-B on a compute's socket (its WAL streamed to the store)
  *    beside a plain Postgres with the same settings and no receiver; and through pgfleet's proxy.
- * Run: npx tsx bench/storage.ts        (BENCH_SECONDS=10, BENCH_WAKES=5, BENCH_PARTS=rpo,wake,tpcb)
+ * Run: node --import ./bin/load-ts.mjs bench/storage.ts        (BENCH_SECONDS=10, BENCH_WAKES=5, BENCH_PARTS=rpo,wake,tpcb)
  */
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';

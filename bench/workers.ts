@@ -5,7 +5,7 @@
  * TPS and the gateway's CPU per transaction (or connection): all its processes together, then the
  * workers each and the primary; and the TPS of each count against the one-process baseline.
  *
- *   npx tsx bench/workers.ts      (BENCH_SECONDS=5 per run, plus 1 s per 8 clients to connect; BENCH_ROUNDS=1;
+ *   node --import ./bin/load-ts.mjs bench/workers.ts      (BENCH_SECONDS=5 per run, plus 1 s per 8 clients to connect; BENCH_ROUNDS=1;
  *                                 BENCH_MODES=16,-C to pick; BENCH_WORKERS=0,1,2 the counts)
  */
 import fs from 'node:fs';

@@ -1,8 +1,7 @@
 #!/usr/bin/env node
 // The pgfleet command: `pgfleet start` runs the gateway; other commands talk to its API.
-import { register } from 'tsx/esm/api';
+import './load-ts.mjs';
 
-register();
 const args = process.argv.slice(2);
 // `pgfleet start` runs the gateway; a bare `pgfleet` and `--help`/`--version` anywhere only print.
 if (args[0] === 'start' && !args.some((a) => /^(-h|--help|-v|--version)$/.test(a))) {

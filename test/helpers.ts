@@ -76,7 +76,9 @@ export function uidOf(pid: number): number {
 
 export const repoRoot = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 /** Runs a TypeScript file in node itself (no wrapper process, so its pid is the program's). */
-export const nodeTs = (file: string): [string, string[]] => [process.execPath, ['--import', 'tsx', path.join(repoRoot, file)]];
+/** `node --import` of pgfleet's TypeScript loader, as bin/pgfleet.js runs it. */
+export const TS_LOADER = path.join(repoRoot, 'bin', 'load-ts.mjs');
+export const nodeTs = (file: string): [string, string[]] => [process.execPath, ['--import', TS_LOADER, path.join(repoRoot, file)]];
 
 /** Waits until check() holds, polling every everyMs; fails naming what it waited for after timeoutMs. */
 export async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 60_000, everyMs = 50): Promise<void> {

@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import pino from 'pino';
 import t from 'tap';
 import { announceIsolation } from '../src/gateway.ts';
-import { repoRoot } from './helpers.ts';
+import { TS_LOADER, repoRoot } from './helpers.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -15,7 +15,7 @@ async function logLine(format: string | undefined): Promise<string> {
   const script = `import { loadConfig } from './src/config.ts'; import { createLogger } from './src/log.ts';
     const c = loadConfig({ PGFLEET_DATA_DIR: '/tmp/unused'${format ? `, PGFLEET_LOG_FORMAT: '${format}'` : ''} });
     createLogger('info', c.logFormat).info({ password: 's3cret-pw', database: 'db-one', detail: { cause: 'api', ms: [1, 2] } }, 'compute started');`;
-  const { stdout } = await execFileAsync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: repoRoot });
+  const { stdout } = await execFileAsync(process.execPath, ['--import', TS_LOADER, '--input-type=module', '-e', script], { cwd: repoRoot });
   return stdout.trim();
 }
 

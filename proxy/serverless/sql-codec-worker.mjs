@@ -1,6 +1,5 @@
-// The codec worker's entry: a worker thread takes no --import, so it loads its TypeScript through
-// tsx's API, as the gateway itself runs.
-import { register } from 'tsx/esm/api';
+// The codec worker's entry: a worker thread takes no --import, so it loads its TypeScript as the
+// gateway itself does.
+import '../../bin/load-ts.mjs';
 
-register();
 await import('./sql-codec-worker.ts');

@@ -8,13 +8,14 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
 
 const REAPER = path.join(path.dirname(new URL(import.meta.url).pathname), 'reaper-process.ts');
+const TS_LOADER = new URL('../../bin/load-ts.mjs', import.meta.url).href;
 
 let reaper: ChildProcess | undefined;
 
 function ensureReaper(): ChildProcess {
   if (reaper && !reaper.killed && reaper.exitCode === null) return reaper;
-  // This node, with tsx to load the TypeScript file (however this process loaded it).
-  const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), REAPER], {
+  // This node, with pgfleet's TypeScript loader (however this process loaded it).
+  const child = spawn(process.execPath, ['--import', TS_LOADER, REAPER], {
     detached: true,
     stdio: ['pipe', 'ignore', 'ignore'],
   });

@@ -13,7 +13,7 @@ import { PostgresServer, initCluster } from '../../src/pg/server.ts';
 import { PgInstalls } from '../../src/pg/install.ts';
 import { resolveComputeUser } from '../../src/pg/os-user.ts';
 import { loadTlsIdentity } from '../../proxy/tls-certs.ts';
-import { postmastersUnder, repoRoot, tmpDataDir } from '../helpers.ts';
+import { TS_LOADER, postmastersUnder, repoRoot, tmpDataDir } from '../helpers.ts';
 import { freePort } from '../proxy-helpers.ts';
 import { until } from '../helpers.ts';
 import { type RedisServer, startRedis } from '../redis-server.ts';
@@ -161,7 +161,7 @@ export async function startFleet(opts: FleetOptions = {}): Promise<Fleet> {
           // port picked in advance) and kept across restarts, as HAProxy's servers name them.
           const offset = fs.existsSync(log) ? fs.statSync(log).size : 0;
           const out = fs.openSync(log, 'a');
-          g.child = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'main.ts')], {
+          g.child = spawn(process.execPath, ['--import', TS_LOADER, path.join(repoRoot, 'main.ts')], {
             cwd: repoRoot,
             env: {
               ...process.env, ...env, PGFLEET_DATA_DIR: dataDir, PGFLEET_NODE_ID: g.nodeId,
