@@ -7,6 +7,8 @@ export const MAX_STARTUP_PACKET = 10_000;
 export const MAX_AUTH_MESSAGE = 10_000;
 /** Past this, stop reading from the socket until the handshake takes what it needs. */
 const HIGH_WATER = 64 * 1024;
+/** No bytes (shared: a reader, detached or never fed, holds no buffer of its own). */
+const EMPTY = Buffer.alloc(0);
 
 /**
  * Reads the handshake's packets from a socket: untyped length-prefixed startup packets, then
@@ -14,7 +16,7 @@ const HIGH_WATER = 64 * 1024;
  * detach() hands what the client already sent after the handshake to the relay.
  */
 export class PacketReader {
-  private buf: Buffer = Buffer.alloc(0);
+  private buf: Buffer = EMPTY;
   private wake: (() => void) | undefined;
   private closed = false;
 
@@ -103,7 +105,7 @@ export class PacketReader {
     this.socket.off('end', this.onClose);
     this.socket.off('close', this.onClose);
     const rest = this.buf;
-    this.buf = Buffer.alloc(0);
+    this.buf = EMPTY;
     return rest;
   }
 }
