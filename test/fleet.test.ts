@@ -1,6 +1,6 @@
 /**
  * Three gateways as one: the real topology from processes (test/fleet/topology.ts), checked
- * through HAProxy and through each gateway directly.
+ * through HAProxy and through each gateway directly; each serves its proxy port from a proxy worker.
  */
 import fs from 'node:fs';
 import net from 'node:net';
@@ -22,7 +22,8 @@ interface Db {
   node: string;
 }
 
-const fleet: Fleet = await startFleet({ gateways: 3 });
+// Each gateway with a proxy worker: every connection crosses a worker, its IPC to its primary and Redis.
+const fleet: Fleet = await startFleet({ gateways: 3, env: { PGFLEET_WORKERS: '1' } });
 t.teardown(() => fleet.stop(!t.passing()));
 const [g1, g2, g3] = fleet.gateways as [GatewayProcess, GatewayProcess, GatewayProcess];
 const catalog = new pg.Client({ connectionString: fleet.catalogUrl });

@@ -7,6 +7,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { PostgresServer, initCluster } from '../../src/pg/server.ts';
@@ -83,6 +84,18 @@ export function haproxyConfig(lb: { proxyPort: number; apiPort: number }, gatewa
     .replace(/^( {2}option httpchk GET \/readyz\n)/m, `$1${servers((g) => g.apiPort)}\n`);
 }
 
+/** Nothing accepts a connection on this loopback port. */
+function refuses(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.once('error', () => resolve(true));
+  });
+}
+
 async function waitReady(url: string, child: ChildProcess, log: string): Promise<void> {
   await until(`${url} to be ready`, async () => {
     if (child.exitCode !== null) throw new Error(`gateway exited with ${child.exitCode}: ${fs.readFileSync(log, 'utf8').slice(-2000)}`);
@@ -141,7 +154,7 @@ export async function startFleet(opts: FleetOptions = {}): Promise<Fleet> {
       PGFLEET_USAGE_FLUSH_SECONDS: '1',
       PGFLEET_JWKS_ALLOW_HTTP: 'true',
       PGFLEET_TRUSTED_PROXIES: LB_SOURCE,
-      // One process per gateway: the fleet's tests kill and restart gateways by pid (proxy workers: test/workers.test.ts).
+      // One process per gateway unless a test asks for proxy workers (fleet.test.ts does).
       PGFLEET_WORKERS: '0',
       ...opts.env,
       // info: the gateway's 'pgfleet is ready' line tells the ports it chose.
@@ -189,6 +202,8 @@ export async function startFleet(opts: FleetOptions = {}): Promise<Fleet> {
             c.once('exit', r);
             c.kill('SIGKILL');
           });
+          // Its proxy workers (PGFLEET_WORKERS) leave when they lose their primary: down means nothing answers on its port.
+          await until(`${name}'s proxy port to close`, () => refuses(g.proxyPort), 30_000);
         },
         async stop() {
           const c = g.child;
