@@ -187,7 +187,7 @@ try {
 
   // Idle authenticated sessions, first, in a fresh process (each has run one query, so PgBouncer's session pool gave it a
   // server): memory per session. RSS counts what V8 does not see (OpenSSL's buffers); heap + external what it does.
-  const memory: { heap: number[]; rss: number[]; bouncerRss: number[] } = { heap: [], rss: [], bouncerRss: [] };
+  const memory: { heap: number[]; rss: number[]; relayHeap: number[]; bouncerRss: number[] } = { heap: [], rss: [], relayHeap: [], bouncerRss: [] };
   const target = { host: '127.0.0.1', user: role, password, database: database.databaseName };
   const until = async (done: () => boolean) => {
     for (let i = 0; i < 300 && !done(); i++) await new Promise((r) => setTimeout(r, 100));
@@ -195,6 +195,7 @@ try {
   // Round -1 warms up (code compiled, pools and free lists filled); it is not counted.
   for (let round = -1; round < ROUNDS; round++) {
     const count = <T>(list: T[], value: T) => round >= 0 && list.push(value);
+    await new Promise((r) => setTimeout(r, 1000));
     const before = gatewayMemory();
     const holder = await holdIdleClients({ ...target, port: proxy.port, servername: `${database.endpointId}.${config.domain}` }, IDLE_SESSIONS, { query: true });
     await until(() => proxy.sessions.size >= IDLE_SESSIONS);
@@ -203,6 +204,14 @@ try {
     count(memory.rss, (after.rss - before.rss) / proxy.sessions.size);
     await release(holder);
     await until(() => proxy.sessions.size === 0);
+    // The bare relay runs in this process too: the same reading, with no pgfleet code per session.
+    // (Each reading after a pause: closed sockets are freed, and new ones settled, in later turns of the event loop.)
+    await new Promise((r) => setTimeout(r, 1000));
+    const relayBefore = gatewayMemory();
+    const relayHolder = await holdIdleClients({ ...target, port: nodeRelay.port }, IDLE_SESSIONS, { query: true });
+    await new Promise((r) => setTimeout(r, 300));
+    count(memory.relayHeap, (gatewayMemory().heap - relayBefore.heap) / IDLE_SESSIONS);
+    await release(relayHolder);
     const bouncerBefore = rssOf(bouncer.process.pid!);
     const bouncerHolder = await holdIdleClients({ ...target, port: bport }, IDLE_SESSIONS, { query: true });
     count(memory.bouncerRss, (rssOf(bouncer.process.pid!) - bouncerBefore) / IDLE_SESSIONS);
@@ -277,7 +286,8 @@ try {
   }
   const kb = (xs: number[]) => (median(xs) / 1024).toFixed(1);
   console.log(`memory per idle authenticated session (${IDLE_SESSIONS} sessions, medians of ${ROUNDS}): pgfleet heap+external ${kb(memory.heap)} kB, ` +
-    `RSS ${kb(memory.rss)} kB; PgBouncer RSS ${kb(memory.bouncerRss)} kB`);
+    `RSS ${kb(memory.rss)} kB; bare Node TLS relay heap+external ${kb(memory.relayHeap)} kB ` +
+    `(pgfleet ${(median(memory.heap) / median(memory.relayHeap)).toFixed(2)}×, goal ≤ 1.25×); PgBouncer RSS ${kb(memory.bouncerRss)} kB`);
 } finally {
   bouncer?.process.kill('SIGTERM');
   await nodeRelay?.close();
