@@ -79,15 +79,17 @@ t.test('evicted after PGFLEET_LOCAL_EVICT_AFTER, nothing left on the disk; the n
   // An object altered in the store is refused, not used.
   await fx.core.databases.suspend(fx.partnerId, db.database.id);
   await until('evicted again', () => !fs.existsSync(databaseDir(db)), 30_000);
-  const biggest = objectFiles(`one/db/${db.database.id}/packs/`).sort((a, b) => fs.statSync(b).size - fs.statSync(a).size)[0]!;
-  const original = fs.readFileSync(biggest);
-  const altered = Buffer.from(original);
-  altered[Math.floor(altered.length / 2)]! ^= 0xff;
-  fs.writeFileSync(biggest, altered);
+  // Every pack of the database is altered: which of them a wake reads depends on which backups the stops took.
+  const packs = objectFiles(`one/db/${db.database.id}/packs/`).map((file) => ({ file, original: fs.readFileSync(file) }));
+  for (const { file, original } of packs) {
+    const altered = Buffer.from(original);
+    altered[Math.floor(altered.length / 2)]! ^= 0xff;
+    fs.writeFileSync(file, altered);
+  }
   const err = await sql(db, 'SELECT 1').then(() => undefined, (e) => e);
   t.equal(err?.code, '57P03', 'a wake that reads an altered object fails');
   t.match(err?.message, /integrity check/, err?.message);
-  fs.writeFileSync(biggest, original);
+  for (const { file, original } of packs) fs.writeFileSync(file, original);
   await until('the wake to work again once the object is whole', async () => sql(db, 'SELECT count(*)::int AS n FROM notes').then((r) => r[0].n === 2000, () => false), 90_000, 1000);
   t.pass('the same object put back: the database wakes');
 });
