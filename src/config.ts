@@ -1,4 +1,3 @@
-import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { type RegionConfig, parseRegions } from './config-regions.ts';
@@ -8,8 +7,7 @@ import { MAX_COMPUTE_UNITS, MIN_COMPUTE_UNITS, isComputeUnits } from './limits/c
 import { TrustedProxies } from './limits/trusted-proxies.ts';
 import type { LogFormat } from './log.ts';
 import { DEFAULT_NEON_WAKE, type NeonWake } from './providers/neon/neon-settings.ts';
-import { parseSecretKey } from './secret-box.ts';
-import { type Env, bool, int, memory, oneOf, optional, port, str, url } from './env-values.ts';
+import { type Env, bool, int, memory, oneOf, optional, pemFile, port, secretKey, str, url } from './env-values.ts';
 import { type StorageSettings, parseStorageSettings } from './storage/storage-config.ts';
 import { parseRetrySchedule } from './webhooks/retry-schedule.ts';
 
@@ -242,27 +240,6 @@ function extensionList(env: Env): string[] {
   const names = raw.split(',').map((n) => n.trim()).filter(Boolean);
   for (const n of names) if (!/^[a-z0-9_-]{1,63}$/.test(n)) throw new ConfigError('PGFLEET_EXTENSIONS', `"${n}" is not an extension name`);
   return [...new Set(names)];
-}
-
-function secretKey(env: Env): Buffer | undefined {
-  const raw = optional(env, 'PGFLEET_SECRET_KEY');
-  if (raw === undefined) return undefined;
-  const key = parseSecretKey(raw);
-  if (!key) throw new ConfigError('PGFLEET_SECRET_KEY', 'must be 32 bytes written as 64 hex digits or as base64');
-  return key;
-}
-
-function pemFile(env: Env, name: string): string | undefined {
-  const file = optional(env, name);
-  if (file === undefined) return undefined;
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new ConfigError(name, `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-  if (!text.includes('-----BEGIN CERTIFICATE-----')) throw new ConfigError(name, `${file} holds no PEM certificate`);
-  return text;
 }
 
 /** Reads and validates the whole configuration; throws ConfigError naming the bad variable. */

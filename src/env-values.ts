@@ -1,4 +1,6 @@
+import fs from 'node:fs';
 import { ConfigError } from './errors.ts';
+import { parseSecretKey } from './secret-box.ts';
 
 /** The environment a configuration is read from. */
 export type Env = Record<string, string | undefined>;
@@ -71,4 +73,27 @@ export function memory(env: Env, name: string, fallback: string): string {
   const v = str(env, name, fallback);
   if (!/^\d+(kB|MB|GB)$/.test(v)) throw new ConfigError(name, `must look like 16MB, got "${v}"`);
   return v;
+}
+
+/** PGFLEET_SECRET_KEY: 32 bytes as 64 hex digits or base64. */
+export function secretKey(env: Env): Buffer | undefined {
+  const raw = optional(env, 'PGFLEET_SECRET_KEY');
+  if (raw === undefined) return undefined;
+  const key = parseSecretKey(raw);
+  if (!key) throw new ConfigError('PGFLEET_SECRET_KEY', 'must be 32 bytes written as 64 hex digits or as base64');
+  return key;
+}
+
+/** The PEM certificate(s) in the file a variable names. */
+export function pemFile(env: Env, name: string): string | undefined {
+  const file = optional(env, name);
+  if (file === undefined) return undefined;
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(name, `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  if (!text.includes('-----BEGIN CERTIFICATE-----')) throw new ConfigError(name, `${file} holds no PEM certificate`);
+  return text;
 }
