@@ -26,6 +26,8 @@ import { resetSession, startupUnchanged } from './session-reset.ts';
 
 /** Time a reset or a probe may take before the backend is given up. */
 const EXCHANGE_TIMEOUT_MS = 5000;
+/** How a backend's startup answer ends: ReadyForQuery, idle (made once, not per client). */
+const READY_IDLE = readyForQuery(TX_IDLE);
 // Frontend Terminate: a kept backend closed says goodbye as a client would.
 
 /** The backend of one direct session, which may outlive its client. */
@@ -59,10 +61,9 @@ export class DirectBackend {
   /** What its client is told at startup, BackendKeyData with the client's key (this backend's pid, a secret of its own). */
   startupAnswer(key: CancelKey): Buffer {
     const keyData = backendKeyData(key.pid, key.secret);
-    // A backend's startup answer ends in ReadyForQuery, idle.
-    if (!this.reused) return Buffer.concat([this.session.greeting, keyData, readyForQuery(TX_IDLE)]);
+    if (!this.reused) return Buffer.concat([this.session.greeting, keyData, READY_IDLE]);
     const status = [...this.session.parameters].map(([name, value]) => parameterStatus(name, value));
-    return Buffer.concat([this.session.notices, ...status, keyData, readyForQuery(TX_IDLE)]);
+    return Buffer.concat([this.session.notices, ...status, keyData, READY_IDLE]);
   }
 
   /** Where a cancel of its client goes; the backend is not reset before every cancel is delivered. */

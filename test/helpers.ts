@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { type Config, loadConfig } from '../src/config.ts';
 import type { BranchRef } from '../src/providers/provider.ts';
+import { repoRoot } from './repo-root.ts';
 import { seedDataDir } from './seed-cache.ts';
 
 /** A fresh data dir under the system temp dir (reachable by the compute user). */
@@ -74,10 +75,10 @@ export function uidOf(pid: number): number {
   return Number(/^Uid:\s+(\d+)/m.exec(status)![1]);
 }
 
-export const repoRoot = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
-/** Runs a TypeScript file in node itself (no wrapper process, so its pid is the program's). */
+export { repoRoot };
 /** `node --import` of pgfleet's TypeScript loader, as bin/pgfleet.js runs it. */
 export const TS_LOADER = path.join(repoRoot, 'bin', 'load-ts.mjs');
+/** Runs a TypeScript file in node itself (no wrapper process, so its pid is the program's). */
 export const nodeTs = (file: string): [string, string[]] => [process.execPath, ['--import', TS_LOADER, path.join(repoRoot, file)]];
 
 /** Waits until check() holds, polling every everyMs; fails naming what it waited for after timeoutMs. */

@@ -12,8 +12,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-
-const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+import { repoRoot } from './repo-root.ts';
 
 /** The sources and binaries a catalog or template is made by: a seed made by others is never used. */
 const SHAPED_BY = [
@@ -23,7 +22,7 @@ const SHAPED_BY = [
 
 export function seedDir(): string {
   const hash = crypto.createHash('sha256');
-  for (const file of SHAPED_BY) hash.update(fs.readFileSync(path.join(root, file)));
+  for (const file of SHAPED_BY) hash.update(fs.readFileSync(path.join(repoRoot, file)));
   return path.join(os.tmpdir(), `pgfleet-test-seed-${hash.digest('hex').slice(0, 16)}`);
 }
 
