@@ -7,7 +7,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { serialize } from 'pg-protocol';
-import type { BackendMessage, BackendKeyDataMessage, DatabaseError, ParameterStatusMessage } from 'pg-protocol/dist/messages';
+import type { BackendMessage, BackendKeyDataMessage, DatabaseError } from 'pg-protocol/dist/messages';
 import { Parser } from 'pg-protocol/dist/parser';
 import type { Logger } from 'pino';
 import { ComputeStartError, PgfleetError } from '../src/errors.ts';
@@ -18,6 +18,7 @@ import { ScramClient } from './scram-client.ts';
 import { STARTUP_PROBE, fingerprintOf, readAnswers } from './session-reset.ts';
 import { ENCRYPTION } from './protocol/codes.ts';
 import { encodeStartup } from './protocol/startup.ts';
+import { ServerParameters } from './protocol/server-parameters.ts';
 
 export interface BackendSession {
   socket: Duplex;
@@ -29,10 +30,8 @@ export interface BackendSession {
    * (ParameterStatus and NoticeResponse frames), in one buffer: a session keeps it while it lasts.
    */
   greeting: Buffer;
-  /** The ParameterStatus values among them (name → value), in the order sent. */
-  parameters: Map<string, string>;
-  /** The NoticeResponse frames among them, in one buffer. */
-  notices: Buffer;
+  /** The ParameterStatus values among them, kept up to date while the session lasts. */
+  parameters: ServerParameters;
   /** Its answer to STARTUP_PROBE, sent behind the startup packet (when probed). */
   startupFingerprint: string | undefined;
   /** Bytes the compute sent after ReadyForQuery (normally none). */
@@ -103,8 +102,6 @@ export async function startBackend(address: ComputeAddress, params: Map<string, 
     let scram: ScramClient | undefined;
     let key: BackendKeyDataMessage | undefined;
     const frames: Buffer[] = [];
-    const parameters = new Map<string, string>();
-    const notices: Buffer[] = [];
     for (;;) {
       const frame = await reader.readFrame('message from the compute');
       const m = parse(frame);
@@ -130,22 +127,18 @@ export async function startBackend(address: ComputeAddress, params: Map<string, 
           break;
         case 'error':
           throw backendError(m as DatabaseError);
-        case 'parameterStatus': {
-          const { parameterName, parameterValue } = m as ParameterStatusMessage;
-          parameters.set(parameterName, parameterValue);
-          frames.push(frame);
-          break;
-        }
+        case 'parameterStatus':
         case 'notice':
-          notices.push(frame);
           frames.push(frame);
           break;
         case 'readyForQuery': {
+          const greeting = Buffer.concat(frames);
+          const parameters = new ServerParameters(greeting);
           const startupFingerprint = opts.probeStartup ? fingerprintOf(await readAnswers(reader, 1, parameters)) : undefined;
           const rest = reader.detach();
           return {
-            socket, pid: key?.processID ?? 0, secret: key?.secretKey ?? 0, greeting: Buffer.concat(frames), parameters,
-            notices: Buffer.concat(notices), startupFingerprint, rest: rest.length > 0 ? rest : undefined,
+            socket, pid: key?.processID ?? 0, secret: key?.secretKey ?? 0, greeting, parameters,
+            startupFingerprint, rest: rest.length > 0 ? rest : undefined,
           };
         }
         default:

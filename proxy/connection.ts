@@ -4,57 +4,32 @@
  * The steps are exported one by one: the serverless door (proxy/serverless/) runs the same
  * ones for its WebSocket sessions and its HTTP queries, and a `-pooler` endpoint takes them up
  * to the quotas, then the transaction pooler (proxy/pool/) serves it.
+ *
+ * A gateway holds many thousands of idle sessions, so the handshake's state (startup packet,
+ * SCRAM exchange, timers, the backend's start) lives in functions that have returned by the time
+ * the relay runs: a relayed session holds its Connection, its relay and one closure context.
  */
 import type net from 'node:net';
-import { decodeJwt } from 'jose';
 import type { Duplex } from 'node:stream';
 import type { BranchRoute } from '../src/catalog/routes.ts';
 import type { Lease } from '../src/compute-target.ts';
 import { PgfleetError, TokenError } from '../src/errors.ts';
-import type { ProxyCore } from '../src/gateway.ts';
-import { looksLikeJwt } from '../src/jwt/looks-like-jwt.ts';
 import type { HandshakeProgress } from './admission.ts';
-import type { AuthLimiter } from './auth-limiter.ts';
-import type { CancelKey } from './cancel.ts';
-import { authIO, checkPassword, readCleartextPassword, scramAuth } from './auth.ts';
-import type { AuthIO } from './scram.ts';
+import { authIO } from './auth.ts';
 import { type BackendSession, connectBackend } from './backend.ts';
-import {
-  HOW_TO_NAME_AN_ENDPOINT, endpointFromHost, endpointFromPassword, endpointFromSni, endpointFromStartup, pgfleetOptions, poolerEndpoint,
-} from './endpoint.ts';
+import type { CancelKey } from './cancel.ts';
+import type { ConnectionContext } from './context.ts';
+import { pgfleetOptions } from './endpoint.ts';
 import { AuthFailed, BackendError, ConnectionRefused, ProtocolViolation, Unanswered } from './errors.ts';
-import { type Handshake, type HandshakeOptions, type WebSocketTransport, readStartup } from './handshake.ts';
+import { type Handshake, type WebSocketTransport, readStartup } from './handshake.ts';
+import { type Login, identifyAndAuthenticate } from './login.ts';
 import { NOT_SETTINGS } from './protocol/startup.ts';
 import { authenticationOk, errorFor } from './protocol/messages.ts';
-import type { Pooler } from './pool/pooler.ts';
-import type { RefusalLog } from './refusal-log.ts';
+import type { PacketReader } from './protocol/packet-reader.ts';
 import { refusalOf } from './refusal-reason.ts';
-import { type RelayEnd, relay } from './relay.ts';
+import { relay } from './relay.ts';
 import type { Session } from './session.ts';
-import { DirectBackend, type WarmBackends } from './warm-backends.ts';
-
-export interface ConnectionContext extends HandshakeOptions {
-  core: ProxyCore;
-  /** tls-server-end-point hash of the proxy's certificate. */
-  channelBinding: Buffer;
-  limiter: AuthLimiter;
-  /** Log lines of connections that never authenticated (sampled under a flood). */
-  refusals: RefusalLog;
-  sessions: Set<Session>;
-  /** Time allowed from accept to the end of authentication. */
-  handshakeTimeoutMs: number;
-  /** Sessions count as usage and quotas hold. */
-  metering: boolean;
-  /** Serves `-pooler` endpoints. */
-  pooler: Pooler;
-  /** Backends of direct sessions kept for the next client of the same startup. */
-  warm: WarmBackends;
-  /** Client connections of one database whose quota max_client_connections is unset. */
-  databaseMaxClientConnections: number;
-  /** Time a client has to answer each step of authentication (the startup timeout). */
-  peerTimeoutMs: number;
-}
-
+import { DirectBackend } from './warm-backends.ts';
 
 /** A client connection over TCP: the Postgres handshake (TLS, SNI), then the shared steps. */
 export function handleConnection(raw: net.Socket, ctx: ConnectionContext, progress?: HandshakeProgress): Promise<void> {
@@ -70,118 +45,193 @@ export interface ConnectionDoor {
   websocket?: WebSocketTransport;
 }
 
+/** Streams ignore errors this way: each ends in 'close', which the step reading it acts on. */
+const ignore = () => {};
+
+/** What a connection holds from accept to its log line; all a relayed session keeps of its handshake. */
+class Connection {
+  readonly started = Date.now();
+  readonly line: Record<string, unknown>;
+  /** The raw stream, or the TLS socket over it once there is one. */
+  client: Duplex;
+  authenticated = false;
+  lease: Lease | undefined;
+  /** Ends the session's count against the database's connection caps. */
+  endAdmission: (() => void) | undefined;
+  /** Relayed, or served by the pooler (then `line.pooled`). */
+  session: Session | undefined;
+  /** The pooler logs its end. */
+  handedOff = false;
+
+  constructor(raw: Duplex, readonly clientAddress: string, websocket: boolean) {
+    this.client = raw;
+    this.line = { client: clientAddress };
+    if (websocket) this.line.door = 'websocket';
+    raw.on('error', ignore);
+  }
+
+  /** The client is told why in Postgres's words; a WebSocket closes with the error as its reason. */
+  failed(err: unknown, ctx: ConnectionContext): void {
+    noteFailure(err, this.line, ctx);
+    if (this.client.writable && !(err instanceof Unanswered)) this.client.end(errorFor(err));
+    else this.client.destroy(err as Error);
+  }
+
+  /** Gives back what it holds, then its log line. */
+  end(ctx: ConnectionContext): void {
+    this.lease?.release();
+    this.endAdmission?.();
+    const { session, line } = this;
+    if (session) closeSession(session, line, ctx);
+    logConnection(line, session ? (line.pooled ? 'pooled' : 'relayed') : String(line.outcome), this.started, this.authenticated, ctx);
+  }
+}
+
 /** One connection of either door, from startup to its log line: the TCP proxy's socket, or a WebSocket's byte stream. */
 export async function serveConnection(raw: Duplex, clientAddress: string, ctx: ConnectionContext, door: ConnectionDoor = {}): Promise<void> {
-  const started = Date.now();
-  const line: Record<string, unknown> = { client: clientAddress };
-  if (door.websocket) line.door = 'websocket';
-  raw.on('error', () => {});
-  let client: Duplex = raw;
-  let lease: Lease | undefined;
-  let session: Session | undefined;
-  let endAdmission: (() => void) | undefined;
-  let authenticated = false;
-  let handedOff = false;
-  const timer = setTimeout(() => raw.destroy(), ctx.handshakeTimeoutMs);
+  const conn = new Connection(raw, clientAddress, door.websocket !== undefined);
+  let direct: DirectStart | undefined;
   try {
-    const hs = await readStartup(raw, ctx, (secure) => {
-      client = secure;
-      client.on('error', () => {});
+    direct = await establish(conn, raw, ctx, door);
+  } catch (err) {
+    conn.failed(err, ctx);
+  }
+  if (direct) return relayDirect(conn, direct, ctx); // this frame ends here; the relay ends the connection
+  if (!conn.handedOff) conn.end(ctx);
+}
+
+/** A direct session ready to relay: its backend has answered the client's startup. */
+interface DirectStart {
+  backend: DirectBackend;
+  key: CancelKey;
+  /** The client's reader, whose buffered bytes go to the relay first. */
+  reader: PacketReader;
+  route: BranchRoute;
+  role: string;
+}
+
+/**
+ * Startup, login and admission within the handshake timeout, then either the pooler takes the
+ * client (undefined) or a backend answers its startup. A CancelRequest is carried out and ends here.
+ */
+async function establish(conn: Connection, raw: Duplex, ctx: ConnectionContext, door: ConnectionDoor): Promise<DirectStart | undefined> {
+  const { line } = conn;
+  const timer = setTimeout(() => raw.destroy(), ctx.handshakeTimeoutMs);
+  let hs: Handshake | undefined;
+  let role: string;
+  let login: Login;
+  try {
+    hs = await readStartup(raw, ctx, (secure) => {
+      conn.client = secure;
+      secure.on('error', ignore);
     }, door.websocket);
     if (!hs) {
       line.outcome = 'cancel_request';
-      return;
+      return undefined;
     }
     door.progress?.startupReceived();
-    const role = hs.startup.params.get('user')!;
+    role = hs.startup.params.get('user')!;
     line.role = role;
-    const io = authIO(hs, ctx.peerTimeoutMs);
-    const { route, pooled, saslFinal } = await identifyAndAuthenticate(hs, io, role, clientAddress, line, ctx);
-    clearTimeout(timer);
-    authenticated = true;
-    door.progress?.authenticated();
-    endAdmission = await admit(route, ctx);
-    // SASLFinal and AuthenticationOk go in one write, with the rest of the startup answer when a warm backend has it at once.
-    const authAnswer = saslFinal ? Buffer.concat([saslFinal, authenticationOk()]) : authenticationOk();
-
-    if (pooled) {
-      client.write(authAnswer);
-      line.pooled = true;
-      const pooledClient = await ctx.pooler.connect({
-        socket: client, route, role, params: hs.startup.params, options: pgfleetOptions(hs.startup.params.get('options')).rest,
-        early: hs.reader.detach(), session: newSession(route, role, clientAddress, started, () => {}),
-      });
-      openSession(pooledClient, ctx);
-      // Handed off: this function's state (handshake, reader) is not kept alive while a pooled
-      // client idles, which is most of its life; its end is recorded by this callback.
-      const admitted = endAdmission;
-      endAdmission = undefined;
-      handedOff = true;
-      pooledClient.whenEnded((outcome) => {
-        line.outcome = outcome;
-        admitted?.();
-        closeSession(pooledClient, line, ctx);
-        logConnection(line, 'pooled', started, true, ctx);
-      });
-      return;
-    }
-
-    const params = backendParams(hs.startup.params, role);
-    const warmKey = ctx.warm.keyOf(route, params);
-    let authSent = false;
-    const sendAuth = () => {
-      authSent = true;
-      client.write(authAnswer);
-    };
-    // Without a kept backend, the client hears that it got in while its backend starts (or its compute wakes).
-    const kept = ctx.warm.has(warmKey);
-    if (!kept) sendAuth();
-    lease = await ctx.core.acquire(route);
-    let backend = kept ? await ctx.warm.take(warmKey) : undefined;
-    if (backend && backend.address !== lease.address) {
-      backend.close(); // kept from an earlier run of the compute (it restarted meanwhile)
-      backend = undefined;
-    }
-    if (backend) line.warm = true;
-    else if (!authSent) sendAuth();
-    backend ??= await startDirect(lease, params, warmKey, route, ctx);
-    ctx.core.metrics.backends.inc({ kind: backend.reused ? 'warm' : 'new' });
-    const direct = backend;
-    let key: CancelKey | undefined;
-    let end: RelayEnd | undefined;
-    try {
-      // The client is told its backend's real pid (kept backends included); the secret is fresh.
-      key = await ctx.cancels.issue(direct.session.pid, () => direct.cancelTarget());
-      const answer = direct.startupAnswer(key);
-      client.write(authSent ? answer : Buffer.concat([authAnswer, answer]));
-      // The compute is being suspended (a quota ran out): the client learns why, then the session ends.
-      session = newSession(route, role, clientAddress, started, (reason) => {
-        if (client.writable) client.end(errorFor(reason));
-        direct.socket.destroy();
-      });
-      session.backendPid = direct.session.pid;
-      openSession(session, ctx);
-      end = await relay(client, direct.socket, session, {
-        fromClient: hs.reader.detach(), fromCompute: direct.takeRest(), parameters: direct.session.parameters,
-        keepIdle: ctx.warm.keeps(direct.address),
-      });
-      line.outcome = end.outcome;
-    } finally {
-      if (key) ctx.cancels.revoke(key);
-      if (end?.idle) ctx.warm.give(direct);
-      else if (!end) direct.socket.destroy();
-    }
-  } catch (err) {
-    noteFailure(err, line, ctx);
-    if (client.writable && !(err instanceof Unanswered)) client.end(errorFor(err));
-    else client.destroy(err as Error); // a WebSocket closes with the error as its reason
+    login = await identifyAndAuthenticate(hs, authIO(hs, ctx.peerTimeoutMs), role, conn.clientAddress, line, ctx);
   } finally {
     clearTimeout(timer);
-    lease?.release();
-    endAdmission?.();
-    if (session) closeSession(session, line, ctx);
-    if (!handedOff) logConnection(line, session ? 'relayed' : String(line.outcome), started, authenticated, ctx);
   }
+  conn.authenticated = true;
+  door.progress?.authenticated();
+  conn.endAdmission = await admit(login.route, ctx);
+  // SASLFinal and AuthenticationOk go in one write, with the rest of the startup answer when a warm backend has it at once.
+  const authAnswer = login.saslFinal ? Buffer.concat([login.saslFinal, authenticationOk()]) : authenticationOk();
+  if (login.pooled) {
+    await handToPooler(conn, hs, login.route, role, authAnswer, ctx);
+    return undefined;
+  }
+  return openDirect(conn, hs, login.route, role, authAnswer, ctx);
+}
+
+/** A `-pooler` endpoint's client goes to the transaction pooler, which reports its end. */
+async function handToPooler(conn: Connection, hs: Handshake, route: BranchRoute, role: string, authAnswer: Buffer, ctx: ConnectionContext): Promise<void> {
+  conn.client.write(authAnswer);
+  conn.line.pooled = true;
+  const pooledClient = await ctx.pooler.connect({
+    socket: conn.client, route, role, params: hs.startup.params, options: pgfleetOptions(hs.startup.params.get('options')).rest,
+    early: hs.reader.detach(), session: newSession(route, role, conn.clientAddress, conn.started, ignore),
+  });
+  conn.session = pooledClient;
+  conn.handedOff = true;
+  openSession(pooledClient, ctx);
+  pooledClient.whenEnded((outcome) => {
+    conn.line.outcome = outcome;
+    conn.end(ctx);
+  });
+}
+
+/**
+ * The compute is leased (woken if asleep) and a backend answers the client's startup: a warm one
+ * kept for this startup, else a new one. Without a warm one, the client hears that it got in
+ * while its backend starts (or its compute wakes).
+ */
+async function openDirect(conn: Connection, hs: Handshake, route: BranchRoute, role: string, authAnswer: Buffer, ctx: ConnectionContext): Promise<DirectStart> {
+  const params = backendParams(hs.startup.params, role);
+  const warmKey = ctx.warm.keyOf(route, params);
+  const { client } = conn;
+  const kept = ctx.warm.has(warmKey);
+  let authSent = !kept;
+  if (authSent) client.write(authAnswer);
+  const lease = (conn.lease = await ctx.core.acquire(route));
+  let backend = kept ? await ctx.warm.take(warmKey) : undefined;
+  if (backend && backend.address !== lease.address) {
+    backend.close(); // kept from an earlier run of the compute (it restarted meanwhile)
+    backend = undefined;
+  }
+  if (backend) conn.line.warm = true;
+  else if (!authSent) {
+    client.write(authAnswer);
+    authSent = true;
+  }
+  backend ??= await startDirect(lease, params, warmKey, route, ctx);
+  ctx.core.metrics.backends.inc({ kind: backend.reused ? 'warm' : 'new' });
+  let key: CancelKey | undefined;
+  try {
+    // The client is told its backend's real pid (kept backends included); the secret is fresh.
+    key = await ctx.cancels.issue(backend.session.pid, backend.cancelRoute);
+    const answer = backend.startupAnswer(key);
+    client.write(authSent ? answer : Buffer.concat([authAnswer, answer]));
+    return { backend, key, reader: hs.reader, route, role };
+  } catch (err) {
+    if (key) ctx.cancels.revoke(key);
+    backend.socket.destroy();
+    throw err;
+  }
+}
+
+/**
+ * Relays until either side goes, then ends the connection: the cancel key is revoked, a backend
+ * its client left idle is kept for the next one. Not async: nothing of the handshake stays alive.
+ */
+function relayDirect(conn: Connection, start: DirectStart, ctx: ConnectionContext): Promise<void> {
+  const { backend, key } = start;
+  const { client } = conn;
+  // The compute is being suspended (a quota ran out): the client learns why, then the session ends.
+  const session = newSession(start.route, start.role, conn.clientAddress, conn.started, (reason) => {
+    if (client.writable) client.end(errorFor(reason));
+    backend.socket.destroy();
+  });
+  session.backendPid = backend.session.pid;
+  conn.session = session;
+  openSession(session, ctx);
+  let ended!: () => void;
+  const done = new Promise<void>((resolve) => (ended = resolve));
+  relay(client, backend.socket, session, {
+    fromClient: start.reader.detach(), fromCompute: backend.takeRest(), parameters: backend.session.parameters,
+    keepIdle: ctx.warm.keeps(backend.address),
+  }, (end) => {
+    conn.line.outcome = end.outcome;
+    ctx.cancels.revoke(key);
+    if (end.idle) ctx.warm.give(backend);
+    conn.end(ctx);
+    ended();
+  });
+  return done;
 }
 
 /**
@@ -242,122 +292,6 @@ export function logConnection(line: Record<string, unknown>, outcome: string, st
   line.duration_ms = Date.now() - started;
   if (authenticated) ctx.core.log.info(line, 'connection');
   else ctx.refusals.note(line);
-}
-
-/**
- * Finds the endpoint and authenticates the role on it. A named endpoint (SNI or options) means
- * SCRAM, unless options say `auth=jwt`: SCRAM keeps channel binding, and cannot carry a token.
- * Otherwise, over TLS, a cleartext password is asked for (see authenticateWithPassword). A
- * WebSocket always gets the cleartext request: the serverless driver sends its password before
- * being asked, and the WebSocket's own TLS protects it.
- */
-async function identifyAndAuthenticate(
-  hs: Handshake, io: AuthIO, role: string, client: string, line: Record<string, unknown>, ctx: ConnectionContext,
-): Promise<{ route: BranchRoute; pooled: boolean; saslFinal?: Buffer }> {
-  const options = pgfleetOptions(hs.startup.params.get('options'));
-  const named = hs.websocket
-    ? endpointFromHost(hs.websocket.host, ctx.core.config.domain)
-    : endpointFromSni(hs.tls?.servername, ctx.core.config.domain);
-  const namedEndpoint = endpointFromStartup(named, options.endpoint);
-  line.endpoint = namedEndpoint;
-  const { endpoint, pooled } = poolerEndpoint(namedEndpoint);
-  if (endpoint && !options.jwt && !hs.websocket) {
-    const route = await routeFor(endpoint, client, ctx);
-    // SCRAM never shows the proxy the password: a JWT sent this way fails as a wrong password, with no
-    // hint about tokens, since the proxy cannot tell it from the most common mistake (a wrong password).
-    const saslFinal = await limited(ctx, endpoint, client, () => scramAuth(io, route, role, hs.tls ? ctx.channelBinding : undefined));
-    return { route, pooled, saslFinal };
-  }
-  if (!hs.tls && !hs.websocket) {
-    throw options.jwt
-      ? new ConnectionRefused('a JWT is only accepted over TLS', '28000')
-      : new ConnectionRefused('the connection names no endpoint', '08004', HOW_TO_NAME_AN_ENDPOINT);
-  }
-  return passwordAuth(await readCleartextPassword(io), { endpoint, role, client, jwtRequired: options.jwt }, line, ctx, pooled);
-}
-
-/** Who is asking, for a password given in clear. */
-export interface PasswordClaim {
-  /** Named by the host or options; the password may name it instead (prefix, or a JWT). */
-  endpoint: string | undefined;
-  role: string;
-  /** The client's address, for the failure limits. */
-  client: string;
-  /** `auth=jwt`: only a JWT will do. */
-  jwtRequired?: boolean;
-}
-
-/**
- * A password given in clear, told apart by its form: a JWT (which names its database itself),
- * `endpoint=<id>;<JWT>`, `endpoint=<id>;<password>`, or the role's password for the endpoint
- * already named. Failures count against the limits; the route is returned.
- */
-export async function authenticateWithPassword(password: string, claim: PasswordClaim, line: Record<string, unknown>, ctx: ConnectionContext): Promise<BranchRoute> {
-  return (await passwordAuth(password, claim, line, ctx, false)).route;
-}
-
-/** authenticateWithPassword, telling whether the endpoint named (here, or by a password prefix) is a `-pooler` one. */
-async function passwordAuth(
-  password: string, claim: PasswordClaim, line: Record<string, unknown>, ctx: ConnectionContext, namedPooled: boolean,
-): Promise<{ route: BranchRoute; pooled: boolean }> {
-  const { role, client } = claim;
-  if (looksLikeJwt(password)) return { route: await jwtAuth(password, claim.endpoint, role, client, line, ctx), pooled: namedPooled };
-  if (claim.jwtRequired) throw new TokenError('the password is not a JWT', 'auth=jwt was given but the password does not look like a JWT');
-  const prefixed = endpointFromPassword(password);
-  const prefix = poolerEndpoint(prefixed?.endpoint);
-  const endpoint = endpointFromStartup(claim.endpoint, prefix.endpoint);
-  const pooled = namedPooled || prefix.pooled;
-  if (!endpoint) throw new ConnectionRefused('the connection names no endpoint', '08004', HOW_TO_NAME_AN_ENDPOINT);
-  const secret = prefixed ? prefixed.password : password;
-  if (prefixed && looksLikeJwt(secret)) return { route: await jwtAuth(secret, endpoint, role, client, line, ctx), pooled };
-  line.endpoint = prefixed?.endpoint ?? line.endpoint ?? endpoint;
-  const route = await routeFor(endpoint, client, ctx);
-  await limited(ctx, endpoint, client, () => checkPassword(route, role, secret));
-  return { route, pooled };
-}
-
-/** A JWT as the password: the token names the database; with SNI too, they must agree. */
-async function jwtAuth(
-  token: string, sniEndpoint: string | undefined, role: string, client: string, line: Record<string, unknown>, ctx: ConnectionContext,
-): Promise<BranchRoute> {
-  // Failures count against the client address, and slow down the endpoint named, else the issuer the token claims:
-  // nothing an attacker shares with every other client.
-  await ctx.limiter.check(client);
-  const target = sniEndpoint ?? `iss:${claimedIssuer(token)}`;
-  const grant = await limited(ctx, target, client, () => ctx.core.jwt.verifyConnectionToken(token, { sniEndpointId: sniEndpoint, role }));
-  line.endpoint = grant.endpointId;
-  line.auth = `jwt:${grant.via}`;
-  return grant.route;
-}
-
-/** The unverified `iss` of a token, only to pick the limiter's key. */
-function claimedIssuer(token: string): string {
-  try {
-    const iss = decodeJwt(token).iss;
-    return typeof iss === 'string' ? iss.slice(0, 256) : '(none)';
-  } catch {
-    return '(malformed)';
-  }
-}
-
-async function routeFor(endpoint: string, client: string, ctx: ConnectionContext): Promise<BranchRoute> {
-  await ctx.limiter.check(client);
-  const route = await ctx.core.routes.byEndpoint(endpoint);
-  if (!route) {
-    await ctx.limiter.failed(endpoint, client);
-    throw new ConnectionRefused(`endpoint "${endpoint}" does not exist`, '3D000');
-  }
-  return route;
-}
-
-/** Runs an auth method, counting a wrong password or token (not a client that gave up) against the limits. */
-async function limited<T>(ctx: ConnectionContext, target: string, client: string, auth: () => Promise<T>): Promise<T> {
-  try {
-    return await auth();
-  } catch (err) {
-    if (err instanceof AuthFailed || err instanceof TokenError) await ctx.limiter.failed(target, client);
-    throw err;
-  }
 }
 
 /** The client's parameters for the compute: same role and database, endpoint= taken out of options. */

@@ -1,6 +1,7 @@
 import type { Duplex } from 'node:stream';
 import { ClientStream, ComputeStream, leftIdle } from './protocol/message-framing.ts';
 import { TERMINATE, errorResponse } from './protocol/messages.ts';
+import type { ServerParameters } from './protocol/server-parameters.ts';
 import type { Session } from './session.ts';
 
 /** How a relayed session ended. */
@@ -21,12 +22,10 @@ export interface RelayOptions {
   /** What the compute already sent after its startup. */
   fromCompute?: Buffer;
   /** Kept up to date with the ParameterStatus the compute sends. */
-  parameters?: Map<string, string>;
+  parameters?: ServerParameters;
   /** A backend the client leaves idle is handed back (RelayEnd.idle) rather than closed. */
   keepIdle?: boolean;
 }
-
-// Frontend Terminate, alone in a chunk: the way clients say goodbye.
 
 /** What pgfleet says when the compute vanished without a word (it crashed or was killed). */
 const COMPUTE_VANISHED = errorResponse({
@@ -35,83 +34,127 @@ const COMPUTE_VANISHED = errorResponse({
   hint: 'In a moment you should be able to reconnect to the database and repeat your command.',
 });
 
+const ENDS = ['end', 'close', 'error'] as const;
+
 /**
- * Relays raw bytes both ways until either side goes. Client gone → the compute's socket is
- * closed (its backend process ends), unless the client left it idle and keepIdle asks for it.
- * Compute gone → the client gets everything it sent, in order, then a close; only when the
- * compute vanished without a FATAL of its own (a crash) does pgfleet add one, between two
- * messages as a server would.
+ * Relays raw bytes both ways until either side goes, then calls `ended` once. Client gone → the
+ * compute's socket is closed (its backend process ends), unless the client left it idle and
+ * keepIdle asks for it. Compute gone → the client gets everything it sent, in order, then a
+ * close; only when the compute vanished without a FATAL of its own (a crash) does pgfleet add
+ * one, between two messages as a server would.
+ *
+ * An idle session is mostly this object, so it holds only its state and the four listeners it
+ * needs (no promise, no listener list): gateways hold many thousands of idle sessions.
  */
-export function relay(client: Duplex, backend: Duplex, session: Session, opts: RelayOptions = {}): Promise<RelayEnd> {
-  return new Promise((resolve) => {
-    const compute = new ComputeStream(opts.parameters);
-    const asked = new ClientStream();
-    const listeners: [Duplex, string, (...args: any[]) => void][] = [];
-    const on = (stream: Duplex, event: string, fn: (...args: any[]) => void) => {
-      stream.on(event, fn);
-      listeners.push([stream, event, fn]);
-    };
-    let done = false;
-    const finish = (outcome: RelayOutcome, idle = false) => {
-      if (done) return;
-      done = true;
-      for (const [stream, event, fn] of listeners) stream.off(event, fn);
-      resolve({ outcome, idle });
-    };
-    /** Writes with backpressure: `from` waits while `to` drains. */
-    const waiting = new Set<Duplex>();
-    const forward = (from: Duplex, to: Duplex, chunk: Buffer) => {
-      if (to.write(chunk) || waiting.has(from)) return;
-      waiting.add(from);
-      from.pause();
-      to.once('drain', () => {
-        waiting.delete(from);
-        if (!done) from.resume();
-      });
-    };
-    const fromClient = (chunk: Buffer) => {
-      session.bytesFromClient += chunk.length;
-      asked.feed(chunk);
-      if (opts.keepIdle && leftIdle(asked, compute) && chunk.equals(TERMINATE)) {
-        backend.pause();
-        finish('client_closed', true);
-        client.end();
-        return;
-      }
-      forward(client, backend, chunk);
-    };
-    const fromBackend = (chunk: Buffer) => {
-      session.bytesToClient += chunk.length;
-      compute.feed(chunk);
-      forward(backend, client, chunk);
-    };
-    const clientGone = () => {
-      backend.destroy();
-      finish('client_closed');
-    };
-    const computeGone = () => {
-      const vanished = !done && !asked.terminated && !compute.saidWhy && compute.atBoundary;
-      if (vanished && client.writable) client.end(COMPUTE_VANISHED);
-      else client.end();
-      finish(asked.terminated ? 'client_closed' : 'compute_closed');
-    };
+export function relay(client: Duplex, backend: Duplex, session: Session, opts: RelayOptions, ended: (end: RelayEnd) => void): void {
+  new Relay(client, backend, session, opts.parameters, opts.keepIdle ?? false, ended).start(opts.fromClient, opts.fromCompute);
+}
+
+class Relay {
+  private readonly compute: ComputeStream;
+  private readonly asked = new ClientStream();
+  private done = false;
+  /** A side paused until the other drains. */
+  private clientWaits = false;
+  private backendWaits = false;
+
+  constructor(
+    private readonly client: Duplex,
+    private readonly backend: Duplex,
+    private readonly session: Session,
+    parameters: ServerParameters | undefined,
+    private readonly keepIdle: boolean,
+    private readonly ended: (end: RelayEnd) => void,
+  ) {
+    this.compute = new ComputeStream(parameters);
+  }
+
+  start(fromClient: Buffer | undefined, fromCompute: Buffer | undefined): void {
+    const { client, backend } = this;
     // Either side may have gone while the compute was being woken.
     if (client.destroyed || backend.destroyed) {
       client.destroy();
       backend.destroy();
-      finish(client.destroyed ? 'client_closed' : 'compute_closed');
+      this.finish(client.destroyed ? 'client_closed' : 'compute_closed');
       return;
     }
-    on(client, 'data', fromClient);
-    on(backend, 'data', fromBackend);
-    for (const event of ['end', 'close', 'error']) {
-      on(client, event, clientGone);
-      on(backend, event, computeGone);
+    client.on('data', this.fromClient);
+    backend.on('data', this.fromBackend);
+    for (const event of ENDS) {
+      client.on(event, this.clientGone);
+      backend.on(event, this.computeGone);
     }
-    if (opts.fromCompute?.length) fromBackend(opts.fromCompute);
-    if (opts.fromClient?.length) fromClient(opts.fromClient);
-    if (done) return;
+    if (fromCompute?.length) this.fromBackend(fromCompute);
+    if (fromClient?.length) this.fromClient(fromClient);
+    if (this.done) return;
     client.resume();
     backend.resume();
-  });
+  }
+
+  private finish(outcome: RelayOutcome, idle = false): void {
+    if (this.done) return;
+    this.done = true;
+    const { client, backend } = this;
+    client.off('data', this.fromClient);
+    backend.off('data', this.fromBackend);
+    for (const event of ENDS) {
+      client.off(event, this.clientGone);
+      backend.off(event, this.computeGone);
+    }
+    client.off('drain', this.clientDrained);
+    backend.off('drain', this.backendDrained);
+    this.ended({ outcome, idle });
+  }
+
+  private readonly fromClient = (chunk: Buffer): void => {
+    this.session.bytesFromClient += chunk.length;
+    this.asked.feed(chunk);
+    if (this.keepIdle && leftIdle(this.asked, this.compute) && chunk.equals(TERMINATE)) {
+      this.backend.pause();
+      this.finish('client_closed', true);
+      this.client.end();
+      return;
+    }
+    // Backpressure: the client waits while the compute's socket drains.
+    if (!this.backend.write(chunk) && !this.clientWaits) {
+      this.clientWaits = true;
+      this.client.pause();
+      this.backend.once('drain', this.backendDrained);
+    }
+  };
+
+  private readonly fromBackend = (chunk: Buffer): void => {
+    this.session.bytesToClient += chunk.length;
+    this.compute.feed(chunk);
+    if (!this.client.write(chunk) && !this.backendWaits) {
+      this.backendWaits = true;
+      this.backend.pause();
+      this.client.once('drain', this.clientDrained);
+    }
+  };
+
+  /** The compute's socket drained: the client is read again. */
+  private readonly backendDrained = (): void => {
+    this.clientWaits = false;
+    if (!this.done) this.client.resume();
+  };
+
+  /** The client's socket drained: the compute is read again. */
+  private readonly clientDrained = (): void => {
+    this.backendWaits = false;
+    if (!this.done) this.backend.resume();
+  };
+
+  private readonly clientGone = (): void => {
+    this.backend.destroy();
+    this.finish('client_closed');
+  };
+
+  private readonly computeGone = (): void => {
+    const { asked, compute, client } = this;
+    const vanished = !this.done && !asked.terminated && !compute.saidWhy && compute.atBoundary;
+    if (vanished && client.writable) client.end(COMPUTE_VANISHED);
+    else client.end();
+    this.finish(asked.terminated ? 'client_closed' : 'compute_closed');
+  };
 }

@@ -11,6 +11,7 @@ import { MSG, TX_IDLE } from './protocol/codes.ts';
 import { queryMessage } from './protocol/extended-query.ts';
 import { readCString } from './protocol/frame-splitter.ts';
 import type { PacketReader } from './protocol/packet-reader.ts';
+import type { ServerParameters } from './protocol/server-parameters.ts';
 
 /** What a backend takes in at its start only, as one value (compared, never parsed). */
 export const STARTUP_PROBE = queryMessage(`SELECT pg_catalog.md5(pg_catalog.concat_ws(' ',
@@ -37,7 +38,7 @@ export interface Answers {
  * Reads the answers of `queries` simple queries; ParameterStatus updates `parameters`; notices
  * and notifications (of what ran before the reset) are dropped.
  */
-export async function readAnswers(reader: PacketReader, queries: number, parameters: Map<string, string>): Promise<Answers> {
+export async function readAnswers(reader: PacketReader, queries: number, parameters: ServerParameters): Promise<Answers> {
   const answers: Answers = { tags: [], value: undefined, failed: false, status: 0 };
   for (let ready = 0; ready < queries;) {
     const frame = await reader.readFrame('message from the compute');
@@ -79,14 +80,14 @@ export function fingerprintOf(answers: Answers): string | undefined {
 }
 
 /** DISCARD ALL on a backend its client left idle; true when it worked and nothing is left unread. */
-export async function resetSession(socket: { write(b: Buffer): unknown }, reader: PacketReader, parameters: Map<string, string>): Promise<boolean> {
+export async function resetSession(socket: { write(b: Buffer): unknown }, reader: PacketReader, parameters: ServerParameters): Promise<boolean> {
   socket.write(DISCARD_ALL);
   const answers = await readAnswers(reader, 1, parameters);
   return !answers.failed && answers.tags[0] === 'DISCARD ALL' && answers.status === TX_IDLE && reader.pending === 0;
 }
 
 /** STARTUP_PROBE asked again: the same answer as at the backend's start? */
-export async function startupUnchanged(socket: { write(b: Buffer): unknown }, reader: PacketReader, fingerprint: string, parameters: Map<string, string>): Promise<boolean> {
+export async function startupUnchanged(socket: { write(b: Buffer): unknown }, reader: PacketReader, fingerprint: string, parameters: ServerParameters): Promise<boolean> {
   socket.write(STARTUP_PROBE);
   return fingerprintOf(await readAnswers(reader, 1, parameters)) === fingerprint && reader.pending === 0;
 }

@@ -19,9 +19,10 @@ import type { ProxyCore } from '../src/gateway.ts';
 import type { ComputeAddress } from '../src/providers/provider.ts';
 import type { BackendSession } from './backend.ts';
 import type { CancelKey, CancelTarget } from './cancel.ts';
-import { TERMINATE, backendKeyData, parameterStatus, readyForQuery } from './protocol/messages.ts';
+import { TERMINATE, backendKeyData, readyForQuery } from './protocol/messages.ts';
 import { PacketReader } from './protocol/packet-reader.ts';
-import { TX_IDLE } from './protocol/codes.ts';
+import { MSG, TX_IDLE } from './protocol/codes.ts';
+import { framesOfType } from './protocol/server-parameters.ts';
 import { resetSession, startupUnchanged } from './session-reset.ts';
 
 /** Time a reset or a probe may take before the backend is given up. */
@@ -47,6 +48,9 @@ export class DirectBackend {
     readonly key: string,
   ) {}
 
+  /** Where its clients' cancels go (the cancel keys hold it while a client is served). */
+  readonly cancelRoute = () => this.cancelTarget();
+
   get socket() {
     return this.session.socket;
   }
@@ -62,8 +66,7 @@ export class DirectBackend {
   startupAnswer(key: CancelKey): Buffer {
     const keyData = backendKeyData(key.pid, key.secret);
     if (!this.reused) return Buffer.concat([this.session.greeting, keyData, READY_IDLE]);
-    const status = [...this.session.parameters].map(([name, value]) => parameterStatus(name, value));
-    return Buffer.concat([this.session.notices, ...status, keyData, READY_IDLE]);
+    return Buffer.concat([framesOfType(this.session.greeting, MSG.notice), ...this.session.parameters.frames(), keyData, READY_IDLE]);
   }
 
   /** Where a cancel of its client goes; the backend is not reset before every cancel is delivered. */

@@ -8,6 +8,8 @@ import pg from 'pg';
 import t from 'tap';
 import { ClientStream, ComputeStream, leftIdle } from '../proxy/protocol/message-framing.ts';
 import { errorResponse, parameterStatus } from '../proxy/protocol/messages.ts';
+import { ServerParameters, framesOfType } from '../proxy/protocol/server-parameters.ts';
+import { MSG } from '../proxy/protocol/codes.ts';
 import { routeByEndpoint } from '../src/catalog/routes.ts';
 import { psql, psqlError, startProxyFixture } from './proxy-helpers.ts';
 import { until } from './helpers.ts';
@@ -207,7 +209,7 @@ t.test('message framing follows boundaries however the stream is cut', async (t)
   const setting = parameterStatus('TimeZone', 'Europe/Berlin');
   const stream = Buffer.concat([ready, notice, setting, ready, fatal]);
   for (const size of [1, 3, 7, stream.length]) {
-    const parameters = new Map([['TimeZone', 'UTC'], ['DateStyle', 'ISO, MDY']]);
+    const parameters = new ServerParameters(Buffer.concat([parameterStatus('TimeZone', 'UTC'), notice, parameterStatus('DateStyle', 'ISO, MDY')]));
     const e = new ComputeStream(parameters);
     const seen: boolean[] = [];
     for (let at = 0; at < stream.length; at += size) {
@@ -216,9 +218,12 @@ t.test('message framing follows boundaries however the stream is cut', async (t)
     }
     t.ok(e.saidWhy && e.atBoundary, `cut every ${size} bytes: the FATAL is seen, at a boundary`);
     t.equal(e.ready, 2, 'both ReadyForQuery counted');
-    t.same([...parameters], [['TimeZone', 'Europe/Berlin'], ['DateStyle', 'ISO, MDY']], 'the reported setting is followed, in place');
+    t.same([...parameters.all()], [['TimeZone', 'Europe/Berlin'], ['DateStyle', 'ISO, MDY']], 'the startup answer\'s settings are read past its notice, and the reported one is followed, in place');
     if (size === 1) t.ok(seen.includes(false), 'mid-message is noticed');
   }
+  const greeting = Buffer.concat([parameterStatus('a', '1'), notice, parameterStatus('b', '2'), notice]);
+  t.same(framesOfType(greeting, MSG.error), Buffer.concat([notice, notice]), 'the frames of one type are picked out of a startup answer');
+  t.same(new ServerParameters(greeting).frames(), [parameterStatus('a', '1'), parameterStatus('b', '2')], 'its settings are told again as they were');
   const errorThenCut = new ComputeStream();
   errorThenCut.feed(Buffer.concat([notice, ready.subarray(0, 3)]));
   t.notOk(errorThenCut.saidWhy || errorThenCut.atBoundary, 'an ERROR is no goodbye, and a cut message is no boundary');

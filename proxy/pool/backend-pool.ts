@@ -156,7 +156,7 @@ export class BackendPool {
       const params = new Map([['user', this.role], ['database', this.database]]);
       const session = await connectBackend(lease.address, params, this.route.endpointId, this.core.log, this.core.config.wakeTimeoutMs);
       const backend = new PooledBackend(session.socket, lease.address, session.pid, session.secret, lease, this.settings.maxPreparedStatements);
-      this.serverParams ??= [...session.parameters];
+      this.serverParams ??= [...session.parameters.all()];
       backend.whenClosed(() => {
         if (slot) slots!.give(this.key);
         this.forget(backend);

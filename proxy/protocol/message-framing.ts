@@ -8,6 +8,7 @@
  * with everything its client asked answered, from one in the middle of something.
  */
 import { ERROR_FIELD, MSG, TX_IDLE } from './codes.ts';
+import type { ServerParameters } from './server-parameters.ts';
 
 const HEADER = 5; // type byte + Int32 length
 
@@ -80,7 +81,7 @@ export class ComputeStream {
   private readonly framing: MessageFraming;
 
   /** `parameters` (name → value) is kept up to date with the ParameterStatus the compute sends. */
-  constructor(private readonly parameters?: Map<string, string>) {
+  constructor(private readonly parameters?: ServerParameters) {
     this.framing = new MessageFraming(
       (type) => type === MSG.error || type === MSG.readyForQuery || (type === MSG.parameterStatus && parameters !== undefined),
       (type, body) => this.onMessage(type, body),

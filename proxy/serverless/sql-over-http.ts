@@ -8,9 +8,9 @@ import crypto from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { SqlSettings } from '../../src/config.ts';
 import { PgfleetError } from '../../src/errors.ts';
-import {
-  type ConnectionContext, admit, authenticateWithPassword, closeSession, logConnection, newSession, noteFailure, openSession,
-} from '../connection.ts';
+import { admit, closeSession, logConnection, newSession, noteFailure, openSession } from '../connection.ts';
+import type { ConnectionContext } from '../context.ts';
+import { authenticateWithPassword } from '../login.ts';
 import { endpointFromSni, endpointFromStartup, poolerEndpoint } from '../endpoint.ts';
 import type { Session } from '../session.ts';
 import { HttpError } from './http-error.ts';

@@ -8,7 +8,8 @@
 import type { BranchRoute } from '../../src/catalog/routes.ts';
 import type { Lease } from '../../src/compute-target.ts';
 import { sendCancel } from '../cancel.ts';
-import { backendParams, type ConnectionContext, startCompute } from '../connection.ts';
+import { backendParams, startCompute } from '../connection.ts';
+import type { ConnectionContext } from '../context.ts';
 import { SqlConnection } from './sql-connection.ts';
 
 /** Idle sessions kept per (branch, role, database); more are closed after use. */
