@@ -38,23 +38,41 @@ export class Admission {
   admit(socket: net.Socket): Admitted {
     const place = this.caps.take(socket.remoteAddress);
     if (!place.ok) return place;
-    const leave = place.release;
-    const startupTimer = setTimeout(() => socket.destroy(), this.limits.startupTimeoutMs);
-    socket.once('close', () => {
-      clearTimeout(startupTimer);
-      leave();
-    });
-    return {
-      ok: true,
-      progress: {
-        startupReceived: () => clearTimeout(startupTimer),
-        authenticated: leave,
-      },
-    };
+    return { ok: true, progress: new InHandshake(socket, place.release, this.limits.startupTimeoutMs) };
   }
 
   /** Connections in their handshake now (metrics and tests). */
   get inHandshake(): number {
     return this.caps.count;
   }
+}
+
+const destroy = (socket: net.Socket) => socket.destroy();
+
+/**
+ * One admitted connection's place in the handshake caps and its startup timer. Once it has
+ * authenticated, nothing here is referenced any more: a session holds none of it.
+ */
+class InHandshake implements HandshakeProgress {
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly socket: net.Socket, private readonly leave: () => void, startupTimeoutMs: number) {
+    this.timer = setTimeout(destroy, startupTimeoutMs, socket);
+    socket.on('close', this.left);
+  }
+
+  startupReceived(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  authenticated(): void {
+    this.left();
+    this.socket.off('close', this.left);
+  }
+
+  private readonly left = (): void => {
+    this.startupReceived();
+    this.leave();
+  };
 }

@@ -17,10 +17,12 @@ import { FairCaps } from '../src/limits/fair-caps.ts';
 import { type GuardOptions, guardListener } from '../src/limits/listener-guard.ts';
 import type { WindowCounters } from '../src/limits/window-counters.ts';
 import { Admission } from './admission.ts';
+import { InFlight } from './in-flight.ts';
 import { detectKernelTls } from './kernel-tls.ts';
 import { AuthLimiter, type AuthLimits, DEFAULT_AUTH_LIMITS } from './auth-limiter.ts';
 import { CancelKeys } from './cancel.ts';
-import { type ConnectionContext, handleConnection } from './connection.ts';
+import { handleConnection } from './connection.ts';
+import type { ConnectionContext } from './context.ts';
 import { Pooler } from './pool/pooler.ts';
 import { WarmBackends } from './warm-backends.ts';
 import { type ServerlessDoor, startServerless } from './serverless/server.ts';
@@ -93,8 +95,12 @@ export async function startProxy(core: ProxyCore, opts: ProxyOptions = {}): Prom
     databaseMaxClientConnections: limits.databaseMaxClientConnections,
     peerTimeoutMs: limits.startupTimeoutMs,
   };
+  // Per connection, only a set entry and a count: the listeners below are made once, not per socket.
   const sockets = new Set<net.Socket>();
-  const handlers = new Set<Promise<void>>();
+  function forget(this: net.Socket) {
+    sockets.delete(this);
+  }
+  const inFlight = new InFlight((err) => core.log.error({ err }, 'proxy connection failed'));
   core.log.info({
     fd_limit: fds.soft, fd_limit_raised_from: fds.raisedFrom, max_client_connections: limits.maxClientConnections,
     max_client_connections_per_address: limits.maxClientConnectionsPerAddress, database_max_client_connections: limits.databaseMaxClientConnections,
@@ -121,11 +127,8 @@ export async function startProxy(core: ProxyCore, opts: ProxyOptions = {}): Prom
       return;
     }
     sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
-    const handler = handleConnection(socket, ctx, admitted.progress)
-      .catch((err) => core.log.error({ err }, 'proxy connection failed'))
-      .finally(() => handlers.delete(handler));
-    handlers.add(handler);
+    socket.on('close', forget);
+    inFlight.track(handleConnection(socket, ctx, admitted.progress));
   });
   // The client learns why in Postgres's words (53300, or 08P01 for a PROXY header out of place).
   guardListener(server, { ...guard, answer: (socket, refusal: ListenerRefusal) => socket.end(errorFor(refusal), () => socket.destroy()) });
@@ -171,7 +174,7 @@ export async function startProxy(core: ProxyCore, opts: ProxyOptions = {}): Prom
       ctx.refusals.stop();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const s of sockets) s.destroy();
-      await Promise.allSettled([...handlers]);
+      await inFlight.drained();
       pooler.close();
       warm.close();
       await closed;

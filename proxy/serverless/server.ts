@@ -10,8 +10,10 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import type { SqlSettings } from '../../src/config.ts';
 import { type GuardOptions, answerInHttp, guardListener } from '../../src/limits/listener-guard.ts';
-import type { Admission } from '../admission.ts';
-import { type ConnectionContext, serveConnection } from '../connection.ts';
+import type { Admission, HandshakeProgress } from '../admission.ts';
+import { serveConnection } from '../connection.ts';
+import type { ConnectionContext } from '../context.ts';
+import { InFlight } from '../in-flight.ts';
 import { HttpError } from './http-error.ts';
 import { CORS_HEADERS, handleSql, send } from './sql-over-http.ts';
 import { SqlCodecPool } from './sql-codec-pool.ts';
@@ -39,20 +41,14 @@ export async function startServerless(ctx: ConnectionContext, opts: ServerlessOp
   const secure = !ctx.allowPlaintext;
   const pool = new SqlSessionPool(ctx);
   const sqlDoor = { pool, codec: new SqlCodecPool(), settings: opts.sql };
-  const handlers = new Set<Promise<void>>();
-  const track = (handler: Promise<void>) => {
-    const tracked = handler
-      .catch((err) => ctx.core.log.error({ err }, 'serverless request failed'))
-      .finally(() => handlers.delete(tracked));
-    handlers.add(tracked);
-  };
+  const inFlight = new InFlight((err) => ctx.core.log.error({ err }, 'serverless request failed'));
 
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
     const path = (req.url ?? '').split('?')[0];
     if (req.method === 'OPTIONS') {
       res.writeHead(204, CORS_HEADERS).end();
     } else if (path === '/sql' && req.method === 'POST') {
-      track(handleSql(req, res, ctx, sqlDoor));
+      inFlight.track(handleSql(req, res, ctx, sqlDoor));
     } else {
       const err = path === '/sql'
         ? new HttpError(405, 'use POST /sql')
@@ -82,11 +78,15 @@ export async function startServerless(ctx: ConnectionContext, opts: ServerlessOp
     wss.handleUpgrade(req, socket, head, (ws) => {
       (socket as net.Socket).setNoDelay?.(true);
       const websocket = { host: requestedHost(req), secure };
-      const progress = { ...admitted.progress, authenticated: () => {
-        admitted.progress.authenticated();
-        allowLargeMessages(ws);
-      } };
-      track(serveConnection(webSocketStream(ws), req.socket.remoteAddress ?? '', ctx, { websocket, progress }));
+      const inHandshake = admitted.progress;
+      const progress: HandshakeProgress = {
+        startupReceived: () => inHandshake.startupReceived(),
+        authenticated: () => {
+          inHandshake.authenticated();
+          allowLargeMessages(ws);
+        },
+      };
+      inFlight.track(serveConnection(webSocketStream(ws), req.socket.remoteAddress ?? '', ctx, { websocket, progress }));
     });
   });
 
@@ -101,7 +101,7 @@ export async function startServerless(ctx: ConnectionContext, opts: ServerlessOp
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const ws of wss.clients) ws.terminate();
       server.closeAllConnections();
-      await Promise.allSettled([...handlers]);
+      await inFlight.drained();
       pool.close();
       sqlDoor.codec.close();
       await closed;

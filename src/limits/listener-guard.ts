@@ -73,16 +73,19 @@ async function admit(socket: net.Socket, opts: GuardOptions, wrapsTls: boolean, 
   // The proxy itself is exempt from the per-address rules until its header names the client.
   let place = opts.caps.take(peer, proxied);
   if (!place.ok) return refuse(new ListenerRefusal(place.reason));
+  // The release itself listens (not a closure over this function: a connection holds it as long as it lasts).
   let release = place.release;
-  socket.once('close', () => release());
+  socket.on('close', release);
   try {
     const opening = await readOpening(socket, proxied, opts.openingTimeoutMs);
     if (opening.client !== undefined) {
       client = opening.client;
       release();
+      socket.off('close', release);
       place = opts.caps.take(client);
       if (!place.ok) return refuse(new ListenerRefusal(place.reason));
       release = place.release;
+      socket.on('close', release);
       if (socket.destroyed) release();
       pretendPeer(socket, client);
     }
