@@ -132,7 +132,9 @@ export async function startBackend(address: ComputeAddress, params: Map<string, 
           frames.push(frame);
           break;
         case 'readyForQuery': {
-          const greeting = Buffer.concat(frames);
+          // Its own memory, not a slice of Node's shared pool: a session keeps it as long as it lasts, and a slice would pin a whole pool slab.
+          const greeting = Buffer.allocUnsafeSlow(frames.reduce((n, f) => n + f.length, 0));
+          frames.reduce((at, f) => at + f.copy(greeting, at), 0);
           const parameters = new ServerParameters(greeting);
           const startupFingerprint = opts.probeStartup ? fingerprintOf(await readAnswers(reader, 1, parameters)) : undefined;
           const rest = reader.detach();

@@ -44,14 +44,17 @@ export interface HandshakeOptions {
 
 /** The ALPN protocol id of Postgres (registered with IANA for Postgres 17's direct TLS). */
 export const ALPN_POSTGRESQL = 'postgresql';
+/** The ALPN choice: `postgresql` when offered, else none (the handshake fails with no_application_protocol). */
+const choosePostgresql = ({ protocols }: { protocols: string[] }) => (protocols.includes(ALPN_POSTGRESQL) ? ALPN_POSTGRESQL : undefined);
 /** A TLS record of type handshake: what a ClientHello starts with (a startup packet's first byte is 0). */
 const TLS_HANDSHAKE_RECORD = 0x16;
 // Frontend Terminate ('X', length 4).
 
 async function upgradeToTls(raw: net.Socket, secureContext: tls.SecureContext): Promise<tls.TLSSocket> {
   // ALPN is offered on both paths; a client that asks for another protocol gets the
-  // no_application_protocol alert, as from Postgres 17.
-  const secure = new tls.TLSSocket(raw, { isServer: true, secureContext, ALPNProtocols: [ALPN_POSTGRESQL] });
+  // no_application_protocol alert, as from Postgres 17. (A callback, not ALPNProtocols: Node
+  // copies that list into a small buffer per socket, which pins a pool slab for the session.)
+  const secure = new tls.TLSSocket(raw, { isServer: true, secureContext, ALPNCallback: choosePostgresql });
   let reason = 'the client closed the connection';
   const noted = (err: Error & { code?: string }) => (reason = err.code ? `${err.code}: ${err.message.split('\n')[0]}` : err.message);
   secure.on('error', noted); // ends in 'close'; the handshake's outcome is reported below

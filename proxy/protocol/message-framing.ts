@@ -12,8 +12,11 @@ import type { ServerParameters } from './server-parameters.ts';
 
 const HEADER = 5; // type byte + Int32 length
 
-/** Message framing of one direction; `keep(type)` says whose bodies onMessage gets. */
-class MessageFraming {
+/**
+ * Message framing of one direction; `keep(type)` says whose bodies onMessage gets. The two
+ * streams extend it rather than hold one with callbacks: an idle session holds two objects, no closures.
+ */
+abstract class MessageFraming {
   /** A header split across chunks, gathered (made the first time one is: a session holds nothing it does not need). */
   private header: Buffer | undefined;
   private headerHave = 0;
@@ -21,10 +24,8 @@ class MessageFraming {
   private bodyLeft = 0;
   private body: Buffer[] | undefined;
 
-  constructor(
-    private readonly keep: (type: number) => boolean,
-    private readonly onMessage: (type: number, body: Buffer | undefined) => void,
-  ) {}
+  protected abstract keep(type: number): boolean;
+  protected abstract onMessage(type: number, body: Buffer | undefined): void;
 
   /** Between two messages: a message of the proxy's own would be read as one. */
   get atBoundary(): boolean {
@@ -72,31 +73,23 @@ class MessageFraming {
 
 
 /** The compute's side of a session. */
-export class ComputeStream {
+export class ComputeStream extends MessageFraming {
   /** The last whole message was an ErrorResponse of severity FATAL or PANIC. */
   saidWhy = false;
   /** ReadyForQuery messages seen, and the transaction status of the last. */
   ready = 0;
   status = TX_IDLE;
-  private readonly framing: MessageFraming;
 
-  /** `parameters` (name → value) is kept up to date with the ParameterStatus the compute sends. */
+  /** `parameters` is kept up to date with the ParameterStatus the compute sends. */
   constructor(private readonly parameters?: ServerParameters) {
-    this.framing = new MessageFraming(
-      (type) => type === MSG.error || type === MSG.readyForQuery || (type === MSG.parameterStatus && parameters !== undefined),
-      (type, body) => this.onMessage(type, body),
-    );
+    super();
   }
 
-  get atBoundary(): boolean {
-    return this.framing.atBoundary;
+  protected keep(type: number): boolean {
+    return type === MSG.error || type === MSG.readyForQuery || (type === MSG.parameterStatus && this.parameters !== undefined);
   }
 
-  feed(chunk: Buffer): void {
-    this.framing.feed(chunk);
-  }
-
-  private onMessage(type: number, body: Buffer | undefined): void {
+  protected onMessage(type: number, body: Buffer | undefined): void {
     this.saidWhy = type === MSG.error && endsSession(body!);
     if (type === MSG.readyForQuery) {
       this.ready++;
@@ -112,24 +105,19 @@ export class ComputeStream {
 const EXTENDED = new Set<number>([MSG.parse, MSG.bind, MSG.describe, MSG.execute, MSG.close, MSG.flush]);
 
 /** The client's side of a session. */
-export class ClientStream {
+export class ClientStream extends MessageFraming {
   /** ReadyForQuery messages the client's messages so far will get (one per Query, Sync, FunctionCall). */
   awaited = 0;
   /** Extended-protocol messages were sent since the last Sync. */
   unsynced = false;
   /** The last whole message was Terminate. */
   terminated = false;
-  private readonly framing = new MessageFraming(() => false, (type) => this.onMessage(type));
 
-  get atBoundary(): boolean {
-    return this.framing.atBoundary;
+  protected keep(): boolean {
+    return false;
   }
 
-  feed(chunk: Buffer): void {
-    this.framing.feed(chunk);
-  }
-
-  private onMessage(type: number): void {
+  protected onMessage(type: number): void {
     this.terminated = type === MSG.terminate;
     if (type === MSG.query || type === MSG.sync || type === MSG.functionCall) this.awaited++;
     if (type === MSG.sync) this.unsynced = false;
