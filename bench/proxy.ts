@@ -199,6 +199,7 @@ try {
     const before = gatewayMemory();
     const holder = await holdIdleClients({ ...target, port: proxy.port, servername: `${database.endpointId}.${config.domain}` }, IDLE_SESSIONS, { query: true });
     await until(() => proxy.sessions.size >= IDLE_SESSIONS);
+    await new Promise((r) => setTimeout(r, 300));
     const after = gatewayMemory();
     count(memory.heap, (after.heap - before.heap) / proxy.sessions.size);
     count(memory.rss, (after.rss - before.rss) / proxy.sessions.size);
@@ -237,7 +238,10 @@ try {
     // at 256 clients pgbench may still be connecting when it ends.
     if (WARMUP_SECONDS > 0) for (const conninfo of Object.values(targets)) await runPgbench(conninfo, args, env, WARMUP_SECONDS);
     for (let round = 0; round < ROUNDS; round++) {
-      for (const [name, conninfo] of Object.entries(targets)) {
+      // Each round starts one target later: none always runs right after the same one (direct's
+      // burst leaves the compute scaled up and its caches warm for whoever comes next).
+      const order = Object.entries(targets);
+      for (const [name, conninfo] of [...order.slice(round % order.length), ...order.slice(0, round % order.length)]) {
         // A run that fails (any target, pgfleet included) is reported and left out as NaN: the run goes on
         // and prints every other figure.
         const run = () => pgbench(conninfo, args, env, cpuOf[name]).catch((err: Error): Result => {
