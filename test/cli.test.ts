@@ -7,12 +7,12 @@ import { promisify } from 'node:util';
 import t from 'tap';
 import { runCli } from '../api/cli.ts';
 import { ADMIN_KEY } from './api-client.ts';
-import { SPAWNED_GATEWAY_ENV, postmastersUnder, repoRoot, tmpDataDir, until } from './helpers.ts';
+import { SPAWNED_GATEWAY_ENV, postmastersUnder, repoRoot, seededDataDir, until } from './helpers.ts';
 
 const execFileAsync = promisify(execFile);
 const BIN = path.join(repoRoot, 'bin', 'pgfleet.js');
 
-const dataDir = tmpDataDir();
+const dataDir = seededDataDir();
 let gateway: ChildProcess;
 let apiUrl: string;
 
@@ -247,7 +247,7 @@ t.test('a port in use stops pgfleet start with the variable to change', async (t
   await new Promise((r) => taken.once('listening', r));
   t.teardown(() => taken.close());
   const port = (taken.address() as net.AddressInfo).port;
-  const dir = tmpDataDir();
+  const dir = seededDataDir();
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   const r = await execFileAsync(process.execPath, [BIN, 'start'], {
     env: { ...process.env, ...SPAWNED_GATEWAY_ENV, PGFLEET_DATA_DIR: dir, PGFLEET_API_PORT: '0', PGFLEET_PROXY_PORT: String(port), PGFLEET_ADMIN_KEY: ADMIN_KEY, PGFLEET_LOG_LEVEL: 'warn' },
@@ -255,6 +255,31 @@ t.test('a port in use stops pgfleet start with the variable to change', async (t
   t.equal(r.code, 1);
   t.match(r.stderr, new RegExp(`pgfleet: 127\\.0\\.0\\.1:${port} is already in use; set PGFLEET_PROXY_PORT to a free port`));
   t.same(postmastersUnder(dir), [], 'what it had started is stopped');
+});
+
+t.test('a core that cannot start stops pgfleet start and the workers forked beside it', async (t) => {
+  const dir = seededDataDir();
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const child = spawn(process.execPath, [BIN, 'start'], {
+    env: { ...process.env, ...SPAWNED_GATEWAY_ENV, PGFLEET_DATA_DIR: dir, PGFLEET_API_PORT: '0', PGFLEET_PROXY_PORT: '0', PGFLEET_PG_VERSION: '14', PGFLEET_ADMIN_KEY: ADMIN_KEY, PGFLEET_LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.on('data', (d) => (stderr += d));
+  const code = await new Promise((resolve) => child.once('exit', resolve));
+  t.equal(code, 1);
+  t.equal(stderr.trim().split('\n').length, 1, `one line says why, from the primary alone: ${stderr}`);
+  t.match(stderr, /^pgfleet: PGFLEET_PG_VERSION: region "local" would run Postgres 14/);
+  // Its workers have the data dir in their environment.
+  const ofIt = () => fs.readdirSync('/proc').filter((pid) => /^\d+$/.test(pid)).filter((pid) => {
+    try {
+      return fs.readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0').includes(`PGFLEET_DATA_DIR=${dir}`);
+    } catch {
+      return false;
+    }
+  });
+  await until('no process of it left', () => ofIt().length === 0, 10_000);
+  t.same(postmastersUnder(dir), [], 'nothing it started is left');
 });
 
 t.test('pgfleet start stops cleanly on SIGTERM', async (t) => {

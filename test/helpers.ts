@@ -15,6 +15,13 @@ export function tmpDataDir(label = 'pgfleet'): string {
   return dir;
 }
 
+/** A fresh data dir for a gateway, seeded (test/seed-cache.ts): it starts as one that ran before. */
+export function seededDataDir(): string {
+  const dir = tmpDataDir();
+  seedDataDir(dir);
+  return dir;
+}
+
 /**
  * What a test adds to the environment of a `pgfleet start` it spawns: two proxy workers (the default
  * on CI's 2-core host would be one), so that every such test crosses the paths between workers.

@@ -9,7 +9,7 @@ import { GatewayTokens } from '../src/jwt/gateway-tokens.ts';
 import { looksLikeJwt } from '../src/jwt/looks-like-jwt.ts';
 import { SigningKeys } from '../src/jwt/signing-keys.ts';
 import { refusal } from '../src/jwt/token-rules.ts';
-import { tmpDataDir } from './helpers.ts';
+import { seededDataDir, tmpDataDir } from './helpers.ts';
 import { addDatabase, addPartner, forge, jwtCore, nowSeconds, refused } from './jwt-helpers.ts';
 
 t.test('gateway tokens against a real catalog', async (t) => {
@@ -115,7 +115,7 @@ t.test('gateway tokens against a real catalog', async (t) => {
 });
 
 t.test('rotation: old tokens verify until expiry, the new key signs; keys survive a restart', async (t) => {
-  const config = loadConfig({ PGFLEET_DATA_DIR: tmpDataDir(), PGFLEET_LOG_LEVEL: 'warn', PGFLEET_ADMIN_KEY: 'test-admin-key-0123456789' });
+  const config = loadConfig({ PGFLEET_DATA_DIR: seededDataDir(), PGFLEET_LOG_LEVEL: 'warn', PGFLEET_ADMIN_KEY: 'test-admin-key-0123456789' });
   let core = await startCore(config);
   t.teardown(() => core.stop());
   await addPartner(core, 'acme');

@@ -6,10 +6,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { ADMIN_KEY } from './api-client.ts';
-import { SPAWNED_GATEWAY_ENV, repoRoot, tmpDataDir, until } from './helpers.ts';
+import { SPAWNED_GATEWAY_ENV, repoRoot, seededDataDir, until } from './helpers.ts';
 import { psql, psqlError } from './proxy-helpers.ts';
 
-const dataDir = tmpDataDir();
+const dataDir = seededDataDir();
 const lines: any[] = [];
 const child: ChildProcess = spawn(process.execPath, [path.join(repoRoot, 'bin', 'pgfleet.js'), 'start'], {
   env: { ...process.env, ...SPAWNED_GATEWAY_ENV, PGFLEET_DATA_DIR: dataDir, PGFLEET_API_PORT: '0', PGFLEET_PROXY_PORT: '0', PGFLEET_LOG_FORMAT: 'json', PGFLEET_LOG_LEVEL: 'info', PGFLEET_ADMIN_KEY: ADMIN_KEY },

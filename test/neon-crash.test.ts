@@ -8,12 +8,12 @@ import { loadConfig } from '../src/config.ts';
 import { ADMIN_KEY } from './api-client.ts';
 import { FakeNeon } from './fake-neon/fake-neon.ts';
 import { neonRegionEnv } from './fake-neon/pgfleet-side.ts';
-import { SPAWNED_GATEWAY_ENV, nodeTs, tmpDataDir } from './helpers.ts';
+import { SPAWNED_GATEWAY_ENV, nodeTs, seededDataDir } from './helpers.ts';
 import { freePort, psql } from './proxy-helpers.ts';
 
 const fake = await FakeNeon.start();
 t.teardown(() => fake.close());
-const dataDir = tmpDataDir();
+const dataDir = seededDataDir();
 t.teardown(() => fs.rmSync(dataDir, { recursive: true, force: true }));
 const env = (apiPort: number, proxyPort = 0) => ({
   ...neonRegionEnv(fake), PGFLEET_DATA_DIR: dataDir, PGFLEET_API_PORT: String(apiPort), PGFLEET_PROXY_PORT: String(proxyPort),

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import t from 'tap';
 import { startGateway } from '../main.ts';
 import { loadConfig } from '../src/config.ts';
-import { nodeTs, postmastersUnder, tmpDataDir } from './helpers.ts';
+import { nodeTs, postmastersUnder, seededDataDir } from './helpers.ts';
 
 function env(dataDir: string): Record<string, string> {
   return { PGFLEET_DATA_DIR: dataDir, PGFLEET_API_PORT: '0', PGFLEET_PROXY_PORT: '0', PGFLEET_LOG_LEVEL: 'warn', PGFLEET_ADMIN_KEY: 'test-admin-key-0123456789' };
@@ -38,7 +38,7 @@ const alive = (pid: number) => {
 };
 
 t.test('SIGTERM stops every compute and the catalog: no postgres left', async (t) => {
-  const dataDir = tmpDataDir();
+  const dataDir = seededDataDir();
   const { child, pids } = await spawnGateway(dataDir);
   t.equal(pids.length, 2);
   t.ok(pids.every(alive), 'computes are running');
@@ -52,7 +52,7 @@ t.test('SIGTERM stops every compute and the catalog: no postgres left', async (t
 });
 
 t.test('after a kill -9 of pgfleet and of its reaper, the next start leaves no orphan', async (t) => {
-  const dataDir = tmpDataDir();
+  const dataDir = seededDataDir();
   const { child, pids, reaper } = await spawnGateway(dataDir);
   // Without its reaper (test/abuse/process-lifecycle covers the reaper), the computes outlive pgfleet.
   process.kill(reaper, 'SIGKILL');

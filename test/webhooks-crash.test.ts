@@ -5,10 +5,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { ADMIN_KEY } from './api-client.ts';
-import { SPAWNED_GATEWAY_ENV, repoRoot, tmpDataDir, until } from './helpers.ts';
+import { SPAWNED_GATEWAY_ENV, repoRoot, seededDataDir, until } from './helpers.ts';
 import { startReceiver } from './webhook-receiver.ts';
 
-const dataDir = tmpDataDir();
+const dataDir = seededDataDir();
 t.teardown(() => fs.rmSync(dataDir, { recursive: true, force: true }));
 
 /** `pgfleet start` on the data dir; its API URL once ready. */
