@@ -2,11 +2,9 @@
  * The composition root: starts the core, then the doors (API and proxy), in one process.
  * It lives outside src/ because src/ never imports the doors.
  */
-import cluster from 'node:cluster';
 import fs from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { startWithWorkers } from './cluster/primary.ts';
-import { runWorker } from './cluster/worker.ts';
 import { buildApi } from './api/server.ts';
 import { type Proxy, startProxy } from './proxy/server.ts';
 import { type Config, loadConfig } from './src/config.ts';
@@ -100,7 +98,6 @@ export async function main(): Promise<void> {
     }
     throw err;
   }
-  if (cluster.isWorker) return runWorker(config);
   let gateway: Gateway;
   try {
     // PGFLEET_WORKERS ≥ 1: the proxy in that many worker processes (cluster/primary.ts); 0: all in this one.

@@ -59,37 +59,32 @@ export interface GatewayWithWorkers {
 
 export async function startWithWorkers(config: Config): Promise<GatewayWithWorkers> {
   const log = createLogger(config.logLevel, config.logFormat);
-  let hub: HubCoordinator | undefined;
-  const core = await startCore(config, log, { coordinator: (nodeId) => (hub = new HubCoordinator(nodeId)) });
-  // Made here once (a generated CA and certificate), so the workers only read them.
-  const identity = await loadTlsIdentity({ dataDir: config.dataDir, domain: config.domain, certFile: config.tlsCert, keyFile: config.tlsKey });
-  const leases = new LeaseService(core.routes, core.acquire, core.computes);
-  // Workers verify gateway tokens with keys read from the data dir: a rotation here is announced to them.
-  const rotate = core.jwt.rotate.bind(core.jwt);
-  core.jwt.rotate = async () => {
-    const kid = await rotate();
-    await core.coord.publish(INVALIDATE, { type: SIGNING_KEYS_CHANGED });
-    return kid;
-  };
   // Port 0 (any free port) is chosen here, once: every worker, and one forked again after all died
   // (the shared socket closes with its last worker), listens on the same port.
   const listenOn = { proxyPort: await portFor(config.proxyHost, config.proxyPort), httpPort: config.httpPort === undefined ? undefined : await portFor(config.httpHost, config.httpPort) };
   const slots = new PoolSlotsHub();
   const running = new Map<number, Running>();
   let stopping = false;
+  let hub: HubCoordinator | undefined;
+  let leases: LeaseService | undefined;
   cluster.schedulingPolicy = cluster.SCHED_NONE;
-  // bin/pgfleet.js loads TypeScript itself and, in a worker, main() runs the worker.
+  // bin/pgfleet.js loads TypeScript itself and, in a worker, runs cluster/worker.ts (nothing of the primary's).
   cluster.setupPrimary({ exec: fileURLToPath(new URL('../bin/pgfleet.js', import.meta.url)), args: ['start'], execArgv: [], silent: false });
 
+  // The workers are forked before the core starts: loading their code takes about as long as the
+  // core's start (the catalog, migrations, the template), and their hello is answered once it is up.
   const fork = (index: number): Running => {
     const worker = cluster.fork({ PGFLEET_WORKER_INDEX: String(index) });
-    const peer = new IpcPeer(worker, `${core.nodeId}.w${index}`);
-    const start: WorkerStart = { index, nodeId: core.nodeId, catalogUrl: core.catalog.url, ...listenOn };
-    peer.handle('worker.hello', () => start);
-    peer.onNote('failures.loginRefused', (login) => core.failures.loginRefused(login));
-    hub?.attach(peer);
-    leases.attach(peer);
-    slots.attach(peer);
+    const peer = new IpcPeer(worker, `w${index}`);
+    peer.handle('worker.hello', async (): Promise<WorkerStart> => {
+      const { core } = await booted;
+      peer.id = `${core.nodeId}.w${index}`;
+      hub?.attach(peer);
+      leases!.attach(peer);
+      slots.attach(peer);
+      return { index, nodeId: core.nodeId, catalogUrl: core.catalog.url, ...listenOn };
+    });
+    peer.onNote('failures.loginRefused', (login) => void booted.then(({ core }) => core.failures.loginRefused(login)));
     const ports = new Promise<{ port: number; httpPort: number | undefined }>((resolve, reject) => {
       peer.onNote('worker.ready', (ports) => {
         entry.ready = true;
@@ -104,7 +99,7 @@ export async function startWithWorkers(config: Config): Promise<GatewayWithWorke
     worker.once('exit', (code, signal) => {
       peer.close();
       hub?.forget(peer);
-      leases.forget(peer);
+      leases?.forget(peer);
       slots.forget(peer);
       if (running.get(index)?.worker === worker) running.delete(index);
       if (stopping) return;
@@ -116,6 +111,32 @@ export async function startWithWorkers(config: Config): Promise<GatewayWithWorke
     const entry: Running = { worker, peer, ports, ready: false };
     return entry;
   };
+  const boot = async () => {
+    const core = await startCore(config, log, { coordinator: (nodeId) => (hub = new HubCoordinator(nodeId)) });
+    // Made here once (a generated CA and certificate), so the workers only read them.
+    const identity = await loadTlsIdentity({ dataDir: config.dataDir, domain: config.domain, certFile: config.tlsCert, keyFile: config.tlsKey });
+    leases = new LeaseService(core.routes, core.acquire, core.computes);
+    // Workers verify gateway tokens with keys read from the data dir: a rotation here is announced to them.
+    const rotate = core.jwt.rotate.bind(core.jwt);
+    core.jwt.rotate = async () => {
+      const kid = await rotate();
+      await core.coord.publish(INVALIDATE, { type: SIGNING_KEYS_CHANGED });
+      return kid;
+    };
+    return { core, identity };
+  };
+  const booted = boot();
+  for (let i = 1; i <= config.workers; i++) running.set(i, fork(i));
+  let core: Core;
+  let identity: Awaited<ReturnType<typeof loadTlsIdentity>>;
+  try {
+    ({ core, identity } = await booted);
+  } catch (err) {
+    // The workers' hello fails with it and they exit; none is forked again.
+    stopping = true;
+    await Promise.all([...running.values()].map(({ worker }) => new Promise((resolve) => (worker.isDead() ? resolve(undefined) : worker.once('exit', resolve)))));
+    throw err;
+  }
 
   const stopWorkers = () => Promise.all([...running.values()].map(({ worker, peer }) => new Promise<void>((resolve) => {
     if (worker.isDead()) return resolve();
@@ -128,7 +149,6 @@ export async function startWithWorkers(config: Config): Promise<GatewayWithWorke
   })));
 
   try {
-    for (let i = 1; i <= config.workers; i++) running.set(i, fork(i));
     const first = await Promise.all([...running.values()].map((r) => r.ports));
     const { port, httpPort } = first[0];
     const ready = () => [...running.values()].filter((r) => r.ready);

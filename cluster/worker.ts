@@ -13,7 +13,8 @@ export async function runWorker(config: Config): Promise<void> {
   const index = Number(process.env.PGFLEET_WORKER_INDEX);
   const log = createLogger(config.logLevel, config.logFormat).child({ worker: index });
   const peer = new IpcPeer(process as unknown as { send(m: unknown): unknown; on(e: 'message', l: (m: unknown) => void): unknown }, '');
-  const start = await peer.call<WorkerStart>('worker.hello');
+  // The primary answers once its core is up; when the core fails to start, the primary says why and this worker just goes.
+  const start = await peer.call<WorkerStart>('worker.hello').catch(() => process.exit(1));
   peer.id = `${start.nodeId}.w${start.index}`;
   const core = await startWorkerCore(config, log, peer, start);
   let proxy: Awaited<ReturnType<typeof startProxy>> | undefined;
