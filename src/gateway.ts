@@ -193,7 +193,7 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
     const nodes = new Nodes(nodeId, catalog, key, inFleet, config.wakeTimeoutMs + 10_000, config.storage.nodeDeadAfterSeconds,
       inFleet && config.storage.offHost, log);
     cleanups.push(() => nodes.stop());
-    const local = openLocalProvider(config, {
+    const local = await openLocalProvider(config, {
       catalog, user, installs, runDir, cgroups, log,
       node: { id: nodeId, generation: () => nodes.generation, canWrite: () => nodes.canWrite() },
     }, {

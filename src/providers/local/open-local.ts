@@ -27,9 +27,9 @@ export interface LocalParts {
 }
 
 /** The local provider over its store: the store the configuration names, sealed with the gateway's secret key. */
-export function openLocalProvider(config: Config, parts: LocalParts, events: ProviderEvents): LocalProvider {
+export async function openLocalProvider(config: Config, parts: LocalParts, events: ProviderEvents): Promise<LocalProvider> {
   const { catalog, user, installs, runDir, cgroups, node, log } = parts;
-  const store = new SealedStore(openStore(config.storage, log), ensureSecretKey(config.dataDir, config.secretKey));
+  const store = new SealedStore(await openStore(config.storage, log), ensureSecretKey(config.dataDir, config.secretKey));
   const histories = new Histories(catalog);
   const templates = new Templates({
     layout: new LocalLayout(config.dataDir, runDir), user, catalog, store, storeId: storeIdentity(config.storage, node.id), startTimeoutMs: config.wakeTimeoutMs, log,
