@@ -220,16 +220,25 @@ function relayDirect(conn: Connection, start: DirectStart, ctx: ConnectionContex
   conn.session = session;
   openSession(session, ctx);
   let ended!: () => void;
-  const done = new Promise<void>((resolve) => (ended = resolve));
+  let failed!: (err: unknown) => void;
+  const done = new Promise<void>((resolve, reject) => {
+    ended = resolve;
+    failed = reject;
+  });
   relay(client, backend.socket, session, {
     fromClient: start.reader.detach(), fromCompute: backend.takeRest(), parameters: backend.session.parameters,
     keepIdle: ctx.warm.keeps(backend.address),
   }, (end) => {
     conn.line.outcome = end.outcome;
-    ctx.cancels.revoke(key);
-    if (end.idle) ctx.warm.give(backend);
-    conn.end(ctx);
-    ended();
+    // Settled either way: the listener's close waits for every connection's end, and logs a failure.
+    try {
+      ctx.cancels.revoke(key);
+      if (end.idle) ctx.warm.give(backend);
+      conn.end(ctx);
+      ended();
+    } catch (err) {
+      failed(err);
+    }
   });
   return done;
 }
