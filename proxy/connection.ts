@@ -58,10 +58,8 @@ class Connection {
   lease: Lease | undefined;
   /** Ends the session's count against the database's connection caps. */
   endAdmission: (() => void) | undefined;
-  /** Relayed, or served by the pooler (then `line.pooled`). */
+  /** Relayed, or served by the pooler (then `line.pooled`, and the pooler reports its end). */
   session: Session | undefined;
-  /** The pooler logs its end. */
-  handedOff = false;
 
   constructor(raw: Duplex, readonly clientAddress: string, websocket: boolean) {
     this.client = raw;
@@ -97,7 +95,7 @@ export async function serveConnection(raw: Duplex, clientAddress: string, ctx: C
     conn.failed(err, ctx);
   }
   if (direct) return relayDirect(conn, direct, ctx); // this frame ends here; the relay ends the connection
-  if (!conn.handedOff) conn.end(ctx);
+  if (!conn.session) conn.end(ctx); // with a session, the pooler took the client and ends it
 }
 
 /** A direct session ready to relay: its backend has answered the client's startup. */
@@ -157,7 +155,6 @@ async function handToPooler(conn: Connection, hs: Handshake, route: BranchRoute,
     early: hs.reader.detach(), session: newSession(route, role, conn.clientAddress, conn.started, ignore),
   });
   conn.session = pooledClient;
-  conn.handedOff = true;
   openSession(pooledClient, ctx);
   pooledClient.whenEnded((outcome) => {
     conn.line.outcome = outcome;
@@ -175,27 +172,25 @@ async function openDirect(conn: Connection, hs: Handshake, route: BranchRoute, r
   const warmKey = ctx.warm.keyOf(route, params);
   const { client } = conn;
   const kept = ctx.warm.has(warmKey);
-  let authSent = !kept;
-  if (authSent) client.write(authAnswer);
+  if (!kept) client.write(authAnswer);
   const lease = (conn.lease = await ctx.core.acquire(route));
-  let backend = kept ? await ctx.warm.take(warmKey) : undefined;
-  if (backend && backend.address !== lease.address) {
-    backend.close(); // kept from an earlier run of the compute (it restarted meanwhile)
-    backend = undefined;
+  let warm = kept ? await ctx.warm.take(warmKey) : undefined;
+  if (warm && warm.address !== lease.address) {
+    warm.close(); // kept from an earlier run of the compute (it restarted meanwhile)
+    warm = undefined;
   }
-  if (backend) conn.line.warm = true;
-  else if (!authSent) {
-    client.write(authAnswer);
-    authSent = true;
-  }
-  backend ??= await startDirect(lease, params, warmKey, route, ctx);
+  // A warm backend answers at once: AuthenticationOk goes with its answer, in one write.
+  const authWithAnswer = warm !== undefined;
+  if (warm) conn.line.warm = true;
+  else if (kept) client.write(authAnswer);
+  const backend = warm ?? await startDirect(lease, params, warmKey, route, ctx);
   ctx.core.metrics.backends.inc({ kind: backend.reused ? 'warm' : 'new' });
   let key: CancelKey | undefined;
   try {
     // The client is told its backend's real pid (kept backends included); the secret is fresh.
     key = await ctx.cancels.issue(backend.session.pid, backend.cancelRoute);
     const answer = backend.startupAnswer(key);
-    client.write(authSent ? answer : Buffer.concat([authAnswer, answer]));
+    client.write(authWithAnswer ? Buffer.concat([authAnswer, answer]) : answer);
     return { backend, key, reader: hs.reader, route, role };
   } catch (err) {
     if (key) ctx.cancels.revoke(key);

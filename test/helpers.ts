@@ -30,8 +30,7 @@ export const SPAWNED_GATEWAY_ENV = { PGFLEET_WORKERS: '2' };
 
 /** A gateway's config on a fresh data dir, seeded (test/seed-cache.ts) unless told not to be. */
 export function testConfig(overrides: Record<string, string> = {}, { seed = true } = {}): Config {
-  const dataDir = overrides.PGFLEET_DATA_DIR ?? tmpDataDir();
-  if (seed && !overrides.PGFLEET_DATA_DIR) seedDataDir(dataDir);
+  const dataDir = overrides.PGFLEET_DATA_DIR ?? (seed ? seededDataDir() : tmpDataDir());
   return loadConfig({
     PGFLEET_DATA_DIR: dataDir,
     PGFLEET_API_PORT: '0',

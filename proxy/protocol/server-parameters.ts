@@ -1,5 +1,5 @@
 import { MSG } from './codes.ts';
-import { readCString } from './frame-splitter.ts';
+import { FrameSplitter, readCString } from './frame-splitter.ts';
 import { parameterStatus } from './messages.ts';
 
 /**
@@ -28,24 +28,21 @@ export class ServerParameters {
   }
 }
 
+/** The whole message frames held in one buffer (none is longer than the buffer), as views of it. */
+const framesIn = (frames: Buffer) => new FrameSplitter(frames.length).split(frames);
+
 /** The ParameterStatus values among whole message frames. */
 function readParameterStatuses(frames: Buffer): Map<string, string> {
   const values = new Map<string, string>();
-  for (let at = 0; at + 5 <= frames.length; at += 1 + frames.readUInt32BE(at + 1)) {
-    if (frames[at] !== MSG.parameterStatus) continue;
-    const name = readCString(frames, at + 5);
-    values.set(name.value, readCString(frames, name.next).value);
+  for (const frame of framesIn(frames)) {
+    if (frame[0] !== MSG.parameterStatus) continue;
+    const name = readCString(frame, 5);
+    values.set(name.value, readCString(frame, name.next).value);
   }
   return values;
 }
 
 /** The frames of one type among whole message frames, in one buffer. */
 export function framesOfType(frames: Buffer, type: number): Buffer {
-  const picked: Buffer[] = [];
-  for (let at = 0; at + 5 <= frames.length;) {
-    const end = at + 1 + frames.readUInt32BE(at + 1);
-    if (frames[at] === type) picked.push(frames.subarray(at, end));
-    at = end;
-  }
-  return Buffer.concat(picked);
+  return Buffer.concat(framesIn(frames).filter((frame) => frame[0] === type));
 }
