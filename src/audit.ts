@@ -1,4 +1,6 @@
 import type { Catalog } from './catalog/catalog.ts';
+import { GroupWrites } from './catalog/group-writes.ts';
+import { prepared } from './catalog/prepared.ts';
 import { BadRequestError } from './errors.ts';
 
 /** One API mutation: who (a key id, never the key), what, on what, from where, and how it ended. */
@@ -44,16 +46,25 @@ const toEntry = (r: any): AuditEntry & { seq: number; at: Date } => ({
   status: r.status, result: r.result, request: r.request,
 });
 
+const INSERT_ENTRIES = prepared(`
+  INSERT INTO audit_log (partner_id, actor, key_id, client, action, method, route, target, request_id, source_address, status, result, request)
+  SELECT partner_id, actor, key_id, client, action, method, route, target, request_id, source_address, status, result, request
+    FROM jsonb_to_recordset($1::jsonb) AS r(partner_id text, actor text, key_id text, client text, action text, method text, route text,
+      target text, request_id text, source_address text, status integer, result text, request jsonb)`);
+
 /** The audit log in the catalog, kept PGFLEET_AUDIT_RETENTION. */
 export class AuditLog {
+  /** Entries of requests answered together share a statement. */
+  private readonly writes = new GroupWrites<AuditEntry>((entries) => this.catalog.query(INSERT_ENTRIES, [JSON.stringify(entries.map((e) => ({
+    partner_id: e.partnerId, actor: e.actor, key_id: e.keyId, client: e.client, action: e.action, method: e.method, route: e.route, target: e.target,
+    request_id: e.requestId, source_address: e.sourceAddress, status: e.status, result: e.result, request: e.request ?? null,
+  })))]));
+
   constructor(private readonly catalog: Catalog) {}
 
-  async record(e: AuditEntry): Promise<void> {
-    await this.catalog.query(
-      `INSERT INTO audit_log (partner_id, actor, key_id, client, action, method, route, target, request_id, source_address, status, result, request)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
-      [e.partnerId, e.actor, e.keyId, e.client, e.action, e.method, e.route, e.target, e.requestId, e.sourceAddress, e.status, e.result,
-        e.request === undefined ? null : JSON.stringify(e.request)]);
+  /** Settles once the entry is written. */
+  record(e: AuditEntry): Promise<void> {
+    return this.writes.add([e]);
   }
 
   /** Newest first. */

@@ -1,9 +1,9 @@
 /** A database as the catalog holds it: its record, what a create or update names, their checks, and the rows behind them. */
+import { prepared } from './catalog/prepared.ts';
 import { BadRequestError } from './errors.ts';
 import { NAME_PATTERN } from './names.ts';
 import { type CuRange } from './autoscaling.ts';
 import { type Quotas } from './quotas.ts';
-import type { ProviderState } from './providers/provider.ts';
 import type { ComputeState } from './compute-target.ts';
 
 /** A database as the doors show it. */
@@ -200,17 +200,10 @@ export function validateLabels(labels: unknown): Labels {
 
 const isPlainObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
 
-/** `patch` over `kept`, nested objects merged key by key (so one role's password does not drop the others). */
-export function mergeState(kept: ProviderState, patch: ProviderState): ProviderState {
-  const out: ProviderState = { ...kept };
-  for (const [k, v] of Object.entries(patch)) out[k] = isPlainObject(v) && isPlainObject(out[k]) ? mergeState(out[k], v) : v;
-  return out;
-}
-
-export const INSERT_DATABASE = `
+export const INSERT_DATABASE = prepared(`
   WITH d AS (
     INSERT INTO databases (id, partner_id, user_id, name, region, provider, database_name, owner_role, suspend_timeout_seconds, quotas, node_id, history_retention_seconds, pool_size, autoscaling_min_cu, autoscaling_max_cu, pg_version, durability, status, labels, kind, partner_template_id, copy_of_branch)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $14, $15, $16, $17, $26, $18, $19, 'creating', $20, $21, $22, $25) RETURNING created_at,
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $14, $15, $16, $17, $26, $18, $19, $27, $20, $21, $22, $25) RETURNING created_at,
       COALESCE(history_retention_seconds, (SELECT default_history_retention_seconds FROM partners WHERE id = $2)) AS effective_retention,
       COALESCE(autoscaling_min_cu, (SELECT default_autoscaling_min_cu FROM partners WHERE id = $2))::float8 AS min_cu,
       COALESCE(autoscaling_max_cu, (SELECT default_autoscaling_max_cu FROM partners WHERE id = $2))::float8 AS max_cu),
@@ -218,7 +211,7 @@ export const INSERT_DATABASE = `
   e AS (INSERT INTO endpoints (id, branch_id) VALUES ($12, $11)),
   r AS (INSERT INTO roles (database_id, name, scram_verifier) SELECT $1, n, v FROM unnest(ARRAY[$8::text] || $23::text[], ARRAY[$13::text] || $24::text[]) AS u(n, v)),
   c AS (INSERT INTO computes (branch_id, state) VALUES ($11, 'suspended'))
-  SELECT created_at, effective_retention, min_cu, max_cu FROM d`;
+  SELECT created_at, effective_retention, min_cu, max_cu FROM d`);
 
 export const isUniqueViolation = (err: unknown) => (err as { code?: string }).code === '23505';
 

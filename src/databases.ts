@@ -13,8 +13,8 @@ import type { Nodes } from './nodes/nodes.ts';
 import type { OwnedState, Owners } from './nodes/owners.ts';
 import { generatePassword, makeScramVerifier } from './scram-verifier.ts';
 import {
-  type DatabaseChanges, type DatabaseRecord, decodeCursor, DEFAULT_DATABASE_NAME, DEFAULT_OWNER_ROLE, encodeCursor,
-  INSERT_DATABASE, isUniqueViolation, MAX_PAGE, mergeState, type NewDatabase, type Page, RESERVED_DATABASES,
+  type DatabaseChanges, type DatabaseRecord, type DatabaseStatus, decodeCursor, DEFAULT_DATABASE_NAME, DEFAULT_OWNER_ROLE, encodeCursor,
+  INSERT_DATABASE, isUniqueViolation, MAX_PAGE, type NewDatabase, type Page, RESERVED_DATABASES,
   SELECT_DATABASE, toRecord, unavailableReason, validateIdentifier, validateLabels, validateRoleName,
 } from './database-records.ts';
 
@@ -57,6 +57,8 @@ export class Databases extends EventEmitter {
     const otherVerifiers = await Promise.all(otherRoles.map(() => makeScramVerifier(generatePassword())));
     // A local database's data lives on one node: the one with the most room.
     const nodeId = region.provider.name === 'local' ? await this.nodes.place() : null;
+    // Else 'creating' until the provider has made its part (a gateway killed between finishes it on restart).
+    const status: DatabaseStatus = region.provider.createsAtFirstStart ? 'ready' : 'creating';
 
     let database: DatabaseRecord | undefined;
     for (let attempt = 0; !database; attempt++) {
@@ -67,7 +69,7 @@ export class Databases extends EventEmitter {
           ids.databaseId, input.partnerId, input.userId, input.name ?? null, region.id, region.provider.name,
           databaseName, ownerRole, suspendTimeout, quotas, ids.branchId, ids.endpointId, verifier, nodeId, input.historyRetentionSeconds ?? null,
           input.poolSize ?? null, input.autoscaling?.minCu ?? null, pgVersion, durability, labels, input.kind ?? 'database', input.templateId ?? null,
-          otherRoles, otherVerifiers, input.copyOf ?? null, input.autoscaling?.maxCu ?? null,
+          otherRoles, otherVerifiers, input.copyOf ?? null, input.autoscaling?.maxCu ?? null, status,
         ]);
         database = {
           id: ids.databaseId, partnerId: input.partnerId, userId: input.userId, name: input.name ?? null, region: region.id,
@@ -82,6 +84,7 @@ export class Databases extends EventEmitter {
         if (!isUniqueViolation(err) || attempt >= 4) throw err;
       }
     }
+    if (status === 'ready') return { database, password };
 
     const ref: BranchRef = {
       databaseId: database.id, branchId: database.branchId, root: true, region: region.id, databaseName, ownerRole, roles: [ownerRole, ...otherRoles], providerState: {},
@@ -287,17 +290,14 @@ export class Databases extends EventEmitter {
   }
 
   /**
-   * Merges what a provider returned into the kept state, under a row lock: the database's, or the
-   * branch's own when `branch` is one made from another; `alsoSet` changes more columns of the database.
+   * Merges what a provider returned into the kept state, in one statement (its row lock orders
+   * concurrent merges): the database's, or the branch's own when `branch` is one made from
+   * another; `alsoSet` changes more columns of the database.
    */
   private async keepState(databaseId: string, patch: ProviderState, alsoSet?: string, branch?: BranchRoute): Promise<void> {
     if (Object.keys(patch).length === 0 && !alsoSet) return;
     const [table, id] = branch && !branch.root ? ['branches', branch.branchId] : ['databases', databaseId];
-    await this.catalog.tx(async (c) => {
-      const { rows } = await c.query(`SELECT provider_state FROM ${table} WHERE id = $1 FOR UPDATE`, [id]);
-      if (!rows[0]) return;
-      await c.query(`UPDATE ${table} SET provider_state = $2${alsoSet ? `, ${alsoSet}` : ''} WHERE id = $1`, [id, mergeState(rows[0].provider_state, patch)]);
-    });
+    await this.catalog.query(`UPDATE ${table} SET provider_state = merge_provider_state(provider_state, $2)${alsoSet ? `, ${alsoSet}` : ''} WHERE id = $1`, [id, patch]);
     await this.routes.changed(databaseId);
   }
 

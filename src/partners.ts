@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import type { CuRange } from './autoscaling.ts';
 import type { Catalog } from './catalog/catalog.ts';
+import { prepared } from './catalog/prepared.ts';
 import type { Databases } from './databases.ts';
 import { NotFoundError } from './errors.ts';
 import { generateApiKey, hashApiKey, safeEqual } from './secrets.ts';
@@ -110,12 +111,11 @@ export class Partners {
     if (safeEqual(hash, this.adminKeyHash)) return { kind: 'operator', keyId: OPERATOR_KEY_ID };
     // A key that cannot be a partner key costs no catalog query.
     if (!this.couldBePartnerKey(key)) return undefined;
-    const { rows } = await this.catalog.query(
-      'SELECT id, partner_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL AND partner_id IS NOT NULL',
-      [hash],
-    );
+    const { rows } = await this.catalog.query(KEY_OF_HASH, [hash]);
     return rows[0] ? { kind: 'partner', partnerId: rows[0].partner_id, keyId: rows[0].id } : undefined;
   }
 }
+
+const KEY_OF_HASH = prepared('SELECT id, partner_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL AND partner_id IS NOT NULL');
 
 const newKeyId = () => `key-${crypto.randomBytes(8).toString('hex')}`;

@@ -100,6 +100,29 @@ t.test('node events are the operator’s, each recorded once', async (t) => {
   t.same((await api.request('GET', '/v1/events?type=node.*', { key: acme.key })).body.events, [], 'partners never see them');
 });
 
+t.test('events recorded after their change: a burst shares statements, keeps its order, and a bad event costs only itself', async (t) => {
+  const { events } = api.gateway.core;
+  const burst = (label: string, n: number) => Array.from({ length: n }, (_, i) => `db-${label}-${i}`);
+  const recorded = async (label: string) =>
+    (await catalog.query(`SELECT database_id FROM events WHERE database_id LIKE $1 ORDER BY txid, seq`, [`db-${label}-%`])).rows.map((r) => r.database_id);
+  const record = (id: string, n: string) => events.recordAfter({ type: 'database.updated', partnerId: acme.id, databaseId: id, data: { n } });
+
+  const ids = burst('burst', 40);
+  await Promise.all(ids.map((id) => record(id, id)));
+  t.same(await recorded('burst'), ids, 'every event, in the order recorded');
+  const { rows } = await catalog.query(`SELECT count(DISTINCT txid)::int AS n FROM events WHERE database_id LIKE 'db-burst-%'`);
+  t.ok(rows[0].n <= 3, `40 events took ${rows[0].n} transactions, not one each`);
+
+  const mixed = burst('mixed', 10);
+  await Promise.all([
+    ...mixed.slice(0, 5).map((id) => record(id, id)),
+    // Postgres's jsonb holds no NUL character: this one event fails, and the promise of it still settles.
+    record('db-mixed-bad', 'a\u0000b'),
+    ...mixed.slice(5).map((id) => record(id, id)),
+  ]);
+  t.same(await recorded('mixed'), mixed, 'the events sent with a bad one are recorded, in order; the bad one is not');
+});
+
 t.test('entries older than PGFLEET_AUDIT_RETENTION are purged', async (t) => {
   t.equal(loadConfig({ PGFLEET_AUDIT_RETENTION: '86400' }).events.auditRetentionSeconds, 86400);
   t.equal(loadConfig({}).events.auditRetentionSeconds, 90 * 86400, '90 days by default');

@@ -55,3 +55,26 @@ t.test('a failing migration rolls back whole', async (t) => {
   t.equal(rows[0].n, 0, 'no table of the failed run is left');
   await pool.end();
 });
+
+t.test("a provider's answer is merged into the kept state key by key, nested objects included", async (t) => {
+  const merge = async (kept: unknown, patch: unknown) =>
+    (await core.catalog.query('SELECT merge_provider_state($1, $2) AS s', [kept, patch])).rows[0].s;
+  t.same(await merge({}, { a: 1 }), { a: 1 }, 'a new key is added');
+  t.same(await merge({ a: 1, b: 'x' }, { a: 2 }), { a: 2, b: 'x' }, 'a kept key is replaced, the others stay');
+  t.same(await merge({ neon: { projectId: 'p', passwords: { alice: 'a1', bob: 'b1' } } }, { neon: { passwords: { bob: 'b2' } } }),
+    { neon: { projectId: 'p', passwords: { alice: 'a1', bob: 'b2' } } }, "one role's new password keeps the others' and the rest of the object");
+  t.same(await merge({ a: { x: 1 } }, { a: [1, 2] }), { a: [1, 2] }, 'a non-object replaces an object');
+  t.same(await merge({ a: 'text' }, { a: { x: 1 } }), { a: { x: 1 } }, 'an object replaces a non-object');
+  t.same(await merge({ a: 1 }, { a: null }), { a: null }, 'null is kept as null');
+});
+
+t.test('concurrent merges into one row keep every patch', async (t) => {
+  await core.catalog.query(`CREATE TABLE merge_race (id int PRIMARY KEY, provider_state jsonb NOT NULL DEFAULT '{}')`);
+  t.teardown(() => core.catalog.query('DROP TABLE merge_race'));
+  await core.catalog.query(`INSERT INTO merge_race (id, provider_state) VALUES (1, '{"passwords": {}}')`);
+  const roles = Array.from({ length: 24 }, (_, i) => `role${i}`);
+  await Promise.all(roles.map((role) => core.catalog.query(
+    'UPDATE merge_race SET provider_state = merge_provider_state(provider_state, $1) WHERE id = 1', [{ passwords: { [role]: `sealed-${role}` } }])));
+  const { rows } = await core.catalog.query('SELECT provider_state FROM merge_race WHERE id = 1');
+  t.same(Object.keys(rows[0].provider_state.passwords).sort(), [...roles].sort(), 'each writer re-read the row the one before it committed');
+});

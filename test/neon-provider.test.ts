@@ -7,7 +7,6 @@ import { NeonProvider, type NeonProviderOptions } from '../src/providers/neon/ne
 import { neonStateOf } from '../src/providers/neon/neon-state.ts';
 import type { BranchRef, ProviderState } from '../src/providers/provider.ts';
 import { SecretBox } from '../src/secret-box.ts';
-import { mergeState } from '../src/database-records.ts';
 import { FAKE_API_KEY, FakeNeon } from './fake-neon/fake-neon.ts';
 import { queryCompute as query } from './fake-neon/pgfleet-side.ts';
 import { testRef } from './helpers.ts';
@@ -23,6 +22,13 @@ const makeProvider = (over: Partial<NeonProviderOptions> = {}) => new NeonProvid
 });
 const provider = makeProvider();
 
+const isPlainObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+/** What the catalog's merge_provider_state does with a provider's answer: nested objects merged key by key. */
+function mergeState(kept: ProviderState, patch: ProviderState): ProviderState {
+  const out: ProviderState = { ...kept };
+  for (const [k, v] of Object.entries(patch)) out[k] = isPlainObject(v) && isPlainObject(out[k]) ? mergeState(out[k], v) : v;
+  return out;
+}
 const keep = (ref: BranchRef, state: ProviderState): BranchRef => ({ ...ref, providerState: mergeState(ref.providerState, state) });
 
 t.test('lifecycle: create, start, query over TLS, suspend, wake, data intact, delete', async (t) => {

@@ -7,6 +7,7 @@ import { initCluster } from '../pg/server.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 import { migrate } from './migrate.ts';
+import type { PreparedStatement } from './prepared.ts';
 
 // Catalog rows carry bigint counters; they fit in a JS number for any realistic usage.
 pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
@@ -99,8 +100,8 @@ export class Catalog {
     return new Catalog(pool, server, state, url);
   }
 
-  query<R extends pg.QueryResultRow = any>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>> {
-    return this.pool.query<R>(text, values);
+  query<R extends pg.QueryResultRow = any>(statement: string | PreparedStatement, values?: unknown[]): Promise<pg.QueryResult<R>> {
+    return typeof statement === 'string' ? this.pool.query<R>(statement, values) : this.pool.query<R>({ ...statement, values });
   }
 
   /** Runs fn in one transaction. */

@@ -1,6 +1,8 @@
 import crypto from 'node:crypto';
 import type pg from 'pg';
 import type { Catalog } from '../catalog/catalog.ts';
+import { GroupWrites } from '../catalog/group-writes.ts';
+import { type PreparedStatement, prepared } from '../catalog/prepared.ts';
 import { BadRequestError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { type EventType, SQL_MATCHES } from './types.ts';
@@ -37,9 +39,9 @@ export interface EventFilter {
   limit: number;
 }
 
-/** A statement runner: the pool, or a client inside the caller's transaction. */
+/** A statement runner: the catalog, or a client inside the caller's transaction. */
 export interface Queryable {
-  query(text: string, values?: unknown[]): Promise<pg.QueryResult>;
+  query(statement: PreparedStatement, values: unknown[]): Promise<pg.QueryResult>;
 }
 
 /** Told to every gateway's dispatcher when a recorded event is owed to a webhook. */
@@ -48,16 +50,19 @@ export const OUTBOX_CHANNEL = 'pgfleet_outbox';
 /** Rows whose transaction is over: no row with a smaller (txid, seq) can still appear. */
 export const SETTLED = 'txid < pg_snapshot_xmin(pg_current_snapshot())';
 
-const RECORD = `
+// Every event of a batch, in order, and one delivery per webhook that wants it; the dispatchers are
+// told at commit when one is owed (Postgres sends one notification per transaction).
+const RECORD = prepared(`
   WITH e AS (
-    INSERT INTO events (id, type, partner_id, database_id, data) VALUES ($1, $2, $3, $4, $5)
+    INSERT INTO events (id, type, partner_id, database_id, data)
+    SELECT id, type, partner_id, database_id, data::jsonb FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS u(id, type, partner_id, database_id, data)
     ON CONFLICT (id) DO NOTHING RETURNING seq, txid, type, partner_id, database_id),
   d AS (
     INSERT INTO webhook_deliveries (webhook_id, event_seq, txid, ordering_key)
     SELECT w.id, e.seq, e.txid, COALESCE(e.database_id, e.partner_id, 'operator') FROM e
       JOIN webhooks w ON (w.partner_id = e.partner_id OR w.partner_id IS NULL) AND ${SQL_MATCHES('e.type', 'w.event_types')}
     RETURNING 1)
-  SELECT (SELECT count(*) FROM e)::int AS recorded, (SELECT count(*) FROM d)::int AS owed`;
+  SELECT (SELECT count(*) FROM e)::int AS recorded, (SELECT count(pg_notify('${OUTBOX_CHANNEL}', '')) FROM d)::int AS owed`);
 
 const eventId = () => `evt_${crypto.randomBytes(12).toString('base64url')}`;
 
@@ -76,35 +81,34 @@ const toRecord = (r: any): EventRecord & { cursor: string } => ({
 });
 
 /**
- * The event log and outbox: record() writes an event and, in the same statement, one delivery
- * per webhook that wants it. Call it inside the transaction of the change (pass its client), or
+ * The event log and outbox: record() writes events and, in the same statement, one delivery per
+ * webhook that wants each. Call it inside the transaction of the change (pass its client), or
  * right after the change committed (recordAfter).
  */
 export class Events {
-  /** recordAfter calls under way: the gateway waits for them before it closes the catalog. */
-  private readonly pending = new Set<Promise<void>>();
+  /** Events recorded after their change: a burst of them shares statements. */
+  private readonly after = new GroupWrites<NewEvent>((events) => this.record(events));
 
   constructor(private readonly catalog: Catalog, private readonly log: Logger) {}
 
-  /** Records the event; false when one with its deterministic id was recorded already. */
-  async record(e: NewEvent, db: Queryable = this.catalog): Promise<boolean> {
-    const data = { ...(e.partnerId ? { partner_id: e.partnerId } : {}), ...(e.databaseId ? { database_id: e.databaseId } : {}), ...e.data };
-    const { rows } = await db.query(RECORD, [e.id ?? eventId(), e.type, e.partnerId, e.databaseId ?? null, data]);
-    if (rows[0].owed > 0) await db.query(`SELECT pg_notify('${OUTBOX_CHANNEL}', '')`);
-    return rows[0].recorded > 0;
+  /** Records the events in one statement; how many were new (one with a deterministic id already recorded is not). */
+  async record(events: NewEvent | NewEvent[], db: Queryable = this.catalog): Promise<number> {
+    const list = Array.isArray(events) ? events : [events];
+    const data = list.map((e) => JSON.stringify({ ...(e.partnerId ? { partner_id: e.partnerId } : {}), ...(e.databaseId ? { database_id: e.databaseId } : {}), ...e.data }));
+    const { rows } = await db.query(RECORD,
+      [list.map((e) => e.id ?? eventId()), list.map((e) => e.type), list.map((e) => e.partnerId), list.map((e) => e.databaseId ?? null), data]);
+    return rows[0].recorded;
   }
 
-  /** For a change already committed: records the event, and logs (never throws) when the catalog refuses. */
-  recordAfter(e: NewEvent): Promise<void> {
-    const p = this.record(e).then(() => {}, (err) => this.log.error({ err: String(err), type: e.type, database: e.databaseId }, 'could not record an event'));
-    this.pending.add(p);
-    void p.finally(() => this.pending.delete(p));
-    return p;
+  /** For changes already committed: records the events, and logs (never throws) when the catalog refuses. */
+  recordAfter(...events: NewEvent[]): Promise<void> {
+    return this.after.add(events).catch((err) =>
+      this.log.error({ err: String(err), types: events.map((e) => e.type), database: events[0]?.databaseId }, 'could not record an event'));
   }
 
   /** Waits for the events being recorded after their change (a stop does, before the catalog closes). */
-  async settle(): Promise<void> {
-    while (this.pending.size) await Promise.all(this.pending);
+  settle(): Promise<void> {
+    return this.after.settle();
   }
 
   /** Events in the order they happened, after the cursor (or from `since`, else the oldest kept). */

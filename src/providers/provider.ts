@@ -100,6 +100,11 @@ export interface Provider {
    * `again`: an earlier attempt may have made the resource already; find and adopt it rather than make a second.
    */
   create(ref: BranchRef, opts?: { again?: boolean }): Promise<ProviderState>;
+  /**
+   * create() makes nothing and keeps nothing (what a database needs is made at its first start): a
+   * new database is ready once its catalog rows are written, in the same statement.
+   */
+  readonly createsAtFirstStart: boolean;
   /** Applies ref's suspend timeout and quotas where the provider enforces them too; resolves once in effect. */
   updateSettings(ref: BranchRef): Promise<void>;
   /**

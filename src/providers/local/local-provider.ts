@@ -58,6 +58,7 @@ export interface LocalProviderOptions {
 export class LocalProvider implements Provider {
   readonly name = 'local';
   readonly rootDeletesAll = false;
+  readonly createsAtFirstStart = true;
   readonly layout: LocalLayout;
   /** The branches' files on this node (a cache of the store). */
   readonly files: LocalFiles;

@@ -53,6 +53,7 @@ export class NeonProvider implements Provider {
   readonly name = 'neon';
   readonly pgVersions = NEON_PG_VERSIONS;
   readonly rootDeletesAll = true;
+  readonly createsAtFirstStart = false;
   readonly api: NeonApi;
   /** Neon's branches (src/providers/neon/branching.ts), set by the gateway once the catalog is open. */
   branching?: Branching;
