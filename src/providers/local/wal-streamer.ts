@@ -17,6 +17,8 @@ const MAX_PENDING_BYTES = 16 * 1024 * 1024;
 /** An async compute's parts are batched: one upload per this much WAL at most, or per flush delay. */
 const BATCH_BYTES = 256 * 1024;
 const RETRY_MS = [100, 250, 500, 1000, 2000];
+/** Longest a keepalive that asks for an answer waits when the answer would say nothing new (well within wal_sender_timeout). */
+const QUIET_ANSWER_MS = 1000;
 // Microseconds between the Unix epoch and Postgres's (2000-01-01).
 const PG_EPOCH_US = 946_684_800_000_000n;
 
@@ -58,6 +60,9 @@ export class WalStreamer extends EventEmitter {
   /** When the upload in flight began (0: none). */
   private uploadSince = 0;
   private timer: NodeJS.Timeout | undefined;
+  /** The stored position the compute was last told of, and the answer held back meanwhile. */
+  private reportedStoredTo: bigint;
+  private heldAnswer: NodeJS.Timeout | undefined;
   private closed = false;
   /** The compute ended the stream: upload everything left, batch or not. */
   private draining = false;
@@ -66,11 +71,14 @@ export class WalStreamer extends EventEmitter {
   private finish!: () => void;
   /** The last store failure, while uploads are failing. */
   failing: Error | undefined;
+  /** Standby status updates sent to the compute: one per upload, or per keepalive that asks (a stop takes a few). */
+  statusReports = 0;
 
   constructor(private readonly opts: WalStreamerOptions) {
     super();
     this.received = opts.start;
     this.storedTo = opts.start;
+    this.reportedStoredTo = opts.start;
     this.finished = new Promise((resolve) => (this.finish = resolve));
   }
 
@@ -186,8 +194,20 @@ export class WalStreamer extends EventEmitter {
       if (this.pendingBytes >= MAX_PENDING_BYTES) this.socket?.pause();
       if (this.opts.sync || this.pendingBytes >= BATCH_BYTES) void this.upload();
     } else if (chunk[0] === 0x6b /* k: keepalive */ && chunk[17] === 1) {
-      this.sendStatus();
+      this.answerKeepalive();
     }
+  }
+
+  /**
+   * A stopping compute asks again the moment it hears back, until the store holds all it sent: an
+   * answer with nothing new would make its stop a busy loop of round trips (thousands per stop). So
+   * what waits is uploaded now, the answer goes with its upload, and one that says nothing new is
+   * held back a while.
+   */
+  private answerKeepalive(): void {
+    if (this.pendingBytes > 0) void this.upload();
+    if (this.storedTo !== this.reportedStoredTo) this.sendStatus();
+    else this.heldAnswer ??= setTimeout(() => this.sendStatus(), QUIET_ANSWER_MS).unref();
   }
 
   /** Uploads a batch that has waited long enough (async computes), and keeps the compute informed. */
@@ -196,7 +216,11 @@ export class WalStreamer extends EventEmitter {
   }
 
   private sendStatus(): void {
+    clearTimeout(this.heldAnswer);
+    this.heldAnswer = undefined;
+    this.reportedStoredTo = this.storedTo;
     if (!this.socket?.writable) return;
+    this.statusReports++;
     const status = Buffer.alloc(34);
     status[0] = 0x72; // r: standby status update
     status.writeBigUInt64BE(this.received, 1);
@@ -297,6 +321,7 @@ export class WalStreamer extends EventEmitter {
   /** The compute closed the stream (it stopped): what it sent reaches the store, then `finished`. */
   private async end(): Promise<void> {
     clearInterval(this.timer);
+    clearTimeout(this.heldAnswer);
     this.draining = true;
     while (this.pendingBytes > 0 && !this.closed) {
       await this.upload();
