@@ -5,6 +5,7 @@
  */
 import t from 'tap';
 import { psql, psqlError, startProxyFixture } from './proxy-helpers.ts';
+import type { PreparedStatement } from '../src/catalog/prepared.ts';
 
 const fx = await startProxyFixture({ PGFLEET_USAGE_FLUSH_SECONDS: '3600' });
 t.teardown(() => fx.stop());
@@ -15,9 +16,9 @@ async function catalogStatements(fn: () => Promise<unknown>): Promise<string[]> 
   const seen: string[] = [];
   const query = core.catalog.query.bind(core.catalog);
   const tx = core.catalog.tx.bind(core.catalog);
-  core.catalog.query = ((text: string, values?: unknown[]) => {
-    seen.push(text);
-    return query(text, values);
+  core.catalog.query = ((statement: string | PreparedStatement, values?: unknown[]) => {
+    seen.push(typeof statement === 'string' ? statement : statement.text);
+    return query(statement, values);
   }) as typeof core.catalog.query;
   core.catalog.tx = ((run) => {
     seen.push('(transaction)');

@@ -2,6 +2,7 @@
 // cannot be valid cost no catalog query, and partners from that address or any other keep working.
 import http from 'node:http';
 import t from 'tap';
+import type { PreparedStatement } from '../../src/catalog/prepared.ts';
 import { startApi } from '../api-client.ts';
 
 const api = await startApi({ PGFLEET_API_UNAUTHENTICATED_RATE_LIMIT: '20' });
@@ -23,9 +24,9 @@ function get(from: string, bearer?: string): Promise<{ status: number; retryAfte
 
 let keyLookups = 0;
 const query = api.gateway.core.catalog.query.bind(api.gateway.core.catalog);
-api.gateway.core.catalog.query = ((text: string, params?: unknown[]) => {
-  if (String(text).includes('FROM api_keys')) keyLookups++;
-  return query(text, params);
+api.gateway.core.catalog.query = ((statement: string | PreparedStatement, params?: unknown[]) => {
+  if ((typeof statement === 'string' ? statement : statement.text).includes('FROM api_keys')) keyLookups++;
+  return query(statement, params);
 }) as typeof api.gateway.core.catalog.query;
 
 t.test('malformed keys are refused without a catalog query; unknown ones count; the address is then limited', async (t) => {
