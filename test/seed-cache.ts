@@ -26,10 +26,10 @@ export function seedDir(): string {
   return path.join(os.tmpdir(), `pgfleet-test-seed-${hash.digest('hex').slice(0, 16)}`);
 }
 
-/** Copies the run's seed (when there is one) into a fresh, empty data dir. */
+/** Copies the run's seed (when there is one) into a fresh, empty data dir; one not made yet is pgfleet's to make. */
 export function seedDataDir(dataDir: string): void {
   const seed = seedDir();
-  if (!fs.existsSync(path.join(seed, 'ready')) || fs.readdirSync(dataDir).length > 0) return;
+  if (!fs.existsSync(path.join(seed, 'ready')) || !fs.existsSync(dataDir) || fs.readdirSync(dataDir).length > 0) return;
   for (const part of ['catalog', 'templates']) {
     execFileSync('cp', ['-a', '--reflink=auto', path.join(seed, part), path.join(dataDir, part)]);
   }
