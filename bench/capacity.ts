@@ -27,6 +27,7 @@ import { resolveComputeUser, spawnIdentity } from '../src/pg/os-user.ts';
 import { execFileAsync, freePort } from '../test/proxy-helpers.ts';
 import { type GatewayProcess, cpuSeconds, startGatewayProcess, workerPids } from './gateway-process.ts';
 import { PlainPostgres } from './plain-postgres.ts';
+import { settledReading } from './stats.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const cores = os.cpus().length;
@@ -70,12 +71,11 @@ try {
   // The primary's own background (upkeep, store watch, metrics) is not per connection: measured idle, and taken off,
   // once pgbench's load has reached the store (its WAL goes up through the primary): two 2-second readings within
   // 2% of a core of each other.
-  for (let last = Infinity, i = 0; i < 30; i++, last = primaryIdle) {
+  primaryIdle = await settledReading(async () => {
     const idle0 = cpuSeconds(gw.child.pid!);
     await new Promise((r) => setTimeout(r, 2000));
-    primaryIdle = (cpuSeconds(gw.child.pid!) - idle0) / 2;
-    if (Math.abs(primaryIdle - last) < 0.02) break;
-  }
+    return (cpuSeconds(gw.child.pid!) - idle0) / 2;
+  }, 0.02);
   for (const [mode, args] of modes) {
     record('pgfleet (1 worker)', mode, await run(conninfo, args, db.password, workerPid, gw.child.pid).catch((e: Error) => e));
   }

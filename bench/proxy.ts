@@ -73,7 +73,7 @@ import { type BaselinePgBouncer, startPgBouncer } from './baseline-access.ts';
 import { type NodeRelay, startNodeRelay } from './node-relay.ts';
 import { gatewayMemory, holdIdleClients, release, rssOf } from './idle-sessions.ts';
 import { execFileAsync } from '../test/proxy-helpers.ts';
-import { percentile } from './stats.ts';
+import { percentile, settledReading } from './stats.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -193,12 +193,10 @@ try {
   };
   // The gateway's own work after the database's creation (its first backup and WAL to the store) makes and drops
   // large buffers: readings begin once two taken a second apart agree within 64 kB (30 s at most).
-  for (let i = 0, last = gatewayMemory().heap; i < 30; i++) {
+  await settledReading(async () => {
     await new Promise((r) => setTimeout(r, 1000));
-    const now = gatewayMemory().heap;
-    if (Math.abs(now - last) < 64 * 1024) break;
-    last = now;
-  }
+    return gatewayMemory().heap;
+  }, 64 * 1024);
   // Round -1 warms up (code compiled, pools and free lists filled); it is not counted.
   for (let round = -1; round < ROUNDS; round++) {
     const count = <T>(list: T[], value: T) => round >= 0 && list.push(value);

@@ -7,6 +7,20 @@ export function percentile(samples: number[], p: number): number {
   return sorted[rank]!;
 }
 
+/**
+ * Takes readings (each waits its own interval) until two in a row agree within `within`, at most
+ * `tries`; returns the last: a gateway's background work has settled before what is measured.
+ */
+export async function settledReading(read: () => Promise<number>, within: number, tries = 30): Promise<number> {
+  let last = await read();
+  for (let i = 1; i < tries; i++) {
+    const now = await read();
+    if (Math.abs(now - last) < within) return now;
+    last = now;
+  }
+  return last;
+}
+
 /** Milliseconds fn took. */
 export async function timed(fn: () => Promise<unknown>): Promise<number> {
   const t0 = process.hrtime.bigint();

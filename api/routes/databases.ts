@@ -51,9 +51,9 @@ const tags = ['databases'];
 /** A partner's routes: its users' databases. Another partner's database answers 404, like a missing one. */
 export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = async (app, opts) => {
   const { databases, templates, events, catalog, idempotency, publicAddress, defaultHistoryRetentionSeconds, defaultAutoscaling, postgresVersionOf } = opts;
-  /** Events of one database, recorded together. */
-  const record = (db: DatabaseRecord, ...happened: (readonly [NewEvent['type'], Record<string, unknown>?])[]) =>
-    events.recordAfter(...happened.map(([type, data]) => ({ type, partnerId: db.partnerId, databaseId: db.id, data: { user_id: db.userId, name: db.name, ...data } })));
+  const eventOf = (db: DatabaseRecord, type: NewEvent['type'], data: Record<string, unknown> = {}): NewEvent =>
+    ({ type, partnerId: db.partnerId, databaseId: db.id, data: { user_id: db.userId, name: db.name, ...data } });
+  const record = (db: DatabaseRecord, type: NewEvent['type'], data: Record<string, unknown> = {}) => events.recordAfter(eventOf(db, type, data));
 
   /** `caUrl`: where the asking client fetches the CA (caCertificateUrl of its request). */
   const view = (db: DatabaseRecord, caUrl: string | null): DatabaseView => {
@@ -135,8 +135,10 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
         labels: body.labels,
       };
       const { database, password } = await databases.create(body.template === undefined ? input : await templates.newDatabase(input, body.template));
-      await record(database, ['database.created', { region: database.region, pg_version: database.pgVersion }],
-        ...(database.status === 'ready' ? [['database.ready', { region: database.region }] as const] : []));
+      // Recorded together: one statement.
+      const happened = [eventOf(database, 'database.created', { region: database.region, pg_version: database.pgVersion })];
+      if (database.status === 'ready') happened.push(eventOf(database, 'database.ready', { region: database.region }));
+      await events.recordAfter(...happened);
       const created: DatabaseCreatedView = { ...view(database, caUrl(req)), ...secrets(database, database.ownerRole, password) };
       return { status: 201, body: created };
     };
@@ -183,7 +185,7 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
       name, suspendTimeoutSeconds: suspend_timeout_seconds, historyRetentionSeconds: history_retention_seconds, quotas, poolSize: pool_size,
       autoscaling: rangeOfBody(req.body), durability, labels,
     });
-    await record(db, ['database.updated', { changes: req.body }]);
+    await record(db, 'database.updated', { changes: req.body });
     return view(db, caUrl(req));
   });
 
@@ -195,7 +197,7 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
   }, async (req, reply) => {
     const db = await databases.get(partnerOf(req), req.params.id);
     await databases.delete(db.partnerId, db.id);
-    await record(db, ['database.deleted']);
+    await record(db, 'database.deleted');
     return reply.code(204).send(null);
   });
 
@@ -220,7 +222,7 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
     },
   }, async (req, reply) => {
     const { database, password } = await databases.addRole(partnerOf(req), req.params.id, req.body.name);
-    await record(database, ['role.created', { role: req.body.name }]);
+    await record(database, 'role.created', { role: req.body.name });
     return reply.code(201).send(credentials(database, req.body.name, password, caUrl(req)));
   });
 
@@ -231,7 +233,7 @@ export const databaseRoutes: FastifyPluginAsyncTypebox<DatabaseRoutesOptions> = 
     },
   }, async (req) => {
     const { database, password } = await databases.resetPassword(partnerOf(req), req.params.id, req.params.role);
-    await record(database, ['role.password_reset', { role: req.params.role }]);
+    await record(database, 'role.password_reset', { role: req.params.role });
     return credentials(database, req.params.role, password, caUrl(req));
   });
 };

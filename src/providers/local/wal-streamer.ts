@@ -60,8 +60,7 @@ export class WalStreamer extends EventEmitter {
   /** When the upload in flight began (0: none). */
   private uploadSince = 0;
   private timer: NodeJS.Timeout | undefined;
-  /** The stored position the compute was last told of, and the answer held back meanwhile. */
-  private reportedStoredTo: bigint;
+  /** An answer to a keepalive, held back until an upload answers it or QUIET_ANSWER_MS pass. */
   private heldAnswer: NodeJS.Timeout | undefined;
   private closed = false;
   /** The compute ended the stream: upload everything left, batch or not. */
@@ -71,15 +70,18 @@ export class WalStreamer extends EventEmitter {
   private finish!: () => void;
   /** The last store failure, while uploads are failing. */
   failing: Error | undefined;
-  /** Standby status updates sent to the compute: one per upload, or per keepalive that asks (a stop takes a few). */
-  statusReports = 0;
+  private reports = 0;
 
   constructor(private readonly opts: WalStreamerOptions) {
     super();
     this.received = opts.start;
     this.storedTo = opts.start;
-    this.reportedStoredTo = opts.start;
     this.finished = new Promise((resolve) => (this.finish = resolve));
+  }
+
+  /** Standby status updates sent to the compute: one per upload, or per keepalive that no upload answered (a stop takes a few). */
+  get statusReports(): number {
+    return this.reports;
   }
 
   /** Everything before this position is in the store. */
@@ -201,13 +203,12 @@ export class WalStreamer extends EventEmitter {
   /**
    * A stopping compute asks again the moment it hears back, until the store holds all it sent: an
    * answer with nothing new would make its stop a busy loop of round trips (thousands per stop). So
-   * what waits is uploaded now, the answer goes with its upload, and one that says nothing new is
-   * held back a while.
+   * what waits is uploaded now and the answer goes with the upload (every upload reports); without
+   * one, it is held back a while.
    */
   private answerKeepalive(): void {
     if (this.pendingBytes > 0) void this.upload();
-    if (this.storedTo !== this.reportedStoredTo) this.sendStatus();
-    else this.heldAnswer ??= setTimeout(() => this.sendStatus(), QUIET_ANSWER_MS).unref();
+    this.heldAnswer ??= setTimeout(() => this.sendStatus(), QUIET_ANSWER_MS).unref();
   }
 
   /** Uploads a batch that has waited long enough (async computes), and keeps the compute informed. */
@@ -218,9 +219,8 @@ export class WalStreamer extends EventEmitter {
   private sendStatus(): void {
     clearTimeout(this.heldAnswer);
     this.heldAnswer = undefined;
-    this.reportedStoredTo = this.storedTo;
     if (!this.socket?.writable) return;
-    this.statusReports++;
+    this.reports++;
     const status = Buffer.alloc(34);
     status[0] = 0x72; // r: standby status update
     status.writeBigUInt64BE(this.received, 1);
