@@ -221,7 +221,10 @@ t.test('the operator sees fleet counts and partners, and rotates a key', async (
   const databases = page.locator('[data-count="Databases"]');
   await until('fleet counts', async () => (await databases.count()) === 1 && (await databases.textContent()) === '3');
   t.equal(await page.locator('[data-count="Partners"]').textContent(), '2');
-  t.ok(await page.getByRole('row').filter({ hasText: 'acme' }).count());
+  // The partners' table comes from its own request, after the counts.
+  const acmeRow = page.getByRole('row').filter({ hasText: 'acme' });
+  await acmeRow.waitFor();
+  t.match(await acmeRow.textContent(), acme.id, "acme's row names its id");
   await page.getByRole('button', { name: 'Rotate the API key of other' }).click();
   await page.getByRole('dialog').getByRole('button', { name: 'Rotate key' }).click();
   const newKey = await textbox('API key of other').inputValue();
