@@ -7,7 +7,8 @@
  *
  * A gateway holds many thousands of idle sessions, so the handshake's state (startup packet,
  * SCRAM exchange, timers, the backend's start) lives in functions that have returned by the time
- * the relay runs: a relayed session holds its Connection, its relay and one closure context.
+ * the relay runs: a relayed session holds its Connection, its DirectSession and its relay, and no
+ * promise: the listener counts it in and the session's end counts it out (proxy/in-flight.ts).
  */
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -22,19 +23,20 @@ import type { ConnectionContext } from './context.ts';
 import { pgfleetOptions } from './endpoint.ts';
 import { AuthFailed, BackendError, ConnectionRefused, ProtocolViolation, Unanswered } from './errors.ts';
 import { type Handshake, type WebSocketTransport, readStartup } from './handshake.ts';
+import type { InFlight } from './in-flight.ts';
 import { type Login, identifyAndAuthenticate } from './login.ts';
 import { NOT_SETTINGS } from './protocol/startup.ts';
 import { authenticationOk, errorFor } from './protocol/messages.ts';
 import type { PacketReader } from './protocol/packet-reader.ts';
 import { refusalOf } from './refusal-reason.ts';
-import { relay } from './relay.ts';
+import { type RelayEnd, type RelayEndListener, relay } from './relay.ts';
 import type { Session } from './session.ts';
 import { DirectBackend } from './warm-backends.ts';
 
 /** A client connection over TCP: the Postgres handshake (TLS, SNI), then the shared steps. */
-export function handleConnection(raw: net.Socket, ctx: ConnectionContext, progress?: HandshakeProgress): Promise<void> {
+export function handleConnection(raw: net.Socket, ctx: ConnectionContext, inFlight: InFlight, progress?: HandshakeProgress): void {
   raw.setNoDelay(true);
-  return serveConnection(raw, raw.remoteAddress ?? '', ctx, { progress });
+  serveConnection(raw, raw.remoteAddress ?? '', ctx, inFlight, { progress });
 }
 
 /** What the door that accepted a connection tells the shared steps. */
@@ -56,16 +58,20 @@ class Connection {
   client: Duplex;
   authenticated = false;
   lease: Lease | undefined;
-  /** Ends the session's count against the database's connection caps. */
-  endAdmission: (() => void) | undefined;
+  /** The database whose connection caps count this session, until it ends. */
+  admittedTo: string | undefined;
   /** Relayed, or served by the pooler (then `line.pooled`, and the pooler reports its end). */
   session: Session | undefined;
+  /** The listener's count of connections being served; told once, when this one is done. */
+  private inFlight: InFlight | undefined;
 
-  constructor(raw: Duplex, readonly clientAddress: string, websocket: boolean) {
+  constructor(raw: Duplex, readonly clientAddress: string, websocket: boolean, inFlight: InFlight) {
     this.client = raw;
     this.line = { client: clientAddress };
     if (websocket) this.line.door = 'websocket';
     raw.on('error', ignore);
+    this.inFlight = inFlight;
+    inFlight.opened();
   }
 
   /** The client is told why in Postgres's words; a WebSocket closes with the error as its reason. */
@@ -78,24 +84,41 @@ class Connection {
   /** Gives back what it holds, then its log line. */
   end(ctx: ConnectionContext): void {
     this.lease?.release();
-    this.endAdmission?.();
+    if (this.admittedTo !== undefined) ctx.core.usage.leave(this.admittedTo);
     const { session, line } = this;
     if (session) closeSession(session, line, ctx);
     logConnection(line, session ? (line.pooled ? 'pooled' : 'relayed') : String(line.outcome), this.started, this.authenticated, ctx);
   }
+
+  /** The listener stops counting it (once), told what failed if anything did. */
+  settled(err?: unknown): void {
+    const inFlight = this.inFlight;
+    this.inFlight = undefined;
+    inFlight?.settled(err);
+  }
 }
 
-/** One connection of either door, from startup to its log line: the TCP proxy's socket, or a WebSocket's byte stream. */
-export async function serveConnection(raw: Duplex, clientAddress: string, ctx: ConnectionContext, door: ConnectionDoor = {}): Promise<void> {
-  const conn = new Connection(raw, clientAddress, door.websocket !== undefined);
-  let direct: DirectStart | undefined;
+/**
+ * One connection of either door, from startup to its log line: the TCP proxy's socket, or a
+ * WebSocket's byte stream. No promise lasts beyond the handshake: the relay settles the connection.
+ */
+export function serveConnection(raw: Duplex, clientAddress: string, ctx: ConnectionContext, inFlight: InFlight, door: ConnectionDoor = {}): void {
+  const conn = new Connection(raw, clientAddress, door.websocket !== undefined, inFlight);
+  handshake(conn, raw, ctx, door).then((direct) => {
+    if (direct) return relayDirect(conn, direct, ctx);
+    if (!conn.session) conn.end(ctx); // with a session, the pooler took the client and ends it
+    conn.settled();
+  }).catch((err) => conn.settled(err));
+}
+
+/** The handshake's steps; a failure is told to the client (and logged) here. */
+async function handshake(conn: Connection, raw: Duplex, ctx: ConnectionContext, door: ConnectionDoor): Promise<DirectStart | undefined> {
   try {
-    direct = await establish(conn, raw, ctx, door);
+    return await establish(conn, raw, ctx, door);
   } catch (err) {
     conn.failed(err, ctx);
+    return undefined;
   }
-  if (direct) return relayDirect(conn, direct, ctx); // this frame ends here; the relay ends the connection
-  if (!conn.session) conn.end(ctx); // with a session, the pooler took the client and ends it
 }
 
 /** A direct session ready to relay: its backend has answered the client's startup. */
@@ -136,7 +159,7 @@ async function establish(conn: Connection, raw: Duplex, ctx: ConnectionContext, 
   }
   conn.authenticated = true;
   door.progress?.authenticated();
-  conn.endAdmission = await admit(login.route, ctx);
+  if (await admit(login.route, ctx)) conn.admittedTo = login.route.databaseId;
   // SASLFinal and AuthenticationOk go in one write, with the rest of the startup answer when a warm backend has it at once.
   const authAnswer = login.saslFinal ? Buffer.concat([login.saslFinal, authenticationOk()]) : authenticationOk();
   if (login.pooled) {
@@ -152,7 +175,7 @@ async function handToPooler(conn: Connection, hs: Handshake, route: BranchRoute,
   conn.line.pooled = true;
   const pooledClient = await ctx.pooler.connect({
     socket: conn.client, route, role, params: hs.startup.params, options: pgfleetOptions(hs.startup.params.get('options')).rest,
-    early: hs.reader.detach(), session: newSession(route, role, conn.clientAddress, conn.started, ignore),
+    early: hs.reader.detach(), session: newSession(route, role, ignore),
   });
   conn.session = pooledClient;
   openSession(pooledClient, ctx);
@@ -199,62 +222,87 @@ async function openDirect(conn: Connection, hs: Handshake, route: BranchRoute, r
   }
 }
 
-/**
- * Relays until either side goes, then ends the connection: the cancel key is revoked, a backend
- * its client left idle is kept for the next one. Not async: nothing of the handshake stays alive.
- */
-function relayDirect(conn: Connection, start: DirectStart, ctx: ConnectionContext): Promise<void> {
-  const { backend, key } = start;
-  const { client } = conn;
-  // The compute is being suspended (a quota ran out): the client learns why, then the session ends.
-  const session = newSession(start.route, start.role, conn.clientAddress, conn.started, (reason) => {
-    if (client.writable) client.end(errorFor(reason));
-    backend.socket.destroy();
-  });
-  session.backendPid = backend.session.pid;
+/** Relays until either side goes (DirectSession.relayEnded ends the connection). Not async: nothing of the handshake stays alive. */
+function relayDirect(conn: Connection, start: DirectStart, ctx: ConnectionContext): void {
+  const { backend } = start;
+  const session = new DirectSession(conn, start, ctx);
   conn.session = session;
   openSession(session, ctx);
-  let ended!: () => void;
-  let failed!: (err: unknown) => void;
-  const done = new Promise<void>((resolve, reject) => {
-    ended = resolve;
-    failed = reject;
-  });
-  relay(client, backend.socket, session, {
+  relay(conn.client, backend.socket, session, {
     fromClient: start.reader.detach(), fromCompute: backend.takeRest(), parameters: backend.session.parameters,
     keepIdle: ctx.warm.keeps(backend.address),
-  }, (end) => {
+  }, session);
+}
+
+/**
+ * A relayed session: what metering and quotas see, and how it ends. One object with what its end
+ * needs, rather than closures over the handshake's frames (idle sessions are many).
+ */
+class DirectSession implements Session, RelayEndListener {
+  readonly endpointId: string;
+  readonly branchId: string;
+  readonly databaseId: string;
+  readonly partnerId: string;
+  readonly role: string;
+  readonly backendPid: number;
+  bytesFromClient = 0;
+  bytesToClient = 0;
+  private readonly backend: DirectBackend;
+  private readonly key: CancelKey;
+
+  constructor(private readonly conn: Connection, start: DirectStart, private readonly ctx: ConnectionContext) {
+    const { route } = start;
+    this.endpointId = route.endpointId;
+    this.branchId = route.branchId;
+    this.databaseId = route.databaseId;
+    this.partnerId = route.partnerId;
+    this.role = start.role;
+    this.backend = start.backend;
+    this.backendPid = start.backend.session.pid;
+    this.key = start.key;
+  }
+
+  /** The compute is being suspended (a quota ran out): the client learns why, then the session ends. */
+  terminate(reason: PgfleetError): void {
+    const { client } = this.conn;
+    if (client.writable) client.end(errorFor(reason));
+    this.backend.socket.destroy();
+  }
+
+  /** The cancel key is revoked, a backend its client left idle is kept for the next one, and the connection ends. */
+  relayEnded(end: RelayEnd): void {
+    const { conn, ctx } = this;
     conn.line.outcome = end.outcome;
     // Settled either way: the listener's close waits for every connection's end, and logs a failure.
     try {
-      ctx.cancels.revoke(key);
-      if (end.idle) ctx.warm.give(backend);
+      ctx.cancels.revoke(this.key);
+      if (end.idle) ctx.warm.give(this.backend);
       conn.end(ctx);
-      ended();
+      conn.settled();
     } catch (err) {
-      failed(err);
+      conn.settled(err);
     }
-  });
-  return done;
+  }
 }
 
 /**
  * Quotas, then the session counts against the database's connection caps (direct, pooled,
  * WebSocket and HTTP alike, from before the compute is acquired, so sessions waiting for a wake
- * count); returns what ends that count, when this listener meters.
+ * count); whether it was counted (this listener meters), when `usage.leave` must end the count.
  */
-export async function admit(route: BranchRoute, ctx: ConnectionContext): Promise<(() => void) | undefined> {
-  if (!ctx.metering) return undefined;
+export async function admit(route: BranchRoute, ctx: ConnectionContext): Promise<boolean> {
+  if (!ctx.metering) return false;
   const overQuota = await ctx.core.usage.check(route);
   if (overQuota) throw overQuota;
-  return ctx.core.usage.admit(route, ctx.databaseMaxClientConnections);
+  await ctx.core.usage.admit(route, ctx.databaseMaxClientConnections);
+  return true;
 }
 
 /** A session as metering and quota enforcement see it; `terminate` ends it with a reason. */
-export function newSession(route: BranchRoute, role: string, clientAddress: string, started: number, terminate: Session['terminate']): Session {
+export function newSession(route: BranchRoute, role: string, terminate: Session['terminate']): Session {
   return {
     endpointId: route.endpointId, branchId: route.branchId, databaseId: route.databaseId, partnerId: route.partnerId,
-    role, clientAddress, startedAt: new Date(started), bytesFromClient: 0, bytesToClient: 0, terminate,
+    role, bytesFromClient: 0, bytesToClient: 0, terminate,
   };
 }
 

@@ -10,9 +10,23 @@ export class InFlight {
 
   constructor(private readonly failed: (err: unknown) => void) {}
 
-  track(handler: Promise<void>): void {
+  /** Counts one in; settled() counts it out. */
+  opened(): void {
     this.count++;
-    handler.then(this.settled, this.rejected);
+  }
+
+  /** Counts one out, with what failed (logged) if anything did. */
+  settled(err?: unknown): void {
+    if (err !== undefined) this.failed(err);
+    if (--this.count > 0) return;
+    this.drainedNow?.();
+    this.drainedNow = this.whenDrained = undefined;
+  }
+
+  /** A handler's promise: counted in now, out once it settles. */
+  track(handler: Promise<void>): void {
+    this.opened();
+    handler.then(this.resolved, this.rejected);
   }
 
   /** Resolves once nothing is being served. */
@@ -21,14 +35,7 @@ export class InFlight {
     return (this.whenDrained ??= new Promise((resolve) => (this.drainedNow = resolve)));
   }
 
-  private readonly settled = (): void => {
-    if (--this.count > 0) return;
-    this.drainedNow?.();
-    this.drainedNow = this.whenDrained = undefined;
-  };
+  private readonly resolved = (): void => this.settled();
 
-  private readonly rejected = (err: unknown): void => {
-    this.failed(err);
-    this.settled();
-  };
+  private readonly rejected = (err: unknown): void => this.settled(err ?? new Error('a handler failed without a reason'));
 }

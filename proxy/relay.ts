@@ -7,6 +7,11 @@ import type { Session } from './session.ts';
 /** How a relayed session ended. */
 export type RelayOutcome = 'client_closed' | 'compute_closed';
 
+/** Told once how the relay ended. */
+export interface RelayEndListener {
+  relayEnded(end: RelayEnd): void;
+}
+
 export interface RelayEnd {
   outcome: RelayOutcome;
   /**
@@ -37,7 +42,7 @@ const COMPUTE_VANISHED = errorResponse({
 const ENDS = ['end', 'close', 'error'] as const;
 
 /**
- * Relays raw bytes both ways until either side goes, then calls `ended` once. Client gone → the
+ * Relays raw bytes both ways until either side goes, then tells `ended` once. Client gone → the
  * compute's socket is closed (its backend process ends), unless the client left it idle and
  * keepIdle asks for it. Compute gone → the client gets everything it sent, in order, then a
  * close; only when the compute vanished without a FATAL of its own (a crash) does pgfleet add
@@ -46,7 +51,7 @@ const ENDS = ['end', 'close', 'error'] as const;
  * An idle session is mostly this object, so it holds only its state and the four listeners it
  * needs (no promise, no listener list): gateways hold many thousands of idle sessions.
  */
-export function relay(client: Duplex, backend: Duplex, session: Session, opts: RelayOptions, ended: (end: RelayEnd) => void): void {
+export function relay(client: Duplex, backend: Duplex, session: Session, opts: RelayOptions, ended: RelayEndListener): void {
   new Relay(client, backend, session, opts.parameters, opts.keepIdle ?? false, ended).start(opts.fromClient, opts.fromCompute);
 }
 
@@ -57,6 +62,10 @@ class Relay {
   /** A side paused until the other drains. */
   private clientWaits = false;
   private backendWaits = false;
+  /** Listens for the compute's socket to drain (made at the first wait). */
+  private backendDrained: (() => void) | undefined;
+  /** Listens for the client's socket to drain (made at the first wait). */
+  private clientDrained: (() => void) | undefined;
 
   constructor(
     private readonly client: Duplex,
@@ -64,7 +73,7 @@ class Relay {
     private readonly session: Session,
     parameters: ServerParameters | undefined,
     private readonly keepIdle: boolean,
-    private readonly ended: (end: RelayEnd) => void,
+    private readonly ended: RelayEndListener,
   ) {
     this.compute = new ComputeStream(parameters);
   }
@@ -101,9 +110,9 @@ class Relay {
       client.off(event, this.clientGone);
       backend.off(event, this.computeGone);
     }
-    client.off('drain', this.clientDrained);
-    backend.off('drain', this.backendDrained);
-    this.ended({ outcome, idle });
+    if (this.clientDrained) client.off('drain', this.clientDrained);
+    if (this.backendDrained) backend.off('drain', this.backendDrained);
+    this.ended.relayEnded({ outcome, idle });
   }
 
   private readonly fromClient = (chunk: Buffer): void => {
@@ -119,7 +128,7 @@ class Relay {
     if (!this.backend.write(chunk) && !this.clientWaits) {
       this.clientWaits = true;
       this.client.pause();
-      this.backend.once('drain', this.backendDrained);
+      this.backend.once('drain', (this.backendDrained ??= () => this.drained('client')));
     }
   };
 
@@ -129,21 +138,19 @@ class Relay {
     if (!this.client.write(chunk) && !this.backendWaits) {
       this.backendWaits = true;
       this.backend.pause();
-      this.client.once('drain', this.clientDrained);
+      this.client.once('drain', (this.clientDrained ??= () => this.drained('backend')));
     }
   };
 
-  /** The compute's socket drained: the client is read again. */
-  private readonly backendDrained = (): void => {
-    this.clientWaits = false;
-    if (!this.done) this.client.resume();
-  };
-
-  /** The client's socket drained: the compute is read again. */
-  private readonly clientDrained = (): void => {
-    this.backendWaits = false;
-    if (!this.done) this.backend.resume();
-  };
+  /**
+   * The other side's socket drained: this side is read again. The drain listeners are made at the
+   * first wait only: most sessions never wait, and idle ones are many.
+   */
+  private drained(side: 'client' | 'backend'): void {
+    if (side === 'client') this.clientWaits = false;
+    else this.backendWaits = false;
+    if (!this.done) this[side].resume();
+  }
 
   private readonly clientGone = (): void => {
     this.backend.destroy();

@@ -128,7 +128,7 @@ export async function startProxy(core: ProxyCore, opts: ProxyOptions = {}): Prom
     }
     sockets.add(socket);
     socket.on('close', forget);
-    inFlight.track(handleConnection(socket, ctx, admitted.progress));
+    handleConnection(socket, ctx, inFlight, admitted.progress);
   });
   // The client learns why in Postgres's words (53300, or 08P01 for a PROXY header out of place).
   guardListener(server, { ...guard, answer: (socket, refusal: ListenerRefusal) => socket.end(errorFor(refusal), () => socket.destroy()) });

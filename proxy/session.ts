@@ -7,8 +7,6 @@ export interface Session {
   databaseId: string;
   partnerId: string;
   role: string;
-  clientAddress: string;
-  startedAt: Date;
   /** Updated by the relay: plain additions of chunk lengths. */
   bytesFromClient: number;
   bytesToClient: number;

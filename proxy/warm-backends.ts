@@ -25,6 +25,8 @@ import { MSG, TX_IDLE } from './protocol/codes.ts';
 import { framesOfType } from './protocol/server-parameters.ts';
 import { resetSession, startupUnchanged } from './session-reset.ts';
 
+/** Distinct startups whose key string their sessions share (a session holds its key while it lasts). */
+const SHARED_KEYS = 4096;
 /** Time a reset or a probe may take before the backend is given up. */
 const EXCHANGE_TIMEOUT_MS = 5000;
 /** How a backend's startup answer ends: ReadyForQuery, idle (made once, not per client). */
@@ -36,7 +38,7 @@ export class DirectBackend {
   /** Served a client before (its startup answer is made up, not the compute's own). */
   reused = false;
   private cancelsInFlight = 0;
-  private cancelsSettled: (() => void)[] = [];
+  private cancelsSettled: (() => void)[] | undefined;
 
   constructor(
     readonly session: BackendSession,
@@ -75,14 +77,17 @@ export class DirectBackend {
     return {
       address: this.address, backendPid: this.session.pid, backendSecret: this.session.secret,
       settled: () => {
-        if (--this.cancelsInFlight === 0) for (const settled of this.cancelsSettled.splice(0)) settled();
+        if (--this.cancelsInFlight > 0 || !this.cancelsSettled) return;
+        const waiting = this.cancelsSettled;
+        this.cancelsSettled = undefined;
+        for (const settled of waiting) settled();
       },
     };
   }
 
   /** Resolves once no cancel is on its way to the backend. */
   cancelsDone(): Promise<void> {
-    return this.cancelsInFlight === 0 ? Promise.resolve() : new Promise((resolve) => this.cancelsSettled.push(resolve));
+    return this.cancelsInFlight === 0 ? Promise.resolve() : new Promise((resolve) => (this.cancelsSettled ??= []).push(resolve));
   }
 
   /** Says goodbye to the compute and closes. */
@@ -99,6 +104,8 @@ interface Kept {
 }
 
 export class WarmBackends {
+  /** Keys made lately, each kept once: every session of one startup holds the same string. */
+  private readonly sharedKeys = new Map<string, string>();
   /** Kept backends by key, the most recently kept last. */
   private readonly kept = new Map<string, Kept[]>();
   /** Kept or being reset, per branch (the cap counts both). */
@@ -121,7 +128,13 @@ export class WarmBackends {
 
   /** Which clients a backend of these startup parameters can serve. */
   keyOf(route: BranchRoute, params: Map<string, string>): string {
-    return JSON.stringify([route.branchId, ...[...params].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))]);
+    const key = JSON.stringify([route.branchId, ...[...params].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))]);
+    const shared = this.sharedKeys.get(key);
+    if (shared !== undefined) return shared;
+    // A new generation: the sessions of an older one keep their own copy.
+    if (this.sharedKeys.size >= SHARED_KEYS) this.sharedKeys.clear();
+    this.sharedKeys.set(key, key);
+    return key;
   }
 
   /** Whether a backend on this compute address may be kept at all (and so needs its settings probed at start). */

@@ -36,6 +36,22 @@ export interface Lease {
   release(): void;
 }
 
+/**
+ * A lease whose release tells its owner once, with the token it was given: an object of its own
+ * and one function per owner, no closure per session (idle sessions are many).
+ */
+export class HeldLease<T> implements Lease {
+  private held = true;
+
+  constructor(readonly address: ComputeAddress, private readonly end: (token: T) => void, private readonly token: T) {}
+
+  release(): void {
+    if (!this.held) return;
+    this.held = false;
+    this.end(this.token);
+  }
+}
+
 export interface ComputeInfo {
   state: ComputeState;
   connections: number;

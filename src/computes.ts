@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { type ComputeStartOptions, startCompute } from './compute-start.ts';
-import type { ComputeInfo, ComputeState, ComputeTarget, Lease, SuspendCause, WakeCause } from './compute-target.ts';
+import { type ComputeInfo, type ComputeState, type ComputeTarget, HeldLease, type Lease, type SuspendCause, type WakeCause } from './compute-target.ts';
 import { CapacityError, ComputeStartError, PgfleetError } from './errors.ts';
 import type { ComputeAddress } from './providers/provider.ts';
 
@@ -74,20 +74,15 @@ export class ComputeManager extends EventEmitter {
     const e = this.entry(target);
     // Count the connection before waiting so that the compute is not evicted or suspended meanwhile.
     this.addConnection(e, 1);
-    let released = false;
-    const release = () => {
-      if (released) return;
-      released = true;
-      this.addConnection(e, -1);
-    };
     try {
-      const address = await this.wakeEntry(e, 'connection');
-      return { address, release };
+      return new HeldLease(await this.wakeEntry(e, 'connection'), this.leaseEnded, e);
     } catch (err) {
-      release();
+      this.leaseEnded(e);
       throw err;
     }
   }
+
+  private readonly leaseEnded = (e: Entry): void => this.addConnection(e, -1);
 
   /** Starts the compute (API wake, or a connection through acquire) and returns its address. */
   async wake(target: ComputeTarget, cause: WakeCause = 'api'): Promise<ComputeAddress> {

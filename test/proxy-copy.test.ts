@@ -1,7 +1,9 @@
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
-import { Readable } from 'node:stream';
+import { type Duplex, Readable } from 'node:stream';
+import pg from 'pg';
 import t from 'tap';
+import { until } from './helpers.ts';
 import { psql, startProxyFixture } from './proxy-helpers.ts';
 
 const f = await startProxyFixture();
@@ -61,4 +63,24 @@ t.test('COPY in and out of over 100 MB: checksums match and memory stays flat', 
   clearInterval(sampler);
   const grew = (peakRss - base) / 1048576;
   t.ok(grew < 100, `the gateway process grew by ${grew.toFixed(0)} MB at most while relaying`);
+});
+
+t.test('a client that stops reading holds its backend back (it waits in ClientWrite), and reading again gets every row', async (t) => {
+  const client = new pg.Client({ connectionString: a.uriNoSni.replace('sslmode=require', 'sslmode=no-verify') });
+  await client.connect();
+  t.teardown(() => client.end().catch(() => {}));
+  const pid = (await client.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+  const socket = (client as unknown as { connection: { stream: Duplex } }).connection.stream;
+  socket.pause();
+  // 64 MB of answer: far beyond what the sockets' buffers hold, so the backend can only finish if someone reads.
+  const answer = client.query("SELECT repeat('x', 1000000) AS body FROM generate_series(1, 64)");
+  const backendState = () => psql(f.conninfo(a), `SELECT state || ' ' || coalesce(wait_event, '') FROM pg_stat_activity WHERE pid = ${pid}`);
+  await until('the backend waits for its client to read', async () => (await backendState()) === 'active ClientWrite', 20_000);
+  // A gateway that read on regardless would take the rest into its own memory within this second, and the backend would be done.
+  await new Promise((r) => setTimeout(r, 1000));
+  t.equal(await backendState(), 'active ClientWrite', 'and still waits a second later: the gateway reads no more than the client takes');
+  socket.resume();
+  const { rows } = await answer;
+  t.equal(rows.length, 64, 'every row arrives once the client reads');
+  t.ok(rows.every((r) => r.body.length === 1_000_000), 'whole');
 });

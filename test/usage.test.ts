@@ -28,12 +28,12 @@ async function newDatabase(gateway: Gateway, quotas = {}) {
 /** Holds a connection on the compute the way a proxied session does. */
 async function session(gateway: Gateway, databaseId: string) {
   const route = (await routeByDatabase(gateway.core.catalog, databaseId))!;
-  const admitted = await gateway.core.usage.admit(route, 1000); // counted fleet-wide for max_connections
+  await gateway.core.usage.admit(route, 1000); // counted fleet-wide for max_connections
   const lease = await gateway.core.computes.acquire(gateway.core.targetFor(route));
   const socketPath = (lease.address as { socketPath: string }).socketPath;
   const client = new pg.Client({ host: path.dirname(socketPath), port: 5432, user: route.ownerRole, database: route.databaseName });
   await client.connect();
-  return { route, client, end: async () => { await client.end(); lease.release(); admitted(); } };
+  return { route, client, end: async () => { await client.end(); lease.release(); gateway.core.usage.leave(route.databaseId); } };
 }
 
 t.test('compute time, active time, WAL and storage are counted, flushed, and survive a graceful restart exactly', async (t) => {
@@ -80,12 +80,22 @@ t.test('quotas: each blocks new connections with its SQLSTATE, a raise lifts it 
   // Connection quotas hold where a session is counted in (admit), the new one included.
   await t.rejects(gateway.core.usage.admit(await route(), 1000), { sqlstate: '53300', message: /max_connections limit of 1/ }, 'max_connections → 53300');
   await gateway.core.databases.update('p1', db.id, { quotas: { max_connections: 2 } });
-  (await gateway.core.usage.admit(await route(), 1000))();
+  await gateway.core.usage.admit(await route(), 1000);
+  gateway.core.usage.leave(db.id);
   t.pass('raising max_connections lifts it');
   await t.rejects(gateway.core.usage.admit(await route(), 1), { sqlstate: '53300', message: /max_client_connections is 1;/ }, 'the default client cap when the quota is unset');
   await gateway.core.databases.update('p1', db.id, { quotas: { max_client_connections: 2 } });
-  (await gateway.core.usage.admit(await route(), 1))();
-  t.pass('the quota max_client_connections raises it');
+  await gateway.core.usage.admit(await route(), 1);
+  t.equal(await gateway.core.coord.total(`sessions:${db.id}`), 2, 'the quota max_client_connections raises it: both sessions counted');
+  gateway.core.usage.leave(db.id);
+  t.equal(await gateway.core.coord.total(`sessions:${db.id}`), 1, 'and leave() ends the count');
+  // A fleet-wide count that cannot be read refuses the session and leaves nothing counted.
+  const coord = gateway.core.coord;
+  const total = coord.total;
+  coord.total = async () => { throw new Error('coordinator unreachable'); };
+  await t.rejects(gateway.core.usage.admit(await route(), 1000), /coordinator unreachable/);
+  coord.total = total;
+  t.equal(await coord.total(`sessions:${db.id}`), 1, 'a refused admission is not counted');
 
   await s.client.query('CREATE TABLE t AS SELECT g FROM generate_series(1, 50000) g');
   await s.end();

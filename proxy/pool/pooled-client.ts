@@ -47,8 +47,6 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
   databaseId: string;
   partnerId: string;
   role: string;
-  clientAddress: string;
-  startedAt: Date;
   bytesFromClient = 0;
   bytesToClient = 0;
 
@@ -81,8 +79,6 @@ export class PooledClient implements BackendOwner, PoolWaiter, Session {
     this.databaseId = init.session.databaseId;
     this.partnerId = init.session.partnerId;
     this.role = init.session.role;
-    this.clientAddress = init.session.clientAddress;
-    this.startedAt = init.session.startedAt;
     this.socket = init.socket;
     this.pool = init.pool;
     this.messages = new ClientMessages({

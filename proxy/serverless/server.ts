@@ -86,7 +86,7 @@ export async function startServerless(ctx: ConnectionContext, opts: ServerlessOp
           allowLargeMessages(ws);
         },
       };
-      inFlight.track(serveConnection(webSocketStream(ws), req.socket.remoteAddress ?? '', ctx, { websocket, progress }));
+      serveConnection(webSocketStream(ws), req.socket.remoteAddress ?? '', ctx, inFlight, { websocket, progress });
     });
   });
 

@@ -59,14 +59,13 @@ export async function handleSql(req: IncomingMessage, res: ServerResponse, ctx: 
     const bearer = /^Bearer (.+)$/i.exec(req.headers.authorization ?? '')?.[1];
     const route = await authenticateWithPassword(bearer ?? target.password, { endpoint, role: target.role, client }, line, ctx);
     authenticated = true;
-    const endAdmission = await admit(route, ctx);
-    if (endAdmission) releases.push(endAdmission);
+    if (await admit(route, ctx)) releases.push(() => ctx.core.usage.leave(route.databaseId));
     const raw = await readBody(req);
     const request = await door.codec.encode(raw, { begin: flags.begin, maxStatements: door.settings.maxStatements });
     const lease = await ctx.core.acquire(route);
-    releases.push(lease.release);
+    releases.push(() => lease.release());
     const pooled = await door.pool.take(lease, route, target.role, target.database);
-    session = newSession(route, target.role, client, started, (reason) => {
+    session = newSession(route, target.role, (reason) => {
       terminatedBy = reason;
       pooled.connection.destroy();
     });

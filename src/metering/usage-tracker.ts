@@ -315,29 +315,30 @@ export class UsageTracker {
    * Counts a session of the database from now (after check() and before the compute is acquired,
    * so that sessions waiting for a wake count), or throws 53300 when that is one over its
    * connection quotas (counted across the fleet; `defaultClientCap` where max_client_connections
-   * is unset); call the returned function when it ends. Counted first, checked after: sessions
-   * arriving together cannot all slip under the cap.
+   * is unset); leave() ends the count. Counted first, checked after: sessions arriving together
+   * cannot all slip under the cap. Nothing per session is kept here but the count: idle sessions are many.
    */
-  async admit(route: BranchRoute, defaultClientCap: number): Promise<() => void> {
-    const databaseId = route.databaseId;
-    const change = (delta: number) => {
-      const n = (this.admitted.get(databaseId) ?? 0) + delta;
-      if (n === 0) this.admitted.delete(databaseId);
-      else this.admitted.set(databaseId, n);
-      void this.coord.setShare(sessionsKey(databaseId), n);
-    };
-    change(1);
-    let released = false;
-    const release = () => {
-      if (!released) change(-1);
-      released = true;
-    };
-    const over = connectionsOver(route.quotas, await this.coord.total(sessionsKey(databaseId)), defaultClientCap);
-    if (over) {
-      release();
-      throw over;
+  async admit(route: BranchRoute, defaultClientCap: number): Promise<void> {
+    this.countAdmitted(route.databaseId, 1);
+    try {
+      const over = connectionsOver(route.quotas, await this.coord.total(sessionsKey(route.databaseId)), defaultClientCap);
+      if (over) throw over;
+    } catch (err) {
+      this.countAdmitted(route.databaseId, -1);
+      throw err;
     }
-    return release;
+  }
+
+  /** Ends one admitted session's count (once per admit that did not throw). */
+  leave(databaseId: string): void {
+    this.countAdmitted(databaseId, -1);
+  }
+
+  private countAdmitted(databaseId: string, delta: number): void {
+    const n = (this.admitted.get(databaseId) ?? 0) + delta;
+    if (n === 0) this.admitted.delete(databaseId);
+    else this.admitted.set(databaseId, n);
+    void this.coord.setShare(sessionsKey(databaseId), n);
   }
 
   private serially<T>(fn: () => Promise<T>): Promise<T> {

@@ -7,7 +7,7 @@
 import { branchRefOf, type BranchRoute } from '../catalog/routes.ts';
 import { Catalog } from '../catalog/catalog.ts';
 import { RouteCache } from '../catalog/route-cache.ts';
-import type { Lease } from '../compute-target.ts';
+import { HeldLease, type Lease } from '../compute-target.ts';
 import type { Config } from '../config.ts';
 import { RedisCoordinator } from '../coord/redis-coordinator.ts';
 import { type Coordinator, INVALIDATE } from '../coord/coordinator.ts';
@@ -81,20 +81,13 @@ export async function startWorkerCore(config: Config, log: Logger, peer: IpcPeer
     cleanups.push(() => usage.stop());
     const metrics = new OperatorMetrics(computes);
     metrics.registry.setDefaultLabels({ worker: String(start.index) });
+    const releaseLease = (id: number) => peer.notify('lease.release', { id });
     const acquire = async (route: BranchRoute): Promise<Lease> => {
       if (route.status !== 'ready') throw new DatabaseUnavailableError(unavailableReason(route.databaseId, route.status, route.statusDetail));
       // A database of another node: through the node link, from here, as the primary would.
       if (!here(route)) return { address: nodes.addressOf({ ...route, node: route.node! }, branchRefOf(route)), release: () => {} };
       const { id, address } = await peer.call<{ id: number; address: WireAddress }>('lease.acquire', { endpointId: route.endpointId });
-      let released = false;
-      return {
-        address: computes.leased(route.branchId, fromWire(address)),
-        release: () => {
-          if (released) return;
-          released = true;
-          peer.notify('lease.release', { id });
-        },
-      };
+      return new HeldLease(computes.leased(route.branchId, fromWire(address)), releaseLease, id);
     };
     const failures = new RecentFailures();
     const loginRefused = failures.loginRefused.bind(failures);
