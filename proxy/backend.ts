@@ -132,9 +132,7 @@ export async function startBackend(address: ComputeAddress, params: Map<string, 
           frames.push(frame);
           break;
         case 'readyForQuery': {
-          // Its own memory, not a slice of Node's shared pool: a session keeps it as long as it lasts, and a slice would pin a whole pool slab.
-          const greeting = Buffer.allocUnsafeSlow(frames.reduce((n, f) => n + f.length, 0));
-          frames.reduce((at, f) => at + f.copy(greeting, at), 0);
+          const greeting = sharedGreeting(frames);
           const parameters = new ServerParameters(greeting);
           const startupFingerprint = opts.probeStartup ? fingerprintOf(await readAnswers(reader, 1, parameters)) : undefined;
           const rest = reader.detach();
@@ -152,6 +150,26 @@ export async function startBackend(address: ComputeAddress, params: Map<string, 
     socket.destroy();
     throw err;
   }
+}
+
+/** Startup answers lately seen, by their bytes (a new generation past the cap: older sessions keep theirs). */
+const greetings = new Map<string, Buffer>();
+const SHARED_GREETINGS = 1024;
+
+/**
+ * The startup answer's frames in one buffer, shared with every backend that answered the same:
+ * the backends of one compute and startup say the same, a greeting is never written to, and idle
+ * sessions are many. Its own memory, not a slice of Node's shared pool (a slice would pin a whole slab).
+ */
+function sharedGreeting(frames: Buffer[]): Buffer {
+  const greeting = Buffer.allocUnsafeSlow(frames.reduce((n, f) => n + f.length, 0));
+  frames.reduce((at, f) => at + f.copy(greeting, at), 0);
+  const bytes = greeting.toString('latin1');
+  const shared = greetings.get(bytes);
+  if (shared) return shared;
+  if (greetings.size >= SHARED_GREETINGS) greetings.clear();
+  greetings.set(bytes, greeting);
+  return greeting;
 }
 
 function passwordFor(address: ComputeAddress, params: Map<string, string>): string {

@@ -22,8 +22,10 @@ export interface CancelTarget {
   settled?: () => void;
 }
 
-/** A session's backend: fixed, or (pooled clients) whichever runs its query when the cancel comes, if any. */
-type CancelRoute = CancelTarget | (() => CancelTarget | undefined);
+/** Where a session's cancels go: its backend, or (a pooled client) whichever runs its query when the cancel comes, if any. */
+export interface CancelRoute {
+  cancelTarget(): CancelTarget | undefined;
+}
 
 /** The key a client is given (BackendKeyData) and sends back (CancelRequest). */
 export interface CancelKey {
@@ -82,8 +84,7 @@ export class CancelKeys {
   }
 
   private async cancelHere(key: CancelKey): Promise<boolean> {
-    const route = this.routes.get(keyOf(key));
-    const target = typeof route === 'function' ? route() : route;
+    const target = this.routes.get(keyOf(key))?.cancelTarget();
     if (!target) return false;
     await sendCancel(target);
     return true;

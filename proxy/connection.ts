@@ -211,7 +211,7 @@ async function openDirect(conn: Connection, hs: Handshake, route: BranchRoute, r
   let key: CancelKey | undefined;
   try {
     // The client is told its backend's real pid (kept backends included); the secret is fresh.
-    key = await ctx.cancels.issue(backend.session.pid, backend.cancelRoute);
+    key = await ctx.cancels.issue(backend.session.pid, backend);
     const answer = backend.startupAnswer(key);
     client.write(authWithAnswer ? Buffer.concat([authAnswer, answer]) : answer);
     return { backend, key, reader: hs.reader, route, role };

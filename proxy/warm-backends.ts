@@ -18,7 +18,7 @@ import type { WarmBackendSettings } from '../src/config.ts';
 import type { ProxyCore } from '../src/gateway.ts';
 import type { ComputeAddress } from '../src/providers/provider.ts';
 import type { BackendSession } from './backend.ts';
-import type { CancelKey, CancelTarget } from './cancel.ts';
+import type { CancelKey, CancelRoute, CancelTarget } from './cancel.ts';
 import { TERMINATE, backendKeyData, readyForQuery } from './protocol/messages.ts';
 import { PacketReader } from './protocol/packet-reader.ts';
 import { MSG, TX_IDLE } from './protocol/codes.ts';
@@ -34,7 +34,7 @@ const READY_IDLE = readyForQuery(TX_IDLE);
 // Frontend Terminate: a kept backend closed says goodbye as a client would.
 
 /** The backend of one direct session, which may outlive its client. */
-export class DirectBackend {
+export class DirectBackend implements CancelRoute {
   /** Served a client before (its startup answer is made up, not the compute's own). */
   reused = false;
   private cancelsInFlight = 0;
@@ -49,9 +49,6 @@ export class DirectBackend {
     /** Which clients it can serve: branch, role, database and startup parameters. */
     readonly key: string,
   ) {}
-
-  /** Where its clients' cancels go (the cancel keys hold it while a client is served). */
-  readonly cancelRoute = () => this.cancelTarget();
 
   get socket() {
     return this.session.socket;

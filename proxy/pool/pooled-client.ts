@@ -7,7 +7,7 @@
  */
 import type { Duplex } from 'node:stream';
 import type { PgfleetError } from '../../src/errors.ts';
-import { type CancelTarget, sendCancel } from '../cancel.ts';
+import { type CancelRoute, type CancelTarget, sendCancel } from '../cancel.ts';
 import { errorFor, errorResponse, readyForQuery } from '../protocol/messages.ts';
 import type { Session } from '../session.ts';
 import type { BackendPool, PoolWaiter } from './backend-pool.ts';
@@ -41,7 +41,7 @@ export interface PooledClientInit {
 
 let clientIds = 0;
 
-export class PooledClient implements BackendOwner, PoolWaiter, Session {
+export class PooledClient implements BackendOwner, CancelRoute, PoolWaiter, Session {
   endpointId: string;
   branchId: string;
   databaseId: string;

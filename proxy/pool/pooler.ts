@@ -77,7 +77,7 @@ export class Pooler {
         unpooledHost: `${c.route.endpointId}.${this.core.config.domain}`, resetSessions: this.resetSessions,
       });
       // No backend is the client's own: its pid is made up, one no backend has (README, Pooled endpoints).
-      const key = await this.cancels.issue(pooledClientPid(), () => client!.cancelTarget());
+      const key = await this.cancels.issue(pooledClientPid(), client);
       const answer = serverParams.map(([name, value]) => parameterStatus(name, settings.get(name.toLowerCase()) ?? value));
       c.socket.write(Buffer.concat([...answer, backendKeyData(key.pid, key.secret), readyForQuery(TX_IDLE)]));
       client.whenEnded(() => {
