@@ -14,6 +14,7 @@ import { ComputeStartError, PgfleetError } from '../src/errors.ts';
 import type { ComputeAddress } from '../src/providers/provider.ts';
 import { BackendError } from './errors.ts';
 import { PacketReader } from './protocol/packet-reader.ts';
+import { Interner } from './interner.ts';
 import { ScramClient } from './scram-client.ts';
 import { STARTUP_PROBE, fingerprintOf, readAnswers } from './session-reset.ts';
 import { ENCRYPTION } from './protocol/codes.ts';
@@ -152,9 +153,8 @@ export async function startBackend(address: ComputeAddress, params: Map<string, 
   }
 }
 
-/** Startup answers lately seen, by their bytes (a new generation past the cap: older sessions keep theirs). */
-const greetings = new Map<string, Buffer>();
-const SHARED_GREETINGS = 1024;
+/** Startup answers lately seen, by their bytes. */
+const greetings = new Interner<Buffer>(1024);
 
 /**
  * The startup answer's frames in one buffer, shared with every backend that answered the same:
@@ -164,12 +164,7 @@ const SHARED_GREETINGS = 1024;
 function sharedGreeting(frames: Buffer[]): Buffer {
   const greeting = Buffer.allocUnsafeSlow(frames.reduce((n, f) => n + f.length, 0));
   frames.reduce((at, f) => at + f.copy(greeting, at), 0);
-  const bytes = greeting.toString('latin1');
-  const shared = greetings.get(bytes);
-  if (shared) return shared;
-  if (greetings.size >= SHARED_GREETINGS) greetings.clear();
-  greetings.set(bytes, greeting);
-  return greeting;
+  return greetings.intern(greeting.toString('latin1'), greeting);
 }
 
 function passwordFor(address: ComputeAddress, params: Map<string, string>): string {

@@ -20,13 +20,12 @@ import type { ComputeAddress } from '../src/providers/provider.ts';
 import type { BackendSession } from './backend.ts';
 import type { CancelKey, CancelRoute, CancelTarget } from './cancel.ts';
 import { TERMINATE, backendKeyData, readyForQuery } from './protocol/messages.ts';
+import { Interner } from './interner.ts';
 import { PacketReader } from './protocol/packet-reader.ts';
 import { MSG, TX_IDLE } from './protocol/codes.ts';
 import { framesOfType } from './protocol/server-parameters.ts';
 import { resetSession, startupUnchanged } from './session-reset.ts';
 
-/** Distinct startups whose key string their sessions share (a session holds its key while it lasts). */
-const SHARED_KEYS = 4096;
 /** Time a reset or a probe may take before the backend is given up. */
 const EXCHANGE_TIMEOUT_MS = 5000;
 /** How a backend's startup answer ends: ReadyForQuery, idle (made once, not per client). */
@@ -102,7 +101,7 @@ interface Kept {
 
 export class WarmBackends {
   /** Keys made lately, each kept once: every session of one startup holds the same string. */
-  private readonly sharedKeys = new Map<string, string>();
+  private readonly keys = new Interner<string>(4096);
   /** Kept backends by key, the most recently kept last. */
   private readonly kept = new Map<string, Kept[]>();
   /** Kept or being reset, per branch (the cap counts both). */
@@ -126,12 +125,7 @@ export class WarmBackends {
   /** Which clients a backend of these startup parameters can serve. */
   keyOf(route: BranchRoute, params: Map<string, string>): string {
     const key = JSON.stringify([route.branchId, ...[...params].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))]);
-    const shared = this.sharedKeys.get(key);
-    if (shared !== undefined) return shared;
-    // A new generation: the sessions of an older one keep their own copy.
-    if (this.sharedKeys.size >= SHARED_KEYS) this.sharedKeys.clear();
-    this.sharedKeys.set(key, key);
-    return key;
+    return this.keys.intern(key, key);
   }
 
   /** Whether a backend on this compute address may be kept at all (and so needs its settings probed at start). */
