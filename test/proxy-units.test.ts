@@ -5,12 +5,25 @@ import { makeScramVerifier } from '../src/scram-verifier.ts';
 import { AuthLimiter } from '../proxy/auth-limiter.ts';
 import { pgfleetOptions, endpointFromPassword, endpointFromSni, endpointFromStartup } from '../proxy/endpoint.ts';
 import { AuthFailed, ConnectionRefused, ProtocolViolation } from '../proxy/errors.ts';
+import { Interner } from '../proxy/interner.ts';
 import { parseSASLInitialResponse } from '../proxy/protocol/messages.ts';
 import { ScramClient } from '../proxy/scram-client.ts';
 import { type AuthIO, passwordMatches, scramServer } from '../proxy/scram.ts';
 import { decodeStartup, encodeStartup } from '../proxy/protocol/startup.ts';
 import { loadTlsIdentity, serverEndPoint } from '../proxy/tls-certs.ts';
 import { tmpDataDir } from './helpers.ts';
+
+t.test('interner: equal keys get the first value kept; past its cap a new generation begins', async (t) => {
+  const interner = new Interner<{ n: number }>(2);
+  const first = { n: 1 };
+  t.equal(interner.intern('a', first), first);
+  t.equal(interner.intern('a', { n: 2 }), first, 'an equal key gets the kept value, not its own');
+  t.same(interner.intern('b', { n: 3 }), { n: 3 });
+  const c = { n: 4 };
+  t.equal(interner.intern('c', c), c, 'a third key at a cap of 2 starts a new generation');
+  const again = { n: 5 };
+  t.equal(interner.intern('a', again), again, 'what the old generation kept is no longer handed out');
+});
 
 t.test('endpoint from SNI: only ep-… labels under the domain', async (t) => {
   t.equal(endpointFromSni('ep-quiet-river-042817.db.example.com', 'db.example.com'), 'ep-quiet-river-042817');
