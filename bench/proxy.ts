@@ -1,7 +1,7 @@
 /**
- * pgbench -S (16, 64, 256 clients, 1 client) and -S -C through pgfleet's proxy, direct to the
- * compute, and through PgBouncer in session mode, all in one run against the same compute; then
- * memory per idle authenticated session beside PgBouncer's.
+ * pgbench -S (16, 64, 256 clients, 1 client), -S -C and a large result (a 23 MB SELECT, 1 client)
+ * through pgfleet's proxy, direct to the compute, and through PgBouncer in session mode, all in one
+ * run against the same compute; then memory per idle authenticated session beside PgBouncer's.
  *
  *   node --import ./bin/load-ts.mjs bench/proxy.ts      (BENCH_SECONDS=5 per run, BENCH_ROUNDS=3 rounds; medians are printed)
  *   BENCH_MODES=16,-C          only the modes whose names contain one of these
@@ -228,12 +228,16 @@ try {
   // coming and going are tens of kB per session in a reading of heap + external.
   await execFileAsync('pgbench', ['-i', '-s', '10', '-q', targets.direct]);
 
+  // A large result: 200,000 rows of pgbench_accounts, about 23 MB of DataRow messages, per transaction.
+  const largeResult = path.join(dataDir, 'large-result.sql');
+  fs.writeFileSync(largeResult, 'SELECT * FROM pgbench_accounts WHERE aid <= 200000;\n');
   const modes = {
     '-S, 16 clients': ['-S', '-c', '16', '-j', '2'],
     '-S, 64 clients': ['-S', '-c', '64', '-j', '2'],
     '-S, 256 clients': ['-S', '-c', '256', '-j', '2'],
     '-S, 1 client': ['-S', '-c', '1', '-j', '1'],
     '-S -C, 4 clients': ['-S', '-C', '-c', '4', '-j', '2'],
+    'large result': ['-f', largeResult, '-c', '1', '-j', '1'],
   };
   const self = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
   const cpuOf: Record<string, (() => number) | undefined> = { direct: undefined, pgfleet: self, pgbouncer: () => cpuSeconds(bouncer!.process.pid!), 'pgfleet, metering off': self, 'bare Node TLS relay': self };
@@ -291,6 +295,11 @@ try {
     const [f, b] = [c.pgfleet!, c.pgbouncer!];
     console.log(`goal -C: pgfleet ${f.tps.toFixed(0)} ≥ PgBouncer ${b.tps.toFixed(0)} connections/s: ${verdict(f.tps >= b.tps)}; ` +
       `CPU per connection ${f.cpuUsPerTx!.toFixed(0)} µs = ${(f.cpuUsPerTx! / b.cpuUsPerTx!).toFixed(2)}× PgBouncer's ${b.cpuUsPerTx!.toFixed(0)} (goal ≤ 1.5×): ${verdict(f.cpuUsPerTx! <= 1.5 * b.cpuUsPerTx!)}`);
+  }
+  const large = results['large result'];
+  if (large) {
+    const [f, n] = [large.pgfleet!.cpuUsPerTx!, large['bare Node TLS relay']!.cpuUsPerTx!];
+    console.log(`goal large result (23 MB): pgfleet ${(f / 1000).toFixed(1)} ms of CPU = ${(f / n).toFixed(2)}× the bare relay's ${(n / 1000).toFixed(1)} (goal ≤ 1.3×): ${verdict(f <= 1.3 * n)}`);
   }
   // What Node's TLS and stream layers cost alone (the bare relay), against PgBouncer and under pgfleet.
   for (const [mode, byTarget] of Object.entries(results)) {
