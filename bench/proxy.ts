@@ -47,8 +47,8 @@
  *  within the noise of the -C rate.
  *  - large results: a 23 MB result cost pgfleet 64-84 ms of user CPU against PgBouncer's 20 and a
  *    bare Node relay's 24-34, read then from single runs. Measured since as the 'large result' mode
- *    (user + system CPU of each target, medians; 2 cores): pgfleet 1.12× the bare relay, which costs
- *    1.39× PgBouncer (Node's TLS and stream layers). Framing the result's 200,000 DataRow messages
+ *    (user + system CPU of each target, medians; 2 cores): pgfleet 1.12× and 0.90× the bare relay in
+ *    two runs, which costs 1.39× and 1.55× PgBouncer (Node's TLS and stream layers). Framing the result's 200,000 DataRow messages
  *    costs pgfleet about 2.8 ms of it (ComputeStream.feed alone, timed on a quiet host).
  *  - more cores: one Node process relays at most ~1 / 41 µs ≈ 24k transactions/s and accepts
  *    ~600 TLS + SCRAM connections/s; PgBouncer, single-threaded too, ~32k and ~1,400. On this
