@@ -4,6 +4,7 @@ import pg from 'pg';
 import t from 'tap';
 import { SOCKET_PORT, PostgresServer, initCluster } from '../src/pg/server.ts';
 import type { BranchRef, ComputeAddress, Provider } from '../src/providers/provider.ts';
+import { startProxy } from '../proxy/server.ts';
 import { loadTlsIdentity } from '../proxy/tls-certs.ts';
 import { tmpDataDir } from './helpers.ts';
 import { freePort, psql, psqlError, startProxyFixture } from './proxy-helpers.ts';
@@ -141,4 +142,23 @@ t.test('a tcp compute: TLS with servername + CA, SCRAM with the stored password,
   t.match(refused, /could not connect to the compute/);
   address.ca = fs.readFileSync(identity.caPath!, 'utf8');
   await core.computes.suspend(a.database.branchId);
+});
+
+t.test('closing a listener ends its open sessions and waits for their ends: leases and connection counts are given back', async (t) => {
+  const second = await startProxy(f.core);
+  const clients = await Promise.all([1, 2, 3].map(async () => {
+    const c = new pg.Client({ connectionString: a.uriNoSni.replace(`:${f.proxy.port}/`, `:${second.port}/`).replace('sslmode=require', 'sslmode=no-verify') });
+    c.on('error', () => {});
+    await c.connect();
+    await c.query('SELECT 1');
+    return c;
+  }));
+  const branchId = a.database.branchId;
+  t.equal(f.core.computes.info(branchId).connections, 3, 'three sessions hold the compute');
+  t.equal(await f.core.coord.total(`sessions:${a.database.id}`), 3, 'and count against the database');
+  await second.close();
+  t.equal(second.sessions.size, 0, 'once close resolves, no session is left');
+  t.equal(f.core.computes.info(branchId).connections, 0, 'their leases are released');
+  t.equal(await f.core.coord.total(`sessions:${a.database.id}`), 0, 'and their counts ended');
+  await Promise.all(clients.map((c) => c.end().catch(() => {})));
 });
