@@ -36,6 +36,11 @@ export interface Lease {
   release(): void;
 }
 
+const nothingToRelease = () => {};
+
+/** A lease of a compute on another node: that node counts the session while its link is open, so nothing is released here. */
+export const linkedLease = (address: ComputeAddress): Lease => ({ address, release: nothingToRelease });
+
 /**
  * A lease whose release tells its owner once, with the token it was given: an object of its own
  * and one function per owner, no closure per session (idle sessions are many).

@@ -3,6 +3,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { Catalog } from '../src/catalog/catalog.ts';
+import type { PreparedStatement } from '../src/catalog/prepared.ts';
 import { type Config, loadConfig } from '../src/config.ts';
 import type { BranchRef } from '../src/providers/provider.ts';
 import { repoRoot } from './repo-root.ts';
@@ -112,4 +114,26 @@ export async function startProcess(env: Record<string, string>): Promise<{ child
     });
     child.once('exit', (code) => reject(new Error(`pgfleet exited early with ${code}`)));
   });
+}
+
+/** The catalog statements run while fn runs, as their SQL text ('(transaction)' for each transaction begun). */
+export async function catalogStatements(catalog: Catalog, fn: () => Promise<unknown>): Promise<string[]> {
+  const seen: string[] = [];
+  const query = catalog.query.bind(catalog);
+  const tx = catalog.tx.bind(catalog);
+  catalog.query = ((statement: string | PreparedStatement, values?: unknown[]) => {
+    seen.push(typeof statement === 'string' ? statement : statement.text);
+    return query(statement, values);
+  }) as typeof catalog.query;
+  catalog.tx = ((run) => {
+    seen.push('(transaction)');
+    return tx(run);
+  }) as typeof catalog.tx;
+  try {
+    await fn();
+  } finally {
+    catalog.query = query;
+    catalog.tx = tx;
+  }
+  return seen;
 }

@@ -5,40 +5,19 @@
  */
 import t from 'tap';
 import { psql, psqlError, startProxyFixture } from './proxy-helpers.ts';
-import type { PreparedStatement } from '../src/catalog/prepared.ts';
+import { catalogStatements } from './helpers.ts';
 
 const fx = await startProxyFixture({ PGFLEET_USAGE_FLUSH_SECONDS: '3600' });
 t.teardown(() => fx.stop());
 const { core } = fx;
 
-/** Catalog statements run while fn runs, as their SQL text. */
-async function catalogStatements(fn: () => Promise<unknown>): Promise<string[]> {
-  const seen: string[] = [];
-  const query = core.catalog.query.bind(core.catalog);
-  const tx = core.catalog.tx.bind(core.catalog);
-  core.catalog.query = ((statement: string | PreparedStatement, values?: unknown[]) => {
-    seen.push(typeof statement === 'string' ? statement : statement.text);
-    return query(statement, values);
-  }) as typeof core.catalog.query;
-  core.catalog.tx = ((run) => {
-    seen.push('(transaction)');
-    return tx(run);
-  }) as typeof core.catalog.tx;
-  try {
-    await fn();
-  } finally {
-    core.catalog.query = query;
-    core.catalog.tx = tx;
-  }
-  return seen;
-}
 
 t.test('a known endpoint: connections touch the catalog zero times', async (t) => {
   const db = await fx.createDatabase();
   t.equal(await psql(fx.conninfo(db), 'SELECT 1'), '1', 'the first connection reads the route (and wakes the compute)');
   // The usage tracker's first tick over the running compute reads its month totals once: not a connection's doing.
   await new Promise((r) => setTimeout(r, 1500));
-  const statements = await catalogStatements(async () => {
+  const statements = await catalogStatements(core.catalog, async () => {
     for (let i = 0; i < 5; i++) t.equal(await psql(fx.conninfo(db), 'SELECT current_user'), db.role);
     t.equal(await psql(fx.conninfo(db, `options='endpoint=${db.endpointId}'`), 'SELECT 2'), '2');
   });
@@ -93,7 +72,7 @@ t.test('a route read while its database changed is returned but not kept', async
   const changed = core.routes.changed(db.database.id);
   t.equal((await reading)?.endpointId, db.endpointId, 'the lookup that overlapped the change is answered');
   await changed;
-  const statements = await catalogStatements(() => core.routes.byEndpoint(db.endpointId));
+  const statements = await catalogStatements(core.catalog, () => core.routes.byEndpoint(db.endpointId));
   t.equal(statements.length, 1, 'the next lookup reads the catalog again');
-  t.same(await catalogStatements(() => core.routes.byEndpoint(db.endpointId)), [], 'and that one is kept');
+  t.same(await catalogStatements(core.catalog, () => core.routes.byEndpoint(db.endpointId)), [], 'and that one is kept');
 });

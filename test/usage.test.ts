@@ -6,6 +6,7 @@ import { loadConfig } from '../src/config.ts';
 import { routeByDatabase } from '../src/catalog/routes.ts';
 import type { PgfleetError } from '../src/errors.ts';
 import { directorySize } from '../src/providers/local/directory-size.ts';
+import { sessionsKey } from '../src/metering/usage-tracker.ts';
 import { testConfig } from './helpers.ts';
 
 const settle = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -81,21 +82,21 @@ t.test('quotas: each blocks new connections with its SQLSTATE, a raise lifts it 
   await t.rejects(gateway.core.usage.admit(await route(), 1000), { sqlstate: '53300', message: /max_connections limit of 1/ }, 'max_connections → 53300');
   await gateway.core.databases.update('p1', db.id, { quotas: { max_connections: 2 } });
   await gateway.core.usage.admit(await route(), 1000);
+  t.equal(await gateway.core.coord.total(sessionsKey(db.id)), 2, 'raising max_connections lifts it: both sessions counted');
   gateway.core.usage.leave(db.id);
-  t.pass('raising max_connections lifts it');
   await t.rejects(gateway.core.usage.admit(await route(), 1), { sqlstate: '53300', message: /max_client_connections is 1;/ }, 'the default client cap when the quota is unset');
   await gateway.core.databases.update('p1', db.id, { quotas: { max_client_connections: 2 } });
   await gateway.core.usage.admit(await route(), 1);
-  t.equal(await gateway.core.coord.total(`sessions:${db.id}`), 2, 'the quota max_client_connections raises it: both sessions counted');
+  t.equal(await gateway.core.coord.total(sessionsKey(db.id)), 2, 'the quota max_client_connections raises it: both sessions counted');
   gateway.core.usage.leave(db.id);
-  t.equal(await gateway.core.coord.total(`sessions:${db.id}`), 1, 'and leave() ends the count');
+  t.equal(await gateway.core.coord.total(sessionsKey(db.id)), 1, 'and leave() ends the count');
   // A fleet-wide count that cannot be read refuses the session and leaves nothing counted.
   const coord = gateway.core.coord;
   const total = coord.total;
   coord.total = async () => { throw new Error('coordinator unreachable'); };
   await t.rejects(gateway.core.usage.admit(await route(), 1000), /coordinator unreachable/);
   coord.total = total;
-  t.equal(await coord.total(`sessions:${db.id}`), 1, 'a refused admission is not counted');
+  t.equal(await coord.total(sessionsKey(db.id)), 1, 'a refused admission is not counted');
 
   await s.client.query('CREATE TABLE t AS SELECT g FROM generate_series(1, 50000) g');
   await s.end();

@@ -35,7 +35,8 @@ interface MonthTotals {
 const TICK_MS = 1000;
 /** A used-up storage quota is remembered this long (storage can shrink); period quotas until the month ends. */
 const STORAGE_FLAG_MS = 60_000;
-const sessionsKey = (databaseId: string) => `sessions:${databaseId}`;
+/** The coordinator's key of a database's sessions, summed over gateways and workers. */
+export const sessionsKey = (databaseId: string) => `sessions:${databaseId}`;
 const quotaFlagKey = (databaseId: string) => `quota:${databaseId}`;
 
 /**

@@ -8,7 +8,7 @@ import type { BranchCall } from '../branch-calls.ts';
 import type { BranchRoute } from '../catalog/routes.ts';
 import { branchRefOf } from '../catalog/routes.ts';
 import type { ComputeManager } from '../computes.ts';
-import type { ComputeState, ComputeTarget, Lease } from '../compute-target.ts';
+import { type ComputeState, type ComputeTarget, type Lease, linkedLease } from '../compute-target.ts';
 import type { BranchRef, Provider, ProviderState } from '../providers/provider.ts';
 import type { Nodes } from './nodes.ts';
 
@@ -126,7 +126,7 @@ class OwnerElsewhere implements Owner {
     const target = this.targetFor(route);
     if (target.unavailable) throw target.unavailable;
     // The owning node counts the session on its compute for as long as the link is open.
-    return { address: this.nodes.addressOf({ ...route, node: route.node ?? await this.node() }, target.ref), release: () => {} };
+    return linkedLease(this.nodes.addressOf({ ...route, node: route.node ?? await this.node() }, target.ref));
   }
 
   state(_branchId: string, recorded: OwnedState): OwnedState {

@@ -7,7 +7,7 @@
 import { branchRefOf, type BranchRoute } from '../catalog/routes.ts';
 import { Catalog } from '../catalog/catalog.ts';
 import { RouteCache } from '../catalog/route-cache.ts';
-import { HeldLease, type Lease } from '../compute-target.ts';
+import { HeldLease, type Lease, linkedLease } from '../compute-target.ts';
 import type { Config } from '../config.ts';
 import { RedisCoordinator } from '../coord/redis-coordinator.ts';
 import { type Coordinator, INVALIDATE } from '../coord/coordinator.ts';
@@ -85,7 +85,7 @@ export async function startWorkerCore(config: Config, log: Logger, peer: IpcPeer
     const acquire = async (route: BranchRoute): Promise<Lease> => {
       if (route.status !== 'ready') throw new DatabaseUnavailableError(unavailableReason(route.databaseId, route.status, route.statusDetail));
       // A database of another node: through the node link, from here, as the primary would.
-      if (!here(route)) return { address: nodes.addressOf({ ...route, node: route.node! }, branchRefOf(route)), release: () => {} };
+      if (!here(route)) return linkedLease(nodes.addressOf({ ...route, node: route.node! }, branchRefOf(route)));
       const { id, address } = await peer.call<{ id: number; address: WireAddress }>('lease.acquire', { endpointId: route.endpointId });
       return new HeldLease(computes.leased(route.branchId, fromWire(address)), releaseLease, id);
     };
