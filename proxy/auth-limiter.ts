@@ -4,7 +4,14 @@
  * its failures are answered late, and a right password or token still gets in at once. An
  * endpoint name is public, so refusing by target would let anyone lock its owner out, while
  * generated passwords (24 random bytes) are far beyond what online guessing can reach.
+ *
+ * Failures are counted where every gateway (and worker) counts them. A refusal, once an address
+ * reaches its limit, is told to all of them as a message, so that checking a connecting address
+ * reads memory, not the shared counters: most connections never failed, and a read per
+ * connection was a round trip to Redis or to the primary. A gateway that cannot hear messages
+ * (its Redis subscription is down) reads the counters as before.
  */
+import type { Message } from '../src/coord/coordinator.ts';
 import { addressKey } from '../src/limits/address-key.ts';
 import { MemoryWindowCounters, type WindowCounters } from '../src/limits/window-counters.ts';
 import { ConnectionRefused } from './errors.ts';
@@ -21,27 +28,69 @@ export interface AuthLimits {
 
 export const DEFAULT_AUTH_LIMITS: AuthLimits = { perAddress: 20, slowTargetAfter: 100, slowFailureMs: 2000, windowMs: 60_000 };
 
+/** How refusals reach every gateway: the coordinator's messages. */
+export interface RefusalChannel {
+  readonly listening: boolean;
+  publish(channel: string, message: Message): Promise<void>;
+  subscribe(channel: string, handler: (message: Message) => void): void;
+}
+
+const REFUSED = 'auth-refused';
+/** Refused addresses remembered at most; the oldest go first, so a flood of addresses stays bounded. */
+const MAX_REFUSED = 100_000;
+
 export class AuthLimiter {
+  /** Refused address keys → when their refusal ends (this process's clock). */
+  private readonly refused = new Map<string, number>();
+
   constructor(
     private readonly limits: AuthLimits = DEFAULT_AUTH_LIMITS,
-    private readonly counters: WindowCounters = new MemoryWindowCounters(),
-  ) {}
+    private readonly counters: WindowCounters & Partial<RefusalChannel> = new MemoryWindowCounters(),
+  ) {
+    counters.subscribe?.(REFUSED, (m) => this.refuse(String(m.key), Number(m.resetInMs)));
+  }
 
   /** Throws 28000 when this client address has used up its failures. */
   async check(address: string): Promise<void> {
-    const w = await this.counters.get(`auth:a:${addressKey(address)}`);
-    if (w.count >= this.limits.perAddress) {
+    const key = `auth:a:${addressKey(address)}`;
+    let resetInMs = this.refusedFor(key);
+    if (resetInMs === 0 && this.counters.listening === false) {
+      const w = await this.counters.get(key);
+      if (w.count >= this.limits.perAddress) resetInMs = w.resetInMs;
+    }
+    if (resetInMs > 0) {
       throw new ConnectionRefused(
-        `too many failed authentication attempts from this address; try again in ${Math.ceil(w.resetInMs / 1000)} s`, '28000');
+        `too many failed authentication attempts from this address; try again in ${Math.ceil(resetInMs / 1000)} s`, '28000');
     }
   }
 
   /** Counts a failure of `address` against `target`; resolves late when the target is under attack. */
   async failed(target: string, address: string): Promise<void> {
-    const [, onTarget] = await Promise.all([
-      this.counters.increment(`auth:a:${addressKey(address)}`, this.limits.windowMs),
+    const key = `auth:a:${addressKey(address)}`;
+    const [onAddress, onTarget] = await Promise.all([
+      this.counters.increment(key, this.limits.windowMs),
       this.counters.increment(`auth:t:${target}`, this.limits.windowMs),
     ]);
+    if (onAddress.count >= this.limits.perAddress) {
+      this.refuse(key, onAddress.resetInMs);
+      await this.counters.publish?.(REFUSED, { type: REFUSED, key, resetInMs: onAddress.resetInMs });
+    }
     if (onTarget.count > this.limits.slowTargetAfter) await new Promise((r) => setTimeout(r, this.limits.slowFailureMs));
+  }
+
+  private refuse(key: string, resetInMs: number): void {
+    if (!(resetInMs > 0)) return;
+    this.refused.delete(key);
+    this.refused.set(key, Date.now() + resetInMs);
+    if (this.refused.size > MAX_REFUSED) this.refused.delete(this.refused.keys().next().value!);
+  }
+
+  /** Milliseconds left of key's refusal (0: not refused). */
+  private refusedFor(key: string): number {
+    const until = this.refused.get(key);
+    if (until === undefined) return 0;
+    const left = until - Date.now();
+    if (left <= 0) this.refused.delete(key);
+    return Math.max(0, left);
   }
 }

@@ -3,6 +3,8 @@ import path from 'node:path';
 import t from 'tap';
 import { makeScramVerifier } from '../src/scram-verifier.ts';
 import { AuthLimiter } from '../proxy/auth-limiter.ts';
+import type { Message } from '../src/coord/coordinator.ts';
+import { MemoryCoordinator } from '../src/coord/memory-coordinator.ts';
 import { pgfleetOptions, endpointFromPassword, endpointFromSni, endpointFromStartup } from '../proxy/endpoint.ts';
 import { AuthFailed, ConnectionRefused, ProtocolViolation } from '../proxy/errors.ts';
 import { Interner } from '../proxy/interner.ts';
@@ -109,6 +111,32 @@ t.test('auth limiter: an address is refused, a target only slowed, windows reset
   await t.resolves(limiter.check('10.0.0.3'), 'many failures against one endpoint refuse no one else');
   await new Promise((r) => setTimeout(r, 350));
   await t.resolves(limiter.check('10.0.0.1'), 'a new window');
+});
+
+t.test('auth limiter: a refusal reaches every limiter of the store as a message; checks read no counter', async (t) => {
+  const store = new MemoryCoordinator('g');
+  let reads = 0;
+  const view = (listening: boolean, hears: boolean) => ({
+    listening,
+    increment: (key: string, windowMs: number) => store.increment(key, windowMs),
+    get: (key: string) => (reads++, store.get(key)),
+    publish: (channel: string, m: Message) => store.publish(channel, m),
+    subscribe: (channel: string, fn: (m: Message) => void) => (hears ? store.subscribe(channel, fn) : undefined),
+  });
+  const limits = { perAddress: 2, slowTargetAfter: 100, slowFailureMs: 0, windowMs: 60_000 };
+  const a = new AuthLimiter(limits, view(true, true));
+  const b = new AuthLimiter(limits, view(true, true));
+  await a.failed('ep-a-1', '10.0.0.1');
+  await t.resolves(b.check('10.0.0.1'), 'one failure refuses no one');
+  await b.failed('ep-a-1', '10.0.0.1');
+  await t.rejects(b.check('10.0.0.1'), /from this address/, 'the limiter that saw the limit refuses at once');
+  await new Promise((r) => setImmediate(r)); // messages arrive on a later turn
+  await t.rejects(a.check('10.0.0.1'), /from this address; try again in 60 s/, 'failures on two limiters count as one: the other refuses');
+  await t.resolves(a.check('10.0.0.2'), 'another address is let through');
+  t.equal(reads, 0, 'no check read the shared counters');
+  const deaf = new AuthLimiter(limits, view(false, false));
+  await t.rejects(deaf.check('10.0.0.1'), /from this address/, 'a limiter that cannot hear messages reads the counters instead');
+  t.equal(reads, 1);
 });
 
 t.test('TLS identity: generated once and reused, reissued for a new domain, or taken from config', async (t) => {
