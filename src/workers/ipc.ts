@@ -3,6 +3,10 @@
  * (process.send / worker.send). Messages carry `pgfleet` so that others on the channel (cluster's
  * own) pass by. An error crosses as its message, SQLSTATE, HTTP status and code, and comes back
  * out as a PgfleetError with the same words, so the client hears what the primary said.
+ *
+ * What one side sends in the same turn of its event loop crosses as one message (a batch): a
+ * session's start and end each send several calls and notes at once, and every message costs both
+ * processes a pipe write or read and a dispatch. Order is kept, within a batch and across them.
  */
 import { PgfleetError } from '../errors.ts';
 
@@ -15,6 +19,8 @@ export interface IpcChannel {
 type Call = { pgfleet: 'call'; id: number; op: string; args: unknown };
 type Answer = { pgfleet: 'answer'; id: number; value?: unknown; error?: WireError };
 type Note = { pgfleet: 'note'; op: string; args: unknown };
+type Batch = { pgfleet: 'batch'; messages: Message[] };
+type Message = Call | Answer | Note;
 type WireError = { message: string; sqlstate?: string; httpStatus?: number; code?: string };
 
 export class IpcPeer {
@@ -23,10 +29,12 @@ export class IpcPeer {
   private readonly handlers = new Map<string, (args: any) => unknown>();
   private readonly notes = new Map<string, (args: any) => void>();
   private closed = false;
+  /** Messages of this turn, sent together at its end. */
+  private outbox: Message[] = [];
 
   /** `id`: the worker's gateway id (in the primary, the worker it talks to). */
   constructor(private readonly channel: IpcChannel, public id: string) {
-    channel.on('message', (m) => this.receive(m as Call | Answer | Note));
+    channel.on('message', (m) => this.receive(m as Message | Batch));
   }
 
   call<T = unknown>(op: string, args?: unknown): Promise<T> {
@@ -34,12 +42,12 @@ export class IpcPeer {
     const id = ++this.seq;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      this.channel.send({ pgfleet: 'call', id, op, args } satisfies Call);
+      this.post({ pgfleet: 'call', id, op, args });
     });
   }
 
   notify(op: string, args?: unknown): void {
-    if (!this.closed) this.channel.send({ pgfleet: 'note', op, args } satisfies Note);
+    if (!this.closed) this.post({ pgfleet: 'note', op, args });
   }
 
   handle(op: string, fn: (args: any) => unknown): void {
@@ -57,9 +65,22 @@ export class IpcPeer {
     this.pending.clear();
   }
 
-  private receive(m: Call | Answer | Note): void {
+  private post(m: Message): void {
+    if (this.outbox.push(m) === 1) queueMicrotask(() => this.flush());
+  }
+
+  private flush(): void {
+    const messages = this.outbox;
+    this.outbox = [];
+    if (this.closed) return;
+    this.channel.send(messages.length === 1 ? messages[0] : ({ pgfleet: 'batch', messages } satisfies Batch));
+  }
+
+  private receive(m: Message | Batch): void {
     if (typeof m !== 'object' || m === null) return;
-    if (m.pgfleet === 'answer') {
+    if (m.pgfleet === 'batch') {
+      for (const each of m.messages) this.receive(each);
+    } else if (m.pgfleet === 'answer') {
       const p = this.pending.get(m.id);
       this.pending.delete(m.id);
       if (m.error) p?.reject(toError(m.error));
@@ -67,10 +88,17 @@ export class IpcPeer {
     } else if (m.pgfleet === 'call') {
       const fn = this.handlers.get(m.op);
       const answer = (a: Omit<Answer, 'pgfleet' | 'id'>) => {
-        if (!this.closed) this.channel.send({ pgfleet: 'answer', id: m.id, ...a });
+        if (!this.closed) this.post({ pgfleet: 'answer', id: m.id, ...a });
       };
       if (!fn) return void answer({ error: { message: `no such call: ${m.op}` } });
-      Promise.resolve().then(() => fn(m.args)).then((value) => answer({ value }), (err) => answer({ error: fromError(err) }));
+      // Run now, not on a later microtask: a note sent after this call must find it applied.
+      let result: unknown;
+      try {
+        result = fn(m.args);
+      } catch (err) {
+        return void answer({ error: fromError(err) });
+      }
+      Promise.resolve(result).then((value) => answer({ value }), (err) => answer({ error: fromError(err) }));
     } else if (m.pgfleet === 'note') {
       this.notes.get(m.op)?.(m.args);
     }
