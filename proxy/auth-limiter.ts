@@ -11,7 +11,7 @@
  * connection was a round trip to Redis or to the primary. A gateway that cannot hear messages
  * (its Redis subscription is down) reads the counters as before.
  */
-import type { Message } from '../src/coord/coordinator.ts';
+import { INVALIDATE, type Message } from '../src/coord/coordinator.ts';
 import { addressKey } from '../src/limits/address-key.ts';
 import { MemoryWindowCounters, type WindowCounters } from '../src/limits/window-counters.ts';
 import { ConnectionRefused } from './errors.ts';
@@ -35,6 +35,7 @@ export interface RefusalChannel {
   subscribe(channel: string, handler: (message: Message) => void): void;
 }
 
+/** The message (on the coordinator's `invalidate` channel) that an address reached its limit. */
 const REFUSED = 'auth-refused';
 /** Refused addresses remembered at most; the oldest go first, so a flood of addresses stays bounded. */
 const MAX_REFUSED = 100_000;
@@ -47,7 +48,9 @@ export class AuthLimiter {
     private readonly limits: AuthLimits = DEFAULT_AUTH_LIMITS,
     private readonly counters: WindowCounters & Partial<RefusalChannel> = new MemoryWindowCounters(),
   ) {
-    counters.subscribe?.(REFUSED, (m) => this.refuse(String(m.key), Number(m.resetInMs)));
+    counters.subscribe?.(INVALIDATE, (m) => {
+      if (m.type === REFUSED) this.refuse(String(m.key), Number(m.resetInMs));
+    });
   }
 
   /** Throws 28000 when this client address has used up its failures. */
@@ -73,7 +76,7 @@ export class AuthLimiter {
     ]);
     if (onAddress.count >= this.limits.perAddress) {
       this.refuse(key, onAddress.resetInMs);
-      await this.counters.publish?.(REFUSED, { type: REFUSED, key, resetInMs: onAddress.resetInMs });
+      await this.counters.publish?.(INVALIDATE, { type: REFUSED, key, resetInMs: onAddress.resetInMs });
     }
     if (onTarget.count > this.limits.slowTargetAfter) await new Promise((r) => setTimeout(r, this.limits.slowFailureMs));
   }

@@ -4,6 +4,7 @@ import type { Catalog } from './catalog/catalog.ts';
 import { prepared } from './catalog/prepared.ts';
 import type { Databases } from './databases.ts';
 import { NotFoundError } from './errors.ts';
+import type { KnownKeys } from './known-keys.ts';
 import { generateApiKey, hashApiKey, safeEqual } from './secrets.ts';
 
 export interface Partner {
@@ -38,6 +39,7 @@ export class Partners {
     private readonly catalog: Catalog,
     private readonly databases: Databases,
     private readonly adminKeyHash: string,
+    private readonly knownKeys: KnownKeys,
   ) {}
 
   async create(name: string): Promise<{ partner: Partner; apiKey: string }> {
@@ -81,6 +83,7 @@ export class Partners {
   async delete(id: string): Promise<void> {
     await this.get(id);
     await this.catalog.query('UPDATE api_keys SET revoked_at = now() WHERE partner_id = $1 AND revoked_at IS NULL', [id]);
+    await this.knownKeys.revoked(id);
     for (;;) {
       const page = await this.databases.list(id, { limit: 100 });
       if (page.items.length === 0) break;
@@ -97,6 +100,7 @@ export class Partners {
       await c.query('UPDATE api_keys SET revoked_at = now() WHERE partner_id = $1 AND revoked_at IS NULL', [id]);
       await c.query('INSERT INTO api_keys (id, partner_id, key_hash) VALUES ($1, $2, $3)', [newKeyId(), id, hashApiKey(apiKey)]);
     });
+    await this.knownKeys.revoked(id);
     return { partner, apiKey };
   }
 
@@ -111,8 +115,10 @@ export class Partners {
     if (safeEqual(hash, this.adminKeyHash)) return { kind: 'operator', keyId: OPERATOR_KEY_ID };
     // A key that cannot be a partner key costs no catalog query.
     if (!this.couldBePartnerKey(key)) return undefined;
-    const { rows } = await this.catalog.query(KEY_OF_HASH, [hash]);
-    return rows[0] ? { kind: 'partner', partnerId: rows[0].partner_id, keyId: rows[0].id } : undefined;
+    return this.knownKeys.lookup(hash, async () => {
+      const { rows } = await this.catalog.query(KEY_OF_HASH, [hash]);
+      return rows[0] ? { kind: 'partner', partnerId: rows[0].partner_id, keyId: rows[0].id } : undefined;
+    });
   }
 }
 

@@ -8,6 +8,7 @@ import { branchRefOf, routeByDatabase } from '../src/catalog/routes.ts';
 import { NAME_PATTERN } from '../src/names.ts';
 import { matchesVerifier, parseScramVerifier } from '../src/scram-verifier.ts';
 import { ADMIN_KEY, type ApiHarness, startApi } from './api-client.ts';
+import { catalogStatements } from './helpers.ts';
 
 let api: ApiHarness;
 t.before(async () => {
@@ -175,6 +176,22 @@ t.test('partners: operator only, keys shown once and rotated, delete takes the d
   t.equal((await api.request('DELETE', `/v1/partners/${id}`, { key: ADMIN_KEY })).status, 404);
   const { rows: left } = await api.gateway.core.catalog.query('SELECT count(*)::int AS n FROM databases WHERE partner_id = $1', [id]);
   t.equal(left[0].n, 0);
+});
+
+t.test('a key that authenticated costs no catalog read until its partner\'s keys are revoked', async (t) => {
+  const { id, key } = await api.partner('keeps');
+  const keyReads = async (fn: () => Promise<unknown>) => (await catalogStatements(api.gateway.core.catalog, fn)).filter((s) => /FROM api_keys/.test(s)).length;
+  t.equal(await keyReads(() => api.request('GET', '/v1/databases', { key })), 1, 'its first request reads the key');
+  t.equal(await keyReads(async () => {
+    for (let i = 0; i < 3; i++) t.equal((await api.request('GET', '/v1/databases', { key })).status, 200);
+  }), 0, 'later requests read no key');
+  const unknown = `${key.slice(0, -1)}${key.endsWith('A') ? 'B' : 'A'}`;
+  t.equal(await keyReads(async () => {
+    for (let i = 0; i < 2; i++) t.equal((await api.request('GET', '/v1/databases', { key: unknown })).status, 401);
+  }), 2, 'an unknown key is read every time (nothing is kept of it)');
+  const rotated = await api.request('POST', `/v1/partners/${id}/keys`, { key: ADMIN_KEY });
+  t.equal((await api.request('GET', '/v1/databases', { key })).status, 401, 'the kept key is refused at once after a rotation');
+  t.equal((await api.request('GET', '/v1/databases', { key: rotated.body.api_key })).status, 200);
 });
 
 t.test('the rate limit answers 429 per key, in the error shape', async (t) => {
