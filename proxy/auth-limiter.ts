@@ -76,7 +76,8 @@ export class AuthLimiter {
     ]);
     if (onAddress.count >= this.limits.perAddress) {
       this.refuse(key, onAddress.resetInMs);
-      await this.counters.publish?.(INVALIDATE, { type: REFUSED, key, resetInMs: onAddress.resetInMs });
+      // Told at most as reliably as the store can: this limiter refuses the address either way.
+      await this.counters.publish?.(INVALIDATE, { type: REFUSED, key, resetInMs: onAddress.resetInMs }).catch(() => {});
     }
     if (onTarget.count > this.limits.slowTargetAfter) await new Promise((r) => setTimeout(r, this.limits.slowFailureMs));
   }
