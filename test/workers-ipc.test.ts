@@ -52,3 +52,15 @@ t.test('a closed peer fails its waiting calls and sends nothing more', async (t)
   await new Promise((r) => setImmediate(r));
   t.equal(sent.a, 1, 'nothing was sent after close');
 });
+
+t.test('a channel that cannot send any more fails the calls waiting on it', async (t) => {
+  const broken: IpcChannel = {
+    send: () => {
+      throw new Error('channel closed');
+    },
+    on: () => undefined,
+  };
+  const worker = new IpcPeer(broken, 'w1');
+  await t.rejects(worker.call('lease.acquire', {}), /the gateway process is restarting/, 'the call fails, nothing is thrown out of the turn');
+  await t.rejects(worker.call('lease.acquire', {}), /the gateway process is restarting/, 'and so do later ones');
+});

@@ -73,7 +73,12 @@ export class IpcPeer {
     const messages = this.outbox;
     this.outbox = [];
     if (this.closed) return;
-    this.channel.send(messages.length === 1 ? messages[0] : ({ pgfleet: 'batch', messages } satisfies Batch));
+    try {
+      this.channel.send(messages.length === 1 ? messages[0] : ({ pgfleet: 'batch', messages } satisfies Batch));
+    } catch {
+      // A channel that cannot take a message is gone: its calls fail as when the other end dies.
+      this.close();
+    }
   }
 
   private receive(m: Message | Batch): void {
