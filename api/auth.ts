@@ -3,6 +3,7 @@ import type { Catalog } from '../src/catalog/catalog.ts';
 import { ForbiddenError, UnauthorizedError } from '../src/errors.ts';
 import { partnerOfDatabase } from '../src/operator-view.ts';
 import type { Partners, Principal } from '../src/partners.ts';
+import { ExpiringMap } from '../src/limits/expiring-map.ts';
 import { hashApiKey } from '../src/secrets.ts';
 import type { UnauthenticatedLimit } from './unauthenticated-limit.ts';
 
@@ -29,19 +30,19 @@ export function bearerKey(req: FastifyRequest): string | undefined {
 export function requireApiKey(app: FastifyInstance, partners: Partners, unauthenticated: UnauthenticatedLimit): void {
   // Keys that authenticated lately still get checked (revocation is immediate), but are never held up
   // by the limit of an address that someone else floods from.
-  const recent = new RecentKeys();
+  const recent = new ExpiringMap<string, true>(RECENT_MAX);
   app.decorateRequest('principal', undefined);
   app.decorateRequest('actedFor', undefined);
   app.addHook('onRequest', async (req) => {
     const key = bearerKey(req);
     const hash = key === undefined ? undefined : hashApiKey(key);
-    if (!hash || !recent.has(hash)) await unauthenticated.check(req.ip);
+    if (!hash || !recent.get(hash)) await unauthenticated.check(req.ip);
     const principal = key ? await partners.authenticate(key) : undefined;
     if (!principal) {
       await unauthenticated.count(req.ip);
       throw new UnauthorizedError(key ? 'unknown or revoked API key' : 'missing API key: send Authorization: Bearer <key>');
     }
-    recent.add(hash!);
+    recent.set(hash!, true, RECENT_MS);
     req.principal = principal;
   });
 }
@@ -49,20 +50,6 @@ export function requireApiKey(app: FastifyInstance, partners: Partners, unauthen
 /** Hashes of keys that authenticated in the last RECENT_MS, at most RECENT_MAX. */
 const RECENT_MS = 10 * 60_000;
 const RECENT_MAX = 10_000;
-class RecentKeys {
-  private readonly seen = new Map<string, number>();
-
-  has(hash: string): boolean {
-    const at = this.seen.get(hash);
-    return at !== undefined && Date.now() - at < RECENT_MS;
-  }
-
-  add(hash: string): void {
-    this.seen.delete(hash);
-    this.seen.set(hash, Date.now());
-    if (this.seen.size > RECENT_MAX) this.seen.delete(this.seen.keys().next().value!);
-  }
-}
 
 export function requireOperator(req: FastifyRequest): void {
   if (req.principal?.kind !== 'operator') throw new ForbiddenError('this route needs the operator key');

@@ -11,8 +11,9 @@
  * connection was a round trip to Redis or to the primary. A gateway that cannot hear messages
  * (its Redis subscription is down) reads the counters as before.
  */
-import { INVALIDATE, type Message } from '../src/coord/coordinator.ts';
+import { type Coordinator, INVALIDATE } from '../src/coord/coordinator.ts';
 import { addressKey } from '../src/limits/address-key.ts';
+import { ExpiringMap } from '../src/limits/expiring-map.ts';
 import { MemoryWindowCounters, type WindowCounters } from '../src/limits/window-counters.ts';
 import { ConnectionRefused } from './errors.ts';
 
@@ -29,11 +30,7 @@ export interface AuthLimits {
 export const DEFAULT_AUTH_LIMITS: AuthLimits = { perAddress: 20, slowTargetAfter: 100, slowFailureMs: 2000, windowMs: 60_000 };
 
 /** How refusals reach every gateway: the coordinator's messages. */
-export interface RefusalChannel {
-  readonly listening: boolean;
-  publish(channel: string, message: Message): Promise<void>;
-  subscribe(channel: string, handler: (message: Message) => void): void;
-}
+type RefusalChannel = Pick<Coordinator, 'listening' | 'publish' | 'subscribe'>;
 
 /** The message (on the coordinator's `invalidate` channel) that an address reached its limit. */
 const REFUSED = 'auth-refused';
@@ -41,8 +38,8 @@ const REFUSED = 'auth-refused';
 const MAX_REFUSED = 100_000;
 
 export class AuthLimiter {
-  /** Refused address keys → when their refusal ends (this process's clock). */
-  private readonly refused = new Map<string, number>();
+  /** Refused address keys, each until its window ends. */
+  private readonly refused = new ExpiringMap<string, true>(MAX_REFUSED);
 
   constructor(
     private readonly limits: AuthLimits = DEFAULT_AUTH_LIMITS,
@@ -56,7 +53,7 @@ export class AuthLimiter {
   /** Throws 28000 when this client address has used up its failures. */
   async check(address: string): Promise<void> {
     const key = `auth:a:${addressKey(address)}`;
-    let resetInMs = this.refusedFor(key);
+    let resetInMs = this.refused.msLeft(key);
     if (resetInMs === 0 && this.counters.listening === false) {
       const w = await this.counters.get(key);
       if (w.count >= this.limits.perAddress) resetInMs = w.resetInMs;
@@ -83,18 +80,6 @@ export class AuthLimiter {
   }
 
   private refuse(key: string, resetInMs: number): void {
-    if (!(resetInMs > 0)) return;
-    this.refused.delete(key);
-    this.refused.set(key, Date.now() + resetInMs);
-    if (this.refused.size > MAX_REFUSED) this.refused.delete(this.refused.keys().next().value!);
-  }
-
-  /** Milliseconds left of key's refusal (0: not refused). */
-  private refusedFor(key: string): number {
-    const until = this.refused.get(key);
-    if (until === undefined) return 0;
-    const left = until - Date.now();
-    if (left <= 0) this.refused.delete(key);
-    return Math.max(0, left);
+    if (resetInMs > 0) this.refused.set(key, true, resetInMs);
   }
 }

@@ -6,6 +6,7 @@
  */
 import crypto from 'node:crypto';
 import type { BranchRoute } from '../src/catalog/routes.ts';
+import { ExpiringMap } from '../src/limits/expiring-map.ts';
 import { AuthFailed } from './errors.ts';
 import type { Handshake } from './handshake.ts';
 import { MSG } from './protocol/codes.ts';
@@ -42,26 +43,22 @@ export async function readCleartextPassword(io: AuthIO): Promise<string> {
  */
 class VerifiedPasswords {
   private readonly key = crypto.randomBytes(32);
-  private readonly seen = new Map<string, number>();
+  private readonly seen: ExpiringMap<string, true>;
 
-  constructor(private readonly max: number, private readonly ttlMs: number) {}
+  constructor(max: number, private readonly ttlMs: number) {
+    this.seen = new ExpiringMap(max);
+  }
 
   private id(verifier: string, password: string): string {
     return crypto.createHmac('sha256', this.key).update(verifier).update('\0').update(password).digest('base64');
   }
 
   has(verifier: string, password: string): boolean {
-    const id = this.id(verifier, password);
-    const until = this.seen.get(id);
-    if (until === undefined) return false;
-    if (until > Date.now()) return true;
-    this.seen.delete(id);
-    return false;
+    return this.seen.get(this.id(verifier, password)) === true;
   }
 
   add(verifier: string, password: string): void {
-    this.seen.set(this.id(verifier, password), Date.now() + this.ttlMs);
-    while (this.seen.size > this.max) this.seen.delete(this.seen.keys().next().value!);
+    this.seen.set(this.id(verifier, password), true, this.ttlMs);
   }
 }
 

@@ -27,7 +27,7 @@ import { LocalBranching } from './providers/local/branching.ts';
 import { NeonBranching } from './providers/neon/branching.ts';
 import { OperatorMetrics } from './metrics.ts';
 import { KnownKeys } from './known-keys.ts';
-import { Partners } from './partners.ts';
+import { type PartnerPrincipal, Partners } from './partners.ts';
 import { PROVIDER_USAGE_LOOKBACK_MS, PROVIDER_USAGE_PULL_MS, importProviderUsage } from './provider-usage.ts';
 import type { Quotas } from './quotas.ts';
 import { Regions } from './regions.ts';
@@ -359,7 +359,7 @@ export async function startCore(config: Config, log: Logger = createLogger(confi
       const reason = new PgfleetError(m.message as string, m.sqlstate as string, 503, m.code as string);
       computes.emit('terminate', m.branchId, reason, { backendPids: m.backendPids as number[] | undefined, fromFleet: true } satisfies TerminateScope);
     });
-    const partners = new Partners(catalog, databases, adminKeyHash, new KnownKeys(coord));
+    const partners = new Partners(catalog, databases, adminKeyHash, new KnownKeys<PartnerPrincipal>(coord));
     const outbox = await startOutbox({ config, catalog, events, branches, nodeId, metrics, log });
     cleanups.push(() => outbox.stop());
     const migrations = openMigrations({

@@ -1,11 +1,5 @@
 import { type Coordinator, INVALIDATE } from './coord/coordinator.ts';
-
-/** Who a partner key speaks for (src/partners.ts's Principal of kind 'partner'). */
-export interface PartnerKey {
-  kind: 'partner';
-  partnerId: string;
-  keyId: string;
-}
+import { ExpiringMap } from './limits/expiring-map.ts';
 
 const KEYS_REVOKED = 'api-keys-revoked';
 /** How long a key that authenticated is trusted without a catalog read (a revocation ends it sooner). */
@@ -19,8 +13,8 @@ const MAX_KEYS = 10_000;
  * message arrives. While this gateway may miss messages (its Redis subscription is down) nothing
  * kept is trusted, and a lookup begun before a revocation was heard is not kept.
  */
-export class KnownKeys {
-  private readonly entries = new Map<string, { key: PartnerKey; expiresAt: number }>();
+export class KnownKeys<Key extends { partnerId: string }> {
+  private readonly entries = new ExpiringMap<string, Key>(MAX_KEYS);
   /** Grows with every revocation heard of: a lookup that began in an earlier epoch may be stale. */
   private epoch = 0;
 
@@ -32,16 +26,12 @@ export class KnownKeys {
   }
 
   /** The key of this hash: kept, or as `load` reads it from the catalog. */
-  async lookup(hash: string, load: () => Promise<PartnerKey | undefined>): Promise<PartnerKey | undefined> {
-    const kept = this.entries.get(hash);
-    if (kept && kept.expiresAt > Date.now() && this.coord.listening) return kept.key;
+  async lookup(hash: string, load: () => Promise<Key | undefined>): Promise<Key | undefined> {
+    const kept = this.coord.listening ? this.entries.get(hash) : undefined;
+    if (kept) return kept;
     const epoch = this.epoch;
     const key = await load();
-    if (key && epoch === this.epoch && this.coord.listening) {
-      this.entries.delete(hash);
-      this.entries.set(hash, { key, expiresAt: Date.now() + KEEP_MS });
-      if (this.entries.size > MAX_KEYS) this.entries.delete(this.entries.keys().next().value!);
-    }
+    if (key && epoch === this.epoch && this.coord.listening) this.entries.set(hash, key, KEEP_MS);
     return key;
   }
 
@@ -53,8 +43,6 @@ export class KnownKeys {
 
   private drop(partnerId: string | undefined): void {
     this.epoch++;
-    for (const [hash, { key }] of this.entries) {
-      if (partnerId === undefined || key.partnerId === partnerId) this.entries.delete(hash);
-    }
+    this.entries.deleteWhere(partnerId === undefined ? undefined : (key) => key.partnerId === partnerId);
   }
 }

@@ -21,6 +21,8 @@ export interface Partner {
  */
 export type Principal = { kind: 'operator'; keyId: string } | { kind: 'partner'; partnerId: string; keyId: string };
 
+export type PartnerPrincipal = Extract<Principal, { kind: 'partner' }>;
+
 export const OPERATOR_KEY_ID = 'operator';
 
 const PARTNER_KEY_PREFIX = 'pgf_live';
@@ -39,7 +41,7 @@ export class Partners {
     private readonly catalog: Catalog,
     private readonly databases: Databases,
     private readonly adminKeyHash: string,
-    private readonly knownKeys: KnownKeys,
+    private readonly knownKeys: KnownKeys<PartnerPrincipal>,
   ) {}
 
   async create(name: string): Promise<{ partner: Partner; apiKey: string }> {

@@ -8,6 +8,7 @@ import { MemoryCoordinator } from '../src/coord/memory-coordinator.ts';
 import { pgfleetOptions, endpointFromPassword, endpointFromSni, endpointFromStartup } from '../proxy/endpoint.ts';
 import { AuthFailed, ConnectionRefused, ProtocolViolation } from '../proxy/errors.ts';
 import { Interner } from '../proxy/interner.ts';
+import { ExpiringMap } from '../src/limits/expiring-map.ts';
 import { parseSASLInitialResponse } from '../proxy/protocol/messages.ts';
 import { ScramClient } from '../proxy/scram-client.ts';
 import { type AuthIO, passwordMatches, scramServer } from '../proxy/scram.ts';
@@ -25,6 +26,26 @@ t.test('interner: equal keys get the first value kept; past its cap a new genera
   t.equal(interner.intern('c', c), c, 'a third key at a cap of 2 starts a new generation');
   const again = { n: 5 };
   t.equal(interner.intern('a', again), again, 'what the old generation kept is no longer handed out');
+});
+
+t.test('expiring map: entries end after their own time, the oldest go past the bound, some can be dropped', async (t) => {
+  const m = new ExpiringMap<string, number>(2);
+  m.set('short', 1, 30);
+  m.set('long', 2, 60_000);
+  t.equal(m.get('short'), 1);
+  t.ok(m.msLeft('long') > 59_000, 'an entry has its own time left');
+  await new Promise((r) => setTimeout(r, 60));
+  t.equal(m.get('short'), undefined, 'an ended entry is gone');
+  t.equal(m.msLeft('short'), 0);
+  t.equal(m.get('long'), 2, 'a longer one lives on');
+  m.set('a', 3, 60_000);
+  m.set('b', 4, 60_000);
+  t.equal(m.get('long'), undefined, 'past the bound the entry set longest ago goes');
+  t.same([m.get('a'), m.get('b')], [3, 4]);
+  m.deleteWhere((v) => v === 3);
+  t.same([m.get('a'), m.get('b')], [undefined, 4], 'only the matching entry is dropped');
+  m.deleteWhere();
+  t.equal(m.get('b'), undefined, 'without a test, every entry is dropped');
 });
 
 t.test('endpoint from SNI: only ep-… labels under the domain', async (t) => {

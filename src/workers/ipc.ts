@@ -47,7 +47,7 @@ export class IpcPeer {
   }
 
   notify(op: string, args?: unknown): void {
-    if (!this.closed) this.post({ pgfleet: 'note', op, args });
+    this.post({ pgfleet: 'note', op, args });
   }
 
   handle(op: string, fn: (args: any) => unknown): void {
@@ -65,8 +65,9 @@ export class IpcPeer {
     this.pending.clear();
   }
 
+  /** Nothing is sent once the peer is closed. */
   private post(m: Message): void {
-    if (this.outbox.push(m) === 1) queueMicrotask(() => this.flush());
+    if (!this.closed && this.outbox.push(m) === 1) queueMicrotask(() => this.flush());
   }
 
   private flush(): void {
@@ -92,9 +93,7 @@ export class IpcPeer {
       else p?.resolve(m.value);
     } else if (m.pgfleet === 'call') {
       const fn = this.handlers.get(m.op);
-      const answer = (a: Omit<Answer, 'pgfleet' | 'id'>) => {
-        if (!this.closed) this.post({ pgfleet: 'answer', id: m.id, ...a });
-      };
+      const answer = (a: Omit<Answer, 'pgfleet' | 'id'>) => this.post({ pgfleet: 'answer', id: m.id, ...a });
       if (!fn) return void answer({ error: { message: `no such call: ${m.op}` } });
       // Run now, not on a later microtask: a note sent after this call must find it applied.
       let result: unknown;
