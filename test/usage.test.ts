@@ -6,8 +6,10 @@ import { loadConfig } from '../src/config.ts';
 import { routeByDatabase } from '../src/catalog/routes.ts';
 import type { PgfleetError } from '../src/errors.ts';
 import { directorySize } from '../src/providers/local/directory-size.ts';
+import { INVALIDATE } from '../src/coord/coordinator.ts';
+import type { PreparedStatement } from '../src/catalog/prepared.ts';
 import { sessionsKey } from '../src/metering/usage-tracker.ts';
-import { testConfig } from './helpers.ts';
+import { testConfig, until } from './helpers.ts';
 
 const settle = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -118,6 +120,42 @@ t.test('quotas: each blocks new connections with its SQLSTATE, a raise lifts it 
   );
   await gateway.core.databases.update('p1', db.id, { quotas: { data_transfer_bytes: 500000 } });
   t.equal(await gateway.core.usage.check(await route()), undefined, 'last month is not this month');
+});
+
+t.test('month totals read before another gateway flushed are not kept once its message arrives', async (t) => {
+  const gateway = await startGateway(testConfig({ PGFLEET_USAGE_FLUSH_SECONDS: '3600' }));
+  t.teardown(() => gateway.stop());
+  const db = await newDatabase(gateway, { data_transfer_bytes: 1000 });
+  const route = (await routeByDatabase(gateway.core.catalog, db.id))!;
+  const { catalog, coord, usage } = gateway.core;
+
+  // The month's totals are read here, but their answer is held until another gateway has flushed and said so.
+  const query = catalog.query.bind(catalog);
+  let release = () => {};
+  const held = new Promise<void>((resolve) => { release = resolve; });
+  let monthReads = 0;
+  catalog.query = (async (statement: string | PreparedStatement, values?: unknown[]) => {
+    const result = await query(statement, values);
+    if (typeof statement === 'string' && statement.includes('FROM usage WHERE database_id')) {
+      monthReads++;
+      await held;
+    }
+    return result;
+  }) as typeof catalog.query;
+  t.teardown(() => { catalog.query = query; });
+
+  const first = usage.check(route);
+  await until('the month totals to be read', () => monthReads > 0);
+  await query(
+    `INSERT INTO usage (partner_id, database_id, branch_id, metric, bucket, value) VALUES ('p1', $1, $2, 'data_transfer_bytes', date_trunc('hour', now()), 5000)`,
+    [db.id, db.branchId],
+  );
+  await coord.publish(INVALIDATE, { type: 'usage', from: 'another-gateway', databases: [db.id] });
+  release();
+  t.equal(await first, undefined, 'the check that began before the flush answers from what it read');
+  const second = await usage.check(route);
+  t.equal(second?.sqlstate, '53400', 'the next check reads the flushed usage instead of keeping the stale totals');
+  t.equal(monthReads, 2, 'it read the month again');
 });
 
 t.test('a running compute over its compute time quota is suspended, its sessions told why', async (t) => {

@@ -52,9 +52,12 @@ export class UsageTracker {
   private readonly lastWal = new Map<string, number>();
   /** Month-to-date totals read from the catalog and kept current by each flush. */
   private readonly months = new Map<string, MonthTotals>();
+  /** Loads under way; one that an invalidation overtakes is dropped from here and its result not kept. */
   private readonly loading = new Map<string, Promise<MonthTotals>>();
   /** Quotas of running databases, as last read from the catalog. */
   private readonly quotas = new Map<string, Quotas>();
+  /** Counts quota changes heard, so that a read they overtake is made again rather than kept. */
+  private quotaChanges = 0;
   private readonly timers: NodeJS.Timeout[] = [];
   /** Flushes and month-total loads run one at a time, so a flushed value is never counted twice. */
   private queue: Promise<unknown> = Promise.resolve();
@@ -78,10 +81,13 @@ export class UsageTracker {
   ) {
     // Other gateways' flushes make the month totals known here stale; their quota changes hold here too.
     coord.subscribe(INVALIDATE, (m) => {
-      if (m.type === 'usage' && m.from !== coord.gatewayId) for (const id of m.databases as string[]) this.months.delete(id);
+      if (m.type === 'usage' && m.from !== coord.gatewayId) for (const id of m.databases as string[]) this.forgetMonth(id);
       if (m.type === 'quotas') this.quotasChanged(m.databaseId as string, m.quotas as Quotas);
     });
-    coord.onReconnect(() => this.months.clear());
+    // Messages may have been missed while the subscription was down.
+    coord.onReconnect(() => {
+      for (const id of [...this.months.keys(), ...this.loading.keys()]) this.forgetMonth(id);
+    });
     computes.on('state', (branchId: string, state: string) => this.onState(branchId, state));
     computes.on('connections', (branchId: string, n: number) => this.onConnections(branchId, n));
     computes.addStopHook((target) => this.sample(target));
@@ -226,26 +232,42 @@ export class UsageTracker {
 
   /** A PATCH changed a database's quotas (these are the effective ones): they hold from now on. */
   quotasChanged(databaseId: string, quotas: Quotas): void {
+    this.quotaChanges++;
     if (this.quotas.has(databaseId)) this.quotas.set(databaseId, quotas);
   }
 
-  private async readQuotas(databaseId: string): Promise<Quotas | undefined> {
-    const { rows } = await this.catalog.query(
-      'SELECT p.default_quotas || d.quotas AS quotas FROM databases d JOIN partners p ON p.id = d.partner_id WHERE d.id = $1',
-      [databaseId],
-    );
-    const quotas = rows[0]?.quotas as Quotas | undefined;
-    if (quotas) this.quotas.set(databaseId, quotas);
-    return quotas;
+  private async readQuotas(databaseId: string): Promise<void> {
+    for (;;) {
+      const changesBefore = this.quotaChanges;
+      const { rows } = await this.catalog.query(
+        'SELECT p.default_quotas || d.quotas AS quotas FROM databases d JOIN partners p ON p.id = d.partner_id WHERE d.id = $1',
+        [databaseId],
+      );
+      // A change heard meanwhile may be newer than what was read: the catalog holds it by now.
+      if (changesBefore !== this.quotaChanges) continue;
+      const quotas = rows[0]?.quotas as Quotas | undefined;
+      if (quotas) this.quotas.set(databaseId, quotas);
+      return;
+    }
   }
 
-  private async monthTotals(databaseId: string): Promise<MonthTotals> {
+  /**
+   * Drops a database's month totals. A load already under way may have read the catalog before
+   * the change this follows: it still answers its callers, but is not kept (the route cache's epoch rule).
+   */
+  private forgetMonth(databaseId: string): void {
+    this.months.delete(databaseId);
+    this.loading.delete(databaseId);
+  }
+
+  private monthTotals(databaseId: string): Promise<MonthTotals> {
     const month = monthOf(Date.now());
     const known = this.months.get(databaseId);
-    if (known?.month === month) return known;
-    let loading = this.loading.get(databaseId);
-    if (!loading) {
-      loading = this.serially(async () => {
+    if (known?.month === month) return Promise.resolve(known);
+    const pending = this.loading.get(databaseId);
+    if (pending) return pending;
+    const load: Promise<MonthTotals> = this.serially(async () => {
+      try {
         const { rows } = await this.catalog.query<{ metric: UsageMetric; total: number }>(
           `SELECT metric, sum(value)::bigint AS total FROM usage WHERE database_id = $1 AND bucket >= $2 GROUP BY metric`,
           [databaseId, new Date(month)],
@@ -261,12 +283,14 @@ export class UsageTracker {
           month, sums: Object.fromEntries(rows.map((r) => [r.metric, r.total])),
           storage: new Map(storage.rows.map((r) => [r.branch_id, Number(r.value)])),
         };
-        this.months.set(databaseId, totals);
+        if (this.loading.get(databaseId) === load) this.months.set(databaseId, totals);
         return totals;
-      }).finally(() => this.loading.delete(databaseId));
-      this.loading.set(databaseId, loading);
-    }
-    return loading;
+      } finally {
+        if (this.loading.get(databaseId) === load) this.loading.delete(databaseId);
+      }
+    });
+    this.loading.set(databaseId, load);
+    return load;
   }
 
   /** Flushed month-to-date totals plus what is still pending. */
