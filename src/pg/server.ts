@@ -1,4 +1,4 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import type { PgInstall } from './install.ts';
 import { type OsUser, makeOwnedDir, spawnIdentity } from './os-user.ts';
-import { forgetPostmaster, watchPostmaster } from './reaper.ts';
+import { type LaunchedProcess, launchPostmaster } from './launcher.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -127,7 +127,7 @@ function logTail(file: string): string {
  * inotify, not polled). Emits 'exit' (code, signal) when the process ends for any reason.
  */
 export class PostgresServer extends EventEmitter {
-  private child: ChildProcess | undefined;
+  private child: LaunchedProcess | undefined;
   private exited: Promise<void> = Promise.resolve();
   private stopping = false;
   private peerRoles: readonly string[];
@@ -151,40 +151,43 @@ export class PostgresServer extends EventEmitter {
     await clearPreviousRun(pgdata, socketDir);
     const args = ['-D', pgdata, '-k', socketDir, '-p', String(SOCKET_PORT), '-c', 'listen_addresses='];
     for (const [k, v] of Object.entries({ ...settings, ...this.peerOnlyFiles() })) args.push('-c', `${k}=${v}`);
-    const logFd = fs.openSync(logFile, 'a', 0o600);
-    if (user.switchUser) fs.fchownSync(logFd, user.uid, user.gid);
-
     // Watch before spawning so that no pid-file write can be missed.
     let watcher: fs.FSWatcher | undefined;
     const ready = new Promise<void>((resolve, reject) => {
+      // Ready once the pid file says so and the launcher has told its pid (either may come first).
+      let spawned = false;
       const check = () => {
-        if (readPidFile(pgdata)?.status === 'ready') resolve();
+        if (spawned && readPidFile(pgdata)?.status === 'ready') resolve();
       };
       watcher = fs.watch(pgdata, (_event, name) => {
         if (name === 'postmaster.pid') check();
       });
       watcher.on('error', reject);
-      const child = spawn(path.join(install.binDir, 'postgres'), args, {
-        ...spawnIdentity(user),
-        stdio: ['ignore', logFd, logFd],
-        detached: true, // its own process group: a Ctrl-C at our terminal is ours to relay, not its
+      const child = launchPostmaster({
+        file: path.join(install.binDir, 'postgres'), args, ...spawnIdentity(user), logFile,
         env: { LC_ALL: 'C', PATH: process.env.PATH, TZ: 'UTC' },
       });
       this.child = child;
-      if (child.pid !== undefined) watchPostmaster(child.pid, pgdata);
+      child.once('spawn', () => {
+        spawned = true;
+        check();
+      });
       this.exited = new Promise((done) => {
-        child.once('exit', (code, signal) => {
-          if (child.pid !== undefined) forgetPostmaster(child.pid);
+        const ended = (code: number | null, signal: NodeJS.Signals | null) => {
           this.child = undefined;
           const expected = this.stopping;
           this.stopping = false;
           reject(new Error(`postgres exited during start (code ${code}, signal ${signal}): ${logTail(logFile)}`));
           done();
           if (!expected) this.emit('exit', code, signal);
+        };
+        child.once('exit', ended);
+        child.once('error', (err: Error) => {
+          reject(err);
+          if (this.child === child) this.child = undefined;
+          done();
         });
       });
-      child.once('error', reject);
-      check();
     });
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
@@ -198,7 +201,6 @@ export class PostgresServer extends EventEmitter {
     } finally {
       clearTimeout(timer);
       watcher?.close();
-      fs.closeSync(logFd);
     }
   }
 

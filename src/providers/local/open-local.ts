@@ -3,6 +3,7 @@ import type { Config } from '../../config.ts';
 import type { ComputeCgroups } from '../../limits/cgroups.ts';
 import type { Logger } from '../../log.ts';
 import type { PgInstalls } from '../../pg/install.ts';
+import { startLauncher } from '../../pg/launcher.ts';
 import type { OsUser } from '../../pg/os-user.ts';
 import { ensureSecretKey } from '../../secret-box.ts';
 import { openStore } from '../../storage/open-store.ts';
@@ -29,6 +30,8 @@ export interface LocalParts {
 /** The local provider over its store: the store the configuration names, sealed with the gateway's secret key. */
 export async function openLocalProvider(config: Config, parts: LocalParts, events: ProviderEvents): Promise<LocalProvider> {
   const { catalog, user, installs, runDir, cgroups, node, log } = parts;
+  // Started now, so that the first wake does not wait for it (an embedded catalog's start began it already).
+  startLauncher();
   const store = new SealedStore(await openStore(config.storage, log), ensureSecretKey(config.dataDir, config.secretKey));
   const histories = new Histories(catalog);
   const templates = new Templates({
