@@ -87,6 +87,11 @@ export class FakeNeon {
   private readonly work = new Set<Promise<void>>();
   private readonly handlers: Record<string, Handler>;
   private nextHost = 2;
+  /**
+   * Endpoint hosts are 127.<this>.x.y: the computes of every fake share one port number, free on
+   * 127.0.0.1 when chosen, so fakes of test files run side by side must not share addresses too.
+   */
+  private readonly loopbackNet = 1 + crypto.randomInt(254);
   private server: http.Server | undefined;
 
   private constructor(
@@ -425,7 +430,7 @@ export class FakeNeon {
   private async addEndpoint(p: FakeProject, b: FakeBranch, settings: { suspend?: number; cu?: [number | undefined, number | undefined] } = {}): Promise<FakeEndpoint> {
     const n = this.nextHost++;
     const e: FakeEndpoint = {
-      id: `ep-${crypto.randomBytes(5).toString('hex')}`, projectId: p.id, branchId: b.id, host: `127.0.${Math.floor(n / 250)}.${(n % 250) + 2}`,
+      id: `ep-${crypto.randomBytes(5).toString('hex')}`, projectId: p.id, branchId: b.id, host: `127.${this.loopbackNet}.${Math.floor(n / 250)}.${(n % 250) + 2}`,
       createdAt: new Date(), suspendTimeoutSeconds: settings.suspend ?? p.defaultSuspendTimeoutSeconds,
       computeUnits: [settings.cu?.[0] ?? p.defaultComputeUnits[0], settings.cu?.[1] ?? p.defaultComputeUnits[1]],
       state: 'init', pending: undefined, startedAt: undefined, suspendedAt: undefined, active: [],
