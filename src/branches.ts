@@ -379,7 +379,9 @@ export class Branches {
             await this.computes.guard(this.targetFor(route), (running) => (running ? branching.backupIfDue(ref, retention) : Promise.resolve()));
           }
         } catch (err) {
-          this.log.warn({ branch: route.branchId, err: String(err) }, 'history upkeep failed');
+          // A compute suspended while its base backup was made breaks that backup; its stop makes one from the stopped files.
+          const stopped = this.computes.info(route.branchId).state !== 'running';
+          this.log[stopped ? 'debug' : 'warn']({ branch: route.branchId, err: String(err) }, stopped ? 'history upkeep cut short by a stop' : 'history upkeep failed');
         }
       }
     }
