@@ -108,7 +108,7 @@ export async function main(): Promise<void> {
   }
   // Any number of these signals, from a terminal, a supervisor or a kill of the whole process group,
   // lead to one fast shutdown of everything pgfleet started; the listeners stay so that a second
-  // signal does not kill the process halfway (the postmaster reaper covers a kill -9).
+  // signal does not kill the process halfway (the postmaster launcher covers a kill -9).
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) {

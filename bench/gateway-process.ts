@@ -39,7 +39,7 @@ export async function startGatewayProcess(dataDir: string, env: Record<string, s
   };
 }
 
-/** The proxy worker processes of a `pgfleet start` (its children running bin/pgfleet.js; not the postmaster reaper). */
+/** The proxy worker processes of a `pgfleet start` (its children running bin/pgfleet.js; not the postmaster launcher). */
 export function workerPids(primary: number): number[] {
   return execFileSync('ps', ['-o', 'pid=,args=', '--ppid', String(primary)], { encoding: 'utf8' })
     .split('\n').filter((l) => l.includes('pgfleet.js start')).map((l) => Number(l.trim().split(/\s+/)[0]));

@@ -99,7 +99,7 @@ t.test('kill -9 during a restore and during a branch creation', async (t) => {
   t.equal(res.before.parent, 'main');
   t.same(await rows(again.proxyPort), [1], 'a restore afterwards works');
   await again.stop();
-  // A postmaster of a killed gateway is the reaper's to stop (a fast shutdown, SIGQUIT after 30 s); on a busy host that may still be under way.
+  // A postmaster of a killed gateway is the launcher's to stop (a fast shutdown, SIGQUIT after 30 s); on a busy host that may still be under way.
   await until('no postgres to be left', () => postmastersUnder(dataDir).length === 0, 60_000, 200).catch(() => {});
   t.same(postmastersUnder(dataDir), [], 'no postgres left');
 });
