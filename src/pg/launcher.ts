@@ -7,6 +7,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
 
@@ -18,6 +19,8 @@ export type LauncherReply =
   | { id: number; pid: number }
   | { id: number; error: string }
   | { exit: number; code: number | null; signal: NodeJS.Signals | null };
+
+type SpawnSpec = Omit<Extract<LauncherRequest, { op: 'spawn' }>, 'op' | 'id'>;
 
 const LAUNCHER = path.join(path.dirname(new URL(import.meta.url).pathname), 'launcher-process.ts');
 const TS_LOADER = new URL('../../bin/load-ts.mjs', import.meta.url).href;
@@ -34,7 +37,11 @@ export class LaunchedProcess extends EventEmitter {
   /** A signal sent before the launcher answered with the pid (a start that timed out meanwhile). */
   private signalOnSpawn: NodeJS.Signals | undefined;
 
-  constructor(private readonly launcher: Launcher | undefined) {
+  constructor(
+    private readonly launcher: Launcher,
+    /** Its data directory, which is a postmaster's working directory: how a reused pid is told apart. */
+    private readonly pgdata: string,
+  ) {
     super();
   }
 
@@ -44,8 +51,22 @@ export class LaunchedProcess extends EventEmitter {
       return;
     }
     // Through the launcher while it holds the process: a pid it has not reaped cannot have been reused.
-    if (this.launcher?.alive) this.launcher.send({ op: 'signal', pid: this.pid, signal });
-    else signalIfAlive(this.pid, signal);
+    if (this.launcher.alive) this.launcher.send({ op: 'signal', pid: this.pid, signal });
+    else if (this.isOurs()) {
+      try {
+        process.kill(this.pid, signal);
+      } catch {
+        /* it ended meanwhile: the poll reports it */
+      }
+    }
+  }
+
+  private isOurs(): boolean {
+    try {
+      return this.pid !== undefined && fs.realpathSync(`/proc/${this.pid}/cwd`) === fs.realpathSync(this.pgdata);
+    } catch {
+      return false;
+    }
   }
 
   spawned(pid: number): void {
@@ -57,7 +78,7 @@ export class LaunchedProcess extends EventEmitter {
   /** The launcher is gone and this postmaster lives on under init: its end is found by looking. */
   orphaned(): void {
     this.orphanPoll = setInterval(() => {
-      if (this.pid !== undefined && !signalIfAlive(this.pid, 0)) this.exited(null, null);
+      if (!this.isOurs()) this.exited(null, null);
     }, ORPHAN_POLL_MS);
     this.orphanPoll.unref();
   }
@@ -65,15 +86,6 @@ export class LaunchedProcess extends EventEmitter {
   exited(code: number | null, signal: NodeJS.Signals | null): void {
     clearInterval(this.orphanPoll);
     this.emit('exit', code, signal);
-  }
-}
-
-function signalIfAlive(pid: number, signal: NodeJS.Signals | 0): boolean {
-  try {
-    process.kill(pid, signal);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
@@ -112,8 +124,8 @@ class Launcher {
     this.child.stdin!.write(`${JSON.stringify(request)}\n`);
   }
 
-  launch(spec: Omit<Extract<LauncherRequest, { op: 'spawn' }>, 'op' | 'id'>): LaunchedProcess {
-    const launched = new LaunchedProcess(this);
+  launch(spec: SpawnSpec, pgdata: string): LaunchedProcess {
+    const launched = new LaunchedProcess(this, pgdata);
     const id = this.nextId++;
     this.starting.set(id, launched);
     this.send({ op: 'spawn', id, ...spec });
@@ -161,9 +173,9 @@ export function startLauncher(): void {
   ensureLauncher();
 }
 
-/** Starts a postmaster (detached, stdout and stderr appended to logFile) through the launcher. */
-export function launchPostmaster(spec: Omit<Extract<LauncherRequest, { op: 'spawn' }>, 'op' | 'id'>): LaunchedProcess {
-  return ensureLauncher().launch(spec);
+/** Starts the postmaster of pgdata (detached, stdout and stderr appended to logFile) through the launcher. */
+export function launchPostmaster(spec: SpawnSpec, pgdata: string): LaunchedProcess {
+  return ensureLauncher().launch(spec, pgdata);
 }
 
 /** The launcher's pid, once started (tests). */

@@ -166,7 +166,7 @@ export class PostgresServer extends EventEmitter {
       const child = launchPostmaster({
         file: path.join(install.binDir, 'postgres'), args, ...spawnIdentity(user), logFile,
         env: { LC_ALL: 'C', PATH: process.env.PATH, TZ: 'UTC' },
-      });
+      }, pgdata);
       this.child = child;
       child.once('spawn', () => {
         spawned = true;
