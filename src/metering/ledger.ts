@@ -2,7 +2,7 @@ import type { Catalog } from '../catalog/catalog.ts';
 import { hourOf } from './hours.ts';
 import { USAGE_METRICS, type UsageMetric, type UsageOwner } from './metrics.ts';
 
-interface Pending {
+export interface Pending {
   owner: UsageOwner;
   metric: UsageMetric;
   bucket: number;

@@ -7,9 +7,10 @@ import type { ComputeTarget } from '../compute-target.ts';
 import { type Coordinator, INVALIDATE } from '../coord/coordinator.ts';
 import { QuotaError } from '../errors.ts';
 import { CONNECTION_QUOTAS, PERIOD_QUOTAS, type Quotas } from '../quotas.ts';
-import { monthOf, nextMonth, splitByHour } from './hours.ts';
+import { nextMonth, splitByHour } from './hours.ts';
 import { UsageLedger } from './ledger.ts';
 import type { UsageMetric, UsageOwner } from './metrics.ts';
+import { MonthTotalsCache } from './month-totals.ts';
 import { type UsageStanding, brokenQuota, connectionsOver } from './quota-check.ts';
 import type { QuotaEvents } from './quota-events.ts';
 
@@ -22,13 +23,6 @@ export interface MeteredSession extends UsageOwner {
 interface Span {
   owner: UsageOwner;
   since: number;
-}
-
-interface MonthTotals {
-  month: number;
-  sums: Partial<Record<UsageMetric, number>>;
-  /** The latest flushed storage of each branch (data, WAL archive and base backups). */
-  storage: Map<string, number>;
 }
 
 /** How often running computes are accrued and checked against their quotas. */
@@ -51,9 +45,7 @@ export class UsageTracker {
   private readonly sessions = new Map<MeteredSession, { toClient: number; fromClient: number }>();
   private readonly lastWal = new Map<string, number>();
   /** Month-to-date totals read from the catalog and kept current by each flush. */
-  private readonly months = new Map<string, MonthTotals>();
-  /** Loads under way; one that an invalidation overtakes is dropped from here and its result not kept. */
-  private readonly loading = new Map<string, Promise<MonthTotals>>();
+  private readonly months: MonthTotalsCache;
   /** Quotas of running databases, as last read from the catalog. */
   private readonly quotas = new Map<string, Quotas>();
   /** Counts quota changes heard, so that a read they overtake is made again rather than kept. */
@@ -79,15 +71,13 @@ export class UsageTracker {
       quotaEvents?: QuotaEvents;
     },
   ) {
+    this.months = new MonthTotalsCache(catalog, this.serially.bind(this));
     // Other gateways' flushes make the month totals known here stale; their quota changes hold here too.
     coord.subscribe(INVALIDATE, (m) => {
-      if (m.type === 'usage' && m.from !== coord.gatewayId) for (const id of m.databases as string[]) this.forgetMonth(id);
+      if (m.type === 'usage' && m.from !== coord.gatewayId) for (const id of m.databases as string[]) this.months.forget(id);
       if (m.type === 'quotas') this.quotasChanged(m.databaseId as string, m.quotas as Quotas);
     });
-    // Messages may have been missed while the subscription was down.
-    coord.onReconnect(() => {
-      for (const id of [...this.months.keys(), ...this.loading.keys()]) this.forgetMonth(id);
-    });
+    coord.onReconnect(() => this.months.forgetAll());
     computes.on('state', (branchId: string, state: string) => this.onState(branchId, state));
     computes.on('connections', (branchId: string, n: number) => this.onConnections(branchId, n));
     computes.addStopHook((target) => this.sample(target));
@@ -251,51 +241,9 @@ export class UsageTracker {
     }
   }
 
-  /**
-   * Drops a database's month totals. A load already under way may have read the catalog before
-   * the change this follows: it still answers its callers, but is not kept (the route cache's epoch rule).
-   */
-  private forgetMonth(databaseId: string): void {
-    this.months.delete(databaseId);
-    this.loading.delete(databaseId);
-  }
-
-  private monthTotals(databaseId: string): Promise<MonthTotals> {
-    const month = monthOf(Date.now());
-    const known = this.months.get(databaseId);
-    if (known?.month === month) return Promise.resolve(known);
-    const pending = this.loading.get(databaseId);
-    if (pending) return pending;
-    const load: Promise<MonthTotals> = this.serially(async () => {
-      try {
-        const { rows } = await this.catalog.query<{ metric: UsageMetric; total: number }>(
-          `SELECT metric, sum(value)::bigint AS total FROM usage WHERE database_id = $1 AND bucket >= $2 GROUP BY metric`,
-          [databaseId, new Date(month)],
-        );
-        // Storage is the sum over the database's branches (deleted ones no longer count).
-        const storage = await this.catalog.query<{ branch_id: string; value: number }>(
-          `SELECT DISTINCT ON (branch_id) branch_id, value FROM usage
-            WHERE database_id = $1 AND metric = 'storage_bytes' AND branch_id IN (SELECT id FROM branches WHERE database_id = $1)
-            ORDER BY branch_id, bucket DESC`,
-          [databaseId],
-        );
-        const totals = {
-          month, sums: Object.fromEntries(rows.map((r) => [r.metric, r.total])),
-          storage: new Map(storage.rows.map((r) => [r.branch_id, Number(r.value)])),
-        };
-        if (this.loading.get(databaseId) === load) this.months.set(databaseId, totals);
-        return totals;
-      } finally {
-        if (this.loading.get(databaseId) === load) this.loading.delete(databaseId);
-      }
-    });
-    this.loading.set(databaseId, load);
-    return load;
-  }
-
   /** Flushed month-to-date totals plus what is still pending. */
   private async standing(databaseId: string): Promise<UsageStanding> {
-    const month = await this.monthTotals(databaseId);
+    const month = await this.months.get(databaseId);
     const pending = this.ledger.pendingSums(databaseId, month.month);
     const monthToDate: Partial<Record<UsageMetric, number>> = { ...month.sums };
     for (const [metric, value] of Object.entries(pending) as [UsageMetric, number][]) monthToDate[metric] = (monthToDate[metric] ?? 0) + value;
@@ -398,13 +346,7 @@ export class UsageTracker {
         const databases = [...new Set(written.map((row) => row.owner.databaseId))];
         void this.coord.publish(INVALIDATE, { type: 'usage', from: this.coord.gatewayId, databases });
       }
-      for (const row of written) {
-        // Loads run in this same queue: a loaded total never includes this batch already.
-        const totals = this.months.get(row.owner.databaseId);
-        if (!totals || row.bucket < totals.month) continue;
-        if (row.metric === 'storage_bytes') totals.storage.set(row.owner.branchId, row.value);
-        else if (row.metric !== 'connections_peak') totals.sums[row.metric] = (totals.sums[row.metric] ?? 0) + row.value;
-      }
+      this.months.fold(written);
     });
   }
 
